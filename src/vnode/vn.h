@@ -1,0 +1,240 @@
+/*
+ * vn.h - vnodes and their behavior chains.
+ *
+ * A vnode is the in-memory object for one file, named by its inode number
+ * (the same number on every node).  Its head holds a reader-writer lock and
+ * the first behavior of a chain; a behavior is an ops table, private data and
+ * a pointer to the next behavior.  Every operation enters at the head with
+ * the head lock held for reading, and each behavior does its part and passes
+ * the call on with vn_next().  The chain is the only place where the shape of
+ * the cluster shows: on a single node it is `meta` alone; on a metadata
+ * server `server -> meta`; on a client `client`; with DMAPI a `dmapi`
+ * behavior heads it.
+ *
+ * Pushing, removing and replacing behaviors takes the head lock for writing,
+ * so a rewrite is atomic with respect to every operation.  A thread that is
+ * inside the chain and blocked for a long time must not hold a rewrite off:
+ * the layer it waits in returns the internal result -VN_EMIGRATING once a
+ * rewrite has been announced (vn_rewrite_begin).  vn_next() then drops the
+ * head lock, waits until the rewrite is over (vn_rewrite_end), takes the lock
+ * again and calls the next behavior of the *new* chain after the caller.  If
+ * the caller itself was removed from the chain, the operation restarts at
+ * the new head.  The application sees only a delay.
+ *
+ * Lock order: vnode head (read or write) -> behavior-private locks
+ *             (e.g. the meta behavior's I/O lock) -> store mutex.
+ * Two vnodes (rename, link) are entered one after the other, never nested in
+ * the head lock of each other: a namespace operation enters at the head of
+ * the directory vnode only.
+ */
+#ifndef CXFS_VN_H
+#define CXFS_VN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+/* Internal results; never returned to an application. */
+#define VN_EMIGRATING 4101   /* the chain is being rewritten: retry on the new chain */
+#define VN_EEARLY     4102   /* a wait was interrupted; the caller handles a partial result */
+
+struct vnode;
+struct vn_table;
+struct vn_bhv;
+
+/* Inode attributes as the store and every node see them. */
+struct vn_attr {
+	uint64_t ino;               /* inode number == FUSE node id */
+	uint64_t gen;               /* generation, so a reused number names a new file */
+	uint32_t mode;              /* type and permission bits */
+	uint32_t nlink;
+	uint32_t uid, gid;
+	uint64_t rdev;
+	uint64_t size;              /* bytes */
+	uint64_t blocks;            /* 512-byte units allocated */
+	struct timespec atime, mtime, ctime, btime;
+};
+
+/* Who asks. */
+struct vn_cred {
+	uint32_t uid, gid;
+	pid_t pid;
+	int ngroups;                /* supplementary groups, or -1 if not fetched */
+	const uint32_t *groups;
+};
+
+/* setattr mask bits */
+#define VN_SET_MODE      0x001
+#define VN_SET_UID       0x002
+#define VN_SET_GID       0x004
+#define VN_SET_SIZE      0x008
+#define VN_SET_ATIME     0x010
+#define VN_SET_MTIME     0x020
+#define VN_SET_ATIME_NOW 0x040
+#define VN_SET_MTIME_NOW 0x080
+#define VN_SET_CTIME     0x100
+
+/* A byte-range or whole-file lock (POSIX record locks and flock). */
+struct vn_flock {
+	short type;                 /* F_RDLCK, F_WRLCK, F_UNLCK */
+	uint64_t start, end;        /* inclusive byte range; end == UINT64_MAX: to EOF */
+	uint64_t owner;             /* lock owner (FUSE lock_owner) */
+	pid_t pid;
+	int is_flock;               /* flock(2) semantics rather than fcntl */
+};
+
+/* Directory entry callback of VN_OP_READDIR: returns non-zero when full. */
+typedef int (*vn_fill_fn)(void *ctx, const char *name, const struct vn_attr *attr, int64_t next_off);
+
+enum vn_opcode {
+	VN_OP_GETATTR,
+	VN_OP_SETATTR,
+	VN_OP_LOOKUP,      /* vn: the directory */
+	VN_OP_MKNOD,       /* vn: the directory; regular files, devices, fifos, sockets, dirs, symlinks */
+	VN_OP_LINK,        /* vn: the new parent directory */
+	VN_OP_UNLINK,      /* vn: the directory; rmdir too */
+	VN_OP_RENAME,      /* vn: the source directory */
+	VN_OP_READLINK,
+	VN_OP_OPEN,
+	VN_OP_RELEASE,
+	VN_OP_READ,
+	VN_OP_WRITE,
+	VN_OP_FSYNC,
+	VN_OP_READDIR,     /* vn: the directory */
+	VN_OP_STATFS,
+	VN_OP_SETXATTR,
+	VN_OP_GETXATTR,
+	VN_OP_LISTXATTR,
+	VN_OP_REMOVEXATTR,
+	VN_OP_FALLOCATE,
+	VN_OP_LSEEK,
+	VN_OP_GETLK,
+	VN_OP_SETLK,
+	VN_OP_INACTIVE,    /* the last reference is going: free the inode if it has no links */
+	VN_OP__COUNT
+};
+
+/*
+ * One call down the chain.  The operation's arguments and results live in the
+ * union member named after it; every operation returns 0 (or a byte count for
+ * read, write, getxattr and listxattr) or a negative errno.
+ */
+struct vn_call {
+	enum vn_opcode op;
+	const struct vn_cred *cred;
+	union {
+		struct { struct vn_attr *attr; } getattr;
+		struct { const struct vn_attr *in; int mask; struct vn_attr *attr; } setattr;
+		struct { const char *name; struct vn_attr *attr; } lookup;
+		struct { const char *name; uint32_t mode; uint64_t rdev; const char *target;
+			 struct vn_attr *attr; } mknod;
+		struct { uint64_t ino; const char *name; struct vn_attr *attr; } link;
+		struct { const char *name; int is_dir; } unlink;
+		struct { const char *name; uint64_t newdir; const char *newname;
+			 unsigned int flags; } rename;
+		struct { char *buf; size_t size; } readlink;   /* NUL-terminated, truncated to size */
+		struct { int flags; } open;
+		struct { uint64_t lock_owner; int flock_release; } release;
+		struct { void *buf; size_t size; uint64_t off; } read;
+		struct { const void *buf; size_t size; uint64_t off; } write;
+		struct { int datasync; } fsync;
+		struct { int64_t off; int plus; vn_fill_fn fill; void *ctx; } readdir;
+		struct { struct statvfs *st; } statfs;
+		struct { const char *name; const void *value; size_t size; int flags; } setxattr;
+		struct { const char *name; void *buf; size_t size; } getxattr;
+		struct { char *buf; size_t size; } listxattr;
+		struct { const char *name; } removexattr;
+		struct { int mode; uint64_t off, len; } fallocate;
+		struct { uint64_t off; int whence; uint64_t result; } lseek;
+		struct { struct vn_flock *lk; } getlk;
+		struct { const struct vn_flock *lk; int sleep; } setlk;
+	} u;
+};
+
+/*
+ * A behavior's operation.  It runs with the head lock held for reading; it
+ * may block (on I/O, tokens, RPC replies, DMAPI events).  A NULL entry in an
+ * ops table passes the call on to the next behavior unchanged.
+ */
+typedef int (*vn_bhv_fn)(struct vn_bhv *self, struct vnode *vn, struct vn_call *c);
+
+/* Chain positions: higher sits nearer the head. */
+enum vn_position {
+	VN_POS_META = 10,      /* the metadata store: bottom of a server's chain */
+	VN_POS_SERVER = 20,    /* server side of a shared vnode (dsvn) */
+	VN_POS_CLIENT = 30,    /* client side: forwards to the server (dcvn) */
+	VN_POS_DMAPI = 40,     /* DMAPI events: heads the chain */
+	VN_POS_TEST_TOP = 50,  /* free for tests */
+};
+
+struct vn_ops {
+	const char *name;
+	enum vn_position position;
+	vn_bhv_fn op[VN_OP__COUNT];
+	/* Called when the vnode is freed with this behavior still on the chain. */
+	void (*destroy)(struct vn_bhv *self, struct vnode *vn);
+};
+
+struct vn_bhv {
+	const struct vn_ops *ops;   /* set by the owner; constant while on a chain */
+	void *priv;                 /* the behavior's private data */
+	struct vn_bhv *next;        /* protected by the head lock */
+};
+
+/* Enter an operation at the head of @vn's chain. */
+int vn_call(struct vnode *vn, struct vn_call *c);
+
+/*
+ * Pass @c on from behavior @self to the next one.  Handles -VN_EMIGRATING
+ * from below as described at the top of this file.  Returns -ENOSYS if
+ * no behavior below implements the operation.  Must be called from inside an
+ * operation (head lock held for reading).
+ */
+int vn_next(struct vn_bhv *self, struct vnode *vn, struct vn_call *c);
+
+/* Chain edits; each takes the head lock for writing.  -EEXIST / -ENOENT. */
+int vn_bhv_insert(struct vnode *vn, struct vn_bhv *b);   /* by ops->position */
+int vn_bhv_remove(struct vnode *vn, struct vn_bhv *b);
+int vn_bhv_replace(struct vnode *vn, struct vn_bhv *old, struct vn_bhv *b);
+/* The behavior at @pos, or NULL; takes the head lock for reading. */
+struct vn_bhv *vn_bhv_find(struct vnode *vn, enum vn_position pos);
+
+/*
+ * Announce and finish a rewrite.  Between the two, threads that receive
+ * -VN_EMIGRATING wait (without the head lock) instead of retrying at once.
+ * vn_rewrite_begin() does not take the head lock; the edits in between do.
+ */
+void vn_rewrite_begin(struct vnode *vn);
+void vn_rewrite_end(struct vnode *vn);
+int vn_rewrite_pending(struct vnode *vn);
+
+/* The vnode table: one per mounted filesystem. */
+
+/* Builds the initial chain of a new vnode (e.g. pushes the meta behavior). */
+typedef int (*vn_shape_fn)(void *arg, struct vnode *vn);
+
+int vn_table_create(vn_shape_fn shape, void *arg, struct vn_table **out);
+/* Every vnode must have been put; frees the table. */
+void vn_table_destroy(struct vn_table *t);
+
+/* Take a reference on the vnode of @ino, creating it (and its chain) if needed. */
+int vn_get(struct vn_table *t, uint64_t ino, struct vnode **out);
+/* Take another reference on a vnode already held. */
+void vn_hold(struct vnode *vn);
+/*
+ * Drop @n references.  When the last goes, VN_OP_INACTIVE runs down the chain,
+ * every behavior's destroy() is called and the vnode is freed.
+ */
+void vn_put(struct vnode *vn, uint64_t n);
+uint64_t vn_ino(const struct vnode *vn);
+/* Number of vnodes in the table. */
+size_t vn_table_count(struct vn_table *t);
+/*
+ * Call @fn on every vnode, each held for the duration of its call
+ * (relocation walks the table with it).
+ */
+void vn_table_walk(struct vn_table *t, void (*fn)(struct vnode *vn, void *arg), void *arg);
+
+#endif
