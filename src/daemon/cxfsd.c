@@ -1,1 +1,242 @@
-/* placeholder: being written */
+/*
+ * cxfsd.c - the cxfs daemon: parses the command line, opens the volume (a
+ * file, created and formatted if it does not exist yet, or an iSCSI LUN),
+ * opens the metadata store, builds the vnode table and serves the mount
+ * through FUSE until SIGTERM/SIGINT or an unmount, then tears everything
+ * down in reverse order so the store is committed and closed cleanly.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block/blk.h"
+#include "daemon/cxfsd.h"
+#include "meta/meta_store.h"
+#include "vnode/vn.h"
+#include "vnode/vn_meta.h"
+
+#define CXFSD_DEFAULT_SIZE (2ull << 30)
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: cxfsd --volume VOLUME [options] MOUNTPOINT\n"
+		"\n"
+		"Mount the cxfs filesystem on VOLUME at MOUNTPOINT.  This node is its own\n"
+		"metadata server (the single-machine mode).  VOLUME is a file path or\n"
+		"iscsi://HOST[:PORT]/TARGET-IQN/LUN.  A file volume that does not exist yet is\n"
+		"created and formatted.  cxfsd stays in the foreground (logging to stderr)\n"
+		"until SIGTERM, SIGINT or an unmount (umount / fusermount3 -u MOUNTPOINT).\n"
+		"\n"
+		"Options:\n"
+		"  -v, --volume VOLUME    the volume to mount (required)\n"
+		"  -s, --size BYTES       size of a file volume to create (default 2G;\n"
+		"                         suffixes K, M, G, T)\n"
+		"  -n, --name NAME        filesystem name for a volume created here\n"
+		"  -d, --daemon           detach once the filesystem is mounted\n"
+		"      --commit-ms MS     longest time a metadata transaction stays open (1000)\n"
+		"      --no-writeback     do not use the kernel's writeback cache\n"
+		"      --threads N        most FUSE worker threads (default 32)\n"
+		"      --initiator IQN    iSCSI initiator name of this node\n"
+		"  -f, --debug            print every FUSE request\n"
+		"  -h, --help             this text\n");
+}
+
+/* Parse "123", "4K", "2G"...; 0 on error. */
+static uint64_t parse_size(const char *s)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	case 't': case 'T': v <<= 40; end++; break;
+	default: break;
+	}
+	return *end ? 0 : v;
+}
+
+struct cxfsd_opts {
+	const char *volume, *mountpoint, *name, *initiator;
+	uint64_t size;
+	unsigned commit_ms, threads;
+	int daemon, debug, writeback;
+};
+
+/* Open the volume, creating and formatting a missing file volume. */
+static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
+{
+	struct blk_open_opts bo = { .initiator = o->initiator };
+	struct stat sb;
+	char err[256];
+	int created = 0, rc;
+
+	if (strncmp(o->volume, "iscsi://", 8) != 0 && stat(o->volume, &sb) != 0) {
+		bo.create_size = o->size;
+		created = 1;
+	}
+	rc = blk_open(o->volume, &bo, dev);
+	if (rc) {
+		fprintf(stderr, "cxfsd: cannot open volume %s: %s\n", o->volume, strerror(-rc));
+		return rc;
+	}
+	if (!created)
+		return 0;
+	fprintf(stderr, "cxfsd: %s did not exist: created a %llu-byte volume and formatting it\n",
+		o->volume, (unsigned long long)o->size);
+	rc = meta_store_format(*dev, o->name, 0, getuid(), getgid(), err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "cxfsd: cannot format %s: %s\n", o->volume, err);
+		blk_close(*dev);
+		unlink(o->volume);
+	}
+	return rc;
+}
+
+static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
+{
+	enum { OPT_COMMIT = 256, OPT_NOWB, OPT_THREADS, OPT_INITIATOR };
+	static const struct option longopts[] = {
+		{ "volume", required_argument, NULL, 'v' },
+		{ "size", required_argument, NULL, 's' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "daemon", no_argument, NULL, 'd' },
+		{ "debug", no_argument, NULL, 'f' },
+		{ "commit-ms", required_argument, NULL, OPT_COMMIT },
+		{ "no-writeback", no_argument, NULL, OPT_NOWB },
+		{ "threads", required_argument, NULL, OPT_THREADS },
+		{ "initiator", required_argument, NULL, OPT_INITIATOR },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "v:s:n:dfh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'v': o->volume = optarg; break;
+		case 's':
+			o->size = parse_size(optarg);
+			if (!o->size) {
+				fprintf(stderr, "cxfsd: --size %s: not a size\n", optarg);
+				return 2;
+			}
+			break;
+		case 'n': o->name = optarg; break;
+		case 'd': o->daemon = 1; break;
+		case 'f': o->debug = 1; break;
+		case OPT_COMMIT: o->commit_ms = (unsigned)atoi(optarg); break;
+		case OPT_NOWB: o->writeback = 0; break;
+		case OPT_THREADS: o->threads = (unsigned)atoi(optarg); break;
+		case OPT_INITIATOR: o->initiator = optarg; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc - 1 || !o->volume) {
+		fprintf(stderr, "cxfsd: %s\n", !o->volume ? "--volume VOLUME is required"
+							  : "exactly one MOUNTPOINT is required");
+		usage(stderr);
+		return 2;
+	}
+	o->mountpoint = argv[optind];
+	return 0;
+}
+
+/* Serve the mount until it ends; 0 on a clean end. */
+static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
+{
+	char fsname[512], opts[700];
+	char *fargv[] = { "cxfsd", "-o", opts, o->debug ? "-d" : NULL, NULL };
+	struct fuse_args args = FUSE_ARGS_INIT(o->debug ? 4 : 3, fargv);
+	struct fuse_loop_config *lc = NULL;
+	struct fuse_session *se;
+	int rc = 1;
+
+	snprintf(fsname, sizeof(fsname), "cxfs:%s", o->volume);
+	for (char *p = fsname; *p; p++)
+		if (*p == ',')
+			*p = '_';
+	snprintf(opts, sizeof(opts), "fsname=%s,subtype=cxfs,allow_other,default_permissions",
+		 fsname);
+	se = fuse_session_new(&args, &cxfsd_fuse_ops, sizeof(cxfsd_fuse_ops), d);
+	if (!se) {
+		fprintf(stderr, "cxfsd: cannot set up the FUSE session\n");
+		return 1;
+	}
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_destroy;
+	if (fuse_session_mount(se, o->mountpoint) != 0) {
+		fprintf(stderr, "cxfsd: cannot mount on %s (does it exist, and is /dev/fuse there?)\n",
+			o->mountpoint);
+		goto out_signals;
+	}
+	fprintf(stderr, "cxfsd: %s mounted on %s\n", o->volume, o->mountpoint);
+	if (o->daemon && fuse_daemonize(0) != 0)
+		goto out_unmount;
+	lc = fuse_loop_cfg_create();
+	if (!lc)
+		goto out_unmount;
+	fuse_loop_cfg_set_max_threads(lc, o->threads);
+	fuse_loop_cfg_set_idle_threads(lc, 8);
+	rc = fuse_session_loop_mt(se, lc) == 0 ? 0 : 1;
+	fuse_loop_cfg_destroy(lc);
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_destroy:
+	fuse_session_destroy(se);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cxfsd_opts o = { .size = CXFSD_DEFAULT_SIZE, .writeback = 1, .threads = 32 };
+	struct meta_store_opts so = { 0 };
+	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600 };
+	struct vnode *root = NULL;
+	char err[256];
+	int rc;
+
+	rc = parse_args(argc, argv, &o);
+	if (rc)
+		return rc;
+	d.writeback = o.writeback;
+	so.commit_ms = o.commit_ms;
+	if (open_volume(&o, &d.dev))
+		return 1;
+	rc = meta_store_open(d.dev, &so, &d.st, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "cxfsd: cannot mount %s: %s\n", o.volume, err);
+		if (rc == -META_ENOTFORMATTED)
+			fprintf(stderr, "cxfsd: format it first: mkfs.cxfs %s\n", o.volume);
+		goto out_close_dev;
+	}
+	rc = vn_meta_fs_create(d.st, &d.mfs);
+	if (!rc)
+		rc = vn_table_create(vn_meta_shape, d.mfs, &d.vt);
+	if (!rc) {
+		vn_meta_fs_set_table(d.mfs, d.vt);
+		rc = vn_get(d.vt, META_ROOT_INO, &root);
+	}
+	if (rc) {
+		fprintf(stderr, "cxfsd: cannot set up the filesystem: %s\n", strerror(-rc));
+		goto out_close;
+	}
+	rc = serve(&d, &o);
+	vn_put(root, 1);
+	vn_table_purge(d.vt);
+out_close:
+	vn_table_destroy(d.vt);
+	vn_meta_fs_destroy(d.mfs);
+	meta_store_close(d.st);
+out_close_dev:
+	blk_close(d.dev);
+	return rc ? 1 : 0;
+}

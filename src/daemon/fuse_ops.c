@@ -1,1 +1,799 @@
-/* placeholder: being written */
+/*
+ * fuse_ops.c - the FUSE low-level glue: each handler turns one kernel
+ * request into one vnode operation (vn_call) and makes exactly one
+ * fuse_reply_* call.  Handlers run on libfuse's worker threads and may block.
+ *
+ * Node ids are inode numbers (the same on every node of a cluster).  Every
+ * entry the kernel is given (lookup, create, mknod, mkdir, symlink, link,
+ * readdirplus) holds one reference on its vnode; FORGET drops them.
+ *
+ * Permission checks are the kernel's (default_permissions, as on ext4: the
+ * mode bits, supplementary groups, sticky directories); the daemon adds the
+ * rules only a filesystem can apply (set-group-ID inheritance, which xattr
+ * namespaces exist).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/cxfsd.h"
+#include "vnode/vn.h"
+
+#define CXFSD_MAX_GROUPS 256
+
+static struct cxfsd *D(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* The caller's identity; @groups (CXFSD_MAX_GROUPS) is filled if @want_groups. */
+static void req_cred(fuse_req_t req, struct vn_cred *cred, uint32_t *groups, int want_groups)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	cred->uid = ctx->uid;
+	cred->gid = ctx->gid;
+	cred->pid = ctx->pid;
+	cred->ngroups = 0;
+	cred->groups = groups;
+	if (want_groups) {
+		gid_t list[CXFSD_MAX_GROUPS];
+		int n = fuse_req_getgroups(req, CXFSD_MAX_GROUPS, list);
+
+		if (n > CXFSD_MAX_GROUPS)
+			n = CXFSD_MAX_GROUPS;
+		for (int i = 0; i < n; i++)
+			groups[i] = list[i];
+		cred->ngroups = n > 0 ? n : 0;
+	}
+}
+
+/* Run @c on the vnode of @ino. */
+static int call_ino(fuse_req_t req, fuse_ino_t ino, struct vn_call *c)
+{
+	struct vn_cred cred;
+	uint32_t groups[CXFSD_MAX_GROUPS];
+	struct vnode *vn;
+	int rc;
+
+	if (!c->cred) {
+		req_cred(req, &cred, groups, c->op == VN_OP_MKNOD);
+		c->cred = &cred;
+	}
+	rc = vn_get(D(req)->vt, ino, &vn);
+	if (rc)
+		return rc;
+	rc = vn_call(vn, c);
+	vn_put(vn, 1);
+	c->cred = NULL;
+	return rc;
+}
+
+static void attr_to_stat(const struct vn_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_rdev = a->rdev;
+	st->st_size = (off_t)a->size;
+	st->st_blocks = (blkcnt_t)a->blocks;
+	if (S_ISDIR(a->mode)) {
+		/* Directories live in the store; report one block, as a small ext4 directory. */
+		st->st_size = 4096;
+		st->st_blocks = 8;
+	}
+	st->st_blksize = 4096;
+	st->st_atim = a->atime;
+	st->st_mtim = a->mtime;
+	st->st_ctim = a->ctime;
+}
+
+/* Fill @e for @a and take the reference the kernel's entry will hold. */
+static int make_entry(fuse_req_t req, const struct vn_attr *a, struct fuse_entry_param *e)
+{
+	struct vnode *vn;
+	int rc = vn_get(D(req)->vt, a->ino, &vn);
+
+	if (rc)
+		return rc;
+	memset(e, 0, sizeof(*e));
+	e->ino = a->ino;
+	e->generation = a->gen;
+	e->attr_timeout = D(req)->attr_timeout;
+	e->entry_timeout = D(req)->entry_timeout;
+	attr_to_stat(a, &e->attr);
+	return 0;
+}
+
+/* Reply with an entry; if the kernel did not take it, drop its reference. */
+static void reply_entry(fuse_req_t req, int rc, const struct vn_attr *a)
+{
+	struct fuse_entry_param e;
+
+	if (!rc)
+		rc = make_entry(req, a, &e);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (fuse_reply_entry(req, &e) == -ENOENT) {
+		struct vnode *vn;
+
+		if (!vn_get(D(req)->vt, a->ino, &vn))
+			vn_put(vn, 2);
+	}
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+/* Valid replies: fuse_reply_entry, fuse_reply_err. */
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vn_attr a;
+	struct vn_call c = { .op = VN_OP_LOOKUP, .u.lookup = { name, &a } };
+	int rc = call_ino(req, parent, &c);
+
+	if (rc == -ENOENT) {
+		/* A negative entry: the kernel remembers the name is absent. */
+		struct fuse_entry_param e = { .ino = 0, .entry_timeout = D(req)->entry_timeout };
+
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	reply_entry(req, rc, &a);
+}
+
+/* Valid replies: fuse_reply_none. */
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct vnode *vn;
+
+	if (!vn_get(D(req)->vt, ino, &vn))
+		vn_put(vn, nlookup + 1);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct vnode *vn;
+
+	for (size_t i = 0; i < count; i++)
+		if (!vn_get(D(req)->vt, forgets[i].ino, &vn))
+			vn_put(vn, forgets[i].nlookup + 1);
+	fuse_reply_none(req);
+}
+
+static void reply_attr(fuse_req_t req, int rc, const struct vn_attr *a)
+{
+	struct stat st;
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	attr_to_stat(a, &st);
+	fuse_reply_attr(req, &st, D(req)->attr_timeout);
+}
+
+/* Valid replies: fuse_reply_attr, fuse_reply_err. */
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vn_attr a;
+	struct vn_call c = { .op = VN_OP_GETATTR, .u.getattr = { &a } };
+
+	reply_attr(req, call_ino(req, ino, &c), &a);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct vn_attr in = { 0 }, out;
+	struct vn_call c = { .op = VN_OP_SETATTR };
+	int mask = 0;
+
+	if (to_set & FUSE_SET_ATTR_MODE)
+		mask |= VN_SET_MODE, in.mode = attr->st_mode;
+	if (to_set & FUSE_SET_ATTR_UID)
+		mask |= VN_SET_UID, in.uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		mask |= VN_SET_GID, in.gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (attr->st_size < 0) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		mask |= VN_SET_SIZE, in.size = (uint64_t)attr->st_size;
+	}
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		mask |= VN_SET_ATIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_ATIME)
+		mask |= VN_SET_ATIME, in.atime = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		mask |= VN_SET_MTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		mask |= VN_SET_MTIME, in.mtime = attr->st_mtim;
+	if (to_set & FUSE_SET_ATTR_CTIME)
+		mask |= VN_SET_CTIME, in.ctime = attr->st_ctim;
+	c.u.setattr.in = &in;
+	c.u.setattr.mask = mask;
+	c.u.setattr.attr = &out;
+	reply_attr(req, call_ino(req, ino, &c), &out);
+}
+
+static int do_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev,
+		    const char *target, struct vn_attr *a)
+{
+	struct vn_call c = { .op = VN_OP_MKNOD,
+			     .u.mknod = { name, (uint32_t)mode, (uint64_t)rdev, target, a } };
+
+	return call_ino(req, parent, &c);
+}
+
+/* Valid replies: fuse_reply_entry, fuse_reply_err. */
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct vn_attr a;
+
+	if (!S_ISREG(mode) && !S_ISCHR(mode) && !S_ISBLK(mode) && !S_ISFIFO(mode) &&
+	    !S_ISSOCK(mode)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	reply_entry(req, do_mknod(req, parent, name, mode, rdev, NULL, &a), &a);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct vn_attr a;
+
+	reply_entry(req, do_mknod(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &a), &a);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct vn_attr a;
+
+	reply_entry(req, do_mknod(req, parent, name, S_IFLNK | 0777, 0, link, &a), &a);
+}
+
+static void op_unlink_common(fuse_req_t req, fuse_ino_t parent, const char *name, int is_dir)
+{
+	struct vn_call c = { .op = VN_OP_UNLINK, .u.unlink = { name, is_dir } };
+
+	fuse_reply_err(req, -call_ino(req, parent, &c));
+}
+
+/* Valid replies: fuse_reply_err. */
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	op_unlink_common(req, parent, name, 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	op_unlink_common(req, parent, name, 1);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct vn_call c = { .op = VN_OP_RENAME,
+			     .u.rename = { name, newparent, newname, flags } };
+
+	fuse_reply_err(req, -call_ino(req, parent, &c));
+}
+
+/* Valid replies: fuse_reply_entry, fuse_reply_err. */
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct vn_attr a;
+	struct vn_call c = { .op = VN_OP_LINK, .u.link = { ino, newname, &a } };
+
+	reply_entry(req, call_ino(req, newparent, &c), &a);
+}
+
+/* Valid replies: fuse_reply_readlink, fuse_reply_err. */
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[4097];
+	struct vn_call c = { .op = VN_OP_READLINK, .u.readlink = { buf, sizeof(buf) } };
+	int rc = call_ino(req, ino, &c);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void set_open_flags(fuse_req_t req, struct fuse_file_info *fi)
+{
+	/* This node is the only writer: what the kernel cached stays valid. */
+	fi->keep_cache = 1;
+	fi->noflush = 0;
+}
+
+/* Valid replies: fuse_reply_open, fuse_reply_err. */
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vn_call c = { .op = VN_OP_OPEN, .u.open = { fi->flags } };
+	int rc = call_ino(req, ino, &c);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	set_open_flags(req, fi);
+	fuse_reply_open(req, fi);
+}
+
+/* Valid replies: fuse_reply_create, fuse_reply_err. */
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct fuse_entry_param e;
+	struct vn_attr a;
+	int rc = do_mknod(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &a);
+
+	if (!rc)
+		rc = make_entry(req, &a, &e);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	set_open_flags(req, fi);
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		struct vnode *vn;
+
+		if (!vn_get(D(req)->vt, a.ino, &vn))
+			vn_put(vn, 2);
+	}
+}
+
+/* Valid replies: fuse_reply_buf, fuse_reply_err. */
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	char *buf = malloc(size ? size : 1);
+	struct vn_call c = { .op = VN_OP_READ, .u.read = { buf, size, (uint64_t)off } };
+	int rc;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = off < 0 ? -EINVAL : call_ino(req, ino, &c);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, buf, (size_t)rc);
+	free(buf);
+}
+
+/* Valid replies: fuse_reply_write, fuse_reply_err. */
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct vn_call c = { .op = VN_OP_WRITE, .u.write = { buf, size, (uint64_t)off } };
+	int rc = off < 0 ? -EINVAL : call_ino(req, ino, &c);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, (size_t)rc);
+}
+
+/* Valid replies: fuse_reply_err.  Drops the closing process's POSIX locks. */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { fi->lock_owner, 0 } };
+
+	fuse_reply_err(req, -call_ino(req, ino, &c));
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { fi->lock_owner, 1 } };
+
+	if (fi->flock_release)
+		call_ino(req, ino, &c);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct vn_call c = { .op = VN_OP_FSYNC, .u.fsync = { datasync } };
+
+	fuse_reply_err(req, -call_ino(req, ino, &c));
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vn_attr a;
+	struct vn_call c = { .op = VN_OP_GETATTR, .u.getattr = { &a } };
+	int rc = call_ino(req, ino, &c);
+
+	if (!rc && !S_ISDIR(a.mode))
+		rc = -ENOTDIR;
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = 0;
+	fuse_reply_open(req, fi);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+struct dir_fill {
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+	int plus;
+};
+
+static int dir_fill(void *ctx, const char *name, const struct vn_attr *a, int64_t next_off)
+{
+	struct dir_fill *f = ctx;
+	struct stat st;
+	size_t need;
+
+	attr_to_stat(a, &st);
+	if (!f->plus) {
+		need = fuse_add_direntry(f->req, NULL, 0, name, NULL, 0);
+		if (f->used + need > f->size)
+			return 1;
+		fuse_add_direntry(f->req, f->buf + f->used, f->size - f->used, name, &st, next_off);
+		f->used += need;
+		return 0;
+	}
+	need = fuse_add_direntry_plus(f->req, NULL, 0, name, NULL, 0);
+	if (f->used + need > f->size)
+		return 1;
+	struct fuse_entry_param e = { 0 };
+
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		/* The kernel takes no reference on these. */
+		e.attr = st;
+	} else if (make_entry(f->req, a, &e)) {
+		return 1;
+	}
+	fuse_add_direntry_plus(f->req, f->buf + f->used, f->size - f->used, name, &e, next_off);
+	f->used += need;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
+{
+	struct dir_fill f = { req, malloc(size ? size : 1), size, 0, plus };
+	struct vn_call c = { .op = VN_OP_READDIR, .u.readdir = { off, plus, dir_fill, &f } };
+	int rc;
+
+	if (!f.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = call_ino(req, ino, &c);
+	if (rc && f.used == 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, f.buf, f.used);
+	free(f.buf);
+}
+
+/* Valid replies: fuse_reply_buf, fuse_reply_data, fuse_reply_err. */
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, 1);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	op_fsync(req, ino, datasync, fi);
+}
+
+/* Valid replies: fuse_reply_statfs, fuse_reply_err. */
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	struct vn_call c = { .op = VN_OP_STATFS, .u.statfs = { &sv } };
+	int rc = call_ino(req, FUSE_ROOT_ID, &c);
+
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+/*
+ * The xattr namespaces this filesystem stores: user.* (on regular files and
+ * directories only, as ext4), trusted.* and security.*.  POSIX ACLs are not
+ * supported (as ext4 mounted with noacl).
+ */
+static int xattr_allowed(fuse_req_t req, fuse_ino_t ino, const char *name, int writing)
+{
+	if (strncmp(name, "user.", 5) == 0) {
+		struct vn_attr a;
+		struct vn_call c = { .op = VN_OP_GETATTR, .u.getattr = { &a } };
+		int rc = call_ino(req, ino, &c);
+
+		if (rc)
+			return rc;
+		if (!S_ISREG(a.mode) && !S_ISDIR(a.mode))
+			return writing ? -EPERM : -ENODATA;
+		return name[5] ? 0 : -EINVAL;
+	}
+	if (strncmp(name, "trusted.", 8) == 0 || strncmp(name, "security.", 9) == 0)
+		return 0;
+	return -EOPNOTSUPP;
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	struct vn_call c = { .op = VN_OP_SETXATTR, .u.setxattr = { name, value, size, flags } };
+	int rc = xattr_allowed(req, ino, name, 1);
+
+	if (!rc)
+		rc = call_ino(req, ino, &c);
+	fuse_reply_err(req, -rc);
+}
+
+/* Valid replies: fuse_reply_buf, fuse_reply_xattr, fuse_reply_err. */
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	struct vn_call c = { .op = VN_OP_GETXATTR, .u.getxattr = { name, buf, size } };
+	int rc = (size && !buf) ? -ENOMEM : xattr_allowed(req, ino, name, 0);
+
+	if (!rc)
+		rc = call_ino(req, ino, &c);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)rc);
+	else
+		fuse_reply_buf(req, buf, (size_t)rc);
+	free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	struct vn_call c = { .op = VN_OP_LISTXATTR, .u.listxattr = { buf, size } };
+	int rc = (size && !buf) ? -ENOMEM : call_ino(req, ino, &c);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)rc);
+	else
+		fuse_reply_buf(req, buf, (size_t)rc);
+	free(buf);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct vn_call c = { .op = VN_OP_REMOVEXATTR, .u.removexattr = { name } };
+	int rc = xattr_allowed(req, ino, name, 1);
+
+	if (!rc)
+		rc = call_ino(req, ino, &c);
+	fuse_reply_err(req, -rc);
+}
+
+/* Is @cred in group @gid (primary or supplementary)? */
+static int cred_in_group(const struct vn_cred *cred, uint32_t gid)
+{
+	if (cred->gid == gid)
+		return 1;
+	for (int i = 0; i < cred->ngroups; i++)
+		if (cred->groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* Valid replies: fuse_reply_err.  The same rules as the kernel's generic_permission(). */
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	uint32_t groups[CXFSD_MAX_GROUPS];
+	struct vn_cred cred;
+	struct vn_attr a;
+	struct vn_call c = { .op = VN_OP_GETATTR, .u.getattr = { &a } };
+	int rc = call_ino(req, ino, &c);
+	uint32_t bits;
+
+	if (rc || mask == F_OK) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	req_cred(req, &cred, groups, 1);
+	if (cred.uid == 0) {
+		/* Root may do anything, but execute only where some x bit is set. */
+		rc = (mask & X_OK) && !S_ISDIR(a.mode) && !(a.mode & 0111) ? -EACCES : 0;
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (cred.uid == a.uid)
+		bits = (a.mode >> 6) & 7;
+	else if (cred_in_group(&cred, a.gid))
+		bits = (a.mode >> 3) & 7;
+	else
+		bits = a.mode & 7;
+	fuse_reply_err(req, ((uint32_t)mask & ~bits & 7) ? EACCES : 0);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct vn_call c = { .op = VN_OP_FALLOCATE,
+			     .u.fallocate = { mode, (uint64_t)off, (uint64_t)len } };
+
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	fuse_reply_err(req, -call_ino(req, ino, &c));
+}
+
+/* Valid replies: fuse_reply_lseek, fuse_reply_err. */
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct vn_call c = { .op = VN_OP_LSEEK, .u.lseek = { (uint64_t)off, whence, 0 } };
+	int rc = off < 0 ? -ENXIO : call_ino(req, ino, &c);
+
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_lseek(req, (off_t)c.u.lseek.result);
+}
+
+static void flock_from_posix(const struct flock *fl, struct fuse_file_info *fi, struct vn_flock *lk)
+{
+	lk->type = fl->l_type;
+	lk->start = (uint64_t)fl->l_start;
+	lk->end = fl->l_len == 0 ? UINT64_MAX : (uint64_t)(fl->l_start + fl->l_len - 1);
+	lk->owner = fi->lock_owner;
+	lk->pid = fl->l_pid;
+	lk->is_flock = 0;
+}
+
+/* Valid replies: fuse_reply_lock, fuse_reply_err. */
+static void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *fl)
+{
+	struct vn_flock lk;
+	struct vn_call c = { .op = VN_OP_GETLK, .u.getlk = { &lk } };
+	int rc;
+
+	flock_from_posix(fl, fi, &lk);
+	rc = call_ino(req, ino, &c);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fl->l_type = lk.type;
+	if (lk.type != F_UNLCK) {
+		fl->l_whence = SEEK_SET;
+		fl->l_start = (off_t)lk.start;
+		fl->l_len = lk.end == UINT64_MAX ? 0 : (off_t)(lk.end - lk.start + 1);
+		fl->l_pid = lk.pid;
+	}
+	fuse_reply_lock(req, fl);
+}
+
+static int req_interrupted(void *arg)
+{
+	return fuse_req_interrupted(arg);
+}
+
+/* Valid replies: fuse_reply_err. */
+static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct flock *fl,
+		     int sleep)
+{
+	struct vn_flock lk;
+	struct vn_call c = { .op = VN_OP_SETLK,
+			     .u.setlk = { &lk, sleep, req_interrupted, req } };
+
+	flock_from_posix(fl, fi, &lk);
+	fuse_reply_err(req, -call_ino(req, ino, &c));
+}
+
+static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+	struct vn_flock lk = { .start = 0, .end = UINT64_MAX, .owner = fi->lock_owner,
+			       .pid = fuse_req_ctx(req)->pid, .is_flock = 1 };
+	struct vn_call c = { .op = VN_OP_SETLK,
+			     .u.setlk = { &lk, !(op & LOCK_NB), req_interrupted, req } };
+
+	switch (op & ~LOCK_NB) {
+	case LOCK_SH:
+		lk.type = F_RDLCK;
+		break;
+	case LOCK_EX:
+		lk.type = F_WRLCK;
+		break;
+	case LOCK_UN:
+		lk.type = F_UNLCK;
+		break;
+	default:
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	fuse_reply_err(req, -call_ino(req, ino, &c));
+}
+
+/* Ask the kernel for what makes a filesystem fast and ext4-like. */
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct cxfsd *d = userdata;
+
+	conn->want |= conn->capable & (FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS |
+				       FUSE_CAP_READDIRPLUS | FUSE_CAP_PARALLEL_DIROPS |
+				       FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_ASYNC_DIO |
+				       FUSE_CAP_ASYNC_READ);
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	if (d->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	conn->max_write = 1024 * 1024;
+	conn->max_readahead = 1024 * 1024;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+	conn->time_gran = 1;
+}
+
+const struct fuse_lowlevel_ops cxfsd_fuse_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.fsyncdir = op_fsyncdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.access = op_access,
+	.create = op_create,
+	.getlk = op_getlk,
+	.setlk = op_setlk,
+	.flock = op_flock,
+	.fallocate = op_fallocate,
+	.lseek = op_lseek,
+};

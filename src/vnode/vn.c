@@ -477,6 +477,30 @@ void vn_table_walk(struct vn_table *t, void (*fn)(struct vnode *vn, void *arg), 
 	}
 }
 
+/*
+ * Drop every reference on every vnode.  For unmount, when the references the
+ * kernel held (its lookup counts) die with the session; nothing else may use
+ * the table meanwhile.
+ */
+void vn_table_purge(struct vn_table *t)
+{
+	for (;;) {
+		struct vnode *vn = NULL;
+		uint64_t refs = 0;
+
+		pthread_mutex_lock(&t->mu);
+		for (size_t b = 0; b < VN__BUCKETS && !vn; b++)
+			for (vn = t->buckets[b]; vn && vn->state != VN__LIVE; vn = vn->hnext)
+				;
+		if (vn)
+			refs = vn->refs;
+		pthread_mutex_unlock(&t->mu);
+		if (!vn)
+			return;
+		vn_put(vn, refs);
+	}
+}
+
 /* ---------------------------------------------------------------------- */
 /* 3. Rewrite state                                                        */
 /* ---------------------------------------------------------------------- */

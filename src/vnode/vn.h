@@ -149,7 +149,8 @@ struct vn_call {
 		struct { int mode; uint64_t off, len; } fallocate;
 		struct { uint64_t off; int whence; uint64_t result; } lseek;
 		struct { struct vn_flock *lk; } getlk;
-		struct { const struct vn_flock *lk; int sleep; } setlk;
+		struct { const struct vn_flock *lk; int sleep;
+			 int (*interrupted)(void *arg); void *arg; } setlk;   /* poll while waiting */
 	} u;
 };
 
@@ -229,6 +230,11 @@ void vn_hold(struct vnode *vn);
  */
 void vn_put(struct vnode *vn, uint64_t n);
 uint64_t vn_ino(const struct vnode *vn);
+/*
+ * Drop every reference on every vnode (unmount: the kernel's lookup counts
+ * end with the session).  Nothing else may use the table meanwhile.
+ */
+void vn_table_purge(struct vn_table *t);
 /* Number of vnodes in the table. */
 size_t vn_table_count(struct vn_table *t);
 /*

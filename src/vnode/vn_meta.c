@@ -1,1 +1,579 @@
-/* placeholder: being written */
+/*
+ * vn_meta.c - the `meta` behavior: every vnode operation carried out on the
+ * metadata store (src/meta) and, for file data, directly on the volume.
+ *
+ * Data path: reads map file blocks to volume blocks and read them (holes and
+ * unwritten extents read as zeros).  A write over blocks that already hold
+ * data goes straight to the volume under the vnode's I/O lock taken shared,
+ * so writers and readers of one file run in parallel.  A write that needs
+ * new blocks takes the I/O lock exclusive, reserves blocks, writes the data
+ * padded with zeros to whole blocks, and only then records the extent, so no
+ * crash can leave a file pointing at blocks that were never written.
+ *
+ * Lock order: vnode head (read, taken by vn_call) -> meta node I/O lock ->
+ *             store mutex (inside meta_*) ; the lock manager's mutex is a leaf.
+ */
+#include "vnode/vn_meta.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "block/blk.h"
+#include "meta/meta_store.h"
+#include "vnode/vn_lock.h"
+
+#define VN_META_MAPS 64          /* extent runs fetched per mapping call */
+
+struct vn_meta_fs {
+	struct meta_store *st;       /* constant */
+	struct blk_dev *dev;         /* constant */
+	uint64_t data_off;           /* constant: byte offset of the data region */
+	uint32_t bs;                 /* constant: block size */
+	struct vn_lockmgr *locks;    /* constant; internally locked */
+	struct vn_table *table;      /* set once before the first operation */
+	atomic_uint_fast64_t reads, writes, bytes_read, bytes_written, allocs;
+};
+
+struct vn_meta_node {
+	struct vn_bhv bhv;           /* our place on the chain */
+	struct vn_meta_fs *fs;       /* constant */
+	pthread_rwlock_t iolock;     /* shared: I/O within blocks already mapped;
+				      * exclusive: allocation, truncate, punch */
+};
+
+static struct vn_meta_node *node_of(struct vn_bhv *b)
+{
+	return (struct vn_meta_node *)b->priv;
+}
+
+/* ---- data I/O ------------------------------------------------------------ */
+
+static uint64_t vol_off(const struct vn_meta_fs *fs, uint64_t pblk)
+{
+	return fs->data_off + pblk * fs->bs;
+}
+
+/* Read [off, off+len) of the file, all inside its size, into @buf. */
+static int read_range(struct vn_meta_fs *fs, uint64_t ino, char *buf, uint64_t off, size_t len)
+{
+	struct meta_map maps[VN_META_MAPS];
+	uint64_t end = off + len, pos = off;
+	int n, rc;
+
+	while (pos < end) {
+		uint64_t fblk = pos / fs->bs, lblk = (end + fs->bs - 1) / fs->bs;
+
+		n = meta_map_read(fs->st, ino, fblk, lblk - fblk, maps, VN_META_MAPS);
+		if (n < 0)
+			return n;
+		for (int i = 0; i < n && pos < end; i++) {
+			uint64_t rend = (maps[i].fblk + maps[i].nblk) * fs->bs;
+			size_t chunk = (size_t)((rend < end ? rend : end) - pos);
+
+			if (maps[i].state == META_MAP_DATA) {
+				uint64_t at = vol_off(fs, maps[i].pblk) + (pos - maps[i].fblk * fs->bs);
+
+				rc = blk_read(fs->dev, buf + (pos - off), chunk, at);
+				if (rc)
+					return rc;
+			} else {
+				memset(buf + (pos - off), 0, chunk);
+			}
+			pos += chunk;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Write @len bytes at file offset @off into blocks [fblk, fblk+nblk) that
+ * start at volume block @pblk and hold nothing yet (a hole or an unwritten
+ * extent): the blocks are written whole, with zeros around the data.
+ */
+static int write_fresh(struct vn_meta_fs *fs, uint64_t fblk, uint64_t nblk, uint64_t pblk,
+		       const char *data, uint64_t off, size_t len)
+{
+	uint64_t start = fblk * fs->bs, span = nblk * fs->bs;
+	char *bounce;
+	int rc;
+
+	if (off == start && len == span)
+		return blk_write(fs->dev, data, len, vol_off(fs, pblk));
+	bounce = calloc(1, span);
+	if (!bounce)
+		return -ENOMEM;
+	memcpy(bounce + (off - start), data, len);
+	rc = blk_write(fs->dev, bounce, span, vol_off(fs, pblk));
+	free(bounce);
+	return rc;
+}
+
+/*
+ * Write [off, off+len) from @buf.  With @may_alloc == 0 the call only
+ * succeeds if every block is already mapped to data, and returns -EAGAIN
+ * otherwise, before writing anything.
+ */
+static int write_range(struct vn_meta_fs *fs, uint64_t ino, const char *buf, uint64_t off,
+		       size_t len, int may_alloc)
+{
+	struct meta_map maps[VN_META_MAPS];
+	uint64_t end = off + len, pos = off;
+	int n, rc;
+
+	while (pos < end) {
+		uint64_t fblk = pos / fs->bs, lblk = (end + fs->bs - 1) / fs->bs;
+
+		n = meta_map_read(fs->st, ino, fblk, lblk - fblk, maps, VN_META_MAPS);
+		if (n < 0)
+			return n;
+		if (!may_alloc)
+			for (int i = 0; i < n; i++)
+				if (maps[i].state != META_MAP_DATA)
+					return -EAGAIN;
+		for (int i = 0; i < n && pos < end; i++) {
+			struct meta_map *m = &maps[i];
+			uint64_t rend = (m->fblk + m->nblk) * fs->bs;
+			size_t chunk = (size_t)((rend < end ? rend : end) - pos);
+			const char *src = buf + (pos - off);
+
+			if (m->state == META_MAP_DATA) {
+				rc = blk_write(fs->dev, src, chunk,
+					       vol_off(fs, m->pblk) + (pos - m->fblk * fs->bs));
+			} else if (m->state == META_MAP_UNWRITTEN) {
+				uint64_t b0 = pos / fs->bs, b1 = (pos + chunk + fs->bs - 1) / fs->bs;
+				uint64_t p0 = m->pblk + (b0 - m->fblk);
+
+				rc = write_fresh(fs, b0, b1 - b0, p0, src, pos, chunk);
+				if (!rc)
+					rc = meta_map_write(fs->st, ino, b0, b1 - b0, p0, 0);
+			} else {
+				uint64_t b0 = pos / fs->bs, b1 = (pos + chunk + fs->bs - 1) / fs->bs;
+				uint64_t pblk, got;
+
+				rc = meta_store_reserve(fs->st, ino, b0, b1 - b0, &pblk, &got);
+				if (rc)
+					return rc;
+				if (got < b1 - b0)
+					chunk = (size_t)((b0 + got) * fs->bs - pos);
+				rc = write_fresh(fs, b0, got, pblk, src, pos, chunk);
+				if (rc) {
+					meta_store_unreserve(fs->st, pblk, got);
+					return rc;
+				}
+				rc = meta_map_write(fs->st, ino, b0, got, pblk, 1);
+				atomic_fetch_add(&fs->allocs, 1);
+				pos += chunk;
+				if (rc)
+					return rc;
+				break;      /* the mapping changed: map again */
+			}
+			if (rc)
+				return rc;
+			pos += chunk;
+		}
+	}
+	return 0;
+}
+
+/* Zero [off, end) of the file where it lies in data blocks (partial blocks). */
+static int zero_partial(struct vn_meta_fs *fs, uint64_t ino, uint64_t off, uint64_t end)
+{
+	struct meta_map m;
+	char *zero;
+	int rc;
+
+	if (off >= end)
+		return 0;
+	rc = meta_map_read(fs->st, ino, off / fs->bs, 1, &m, 1);
+	if (rc < 0)
+		return rc;
+	if (m.state != META_MAP_DATA)
+		return 0;
+	zero = calloc(1, (size_t)(end - off));
+	if (!zero)
+		return -ENOMEM;
+	rc = blk_write(fs->dev, zero, (size_t)(end - off), vol_off(fs, m.pblk) + off % fs->bs);
+	free(zero);
+	return rc;
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+static int m_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_getattr(node_of(self)->fs->st, vn_ino(vn), c->u.getattr.attr);
+}
+
+static int m_setattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct vn_meta_node *n = node_of(self);
+	struct vn_meta_fs *fs = n->fs;
+	uint64_t ino = vn_ino(vn);
+	int rc;
+
+	if (!(c->u.setattr.mask & VN_SET_SIZE))
+		return meta_setattr(fs->st, ino, c->u.setattr.in, c->u.setattr.mask,
+				    c->u.setattr.attr);
+	pthread_rwlock_wrlock(&n->iolock);
+	{
+		struct vn_attr cur;
+		uint64_t size = c->u.setattr.in->size;
+
+		rc = meta_getattr(fs->st, ino, &cur);
+		/* Bytes past the new end of its last block must read zero if the
+		 * file grows again. */
+		if (!rc && S_ISREG(cur.mode) && size < cur.size && size % fs->bs) {
+			uint64_t blk_end = (size / fs->bs + 1) * fs->bs;
+
+			rc = zero_partial(fs, ino, size, blk_end < cur.size ? blk_end : cur.size);
+		}
+	}
+	if (!rc)
+		rc = meta_setattr(fs->st, ino, c->u.setattr.in, c->u.setattr.mask,
+				  c->u.setattr.attr);
+	pthread_rwlock_unlock(&n->iolock);
+	return rc;
+}
+
+static int m_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_lookup(node_of(self)->fs->st, vn_ino(vn), c->u.lookup.name, c->u.lookup.attr);
+}
+
+static int m_mknod(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_mknod(node_of(self)->fs->st, vn_ino(vn), c->u.mknod.name, c->u.mknod.mode,
+			  c->u.mknod.rdev, c->u.mknod.target, c->cred, c->u.mknod.attr);
+}
+
+static int m_link(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_link(node_of(self)->fs->st, c->u.link.ino, vn_ino(vn), c->u.link.name,
+			 c->u.link.attr);
+}
+
+/* An inode lost a name: free it now if nobody holds it. */
+static void reclaim_victim(struct vn_meta_fs *fs, uint64_t victim)
+{
+	struct vnode *v;
+
+	if (!victim || !fs->table || vn_get(fs->table, victim, &v))
+		return;
+	vn_put(v, 1);
+}
+
+static int m_unlink(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct vn_meta_fs *fs = node_of(self)->fs;
+	uint64_t victim;
+	int rc;
+
+	rc = meta_unlink(fs->st, vn_ino(vn), c->u.unlink.name, c->u.unlink.is_dir, &victim);
+	if (!rc)
+		reclaim_victim(fs, victim);
+	return rc;
+}
+
+static int m_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct vn_meta_fs *fs = node_of(self)->fs;
+	uint64_t victim;
+	int rc;
+
+	rc = meta_rename(fs->st, vn_ino(vn), c->u.rename.name, c->u.rename.newdir,
+			 c->u.rename.newname, c->u.rename.flags, &victim);
+	if (!rc)
+		reclaim_victim(fs, victim);
+	return rc;
+}
+
+static int m_readlink(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_readlink(node_of(self)->fs->st, vn_ino(vn), c->u.readlink.buf,
+			     c->u.readlink.size);
+}
+
+static int m_open(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct vn_attr a;
+
+	return meta_getattr(node_of(self)->fs->st, vn_ino(vn), &a);
+}
+
+static int m_release(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct vn_meta_fs *fs = node_of(self)->fs;
+
+	vn_lock_release(fs->locks, vn_ino(vn), c->u.release.lock_owner, 0);
+	if (c->u.release.flock_release)
+		vn_lock_release(fs->locks, vn_ino(vn), c->u.release.lock_owner, 1);
+	return 0;
+}
+
+static int m_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct vn_meta_node *n = node_of(self);
+	struct vn_meta_fs *fs = n->fs;
+	uint64_t off = c->u.read.off;
+	size_t len = c->u.read.size;
+	struct vn_attr a;
+	int rc;
+
+	pthread_rwlock_rdlock(&n->iolock);
+	rc = meta_getattr(fs->st, vn_ino(vn), &a);
+	if (rc)
+		goto out;
+	if (S_ISDIR(a.mode)) {
+		rc = -EISDIR;
+		goto out;
+	}
+	if (off >= a.size) {
+		rc = 0;
+		goto out;
+	}
+	if (len > a.size - off)
+		len = (size_t)(a.size - off);
+	rc = read_range(fs, vn_ino(vn), c->u.read.buf, off, len);
+	if (!rc) {
+		rc = (int)len;
+		atomic_fetch_add(&fs->reads, 1);
+		atomic_fetch_add(&fs->bytes_read, len);
+	}
+out:
+	pthread_rwlock_unlock(&n->iolock);
+	return rc;
+}
+
+static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct vn_meta_node *n = node_of(self);
+	struct vn_meta_fs *fs = n->fs;
+	uint64_t ino = vn_ino(vn), off = c->u.write.off;
+	size_t len = c->u.write.size;
+	int rc;
+
+	if (len == 0)
+		return 0;
+	if (off + len < off || off + len > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	/* Overwrites of mapped blocks share the lock; anything else takes it alone. */
+	pthread_rwlock_rdlock(&n->iolock);
+	rc = write_range(fs, ino, c->u.write.buf, off, len, 0);
+	pthread_rwlock_unlock(&n->iolock);
+	if (rc == -EAGAIN) {
+		pthread_rwlock_wrlock(&n->iolock);
+		rc = write_range(fs, ino, c->u.write.buf, off, len, 1);
+		pthread_rwlock_unlock(&n->iolock);
+	}
+	if (!rc)
+		rc = meta_note_write(fs->st, ino, off + len, NULL);
+	if (!rc) {
+		atomic_fetch_add(&fs->writes, 1);
+		atomic_fetch_add(&fs->bytes_written, len);
+		rc = (int)len;
+	}
+	return rc;
+}
+
+static int m_fsync(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_store_sync(node_of(self)->fs->st);
+}
+
+static int m_readdir(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_readdir(node_of(self)->fs->st, vn_ino(vn), c->u.readdir.off, c->u.readdir.plus,
+			    c->u.readdir.fill, c->u.readdir.ctx);
+}
+
+static int m_statfs(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_statfs(node_of(self)->fs->st, c->u.statfs.st);
+}
+
+static int m_setxattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_setxattr(node_of(self)->fs->st, vn_ino(vn), c->u.setxattr.name,
+			     c->u.setxattr.value, c->u.setxattr.size, c->u.setxattr.flags);
+}
+
+static int m_getxattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_getxattr(node_of(self)->fs->st, vn_ino(vn), c->u.getxattr.name,
+			     c->u.getxattr.buf, c->u.getxattr.size);
+}
+
+static int m_listxattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_listxattr(node_of(self)->fs->st, vn_ino(vn), c->u.listxattr.buf,
+			      c->u.listxattr.size);
+}
+
+static int m_removexattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_removexattr(node_of(self)->fs->st, vn_ino(vn), c->u.removexattr.name);
+}
+
+static int m_fallocate(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct vn_meta_node *n = node_of(self);
+	struct vn_meta_fs *fs = n->fs;
+	uint64_t ino = vn_ino(vn), off = c->u.fallocate.off, end = off + c->u.fallocate.len;
+	int mode = c->u.fallocate.mode, rc = 0;
+
+	pthread_rwlock_wrlock(&n->iolock);
+	if (mode & FALLOC_FL_PUNCH_HOLE) {
+		struct vn_attr a;
+
+		rc = meta_getattr(fs->st, ino, &a);
+		if (!rc && end > a.size)
+			end = a.size > off ? a.size : off;
+		/* Zero the partial blocks at both ends; whole blocks are freed. */
+		if (!rc && off < end) {
+			uint64_t first_end = (off / fs->bs + 1) * fs->bs;
+
+			if (off % fs->bs)
+				rc = zero_partial(fs, ino, off, first_end < end ? first_end : end);
+			if (!rc && end % fs->bs && end / fs->bs > off / fs->bs)
+				rc = zero_partial(fs, ino, end - end % fs->bs, end);
+		}
+	}
+	if (!rc)
+		rc = meta_fallocate(fs->st, ino, mode, c->u.fallocate.off, c->u.fallocate.len);
+	pthread_rwlock_unlock(&n->iolock);
+	return rc;
+}
+
+static int m_lseek(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return meta_seek(node_of(self)->fs->st, vn_ino(vn), c->u.lseek.off, c->u.lseek.whence,
+			 &c->u.lseek.result);
+}
+
+static int m_getlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return vn_lock_test(node_of(self)->fs->locks, vn_ino(vn), c->u.getlk.lk);
+}
+
+static int m_setlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return vn_lock_set(node_of(self)->fs->locks, vn_ino(vn), c->u.setlk.lk, c->u.setlk.sleep,
+			   c->u.setlk.interrupted, c->u.setlk.arg);
+}
+
+static int m_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct vn_meta_fs *fs = node_of(self)->fs;
+	struct vn_attr a;
+
+	if (meta_getattr(fs->st, vn_ino(vn), &a) || a.nlink > 0)
+		return 0;
+	return meta_reclaim(fs->st, vn_ino(vn));
+}
+
+static void m_destroy(struct vn_bhv *self, struct vnode *vn)
+{
+	struct vn_meta_node *n = node_of(self);
+
+	pthread_rwlock_destroy(&n->iolock);
+	free(n);
+}
+
+static const struct vn_ops vn_meta_ops = {
+	.name = "meta",
+	.position = VN_POS_META,
+	.op = {
+		[VN_OP_GETATTR] = m_getattr,
+		[VN_OP_SETATTR] = m_setattr,
+		[VN_OP_LOOKUP] = m_lookup,
+		[VN_OP_MKNOD] = m_mknod,
+		[VN_OP_LINK] = m_link,
+		[VN_OP_UNLINK] = m_unlink,
+		[VN_OP_RENAME] = m_rename,
+		[VN_OP_READLINK] = m_readlink,
+		[VN_OP_OPEN] = m_open,
+		[VN_OP_RELEASE] = m_release,
+		[VN_OP_READ] = m_read,
+		[VN_OP_WRITE] = m_write,
+		[VN_OP_FSYNC] = m_fsync,
+		[VN_OP_READDIR] = m_readdir,
+		[VN_OP_STATFS] = m_statfs,
+		[VN_OP_SETXATTR] = m_setxattr,
+		[VN_OP_GETXATTR] = m_getxattr,
+		[VN_OP_LISTXATTR] = m_listxattr,
+		[VN_OP_REMOVEXATTR] = m_removexattr,
+		[VN_OP_FALLOCATE] = m_fallocate,
+		[VN_OP_LSEEK] = m_lseek,
+		[VN_OP_GETLK] = m_getlk,
+		[VN_OP_SETLK] = m_setlk,
+		[VN_OP_INACTIVE] = m_inactive,
+	},
+	.destroy = m_destroy,
+};
+
+int vn_meta_shape(void *arg, struct vnode *vn)
+{
+	struct vn_meta_node *n = calloc(1, sizeof(*n));
+	int rc;
+
+	if (!n)
+		return -ENOMEM;
+	n->fs = arg;
+	pthread_rwlock_init(&n->iolock, NULL);
+	n->bhv.ops = &vn_meta_ops;
+	n->bhv.priv = n;
+	rc = vn_bhv_insert(vn, &n->bhv);
+	if (rc) {
+		pthread_rwlock_destroy(&n->iolock);
+		free(n);
+	}
+	return rc;
+}
+
+int vn_meta_fs_create(struct meta_store *st, struct vn_meta_fs **out)
+{
+	struct vn_meta_fs *fs = calloc(1, sizeof(*fs));
+	int rc;
+
+	if (!fs)
+		return -ENOMEM;
+	fs->st = st;
+	fs->dev = meta_store_dev(st);
+	fs->data_off = meta_store_sb(st)->data.off;
+	fs->bs = meta_store_sb(st)->block_size;
+	rc = vn_lockmgr_create(&fs->locks);
+	if (rc) {
+		free(fs);
+		return rc;
+	}
+	*out = fs;
+	return 0;
+}
+
+void vn_meta_fs_set_table(struct vn_meta_fs *fs, struct vn_table *t)
+{
+	fs->table = t;
+}
+
+void vn_meta_fs_destroy(struct vn_meta_fs *fs)
+{
+	if (!fs)
+		return;
+	vn_lockmgr_destroy(fs->locks);
+	free(fs);
+}
+
+void vn_meta_get_stats(struct vn_meta_fs *fs, struct vn_meta_stats *out)
+{
+	out->reads = atomic_load(&fs->reads);
+	out->writes = atomic_load(&fs->writes);
+	out->bytes_read = atomic_load(&fs->bytes_read);
+	out->bytes_written = atomic_load(&fs->bytes_written);
+	out->allocs = atomic_load(&fs->allocs);
+}

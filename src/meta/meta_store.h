@@ -1,0 +1,150 @@
+/*
+ * meta_store.h - the metadata store: inodes, directory entries, extents,
+ * free space, xattrs and DMAPI attributes in one SQLite database on the
+ * volume (through meta_vfs), opened by the metadata server only.
+ *
+ * Every function is one atomic metadata operation: it takes the store mutex,
+ * joins the open transaction (starting one if none is open), and leaves it
+ * open.  A commit thread closes the transaction (group commit) when it has
+ * been open for the commit interval, when it has grown large, or at once
+ * when someone asks for durability (meta_store_sync, from fsync).  So a
+ * burst of creates costs one sync, and an fsync'ed change is durable when
+ * meta_store_sync returns.  A failed commit is fatal for the mount: every
+ * later call returns -EIO (errors=remount-ro, as ext4 would).
+ *
+ * File data never goes through SQLite: the store hands out block runs of the
+ * data region (meta_store_reserve) and records extents once the data is on
+ * the volume (meta_store_map_write), so no crash can expose blocks that were
+ * never written.
+ *
+ * Lock order: store mutex -> (nothing).  The store never calls up.
+ */
+#ifndef CXFS_META_STORE_H
+#define CXFS_META_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/statvfs.h>
+
+#include "meta/meta_sb.h"
+#include "vnode/vn.h"
+
+struct blk_dev;
+struct meta_store;
+
+#define META_ROOT_INO 1
+#define META_NAME_MAX 255
+#define META_SYMLINK_MAX 4095
+#define META_XATTR_SIZE_MAX 65536
+
+/* Tuning of group commit. */
+struct meta_store_opts {
+	unsigned commit_ms;        /* longest a transaction stays open (default 1000) */
+	unsigned commit_ops;       /* commit early after this many operations (default 20000) */
+};
+
+/*
+ * Format @dev: superblock, region headers, schema and the root directory
+ * (owned by @uid/@gid, mode 0755).  The caller decides whether a formatted
+ * volume may be overwritten.
+ */
+int meta_store_format(struct blk_dev *dev, const char *name, uint32_t flags, uint32_t uid,
+		      uint32_t gid, char *err, size_t errlen);
+
+/*
+ * Open the store on @dev (SQLite replays its log), load the allocator, and
+ * free the inodes that were unlinked while open when the last mount ended.
+ * @opts may be NULL.  On failure @err says why.
+ */
+int meta_store_open(struct blk_dev *dev, const struct meta_store_opts *opts,
+		    struct meta_store **out, char *err, size_t errlen);
+/* Commit, checkpoint and close. */
+void meta_store_close(struct meta_store *st);
+
+const struct meta_sb *meta_store_sb(const struct meta_store *st);
+struct blk_dev *meta_store_dev(const struct meta_store *st);
+
+/* Commit the open transaction now and make it durable. */
+int meta_store_sync(struct meta_store *st);
+
+/* Counters for the admin socket and benchmarks. */
+struct meta_store_stats {
+	uint64_t ops, commits, commit_usec;
+};
+void meta_store_get_stats(struct meta_store *st, struct meta_store_stats *out);
+
+/* Namespace and attributes.  Names are checked (length, '/', "." and ".."). */
+int meta_getattr(struct meta_store *st, uint64_t ino, struct vn_attr *out);
+int meta_setattr(struct meta_store *st, uint64_t ino, const struct vn_attr *in, int mask,
+		 struct vn_attr *out);
+int meta_lookup(struct meta_store *st, uint64_t dir, const char *name, struct vn_attr *out);
+int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t mode, uint64_t rdev,
+	       const char *target, const struct vn_cred *cred, struct vn_attr *out);
+int meta_link(struct meta_store *st, uint64_t ino, uint64_t newdir, const char *newname,
+	      struct vn_attr *out);
+/* Remove a name; *@victim gets the inode it named (its nlink already dropped). */
+int meta_unlink(struct meta_store *st, uint64_t dir, const char *name, int is_dir, uint64_t *victim);
+/* RENAME_NOREPLACE / RENAME_EXCHANGE in @flags; *@victim: a replaced inode or 0. */
+int meta_rename(struct meta_store *st, uint64_t dir, const char *name, uint64_t newdir,
+		const char *newname, unsigned int flags, uint64_t *victim);
+int meta_readlink(struct meta_store *st, uint64_t ino, char *buf, size_t size);
+int meta_readdir(struct meta_store *st, uint64_t dir, int64_t off, int plus, vn_fill_fn fill,
+		 void *ctx);
+int meta_statfs(struct meta_store *st, struct statvfs *out);
+/* Free an inode whose link count is 0 (its last user went away). */
+int meta_reclaim(struct meta_store *st, uint64_t ino);
+
+/* Extended attributes (any namespace the caller allows). */
+int meta_setxattr(struct meta_store *st, uint64_t ino, const char *name, const void *value,
+		  size_t size, int flags);
+int meta_getxattr(struct meta_store *st, uint64_t ino, const char *name, void *buf, size_t size);
+int meta_listxattr(struct meta_store *st, uint64_t ino, char *buf, size_t size);
+int meta_removexattr(struct meta_store *st, uint64_t ino, const char *name);
+
+/* Data mapping, in blocks of the superblock's block size. */
+enum meta_map_state { META_MAP_HOLE, META_MAP_DATA, META_MAP_UNWRITTEN };
+
+struct meta_map {
+	uint64_t fblk;             /* first file block */
+	uint64_t nblk;             /* blocks */
+	uint64_t pblk;             /* first data-region block (DATA, UNWRITTEN) */
+	enum meta_map_state state;
+};
+
+/*
+ * Describe file blocks [fblk, fblk+nblk) as at most @max runs in file order,
+ * covering the range from its start without gaps (holes are runs too);
+ * returns the number of runs (fewer than needed to cover all when @max is
+ * reached).
+ */
+int meta_map_read(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t nblk,
+		  struct meta_map *maps, int max);
+
+/*
+ * Reserve up to @nblk data blocks for file blocks starting at @fblk of @ino
+ * (placed after the file's previous extent when possible).  *@pblk, *@got.
+ */
+int meta_store_reserve(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t nblk,
+		       uint64_t *pblk, uint64_t *got);
+void meta_store_unreserve(struct meta_store *st, uint64_t pblk, uint64_t nblk);
+
+/*
+ * Data for file blocks [fblk, fblk+nblk) now sits at [pblk, ...): record the
+ * extent (reserved blocks) or mark an unwritten extent written (@pblk is
+ * where it already was), and raise the size to @end_size if larger; update
+ * mtime/ctime.  The data I/O must have completed before this is called.
+ */
+int meta_map_write(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t nblk,
+		   uint64_t pblk, int was_reserved);
+/* Raise size to @size if larger, set mtime and ctime to now (after a write). */
+int meta_note_write(struct meta_store *st, uint64_t ino, uint64_t size, struct vn_attr *out);
+
+/* fallocate modes: allocate (unwritten), punch a hole; see fallocate(2). */
+int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, uint64_t len);
+/* SEEK_DATA / SEEK_HOLE. */
+int meta_seek(struct meta_store *st, uint64_t ino, uint64_t off, int whence, uint64_t *result);
+
+/* Checker: returns the number of problems found, each reported through @report. */
+int meta_check(struct blk_dev *dev, void (*report)(void *arg, const char *msg), void *arg);
+
+#endif
