@@ -162,7 +162,6 @@ static int blk__file_flush(struct blk_dev *dev)
 }
 
 const struct blk__ops blk__file_ops = {
-	.name = "file",
 	.open = blk__file_open,
 	.close = blk__file_close,
 	.read = blk__file_read,

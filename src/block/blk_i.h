@@ -28,7 +28,6 @@ struct blk__iscsi;
  * which run alone.
  */
 struct blk__ops {
-	const char *name;         /* "file" or "iscsi", for log messages */
 	/* Open @uri; set dev->size, dev->sector_size and the backend pointer. */
 	int (*open)(struct blk_dev *dev, const char *uri, const struct blk_open_opts *opts);
 	/* Release everything open() acquired.  No I/O is in flight. */

@@ -807,7 +807,6 @@ static void blk__iscsi_close(struct blk_dev *dev)
 }
 
 const struct blk__ops blk__iscsi_ops = {
-	.name = "iscsi",
 	.open = blk__iscsi_open,
 	.close = blk__iscsi_close,
 	.read = blk__iscsi_read,
