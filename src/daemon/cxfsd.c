@@ -39,7 +39,8 @@ static void usage(FILE *f)
 		"  -n, --name NAME        filesystem name for a volume created here\n"
 		"  -d, --daemon           detach once the filesystem is mounted\n"
 		"      --commit-ms MS     longest time a metadata transaction stays open (1000)\n"
-		"      --no-writeback     do not use the kernel's writeback cache\n"
+		"      --writeback        let the kernel cache writes (faster small writes, but\n"
+		"                         SEEK_DATA/SEEK_HOLE may miss data not yet flushed)\n"
 		"      --threads N        most FUSE worker threads (default 32)\n"
 		"      --initiator IQN    iSCSI initiator name of this node\n"
 		"  -f, --debug            print every FUSE request\n"
@@ -101,7 +102,7 @@ static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
 
 static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 {
-	enum { OPT_COMMIT = 256, OPT_NOWB, OPT_THREADS, OPT_INITIATOR };
+	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR };
 	static const struct option longopts[] = {
 		{ "volume", required_argument, NULL, 'v' },
 		{ "size", required_argument, NULL, 's' },
@@ -109,7 +110,7 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "debug", no_argument, NULL, 'f' },
 		{ "commit-ms", required_argument, NULL, OPT_COMMIT },
-		{ "no-writeback", no_argument, NULL, OPT_NOWB },
+		{ "writeback", no_argument, NULL, OPT_WB },
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "initiator", required_argument, NULL, OPT_INITIATOR },
 		{ "help", no_argument, NULL, 'h' },
@@ -131,7 +132,7 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		case 'd': o->daemon = 1; break;
 		case 'f': o->debug = 1; break;
 		case OPT_COMMIT: o->commit_ms = (unsigned)atoi(optarg); break;
-		case OPT_NOWB: o->writeback = 0; break;
+		case OPT_WB: o->writeback = 1; break;
 		case OPT_THREADS: o->threads = (unsigned)atoi(optarg); break;
 		case OPT_INITIATOR: o->initiator = optarg; break;
 		case 'h': usage(stdout); exit(0);
@@ -197,7 +198,7 @@ out_destroy:
 
 int main(int argc, char **argv)
 {
-	struct cxfsd_opts o = { .size = CXFSD_DEFAULT_SIZE, .writeback = 1, .threads = 32 };
+	struct cxfsd_opts o = { .size = CXFSD_DEFAULT_SIZE, .threads = 32 };
 	struct meta_store_opts so = { 0 };
 	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600 };
 	struct vnode *root = NULL;

@@ -319,11 +319,23 @@ static void set_open_flags(fuse_req_t req, struct fuse_file_info *fi)
 	fi->noflush = 0;
 }
 
-/* Valid replies: fuse_reply_open, fuse_reply_err. */
+/*
+ * Valid replies: fuse_reply_open, fuse_reply_err.  With atomic O_TRUNC (which
+ * libfuse asks for) the kernel leaves the truncation to open; it has already
+ * checked write permission.
+ */
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vn_call c = { .op = VN_OP_OPEN, .u.open = { fi->flags } };
 	int rc = call_ino(req, ino, &c);
+
+	if (!rc && (fi->flags & O_TRUNC)) {
+		struct vn_attr in = { .size = 0 }, out;
+		struct vn_call t = { .op = VN_OP_SETATTR,
+				     .u.setattr = { &in, VN_SET_SIZE | VN_SET_MTIME_NOW, &out } };
+
+		rc = call_ino(req, ino, &t);
+	}
 
 	if (rc) {
 		fuse_reply_err(req, -rc);
