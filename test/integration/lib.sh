@@ -163,7 +163,12 @@ it_init() {
 	fi
 	T_TMP=$(mktemp -d "/tmp/cxfs-$T_NAME.XXXXXX")
 	chmod 755 "$T_TMP"
-	defer "rm -rf '$T_TMP'"
+	# CXFS_IT_KEEP=1 keeps the temp dir (logs, volumes) for a post-mortem.
+	if [[ "${CXFS_IT_KEEP:-0}" == 1 ]]; then
+		defer "echo 'kept $T_TMP'"
+	else
+		defer "rm -rf '$T_TMP'"
+	fi
 	log "$T_NAME: temp dir $T_TMP, binaries from $CXFS_BIN_DIR"
 }
 
@@ -230,7 +235,7 @@ start_tgtd() {
 		TGT_PORT=$((32000 + ($$ * 11 + k * 17) % 28000))
 		_tcp_port_free "$TGT_PORT" && break
 	done
-	TGT_IQN="iqn.2024-01.org.cxfs.test:$T_NAME.$$"
+	TGT_IQN="iqn.2024-01.org.cxfs.test:${T_NAME//[^a-z0-9.-]/-}.$$"
 	TGT_BACKING=$backing
 	TGT_LOG=$T_TMP/tgtd.log
 	TGT_URI="iscsi://127.0.0.1:$TGT_PORT/$TGT_IQN/1"

@@ -41,6 +41,7 @@ for sig in TERM; do
 	kill -"$sig" "$pid"
 	if wait_exit "$pid" 30; then
 		check_eq "SIG$sig: cxfsd exits 0" 0 "$CXFSD_STATUS"
+		[[ "$CXFSD_STATUS" == 0 ]] || show_log "$MNT" 8
 		check "SIG$sig: the mount is gone cleanly" clean_mnt
 	else
 		fail "SIG$sig: cxfsd still running 30 s after the signal"
