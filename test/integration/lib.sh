@@ -381,10 +381,12 @@ sum_of() { sha256sum "$1" | cut -d' ' -f1; }
 
 # Run cxfs-check on a volume; passes on exit 0, prints its output otherwise.
 check_volume() {
-	local vol=$1 what=${2:-cxfs-check passes} out rc=0
-	out=$("$CHECK" "$vol" 2>&1) || rc=$?
+	local vol=$1 what=${2:-cxfs-check passes} out rc=0 t0=$SECONDS
+	out=$(timeout -k 5 "${CHECK_TIMEOUT:-300}" "$CHECK" "$vol" 2>&1) || rc=$?
 	if ((rc == 0)); then
-		pass "$what"
+		pass "$what ($((SECONDS - t0)) s)"
+	elif ((rc == 124 || rc == 137)); then
+		fail "$what: cxfs-check did not finish in ${CHECK_TIMEOUT:-300} s"
 	else
 		fail "$what: cxfs-check exit $rc"
 		echo "$out" | tail -n 20

@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -804,6 +805,21 @@ static void t_rename(void)
 	check_err(renameat2(AT_FDCWD, "xd", AT_FDCWD, "xf", RENAME_EXCHANGE | RENAME_NOREPLACE),
 		  EINVAL, "RENAME_EXCHANGE|RENAME_NOREPLACE -> EINVAL");
 
+	/* over a target with another hard link: that inode loses one link */
+	put("hsrc", "src");
+	put("htgt", "tgt");
+	link("htgt", "hother");
+	stat("htgt", &a);
+	tick();
+	check_ok(rename("hsrc", "htgt"), "rename over a hard-linked target");
+	stat("hother", &b);
+	slurp("hother", buf, sizeof buf);
+	check(b.st_nlink == 1 && b.st_ino == a.st_ino && strcmp(buf, "tgt") == 0,
+	      "the replaced inode keeps its other link with nlink 1", "nlink %lu \"%s\"",
+	      (unsigned long)b.st_nlink, buf);
+	check(ts_cmp(b.st_ctim, a.st_ctim) > 0, "the replaced inode's ctime changes",
+	      "unchanged");
+
 	/* same file: no-op */
 	put("same", "S");
 	check_ok(rename("same", "same"), "rename a file to itself");
@@ -1406,7 +1422,7 @@ static void t_sync(void)
 static void t_readdir(void)
 {
 	enum { NF = 600, ND = 5 };
-	static unsigned char seen[NF + ND];
+	static unsigned char seen[NF + ND + 1000];
 	unsigned char dots = 0;
 	struct dirent *de;
 	int bad_type = 0, extra = 0, dup = 0;
@@ -1473,6 +1489,75 @@ static void t_readdir(void)
 			count++;
 		check(count == NF / 2 + ND + 2, "rewinddir relists after unlinks",
 		      "expected %d entries, got %d", NF / 2 + ND + 2, count);
+	}
+	closedir(d);
+
+	/* Entries neither added nor removed during a listing appear exactly once
+	 * (POSIX), even when others are unlinked and created mid-listing. */
+	mkdir("st", 0755);
+	for (int i = 0; i < 1000; i++) {
+		char n[64];
+
+		snprintf(n, sizeof n, "st/e%04d", i);
+		put(n, "");
+	}
+	d = opendir("st");
+	memset(seen, 0, sizeof seen);
+	{
+		int got = 0, dupe = 0, miss = 0, i;
+
+		while (got < 100 && (de = readdir(d))) {
+			if (sscanf(de->d_name, "e%d", &i) == 1 && i >= 0 && i < 1000) {
+				dupe |= seen[i]++;
+				got++;
+			}
+		}
+		/* Remove every third not-yet-seen entry; add new ones. */
+		for (i = 0; i < 1000; i++) {
+			char n[64];
+
+			if (!seen[i] && i % 3 == 0) {
+				snprintf(n, sizeof n, "st/e%04d", i);
+				unlink(n);
+				seen[i] = 2; /* removed: may or may not appear */
+			}
+		}
+		for (i = 0; i < 300; i++) {
+			char n[64];
+
+			snprintf(n, sizeof n, "st/new%04d", i);
+			put(n, "");
+		}
+		while ((de = readdir(d))) {
+			if (sscanf(de->d_name, "e%d", &i) == 1 && i >= 0 && i < 1000 && seen[i] != 2)
+				dupe |= seen[i]++;
+		}
+		for (i = 0; i < 1000; i++)
+			miss += seen[i] == 0;
+		check(!dupe && !miss, "untouched entries listed once despite concurrent changes",
+		      "%d missing, duplicates=%d", miss, dupe);
+	}
+	closedir(d);
+
+	/* telldir/seekdir return to the same place in the stream. */
+	d = opendir("st");
+	{
+		char after[NAME_MAX + 1] = "", again[NAME_MAX + 1] = "";
+		long pos = -1;
+
+		for (int k = 0; k < 200 && (de = readdir(d)); k++)
+			;
+		pos = telldir(d);
+		if ((de = readdir(d)))
+			snprintf(after, sizeof after, "%s", de->d_name);
+		for (int k = 0; k < 50 && readdir(d); k++)
+			;
+		seekdir(d, pos);
+		if ((de = readdir(d)))
+			snprintf(again, sizeof again, "%s", de->d_name);
+		check(pos >= 0 && after[0] && strcmp(after, again) == 0,
+		      "seekdir(telldir()) resumes at the same entry", "\"%s\" then \"%s\"", after,
+		      again);
 	}
 	closedir(d);
 	put("notdir", "x");
