@@ -267,9 +267,20 @@ void meta_alloc_free(struct meta_alloc *a, uint64_t start, uint64_t n)
 
 void meta_alloc_committed(struct meta_alloc *a)
 {
-	for (size_t i = 0; i < a->npending; i++)
+	meta_alloc_release_sealed(a, a->npending);
+}
+
+size_t meta_alloc_seal(const struct meta_alloc *a)
+{
+	return a->npending;
+}
+
+void meta_alloc_release_sealed(struct meta_alloc *a, size_t mark)
+{
+	for (size_t i = 0; i < mark; i++)
 		clear_busy(a, a->pend, a->pending[i].start, a->pending[i].n);
-	a->npending = 0;
+	memmove(a->pending, a->pending + mark, (a->npending - mark) * sizeof(*a->pending));
+	a->npending -= mark;
 }
 
 int meta_alloc_is_used(const struct meta_alloc *a, uint64_t start, uint64_t n)

@@ -48,8 +48,15 @@ void meta_alloc_unreserve(struct meta_alloc *a, uint64_t start, uint64_t n);
 void meta_alloc_use_reserved(struct meta_alloc *a, uint64_t start, uint64_t n);
 /* Blocks that an extent of the open transaction no longer owns. */
 void meta_alloc_free(struct meta_alloc *a, uint64_t start, uint64_t n);
-/* The open transaction committed: pending blocks become free. */
+/* The open transaction committed durably: pending blocks become free. */
 void meta_alloc_committed(struct meta_alloc *a);
+/*
+ * Two-step form for a commit whose sync runs outside the store mutex: seal
+ * the blocks pending now (returns a mark), and once the commit is durable
+ * release exactly those; blocks freed after the seal stay pending.
+ */
+size_t meta_alloc_seal(const struct meta_alloc *a);
+void meta_alloc_release_sealed(struct meta_alloc *a, size_t mark);
 
 /* 1 if every block of the run is used (for the checker). */
 int meta_alloc_is_used(const struct meta_alloc *a, uint64_t start, uint64_t n);

@@ -152,18 +152,31 @@ static void check_tree(struct chk *c, sqlite3 *db)
 		 "SELECT d.parent, d.ino, 0 FROM dirent d JOIN inode p ON p.ino=d.parent"
 		 " WHERE (p.mode & 61440) != 16384",
 		 "inode %lld holds an entry (for inode %lld) but is not a directory%.0lld");
+	/* Names per inode and subdirectories per directory, counted in one pass each. */
+	if (sqlite3_exec(db, "CREATE TEMP TABLE names AS SELECT ino, count(*) AS n FROM dirent"
+			 " GROUP BY ino; CREATE INDEX temp.names_ino ON names(ino);"
+			 "CREATE TEMP TABLE subdirs AS SELECT parent AS ino, count(*) AS n FROM dirent"
+			 " WHERE type=4 GROUP BY parent; CREATE INDEX temp.subdirs_ino ON subdirs(ino);",
+			 NULL, NULL, NULL) != SQLITE_OK) {
+		problem(c, "cannot count names: %s", sqlite3_errmsg(db));
+		return;
+	}
 	each_row(c, db,
-		 "SELECT i.ino, i.nlink, (SELECT count(*) FROM dirent d WHERE d.ino=i.ino) AS n"
-		 " FROM inode i WHERE (i.mode & 61440) != 16384 AND i.nlink != n",
+		 "SELECT i.ino, i.nlink, coalesce(n.n, 0) FROM inode i LEFT JOIN names n ON n.ino=i.ino"
+		 " WHERE (i.mode & 61440) != 16384 AND i.nlink != coalesce(n.n, 0)",
 		 "inode %lld has link count %lld but %lld names");
 	each_row(c, db,
-		 "SELECT i.ino, i.nlink, 2 + (SELECT count(*) FROM dirent d WHERE d.parent=i.ino"
-		 " AND d.type=4) AS n FROM inode i WHERE (i.mode & 61440) = 16384 AND i.nlink != n",
+		 "SELECT i.ino, i.nlink, 2 + coalesce(s.n, 0) FROM inode i LEFT JOIN subdirs s"
+		 " ON s.ino=i.ino WHERE (i.mode & 61440) = 16384 AND i.nlink != 2 + coalesce(s.n, 0)",
 		 "directory %lld has link count %lld but should have %lld");
 	each_row(c, db,
-		 "SELECT i.ino, (SELECT count(*) FROM dirent d WHERE d.ino=i.ino) AS n, 0"
-		 " FROM inode i WHERE (i.mode & 61440) = 16384 AND i.ino != 1 AND n != 1",
+		 "SELECT i.ino, coalesce(n.n, 0), 0 FROM inode i LEFT JOIN names n ON n.ino=i.ino"
+		 " WHERE (i.mode & 61440) = 16384 AND i.ino != 1 AND coalesce(n.n, 0) != 1",
 		 "directory %lld has %lld names (should be one)%.0lld");
+	each_row(c, db,
+		 "SELECT d.ino, i.parent, d.parent FROM dirent d JOIN inode i ON i.ino=d.ino"
+		 " WHERE d.type=4 AND i.parent != d.parent",
+		 "directory %lld records parent %lld but is named in directory %lld");
 	each_row(c, db,
 		 "SELECT d.ino, d.type, i.mode >> 12 FROM dirent d JOIN inode i ON i.ino=d.ino"
 		 " WHERE d.type != (i.mode >> 12)",

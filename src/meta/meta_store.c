@@ -10,8 +10,9 @@
  *   5. extended attributes
  *   6. data mapping, allocation, fallocate and seek
  *
- * Lock order: store mutex -> (nothing).  Everything in struct meta_store
- * below `mu` is protected by it, except the fields marked constant.
+ * Lock order: commit mutex -> store mutex -> (nothing).  Everything in
+ * struct meta_store below `mu` is protected by it, except the fields marked
+ * constant.
  */
 #include "meta/meta_store.h"
 
@@ -41,7 +42,8 @@ static const char meta_schema[] =
 	" nlink INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
 	" rdev INTEGER NOT NULL DEFAULT 0, size INTEGER NOT NULL DEFAULT 0,"
 	" nblocks INTEGER NOT NULL DEFAULT 0, atime INTEGER NOT NULL, mtime INTEGER NOT NULL,"
-	" ctime INTEGER NOT NULL, btime INTEGER NOT NULL, target BLOB);"
+	" ctime INTEGER NOT NULL, btime INTEGER NOT NULL, parent INTEGER NOT NULL DEFAULT 0,"
+	" target BLOB);"
 	"CREATE TABLE dirent(parent INTEGER NOT NULL, cookie INTEGER NOT NULL, name BLOB NOT NULL,"
 	" ino INTEGER NOT NULL, type INTEGER NOT NULL, PRIMARY KEY(parent, cookie)) WITHOUT ROWID;"
 	"CREATE UNIQUE INDEX dirent_name ON dirent(parent, name);"
@@ -60,7 +62,7 @@ enum meta_stmt {
 	S_INODE_GET, S_INODE_INSERT, S_INODE_SET, S_INODE_NLINK, S_INODE_TIMES_MC,
 	S_INODE_DELETE, S_INODE_SIZE, S_INODE_NBLOCKS,
 	S_DIRENT_GET, S_DIRENT_INSERT, S_DIRENT_DELETE, S_DIRENT_ANY, S_DIRENT_LIST,
-	S_DIRENT_LIST_PLUS, S_DIRENT_SET_INO, S_DIRENT_PARENT_OF,
+	S_DIRENT_LIST_PLUS, S_DIRENT_SET_INO, S_DIRENT_PARENT_OF, S_INODE_SET_PARENT,
 	S_EXT_BEFORE, S_EXT_RANGE, S_EXT_INSERT, S_EXT_DELETE, S_EXT_UPDATE, S_EXT_FROM,
 	S_EXT_LAST,
 	S_XATTR_GET, S_XATTR_PUT, S_XATTR_DELETE, S_XATTR_LIST, S_XATTR_DELETE_ALL,
@@ -78,7 +80,8 @@ static const char *const meta_sql[S__COUNT] = {
 	[S_INODE_GET] = "SELECT ino,gen,mode,nlink,uid,gid,rdev,size,nblocks,atime,mtime,ctime,btime"
 			" FROM inode WHERE ino=?1",
 	[S_INODE_INSERT] = "INSERT INTO inode(ino,gen,mode,nlink,uid,gid,rdev,size,nblocks,atime,"
-			   "mtime,ctime,btime,target) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,0,?9,?9,?9,?9,?10)",
+			   "mtime,ctime,btime,target,parent)"
+			   " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,0,?9,?9,?9,?9,?10,?11)",
 	[S_INODE_SET] = "UPDATE inode SET mode=?2,uid=?3,gid=?4,size=?5,atime=?6,mtime=?7,ctime=?8"
 			" WHERE ino=?1",
 	[S_INODE_NLINK] = "UPDATE inode SET nlink=nlink+?2, ctime=?3 WHERE ino=?1",
@@ -97,7 +100,9 @@ static const char *const meta_sql[S__COUNT] = {
 			       " JOIN inode i ON i.ino=d.ino WHERE d.parent=?1 AND d.cookie>?2"
 			       " ORDER BY d.cookie",
 	[S_DIRENT_SET_INO] = "UPDATE dirent SET ino=?3, type=?4 WHERE parent=?1 AND name=?2",
-	[S_DIRENT_PARENT_OF] = "SELECT parent FROM dirent WHERE ino=?1 AND type=4 LIMIT 1",
+	/* A directory's one parent is kept in its inode: ".." without a scan. */
+	[S_DIRENT_PARENT_OF] = "SELECT parent FROM inode WHERE ino=?1 AND parent!=0",
+	[S_INODE_SET_PARENT] = "UPDATE inode SET parent=?2 WHERE ino=?1",
 	[S_EXT_BEFORE] = "SELECT fblk,nblk,pblk,unwritten FROM extent WHERE ino=?1 AND fblk<=?2"
 			 " ORDER BY fblk DESC LIMIT 1",
 	[S_EXT_RANGE] = "SELECT fblk,nblk,pblk,unwritten FROM extent WHERE ino=?1 AND fblk>?2"
@@ -129,6 +134,7 @@ struct meta_store {
 	uint32_t bshift;              /* constant: log2 of the block size */
 	struct meta_store_opts opts;  /* constant */
 	pthread_t committer;          /* constant */
+	pthread_mutex_t commit_mu;    /* one commit at a time; taken before mu */
 
 	pthread_mutex_t mu;
 	pthread_cond_t commit_cv;     /* wakes the commit thread */
@@ -274,6 +280,15 @@ static int inode_nlink(struct meta_store *st, uint64_t ino, int delta, int64_t n
 	sqlite3_bind_int64(q, 1, (int64_t)ino);
 	sqlite3_bind_int64(q, 2, delta);
 	sqlite3_bind_int64(q, 3, now);
+	return step_done(q);
+}
+
+static int inode_set_parent(struct meta_store *st, uint64_t ino, uint64_t parent)
+{
+	sqlite3_stmt *q = stmt_get(st, S_INODE_SET_PARENT);
+
+	sqlite3_bind_int64(q, 1, (int64_t)ino);
+	sqlite3_bind_int64(q, 2, (int64_t)parent);
 	return step_done(q);
 }
 
@@ -432,16 +447,33 @@ static int put_fsinfo(struct meta_store *st, const char *key, uint64_t value)
 	return step_done(q);
 }
 
-/* Commit the open transaction; caller holds the mutex. */
-static int st_commit_locked(struct meta_store *st)
+/*
+ * Commit the open transaction and make it durable.  The caller holds the
+ * commit mutex (one commit at a time) but not the store mutex: SQLite writes
+ * the log under the store mutex (synchronous=NORMAL, so COMMIT does not
+ * sync), and the device flush runs outside it, so operations go on while
+ * the log reaches stable storage.  Blocks freed by the transaction become
+ * allocatable only once the flush is done, so a crash can never leave a
+ * deleted file's extent on blocks that already hold another file's data.
+ * A failure here is fatal for the store.
+ */
+static int st_commit(struct meta_store *st)
 {
 	struct timespec t0, t1;
 	const void *bits;
+	size_t mark;
 	uint32_t ag;
 	int rc = 0;
 
-	if (!st->in_txn)
-		return 0;
+	pthread_mutex_lock(&st->mu);
+	if (st->dead) {
+		pthread_mutex_unlock(&st->mu);
+		return -EIO;
+	}
+	if (!st->in_txn) {
+		pthread_mutex_unlock(&st->mu);
+		return blk_flush(st->dev);      /* data writes may still need it */
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (meta_alloc_take_dirty(st->alloc, &ag, &bits)) {
 		sqlite3_stmt *q = stmt_get(st, S_FREEMAP_PUT);
@@ -460,16 +492,26 @@ static int st_commit_locked(struct meta_store *st)
 	if (rc)
 		goto out_dead;
 	st->in_txn = 0;
-	meta_alloc_committed(st->alloc);
+	mark = meta_alloc_seal(st->alloc);
+	pthread_mutex_unlock(&st->mu);
+
+	rc = blk_flush(st->dev);
+
+	pthread_mutex_lock(&st->mu);
+	if (rc)
+		goto out_dead;
+	meta_alloc_release_sealed(st->alloc, mark);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	st->stats.commits++;
 	st->stats.commit_usec += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
 					    (t1.tv_nsec - t0.tv_nsec) / 1000);
+	pthread_mutex_unlock(&st->mu);
 	return 0;
 out_dead:
 	fprintf(stderr, "cxfs: metadata commit failed (%s): the store is now read-only;"
-		" unmount and run cxfs-check\n", sqlite3_errmsg(st->db));
+		" unmount and run cxfs-check\n", rc == -EIO ? "I/O error" : sqlite3_errmsg(st->db));
 	st->dead = 1;
+	pthread_mutex_unlock(&st->mu);
 	return -EIO;
 }
 
@@ -479,7 +521,7 @@ static void *st_commit_thread(void *arg)
 
 	pthread_mutex_lock(&st->mu);
 	while (!st->stopping) {
-		if (!st->in_txn) {
+		if (!st->in_txn || st->dead) {
 			pthread_cond_wait(&st->commit_cv, &st->mu);
 			continue;
 		}
@@ -494,7 +536,11 @@ static void *st_commit_thread(void *arg)
 		if (st->txn_ops < st->opts.commit_ops &&
 		    pthread_cond_timedwait(&st->commit_cv, &st->mu, &due) != ETIMEDOUT)
 			continue;
-		st_commit_locked(st);
+		pthread_mutex_unlock(&st->mu);
+		pthread_mutex_lock(&st->commit_mu);
+		st_commit(st);
+		pthread_mutex_unlock(&st->commit_mu);
+		pthread_mutex_lock(&st->mu);
 	}
 	pthread_mutex_unlock(&st->mu);
 	return NULL;
@@ -502,19 +548,11 @@ static void *st_commit_thread(void *arg)
 
 int meta_store_sync(struct meta_store *st)
 {
-	int committed, rc;
+	int rc;
 
-	pthread_mutex_lock(&st->mu);
-	if (st->dead) {
-		pthread_mutex_unlock(&st->mu);
-		return -EIO;
-	}
-	committed = st->in_txn;
-	rc = st_commit_locked(st);
-	pthread_mutex_unlock(&st->mu);
-	/* A commit synced the log, which flushed the whole device. */
-	if (!rc && !committed)
-		rc = blk_flush(st->dev);
+	pthread_mutex_lock(&st->commit_mu);
+	rc = st_commit(st);
+	pthread_mutex_unlock(&st->commit_mu);
 	return rc;
 }
 
@@ -554,7 +592,7 @@ static int db_open(struct meta_vfs *vfs, sqlite3 **db, char *err, size_t errlen)
 	}
 	/* Exclusive locking first: WAL then needs no shared-memory file. */
 	return db_exec(*db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA page_size=4096;"
-		       " PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+		       " PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 		       " PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;"
 		       " PRAGMA foreign_keys=OFF;", err, errlen);
 }
@@ -594,8 +632,8 @@ int meta_store_format(struct blk_dev *dev, const char *name, uint32_t flags, uin
 		goto out_close;
 	int64_t now = now_ns();
 	snprintf(sql, sizeof(sql),
-		 "INSERT INTO inode(ino,gen,mode,nlink,uid,gid,atime,mtime,ctime,btime)"
-		 " VALUES(%d,1,%u,2,%u,%u,%lld,%lld,%lld,%lld);"
+		 "INSERT INTO inode(ino,gen,mode,nlink,uid,gid,atime,mtime,ctime,btime,parent)"
+		 " VALUES(%d,1,%u,2,%u,%u,%lld,%lld,%lld,%lld,1);"
 		 "INSERT INTO fsinfo VALUES('next_ino',%d),('next_cookie',1),('mount_gen',1),"
 		 "('format',%u);",
 		 META_ROOT_INO, (unsigned)(S_IFDIR | 0755), uid, gid, (long long)now,
@@ -741,6 +779,7 @@ int meta_store_open(struct blk_dev *dev, const struct meta_store_opts *opts,
 	st->opts.commit_ms = opts && opts->commit_ms ? opts->commit_ms : 1000;
 	st->opts.commit_ops = opts && opts->commit_ops ? opts->commit_ops : 20000;
 	pthread_mutex_init(&st->mu, NULL);
+	pthread_mutex_init(&st->commit_mu, NULL);
 	pthread_cond_init(&st->commit_cv, NULL);
 	rc = meta_sb_read(dev, &st->sb, err, errlen);
 	if (rc)
@@ -775,8 +814,6 @@ int meta_store_open(struct blk_dev *dev, const struct meta_store_opts *opts,
 		clock_gettime(CLOCK_MONOTONIC, &st->txn_start);
 		rc = put_fsinfo(st, "mount_gen", st->mount_gen);
 	}
-	if (!rc)
-		rc = st_commit_locked(st);
 	pthread_mutex_unlock(&st->mu);
 	if (!rc)
 		rc = reclaim_orphans(st);
@@ -802,6 +839,7 @@ out_unregister:
 	meta_vfs_unregister(st->vfs);
 out_free:
 	pthread_mutex_destroy(&st->mu);
+	pthread_mutex_destroy(&st->commit_mu);
 	pthread_cond_destroy(&st->commit_cv);
 	free(st);
 	return rc;
@@ -816,10 +854,7 @@ void meta_store_close(struct meta_store *st)
 	pthread_cond_signal(&st->commit_cv);
 	pthread_mutex_unlock(&st->mu);
 	pthread_join(st->committer, NULL);
-	pthread_mutex_lock(&st->mu);
-	if (!st->dead)
-		st_commit_locked(st);
-	pthread_mutex_unlock(&st->mu);
+	meta_store_sync(st);
 	for (int i = 0; i < S__COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	if (!st->dead)
@@ -828,6 +863,7 @@ void meta_store_close(struct meta_store *st)
 	meta_vfs_unregister(st->vfs);
 	meta_alloc_destroy(st->alloc);
 	pthread_mutex_destroy(&st->mu);
+	pthread_mutex_destroy(&st->commit_mu);
 	pthread_cond_destroy(&st->commit_cv);
 	free(st);
 }
@@ -1011,6 +1047,7 @@ int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t m
 	sqlite3_bind_int64(q, 9, now);
 	if (target)
 		sqlite3_bind_blob(q, 10, target, (int)strlen(target), SQLITE_STATIC);
+	sqlite3_bind_int64(q, 11, S_ISDIR(mode) ? (int64_t)dir : 0);
 	rc = step_done(q);
 	if (!rc)
 		rc = dirent_insert(st, dir, name, ino, mode_type(mode));
@@ -1231,6 +1268,10 @@ int meta_rename(struct meta_store *st, uint64_t dir, const char *name, uint64_t 
 			if (!rc)
 				rc = inode_nlink(st, newdir, src_dir ? 1 : -1, now);
 		}
+		if (!rc && src_dir)
+			rc = inode_set_parent(st, ino, newdir);
+		if (!rc && dst_dir)
+			rc = inode_set_parent(st, dst, dir);
 		if (!rc)
 			rc = inode_nlink(st, ino, 0, now);
 		if (!rc)
@@ -1277,6 +1318,8 @@ int meta_rename(struct meta_store *st, uint64_t dir, const char *name, uint64_t 
 		rc = inode_nlink(st, dir, -1, now);
 		if (!rc)
 			rc = inode_nlink(st, newdir, 1, now);
+		if (!rc)
+			rc = inode_set_parent(st, ino, newdir);
 	}
 	/* The moved inode's ctime changes, as on ext4. */
 	if (!rc)
@@ -1767,12 +1810,14 @@ int meta_map_read(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t n
 
 /* Reserve a run for file blocks from @fblk of @ino; caller holds the mutex. */
 static int reserve_locked(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t nblk,
-			  uint64_t *pblk, uint64_t *got)
+			  uint64_t goal, uint64_t *pblk, uint64_t *got)
 {
-	sqlite3_stmt *q = stmt_get(st, S_EXT_LAST);
-	uint64_t goal;
+	sqlite3_stmt *q;
 
+	if (goal != META_GOAL_ANY)
+		return meta_alloc_reserve(st->alloc, goal, nblk, pblk, got);
 	/* Place the run right after the file's previous extent when we can. */
+	q = stmt_get(st, S_EXT_LAST);
 	sqlite3_bind_int64(q, 1, (int64_t)ino);
 	sqlite3_bind_int64(q, 2, (int64_t)fblk);
 	if (sqlite3_step(q) == SQLITE_ROW) {
@@ -1790,12 +1835,12 @@ static int reserve_locked(struct meta_store *st, uint64_t ino, uint64_t fblk, ui
 }
 
 int meta_store_reserve(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t nblk,
-		       uint64_t *pblk, uint64_t *got)
+		       uint64_t goal, uint64_t *pblk, uint64_t *got)
 {
 	int rc;
 
 	pthread_mutex_lock(&st->mu);
-	rc = st->dead ? -EIO : reserve_locked(st, ino, fblk, nblk, pblk, got);
+	rc = st->dead ? -EIO : reserve_locked(st, ino, fblk, nblk, goal, pblk, got);
 	pthread_mutex_unlock(&st->mu);
 	return rc;
 }
@@ -1899,7 +1944,7 @@ static int fill_range(struct meta_store *st, uint64_t ino, struct hole_args *h, 
 			h->pos = to;
 			return 0;
 		}
-		rc = reserve_locked(st, ino, h->pos, to - h->pos, &pblk, &got);
+		rc = reserve_locked(st, ino, h->pos, to - h->pos, META_GOAL_ANY, &pblk, &got);
 		if (rc)
 			return rc;
 		rc = ext_insert(st, ino, h->pos, got, pblk, 1);

@@ -17,7 +17,8 @@
  * the volume (meta_store_map_write), so no crash can expose blocks that were
  * never written.
  *
- * Lock order: store mutex -> (nothing).  The store never calls up.
+ * Lock order: commit mutex -> store mutex -> (nothing).  The store never
+ * calls up.
  */
 #ifndef CXFS_META_STORE_H
 #define CXFS_META_STORE_H
@@ -121,11 +122,14 @@ int meta_map_read(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t n
 		  struct meta_map *maps, int max);
 
 /*
- * Reserve up to @nblk data blocks for file blocks starting at @fblk of @ino
- * (placed after the file's previous extent when possible).  *@pblk, *@got.
+ * Reserve up to @nblk data blocks for file blocks starting at @fblk of @ino,
+ * as one run starting at data block @goal if free, else the next free run
+ * after it.  With @goal == META_GOAL_ANY the run is placed after the file's
+ * previous extent when possible.  *@pblk, *@got.
  */
+#define META_GOAL_ANY UINT64_MAX
 int meta_store_reserve(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t nblk,
-		       uint64_t *pblk, uint64_t *got);
+		       uint64_t goal, uint64_t *pblk, uint64_t *got);
 void meta_store_unreserve(struct meta_store *st, uint64_t pblk, uint64_t nblk);
 
 /*

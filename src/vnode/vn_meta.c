@@ -3,15 +3,21 @@
  * metadata store (src/meta) and, for file data, directly on the volume.
  *
  * Data path: reads map file blocks to volume blocks and read them (holes and
- * unwritten extents read as zeros).  A write over blocks that already hold
- * data goes straight to the volume under the vnode's I/O lock taken shared,
- * so writers and readers of one file run in parallel.  A write that needs
- * new blocks takes the I/O lock exclusive, reserves blocks, writes the data
- * padded with zeros to whole blocks, and only then records the extent, so no
- * crash can leave a file pointing at blocks that were never written.
+ * unwritten extents read as zeros).  Reads and writes hold the vnode's I/O
+ * lock shared, so many run in parallel on one file; truncate, punch and
+ * fallocate take it exclusive.  A write over blocks that already hold data
+ * goes straight to the volume.  A write that needs new blocks first claims
+ * its block range in the node's list of allocations in flight (a second
+ * writer of an overlapping range waits for it), reserves blocks, writes the
+ * data padded with zeros to whole blocks, and only then records the extent,
+ * so no crash can leave a file pointing at blocks that were never written,
+ * and sequential writers with many requests in flight (O_DIRECT, async I/O)
+ * allocate and write concurrently.
  *
  * Lock order: vnode head (read, taken by vn_call) -> meta node I/O lock ->
- *             store mutex (inside meta_*) ; the lock manager's mutex is a leaf.
+ *             node mutex (allocations in flight; never held across I/O or a
+ *             store call) ; store mutex (inside meta_*) and the lock
+ *             manager's mutex are leaves.
  */
 #include "vnode/vn_meta.h"
 
@@ -40,11 +46,22 @@ struct vn_meta_fs {
 	atomic_uint_fast64_t reads, writes, bytes_read, bytes_written, allocs;
 };
 
+/* A block range some writer is allocating and writing. */
+struct vn_meta_claim {
+	uint64_t fblk, lblk;         /* file blocks [fblk, lblk) */
+	struct vn_meta_claim *next;
+};
+
 struct vn_meta_node {
 	struct vn_bhv bhv;           /* our place on the chain */
 	struct vn_meta_fs *fs;       /* constant */
-	pthread_rwlock_t iolock;     /* shared: I/O within blocks already mapped;
-				      * exclusive: allocation, truncate, punch */
+	pthread_rwlock_t iolock;     /* shared: read and write; exclusive: truncate,
+				      * punch, fallocate */
+	pthread_mutex_t mu;          /* protects the fields below */
+	pthread_cond_t cv;           /* broadcast when a claim ends */
+	struct vn_meta_claim *claims;  /* allocations in flight */
+	uint64_t next_fblk;          /* where the last allocation ended (file block) */
+	uint64_t next_pblk;          /* ... and on the volume: the goal for the next */
 };
 
 static struct vn_meta_node *node_of(struct vn_bhv *b)
@@ -114,14 +131,38 @@ static int write_fresh(struct vn_meta_fs *fs, uint64_t fblk, uint64_t nblk, uint
 	return rc;
 }
 
+/* The volume block where an allocation for file block @fblk should start. */
+static uint64_t alloc_goal(struct vn_meta_node *n, uint64_t fblk)
+{
+	uint64_t goal = META_GOAL_ANY;
+
+	pthread_mutex_lock(&n->mu);
+	if (n->next_fblk && fblk >= n->next_fblk && fblk - n->next_fblk < 1024)
+		goal = n->next_pblk + (fblk - n->next_fblk);
+	pthread_mutex_unlock(&n->mu);
+	return goal;
+}
+
+static void alloc_done(struct vn_meta_node *n, uint64_t fblk, uint64_t pblk, uint64_t got)
+{
+	pthread_mutex_lock(&n->mu);
+	if (fblk + got > n->next_fblk) {
+		n->next_fblk = fblk + got;
+		n->next_pblk = pblk + got;
+	}
+	pthread_mutex_unlock(&n->mu);
+}
+
 /*
  * Write [off, off+len) from @buf.  With @may_alloc == 0 the call only
  * succeeds if every block is already mapped to data, and returns -EAGAIN
- * otherwise, before writing anything.
+ * otherwise, before writing anything.  With @may_alloc the caller holds a
+ * claim on the range's blocks.
  */
-static int write_range(struct vn_meta_fs *fs, uint64_t ino, const char *buf, uint64_t off,
+static int write_range(struct vn_meta_node *node, uint64_t ino, const char *buf, uint64_t off,
 		       size_t len, int may_alloc)
 {
+	struct vn_meta_fs *fs = node->fs;
 	struct meta_map maps[VN_META_MAPS];
 	uint64_t end = off + len, pos = off;
 	int n, rc;
@@ -156,9 +197,11 @@ static int write_range(struct vn_meta_fs *fs, uint64_t ino, const char *buf, uin
 				uint64_t b0 = pos / fs->bs, b1 = (pos + chunk + fs->bs - 1) / fs->bs;
 				uint64_t pblk, got;
 
-				rc = meta_store_reserve(fs->st, ino, b0, b1 - b0, &pblk, &got);
+				rc = meta_store_reserve(fs->st, ino, b0, b1 - b0, alloc_goal(node, b0),
+							&pblk, &got);
 				if (rc)
 					return rc;
+				alloc_done(node, b0, pblk, got);
 				if (got < b1 - b0)
 					chunk = (size_t)((b0 + got) * fs->bs - pos);
 				rc = write_fresh(fs, b0, got, pblk, src, pos, chunk);
@@ -350,6 +393,37 @@ out:
 	return rc;
 }
 
+/* Wait until no other writer allocates blocks overlapping @cl, then claim them. */
+static void claim_range(struct vn_meta_node *n, struct vn_meta_claim *cl)
+{
+	pthread_mutex_lock(&n->mu);
+	for (;;) {
+		struct vn_meta_claim *o;
+
+		for (o = n->claims; o; o = o->next)
+			if (o->fblk < cl->lblk && cl->fblk < o->lblk)
+				break;
+		if (!o)
+			break;
+		pthread_cond_wait(&n->cv, &n->mu);
+	}
+	cl->next = n->claims;
+	n->claims = cl;
+	pthread_mutex_unlock(&n->mu);
+}
+
+static void unclaim_range(struct vn_meta_node *n, struct vn_meta_claim *cl)
+{
+	struct vn_meta_claim **pp;
+
+	pthread_mutex_lock(&n->mu);
+	for (pp = &n->claims; *pp != cl; pp = &(*pp)->next)
+		;
+	*pp = cl->next;
+	pthread_cond_broadcast(&n->cv);
+	pthread_mutex_unlock(&n->mu);
+}
+
 static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct vn_meta_node *n = node_of(self);
@@ -362,15 +436,16 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		return 0;
 	if (off + len < off || off + len > (uint64_t)INT64_MAX)
 		return -EFBIG;
-	/* Overwrites of mapped blocks share the lock; anything else takes it alone. */
 	pthread_rwlock_rdlock(&n->iolock);
-	rc = write_range(fs, ino, c->u.write.buf, off, len, 0);
-	pthread_rwlock_unlock(&n->iolock);
+	rc = write_range(n, ino, c->u.write.buf, off, len, 0);
 	if (rc == -EAGAIN) {
-		pthread_rwlock_wrlock(&n->iolock);
-		rc = write_range(fs, ino, c->u.write.buf, off, len, 1);
-		pthread_rwlock_unlock(&n->iolock);
+		struct vn_meta_claim claim = { off / fs->bs, (off + len + fs->bs - 1) / fs->bs, NULL };
+
+		claim_range(n, &claim);
+		rc = write_range(n, ino, c->u.write.buf, off, len, 1);
+		unclaim_range(n, &claim);
 	}
+	pthread_rwlock_unlock(&n->iolock);
 	if (!rc)
 		rc = meta_note_write(fs->st, ino, off + len, NULL);
 	if (!rc) {
@@ -482,6 +557,8 @@ static void m_destroy(struct vn_bhv *self, struct vnode *vn)
 	struct vn_meta_node *n = node_of(self);
 
 	pthread_rwlock_destroy(&n->iolock);
+	pthread_mutex_destroy(&n->mu);
+	pthread_cond_destroy(&n->cv);
 	free(n);
 }
 
@@ -526,13 +603,13 @@ int vn_meta_shape(void *arg, struct vnode *vn)
 		return -ENOMEM;
 	n->fs = arg;
 	pthread_rwlock_init(&n->iolock, NULL);
+	pthread_mutex_init(&n->mu, NULL);
+	pthread_cond_init(&n->cv, NULL);
 	n->bhv.ops = &vn_meta_ops;
 	n->bhv.priv = n;
 	rc = vn_bhv_insert(vn, &n->bhv);
-	if (rc) {
-		pthread_rwlock_destroy(&n->iolock);
-		free(n);
-	}
+	if (rc)
+		m_destroy(&n->bhv, vn);
 	return rc;
 }
 
