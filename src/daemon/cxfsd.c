@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "block/blk.h"
+#include "common/cx_util.h"
 #include "daemon/cxfsd.h"
 #include "meta/meta_store.h"
 #include "vnode/vn.h"
@@ -45,22 +46,6 @@ static void usage(FILE *f)
 		"      --initiator IQN    iSCSI initiator name of this node\n"
 		"  -f, --debug            print every FUSE request\n"
 		"  -h, --help             this text\n");
-}
-
-/* Parse "123", "4K", "2G"...; 0 on error. */
-static uint64_t parse_size(const char *s)
-{
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	case 't': case 'T': v <<= 40; end++; break;
-	default: break;
-	}
-	return *end ? 0 : v;
 }
 
 struct cxfsd_opts {
@@ -122,7 +107,7 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		switch (c) {
 		case 'v': o->volume = optarg; break;
 		case 's':
-			o->size = parse_size(optarg);
+			o->size = cx_parse_size(optarg);
 			if (!o->size) {
 				fprintf(stderr, "cxfsd: --size %s: not a size\n", optarg);
 				return 2;

@@ -567,15 +567,13 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	fuse_reply_err(req, -rc);
 }
 
-/* Valid replies: fuse_reply_buf, fuse_reply_xattr, fuse_reply_err. */
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+/*
+ * Reply to getxattr/listxattr with result @rc: the size when asked with
+ * @size 0, else the bytes in @buf, which this frees.  Valid replies:
+ * fuse_reply_buf, fuse_reply_xattr, fuse_reply_err.
+ */
+static void reply_xattr(fuse_req_t req, int rc, char *buf, size_t size)
 {
-	char *buf = size ? malloc(size) : NULL;
-	struct vn_call c = { .op = VN_OP_GETXATTR, .u.getxattr = { name, buf, size } };
-	int rc = (size && !buf) ? -ENOMEM : xattr_allowed(req, ino, name, 0);
-
-	if (!rc)
-		rc = call_ino(req, ino, &c);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else if (size == 0)
@@ -585,19 +583,23 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	free(buf);
 }
 
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	struct vn_call c = { .op = VN_OP_GETXATTR, .u.getxattr = { name, buf, size } };
+	int rc = (size && !buf) ? -ENOMEM : xattr_allowed(req, ino, name, 0);
+
+	if (!rc)
+		rc = call_ino(req, ino, &c);
+	reply_xattr(req, rc, buf, size);
+}
+
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	char *buf = size ? malloc(size) : NULL;
 	struct vn_call c = { .op = VN_OP_LISTXATTR, .u.listxattr = { buf, size } };
-	int rc = (size && !buf) ? -ENOMEM : call_ino(req, ino, &c);
 
-	if (rc < 0)
-		fuse_reply_err(req, -rc);
-	else if (size == 0)
-		fuse_reply_xattr(req, (size_t)rc);
-	else
-		fuse_reply_buf(req, buf, (size_t)rc);
-	free(buf);
+	reply_xattr(req, (size && !buf) ? -ENOMEM : call_ino(req, ino, &c), buf, size);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
@@ -608,17 +610,6 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	if (!rc)
 		rc = call_ino(req, ino, &c);
 	fuse_reply_err(req, -rc);
-}
-
-/* Is @cred in group @gid (primary or supplementary)? */
-static int cred_in_group(const struct vn_cred *cred, uint32_t gid)
-{
-	if (cred->gid == gid)
-		return 1;
-	for (int i = 0; i < cred->ngroups; i++)
-		if (cred->groups[i] == gid)
-			return 1;
-	return 0;
 }
 
 /* Valid replies: fuse_reply_err.  The same rules as the kernel's generic_permission(). */
@@ -644,7 +635,7 @@ static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	}
 	if (cred.uid == a.uid)
 		bits = (a.mode >> 6) & 7;
-	else if (cred_in_group(&cred, a.gid))
+	else if (vn_cred_in_group(&cred, a.gid))
 		bits = (a.mode >> 3) & 7;
 	else
 		bits = a.mode & 7;

@@ -28,6 +28,7 @@
  *
  * The file has no locks and no state: every function works on its arguments.
  */
+#include "meta/meta_le.h"
 #include "meta/meta_sb.h"
 #include "meta/meta_vfs.h"
 #include "block/blk.h"
@@ -157,36 +158,6 @@ uint32_t meta_crc32c(uint32_t crc, const void *buf, size_t len)
 	while (len--)
 		crc = crc32c_table[(crc ^ *p++) & 0xffu] ^ (crc >> 8);
 	return ~crc;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
 }
 
 static uint64_t round_down(uint64_t v, uint64_t align)

@@ -63,7 +63,7 @@ enum meta_stmt {
 	S_INODE_DELETE, S_INODE_SIZE, S_INODE_NBLOCKS,
 	S_DIRENT_GET, S_DIRENT_INSERT, S_DIRENT_DELETE, S_DIRENT_ANY, S_DIRENT_LIST,
 	S_DIRENT_LIST_PLUS, S_DIRENT_SET_INO, S_DIRENT_PARENT_OF, S_INODE_SET_PARENT,
-	S_EXT_BEFORE, S_EXT_RANGE, S_EXT_INSERT, S_EXT_DELETE, S_EXT_UPDATE, S_EXT_FROM,
+	S_EXT_BEFORE, S_EXT_RANGE, S_EXT_INSERT, S_EXT_DELETE, S_EXT_UPDATE,
 	S_EXT_LAST,
 	S_XATTR_GET, S_XATTR_PUT, S_XATTR_DELETE, S_XATTR_LIST, S_XATTR_DELETE_ALL,
 	S_DMATTR_DELETE_ALL,
@@ -110,8 +110,6 @@ static const char *const meta_sql[S__COUNT] = {
 	[S_EXT_INSERT] = "INSERT INTO extent(ino,fblk,nblk,pblk,unwritten) VALUES(?1,?2,?3,?4,?5)",
 	[S_EXT_DELETE] = "DELETE FROM extent WHERE ino=?1 AND fblk=?2",
 	[S_EXT_UPDATE] = "UPDATE extent SET nblk=?3 WHERE ino=?1 AND fblk=?2",
-	[S_EXT_FROM] = "SELECT fblk,nblk,pblk,unwritten FROM extent WHERE ino=?1 AND fblk>=?2"
-		       " ORDER BY fblk",
 	[S_EXT_LAST] = "SELECT fblk,nblk,pblk,unwritten FROM extent WHERE ino=?1 AND fblk<?2"
 		       " ORDER BY fblk DESC LIMIT 1",
 	[S_XATTR_GET] = "SELECT value FROM xattr WHERE ino=?1 AND name=?2",
@@ -982,17 +980,6 @@ out:
 	return rc;
 }
 
-/* Is @gid the caller's group or one of its supplementary groups? */
-static int cred_in_group(const struct vn_cred *cred, uint32_t gid)
-{
-	if (cred->gid == gid)
-		return 1;
-	for (int i = 0; i < cred->ngroups; i++)
-		if (cred->groups[i] == gid)
-			return 1;
-	return 0;
-}
-
 int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t mode, uint64_t rdev,
 	       const char *target, const struct vn_cred *cred, struct vn_attr *out)
 {
@@ -1032,7 +1019,7 @@ int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t m
 			mode |= S_ISGID;
 	}
 	if (!S_ISDIR(mode) && (mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) &&
-	    cred->uid != 0 && !cred_in_group(cred, gid))
+	    cred->uid != 0 && !vn_cred_in_group(cred, gid))
 		mode &= ~(uint32_t)S_ISGID;
 	ino = st->next_ino++;
 	q = stmt_get(st, S_INODE_INSERT);

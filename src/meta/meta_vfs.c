@@ -45,6 +45,7 @@
  * own value, so a torn or interrupted sector write cannot change them, which
  * is what the flag promises.  It spares the WAL its sector padding.
  */
+#include "meta/meta_le.h"
 #include "meta/meta_vfs.h"
 #include "meta/meta_sb.h"
 #include "block/blk.h"
@@ -115,36 +116,6 @@ struct vfs_file {
 };
 
 static atomic_uint vfs_counter;            /* makes each registered name unique */
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 static const struct meta_region *sb_region(const struct meta_sb *sb, enum vfs_kind k)
 {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "block/blk.h"
+#include "common/cx_util.h"
 #include "meta/meta_sb.h"
 #include "meta/meta_store.h"
 
@@ -25,21 +26,6 @@ static void usage(FILE *f)
 		"      --dmapi        enable DMAPI events (hierarchical storage management)\n"
 		"  -s, --size BYTES   create a missing file volume of this size (K/M/G/T)\n"
 		"  -h, --help         this text\n");
-}
-
-static uint64_t parse_size(const char *s)
-{
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	case 't': case 'T': v <<= 40; end++; break;
-	default: break;
-	}
-	return *end ? 0 : v;
 }
 
 int main(int argc, char **argv)
@@ -66,7 +52,7 @@ int main(int argc, char **argv)
 		case 'n': name = optarg; break;
 		case 'D': flags |= META_SB_F_DMAPI; break;
 		case 's':
-			bo.create_size = parse_size(optarg);
+			bo.create_size = cx_parse_size(optarg);
 			if (!bo.create_size) {
 				fprintf(stderr, "mkfs.cxfs: --size %s: not a size\n", optarg);
 				return 2;

@@ -65,6 +65,17 @@ struct vn_cred {
 	const uint32_t *groups;
 };
 
+/* Is @gid the caller's group or one of its supplementary groups? */
+static inline int vn_cred_in_group(const struct vn_cred *cred, uint32_t gid)
+{
+	if (cred->gid == gid)
+		return 1;
+	for (int i = 0; i < cred->ngroups; i++)
+		if (cred->groups[i] == gid)
+			return 1;
+	return 0;
+}
+
 /* setattr mask bits */
 #define VN_SET_MODE      0x001
 #define VN_SET_UID       0x002
