@@ -61,7 +61,9 @@ static int call_ino(fuse_req_t req, fuse_ino_t ino, struct vn_call *c)
 	int rc;
 
 	if (!c->cred) {
-		req_cred(req, &cred, groups, c->op == VN_OP_MKNOD);
+		/* Groups cost a read of /proc: only set-group-ID creation needs them. */
+		req_cred(req, &cred, groups,
+			 c->op == VN_OP_MKNOD && (c->u.mknod.mode & S_ISGID) && !S_ISDIR(c->u.mknod.mode));
 		c->cred = &cred;
 	}
 	rc = vn_get(D(req)->vt, ino, &vn);
