@@ -49,8 +49,10 @@ static inline uint64_t busy_word(const struct meta_alloc *a, uint64_t w)
 	uint64_t v = a->used[w] | a->resv[w] | a->pend[w];
 
 	/* Blocks past the end of the region are never free. */
-	if (w == a->nwords - 1 && (a->nblocks & 63))
+	if (w == (a->nblocks - 1) >> 6 && (a->nblocks & 63))
 		v |= ~(uint64_t)0 << (a->nblocks & 63);
+	else if (w > (a->nblocks - 1) >> 6)
+		v = ~(uint64_t)0;
 	return v;
 }
 
@@ -114,24 +116,26 @@ uint64_t meta_alloc_available(const struct meta_alloc *a)
 int meta_alloc_load(struct meta_alloc *a, uint32_t ag, const void *bits, size_t len)
 {
 	uint64_t first = (uint64_t)ag * META_AG_BLOCKS;
-	uint64_t *dst;
+	const uint8_t *src = bits;
 	uint32_t count = 0;
 
 	if (ag >= a->nag || len != META_AG_BYTES)
 		return -EINVAL;
-	dst = a->used + first / 64;
-	/* Drop the old state of the AG from the counters first. */
-	for (uint64_t b = first; b < first + META_AG_BLOCKS && b < a->nblocks; b++)
-		if (bit_get(a->used, b))
-			a->busy--, a->ag_busy[ag]--;
-	memcpy(dst, bits, len);
+	/* Check the new bitmap before touching any state. */
 	for (uint64_t b = first; b < first + META_AG_BLOCKS; b++) {
-		if (!bit_get(a->used, b))
+		uint64_t i = b - first;
+
+		if (!((src[i / 8] >> (i % 8)) & 1))
 			continue;
 		if (b >= a->nblocks)
 			return -EINVAL;      /* a block beyond the region marked used */
 		count++;
 	}
+	/* Drop the old state of the AG from the counters, then take the new. */
+	for (uint64_t b = first; b < first + META_AG_BLOCKS && b < a->nblocks; b++)
+		if (bit_get(a->used, b))
+			a->busy--, a->ag_busy[ag]--;
+	memcpy(a->used + first / 64, bits, len);
 	a->ag_busy[ag] += count;
 	a->busy += count;
 	return 0;
@@ -279,7 +283,9 @@ void meta_alloc_release_sealed(struct meta_alloc *a, size_t mark)
 {
 	for (size_t i = 0; i < mark; i++)
 		clear_busy(a, a->pend, a->pending[i].start, a->pending[i].n);
-	memmove(a->pending, a->pending + mark, (a->npending - mark) * sizeof(*a->pending));
+	if (a->npending > mark)
+		memmove(a->pending, a->pending + mark,
+			(a->npending - mark) * sizeof(*a->pending));
 	a->npending -= mark;
 }
 

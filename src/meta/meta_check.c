@@ -167,11 +167,13 @@ static void check_tree(struct chk *c, sqlite3 *db)
 		 "inode %lld has link count %lld but %lld names");
 	each_row(c, db,
 		 "SELECT i.ino, i.nlink, 2 + coalesce(s.n, 0) FROM inode i LEFT JOIN subdirs s"
-		 " ON s.ino=i.ino WHERE (i.mode & 61440) = 16384 AND i.nlink != 2 + coalesce(s.n, 0)",
+		 " ON s.ino=i.ino WHERE (i.mode & 61440) = 16384 AND i.nlink != 2 + coalesce(s.n, 0)"
+		 " AND i.ino NOT IN (SELECT ino FROM orphan)",
 		 "directory %lld has link count %lld but should have %lld");
 	each_row(c, db,
 		 "SELECT i.ino, coalesce(n.n, 0), 0 FROM inode i LEFT JOIN names n ON n.ino=i.ino"
-		 " WHERE (i.mode & 61440) = 16384 AND i.ino != 1 AND coalesce(n.n, 0) != 1",
+		 " WHERE (i.mode & 61440) = 16384 AND i.ino != 1 AND coalesce(n.n, 0) != 1"
+		 " AND i.ino NOT IN (SELECT ino FROM orphan)",
 		 "directory %lld has %lld names (should be one)%.0lld");
 	each_row(c, db,
 		 "SELECT d.ino, i.parent, d.parent FROM dirent d JOIN inode i ON i.ino=d.ino"
@@ -219,11 +221,14 @@ int meta_check(struct blk_dev *dev, void (*report)(void *arg, const char *msg), 
 	char err[256];
 	int rc;
 
+	err[0] = '\0';
 	rc = meta_sb_read(dev, &sb, err, sizeof(err));
 	if (rc) {
 		problem(&c, "superblock: %s", err);
 		return c.problems;
 	}
+	if (err[0])
+		problem(&c, "primary superblock damaged, the backup is good: %s", err);
 	rc = meta_vfs_register(dev, &sb, &vfs);
 	if (rc) {
 		problem(&c, "cannot set up the metadata VFS: %s", strerror(-rc));

@@ -778,7 +778,15 @@ int meta_store_open(struct blk_dev *dev, const struct meta_store_opts *opts,
 	st->opts.commit_ops = opts && opts->commit_ops ? opts->commit_ops : 20000;
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->commit_mu, NULL);
-	pthread_cond_init(&st->commit_cv, NULL);
+	{
+		/* Deadlines are computed on the monotonic clock. */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&st->commit_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	rc = meta_sb_read(dev, &st->sb, err, errlen);
 	if (rc)
 		goto out_free;
@@ -1546,7 +1554,8 @@ int meta_getxattr(struct meta_store *st, uint64_t ino, const char *name, void *b
 		} else if ((size_t)len > size) {
 			rc = -ERANGE;
 		} else {
-			memcpy(buf, sqlite3_column_blob(q, 0), (size_t)len);
+			if (len)
+				memcpy(buf, sqlite3_column_blob(q, 0), (size_t)len);
 			rc = len;
 		}
 	} else {
