@@ -153,6 +153,7 @@ static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 	se = fuse_session_new(&args, &cxfsd_fuse_ops, sizeof(cxfsd_fuse_ops), d);
 	if (!se) {
 		fprintf(stderr, "cxfsd: cannot set up the FUSE session\n");
+		fuse_opt_free_args(&args);
 		return 1;
 	}
 	if (fuse_set_signal_handlers(se) != 0)
@@ -178,6 +179,7 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out_destroy:
 	fuse_session_destroy(se);
+	fuse_opt_free_args(&args);
 	return rc;
 }
 
