@@ -43,6 +43,7 @@ for sig in TERM; do
 		check_eq "SIG$sig: cxfsd exits 0" 0 "$CXFSD_STATUS"
 		[[ "$CXFSD_STATUS" == 0 ]] || show_log "$MNT" 8
 		check "SIG$sig: the mount is gone cleanly" clean_mnt
+		check_volume "$VOL" "SIG$sig: the volume is consistent afterwards"
 	else
 		fail "SIG$sig: cxfsd still running 30 s after the signal"
 	fi
