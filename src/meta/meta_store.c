@@ -1833,11 +1833,18 @@ static int reserve_locked(struct meta_store *st, uint64_t ino, uint64_t fblk, ui
 int meta_store_reserve(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t nblk,
 		       uint64_t goal, uint64_t *pblk, uint64_t *got)
 {
-	int rc;
+	int rc, pending;
 
 	pthread_mutex_lock(&st->mu);
 	rc = st->dead ? -EIO : reserve_locked(st, ino, fblk, nblk, goal, pblk, got);
+	pending = rc == -ENOSPC && meta_alloc_seal(st->alloc) > 0;
 	pthread_mutex_unlock(&st->mu);
+	/* Freed blocks wait for a durable commit: force one rather than fail (as ext4). */
+	if (pending && meta_store_sync(st) == 0) {
+		pthread_mutex_lock(&st->mu);
+		rc = st->dead ? -EIO : reserve_locked(st, ino, fblk, nblk, goal, pblk, got);
+		pthread_mutex_unlock(&st->mu);
+	}
 	return rc;
 }
 

@@ -153,30 +153,29 @@ static void alloc_done(struct vn_meta_node *n, uint64_t fblk, uint64_t pblk, uin
 	pthread_mutex_unlock(&n->mu);
 }
 
-/*
- * Write [off, off+len) from @buf.  With @may_alloc == 0 the call only
- * succeeds if every block is already mapped to data, and returns -EAGAIN
- * otherwise, before writing anything.  With @may_alloc the caller holds a
- * claim on the range's blocks.
- */
-static int write_range(struct vn_meta_node *node, uint64_t ino, const char *buf, uint64_t off,
-		       size_t len, int may_alloc)
+/* The body of write_range(): advances *@posp as the data lands. */
+static int write_range_at(struct vn_meta_node *node, uint64_t ino, const char *buf,
+			  uint64_t off, size_t len, int may_alloc, uint64_t *posp)
 {
 	struct vn_meta_fs *fs = node->fs;
 	struct meta_map maps[VN_META_MAPS];
 	uint64_t end = off + len, pos = off;
-	int n, rc;
+	int n, rc = 0;
 
 	while (pos < end) {
 		uint64_t fblk = pos / fs->bs, lblk = (end + fs->bs - 1) / fs->bs;
 
 		n = meta_map_read(fs->st, ino, fblk, lblk - fblk, maps, VN_META_MAPS);
-		if (n < 0)
-			return n;
+		if (n < 0) {
+			rc = n;
+			goto out;
+		}
 		if (!may_alloc)
 			for (int i = 0; i < n; i++)
-				if (maps[i].state != META_MAP_DATA)
-					return -EAGAIN;
+				if (maps[i].state != META_MAP_DATA) {
+					rc = -EAGAIN;
+					goto out;
+				}
 		for (int i = 0; i < n && pos < end; i++) {
 			struct meta_map *m = &maps[i];
 			uint64_t rend = (m->fblk + m->nblk) * fs->bs;
@@ -200,28 +199,47 @@ static int write_range(struct vn_meta_node *node, uint64_t ino, const char *buf,
 				rc = meta_store_reserve(fs->st, ino, b0, b1 - b0, alloc_goal(node, b0),
 							&pblk, &got);
 				if (rc)
-					return rc;
+					goto out;
 				alloc_done(node, b0, pblk, got);
 				if (got < b1 - b0)
 					chunk = (size_t)((b0 + got) * fs->bs - pos);
 				rc = write_fresh(fs, b0, got, pblk, src, pos, chunk);
 				if (rc) {
 					meta_store_unreserve(fs->st, pblk, got);
-					return rc;
+					goto out;
 				}
 				rc = meta_map_write(fs->st, ino, b0, got, pblk, 1);
 				atomic_fetch_add(&fs->allocs, 1);
-				pos += chunk;
 				if (rc)
-					return rc;
+					goto out;
+				pos += chunk;
 				break;      /* the mapping changed: map again */
 			}
 			if (rc)
-				return rc;
+				goto out;
 			pos += chunk;
 		}
 	}
-	return 0;
+out:
+	*posp = pos;
+	return rc;
+}
+
+/*
+ * Write [off, off+len) from @buf.  With @may_alloc == 0 the call only
+ * succeeds if every block is already mapped to data, and returns -EAGAIN
+ * otherwise, before writing anything.  With @may_alloc the caller holds a
+ * claim on the range's blocks.  *@done gets the bytes from @off on that are
+ * written and recorded, also when an error (say ENOSPC) cuts the write short.
+ */
+static int write_range(struct vn_meta_node *node, uint64_t ino, const char *buf, uint64_t off,
+		       size_t len, int may_alloc, size_t *done)
+{
+	uint64_t pos = off;
+	int rc = write_range_at(node, ino, buf, off, len, may_alloc, &pos);
+
+	*done = (size_t)(pos - off);
+	return rc;
 }
 
 /* Zero [off, end) of the file where it lies in data blocks (partial blocks). */
@@ -429,7 +447,7 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct vn_meta_node *n = node_of(self);
 	struct vn_meta_fs *fs = n->fs;
 	uint64_t ino = vn_ino(vn), off = c->u.write.off;
-	size_t len = c->u.write.size;
+	size_t len = c->u.write.size, done;
 	int rc;
 
 	if (len == 0)
@@ -437,15 +455,20 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (off + len < off || off + len > (uint64_t)INT64_MAX)
 		return -EFBIG;
 	pthread_rwlock_rdlock(&n->iolock);
-	rc = write_range(n, ino, c->u.write.buf, off, len, 0);
+	rc = write_range(n, ino, c->u.write.buf, off, len, 0, &done);
 	if (rc == -EAGAIN) {
 		struct vn_meta_claim claim = { off / fs->bs, (off + len + fs->bs - 1) / fs->bs, NULL };
 
 		claim_range(n, &claim);
-		rc = write_range(n, ino, c->u.write.buf, off, len, 1);
+		rc = write_range(n, ino, c->u.write.buf, off, len, 1, &done);
 		unclaim_range(n, &claim);
 	}
 	pthread_rwlock_unlock(&n->iolock);
+	/* A write cut short (ENOSPC) returns what it wrote, as write(2) does. */
+	if (rc < 0 && done > 0) {
+		rc = 0;
+		len = done;
+	}
 	if (!rc)
 		rc = meta_note_write(fs->st, ino, off + len, NULL);
 	if (!rc) {
