@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh: one benchmark run of cxfs against its references, side by side.
 #
-#   bench/bench.sh [--quick] [--repeat N] [--no-direct]
+#   bench/bench.sh [--quick] [--repeat N] [--no-direct] [--meta-files N]
 #
 # What it measures (each figure is the median of --repeat runs, default 3):
 #   raw LUN     iscsi-perf on the LUN of a tgtd this script starts: sequential
@@ -31,13 +31,15 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 QUICK=0
 REPEAT=3
+META_FILES=
 DIRECT=1
 while (($#)); do
 	case $1 in
 	--quick) QUICK=1 ;;
 	--repeat) REPEAT=$2; shift ;;
 	--no-direct) DIRECT=0 ;;
-	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+	--meta-files) META_FILES=$2; shift ;;
+	-h | --help) sed -n "2,28p" "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -54,6 +56,7 @@ else
 	PERF_SECS=10
 	META_N=100000
 fi
+META_N=${META_FILES:-$META_N}
 LUN_MB=$((FIO_SIZE_MB + 768))
 
 # The cleanup stack of lib.sh, without the test counters.
