@@ -171,7 +171,8 @@ static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 		goto out_unmount;
 	fuse_loop_cfg_set_max_threads(lc, o->threads);
 	fuse_loop_cfg_set_idle_threads(lc, 8);
-	rc = fuse_session_loop_mt(se, lc) == 0 ? 0 : 1;
+	/* A signal ends the loop with its number: a clean end, like an unmount. */
+	rc = fuse_session_loop_mt(se, lc) >= 0 ? 0 : 1;
 	fuse_loop_cfg_destroy(lc);
 out_unmount:
 	fuse_session_unmount(se);

@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -413,10 +412,6 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { fi->lock_owner, 1 } };
-
-	if (fi->flock_release)
-		call_ino(req, ino, &c);
 	fuse_reply_err(req, 0);
 }
 
@@ -720,37 +715,20 @@ static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 	fuse_reply_err(req, -call_ino(req, ino, &c));
 }
 
-static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
-{
-	struct vn_flock lk = { .start = 0, .end = UINT64_MAX, .owner = fi->lock_owner,
-			       .pid = fuse_req_ctx(req)->pid, .is_flock = 1 };
-	struct vn_call c = { .op = VN_OP_SETLK,
-			     .u.setlk = { &lk, !(op & LOCK_NB), req_interrupted, req } };
-
-	switch (op & ~LOCK_NB) {
-	case LOCK_SH:
-		lk.type = F_RDLCK;
-		break;
-	case LOCK_EX:
-		lk.type = F_WRLCK;
-		break;
-	case LOCK_UN:
-		lk.type = F_UNLCK;
-		break;
-	default:
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	fuse_reply_err(req, -call_ino(req, ino, &c));
-}
-
 /* Ask the kernel for what makes a filesystem fast and ext4-like. */
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct cxfsd *d = userdata;
 
-	conn->want |= conn->capable & (FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS |
-				       FUSE_CAP_READDIRPLUS | FUSE_CAP_PARALLEL_DIROPS |
+	/*
+	 * flock(2) stays with the kernel: FUSE drops a flock lock on close only
+	 * through RELEASE, which the kernel sends after close() has returned, so
+	 * a daemon-held flock would outlive close() for a moment (ext4's never
+	 * does).  POSIX locks are dropped by FLUSH, inside close(), and go
+	 * through the daemon's lock manager.
+	 */
+	conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
+	conn->want |= conn->capable & (FUSE_CAP_POSIX_LOCKS | FUSE_CAP_READDIRPLUS | FUSE_CAP_PARALLEL_DIROPS |
 				       FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_ASYNC_DIO |
 				       FUSE_CAP_ASYNC_READ);
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
@@ -798,7 +776,6 @@ const struct fuse_lowlevel_ops cxfsd_fuse_ops = {
 	.create = op_create,
 	.getlk = op_getlk,
 	.setlk = op_setlk,
-	.flock = op_flock,
 	.fallocate = op_fallocate,
 	.lseek = op_lseek,
 };
