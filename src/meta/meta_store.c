@@ -487,6 +487,9 @@ static int st_commit(struct meta_store *st)
 		rc = put_fsinfo(st, "next_cookie", st->next_cookie);
 	if (!rc)
 		rc = step_done(stmt_get(st, S_COMMIT));
+	/* COMMIT did not sync (synchronous=NORMAL): put the log on the volume now. */
+	if (!rc)
+		rc = meta_vfs_write_out(st->vfs);
 	if (rc)
 		goto out_dead;
 	st->in_txn = 0;

@@ -665,6 +665,21 @@ static int vfs_get_last_error(sqlite3_vfs *base, int n, char *out)
 
 /* Registration. */
 
+int meta_vfs_write_out(struct meta_vfs *vfs)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&vfs->lock);
+	for (int k = 0; k < VFS_NKINDS && rc == 0; k++) {
+		if (vfs->regions[k].file)
+			rc = gather_flush(vfs->regions[k].file);
+		if (rc == 0 && vfs->regions[k].loaded)
+			rc = region_persist_size(vfs, (enum vfs_kind)k);
+	}
+	pthread_mutex_unlock(&vfs->lock);
+	return rc;
+}
+
 int meta_vfs_register(struct blk_dev *dev, const struct meta_sb *sb, struct meta_vfs **out)
 {
 	struct meta_vfs *vfs;

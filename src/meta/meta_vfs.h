@@ -42,6 +42,14 @@ const char *meta_vfs_name(const struct meta_vfs *vfs);
 void meta_vfs_unregister(struct meta_vfs *vfs);
 
 /*
+ * Write every region file's gathered data and durable size to the volume,
+ * without flushing the device: with synchronous=NORMAL a COMMIT does not
+ * sync, so the store calls this right after COMMIT and then flushes the
+ * device itself (outside its own mutex).  0 or -errno.
+ */
+int meta_vfs_write_out(struct meta_vfs *vfs);
+
+/*
  * Reset the region headers of all three regions to an empty file (mkfs).
  */
 int meta_vfs_format(struct blk_dev *dev, const struct meta_sb *sb);

@@ -12,7 +12,8 @@ ROUNDS=${CRASH_ROUNDS:-20}
 MNT=$T_TMP/mnt
 MANIFEST=$T_TMP/manifest
 : >"$MANIFEST"
-if ! start_tgtd "$T_TMP/lun.img" 2G; then
+# Sparse: 20 rounds of a fast writer fill a few GiB.
+if ! start_tgtd "$T_TMP/lun.img" 8G; then
 	fail "tgtd serves a LUN"
 	it_finish
 fi
