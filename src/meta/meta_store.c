@@ -60,7 +60,7 @@ static const char meta_schema[] =
 enum meta_stmt {
 	S_BEGIN, S_COMMIT, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
 	S_INODE_GET, S_INODE_INSERT, S_INODE_SET, S_INODE_NLINK, S_INODE_TIMES_MC,
-	S_INODE_DELETE, S_INODE_SIZE, S_INODE_NBLOCKS,
+	S_INODE_DELETE, S_INODE_SIZE, S_INODE_NBLOCKS, S_INODE_ATIME,
 	S_DIRENT_GET, S_DIRENT_INSERT, S_DIRENT_DELETE, S_DIRENT_ANY, S_DIRENT_LIST,
 	S_DIRENT_LIST_PLUS, S_DIRENT_SET_INO, S_DIRENT_PARENT_OF, S_INODE_SET_PARENT,
 	S_EXT_BEFORE, S_EXT_RANGE, S_EXT_INSERT, S_EXT_DELETE, S_EXT_UPDATE,
@@ -89,6 +89,7 @@ static const char *const meta_sql[S__COUNT] = {
 	[S_INODE_DELETE] = "DELETE FROM inode WHERE ino=?1",
 	[S_INODE_SIZE] = "UPDATE inode SET size=max(size,?2), mtime=?3, ctime=?3 WHERE ino=?1",
 	[S_INODE_NBLOCKS] = "UPDATE inode SET nblocks=nblocks+?2 WHERE ino=?1",
+	[S_INODE_ATIME] = "UPDATE inode SET atime=?2 WHERE ino=?1",
 	[S_DIRENT_GET] = "SELECT ino,type,cookie FROM dirent WHERE parent=?1 AND name=?2",
 	[S_DIRENT_INSERT] = "INSERT INTO dirent(parent,cookie,name,ino,type) VALUES(?1,?2,?3,?4,?5)",
 	[S_DIRENT_DELETE] = "DELETE FROM dirent WHERE parent=?1 AND name=?2",
@@ -929,7 +930,7 @@ int meta_setattr(struct meta_store *st, uint64_t ino, const struct vn_attr *in, 
 			rc = -EINVAL;
 			goto out;
 		}
-		if (in->size > (uint64_t)INT64_MAX) {
+		if (in->size > META_MAX_FILE_SIZE) {
 			rc = -EFBIG;
 			goto out;
 		}
@@ -1916,6 +1917,35 @@ out:
 	return st_leave(st, rc);
 }
 
+static int ts_cmp(struct timespec a, struct timespec b)
+{
+	return a.tv_sec != b.tv_sec ? (a.tv_sec < b.tv_sec ? -1 : 1)
+				    : (a.tv_nsec < b.tv_nsec ? -1 : a.tv_nsec > b.tv_nsec);
+}
+
+int meta_atime_due(const struct vn_attr *a)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return ts_cmp(a->atime, a->mtime) <= 0 || ts_cmp(a->atime, a->ctime) <= 0 ||
+	       now.tv_sec - a->atime.tv_sec >= 24 * 3600;
+}
+
+int meta_touch_atime(struct meta_store *st, uint64_t ino)
+{
+	sqlite3_stmt *q;
+	int rc = st_enter(st);
+
+	if (rc)
+		return rc;
+	q = stmt_get(st, S_INODE_ATIME);
+	sqlite3_bind_int64(q, 1, (int64_t)ino);
+	sqlite3_bind_int64(q, 2, now_ns());
+	rc = step_done(q);
+	return st_leave(st, rc);
+}
+
 int meta_note_write(struct meta_store *st, uint64_t ino, uint64_t size, struct vn_attr *out)
 {
 	sqlite3_stmt *q;
@@ -1996,8 +2026,10 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 	struct vn_attr a;
 	int rc;
 
-	if (len == 0 || end < off || end > (uint64_t)INT64_MAX)
-		return end > (uint64_t)INT64_MAX ? -EFBIG : -EINVAL;
+	if (len == 0 || end < off)
+		return -EINVAL;
+	if (end > META_MAX_FILE_SIZE)
+		return -EFBIG;
 	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
 		return -EOPNOTSUPP;
 	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))

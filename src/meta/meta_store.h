@@ -37,6 +37,8 @@ struct meta_store;
 #define META_NAME_MAX 255
 #define META_SYMLINK_MAX 4095
 #define META_XATTR_SIZE_MAX 65536
+/* Largest file size, as ext4 with 4 KiB blocks: 2^32 - 1 blocks. */
+#define META_MAX_FILE_SIZE (((UINT64_C(1) << 32) - 1) * 4096)
 
 /* Tuning of group commit. */
 struct meta_store_opts {
@@ -140,6 +142,14 @@ void meta_store_unreserve(struct meta_store *st, uint64_t pblk, uint64_t nblk);
  */
 int meta_map_write(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t nblk,
 		   uint64_t pblk, int was_reserved);
+/*
+ * relatime, as ext4 mounts by default: true when an access to a file with
+ * attributes @a should update its atime (atime not after mtime or ctime, or a
+ * day old).
+ */
+int meta_atime_due(const struct vn_attr *a);
+/* Set atime to now, leaving ctime alone. */
+int meta_touch_atime(struct meta_store *st, uint64_t ino);
 /* Raise size to @size if larger, set mtime and ctime to now (after a write). */
 int meta_note_write(struct meta_store *st, uint64_t ino, uint64_t size, struct vn_attr *out);
 

@@ -401,6 +401,8 @@ static int m_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (len > a.size - off)
 		len = (size_t)(a.size - off);
 	rc = read_range(fs, vn_ino(vn), c->u.read.buf, off, len);
+	if (!rc && meta_atime_due(&a))
+		rc = meta_touch_atime(fs->st, vn_ino(vn));
 	if (!rc) {
 		rc = (int)len;
 		atomic_fetch_add(&fs->reads, 1);
@@ -452,8 +454,11 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	if (len == 0)
 		return 0;
-	if (off + len < off || off + len > (uint64_t)INT64_MAX)
+	/* As ext4: nothing at or past the largest size, a short write up to it. */
+	if (off >= META_MAX_FILE_SIZE)
 		return -EFBIG;
+	if (len > META_MAX_FILE_SIZE - off)
+		len = (size_t)(META_MAX_FILE_SIZE - off);
 	pthread_rwlock_rdlock(&n->iolock);
 	rc = write_range(n, ino, c->u.write.buf, off, len, 0, &done);
 	if (rc == -EAGAIN) {
@@ -486,8 +491,17 @@ static int m_fsync(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 static int m_readdir(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
-	return meta_readdir(node_of(self)->fs->st, vn_ino(vn), c->u.readdir.off, c->u.readdir.plus,
-			    c->u.readdir.fill, c->u.readdir.ctx);
+	struct meta_store *st = node_of(self)->fs->st;
+	struct vn_attr a;
+	int rc;
+
+	rc = meta_readdir(st, vn_ino(vn), c->u.readdir.off, c->u.readdir.plus, c->u.readdir.fill,
+			  c->u.readdir.ctx);
+	/* Reading a directory from its start counts as an access (relatime). */
+	if (!rc && c->u.readdir.off == 0 && !meta_getattr(st, vn_ino(vn), &a) &&
+	    meta_atime_due(&a))
+		rc = meta_touch_atime(st, vn_ino(vn));
+	return rc;
 }
 
 static int m_statfs(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
