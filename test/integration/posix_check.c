@@ -579,6 +579,12 @@ static void t_truncate(void)
 	mkdir("dd", 0755);
 	check_err(truncate("dd", 0), EISDIR, "truncate a directory -> EISDIR");
 	check_err(truncate("nothere", 0), ENOENT, "truncate a missing file -> ENOENT");
+
+	/* ext4 with 4 KiB blocks: files end at 2^32 - 1 blocks. */
+	check_err(truncate("tr2", (off_t)1 << 45), EFBIG, "truncate past ext4's largest file -> EFBIG");
+	fd = open("tr2", O_WRONLY);
+	check_err(pwrite(fd, "x", 1, (off_t)1 << 45), EFBIG, "write past the largest file -> EFBIG");
+	close(fd);
 }
 
 static void t_unlink(void)
@@ -1101,6 +1107,16 @@ static void t_timestamps(void)
 	stat("td/f", &b);
 	check(ts_cmp(b.st_mtim, a.st_mtim) == 0 && ts_cmp(b.st_ctim, a.st_ctim) == 0,
 	      "read leaves mtime and ctime", "changed");
+	check(ts_cmp(b.st_atim, a.st_atim) > 0, "read after a write updates atime (relatime)",
+	      "unchanged");
+	a = b;
+	tick();
+	fd = open("td/f", O_RDONLY);
+	read(fd, buf, sizeof buf);
+	close(fd);
+	stat("td/f", &b);
+	check(ts_cmp(b.st_atim, a.st_atim) == 0, "a second read leaves atime (relatime)",
+	      "changed");
 
 	tick();
 	truncate("td/f", 1);
