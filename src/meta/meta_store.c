@@ -586,7 +586,8 @@ static int db_open(struct meta_vfs *vfs, sqlite3 **db, char *err, size_t errlen)
 				 SQLITE_OPEN_NOMUTEX, meta_vfs_name(vfs));
 
 	if (rc != SQLITE_OK) {
-		snprintf(err, errlen, "cannot open the metadata store: %s",
+		snprintf(err, errlen, "cannot open the metadata store: %s (its region on the volume"
+			 " is damaged or unformatted; run cxfs-check)",
 			 *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
 		sqlite3_close(*db);
 		*db = NULL;
