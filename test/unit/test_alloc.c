@@ -35,10 +35,13 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "block/blk.h"
 #include "meta/meta_alloc.h"
 #include "meta/meta_sb.h"
 #include "meta/meta_store.h"
+#include "meta/meta_vfs.h"
 
 #define MIB (UINT64_C(1) << 20)
 #define VOLUME_SIZE (512 * MIB)
@@ -1662,6 +1665,77 @@ static void test_store_corrupt_sb(void **state)
 	assert_non_null(strstr(l.first, "superblock"));
 }
 
+/* Run @sql on the closed store's database through the project's VFS. */
+static void tamper(struct store_fx *f, const char *sql)
+{
+	struct meta_vfs *vfs = NULL;
+	struct meta_sb sb;
+	sqlite3 *db = NULL;
+	char err[256] = "", *msg = NULL;
+
+	assert_int_equal(meta_sb_read(f->dev, &sb, err, sizeof(err)), 0);
+	assert_int_equal(meta_vfs_register(f->dev, &sb, &vfs), 0);
+	assert_int_equal(sqlite3_open_v2("cxfs.db", &db, SQLITE_OPEN_READWRITE, meta_vfs_name(vfs)),
+			 SQLITE_OK);
+	if (sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;", NULL, NULL,
+			 &msg) != SQLITE_OK ||
+	    sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("tamper: %s", msg ? msg : "?");
+	sqlite3_close(db);
+	meta_vfs_unregister(vfs);
+}
+
+/* Build a small tree with data, close it, damage it with @sql: the checker must see it. */
+static void expect_damage(struct store_fx *f, const char *sql, const char *want)
+{
+	struct check_log l = { 0 };
+	struct vn_attr a;
+	uint64_t ino, p, got;
+
+	ino = mk(f, META_ROOT_INO, "a", S_IFREG | 0644);
+	mk(f, META_ROOT_INO, "d", S_IFDIR | 0755);
+	assert_int_equal(meta_store_reserve(f->st, ino, 0, 16, META_GOAL_ANY, &p, &got), 0);
+	assert_int_equal(meta_map_write(f->st, ino, 0, got, p, 1), 0);
+	assert_int_equal(meta_link(f->st, ino, META_ROOT_INO, "a2", &a), 0);
+	fx_close_check(f);
+	tamper(f, sql);
+	assert_true(meta_check(f->dev, check_report, &l) >= 1);
+	if (!strstr(l.first, want))
+		fail_msg("expected a problem about \"%s\", first was: %s", want, l.first);
+	/* Leave a clean volume for the teardown's own use. */
+	fx_open(f, &slow_commit);
+}
+
+static void test_check_double_owner(void **state)
+{
+	expect_damage(*state, "INSERT INTO extent SELECT ino+1000, fblk, nblk, pblk, 0 FROM extent;"
+		      "INSERT INTO inode SELECT ino+1000, gen, mode, 0, uid, gid, rdev, size, nblocks,"
+		      " atime, mtime, ctime, btime, parent, target FROM inode WHERE ino=2;"
+		      "INSERT INTO orphan VALUES(1002);", "owned twice");
+}
+
+static void test_check_free_map(void **state)
+{
+	expect_damage(*state, "UPDATE freemap SET bits=zeroblob(4096)", "free map");
+}
+
+static void test_check_link_count(void **state)
+{
+	expect_damage(*state, "UPDATE inode SET nlink=5 WHERE ino=2", "link count");
+}
+
+static void test_check_dangling_entry(void **state)
+{
+	expect_damage(*state, "INSERT INTO dirent VALUES(1, 999999, 'ghost', 424242, 8)",
+		      "missing inode");
+}
+
+static void test_check_leaked_blocks(void **state)
+{
+	expect_damage(*state, "UPDATE inode SET nblocks=0 WHERE ino=2; DELETE FROM extent",
+		      "free map marks");
+}
+
 /*
  * Regression test for a fixed bug (through the store): with a volume whose data region is not a
  * multiple of 64 blocks, the allocator hands out blocks past the region's
@@ -1720,6 +1794,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_store_commit_interval, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_store_corrupt_sb, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_store_odd_volume, fx_setup_odd, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_check_double_owner, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_check_free_map, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_check_link_count, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_check_dangling_entry, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_check_leaked_blocks, fx_setup, fx_teardown),
 	};
 	int failed = cmocka_run_group_tests_name("meta_alloc", alloc_tests, NULL, NULL);
 
