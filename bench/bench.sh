@@ -6,7 +6,10 @@
 # What it measures (each figure is the median of --repeat runs, default 3):
 #   raw LUN     iscsi-perf on the LUN of a tgtd this script starts: sequential
 #               reads of 256 KiB (-b 512, 512-byte blocks) with 16 in flight,
-#               and random 4 KiB reads (-b 8 -r) with 16 in flight
+#               and random 4 KiB reads (-b 8 -r) with 16 in flight; and, since
+#               iscsi-perf only reads, cxfs-blkperf (the same libiscsi path
+#               cxfs uses) for sequential 256 KiB and random 4 KiB writes
+#               with 16 in flight
 #   fio         1 MiB sequential write and read, 4 KiB random read and write,
 #               libaio, iodepth 16, buffered (direct=0) and direct (direct=1),
 #               on cxfs mounted from that LUN and on a local directory
@@ -69,7 +72,7 @@ trap 'exit 143' TERM
 for c in tgtd tgtadm iscsi-perf fio python3 fusermount3; do
 	command -v "$c" >/dev/null || { echo "bench.sh: needs $c" >&2; exit 2; }
 done
-for b in "$CXFSD" "$MKFS"; do
+for b in "$CXFSD" "$MKFS" "$CXFS_BIN_DIR/cxfs-blkperf"; do
 	[[ -x "$b" ]] || { echo "bench.sh: $b is missing (build first)" >&2; exit 2; }
 done
 T_TMP=$(mktemp -d /tmp/cxfs-bench.XXXXXX)
@@ -108,9 +111,23 @@ iscsi_perf() {
 	record "raw.$key.mbs" "$(python3 -c "print(round($iops * $blocks * 512 / 1e6, 1))")"
 	say "raw LUN $key: $iops IOPS"
 }
+# blk_perf KEY ARGS...: cxfs-blkperf for PERF_SECS, record IOPS and MB/s.
+blk_perf() {
+	local key=$1 out
+	shift
+	out=$("$CXFS_BIN_DIR/cxfs-blkperf" -m 16 -t "$PERF_SECS" "$@" "$TGT_URI" 2>&1) || {
+		say "cxfs-blkperf failed: $out"
+		return 0
+	}
+	record "raw.$key.mbs" "$(awk '{print $(NF-3)}' <<<"$out")"
+	record "raw.$key.iops" "$(awk '{print $(NF-1)}' <<<"$out")"
+	say "raw LUN $key: $out"
+}
 for ((r = 1; r <= REPEAT; r++)); do
 	iscsi_perf seq 512
 	iscsi_perf rand 8 -r
+	blk_perf seqw --write -b 256K
+	blk_perf randw --write --random -b 4K
 done
 
 # ---------------------------------------------------------------------------
@@ -224,10 +241,12 @@ def ratio(a, b):
 rows = []   # (what, cxfs, reference label, reference, local, ratio)
 rows.append(("raw LUN seq read 256 KiB x16 (iscsi-perf)", None, "", g("raw.seq.mbs"), None, "MB/s"))
 rows.append(("raw LUN rand read 4 KiB x16 (iscsi-perf)", None, "", g("raw.rand.iops"), None, "IOPS"))
-jobs = [("seqwrite", "seq write 1 MiB", "mbs", "MB/s", "raw.seq.mbs"),
+rows.append(("raw LUN seq write 256 KiB x16 (cxfs-blkperf)", None, "", g("raw.seqw.mbs"), None, "MB/s"))
+rows.append(("raw LUN rand write 4 KiB x16 (cxfs-blkperf)", None, "", g("raw.randw.iops"), None, "IOPS"))
+jobs = [("seqwrite", "seq write 1 MiB", "mbs", "MB/s", "raw.seqw.mbs"),
         ("seqread", "seq read 1 MiB", "mbs", "MB/s", "raw.seq.mbs"),
         ("randread", "rand read 4 KiB", "iops", "IOPS", "raw.rand.iops"),
-        ("randwrite", "rand write 4 KiB", "iops", "IOPS", "raw.rand.iops")]
+        ("randwrite", "rand write 4 KiB", "iops", "IOPS", "raw.randw.iops")]
 for mode, mlabel in (("buf", "buffered"), ("dio", "O_DIRECT")):
     for job, label, metric, unit, ref in jobs:
         c = g(f"cxfs.fio.{job}.{mode}.{metric}")
