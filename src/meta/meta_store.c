@@ -191,11 +191,12 @@ static int step_done(sqlite3_stmt *q)
 	return rc == SQLITE_DONE ? 0 : sql_errno(rc);
 }
 
-static int64_t now_ns(void)
+int64_t meta_now_ns(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	/* The kernel's file time stamps tick with the coarse clock too. */
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -633,7 +634,7 @@ int meta_store_format(struct blk_dev *dev, const char *name, uint32_t flags, uin
 		rc = db_exec(db, meta_schema, err, errlen);
 	if (rc)
 		goto out_close;
-	int64_t now = now_ns();
+	int64_t now = meta_now_ns();
 	snprintf(sql, sizeof(sql),
 		 "INSERT INTO inode(ino,gen,mode,nlink,uid,gid,atime,mtime,ctime,btime,parent)"
 		 " VALUES(%d,1,%u,2,%u,%u,%lld,%lld,%lld,%lld,1);"
@@ -907,7 +908,7 @@ int meta_setattr(struct meta_store *st, uint64_t ino, const struct vn_attr *in, 
 		 struct vn_attr *out)
 {
 	struct vn_attr a;
-	int64_t now = now_ns();
+	int64_t now = meta_now_ns();
 	int rc;
 
 	rc = st_enter(st);
@@ -999,7 +1000,7 @@ int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t m
 	struct vn_attr parent;
 	uint64_t ino, existing;
 	uint32_t gid = cred->gid;
-	int64_t now = now_ns();
+	int64_t now = meta_now_ns();
 	sqlite3_stmt *q;
 	int rc;
 
@@ -1066,7 +1067,7 @@ int meta_link(struct meta_store *st, uint64_t ino, uint64_t newdir, const char *
 {
 	struct vn_attr a, parent;
 	uint64_t existing;
-	int64_t now = now_ns();
+	int64_t now = meta_now_ns();
 	int rc;
 
 	rc = check_name(newname);
@@ -1137,7 +1138,7 @@ int meta_unlink(struct meta_store *st, uint64_t dir, const char *name, int is_di
 {
 	uint64_t ino;
 	uint32_t type;
-	int64_t now = now_ns();
+	int64_t now = meta_now_ns();
 	int rc;
 
 	*victim = 0;
@@ -1205,7 +1206,7 @@ int meta_rename(struct meta_store *st, uint64_t dir, const char *name, uint64_t 
 {
 	uint64_t ino, dst = 0;
 	uint32_t type, dtype = 0;
-	int64_t now = now_ns();
+	int64_t now = meta_now_ns();
 	int rc, src_dir, exists;
 
 	*victim = 0;
@@ -1536,7 +1537,7 @@ int meta_setxattr(struct meta_store *st, uint64_t ino, const char *name, const v
 	sqlite3_bind_blob(q, 3, size ? value : "", (int)size, SQLITE_STATIC);
 	rc = step_done(q);
 	if (!rc)
-		rc = inode_nlink(st, ino, 0, now_ns());
+		rc = inode_nlink(st, ino, 0, meta_now_ns());
 out:
 	return st_leave(st, rc);
 }
@@ -1612,7 +1613,7 @@ int meta_removexattr(struct meta_store *st, uint64_t ino, const char *name)
 	if (!rc && sqlite3_changes(st->db) == 0)
 		rc = -ENODATA;
 	if (!rc)
-		rc = inode_nlink(st, ino, 0, now_ns());
+		rc = inode_nlink(st, ino, 0, meta_now_ns());
 	return st_leave(st, rc);
 }
 
@@ -1928,7 +1929,7 @@ int meta_atime_due(const struct vn_attr *a)
 {
 	struct timespec now;
 
-	clock_gettime(CLOCK_REALTIME, &now);
+	clock_gettime(CLOCK_REALTIME_COARSE, &now);
 	return ts_cmp(a->atime, a->mtime) <= 0 || ts_cmp(a->atime, a->ctime) <= 0 ||
 	       now.tv_sec - a->atime.tv_sec >= 24 * 3600;
 }
@@ -1942,7 +1943,7 @@ int meta_touch_atime(struct meta_store *st, uint64_t ino)
 		return rc;
 	q = stmt_get(st, S_INODE_ATIME);
 	sqlite3_bind_int64(q, 1, (int64_t)ino);
-	sqlite3_bind_int64(q, 2, now_ns());
+	sqlite3_bind_int64(q, 2, meta_now_ns());
 	rc = step_done(q);
 	return st_leave(st, rc);
 }
@@ -1957,7 +1958,7 @@ int meta_note_write(struct meta_store *st, uint64_t ino, uint64_t size, struct v
 	q = stmt_get(st, S_INODE_SIZE);
 	sqlite3_bind_int64(q, 1, (int64_t)ino);
 	sqlite3_bind_int64(q, 2, (int64_t)size);
-	sqlite3_bind_int64(q, 3, now_ns());
+	sqlite3_bind_int64(q, 3, meta_now_ns());
 	rc = step_done(q);
 	if (!rc && out)
 		rc = inode_get(st, ino, out);
@@ -2054,7 +2055,7 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 			rc = ext_walk(st, ino, c.from, c.to, cut_cb, &c);
 		}
 		if (!rc)
-			rc = inode_touch_mc(st, ino, now_ns());
+			rc = inode_touch_mc(st, ino, meta_now_ns());
 		goto out;
 	}
 	rc = walk_holes(st, ino, off / bs, (end + bs - 1) / bs, 0, &holes);
@@ -2071,10 +2072,10 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 
 		sqlite3_bind_int64(q, 1, (int64_t)ino);
 		sqlite3_bind_int64(q, 2, (int64_t)end);
-		sqlite3_bind_int64(q, 3, now_ns());
+		sqlite3_bind_int64(q, 3, meta_now_ns());
 		rc = step_done(q);
 	} else if (!rc) {
-		rc = inode_nlink(st, ino, 0, now_ns());
+		rc = inode_nlink(st, ino, 0, meta_now_ns());
 	}
 out:
 	return st_leave(st, rc);

@@ -150,6 +150,12 @@ int meta_map_write(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t 
 int meta_atime_due(const struct vn_attr *a);
 /* Set atime to now, leaving ctime alone. */
 int meta_touch_atime(struct meta_store *st, uint64_t ino);
+/*
+ * The time stamp for a change made now, in ns since the epoch: the coarse
+ * real-time clock, which ticks every few milliseconds as the kernel's file
+ * time stamps do.  Two changes within one tick get the same stamp.
+ */
+int64_t meta_now_ns(void);
 /* Raise size to @size if larger, set mtime and ctime to now (after a write). */
 int meta_note_write(struct meta_store *st, uint64_t ino, uint64_t size, struct vn_attr *out);
 

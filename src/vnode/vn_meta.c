@@ -16,8 +16,8 @@
  *
  * Lock order: vnode head (read, taken by vn_call) -> meta node I/O lock ->
  *             node mutex (allocations in flight; never held across I/O or a
- *             store call) ; store mutex (inside meta_*) and the lock
- *             manager's mutex are leaves.
+ *             store call) ; I/O lock -> note mutex (write notes) -> store
+ *             mutex (inside meta_*) ; the lock manager's mutex is a leaf.
  */
 #include "vnode/vn_meta.h"
 
@@ -62,6 +62,9 @@ struct vn_meta_node {
 	struct vn_meta_claim *claims;  /* allocations in flight */
 	uint64_t next_fblk;          /* where the last allocation ended (file block) */
 	uint64_t next_pblk;          /* ... and on the volume: the goal for the next */
+	pthread_mutex_t note_mu;     /* serializes write notes; protects the two below */
+	uint64_t noted_size;         /* size the store has after our last write note */
+	int64_t noted_ns;            /* time stamp that note gave mtime and ctime; 0: none */
 };
 
 static struct vn_meta_node *node_of(struct vn_bhv *b)
@@ -266,6 +269,41 @@ static int zero_partial(struct vn_meta_fs *fs, uint64_t ino, uint64_t off, uint6
 
 /* ---- operations ---------------------------------------------------------- */
 
+/*
+ * Record in the store that a write ending at @end happened: a larger size,
+ * and mtime and ctime of now.  Skipped when the size does not grow and our
+ * last note, within the same clock tick, already gave mtime and ctime the
+ * very value this one would; that spares a metadata transaction per small
+ * write.  Notes are serialized per file, so a writer that skips knows the
+ * note covering it is already in the store (and in any later fsync).
+ */
+static int note_write(struct vn_meta_node *n, uint64_t ino, uint64_t end)
+{
+	int64_t now = meta_now_ns();
+	int rc = 0;
+
+	pthread_mutex_lock(&n->note_mu);
+	if (end > n->noted_size || now != n->noted_ns) {
+		rc = meta_note_write(n->fs->st, ino, end, NULL);
+		if (!rc) {
+			n->noted_ns = now;
+			if (end > n->noted_size)
+				n->noted_size = end;
+		}
+	}
+	pthread_mutex_unlock(&n->note_mu);
+	return rc;
+}
+
+/* Forget what note_write() knows: the size or time stamps change otherwise. */
+static void note_forget(struct vn_meta_node *n)
+{
+	pthread_mutex_lock(&n->note_mu);
+	n->noted_ns = 0;
+	n->noted_size = 0;
+	pthread_mutex_unlock(&n->note_mu);
+}
+
 static int m_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	return meta_getattr(node_of(self)->fs->st, vn_ino(vn), c->u.getattr.attr);
@@ -278,6 +316,7 @@ static int m_setattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	uint64_t ino = vn_ino(vn);
 	int rc;
 
+	note_forget(n);
 	if (!(c->u.setattr.mask & VN_SET_SIZE))
 		return meta_setattr(fs->st, ino, c->u.setattr.in, c->u.setattr.mask,
 				    c->u.setattr.attr);
@@ -476,7 +515,7 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		len = done;
 	}
 	if (!rc)
-		rc = meta_note_write(fs->st, ino, off + len, NULL);
+		rc = note_write(n, ino, off + len);
 	if (!rc) {
 		atomic_fetch_add(&fs->writes, 1);
 		atomic_fetch_add(&fs->bytes_written, len);
@@ -540,6 +579,7 @@ static int m_fallocate(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	uint64_t ino = vn_ino(vn), off = c->u.fallocate.off, end = off + c->u.fallocate.len;
 	int mode = c->u.fallocate.mode, rc = 0;
 
+	note_forget(n);
 	pthread_rwlock_wrlock(&n->iolock);
 	if (mode & FALLOC_FL_PUNCH_HOLE) {
 		struct vn_attr a;
@@ -596,6 +636,7 @@ static void m_destroy(struct vn_bhv *self, struct vnode *vn)
 
 	pthread_rwlock_destroy(&n->iolock);
 	pthread_mutex_destroy(&n->mu);
+	pthread_mutex_destroy(&n->note_mu);
 	pthread_cond_destroy(&n->cv);
 	free(n);
 }
@@ -642,6 +683,7 @@ int vn_meta_shape(void *arg, struct vnode *vn)
 	n->fs = arg;
 	pthread_rwlock_init(&n->iolock, NULL);
 	pthread_mutex_init(&n->mu, NULL);
+	pthread_mutex_init(&n->note_mu, NULL);
 	pthread_cond_init(&n->cv, NULL);
 	n->bhv.ops = &vn_meta_ops;
 	n->bhv.priv = n;
