@@ -15,6 +15,7 @@
 
 #include "block/blk.h"
 #include "common/cx_util.h"
+#include "daemon/admin.h"
 #include "daemon/cxfsd.h"
 #include "meta/meta_store.h"
 #include "vnode/vn.h"
@@ -44,12 +45,14 @@ static void usage(FILE *f)
 		"                         SEEK_DATA/SEEK_HOLE may miss data not yet flushed)\n"
 		"      --threads N        most FUSE worker threads (default 32)\n"
 		"      --initiator IQN    iSCSI initiator name of this node\n"
+		"      --admin-socket PATH  where cxfsctl reaches this daemon\n"
+		"                         (default " CXFSD_ADMIN_SOCKET ")\n"
 		"  -f, --debug            print every FUSE request\n"
 		"  -h, --help             this text\n");
 }
 
 struct cxfsd_opts {
-	const char *volume, *mountpoint, *name, *initiator;
+	const char *volume, *mountpoint, *name, *initiator, *admin;
 	uint64_t size;
 	unsigned commit_ms, threads;
 	int daemon, debug, writeback;
@@ -87,7 +90,7 @@ static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
 
 static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 {
-	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR };
+	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR, OPT_ADMIN };
 	static const struct option longopts[] = {
 		{ "volume", required_argument, NULL, 'v' },
 		{ "size", required_argument, NULL, 's' },
@@ -98,6 +101,7 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		{ "writeback", no_argument, NULL, OPT_WB },
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "initiator", required_argument, NULL, OPT_INITIATOR },
+		{ "admin-socket", required_argument, NULL, OPT_ADMIN },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -120,6 +124,7 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		case OPT_WB: o->writeback = 1; break;
 		case OPT_THREADS: o->threads = (unsigned)atoi(optarg); break;
 		case OPT_INITIATOR: o->initiator = optarg; break;
+		case OPT_ADMIN: o->admin = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -132,6 +137,28 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 	}
 	o->mountpoint = argv[optind];
 	return 0;
+}
+
+/* Start the admin socket (or with @d NULL only check that its path is free),
+ * making its directory if needed. */
+static int start_admin(const struct cxfsd *d, const char *path, struct cxfsd_admin **out)
+{
+	char dir[256];
+	char *slash;
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		mkdir(dir, 0755);
+	}
+	rc = d ? cxfsd_admin_start(d, path, out) : cxfsd_admin_check(path);
+	if (rc)
+		fprintf(stderr, "cxfsd: cannot serve the admin socket %s: %s%s\n", path,
+			rc == -EADDRINUSE ? "another cxfsd answers there" : strerror(-rc),
+			rc == -EADDRINUSE ? "; give each daemon its own --admin-socket" : "");
+	return rc;
 }
 
 /* Serve the mount until it ends; 0 on a clean end. */
@@ -186,7 +213,9 @@ out_destroy:
 
 int main(int argc, char **argv)
 {
-	struct cxfsd_opts o = { .size = CXFSD_DEFAULT_SIZE, .threads = 32 };
+	struct cxfsd_opts o = { .size = CXFSD_DEFAULT_SIZE, .threads = 32,
+				.admin = CXFSD_ADMIN_SOCKET };
+	struct cxfsd_admin *admin = NULL;
 	struct meta_store_opts so = { 0 };
 	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600 };
 	struct vnode *root = NULL;
@@ -197,6 +226,11 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc;
 	d.writeback = o.writeback;
+	d.mountpoint = o.mountpoint;
+	/* Refuse a taken admin socket before touching the volume. */
+	rc = start_admin(NULL, o.admin, NULL);
+	if (rc)
+		return 1;
 	so.commit_ms = o.commit_ms;
 	if (open_volume(&o, &d.dev))
 		return 1;
@@ -218,7 +252,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cxfsd: cannot set up the filesystem: %s\n", strerror(-rc));
 		goto out_close;
 	}
+	rc = start_admin(&d, o.admin, &admin);
+	if (rc)
+		goto out_put;
 	rc = serve(&d, &o);
+	cxfsd_admin_stop(admin);
+out_put:
 	vn_put(root, 1);
 	vn_table_purge(d.vt);
 out_close:

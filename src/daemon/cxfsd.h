@@ -21,6 +21,7 @@ struct cxfsd {
 	double entry_timeout;         /* seconds the kernel may cache a name */
 	double attr_timeout;          /* seconds the kernel may cache attributes */
 	int writeback;                /* ask for the kernel's writeback cache */
+	const char *mountpoint;       /* where it is mounted */
 };
 
 extern const struct fuse_lowlevel_ops cxfsd_fuse_ops;

@@ -273,6 +273,7 @@ restart_tgtd() {
 declare -A CXFSD_PID=()   # mount point -> daemon PID
 declare -A CXFSD_LOG=()   # mount point -> daemon log file
 CXFSD_STATUS=             # exit status of the last daemon umount_cxfs waited for
+declare -A CXFSD_SOCK=()  # mount point -> its daemon's admin socket
 
 # mount_cxfs VOLUME MNT [cxfsd options...]: start cxfsd in the background and
 # wait (CXFS_MOUNT_TIMEOUT seconds, default 60) until MNT is mounted.  On
@@ -287,7 +288,10 @@ mount_cxfs() {
 	mkdir -p "$mnt"
 	CXFSD_LOG[$mnt]=${CXFSD_LOG[$mnt]:-$T_TMP/cxfsd.$(basename "$mnt").log}
 	echo "=== $(ts) cxfsd --volume $vol $* $mnt" >>"${CXFSD_LOG[$mnt]}"
-	"$CXFSD" --volume "$vol" "$@" "$mnt" >>"${CXFSD_LOG[$mnt]}" 2>&1 &
+	# Each mount has its own admin socket beside its log: runs never share one.
+	CXFSD_SOCK[$mnt]=${CXFSD_LOG[$mnt]%.log}.sock
+	"$CXFSD" --admin-socket "${CXFSD_SOCK[$mnt]}" --volume "$vol" "$@" "$mnt" \
+		>>"${CXFSD_LOG[$mnt]}" 2>&1 &
 	pid=$!
 	CXFSD_PID[$mnt]=$pid
 	defer "_cleanup_mount '$mnt' $pid"

@@ -45,7 +45,7 @@ out=$("$CHECK" "$v" 2>&1) && rc=0 || rc=$?
 check "a zeroed region header is reported, not ignored (exit $rc)" test "$rc" -ne 0
 mkdir -p "$T_TMP/nomnt"
 # A refusal exits at once; a daemon that mounted would still be running.
-timeout -s KILL 20 "$CXFSD" --volume "$v" "$T_TMP/nomnt" >"$T_TMP/refuse.log" 2>&1 && rc=0 || rc=$?
+timeout -s KILL 20 "$CXFSD" --admin-socket "$T_TMP/refuse.sock" --volume "$v" "$T_TMP/nomnt" >"$T_TMP/refuse.log" 2>&1 && rc=0 || rc=$?
 mountpoint -q "$T_TMP/nomnt" && fusermount3 -uz "$T_TMP/nomnt"
 check_eq "cxfsd refuses a volume whose metadata region header is zeroed (exit 1)" 1 "$rc"
 check "the refusal says what is wrong" grep -qiE "metadata|region|superblock" "$T_TMP/refuse.log"

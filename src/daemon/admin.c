@@ -1,0 +1,351 @@
+/*
+ * admin.c - the daemon's admin socket: a root-only UNIX socket on which
+ * `cxfsctl` asks for the node's state.  A libuv loop thread owns the socket
+ * and every connection and never blocks: gathering the figures (which takes
+ * the store's and the block layer's locks) runs on libuv's thread pool, and
+ * the reply is written back from the loop.
+ *
+ * Protocol: the client sends one line, the request ("status" or
+ * "status json"); the daemon answers with text (or one JSON object) and
+ * closes the connection.  Lines longer than 256 bytes are refused.
+ *
+ * Lock order: none here; the gatherers take the locks of the layers they
+ * read, one at a time.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "block/blk.h"
+#include "daemon/admin.h"
+#include "daemon/cxfsd.h"
+#include "meta/meta_store.h"
+#include "vnode/vn.h"
+#include "vnode/vn_meta.h"
+
+#define ADMIN_LINE_MAX 256
+#define ADMIN_REPLY_MAX 8192
+
+struct cxfsd_admin {
+	const struct cxfsd *d;        /* the mounted filesystem; constant */
+	char path[108];               /* socket path; constant */
+	time_t started;               /* daemon start; constant */
+	uv_loop_t loop;               /* owned by the loop thread */
+	uv_pipe_t listener;           /* loop thread */
+	uv_async_t stop;              /* the only handle touched from other threads */
+	uv_thread_t thread;
+};
+
+/* One client connection, owned by the loop thread. */
+struct admin_conn {
+	uv_pipe_t pipe;
+	struct cxfsd_admin *a;
+	char line[ADMIN_LINE_MAX + 1];    /* the request as received so far */
+	size_t len;
+	int json;                         /* reply in JSON */
+	int busy;                         /* gathering on the thread pool: do not close */
+	uv_work_t work;                   /* gathering on the thread pool */
+	uv_write_t wr;
+	char reply[ADMIN_REPLY_MAX];      /* filled on the thread pool */
+	size_t reply_len;
+};
+
+/* Append to the reply (truncating silently at the buffer's end). */
+static void out(struct admin_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out(struct admin_conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (c->reply_len >= sizeof(c->reply))
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(c->reply + c->reply_len, sizeof(c->reply) - c->reply_len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		c->reply_len += (size_t)n;
+	if (c->reply_len > sizeof(c->reply))
+		c->reply_len = sizeof(c->reply);
+}
+
+/* Thread pool: read every counter and format the reply. */
+static void gather(uv_work_t *w)
+{
+	struct admin_conn *c = w->data;
+	const struct cxfsd *d = c->a->d;
+	const struct meta_sb *sb = meta_store_sb(d->st);
+	struct meta_store_stats ms;
+	struct vn_meta_stats vs;
+	struct blk_stats bs;
+	struct statvfs sv;
+	char uuid[37], host[256] = "";
+	long uptime = (long)(time(NULL) - c->a->started);
+
+	meta_store_get_stats(d->st, &ms);
+	vn_meta_get_stats(d->mfs, &vs);
+	blk_get_stats(d->dev, &bs);
+	meta_statfs(d->st, &sv);
+	meta_uuid_str(sb->uuid, uuid);
+	gethostname(host, sizeof(host) - 1);
+	if (c->json) {
+		out(c, "{\"node\":\"%s\",\"mode\":\"single\",\"uptime_s\":%ld,"
+		    "\"filesystems\":[{\"name\":\"%s\",\"uuid\":\"%s\",\"volume\":\"%s\","
+		    "\"server\":\"%s\",\"role\":\"server\",\"mountpoint\":\"%s\","
+		    "\"blocks\":%llu,\"blocks_free\":%llu,\"vnodes\":%zu,"
+		    "\"store\":{\"ops\":%llu,\"commits\":%llu,\"commit_usec\":%llu},"
+		    "\"data\":{\"reads\":%llu,\"writes\":%llu,\"bytes_read\":%llu,"
+		    "\"bytes_written\":%llu,\"allocations\":%llu},"
+		    "\"device\":{\"reads\":%llu,\"writes\":%llu,\"flushes\":%llu,"
+		    "\"bytes_read\":%llu,\"bytes_written\":%llu,\"reconnects\":%llu}}],"
+		    "\"messages\":{\"sent\":0,\"received\":0}}\n",
+		    host, uptime, sb->name, uuid, blk_uri(d->dev), host, d->mountpoint,
+		    (unsigned long long)sv.f_blocks, (unsigned long long)sv.f_bfree,
+		    vn_table_count(d->vt), (unsigned long long)ms.ops,
+		    (unsigned long long)ms.commits, (unsigned long long)ms.commit_usec,
+		    (unsigned long long)vs.reads, (unsigned long long)vs.writes,
+		    (unsigned long long)vs.bytes_read, (unsigned long long)vs.bytes_written,
+		    (unsigned long long)vs.allocs, (unsigned long long)bs.reads,
+		    (unsigned long long)bs.writes, (unsigned long long)bs.flushes,
+		    (unsigned long long)bs.bytes_read, (unsigned long long)bs.bytes_written,
+		    (unsigned long long)bs.reconnects);
+		return;
+	}
+	out(c, "node %s (single-machine mode), up %ld s\n", host, uptime);
+	out(c, "filesystem %s  uuid %s\n", sb->name, uuid);
+	out(c, "  volume      %s\n", blk_uri(d->dev));
+	out(c, "  mounted on  %s\n", d->mountpoint);
+	out(c, "  served by   %s (this node)\n", host);
+	out(c, "  space       %llu of %llu MiB free\n",
+	    (unsigned long long)(sv.f_bfree * sv.f_bsize >> 20),
+	    (unsigned long long)(sv.f_blocks * sv.f_bsize >> 20));
+	out(c, "  vnodes      %zu cached\n", vn_table_count(d->vt));
+	out(c, "  metadata    %llu operations in %llu commits (%.2f ms per commit)\n",
+	    (unsigned long long)ms.ops, (unsigned long long)ms.commits,
+	    ms.commits ? (double)ms.commit_usec / (double)ms.commits / 1000.0 : 0.0);
+	out(c, "  data        %llu reads (%llu MiB), %llu writes (%llu MiB), %llu allocations\n",
+	    (unsigned long long)vs.reads, (unsigned long long)(vs.bytes_read >> 20),
+	    (unsigned long long)vs.writes, (unsigned long long)(vs.bytes_written >> 20),
+	    (unsigned long long)vs.allocs);
+	out(c, "  device      %llu reads, %llu writes, %llu flushes, %llu reconnects\n",
+	    (unsigned long long)bs.reads, (unsigned long long)bs.writes,
+	    (unsigned long long)bs.flushes, (unsigned long long)bs.reconnects);
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void conn_close(struct admin_conn *c)
+{
+	if (!uv_is_closing((uv_handle_t *)&c->pipe))
+		uv_close((uv_handle_t *)&c->pipe, conn_closed);
+}
+
+static void written(uv_write_t *wr, int status)
+{
+	conn_close(wr->data);
+}
+
+static void reply(struct admin_conn *c)
+{
+	uv_buf_t b = uv_buf_init(c->reply, (unsigned)c->reply_len);
+
+	c->wr.data = c;
+	if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &b, 1, written))
+		conn_close(c);
+}
+
+static void gathered(uv_work_t *w, int status)
+{
+	struct admin_conn *c = w->data;
+
+	c->busy = 0;
+	if (status)
+		c->reply_len = (size_t)snprintf(c->reply, sizeof(c->reply), "error: %s\n",
+						uv_strerror(status));
+	reply(c);
+}
+
+/* A whole request line arrived: answer it. */
+static void handle(struct admin_conn *c)
+{
+	if (strcmp(c->line, "status") == 0 || strcmp(c->line, "status json") == 0) {
+		c->json = strcmp(c->line, "status json") == 0;
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		c->work.data = c;
+		c->busy = 1;
+		if (uv_queue_work(&c->a->loop, &c->work, gather, gathered) == 0)
+			return;
+		c->busy = 0;
+	}
+	c->reply_len = (size_t)snprintf(c->reply, sizeof(c->reply),
+					"error: unknown request \"%.64s\" (try \"status\")\n",
+					c->line);
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	reply(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct admin_conn *c = h->data;
+
+	buf->base = c->line + c->len;
+	buf->len = ADMIN_LINE_MAX - c->len;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct admin_conn *c = s->data;
+	char *nl;
+
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	c->len += (size_t)n;
+	c->line[c->len] = '\0';
+	nl = memchr(c->line, '\n', c->len);
+	if (nl) {
+		*nl = '\0';
+		handle(c);
+	} else if (c->len >= ADMIN_LINE_MAX) {
+		uv_read_stop(s);
+		c->reply_len = (size_t)snprintf(c->reply, sizeof(c->reply),
+						"error: request longer than %d bytes\n", ADMIN_LINE_MAX);
+		reply(c);
+	}
+}
+
+static void on_connect(uv_stream_t *server, int status)
+{
+	struct cxfsd_admin *a = server->data;
+	struct admin_conn *c;
+
+	if (status < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->a = a;
+	uv_pipe_init(&a->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) ||
+	    uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb))
+		conn_close(c);
+}
+
+/* At stop: close the listener, the stop handle and idle connections; a
+ * connection whose reply is being gathered closes itself once written. */
+static void close_walk(uv_handle_t *h, void *arg)
+{
+	struct admin_conn *c = h->data;
+
+	if (uv_is_closing(h))
+		return;
+	if (h->data == arg)
+		uv_close(h, NULL);
+	else if (!c->busy)
+		uv_close(h, conn_closed);
+}
+
+static void on_stop(uv_async_t *h)
+{
+	struct cxfsd_admin *a = h->data;
+
+	uv_walk(&a->loop, close_walk, a);
+}
+
+static void loop_thread(void *arg)
+{
+	struct cxfsd_admin *a = arg;
+
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+}
+
+/*
+ * Is @path free for our socket?  A socket that answers belongs to a live
+ * daemon (-EADDRINUSE); one that does not is left by a daemon that died and
+ * is removed.
+ */
+int cxfsd_admin_check(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, rc;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	if (rc == 0)
+		return -EADDRINUSE;
+	if (unlink(path) && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int cxfsd_admin_start(const struct cxfsd *d, const char *path, struct cxfsd_admin **out)
+{
+	struct cxfsd_admin *a = calloc(1, sizeof(*a));
+	int rc;
+
+	if (!a)
+		return -ENOMEM;
+	if (strlen(path) >= sizeof(a->path)) {
+		free(a);
+		return -ENAMETOOLONG;
+	}
+	snprintf(a->path, sizeof(a->path), "%s", path);
+	a->d = d;
+	a->started = time(NULL);
+	rc = uv_loop_init(&a->loop);
+	if (rc)
+		goto out_free;
+	uv_pipe_init(&a->loop, &a->listener, 0);
+	a->listener.data = a;
+	uv_async_init(&a->loop, &a->stop, on_stop);
+	a->stop.data = a;
+	rc = cxfsd_admin_check(a->path);
+	if (!rc)
+		rc = uv_pipe_bind(&a->listener, a->path);
+	if (!rc)
+		rc = chmod(a->path, 0600) ? -errno : 0;   /* root only */
+	if (!rc)
+		rc = uv_listen((uv_stream_t *)&a->listener, 8, on_connect);
+	if (!rc)
+		rc = uv_thread_create(&a->thread, loop_thread, a);
+	if (rc)
+		goto out_loop;
+	*out = a;
+	return 0;
+out_loop:
+	uv_walk(&a->loop, close_walk, a);
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&a->loop);
+	if (rc != -EADDRINUSE)
+		unlink(a->path);
+out_free:
+	free(a);
+	return rc;
+}
+
+void cxfsd_admin_stop(struct cxfsd_admin *a)
+{
+	if (!a)
+		return;
+	uv_async_send(&a->stop);
+	uv_thread_join(&a->thread);
+	uv_loop_close(&a->loop);
+	unlink(a->path);
+	free(a);
+}
