@@ -57,6 +57,9 @@ static const char meta_schema[] =
 	" PRIMARY KEY(ino, name)) WITHOUT ROWID;"
 	"CREATE TABLE orphan(ino INTEGER PRIMARY KEY);";
 
+/* How much an operation may grow the store (st_enter). */
+enum { ST_GROW_NONE, ST_GROW_DATA, ST_GROW_NAME };
+
 enum meta_stmt {
 	S_BEGIN, S_COMMIT, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
 	S_INODE_GET, S_INODE_INSERT, S_INODE_SET, S_INODE_NLINK, S_INODE_TIMES_MC,
@@ -67,6 +70,7 @@ enum meta_stmt {
 	S_EXT_LAST,
 	S_XATTR_GET, S_XATTR_PUT, S_XATTR_DELETE, S_XATTR_LIST, S_XATTR_DELETE_ALL,
 	S_DMATTR_DELETE_ALL,
+	S_PAGE_COUNT, S_FREELIST_COUNT,
 	S_FREEMAP_PUT, S_FSINFO_PUT, S_ORPHAN_DEL, S_ORPHAN_IF_UNLINKED,
 	S__COUNT
 };
@@ -119,6 +123,8 @@ static const char *const meta_sql[S__COUNT] = {
 	[S_XATTR_LIST] = "SELECT name FROM xattr WHERE ino=?1 ORDER BY name",
 	[S_XATTR_DELETE_ALL] = "DELETE FROM xattr WHERE ino=?1",
 	[S_DMATTR_DELETE_ALL] = "DELETE FROM dmattr WHERE ino=?1",
+	[S_PAGE_COUNT] = "PRAGMA page_count",
+	[S_FREELIST_COUNT] = "PRAGMA freelist_count",
 	[S_FREEMAP_PUT] = "INSERT OR REPLACE INTO freemap(ag,bits) VALUES(?1,?2)",
 	[S_FSINFO_PUT] = "INSERT OR REPLACE INTO fsinfo(key,value) VALUES(?1,?2)",
 	[S_ORPHAN_DEL] = "DELETE FROM orphan WHERE ino=?1",
@@ -387,8 +393,36 @@ static int dir_is_empty(struct meta_store *st, uint64_t dir)
 
 /* ---- 2. transactions ---------------------------------------------------- */
 
+/*
+ * Is there room in the database region for an operation that grows the
+ * store by @grows (ST_GROW_*)?  The check keeps a margin free so that a
+ * commit or checkpoint never runs out of room, which would be fatal:
+ * namespace growth stops first, data mapping (recording extents of data
+ * already written) gets half the margin more.  Caller holds the mutex.
+ */
+static int st_room(struct meta_store *st, int grows)
+{
+	uint64_t cap = st->sb.meta_db.len - META_REGION_HDR, used, margin;
+	sqlite3_stmt *q;
+
+	if (grows == ST_GROW_NONE)
+		return 0;
+	q = stmt_get(st, S_PAGE_COUNT);
+	used = sqlite3_step(q) == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(q, 0) : 0;
+	sqlite3_reset(q);
+	q = stmt_get(st, S_FREELIST_COUNT);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		used -= (uint64_t)sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	used *= 4096;
+	margin = (1u << 20) + cap / 32;
+	if (grows == ST_GROW_DATA)
+		margin /= 2;
+	return used + margin > cap ? -ENOSPC : 0;
+}
+
 /* Take the mutex and join (or open) the transaction, inside a savepoint. */
-static int st_enter(struct meta_store *st)
+static int st_enter(struct meta_store *st, int grows)
 {
 	int rc;
 
@@ -397,6 +431,9 @@ static int st_enter(struct meta_store *st)
 		rc = -EIO;
 		goto out_unlock;
 	}
+	rc = st_room(st, grows);
+	if (rc)
+		goto out_unlock;
 	if (!st->in_txn) {
 		rc = step_done(stmt_get(st, S_BEGIN));
 		if (rc)
@@ -781,7 +818,7 @@ int meta_store_open(struct blk_dev *dev, const struct meta_store_opts *opts,
 		return -ENOMEM;
 	st->dev = dev;
 	st->opts.commit_ms = opts && opts->commit_ms ? opts->commit_ms : 1000;
-	st->opts.commit_ops = opts && opts->commit_ops ? opts->commit_ops : 20000;
+	st->opts.commit_ops = opts && opts->commit_ops ? opts->commit_ops : 4096;
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->commit_mu, NULL);
 	{
@@ -911,7 +948,7 @@ int meta_setattr(struct meta_store *st, uint64_t ino, const struct vn_attr *in, 
 	int64_t now = meta_now_ns();
 	int rc;
 
-	rc = st_enter(st);
+	rc = st_enter(st, ST_GROW_NONE);
 	if (rc)
 		return rc;
 	rc = inode_get(st, ino, &a);
@@ -1011,7 +1048,7 @@ int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t m
 		return -EEXIST;
 	if (target && strlen(target) > META_SYMLINK_MAX)
 		return -ENAMETOOLONG;
-	rc = st_enter(st);
+	rc = st_enter(st, ST_GROW_NAME);
 	if (rc)
 		return rc;
 	rc = inode_get(st, dir, &parent);
@@ -1075,7 +1112,7 @@ int meta_link(struct meta_store *st, uint64_t ino, uint64_t newdir, const char *
 		return rc;
 	if (is_dot(newname))
 		return -EEXIST;
-	rc = st_enter(st);
+	rc = st_enter(st, ST_GROW_NAME);
 	if (rc)
 		return rc;
 	rc = inode_get(st, ino, &a);
@@ -1148,7 +1185,7 @@ int meta_unlink(struct meta_store *st, uint64_t dir, const char *name, int is_di
 		return -EINVAL;
 	if (is_dir && strcmp(name, "..") == 0)
 		return -ENOTEMPTY;
-	rc = st_enter(st);
+	rc = st_enter(st, ST_GROW_NONE);
 	if (rc)
 		return rc;
 	rc = dirent_get(st, dir, name, &ino, &type);
@@ -1221,7 +1258,7 @@ int meta_rename(struct meta_store *st, uint64_t dir, const char *name, uint64_t 
 		return -ENAMETOOLONG;
 	if (is_dot(name) || is_dot(newname))
 		return -EBUSY;
-	rc = st_enter(st);
+	rc = st_enter(st, ST_GROW_NAME);
 	if (rc)
 		return rc;
 	rc = dirent_get(st, dir, name, &ino, &type);
@@ -1450,10 +1487,26 @@ int meta_statfs(struct meta_store *st, struct statvfs *out)
 	out->f_blocks = meta_alloc_total(st->alloc);
 	out->f_bfree = meta_alloc_available(st->alloc);
 	out->f_bavail = out->f_bfree;
-	/* Inodes cost rows, not fixed slots: report room for one per free block. */
-	out->f_files = st->next_ino + out->f_bfree;
-	out->f_ffree = out->f_bfree;
-	out->f_favail = out->f_bfree;
+	/*
+	 * Inodes cost rows in the database region, not fixed slots: report the
+	 * room left there at about 256 bytes (inode, entry, index) a file.
+	 */
+	{
+		uint64_t cap = st->sb.meta_db.len - META_REGION_HDR, used = 0;
+		sqlite3_stmt *q = stmt_get(st, S_PAGE_COUNT);
+
+		if (sqlite3_step(q) == SQLITE_ROW)
+			used = (uint64_t)sqlite3_column_int64(q, 0);
+		sqlite3_reset(q);
+		q = stmt_get(st, S_FREELIST_COUNT);
+		if (sqlite3_step(q) == SQLITE_ROW)
+			used -= (uint64_t)sqlite3_column_int64(q, 0);
+		sqlite3_reset(q);
+		used *= 4096;
+		out->f_files = cap / 256;
+		out->f_ffree = used < cap ? (cap - used) / 256 : 0;
+		out->f_favail = out->f_ffree;
+	}
 	out->f_namemax = META_NAME_MAX;
 	out->f_fsid = (unsigned long)meta_crc32c(0, st->sb.uuid, sizeof(st->sb.uuid));
 	pthread_mutex_unlock(&st->mu);
@@ -1464,7 +1517,7 @@ int meta_reclaim(struct meta_store *st, uint64_t ino)
 {
 	struct vn_attr a;
 	sqlite3_stmt *q;
-	int rc = st_enter(st);
+	int rc = st_enter(st, ST_GROW_NONE);
 
 	if (rc)
 		return rc;
@@ -1515,7 +1568,7 @@ int meta_setxattr(struct meta_store *st, uint64_t ino, const char *name, const v
 		return strlen(name) ? -ERANGE : -EINVAL;
 	if (size > META_XATTR_SIZE_MAX)
 		return -E2BIG;
-	rc = st_enter(st);
+	rc = st_enter(st, ST_GROW_NAME);
 	if (rc)
 		return rc;
 	q = stmt_get(st, S_XATTR_GET);
@@ -1602,7 +1655,7 @@ int meta_listxattr(struct meta_store *st, uint64_t ino, char *buf, size_t size)
 int meta_removexattr(struct meta_store *st, uint64_t ino, const char *name)
 {
 	sqlite3_stmt *q;
-	int rc = st_enter(st);
+	int rc = st_enter(st, ST_GROW_NONE);
 
 	if (rc)
 		return rc;
@@ -1885,7 +1938,7 @@ int meta_map_write(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t 
 		   uint64_t pblk, int was_reserved)
 {
 	struct meta_ext prev;
-	int rc = st_enter(st), have_prev = 0;
+	int rc = st_enter(st, ST_GROW_DATA), have_prev = 0;
 	sqlite3_stmt *q;
 
 	if (rc)
@@ -1937,7 +1990,7 @@ int meta_atime_due(const struct vn_attr *a)
 int meta_touch_atime(struct meta_store *st, uint64_t ino)
 {
 	sqlite3_stmt *q;
-	int rc = st_enter(st);
+	int rc = st_enter(st, ST_GROW_NONE);
 
 	if (rc)
 		return rc;
@@ -1951,7 +2004,7 @@ int meta_touch_atime(struct meta_store *st, uint64_t ino)
 int meta_note_write(struct meta_store *st, uint64_t ino, uint64_t size, struct vn_attr *out)
 {
 	sqlite3_stmt *q;
-	int rc = st_enter(st);
+	int rc = st_enter(st, ST_GROW_DATA);
 
 	if (rc)
 		return rc;
@@ -2036,7 +2089,7 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 		return -EOPNOTSUPP;
 	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
 		return -EOPNOTSUPP;
-	rc = st_enter(st);
+	rc = st_enter(st, ST_GROW_DATA);
 	if (rc)
 		return rc;
 	rc = inode_get(st, ino, &a);

@@ -43,7 +43,8 @@ struct meta_store;
 /* Tuning of group commit. */
 struct meta_store_opts {
 	unsigned commit_ms;        /* longest a transaction stays open (default 1000) */
-	unsigned commit_ops;       /* commit early after this many operations (default 20000) */
+	unsigned commit_ops;       /* commit early after this many operations (default 4096,
+				    * which keeps the log well inside its region) */
 };
 
 /*

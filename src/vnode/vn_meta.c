@@ -212,9 +212,11 @@ static int write_range_at(struct vn_meta_node *node, uint64_t ino, const char *b
 					goto out;
 				}
 				rc = meta_map_write(fs->st, ino, b0, got, pblk, 1);
-				atomic_fetch_add(&fs->allocs, 1);
-				if (rc)
+				if (rc) {
+					meta_store_unreserve(fs->st, pblk, got);
 					goto out;
+				}
+				atomic_fetch_add(&fs->allocs, 1);
 				pos += chunk;
 				break;      /* the mapping changed: map again */
 			}
