@@ -1,0 +1,1457 @@
+/*
+ * rpc.c - rpc contexts: the libuv loop thread and its connections, channels,
+ * calls waiting for replies, and the worker pool that runs request handlers.
+ *
+ * Divisions of this file:
+ *   1. Structures, lists, logging and counters.
+ *   2. Channels: references, freezing, interruption, statistics.
+ *   3. The loop thread: waking it, connecting, accepting, writing frames,
+ *      reading and checking frames, the HELLO exchange, closing.
+ *   4. Calls, one-way sends and replies (caller threads).
+ *   5. The worker pool.
+ *   6. Creating and destroying a context.
+ *
+ * Threads.  The loop thread owns every uv handle and every struct
+ * rpc__conn; nothing else touches them.  Other threads hand it frames by
+ * appending them to a channel's out-queue under ctx->lock and waking it with
+ * uv_async_send().  Incoming requests go from the loop to the pool's queue;
+ * a worker runs the handler.  Callers of rpc_call() sleep on a condition
+ * variable of their own; the loop completes their call when the reply (or
+ * the end of the connection) comes.
+ *
+ * Lock order: ctx->lock and ctx->pool_lock are never held together (the
+ * loop takes a channel reference under ctx->lock, drops it, then queues the
+ * request under ctx->pool_lock).  Every call's cond and every channel's cond
+ * are waited on with ctx->lock.  No lock is held across a handler, and
+ * ctx->lock is never held across protobuf packing or MAC computation except
+ * for the HELLO frames the loop itself builds.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <pthread.h>
+#include <uv.h>
+
+#include "rpc/rpc_i.h"
+
+#define RPC__WORKERS_DEFAULT 4
+#define RPC__RXBUF (64u * 1024)     /* bytes per read from a socket */
+
+/* ------------------------------------------------------------------ */
+/* 1. Structures, lists, logging and counters                          */
+/* ------------------------------------------------------------------ */
+
+struct rpc__list {
+	struct rpc__list *prev, *next;
+};
+
+static void list_init(struct rpc__list *l)
+{
+	l->prev = l->next = l;
+}
+
+static int list_empty(const struct rpc__list *l)
+{
+	return l->next == l;
+}
+
+static void list_add_tail(struct rpc__list *l, struct rpc__list *e)
+{
+	e->prev = l->prev;
+	e->next = l;
+	l->prev->next = e;
+	l->prev = e;
+}
+
+static void list_del(struct rpc__list *e)
+{
+	e->prev->next = e->next;
+	e->next->prev = e->prev;
+	list_init(e);
+}
+
+#define list_entry(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+enum rpc__chan_state {
+	CHAN_IDLE,          /* outgoing, no connection: one is made when a frame is queued */
+	CHAN_CONNECTING,    /* outgoing, TCP connect in progress */
+	CHAN_HELLO,         /* connected, HELLO exchange in progress */
+	CHAN_READY,         /* frames flow */
+	CHAN_DEAD,          /* incoming, connection gone: never comes back */
+};
+
+enum rpc__call_state {
+	CALL_QUEUED,        /* frame on the channel's out-queue */
+	CALL_SENT,          /* frame handed to the socket; waiting for the reply */
+	CALL_DONE,
+};
+
+struct rpc__call;
+
+/* One outgoing frame: header, payload and MAC in data[]. */
+struct rpc__frame {
+	struct rpc__list link;          /* ch->outq; ctx->lock */
+	struct rpc__call *call;         /* the call waiting for it while queued; ctx->lock */
+	uv_write_t wr;                  /* loop thread, once taken off the queue */
+	size_t len;
+	uint8_t data[];
+};
+
+/* A caller of rpc_call(), on its own stack. */
+struct rpc__call {
+	struct rpc__list link;          /* ch->calls while not DONE; ctx->lock */
+	pthread_cond_t cond;            /* signalled when DONE */
+	uint64_t id;
+	Cxfs__MsgType expect;           /* the reply type of the request */
+	enum rpc__call_state state;     /* ctx->lock */
+	struct rpc__frame *frame;       /* while QUEUED; ctx->lock */
+	int result;                     /* ctx->lock */
+	Cxfs__MsgType reply_type;       /* ctx->lock */
+	ProtobufCMessage *reply;        /* ctx->lock; handed to the caller */
+};
+
+struct rpc__conn;
+
+struct rpc_chan {
+	struct rpc_ctx *ctx;
+	struct rpc__list link;          /* ctx->chans; ctx->lock */
+	unsigned refs;                  /* users, requests in the pool and the conn; ctx->lock */
+	int outgoing;                   /* we connect (constant) */
+	struct sockaddr_storage addr;   /* the peer (constant for an outgoing channel) */
+	char peer[64];                  /* "address:port" for logs (constant) */
+	enum rpc__chan_state state;     /* ctx->lock */
+	struct rpc__conn *conn;         /* the live connection or NULL; ctx->lock */
+	uint64_t conn_gen;              /* number of the current/last connection; ctx->lock */
+	int frozen;                     /* ctx->lock */
+	uint64_t intr_gen;              /* bumped by rpc_chan_interrupt(); ctx->lock */
+	pthread_cond_t cond;            /* thaw, interrupt, shutdown; with ctx->lock */
+	struct rpc__list outq;          /* frames waiting for the loop; ctx->lock */
+	struct rpc__list calls;         /* calls not DONE; ctx->lock */
+	int want_close;                 /* nobody but the conn holds it; ctx->lock */
+	_Atomic uint64_t next_id;       /* request ids: issued ids are below it */
+	char peer_node[RPC_NAME_MAX + 1]; /* from the peer's HELLO; ctx->lock */
+	uint64_t peer_epoch;            /* ctx->lock */
+	int peer_known;                 /* ctx->lock */
+	struct rpc_stats st;            /* ctx->lock */
+};
+
+/* One TCP connection of a channel; loop thread only. */
+struct rpc__conn {
+	uv_tcp_t tcp;
+	uv_connect_t creq;
+	struct rpc_ctx *ctx;
+	struct rpc_chan *ch;            /* holds a reference */
+	uint64_t gen;                   /* ch->conn_gen when made */
+	int closing;
+	uint64_t hello_id;              /* outgoing: id of our HELLO */
+	uint8_t hdr[RPC__HDR_SIZE];     /* header being received */
+	size_t hdr_got;
+	struct rpc__hdr h;              /* decoded once complete */
+	uint8_t *body;                  /* payload and MAC being received */
+	size_t body_len, body_got;
+	uint8_t rxbuf[RPC__RXBUF];
+};
+
+/* An incoming request or one-way notice, on its way to (or in) a handler. */
+struct rpc_req {
+	struct rpc__list link;          /* ctx->pool; ctx->pool_lock */
+	struct rpc_chan *ch;            /* holds a reference */
+	uint64_t conn_gen;              /* the connection it came on */
+	uint64_t id;
+	Cxfs__MsgType type;
+	int oneway;
+	int replied;                    /* the handler's thread only */
+	ProtobufCMessage *msg;
+};
+
+struct rpc_ctx {
+	pthread_mutex_t lock;           /* see the lock order at the top */
+	uv_loop_t loop;                 /* loop thread */
+	uv_async_t wake;                /* the one handle other threads poke */
+	uv_tcp_t listener;              /* loop thread */
+	int listening;                  /* constant after create */
+	uint16_t port;                  /* constant after create */
+	pthread_t loop_thread;
+	struct rpc__key key;            /* constant after create */
+	char cluster[RPC_NAME_MAX + 1]; /* constant */
+	char node[RPC_NAME_MAX + 1];    /* constant */
+	_Atomic uint64_t epoch;
+	uint32_t max_payload;           /* constant */
+	rpc_handler_fn handler;         /* constant */
+	void *handler_arg;
+	rpc_log_fn log;                 /* constant */
+	void *log_arg;
+	pthread_condattr_t cattr;       /* CLOCK_MONOTONIC for every cond */
+	int stopping;                   /* ctx->lock */
+	struct rpc__list chans;         /* ctx->lock */
+	struct rpc_stats st;            /* totals; ctx->lock */
+
+	pthread_mutex_t pool_lock;
+	pthread_cond_t pool_cond;       /* with pool_lock: work queued or stop */
+	struct rpc__list pool;          /* queued requests; pool_lock */
+	int pool_stop;                  /* pool_lock */
+	unsigned nworkers;
+	pthread_t *workers;
+};
+
+static void rpc__log(struct rpc_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void rpc__log(struct rpc_ctx *ctx, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (ctx->log)
+		ctx->log(ctx->log_arg, line);
+	else
+		fprintf(stderr, "cxfs rpc: %s\n", line);
+}
+
+/* Add @n to counter @field of @ch and of the context; ctx->lock held. */
+#define STAT_ADD(ch, field, n) do { (ch)->st.field += (n); (ch)->ctx->st.field += (n); } while (0)
+
+static void rpc__addr_name(const struct sockaddr_storage *ss, char *buf, size_t size)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		uv_ip4_name(a, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		uv_ip6_name(a, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	}
+	snprintf(buf, size, ss->ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+static uint64_t rpc__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ */
+/* 2. Channels                                                         */
+/* ------------------------------------------------------------------ */
+
+static void rpc__wake_locked(struct rpc_ctx *ctx)
+{
+	/* Once stopping is set the loop may close the handle at any time;
+	 * rpc_ctx_destroy() sends the last wake-up itself. */
+	if (!ctx->stopping)
+		uv_async_send(&ctx->wake);
+}
+
+static void rpc__frame_free(struct rpc__frame *f)
+{
+	free(f);
+}
+
+/* End call @c with @result (and reply @msg, which it takes); ctx->lock held. */
+static void rpc__call_complete(struct rpc__call *c, int result, Cxfs__MsgType type,
+			       ProtobufCMessage *msg)
+{
+	if (c->state == CALL_QUEUED && c->frame) {
+		list_del(&c->frame->link);
+		rpc__frame_free(c->frame);
+	}
+	c->frame = NULL;
+	c->state = CALL_DONE;
+	c->result = result;
+	c->reply_type = type;
+	c->reply = msg;
+	list_del(&c->link);
+	pthread_cond_signal(&c->cond);
+}
+
+/*
+ * Drop every frame still queued on @ch: calls waiting for theirs end with
+ * @err, one-way notices and replies are lost.  ctx->lock held.
+ */
+static void rpc__fail_queued(struct rpc_chan *ch, int err)
+{
+	while (!list_empty(&ch->outq)) {
+		struct rpc__frame *f = list_entry(ch->outq.next, struct rpc__frame, link);
+
+		if (f->call) {
+			rpc__call_complete(f->call, err, 0, NULL);   /* frees f */
+		} else {
+			list_del(&f->link);
+			rpc__frame_free(f);
+		}
+	}
+}
+
+static void rpc__chan_free(struct rpc_chan *ch)
+{
+	list_del(&ch->link);
+	rpc__fail_queued(ch, -ESHUTDOWN);
+	pthread_cond_destroy(&ch->cond);
+	free(ch);
+}
+
+/* ctx->lock held. */
+static void rpc__chan_unref(struct rpc_chan *ch)
+{
+	assert(ch->refs > 0);
+	if (--ch->refs == 0) {
+		rpc__chan_free(ch);
+		return;
+	}
+	if (ch->outgoing && ch->conn && ch->refs == 1) {
+		ch->want_close = 1;
+		rpc__wake_locked(ch->ctx);
+	}
+}
+
+static struct rpc_chan *rpc__chan_new(struct rpc_ctx *ctx, int outgoing,
+				      const struct sockaddr_storage *addr)
+{
+	struct rpc_chan *ch = calloc(1, sizeof(*ch));
+
+	if (!ch)
+		return NULL;
+	if (pthread_cond_init(&ch->cond, &ctx->cattr)) {
+		free(ch);
+		return NULL;
+	}
+	ch->ctx = ctx;
+	ch->refs = 1;
+	ch->outgoing = outgoing;
+	ch->addr = *addr;
+	rpc__addr_name(addr, ch->peer, sizeof(ch->peer));
+	ch->state = outgoing ? CHAN_IDLE : CHAN_HELLO;
+	list_init(&ch->outq);
+	list_init(&ch->calls);
+	atomic_init(&ch->next_id, 1);
+	list_add_tail(&ctx->chans, &ch->link);
+	return ch;
+}
+
+int rpc_connect(struct rpc_ctx *ctx, const char *addr, uint16_t port, struct rpc_chan **out)
+{
+	struct sockaddr_storage ss;
+	struct rpc_chan *ch;
+
+	memset(&ss, 0, sizeof(ss));
+	if (!addr || (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) &&
+		      uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss)))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	ch = ctx->stopping ? NULL : rpc__chan_new(ctx, 1, &ss);
+	pthread_mutex_unlock(&ctx->lock);
+	if (!ch)
+		return ctx->stopping ? -ESHUTDOWN : -ENOMEM;
+	*out = ch;
+	return 0;
+}
+
+void rpc_chan_hold(struct rpc_chan *ch)
+{
+	pthread_mutex_lock(&ch->ctx->lock);
+	ch->refs++;
+	pthread_mutex_unlock(&ch->ctx->lock);
+}
+
+void rpc_chan_put(struct rpc_chan *ch)
+{
+	struct rpc_ctx *ctx = ch->ctx;
+
+	pthread_mutex_lock(&ctx->lock);
+	rpc__chan_unref(ch);
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+void rpc_chan_freeze(struct rpc_chan *ch)
+{
+	pthread_mutex_lock(&ch->ctx->lock);
+	ch->frozen = 1;
+	pthread_mutex_unlock(&ch->ctx->lock);
+}
+
+void rpc_chan_thaw(struct rpc_chan *ch)
+{
+	pthread_mutex_lock(&ch->ctx->lock);
+	ch->frozen = 0;
+	pthread_cond_broadcast(&ch->cond);
+	pthread_mutex_unlock(&ch->ctx->lock);
+}
+
+void rpc_chan_interrupt(struct rpc_chan *ch)
+{
+	struct rpc__list *p, *n;
+
+	pthread_mutex_lock(&ch->ctx->lock);
+	ch->intr_gen++;
+	pthread_cond_broadcast(&ch->cond);
+	for (p = ch->calls.next; p != &ch->calls; p = n) {
+		struct rpc__call *c = list_entry(p, struct rpc__call, link);
+
+		n = p->next;
+		if (c->state == CALL_QUEUED)
+			rpc__call_complete(c, -RPC_EEARLY, 0, NULL);
+	}
+	pthread_mutex_unlock(&ch->ctx->lock);
+}
+
+void rpc_chan_stats(struct rpc_chan *ch, struct rpc_stats *st)
+{
+	pthread_mutex_lock(&ch->ctx->lock);
+	*st = ch->st;
+	pthread_mutex_unlock(&ch->ctx->lock);
+}
+
+int rpc_chan_peer(struct rpc_chan *ch, char *name, size_t size, uint64_t *epoch)
+{
+	int rc = -ENOTCONN;
+
+	pthread_mutex_lock(&ch->ctx->lock);
+	if (ch->peer_known) {
+		if (name && size)
+			snprintf(name, size, "%s", ch->peer_node);
+		if (epoch)
+			*epoch = ch->peer_epoch;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&ch->ctx->lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* 3. The loop thread                                                  */
+/* ------------------------------------------------------------------ */
+
+static void rpc__flush_locked(struct rpc_chan *ch);
+
+static void rpc__on_closed(uv_handle_t *h)
+{
+	struct rpc__conn *conn = h->data;
+	struct rpc_ctx *ctx = conn->ctx;
+
+	pthread_mutex_lock(&ctx->lock);
+	rpc__chan_unref(conn->ch);
+	pthread_mutex_unlock(&ctx->lock);
+	free(conn->body);
+	free(conn);
+}
+
+/*
+ * Close @conn: calls whose request went out on it end with -ECONNRESET.
+ * An outgoing channel that never finished its HELLO fails its queued
+ * frames with @err (so a peer that refuses us cannot make us reconnect in a
+ * loop); one that had been ready reconnects if frames are waiting.  An
+ * incoming channel is dead.  Loop thread, ctx->lock held; the channel lives
+ * on until the close callback drops the connection's reference.
+ */
+static void rpc__conn_close_locked(struct rpc__conn *conn, int err)
+{
+	struct rpc_chan *ch = conn->ch;
+	struct rpc_ctx *ctx = conn->ctx;
+	struct rpc__list *p, *n;
+
+	if (conn->closing)
+		return;
+	conn->closing = 1;
+	for (p = ch->calls.next; p != &ch->calls; p = n) {
+		struct rpc__call *c = list_entry(p, struct rpc__call, link);
+
+		n = p->next;
+		if (c->state == CALL_SENT)
+			rpc__call_complete(c, -ECONNRESET, 0, NULL);
+	}
+	if (ch->state == CHAN_READY)
+		STAT_ADD(ch, disconnects, 1);
+	if (!ch->outgoing) {
+		ch->state = CHAN_DEAD;
+		rpc__fail_queued(ch, -ENOTCONN);
+	} else {
+		if (ch->state != CHAN_READY || ctx->stopping)
+			rpc__fail_queued(ch, err);
+		ch->state = CHAN_IDLE;
+		if (!list_empty(&ch->outq))
+			rpc__wake_locked(ctx);
+	}
+	ch->conn = NULL;
+	ch->want_close = 0;
+	uv_close((uv_handle_t *)&conn->tcp, rpc__on_closed);
+}
+
+static void rpc__conn_close(struct rpc__conn *conn, int err)
+{
+	pthread_mutex_lock(&conn->ctx->lock);
+	rpc__conn_close_locked(conn, err);
+	pthread_mutex_unlock(&conn->ctx->lock);
+}
+
+/* Refuse the frame being received on @conn and close the connection. */
+static void rpc__drop(struct rpc__conn *conn, enum rpc_drop reason, const char *detail)
+{
+	struct rpc_chan *ch = conn->ch;
+
+	pthread_mutex_lock(&conn->ctx->lock);
+	STAT_ADD(ch, dropped[reason], 1);
+	pthread_mutex_unlock(&conn->ctx->lock);
+	rpc__log(conn->ctx, "%s: dropped frame type %u id %llu (%s%s%s); closing the connection",
+		 ch->peer, conn->h.type, (unsigned long long)conn->h.id, rpc_drop_name(reason),
+		 detail ? ": " : "", detail ? detail : "");
+	rpc__conn_close(conn, -ECONNABORTED);
+}
+
+static void rpc__on_written(uv_write_t *wr, int status)
+{
+	struct rpc__frame *f = wr->data;
+	struct rpc__conn *conn = wr->handle->data;
+
+	rpc__frame_free(f);
+	if (status < 0 && status != UV_ECANCELED) {
+		rpc__log(conn->ctx, "%s: write failed: %s", conn->ch->peer, uv_strerror(status));
+		rpc__conn_close(conn, -ECONNRESET);
+	}
+}
+
+/* Hand frame @f to the socket of @conn; loop thread, ctx->lock held. */
+static void rpc__write_locked(struct rpc__conn *conn, struct rpc__frame *f)
+{
+	uv_buf_t b = uv_buf_init((char *)f->data, (unsigned)f->len);
+	int rc;
+
+	STAT_ADD(conn->ch, frames_sent, 1);
+	STAT_ADD(conn->ch, bytes_sent, f->len);
+	f->wr.data = f;
+	rc = uv_write(&f->wr, (uv_stream_t *)&conn->tcp, &b, 1, rpc__on_written);
+	if (rc < 0) {
+		/* Only on a closing handle; the close has failed the calls. */
+		rpc__frame_free(f);
+	}
+}
+
+/* Build a frame of @msg; the caller must free it.  0 or -errno. */
+static int rpc__frame_build(struct rpc_ctx *ctx, Cxfs__MsgType type, unsigned flags, uint64_t id,
+			    const ProtobufCMessage *msg, struct rpc__frame **out)
+{
+	struct rpc__hdr h = { .magic = RPC__MAGIC, .version = RPC_PROTO_VERSION,
+			      .type = (uint16_t)type, .flags = (uint16_t)flags, .id = id,
+			      .epoch = atomic_load(&ctx->epoch) };
+	struct rpc__frame *f;
+	int64_t len = rpc_msg_pack(type, msg, NULL, 0);
+
+	if (len < 0)
+		return (int)len;
+	if ((uint64_t)len > ctx->max_payload)
+		return -EMSGSIZE;
+	f = malloc(sizeof(*f) + RPC__HDR_SIZE + (size_t)len + RPC__MAC_SIZE);
+	if (!f)
+		return -ENOMEM;
+	list_init(&f->link);
+	f->call = NULL;
+	f->len = RPC__HDR_SIZE + (size_t)len + RPC__MAC_SIZE;
+	h.len = (uint32_t)len;
+	rpc__hdr_put(f->data, &h);
+	rpc_msg_pack(type, msg, f->data + RPC__HDR_SIZE, (size_t)len);
+	rpc__mac(&ctx->key, f->data, f->data + RPC__HDR_SIZE, (size_t)len,
+		 f->data + RPC__HDR_SIZE + len);
+	*out = f;
+	return 0;
+}
+
+static void rpc__on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct rpc__conn *conn = h->data;
+
+	*buf = uv_buf_init((char *)conn->rxbuf, sizeof(conn->rxbuf));
+}
+
+static void rpc__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Send our HELLO on a new outgoing connection; ctx->lock held. */
+static int rpc__send_hello_locked(struct rpc__conn *conn)
+{
+	struct rpc_ctx *ctx = conn->ctx;
+	Cxfs__Hello hello = CXFS__HELLO__INIT;
+	struct rpc__frame *f;
+	int rc;
+
+	hello.version = RPC_PROTO_VERSION;
+	hello.cluster = ctx->cluster;
+	hello.node = ctx->node;
+	hello.epoch = atomic_load(&ctx->epoch);
+	conn->hello_id = atomic_fetch_add(&conn->ch->next_id, 1);
+	rc = rpc__frame_build(ctx, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, conn->hello_id,
+			      &hello.base, &f);
+	if (rc)
+		return rc;
+	rpc__write_locked(conn, f);
+	return 0;
+}
+
+static void rpc__on_connect(uv_connect_t *req, int status)
+{
+	struct rpc__conn *conn = req->data;
+	struct rpc_ctx *ctx = conn->ctx;
+	int rc = status;
+
+	if (conn->closing)
+		return;
+	if (rc == 0)
+		rc = uv_read_start((uv_stream_t *)&conn->tcp, rpc__on_alloc, rpc__on_read);
+	if (rc == 0) {
+		uv_tcp_nodelay(&conn->tcp, 1);
+		pthread_mutex_lock(&ctx->lock);
+		conn->ch->state = CHAN_HELLO;
+		rc = rpc__send_hello_locked(conn);
+		pthread_mutex_unlock(&ctx->lock);
+	}
+	if (rc < 0) {
+		rpc__log(ctx, "%s: cannot connect: %s", conn->ch->peer, uv_strerror(rc));
+		rpc__conn_close(conn, rc);
+	}
+}
+
+/* Start connecting @ch; loop thread, ctx->lock held. */
+static void rpc__connect_locked(struct rpc_chan *ch)
+{
+	struct rpc_ctx *ctx = ch->ctx;
+	struct rpc__conn *conn = calloc(1, sizeof(*conn));
+	int rc;
+
+	if (!conn) {
+		rpc__fail_queued(ch, -ENOMEM);
+		return;
+	}
+	rc = uv_tcp_init(&ctx->loop, &conn->tcp);
+	if (rc < 0) {
+		free(conn);
+		rpc__fail_queued(ch, rc);
+		return;
+	}
+	conn->tcp.data = conn;
+	conn->creq.data = conn;
+	conn->ctx = ctx;
+	conn->ch = ch;
+	ch->refs++;
+	ch->conn = conn;
+	conn->gen = ++ch->conn_gen;
+	ch->state = CHAN_CONNECTING;
+	rc = uv_tcp_connect(&conn->creq, &conn->tcp, (const struct sockaddr *)&ch->addr,
+			    rpc__on_connect);
+	if (rc < 0) {
+		rpc__log(ctx, "%s: cannot connect: %s", ch->peer, uv_strerror(rc));
+		rpc__conn_close_locked(conn, rc);
+	}
+}
+
+/*
+ * Move @ch's queued frames to its socket, or start its connection; loop
+ * thread, ctx->lock held.
+ */
+static void rpc__flush_locked(struct rpc_chan *ch)
+{
+	if (ch->want_close) {
+		rpc__conn_close_locked(ch->conn, -ESHUTDOWN);
+		return;
+	}
+	if (list_empty(&ch->outq))
+		return;
+	switch (ch->state) {
+	case CHAN_READY:
+		while (!list_empty(&ch->outq)) {
+			struct rpc__frame *f = list_entry(ch->outq.next, struct rpc__frame, link);
+
+			list_del(&f->link);
+			if (f->call) {
+				f->call->state = CALL_SENT;
+				f->call->frame = NULL;
+				f->call = NULL;
+			}
+			rpc__write_locked(ch->conn, f);
+		}
+		break;
+	case CHAN_IDLE:
+		rpc__connect_locked(ch);
+		break;
+	case CHAN_DEAD:
+		rpc__fail_queued(ch, -ENOTCONN);
+		break;
+	case CHAN_CONNECTING:
+	case CHAN_HELLO:
+		break;
+	}
+}
+
+static void rpc__on_listener_closed(uv_handle_t *h)
+{
+}
+
+/* The loop's stop: close every handle so that uv_run() returns; ctx->lock held. */
+static void rpc__stop_loop_locked(struct rpc_ctx *ctx)
+{
+	struct rpc__list *p;
+
+	if (ctx->listening)
+		uv_close((uv_handle_t *)&ctx->listener, rpc__on_listener_closed);
+	uv_close((uv_handle_t *)&ctx->wake, NULL);
+	for (p = ctx->chans.next; p != &ctx->chans; p = p->next) {
+		struct rpc_chan *ch = list_entry(p, struct rpc_chan, link);
+
+		if (ch->conn)
+			rpc__conn_close_locked(ch->conn, -ESHUTDOWN);
+	}
+}
+
+static void rpc__on_wake(uv_async_t *a)
+{
+	struct rpc_ctx *ctx = a->data;
+	struct rpc__list *p;
+
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->stopping) {
+		rpc__stop_loop_locked(ctx);
+	} else {
+		/* A flush never frees a channel: closing a connection drops
+		 * its reference only in the close callback. */
+		for (p = ctx->chans.next; p != &ctx->chans; p = p->next)
+			rpc__flush_locked(list_entry(p, struct rpc_chan, link));
+	}
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+/* Close callback of a connection that never got a channel. */
+static void rpc__on_closed_unowned(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void rpc__on_connection(uv_stream_t *server, int status)
+{
+	struct rpc_ctx *ctx = server->data;
+	struct sockaddr_storage ss;
+	struct rpc__conn *conn;
+	struct rpc_chan *ch;
+	int len = sizeof(ss);
+
+	if (status < 0) {
+		rpc__log(ctx, "accept: %s", uv_strerror(status));
+		return;
+	}
+	conn = calloc(1, sizeof(*conn));
+	if (!conn)
+		return;
+	if (uv_tcp_init(&ctx->loop, &conn->tcp) < 0) {
+		free(conn);
+		return;
+	}
+	conn->tcp.data = conn;
+	conn->ctx = ctx;
+	if (uv_accept(server, (uv_stream_t *)&conn->tcp) < 0 ||
+	    uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&ss, &len) < 0) {
+		uv_close((uv_handle_t *)&conn->tcp, rpc__on_closed_unowned);
+		return;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	ch = rpc__chan_new(ctx, 0, &ss);
+	if (ch) {
+		ch->conn = conn;              /* the channel's first reference */
+		conn->gen = ++ch->conn_gen;
+		conn->ch = ch;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	if (!ch) {
+		uv_close((uv_handle_t *)&conn->tcp, rpc__on_closed_unowned);
+		return;
+	}
+	uv_tcp_nodelay(&conn->tcp, 1);
+	if (uv_read_start((uv_stream_t *)&conn->tcp, rpc__on_alloc, rpc__on_read) < 0)
+		rpc__conn_close(conn, -ECONNABORTED);
+}
+
+/* Queue an incoming request or notice for the pool. */
+static void rpc__dispatch(struct rpc__conn *conn, ProtobufCMessage *msg)
+{
+	struct rpc_ctx *ctx = conn->ctx;
+	struct rpc_req *req = calloc(1, sizeof(*req));
+
+	if (!req) {
+		rpc__log(ctx, "%s: out of memory: request %llu dropped", conn->ch->peer,
+			 (unsigned long long)conn->h.id);
+		rpc_msg_free(msg);
+		return;
+	}
+	req->ch = conn->ch;
+	req->conn_gen = conn->gen;
+	req->id = conn->h.id;
+	req->type = (Cxfs__MsgType)conn->h.type;
+	req->oneway = conn->h.flags == RPC__F_ONEWAY;
+	req->msg = msg;
+	pthread_mutex_lock(&ctx->lock);
+	conn->ch->refs++;
+	pthread_mutex_unlock(&ctx->lock);
+	pthread_mutex_lock(&ctx->pool_lock);
+	list_add_tail(&ctx->pool, &req->link);
+	pthread_cond_signal(&ctx->pool_cond);
+	pthread_mutex_unlock(&ctx->pool_lock);
+}
+
+static int rpc__hello_ok(struct rpc_ctx *ctx, uint32_t version, const char *cluster, const char *node)
+{
+	return version == RPC_PROTO_VERSION && strcmp(cluster, ctx->cluster) == 0 &&
+	       node[0] && strlen(node) <= RPC_NAME_MAX;
+}
+
+/* A good HELLO arrived on an incoming connection: answer and go ready. */
+static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
+{
+	struct rpc_ctx *ctx = conn->ctx;
+	struct rpc_chan *ch = conn->ch;
+	Cxfs__Hello *in = (Cxfs__Hello *)msg;
+	Cxfs__HelloReply rep = CXFS__HELLO_REPLY__INIT;
+	struct rpc__frame *f;
+	int rc;
+
+	if (!rpc__hello_ok(ctx, in->version, in->cluster, in->node)) {
+		rpc_msg_free(msg);
+		rpc__drop(conn, RPC_DROP_HANDSHAKE, "wrong version or cluster");
+		return;
+	}
+	rep.version = RPC_PROTO_VERSION;
+	rep.cluster = ctx->cluster;
+	rep.node = ctx->node;
+	rep.epoch = atomic_load(&ctx->epoch);
+	rc = rpc__frame_build(ctx, CXFS__MSG_TYPE__HELLO_REPLY, RPC__F_REPLY, conn->h.id, &rep.base, &f);
+	if (rc) {
+		rpc_msg_free(msg);
+		rpc__conn_close(conn, rc);
+		return;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	snprintf(ch->peer_node, sizeof(ch->peer_node), "%s", in->node);
+	ch->peer_epoch = in->epoch;
+	ch->peer_known = 1;
+	ch->state = CHAN_READY;
+	STAT_ADD(ch, connects, 1);
+	rpc__write_locked(conn, f);
+	rpc__flush_locked(ch);
+	pthread_mutex_unlock(&ctx->lock);
+	rpc_msg_free(msg);
+}
+
+/* The reply to our HELLO arrived on an outgoing connection. */
+static void rpc__hello_reply_in(struct rpc__conn *conn, ProtobufCMessage *msg)
+{
+	struct rpc_ctx *ctx = conn->ctx;
+	struct rpc_chan *ch = conn->ch;
+	Cxfs__HelloReply *in = (Cxfs__HelloReply *)msg;
+
+	if (conn->h.type != CXFS__MSG_TYPE__HELLO_REPLY ||
+	    !rpc__hello_ok(ctx, in->version, in->cluster, in->node)) {
+		rpc_msg_free(msg);
+		rpc__drop(conn, RPC_DROP_HANDSHAKE, "HELLO refused");
+		return;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	snprintf(ch->peer_node, sizeof(ch->peer_node), "%s", in->node);
+	ch->peer_epoch = in->epoch;
+	ch->peer_known = 1;
+	ch->state = CHAN_READY;
+	STAT_ADD(ch, connects, 1);
+	rpc__flush_locked(ch);
+	pthread_mutex_unlock(&ctx->lock);
+	rpc_msg_free(msg);
+}
+
+/* A reply arrived on a ready connection. */
+static void rpc__reply_in(struct rpc__conn *conn, ProtobufCMessage *msg)
+{
+	struct rpc_ctx *ctx = conn->ctx;
+	struct rpc_chan *ch = conn->ch;
+	Cxfs__MsgType type = (Cxfs__MsgType)conn->h.type;
+	struct rpc__call *c = NULL;
+	struct rpc__list *p;
+	enum rpc_drop bad = RPC_DROP__COUNT;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (p = ch->calls.next; p != &ch->calls; p = p->next) {
+		struct rpc__call *k = list_entry(p, struct rpc__call, link);
+
+		if (k->id == conn->h.id && k->state == CALL_SENT) {
+			c = k;
+			break;
+		}
+	}
+	if (c && type != c->expect && type != CXFS__MSG_TYPE__ERROR_REPLY) {
+		rpc__call_complete(c, -EPROTO, 0, NULL);
+		bad = RPC_DROP_UNEXPECTED;
+	} else if (c) {
+		rpc__call_complete(c, 0, type, msg);
+		msg = NULL;
+	} else if (conn->h.id && conn->h.id < atomic_load(&ch->next_id)) {
+		STAT_ADD(ch, late_replies, 1);     /* its caller timed out */
+	} else {
+		bad = RPC_DROP_UNEXPECTED;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	rpc_msg_free(msg);
+	if (bad != RPC_DROP__COUNT)
+		rpc__drop(conn, bad, c ? "wrong reply type" : "no such request");
+}
+
+/* Header complete: refuse it at once or make room for the body. */
+static int rpc__header_in(struct rpc__conn *conn)
+{
+	struct rpc__hdr *h = &conn->h;
+	unsigned f;
+
+	rpc__hdr_get(conn->hdr, h);
+	f = h->flags;
+	if (h->magic != RPC__MAGIC) {
+		rpc__drop(conn, RPC_DROP_MAGIC, NULL);
+		return -1;
+	}
+	if (h->version != RPC_PROTO_VERSION) {
+		rpc__drop(conn, RPC_DROP_VERSION, NULL);
+		return -1;
+	}
+	if (h->reserved || (f != RPC__F_REQUEST && f != RPC__F_REPLY && f != RPC__F_ONEWAY)) {
+		rpc__drop(conn, RPC_DROP_HEADER, NULL);
+		return -1;
+	}
+	if (h->len > conn->ctx->max_payload) {
+		rpc__drop(conn, RPC_DROP_OVERSIZE, NULL);
+		return -1;
+	}
+	conn->body_len = (size_t)h->len + RPC__MAC_SIZE;
+	conn->body_got = 0;
+	conn->body = malloc(conn->body_len);
+	if (!conn->body) {
+		rpc__conn_close(conn, -ENOMEM);
+		return -1;
+	}
+	return 0;
+}
+
+/* Whole frame received: check it in order, then route it.  -1 if closed. */
+static int rpc__frame_in(struct rpc__conn *conn)
+{
+	struct rpc_ctx *ctx = conn->ctx;
+	struct rpc_chan *ch = conn->ch;
+	struct rpc__hdr *h = &conn->h;
+	ProtobufCMessage *msg = NULL;
+	enum rpc__chan_state state;
+
+	if (rpc__mac_verify(&ctx->key, conn->hdr, conn->body, h->len, conn->body + h->len)) {
+		rpc__drop(conn, RPC_DROP_MAC, NULL);
+		return -1;
+	}
+	if (!(rpc__msg_kinds(h->type) & h->flags)) {
+		rpc__drop(conn, RPC_DROP_TYPE, NULL);
+		return -1;
+	}
+	if (rpc_msg_unpack((Cxfs__MsgType)h->type, conn->body, h->len, &msg)) {
+		rpc__drop(conn, RPC_DROP_DECODE, NULL);
+		return -1;
+	}
+	free(conn->body);
+	conn->body = NULL;
+	if (h->epoch < atomic_load(&ctx->epoch)) {
+		rpc_msg_free(msg);
+		rpc__drop(conn, RPC_DROP_EPOCH, NULL);
+		return -1;
+	}
+	pthread_mutex_lock(&ctx->lock);
+	STAT_ADD(ch, frames_received, 1);
+	STAT_ADD(ch, bytes_received, RPC__HDR_SIZE + h->len + RPC__MAC_SIZE);
+	state = ch->state;
+	pthread_mutex_unlock(&ctx->lock);
+
+	if (state == CHAN_HELLO) {
+		if (!ch->outgoing && h->type == CXFS__MSG_TYPE__HELLO)
+			rpc__hello_in(conn, msg);
+		else if (ch->outgoing && h->flags == RPC__F_REPLY && h->id == conn->hello_id)
+			rpc__hello_reply_in(conn, msg);
+		else {
+			rpc_msg_free(msg);
+			rpc__drop(conn, RPC_DROP_HANDSHAKE, "frame before HELLO");
+		}
+	} else if (h->type == CXFS__MSG_TYPE__HELLO) {
+		rpc_msg_free(msg);
+		rpc__drop(conn, RPC_DROP_HANDSHAKE, "second HELLO");
+	} else if (h->flags == RPC__F_REPLY) {
+		rpc__reply_in(conn, msg);
+	} else {
+		rpc__dispatch(conn, msg);
+	}
+	return conn->closing ? -1 : 0;
+}
+
+static void rpc__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct rpc__conn *conn = s->data;
+	const uint8_t *p = (const uint8_t *)buf->base;
+	size_t left = nread > 0 ? (size_t)nread : 0;
+
+	if (conn->closing)
+		return;
+	if (nread < 0) {
+		if (conn->hdr_got) {
+			rpc__drop(conn, RPC_DROP_TRUNCATED, uv_strerror((int)nread));
+		} else {
+			if (nread != UV_EOF)
+				rpc__log(conn->ctx, "%s: read: %s", conn->ch->peer,
+					 uv_strerror((int)nread));
+			rpc__conn_close(conn, -ECONNRESET);
+		}
+		return;
+	}
+	while (left) {
+		size_t n;
+
+		if (conn->hdr_got < RPC__HDR_SIZE) {
+			n = RPC__HDR_SIZE - conn->hdr_got;
+			n = n < left ? n : left;
+			memcpy(conn->hdr + conn->hdr_got, p, n);
+			conn->hdr_got += n;
+			p += n;
+			left -= n;
+			if (conn->hdr_got == RPC__HDR_SIZE && rpc__header_in(conn))
+				return;
+			continue;
+		}
+		n = conn->body_len - conn->body_got;
+		n = n < left ? n : left;
+		memcpy(conn->body + conn->body_got, p, n);
+		conn->body_got += n;
+		p += n;
+		left -= n;
+		if (conn->body_got == conn->body_len) {
+			if (rpc__frame_in(conn))
+				return;
+			conn->hdr_got = 0;
+		}
+	}
+}
+
+static void *rpc__loop_main(void *arg)
+{
+	struct rpc_ctx *ctx = arg;
+
+	uv_run(&ctx->loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* 4. Calls, one-way sends and replies                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Wait while @ch is frozen; ctx->lock held.  0, -RPC_EEARLY, -ESHUTDOWN
+ * or -ENOTCONN.
+ */
+static int rpc__wait_thawed_locked(struct rpc_chan *ch)
+{
+	struct rpc_ctx *ctx = ch->ctx;
+	uint64_t gen = ch->intr_gen;
+
+	while (ch->frozen && !ctx->stopping && ch->intr_gen == gen)
+		pthread_cond_wait(&ch->cond, &ctx->lock);
+	if (ctx->stopping)
+		return -ESHUTDOWN;
+	if (ch->intr_gen != gen) {
+		STAT_ADD(ch, interrupted, 1);
+		return -RPC_EEARLY;
+	}
+	if (ch->state == CHAN_DEAD)
+		return -ENOTCONN;
+	return 0;
+}
+
+/* Queue frame @f on @ch unless the channel went away meanwhile; ctx->lock held. */
+static int rpc__queue_locked(struct rpc_chan *ch, struct rpc__frame *f)
+{
+	if (ch->ctx->stopping)
+		return -ESHUTDOWN;
+	if (ch->state == CHAN_DEAD)
+		return -ENOTCONN;
+	list_add_tail(&ch->outq, &f->link);
+	rpc__wake_locked(ch->ctx);
+	return 0;
+}
+
+int rpc_call(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *req,
+	     unsigned timeout_ms, Cxfs__MsgType *reply_type, ProtobufCMessage **reply)
+{
+	struct rpc_ctx *ctx = ch->ctx;
+	struct rpc__call c = { .expect = rpc_msg_reply_type(type), .state = CALL_QUEUED };
+	struct rpc__frame *f;
+	struct timespec dl;
+	uint64_t deadline;
+	int rc;
+
+	if (!c.expect)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	rc = rpc__wait_thawed_locked(ch);
+	pthread_mutex_unlock(&ctx->lock);
+	if (rc)
+		return rc;
+
+	c.id = atomic_fetch_add(&ch->next_id, 1);
+	rc = rpc__frame_build(ctx, type, RPC__F_REQUEST, c.id, req, &f);
+	if (rc)
+		return rc;
+	if (pthread_cond_init(&c.cond, &ctx->cattr)) {
+		rpc__frame_free(f);
+		return -ENOMEM;
+	}
+	deadline = rpc__now_ns() + (uint64_t)timeout_ms * 1000000u;
+	dl.tv_sec = (time_t)(deadline / 1000000000u);
+	dl.tv_nsec = (long)(deadline % 1000000000u);
+
+	pthread_mutex_lock(&ctx->lock);
+	rc = rpc__queue_locked(ch, f);
+	if (rc) {
+		pthread_mutex_unlock(&ctx->lock);
+		rpc__frame_free(f);
+		goto out_cond;
+	}
+	f->call = &c;
+	c.frame = f;
+	list_add_tail(&ch->calls, &c.link);
+	STAT_ADD(ch, calls, 1);
+	while (c.state != CALL_DONE) {
+		if (pthread_cond_timedwait(&c.cond, &ctx->lock, &dl) == ETIMEDOUT &&
+		    c.state != CALL_DONE) {
+			rpc__call_complete(&c, -ETIMEDOUT, 0, NULL);
+			STAT_ADD(ch, timeouts, 1);
+		}
+	}
+	if (c.result == -RPC_EEARLY)
+		STAT_ADD(ch, interrupted, 1);
+	pthread_mutex_unlock(&ctx->lock);
+	rc = c.result;
+	if (rc == 0) {
+		*reply_type = c.reply_type;
+		*reply = c.reply;
+	}
+out_cond:
+	pthread_cond_destroy(&c.cond);
+	return rc;
+}
+
+int rpc_send(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *msg)
+{
+	struct rpc_ctx *ctx = ch->ctx;
+	struct rpc__frame *f;
+	int rc;
+
+	if (!(rpc__msg_kinds((uint32_t)type) & RPC__F_ONEWAY))
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	rc = rpc__wait_thawed_locked(ch);
+	pthread_mutex_unlock(&ctx->lock);
+	if (rc)
+		return rc;
+	rc = rpc__frame_build(ctx, type, RPC__F_ONEWAY, 0, msg, &f);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ctx->lock);
+	rc = rpc__queue_locked(ch, f);
+	pthread_mutex_unlock(&ctx->lock);
+	if (rc)
+		rpc__frame_free(f);
+	return rc;
+}
+
+struct rpc_chan *rpc_req_chan(struct rpc_req *req)
+{
+	return req->ch;
+}
+
+int rpc_req_is_oneway(const struct rpc_req *req)
+{
+	return req->oneway;
+}
+
+int rpc_reply(struct rpc_req *req, Cxfs__MsgType type, const ProtobufCMessage *msg)
+{
+	struct rpc_chan *ch = req->ch;
+	struct rpc_ctx *ctx = ch->ctx;
+	struct rpc__frame *f;
+	int rc;
+
+	if (req->oneway)
+		return -EINVAL;
+	if (req->replied)
+		return -EALREADY;
+	if (type != rpc_msg_reply_type(req->type) && type != CXFS__MSG_TYPE__ERROR_REPLY)
+		return -EINVAL;
+	rc = rpc__frame_build(ctx, type, RPC__F_REPLY, req->id, msg, &f);
+	if (rc)
+		return rc;
+	req->replied = 1;
+	pthread_mutex_lock(&ctx->lock);
+	/* The reply belongs to the connection the request came on. */
+	if (ctx->stopping || !ch->conn || ch->conn_gen != req->conn_gen ||
+	    ch->state != CHAN_READY) {
+		pthread_mutex_unlock(&ctx->lock);
+		rpc__frame_free(f);
+		return 0;
+	}
+	list_add_tail(&ch->outq, &f->link);
+	rpc__wake_locked(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+	return 0;
+}
+
+int rpc_reply_error(struct rpc_req *req, int err)
+{
+	Cxfs__ErrorReply e = CXFS__ERROR_REPLY__INIT;
+
+	e.err = err;
+	return rpc_reply(req, CXFS__MSG_TYPE__ERROR_REPLY, &e.base);
+}
+
+/* ------------------------------------------------------------------ */
+/* 5. The worker pool                                                  */
+/* ------------------------------------------------------------------ */
+
+static void rpc__req_free(struct rpc_ctx *ctx, struct rpc_req *req)
+{
+	rpc_msg_free(req->msg);
+	pthread_mutex_lock(&ctx->lock);
+	rpc__chan_unref(req->ch);
+	pthread_mutex_unlock(&ctx->lock);
+	free(req);
+}
+
+static void *rpc__worker_main(void *arg)
+{
+	struct rpc_ctx *ctx = arg;
+
+	for (;;) {
+		struct rpc_req *req;
+		int rc;
+
+		pthread_mutex_lock(&ctx->pool_lock);
+		while (list_empty(&ctx->pool) && !ctx->pool_stop)
+			pthread_cond_wait(&ctx->pool_cond, &ctx->pool_lock);
+		if (ctx->pool_stop) {
+			pthread_mutex_unlock(&ctx->pool_lock);
+			return NULL;
+		}
+		req = list_entry(ctx->pool.next, struct rpc_req, link);
+		list_del(&req->link);
+		pthread_mutex_unlock(&ctx->pool_lock);
+
+		rc = ctx->handler ? ctx->handler(ctx->handler_arg, req, req->type, req->msg)
+				  : -EOPNOTSUPP;
+		if (!req->oneway && !req->replied)
+			rpc_reply_error(req, rc < 0 ? rc : -EIO);
+		rpc__req_free(ctx, req);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* 6. Creating and destroying a context                                */
+/* ------------------------------------------------------------------ */
+
+static int rpc__listen(struct rpc_ctx *ctx, const char *addr, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	int rc;
+
+	memset(&ss, 0, sizeof(ss));
+	if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) &&
+	    uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss))
+		return -EINVAL;
+	rc = uv_tcp_init(&ctx->loop, &ctx->listener);
+	if (rc < 0)
+		return rc;
+	ctx->listener.data = ctx;
+	ctx->listening = 1;
+	rc = uv_tcp_bind(&ctx->listener, (const struct sockaddr *)&ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&ctx->listener, 128, rpc__on_connection);
+	if (rc == 0)
+		rc = uv_tcp_getsockname(&ctx->listener, (struct sockaddr *)&ss, &len);
+	if (rc < 0)
+		return rc;
+	ctx->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+						  : ((struct sockaddr_in6 *)&ss)->sin6_port);
+	return 0;
+}
+
+/* Close the handles made so far and run the loop until they are gone. */
+static void rpc__loop_unwind(struct rpc_ctx *ctx)
+{
+	if (ctx->listening)
+		uv_close((uv_handle_t *)&ctx->listener, rpc__on_listener_closed);
+	uv_close((uv_handle_t *)&ctx->wake, NULL);
+	uv_run(&ctx->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&ctx->loop);
+}
+
+static void rpc__pool_stop(struct rpc_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx->pool_lock);
+	ctx->pool_stop = 1;
+	pthread_cond_broadcast(&ctx->pool_cond);
+	pthread_mutex_unlock(&ctx->pool_lock);
+	for (unsigned i = 0; i < ctx->nworkers; i++)
+		pthread_join(ctx->workers[i], NULL);
+	while (!list_empty(&ctx->pool)) {
+		struct rpc_req *req = list_entry(ctx->pool.next, struct rpc_req, link);
+
+		list_del(&req->link);
+		rpc__req_free(ctx, req);
+	}
+}
+
+static void rpc__ctx_free(struct rpc_ctx *ctx)
+{
+	rpc__key_wipe(&ctx->key);
+	pthread_cond_destroy(&ctx->pool_cond);
+	pthread_mutex_destroy(&ctx->pool_lock);
+	pthread_mutex_destroy(&ctx->lock);
+	pthread_condattr_destroy(&ctx->cattr);
+	free(ctx->workers);
+	free(ctx);
+}
+
+int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
+{
+	struct rpc_ctx *ctx;
+	int rc;
+
+	if (!cfg->cluster || !cfg->node || !cfg->cluster[0] || !cfg->node[0] ||
+	    strlen(cfg->cluster) > RPC_NAME_MAX || strlen(cfg->node) > RPC_NAME_MAX ||
+	    cfg->max_payload > RPC_MAX_PAYLOAD_LIMIT)
+		return -EINVAL;
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	rc = rpc__key_init(&ctx->key, cfg->secret, cfg->secret_len);
+	if (rc)
+		goto out_free;
+	snprintf(ctx->cluster, sizeof(ctx->cluster), "%s", cfg->cluster);
+	snprintf(ctx->node, sizeof(ctx->node), "%s", cfg->node);
+	atomic_init(&ctx->epoch, cfg->epoch);
+	ctx->max_payload = cfg->max_payload ? cfg->max_payload : RPC_MAX_PAYLOAD_DEFAULT;
+	ctx->handler = cfg->handler;
+	ctx->handler_arg = cfg->handler_arg;
+	ctx->log = cfg->log;
+	ctx->log_arg = cfg->log_arg;
+	ctx->nworkers = cfg->workers ? cfg->workers : RPC__WORKERS_DEFAULT;
+	list_init(&ctx->chans);
+	list_init(&ctx->pool);
+	pthread_condattr_init(&ctx->cattr);
+	pthread_condattr_setclock(&ctx->cattr, CLOCK_MONOTONIC);
+	pthread_mutex_init(&ctx->lock, NULL);
+	pthread_mutex_init(&ctx->pool_lock, NULL);
+	pthread_cond_init(&ctx->pool_cond, &ctx->cattr);
+	ctx->workers = calloc(ctx->nworkers, sizeof(*ctx->workers));
+	if (!ctx->workers) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+
+	rc = uv_loop_init(&ctx->loop);
+	if (rc < 0)
+		goto out_free;
+	rc = uv_async_init(&ctx->loop, &ctx->wake, rpc__on_wake);
+	if (rc < 0) {
+		uv_loop_close(&ctx->loop);
+		goto out_free;
+	}
+	ctx->wake.data = ctx;
+	if (cfg->listen_addr) {
+		rc = rpc__listen(ctx, cfg->listen_addr, cfg->listen_port);
+		if (rc < 0)
+			goto out_loop;
+	}
+	for (unsigned i = 0; i < ctx->nworkers; i++) {
+		rc = -pthread_create(&ctx->workers[i], NULL, rpc__worker_main, ctx);
+		if (rc) {
+			ctx->nworkers = i;
+			goto out_workers;
+		}
+	}
+	/* From here on only the loop thread touches the loop's handles. */
+	rc = -pthread_create(&ctx->loop_thread, NULL, rpc__loop_main, ctx);
+	if (rc)
+		goto out_workers;
+	*out = ctx;
+	return 0;
+
+out_workers:
+	rpc__pool_stop(ctx);
+out_loop:
+	rpc__loop_unwind(ctx);
+out_free:
+	rpc__ctx_free(ctx);
+	return rc;
+}
+
+void rpc_ctx_destroy(struct rpc_ctx *ctx)
+{
+	struct rpc__list *p, *n;
+
+	pthread_mutex_lock(&ctx->lock);
+	/* The last wake-up: the loop closes every handle and returns. */
+	uv_async_send(&ctx->wake);
+	ctx->stopping = 1;
+	for (p = ctx->chans.next; p != &ctx->chans; p = p->next) {
+		struct rpc_chan *ch = list_entry(p, struct rpc_chan, link);
+		struct rpc__list *q, *m;
+
+		pthread_cond_broadcast(&ch->cond);
+		for (q = ch->calls.next; q != &ch->calls; q = m) {
+			m = q->next;
+			rpc__call_complete(list_entry(q, struct rpc__call, link), -ESHUTDOWN, 0, NULL);
+		}
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	pthread_join(ctx->loop_thread, NULL);
+	/* Handlers still running may reply or call: both fail at once now. */
+	rpc__pool_stop(ctx);
+	uv_loop_close(&ctx->loop);
+
+	pthread_mutex_lock(&ctx->lock);
+	for (p = ctx->chans.next; p != &ctx->chans; p = n) {
+		n = p->next;
+		assert(!"rpc_ctx_destroy: a channel reference was not put");
+		rpc__chan_free(list_entry(p, struct rpc_chan, link));
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	rpc__ctx_free(ctx);
+}
+
+uint16_t rpc_ctx_port(const struct rpc_ctx *ctx)
+{
+	return ctx->port;
+}
+
+void rpc_ctx_set_epoch(struct rpc_ctx *ctx, uint64_t epoch)
+{
+	atomic_store(&ctx->epoch, epoch);
+}
+
+void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st)
+{
+	pthread_mutex_lock(&ctx->lock);
+	*st = ctx->st;
+	pthread_mutex_unlock(&ctx->lock);
+}

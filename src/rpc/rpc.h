@@ -1,0 +1,203 @@
+/*
+ * rpc.h - cluster messaging: authenticated frames of proto/cxfs.proto
+ * messages on TCP channels between cxfs nodes.
+ *
+ * An rpc context owns one libuv loop thread, which owns every socket and
+ * never blocks, and a pool of worker threads that run the handler of each
+ * incoming request (handlers may block, e.g. on token recalls).  Callers on
+ * any other thread send requests with rpc_call(), which blocks until the
+ * reply, a time-out or an interruption, and one-way notices with rpc_send().
+ * rpc_call() and rpc_send() must never be called on the loop thread (no
+ * callback of this layer runs there).
+ *
+ * A frame is a fixed little-endian header (magic, protocol version, message
+ * type, flags, request id, membership epoch, payload length), the protobuf
+ * payload and an HMAC-SHA-256 over header and payload keyed by the cluster
+ * secret.  A frame that fails any check (see enum rpc_drop) is dropped,
+ * counted, logged with the peer's address, and its connection is closed.
+ *
+ * Channels: rpc_connect() names a peer by numeric address and port; the
+ * connection is made on demand when something is to be sent, and again after
+ * it is lost.  Each connection starts with a HELLO exchange (protocol
+ * version, cluster name, node name, membership epoch); nothing else is sent
+ * or accepted before it.  A peer that connects to us shows up as an incoming
+ * channel in the handler's rpc_req_chan(); requests can be sent back on it
+ * (a token recall) while its connection lasts.
+ *
+ * A channel can be frozen: new calls and one-way sends wait (without their
+ * time-out running) until it is thawed, while calls already sent complete.
+ * rpc_chan_interrupt() makes every call still waiting to be sent on the
+ * channel (frozen, or waiting for the connection) return -RPC_EEARLY.
+ *
+ * Messages: the type numbers are enum Cxfs__MsgType of the proto file.  A
+ * message received from this layer (a reply, or a request in a handler) was
+ * decoded with an allocation budget proportional to its size, and is freed
+ * with rpc_msg_free().
+ */
+#ifndef CXFS_RPC_H
+#define CXFS_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/cxfs.pb-c.h"
+
+/* Internal result: a wait was interrupted (same number as VN_EEARLY). */
+#define RPC_EEARLY 4102
+
+#define RPC_PROTO_VERSION 1
+#define RPC_MAX_PAYLOAD_DEFAULT (1u << 20)   /* bytes of protobuf per frame */
+#define RPC_MAX_PAYLOAD_LIMIT (16u << 20)    /* the most rpc_config.max_payload may say */
+#define RPC_SECRET_MIN 16                    /* bytes of cluster secret at least */
+#define RPC_NAME_MAX 255                     /* cluster and node names, bytes */
+
+struct rpc_ctx;
+struct rpc_chan;
+struct rpc_req;
+
+/* Why a frame was refused: the index of rpc_stats.dropped. */
+enum rpc_drop {
+	RPC_DROP_MAGIC,         /* not a cxfs frame */
+	RPC_DROP_VERSION,       /* another protocol version */
+	RPC_DROP_HEADER,        /* bad flags or reserved bits */
+	RPC_DROP_OVERSIZE,      /* payload length above the maximum */
+	RPC_DROP_MAC,           /* MAC does not verify */
+	RPC_DROP_TYPE,          /* unknown message type, or not valid as request/reply/one-way */
+	RPC_DROP_DECODE,        /* payload does not decode (or exceeds the decode budget) */
+	RPC_DROP_EPOCH,         /* membership epoch older than ours */
+	RPC_DROP_HANDSHAKE,     /* anything but a good HELLO first, or a wrong cluster */
+	RPC_DROP_UNEXPECTED,    /* reply to a request never sent, or of the wrong type */
+	RPC_DROP_TRUNCATED,     /* connection closed in the middle of a frame */
+	RPC_DROP__COUNT
+};
+
+/* Counters of a channel, or of a whole context (every channel it had). */
+struct rpc_stats {
+	uint64_t frames_sent;
+	uint64_t frames_received;           /* good frames only */
+	uint64_t bytes_sent;                /* whole frames */
+	uint64_t bytes_received;            /* whole good frames */
+	uint64_t calls;                     /* rpc_call()s made */
+	uint64_t timeouts;                  /* calls that timed out */
+	uint64_t interrupted;               /* calls ended with -RPC_EEARLY */
+	uint64_t late_replies;              /* replies to calls that had timed out; ignored */
+	uint64_t connects;                  /* connections established (hello done) */
+	uint64_t disconnects;               /* connections lost or closed */
+	uint64_t dropped[RPC_DROP__COUNT];  /* refused frames, by reason */
+};
+
+/*
+ * The handler of incoming requests and one-way notices; runs on a worker
+ * thread with no lock of this layer held, and may block.  @msg is the
+ * decoded message of type @type, freed by the pool after the handler returns.
+ * For a request the handler either replies once with rpc_reply() and returns
+ * 0, or returns a negative errno and the pool replies ERROR_REPLY with it.
+ * For a one-way notice (rpc_req_is_oneway()) the return value is ignored.
+ */
+typedef int (*rpc_handler_fn)(void *arg, struct rpc_req *req, Cxfs__MsgType type,
+			      const ProtobufCMessage *msg);
+
+/* Where log lines go; NULL: standard error.  @line has no newline. */
+typedef void (*rpc_log_fn)(void *arg, const char *line);
+
+struct rpc_config {
+	const char *cluster;              /* cluster name, sent and checked in HELLO */
+	const char *node;                 /* this node's name */
+	const uint8_t *secret;            /* cluster secret, at least RPC_SECRET_MIN bytes */
+	size_t secret_len;
+	uint64_t epoch;                   /* initial membership epoch */
+	const char *listen_addr;          /* numeric IPv4/IPv6 address, or NULL: no listener */
+	uint16_t listen_port;             /* 0: any free port (see rpc_ctx_port) */
+	unsigned workers;                 /* handler threads; 0: 4 */
+	uint32_t max_payload;             /* 0: RPC_MAX_PAYLOAD_DEFAULT */
+	rpc_handler_fn handler;           /* NULL: every request gets -EOPNOTSUPP */
+	void *handler_arg;
+	rpc_log_fn log;
+	void *log_arg;
+};
+
+/* Start a context (its loop thread, listener and workers).  0 or -errno. */
+int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out);
+/*
+ * Stop everything: connections close, calls still waiting (in handlers)
+ * return -ESHUTDOWN, queued requests are dropped, the workers finish their
+ * handler and are joined.  Every channel reference must have been put, and
+ * no thread but the pool's may still be inside this layer.  Must not be
+ * called from a handler.
+ */
+void rpc_ctx_destroy(struct rpc_ctx *ctx);
+/* The port the listener is bound to (0 without a listener). */
+uint16_t rpc_ctx_port(const struct rpc_ctx *ctx);
+/*
+ * Set the membership epoch: frames from now on carry it, and frames that
+ * carry an older one are refused.
+ */
+void rpc_ctx_set_epoch(struct rpc_ctx *ctx, uint64_t epoch);
+/* Totals over every channel the context has had. */
+void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st);
+
+/*
+ * A channel to @addr (numeric) port @port; no connection is made yet.
+ * Returns 0 and a reference the caller must put, or -EINVAL / -ENOMEM.
+ */
+int rpc_connect(struct rpc_ctx *ctx, const char *addr, uint16_t port, struct rpc_chan **out);
+void rpc_chan_hold(struct rpc_chan *ch);
+/* Drop a reference; an outgoing channel whose last user goes is closed. */
+void rpc_chan_put(struct rpc_chan *ch);
+void rpc_chan_freeze(struct rpc_chan *ch);
+void rpc_chan_thaw(struct rpc_chan *ch);
+/* Calls waiting to be sent on @ch return -RPC_EEARLY (see the top). */
+void rpc_chan_interrupt(struct rpc_chan *ch);
+void rpc_chan_stats(struct rpc_chan *ch, struct rpc_stats *st);
+/*
+ * The peer's node name and epoch from its HELLO (copied into @name of
+ * @size bytes); -ENOTCONN before the first handshake.
+ */
+int rpc_chan_peer(struct rpc_chan *ch, char *name, size_t size, uint64_t *epoch);
+
+/*
+ * Send request @req of type @type on @ch and wait for the reply, at most
+ * @timeout_ms after it was queued (the wait while frozen does not count).
+ * On success returns 0 with *@reply_type and *@reply set: the expected reply
+ * type of @type, or CXFS__MSG_TYPE__ERROR_REPLY; the caller must free the
+ * reply with rpc_msg_free().  Errors: -ETIMEDOUT, -RPC_EEARLY (interrupted),
+ * -ECONNRESET (the connection was lost after the request was sent),
+ * -ECONNREFUSED etc. (no connection could be made), -ENOTCONN (incoming
+ * channel whose peer is gone), -EPROTO (the peer replied with the wrong
+ * type), -EMSGSIZE, -EINVAL (not a request type, or @req is not of @type),
+ * -ESHUTDOWN.
+ */
+int rpc_call(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *req,
+	     unsigned timeout_ms, Cxfs__MsgType *reply_type, ProtobufCMessage **reply);
+/* Queue one-way notice @msg; waits only while the channel is frozen. */
+int rpc_send(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *msg);
+
+/* An incoming request, inside a handler. */
+struct rpc_chan *rpc_req_chan(struct rpc_req *req);   /* valid during the handler; hold to keep */
+int rpc_req_is_oneway(const struct rpc_req *req);
+/*
+ * Reply to @req (once): @type must be the request's expected reply type or
+ * CXFS__MSG_TYPE__ERROR_REPLY.  A reply whose connection is gone is dropped.
+ * 0, -EINVAL, -EALREADY, -EMSGSIZE.
+ */
+int rpc_reply(struct rpc_req *req, Cxfs__MsgType type, const ProtobufCMessage *msg);
+int rpc_reply_error(struct rpc_req *req, int err);
+
+/*
+ * Codec, used by the frames and open to tests.  rpc_msg_pack() returns the
+ * packed size of @msg of type @type into @buf of @size bytes (if it fits:
+ * call with size 0 to learn it), or -EINVAL.  rpc_msg_unpack() decodes, with
+ * an allocation budget proportional to @len; 0 and *@out (free it with
+ * rpc_msg_free()), or -EINVAL / -EBADMSG.
+ */
+int64_t rpc_msg_pack(Cxfs__MsgType type, const ProtobufCMessage *msg, uint8_t *buf, size_t size);
+int rpc_msg_unpack(Cxfs__MsgType type, const uint8_t *data, size_t len, ProtobufCMessage **out);
+void rpc_msg_free(ProtobufCMessage *msg);
+/* The protobuf descriptor of @type, or NULL if it is not a message type. */
+const ProtobufCMessageDescriptor *rpc_msg_descriptor(Cxfs__MsgType type);
+/* The reply @type expects, or 0 if @type is not a request. */
+Cxfs__MsgType rpc_msg_reply_type(Cxfs__MsgType type);
+/* "bad MAC" etc. */
+const char *rpc_drop_name(enum rpc_drop reason);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * rpc_i.h - internals of the rpc layer shared by its files (and its unit
+ * test): the wire header, the MAC key, and the message kind table.
+ *
+ * Wire format of one frame (all integers little-endian):
+ *
+ *   offset  size  field
+ *        0     4  magic "CXFS" (0x53465843)
+ *        4     2  protocol version (RPC_PROTO_VERSION)
+ *        6     2  message type (enum Cxfs__MsgType)
+ *        8     2  flags: exactly one of REQUEST, REPLY, ONEWAY
+ *       10     2  reserved, zero
+ *       12     4  payload length (at most the context's max_payload)
+ *       16     8  request id (the id being answered, for a reply; 0 one-way)
+ *       24     8  membership epoch of the sender
+ *       32     n  payload: the protobuf encoding of the message
+ *     32+n    32  HMAC-SHA-256 over bytes [0, 32+n) keyed by the cluster secret
+ */
+#ifndef CXFS_RPC_I_H
+#define CXFS_RPC_I_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sodium.h>
+
+#include "rpc/rpc.h"
+
+#define RPC__MAGIC 0x53465843u
+#define RPC__HDR_SIZE 32
+#define RPC__MAC_SIZE crypto_auth_hmacsha256_BYTES
+
+#define RPC__F_REQUEST 0x1
+#define RPC__F_REPLY   0x2
+#define RPC__F_ONEWAY  0x4
+
+_Static_assert(RPC__MAC_SIZE == 32, "HMAC-SHA-256 tag is 32 bytes");
+
+/* The header, decoded. */
+struct rpc__hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t type;
+	uint16_t flags;
+	uint16_t reserved;
+	uint32_t len;               /* payload bytes */
+	uint64_t id;
+	uint64_t epoch;
+};
+
+void rpc__hdr_put(uint8_t out[RPC__HDR_SIZE], const struct rpc__hdr *h);
+void rpc__hdr_get(const uint8_t in[RPC__HDR_SIZE], struct rpc__hdr *h);
+
+/* The MAC key: HMAC state after absorbing the secret, copied per frame. */
+struct rpc__key {
+	crypto_auth_hmacsha256_state base;
+};
+
+/* 0, or -EINVAL if the secret is shorter than RPC_SECRET_MIN. */
+int rpc__key_init(struct rpc__key *k, const uint8_t *secret, size_t len);
+void rpc__key_wipe(struct rpc__key *k);
+/* MAC of @hdr (RPC__HDR_SIZE bytes) followed by @len bytes of @payload. */
+void rpc__mac(const struct rpc__key *k, const uint8_t *hdr, const uint8_t *payload, size_t len,
+	      uint8_t mac[RPC__MAC_SIZE]);
+/* 0 if @mac is right (compared in constant time), -EBADMSG if not. */
+int rpc__mac_verify(const struct rpc__key *k, const uint8_t *hdr, const uint8_t *payload,
+		    size_t len, const uint8_t mac[RPC__MAC_SIZE]);
+
+/*
+ * Build a whole frame from @h (its len is set here) and @payload into a new
+ * buffer of *@outlen bytes; the caller must free *@out.  0 or -ENOMEM.
+ */
+int rpc__frame_raw(const struct rpc__key *k, struct rpc__hdr *h, const uint8_t *payload,
+		   size_t len, uint8_t **out, size_t *outlen);
+
+/* Kinds of a message type: a bit set of RPC__F_*; 0 for an unknown type. */
+unsigned rpc__msg_kinds(uint32_t type);
+
+#endif

@@ -1,0 +1,950 @@
+/*
+ * test_rpc.c - unit tests of the rpc layer (src/rpc): every message type
+ * through the codec and the frame MAC; request/reply between two contexts
+ * in one process over real TCP on 127.0.0.1 (ports picked by binding to 0),
+ * with concurrent callers, error replies, one-way notices and a request
+ * from the server back to the client; time-outs and refused connections;
+ * freeze, thaw and interruption; and hostile peers on raw sockets (wrong
+ * MAC, oversized length, garbage, truncated frame, older protocol version,
+ * huge protobuf field, unknown type, no HELLO, reply to no request), each
+ * refused, counted and closed while the server keeps serving.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <cmocka.h>
+
+#include "rpc/rpc_i.h"
+
+#define CLUSTER "testcluster"
+#define INO_SLOW 7          /* the server sleeps before answering */
+#define INO_ENOENT 2        /* the server's handler fails with -ENOENT */
+#define SLOW_MS 400
+#define CALL_MS 5000
+
+static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
+static const uint8_t wrong_secret[32] = "fedcba9876543210fedcba9876543210";
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fixture: a server context and a client context with a channel        */
+/* ------------------------------------------------------------------ */
+
+struct fix {
+	struct rpc_ctx *srv, *cli;
+	struct rpc_chan *ch;                /* client -> server */
+	pthread_mutex_t mu;
+	struct rpc_chan *back;              /* server's channel to the client; mu */
+	atomic_int notices;                 /* one-way WRITE_DONE seen by the server */
+	atomic_int log_lines;
+	char last_log[512];                 /* mu */
+};
+
+static void fix_log(void *arg, const char *line)
+{
+	struct fix *fx = arg;
+
+	atomic_fetch_add(&fx->log_lines, 1);
+	if (getenv("RPC_TEST_LOG")) fprintf(stderr, "log: %s\n", line);
+	pthread_mutex_lock(&fx->mu);
+	snprintf(fx->last_log, sizeof(fx->last_log), "%s", line);
+	pthread_mutex_unlock(&fx->mu);
+}
+
+static int reply_attr(struct rpc_req *req, uint64_t ino)
+{
+	Cxfs__AttrReply r = CXFS__ATTR_REPLY__INIT;
+	Cxfs__Attr a = CXFS__ATTR__INIT;
+	Cxfs__Timespec t = CXFS__TIMESPEC__INIT;
+
+	a.ino = ino;
+	a.atime = a.mtime = a.ctime = a.btime = &t;
+	r.attr = &a;
+	return rpc_reply(req, CXFS__MSG_TYPE__ATTR_REPLY, &r.base);
+}
+
+static int srv_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type, const ProtobufCMessage *msg)
+{
+	struct fix *fx = arg;
+
+	switch (type) {
+	case CXFS__MSG_TYPE__GETATTR_REQ: {
+		const Cxfs__GetattrReq *g = (const Cxfs__GetattrReq *)msg;
+
+		if (g->ino == INO_SLOW)
+			sleep_ms(SLOW_MS);
+		if (g->ino == INO_ENOENT)
+			return -ENOENT;
+		return reply_attr(req, g->ino);
+	}
+	case CXFS__MSG_TYPE__TOKEN_ACQUIRE: {
+		Cxfs__TokenGrant g = CXFS__TOKEN_GRANT__INIT;
+
+		pthread_mutex_lock(&fx->mu);
+		if (!fx->back) {
+			fx->back = rpc_req_chan(req);
+			rpc_chan_hold(fx->back);
+		}
+		pthread_mutex_unlock(&fx->mu);
+		return rpc_reply(req, CXFS__MSG_TYPE__TOKEN_GRANT, &g.base);
+	}
+	case CXFS__MSG_TYPE__WRITE_DONE:
+		assert_true(rpc_req_is_oneway(req));
+		atomic_fetch_add(&fx->notices, 1);
+		return 0;
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+static int cli_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type, const ProtobufCMessage *msg)
+{
+	const Cxfs__TokenRecall *rc = (const Cxfs__TokenRecall *)msg;
+	Cxfs__TokenReturn r = CXFS__TOKEN_RETURN__INIT;
+
+	if (type != CXFS__MSG_TYPE__TOKEN_RECALL)
+		return -EOPNOTSUPP;
+	r.ino = rc->ino;
+	r.has_size = 1;
+	r.size = 4242;
+	return rpc_reply(req, CXFS__MSG_TYPE__TOKEN_RETURN, &r.base);
+}
+
+static int setup(void **state)
+{
+	struct fix *fx = calloc(1, sizeof(*fx));
+	struct rpc_config sc = { .cluster = CLUSTER, .node = "server", .secret = secret,
+				 .secret_len = sizeof(secret), .epoch = 1, .listen_addr = "127.0.0.1",
+				 .workers = 4, .handler = srv_handler, .log = fix_log };
+	struct rpc_config cc = { .cluster = CLUSTER, .node = "client", .secret = secret,
+				 .secret_len = sizeof(secret), .epoch = 1, .workers = 2,
+				 .handler = cli_handler, .log = fix_log };
+
+	if (!fx)
+		return -1;
+	pthread_mutex_init(&fx->mu, NULL);
+	sc.handler_arg = sc.log_arg = cc.handler_arg = cc.log_arg = fx;
+	if (rpc_ctx_create(&sc, &fx->srv) || rpc_ctx_create(&cc, &fx->cli))
+		return -1;
+	if (rpc_connect(fx->cli, "127.0.0.1", rpc_ctx_port(fx->srv), &fx->ch))
+		return -1;
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fix *fx = *state;
+
+	rpc_chan_put(fx->ch);
+	if (fx->back)
+		rpc_chan_put(fx->back);
+	rpc_ctx_destroy(fx->cli);
+	rpc_ctx_destroy(fx->srv);
+	pthread_mutex_destroy(&fx->mu);
+	free(fx);
+	return 0;
+}
+
+/* One GETATTR on @ch: 0 and the reply checked, or the call's error. */
+static int getattr(struct rpc_chan *ch, uint64_t ino, unsigned timeout_ms)
+{
+	Cxfs__GetattrReq g = CXFS__GETATTR_REQ__INIT;
+	Cxfs__Cred cred = CXFS__CRED__INIT;
+	Cxfs__MsgType rt;
+	ProtobufCMessage *rep;
+	int rc;
+
+	g.ino = ino;
+	g.cred = &cred;
+	rc = rpc_call(ch, CXFS__MSG_TYPE__GETATTR_REQ, &g.base, timeout_ms, &rt, &rep);
+	if (rc)
+		return rc;
+	if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
+		rc = ((Cxfs__ErrorReply *)rep)->err;
+	} else {
+		const Cxfs__AttrReply *a = (const Cxfs__AttrReply *)rep;
+
+		rc = rt == CXFS__MSG_TYPE__ATTR_REPLY && a->err == 0 && a->attr &&
+		     a->attr->ino == ino ? 0 : -EPROTO;
+	}
+	rpc_msg_free(rep);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Codec                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Fill every field of @m (of @d) with a value of its type; repeated: two. */
+static void fill_msg(ProtobufCMessage *m, const ProtobufCMessageDescriptor *d);
+
+static size_t elem_size(const ProtobufCFieldDescriptor *f)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_ENUM:
+		return 4;
+	case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
+		return 8;
+	case PROTOBUF_C_TYPE_BOOL:
+		return sizeof(protobuf_c_boolean);
+	case PROTOBUF_C_TYPE_STRING:
+		return sizeof(char *);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(ProtobufCMessage *);
+	default:
+		fail_msg("field %s: type %d not used by cxfs.proto", f->name, f->type);
+		return 0;
+	}
+}
+
+static void fill_value(const ProtobufCFieldDescriptor *f, void *p, unsigned k)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+		*(int32_t *)p = -1000 - (int32_t)k;
+		break;
+	case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
+		*(uint32_t *)p = 0xdeadbe00u + k;
+		break;
+	case PROTOBUF_C_TYPE_ENUM: {
+		const ProtobufCEnumDescriptor *e = f->descriptor;
+
+		*(int *)p = e->values[(e->n_values - 1 - k % e->n_values)].value;
+		break;
+	}
+	case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+		*(int64_t *)p = -123456789012ll - k;
+		break;
+	case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
+		*(uint64_t *)p = 0x1234567890abcd00ull + k;
+		break;
+	case PROTOBUF_C_TYPE_BOOL:
+		*(protobuf_c_boolean *)p = 1;
+		break;
+	case PROTOBUF_C_TYPE_STRING: {
+		char buf[64];
+
+		snprintf(buf, sizeof(buf), "%s-%u", f->name, k);
+		*(char **)p = strdup(buf);
+		break;
+	}
+	case PROTOBUF_C_TYPE_BYTES: {
+		ProtobufCBinaryData *b = p;
+
+		b->len = 5 + k;
+		b->data = malloc(b->len);
+		memset(b->data, 0xa5, b->len);
+		break;
+	}
+	case PROTOBUF_C_TYPE_MESSAGE: {
+		const ProtobufCMessageDescriptor *sd = f->descriptor;
+		ProtobufCMessage *sub = calloc(1, sd->sizeof_message);
+
+		fill_msg(sub, sd);
+		*(ProtobufCMessage **)p = sub;
+		break;
+	}
+	default:
+		fail();
+	}
+}
+
+static void fill_msg(ProtobufCMessage *m, const ProtobufCMessageDescriptor *d)
+{
+	protobuf_c_message_init(d, m);
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		char *member = (char *)m + f->offset;
+
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t es = elem_size(f);
+			char *arr = calloc(2, es);
+
+			for (unsigned k = 0; k < 2; k++)
+				fill_value(f, arr + k * es, k);
+			*(void **)member = arr;
+			*(size_t *)((char *)m + f->quantifier_offset) = 2;
+			continue;
+		}
+		fill_value(f, member, 0);
+		if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_STRING &&
+		    f->type != PROTOBUF_C_TYPE_MESSAGE)
+			*(protobuf_c_boolean *)((char *)m + f->quantifier_offset) = 1;
+	}
+}
+
+/* Every message type: filled, packed, unpacked, packed again: same bytes. */
+static void test_codec_roundtrip(void **state)
+{
+	const ProtobufCEnumDescriptor *types = &cxfs__msg_type__descriptor;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < types->n_values; i++) {
+		Cxfs__MsgType t = (Cxfs__MsgType)types->values[i].value;
+		const ProtobufCMessageDescriptor *d = rpc_msg_descriptor(t);
+		ProtobufCMessage *m, *back, *none = NULL;
+		uint8_t *b1, *b2;
+		int64_t len, len2;
+
+		if (t == CXFS__MSG_TYPE__MSG_NONE) {
+			assert_null(d);
+			continue;
+		}
+		assert_non_null(d);     /* every type the proto names has a message */
+		assert_true(rpc__msg_kinds(t) != 0);
+		if (rpc__msg_kinds(t) & RPC__F_REQUEST)
+			assert_non_null(rpc_msg_descriptor(rpc_msg_reply_type(t)));
+		m = calloc(1, d->sizeof_message);
+		fill_msg(m, d);
+		len = rpc_msg_pack(t, m, NULL, 0);
+		assert_true(len > 0);
+		b1 = malloc((size_t)len);
+		assert_int_equal(rpc_msg_pack(t, m, b1, (size_t)len), len);
+		assert_int_equal(rpc_msg_unpack(t, b1, (size_t)len, &back), 0);
+		len2 = rpc_msg_pack(t, back, NULL, 0);
+		assert_int_equal(len2, len);
+		b2 = malloc((size_t)len2);
+		rpc_msg_pack(t, back, b2, (size_t)len2);
+		assert_memory_equal(b1, b2, (size_t)len);
+		/* A truncated payload never decodes. */
+		assert_int_equal(rpc_msg_unpack(t, b1, (size_t)len - 1, &none), -EBADMSG);
+		assert_null(none);
+		rpc_msg_free(back);
+		protobuf_c_message_free_unpacked(m, NULL);
+		free(b1);
+		free(b2);
+		n++;
+	}
+	assert_int_equal(n, 42);
+}
+
+static void test_codec_refuses(void **state)
+{
+	Cxfs__Hello h = CXFS__HELLO__INIT;
+	Cxfs__StatusReply s = CXFS__STATUS_REPLY__INIT;
+	ProtobufCMessage *m;
+	uint8_t junk[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+	/* Wrong descriptor for the type, unknown type, NULL required string. */
+	assert_int_equal(rpc_msg_pack(CXFS__MSG_TYPE__HELLO, &s.base, NULL, 0), -EINVAL);
+	assert_int_equal(rpc_msg_pack((Cxfs__MsgType)999, &s.base, NULL, 0), -EINVAL);
+	assert_int_equal(rpc_msg_pack(CXFS__MSG_TYPE__HELLO, &h.base, NULL, 0), -EINVAL);
+	assert_int_equal(rpc_msg_unpack((Cxfs__MsgType)999, junk, sizeof(junk), &m), -EINVAL);
+	assert_int_equal(rpc_msg_unpack(CXFS__MSG_TYPE__HELLO, junk, sizeof(junk), &m), -EBADMSG);
+	assert_int_equal(rpc_msg_reply_type(CXFS__MSG_TYPE__STATUS_REPLY), 0);
+	assert_int_equal(rpc_msg_reply_type(CXFS__MSG_TYPE__TOKEN_RECALL), CXFS__MSG_TYPE__TOKEN_RETURN);
+}
+
+/* The header round trip and the MAC: any flipped bit is caught. */
+static void test_frame_mac(void **state)
+{
+	struct rpc__key k, wrong;
+	struct rpc__hdr h = { .magic = RPC__MAGIC, .version = RPC_PROTO_VERSION, .type = 10,
+			      .flags = RPC__F_REQUEST, .id = 0x0102030405060708ull, .epoch = 99 };
+	struct rpc__hdr g;
+	uint8_t payload[40], *f;
+	size_t len;
+
+	memset(payload, 7, sizeof(payload));
+	assert_int_equal(rpc__key_init(&k, secret, 8), -EINVAL);
+	assert_int_equal(rpc__key_init(&k, secret, sizeof(secret)), 0);
+	assert_int_equal(rpc__key_init(&wrong, wrong_secret, sizeof(wrong_secret)), 0);
+	assert_int_equal(rpc__frame_raw(&k, &h, payload, sizeof(payload), &f, &len), 0);
+	assert_int_equal(len, RPC__HDR_SIZE + sizeof(payload) + RPC__MAC_SIZE);
+	rpc__hdr_get(f, &g);
+	assert_memory_equal(&g, &h, sizeof(h));
+	assert_int_equal(f[0], 'C');    /* little-endian magic spells CXFS */
+	assert_int_equal(f[3], 'S');
+	assert_int_equal(rpc__mac_verify(&k, f, f + RPC__HDR_SIZE, sizeof(payload),
+					 f + RPC__HDR_SIZE + sizeof(payload)), 0);
+	assert_int_equal(rpc__mac_verify(&wrong, f, f + RPC__HDR_SIZE, sizeof(payload),
+					 f + RPC__HDR_SIZE + sizeof(payload)), -EBADMSG);
+	for (size_t bit = 0; bit < 8 * (RPC__HDR_SIZE + sizeof(payload)); bit += 13) {
+		f[bit / 8] ^= (uint8_t)(1u << bit % 8);
+		assert_int_equal(rpc__mac_verify(&k, f, f + RPC__HDR_SIZE, sizeof(payload),
+						 f + RPC__HDR_SIZE + sizeof(payload)), -EBADMSG);
+		f[bit / 8] ^= (uint8_t)(1u << bit % 8);
+	}
+	free(f);
+	rpc__key_wipe(&k);
+	rpc__key_wipe(&wrong);
+}
+
+/* ------------------------------------------------------------------ */
+/* Request and reply                                                   */
+/* ------------------------------------------------------------------ */
+
+#define CALLERS 8
+#define CALLS_EACH 200
+
+struct caller {
+	struct rpc_chan *ch;
+	unsigned idx;
+	int bad;
+};
+
+static void *caller_main(void *arg)
+{
+	struct caller *c = arg;
+
+	for (unsigned i = 0; i < CALLS_EACH; i++) {
+		uint64_t ino = 1000 + (uint64_t)c->idx * CALLS_EACH + i;
+
+		if (getattr(c->ch, ino, CALL_MS))
+			c->bad++;
+	}
+	return NULL;
+}
+
+static void test_concurrent_calls(void **state)
+{
+	struct fix *fx = *state;
+	pthread_t th[CALLERS];
+	struct caller c[CALLERS];
+	struct rpc_stats st;
+	char peer[64];
+	uint64_t epoch;
+
+	for (unsigned i = 0; i < CALLERS; i++) {
+		c[i] = (struct caller){ .ch = fx->ch, .idx = i };
+		assert_int_equal(pthread_create(&th[i], NULL, caller_main, &c[i]), 0);
+	}
+	for (unsigned i = 0; i < CALLERS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(c[i].bad, 0);
+	}
+	assert_int_equal(rpc_chan_peer(fx->ch, peer, sizeof(peer), &epoch), 0);
+	assert_string_equal(peer, "server");
+	assert_int_equal(epoch, 1);
+	rpc_chan_stats(fx->ch, &st);
+	assert_int_equal(st.calls, CALLERS * CALLS_EACH);
+	assert_int_equal(st.frames_sent, CALLERS * CALLS_EACH + 1);      /* and the HELLO */
+	assert_int_equal(st.frames_received, CALLERS * CALLS_EACH + 1);
+	assert_int_equal(st.connects, 1);
+	assert_true(st.bytes_sent > st.frames_sent * (RPC__HDR_SIZE + RPC__MAC_SIZE));
+	for (unsigned r = 0; r < RPC_DROP__COUNT; r++)
+		assert_int_equal(st.dropped[r], 0);
+	rpc_ctx_stats(fx->srv, &st);
+	assert_int_equal(st.frames_received, CALLERS * CALLS_EACH + 1);
+}
+
+/* Error replies, one-way notices, and a request from the server back. */
+static void test_error_oneway_and_back(void **state)
+{
+	struct fix *fx = *state;
+	Cxfs__TokenAcquire acq = CXFS__TOKEN_ACQUIRE__INIT;
+	Cxfs__TokenRecall rec = CXFS__TOKEN_RECALL__INIT;
+	Cxfs__WriteDone wd = CXFS__WRITE_DONE__INIT;
+	Cxfs__StatfsReq sf = CXFS__STATFS_REQ__INIT;
+	Cxfs__Cred cred = CXFS__CRED__INIT;
+	Cxfs__MsgType rt;
+	ProtobufCMessage *rep;
+	struct rpc_chan *back;
+
+	assert_int_equal(getattr(fx->ch, INO_ENOENT, CALL_MS), -ENOENT);
+	/* A request type nobody handles: the pool answers for the handler. */
+	sf.ino = 1;
+	sf.cred = &cred;
+	assert_int_equal(rpc_call(fx->ch, CXFS__MSG_TYPE__STATFS_REQ, &sf.base, CALL_MS, &rt, &rep), 0);
+	assert_int_equal(rt, CXFS__MSG_TYPE__ERROR_REPLY);
+	assert_int_equal(((Cxfs__ErrorReply *)rep)->err, -EOPNOTSUPP);
+	rpc_msg_free(rep);
+	/* A reply type is not a request; a request is not a one-way notice. */
+	assert_int_equal(rpc_call(fx->ch, CXFS__MSG_TYPE__STATUS_REPLY, &sf.base, CALL_MS, &rt, &rep),
+			 -EINVAL);
+	assert_int_equal(rpc_send(fx->ch, CXFS__MSG_TYPE__STATFS_REQ, &sf.base), -EINVAL);
+
+	wd.ino = 5;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(rpc_send(fx->ch, CXFS__MSG_TYPE__WRITE_DONE, &wd.base), 0);
+	for (int i = 0; i < 500 && atomic_load(&fx->notices) < 3; i++)
+		sleep_ms(10);
+	assert_int_equal(atomic_load(&fx->notices), 3);
+
+	acq.ino = 9;
+	assert_int_equal(rpc_call(fx->ch, CXFS__MSG_TYPE__TOKEN_ACQUIRE, &acq.base, CALL_MS, &rt, &rep), 0);
+	assert_int_equal(rt, CXFS__MSG_TYPE__TOKEN_GRANT);
+	rpc_msg_free(rep);
+	pthread_mutex_lock(&fx->mu);
+	back = fx->back;
+	pthread_mutex_unlock(&fx->mu);
+	assert_non_null(back);
+	rec.ino = 9;
+	assert_int_equal(rpc_call(back, CXFS__MSG_TYPE__TOKEN_RECALL, &rec.base, CALL_MS, &rt, &rep), 0);
+	assert_int_equal(rt, CXFS__MSG_TYPE__TOKEN_RETURN);
+	assert_int_equal(((Cxfs__TokenReturn *)rep)->ino, 9);
+	assert_int_equal(((Cxfs__TokenReturn *)rep)->size, 4242);
+	rpc_msg_free(rep);
+	char peer[64];
+	assert_int_equal(rpc_chan_peer(back, peer, sizeof(peer), NULL), 0);
+	assert_string_equal(peer, "client");
+}
+
+/* ------------------------------------------------------------------ */
+/* Time-outs and connections                                           */
+/* ------------------------------------------------------------------ */
+
+static void test_timeout(void **state)
+{
+	struct fix *fx = *state;
+	struct rpc_stats st;
+
+	assert_int_equal(getattr(fx->ch, INO_SLOW, 100), -ETIMEDOUT);
+	/* The connection stays up; the late reply is ignored. */
+	assert_int_equal(getattr(fx->ch, 11, CALL_MS), 0);
+	sleep_ms(SLOW_MS + 200);
+	rpc_chan_stats(fx->ch, &st);
+	assert_int_equal(st.timeouts, 1);
+	assert_int_equal(st.late_replies, 1);
+	assert_int_equal(st.connects, 1);
+	assert_int_equal(getattr(fx->ch, 12, CALL_MS), 0);
+}
+
+static void test_connect_refused_and_reconnect(void **state)
+{
+	struct fix *fx = *state;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	struct rpc_chan *ch;
+	struct rpc_stats st;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	/* A port that was free a moment ago: nobody listens there. */
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	close(fd);
+	assert_int_equal(rpc_connect(fx->cli, "127.0.0.1", ntohs(sa.sin_port), &ch), 0);
+	assert_int_equal(getattr(ch, 1, CALL_MS), -ECONNREFUSED);
+	assert_int_equal(getattr(ch, 1, CALL_MS), -ECONNREFUSED);
+	rpc_chan_put(ch);
+	assert_int_equal(rpc_connect(fx->cli, "no-such-address", 1, &ch), -EINVAL);
+
+	/* A channel whose user let go closes; a new one connects again. */
+	assert_int_equal(getattr(fx->ch, 1, CALL_MS), 0);
+	assert_int_equal(rpc_connect(fx->cli, "127.0.0.1", rpc_ctx_port(fx->srv), &ch), 0);
+	assert_int_equal(getattr(ch, 5, CALL_MS), 0);
+	rpc_chan_put(ch);
+	assert_int_equal(getattr(fx->ch, 3, CALL_MS), 0);
+	rpc_ctx_stats(fx->srv, &st);
+	for (int i = 0; i < 500 && st.disconnects < 1; i++) {
+		sleep_ms(10);
+		rpc_ctx_stats(fx->srv, &st);
+	}
+	assert_int_equal(st.connects, 2);
+	assert_int_equal(st.disconnects, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Freeze, thaw, interrupt                                             */
+/* ------------------------------------------------------------------ */
+
+struct bg_call {
+	struct rpc_chan *ch;
+	uint64_t ino;
+	unsigned timeout_ms;
+	atomic_int done;
+	int rc;
+};
+
+static void *bg_main(void *arg)
+{
+	struct bg_call *b = arg;
+
+	b->rc = getattr(b->ch, b->ino, b->timeout_ms);
+	atomic_store(&b->done, 1);
+	return NULL;
+}
+
+static void test_freeze_thaw(void **state)
+{
+	struct fix *fx = *state;
+	/* A time-out shorter than the freeze: the frozen wait does not count. */
+	struct bg_call b = { .ch = fx->ch, .ino = 21, .timeout_ms = 300 };
+	struct bg_call slow = { .ch = fx->ch, .ino = INO_SLOW, .timeout_ms = CALL_MS };
+	pthread_t th;
+
+	assert_int_equal(getattr(fx->ch, 20, CALL_MS), 0);
+	rpc_chan_freeze(fx->ch);
+	assert_int_equal(pthread_create(&th, NULL, bg_main, &b), 0);
+	sleep_ms(600);
+	assert_int_equal(atomic_load(&b.done), 0);      /* waits while frozen */
+	rpc_chan_thaw(fx->ch);
+	pthread_join(th, NULL);
+	assert_int_equal(b.rc, 0);
+
+	/* A call already on the wire completes while the channel is frozen. */
+	assert_int_equal(pthread_create(&th, NULL, bg_main, &slow), 0);
+	sleep_ms(100);
+	rpc_chan_freeze(fx->ch);
+	pthread_join(th, NULL);
+	assert_int_equal(slow.rc, 0);
+	rpc_chan_thaw(fx->ch);
+	assert_int_equal(getattr(fx->ch, 22, CALL_MS), 0);
+}
+
+static void test_interrupt(void **state)
+{
+	struct fix *fx = *state;
+	struct bg_call b = { .ch = fx->ch, .ino = 40, .timeout_ms = CALL_MS };
+	struct rpc_stats st;
+	pthread_t th;
+
+	rpc_chan_freeze(fx->ch);
+	assert_int_equal(pthread_create(&th, NULL, bg_main, &b), 0);
+	sleep_ms(200);
+	assert_int_equal(atomic_load(&b.done), 0);
+	rpc_chan_interrupt(fx->ch);
+	pthread_join(th, NULL);
+	assert_int_equal(b.rc, -RPC_EEARLY);
+	rpc_chan_stats(fx->ch, &st);
+	assert_int_equal(st.interrupted, 1);
+	rpc_chan_thaw(fx->ch);
+	assert_int_equal(getattr(fx->ch, 41, CALL_MS), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Hostile peers                                                       */
+/* ------------------------------------------------------------------ */
+
+static int raw_connect(uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { .tv_sec = 5 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;        /* the server may close before we finish */
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static int recv_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = recv(fd, p, len, 0);
+
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Did the server close @fd (EOF or reset, not a time-out)? */
+static int closed_by_peer(int fd)
+{
+	uint8_t b[256];
+
+	for (;;) {
+		ssize_t n = recv(fd, b, sizeof(b), 0);
+
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return 1;
+		if (n < 0)
+			return 0;
+	}
+}
+
+/* A frame of @payload, MAC'd with @key. */
+static uint8_t *raw_frame(const uint8_t *key, uint16_t version, uint16_t type, uint16_t flags,
+			  uint64_t id, const uint8_t *payload, size_t plen, size_t *len)
+{
+	struct rpc__key k;
+	struct rpc__hdr h = { .magic = RPC__MAGIC, .version = version, .type = type,
+			      .flags = flags, .id = id, .epoch = 1 };
+	uint8_t *f;
+
+	assert_int_equal(rpc__key_init(&k, key, 32), 0);
+	assert_int_equal(rpc__frame_raw(&k, &h, payload, plen, &f, len), 0);
+	rpc__key_wipe(&k);
+	return f;
+}
+
+static uint8_t *msg_frame(const uint8_t *key, uint16_t version, Cxfs__MsgType type, uint16_t flags,
+			  uint64_t id, const ProtobufCMessage *m, size_t *len)
+{
+	int64_t plen = rpc_msg_pack(type, m, NULL, 0);
+	uint8_t *payload, *f;
+
+	assert_true(plen >= 0);
+	payload = malloc((size_t)plen + 1);
+	rpc_msg_pack(type, m, payload, (size_t)plen);
+	f = raw_frame(key, version, (uint16_t)type, flags, id, payload, (size_t)plen, len);
+	free(payload);
+	return f;
+}
+
+static uint8_t *hello_frame(const uint8_t *key, uint16_t version, size_t *len)
+{
+	Cxfs__Hello h = CXFS__HELLO__INIT;
+
+	h.version = RPC_PROTO_VERSION;
+	h.cluster = CLUSTER;
+	h.node = "raw";
+	h.epoch = 1;
+	return msg_frame(key, version, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1, &h.base, len);
+}
+
+/* Wait until the server has counted @want drops for @reason. */
+static void wait_dropped(struct fix *fx, enum rpc_drop reason, uint64_t want)
+{
+	struct rpc_stats st;
+
+	for (int i = 0; i < 500; i++) {
+		rpc_ctx_stats(fx->srv, &st);
+		if (st.dropped[reason] >= want)
+			break;
+		sleep_ms(10);
+	}
+	assert_int_equal(st.dropped[reason], want);
+}
+
+/* Send @buf on a raw connection: refused for @reason, closed; good clients still served. */
+static void hostile(struct fix *fx, const void *prefix, size_t plen, const void *buf, size_t len,
+		    int shut, enum rpc_drop reason)
+{
+	struct rpc_stats before;
+	int fd = raw_connect(rpc_ctx_port(fx->srv));
+
+	rpc_ctx_stats(fx->srv, &before);
+	if (prefix) {
+		uint8_t hdr[RPC__HDR_SIZE], *body;
+		struct rpc__hdr h;
+
+		/* A good HELLO first, and its reply read back. */
+		send_all(fd, prefix, plen);
+		assert_int_equal(recv_all(fd, hdr, sizeof(hdr)), 0);
+		rpc__hdr_get(hdr, &h);
+		assert_int_equal(h.type, CXFS__MSG_TYPE__HELLO_REPLY);
+		body = malloc(h.len + RPC__MAC_SIZE);
+		assert_int_equal(recv_all(fd, body, h.len + RPC__MAC_SIZE), 0);
+		free(body);
+	}
+	send_all(fd, buf, len);
+	if (shut)
+		shutdown(fd, SHUT_WR);
+	assert_true(closed_by_peer(fd));
+	close(fd);
+	wait_dropped(fx, reason, before.dropped[reason] + 1);
+	assert_int_equal(getattr(fx->ch, 77, CALL_MS), 0);
+}
+
+static void test_hostile_frames(void **state)
+{
+	struct fix *fx = *state;
+	Cxfs__GetattrReq g = CXFS__GETATTR_REQ__INIT;
+	Cxfs__StatusReply sr = CXFS__STATUS_REPLY__INIT;
+	Cxfs__Cred cred = CXFS__CRED__INIT;
+	uint8_t garbage[96], *f, *hello;
+	size_t len, hlen;
+	struct rpc_stats st;
+
+	assert_int_equal(getattr(fx->ch, 76, CALL_MS), 0);
+
+	/* Wrong MAC: a well-formed HELLO keyed with another secret. */
+	f = hello_frame(wrong_secret, RPC_PROTO_VERSION, &len);
+	hostile(fx, NULL, 0, f, len, 0, RPC_DROP_MAC);
+	free(f);
+
+	/* A MAC with one bit flipped in the payload. */
+	f = hello_frame(secret, RPC_PROTO_VERSION, &len);
+	f[RPC__HDR_SIZE + 3] ^= 0x10;
+	hostile(fx, NULL, 0, f, len, 0, RPC_DROP_MAC);
+	free(f);
+
+	/* Oversized length field: refused on the header alone. */
+	{
+		struct rpc__hdr h = { .magic = RPC__MAGIC, .version = RPC_PROTO_VERSION,
+				      .type = CXFS__MSG_TYPE__HELLO, .flags = RPC__F_REQUEST,
+				      .len = 0xffffffffu, .id = 1, .epoch = 1 };
+		uint8_t hdr[RPC__HDR_SIZE];
+
+		rpc__hdr_put(hdr, &h);
+		hostile(fx, NULL, 0, hdr, sizeof(hdr), 0, RPC_DROP_OVERSIZE);
+		h.len = RPC_MAX_PAYLOAD_DEFAULT + 1;
+		rpc__hdr_put(hdr, &h);
+		hostile(fx, NULL, 0, hdr, sizeof(hdr), 0, RPC_DROP_OVERSIZE);
+	}
+
+	/* Garbage bytes. */
+	srand(4);
+	for (size_t i = 0; i < sizeof(garbage); i++)
+		garbage[i] = (uint8_t)rand();
+	hostile(fx, NULL, 0, garbage, sizeof(garbage), 0, RPC_DROP_MAGIC);
+
+	/* Truncated frames: in the header, and in the payload. */
+	f = hello_frame(secret, RPC_PROTO_VERSION, &len);
+	hostile(fx, NULL, 0, f, 10, 1, RPC_DROP_TRUNCATED);
+	hostile(fx, NULL, 0, f, len - 5, 1, RPC_DROP_TRUNCATED);
+	free(f);
+
+	/* An older protocol version, even with a good MAC. */
+	f = hello_frame(secret, RPC_PROTO_VERSION - 1, &len);
+	hostile(fx, NULL, 0, f, len, 0, RPC_DROP_VERSION);
+	free(f);
+
+	/* Flags that are not exactly one kind. */
+	{
+		uint8_t p[1] = { 0 };
+
+		f = raw_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO,
+			      RPC__F_REQUEST | RPC__F_REPLY, 1, p, 0, &len);
+		hostile(fx, NULL, 0, f, len, 0, RPC_DROP_HEADER);
+		free(f);
+	}
+
+	/* A huge protobuf field: HELLO's cluster string claims 2^31 bytes. */
+	{
+		uint8_t p[] = { 0x08, 0x01, 0x12, 0x80, 0x80, 0x80, 0x80, 0x08, 'x', 'y' };
+
+		f = raw_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1,
+			      p, sizeof(p), &len);
+		hostile(fx, NULL, 0, f, len, 0, RPC_DROP_DECODE);
+		free(f);
+	}
+
+	/* An unknown type, and a reply type sent as a request. */
+	{
+		uint8_t p[1] = { 0 };
+
+		f = raw_frame(secret, RPC_PROTO_VERSION, 999, RPC__F_REQUEST, 1, p, 0, &len);
+		hostile(fx, NULL, 0, f, len, 0, RPC_DROP_TYPE);
+		free(f);
+		f = raw_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__STATUS_REPLY,
+			      RPC__F_REQUEST, 1, p, 0, &len);
+		hostile(fx, NULL, 0, f, len, 0, RPC_DROP_TYPE);
+		free(f);
+	}
+
+	/* A good request, but before any HELLO. */
+	g.ino = 3;
+	g.cred = &cred;
+	f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__GETATTR_REQ, RPC__F_REQUEST, 2,
+		      &g.base, &len);
+	hostile(fx, NULL, 0, f, len, 0, RPC_DROP_HANDSHAKE);
+	free(f);
+
+	/* A HELLO for another cluster. */
+	{
+		Cxfs__Hello h = CXFS__HELLO__INIT;
+
+		h.version = RPC_PROTO_VERSION;
+		h.cluster = "othercluster";
+		h.node = "raw";
+		f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1,
+			      &h.base, &len);
+		hostile(fx, NULL, 0, f, len, 0, RPC_DROP_HANDSHAKE);
+		free(f);
+	}
+
+	/* After a good HELLO: a reply to a request never sent. */
+	hello = hello_frame(secret, RPC_PROTO_VERSION, &hlen);
+	f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__STATUS_REPLY, RPC__F_REPLY, 77,
+		      &sr.base, &len);
+	hostile(fx, hello, hlen, f, len, 0, RPC_DROP_UNEXPECTED);
+	free(f);
+
+	/* A stale membership epoch: the cluster moved to 2 (the good client
+	 * too), the raw frames carry 1. */
+	rpc_ctx_set_epoch(fx->srv, 2);
+	rpc_ctx_set_epoch(fx->cli, 2);
+	hostile(fx, NULL, 0, hello, hlen, 0, RPC_DROP_EPOCH);
+	free(hello);
+
+	/* Each refusal was logged with the peer's address. */
+	pthread_mutex_lock(&fx->mu);
+	assert_non_null(strstr(fx->last_log, "127.0.0.1:"));
+	pthread_mutex_unlock(&fx->mu);
+	assert_true(atomic_load(&fx->log_lines) >= 16);
+	/* The good client never lost its connection. */
+	rpc_chan_stats(fx->ch, &st);
+	assert_int_equal(st.connects, 1);
+	for (unsigned r = 0; r < RPC_DROP__COUNT; r++)
+		assert_int_equal(st.dropped[r], 0);
+}
+
+/*
+ * A payload of half a million empty repeated sub-messages is refused (they
+ * lack their required fields; the decode budget bounds what protobuf-c may
+ * allocate meanwhile) and leaks nothing.
+ */
+static void test_decode_hostile_repeated(void **state)
+{
+	size_t n = RPC_MAX_PAYLOAD_DEFAULT / 2;
+	uint8_t *p = malloc(2 * n + 2);
+	ProtobufCMessage *m;
+
+	/* TokenAcquire: ino, then `want` (field 2) repeated as empty messages. */
+	p[0] = 0x08;
+	p[1] = 0x01;
+	for (size_t i = 0; i < n - 1; i++) {
+		p[2 + 2 * i] = 0x12;
+		p[3 + 2 * i] = 0x00;
+	}
+	assert_int_equal(rpc_msg_unpack(CXFS__MSG_TYPE__TOKEN_ACQUIRE, p, 2 * n, &m), -EBADMSG);
+	free(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_codec_roundtrip),
+		cmocka_unit_test(test_codec_refuses),
+		cmocka_unit_test(test_frame_mac),
+		cmocka_unit_test(test_decode_hostile_repeated),
+		cmocka_unit_test_setup_teardown(test_concurrent_calls, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_error_oneway_and_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_refused_and_reconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_freeze_thaw, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_interrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_frames, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
