@@ -1715,6 +1715,9 @@ static int ext_walk(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t
 		}
 	}
 	sqlite3_reset(q);
+	/* A small I/O inside one extent (the common case) needs no range scan. */
+	if (n == 1 && v[0].fblk + v[0].nblk >= end)
+		goto out_call;
 	q = stmt_get(st, S_EXT_RANGE);
 	sqlite3_bind_int64(q, 1, (int64_t)ino);
 	sqlite3_bind_int64(q, 2, (int64_t)fblk);
@@ -1733,6 +1736,7 @@ static int ext_walk(struct meta_store *st, uint64_t ino, uint64_t fblk, uint64_t
 		ext_from_row(q, &v[n++]);
 	}
 	sqlite3_reset(q);
+out_call:
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = fn(st, ino, &v[i], arg);
 	free(v);
