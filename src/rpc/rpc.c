@@ -22,7 +22,8 @@
  * Lock order: ctx->lock and ctx->pool_lock are never held together (the
  * loop takes a channel reference under ctx->lock, drops it, then queues the
  * request under ctx->pool_lock).  Every call's cond and every channel's cond
- * are waited on with ctx->lock.  No lock is held across a handler, and
+ * are waited on with ctx->lock.  The log callback may run under ctx->lock
+ * (and so must take no lock of ours).  No lock is held across a handler, and
  * ctx->lock is never held across protobuf packing or MAC computation except
  * for the HELLO frames the loop itself builds.
  */
@@ -42,6 +43,7 @@
 
 #define RPC__WORKERS_DEFAULT 4
 #define RPC__RXBUF (64u * 1024)     /* bytes per read from a socket */
+#define RPC__HELLO_MS_DEFAULT 10000 /* connect and HELLO exchange must be done by then */
 
 /* ------------------------------------------------------------------ */
 /* 1. Structures, lists, logging and counters                          */
@@ -145,6 +147,8 @@ struct rpc_chan {
 struct rpc__conn {
 	uv_tcp_t tcp;
 	uv_connect_t creq;
+	uv_timer_t hello_timer;         /* closes a connection whose HELLO does not come */
+	int handles;                    /* open uv handles (tcp, timer); freed at 0 */
 	struct rpc_ctx *ctx;
 	struct rpc_chan *ch;            /* holds a reference */
 	uint64_t gen;                   /* ch->conn_gen when made */
@@ -183,6 +187,7 @@ struct rpc_ctx {
 	char node[RPC_NAME_MAX + 1];    /* constant */
 	_Atomic uint64_t epoch;
 	uint32_t max_payload;           /* constant */
+	unsigned hello_ms;              /* constant */
 	rpc_handler_fn handler;         /* constant */
 	void *handler_arg;
 	rpc_log_fn log;                 /* constant */
@@ -442,6 +447,8 @@ static void rpc__on_closed(uv_handle_t *h)
 	struct rpc__conn *conn = h->data;
 	struct rpc_ctx *ctx = conn->ctx;
 
+	if (--conn->handles)
+		return;
 	pthread_mutex_lock(&ctx->lock);
 	rpc__chan_unref(conn->ch);
 	pthread_mutex_unlock(&ctx->lock);
@@ -488,6 +495,29 @@ static void rpc__conn_close_locked(struct rpc__conn *conn, int err)
 	ch->conn = NULL;
 	ch->want_close = 0;
 	uv_close((uv_handle_t *)&conn->tcp, rpc__on_closed);
+	uv_close((uv_handle_t *)&conn->hello_timer, rpc__on_closed);
+}
+
+static void rpc__on_hello_timeout(uv_timer_t *t)
+{
+	struct rpc__conn *conn = t->data;
+	struct rpc_ctx *ctx = conn->ctx;
+
+	rpc__log(ctx, "%s: no connection and HELLO within %u ms; closing the connection",
+		 conn->ch->peer, ctx->hello_ms);
+	pthread_mutex_lock(&ctx->lock);
+	STAT_ADD(conn->ch, dropped[RPC_DROP_HANDSHAKE], 1);
+	rpc__conn_close_locked(conn, -ETIMEDOUT);
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+/* A new connection's two handles: @conn->tcp is initialized, start the timer. */
+static void rpc__hello_timer_start(struct rpc__conn *conn)
+{
+	uv_timer_init(&conn->ctx->loop, &conn->hello_timer);
+	conn->hello_timer.data = conn;
+	conn->handles = 2;
+	uv_timer_start(&conn->hello_timer, rpc__on_hello_timeout, conn->ctx->hello_ms, 0);
 }
 
 static void rpc__conn_close(struct rpc__conn *conn, int err)
@@ -646,6 +676,7 @@ static void rpc__connect_locked(struct rpc_chan *ch)
 	ch->conn = conn;
 	conn->gen = ++ch->conn_gen;
 	ch->state = CHAN_CONNECTING;
+	rpc__hello_timer_start(conn);
 	rc = uv_tcp_connect(&conn->creq, &conn->tcp, (const struct sockaddr *)&ch->addr,
 			    rpc__on_connect);
 	if (rc < 0) {
@@ -692,17 +723,13 @@ static void rpc__flush_locked(struct rpc_chan *ch)
 	}
 }
 
-static void rpc__on_listener_closed(uv_handle_t *h)
-{
-}
-
 /* The loop's stop: close every handle so that uv_run() returns; ctx->lock held. */
 static void rpc__stop_loop_locked(struct rpc_ctx *ctx)
 {
 	struct rpc__list *p;
 
 	if (ctx->listening)
-		uv_close((uv_handle_t *)&ctx->listener, rpc__on_listener_closed);
+		uv_close((uv_handle_t *)&ctx->listener, NULL);
 	uv_close((uv_handle_t *)&ctx->wake, NULL);
 	for (p = ctx->chans.next; p != &ctx->chans; p = p->next) {
 		struct rpc_chan *ch = list_entry(p, struct rpc_chan, link);
@@ -767,6 +794,7 @@ static void rpc__on_connection(uv_stream_t *server, int status)
 		ch->conn = conn;              /* the channel's first reference */
 		conn->gen = ++ch->conn_gen;
 		conn->ch = ch;
+		rpc__hello_timer_start(conn);
 	}
 	pthread_mutex_unlock(&ctx->lock);
 	if (!ch) {
@@ -841,6 +869,7 @@ static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 	ch->peer_epoch = in->epoch;
 	ch->peer_known = 1;
 	ch->state = CHAN_READY;
+	uv_timer_stop(&conn->hello_timer);
 	STAT_ADD(ch, connects, 1);
 	rpc__write_locked(conn, f);
 	rpc__flush_locked(ch);
@@ -866,6 +895,7 @@ static void rpc__hello_reply_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 	ch->peer_epoch = in->epoch;
 	ch->peer_known = 1;
 	ch->state = CHAN_READY;
+	uv_timer_stop(&conn->hello_timer);
 	STAT_ADD(ch, connects, 1);
 	rpc__flush_locked(ch);
 	pthread_mutex_unlock(&ctx->lock);
@@ -1298,7 +1328,7 @@ static int rpc__listen(struct rpc_ctx *ctx, const char *addr, uint16_t port)
 static void rpc__loop_unwind(struct rpc_ctx *ctx)
 {
 	if (ctx->listening)
-		uv_close((uv_handle_t *)&ctx->listener, rpc__on_listener_closed);
+		uv_close((uv_handle_t *)&ctx->listener, NULL);
 	uv_close((uv_handle_t *)&ctx->wake, NULL);
 	uv_run(&ctx->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&ctx->loop);
@@ -1350,6 +1380,7 @@ int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
 	snprintf(ctx->node, sizeof(ctx->node), "%s", cfg->node);
 	atomic_init(&ctx->epoch, cfg->epoch);
 	ctx->max_payload = cfg->max_payload ? cfg->max_payload : RPC_MAX_PAYLOAD_DEFAULT;
+	ctx->hello_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : RPC__HELLO_MS_DEFAULT;
 	ctx->handler = cfg->handler;
 	ctx->handler_arg = cfg->handler_arg;
 	ctx->log = cfg->log;

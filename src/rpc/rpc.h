@@ -65,7 +65,7 @@ enum rpc_drop {
 	RPC_DROP_TYPE,          /* unknown message type, or not valid as request/reply/one-way */
 	RPC_DROP_DECODE,        /* payload does not decode (or exceeds the decode budget) */
 	RPC_DROP_EPOCH,         /* membership epoch older than ours */
-	RPC_DROP_HANDSHAKE,     /* anything but a good HELLO first, or a wrong cluster */
+	RPC_DROP_HANDSHAKE,     /* anything but a good HELLO first, a wrong cluster, or no HELLO in time */
 	RPC_DROP_UNEXPECTED,    /* reply to a request never sent, or of the wrong type */
 	RPC_DROP_TRUNCATED,     /* connection closed in the middle of a frame */
 	RPC_DROP__COUNT
@@ -91,13 +91,18 @@ struct rpc_stats {
  * thread with no lock of this layer held, and may block.  @msg is the
  * decoded message of type @type, freed by the pool after the handler returns.
  * For a request the handler either replies once with rpc_reply() and returns
- * 0, or returns a negative errno and the pool replies ERROR_REPLY with it.
- * For a one-way notice (rpc_req_is_oneway()) the return value is ignored.
+ * 0, or returns a negative errno and the pool replies ERROR_REPLY with it
+ * (-EIO if it returned 0 without replying).  For a one-way notice
+ * (rpc_req_is_oneway()) the return value is ignored.
  */
 typedef int (*rpc_handler_fn)(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 			      const ProtobufCMessage *msg);
 
-/* Where log lines go; NULL: standard error.  @line has no newline. */
+/*
+ * Where log lines go; NULL: standard error.  @line has no newline.  Called
+ * on any thread, the loop thread included, sometimes with this layer's lock
+ * held: it must not block or call into this layer.
+ */
 typedef void (*rpc_log_fn)(void *arg, const char *line);
 
 struct rpc_config {
@@ -110,6 +115,7 @@ struct rpc_config {
 	uint16_t listen_port;             /* 0: any free port (see rpc_ctx_port) */
 	unsigned workers;                 /* handler threads; 0: 4 */
 	uint32_t max_payload;             /* 0: RPC_MAX_PAYLOAD_DEFAULT */
+	unsigned hello_timeout_ms;        /* a connection not through HELLO by then closes; 0: 10 s */
 	rpc_handler_fn handler;           /* NULL: every request gets -EOPNOTSUPP */
 	void *handler_arg;
 	rpc_log_fn log;
@@ -169,7 +175,10 @@ int rpc_chan_peer(struct rpc_chan *ch, char *name, size_t size, uint64_t *epoch)
  */
 int rpc_call(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *req,
 	     unsigned timeout_ms, Cxfs__MsgType *reply_type, ProtobufCMessage **reply);
-/* Queue one-way notice @msg; waits only while the channel is frozen. */
+/*
+ * Queue one-way notice @msg; waits only while the channel is frozen.  Best
+ * effort: a notice not yet written when its connection fails is lost.
+ */
 int rpc_send(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *msg);
 
 /* An incoming request, inside a handler. */

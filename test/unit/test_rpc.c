@@ -64,7 +64,8 @@ static void fix_log(void *arg, const char *line)
 	struct fix *fx = arg;
 
 	atomic_fetch_add(&fx->log_lines, 1);
-	if (getenv("RPC_TEST_LOG")) fprintf(stderr, "log: %s\n", line);
+	if (getenv("RPC_TEST_LOG"))      /* set it to see the refusals */
+		fprintf(stderr, "log: %s\n", line);
 	pthread_mutex_lock(&fx->mu);
 	snprintf(fx->last_log, sizeof(fx->last_log), "%s", line);
 	pthread_mutex_unlock(&fx->mu);
@@ -134,7 +135,8 @@ static int setup(void **state)
 	struct fix *fx = calloc(1, sizeof(*fx));
 	struct rpc_config sc = { .cluster = CLUSTER, .node = "server", .secret = secret,
 				 .secret_len = sizeof(secret), .epoch = 1, .listen_addr = "127.0.0.1",
-				 .workers = 4, .handler = srv_handler, .log = fix_log };
+				 .workers = 4, .hello_timeout_ms = 1000, .handler = srv_handler,
+				 .log = fix_log };
 	struct rpc_config cc = { .cluster = CLUSTER, .node = "client", .secret = secret,
 				 .secret_len = sizeof(secret), .epoch = 1, .workers = 2,
 				 .handler = cli_handler, .log = fix_log };
@@ -464,6 +466,7 @@ static void test_error_oneway_and_back(void **state)
 	Cxfs__MsgType rt;
 	ProtobufCMessage *rep;
 	struct rpc_chan *back;
+	char peer[64];
 
 	assert_int_equal(getattr(fx->ch, INO_ENOENT, CALL_MS), -ENOENT);
 	/* A request type nobody handles: the pool answers for the handler. */
@@ -499,7 +502,6 @@ static void test_error_oneway_and_back(void **state)
 	assert_int_equal(((Cxfs__TokenReturn *)rep)->ino, 9);
 	assert_int_equal(((Cxfs__TokenReturn *)rep)->size, 4242);
 	rpc_msg_free(rep);
-	char peer[64];
 	assert_int_equal(rpc_chan_peer(back, peer, sizeof(peer), NULL), 0);
 	assert_string_equal(peer, "client");
 }
@@ -555,6 +557,33 @@ static void test_connect_refused_and_reconnect(void **state)
 		sleep_ms(10);
 		rpc_ctx_stats(fx->srv, &st);
 	}
+	assert_int_equal(st.connects, 2);
+	assert_int_equal(st.disconnects, 1);
+}
+
+/* The server goes away and comes back on the same port: the channel
+ * fails the call on the lost connection (if any) and connects again. */
+static void test_reconnect(void **state)
+{
+	struct fix *fx = *state;
+	struct rpc_config sc = { .cluster = CLUSTER, .node = "server2", .secret = secret,
+				 .secret_len = sizeof(secret), .epoch = 1, .listen_addr = "127.0.0.1",
+				 .listen_port = rpc_ctx_port(fx->srv), .handler = srv_handler,
+				 .handler_arg = fx, .log = fix_log, .log_arg = fx };
+	struct rpc_stats st;
+	char peer[64];
+	int rc;
+
+	assert_int_equal(getattr(fx->ch, 50, CALL_MS), 0);
+	rpc_ctx_destroy(fx->srv);
+	/* Lost under the call (not yet noticed), or no one listening. */
+	rc = getattr(fx->ch, 51, CALL_MS);
+	assert_true(rc == -ECONNRESET || rc == -ECONNREFUSED);
+	assert_int_equal(rpc_ctx_create(&sc, &fx->srv), 0);
+	assert_int_equal(getattr(fx->ch, 52, CALL_MS), 0);
+	assert_int_equal(rpc_chan_peer(fx->ch, peer, sizeof(peer), NULL), 0);
+	assert_string_equal(peer, "server2");
+	rpc_chan_stats(fx->ch, &st);
 	assert_int_equal(st.connects, 2);
 	assert_int_equal(st.disconnects, 1);
 }
@@ -882,6 +911,9 @@ static void test_hostile_frames(void **state)
 		free(f);
 	}
 
+	/* A peer that connects and says nothing is closed after the HELLO time-out. */
+	hostile(fx, NULL, 0, "", 0, 0, RPC_DROP_HANDSHAKE);
+
 	/* After a good HELLO: a reply to a request never sent. */
 	hello = hello_frame(secret, RPC_PROTO_VERSION, &hlen);
 	f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__STATUS_REPLY, RPC__F_REPLY, 77,
@@ -941,6 +973,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_error_oneway_and_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused_and_reconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze_thaw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_frames, setup, teardown),
