@@ -1,0 +1,303 @@
+/*
+ * tok.h - tokens: the cluster's coherence protocol for the data and metadata
+ * of each file, as a state machine independent of any transport.
+ *
+ * Every file has eleven tokens (enum tok_id), each held at one of three
+ * levels: READ, SHARED_WRITE (TOK_SWRITE) or WRITE.  Different levels
+ * conflict with each other and WRITE also conflicts with WRITE; READ/READ
+ * and SWRITE/SWRITE are compatible.  The token server (one per filesystem,
+ * on its metadata server) records which holder has which level; the token
+ * client (one per node and filesystem) caches the tokens its node was
+ * granted, counts the references its operations put on them, and gives them
+ * back when the server recalls them, after doing each token's return duty
+ * (flush, discard, invalidate, send back timestamps or size; see
+ * tok_duties()).  The RPC layer carries the messages: it implements the
+ * callbacks below and calls the matching entry points on the other side.
+ *
+ *   node                               metadata server
+ *   tok_client_acquire --ops.obtain--> tok_server_acquire (may recall others)
+ *   tok_client_recall <--ops.recall--- (a conflicting request waits)
+ *        \--ops.give_back----------->  tok_server_returned
+ *   (conditional recall refused: -EBUSY) tok_server_refused
+ *
+ * Message order: each node's give_back and obtain messages must reach the
+ * server in the order the client made them (one ordered channel).
+ *
+ * Rules for users of a token client (they keep both sides deadlock free):
+ *   - An operation acquires every token it needs on one inode in one call,
+ *     and does not acquire more tokens on that inode while it holds
+ *     references there; across inodes it acquires in ascending inode order.
+ *   - To ask the server to change what one of its held READ tokens protects,
+ *     a node lends that READ token to the server's operation
+ *     (tok_server_op_begin) rather than releasing it.
+ *
+ * Results are 0 or negative errno; -TOK_EEARLY is the internal result of a
+ * wait cut short by tok_*_interrupt_all() (relocation, recovery): the caller
+ * gets what it already had and retries later.  It never reaches an
+ * application.
+ */
+#ifndef CXFS_TOK_H
+#define CXFS_TOK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Internal result: a wait was interrupted (same number as VN_EEARLY). */
+#define TOK_EEARLY 4102
+
+/* The eleven tokens of a file. */
+enum tok_id {
+	TOK_EXIST,       /* the node has the inode at all; recalled conditionally */
+	TOK_IOEXCL,      /* I/O-exclusive state: READ by every node doing I/O */
+	TOK_IO,          /* read/write atomicity: READ buffered reads, WRITE buffered writes */
+	TOK_PAGE_DIRTY,  /* right to keep modified file data cached */
+	TOK_PAGE_CLEAN,  /* right to keep unmodified file data cached */
+	TOK_NAME,        /* right to cache lookups in a directory */
+	TOK_ATTR,        /* ownership, mode, xattrs and other small fields */
+	TOK_TIMES,       /* timestamps; SWRITE: update them locally */
+	TOK_SIZE,        /* file size and block count */
+	TOK_EXTENT,      /* the extent map */
+	TOK_DMAPI,       /* the DMAPI event mask */
+	TOK_NTOKENS
+};
+
+/* Levels; TOK_NONE means "not held" / "not wanted". */
+enum tok_level {
+	TOK_NONE = 0,
+	TOK_READ = 1,
+	TOK_SWRITE = 2,  /* shared write */
+	TOK_WRITE = 3,
+	TOK_NLEVELS
+};
+
+/* A set of (token, level) pairs for one inode: level[t] == TOK_NONE if absent. */
+struct tok_set {
+	uint8_t level[TOK_NTOKENS];  /* enum tok_level per token */
+};
+
+/* Return duties, in the order a client runs them (flush before discard). */
+enum tok_duty {
+	TOK_DUTY_FLUSH,          /* write modified cached file data to disk */
+	TOK_DUTY_DISCARD,        /* drop cached file data */
+	TOK_DUTY_TIMES,          /* fill tok_state.atime/mtime/ctime with the node's times */
+	TOK_DUTY_SIZE,           /* fill tok_state.size/blocks with the node's size */
+	TOK_DUTY_INVAL_NAMES,    /* drop cached lookups in the directory */
+	TOK_DUTY_INVAL_ATTR,     /* drop cached attributes and xattrs (after TIMES/SIZE read them) */
+	TOK_DUTY_INVAL_EXTENTS,  /* drop the cached extent map */
+	TOK_NDUTIES
+};
+#define TOK_DUTY_BIT(d) (1u << (d))
+
+/* Valid bits of struct tok_state. */
+#define TOK_ST_TIMES  0x1u
+#define TOK_ST_SIZE   0x2u
+#define TOK_ST_IOEXCL 0x4u
+
+/*
+ * State that travels with tokens: returned by a node with TIMES or SIZE,
+ * merged on the server, handed to the next holder with its grant.
+ */
+struct tok_state {
+	unsigned valid;                       /* TOK_ST_* bits: which fields are meaningful */
+	struct timespec atime, mtime, ctime;  /* with TOK_ST_TIMES */
+	uint64_t size;                        /* bytes, with TOK_ST_SIZE */
+	uint64_t blocks;                      /* 512-byte units, with TOK_ST_SIZE */
+	bool ioexcl;                          /* with TOK_ST_IOEXCL: the grantee is the only I/O node */
+};
+
+/* ---- token sets and the token table (tok_table.c) ---------------------- */
+
+void tok_set_clear(struct tok_set *set);
+/* Add (or replace) @tok at @level. */
+void tok_set_add(struct tok_set *set, enum tok_id tok, enum tok_level level);
+bool tok_set_empty(const struct tok_set *set);
+/* Do holders of levels @a and @b (both not TOK_NONE) conflict? */
+bool tok_level_conflicts(enum tok_level a, enum tok_level b);
+/* Does a node holding @held have the rights of @want?  (WRITE covers all.) */
+bool tok_level_covers(enum tok_level held, enum tok_level want);
+const char *tok_name(enum tok_id tok);            /* "exist", "ioexcl", ... */
+const char *tok_level_name(enum tok_level level);  /* "none", "read", "swrite", "write" */
+/* TOK_DUTY_BIT() mask of what returning @tok held at @level requires. */
+unsigned tok_duties(enum tok_id tok, enum tok_level level);
+
+/* ---- token server (tok_server.c) --------------------------------------- */
+
+struct tok_server;
+struct tok_op;
+
+/*
+ * What the server needs from its surroundings.  None of these runs under the
+ * server's mutex except @merged and @last_exist, which must not call into the
+ * token server.
+ */
+struct tok_server_ops {
+	/*
+	 * Ask @node to give back @tokens of @ino (conditionally: the node may
+	 * refuse while it uses the file).  Must not wait for the answer, which
+	 * comes as tok_server_returned() or tok_server_refused().
+	 */
+	void (*recall)(void *arg, uint32_t node, uint64_t ino, const struct tok_set *tokens,
+		       bool conditional);
+	/*
+	 * Tell @node, the only holder of IOEXCL READ, that its I/O-exclusive
+	 * state is now false; returns once told.  A second copy is granted
+	 * only after this returns.
+	 */
+	void (*ioexcl_lost)(void *arg, uint32_t node, uint64_t ino);
+	/* Optional: returned timestamps or size were merged into @st. */
+	void (*merged)(void *arg, uint64_t ino, const struct tok_state *st);
+	/*
+	 * Optional: the last EXIST token of @ino, whose existence was
+	 * recalled and refused (tok_server_recall_exist() gave -EBUSY),
+	 * came back: the file may be removed now.
+	 */
+	void (*last_exist)(void *arg, uint64_t ino);
+};
+
+struct tok_server_stats {
+	uint64_t grants;     /* requests granted */
+	uint64_t recalls;    /* recall messages sent */
+	uint64_t returns;    /* tok_server_returned() calls */
+	uint64_t refusals;   /* conditional recalls refused */
+	uint64_t early;      /* waits ended by tok_server_interrupt_all() */
+	uint64_t waiting;    /* requests waiting now */
+	uint64_t inodes;     /* inodes with grants or waiters now */
+};
+
+/* @ops and @arg must outlive the server.  0 or -ENOMEM. */
+int tok_server_create(const struct tok_server_ops *ops, void *arg, struct tok_server **out);
+/* No thread may be inside the server or call it again. */
+void tok_server_destroy(struct tok_server *s);
+
+/*
+ * Grant @want on @ino to @node, atomically, once no other holder has a
+ * conflicting level: recalls them first and waits behind earlier
+ * conflicting requests (FIFO per inode).  A level @node already holds of a
+ * wanted token is converted in place.  @in (may be NULL) is the node's state
+ * of tokens it converts (SWRITE times, size).  On success @got = @want and
+ * @out (may be NULL) carries the merged times/size and the I/O-exclusive
+ * state.  Errors: -TOK_EEARLY (interrupted; @got holds the wanted tokens the
+ * node already had), -ENOTCONN (@node went down meanwhile), -EINVAL.
+ */
+int tok_server_acquire(struct tok_server *s, uint32_t node, uint64_t ino,
+		       const struct tok_set *want, const struct tok_state *in,
+		       struct tok_set *got, struct tok_state *out);
+
+/* @node gave back @tokens of @ino with @st (may be NULL).  Stale levels are ignored. */
+void tok_server_returned(struct tok_server *s, uint32_t node, uint64_t ino,
+			 const struct tok_set *tokens, const struct tok_state *st);
+/* @node refused a conditional recall of @tokens of @ino. */
+void tok_server_refused(struct tok_server *s, uint32_t node, uint64_t ino,
+			const struct tok_set *tokens);
+
+/*
+ * @ino lost its last name: recall EXIST conditionally from every node and
+ * wait for the answers.  0: nobody holds it any more; -EBUSY: some node
+ * still uses the file (ops.last_exist fires when its EXIST comes back);
+ * -TOK_EEARLY.
+ */
+int tok_server_recall_exist(struct tok_server *s, uint64_t ino);
+
+/*
+ * A server operation on behalf of node @lender, which lends it the READ
+ * tokens in @lent (may be NULL): the operation's requests do not recall
+ * those from the lender (others' are recalled as usual).  The operation is a
+ * holder of its own; tok_server_op_end() releases what it holds and ends
+ * the lend.  0 or -ENOMEM.
+ */
+int tok_server_op_begin(struct tok_server *s, uint32_t lender, const struct tok_set *lent,
+			struct tok_op **out);
+/* Like tok_server_acquire() for the operation. */
+int tok_server_op_acquire(struct tok_op *op, uint64_t ino, const struct tok_set *want,
+			  struct tok_set *got, struct tok_state *out);
+void tok_server_op_end(struct tok_op *op);
+
+/* @node left the cluster: drop all it holds, fail its waiting requests (-ENOTCONN). */
+void tok_server_node_down(struct tok_server *s, uint32_t node);
+/* Every wait in progress ends with -TOK_EEARLY; unanswered recalls are sent again on retry. */
+void tok_server_interrupt_all(struct tok_server *s);
+
+/* What @node holds of @ino, for `cxfsctl tokens`. */
+void tok_server_held(struct tok_server *s, uint32_t node, uint64_t ino, struct tok_set *held);
+void tok_server_stats(struct tok_server *s, struct tok_server_stats *st);
+
+/* ---- token client (tok_client.c) --------------------------------------- */
+
+struct tok_client;
+
+/*
+ * What the client needs from its surroundings.  None runs under the client's
+ * mutex; each may block (they do I/O or send messages) and may call
+ * tok_client_cached()/tok_client_ioexcl(), but not acquire or release tokens.
+ */
+struct tok_client_ops {
+	/*
+	 * Ask the server for @want on @ino (tok_server_acquire on the other
+	 * side), sending @in along (the node's state of converted tokens).
+	 * Fills @got and @out; 0, -TOK_EEARLY or -errno.
+	 */
+	int (*obtain)(void *arg, uint64_t ino, const struct tok_set *want,
+		      const struct tok_state *in, struct tok_set *got, struct tok_state *out);
+	/* Send @tokens of @ino back with @st (tok_server_returned on the other side). */
+	void (*give_back)(void *arg, uint64_t ino, const struct tok_set *tokens,
+			  const struct tok_state *st);
+	/*
+	 * Do one return duty for @ino: 0 or -errno.  TOK_DUTY_TIMES and
+	 * TOK_DUTY_SIZE fill their fields of @st (the client sets the valid
+	 * bit when they succeed).  A failed duty is counted and the token goes
+	 * back anyway: the server cannot wait for ever, and a lost write is
+	 * reported by the data path (fsync, close).
+	 */
+	int (*duty)(void *arg, uint64_t ino, enum tok_duty duty, struct tok_state *st);
+};
+
+struct tok_client_stats {
+	uint64_t acquires_cached;  /* acquires served without a message */
+	uint64_t acquires_server;  /* acquires that asked the server */
+	uint64_t recalls;          /* recalls answered with a return */
+	uint64_t refusals;         /* conditional recalls refused */
+	uint64_t duty_errors;      /* duties that failed */
+	uint64_t early;            /* waits ended by tok_client_interrupt_all() */
+	uint64_t inodes;           /* inodes with cached tokens now */
+};
+
+/* @ops and @arg must outlive the client.  0 or -ENOMEM. */
+int tok_client_create(const struct tok_client_ops *ops, void *arg, struct tok_client **out);
+void tok_client_destroy(struct tok_client *c);
+
+/*
+ * Put a reference on each token of @want on @ino, from the cache when it
+ * holds a level that covers it, otherwise from the server.  @out (may be
+ * NULL) gets the state the server sent (valid == 0 if none was asked).
+ * 0, -TOK_EEARLY (no reference taken), or -errno from obtain.
+ */
+int tok_client_acquire(struct tok_client *c, uint64_t ino, const struct tok_set *want,
+		       struct tok_state *out);
+/* Drop the references of a successful tok_client_acquire() with the same @want. */
+void tok_client_release(struct tok_client *c, uint64_t ino, const struct tok_set *want);
+
+/*
+ * The server recalls @tokens of @ino.  Waits until their references are
+ * dropped, does their duties and gives them back (ops.give_back).  A
+ * conditional recall gives back every token of @ino, or is refused with
+ * -EBUSY while the file is in use (the caller tells the server).  0,
+ * -EBUSY or -TOK_EEARLY (nothing given back).  Runs on its own thread.
+ */
+int tok_client_recall(struct tok_client *c, uint64_t ino, const struct tok_set *tokens,
+		      bool conditional);
+/* The node is done with @ino: give every token back.  0 or -EBUSY if in use. */
+int tok_client_forget(struct tok_client *c, uint64_t ino);
+
+/* The server says @ino's I/O-exclusive state became false. */
+void tok_client_ioexcl_lost(struct tok_client *c, uint64_t ino);
+/* Is this node the only one doing I/O on @ino (may cache more aggressively)? */
+bool tok_client_ioexcl(struct tok_client *c, uint64_t ino);
+
+/* The levels cached for @ino. */
+void tok_client_cached(struct tok_client *c, uint64_t ino, struct tok_set *held);
+/* Every wait in progress ends with -TOK_EEARLY. */
+void tok_client_interrupt_all(struct tok_client *c);
+void tok_client_stats(struct tok_client *c, struct tok_client_stats *st);
+
+#endif

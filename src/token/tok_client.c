@@ -1,0 +1,597 @@
+/*
+ * tok_client.c - the token client of one node for one filesystem: the
+ * tokens the node holds per inode, the references its operations put on
+ * them, obtaining missing ones from the server, and giving them back (after
+ * their duties) when recalled or no longer needed (see tok.h).
+ *
+ * Sections:
+ *   1. Records.
+ *   2. Duties.
+ *   3. Acquire and release.
+ *   4. Giving back: recalls and forgetting.
+ *   5. I/O-exclusive state, queries, interruption, life cycle.
+ *
+ * Mutex rules: one mutex (c->mu) protects every field of the client and of
+ * its inode records; one condition variable (c->cv) is broadcast whenever a
+ * reference is dropped, an obtain or a give-back ends, or an interruption
+ * comes.  The mutex is a leaf: ops.obtain, ops.give_back and ops.duty all
+ * run without it.  A record stays pinned (users > 0) while its user has
+ * dropped the mutex.
+ *
+ * Ordering against the server, per inode:
+ *   - One obtain is in flight at a time (busy); the tokens it converts are
+ *     marked converting, and cache hits on them wait for its answer.
+ *   - Tokens being given back are marked recalling from the moment the
+ *     recall takes them until ops.give_back has returned: nobody takes a
+ *     reference on them or asks the server for them meanwhile, so the
+ *     server always sees the return before the next request for them.
+ *   - A recall for a level the cache does not have waits if that token is
+ *     being converted (the grant's reply may still be on its way); if not,
+ *     the server's record is older than ours, and the level is given back
+ *     as it is, without duties.
+ */
+#include "token/tok_i.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------- */
+/* 1. Records                                                              */
+/* ---------------------------------------------------------------------- */
+
+#define TOK__CBUCKETS 256u
+
+/* Duties that only collect state for the server; they run on conversions too. */
+#define TOK__STATE_DUTIES (TOK_DUTY_BIT(TOK_DUTY_TIMES) | TOK_DUTY_BIT(TOK_DUTY_SIZE))
+
+/* What the node has of one inode. */
+struct tok__cino {
+	struct tok__cino *hnext;                  /* hash chain */
+	uint64_t ino;
+	struct tok_set level;                     /* levels cached */
+	uint32_t refs[TOK_NTOKENS][TOK_NLEVELS];  /* references per token and level */
+	uint16_t recalling;                       /* tokens being given back */
+	uint16_t converting;                      /* tokens asked for by the obtain in flight */
+	bool busy;                                /* an obtain is in flight */
+	bool ioexcl;                              /* the I/O-exclusive state */
+	unsigned users;                           /* threads using the record across an unlock */
+};
+
+struct tok_client {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;                        /* see the mutex rules at the top */
+	const struct tok_client_ops *ops;         /* immutable */
+	void *arg;                                /* immutable */
+	struct tok__cino *hash[TOK__CBUCKETS];    /* protected by mu */
+	uint64_t intr_gen;                        /* interruptions so far; protected by mu */
+	struct tok_client_stats stats;            /* protected by mu */
+};
+
+static struct tok__cino **tok__cslot(struct tok_client *c, uint64_t ino)
+{
+	struct tok__cino **pp = &c->hash[(ino * UINT64_C(0x9E3779B97F4A7C15)) >> 56];
+
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+static struct tok__cino *tok__cfind(struct tok_client *c, uint64_t ino)
+{
+	return *tok__cslot(c, ino);
+}
+
+/* Find or create, pinned (users + 1); NULL only if out of memory. */
+static struct tok__cino *tok__cget(struct tok_client *c, uint64_t ino)
+{
+	struct tok__cino **pp = tok__cslot(c, ino);
+
+	if (*pp == NULL) {
+		*pp = calloc(1, sizeof(**pp));
+		if (*pp == NULL)
+			return NULL;
+		(*pp)->ino = ino;
+		c->stats.inodes++;
+	}
+	(*pp)->users++;
+	return *pp;
+}
+
+static uint32_t tok__refs(const struct tok__cino *r, int t)
+{
+	uint32_t n = 0;
+
+	for (int l = TOK_READ; l < TOK_NLEVELS; l++)
+		n += r->refs[t][l];
+	return n;
+}
+
+static bool tok__in_use(const struct tok__cino *r)
+{
+	if (r->busy)
+		return true;
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (tok__refs(r, t))
+			return true;
+	return false;
+}
+
+/* Unpin @r and free it if it holds nothing. */
+static void tok__cput(struct tok_client *c, struct tok__cino *r)
+{
+	struct tok__cino **pp;
+
+	assert(r->users > 0);
+	if (--r->users || !tok_set_empty(&r->level) || tok__in_use(r) || r->recalling)
+		return;
+	pp = tok__cslot(c, r->ino);
+	*pp = r->hnext;
+	c->stats.inodes--;
+	free(r);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 2. Duties                                                               */
+/* ---------------------------------------------------------------------- */
+
+/* The duties of @tokens held at their levels, as one mask. */
+static unsigned tok__duties_of(const struct tok_set *tokens)
+{
+	unsigned d = 0;
+
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		d |= tok_duties(t, tokens->level[t]);
+	return d;
+}
+
+/*
+ * Run @duties in their order (flush before discard, state before the
+ * attributes it is read from are dropped), each once.  Called without the
+ * mutex.  Returns the number that failed.
+ */
+static unsigned tok__run_duties(struct tok_client *c, uint64_t ino, unsigned duties,
+				struct tok_state *st)
+{
+	unsigned failed = 0;
+
+	for (int d = 0; d < TOK_NDUTIES; d++) {
+		if (!(duties & TOK_DUTY_BIT(d)))
+			continue;
+		if (c->ops->duty(c->arg, ino, d, st) < 0) {
+			failed++;
+			continue;
+		}
+		if (d == TOK_DUTY_TIMES)
+			st->valid |= TOK_ST_TIMES;
+		else if (d == TOK_DUTY_SIZE)
+			st->valid |= TOK_ST_SIZE;
+	}
+	return failed;
+}
+
+/* ---------------------------------------------------------------------- */
+/* 3. Acquire and release                                                  */
+/* ---------------------------------------------------------------------- */
+
+static bool tok__valid_set(const struct tok_set *set)
+{
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (set->level[t] >= TOK_NLEVELS)
+			return false;
+	return !tok_set_empty(set);
+}
+
+/* Are all of @want cached at covering levels, with none changing hands? */
+static bool tok__hit(const struct tok__cino *r, const struct tok_set *want)
+{
+	if ((r->recalling | r->converting) & tok__mask(want))
+		return false;
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (!tok_level_covers(r->level.level[t], want->level[t]))
+			return false;
+	return true;
+}
+
+/*
+ * What to ask the server for, and the duties of the levels it converts:
+ * a conversion to WRITE keeps the node's caches (nobody else will have the
+ * token), any other conversion gives up what the old level allowed.
+ * Returns false if a conversion must first wait for the references on the
+ * old level to go (only WRITE covers what they were taken for).
+ */
+static bool tok__request(const struct tok__cino *r, const struct tok_set *want,
+			 struct tok_set *ask, unsigned *duties)
+{
+	unsigned d;
+
+	tok_set_clear(ask);
+	*duties = 0;
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		uint8_t have = r->level.level[t], w = want->level[t];
+
+		if (tok_level_covers(have, w))
+			continue;
+		ask->level[t] = w;
+		if (have == TOK_NONE)
+			continue;
+		if (w != TOK_WRITE && tok__refs(r, t))
+			return false;
+		d = tok_duties(t, have);
+		*duties |= w == TOK_WRITE ? d & TOK__STATE_DUTIES : d;
+	}
+	return true;
+}
+
+int tok_client_acquire(struct tok_client *c, uint64_t ino, const struct tok_set *want,
+		       struct tok_state *out)
+{
+	struct tok_state in, reply;
+	struct tok_set ask, got;
+	struct tok__cino *r;
+	unsigned duties, failed;
+	bool asked = false;
+	uint64_t gen;
+	int rc;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	if (!tok__valid_set(want))
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	r = tok__cget(c, ino);
+	if (r == NULL) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	gen = c->intr_gen;
+	for (;;) {
+		if (c->intr_gen != gen) {
+			c->stats.early++;
+			rc = -TOK_EEARLY;
+			break;
+		}
+		if (tok__hit(r, want)) {
+			for (int t = 0; t < TOK_NTOKENS; t++)
+				r->refs[t][want->level[t]] += want->level[t] != TOK_NONE;
+			if (!asked)
+				c->stats.acquires_cached++;
+			rc = 0;
+			break;
+		}
+		if (r->busy || (r->recalling & tok__mask(want)) ||
+		    !tok__request(r, want, &ask, &duties)) {
+			pthread_cond_wait(&c->cv, &c->mu);
+			continue;
+		}
+		r->busy = true;
+		r->converting = tok__mask(&ask);
+		asked = true;
+		pthread_mutex_unlock(&c->mu);
+
+		memset(&in, 0, sizeof(in));
+		failed = tok__run_duties(c, ino, duties, &in);
+		rc = c->ops->obtain(c->arg, ino, &ask, &in, &got, &reply);
+
+		pthread_mutex_lock(&c->mu);
+		r->busy = false;
+		r->converting = 0;
+		c->stats.acquires_server++;
+		c->stats.duty_errors += failed;
+		for (int t = 0; rc == 0 && t < TOK_NTOKENS; t++) {
+			if (ask.level[t] == TOK_NONE)
+				continue;
+			if (!tok_level_covers(got.level[t], ask.level[t]))
+				rc = -EPROTO;
+			else
+				r->level.level[t] = got.level[t];
+		}
+		if (rc == 0 && (reply.valid & TOK_ST_IOEXCL))
+			r->ioexcl = reply.ioexcl;
+		if (rc == 0 && out)
+			*out = reply;
+		pthread_cond_broadcast(&c->cv);
+		if (rc == -TOK_EEARLY)
+			c->stats.early++;
+		if (rc)
+			break;
+	}
+	tok__cput(c, r);
+out_unlock:
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+void tok_client_release(struct tok_client *c, uint64_t ino, const struct tok_set *want)
+{
+	struct tok__cino *r;
+
+	pthread_mutex_lock(&c->mu);
+	r = tok__cfind(c, ino);
+	assert(r != NULL);
+	if (r == NULL)
+		goto out_unlock;
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		uint8_t l = want->level[t];
+
+		if (l == TOK_NONE || l >= TOK_NLEVELS)
+			continue;
+		assert(r->refs[t][l] > 0);
+		if (r->refs[t][l] > 0)
+			r->refs[t][l]--;
+	}
+	r->users++;
+	tok__cput(c, r);
+	pthread_cond_broadcast(&c->cv);
+out_unlock:
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 4. Giving back                                                          */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Sort the tokens of @ask: cached at the asked level (@mine), not had at
+ * all (@stale: the server's record is older than ours), or to be answered
+ * later (@later): being given back by another thread, or being converted
+ * by the obtain in flight, whose answer may carry the asked level.  Later
+ * ones wait alone, so a stale part never holds up a part a waiter needs.
+ */
+static void tok__sort_out(const struct tok__cino *r, const struct tok_set *ask,
+			  uint16_t *mine, uint16_t *stale, uint16_t *later)
+{
+	*mine = *stale = *later = 0;
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		uint16_t bit = TOK__BIT(t);
+
+		if (ask->level[t] == TOK_NONE)
+			continue;
+		if (r->recalling & bit)
+			*later |= bit;
+		else if (r->level.level[t] == ask->level[t])
+			*mine |= bit;
+		else if (r->converting & bit)
+			*later |= bit;
+		else
+			*stale |= bit;
+	}
+}
+
+static bool tok__mine_in_use(const struct tok__cino *r, uint16_t mine)
+{
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if ((mine & TOK__BIT(t)) && tok__refs(r, t))
+			return true;
+	return false;
+}
+
+/*
+ * One give-back: wait until nobody uses @mine, do their duties, drop them
+ * and send them with @stale, at the levels of @ask.  Called and returns with
+ * c->mu held; 0 or -TOK_EEARLY (nothing sent).
+ */
+static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
+				const struct tok_set *ask, uint16_t mine, uint16_t stale,
+				uint64_t gen)
+{
+	struct tok_set give, back;
+	struct tok_state st;
+	unsigned failed;
+
+	/*
+	 * From here on nobody takes a reference on or asks for what we give
+	 * back; an obtain already in flight may still answer (see below).
+	 */
+	r->recalling |= mine;
+	while (tok__mine_in_use(r, mine)) {
+		if (c->intr_gen != gen) {
+			c->stats.early++;
+			r->recalling &= (uint16_t)~mine;
+			pthread_cond_broadcast(&c->cv);
+			return -TOK_EEARLY;
+		}
+		pthread_cond_wait(&c->cv, &c->mu);
+	}
+	tok_set_clear(&give);
+	tok_set_clear(&back);
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		if (mine & TOK__BIT(t))
+			give.level[t] = ask->level[t];
+		if ((mine | stale) & TOK__BIT(t))
+			back.level[t] = ask->level[t];
+	}
+	pthread_mutex_unlock(&c->mu);
+
+	memset(&st, 0, sizeof(st));
+	failed = tok__run_duties(c, r->ino, tok__duties_of(&give), &st);
+
+	pthread_mutex_lock(&c->mu);
+	c->stats.duty_errors += failed;
+	/*
+	 * An obtain sent before this recall came may have converted a token
+	 * meanwhile: its new level is the server's newer grant and stays (the
+	 * server ignores the old level we give back).
+	 */
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if ((mine & TOK__BIT(t)) && r->level.level[t] == give.level[t])
+			r->level.level[t] = TOK_NONE;
+	if (r->level.level[TOK_IOEXCL] == TOK_NONE)
+		r->ioexcl = false;
+	pthread_mutex_unlock(&c->mu);
+
+	c->ops->give_back(c->arg, r->ino, &back, &st);
+
+	pthread_mutex_lock(&c->mu);
+	r->recalling &= (uint16_t)~mine;
+	pthread_cond_broadcast(&c->cv);
+	return 0;
+}
+
+/*
+ * Give back @tokens of @ino (all cached tokens too if @conditional, which
+ * is refused with -EBUSY while the file is in use).  @recalled: the server
+ * asked (counted as a recall).
+ */
+static int tok__give_back(struct tok_client *c, uint64_t ino, const struct tok_set *tokens,
+			  bool conditional, bool recalled)
+{
+	uint16_t mine, stale, later;
+	struct tok__cino *r;
+	struct tok_set ask;
+	uint64_t gen;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->mu);
+	r = tok__cget(c, ino);
+	if (r == NULL) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	gen = c->intr_gen;
+	if (conditional && tok__in_use(r)) {
+		c->stats.refusals += recalled;
+		rc = -EBUSY;
+		goto out_put;
+	}
+	ask = *tokens;
+	for (int t = 0; conditional && t < TOK_NTOKENS; t++)
+		if (r->level.level[t] != TOK_NONE)
+			ask.level[t] = r->level.level[t];
+	while (!tok_set_empty(&ask)) {
+		if (c->intr_gen != gen) {
+			c->stats.early++;
+			rc = -TOK_EEARLY;
+			goto out_put;
+		}
+		tok__sort_out(r, &ask, &mine, &stale, &later);
+		if (!(mine | stale)) {
+			pthread_cond_wait(&c->cv, &c->mu);
+			continue;
+		}
+		rc = tok__give_back_round(c, r, &ask, mine, stale, gen);
+		if (rc)
+			goto out_put;
+		for (int t = 0; t < TOK_NTOKENS; t++)
+			if ((mine | stale) & TOK__BIT(t))
+				ask.level[t] = TOK_NONE;
+	}
+	c->stats.recalls += recalled;
+out_put:
+	tok__cput(c, r);
+out_unlock:
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
+int tok_client_recall(struct tok_client *c, uint64_t ino, const struct tok_set *tokens,
+		      bool conditional)
+{
+	return tok__give_back(c, ino, tokens, conditional, true);
+}
+
+int tok_client_forget(struct tok_client *c, uint64_t ino)
+{
+	struct tok_set none;
+
+	tok_set_clear(&none);
+	return tok__give_back(c, ino, &none, true, false);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 5. I/O-exclusive state, queries, interruption, life cycle               */
+/* ---------------------------------------------------------------------- */
+
+void tok_client_ioexcl_lost(struct tok_client *c, uint64_t ino)
+{
+	struct tok__cino *r;
+
+	pthread_mutex_lock(&c->mu);
+	r = tok__cfind(c, ino);
+	if (r)
+		r->ioexcl = false;
+	pthread_mutex_unlock(&c->mu);
+}
+
+bool tok_client_ioexcl(struct tok_client *c, uint64_t ino)
+{
+	struct tok__cino *r;
+	bool excl;
+
+	pthread_mutex_lock(&c->mu);
+	r = tok__cfind(c, ino);
+	excl = r && r->ioexcl && r->level.level[TOK_IOEXCL] == TOK_READ;
+	pthread_mutex_unlock(&c->mu);
+	return excl;
+}
+
+void tok_client_cached(struct tok_client *c, uint64_t ino, struct tok_set *held)
+{
+	struct tok__cino *r;
+
+	tok_set_clear(held);
+	pthread_mutex_lock(&c->mu);
+	r = tok__cfind(c, ino);
+	if (r)
+		*held = r->level;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void tok_client_interrupt_all(struct tok_client *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->intr_gen++;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void tok_client_stats(struct tok_client *c, struct tok_client_stats *st)
+{
+	pthread_mutex_lock(&c->mu);
+	*st = c->stats;
+	pthread_mutex_unlock(&c->mu);
+}
+
+int tok_client_create(const struct tok_client_ops *ops, void *arg, struct tok_client **out)
+{
+	struct tok_client *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (c == NULL)
+		return -ENOMEM;
+	rc = -pthread_mutex_init(&c->mu, NULL);
+	if (rc)
+		goto out_free;
+	rc = -pthread_cond_init(&c->cv, NULL);
+	if (rc)
+		goto out_mutex;
+	c->ops = ops;
+	c->arg = arg;
+	*out = c;
+	return 0;
+out_mutex:
+	pthread_mutex_destroy(&c->mu);
+out_free:
+	free(c);
+	return rc;
+}
+
+void tok_client_destroy(struct tok_client *c)
+{
+	struct tok__cino *r, *next;
+
+	if (c == NULL)
+		return;
+	for (unsigned b = 0; b < TOK__CBUCKETS; b++) {
+		for (r = c->hash[b]; r; r = next) {
+			next = r->hnext;
+			assert(r->users == 0 && !r->busy);
+			free(r);
+		}
+	}
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}

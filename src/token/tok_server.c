@@ -1,0 +1,754 @@
+/*
+ * tok_server.c - the token server of one filesystem: per inode, who holds
+ * which token at which level, the FIFO of waiting requests, the state merged
+ * from returned tokens; recalls, conditional existence recalls, lending, the
+ * I/O-exclusive notification, node departure and interruption (see tok.h).
+ *
+ * Sections:
+ *   1. Records: grants, waiters, inodes, operations.
+ *   2. Deciding: FIFO order, conflicts, recalls, I/O-exclusive state.
+ *   3. Granting and the acquire loop.
+ *   4. Answers from nodes: returns and refusals.
+ *   5. Existence, operations, departure, interruption, queries.
+ *
+ * Mutex rules: one mutex (s->mu) protects every field of the server, its
+ * inode records, grants and waiters; one condition variable (s->cv) is
+ * broadcast whenever any of them changes in a way a waiter may care about
+ * (a grant, a return, a refusal, a waiter leaving, a node leaving, an
+ * interruption).  Waits are rare and each ends in a message round trip, so
+ * one condition variable is cheaper than bookkeeping for many.  The mutex is
+ * a leaf: ops.recall and ops.ioexcl_lost run without it (they send
+ * messages), ops.merged and ops.last_exist under it (they must not call the
+ * server).  A waiter's record stays pinned (users > 0 or a waiter in its
+ * FIFO) while the mutex is dropped, and grants are found again by holder
+ * after every unlock, never kept by pointer.
+ */
+#include "token/tok_i.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------- */
+/* 1. Records                                                              */
+/* ---------------------------------------------------------------------- */
+
+#define TOK__BUCKETS 256u
+/* Holders at or above this are server operations, below it node ids. */
+#define TOK__OP_HOLDER (UINT64_C(1) << 32)
+
+/* What one holder has of one inode. */
+struct tok__grant {
+	struct tok__grant *next;   /* the inode's grants */
+	uint64_t holder;           /* node id, or an operation (>= TOK__OP_HOLDER) */
+	struct tok_set held;       /* the levels held */
+	uint16_t recalling;        /* tokens a recall was sent for and not yet answered */
+	bool excl;                 /* granted IOEXCL READ as the only node, not yet told otherwise */
+	bool telling;              /* ops.ioexcl_lost is being called for this holder */
+	uint8_t cond;              /* conditional EXIST recall: 0 none, 1 to send, 2 sent */
+};
+
+/* A request waiting in an inode's FIFO; lives on the requester's stack. */
+struct tok__waiter {
+	struct tok__waiter *next;  /* later requests */
+	uint64_t holder;
+	struct tok_set want;
+	const struct tok_op *op;   /* the operation asking (for its lend), or NULL */
+	bool cancelled;            /* the holder's node went down */
+};
+
+/* One inode with grants, waiters or a thread inside. */
+struct tok__sino {
+	struct tok__sino *hnext;   /* hash chain */
+	uint64_t ino;
+	struct tok__grant *grants;
+	struct tok__waiter *head;  /* FIFO of waiting requests, oldest first */
+	struct tok_state st;       /* state merged from returned TIMES / SIZE */
+	bool doomed;               /* lost its last name; a node refused to give EXIST back */
+	unsigned users;            /* threads using the record across an unlock */
+};
+
+/* A server operation on behalf of a node. */
+struct tok_op {
+	struct tok_server *s;
+	uint64_t holder;           /* >= TOK__OP_HOLDER; immutable */
+	uint32_t lender;           /* the node that lends, immutable */
+	struct tok_set lent;       /* READ tokens it lends, immutable */
+	uint64_t *inos;            /* inodes with grants; only the op's own thread touches these */
+	size_t ninos, cap;
+};
+
+struct tok_server {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;                       /* see the mutex rules at the top */
+	const struct tok_server_ops *ops;        /* immutable */
+	void *arg;                               /* immutable */
+	struct tok__sino *hash[TOK__BUCKETS];    /* protected by mu */
+	uint64_t intr_gen;                       /* interruptions so far; protected by mu */
+	uint64_t next_op;                        /* next operation number; protected by mu */
+	struct tok_server_stats stats;           /* protected by mu */
+};
+
+static void tok__lock(struct tok_server *s)
+{
+	pthread_mutex_lock(&s->mu);
+}
+
+static void tok__unlock(struct tok_server *s)
+{
+	pthread_mutex_unlock(&s->mu);
+}
+
+static struct tok__sino **tok__slot(struct tok_server *s, uint64_t ino)
+{
+	struct tok__sino **pp = &s->hash[(ino * UINT64_C(0x9E3779B97F4A7C15)) >> 56];
+
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+static struct tok__sino *tok__find(struct tok_server *s, uint64_t ino)
+{
+	return *tok__slot(s, ino);
+}
+
+/* Find or create; NULL only if out of memory. */
+static struct tok__sino *tok__get(struct tok_server *s, uint64_t ino)
+{
+	struct tok__sino **pp = tok__slot(s, ino);
+
+	if (*pp == NULL) {
+		*pp = calloc(1, sizeof(**pp));
+		if (*pp == NULL)
+			return NULL;
+		(*pp)->ino = ino;
+		s->stats.inodes++;
+	}
+	return *pp;
+}
+
+/* Free @r if nothing refers to it any more. */
+static void tok__put(struct tok_server *s, struct tok__sino *r)
+{
+	struct tok__sino **pp;
+
+	if (r->grants || r->head || r->users || r->doomed)
+		return;
+	pp = tok__slot(s, r->ino);
+	*pp = r->hnext;
+	s->stats.inodes--;
+	free(r);
+}
+
+static struct tok__grant *tok__grant_of(struct tok__sino *r, uint64_t holder)
+{
+	for (struct tok__grant *g = r->grants; g; g = g->next)
+		if (g->holder == holder)
+			return g;
+	return NULL;
+}
+
+static void tok__grant_free_if_empty(struct tok__sino *r, struct tok__grant *g)
+{
+	struct tok__grant **pp;
+
+	if (!tok_set_empty(&g->held))
+		return;
+	for (pp = &r->grants; *pp != g; pp = &(*pp)->next)
+		;
+	*pp = g->next;
+	free(g);
+}
+
+static void tok__grant_drop(struct tok__sino *r, uint64_t holder)
+{
+	struct tok__grant *g = tok__grant_of(r, holder);
+
+	if (g) {
+		tok_set_clear(&g->held);
+		tok__grant_free_if_empty(r, g);
+	}
+}
+
+static bool tok__is_node(uint64_t holder)
+{
+	return holder < TOK__OP_HOLDER;
+}
+
+/* Does any holder still have EXIST?  If a doomed file lost its last one, say so. */
+static void tok__check_doomed(struct tok_server *s, struct tok__sino *r)
+{
+	for (struct tok__grant *g = r->grants; g; g = g->next)
+		if (g->held.level[TOK_EXIST] != TOK_NONE)
+			return;
+	if (r->doomed) {
+		r->doomed = false;
+		if (s->ops->last_exist)
+			s->ops->last_exist(s->arg, r->ino);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* 2. Deciding                                                             */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Is @w behind an earlier request of another holder that it conflicts with?
+ * An operation to which a node lends tokens is not: that node holds
+ * references on them while it waits for the operation, so an earlier
+ * request that needs them recalled could only wait for the operation.
+ */
+static bool tok__behind_earlier(const struct tok__sino *r, const struct tok__waiter *w)
+{
+	if (w->op && !tok_set_empty(&w->op->lent))
+		return false;
+	for (const struct tok__waiter *e = r->head; e != w; e = e->next)
+		if (e->holder != w->holder && tok__sets_conflict(&e->want, &w->want))
+			return true;
+	return false;
+}
+
+/* Does @g's level of @t stand in @w's way? */
+static bool tok__in_way(const struct tok__grant *g, const struct tok__waiter *w, int t)
+{
+	uint8_t have = g->held.level[t], want = w->want.level[t];
+
+	if (have == TOK_NONE || want == TOK_NONE || !tok_level_conflicts(have, want))
+		return false;
+	/* A READ token lent to this operation by its node is no obstacle. */
+	if (w->op && g->holder == w->op->lender && have == TOK_READ &&
+	    w->op->lent.level[t] == TOK_READ)
+		return false;
+	return true;
+}
+
+/*
+ * Find what stands in @w's way.  Returns true if anything does; if some of
+ * it is a node's grant not yet recalled, marks it recalling and fills
+ * @node/@recall with one recall to send (recall empty otherwise).
+ */
+static bool tok__obstacles(struct tok__sino *r, const struct tok__waiter *w, uint32_t *node,
+			   struct tok_set *recall)
+{
+	bool any = false;
+
+	*node = 0;
+	tok_set_clear(recall);
+	for (struct tok__grant *g = r->grants; g; g = g->next) {
+		if (g->holder == w->holder)
+			continue;
+		for (int t = 0; t < TOK_NTOKENS; t++) {
+			if (!tok__in_way(g, w, t))
+				continue;
+			any = true;
+			if (tok__is_node(g->holder) && !(g->recalling & TOK__BIT(t)))
+				recall->level[t] = g->held.level[t];
+		}
+		if (!tok_set_empty(recall)) {
+			g->recalling |= tok__mask(recall);
+			*node = (uint32_t)g->holder;
+			return true;
+		}
+	}
+	return any;
+}
+
+/*
+ * Before a second node gets IOEXCL READ, the first must hear that it is no
+ * longer alone.  Returns the grant to tell (marked telling), NULL if none;
+ * sets *wait if another thread is telling it right now.
+ */
+static struct tok__grant *tok__ioexcl_to_tell(struct tok__sino *r, const struct tok__waiter *w,
+					     bool *wait)
+{
+	struct tok__grant *only = NULL;
+	int others = 0;
+
+	*wait = false;
+	if (w->want.level[TOK_IOEXCL] != TOK_READ || !tok__is_node(w->holder))
+		return NULL;
+	for (struct tok__grant *g = r->grants; g; g = g->next) {
+		if (g->holder == w->holder || !tok__is_node(g->holder) ||
+		    g->held.level[TOK_IOEXCL] != TOK_READ)
+			continue;
+		others++;
+		only = g;
+	}
+	if (others != 1 || !only->excl)
+		return NULL;
+	if (only->telling) {
+		*wait = true;
+		return NULL;
+	}
+	only->telling = true;
+	return only;
+}
+
+/* ---------------------------------------------------------------------- */
+/* 3. Granting                                                             */
+/* ---------------------------------------------------------------------- */
+
+/* Give @w what it wants; fold in the state of the levels it converts. */
+static int tok__grant(struct tok_server *s, struct tok__sino *r, const struct tok__waiter *w,
+		      const struct tok_state *in, struct tok_state *out)
+{
+	struct tok__grant *g = tok__grant_of(r, w->holder);
+	bool changed = false;
+	int others = 0;
+
+	if (g == NULL) {
+		g = calloc(1, sizeof(*g));
+		if (g == NULL)
+			return -ENOMEM;
+		g->holder = w->holder;
+		g->next = r->grants;
+		r->grants = g;
+	}
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		if (w->want.level[t] == TOK_NONE)
+			continue;
+		if (in && g->held.level[t] != TOK_NONE)
+			changed |= tok__merge_state(&r->st, in, t, g->held.level[t]);
+		g->held.level[t] = w->want.level[t];
+		g->recalling &= (uint16_t)~TOK__BIT(t);
+	}
+	if (changed && s->ops->merged)
+		s->ops->merged(s->arg, r->ino, &r->st);
+	if (w->want.level[TOK_IOEXCL] == TOK_READ && tok__is_node(w->holder)) {
+		for (struct tok__grant *o = r->grants; o; o = o->next)
+			if (o != g && tok__is_node(o->holder) &&
+			    o->held.level[TOK_IOEXCL] == TOK_READ)
+				others++;
+		g->excl = others == 0;
+	}
+	s->stats.grants++;
+	if (out == NULL)
+		return 0;
+	memset(out, 0, sizeof(*out));
+	if (w->want.level[TOK_TIMES] != TOK_NONE && (r->st.valid & TOK_ST_TIMES)) {
+		out->valid |= TOK_ST_TIMES;
+		out->atime = r->st.atime;
+		out->mtime = r->st.mtime;
+		out->ctime = r->st.ctime;
+	}
+	if (w->want.level[TOK_SIZE] != TOK_NONE && (r->st.valid & TOK_ST_SIZE)) {
+		out->valid |= TOK_ST_SIZE;
+		out->size = r->st.size;
+		out->blocks = r->st.blocks;
+	}
+	if (w->want.level[TOK_IOEXCL] != TOK_NONE) {
+		out->valid |= TOK_ST_IOEXCL;
+		out->ioexcl = g->excl;
+	}
+	return 0;
+}
+
+/* The FIFO without @w. */
+static void tok__dequeue(struct tok__sino *r, struct tok__waiter *w)
+{
+	struct tok__waiter **pp;
+
+	for (pp = &r->head; *pp != w; pp = &(*pp)->next)
+		;
+	*pp = w->next;
+}
+
+static void tok__enqueue(struct tok__sino *r, struct tok__waiter *w)
+{
+	struct tok__waiter **pp;
+
+	for (pp = &r->head; *pp; pp = &(*pp)->next)
+		;
+	*pp = w;
+}
+
+/* The acquire loop shared by nodes and operations. */
+static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_op *op,
+			uint64_t ino, const struct tok_set *want, const struct tok_state *in,
+			struct tok_set *got, struct tok_state *out)
+{
+	struct tok__waiter w = { .holder = holder, .want = *want, .op = op };
+	struct tok__grant *g, *tell;
+	struct tok__sino *r;
+	struct tok_set recall;
+	uint64_t gen, tell_holder;
+	uint32_t node;
+	bool wait;
+	int rc;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	tok_set_clear(got);
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (want->level[t] >= TOK_NLEVELS)
+			return -EINVAL;
+	if (tok_set_empty(want))
+		return -EINVAL;
+
+	tok__lock(s);
+	r = tok__get(s, ino);
+	if (r == NULL) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	tok__enqueue(r, &w);
+	s->stats.waiting++;
+	gen = s->intr_gen;
+	for (;;) {
+		if (w.cancelled) {
+			rc = -ENOTCONN;
+			break;
+		}
+		if (s->intr_gen != gen) {
+			s->stats.early++;
+			rc = -TOK_EEARLY;
+			break;
+		}
+		if (tok__behind_earlier(r, &w)) {
+			pthread_cond_wait(&s->cv, &s->mu);
+			continue;
+		}
+		if (tok__obstacles(r, &w, &node, &recall)) {
+			if (tok_set_empty(&recall)) {
+				pthread_cond_wait(&s->cv, &s->mu);
+				continue;
+			}
+			s->stats.recalls++;
+			tok__unlock(s);
+			s->ops->recall(s->arg, node, ino, &recall, false);
+			tok__lock(s);
+			continue;
+		}
+		tell = tok__ioexcl_to_tell(r, &w, &wait);
+		if (wait) {
+			pthread_cond_wait(&s->cv, &s->mu);
+			continue;
+		}
+		if (tell) {
+			tell_holder = tell->holder;
+			tok__unlock(s);
+			s->ops->ioexcl_lost(s->arg, (uint32_t)tell_holder, ino);
+			tok__lock(s);
+			g = tok__grant_of(r, tell_holder);
+			if (g) {
+				g->excl = false;
+				g->telling = false;
+			}
+			pthread_cond_broadcast(&s->cv);
+			continue;
+		}
+		rc = tok__grant(s, r, &w, in, out);
+		break;
+	}
+	tok__dequeue(r, &w);
+	s->stats.waiting--;
+	g = tok__grant_of(r, holder);
+	for (int t = 0; t < TOK_NTOKENS && g; t++)
+		if (tok_level_covers(g->held.level[t], want->level[t]))
+			got->level[t] = want->level[t];
+	tok__put(s, r);
+	pthread_cond_broadcast(&s->cv);
+out_unlock:
+	tok__unlock(s);
+	return rc;
+}
+
+int tok_server_acquire(struct tok_server *s, uint32_t node, uint64_t ino,
+		       const struct tok_set *want, const struct tok_state *in,
+		       struct tok_set *got, struct tok_state *out)
+{
+	return tok__acquire(s, node, NULL, ino, want, in, got, out);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 4. Answers from nodes                                                   */
+/* ---------------------------------------------------------------------- */
+
+void tok_server_returned(struct tok_server *s, uint32_t node, uint64_t ino,
+			 const struct tok_set *tokens, const struct tok_state *st)
+{
+	struct tok__grant *g;
+	struct tok__sino *r;
+	bool changed = false;
+
+	tok__lock(s);
+	s->stats.returns++;
+	r = tok__find(s, ino);
+	g = r ? tok__grant_of(r, node) : NULL;
+	if (g == NULL)
+		goto out_unlock;
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		/* A level the node no longer has here was settled already. */
+		if (tokens->level[t] == TOK_NONE || g->held.level[t] != tokens->level[t])
+			continue;
+		changed |= tok__merge_state(&r->st, st, t, g->held.level[t]);
+		g->held.level[t] = TOK_NONE;
+		g->recalling &= (uint16_t)~TOK__BIT(t);
+		if (t == TOK_IOEXCL)
+			g->excl = false;
+	}
+	if (changed && s->ops->merged)
+		s->ops->merged(s->arg, ino, &r->st);
+	tok__grant_free_if_empty(r, g);
+	tok__check_doomed(s, r);
+	tok__put(s, r);
+	pthread_cond_broadcast(&s->cv);
+out_unlock:
+	tok__unlock(s);
+}
+
+void tok_server_refused(struct tok_server *s, uint32_t node, uint64_t ino,
+			const struct tok_set *tokens)
+{
+	struct tok__grant *g;
+	struct tok__sino *r;
+
+	tok__lock(s);
+	s->stats.refusals++;
+	r = tok__find(s, ino);
+	g = r ? tok__grant_of(r, node) : NULL;
+	if (g) {
+		g->recalling &= (uint16_t)~tok__mask(tokens);
+		pthread_cond_broadcast(&s->cv);
+	}
+	tok__unlock(s);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 5. Existence, operations, departure, interruption, queries              */
+/* ---------------------------------------------------------------------- */
+
+int tok_server_recall_exist(struct tok_server *s, uint64_t ino)
+{
+	struct tok__grant *g;
+	struct tok__sino *r;
+	struct tok_set recall;
+	uint64_t gen;
+	uint32_t node;
+	bool pending;
+	int rc;
+
+	tok__lock(s);
+	r = tok__find(s, ino);
+	if (r == NULL) {
+		rc = 0;
+		goto out_unlock;
+	}
+	r->users++;
+	gen = s->intr_gen;
+	for (g = r->grants; g; g = g->next) {
+		if (tok__is_node(g->holder) && g->held.level[TOK_EXIST] != TOK_NONE &&
+		    !(g->recalling & TOK__BIT(TOK_EXIST))) {
+			g->recalling |= TOK__BIT(TOK_EXIST);
+			g->cond = 1;
+		}
+	}
+	for (;;) {
+		if (s->intr_gen != gen) {
+			s->stats.early++;
+			rc = -TOK_EEARLY;
+			break;
+		}
+		pending = false;
+		for (g = r->grants; g && g->cond != 1; g = g->next)
+			pending |= (g->recalling & TOK__BIT(TOK_EXIST)) != 0;
+		if (g) {
+			g->cond = 2;
+			if (g->held.level[TOK_EXIST] == TOK_NONE) {
+				/* Given back on its own meanwhile. */
+				g->recalling &= (uint16_t)~TOK__BIT(TOK_EXIST);
+				continue;
+			}
+			node = (uint32_t)g->holder;
+			tok_set_clear(&recall);
+			recall.level[TOK_EXIST] = g->held.level[TOK_EXIST];
+			s->stats.recalls++;
+			tok__unlock(s);
+			s->ops->recall(s->arg, node, ino, &recall, true);
+			tok__lock(s);
+			continue;
+		}
+		if (pending) {
+			pthread_cond_wait(&s->cv, &s->mu);
+			continue;
+		}
+		rc = 0;
+		for (g = r->grants; g; g = g->next)
+			if (g->held.level[TOK_EXIST] != TOK_NONE)
+				rc = -EBUSY;
+		break;
+	}
+	for (g = r->grants; g; g = g->next)
+		g->cond = 0;
+	r->doomed = rc == -EBUSY;
+	r->users--;
+	tok__put(s, r);
+out_unlock:
+	tok__unlock(s);
+	return rc;
+}
+
+int tok_server_op_begin(struct tok_server *s, uint32_t lender, const struct tok_set *lent,
+			struct tok_op **out)
+{
+	struct tok_op *op = calloc(1, sizeof(*op));
+
+	if (op == NULL)
+		return -ENOMEM;
+	op->s = s;
+	op->lender = lender;
+	if (lent)
+		op->lent = *lent;
+	tok__lock(s);
+	op->holder = TOK__OP_HOLDER + s->next_op++;
+	tok__unlock(s);
+	*out = op;
+	return 0;
+}
+
+int tok_server_op_acquire(struct tok_op *op, uint64_t ino, const struct tok_set *want,
+			  struct tok_set *got, struct tok_state *out)
+{
+	uint64_t *inos;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < op->ninos && op->inos[i] != ino; i++)
+		;
+	if (i == op->ninos && op->ninos == op->cap) {
+		/* Room first: a grant nobody could release would be worse. */
+		inos = realloc(op->inos, (op->cap ? 2 * op->cap : 4) * sizeof(*inos));
+		if (inos == NULL)
+			return -ENOMEM;
+		op->inos = inos;
+		op->cap = op->cap ? 2 * op->cap : 4;
+	}
+	rc = tok__acquire(op->s, op->holder, op, ino, want, NULL, got, out);
+	if (rc == 0 && i == op->ninos)
+		op->inos[op->ninos++] = ino;
+	return rc;
+}
+
+void tok_server_op_end(struct tok_op *op)
+{
+	struct tok_server *s = op->s;
+	struct tok__sino *r;
+
+	tok__lock(s);
+	for (size_t i = 0; i < op->ninos; i++) {
+		r = tok__find(s, op->inos[i]);
+		if (r == NULL)
+			continue;
+		tok__grant_drop(r, op->holder);
+		tok__check_doomed(s, r);
+		tok__put(s, r);
+	}
+	pthread_cond_broadcast(&s->cv);
+	tok__unlock(s);
+	free(op->inos);
+	free(op);
+}
+
+void tok_server_node_down(struct tok_server *s, uint32_t node)
+{
+	struct tok__sino *r, *next;
+
+	tok__lock(s);
+	for (unsigned b = 0; b < TOK__BUCKETS; b++) {
+		for (r = s->hash[b]; r; r = next) {
+			next = r->hnext;
+			for (struct tok__waiter *w = r->head; w; w = w->next)
+				if (w->holder == node)
+					w->cancelled = true;
+			tok__grant_drop(r, node);
+			tok__check_doomed(s, r);
+			tok__put(s, r);
+		}
+	}
+	pthread_cond_broadcast(&s->cv);
+	tok__unlock(s);
+}
+
+void tok_server_interrupt_all(struct tok_server *s)
+{
+	tok__lock(s);
+	s->intr_gen++;
+	/* Recalls unanswered now are sent again when the requests are retried. */
+	for (unsigned b = 0; b < TOK__BUCKETS; b++)
+		for (struct tok__sino *r = s->hash[b]; r; r = r->hnext)
+			for (struct tok__grant *g = r->grants; g; g = g->next)
+				g->recalling = 0;
+	pthread_cond_broadcast(&s->cv);
+	tok__unlock(s);
+}
+
+void tok_server_held(struct tok_server *s, uint32_t node, uint64_t ino, struct tok_set *held)
+{
+	struct tok__grant *g;
+	struct tok__sino *r;
+
+	tok_set_clear(held);
+	tok__lock(s);
+	r = tok__find(s, ino);
+	g = r ? tok__grant_of(r, node) : NULL;
+	if (g)
+		*held = g->held;
+	tok__unlock(s);
+}
+
+void tok_server_stats(struct tok_server *s, struct tok_server_stats *st)
+{
+	tok__lock(s);
+	*st = s->stats;
+	tok__unlock(s);
+}
+
+int tok_server_create(const struct tok_server_ops *ops, void *arg, struct tok_server **out)
+{
+	struct tok_server *s = calloc(1, sizeof(*s));
+	int rc;
+
+	if (s == NULL)
+		return -ENOMEM;
+	rc = -pthread_mutex_init(&s->mu, NULL);
+	if (rc)
+		goto out_free;
+	rc = -pthread_cond_init(&s->cv, NULL);
+	if (rc)
+		goto out_mutex;
+	s->ops = ops;
+	s->arg = arg;
+	*out = s;
+	return 0;
+out_mutex:
+	pthread_mutex_destroy(&s->mu);
+out_free:
+	free(s);
+	return rc;
+}
+
+void tok_server_destroy(struct tok_server *s)
+{
+	struct tok__sino *r, *next;
+	struct tok__grant *g, *gnext;
+
+	if (s == NULL)
+		return;
+	for (unsigned b = 0; b < TOK__BUCKETS; b++) {
+		for (r = s->hash[b]; r; r = next) {
+			next = r->hnext;
+			assert(r->head == NULL && r->users == 0);
+			for (g = r->grants; g; g = gnext) {
+				gnext = g->next;
+				free(g);
+			}
+			free(r);
+		}
+	}
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
