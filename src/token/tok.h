@@ -259,6 +259,7 @@ struct tok_client_stats {
 	uint64_t refusals;         /* conditional recalls refused */
 	uint64_t duty_errors;      /* duties that failed */
 	uint64_t early;            /* waits ended by tok_client_interrupt_all() */
+	uint64_t draining;         /* recalls waiting for references to go now */
 	uint64_t inodes;           /* inodes with cached tokens now */
 };
 

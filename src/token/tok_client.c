@@ -386,8 +386,10 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 	 * back; an obtain already in flight may still answer (see below).
 	 */
 	r->recalling |= mine;
+	c->stats.draining++;
 	while (tok__mine_in_use(r, mine)) {
 		if (c->intr_gen != gen) {
+			c->stats.draining--;
 			c->stats.early++;
 			r->recalling &= (uint16_t)~mine;
 			pthread_cond_broadcast(&c->cv);
@@ -395,6 +397,7 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 		}
 		pthread_cond_wait(&c->cv, &c->mu);
 	}
+	c->stats.draining--;
 	tok_set_clear(&give);
 	tok_set_clear(&back);
 	for (int t = 0; t < TOK_NTOKENS; t++) {

@@ -33,7 +33,6 @@
 
 #define NNODES 4
 #define MAXEV 65536
-#define MAXTHR 65536
 
 enum ev_kind { EV_DUTY, EV_RECALL, EV_RECALL_DONE, EV_IOEXCL_LOST, EV_GRANTED, EV_MERGED,
 	       EV_LAST_EXIST };
@@ -61,10 +60,10 @@ struct cluster {
 	struct tok_server *s;
 	struct node n[NNODES];
 	pthread_mutex_t mu;       /* protects everything below and node.local */
+	pthread_cond_t idle;      /* broadcast when a delivery ends */
 	struct ev ev[MAXEV];
 	size_t nev;
-	pthread_t thr[MAXTHR];    /* recall deliveries, joined at teardown */
-	size_t nthr;
+	int deliveries;           /* recall deliveries still running (detached threads) */
 	bool log_off;             /* the randomized test logs nothing */
 };
 
@@ -96,6 +95,10 @@ static void *deliver_recall(void *p)
 		tok_server_refused(d->n->cl->s, d->n->id, d->ino, &d->set);
 	logev(d->n->cl, (struct ev){ .kind = EV_RECALL_DONE, .node = d->n->id, .ino = d->ino,
 				     .rc = rc });
+	pthread_mutex_lock(&d->n->cl->mu);
+	d->n->cl->deliveries--;
+	pthread_cond_broadcast(&d->n->cl->idle);
+	pthread_mutex_unlock(&d->n->cl->mu);
 	free(d);
 	return NULL;
 }
@@ -105,15 +108,20 @@ static void srv_recall(void *arg, uint32_t node, uint64_t ino, const struct tok_
 {
 	struct cluster *cl = arg;
 	struct delivery *d = malloc(sizeof(*d));
+	pthread_attr_t attr;
+	pthread_t th;
 
 	assert_non_null(d);
 	*d = (struct delivery){ .n = &cl->n[node], .ino = ino, .set = *tokens, .cond = conditional };
 	logev(cl, (struct ev){ .kind = EV_RECALL, .node = node, .ino = ino, .set = *tokens,
 			       .cond = conditional });
 	pthread_mutex_lock(&cl->mu);
-	assert_true(cl->nthr < MAXTHR);
-	assert_int_equal(pthread_create(&cl->thr[cl->nthr++], NULL, deliver_recall, d), 0);
+	cl->deliveries++;
 	pthread_mutex_unlock(&cl->mu);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	assert_int_equal(pthread_create(&th, &attr, deliver_recall, d), 0);
+	pthread_attr_destroy(&attr);
 }
 
 static void srv_ioexcl_lost(void *arg, uint32_t node, uint64_t ino)
@@ -189,7 +197,7 @@ static int setup(void **state)
 {
 	struct cluster *cl = calloc(1, sizeof(*cl));
 
-	if (cl == NULL || pthread_mutex_init(&cl->mu, NULL))
+	if (cl == NULL || pthread_mutex_init(&cl->mu, NULL) || pthread_cond_init(&cl->idle, NULL))
 		return -1;
 	if (tok_server_create(&srv_ops, cl, &cl->s))
 		return -1;
@@ -206,24 +214,15 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct cluster *cl = *state;
-	size_t joined = 0;
 
-	/* Deliveries may start more deliveries; join until none is left. */
-	for (;;) {
-		pthread_t th;
-
-		pthread_mutex_lock(&cl->mu);
-		if (joined == cl->nthr) {
-			pthread_mutex_unlock(&cl->mu);
-			break;
-		}
-		th = cl->thr[joined++];
-		pthread_mutex_unlock(&cl->mu);
-		pthread_join(th, NULL);
-	}
+	pthread_mutex_lock(&cl->mu);
+	while (cl->deliveries > 0)
+		pthread_cond_wait(&cl->idle, &cl->mu);
+	pthread_mutex_unlock(&cl->mu);
 	for (int i = 0; i < NNODES; i++)
 		tok_client_destroy(cl->n[i].c);
 	tok_server_destroy(cl->s);
+	pthread_cond_destroy(&cl->idle);
 	pthread_mutex_destroy(&cl->mu);
 	free(cl);
 	return 0;
@@ -348,6 +347,14 @@ static uint64_t srv_waiting(struct cluster *cl)
 
 	tok_server_stats(cl->s, &st);
 	return st.waiting;
+}
+
+static uint64_t cli_draining(struct node *n)
+{
+	struct tok_client_stats st;
+
+	tok_client_stats(n->c, &st);
+	return st.draining;
 }
 
 /* An acquire on a thread of its own. */
@@ -850,8 +857,7 @@ static void test_interrupt(void **state)
 	acq(&cl->n[0], ino, TOK_ATTR, TOK_WRITE);
 	/* A server wait (node 1) and a client wait (node 0 behind its own recall). */
 	start(&a, &cl->n[1], NULL, ino, one(TOK_ATTR, TOK_READ));
-	WAIT_FOR(srv_waiting(cl) == 1 && count_ev(cl, m, EV_RECALL, 0, ino) == 1);
-	msleep(20);
+	WAIT_FOR(srv_waiting(cl) == 1 && cli_draining(&cl->n[0]) == 1);
 	start(&b, &cl->n[0], NULL, ino, one(TOK_ATTR, TOK_READ));
 	msleep(30);
 	assert_false(atomic_load(&b.done));
@@ -890,7 +896,7 @@ static void test_refs_hold_recall(void **state)
 	acq(&cl->n[0], ino, TOK_ATTR, TOK_READ);
 	acq(&cl->n[0], ino, TOK_ATTR, TOK_READ);
 	start(&a, &cl->n[1], NULL, ino, one(TOK_ATTR, TOK_WRITE));
-	WAIT_FOR(count_ev(cl, m, EV_RECALL, 0, ino) == 1);
+	WAIT_FOR(count_ev(cl, m, EV_RECALL, 0, ino) == 1 && cli_draining(&cl->n[0]) == 1);
 	msleep(30);
 	assert_false(atomic_load(&a.done));
 	rel(&cl->n[0], ino, TOK_ATTR, TOK_READ);
