@@ -12,22 +12,10 @@
  *
  * A caller splits its request into commands of at most 256 KiB (tgtd
  * negotiates MaxBurstLength 256 KiB; larger commands are several times
- * slower), queues them on is->submit, then takes the context mutex
- * (is->ctx_lock) if it is free, issues everything queued on the libiscsi
- * context itself and pushes it onto the socket (iscsi_service with
- * POLLOUT); then it sleeps on a condition variable of its own until all of
- * its commands complete.  The I/O thread polls only for replies, so a
- * command costs one thread hand-off (the reply), not two.  A caller never
- * sleeps on the context mutex: if it is taken, the holder issues the
- * queued commands, because whoever releases the context mutex looks at
- * is->submit again afterwards (the I/O thread before it polls).  The
- * caller wakes the I/O thread through an eventfd only when output could
- * not all be written at once (the thread then polls with POLLOUT) or when
- * the session is broken: commands queued then stay on is->submit for the
- * I/O thread, which issues them once it has logged in again.  libiscsi is
- * not thread-safe: every call into it, from a caller or the I/O thread, is
- * made under the context mutex, which is never held while blocked in
- * poll() or while logging in.
+ * slower), queues them on is->submit, wakes the I/O thread through an
+ * eventfd and sleeps on a condition variable of its own until all of them
+ * complete.  Only the I/O thread touches the libiscsi context once the
+ * device is open, so libiscsi needs no locking.
  *
  * Reconnection does not rely on libiscsi's automatic reconnect (which is
  * switched off): when the connection fails the I/O thread destroys the
@@ -39,14 +27,8 @@
  * write is lost; an unacknowledged one may be executed twice, which is
  * harmless for a write of fixed data.
  *
- * Lock order: the context mutex (is->ctx_lock), then is->lock.  libiscsi
- * runs our completion callback under the context mutex, and the callback
- * takes is->lock to wake the caller; nobody takes the context mutex while
- * holding is->lock.  is->ctx_lock protects the session: is->ctx,
- * is->inflight, is->retry, is->broken and the I/O-side fields of every
- * command issued or waiting to be reissued.  is->lock protects is->submit,
- * is->wake_pending, is->stopping and each caller's wait (pending, err);
- * each caller's wait.cond is used with is->lock.
+ * Lock order: is->lock is the only lock here and is never held across a
+ * libiscsi call.  Each caller's wait.cond is used with is->lock.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -95,9 +77,8 @@ struct blk__iscsi_wait {
 
 /*
  * One SCSI command.  It lives in its caller's memory until the caller's
- * wait completes.  The caller fills in the request fields before issuing or
- * queueing it; after that it is touched only under the context mutex (or
- * under is->lock while on is->submit).
+ * wait completes.  The caller fills in the request fields before queueing;
+ * after that only the I/O thread touches the command.
  */
 struct blk__iscsi_cmd {
 	enum blk__iscsi_op op;            /* what to issue */
@@ -107,10 +88,10 @@ struct blk__iscsi_cmd {
 	struct scsi_persistent_reserve_out_basic pr; /* its parameter list */
 	struct blk__iscsi_wait *wait;     /* the caller waiting for this command */
 	struct blk__iscsi *is;            /* the device, for the completion callback */
-	int retries;                      /* reissues so far after UA/BUSY; ctx_lock */
-	struct scsi_task *task;           /* the libiscsi task in flight, or NULL; ctx_lock */
+	int retries;                      /* reissues so far after UA/BUSY; I/O thread */
+	struct scsi_task *task;           /* the libiscsi task in flight, or NULL; I/O thread */
 	struct blk__iscsi_cmd *prev, *next; /* in is->submit (is->lock) or in is->inflight
-	                                     * or is->retry (ctx_lock) */
+	                                     * or is->retry (I/O thread only) */
 };
 
 /* A singly linked FIFO of commands, linked through next. */
@@ -130,20 +111,16 @@ struct blk__iscsi {
 	int eventfd;                      /* callers write it to wake the I/O thread */
 	pthread_t thread;                 /* the I/O thread */
 
-	pthread_mutex_t ctx_lock;         /* the context mutex: protects the fields
-	                                   * down to the blank line and every call
-	                                   * into libiscsi once the device is open */
-	struct iscsi_context *ctx;        /* the session, NULL while disconnected */
-	struct blk__iscsi_cmd *inflight;  /* issued, not completed (doubly linked) */
-	struct blk__iscsi_queue retry;    /* for the I/O thread to issue (again) */
-	int broken;                       /* the connection failed: commands wait on
-	                                   * is->submit until the I/O thread has
-	                                   * reconnected */
-
-	pthread_mutex_t lock;             /* protects the fields down to the end */
-	struct blk__iscsi_queue submit;   /* commands queued, not yet issued */
+	pthread_mutex_t lock;             /* protects the fields down to the blank line */
+	struct blk__iscsi_queue submit;   /* commands queued by callers */
 	int wake_pending;                 /* eventfd written and not yet drained */
 	int stopping;                     /* blk_close() asked the thread to exit */
+
+	/* The I/O thread's own state; nobody else touches it after open. */
+	struct iscsi_context *ctx;        /* the session, NULL while disconnected */
+	struct blk__iscsi_cmd *inflight;  /* issued, not completed (doubly linked) */
+	struct blk__iscsi_queue retry;    /* to be issued before new commands */
+	int broken;                       /* the connection failed: reconnect first */
 };
 
 static void blk__iscsi_queue_push(struct blk__iscsi_queue *q, struct blk__iscsi_cmd *c)
@@ -396,7 +373,7 @@ static void blk__iscsi_complete(struct blk__iscsi *is, struct blk__iscsi_cmd *c,
 	pthread_mutex_unlock(&is->lock);
 }
 
-/* Fail every command waiting to be issued or reissued; under the context mutex. */
+/* Fail every command the I/O thread holds or callers have queued. */
 static void blk__iscsi_fail_queued(struct blk__iscsi *is, int rc)
 {
 	struct blk__iscsi_cmd *c;
@@ -430,10 +407,7 @@ static int blk__iscsi_classify(struct blk__iscsi_cmd *c, struct scsi_task *task)
 	}
 }
 
-/*
- * libiscsi's completion callback for every command; runs under the context
- * mutex, in the I/O thread or in a caller servicing the context.
- */
+/* libiscsi's completion callback for every command; runs in the I/O thread. */
 static void blk__iscsi_cb(struct iscsi_context *ctx, int status, void *command_data, void *private_data)
 {
 	struct blk__iscsi_cmd *c = private_data;
@@ -475,7 +449,7 @@ static void blk__iscsi_cb(struct iscsi_context *ctx, int status, void *command_d
 	blk__iscsi_complete(is, c, rc);
 }
 
-/* Issue @c on the current session; under the context mutex. */
+/* Issue @c on the current session (I/O thread). */
 static void blk__iscsi_issue(struct blk__iscsi *is, struct blk__iscsi_cmd *c)
 {
 	uint32_t ss = is->dev->sector_size, len = (uint32_t)c->iov.iov_len;
@@ -548,77 +522,55 @@ static int blk__iscsi_nap(struct blk__iscsi *is, int ms)
 	return stopping;
 }
 
-/* Put every command in flight back on the retry list; under the context mutex. */
-static void blk__iscsi_requeue_inflight(struct blk__iscsi *is)
+/*
+ * Tear down the failed session, putting every command in flight back on the
+ * retry list, and log in again, retrying until it works or the device is
+ * closed.  Commands queued for longer than BLK__ISCSI_GIVEUP_MS of failed
+ * attempts are failed with -EIO (none of them was acknowledged).
+ */
+static void blk__iscsi_reconnect(struct blk__iscsi *is)
 {
+	uint64_t down_since = blk__iscsi_now_ms();
 	struct blk__iscsi_cmd *c;
+	struct iscsi_context *ctx;
+	int delay_ms = 20, attempt, err;
 
+	fprintf(stderr, "cxfs blk: %s: connection lost, reconnecting\n", is->dev->uri);
+	if (is->ctx) {
+		/* Cancels every PDU: blk__iscsi_cb moves its command to retry. */
+		iscsi_destroy_context(is->ctx);
+		is->ctx = NULL;
+	}
 	while ((c = is->inflight)) {
 		blk__iscsi_inflight_remove(is, c);
 		scsi_free_scsi_task(c->task);
 		c->task = NULL;
 		blk__iscsi_queue_push(&is->retry, c);
 	}
-}
-
-/*
- * Tear down the failed session, putting every command in flight back on the
- * retry list, and log in again, retrying until it works or the device is
- * closed.  Commands queued for longer than BLK__ISCSI_GIVEUP_MS of failed
- * attempts are failed with -EIO (none of them was acknowledged).  The
- * context mutex is held for the teardown and the swap, not for the logins:
- * callers meanwhile see is->broken and queue on is->submit.
- */
-static void blk__iscsi_reconnect(struct blk__iscsi *is)
-{
-	uint64_t down_since = blk__iscsi_now_ms();
-	struct iscsi_context *ctx;
-	int delay_ms = 20, attempt, err;
-
-	fprintf(stderr, "cxfs blk: %s: connection lost, reconnecting\n", is->dev->uri);
-	pthread_mutex_lock(&is->ctx_lock);
-	if (is->ctx) {
-		/* Cancels every PDU: blk__iscsi_cb moves its command to retry. */
-		iscsi_destroy_context(is->ctx);
-		is->ctx = NULL;
-	}
-	blk__iscsi_requeue_inflight(is);
-	pthread_mutex_unlock(&is->ctx_lock);
 	for (attempt = 0;; attempt++) {
 		ctx = blk__iscsi_connect(is, attempt == 0, &err);
 		if (ctx)
 			break;
-		if (blk__iscsi_now_ms() - down_since > BLK__ISCSI_GIVEUP_MS) {
-			pthread_mutex_lock(&is->ctx_lock);
+		if (blk__iscsi_now_ms() - down_since > BLK__ISCSI_GIVEUP_MS)
 			blk__iscsi_fail_queued(is, -EIO);
-			pthread_mutex_unlock(&is->ctx_lock);
-		}
 		if (blk__iscsi_nap(is, delay_ms))
 			return;
 		delay_ms = delay_ms * 2 > 1000 ? 1000 : delay_ms * 2;
 	}
-	pthread_mutex_lock(&is->ctx_lock);
 	is->ctx = ctx;
 	is->broken = 0;
-	pthread_mutex_unlock(&is->ctx_lock);
 	atomic_fetch_add_explicit(&is->dev->n_reconnects, 1, memory_order_relaxed);
 	fprintf(stderr, "cxfs blk: %s: reconnected after %d failed attempts\n", is->dev->uri, attempt);
 }
 
-/*
- * The I/O thread: issue what callers queued, reconnect when the session
- * fails, and otherwise sleep in poll() until a reply arrives, output left
- * behind by a caller can be written, or a caller wakes it.
- */
 static void *blk__iscsi_thread(void *arg)
 {
 	struct blk__iscsi *is = arg;
 	struct pollfd pfd[2];
 	struct blk__iscsi_cmd *c;
-	int stopping, queued, n, poll_err;
+	int stopping, n;
 
 	for (;;) {
-		pthread_mutex_lock(&is->ctx_lock);
 		pthread_mutex_lock(&is->lock);
 		blk__iscsi_queue_splice(&is->retry, &is->submit);
 		is->wake_pending = 0;
@@ -627,42 +579,31 @@ static void *blk__iscsi_thread(void *arg)
 		if (stopping)
 			break;
 		if (is->broken) {
-			pthread_mutex_unlock(&is->ctx_lock);
 			blk__iscsi_reconnect(is);
 			continue;
 		}
 		while ((c = blk__iscsi_queue_pop(&is->retry)))
 			blk__iscsi_issue(is, c);
-		/* Only this thread replaces the context, so the fd stays valid. */
+
 		pfd[0].fd = iscsi_get_fd(is->ctx);
 		pfd[0].events = (short)iscsi_which_events(is->ctx);
 		pfd[0].revents = 0;
-		pthread_mutex_unlock(&is->ctx_lock);
-		/* Commands queued while we held the context mutex are ours. */
-		pthread_mutex_lock(&is->lock);
-		queued = is->submit.head != NULL;
-		pthread_mutex_unlock(&is->lock);
-		if (queued)
-			continue;
 		pfd[1].fd = is->eventfd;
 		pfd[1].events = POLLIN;
 		pfd[1].revents = 0;
 		n = poll(pfd, 2, BLK__ISCSI_POLL_MS);
-		poll_err = n < 0 && errno != EINTR ? errno : 0;
+		if (n < 0 && errno != EINTR) {
+			fprintf(stderr, "cxfs blk: poll: %s\n", strerror(errno));
+			is->broken = 1;
+			continue;
+		}
 		if (pfd[1].revents)
 			blk__iscsi_drain_eventfd(is);
-		pthread_mutex_lock(&is->ctx_lock);
-		if (poll_err) {
-			fprintf(stderr, "cxfs blk: poll: %s\n", strerror(poll_err));
+		/* With revents 0 this only runs libiscsi's timeout processing. */
+		if (iscsi_service(is->ctx, pfd[0].revents) < 0)
 			is->broken = 1;
-		} else if (!is->broken && iscsi_service(is->ctx, pfd[0].revents) < 0) {
-			/* With revents 0 that only ran libiscsi's timeout processing. */
-			is->broken = 1;
-		}
-		pthread_mutex_unlock(&is->ctx_lock);
 	}
 
-	/* Still under the context mutex. */
 	if (is->ctx) {
 		if (!is->broken && !is->inflight)
 			iscsi_logout_sync(is->ctx);
@@ -671,9 +612,13 @@ static void *blk__iscsi_thread(void *arg)
 	}
 	/* blk_close() is called with no I/O in flight; fail any stragglers
 	 * rather than leave a caller asleep forever. */
-	blk__iscsi_requeue_inflight(is);
+	while ((c = is->inflight)) {
+		blk__iscsi_inflight_remove(is, c);
+		scsi_free_scsi_task(c->task);
+		c->task = NULL;
+		blk__iscsi_queue_push(&is->retry, c);
+	}
 	blk__iscsi_fail_queued(is, -EIO);
-	pthread_mutex_unlock(&is->ctx_lock);
 	return NULL;
 }
 
@@ -681,66 +626,11 @@ static void *blk__iscsi_thread(void *arg)
 /* 4. The caller side and the ops table                                */
 /* ------------------------------------------------------------------ */
 
-/* Wake the I/O thread unless a wake-up is already pending; under is->lock. */
-static void blk__iscsi_wake(struct blk__iscsi *is)
-{
-	uint64_t one = 1;
-
-	if (is->wake_pending)
-		return;
-	is->wake_pending = 1;
-	if (write(is->eventfd, &one, sizeof(one)) < 0)
-		fprintf(stderr, "cxfs blk: eventfd write: %s\n", strerror(errno));
-}
-
-/*
- * Issue what is queued on is->submit and write it to the socket, unless
- * another thread holds the context mutex: it then does so itself, since
- * every holder looks at is->submit again after releasing the mutex.  On a
- * broken session the commands stay queued for the I/O thread, woken here.
- */
-static void blk__iscsi_kick(struct blk__iscsi *is)
-{
-	struct blk__iscsi_queue q;
-	struct blk__iscsi_cmd *c;
-	int queued;
-
-	do {
-		if (pthread_mutex_trylock(&is->ctx_lock) != 0)
-			return;
-		pthread_mutex_lock(&is->lock);
-		if (!is->ctx || is->broken) {
-			blk__iscsi_wake(is);
-			pthread_mutex_unlock(&is->lock);
-			pthread_mutex_unlock(&is->ctx_lock);
-			return;
-		}
-		q = is->submit;
-		is->submit.head = is->submit.tail = NULL;
-		pthread_mutex_unlock(&is->lock);
-		while ((c = blk__iscsi_queue_pop(&q)))
-			blk__iscsi_issue(is, c);
-		if (iscsi_service(is->ctx, POLLOUT) < 0)
-			is->broken = 1;
-		/* Output left over (socket full) is for the I/O thread to
-		 * write once it polls with POLLOUT; a failure for it to
-		 * reconnect. */
-		if (is->broken || (iscsi_which_events(is->ctx) & POLLOUT)) {
-			pthread_mutex_lock(&is->lock);
-			blk__iscsi_wake(is);
-			pthread_mutex_unlock(&is->lock);
-		}
-		pthread_mutex_unlock(&is->ctx_lock);
-		pthread_mutex_lock(&is->lock);
-		queued = is->submit.head != NULL;
-		pthread_mutex_unlock(&is->lock);
-	} while (queued);
-}
-
-/* Issue @n commands and wait for all of them; the first error wins. */
+/* Queue @n commands and wait for all of them; the first error wins. */
 static int blk__iscsi_run(struct blk__iscsi *is, struct blk__iscsi_cmd *cmds, unsigned n)
 {
 	struct blk__iscsi_wait w = { .pending = n, .err = 0 };
+	uint64_t one = 1;
 	unsigned i;
 
 	pthread_cond_init(&w.cond, NULL);
@@ -750,9 +640,11 @@ static int blk__iscsi_run(struct blk__iscsi *is, struct blk__iscsi_cmd *cmds, un
 		cmds[i].is = is;
 		blk__iscsi_queue_push(&is->submit, &cmds[i]);
 	}
-	pthread_mutex_unlock(&is->lock);
-	blk__iscsi_kick(is);
-	pthread_mutex_lock(&is->lock);
+	if (!is->wake_pending) {
+		is->wake_pending = 1;
+		if (write(is->eventfd, &one, sizeof(one)) < 0)
+			fprintf(stderr, "cxfs blk: eventfd write: %s\n", strerror(errno));
+	}
 	while (w.pending)
 		pthread_cond_wait(&w.cond, &is->lock);
 	pthread_mutex_unlock(&is->lock);
@@ -878,7 +770,6 @@ static int blk__iscsi_open(struct blk_dev *dev, const char *uri, const struct bl
 		rc = -errno;
 		goto out_destroy_ctx;
 	}
-	pthread_mutex_init(&is->ctx_lock, NULL);
 	pthread_mutex_init(&is->lock, NULL);
 	dev->be.iscsi = is;
 	rc = -pthread_create(&is->thread, NULL, blk__iscsi_thread, is);
@@ -889,7 +780,6 @@ static int blk__iscsi_open(struct blk_dev *dev, const char *uri, const struct bl
 out_destroy_lock:
 	dev->be.iscsi = NULL;
 	pthread_mutex_destroy(&is->lock);
-	pthread_mutex_destroy(&is->ctx_lock);
 	close(is->eventfd);
 out_destroy_ctx:
 	iscsi_logout_sync(is->ctx);
@@ -911,7 +801,6 @@ static void blk__iscsi_close(struct blk_dev *dev)
 	pthread_mutex_unlock(&is->lock);
 	pthread_join(is->thread, NULL);
 	pthread_mutex_destroy(&is->lock);
-	pthread_mutex_destroy(&is->ctx_lock);
 	close(is->eventfd);
 	blk__iscsi_free(is);
 	dev->be.iscsi = NULL;
