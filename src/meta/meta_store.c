@@ -1171,6 +1171,32 @@ static int drop_link(struct meta_store *st, uint64_t dir, uint64_t ino, int is_d
 	return step_done(q);
 }
 
+/*
+ * Remove the entry @name of @dir, which names @ino (a directory if
+ * @ino_dir), for an operation that expects a directory exactly when
+ * @want_dir (rmdir, or rename of a directory over it): the checks of
+ * unlink/rmdir and of rename over an existing name, then the link drop.
+ */
+static int remove_entry(struct meta_store *st, uint64_t dir, const char *name, uint64_t ino,
+			int ino_dir, int want_dir, int64_t now)
+{
+	int rc;
+
+	if (want_dir && !ino_dir)
+		return -ENOTDIR;
+	if (!want_dir && ino_dir)
+		return -EISDIR;
+	if (ino_dir) {
+		rc = dir_is_empty(st, ino);
+		if (rc <= 0)
+			return rc ? rc : -ENOTEMPTY;
+	}
+	rc = dirent_delete(st, dir, name);
+	if (!rc)
+		rc = drop_link(st, dir, ino, ino_dir, now);
+	return rc;
+}
+
 int meta_unlink(struct meta_store *st, uint64_t dir, const char *name, int is_dir, uint64_t *victim)
 {
 	uint64_t ino;
@@ -1191,24 +1217,7 @@ int meta_unlink(struct meta_store *st, uint64_t dir, const char *name, int is_di
 	rc = dirent_get(st, dir, name, &ino, &type);
 	if (rc)
 		goto out;
-	if (is_dir && type != mode_type(S_IFDIR)) {
-		rc = -ENOTDIR;
-		goto out;
-	}
-	if (!is_dir && type == mode_type(S_IFDIR)) {
-		rc = -EISDIR;
-		goto out;
-	}
-	if (is_dir) {
-		rc = dir_is_empty(st, ino);
-		if (rc <= 0) {
-			rc = rc ? rc : -ENOTEMPTY;
-			goto out;
-		}
-	}
-	rc = dirent_delete(st, dir, name);
-	if (!rc)
-		rc = drop_link(st, dir, ino, is_dir, now);
+	rc = remove_entry(st, dir, name, ino, type == mode_type(S_IFDIR), is_dir, now);
 	if (!rc)
 		rc = inode_touch_mc(st, dir, now);
 	if (!rc)
@@ -1325,26 +1334,8 @@ int meta_rename(struct meta_store *st, uint64_t dir, const char *name, uint64_t 
 		goto out;
 	}
 	if (exists) {
-		int dst_dir = dtype == mode_type(S_IFDIR);
-
-		if (src_dir && !dst_dir) {
-			rc = -ENOTDIR;
-			goto out;
-		}
-		if (!src_dir && dst_dir) {
-			rc = -EISDIR;
-			goto out;
-		}
-		if (dst_dir) {
-			rc = dir_is_empty(st, dst);
-			if (rc <= 0) {
-				rc = rc ? rc : -ENOTEMPTY;
-				goto out;
-			}
-		}
-		rc = dirent_delete(st, newdir, newname);
-		if (!rc)
-			rc = drop_link(st, newdir, dst, dst_dir, now);
+		rc = remove_entry(st, newdir, newname, dst, dtype == mode_type(S_IFDIR), src_dir,
+				  now);
 		if (rc)
 			goto out;
 		*victim = dst;
