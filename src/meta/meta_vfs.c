@@ -695,7 +695,7 @@ int meta_vfs_register(struct blk_dev *dev, const struct meta_sb *sb, struct meta
 	}
 	deflt = sqlite3_vfs_find(NULL);
 	if (!deflt)
-		return -ENOSYS;
+		return -ENOENT;   /* SQLite built without any VFS */
 	vfs = calloc(1, sizeof(*vfs));
 	if (!vfs)
 		return -ENOMEM;

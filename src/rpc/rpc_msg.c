@@ -274,7 +274,7 @@ int rpc__key_init(struct rpc__key *k, const uint8_t *secret, size_t len)
 	if (!secret || len < RPC_SECRET_MIN)
 		return -EINVAL;
 	if (sodium_init() < 0)
-		return -ENOSYS;
+		return -EIO;      /* libsodium could not initialise its CPU checks */
 	crypto_auth_hmacsha256_init(&k->base, secret, len);
 	return 0;
 }

@@ -588,7 +588,7 @@ int vn_call(struct vnode *vn, struct vn_call *c)
 	for (;;) {
 		b = vn__impl(vn->first, c->op);
 		if (!b) {
-			rc = -ENOSYS;
+			rc = -EOPNOTSUPP;
 			break;
 		}
 		rc = b->ops->op[c->op](b, vn, c);
@@ -613,7 +613,7 @@ int vn_next(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	for (;;) {
 		b = vn__impl(self->next, c->op);
 		if (!b)
-			return -ENOSYS;
+			return -EOPNOTSUPP;
 		rc = b->ops->op[c->op](b, vn, c);
 		if (rc != -VN_EMIGRATING)
 			return rc;

@@ -174,7 +174,7 @@ static int tb_add(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	atomic_fetch_add(&b->entered, 1);
 	rc = vn_next(self, vn, c);
-	if (rc == -ENOSYS)
+	if (rc == -EOPNOTSUPP)
 		rc = 0;
 	return rc < 0 ? rc : rc + b->id;
 }
@@ -244,8 +244,8 @@ static void test_chain_order(void **state)
 	tb_init(&dup, &trace_dmapi, 9);
 	assert_int_equal(vn_bhv_insert(vn, &dup.bhv), -EEXIST);
 
-	/* Every behavior passes on; nobody below meta: -ENOSYS. */
-	assert_int_equal(call_op(vn, VN_OP_GETATTR), -ENOSYS);
+	/* Every behavior passes on; nobody below meta: -EOPNOTSUPP. */
+	assert_int_equal(call_op(vn, VN_OP_GETATTR), -EOPNOTSUPP);
 	assert_string_equal(trace, "541");
 
 	assert_ptr_equal(vn_bhv_find(vn, VN_POS_DMAPI), &dm.bhv);
@@ -272,13 +272,13 @@ static void test_passthrough_null_entries(void **state)
 	assert_int_equal(vn_bhv_insert(vn, &meta.bhv), 0);
 	assert_int_equal(vn_bhv_insert(vn, &dm.bhv), 0);
 
-	assert_int_equal(call_op(vn, VN_OP_GETATTR), -ENOSYS);
+	assert_int_equal(call_op(vn, VN_OP_GETATTR), -EOPNOTSUPP);
 	assert_string_equal(trace, "41");
 	trace[0] = '\0';
-	assert_int_equal(call_op(vn, VN_OP_READ), -ENOSYS);
+	assert_int_equal(call_op(vn, VN_OP_READ), -EOPNOTSUPP);
 	assert_string_equal(trace, "421");
 	/* Nobody implements WRITE: the head passes it to the bottom. */
-	assert_int_equal(call_op(vn, VN_OP_WRITE), -ENOSYS);
+	assert_int_equal(call_op(vn, VN_OP_WRITE), -EOPNOTSUPP);
 	assert_int_equal(atomic_load(&dm.entered), 2);
 
 	strip(vn, (struct tb *[]){ &dm, &srv, &meta }, 3);
@@ -292,7 +292,7 @@ static void test_enosys_and_einval(void **state)
 	struct vn_call c = { .op = VN_OP__COUNT };
 
 	assert_int_equal(vn_get(f->t, 1, &vn), 0);
-	assert_int_equal(call_op(vn, VN_OP_GETATTR), -ENOSYS);
+	assert_int_equal(call_op(vn, VN_OP_GETATTR), -EOPNOTSUPP);
 	assert_int_equal(vn_call(vn, &c), -EINVAL);
 	vn_put(vn, 1);
 }
@@ -338,7 +338,7 @@ static void test_edit_errors(void **state)
 	assert_int_equal(call_op(vn, VN_OP_GETATTR), 3);
 
 	assert_int_equal(vn_bhv_remove(vn, &cli.bhv), 0);
-	assert_int_equal(call_op(vn, VN_OP_GETATTR), -ENOSYS);
+	assert_int_equal(call_op(vn, VN_OP_GETATTR), -EOPNOTSUPP);
 
 	strip(vn, (struct tb *[]){ &dm, &meta }, 2);
 	vn_put(vn, 1);
