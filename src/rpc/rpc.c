@@ -839,6 +839,19 @@ static int rpc__hello_ok(struct rpc_ctx *ctx, uint32_t version, const char *clus
 	       node[0] && strlen(node) <= RPC_NAME_MAX;
 }
 
+/* The handshake on @conn completed with peer @node at @epoch; ctx->lock held. */
+static void rpc__chan_ready_locked(struct rpc__conn *conn, const char *node, uint64_t epoch)
+{
+	struct rpc_chan *ch = conn->ch;
+
+	snprintf(ch->peer_node, sizeof(ch->peer_node), "%s", node);
+	ch->peer_epoch = epoch;
+	ch->peer_known = 1;
+	ch->state = CHAN_READY;
+	uv_timer_stop(&conn->hello_timer);
+	STAT_ADD(ch, connects, 1);
+}
+
 /* A good HELLO arrived on an incoming connection: answer and go ready. */
 static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 {
@@ -865,12 +878,7 @@ static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 		return;
 	}
 	pthread_mutex_lock(&ctx->lock);
-	snprintf(ch->peer_node, sizeof(ch->peer_node), "%s", in->node);
-	ch->peer_epoch = in->epoch;
-	ch->peer_known = 1;
-	ch->state = CHAN_READY;
-	uv_timer_stop(&conn->hello_timer);
-	STAT_ADD(ch, connects, 1);
+	rpc__chan_ready_locked(conn, in->node, in->epoch);
 	rpc__write_locked(conn, f);
 	rpc__flush_locked(ch);
 	pthread_mutex_unlock(&ctx->lock);
@@ -891,12 +899,7 @@ static void rpc__hello_reply_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 		return;
 	}
 	pthread_mutex_lock(&ctx->lock);
-	snprintf(ch->peer_node, sizeof(ch->peer_node), "%s", in->node);
-	ch->peer_epoch = in->epoch;
-	ch->peer_known = 1;
-	ch->state = CHAN_READY;
-	uv_timer_stop(&conn->hello_timer);
-	STAT_ADD(ch, connects, 1);
+	rpc__chan_ready_locked(conn, in->node, in->epoch);
 	rpc__flush_locked(ch);
 	pthread_mutex_unlock(&ctx->lock);
 	rpc_msg_free(msg);
