@@ -290,3 +290,22 @@ int blk_pr_preempt(struct blk_dev *dev, uint64_t my_key, uint64_t victim_key)
 		return -EOPNOTSUPP;
 	return dev->ops->pr_preempt(dev, my_key, victim_key);
 }
+
+int blk_write_padded(struct blk_dev *dev, uint64_t off, size_t span, const void *data, size_t at,
+		     size_t len)
+{
+	char *bounce;
+	int rc;
+
+	if (at > span || len > span - at)
+		return -EINVAL;
+	if (at == 0 && len == span)
+		return blk_write(dev, data, len, off);
+	bounce = calloc(1, span);
+	if (!bounce)
+		return -ENOMEM;
+	memcpy(bounce + at, data, len);
+	rc = blk_write(dev, bounce, span, off);
+	free(bounce);
+	return rc;
+}

@@ -50,6 +50,12 @@ int blk_read(struct blk_dev *dev, void *buf, size_t len, uint64_t off);
 int blk_write(struct blk_dev *dev, const void *buf, size_t len, uint64_t off);
 /* Make every acknowledged write durable. */
 int blk_flush(struct blk_dev *dev);
+/*
+ * Write @span bytes at @off that hold nothing yet: @len bytes of @data at
+ * @at inside them, zeros around (whole blocks for a fresh extent).
+ */
+int blk_write_padded(struct blk_dev *dev, uint64_t off, size_t span, const void *data, size_t at,
+		     size_t len);
 
 uint64_t blk_size(const struct blk_dev *dev);          /* capacity in bytes */
 uint32_t blk_sector_size(const struct blk_dev *dev);   /* logical block size */

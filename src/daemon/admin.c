@@ -5,8 +5,8 @@
  * the store's and the block layer's locks) runs on libuv's thread pool, and
  * the reply is written back from the loop.
  *
- * Protocol: the client sends one line, the request ("status" or
- * "status json"); the daemon answers with text (or one JSON object) and
+ * Protocol: the client sends one line, the request ("status",
+ * "status json", or in cluster mode "tokens INO"); the daemon answers with text (or one JSON object) and
  * closes the connection.  Lines longer than 256 bytes are refused.
  *
  * Lock order: none here; the gatherers take the locks of the layers they
@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "block/blk.h"
+#include "cluster/cl.h"
 #include "daemon/admin.h"
 #include "daemon/cxfsd.h"
 #include "meta/meta_store.h"
@@ -51,6 +52,7 @@ struct admin_conn {
 	char line[ADMIN_LINE_MAX + 1];    /* the request as received so far */
 	size_t len;
 	int json;                         /* reply in JSON */
+	uint64_t tokens_ino;              /* "tokens INO": that inode's tokens */
 	int busy;                         /* gathering on the thread pool: do not close */
 	uv_work_t work;                   /* gathering on the thread pool */
 	uv_write_t wr;
@@ -76,10 +78,9 @@ static void out(struct admin_conn *c, const char *fmt, ...)
 		c->reply_len = sizeof(c->reply);
 }
 
-/* Thread pool: read every counter and format the reply. */
-static void gather(uv_work_t *w)
+/* Single-machine mode: the store is here. */
+static void gather_single(struct admin_conn *c)
 {
-	struct admin_conn *c = w->data;
 	const struct cxfsd *d = c->a->d;
 	const struct meta_sb *sb = meta_store_sb(d->st);
 	struct meta_store_stats ms;
@@ -139,6 +140,63 @@ static void gather(uv_work_t *w)
 	    (unsigned long long)bs.flushes, (unsigned long long)bs.reconnects);
 }
 
+/* A cluster node: its part of the cluster, and its device. */
+static void gather_cluster(struct admin_conn *c)
+{
+	const struct cxfsd *d = c->a->d;
+	char *cl = malloc(ADMIN_REPLY_MAX / 2);
+	struct blk_stats bs;
+	long uptime = (long)(time(NULL) - c->a->started);
+
+	if (!cl || cl_status_json(d->cl, cl, ADMIN_REPLY_MAX / 2) < 0) {
+		out(c, c->json ? "{\"error\":\"status too large\"}\n" : "error: status too large\n");
+		free(cl);
+		return;
+	}
+	blk_get_stats(d->dev, &bs);
+	if (c->json) {
+		out(c, "{\"node\":\"%s\",\"mode\":\"cluster\",\"uptime_s\":%ld,"
+		    "\"mountpoint\":\"%s\",\"volume\":\"%s\",\"vnodes\":%zu,"
+		    "\"device\":{\"reads\":%llu,\"writes\":%llu,\"flushes\":%llu,"
+		    "\"bytes_read\":%llu,\"bytes_written\":%llu,\"reconnects\":%llu},"
+		    "\"cluster\":%s}\n", cl_node_name(d->cl), uptime, d->mountpoint,
+		    blk_uri(d->dev), vn_table_count(d->vt), (unsigned long long)bs.reads,
+		    (unsigned long long)bs.writes, (unsigned long long)bs.flushes,
+		    (unsigned long long)bs.bytes_read, (unsigned long long)bs.bytes_written,
+		    (unsigned long long)bs.reconnects, cl);
+		free(cl);
+		return;
+	}
+	out(c, "node %s (cluster mode), up %ld s\n", cl_node_name(d->cl), uptime);
+	out(c, "filesystem %s  %s\n", cl_fs_name(d->cl),
+	    cl_is_server(d->cl) ? "served by this node (metadata server)" : "client");
+	out(c, "  volume      %s\n", blk_uri(d->dev));
+	out(c, "  mounted on  %s\n", d->mountpoint);
+	out(c, "  vnodes      %zu cached\n", vn_table_count(d->vt));
+	out(c, "  device      %llu reads, %llu writes, %llu flushes, %llu reconnects\n",
+	    (unsigned long long)bs.reads, (unsigned long long)bs.writes,
+	    (unsigned long long)bs.flushes, (unsigned long long)bs.reconnects);
+	out(c, "  cluster     %s\n", cl);
+	free(cl);
+}
+
+/* Thread pool: read every counter and format the reply. */
+static void gather(uv_work_t *w)
+{
+	struct admin_conn *c = w->data;
+
+	if (c->tokens_ino) {
+		int n = cl_tokens_json(c->a->d->cl, c->tokens_ino, c->reply, sizeof(c->reply) - 1);
+
+		c->reply_len = n > 0 ? (size_t)n : 0;
+		out(c, n > 0 ? "\n" : "{\"error\":\"too large\"}\n");
+	} else if (c->a->d->cl) {
+		gather_cluster(c);
+	} else {
+		gather_single(c);
+	}
+}
+
 static void conn_closed(uv_handle_t *h)
 {
 	free(h->data);
@@ -178,7 +236,12 @@ static void gathered(uv_work_t *w, int status)
 /* A whole request line arrived: answer it. */
 static void handle(struct admin_conn *c)
 {
-	if (strcmp(c->line, "status") == 0 || strcmp(c->line, "status json") == 0) {
+	unsigned long long ino = 0;
+	char end;
+
+	if (c->a->d->cl && sscanf(c->line, "tokens %llu%c", &ino, &end) == 1 && ino)
+		c->tokens_ino = ino;
+	if (c->tokens_ino || strcmp(c->line, "status") == 0 || strcmp(c->line, "status json") == 0) {
 		c->json = strcmp(c->line, "status json") == 0;
 		uv_read_stop((uv_stream_t *)&c->pipe);
 		c->work.data = c;
@@ -188,7 +251,8 @@ static void handle(struct admin_conn *c)
 		c->busy = 0;
 	}
 	c->reply_len = (size_t)snprintf(c->reply, sizeof(c->reply),
-					"error: unknown request \"%.64s\" (try \"status\")\n",
+					"error: unknown request \"%.64s\" (try \"status\" or "
+					"\"tokens INO\")\n",
 					c->line);
 	uv_read_stop((uv_stream_t *)&c->pipe);
 	reply(c);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "block/blk.h"
+#include "cluster/cl.h"
 #include "common/cx_util.h"
 #include "daemon/admin.h"
 #include "daemon/cxfsd.h"
@@ -27,6 +28,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: cxfsd --volume VOLUME [options] MOUNTPOINT\n"
+		"       cxfsd --config FILE --node NAME [--fs NAME] [options] MOUNTPOINT\n"
 		"\n"
 		"Mount the cxfs filesystem on VOLUME at MOUNTPOINT.  This node is its own\n"
 		"metadata server (the single-machine mode).  VOLUME is a file path or\n"
@@ -35,7 +37,12 @@ static void usage(FILE *f)
 		"until SIGTERM, SIGINT or an unmount (umount / fusermount3 -u MOUNTPOINT).\n"
 		"\n"
 		"Options:\n"
-		"  -v, --volume VOLUME    the volume to mount (required)\n"
+		"  -v, --volume VOLUME    the volume to mount (single-machine mode)\n"
+		"  -c, --config FILE      cluster mode: the cluster configuration\n"
+		"                         (docs/cluster.conf.md); the filesystem's volume,\n"
+		"                         this node's address and initiator come from it\n"
+		"  -N, --node NAME        cluster mode: which node of FILE this is\n"
+		"      --fs NAME          cluster mode: the filesystem (default: the first)\n"
 		"  -s, --size BYTES       size of a file volume to create (default 2G;\n"
 		"                         suffixes K, M, G, T)\n"
 		"  -n, --name NAME        filesystem name for a volume created here\n"
@@ -52,7 +59,7 @@ static void usage(FILE *f)
 }
 
 struct cxfsd_opts {
-	const char *volume, *mountpoint, *name, *initiator, *admin;
+	const char *volume, *mountpoint, *name, *initiator, *admin, *config, *node, *fs;
 	uint64_t size;
 	unsigned commit_ms, threads;
 	int daemon, debug, writeback;
@@ -90,9 +97,12 @@ static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
 
 static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 {
-	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR, OPT_ADMIN };
+	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR, OPT_ADMIN, OPT_FS };
 	static const struct option longopts[] = {
 		{ "volume", required_argument, NULL, 'v' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "node", required_argument, NULL, 'N' },
+		{ "fs", required_argument, NULL, OPT_FS },
 		{ "size", required_argument, NULL, 's' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "daemon", no_argument, NULL, 'd' },
@@ -107,9 +117,12 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "v:s:n:dfh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "v:c:N:s:n:dfh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'v': o->volume = optarg; break;
+		case 'c': o->config = optarg; break;
+		case 'N': o->node = optarg; break;
+		case OPT_FS: o->fs = optarg; break;
 		case 's':
 			o->size = cx_parse_size(optarg);
 			if (!o->size) {
@@ -129,8 +142,14 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc - 1 || !o->volume) {
-		fprintf(stderr, "cxfsd: %s\n", !o->volume ? "--volume VOLUME is required"
+	if (o->config && (o->volume || !o->node)) {
+		fprintf(stderr, "cxfsd: %s\n", o->volume ? "--config and --volume exclude each other"
+							 : "--config needs --node NAME");
+		usage(stderr);
+		return 2;
+	}
+	if (optind != argc - 1 || (!o->volume && !o->config)) {
+		fprintf(stderr, "cxfsd: %s\n", optind == argc - 1 ? "--volume VOLUME or --config FILE is required"
 							  : "exactly one MOUNTPOINT is required");
 		usage(stderr);
 		return 2;
@@ -178,6 +197,7 @@ static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 	snprintf(opts, sizeof(opts), "fsname=%s,subtype=cxfs,allow_other,default_permissions",
 		 fsname);
 	se = fuse_session_new(&args, &cxfsd_fuse_ops, sizeof(cxfsd_fuse_ops), d);
+	d->se = se;
 	if (!se) {
 		fprintf(stderr, "cxfsd: cannot set up the FUSE session\n");
 		fuse_opt_free_args(&args);
@@ -206,8 +226,95 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_destroy:
+	d->se = NULL;
 	fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
+	return rc;
+}
+
+/* Drop the kernel's pages and attributes of @ino (a token's duty). */
+static int inval_inode(void *arg, uint64_t ino)
+{
+	struct cxfsd *d = arg;
+	struct fuse_session *se = d->se;
+	int rc;
+
+	if (!se)
+		return 0;
+	rc = fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* Cluster mode: join, open the volume the configuration names, and the store on the MDS. */
+static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta_store_opts *so)
+{
+	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, d };
+	struct blk_open_opts bo = { 0 };
+	char err[512];
+	int rc;
+
+	rc = cl_start(&co, &d->cl, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "cxfsd: %s\n", err);
+		return rc;
+	}
+	o->volume = cl_volume(d->cl);
+	bo.initiator = o->initiator ? o->initiator : cl_initiator(d->cl);
+	fprintf(stderr, "cxfsd: node %s joins filesystem %s as %s\n", cl_node_name(d->cl),
+		cl_fs_name(d->cl), cl_is_server(d->cl) ? "its metadata server" : "a client");
+	rc = blk_open(o->volume, &bo, &d->dev);
+	if (rc) {
+		fprintf(stderr, "cxfsd: cannot open volume %s: %s\n", o->volume, strerror(-rc));
+		return rc;
+	}
+	if (cl_is_server(d->cl)) {
+		rc = meta_store_open(d->dev, so, &d->st, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "cxfsd: cannot mount %s: %s\n", o->volume, err);
+			return rc;
+		}
+		rc = vn_meta_fs_create(d->st, &d->mfs);
+		if (rc)
+			return rc;
+	}
+	rc = cl_attach(d->cl, d->dev, d->st, d->mfs, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "cxfsd: %s\n", err);
+		return rc;
+	}
+	rc = vn_table_create(cl_shape, d->cl, &d->vt);
+	if (rc)
+		return rc;
+	if (d->mfs)
+		vn_meta_fs_set_table(d->mfs, d->vt);
+	cl_set_table(d->cl, d->vt);
+	d->node_id = cl_node_id(d->cl);
+	/* Tokens keep the daemon's caches coherent; the kernel asks each time. */
+	d->entry_timeout = 0;
+	d->attr_timeout = 0;
+	return 0;
+}
+
+/* Single-machine mode: the volume (created if missing), its store, meta behaviors. */
+static int open_single(struct cxfsd *d, const struct cxfsd_opts *o, const struct meta_store_opts *so)
+{
+	char err[256];
+	int rc;
+
+	if (open_volume(o, &d->dev))
+		return -EIO;
+	rc = meta_store_open(d->dev, so, &d->st, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "cxfsd: cannot mount %s: %s\n", o->volume, err);
+		if (rc == -META_ENOTFORMATTED)
+			fprintf(stderr, "cxfsd: format it first: mkfs.cxfs %s\n", o->volume);
+		return rc;
+	}
+	rc = vn_meta_fs_create(d->st, &d->mfs);
+	if (!rc)
+		rc = vn_table_create(vn_meta_shape, d->mfs, &d->vt);
+	if (!rc)
+		vn_meta_fs_set_table(d->mfs, d->vt);
 	return rc;
 }
 
@@ -219,7 +326,6 @@ int main(int argc, char **argv)
 	struct meta_store_opts so = { 0 };
 	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600 };
 	struct vnode *root = NULL;
-	char err[256];
 	int rc;
 
 	rc = parse_args(argc, argv, &o);
@@ -232,22 +338,9 @@ int main(int argc, char **argv)
 	if (rc)
 		return 1;
 	so.commit_ms = o.commit_ms;
-	if (open_volume(&o, &d.dev))
-		return 1;
-	rc = meta_store_open(d.dev, &so, &d.st, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "cxfsd: cannot mount %s: %s\n", o.volume, err);
-		if (rc == -META_ENOTFORMATTED)
-			fprintf(stderr, "cxfsd: format it first: mkfs.cxfs %s\n", o.volume);
-		goto out_close_dev;
-	}
-	rc = vn_meta_fs_create(d.st, &d.mfs);
+	rc = o.config ? open_cluster(&d, &o, &so) : open_single(&d, &o, &so);
 	if (!rc)
-		rc = vn_table_create(vn_meta_shape, d.mfs, &d.vt);
-	if (!rc) {
-		vn_meta_fs_set_table(d.mfs, d.vt);
 		rc = vn_get(d.vt, META_ROOT_INO, &root);
-	}
 	if (rc) {
 		fprintf(stderr, "cxfsd: cannot set up the filesystem: %s\n", strerror(-rc));
 		goto out_close;
@@ -259,12 +352,18 @@ int main(int argc, char **argv)
 	cxfsd_admin_stop(admin);
 out_put:
 	vn_put(root, 1);
-	vn_table_purge(d.vt);
 out_close:
-	vn_table_destroy(d.vt);
+	if (d.cl)
+		cl_quiesce(d.cl);
+	if (d.vt)
+		vn_table_purge(d.vt);
+	cl_stop(d.cl);
+	if (d.vt)
+		vn_table_destroy(d.vt);
 	vn_meta_fs_destroy(d.mfs);
-	meta_store_close(d.st);
-out_close_dev:
-	blk_close(d.dev);
+	if (d.st)
+		meta_store_close(d.st);
+	if (d.dev)
+		blk_close(d.dev);
 	return rc ? 1 : 0;
 }

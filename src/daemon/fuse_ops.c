@@ -68,6 +68,7 @@ static int call_ino(fuse_req_t req, fuse_ino_t ino, struct vn_call *c)
 	rc = vn_get(D(req)->vt, ino, &vn);
 	if (rc)
 		return rc;
+	c->node = D(req)->node_id;
 	rc = vn_call(vn, c);
 	vn_put(vn, 1);
 	c->cred = NULL;
@@ -315,9 +316,23 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void set_open_flags(fuse_req_t req, struct fuse_file_info *fi)
 {
-	/* This node is the only writer: what the kernel cached stays valid. */
+	/*
+	 * Single machine: this node is the only writer, so what the kernel
+	 * cached stays valid.  In a cluster the daemon drops what another
+	 * node made stale before it answers the getattr the kernel sends
+	 * before each read.
+	 */
 	fi->keep_cache = 1;
 	fi->noflush = 0;
+	/*
+	 * The kernel splits a buffered write at a partly written page that is
+	 * not cached, and the daemon appends each piece at the end it knows:
+	 * in a cluster another node's record could land between the pieces.
+	 * Appending opens bypass the page cache, so each write(2) arrives
+	 * whole (up to 1 MiB) and is appended at once.
+	 */
+	if (D(req)->cl && (fi->flags & O_APPEND))
+		fi->direct_io = 1;
 }
 
 /*
@@ -374,7 +389,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	char *buf = malloc(size ? size : 1);
-	struct vn_call c = { .op = VN_OP_READ, .u.read = { buf, size, (uint64_t)off } };
+	struct vn_call c = { .op = VN_OP_READ, .u.read = { buf, size, (uint64_t)off, fi->flags } };
 	int rc;
 
 	if (!buf) {
@@ -393,7 +408,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct vn_call c = { .op = VN_OP_WRITE, .u.write = { buf, size, (uint64_t)off } };
+	/* Page writeback (mmap) writes where the pages are, never at the end. */
+	int flags = fi->writepage ? fi->flags & ~O_APPEND : fi->flags;
+	struct vn_call c = { .op = VN_OP_WRITE, .u.write = { buf, size, (uint64_t)off, flags } };
 	int rc = off < 0 ? -EINVAL : call_ino(req, ino, &c);
 
 	if (rc < 0)
@@ -732,7 +749,15 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 				       FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_ASYNC_DIO |
 				       FUSE_CAP_ASYNC_READ);
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
-	if (d->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+	/*
+	 * In a cluster the kernel asks for attributes before every read (they
+	 * never stay valid: timeouts of 0), and the daemon drops the pages
+	 * another node's write made stale before it answers.
+	 */
+	if (d->cl) {
+		conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS | FUSE_CAP_WRITEBACK_CACHE);
+		conn->want |= conn->capable & FUSE_CAP_AUTO_INVAL_DATA;
+	} else if (d->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 	conn->max_write = 1024 * 1024;
 	conn->max_readahead = 1024 * 1024;

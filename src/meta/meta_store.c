@@ -2013,6 +2013,34 @@ int meta_note_write(struct meta_store *st, uint64_t ino, uint64_t size, struct v
 	return st_leave(st, rc);
 }
 
+static void ts_raise(struct timespec *dst, const struct timespec *src)
+{
+	if (src && ts_cmp(*dst, *src) < 0)
+		*dst = *src;
+}
+
+int meta_apply_state(struct meta_store *st, uint64_t ino, const struct timespec *atime,
+		     const struct timespec *mtime, const struct timespec *ctime,
+		     const uint64_t *size)
+{
+	struct vn_attr a;
+	int rc = st_enter(st, ST_GROW_NONE);
+
+	if (rc)
+		return rc;
+	rc = inode_get(st, ino, &a);
+	if (rc)
+		goto out;
+	ts_raise(&a.atime, atime);
+	ts_raise(&a.mtime, mtime);
+	ts_raise(&a.ctime, ctime);
+	if (size && S_ISREG(a.mode) && *size <= META_MAX_FILE_SIZE)
+		a.size = *size;
+	rc = inode_put(st, &a);
+out:
+	return st_leave(st, rc);
+}
+
 /* Holes of [from, to): count them (@alloc == 0) or fill them with unwritten extents. */
 struct hole_args {
 	uint64_t pos, end, holes;

@@ -160,6 +160,15 @@ int64_t meta_now_ns(void);
 /* Raise size to @size if larger, set mtime and ctime to now (after a write). */
 int meta_note_write(struct meta_store *st, uint64_t ino, uint64_t size, struct vn_attr *out);
 
+/*
+ * A cluster node gives back time stamps and a size it kept itself: each
+ * given time stamp that is later than the stored one replaces it (the
+ * largest wins), a given size replaces the stored one.  NULL: unchanged.
+ */
+int meta_apply_state(struct meta_store *st, uint64_t ino, const struct timespec *atime,
+		     const struct timespec *mtime, const struct timespec *ctime,
+		     const uint64_t *size);
+
 /* fallocate modes: allocate (unwritten), punch a hole; see fallocate(2). */
 int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, uint64_t len);
 /* SEEK_DATA / SEEK_HOLE. */

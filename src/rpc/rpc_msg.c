@@ -64,9 +64,13 @@ static const struct rpc__msg_info rpc__msgs[] = {
 
 	[T(TOKEN_ACQUIRE)]    = { &cxfs__token_acquire__descriptor, REQ, T(TOKEN_GRANT) },
 	[T(TOKEN_GRANT)]      = { &cxfs__token_grant__descriptor, REP, 0 },
-	[T(TOKEN_RECALL)]     = { &cxfs__token_recall__descriptor, REQ, T(TOKEN_RETURN) },
+	[T(TOKEN_RECALL)]     = { &cxfs__token_recall__descriptor, REQ | ONE, T(TOKEN_RETURN) },
 	[T(TOKEN_RETURN)]     = { &cxfs__token_return__descriptor, REQ | REP | ONE, T(STATUS_REPLY) },
 	[T(TOKEN_LEND)]       = { &cxfs__token_lend__descriptor, REQ, T(STATUS_REPLY) },
+	[T(IOEXCL_LOST)]      = { &cxfs__ioexcl_lost__descriptor, ONE, 0 },
+
+	[T(NAME_QUERY)]       = { &cxfs__name_query__descriptor, REQ, T(NAME_REPLY) },
+	[T(NAME_REPLY)]       = { &cxfs__name_reply__descriptor, REP, 0 },
 
 	[T(EXTENT_MAP_REQ)]   = { &cxfs__extent_map_req__descriptor, REQ, T(EXTENT_MAP_REPLY) },
 	[T(EXTENT_MAP_REPLY)] = { &cxfs__extent_map_reply__descriptor, REP, 0 },

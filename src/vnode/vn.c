@@ -28,6 +28,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -577,7 +578,15 @@ static bool vn__on_chain(struct vnode *vn, const struct vn_bhv *self)
 	return false;
 }
 
-int vn_call(struct vnode *vn, struct vn_call *c)
+/* The first behavior at or after @b whose position is below @pos. */
+static struct vn_bhv *vn__below(struct vn_bhv *b, int pos)
+{
+	while (b && (int)b->ops->position >= pos)
+		b = b->next;
+	return b;
+}
+
+static int vn__enter(struct vnode *vn, int pos, struct vn_call *c)
 {
 	struct vn_bhv *b;
 	int rc;
@@ -586,7 +595,7 @@ int vn_call(struct vnode *vn, struct vn_call *c)
 		return -EINVAL;
 	vn__rdlock(&vn->head);
 	for (;;) {
-		b = vn__impl(vn->first, c->op);
+		b = vn__impl(vn__below(vn->first, pos), c->op);
 		if (!b) {
 			rc = -EOPNOTSUPP;
 			break;
@@ -599,6 +608,16 @@ int vn_call(struct vnode *vn, struct vn_call *c)
 	}
 	vn__rdunlock(&vn->head);
 	return rc;
+}
+
+int vn_call(struct vnode *vn, struct vn_call *c)
+{
+	return vn__enter(vn, INT_MAX, c);
+}
+
+int vn_call_below(struct vnode *vn, enum vn_position pos, struct vn_call *c)
+{
+	return vn__enter(vn, (int)pos, c);
 }
 
 int vn_next(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)

@@ -43,6 +43,7 @@
 struct vnode;
 struct vn_table;
 struct vn_bhv;
+struct tok_set;
 
 /* Inode attributes as the store and every node see them. */
 struct vn_attr {
@@ -135,6 +136,8 @@ enum vn_opcode {
 struct vn_call {
 	enum vn_opcode op;
 	const struct vn_cred *cred;
+	uint32_t node;               /* cluster node the operation comes from (0 on a single node) */
+	const struct tok_set *lent;  /* READ tokens that node lends the operation, or NULL */
 	union {
 		struct { struct vn_attr *attr; } getattr;
 		struct { const struct vn_attr *in; int mask; struct vn_attr *attr; } setattr;
@@ -148,8 +151,8 @@ struct vn_call {
 		struct { char *buf; size_t size; } readlink;   /* NUL-terminated, truncated to size */
 		struct { int flags; } open;
 		struct { uint64_t lock_owner; int flock_release; } release;
-		struct { void *buf; size_t size; uint64_t off; } read;
-		struct { const void *buf; size_t size; uint64_t off; } write;
+		struct { void *buf; size_t size; uint64_t off; int flags; } read;    /* flags: open(2)'s */
+		struct { const void *buf; size_t size; uint64_t off; int flags; } write;
 		struct { int datasync; } fsync;
 		struct { int64_t off; int plus; vn_fill_fn fill; void *ctx; } readdir;
 		struct { struct statvfs *st; } statfs;
@@ -197,6 +200,13 @@ struct vn_bhv {
 
 /* Enter an operation at the head of @vn's chain. */
 int vn_call(struct vnode *vn, struct vn_call *c);
+
+/*
+ * Enter an operation at the first behavior of @vn's chain whose position is
+ * below @pos (a metadata server runs a remote node's request from below its
+ * own client behavior).  -EOPNOTSUPP if there is none.
+ */
+int vn_call_below(struct vnode *vn, enum vn_position pos, struct vn_call *c);
 
 /*
  * Pass @c on from behavior @self to the next one.  Handles -VN_EMIGRATING

@@ -111,29 +111,6 @@ static int read_range(struct vn_meta_fs *fs, uint64_t ino, char *buf, uint64_t o
 	return 0;
 }
 
-/*
- * Write @len bytes at file offset @off into blocks [fblk, fblk+nblk) that
- * start at volume block @pblk and hold nothing yet (a hole or an unwritten
- * extent): the blocks are written whole, with zeros around the data.
- */
-static int write_fresh(struct vn_meta_fs *fs, uint64_t fblk, uint64_t nblk, uint64_t pblk,
-		       const char *data, uint64_t off, size_t len)
-{
-	uint64_t start = fblk * fs->bs, span = nblk * fs->bs;
-	char *bounce;
-	int rc;
-
-	if (off == start && len == span)
-		return blk_write(fs->dev, data, len, vol_off(fs, pblk));
-	bounce = calloc(1, span);
-	if (!bounce)
-		return -ENOMEM;
-	memcpy(bounce + (off - start), data, len);
-	rc = blk_write(fs->dev, bounce, span, vol_off(fs, pblk));
-	free(bounce);
-	return rc;
-}
-
 /* The volume block where an allocation for file block @fblk should start. */
 static uint64_t alloc_goal(struct vn_meta_node *n, uint64_t fblk)
 {
@@ -192,7 +169,8 @@ static int write_range_at(struct vn_meta_node *node, uint64_t ino, const char *b
 				uint64_t b0 = pos / fs->bs, b1 = (pos + chunk + fs->bs - 1) / fs->bs;
 				uint64_t p0 = m->pblk + (b0 - m->fblk);
 
-				rc = write_fresh(fs, b0, b1 - b0, p0, src, pos, chunk);
+				rc = blk_write_padded(fs->dev, vol_off(fs, p0), (size_t)((b1 - b0) * fs->bs), src,
+						      (size_t)(pos - b0 * fs->bs), chunk);
 				if (!rc)
 					rc = meta_map_write(fs->st, ino, b0, b1 - b0, p0, 0);
 			} else {
@@ -206,7 +184,8 @@ static int write_range_at(struct vn_meta_node *node, uint64_t ino, const char *b
 				alloc_done(node, b0, pblk, got);
 				if (got < b1 - b0)
 					chunk = (size_t)((b0 + got) * fs->bs - pos);
-				rc = write_fresh(fs, b0, got, pblk, src, pos, chunk);
+				rc = blk_write_padded(fs->dev, vol_off(fs, pblk), (size_t)(got * fs->bs), src,
+					      (size_t)(pos - b0 * fs->bs), chunk);
 				if (rc) {
 					meta_store_unreserve(fs->st, pblk, got);
 					goto out;

@@ -1,0 +1,81 @@
+/*
+ * cl.h - a cxfsd in a cluster: the configuration, the node's RPC endpoint,
+ * the name service (who serves the filesystem), the token client every node
+ * runs and the token server the metadata server (MDS) runs, and the vnode
+ * behaviors that give each node its shape:
+ *
+ *   MDS node:    local client -> server -> meta      (src/cluster/cl_local.c,
+ *                                                      cl_server.c, vnode/vn_meta.c)
+ *   other nodes: client                               (cl_client.c)
+ *
+ * A remote node's request enters the MDS's vnode below the local client
+ * (vn_call_below), so every change, from whichever node, passes the server
+ * behavior, which takes the tokens it needs from the token server (recalling
+ * them from every node that caches them) before the store changes.
+ *
+ * The daemon calls, in order: cl_start() (before opening the volume: the
+ * configuration names it), cl_attach() (once the volume, and on the MDS the
+ * store, are open), vn_table_create(cl_shape, ctx) and cl_set_table(), and
+ * at the end cl_quiesce(), vn_table_purge() and cl_stop().
+ */
+#ifndef CXFS_CL_H
+#define CXFS_CL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct blk_dev;
+struct meta_store;
+struct vn_meta_fs;
+struct vn_table;
+struct vnode;
+struct cl_ctx;
+
+struct cl_opts {
+	const char *config;          /* cluster.conf */
+	const char *node;            /* this node's name in it */
+	const char *fs;              /* filesystem name, or NULL: the first */
+	/*
+	 * Drop the kernel's cached pages (and attributes) of @ino; called
+	 * from token duties and before answering getattr/open of a file whose
+	 * pages went stale.  May block on the kernel's page locks.
+	 */
+	int (*inval)(void *arg, uint64_t ino);
+	void *inval_arg;
+};
+
+/*
+ * Load the configuration (errors name the file and line), start the RPC
+ * endpoint on the node's port and find the MDS: the node that already
+ * serves the filesystem, else the first up node of its server order.  On
+ * failure @err says why.
+ */
+int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t errlen);
+bool cl_is_server(const struct cl_ctx *cx);
+const char *cl_volume(const struct cl_ctx *cx);     /* the filesystem's (first) volume */
+const char *cl_initiator(const struct cl_ctx *cx);  /* this node's iSCSI initiator name */
+const char *cl_node_name(const struct cl_ctx *cx);
+const char *cl_fs_name(const struct cl_ctx *cx);
+uint32_t cl_node_id(const struct cl_ctx *cx);       /* the node's number, from 1 */
+
+/*
+ * The volume is open (@dev, whose superblock says where data lies); on the
+ * MDS also the store and the meta behaviors' state.  Starts serving.
+ */
+int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
+	      struct vn_meta_fs *mfs, char *err, size_t errlen);
+/* vn_shape_fn: @arg is the struct cl_ctx. */
+int cl_shape(void *arg, struct vnode *vn);
+void cl_set_table(struct cl_ctx *cx, struct vn_table *vt);
+/* Stop answering other nodes (before the vnode table is purged). */
+void cl_quiesce(struct cl_ctx *cx);
+/* Stop serving and leave; every vnode must be gone (vn_table_purge). */
+void cl_stop(struct cl_ctx *cx);
+
+/* `cxfsctl status --json`: the cluster part, a JSON object, into @buf. */
+int cl_status_json(struct cl_ctx *cx, char *buf, size_t size);
+/* `cxfsctl tokens PATH`: what this node caches of @ino, and on the MDS every node's grants. */
+int cl_tokens_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size);
+
+#endif

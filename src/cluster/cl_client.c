@@ -1,0 +1,1301 @@
+/*
+ * cl_client.c - the client behavior (dcvn) of a node that is not the
+ * metadata server: it caches what its tokens cover and forwards the rest to
+ * the MDS, and it reads and writes file data on the volume itself.
+ *
+ * Caches (struct cl_inode), each valid while the tokens under it are held:
+ *   - attributes: ATTR, TIMES and SIZE at READ (or better); a node writing
+ *     holds SIZE and TIMES at WRITE and keeps size and mtime itself, giving
+ *     them back when they are recalled (the MDS keeps the largest times);
+ *   - directory entries, positive and negative: NAME;
+ *   - the extent map: EXTENT.
+ * A token's recall runs its duty here (cl_client_duty): publish written
+ * extents, drop caches, mark the kernel's pages stale.  Operations that
+ * change metadata are forwarded (cl_wire.c); a namespace operation lends
+ * the directory tokens it holds so the MDS does not recall them from the
+ * asker, which updates its own cached names.
+ *
+ * Data: reads map file blocks through the cached extent map and read the
+ * volume (holes and unwritten extents read as zeros).  Writes into blocks
+ * that hold data go straight to the volume; a hole is first allocated by
+ * the MDS as unwritten extents (ALLOC, with the extent token lent, and more
+ * blocks preallocated ahead each time, up to 64 MiB), written whole
+ * (zero-padded), and marked written here; the MDS learns of it (WRITE_DONE)
+ * when the writer's page-dirty token is recalled, at fsync and at close.
+ * Until then no other node can read the range (it would need page-dirty at
+ * READ), so nobody ever reads another file's old blocks or misses data.
+ *
+ * Lock order: see cl_i.h.
+ */
+#include "cluster/cl_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "block/blk.h"
+#include "cluster/cl_wire.h"
+
+#define B(t) (1u << (t))
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static int early(int rc)
+{
+	/* A wait cut short (relocation, recovery): the caller retries. */
+	return rc == -TOK_EEARLY || rc == -RPC_EEARLY ? -EAGAIN : rc;
+}
+
+static void set_of(struct tok_set *s, unsigned mask)
+{
+	tok_set_clear(s);
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (mask & B(t))
+			tok_set_add(s, (enum tok_id)t, TOK_READ);
+}
+
+static uint64_t lock_owner(struct cl_ctx *cx, uint64_t owner)
+{
+	return owner ^ ((uint64_t)cx->self_id * UINT64_C(0x9E3779B97F4A7C15));
+}
+
+static struct timespec now_ts(void)
+{
+	int64_t ns = meta_now_ns();
+
+	return (struct timespec){ (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+}
+
+/* Take in @a, a fresh copy from the MDS, keeping what this node keeps itself. */
+static void attr_merge(struct cl_inode *ci, const struct vn_attr *a)
+{
+	struct vn_attr keep = ci->attr;
+
+	ci->attr = *a;
+	if (ci->size_dirty) {
+		ci->attr.size = keep.size;
+		ci->attr.blocks = keep.blocks > a->blocks ? keep.blocks : a->blocks;
+	}
+	if (ci->times_dirty) {
+		ci->attr.mtime = keep.mtime;
+		ci->attr.ctime = keep.ctime;
+	}
+}
+
+/* ---- the token client's transport ---------------------------------------- */
+
+static int r_obtain(void *arg, uint64_t ino, const struct tok_set *want,
+		    const struct tok_state *in, struct tok_set *got, struct tok_state *out)
+{
+	struct cl_ctx *cx = arg;
+	Cxfs__TokenAcquire m = CXFS__TOKEN_ACQUIRE__INIT;
+	Cxfs__TokenState buf[TOK_NTOKENS], *ptrs[TOK_NTOKENS];
+	Cxfs__Timespec at, mt, ct;
+	ProtobufCMessage *rep = NULL;
+	Cxfs__MsgType rt;
+	int rc;
+
+	m.ino = ino;
+	m.n_want = clw_toks_to_pb(want, buf, ptrs);
+	m.want = ptrs;
+	if (in->valid & TOK_ST_TIMES) {
+		clw_ts_to_pb(&in->atime, &at);
+		clw_ts_to_pb(&in->mtime, &mt);
+		clw_ts_to_pb(&in->ctime, &ct);
+		m.atime = &at;
+		m.mtime = &mt;
+		m.ctime = &ct;
+	}
+	if (in->valid & TOK_ST_SIZE) {
+		m.has_size = 1;
+		m.size = in->size;
+	}
+	rc = rpc_call(cx->mds, CXFS__MSG_TYPE__TOKEN_ACQUIRE, &m.base, CL_CALL_TIMEOUT_MS, &rt,
+		      &rep);
+	if (rc)
+		return rc == -RPC_EEARLY ? -TOK_EEARLY : rc;
+	if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
+		rc = ((Cxfs__ErrorReply *)rep)->err;
+		goto out;
+	}
+	{
+		const Cxfs__TokenGrant *g = (const Cxfs__TokenGrant *)rep;
+
+		rc = g->err;
+		if (!rc)
+			rc = clw_toks_from_pb(g->granted, g->n_granted, got);
+		if (rc)
+			goto out;
+		memset(out, 0, sizeof(*out));
+		if (g->has_ioexcl) {
+			out->valid |= TOK_ST_IOEXCL;
+			out->ioexcl = g->ioexcl;
+		}
+		if (g->attr) {
+			struct cl_inode *ci = cl_inode_get(cx, ino, true);
+			struct tok_set held;
+			struct vn_attr a;
+
+			clw_attr_from_pb(g->attr, &a);
+			tok_client_cached(cx->tc, ino, &held);
+			for (int t = 0; t < TOK_NTOKENS; t++)
+				if (got->level[t] > held.level[t])
+					held.level[t] = got->level[t];
+			if (ci) {
+				pthread_mutex_lock(&ci->mu);
+				attr_merge(ci, &a);
+				ci->attr_valid = held.level[TOK_ATTR] && held.level[TOK_TIMES] &&
+						 held.level[TOK_SIZE];
+				pthread_mutex_unlock(&ci->mu);
+				cl_inode_put(cx, ci);
+			}
+		}
+	}
+out:
+	rpc_msg_free(rep);
+	return rc;
+}
+
+static void r_give_back(void *arg, uint64_t ino, const struct tok_set *tokens,
+			const struct tok_state *st)
+{
+	struct cl_ctx *cx = arg;
+	Cxfs__TokenReturn m = CXFS__TOKEN_RETURN__INIT;
+	Cxfs__TokenState buf[TOK_NTOKENS], *ptrs[TOK_NTOKENS];
+	Cxfs__Timespec at, mt, ct;
+	struct cl_inode *ci;
+
+	m.ino = ino;
+	m.n_held = clw_toks_to_pb(tokens, buf, ptrs);
+	m.held = ptrs;
+	if (st && (st->valid & TOK_ST_TIMES)) {
+		clw_ts_to_pb(&st->atime, &at);
+		clw_ts_to_pb(&st->mtime, &mt);
+		clw_ts_to_pb(&st->ctime, &ct);
+		m.atime = &at;
+		m.mtime = &mt;
+		m.ctime = &ct;
+	}
+	if (st && (st->valid & TOK_ST_SIZE)) {
+		m.has_size = 1;
+		m.size = st->size;
+	}
+	ci = cl_inode_get(cx, ino, false);
+	if (ci) {
+		pthread_mutex_lock(&ci->mu);
+		if (tokens->level[TOK_SIZE])
+			ci->size_dirty = false;
+		if (tokens->level[TOK_TIMES])
+			ci->times_dirty = false;
+		pthread_mutex_unlock(&ci->mu);
+		cl_inode_put(cx, ci);
+	}
+	/*
+	 * A call, not a notice: the server must have taken the return before
+	 * this node can ask for the same tokens again (requests are handled
+	 * on several threads there, so only the reply orders them).
+	 */
+	{
+		ProtobufCMessage *rep = NULL;
+		Cxfs__MsgType rt;
+
+		if (rpc_call(cx->mds, CXFS__MSG_TYPE__TOKEN_RETURN, &m.base, CL_CALL_TIMEOUT_MS, &rt,
+			     &rep) == 0)
+			rpc_msg_free(rep);
+	}
+}
+
+/* ---- extent map ---------------------------------------------------------- */
+
+static int map_reserve(struct meta_map **v, size_t *cap, size_t need)
+{
+	struct meta_map *n;
+	size_t c = *cap ? *cap : 16;
+
+	if (need <= *cap)
+		return 0;
+	while (c < need)
+		c *= 2;
+	n = realloc(*v, c * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	*v = n;
+	*cap = c;
+	return 0;
+}
+
+/* Make [fblk, fblk+nblk) one run of @state at @pblk in the cached map. */
+static int map_set(struct cl_inode *ci, uint64_t fblk, uint64_t nblk, uint64_t pblk,
+		   enum meta_map_state state)
+{
+	uint64_t end = fblk + nblk;
+	size_t n = 0;
+	struct meta_map *out = NULL;
+	size_t cap = 0;
+	int rc = map_reserve(&out, &cap, ci->nmap + 3);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < ci->nmap; i++) {
+		struct meta_map m = ci->map[i];
+		uint64_t mend = m.fblk + m.nblk;
+
+		if (mend <= fblk || m.fblk >= end) {
+			out[n++] = m;
+			continue;
+		}
+		if (m.fblk < fblk) {
+			out[n] = m;
+			out[n++].nblk = fblk - m.fblk;
+		}
+		if (mend > end) {
+			struct meta_map t = m;
+
+			t.fblk = end;
+			t.nblk = mend - end;
+			if (m.state != META_MAP_HOLE)
+				t.pblk = m.pblk + (end - m.fblk);
+			out[n++] = t;
+		}
+	}
+	/* Insert the new run in order. */
+	{
+		size_t at = 0;
+
+		while (at < n && out[at].fblk < fblk)
+			at++;
+		memmove(&out[at + 1], &out[at], (n - at) * sizeof(*out));
+		out[at] = (struct meta_map){ fblk, nblk, pblk, state };
+		n++;
+	}
+	free(ci->map);
+	ci->map = out;
+	ci->nmap = n;
+	ci->map_cap = cap;
+	if (end > ci->map_end)
+		ci->map_end = end;
+	return 0;
+}
+
+/* Runs written here but not yet published are data, whatever the MDS says. */
+static int map_overlay_pending(struct cl_inode *ci)
+{
+	for (size_t i = 0; i < ci->npend; i++) {
+		int rc = map_set(ci, ci->pend[i].fblk, ci->pend[i].nblk, ci->pend[i].pblk,
+				 META_MAP_DATA);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int pend_add(struct cl_inode *ci, uint64_t fblk, uint64_t nblk, uint64_t pblk)
+{
+	struct meta_map *last = ci->npend ? &ci->pend[ci->npend - 1] : NULL;
+	int rc;
+
+	if (last && last->fblk + last->nblk == fblk && last->pblk + last->nblk == pblk) {
+		last->nblk += nblk;
+		return 0;
+	}
+	rc = map_reserve(&ci->pend, &ci->pend_cap, ci->npend + 1);
+	if (rc)
+		return rc;
+	ci->pend[ci->npend++] = (struct meta_map){ fblk, nblk, pblk, META_MAP_DATA };
+	return 0;
+}
+
+static void runs_from_pb(Cxfs__Extent *const *v, size_t n, struct meta_map *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		out[i].fblk = v[i]->file_block;
+		out[i].nblk = v[i]->count;
+		out[i].pblk = v[i]->volume_block;
+		out[i].state = v[i]->state == CXFS__EXTENT_STATE__EXTENT_DATA ? META_MAP_DATA :
+			       v[i]->state == CXFS__EXTENT_STATE__EXTENT_UNWRITTEN ?
+								     META_MAP_UNWRITTEN : META_MAP_HOLE;
+	}
+}
+
+/* Valid replies describe [from, ...) in order and without gaps. */
+static int runs_check(const struct meta_map *r, size_t n, uint64_t from)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].fblk != from || r[i].nblk == 0)
+			return -EPROTO;
+		from += r[i].nblk;
+	}
+	return 0;
+}
+
+/*
+ * The cached map must cover file blocks [0, @end): fetch what is missing.
+ * Called with EXTENT and SIZE held and ci->mu held.
+ */
+static int map_cover(struct cl_ctx *cx, struct cl_inode *ci, uint64_t end)
+{
+	if (!ci->map_valid) {
+		ci->nmap = 0;
+		ci->map_end = 0;
+	}
+	while (!ci->map_valid || ci->map_end < end) {
+		Cxfs__ExtentMapReq m = CXFS__EXTENT_MAP_REQ__INIT;
+		const Cxfs__ExtentMapReply *r;
+		ProtobufCMessage *rep = NULL;
+		struct meta_map *runs;
+		Cxfs__MsgType rt;
+		int rc;
+
+		m.ino = ci->ino;
+		m.file_block = ci->map_end;
+		m.count = (end > ci->map_end ? end - ci->map_end : 0) + 1;
+		atomic_fetch_add(&cx->stats.map_fetches, 1);
+		rc = rpc_call(cx->mds, CXFS__MSG_TYPE__EXTENT_MAP_REQ, &m.base, CL_CALL_TIMEOUT_MS,
+			      &rt, &rep);
+		if (rc)
+			return early(rc);
+		if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
+			rc = ((Cxfs__ErrorReply *)rep)->err;
+			rpc_msg_free(rep);
+			return rc;
+		}
+		r = (const Cxfs__ExtentMapReply *)rep;
+		if (r->err || r->n_extents == 0) {
+			rc = r->err ? r->err : -EPROTO;
+			rpc_msg_free(rep);
+			return rc;
+		}
+		runs = calloc(r->n_extents, sizeof(*runs));
+		if (!runs) {
+			rpc_msg_free(rep);
+			return -ENOMEM;
+		}
+		runs_from_pb(r->extents, r->n_extents, runs);
+		rc = runs_check(runs, r->n_extents, ci->map_end);
+		if (!rc && !ci->size_dirty && r->has_size)
+			ci->attr.size = r->size;
+		for (size_t i = 0; !rc && i < r->n_extents; i++)
+			rc = map_set(ci, runs[i].fblk, runs[i].nblk, runs[i].pblk, runs[i].state);
+		free(runs);
+		rpc_msg_free(rep);
+		if (rc)
+			return rc;
+		ci->map_valid = true;
+		if (!ci->size_dirty)
+			ci->size_valid = true;
+	}
+	return map_overlay_pending(ci);
+}
+
+/* The run holding file block @fblk (the map covers it). */
+static const struct meta_map *map_find(const struct cl_inode *ci, uint64_t fblk)
+{
+	for (size_t i = 0; i < ci->nmap; i++)
+		if (ci->map[i].fblk <= fblk && fblk < ci->map[i].fblk + ci->map[i].nblk)
+			return &ci->map[i];
+	return NULL;
+}
+
+/* ---- publishing written extents -------------------------------------------- */
+
+static int publish(struct cl_ctx *cx, struct cl_inode *ci)
+{
+	Cxfs__WriteDone m = CXFS__WRITE_DONE__INIT;
+	Cxfs__Extent *ext = NULL, **ptrs = NULL;
+	Cxfs__Timespec mt;
+	struct meta_map *pend;
+	ProtobufCMessage *rep = NULL;
+	Cxfs__MsgType rt;
+	size_t n;
+	int rc = 0;
+
+	pthread_mutex_lock(&ci->flush_mu);
+	pthread_mutex_lock(&ci->mu);
+	n = ci->npend;
+	pend = ci->pend;
+	if (n == 0) {
+		pthread_mutex_unlock(&ci->mu);
+		goto out;
+	}
+	ci->pend = NULL;
+	ci->npend = ci->pend_cap = 0;
+	m.ino = ci->ino;
+	if (ci->size_dirty) {
+		m.has_size = 1;
+		m.size = ci->attr.size;
+	}
+	if (ci->times_dirty) {
+		clw_ts_to_pb(&ci->attr.mtime, &mt);
+		m.mtime = &mt;
+	}
+	pthread_mutex_unlock(&ci->mu);
+	ext = calloc(n, sizeof(*ext));
+	ptrs = calloc(n, sizeof(*ptrs));
+	if (!ext || !ptrs) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		cxfs__extent__init(&ext[i]);
+		ext[i].file_block = pend[i].fblk;
+		ext[i].volume_block = pend[i].pblk;
+		ext[i].count = pend[i].nblk;
+		ext[i].state = CXFS__EXTENT_STATE__EXTENT_DATA;
+		ptrs[i] = &ext[i];
+	}
+	m.n_written = n;
+	m.written = ptrs;
+	atomic_fetch_add(&cx->stats.write_dones, 1);
+	rc = rpc_call(cx->mds, CXFS__MSG_TYPE__WRITE_DONE, &m.base, CL_CALL_TIMEOUT_MS, &rt, &rep);
+	if (!rc)
+		rc = rt == CXFS__MSG_TYPE__ERROR_REPLY ? ((Cxfs__ErrorReply *)rep)->err :
+							 ((Cxfs__AttrReply *)rep)->err;
+	rpc_msg_free(rep);
+	if (rc)
+		goto fail;
+	free(pend);
+	goto out;
+fail:
+	/* Keep the runs: they are published on the next try. */
+	fprintf(stderr, "cxfsd: publishing writes of inode %llu: %s\n",
+		(unsigned long long)ci->ino, strerror(-early(rc)));
+	pthread_mutex_lock(&ci->mu);
+	for (size_t i = 0; i < n; i++)
+		(void)pend_add(ci, pend[i].fblk, pend[i].nblk, pend[i].pblk);
+	pthread_mutex_unlock(&ci->mu);
+	free(pend);
+out:
+	pthread_mutex_unlock(&ci->flush_mu);
+	free(ext);
+	free(ptrs);
+	return early(rc);
+}
+
+static int publish_ino(struct cl_ctx *cx, uint64_t ino)
+{
+	struct cl_inode *ci = cl_inode_get(cx, ino, false);
+	int rc;
+
+	if (!ci)
+		return 0;
+	rc = publish(cx, ci);
+	cl_inode_put(cx, ci);
+	return rc;
+}
+
+/* ---- duties -------------------------------------------------------------- */
+
+int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct tok_state *st)
+{
+	struct cl_inode *ci;
+	int rc = 0;
+
+	switch (duty) {
+	case TOK_DUTY_FLUSH:
+		rc = publish_ino(cx, ino);
+		cl_pages_stale(cx, ino);
+		return rc;
+	case TOK_DUTY_DISCARD:
+		cl_pages_stale(cx, ino);
+		return 0;
+	default:
+		break;
+	}
+	ci = cl_inode_get(cx, ino, false);
+	if (!ci)
+		return duty == TOK_DUTY_TIMES || duty == TOK_DUTY_SIZE ? -ENODATA : 0;
+	pthread_mutex_lock(&ci->mu);
+	switch (duty) {
+	case TOK_DUTY_TIMES:
+		if (ci->times_dirty || ci->attr_valid) {
+			st->atime = ci->attr.atime;
+			st->mtime = ci->attr.mtime;
+			st->ctime = ci->attr.ctime;
+		} else {
+			rc = -ENODATA;
+		}
+		break;
+	case TOK_DUTY_SIZE:
+		if (ci->size_dirty || ci->size_valid) {
+			st->size = ci->attr.size;
+			st->blocks = ci->attr.blocks;
+		} else {
+			rc = -ENODATA;
+		}
+		break;
+	case TOK_DUTY_INVAL_NAMES:
+		cl_dents_free(ci);
+		break;
+	case TOK_DUTY_INVAL_ATTR:
+		ci->attr_valid = false;
+		ci->size_valid = false;
+		break;
+	case TOK_DUTY_INVAL_EXTENTS:
+		ci->map_valid = false;
+		ci->nmap = 0;
+		ci->map_end = 0;
+		break;
+	default:
+		break;
+	}
+	pthread_mutex_unlock(&ci->mu);
+	cl_inode_put(cx, ci);
+	return rc;
+}
+
+static int r_duty(void *arg, uint64_t ino, enum tok_duty duty, struct tok_state *st)
+{
+	return cl_client_duty(arg, ino, duty, st);
+}
+
+const struct tok_client_ops cl_remote_tok_ops = {
+	.obtain = r_obtain,
+	.give_back = r_give_back,
+	.duty = r_duty,
+};
+
+/* ---- the behavior ---------------------------------------------------------- */
+
+struct cl_cbhv {
+	struct vn_bhv bhv;
+	struct cl_ctx *cx;
+	struct cl_inode *ci;
+};
+
+static struct cl_cbhv *cb_of(struct vn_bhv *b)
+{
+	return (struct cl_cbhv *)b;
+}
+
+/*
+ * Acquire @want on the vnode's inode; the first acquire also takes the
+ * EXIST token, whose reference the node keeps while it has the vnode.
+ */
+static int c_acquire(struct cl_cbhv *cb, const struct tok_set *want)
+{
+	struct cl_inode *ci = cb->ci;
+	struct tok_set w = *want;
+	bool first;
+	int rc;
+
+	pthread_mutex_lock(&ci->mu);
+	first = !ci->has_exist;
+	pthread_mutex_unlock(&ci->mu);
+	if (first)
+		tok_set_add(&w, TOK_EXIST, TOK_READ);
+	rc = tok_client_acquire(cb->cx->tc, ci->ino, &w, NULL);
+	if (rc)
+		return early(rc);
+	if (first) {
+		struct tok_set ex;
+
+		tok_set_clear(&ex);
+		tok_set_add(&ex, TOK_EXIST, TOK_READ);
+		pthread_mutex_lock(&ci->mu);
+		first = !ci->has_exist;
+		ci->has_exist = true;
+		pthread_mutex_unlock(&ci->mu);
+		if (!first)
+			tok_client_release(cb->cx->tc, ci->ino, &ex);
+	}
+	return 0;
+}
+
+static void c_release_toks(struct cl_cbhv *cb, const struct tok_set *want)
+{
+	tok_client_release(cb->cx->tc, cb->ci->ino, want);
+}
+
+/* Forward @c to the MDS. */
+static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const struct tok_set *lent)
+{
+	struct vn_call f = *c;
+	int rc;
+
+	f.lent = lent;
+	atomic_fetch_add(&cx->stats.forwards, 1);
+	rc = clw_forward(cx->mds, ino, &f, CL_CALL_TIMEOUT_MS);
+	c->u = f.u;
+	return early(rc);
+}
+
+static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	struct cl_ctx *cx = cb->cx;
+	struct cl_inode *ci = cb->ci;
+	struct tok_set want;
+	struct vn_attr a;
+	int rc;
+
+	cl_pages_check(cx, ci->ino);
+	set_of(&want, B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
+	rc = c_acquire(cb, &want);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ci->mu);
+	if (ci->attr_valid) {
+		a = ci->attr;
+		pthread_mutex_unlock(&ci->mu);
+		atomic_fetch_add(&cx->stats.attr_hits, 1);
+	} else {
+		struct vn_call g = { .op = VN_OP_GETATTR, .cred = c->cred, .u.getattr = { &a } };
+
+		pthread_mutex_unlock(&ci->mu);
+		atomic_fetch_add(&cx->stats.attr_misses, 1);
+		rc = forward(cx, ci->ino, &g, &want);
+		if (!rc) {
+			pthread_mutex_lock(&ci->mu);
+			attr_merge(ci, &a);
+			ci->attr_valid = ci->size_valid = true;
+			a = ci->attr;
+			pthread_mutex_unlock(&ci->mu);
+		}
+	}
+	c_release_toks(cb, &want);
+	if (!rc) {
+		if (c->op == VN_OP_GETATTR)
+			*c->u.getattr.attr = a;
+		else if (c->op == VN_OP_OPEN && S_ISDIR(a.mode) && (c->u.open.flags & O_ACCMODE) != O_RDONLY)
+			rc = -EISDIR;
+	}
+	return rc;
+}
+
+static struct cl_dent *dent_find(struct cl_inode *ci, const char *name)
+{
+	for (struct cl_dent *d = ci->dents; d; d = d->next)
+		if (strcmp(d->name, name) == 0)
+			return d;
+	return NULL;
+}
+
+/* Cache that @name in directory @ci is @ino (0: no such name).  ci->mu held. */
+static void dent_set(struct cl_inode *ci, const char *name, uint64_t ino)
+{
+	struct cl_dent *d = dent_find(ci, name);
+	size_t len = strlen(name);
+
+	if (d) {
+		d->ino = ino;
+		return;
+	}
+	if (ci->ndents >= 65536)
+		return;   /* a huge directory: look the rest up each time */
+	d = malloc(sizeof(*d) + len + 1);
+	if (!d)
+		return;
+	d->ino = ino;
+	memcpy(d->name, name, len + 1);
+	d->next = ci->dents;
+	ci->dents = d;
+	ci->ndents++;
+}
+
+static void dent_drop(struct cl_inode *ci, const char *name)
+{
+	for (struct cl_dent **pp = &ci->dents; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->name, name) == 0) {
+			struct cl_dent *d = *pp;
+
+			*pp = d->next;
+			free(d);
+			ci->ndents--;
+			return;
+		}
+}
+
+static int child_attr(struct cl_ctx *cx, uint64_t ino, const struct vn_cred *cred,
+		      struct vn_attr *a)
+{
+	struct vn_call g = { .op = VN_OP_GETATTR, .cred = cred, .node = cx->self_id,
+			     .u.getattr = { a } };
+	struct vnode *v;
+	int rc = vn_get(cx->vt, ino, &v);
+
+	if (rc)
+		return rc;
+	rc = vn_call(v, &g);
+	vn_put(v, 1);
+	return rc;
+}
+
+static bool cacheable(const char *name)
+{
+	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	struct cl_ctx *cx = cb->cx;
+	struct cl_inode *ci = cb->ci;
+	const char *name = c->u.lookup.name;
+	struct tok_set want;
+	struct cl_dent *d;
+	uint64_t ino = 0;
+	int rc, found = 0;
+
+	set_of(&want, B(TOK_NAME));
+	rc = c_acquire(cb, &want);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ci->mu);
+	d = cacheable(name) ? dent_find(ci, name) : NULL;
+	if (d) {
+		ino = d->ino;
+		found = 1;
+	}
+	pthread_mutex_unlock(&ci->mu);
+	if (found) {
+		atomic_fetch_add(&cx->stats.name_hits, 1);
+		rc = ino ? 0 : -ENOENT;
+	} else {
+		struct vn_attr a;
+		struct vn_call l = { .op = VN_OP_LOOKUP, .cred = c->cred,
+				     .u.lookup = { name, &a } };
+
+		atomic_fetch_add(&cx->stats.name_misses, 1);
+		rc = forward(cx, ci->ino, &l, &want);
+		if ((rc == 0 || rc == -ENOENT) && cacheable(name)) {
+			pthread_mutex_lock(&ci->mu);
+			dent_set(ci, name, rc ? 0 : a.ino);
+			pthread_mutex_unlock(&ci->mu);
+		}
+		ino = rc ? 0 : a.ino;
+	}
+	c_release_toks(cb, &want);
+	if (rc)
+		return rc;
+	return child_attr(cx, ino, c->cred, c->u.lookup.attr);
+}
+
+/* Lend the directory's tokens to a namespace change; 0 or -errno. */
+static int dir_lend(struct cl_cbhv *cb, struct tok_set *lent)
+{
+	set_of(lent, B(TOK_NAME) | B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
+	return c_acquire(cb, lent);
+}
+
+/* After a change in the directory: its attributes changed at the MDS. */
+static void dir_changed(struct cl_inode *ci, const char *gone, const char *name, uint64_t ino)
+{
+	pthread_mutex_lock(&ci->mu);
+	ci->attr_valid = false;
+	if (gone && cacheable(gone))
+		dent_set(ci, gone, 0);
+	if (name && cacheable(name)) {
+		if (ino)
+			dent_set(ci, name, ino);
+		else
+			dent_drop(ci, name);
+	}
+	pthread_mutex_unlock(&ci->mu);
+}
+
+/* What a namespace change in this directory did to its cached names. */
+static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
+{
+	switch (c->op) {
+	case VN_OP_MKNOD:
+		if (rc == 0 || rc == -EEXIST)
+			dir_changed(ci, NULL, c->u.mknod.name, rc ? 0 : c->u.mknod.attr->ino);
+		break;
+	case VN_OP_LINK:
+		if (rc == 0 || rc == -EEXIST)
+			dir_changed(ci, NULL, c->u.link.name, rc ? 0 : c->u.link.ino);
+		break;
+	case VN_OP_UNLINK:
+		if (rc == 0 || rc == -ENOENT)
+			dir_changed(ci, c->u.unlink.name, NULL, 0);
+		break;
+	default:
+		break;
+	}
+}
+
+/* mknod, link, unlink: lend the directory's tokens, keep its names current. */
+static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	struct tok_set lent;
+	int rc = dir_lend(cb, &lent);
+
+	if (rc)
+		return rc;
+	rc = forward(cb->cx, cb->ci->ino, c, &lent);
+	names_after(cb->ci, c, rc);
+	c_release_toks(cb, &lent);
+	return rc;
+}
+
+/* A rename lends both directories' tokens, taken in inode order. */
+static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	struct cl_ctx *cx = cb->cx;
+	uint64_t dst = c->u.rename.newdir;
+	struct cl_cbhv *other = NULL;
+	struct vnode *ov = NULL;
+	struct tok_set lent;
+	int rc;
+
+	if (dst != cb->ci->ino) {
+		rc = vn_get(cx->vt, dst, &ov);
+		if (rc)
+			return rc;
+		other = (struct cl_cbhv *)vn_bhv_find(ov, VN_POS_CLIENT);
+	}
+	set_of(&lent, B(TOK_NAME) | B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
+	if (other && dst < cb->ci->ino) {
+		rc = c_acquire(other, &lent);
+		if (!rc && (rc = c_acquire(cb, &lent)))
+			c_release_toks(other, &lent);
+	} else {
+		rc = c_acquire(cb, &lent);
+		if (!rc && other && (rc = c_acquire(other, &lent)))
+			c_release_toks(cb, &lent);
+	}
+	if (rc)
+		goto out;
+	rc = forward(cx, cb->ci->ino, c, &lent);
+	if (rc == 0 || rc == -ENOENT) {
+		dir_changed(cb->ci, c->u.rename.name, other ? NULL : c->u.rename.newname, 0);
+		if (other)
+			dir_changed(other->ci, NULL, c->u.rename.newname, 0);
+	}
+	if (other)
+		c_release_toks(other, &lent);
+	c_release_toks(cb, &lent);
+out:
+	if (ov)
+		vn_put(ov, 1);
+	return rc;
+}
+
+/* Operations the MDS does in full: no cache here, nothing lent. */
+static int c_forward(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+
+	return forward(cb->cx, cb->ci->ino, c, NULL);
+}
+
+static int c_fsync(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	int rc = publish(cb->cx, cb->ci);
+
+	if (!rc)
+		rc = blk_flush(cb->cx->dev);
+	if (!rc)
+		rc = forward(cb->cx, cb->ci->ino, c, NULL);
+	return rc;
+}
+
+static int c_getlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	uint64_t owner = c->u.getlk.lk->owner;
+	int rc;
+
+	c->u.getlk.lk->owner = lock_owner(cb->cx, owner);
+	rc = forward(cb->cx, cb->ci->ino, c, NULL);
+	c->u.getlk.lk->owner = owner;
+	return rc;
+}
+
+/* Blocking locks are retried here: the MDS never sleeps on a lock. */
+static int c_setlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	struct vn_flock lk = *c->u.setlk.lk;
+	struct vn_call s = *c;
+	unsigned delay_us = 1000;
+	int rc;
+
+	lk.owner = lock_owner(cb->cx, lk.owner);
+	s.u.setlk.lk = &lk;
+	s.u.setlk.sleep = 0;
+	pthread_mutex_lock(&cb->ci->mu);
+	cb->ci->locks_used = true;
+	pthread_mutex_unlock(&cb->ci->mu);
+	for (;;) {
+		rc = forward(cb->cx, cb->ci->ino, &s, NULL);
+		if (rc != -EAGAIN || !c->u.setlk.sleep)
+			break;
+		if (c->u.setlk.interrupted && c->u.setlk.interrupted(c->u.setlk.arg))
+			return -EINTR;
+		usleep(delay_us);
+		if (delay_us < 50000)
+			delay_us *= 2;
+	}
+	return rc;
+}
+
+/* close(): publish this node's writes, drop its POSIX locks. */
+static int c_release(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	bool locks;
+	int rc = publish(cb->cx, cb->ci);
+
+	pthread_mutex_lock(&cb->ci->mu);
+	locks = cb->ci->locks_used;
+	pthread_mutex_unlock(&cb->ci->mu);
+	if (locks) {
+		struct vn_call r = *c;
+		int lrc;
+
+		r.u.release.lock_owner = lock_owner(cb->cx, c->u.release.lock_owner);
+		lrc = forward(cb->cx, cb->ci->ino, &r, NULL);
+		if (!rc)
+			rc = lrc;
+	}
+	return rc;
+}
+
+static int c_setattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	int rc;
+
+	/* A truncate recalls this node's tokens: publish first, cheaply. */
+	if (c->u.setattr.mask & VN_SET_SIZE) {
+		rc = publish(cb->cx, cb->ci);
+		if (rc)
+			return rc;
+	}
+	return forward(cb->cx, cb->ci->ino, c, NULL);
+}
+
+static int c_fallocate(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	int rc = publish(cb->cx, cb->ci);
+
+	return rc ? rc : forward(cb->cx, cb->ci->ino, c, NULL);
+}
+
+/* ---- data ---------------------------------------------------------------- */
+
+static uint64_t vol_off(const struct cl_ctx *cx, uint64_t pblk)
+{
+	return cx->data_off + pblk * cx->bs;
+}
+
+/* Is the file size known here (ci->mu held)? */
+static bool size_known(const struct cl_inode *ci)
+{
+	return ci->size_dirty || ci->size_valid || ci->attr_valid;
+}
+
+static int c_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	struct cl_ctx *cx = cb->cx;
+	struct cl_inode *ci = cb->ci;
+	uint64_t off = c->u.read.off, end, pos;
+	size_t len = c->u.read.size;
+	char *buf = c->u.read.buf;
+	struct tok_set want;
+	int rc;
+
+	cl_read_set(&want, c->u.read.flags & O_DIRECT);
+	cl_io_begin(ci);
+	rc = c_acquire(cb, &want);
+	if (rc) {
+		cl_io_end(ci);
+		return rc;
+	}
+	pthread_mutex_lock(&ci->mu);
+	if (S_ISDIR(ci->attr.mode) && ci->attr_valid) {
+		rc = -EISDIR;
+		goto out_unlock;
+	}
+	if (!size_known(ci))
+		ci->map_valid = false;   /* the map fetch brings the size */
+	rc = map_cover(cx, ci, 0);
+	if (rc)
+		goto out_unlock;
+	if (off >= ci->attr.size) {
+		rc = 0;
+		goto out_unlock;
+	}
+	if (len > ci->attr.size - off)
+		len = (size_t)(ci->attr.size - off);
+	end = off + len;
+	rc = map_cover(cx, ci, (end + cx->bs - 1) / cx->bs);
+	if (rc)
+		goto out_unlock;
+	for (pos = off; pos < end;) {
+		const struct meta_map *m = map_find(ci, pos / cx->bs);
+		uint64_t rend, chunk;
+
+		if (!m) {
+			rc = -EIO;
+			goto out_unlock;
+		}
+		rend = (m->fblk + m->nblk) * cx->bs;
+		chunk = (rend < end ? rend : end) - pos;
+		if (m->state == META_MAP_DATA) {
+			uint64_t at = vol_off(cx, m->pblk) + (pos - m->fblk * cx->bs);
+
+			/* The map may change while the volume is read: copy the run. */
+			pthread_mutex_unlock(&ci->mu);
+			rc = blk_read(cx->dev, buf + (pos - off), (size_t)chunk, at);
+			pthread_mutex_lock(&ci->mu);
+			if (rc)
+				goto out_unlock;
+		} else {
+			memset(buf + (pos - off), 0, (size_t)chunk);
+		}
+		pos += chunk;
+	}
+	rc = (int)len;
+out_unlock:
+	pthread_mutex_unlock(&ci->mu);
+	c_release_toks(cb, &want);
+	cl_io_end(ci);
+	return rc;
+}
+
+/* Ask the MDS for unwritten blocks at [fblk, fblk+count) and some ahead (ci->mu held). */
+static int alloc(struct cl_ctx *cx, struct cl_inode *ci, uint64_t fblk, uint64_t count)
+{
+	Cxfs__AllocReq m = CXFS__ALLOC_REQ__INIT;
+	Cxfs__TokenState lent_s, *lent_p = &lent_s;
+	const Cxfs__AllocReply *r;
+	ProtobufCMessage *rep = NULL;
+	struct meta_map *runs;
+	Cxfs__MsgType rt;
+	int rc;
+
+	cxfs__token_state__init(&lent_s);
+	lent_s.token = TOK_EXTENT;
+	lent_s.level = CXFS__TOKEN_LEVEL__TOKEN_READ;
+	m.ino = ci->ino;
+	m.file_block = fblk;
+	m.count = count;
+	m.has_prealloc = 1;
+	m.prealloc = ci->prealloc;
+	m.n_lent = 1;
+	m.lent = &lent_p;
+	atomic_fetch_add(&cx->stats.allocs, 1);
+	rc = rpc_call(cx->mds, CXFS__MSG_TYPE__ALLOC_REQ, &m.base, CL_CALL_TIMEOUT_MS, &rt, &rep);
+	if (rc)
+		return early(rc);
+	if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
+		rc = ((Cxfs__ErrorReply *)rep)->err;
+		goto out;
+	}
+	r = (const Cxfs__AllocReply *)rep;
+	rc = r->err;
+	if (rc)
+		goto out;
+	runs = calloc(r->n_extents ? r->n_extents : 1, sizeof(*runs));
+	if (!runs) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	runs_from_pb(r->extents, r->n_extents, runs);
+	rc = runs_check(runs, r->n_extents, fblk);
+	for (size_t i = 0; !rc && i < r->n_extents; i++)
+		rc = map_set(ci, runs[i].fblk, runs[i].nblk, runs[i].pblk, runs[i].state);
+	free(runs);
+	if (!rc)
+		rc = map_overlay_pending(ci);
+	if (ci->prealloc < CL_PREALLOC_MAX)
+		ci->prealloc *= 2;
+out:
+	rpc_msg_free(rep);
+	return rc;
+}
+
+/* The body of a write, ci->mu held; *@done: bytes written from @off on. */
+static int write_locked(struct cl_ctx *cx, struct cl_inode *ci, const char *buf, uint64_t off,
+			size_t len, size_t *done)
+{
+	uint64_t end = off + len, pos = off;
+	int rc;
+
+	rc = map_cover(cx, ci, (end + cx->bs - 1) / cx->bs);
+	while (!rc && pos < end) {
+		const struct meta_map *m = map_find(ci, pos / cx->bs);
+		uint64_t rend, chunk, b0, b1;
+		const char *src = buf + (pos - off);
+
+		if (!m) {
+			rc = -EIO;
+			break;
+		}
+		rend = (m->fblk + m->nblk) * cx->bs;
+		chunk = (rend < end ? rend : end) - pos;
+		b0 = pos / cx->bs;
+		b1 = (pos + chunk + cx->bs - 1) / cx->bs;
+		if (m->state == META_MAP_DATA) {
+			rc = blk_write(cx->dev, src, (size_t)chunk,
+				       vol_off(cx, m->pblk) + (pos - m->fblk * cx->bs));
+		} else if (m->state == META_MAP_UNWRITTEN) {
+			uint64_t p0 = m->pblk + (b0 - m->fblk);
+
+			rc = blk_write_padded(cx->dev, vol_off(cx, p0), (size_t)((b1 - b0) * cx->bs),
+					      src, (size_t)(pos - b0 * cx->bs), (size_t)chunk);
+			if (!rc)
+				rc = pend_add(ci, b0, b1 - b0, p0);
+			if (!rc)
+				rc = map_set(ci, b0, b1 - b0, p0, META_MAP_DATA);
+		} else {
+			rc = alloc(cx, ci, b0, b1 - b0);
+			continue;   /* the map changed: look again */
+		}
+		if (!rc)
+			pos += chunk;
+	}
+	*done = (size_t)(pos - off);
+	return rc;
+}
+
+static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	struct cl_ctx *cx = cb->cx;
+	struct cl_inode *ci = cb->ci;
+	uint64_t off = c->u.write.off;
+	size_t len = c->u.write.size, done = 0;
+	struct tok_set want;
+	int rc;
+
+	if (len == 0)
+		return 0;
+	cl_write_set(&want, c->u.write.flags & O_DIRECT, false);
+	cl_io_begin(ci);
+	rc = c_acquire(cb, &want);
+	if (rc) {
+		cl_io_end(ci);
+		return rc;
+	}
+	pthread_mutex_lock(&ci->mu);
+	if (!size_known(ci)) {
+		ci->map_valid = false;
+		rc = map_cover(cx, ci, 0);
+		if (rc)
+			goto out;
+	}
+	if (c->u.write.flags & O_APPEND) {
+		if (off != ci->attr.size)
+			ci->stale_pages = true;   /* the kernel put the data elsewhere */
+		off = ci->attr.size;
+	}
+	if (off >= META_MAX_FILE_SIZE) {
+		rc = -EFBIG;
+		goto out;
+	}
+	if (len > META_MAX_FILE_SIZE - off)
+		len = (size_t)(META_MAX_FILE_SIZE - off);
+	rc = write_locked(cx, ci, c->u.write.buf, off, len, &done);
+	if (done) {
+		struct timespec now = now_ts();
+
+		if (off + done > ci->attr.size)
+			ci->attr.size = off + done;
+		ci->attr.mtime = ci->attr.ctime = now;
+		ci->size_dirty = ci->times_dirty = true;
+		rc = (int)done;
+	}
+out:
+	pthread_mutex_unlock(&ci->mu);
+	c_release_toks(cb, &want);
+	cl_io_end(ci);
+	return rc;
+}
+
+static int c_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	struct cl_inode *ci = cb->ci;
+	bool had;
+
+	(void)publish(cb->cx, ci);
+	pthread_mutex_lock(&ci->mu);
+	had = ci->has_exist;
+	ci->has_exist = false;
+	pthread_mutex_unlock(&ci->mu);
+	if (had) {
+		struct tok_set ex;
+
+		tok_set_clear(&ex);
+		tok_set_add(&ex, TOK_EXIST, TOK_READ);
+		tok_client_release(cb->cx->tc, ci->ino, &ex);
+	}
+	(void)tok_client_forget(cb->cx->tc, ci->ino);
+	return 0;
+}
+
+static void c_destroy(struct vn_bhv *self, struct vnode *vn)
+{
+	struct cl_cbhv *cb = cb_of(self);
+
+	(void)vn;
+	cl_inode_put(cb->cx, cb->ci);
+	free(cb);
+}
+
+static const struct vn_ops cl_client_ops = {
+	.name = "client",
+	.position = VN_POS_CLIENT,
+	.op = {
+		[VN_OP_GETATTR] = c_getattr,
+		[VN_OP_OPEN] = c_getattr,
+		[VN_OP_SETATTR] = c_setattr,
+		[VN_OP_LOOKUP] = c_lookup,
+		[VN_OP_MKNOD] = c_names,
+		[VN_OP_LINK] = c_names,
+		[VN_OP_UNLINK] = c_names,
+		[VN_OP_RENAME] = c_rename,
+		[VN_OP_READLINK] = c_forward,
+		[VN_OP_RELEASE] = c_release,
+		[VN_OP_READ] = c_read,
+		[VN_OP_WRITE] = c_write,
+		[VN_OP_FSYNC] = c_fsync,
+		[VN_OP_READDIR] = c_forward,
+		[VN_OP_STATFS] = c_forward,
+		[VN_OP_SETXATTR] = c_forward,
+		[VN_OP_GETXATTR] = c_forward,
+		[VN_OP_LISTXATTR] = c_forward,
+		[VN_OP_REMOVEXATTR] = c_forward,
+		[VN_OP_FALLOCATE] = c_fallocate,
+		[VN_OP_LSEEK] = c_forward,
+		[VN_OP_GETLK] = c_getlk,
+		[VN_OP_SETLK] = c_setlk,
+		[VN_OP_INACTIVE] = c_inactive,
+	},
+	.destroy = c_destroy,
+};
+
+int cl_client_shape(struct cl_ctx *cx, struct vnode *vn)
+{
+	struct cl_cbhv *cb = calloc(1, sizeof(*cb));
+	int rc;
+
+	if (!cb)
+		return -ENOMEM;
+	cb->cx = cx;
+	cb->ci = cl_inode_get(cx, vn_ino(vn), true);
+	if (!cb->ci) {
+		free(cb);
+		return -ENOMEM;
+	}
+	cb->bhv.ops = &cl_client_ops;
+	cb->bhv.priv = cb;
+	rc = vn_bhv_insert(vn, &cb->bhv);
+	if (rc)
+		c_destroy(&cb->bhv, vn);
+	return rc;
+}

@@ -1,0 +1,167 @@
+/*
+ * cl_i.h - internals shared by the files of src/cluster: the cluster
+ * context, the per-inode client state, and the entry points each file
+ * offers the others.
+ *
+ * Lock order: vnode head -> cl_inode.flush_mu -> cl_inode.mu -> cl_ctx.imu
+ *             -> cl_ctx.mu; the token client's and server's mutexes are
+ *             never held across a call into this layer (tok.h), and the
+ *             store mutex is a leaf.
+ */
+#ifndef CXFS_CL_I_H
+#define CXFS_CL_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cluster/cl.h"
+#include "meta/meta_store.h"
+#include "rpc/rpc.h"
+#include "token/tok.h"
+#include "vnode/vn.h"
+
+/*
+ * Token and metadata calls wait as long as the connection lives: the MDS may
+ * wait on other nodes' recalls, and a call given up while the MDS still
+ * grants would leave the two sides disagreeing about what this node holds.
+ */
+#define CL_CALL_TIMEOUT_MS (24u * 3600 * 1000)
+#define CL_MAX_NODES 256
+#define CL_PREALLOC_MIN 256          /* blocks preallocated ahead at first (1 MiB) */
+#define CL_PREALLOC_MAX 16384        /* ... growing to 64 MiB */
+
+/* A cached directory entry; ino 0: the name is known not to exist. */
+struct cl_dent {
+	uint64_t ino;
+	struct cl_dent *next;
+	char name[];
+};
+
+/*
+ * What a node knows of one inode beyond its tokens: on a client, caches
+ * valid while the covering tokens are held; on every node, whether the
+ * kernel's pages of the file went stale.
+ */
+struct cl_inode {
+	uint64_t ino;                   /* constant */
+	unsigned refs;                  /* under cl_ctx.imu */
+	struct cl_inode *hnext;         /* under cl_ctx.imu */
+	pthread_mutex_t flush_mu;       /* serializes publishing written runs */
+	pthread_mutex_t mu;             /* protects everything below */
+	bool has_exist;                 /* holds a reference on its EXIST token */
+	bool attr_valid;                /* attr is current (ATTR, TIMES, SIZE held) */
+	bool size_valid;                /* attr.size is current (SIZE held) */
+	bool size_dirty, times_dirty;   /* attr's size/times are this node's own (WRITE held) */
+	struct vn_attr attr;
+	bool names_valid;               /* dents are current (NAME held) */
+	struct cl_dent *dents;
+	size_t ndents;
+	bool map_valid;                 /* map covers [0, map_end) (EXTENT held) */
+	struct meta_map *map;           /* runs in file order, without gaps */
+	size_t nmap, map_cap;
+	uint64_t map_end;               /* file blocks covered */
+	struct meta_map *pend;          /* runs written here, still unwritten at the MDS */
+	size_t npend, pend_cap;
+	uint64_t prealloc;              /* blocks to preallocate ahead next time */
+	bool stale_pages;               /* the kernel's pages must be dropped */
+	bool inval_running;             /* a helper thread is dropping them */
+	unsigned inflight;              /* reads and writes of this node in progress */
+	bool locks_used;                /* POSIX locks were set from this node */
+};
+
+struct cl_stats {
+	atomic_uint_fast64_t attr_hits, attr_misses, name_hits, name_misses, map_fetches;
+	atomic_uint_fast64_t allocs, write_dones, forwards, recalls_in, invals;
+};
+
+struct cl_ctx {
+	struct cms_config *cfg;         /* constant */
+	const struct cms_node *self;    /* constant */
+	const struct cms_fs *fs;        /* constant */
+	uint32_t self_id;               /* cms_node_index + 1; constant */
+	struct rpc_ctx *rpc;            /* constant after cl_start */
+	int (*inval)(void *arg, uint64_t ino);
+	void *inval_arg;
+
+	pthread_mutex_t mu;             /* protects the fields up to `ready` */
+	uint32_t server_id;             /* node serving the filesystem (0: none known) */
+	struct rpc_chan *node_chan[CL_MAX_NODES];  /* MDS: each node's incoming channel */
+	atomic_bool ready;              /* attached: serves requests */
+	bool is_server;                 /* constant after cl_start */
+
+	struct rpc_chan *mds;           /* client: the channel to the MDS; constant */
+	struct blk_dev *dev;            /* constant after cl_attach */
+	uint32_t bs;
+	uint64_t data_off;
+	struct meta_store *st;          /* MDS only */
+	struct vn_meta_fs *mfs;         /* MDS only */
+	struct vn_table *vt;
+
+	struct tok_client *tc;          /* every node */
+	struct tok_server *ts;          /* MDS only */
+
+	pthread_mutex_t imu;            /* protects the inode hash */
+	struct cl_inode *ihash[4096];
+
+	pthread_mutex_t rmu;            /* reclaim queue (MDS) */
+	pthread_cond_t rcv;
+	uint64_t *rq;
+	size_t nrq, rq_cap;
+	bool rstop;
+	pthread_t reclaimer;
+	bool reclaimer_started;
+
+	atomic_uint threads;            /* recall threads running */
+	struct cl_stats stats;
+};
+
+/* ---- cl_node.c --------------------------------------------------------- */
+
+/* The inode state of @ino, created if @create; referenced: put it. */
+struct cl_inode *cl_inode_get(struct cl_ctx *cx, uint64_t ino, bool create);
+void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci);
+/* Forget the cached names of directory @ci (ci->mu held). */
+void cl_dents_free(struct cl_inode *ci);
+/* The kernel's pages of @ino are stale: mark, and try to drop them now (bounded wait). */
+void cl_pages_stale(struct cl_ctx *cx, uint64_t ino);
+/* Drop the kernel's pages of @ino if they went stale (before getattr/open answers). */
+void cl_pages_check(struct cl_ctx *cx, uint64_t ino);
+/* A read or write of @ci starts or ends on this node (see cl_pages_stale). */
+void cl_io_begin(struct cl_inode *ci);
+void cl_io_end(struct cl_inode *ci);
+/* Run @fn(@arg) on a new detached thread; -errno. */
+int cl_spawn(struct cl_ctx *cx, void (*fn)(void *), void *arg);
+/* Node id of the peer of @ch, or 0 if it is not a node of the configuration. */
+uint32_t cl_peer_id(struct cl_ctx *cx, struct rpc_chan *ch);
+
+/* ---- cl_server.c (MDS) ------------------------------------------------- */
+
+int cl_server_start(struct cl_ctx *cx);
+void cl_server_stop(struct cl_ctx *cx);
+int cl_server_shape(struct cl_ctx *cx, struct vnode *vn);
+/* Token and data requests of remote nodes; -EOPNOTSUPP for other types. */
+int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
+		     const ProtobufCMessage *msg);
+/* The local client's transport (in-process). */
+extern const struct tok_client_ops cl_local_tok_ops;
+
+/* ---- cl_local.c (MDS) -------------------------------------------------- */
+
+int cl_local_shape(struct cl_ctx *cx, struct vnode *vn);
+
+/* ---- cl_client.c (other nodes) ----------------------------------------- */
+
+extern const struct tok_client_ops cl_remote_tok_ops;
+int cl_client_shape(struct cl_ctx *cx, struct vnode *vn);
+/* Token duty for a remote client's caches. */
+int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct tok_state *st);
+
+/* ---- token sets ------------------------------------------------------- */
+
+/* The tokens a read or write needs (direct: O_DIRECT). */
+void cl_read_set(struct tok_set *s, bool direct);
+void cl_write_set(struct tok_set *s, bool direct, bool local);
+
+#endif

@@ -1,0 +1,202 @@
+/*
+ * cl_local.c - the client behavior of the metadata server's own node: its
+ * applications go through a token client like every other node's, so a
+ * read on the MDS node recalls a remote writer's tokens (which publishes its
+ * writes) and a write there recalls remote readers' cached pages and
+ * attributes.  The store is this node's cache, so the behavior only takes
+ * the tokens an operation needs, passes the call on (server -> meta), and
+ * lets them go; changes take their tokens in the server behavior below.
+ *
+ * Also the token sets of reads and writes, which every node's client
+ * behavior uses.
+ */
+#include "cluster/cl_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+
+void cl_read_set(struct tok_set *s, bool direct)
+{
+	tok_set_clear(s);
+	tok_set_add(s, TOK_IO, TOK_READ);
+	if (!direct)
+		tok_set_add(s, TOK_PAGE_CLEAN, TOK_READ);
+	tok_set_add(s, TOK_PAGE_DIRTY, TOK_READ);
+	tok_set_add(s, TOK_EXTENT, TOK_READ);
+	tok_set_add(s, TOK_SIZE, TOK_READ);
+}
+
+/*
+ * A writer is alone on the file: it keeps the size and time stamps itself
+ * and publishes its extents lazily.  The MDS node allocates in the store
+ * directly, so it needs the extent token at WRITE; other nodes allocate
+ * through the MDS and lend it their READ copy.
+ */
+void cl_write_set(struct tok_set *s, bool direct, bool local)
+{
+	(void)direct;
+	tok_set_clear(s);
+	tok_set_add(s, TOK_IO, TOK_WRITE);
+	tok_set_add(s, TOK_PAGE_CLEAN, TOK_WRITE);
+	tok_set_add(s, TOK_PAGE_DIRTY, TOK_WRITE);
+	tok_set_add(s, TOK_EXTENT, local ? TOK_WRITE : TOK_READ);
+	tok_set_add(s, TOK_SIZE, TOK_WRITE);
+	tok_set_add(s, TOK_TIMES, TOK_WRITE);
+}
+
+static void attr_set(struct tok_set *s)
+{
+	tok_set_clear(s);
+	tok_set_add(s, TOK_ATTR, TOK_READ);
+	tok_set_add(s, TOK_TIMES, TOK_READ);
+	tok_set_add(s, TOK_SIZE, TOK_READ);
+}
+
+/* Our place on a vnode's chain; holds the inode state while the vnode lives. */
+struct cl_lbhv {
+	struct vn_bhv bhv;
+	struct cl_ctx *cx;
+	struct cl_inode *ci;
+};
+
+static struct cl_lbhv *lb_of(struct vn_bhv *b)
+{
+	return (struct cl_lbhv *)b;
+}
+
+/* Take @want on the vnode, pass the call on, let the tokens go. */
+static int with_tokens(struct vn_bhv *self, struct vnode *vn, struct vn_call *c,
+		       const struct tok_set *want)
+{
+	struct cl_ctx *cx = lb_of(self)->cx;
+	uint64_t ino = vn_ino(vn);
+	int rc = tok_client_acquire(cx->tc, ino, want, NULL);
+
+	if (rc)
+		return rc == -TOK_EEARLY ? -EAGAIN : rc;
+	rc = vn_next(self, vn, c);
+	tok_client_release(cx->tc, ino, want);
+	return rc;
+}
+
+static int l_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_ctx *cx = lb_of(self)->cx;
+	struct tok_set want;
+
+	cl_pages_check(cx, vn_ino(vn));
+	attr_set(&want);
+	return with_tokens(self, vn, c, &want);
+}
+
+/* A read or write: counted in progress while it waits for its tokens. */
+static int with_io_tokens(struct vn_bhv *self, struct vnode *vn, struct vn_call *c,
+			  const struct tok_set *want)
+{
+	struct cl_inode *ci = lb_of(self)->ci;
+	int rc;
+
+	cl_io_begin(ci);
+	rc = with_tokens(self, vn, c, want);
+	cl_io_end(ci);
+	return rc;
+}
+
+static int l_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct tok_set want;
+
+	cl_read_set(&want, c->u.read.flags & O_DIRECT);
+	return with_io_tokens(self, vn, c, &want);
+}
+
+/*
+ * The kernel puts an O_APPEND write at the end it knows, which another
+ * node may have moved: with the size token held, the store knows the end.
+ */
+static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_lbhv *lb = lb_of(self);
+	struct tok_set want;
+	int rc;
+
+	cl_write_set(&want, c->u.write.flags & O_DIRECT, true);
+	if (!(c->u.write.flags & O_APPEND))
+		return with_io_tokens(self, vn, c, &want);
+	cl_io_begin(lb->ci);
+	rc = tok_client_acquire(lb->cx->tc, vn_ino(vn), &want, NULL);
+	if (rc) {
+		cl_io_end(lb->ci);
+		return rc == -TOK_EEARLY ? -EAGAIN : rc;
+	}
+	{
+		struct vn_attr a;
+		struct vn_call g = { .op = VN_OP_GETATTR, .cred = c->cred, .node = c->node,
+				     .u.getattr = { &a } };
+
+		rc = vn_next(self, vn, &g);
+		if (!rc && a.size != c->u.write.off) {
+			c->u.write.off = a.size;
+			pthread_mutex_lock(&lb->ci->mu);
+			lb->ci->stale_pages = true;   /* the kernel put the data elsewhere */
+			pthread_mutex_unlock(&lb->ci->mu);
+		}
+	}
+	if (!rc)
+		rc = vn_next(self, vn, c);
+	tok_client_release(lb->cx->tc, vn_ino(vn), &want);
+	cl_io_end(lb->ci);
+	return rc;
+}
+
+static int l_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_ctx *cx = lb_of(self)->cx;
+
+	(void)tok_client_forget(cx->tc, vn_ino(vn));
+	return vn_next(self, vn, c);
+}
+
+static void l_destroy(struct vn_bhv *self, struct vnode *vn)
+{
+	struct cl_lbhv *lb = lb_of(self);
+
+	(void)vn;
+	cl_inode_put(lb->cx, lb->ci);
+	free(lb);
+}
+
+static const struct vn_ops cl_local_ops = {
+	.name = "local-client",
+	.position = VN_POS_CLIENT,
+	.op = {
+		[VN_OP_GETATTR] = l_getattr,
+		[VN_OP_OPEN] = l_getattr,
+		[VN_OP_READ] = l_read,
+		[VN_OP_WRITE] = l_write,
+		[VN_OP_INACTIVE] = l_inactive,
+	},
+	.destroy = l_destroy,
+};
+
+int cl_local_shape(struct cl_ctx *cx, struct vnode *vn)
+{
+	struct cl_lbhv *lb = calloc(1, sizeof(*lb));
+	int rc;
+
+	if (!lb)
+		return -ENOMEM;
+	lb->cx = cx;
+	lb->ci = cl_inode_get(cx, vn_ino(vn), true);
+	if (!lb->ci) {
+		free(lb);
+		return -ENOMEM;
+	}
+	lb->bhv.ops = &cl_local_ops;
+	lb->bhv.priv = lb;
+	rc = vn_bhv_insert(vn, &lb->bhv);
+	if (rc)
+		l_destroy(&lb->bhv, vn);
+	return rc;
+}

@@ -1,0 +1,840 @@
+/*
+ * cl_node.c - the cluster context of one cxfsd: configuration, the RPC
+ * endpoint and its dispatch, the name service, the per-inode client state
+ * table, stale kernel pages, and the status the admin socket shows.
+ *
+ * Name service: at start a node asks every other configured node which node
+ * serves the filesystem (NAME_QUERY).  If one names a server, that is the
+ * MDS.  Otherwise the first node of the server order that answers (or this
+ * node) is the one to serve it; when that is this node it becomes the MDS,
+ * else it asks again until that node claims it.  A node answers with the
+ * server it knows only once it is attached, so clients never reach an MDS
+ * that cannot serve yet.
+ *
+ * Lock order: see cl_i.h.
+ */
+#include "cluster/cl_i.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "block/blk.h"
+#include "cluster/cl_wire.h"
+#include "membership/cms_config.h"
+#include "meta/meta_sb.h"
+#include "vnode/vn_meta.h"
+
+#define CL_NAME_TIMEOUT_MS 1500
+#define CL_NAME_WAIT_MS 60000
+
+static void cl_log(void *arg, const char *line)
+{
+	(void)arg;
+	fprintf(stderr, "cxfsd: %s\n", line);
+}
+
+/* ---- per-inode state ---------------------------------------------------- */
+
+static size_t ihash_slot(uint64_t ino)
+{
+	return (size_t)((ino * UINT64_C(0x9E3779B97F4A7C15)) >> 52);
+}
+
+struct cl_inode *cl_inode_get(struct cl_ctx *cx, uint64_t ino, bool create)
+{
+	struct cl_inode *ci, **slot;
+
+	pthread_mutex_lock(&cx->imu);
+	slot = &cx->ihash[ihash_slot(ino)];
+	for (ci = *slot; ci && ci->ino != ino; ci = ci->hnext)
+		;
+	if (!ci && create) {
+		ci = calloc(1, sizeof(*ci));
+		if (ci) {
+			ci->ino = ino;
+			pthread_mutex_init(&ci->mu, NULL);
+			pthread_mutex_init(&ci->flush_mu, NULL);
+			ci->prealloc = CL_PREALLOC_MIN;
+			ci->hnext = *slot;
+			*slot = ci;
+		}
+	}
+	if (ci)
+		ci->refs++;
+	pthread_mutex_unlock(&cx->imu);
+	return ci;
+}
+
+void cl_dents_free(struct cl_inode *ci)
+{
+	while (ci->dents) {
+		struct cl_dent *d = ci->dents;
+
+		ci->dents = d->next;
+		free(d);
+	}
+	ci->ndents = 0;
+}
+
+void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci)
+{
+	struct cl_inode **pp;
+
+	if (!ci)
+		return;
+	pthread_mutex_lock(&cx->imu);
+	if (--ci->refs) {
+		pthread_mutex_unlock(&cx->imu);
+		return;
+	}
+	for (pp = &cx->ihash[ihash_slot(ci->ino)]; *pp != ci; pp = &(*pp)->hnext)
+		;
+	*pp = ci->hnext;
+	pthread_mutex_unlock(&cx->imu);
+	cl_dents_free(ci);
+	free(ci->map);
+	free(ci->pend);
+	pthread_mutex_destroy(&ci->mu);
+	pthread_mutex_destroy(&ci->flush_mu);
+	free(ci);
+}
+
+/* ---- stale kernel pages ------------------------------------------------- */
+
+struct cl_inval_job {
+	struct cl_ctx *cx;
+	struct cl_inode *ci;          /* referenced */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done, abandoned;
+};
+
+static void inval_job_put(struct cl_inval_job *j, int abandon)
+{
+	int last;
+
+	pthread_mutex_lock(&j->mu);
+	if (abandon)
+		j->abandoned = 1;
+	else
+		j->done = 1;
+	last = j->done && j->abandoned;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	if (last) {
+		cl_inode_put(j->cx, j->ci);
+		pthread_mutex_destroy(&j->mu);
+		pthread_cond_destroy(&j->cv);
+		free(j);
+	}
+}
+
+static void inval_run(void *arg)
+{
+	struct cl_inval_job *j = arg;
+
+	cl_pages_check(j->cx, j->ci->ino);
+	pthread_mutex_lock(&j->ci->mu);
+	j->ci->inval_running = false;
+	pthread_mutex_unlock(&j->ci->mu);
+	inval_job_put(j, 0);
+}
+
+void cl_io_begin(struct cl_inode *ci)
+{
+	pthread_mutex_lock(&ci->mu);
+	ci->inflight++;
+	pthread_mutex_unlock(&ci->mu);
+}
+
+void cl_io_end(struct cl_inode *ci)
+{
+	pthread_mutex_lock(&ci->mu);
+	ci->inflight--;
+	pthread_mutex_unlock(&ci->mu);
+}
+
+/*
+ * Mark the pages stale and drop them on a helper thread (one per inode at a
+ * time).  The kernel's drop waits for page locks, which a read or write of
+ * this node in progress may hold while it waits for a token this very recall
+ * frees: so the recall waits for the drop (at most 100 ms) only when no read
+ * or write is in progress here, which is the case that matters for a file
+ * mapped into memory.  Whatever is still cached is dropped by
+ * cl_pages_check() before the next getattr or open is answered, which the
+ * kernel sends before every read.
+ */
+void cl_pages_stale(struct cl_ctx *cx, uint64_t ino)
+{
+	struct cl_inode *ci = cl_inode_get(cx, ino, true);
+	struct cl_inval_job *j;
+	struct timespec until;
+	bool start, wait;
+
+	if (!ci)
+		return;
+	pthread_mutex_lock(&ci->mu);
+	ci->stale_pages = true;
+	start = cx->inval && !ci->inval_running;
+	wait = ci->inflight == 0;
+	if (start)
+		ci->inval_running = true;
+	pthread_mutex_unlock(&ci->mu);
+	j = start ? calloc(1, sizeof(*j)) : NULL;
+	if (!j)
+		goto out;
+	j->cx = cx;
+	j->ci = ci;
+	ci = NULL;   /* the job's reference now */
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	if (cl_spawn(cx, inval_run, j)) {
+		pthread_mutex_lock(&j->ci->mu);
+		j->ci->inval_running = false;
+		pthread_mutex_unlock(&j->ci->mu);
+		inval_job_put(j, 0);
+		inval_job_put(j, 1);
+		return;
+	}
+	if (wait) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 100 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_mutex_lock(&j->mu);
+		while (!j->done && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0)
+			;
+		pthread_mutex_unlock(&j->mu);
+	}
+	inval_job_put(j, 1);
+out:
+	if (ci) {
+		if (start) {
+			pthread_mutex_lock(&ci->mu);
+			ci->inval_running = false;
+			pthread_mutex_unlock(&ci->mu);
+		}
+		cl_inode_put(cx, ci);
+	}
+}
+
+void cl_pages_check(struct cl_ctx *cx, uint64_t ino)
+{
+	struct cl_inode *ci = cl_inode_get(cx, ino, false);
+	bool stale;
+
+	if (!ci)
+		return;
+	pthread_mutex_lock(&ci->mu);
+	stale = ci->stale_pages;
+	ci->stale_pages = false;
+	pthread_mutex_unlock(&ci->mu);
+	cl_inode_put(cx, ci);
+	if (stale && cx->inval) {
+		atomic_fetch_add(&cx->stats.invals, 1);
+		(void)cx->inval(cx->inval_arg, ino);
+	}
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+struct cl_thread_arg {
+	struct cl_ctx *cx;
+	void (*fn)(void *);
+	void *arg;
+};
+
+static void *cl_thread(void *p)
+{
+	struct cl_thread_arg a = *(struct cl_thread_arg *)p;
+
+	free(p);
+	a.fn(a.arg);
+	atomic_fetch_sub(&a.cx->threads, 1);
+	return NULL;
+}
+
+int cl_spawn(struct cl_ctx *cx, void (*fn)(void *), void *arg)
+{
+	struct cl_thread_arg *a = malloc(sizeof(*a));
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	if (!a)
+		return -ENOMEM;
+	a->cx = cx;
+	a->fn = fn;
+	a->arg = arg;
+	atomic_fetch_add(&cx->threads, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	rc = pthread_create(&t, &attr, cl_thread, a);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		atomic_fetch_sub(&cx->threads, 1);
+		free(a);
+		return -rc;
+	}
+	return 0;
+}
+
+/* ---- peers -------------------------------------------------------------- */
+
+uint32_t cl_peer_id(struct cl_ctx *cx, struct rpc_chan *ch)
+{
+	const struct cms_node *n;
+	char name[RPC_NAME_MAX + 1];
+
+	if (rpc_chan_peer(ch, name, sizeof(name), NULL))
+		return 0;
+	n = cms_config_node(cx->cfg, name);
+	return n ? (uint32_t)cms_node_index(n) + 1 : 0;
+}
+
+static const struct cms_node *node_by_id(struct cl_ctx *cx, uint32_t id)
+{
+	if (id == 0 || id > cms_config_node_count(cx->cfg))
+		return NULL;
+	return cms_config_node_at(cx->cfg, id - 1);
+}
+
+/* ---- recalls arriving at a client --------------------------------------- */
+
+struct cl_recall {
+	struct cl_ctx *cx;
+	uint64_t ino;
+	struct tok_set tokens;
+	bool conditional;
+};
+
+static void recall_run(void *arg)
+{
+	struct cl_recall *r = arg;
+	struct cl_ctx *cx = r->cx;
+	int rc;
+
+	atomic_fetch_add(&cx->stats.recalls_in, 1);
+	rc = tok_client_recall(cx->tc, r->ino, &r->tokens, r->conditional);
+	if (rc == -EBUSY) {
+		Cxfs__TokenReturn m = CXFS__TOKEN_RETURN__INIT;
+		Cxfs__TokenState buf[TOK_NTOKENS], *ptrs[TOK_NTOKENS];
+
+		m.ino = r->ino;
+		m.n_held = clw_toks_to_pb(&r->tokens, buf, ptrs);
+		m.held = ptrs;
+		m.has_refused = 1;
+		m.refused = 1;
+		(void)rpc_send(cx->mds, CXFS__MSG_TYPE__TOKEN_RETURN, &m.base);
+	}
+	free(r);
+}
+
+static int client_recall(struct cl_ctx *cx, const Cxfs__TokenRecall *m)
+{
+	struct cl_recall *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	r->cx = cx;
+	r->ino = m->ino;
+	r->conditional = m->has_conditional && m->conditional;
+	rc = clw_toks_from_pb(m->downgrade, m->n_downgrade, &r->tokens);
+	if (!rc)
+		rc = cl_spawn(cx, recall_run, r);
+	if (rc)
+		free(r);
+	return rc;
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+static int reply_name(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__NameQuery *q)
+{
+	Cxfs__NameReply r = CXFS__NAME_REPLY__INIT;
+	const struct cms_node *n = NULL;
+
+	if (strcmp(q->fs, cms_fs_name(cx->fs)) != 0) {
+		r.err = -ENOENT;
+	} else {
+		pthread_mutex_lock(&cx->mu);
+		if (atomic_load(&cx->ready))
+			n = node_by_id(cx, cx->server_id);
+		pthread_mutex_unlock(&cx->mu);
+		if (n)
+			r.server = (char *)cms_node_name(n);
+		else
+			r.err = -EAGAIN;
+	}
+	return rpc_reply(req, CXFS__MSG_TYPE__NAME_REPLY, &r.base);
+}
+
+/* Remember @node's channel, on which its recalls go. */
+static void note_channel(struct cl_ctx *cx, uint32_t node, struct rpc_chan *ch)
+{
+	struct rpc_chan *old = NULL;
+
+	if (node >= CL_MAX_NODES)
+		return;
+	pthread_mutex_lock(&cx->mu);
+	if (cx->node_chan[node] != ch) {
+		old = cx->node_chan[node];
+		rpc_chan_hold(ch);
+		cx->node_chan[node] = ch;
+	}
+	pthread_mutex_unlock(&cx->mu);
+	if (old)
+		rpc_chan_put(old);
+}
+
+static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
+		      const ProtobufCMessage *msg)
+{
+	struct cl_ctx *cx = arg;
+	uint32_t node;
+
+	if (type == CXFS__MSG_TYPE__NAME_QUERY)
+		return reply_name(cx, req, (const Cxfs__NameQuery *)msg);
+	if (!atomic_load(&cx->ready))
+		return -EAGAIN;
+	node = cl_peer_id(cx, rpc_req_chan(req));
+	if (!node)
+		return -EACCES;
+	if (!cx->is_server) {
+		if (type == CXFS__MSG_TYPE__TOKEN_RECALL)
+			return client_recall(cx, (const Cxfs__TokenRecall *)msg);
+		if (type == CXFS__MSG_TYPE__IOEXCL_LOST) {
+			tok_client_ioexcl_lost(cx->tc, ((const Cxfs__IoexclLost *)msg)->ino);
+			return 0;
+		}
+		return -EOPNOTSUPP;
+	}
+	note_channel(cx, node, rpc_req_chan(req));
+	return cl_server_handle(cx, node, req, type, msg);
+}
+
+/* ---- name service ------------------------------------------------------- */
+
+/* Ask @n who serves; 1: it answered (*@server set if it knows), 0: down. */
+static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *server)
+{
+	Cxfs__NameQuery q = CXFS__NAME_QUERY__INIT;
+	Cxfs__MsgType rt;
+	ProtobufCMessage *rep = NULL;
+	struct rpc_chan *ch;
+	int rc;
+
+	*server = 0;
+	if (cms_node_addr_kind(n) == CMS_ADDR_HOST)
+		return 0;   /* host names: a later issue resolves them */
+	if (rpc_connect(cx->rpc, cms_node_address(n), cms_node_port(n), &ch))
+		return 0;
+	q.fs = (char *)cms_fs_name(cx->fs);
+	rc = rpc_call(ch, CXFS__MSG_TYPE__NAME_QUERY, &q.base, CL_NAME_TIMEOUT_MS, &rt, &rep);
+	rpc_chan_put(ch);
+	if (rc)
+		return 0;
+	if (rt == CXFS__MSG_TYPE__NAME_REPLY) {
+		const Cxfs__NameReply *r = (const Cxfs__NameReply *)rep;
+		const struct cms_node *s = r->err == 0 && r->server ?
+					   cms_config_node(cx->cfg, r->server) : NULL;
+
+		if (s)
+			*server = (uint32_t)cms_node_index(s) + 1;
+	}
+	rpc_msg_free(rep);
+	return 1;
+}
+
+static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
+{
+	size_t nn = cms_config_node_count(cx->cfg);
+	bool *up = calloc(nn, sizeof(bool));
+	struct timespec t0, now;
+	int rc = -ETIMEDOUT;
+
+	if (!up)
+		return -ENOMEM;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		uint32_t server = 0, s;
+		const struct cms_node *first;
+
+		for (size_t i = 0; i < nn; i++) {
+			const struct cms_node *n = cms_config_node_at(cx->cfg, i);
+
+			if (n == cx->self) {
+				up[i] = true;
+				continue;
+			}
+			up[i] = ask_node(cx, n, &s) == 1;
+			if (s && !server)
+				server = s;
+		}
+		if (!server) {
+			first = cms_fs_server_for(cx->fs, up, nn);
+			if (first == cx->self)
+				server = cx->self_id;
+		}
+		if (server) {
+			pthread_mutex_lock(&cx->mu);
+			cx->server_id = server;
+			pthread_mutex_unlock(&cx->mu);
+			cx->is_server = server == cx->self_id;
+			rc = 0;
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 > CL_NAME_WAIT_MS) {
+			snprintf(err, errlen, "no node serves filesystem %s: none of its servers "
+				 "(%s first) answered within %d s", cms_fs_name(cx->fs),
+				 cms_node_name(cms_fs_server(cx->fs, 0)), CL_NAME_WAIT_MS / 1000);
+			break;
+		}
+		usleep(300 * 1000);
+	}
+	free(up);
+	return rc;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t errlen)
+{
+	struct cl_ctx *cx = calloc(1, sizeof(*cx));
+	struct rpc_config rc_cfg = { 0 };
+	const uint8_t *secret;
+	size_t secret_len;
+	int rc;
+
+	if (!cx)
+		return -ENOMEM;
+	pthread_mutex_init(&cx->mu, NULL);
+	pthread_mutex_init(&cx->imu, NULL);
+	pthread_mutex_init(&cx->rmu, NULL);
+	pthread_cond_init(&cx->rcv, NULL);
+	cx->inval = o->inval;
+	cx->inval_arg = o->inval_arg;
+	rc = cms_config_load(o->config, &cx->cfg, err, errlen);
+	if (rc)
+		goto fail;
+	rc = cms_config_self(cx->cfg, o->node, &cx->self, err, errlen);
+	if (rc)
+		goto fail;
+	cx->self_id = (uint32_t)cms_node_index(cx->self) + 1;
+	if (cms_config_node_count(cx->cfg) >= CL_MAX_NODES) {
+		snprintf(err, errlen, "%s: more than %d nodes", o->config, CL_MAX_NODES - 1);
+		rc = -EINVAL;
+		goto fail;
+	}
+	cx->fs = o->fs ? cms_config_fs(cx->cfg, o->fs) : cms_config_fs_at(cx->cfg, 0);
+	if (!cx->fs) {
+		snprintf(err, errlen, "%s: no filesystem %s", o->config, o->fs ? o->fs : "at all");
+		rc = -ENOENT;
+		goto fail;
+	}
+	if (cms_node_addr_kind(cx->self) == CMS_ADDR_HOST) {
+		snprintf(err, errlen, "%s:%d: node %s: give a numeric address", o->config,
+			 cms_node_line(cx->self), cms_node_name(cx->self));
+		rc = -EINVAL;
+		goto fail;
+	}
+	secret = cms_config_secret(cx->cfg, &secret_len);
+	rc_cfg.cluster = cms_config_cluster(cx->cfg);
+	rc_cfg.node = cms_node_name(cx->self);
+	rc_cfg.secret = secret;
+	rc_cfg.secret_len = secret_len;
+	rc_cfg.epoch = 1;
+	rc_cfg.listen_addr = cms_node_address(cx->self);
+	rc_cfg.listen_port = cms_node_port(cx->self);
+	rc_cfg.workers = 96;
+	rc_cfg.handler = cl_handler;
+	rc_cfg.handler_arg = cx;
+	rc_cfg.log = cl_log;
+	rc = rpc_ctx_create(&rc_cfg, &cx->rpc);
+	if (rc) {
+		snprintf(err, errlen, "cannot listen on %s port %u: %s", rc_cfg.listen_addr,
+			 rc_cfg.listen_port, strerror(-rc));
+		goto fail;
+	}
+	rc = find_server(cx, err, errlen);
+	if (rc)
+		goto fail;
+	if (!cx->is_server) {
+		const struct cms_node *s = node_by_id(cx, cx->server_id);
+
+		rc = rpc_connect(cx->rpc, cms_node_address(s), cms_node_port(s), &cx->mds);
+		if (rc) {
+			snprintf(err, errlen, "cannot reach the metadata server %s",
+				 cms_node_name(s));
+			goto fail;
+		}
+	}
+	*out = cx;
+	return 0;
+fail:
+	if (cx->rpc)
+		rpc_ctx_destroy(cx->rpc);
+	cms_config_free(cx->cfg);
+	free(cx);
+	return rc;
+}
+
+bool cl_is_server(const struct cl_ctx *cx)
+{
+	return cx->is_server;
+}
+
+const char *cl_volume(const struct cl_ctx *cx)
+{
+	return cms_fs_volume(cx->fs, 0);
+}
+
+const char *cl_initiator(const struct cl_ctx *cx)
+{
+	return cms_node_initiator(cx->self);
+}
+
+const char *cl_node_name(const struct cl_ctx *cx)
+{
+	return cms_node_name(cx->self);
+}
+
+const char *cl_fs_name(const struct cl_ctx *cx)
+{
+	return cms_fs_name(cx->fs);
+}
+
+uint32_t cl_node_id(const struct cl_ctx *cx)
+{
+	return cx->self_id;
+}
+
+void cl_quiesce(struct cl_ctx *cx)
+{
+	atomic_store(&cx->ready, false);
+}
+
+int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
+	      struct vn_meta_fs *mfs, char *err, size_t errlen)
+{
+	struct meta_sb sb;
+	int rc;
+
+	rc = meta_sb_read(dev, &sb, err, errlen);
+	if (rc)
+		return rc;
+	cx->dev = dev;
+	cx->bs = sb.block_size;
+	cx->data_off = sb.data.off;
+	cx->st = st;
+	cx->mfs = mfs;
+	if (cx->is_server) {
+		rc = cl_server_start(cx);
+		if (!rc)
+			rc = tok_client_create(&cl_local_tok_ops, cx, &cx->tc);
+	} else {
+		rc = tok_client_create(&cl_remote_tok_ops, cx, &cx->tc);
+	}
+	if (rc)
+		snprintf(err, errlen, "cannot start the token %s: %s",
+			 cx->is_server ? "server" : "client", strerror(-rc));
+	return rc;
+}
+
+int cl_shape(void *arg, struct vnode *vn)
+{
+	struct cl_ctx *cx = arg;
+	int rc;
+
+	if (!cx->is_server)
+		return cl_client_shape(cx, vn);
+	rc = vn_meta_shape(cx->mfs, vn);
+	if (!rc)
+		rc = cl_server_shape(cx, vn);
+	if (!rc)
+		rc = cl_local_shape(cx, vn);
+	return rc;
+}
+
+void cl_set_table(struct cl_ctx *cx, struct vn_table *vt)
+{
+	cx->vt = vt;
+	atomic_store(&cx->ready, true);
+}
+
+void cl_stop(struct cl_ctx *cx)
+{
+	if (!cx)
+		return;
+	atomic_store(&cx->ready, false);
+	if (cx->is_server)
+		cl_server_stop(cx);
+	/* Recall threads finish their last message before the context goes. */
+	for (int i = 0; i < 500 && atomic_load(&cx->threads); i++)
+		usleep(10 * 1000);
+	if (cx->mds)
+		rpc_chan_put(cx->mds);
+	for (size_t i = 0; i < CL_MAX_NODES; i++)
+		if (cx->node_chan[i])
+			rpc_chan_put(cx->node_chan[i]);
+	rpc_ctx_destroy(cx->rpc);
+	tok_client_destroy(cx->tc);
+	if (cx->ts)
+		tok_server_destroy(cx->ts);
+	for (size_t i = 0; i < sizeof(cx->ihash) / sizeof(cx->ihash[0]); i++)
+		while (cx->ihash[i]) {
+			struct cl_inode *ci = cx->ihash[i];
+
+			ci->refs = 1;
+			cl_inode_put(cx, ci);
+		}
+	free(cx->rq);
+	cms_config_free(cx->cfg);
+	pthread_mutex_destroy(&cx->mu);
+	pthread_mutex_destroy(&cx->imu);
+	pthread_mutex_destroy(&cx->rmu);
+	pthread_cond_destroy(&cx->rcv);
+	free(cx);
+}
+
+/* ---- status --------------------------------------------------------------- */
+
+int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
+{
+	struct rpc_stats rs;
+	struct tok_client_stats tcs;
+	struct tok_server_stats tss = { 0 };
+	size_t len = 0, nn = cms_config_node_count(cx->cfg);
+	const struct cms_node *srv;
+	int n;
+
+#define PUT(...)                                                                   \
+	do {                                                                       \
+		n = snprintf(buf + len, len < size ? size - len : 0, __VA_ARGS__); \
+		if (n < 0)                                                         \
+			return -EIO;                                               \
+		len += (size_t)n;                                                  \
+	} while (0)
+
+	rpc_ctx_stats(cx->rpc, &rs);
+	tok_client_stats(cx->tc, &tcs);
+	if (cx->ts)
+		tok_server_stats(cx->ts, &tss);
+	pthread_mutex_lock(&cx->mu);
+	srv = node_by_id(cx, cx->server_id);
+	pthread_mutex_unlock(&cx->mu);
+	PUT("{\"cluster\":\"%s\",\"node\":\"%s\",\"filesystem\":\"%s\",\"server\":\"%s\","
+	    "\"is_server\":%s,\"nodes\":[", cms_config_cluster(cx->cfg), cms_node_name(cx->self),
+	    cms_fs_name(cx->fs), srv ? cms_node_name(srv) : "", cx->is_server ? "true" : "false");
+	for (size_t i = 0; i < nn; i++) {
+		const struct cms_node *nd = cms_config_node_at(cx->cfg, i);
+		bool connected = cms_node_index(nd) + 1 == cx->self_id;
+
+		if (cx->is_server) {
+			pthread_mutex_lock(&cx->mu);
+			connected = connected || cx->node_chan[i + 1] != NULL;
+			pthread_mutex_unlock(&cx->mu);
+		} else if (i + 1 == cx->server_id) {
+			connected = true;
+		}
+		PUT("%s{\"name\":\"%s\",\"address\":\"%s\",\"port\":%u,\"may_serve\":%s,"
+		    "\"known_up\":%s}", i ? "," : "", cms_node_name(nd), cms_node_address(nd),
+		    cms_node_port(nd), cms_node_may_serve(nd) ? "true" : "false",
+		    connected ? "true" : "false");
+	}
+	PUT("],\"messages\":{\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"calls\":%" PRIu64
+	    ",\"timeouts\":%" PRIu64 ",\"connects\":%" PRIu64 ",\"disconnects\":%" PRIu64
+	    ",\"dropped\":{", rs.frames_sent, rs.frames_received, rs.calls, rs.timeouts,
+	    rs.connects, rs.disconnects);
+	for (int i = 0; i < RPC_DROP__COUNT; i++)
+		PUT("%s\"%s\":%" PRIu64, i ? "," : "", rpc_drop_name((enum rpc_drop)i),
+		    rs.dropped[i]);
+	PUT("}},\"token_client\":{\"acquires_cached\":%" PRIu64 ",\"acquires_server\":%" PRIu64
+	    ",\"recalls\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"inodes\":%" PRIu64 "}",
+	    tcs.acquires_cached, tcs.acquires_server, tcs.recalls, tcs.refusals, tcs.inodes);
+	if (cx->is_server)
+		PUT(",\"token_server\":{\"grants\":%" PRIu64 ",\"recalls\":%" PRIu64
+		    ",\"returns\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"waiting\":%" PRIu64
+		    ",\"inodes\":%" PRIu64 "}", tss.grants, tss.recalls, tss.returns,
+		    tss.refusals, tss.waiting, tss.inodes);
+	PUT(",\"cache\":{\"attr_hits\":%" PRIu64 ",\"attr_misses\":%" PRIu64
+	    ",\"name_hits\":%" PRIu64 ",\"name_misses\":%" PRIu64 ",\"map_fetches\":%" PRIu64
+	    ",\"allocs\":%" PRIu64 ",\"write_dones\":%" PRIu64 ",\"forwards\":%" PRIu64
+	    ",\"recalls_in\":%" PRIu64 ",\"page_invals\":%" PRIu64 "}}",
+	    atomic_load(&cx->stats.attr_hits), atomic_load(&cx->stats.attr_misses),
+	    atomic_load(&cx->stats.name_hits), atomic_load(&cx->stats.name_misses),
+	    atomic_load(&cx->stats.map_fetches), atomic_load(&cx->stats.allocs),
+	    atomic_load(&cx->stats.write_dones), atomic_load(&cx->stats.forwards),
+	    atomic_load(&cx->stats.recalls_in), atomic_load(&cx->stats.invals));
+#undef PUT
+	return len < size ? (int)len : -ENOSPC;
+}
+
+static int put_set(char *buf, size_t size, size_t *len, const struct tok_set *s)
+{
+	int first = 1, n;
+
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		if (s->level[t] == TOK_NONE)
+			continue;
+		n = snprintf(buf + *len, *len < size ? size - *len : 0, "%s\"%s\":\"%s\"",
+			     first ? "" : ",", tok_name((enum tok_id)t),
+			     tok_level_name((enum tok_level)s->level[t]));
+		if (n < 0)
+			return -EIO;
+		*len += (size_t)n;
+		first = 0;
+	}
+	return 0;
+}
+
+int cl_tokens_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size)
+{
+	struct tok_set held;
+	size_t len = 0;
+	int n;
+
+	tok_client_cached(cx->tc, ino, &held);
+	n = snprintf(buf, size, "{\"ino\":%" PRIu64 ",\"node\":\"%s\",\"cached\":{", ino,
+		     cms_node_name(cx->self));
+	if (n < 0)
+		return -EIO;
+	len = (size_t)n;
+	if (put_set(buf, size, &len, &held))
+		return -EIO;
+	n = snprintf(buf + len, len < size ? size - len : 0, "}");
+	len += (size_t)(n > 0 ? n : 0);
+	if (cx->is_server) {
+		size_t nn = cms_config_node_count(cx->cfg);
+
+		n = snprintf(buf + len, len < size ? size - len : 0, ",\"granted\":{");
+		len += (size_t)(n > 0 ? n : 0);
+		for (size_t i = 0, k = 0; i < nn; i++) {
+			tok_server_held(cx->ts, (uint32_t)i + 1, ino, &held);
+			if (tok_set_empty(&held))
+				continue;
+			n = snprintf(buf + len, len < size ? size - len : 0, "%s\"%s\":{",
+				     k++ ? "," : "", cms_node_name(cms_config_node_at(cx->cfg, i)));
+			len += (size_t)(n > 0 ? n : 0);
+			if (put_set(buf, size, &len, &held))
+				return -EIO;
+			n = snprintf(buf + len, len < size ? size - len : 0, "}");
+			len += (size_t)(n > 0 ? n : 0);
+		}
+		n = snprintf(buf + len, len < size ? size - len : 0, "}");
+		len += (size_t)(n > 0 ? n : 0);
+	}
+	n = snprintf(buf + len, len < size ? size - len : 0, "}");
+	len += (size_t)(n > 0 ? n : 0);
+	return len < size ? (int)len : -ENOSPC;
+}

@@ -1,0 +1,775 @@
+/*
+ * cl_server.c - the metadata server's side of the cluster: the token
+ * server and its transport, the `server` behavior (dsvn) that sits above
+ * `meta` on every vnode of the MDS, and the handlers of remote nodes'
+ * requests (tokens, extent maps, allocation, write done, and every vnode
+ * operation, run on the MDS's chain below its own client behavior).
+ *
+ * The server behavior takes, for each change, the tokens that protect what
+ * the change touches at WRITE level, which recalls them from every node that
+ * caches them (the asking node included, except what it lent the operation)
+ * before the store changes:
+ *   - the directories of a namespace operation: name, attr, times and size
+ *     (lent by the asking node, which keeps its cached names up to date
+ *     itself);
+ *   - the inodes a namespace operation links or unlinks, and the inode of a
+ *     setattr or xattr change: attr and times;
+ *   - a truncate or fallocate: every data token as well.
+ * Directory tokens are taken first in ascending inode order, then the other
+ * inodes' in ascending order, so server operations cannot deadlock among
+ * themselves.
+ *
+ * An inode whose last name goes is freed only when no node holds its EXIST
+ * token: the server recalls it conditionally, a node that still uses the
+ * file refuses, and the file is freed when that node's EXIST comes back
+ * (last_exist, which queues it for the reclaimer thread).
+ *
+ * Lock order: see cl_i.h; cl_ctx.rmu is a leaf.
+ */
+#include "cluster/cl_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cl_wire.h"
+
+#define CL_MAP_MAX 1024               /* runs per extent-map reply */
+
+/* ---- token server transport ------------------------------------------- */
+
+struct cl_srv_recall {
+	struct cl_ctx *cx;
+	uint32_t node;
+	uint64_t ino;
+	struct tok_set tokens;
+	bool conditional;
+};
+
+static void local_recall_run(void *arg)
+{
+	struct cl_srv_recall *r = arg;
+	int rc = tok_client_recall(r->cx->tc, r->ino, &r->tokens, r->conditional);
+
+	if (rc == -EBUSY)
+		tok_server_refused(r->cx->ts, r->cx->self_id, r->ino, &r->tokens);
+	free(r);
+}
+
+static void node_down_run(void *arg)
+{
+	struct cl_srv_recall *r = arg;
+
+	fprintf(stderr, "cxfsd: node %u cannot be reached: its tokens are dropped\n", r->node);
+	tok_server_node_down(r->cx->ts, r->node);
+	free(r);
+}
+
+static struct rpc_chan *node_chan(struct cl_ctx *cx, uint32_t node)
+{
+	struct rpc_chan *ch = NULL;
+
+	pthread_mutex_lock(&cx->mu);
+	if (node < CL_MAX_NODES && cx->node_chan[node]) {
+		ch = cx->node_chan[node];
+		rpc_chan_hold(ch);
+	}
+	pthread_mutex_unlock(&cx->mu);
+	return ch;
+}
+
+static void srv_recall(void *arg, uint32_t node, uint64_t ino, const struct tok_set *tokens,
+		       bool conditional)
+{
+	struct cl_ctx *cx = arg;
+	struct cl_srv_recall *r = calloc(1, sizeof(*r));
+	struct rpc_chan *ch;
+	int rc = -ENOTCONN;
+
+	if (!r)
+		return;
+	*r = (struct cl_srv_recall){ cx, node, ino, *tokens, conditional };
+	if (node == cx->self_id) {
+		if (cl_spawn(cx, local_recall_run, r))
+			free(r);
+		return;
+	}
+	ch = node_chan(cx, node);
+	if (ch) {
+		Cxfs__TokenRecall m = CXFS__TOKEN_RECALL__INIT;
+		Cxfs__TokenState buf[TOK_NTOKENS], *ptrs[TOK_NTOKENS];
+
+		m.ino = ino;
+		m.n_downgrade = clw_toks_to_pb(tokens, buf, ptrs);
+		m.downgrade = ptrs;
+		m.has_conditional = 1;
+		m.conditional = conditional;
+		rc = rpc_send(ch, CXFS__MSG_TYPE__TOKEN_RECALL, &m.base);
+		rpc_chan_put(ch);
+	}
+	if (rc == 0 || cl_spawn(cx, node_down_run, r))
+		free(r);
+}
+
+static void srv_ioexcl_lost(void *arg, uint32_t node, uint64_t ino)
+{
+	struct cl_ctx *cx = arg;
+	Cxfs__IoexclLost m = CXFS__IOEXCL_LOST__INIT;
+	struct rpc_chan *ch;
+
+	if (node == cx->self_id) {
+		tok_client_ioexcl_lost(cx->tc, ino);
+		return;
+	}
+	ch = node_chan(cx, node);
+	if (!ch)
+		return;
+	m.ino = ino;
+	(void)rpc_send(ch, CXFS__MSG_TYPE__IOEXCL_LOST, &m.base);
+	rpc_chan_put(ch);
+}
+
+/* Runs under the token server's mutex: only queue the inode. */
+static void srv_last_exist(void *arg, uint64_t ino)
+{
+	struct cl_ctx *cx = arg;
+
+	pthread_mutex_lock(&cx->rmu);
+	if (cx->nrq == cx->rq_cap) {
+		size_t cap = cx->rq_cap ? cx->rq_cap * 2 : 64;
+		uint64_t *q = realloc(cx->rq, cap * sizeof(*q));
+
+		if (!q) {
+			/* The file stays an orphan; the next MDS start frees it. */
+			pthread_mutex_unlock(&cx->rmu);
+			return;
+		}
+		cx->rq = q;
+		cx->rq_cap = cap;
+	}
+	cx->rq[cx->nrq++] = ino;
+	pthread_cond_signal(&cx->rcv);
+	pthread_mutex_unlock(&cx->rmu);
+}
+
+static const struct tok_server_ops srv_tok_ops = {
+	.recall = srv_recall,
+	.ioexcl_lost = srv_ioexcl_lost,
+	.last_exist = srv_last_exist,
+};
+
+/* Free inodes whose last EXIST token came back: their INACTIVE reclaims them. */
+static void *reclaimer(void *arg)
+{
+	struct cl_ctx *cx = arg;
+
+	pthread_mutex_lock(&cx->rmu);
+	for (;;) {
+		uint64_t ino;
+		struct vnode *vn;
+
+		while (!cx->nrq && !cx->rstop)
+			pthread_cond_wait(&cx->rcv, &cx->rmu);
+		if (!cx->nrq)
+			break;
+		ino = cx->rq[--cx->nrq];
+		pthread_mutex_unlock(&cx->rmu);
+		if (cx->vt && vn_get(cx->vt, ino, &vn) == 0)
+			vn_put(vn, 1);
+		pthread_mutex_lock(&cx->rmu);
+	}
+	pthread_mutex_unlock(&cx->rmu);
+	return NULL;
+}
+
+/* ---- the MDS node's own token client, in process ------------------------ */
+
+static int local_obtain(void *arg, uint64_t ino, const struct tok_set *want,
+			const struct tok_state *in, struct tok_set *got, struct tok_state *out)
+{
+	struct cl_ctx *cx = arg;
+
+	return tok_server_acquire(cx->ts, cx->self_id, ino, want, in, got, out);
+}
+
+static void local_give_back(void *arg, uint64_t ino, const struct tok_set *tokens,
+			    const struct tok_state *st)
+{
+	struct cl_ctx *cx = arg;
+
+	tok_server_returned(cx->ts, cx->self_id, ino, tokens, st);
+}
+
+/* The store is this node's cache: only the kernel's pages need care. */
+static int local_duty(void *arg, uint64_t ino, enum tok_duty duty, struct tok_state *st)
+{
+	struct cl_ctx *cx = arg;
+	struct vn_attr a;
+	int rc;
+
+	switch (duty) {
+	case TOK_DUTY_FLUSH:
+	case TOK_DUTY_DISCARD:
+		cl_pages_stale(cx, ino);
+		return 0;
+	case TOK_DUTY_TIMES:
+	case TOK_DUTY_SIZE:
+		rc = meta_getattr(cx->st, ino, &a);
+		if (rc)
+			return rc;
+		st->atime = a.atime;
+		st->mtime = a.mtime;
+		st->ctime = a.ctime;
+		st->size = a.size;
+		st->blocks = a.blocks;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+const struct tok_client_ops cl_local_tok_ops = {
+	.obtain = local_obtain,
+	.give_back = local_give_back,
+	.duty = local_duty,
+};
+
+/* ---- the server behavior ------------------------------------------------ */
+
+struct srv_ops {
+	struct tok_op *lent;   /* tokens on directories, with the asker's lend */
+	struct tok_op *own;    /* tokens on other inodes, recalled from everyone */
+};
+
+static int srv_begin(struct cl_ctx *cx, const struct vn_call *c, struct srv_ops *so)
+{
+	int rc;
+
+	so->lent = so->own = NULL;
+	rc = tok_server_op_begin(cx->ts, c->node, c->lent, &so->lent);
+	if (!rc)
+		rc = tok_server_op_begin(cx->ts, c->node, NULL, &so->own);
+	if (rc && so->lent)
+		tok_server_op_end(so->lent);
+	return rc;
+}
+
+static void srv_end(struct srv_ops *so)
+{
+	tok_server_op_end(so->own);
+	tok_server_op_end(so->lent);
+}
+
+static void set_of(struct tok_set *s, unsigned mask, enum tok_level level)
+{
+	tok_set_clear(s);
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (mask & (1u << t))
+			tok_set_add(s, (enum tok_id)t, level);
+}
+
+#define B(t) (1u << (t))
+#define DIR_TOKS (B(TOK_NAME) | B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE))
+#define OBJ_TOKS (B(TOK_ATTR) | B(TOK_TIMES))
+#define DATA_TOKS (OBJ_TOKS | B(TOK_SIZE) | B(TOK_EXTENT) | B(TOK_IO) | B(TOK_PAGE_CLEAN) | \
+		   B(TOK_PAGE_DIRTY))
+
+/* Take @mask at WRITE on each inode of @inos (0s skipped), ascending. */
+static int srv_take(struct tok_op *op, uint64_t *inos, int n, unsigned mask)
+{
+	struct tok_set want, got;
+	uint64_t last = 0;
+
+	set_of(&want, mask, TOK_WRITE);
+	for (;;) {
+		uint64_t next = UINT64_MAX;
+		int rc;
+
+		for (int i = 0; i < n; i++)
+			if (inos[i] > last && inos[i] < next)
+				next = inos[i];
+		if (next == UINT64_MAX)
+			return 0;
+		rc = tok_server_op_acquire(op, next, &want, &got, NULL);
+		if (rc)
+			return rc;
+		last = next;
+	}
+}
+
+static struct cl_ctx *ctx_of(struct vn_bhv *self)
+{
+	return self->priv;
+}
+
+/* The inode @name of @dir names now, or 0. */
+static uint64_t name_ino(struct cl_ctx *cx, uint64_t dir, const char *name)
+{
+	struct vn_attr a;
+
+	return meta_lookup(cx->st, dir, name, &a) == 0 ? a.ino : 0;
+}
+
+/* An operation changing the inode itself. */
+static int s_obj(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, unsigned mask)
+{
+	struct cl_ctx *cx = ctx_of(self);
+	uint64_t ino = vn_ino(vn);
+	struct srv_ops so;
+	int rc = srv_begin(cx, c, &so);
+
+	if (rc)
+		return rc;
+	rc = srv_take(so.own, &ino, 1, mask);
+	if (!rc)
+		rc = vn_next(self, vn, c);
+	srv_end(&so);
+	return rc;
+}
+
+static int s_setattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return s_obj(self, vn, c, (c->u.setattr.mask & VN_SET_SIZE) ? DATA_TOKS : OBJ_TOKS);
+}
+
+static int s_xattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return s_obj(self, vn, c, OBJ_TOKS);
+}
+
+static int s_fallocate(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	return s_obj(self, vn, c, DATA_TOKS);
+}
+
+/* SEEK_DATA/SEEK_HOLE must see every node's written extents. */
+static int s_lseek(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_ctx *cx = ctx_of(self);
+	uint64_t ino = vn_ino(vn);
+	struct tok_set want, got;
+	struct srv_ops so;
+	int rc = srv_begin(cx, c, &so);
+
+	if (rc)
+		return rc;
+	set_of(&want, B(TOK_EXTENT) | B(TOK_PAGE_DIRTY) | B(TOK_SIZE), TOK_READ);
+	rc = tok_server_op_acquire(so.own, ino, &want, &got, NULL);
+	if (!rc)
+		rc = vn_next(self, vn, c);
+	srv_end(&so);
+	return rc;
+}
+
+/* A namespace operation on directories @dirs, also changing inodes @objs. */
+static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uint64_t *dirs,
+		   int nd, uint64_t *objs, int no)
+{
+	struct cl_ctx *cx = ctx_of(self);
+	struct srv_ops so;
+	int rc = srv_begin(cx, c, &so);
+
+	if (rc)
+		return rc;
+	rc = srv_take(so.lent, dirs, nd, DIR_TOKS);
+	if (!rc && no) {
+		/* Names are stable now that the directories' tokens are ours. */
+		if (c->op == VN_OP_UNLINK)
+			objs[0] = name_ino(cx, dirs[0], c->u.unlink.name);
+		else if (c->op == VN_OP_RENAME) {
+			objs[0] = name_ino(cx, dirs[0], c->u.rename.name);
+			objs[1] = name_ino(cx, dirs[1], c->u.rename.newname);
+		}
+		rc = srv_take(so.own, objs, no, OBJ_TOKS);
+	}
+	if (!rc)
+		rc = vn_next(self, vn, c);
+	srv_end(&so);
+	return rc;
+}
+
+static int s_mknod(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	uint64_t dir = vn_ino(vn);
+
+	return s_names(self, vn, c, &dir, 1, NULL, 0);
+}
+
+static int s_link(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	uint64_t dir = vn_ino(vn), obj = c->u.link.ino;
+
+	return s_names(self, vn, c, &dir, 1, &obj, 1);
+}
+
+static int s_unlink(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	uint64_t dir = vn_ino(vn), obj = 0;
+
+	return s_names(self, vn, c, &dir, 1, &obj, 1);
+}
+
+static int s_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	uint64_t dirs[2] = { vn_ino(vn), c->u.rename.newdir }, objs[2] = { 0, 0 };
+
+	return s_names(self, vn, c, dirs, 2, objs, 2);
+}
+
+/* Free an unlinked inode only once no node holds its EXIST token. */
+static int s_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_ctx *cx = ctx_of(self);
+	struct vn_attr a;
+
+	if (meta_getattr(cx->st, vn_ino(vn), &a) || a.nlink > 0)
+		return 0;
+	if (tok_server_recall_exist(cx->ts, vn_ino(vn)) != 0)
+		return 0;   /* last_exist frees it later */
+	return vn_next(self, vn, c);
+}
+
+static void s_destroy(struct vn_bhv *self, struct vnode *vn)
+{
+	(void)vn;
+	free(self);
+}
+
+static const struct vn_ops cl_server_ops = {
+	.name = "server",
+	.position = VN_POS_SERVER,
+	.op = {
+		[VN_OP_SETATTR] = s_setattr,
+		[VN_OP_MKNOD] = s_mknod,
+		[VN_OP_LINK] = s_link,
+		[VN_OP_UNLINK] = s_unlink,
+		[VN_OP_RENAME] = s_rename,
+		[VN_OP_SETXATTR] = s_xattr,
+		[VN_OP_REMOVEXATTR] = s_xattr,
+		[VN_OP_FALLOCATE] = s_fallocate,
+		[VN_OP_LSEEK] = s_lseek,
+		[VN_OP_INACTIVE] = s_inactive,
+	},
+	.destroy = s_destroy,
+};
+
+int cl_server_shape(struct cl_ctx *cx, struct vnode *vn)
+{
+	struct vn_bhv *b = calloc(1, sizeof(*b));
+	int rc;
+
+	if (!b)
+		return -ENOMEM;
+	b->ops = &cl_server_ops;
+	b->priv = cx;
+	rc = vn_bhv_insert(vn, b);
+	if (rc)
+		free(b);
+	return rc;
+}
+
+/* ---- requests of remote nodes ------------------------------------------- */
+
+static bool want_attr(const struct tok_set *s)
+{
+	return s->level[TOK_ATTR] || s->level[TOK_TIMES] || s->level[TOK_SIZE];
+}
+
+/* State a node sends back: its times win if later, its size replaces ours. */
+static void apply_state(struct cl_ctx *cx, uint64_t ino, const Cxfs__Timespec *at,
+			const Cxfs__Timespec *mt, const Cxfs__Timespec *ct, const uint64_t *size)
+{
+	struct timespec a, m, c;
+
+	if (!at && !mt && !ct && !size)
+		return;
+	clw_ts_from_pb(at, &a);
+	clw_ts_from_pb(mt, &m);
+	clw_ts_from_pb(ct, &c);
+	(void)meta_apply_state(cx->st, ino, at ? &a : NULL, mt ? &m : NULL, ct ? &c : NULL, size);
+}
+
+static int h_acquire(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
+		     const Cxfs__TokenAcquire *m)
+{
+	Cxfs__TokenGrant g = CXFS__TOKEN_GRANT__INIT;
+	Cxfs__TokenState buf[TOK_NTOKENS], *ptrs[TOK_NTOKENS];
+	Cxfs__Attr pa = CXFS__ATTR__INIT;
+	Cxfs__Timespec ts[4];
+	struct tok_set want, got;
+	struct tok_state in = { 0 }, out;
+	struct vn_attr a;
+	int rc;
+
+	rc = clw_toks_from_pb(m->want, m->n_want, &want);
+	if (rc)
+		return rc;
+	apply_state(cx, m->ino, m->atime, m->mtime, m->ctime, m->has_size ? &m->size : NULL);
+	rc = tok_server_acquire(cx->ts, node, m->ino, &want, &in, &got, &out);
+	if (rc == 0 && want_attr(&want)) {
+		rc = meta_getattr(cx->st, m->ino, &a);
+		if (rc)
+			tok_server_returned(cx->ts, node, m->ino, &got, NULL);
+		else {
+			clw_attr_to_pb(&a, &pa, ts);
+			g.attr = &pa;
+		}
+	}
+	g.err = rc;
+	if (rc == 0) {
+		g.n_granted = clw_toks_to_pb(&got, buf, ptrs);
+		g.granted = ptrs;
+		if (out.valid & TOK_ST_IOEXCL) {
+			g.has_ioexcl = 1;
+			g.ioexcl = out.ioexcl;
+		}
+	}
+	return rpc_reply(req, CXFS__MSG_TYPE__TOKEN_GRANT, &g.base);
+}
+
+static int h_return(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
+		    const Cxfs__TokenReturn *m)
+{
+	Cxfs__StatusReply r = CXFS__STATUS_REPLY__INIT;
+	struct tok_set set;
+	int rc = clw_toks_from_pb(m->held, m->n_held, &set);
+
+	if (rc)
+		return rc;
+	if (m->has_refused && m->refused) {
+		tok_server_refused(cx->ts, node, m->ino, &set);
+	} else {
+		apply_state(cx, m->ino, m->atime, m->mtime, m->ctime, m->has_size ? &m->size : NULL);
+		tok_server_returned(cx->ts, node, m->ino, &set, NULL);
+	}
+	if (rpc_req_is_oneway(req))
+		return 0;
+	return rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
+}
+
+/* Reply with the runs of [fblk, fblk+count) of @ino (at most CL_MAP_MAX). */
+static int reply_map(struct cl_ctx *cx, struct rpc_req *req, Cxfs__MsgType type, uint64_t ino,
+		     uint64_t fblk, uint64_t count, int err)
+{
+	struct meta_map *maps = NULL;
+	Cxfs__Extent *ext = NULL, **ptrs = NULL;
+	Cxfs__ExtentMapReply mr = CXFS__EXTENT_MAP_REPLY__INIT;
+	Cxfs__AllocReply ar = CXFS__ALLOC_REPLY__INIT;
+	struct vn_attr a;
+	int n = 0, rc = err;
+
+	if (!rc) {
+		maps = calloc(CL_MAP_MAX, sizeof(*maps));
+		ext = calloc(CL_MAP_MAX, sizeof(*ext));
+		ptrs = calloc(CL_MAP_MAX, sizeof(*ptrs));
+		rc = maps && ext && ptrs ? 0 : -ENOMEM;
+	}
+	if (!rc)
+		rc = meta_getattr(cx->st, ino, &a);
+	if (!rc) {
+		n = meta_map_read(cx->st, ino, fblk, count, maps, CL_MAP_MAX);
+		rc = n < 0 ? n : 0;
+	}
+	for (int i = 0; !rc && i < n; i++) {
+		cxfs__extent__init(&ext[i]);
+		ext[i].file_block = maps[i].fblk;
+		ext[i].volume_block = maps[i].pblk;
+		ext[i].count = maps[i].nblk;
+		ext[i].state = (Cxfs__ExtentState)maps[i].state;
+		ptrs[i] = &ext[i];
+	}
+	if (type == CXFS__MSG_TYPE__EXTENT_MAP_REPLY) {
+		mr.err = rc;
+		if (!rc) {
+			mr.n_extents = (size_t)n;
+			mr.extents = ptrs;
+			mr.has_size = 1;
+			mr.size = a.size;
+			mr.has_block_size = 1;
+			mr.block_size = cx->bs;
+		}
+		rc = rpc_reply(req, type, &mr.base);
+	} else {
+		ar.err = rc;
+		if (!rc) {
+			ar.n_extents = (size_t)n;
+			ar.extents = ptrs;
+		}
+		rc = rpc_reply(req, type, &ar.base);
+	}
+	free(maps);
+	free(ext);
+	free(ptrs);
+	return rc;
+}
+
+/* Blocks of the largest file, so ranges from the wire cannot overflow. */
+#define CL_MAX_FBLK (META_MAX_FILE_SIZE / 4096)
+
+static int h_map(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__ExtentMapReq *m)
+{
+	uint64_t count = m->count;
+
+	if (m->file_block > CL_MAX_FBLK)
+		return -EFBIG;
+	if (count > CL_MAX_FBLK - m->file_block)
+		count = CL_MAX_FBLK - m->file_block;
+	return reply_map(cx, req, CXFS__MSG_TYPE__EXTENT_MAP_REPLY, m->ino, m->file_block, count, 0);
+}
+
+/* A server operation holding EXTENT WRITE on @ino, with the node's lend. */
+static int extent_op(struct cl_ctx *cx, uint32_t node, uint64_t ino, Cxfs__TokenState *const *lent,
+		     size_t nlent, struct tok_op **op)
+{
+	struct tok_set l, want, got;
+	int rc = clw_toks_from_pb(lent, nlent, &l);
+
+	if (rc)
+		return rc;
+	rc = tok_server_op_begin(cx->ts, node, &l, op);
+	if (rc)
+		return rc;
+	tok_set_clear(&want);
+	tok_set_add(&want, TOK_EXTENT, TOK_WRITE);
+	rc = tok_server_op_acquire(*op, ino, &want, &got, NULL);
+	if (rc)
+		tok_server_op_end(*op);
+	return rc;
+}
+
+static int h_alloc(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, const Cxfs__AllocReq *m)
+{
+	uint64_t count = m->count, pre = m->has_prealloc ? m->prealloc : 0;
+	struct tok_op *op;
+	int rc;
+
+	if (count == 0 || m->file_block > CL_MAX_FBLK || count > CL_MAX_FBLK - m->file_block)
+		return -EINVAL;
+	if (pre > CL_PREALLOC_MAX)
+		pre = CL_PREALLOC_MAX;
+	if (pre > CL_MAX_FBLK - m->file_block - count)
+		pre = CL_MAX_FBLK - m->file_block - count;
+	rc = extent_op(cx, node, m->ino, m->lent, m->n_lent, &op);
+	if (rc)
+		return rc;
+	rc = meta_fallocate(cx->st, m->ino, FALLOC_FL_KEEP_SIZE, m->file_block * cx->bs,
+			    (count + pre) * cx->bs);
+	if (rc == -ENOSPC && pre) {
+		pre = 0;
+		rc = meta_fallocate(cx->st, m->ino, FALLOC_FL_KEEP_SIZE, m->file_block * cx->bs,
+				    count * cx->bs);
+	}
+	rc = reply_map(cx, req, CXFS__MSG_TYPE__ALLOC_REPLY, m->ino, m->file_block, count + pre, rc);
+	tok_server_op_end(op);
+	return rc;
+}
+
+static int h_write_done(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
+			const Cxfs__WriteDone *m)
+{
+	Cxfs__AttrReply r = CXFS__ATTR_REPLY__INIT;
+	struct tok_set lent;
+	struct tok_op *op;
+	int rc;
+
+	tok_set_clear(&lent);
+	tok_set_add(&lent, TOK_EXTENT, TOK_READ);
+	rc = tok_server_op_begin(cx->ts, node, &lent, &op);
+	if (rc)
+		return rc;
+	{
+		struct tok_set want, got;
+
+		tok_set_clear(&want);
+		tok_set_add(&want, TOK_EXTENT, TOK_WRITE);
+		rc = tok_server_op_acquire(op, m->ino, &want, &got, NULL);
+	}
+	for (size_t i = 0; !rc && i < m->n_written; i++) {
+		const Cxfs__Extent *e = m->written[i];
+
+		if (e->count == 0 || e->file_block > CL_MAX_FBLK ||
+		    e->count > CL_MAX_FBLK - e->file_block) {
+			rc = -EINVAL;
+			break;
+		}
+		rc = meta_map_write(cx->st, m->ino, e->file_block, e->count, e->volume_block, 0);
+	}
+	if (!rc)
+		apply_state(cx, m->ino, NULL, m->mtime, m->mtime, m->has_size ? &m->size : NULL);
+	tok_server_op_end(op);
+	atomic_fetch_add(&cx->stats.write_dones, 1);
+	r.err = rc;
+	if (rpc_req_is_oneway(req))
+		return 0;
+	return rpc_reply(req, CXFS__MSG_TYPE__ATTR_REPLY, &r.base);
+}
+
+/* A remote node's vnode operation, below this node's own client behavior. */
+static int srv_exec(void *arg, uint64_t ino, struct vn_call *c)
+{
+	struct cl_ctx *cx = arg;
+	struct vnode *vn;
+	int rc = vn_get(cx->vt, ino, &vn);
+
+	if (rc)
+		return rc;
+	rc = vn_call_below(vn, VN_POS_CLIENT, c);
+	vn_put(vn, 1);
+	return rc;
+}
+
+int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
+		     const ProtobufCMessage *msg)
+{
+	switch (type) {
+	case CXFS__MSG_TYPE__TOKEN_ACQUIRE:
+		return h_acquire(cx, node, req, (const Cxfs__TokenAcquire *)msg);
+	case CXFS__MSG_TYPE__TOKEN_RETURN:
+		return h_return(cx, node, req, (const Cxfs__TokenReturn *)msg);
+	case CXFS__MSG_TYPE__EXTENT_MAP_REQ:
+		return h_map(cx, req, (const Cxfs__ExtentMapReq *)msg);
+	case CXFS__MSG_TYPE__ALLOC_REQ:
+		atomic_fetch_add(&cx->stats.allocs, 1);
+		return h_alloc(cx, node, req, (const Cxfs__AllocReq *)msg);
+	case CXFS__MSG_TYPE__WRITE_DONE:
+		return h_write_done(cx, node, req, (const Cxfs__WriteDone *)msg);
+	default:
+		if (clw_is_vnode_req(type)) {
+			atomic_fetch_add(&cx->stats.forwards, 1);
+			return clw_serve(req, type, msg, node, srv_exec, cx);
+		}
+		return -EOPNOTSUPP;
+	}
+}
+
+int cl_server_start(struct cl_ctx *cx)
+{
+	int rc = tok_server_create(&srv_tok_ops, cx, &cx->ts);
+
+	if (rc)
+		return rc;
+	rc = pthread_create(&cx->reclaimer, NULL, reclaimer, cx);
+	if (rc) {
+		tok_server_destroy(cx->ts);
+		cx->ts = NULL;
+		return -rc;
+	}
+	cx->reclaimer_started = true;
+	return 0;
+}
+
+void cl_server_stop(struct cl_ctx *cx)
+{
+	if (!cx->reclaimer_started)
+		return;
+	pthread_mutex_lock(&cx->rmu);
+	cx->rstop = true;
+	cx->nrq = 0;
+	pthread_cond_signal(&cx->rcv);
+	pthread_mutex_unlock(&cx->rmu);
+	pthread_join(cx->reclaimer, NULL);
+	cx->reclaimer_started = false;
+}
