@@ -42,6 +42,8 @@ struct cl_opts {
 	 * pages went stale.  May block on the kernel's page locks.
 	 */
 	int (*inval)(void *arg, uint64_t ino);
+	/* Drop the kernel's entry @name of directory @dir (same rules). */
+	int (*inval_entry)(void *arg, uint64_t dir, const char *name);
 	void *inval_arg;
 };
 

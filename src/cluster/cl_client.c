@@ -504,6 +504,9 @@ int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct t
 	case TOK_DUTY_DISCARD:
 		cl_pages_stale(cx, ino);
 		return 0;
+	case TOK_DUTY_INVAL_NAMES:
+		cl_names_drop(cx, ino);
+		return 0;
 	default:
 		break;
 	}
@@ -528,9 +531,6 @@ int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct t
 		} else {
 			rc = -ENODATA;
 		}
-		break;
-	case TOK_DUTY_INVAL_NAMES:
-		cl_dents_free(ci);
 		break;
 	case TOK_DUTY_INVAL_ATTR:
 		ci->attr_valid = false;
@@ -668,49 +668,6 @@ static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return rc;
 }
 
-static struct cl_dent *dent_find(struct cl_inode *ci, const char *name)
-{
-	for (struct cl_dent *d = ci->dents; d; d = d->next)
-		if (strcmp(d->name, name) == 0)
-			return d;
-	return NULL;
-}
-
-/* Cache that @name in directory @ci is @ino (0: no such name).  ci->mu held. */
-static void dent_set(struct cl_inode *ci, const char *name, uint64_t ino)
-{
-	struct cl_dent *d = dent_find(ci, name);
-	size_t len = strlen(name);
-
-	if (d) {
-		d->ino = ino;
-		return;
-	}
-	if (ci->ndents >= 65536)
-		return;   /* a huge directory: look the rest up each time */
-	d = malloc(sizeof(*d) + len + 1);
-	if (!d)
-		return;
-	d->ino = ino;
-	memcpy(d->name, name, len + 1);
-	d->next = ci->dents;
-	ci->dents = d;
-	ci->ndents++;
-}
-
-static void dent_drop(struct cl_inode *ci, const char *name)
-{
-	for (struct cl_dent **pp = &ci->dents; *pp; pp = &(*pp)->next)
-		if (strcmp((*pp)->name, name) == 0) {
-			struct cl_dent *d = *pp;
-
-			*pp = d->next;
-			free(d);
-			ci->ndents--;
-			return;
-		}
-}
-
 static int child_attr(struct cl_ctx *cx, uint64_t ino, const struct vn_cred *cred,
 		      struct vn_attr *a)
 {
@@ -747,8 +704,8 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ci->mu);
-	d = cacheable(name) ? dent_find(ci, name) : NULL;
-	if (d) {
+	d = cacheable(name) ? cl_dent_find(ci, name) : NULL;
+	if (d && d->ino != CL_DENT_UNKNOWN) {
 		ino = d->ino;
 		found = 1;
 	}
@@ -765,7 +722,7 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		rc = forward(cx, ci->ino, &l, &want);
 		if ((rc == 0 || rc == -ENOENT) && cacheable(name)) {
 			pthread_mutex_lock(&ci->mu);
-			dent_set(ci, name, rc ? 0 : a.ino);
+			cl_dent_set(ci, name, rc ? 0 : a.ino);
 			pthread_mutex_unlock(&ci->mu);
 		}
 		ino = rc ? 0 : a.ino;
@@ -789,13 +746,9 @@ static void dir_changed(struct cl_inode *ci, const char *gone, const char *name,
 	pthread_mutex_lock(&ci->mu);
 	ci->attr_valid = false;
 	if (gone && cacheable(gone))
-		dent_set(ci, gone, 0);
-	if (name && cacheable(name)) {
-		if (ino)
-			dent_set(ci, name, ino);
-		else
-			dent_drop(ci, name);
-	}
+		cl_dent_set(ci, gone, 0);
+	if (name && cacheable(name))
+		cl_dent_set(ci, name, ino ? ino : CL_DENT_UNKNOWN);
 	pthread_mutex_unlock(&ci->mu);
 }
 

@@ -32,7 +32,11 @@
 #define CL_PREALLOC_MIN 256          /* blocks preallocated ahead at first (1 MiB) */
 #define CL_PREALLOC_MAX 16384        /* ... growing to 64 MiB */
 
-/* A cached directory entry; ino 0: the name is known not to exist. */
+/*
+ * A directory entry this node told its kernel about; ino 0: the name is known
+ * not to exist; CL_DENT_UNKNOWN: the kernel has it, its inode is not cached.
+ */
+#define CL_DENT_UNKNOWN UINT64_MAX
 struct cl_dent {
 	uint64_t ino;
 	struct cl_dent *next;
@@ -83,6 +87,7 @@ struct cl_ctx {
 	uint32_t self_id;               /* cms_node_index + 1; constant */
 	struct rpc_ctx *rpc;            /* constant after cl_start */
 	int (*inval)(void *arg, uint64_t ino);
+	int (*inval_entry)(void *arg, uint64_t dir, const char *name);
 	void *inval_arg;
 
 	pthread_mutex_t mu;             /* protects the fields up to `ready` */
@@ -124,6 +129,11 @@ struct cl_inode *cl_inode_get(struct cl_ctx *cx, uint64_t ino, bool create);
 void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci);
 /* Forget the cached names of directory @ci (ci->mu held). */
 void cl_dents_free(struct cl_inode *ci);
+/* The cached entry @name of directory @ci, or NULL; set it (ci->mu held). */
+struct cl_dent *cl_dent_find(struct cl_inode *ci, const char *name);
+void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino);
+/* NAME duty: forget directory @dir's names here and in the kernel. */
+void cl_names_drop(struct cl_ctx *cx, uint64_t dir);
 /* The kernel's pages of @ino are stale: mark, and try to drop them now (bounded wait). */
 void cl_pages_stale(struct cl_ctx *cx, uint64_t ino);
 /* Drop the kernel's pages of @ino if they went stale (before getattr/open answers). */

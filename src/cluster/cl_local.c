@@ -150,6 +150,82 @@ static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return rc;
 }
 
+/* Remember that the kernel now knows @name in directory @dir (0: as absent). */
+static void note_name(struct cl_ctx *cx, uint64_t dir, const char *name, uint64_t ino)
+{
+	struct cl_inode *ci = cl_inode_get(cx, dir, false);
+
+	if (!ci)
+		return;
+	pthread_mutex_lock(&ci->mu);
+	cl_dent_set(ci, name, ino);
+	pthread_mutex_unlock(&ci->mu);
+	cl_inode_put(cx, ci);
+}
+
+static void name_set(struct tok_set *s)
+{
+	tok_set_clear(s);
+	tok_set_add(s, TOK_NAME, TOK_READ);
+}
+
+/*
+ * Lookups hold the directory's name token, so a change made from another
+ * node recalls it and the kernel forgets the names it learned here.
+ */
+static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_ctx *cx = lb_of(self)->cx;
+	struct tok_set want;
+	int rc;
+
+	name_set(&want);
+	rc = tok_client_acquire(cx->tc, vn_ino(vn), &want, NULL);
+	if (rc)
+		return rc == -TOK_EEARLY ? -EAGAIN : rc;
+	rc = vn_next(self, vn, c);
+	if (rc == 0 || rc == -ENOENT)
+		note_name(cx, vn_ino(vn), c->u.lookup.name, rc ? 0 : CL_DENT_UNKNOWN);
+	tok_client_release(cx->tc, vn_ino(vn), &want);
+	return rc;
+}
+
+/*
+ * A namespace change lends the server behavior this node's name tokens on
+ * the directories (taken in inode order), so they are not recalled from the
+ * node that asks, whose kernel holds the directories locked meanwhile.
+ */
+static int l_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_ctx *cx = lb_of(self)->cx;
+	uint64_t dir = vn_ino(vn), other = c->op == VN_OP_RENAME ? c->u.rename.newdir : dir;
+	uint64_t first = dir < other ? dir : other, second = dir < other ? other : dir;
+	struct tok_set lent;
+	int rc;
+
+	name_set(&lent);
+	rc = tok_client_acquire(cx->tc, first, &lent, NULL);
+	if (!rc && second != first && (rc = tok_client_acquire(cx->tc, second, &lent, NULL)))
+		tok_client_release(cx->tc, first, &lent);
+	if (rc)
+		return rc == -TOK_EEARLY ? -EAGAIN : rc;
+	c->lent = &lent;
+	rc = vn_next(self, vn, c);
+	c->lent = NULL;
+	if (rc == 0) {
+		if (c->op == VN_OP_MKNOD)
+			note_name(cx, dir, c->u.mknod.name, CL_DENT_UNKNOWN);
+		else if (c->op == VN_OP_LINK)
+			note_name(cx, dir, c->u.link.name, CL_DENT_UNKNOWN);
+		else if (c->op == VN_OP_RENAME)
+			note_name(cx, other, c->u.rename.newname, CL_DENT_UNKNOWN);
+	}
+	if (second != first)
+		tok_client_release(cx->tc, second, &lent);
+	tok_client_release(cx->tc, first, &lent);
+	return rc;
+}
+
 static int l_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_ctx *cx = lb_of(self)->cx;
@@ -173,6 +249,11 @@ static const struct vn_ops cl_local_ops = {
 	.op = {
 		[VN_OP_GETATTR] = l_getattr,
 		[VN_OP_OPEN] = l_getattr,
+		[VN_OP_LOOKUP] = l_lookup,
+		[VN_OP_MKNOD] = l_names,
+		[VN_OP_LINK] = l_names,
+		[VN_OP_UNLINK] = l_names,
+		[VN_OP_RENAME] = l_names,
 		[VN_OP_READ] = l_read,
 		[VN_OP_WRITE] = l_write,
 		[VN_OP_INACTIVE] = l_inactive,

@@ -106,15 +106,16 @@ void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci)
 
 /* ---- stale kernel pages ------------------------------------------------- */
 
-struct cl_inval_job {
-	struct cl_ctx *cx;
-	struct cl_inode *ci;          /* referenced */
+/* A task on a helper thread that its starter may stop waiting for. */
+struct cl_job {
+	void (*fn)(void *);
+	void *arg;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int done, abandoned;
 };
 
-static void inval_job_put(struct cl_inval_job *j, int abandon)
+static void job_put(struct cl_job *j, int abandon)
 {
 	int last;
 
@@ -127,22 +128,54 @@ static void inval_job_put(struct cl_inval_job *j, int abandon)
 	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->mu);
 	if (last) {
-		cl_inode_put(j->cx, j->ci);
 		pthread_mutex_destroy(&j->mu);
 		pthread_cond_destroy(&j->cv);
 		free(j);
 	}
 }
 
-static void inval_run(void *arg)
+static void job_run(void *arg)
 {
-	struct cl_inval_job *j = arg;
+	struct cl_job *j = arg;
 
-	cl_pages_check(j->cx, j->ci->ino);
-	pthread_mutex_lock(&j->ci->mu);
-	j->ci->inval_running = false;
-	pthread_mutex_unlock(&j->ci->mu);
-	inval_job_put(j, 0);
+	j->fn(j->arg);
+	job_put(j, 0);
+}
+
+/*
+ * Run @fn(@arg) on a helper thread and wait for it at most @ms.  The kernel
+ * calls it makes (dropping pages or names) wait for the kernel's locks, which
+ * a request of this node may hold while it waits for a token the caller (a
+ * recall) is about to free; so a recall waits a little, then goes on.
+ * If no thread can be started, @fn runs here.
+ */
+static void run_bounded(struct cl_ctx *cx, void (*fn)(void *), void *arg, unsigned ms)
+{
+	struct cl_job *j = calloc(1, sizeof(*j));
+	struct timespec until;
+
+	if (!j) {
+		fn(arg);
+		return;
+	}
+	j->fn = fn;
+	j->arg = arg;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	if (cl_spawn(cx, job_run, j)) {
+		job_run(j);
+		job_put(j, 1);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)ms * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&j->mu);
+	while (!j->done && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0)
+		;
+	pthread_mutex_unlock(&j->mu);
+	job_put(j, 1);
 }
 
 void cl_io_begin(struct cl_inode *ci)
@@ -159,21 +192,36 @@ void cl_io_end(struct cl_inode *ci)
 	pthread_mutex_unlock(&ci->mu);
 }
 
+struct cl_pages_job {
+	struct cl_ctx *cx;
+	struct cl_inode *ci;          /* referenced */
+};
+
+static void pages_run(void *arg)
+{
+	struct cl_pages_job *p = arg;
+
+	cl_pages_check(p->cx, p->ci->ino);
+	pthread_mutex_lock(&p->ci->mu);
+	p->ci->inval_running = false;
+	pthread_mutex_unlock(&p->ci->mu);
+	cl_inode_put(p->cx, p->ci);
+	free(p);
+}
+
 /*
  * Mark the pages stale and drop them on a helper thread (one per inode at a
- * time).  The kernel's drop waits for page locks, which a read or write of
- * this node in progress may hold while it waits for a token this very recall
- * frees: so the recall waits for the drop (at most 100 ms) only when no read
- * or write is in progress here, which is the case that matters for a file
- * mapped into memory.  Whatever is still cached is dropped by
- * cl_pages_check() before the next getattr or open is answered, which the
- * kernel sends before every read.
+ * time).  The drop waits for page locks, which a read or write of this node
+ * in progress may hold while it waits for a token the recall frees: so the
+ * recall waits for it (at most 100 ms) only when no read or write is in
+ * progress here, the case that matters for a file mapped into memory.
+ * Whatever is still cached is dropped by cl_pages_check() before the next
+ * getattr or open is answered, which the kernel sends before every read.
  */
 void cl_pages_stale(struct cl_ctx *cx, uint64_t ino)
 {
 	struct cl_inode *ci = cl_inode_get(cx, ino, true);
-	struct cl_inval_job *j;
-	struct timespec until;
+	struct cl_pages_job *p;
 	bool start, wait;
 
 	if (!ci)
@@ -185,44 +233,103 @@ void cl_pages_stale(struct cl_ctx *cx, uint64_t ino)
 	if (start)
 		ci->inval_running = true;
 	pthread_mutex_unlock(&ci->mu);
-	j = start ? calloc(1, sizeof(*j)) : NULL;
-	if (!j)
-		goto out;
-	j->cx = cx;
-	j->ci = ci;
-	ci = NULL;   /* the job's reference now */
-	pthread_mutex_init(&j->mu, NULL);
-	pthread_cond_init(&j->cv, NULL);
-	if (cl_spawn(cx, inval_run, j)) {
-		pthread_mutex_lock(&j->ci->mu);
-		j->ci->inval_running = false;
-		pthread_mutex_unlock(&j->ci->mu);
-		inval_job_put(j, 0);
-		inval_job_put(j, 1);
-		return;
-	}
-	if (wait) {
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 100 * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_mutex_lock(&j->mu);
-		while (!j->done && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0)
-			;
-		pthread_mutex_unlock(&j->mu);
-	}
-	inval_job_put(j, 1);
-out:
-	if (ci) {
+	p = start ? malloc(sizeof(*p)) : NULL;
+	if (!p) {
 		if (start) {
 			pthread_mutex_lock(&ci->mu);
 			ci->inval_running = false;
 			pthread_mutex_unlock(&ci->mu);
 		}
 		cl_inode_put(cx, ci);
+		return;
 	}
+	p->cx = cx;
+	p->ci = ci;
+	run_bounded(cx, pages_run, p, wait ? 100 : 0);
+}
+
+/* ---- names the kernel knows -------------------------------------------- */
+
+struct cl_dent *cl_dent_find(struct cl_inode *ci, const char *name)
+{
+	for (struct cl_dent *d = ci->dents; d; d = d->next)
+		if (strcmp(d->name, name) == 0)
+			return d;
+	return NULL;
+}
+
+void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino)
+{
+	struct cl_dent *d = cl_dent_find(ci, name);
+	size_t len = strlen(name);
+
+	if (d) {
+		d->ino = ino;
+		return;
+	}
+	d = malloc(sizeof(*d) + len + 1);
+	if (!d)
+		return;
+	d->ino = ino;
+	memcpy(d->name, name, len + 1);
+	d->next = ci->dents;
+	ci->dents = d;
+	ci->ndents++;
+}
+
+struct cl_names_job {
+	struct cl_ctx *cx;
+	uint64_t dir;
+	struct cl_dent *dents;
+};
+
+static void names_run(void *arg)
+{
+	struct cl_names_job *n = arg;
+
+	while (n->dents) {
+		struct cl_dent *d = n->dents;
+
+		n->dents = d->next;
+		(void)n->cx->inval_entry(n->cx->inval_arg, n->dir, d->name);
+		free(d);
+	}
+	free(n);
+}
+
+/*
+ * The directory's names may have changed: forget them, and make the kernel
+ * forget every name of it that this node told it (a directory that another
+ * node moved must not keep its old name here: the kernel could not move it
+ * while it holds the rename lock, and would fail with ESTALE).
+ */
+void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
+{
+	struct cl_inode *ci = cl_inode_get(cx, dir, false);
+	struct cl_names_job *n;
+	struct cl_dent *list;
+
+	if (!ci)
+		return;
+	pthread_mutex_lock(&ci->mu);
+	list = ci->dents;
+	ci->dents = NULL;
+	ci->ndents = 0;
+	pthread_mutex_unlock(&ci->mu);
+	cl_inode_put(cx, ci);
+	if (!list)
+		return;
+	n = cx->inval_entry ? malloc(sizeof(*n)) : NULL;
+	if (!n) {
+		struct cl_inode tmp = { .dents = list };
+
+		cl_dents_free(&tmp);
+		return;
+	}
+	n->cx = cx;
+	n->dir = dir;
+	n->dents = list;
+	run_bounded(cx, names_run, n, 100);
 }
 
 void cl_pages_check(struct cl_ctx *cx, uint64_t ino)
@@ -523,6 +630,7 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	pthread_mutex_init(&cx->rmu, NULL);
 	pthread_cond_init(&cx->rcv, NULL);
 	cx->inval = o->inval;
+	cx->inval_entry = o->inval_entry;
 	cx->inval_arg = o->inval_arg;
 	rc = cms_config_load(o->config, &cx->cfg, err, errlen);
 	if (rc)

@@ -203,7 +203,7 @@ static void local_give_back(void *arg, uint64_t ino, const struct tok_set *token
 	tok_server_returned(cx->ts, cx->self_id, ino, tokens, st);
 }
 
-/* The store is this node's cache: only the kernel's pages need care. */
+/* The store is this node's cache: only what the kernel cached needs care. */
 static int local_duty(void *arg, uint64_t ino, enum tok_duty duty, struct tok_state *st)
 {
 	struct cl_ctx *cx = arg;
@@ -214,6 +214,9 @@ static int local_duty(void *arg, uint64_t ino, enum tok_duty duty, struct tok_st
 	case TOK_DUTY_FLUSH:
 	case TOK_DUTY_DISCARD:
 		cl_pages_stale(cx, ino);
+		return 0;
+	case TOK_DUTY_INVAL_NAMES:
+		cl_names_drop(cx, ino);
 		return 0;
 	case TOK_DUTY_TIMES:
 	case TOK_DUTY_SIZE:

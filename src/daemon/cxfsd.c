@@ -245,10 +245,23 @@ static int inval_inode(void *arg, uint64_t ino)
 	return rc == -ENOENT ? 0 : rc;
 }
 
+/* Drop the kernel's entry @name of directory @dir (a token's duty). */
+static int inval_entry(void *arg, uint64_t dir, const char *name)
+{
+	struct cxfsd *d = arg;
+	struct fuse_session *se = d->se;
+	int rc;
+
+	if (!se)
+		return 0;
+	rc = fuse_lowlevel_notify_inval_entry(se, dir, name, strlen(name));
+	return rc == -ENOENT ? 0 : rc;
+}
+
 /* Cluster mode: join, open the volume the configuration names, and the store on the MDS. */
 static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta_store_opts *so)
 {
-	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, d };
+	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, d };
 	struct blk_open_opts bo = { 0 };
 	char err[512];
 	int rc;
