@@ -19,7 +19,7 @@
  * volume (holes and unwritten extents read as zeros).  Writes into blocks
  * that hold data go straight to the volume; a hole is first allocated by
  * the MDS as unwritten extents (ALLOC, with the extent token lent, and more
- * blocks preallocated ahead each time, up to 64 MiB), written whole
+ * blocks preallocated ahead each time, doubling up to 64 MiB), written whole
  * (zero-padded), and marked written here; the MDS learns of it (WRITE_DONE)
  * when the writer's page-dirty token is recalled, at fsync and at close.
  * Until then no other node can read the range (it would need page-dirty at
@@ -1064,8 +1064,9 @@ static int alloc(struct cl_ctx *cx, struct cl_inode *ci, uint64_t fblk, uint64_t
 	free(runs);
 	if (!rc)
 		rc = map_overlay_pending(ci);
-	if (ci->prealloc < CL_PREALLOC_MAX)
-		ci->prealloc *= 2;
+	ci->prealloc = ci->prealloc ? ci->prealloc * 2 : CL_PREALLOC_MIN;
+	if (ci->prealloc > CL_PREALLOC_MAX)
+		ci->prealloc = CL_PREALLOC_MAX;
 out:
 	rpc_msg_free(rep);
 	return rc;

@@ -29,8 +29,13 @@
  */
 #define CL_CALL_TIMEOUT_MS (24u * 3600 * 1000)
 #define CL_MAX_NODES 256
-#define CL_PREALLOC_MIN 256          /* blocks preallocated ahead at first (1 MiB) */
-#define CL_PREALLOC_MAX 16384        /* ... growing to 64 MiB */
+/*
+ * Blocks preallocated ahead: none at a file's first allocation (small files
+ * take what they write), then 64 KiB doubling per allocation up to 64 MiB,
+ * so the unused tail stays below the size written.
+ */
+#define CL_PREALLOC_MIN 16
+#define CL_PREALLOC_MAX 16384
 
 /*
  * A directory entry this node told its kernel about; ino 0: the name is known

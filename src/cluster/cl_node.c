@@ -59,7 +59,6 @@ struct cl_inode *cl_inode_get(struct cl_ctx *cx, uint64_t ino, bool create)
 			ci->ino = ino;
 			pthread_mutex_init(&ci->mu, NULL);
 			pthread_mutex_init(&ci->flush_mu, NULL);
-			ci->prealloc = CL_PREALLOC_MIN;
 			ci->hnext = *slot;
 			*slot = ci;
 		}
