@@ -589,7 +589,7 @@ static int c_acquire(struct cl_cbhv *cb, const struct tok_set *want)
 	pthread_mutex_unlock(&ci->mu);
 	if (first)
 		tok_set_add(&w, TOK_EXIST, TOK_READ);
-	rc = tok_client_acquire(cb->cx->tc, ci->ino, &w, NULL);
+	rc = cl_acquire(cb->cx, ci->ino, &w);
 	if (rc)
 		return early(rc);
 	if (first) {
@@ -620,7 +620,9 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 
 	f.lent = lent;
 	atomic_fetch_add(&cx->stats.forwards, 1);
-	rc = clw_forward(cx->mds, ino, &f, CL_CALL_TIMEOUT_MS);
+	/* Interrupted before it was sent (a frozen channel): send it again. */
+	while ((rc = clw_forward(cx->mds, ino, &f, CL_CALL_TIMEOUT_MS)) == -RPC_EEARLY)
+		usleep(10 * 1000);
 	c->u = f.u;
 	return early(rc);
 }
@@ -819,7 +821,12 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		goto out;
 	rc = forward(cx, cb->ci->ino, c, &lent);
 	if (rc == 0 || rc == -ENOENT) {
-		dir_changed(cb->ci, c->u.rename.name, other ? NULL : c->u.rename.newname, 0);
+		/* After an exchange both names exist (with each other's inode). */
+		const char *gone = (c->u.rename.flags & RENAME_EXCHANGE) ? NULL : c->u.rename.name;
+
+		dir_changed(cb->ci, gone, other ? NULL : c->u.rename.newname, 0);
+		if (gone == NULL)
+			dir_changed(cb->ci, NULL, c->u.rename.name, 0);
 		if (other)
 			dir_changed(other->ci, NULL, c->u.rename.newname, 0);
 	}
@@ -949,6 +956,26 @@ static bool size_known(const struct cl_inode *ci)
 	return ci->size_dirty || ci->size_valid || ci->attr_valid;
 }
 
+/*
+ * relatime, as on ext4: the first read after a change moves atime (at the
+ * MDS; ctime stays).  Best effort: the data was read whatever happens here.
+ */
+static void touch_atime(struct cl_cbhv *cb, const struct vn_cred *cred)
+{
+	struct cl_inode *ci = cb->ci;
+	struct vn_attr in = { 0 }, out;
+	struct vn_call c = { .op = VN_OP_SETATTR, .cred = cred,
+			     .u.setattr = { &in, VN_SET_ATIME_NOW | VN_SET_CTIME, &out } };
+	bool due;
+
+	pthread_mutex_lock(&ci->mu);
+	due = ci->attr_valid && meta_atime_due(&ci->attr);
+	in.ctime = ci->attr.ctime;
+	pthread_mutex_unlock(&ci->mu);
+	if (due)
+		(void)forward(cb->cx, ci->ino, &c, NULL);
+}
+
 static int c_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
@@ -1016,7 +1043,27 @@ out_unlock:
 	pthread_mutex_unlock(&ci->mu);
 	c_release_toks(cb, &want);
 	cl_io_end(ci);
+	if (rc > 0)
+		touch_atime(cb, c->cred);
 	return rc;
+}
+
+/* How many of file blocks [fblk, fblk+n) the cached map has as holes. */
+static uint64_t map_holes(const struct cl_inode *ci, uint64_t fblk, uint64_t n)
+{
+	uint64_t end = fblk + n, holes = 0;
+
+	for (size_t i = 0; i < ci->nmap; i++) {
+		const struct meta_map *m = &ci->map[i];
+		uint64_t s = m->fblk > fblk ? m->fblk : fblk;
+		uint64_t e = m->fblk + m->nblk < end ? m->fblk + m->nblk : end;
+
+		if (m->state == META_MAP_HOLE && s < e)
+			holes += e - s;
+	}
+	if (ci->map_end < end)
+		holes += end - (ci->map_end > fblk ? ci->map_end : fblk);
+	return holes;
 }
 
 /* Ask the MDS for unwritten blocks at [fblk, fblk+count) and some ahead (ci->mu held). */
@@ -1059,6 +1106,10 @@ static int alloc(struct cl_ctx *cx, struct cl_inode *ci, uint64_t fblk, uint64_t
 	}
 	runs_from_pb(r->extents, r->n_extents, runs);
 	rc = runs_check(runs, r->n_extents, fblk);
+	/* Blocks that were holes here are the file's new blocks (st_blocks). */
+	for (size_t i = 0; !rc && i < r->n_extents; i++)
+		if (runs[i].state != META_MAP_HOLE)
+			ci->attr.blocks += map_holes(ci, runs[i].fblk, runs[i].nblk) * (cx->bs / 512);
 	for (size_t i = 0; !rc && i < r->n_extents; i++)
 		rc = map_set(ci, runs[i].fblk, runs[i].nblk, runs[i].pblk, runs[i].state);
 	free(runs);

@@ -146,6 +146,8 @@ void cl_pages_check(struct cl_ctx *cx, uint64_t ino);
 /* A read or write of @ci starts or ends on this node (see cl_pages_stale). */
 void cl_io_begin(struct cl_inode *ci);
 void cl_io_end(struct cl_inode *ci);
+/* Acquire @want on @ino; interrupted waits are retried (0 or -errno). */
+int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want);
 /* Run @fn(@arg) on a new detached thread; -errno. */
 int cl_spawn(struct cl_ctx *cx, void (*fn)(void *), void *arg);
 /* Node id of the peer of @ch, or 0 if it is not a node of the configuration. */

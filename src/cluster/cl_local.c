@@ -71,10 +71,10 @@ static int with_tokens(struct vn_bhv *self, struct vnode *vn, struct vn_call *c,
 {
 	struct cl_ctx *cx = lb_of(self)->cx;
 	uint64_t ino = vn_ino(vn);
-	int rc = tok_client_acquire(cx->tc, ino, want, NULL);
+	int rc = cl_acquire(cx, ino, want);
 
 	if (rc)
-		return rc == -TOK_EEARLY ? -EAGAIN : rc;
+		return rc;
 	rc = vn_next(self, vn, c);
 	tok_client_release(cx->tc, ino, want);
 	return rc;
@@ -125,10 +125,10 @@ static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (!(c->u.write.flags & O_APPEND))
 		return with_io_tokens(self, vn, c, &want);
 	cl_io_begin(lb->ci);
-	rc = tok_client_acquire(lb->cx->tc, vn_ino(vn), &want, NULL);
+	rc = cl_acquire(lb->cx, vn_ino(vn), &want);
 	if (rc) {
 		cl_io_end(lb->ci);
-		return rc == -TOK_EEARLY ? -EAGAIN : rc;
+		return rc;
 	}
 	{
 		struct vn_attr a;
@@ -180,9 +180,9 @@ static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	int rc;
 
 	name_set(&want);
-	rc = tok_client_acquire(cx->tc, vn_ino(vn), &want, NULL);
+	rc = cl_acquire(cx, vn_ino(vn), &want);
 	if (rc)
-		return rc == -TOK_EEARLY ? -EAGAIN : rc;
+		return rc;
 	rc = vn_next(self, vn, c);
 	if (rc == 0 || rc == -ENOENT)
 		note_name(cx, vn_ino(vn), c->u.lookup.name, rc ? 0 : CL_DENT_UNKNOWN);
@@ -203,12 +203,14 @@ static int l_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct tok_set lent;
 	int rc;
 
-	name_set(&lent);
-	rc = tok_client_acquire(cx->tc, first, &lent, NULL);
-	if (!rc && second != first && (rc = tok_client_acquire(cx->tc, second, &lent, NULL)))
+	/* Lent as a remote client lends them: this node's getattrs keep their tokens. */
+	attr_set(&lent);
+	tok_set_add(&lent, TOK_NAME, TOK_READ);
+	rc = cl_acquire(cx, first, &lent);
+	if (!rc && second != first && (rc = cl_acquire(cx, second, &lent)))
 		tok_client_release(cx->tc, first, &lent);
 	if (rc)
-		return rc == -TOK_EEARLY ? -EAGAIN : rc;
+		return rc;
 	c->lent = &lent;
 	rc = vn_next(self, vn, c);
 	c->lent = NULL;

@@ -349,6 +349,24 @@ void cl_pages_check(struct cl_ctx *cx, uint64_t ino)
 	}
 }
 
+/* ---- tokens ------------------------------------------------------------- */
+
+/*
+ * Acquire @want on @ino for an operation of this node.  A wait cut short
+ * (relocation or recovery interrupts every wait) is taken again once the
+ * server answers: the application sees a pause, not an error.
+ */
+int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want)
+{
+	for (;;) {
+		int rc = tok_client_acquire(cx->tc, ino, want, NULL);
+
+		if (rc != -TOK_EEARLY)
+			return rc;
+		usleep(10 * 1000);
+	}
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 struct cl_thread_arg {
