@@ -419,7 +419,8 @@ static int publish(struct cl_ctx *cx, struct cl_inode *ci)
 	pthread_mutex_lock(&ci->mu);
 	n = ci->npend;
 	pend = ci->pend;
-	if (n == 0) {
+	/* The size and time stamps this node keeps go too (close, fsync). */
+	if (n == 0 && !ci->size_dirty && !ci->times_dirty) {
 		pthread_mutex_unlock(&ci->mu);
 		goto out;
 	}
@@ -435,8 +436,8 @@ static int publish(struct cl_ctx *cx, struct cl_inode *ci)
 		m.mtime = &mt;
 	}
 	pthread_mutex_unlock(&ci->mu);
-	ext = calloc(n, sizeof(*ext));
-	ptrs = calloc(n, sizeof(*ptrs));
+	ext = calloc(n ? n : 1, sizeof(*ext));
+	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
 	if (!ext || !ptrs) {
 		rc = -ENOMEM;
 		goto fail;

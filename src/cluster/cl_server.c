@@ -22,7 +22,8 @@
  * An inode whose last name goes is freed only when no node holds its EXIST
  * token: the server recalls it conditionally, a node that still uses the
  * file refuses, and the file is freed when that node's EXIST comes back
- * (last_exist, which queues it for the reclaimer thread).
+ * (last_exist, which queues it for the reclaimer thread).  The same thread
+ * drops the tokens of a node whose connection is gone.
  *
  * Lock order: see cl_i.h; cl_ctx.rmu is a leaf.
  */
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cluster/cl_wire.h"
 
@@ -161,7 +163,40 @@ static const struct tok_server_ops srv_tok_ops = {
 	.last_exist = srv_last_exist,
 };
 
-/* Free inodes whose last EXIST token came back: their INACTIVE reclaims them. */
+/*
+ * Liveness is the connection: a node whose connection to the MDS is gone
+ * (its daemon died, or its host) holds nothing any more, so that no recall
+ * waits for it for ever.
+ */
+static void check_nodes(struct cl_ctx *cx)
+{
+	for (uint32_t node = 1; node < CL_MAX_NODES; node++) {
+		struct rpc_chan *ch;
+		struct rpc_stats st;
+
+		pthread_mutex_lock(&cx->mu);
+		ch = cx->node_chan[node];
+		if (ch) {
+			rpc_chan_stats(ch, &st);
+			if (st.disconnects)
+				cx->node_chan[node] = NULL;
+			else
+				ch = NULL;
+		}
+		pthread_mutex_unlock(&cx->mu);
+		if (!ch)
+			continue;
+		fprintf(stderr, "cxfsd: node %u left (its connection is gone): its tokens are "
+			"dropped\n", node);
+		rpc_chan_put(ch);
+		tok_server_node_down(cx->ts, node);
+	}
+}
+
+/*
+ * Free inodes whose last EXIST token came back (their INACTIVE reclaims
+ * them), and every half second look for nodes that left.
+ */
 static void *reclaimer(void *arg)
 {
 	struct cl_ctx *cx = arg;
@@ -171,8 +206,19 @@ static void *reclaimer(void *arg)
 		uint64_t ino;
 		struct vnode *vn;
 
-		while (!cx->nrq && !cx->rstop)
-			pthread_cond_wait(&cx->rcv, &cx->rmu);
+		while (!cx->nrq && !cx->rstop) {
+			struct timespec until;
+
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 500 * 1000000L;
+			until.tv_sec += until.tv_nsec / 1000000000L;
+			until.tv_nsec %= 1000000000L;
+			if (pthread_cond_timedwait(&cx->rcv, &cx->rmu, &until) == ETIMEDOUT) {
+				pthread_mutex_unlock(&cx->rmu);
+				check_nodes(cx);
+				pthread_mutex_lock(&cx->rmu);
+			}
+		}
 		if (!cx->nrq)
 			break;
 		ino = cx->rq[--cx->nrq];
@@ -678,12 +724,14 @@ static int h_write_done(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	struct tok_op *op;
 	int rc;
 
+	/* Only converting extents changes the map that others cache. */
 	tok_set_clear(&lent);
-	tok_set_add(&lent, TOK_EXTENT, TOK_READ);
+	if (m->n_written)
+		tok_set_add(&lent, TOK_EXTENT, TOK_READ);
 	rc = tok_server_op_begin(cx->ts, node, &lent, &op);
 	if (rc)
 		return rc;
-	{
+	if (m->n_written) {
 		struct tok_set want, got;
 
 		tok_set_clear(&want);
