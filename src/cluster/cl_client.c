@@ -354,7 +354,8 @@ static int map_cover(struct cl_ctx *cx, struct cl_inode *ci, uint64_t end)
 
 		m.ino = ci->ino;
 		m.file_block = ci->map_end;
-		m.count = (end > ci->map_end ? end - ci->map_end : 0) + 1;
+		/* Ahead too: a growing file would otherwise ask at every write. */
+		m.count = (end > ci->map_end ? end - ci->map_end : 0) + CL_MAP_AHEAD;
 		atomic_fetch_add(&cx->stats.map_fetches, 1);
 		rc = rpc_call(cx->mds, CXFS__MSG_TYPE__EXTENT_MAP_REQ, &m.base, CL_CALL_TIMEOUT_MS,
 			      &rt, &rep);
@@ -536,6 +537,7 @@ int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct t
 	case TOK_DUTY_INVAL_ATTR:
 		ci->attr_valid = false;
 		ci->size_valid = false;
+		cl_xattrs_free(ci);
 		break;
 	case TOK_DUTY_INVAL_EXTENTS:
 		ci->map_valid = false;
@@ -848,6 +850,88 @@ static int c_forward(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return forward(cb->cx, cb->ci->ino, c, NULL);
 }
 
+/* Answer a getxattr from cached @x: its size, or the value into @c's buffer. */
+static int xattr_answer(const struct cl_xattr *x, struct vn_call *c)
+{
+	if (x->err)
+		return x->err;
+	if (c->u.getxattr.size == 0)
+		return (int)x->len;
+	if (c->u.getxattr.size < x->len)
+		return -ERANGE;
+	memcpy(c->u.getxattr.buf, x->value, x->len);
+	return (int)x->len;
+}
+
+/*
+ * Extended attributes are cached under ATTR, absent ones too: the kernel
+ * asks for security.capability before every write.
+ */
+static int c_getxattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_cbhv *cb = cb_of(self);
+	struct cl_inode *ci = cb->ci;
+	const char *name = c->u.getxattr.name;
+	struct cl_xattr *x;
+	struct tok_set want;
+	char *buf;
+	int rc;
+
+	set_of(&want, B(TOK_ATTR));
+	rc = c_acquire(cb, &want);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ci->mu);
+	for (x = ci->xattrs; x && strcmp(x->name, name) != 0; x = x->next)
+		;
+	if (x) {
+		rc = xattr_answer(x, c);
+		pthread_mutex_unlock(&ci->mu);
+		goto out;
+	}
+	pthread_mutex_unlock(&ci->mu);
+	buf = malloc(CLW_XATTR_SIZE_MAX);
+	x = calloc(1, sizeof(*x) + strlen(name) + 1);
+	if (!buf || !x) {
+		free(buf);
+		free(x);
+		rc = -ENOMEM;
+		goto out;
+	}
+	{
+		struct vn_call g = { .op = VN_OP_GETXATTR, .cred = c->cred,
+				     .u.getxattr = { name, buf, CLW_XATTR_SIZE_MAX } };
+
+		rc = forward(cb->cx, ci->ino, &g, &want);
+	}
+	strcpy(x->name, name);
+	x->err = rc < 0 ? rc : 0;
+	x->len = rc > 0 ? (uint32_t)rc : 0;
+	/* Keep only what the value needs. */
+	x->value = malloc(x->len ? x->len : 1);
+	if (x->value)
+		memcpy(x->value, buf, x->len);
+	free(buf);
+	if (!x->value) {
+		free(x);
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (rc < 0 && rc != -ENODATA) {
+		free(x->value);
+		free(x);
+		goto out;
+	}
+	pthread_mutex_lock(&ci->mu);
+	x->next = ci->xattrs;
+	ci->xattrs = x;
+	rc = xattr_answer(x, c);
+	pthread_mutex_unlock(&ci->mu);
+out:
+	c_release_toks(cb, &want);
+	return rc;
+}
+
 static int c_fsync(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
@@ -1124,7 +1208,10 @@ out:
 	return rc;
 }
 
-/* The body of a write, ci->mu held; *@done: bytes written from @off on. */
+/*
+ * The body of a write, ci->mu held (dropped while whole blocks go to the
+ * volume); *@done: bytes written from @off on.
+ */
 static int write_locked(struct cl_ctx *cx, struct cl_inode *ci, const char *buf, uint64_t off,
 			size_t len, size_t *done)
 {
@@ -1146,13 +1233,27 @@ static int write_locked(struct cl_ctx *cx, struct cl_inode *ci, const char *buf,
 		b0 = pos / cx->bs;
 		b1 = (pos + chunk + cx->bs - 1) / cx->bs;
 		if (m->state == META_MAP_DATA) {
-			rc = blk_write(cx->dev, src, (size_t)chunk,
-				       vol_off(cx, m->pblk) + (pos - m->fblk * cx->bs));
+			uint64_t at = vol_off(cx, m->pblk) + (pos - m->fblk * cx->bs);
+
+			/*
+			 * Blocks with data stay where they are while this node
+			 * holds its tokens: other writers of the file here may
+			 * go on meanwhile (parallel direct I/O).
+			 */
+			pthread_mutex_unlock(&ci->mu);
+			rc = blk_write(cx->dev, src, (size_t)chunk, at);
+			pthread_mutex_lock(&ci->mu);
 		} else if (m->state == META_MAP_UNWRITTEN) {
 			uint64_t p0 = m->pblk + (b0 - m->fblk);
+			bool whole = pos == b0 * cx->bs && chunk == (b1 - b0) * cx->bs;
 
+			/* Whole blocks need no padding, so nothing here can clobber them. */
+			if (whole)
+				pthread_mutex_unlock(&ci->mu);
 			rc = blk_write_padded(cx->dev, vol_off(cx, p0), (size_t)((b1 - b0) * cx->bs),
 					      src, (size_t)(pos - b0 * cx->bs), (size_t)chunk);
+			if (whole)
+				pthread_mutex_lock(&ci->mu);
 			if (!rc)
 				rc = pend_add(ci, b0, b1 - b0, p0);
 			if (!rc)
@@ -1273,7 +1374,7 @@ static const struct vn_ops cl_client_ops = {
 		[VN_OP_READDIR] = c_forward,
 		[VN_OP_STATFS] = c_forward,
 		[VN_OP_SETXATTR] = c_forward,
-		[VN_OP_GETXATTR] = c_forward,
+		[VN_OP_GETXATTR] = c_getxattr,
 		[VN_OP_LISTXATTR] = c_forward,
 		[VN_OP_REMOVEXATTR] = c_forward,
 		[VN_OP_FALLOCATE] = c_fallocate,

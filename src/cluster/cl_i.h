@@ -36,6 +36,7 @@
  */
 #define CL_PREALLOC_MIN 16
 #define CL_PREALLOC_MAX 16384
+#define CL_MAP_AHEAD 16384           /* blocks of extent map fetched beyond what is needed */
 
 /*
  * A directory entry this node told its kernel about; ino 0: the name is known
@@ -45,6 +46,15 @@
 struct cl_dent {
 	uint64_t ino;
 	struct cl_dent *next;
+	char name[];
+};
+
+/* A cached extended attribute: its value, or err < 0 (-ENODATA: absent). */
+struct cl_xattr {
+	struct cl_xattr *next;
+	int err;
+	uint32_t len;
+	char *value;
 	char name[];
 };
 
@@ -64,7 +74,7 @@ struct cl_inode {
 	bool size_valid;                /* attr.size is current (SIZE held) */
 	bool size_dirty, times_dirty;   /* attr's size/times are this node's own (WRITE held) */
 	struct vn_attr attr;
-	bool names_valid;               /* dents are current (NAME held) */
+	struct cl_xattr *xattrs;        /* current while ATTR is held */
 	struct cl_dent *dents;
 	size_t ndents;
 	bool map_valid;                 /* map covers [0, map_end) (EXTENT held) */
@@ -132,6 +142,8 @@ struct cl_ctx {
 /* The inode state of @ino, created if @create; referenced: put it. */
 struct cl_inode *cl_inode_get(struct cl_ctx *cx, uint64_t ino, bool create);
 void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci);
+/* Forget the cached extended attributes of @ci (ci->mu held). */
+void cl_xattrs_free(struct cl_inode *ci);
 /* Forget the cached names of directory @ci (ci->mu held). */
 void cl_dents_free(struct cl_inode *ci);
 /* The cached entry @name of directory @ci, or NULL; set it (ci->mu held). */

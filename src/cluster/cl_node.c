@@ -80,6 +80,17 @@ void cl_dents_free(struct cl_inode *ci)
 	ci->ndents = 0;
 }
 
+void cl_xattrs_free(struct cl_inode *ci)
+{
+	while (ci->xattrs) {
+		struct cl_xattr *x = ci->xattrs;
+
+		ci->xattrs = x->next;
+		free(x->value);
+		free(x);
+	}
+}
+
 void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci)
 {
 	struct cl_inode **pp;
@@ -96,6 +107,7 @@ void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci)
 	*pp = ci->hnext;
 	pthread_mutex_unlock(&cx->imu);
 	cl_dents_free(ci);
+	cl_xattrs_free(ci);
 	free(ci->map);
 	free(ci->pend);
 	pthread_mutex_destroy(&ci->mu);
@@ -531,8 +543,14 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 	if (!atomic_load(&cx->ready))
 		return -EAGAIN;
 	node = cl_peer_id(cx, rpc_req_chan(req));
-	if (!node)
+	if (!node) {
+		char name[RPC_NAME_MAX + 1] = "?";
+
+		(void)rpc_chan_peer(rpc_req_chan(req), name, sizeof(name), NULL);
+		fprintf(stderr, "cxfsd: refused a request from \"%s\": not a node of %s\n", name,
+			cms_config_path(cx->cfg));
 		return -EACCES;
+	}
 	if (!cx->is_server) {
 		if (type == CXFS__MSG_TYPE__TOKEN_RECALL)
 			return client_recall(cx, (const Cxfs__TokenRecall *)msg);
