@@ -44,6 +44,8 @@ struct cl_opts {
 	int (*inval)(void *arg, uint64_t ino);
 	/* Drop the kernel's entry @name of directory @dir (same rules). */
 	int (*inval_entry)(void *arg, uint64_t dir, const char *name);
+	/* Drop the kernel's cached attributes of @ino only; never blocks. */
+	int (*inval_attr)(void *arg, uint64_t ino);
 	void *inval_arg;
 };
 

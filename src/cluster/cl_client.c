@@ -509,6 +509,10 @@ int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct t
 	case TOK_DUTY_INVAL_NAMES:
 		cl_names_drop(cx, ino);
 		return 0;
+	case TOK_DUTY_INVAL_ATTR:
+		/* The daemon's copy goes below, the kernel's here. */
+		cl_attr_stale(cx, ino);
+		break;
 	default:
 		break;
 	}
@@ -1341,7 +1345,11 @@ static int c_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		tok_set_add(&ex, TOK_EXIST, TOK_READ);
 		tok_client_release(cb->cx->tc, ci->ino, &ex);
 	}
-	(void)tok_client_forget(cb->cx->tc, ci->ino);
+	/*
+	 * The other tokens stay cached until the MDS recalls them: a vnode
+	 * also goes and comes back between a lookup and the kernel's
+	 * reference, and what the kernel keeps must stay covered.
+	 */
 	return 0;
 }
 

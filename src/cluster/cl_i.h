@@ -103,6 +103,7 @@ struct cl_ctx {
 	struct rpc_ctx *rpc;            /* constant after cl_start */
 	int (*inval)(void *arg, uint64_t ino);
 	int (*inval_entry)(void *arg, uint64_t dir, const char *name);
+	int (*inval_attr)(void *arg, uint64_t ino);
 	void *inval_arg;
 
 	pthread_mutex_t mu;             /* protects the fields up to `ready` */
@@ -153,6 +154,8 @@ void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino);
 void cl_names_drop(struct cl_ctx *cx, uint64_t dir);
 /* The kernel's pages of @ino are stale: mark, and try to drop them now (bounded wait). */
 void cl_pages_stale(struct cl_ctx *cx, uint64_t ino);
+/* ATTR, TIMES or SIZE went back: the kernel must ask for @ino's attributes again. */
+void cl_attr_stale(struct cl_ctx *cx, uint64_t ino);
 /* Drop the kernel's pages of @ino if they went stale (before getattr/open answers). */
 void cl_pages_check(struct cl_ctx *cx, uint64_t ino);
 /* A read or write of @ci starts or ends on this node (see cl_pages_stale). */

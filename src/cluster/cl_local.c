@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 
 void cl_read_set(struct tok_set *s, bool direct)
 {
@@ -187,6 +188,22 @@ static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (rc == 0 || rc == -ENOENT)
 		note_name(cx, vn_ino(vn), c->u.lookup.name, rc ? 0 : CL_DENT_UNKNOWN);
 	tok_client_release(cx->tc, vn_ino(vn), &want);
+	if (rc == 0 && strcmp(c->u.lookup.name, ".") != 0) {
+		/*
+		 * The kernel keeps the attributes a lookup returns: take them
+		 * under the child's tokens, as getattr does (another node may
+		 * be writing it, with the size and times of its own).
+		 */
+		struct vnode *child;
+		struct vn_call g = { .op = VN_OP_GETATTR, .cred = c->cred, .node = c->node,
+				     .u.getattr = { c->u.lookup.attr } };
+
+		rc = vn_get(cx->vt, c->u.lookup.attr->ino, &child);
+		if (!rc) {
+			rc = vn_call(child, &g);
+			vn_put(child, 1);
+		}
+	}
 	return rc;
 }
 
@@ -228,14 +245,6 @@ static int l_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return rc;
 }
 
-static int l_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
-{
-	struct cl_ctx *cx = lb_of(self)->cx;
-
-	(void)tok_client_forget(cx->tc, vn_ino(vn));
-	return vn_next(self, vn, c);
-}
-
 static void l_destroy(struct vn_bhv *self, struct vnode *vn)
 {
 	struct cl_lbhv *lb = lb_of(self);
@@ -258,7 +267,6 @@ static const struct vn_ops cl_local_ops = {
 		[VN_OP_RENAME] = l_names,
 		[VN_OP_READ] = l_read,
 		[VN_OP_WRITE] = l_write,
-		[VN_OP_INACTIVE] = l_inactive,
 	},
 	.destroy = l_destroy,
 };

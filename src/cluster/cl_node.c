@@ -229,6 +229,12 @@ static void pages_run(void *arg)
  * Whatever is still cached is dropped by cl_pages_check() before the next
  * getattr or open is answered, which the kernel sends before every read.
  */
+void cl_attr_stale(struct cl_ctx *cx, uint64_t ino)
+{
+	if (cx->inval_attr)
+		(void)cx->inval_attr(cx->inval_arg, ino);
+}
+
 void cl_pages_stale(struct cl_ctx *cx, uint64_t ino)
 {
 	struct cl_inode *ci = cl_inode_get(cx, ino, true);
@@ -240,6 +246,10 @@ void cl_pages_stale(struct cl_ctx *cx, uint64_t ino)
 	pthread_mutex_lock(&ci->mu);
 	ci->stale_pages = true;
 	start = cx->inval && !ci->inval_running;
+	pthread_mutex_unlock(&ci->mu);
+	/* The kernel's next read asks for attributes first, and gets the pages dropped. */
+	cl_attr_stale(cx, ino);
+	pthread_mutex_lock(&ci->mu);
 	wait = ci->inflight == 0;
 	if (start)
 		ci->inval_running = true;
@@ -666,6 +676,7 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	pthread_cond_init(&cx->rcv, NULL);
 	cx->inval = o->inval;
 	cx->inval_entry = o->inval_entry;
+	cx->inval_attr = o->inval_attr;
 	cx->inval_arg = o->inval_arg;
 	rc = cms_config_load(o->config, &cx->cfg, err, errlen);
 	if (rc)

@@ -264,6 +264,9 @@ static int local_duty(void *arg, uint64_t ino, enum tok_duty duty, struct tok_st
 	case TOK_DUTY_INVAL_NAMES:
 		cl_names_drop(cx, ino);
 		return 0;
+	case TOK_DUTY_INVAL_ATTR:
+		cl_attr_stale(cx, ino);
+		return 0;
 	case TOK_DUTY_TIMES:
 	case TOK_DUTY_SIZE:
 		rc = meta_getattr(cx->st, ino, &a);

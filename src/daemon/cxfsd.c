@@ -258,10 +258,23 @@ static int inval_entry(void *arg, uint64_t dir, const char *name)
 	return rc == -ENOENT ? 0 : rc;
 }
 
+/* Drop the kernel's attributes of @ino (a token's duty); does not wait. */
+static int inval_attr(void *arg, uint64_t ino)
+{
+	struct cxfsd *d = arg;
+	struct fuse_session *se = d->se;
+	int rc;
+
+	if (!se)
+		return 0;
+	rc = fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+	return rc == -ENOENT ? 0 : rc;
+}
+
 /* Cluster mode: join, open the volume the configuration names, and the store on the MDS. */
 static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta_store_opts *so)
 {
-	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, d };
+	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, inval_attr, d };
 	struct blk_open_opts bo = { 0 };
 	char err[512];
 	int rc;
@@ -302,9 +315,10 @@ static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta
 		vn_meta_fs_set_table(d->mfs, d->vt);
 	cl_set_table(d->cl, d->vt);
 	d->node_id = cl_node_id(d->cl);
-	/* Tokens keep the daemon's caches coherent; the kernel asks each time. */
-	d->entry_timeout = 0;
-	d->attr_timeout = 0;
+	/*
+	 * The kernel keeps names and attributes as on a single node: the
+	 * recall of the token that covers them makes it forget them.
+	 */
 	return 0;
 }
 

@@ -97,8 +97,20 @@ static void attr_to_stat(const struct vn_attr *a, struct stat *st)
 	st->st_ctim = a->ctime;
 }
 
+/*
+ * How long the kernel may keep attributes @a.  In a cluster only what a
+ * lookup or getattr returned is covered by tokens this node holds (whose
+ * recall makes the kernel forget it); what a change returned is fresh but
+ * not covered, so the kernel asks again next time.
+ */
+static double attr_ttl(fuse_req_t req, int covered)
+{
+	return D(req)->cl && !covered ? 0 : D(req)->attr_timeout;
+}
+
 /* Fill @e for @a and take the reference the kernel's entry will hold. */
-static int make_entry(fuse_req_t req, const struct vn_attr *a, struct fuse_entry_param *e)
+static int make_entry(fuse_req_t req, const struct vn_attr *a, int covered,
+		      struct fuse_entry_param *e)
 {
 	struct vnode *vn;
 	int rc = vn_get(D(req)->vt, a->ino, &vn);
@@ -108,19 +120,19 @@ static int make_entry(fuse_req_t req, const struct vn_attr *a, struct fuse_entry
 	memset(e, 0, sizeof(*e));
 	e->ino = a->ino;
 	e->generation = a->gen;
-	e->attr_timeout = D(req)->attr_timeout;
+	e->attr_timeout = attr_ttl(req, covered);
 	e->entry_timeout = D(req)->entry_timeout;
 	attr_to_stat(a, &e->attr);
 	return 0;
 }
 
 /* Reply with an entry; if the kernel did not take it, drop its reference. */
-static void reply_entry(fuse_req_t req, int rc, const struct vn_attr *a)
+static void reply_entry(fuse_req_t req, int rc, const struct vn_attr *a, int covered)
 {
 	struct fuse_entry_param e;
 
 	if (!rc)
-		rc = make_entry(req, a, &e);
+		rc = make_entry(req, a, covered, &e);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -149,7 +161,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	reply_entry(req, rc, &a);
+	reply_entry(req, rc, &a, 1);
 }
 
 /* Valid replies: fuse_reply_none. */
@@ -172,7 +184,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
-static void reply_attr(fuse_req_t req, int rc, const struct vn_attr *a)
+static void reply_attr(fuse_req_t req, int rc, const struct vn_attr *a, int covered)
 {
 	struct stat st;
 
@@ -181,7 +193,7 @@ static void reply_attr(fuse_req_t req, int rc, const struct vn_attr *a)
 		return;
 	}
 	attr_to_stat(a, &st);
-	fuse_reply_attr(req, &st, D(req)->attr_timeout);
+	fuse_reply_attr(req, &st, attr_ttl(req, covered));
 }
 
 /* Valid replies: fuse_reply_attr, fuse_reply_err. */
@@ -190,7 +202,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct vn_attr a;
 	struct vn_call c = { .op = VN_OP_GETATTR, .u.getattr = { &a } };
 
-	reply_attr(req, call_ino(req, ino, &c), &a);
+	reply_attr(req, call_ino(req, ino, &c), &a, 1);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -226,7 +238,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	c.u.setattr.in = &in;
 	c.u.setattr.mask = mask;
 	c.u.setattr.attr = &out;
-	reply_attr(req, call_ino(req, ino, &c), &out);
+	reply_attr(req, call_ino(req, ino, &c), &out, 0);
 }
 
 static int do_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev,
@@ -248,21 +260,21 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	reply_entry(req, do_mknod(req, parent, name, mode, rdev, NULL, &a), &a);
+	reply_entry(req, do_mknod(req, parent, name, mode, rdev, NULL, &a), &a, 0);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct vn_attr a;
 
-	reply_entry(req, do_mknod(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &a), &a);
+	reply_entry(req, do_mknod(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &a), &a, 0);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct vn_attr a;
 
-	reply_entry(req, do_mknod(req, parent, name, S_IFLNK | 0777, 0, link, &a), &a);
+	reply_entry(req, do_mknod(req, parent, name, S_IFLNK | 0777, 0, link, &a), &a, 0);
 }
 
 static void op_unlink_common(fuse_req_t req, fuse_ino_t parent, const char *name, int is_dir)
@@ -298,7 +310,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	struct vn_attr a;
 	struct vn_call c = { .op = VN_OP_LINK, .u.link = { ino, newname, &a } };
 
-	reply_entry(req, call_ino(req, newparent, &c), &a);
+	reply_entry(req, call_ino(req, newparent, &c), &a, 0);
 }
 
 /* Valid replies: fuse_reply_readlink, fuse_reply_err. */
@@ -370,7 +382,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	int rc = do_mknod(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &a);
 
 	if (!rc)
-		rc = make_entry(req, &a, &e);
+		rc = make_entry(req, &a, 0, &e);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -490,7 +502,7 @@ static int dir_fill(void *ctx, const char *name, const struct vn_attr *a, int64_
 	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
 		/* The kernel takes no reference on these. */
 		e.attr = st;
-	} else if (make_entry(f->req, a, &e)) {
+	} else if (make_entry(f->req, a, 0, &e)) {
 		return 1;
 	}
 	fuse_add_direntry_plus(f->req, f->buf + f->used, f->size - f->used, name, &e, next_off);
