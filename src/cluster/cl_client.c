@@ -631,6 +631,7 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 	while ((rc = clw_forward(cx->mds, ino, &f, CL_CALL_TIMEOUT_MS)) == -RPC_EEARLY)
 		usleep(10 * 1000);
 	c->u = f.u;
+	c->dir_attr_set = f.dir_attr_set;
 	return early(rc);
 }
 
@@ -749,11 +750,20 @@ static int dir_lend(struct cl_cbhv *cb, struct tok_set *lent)
 	return c_acquire(cb, lent);
 }
 
-/* After a change in the directory: its attributes changed at the MDS. */
-static void dir_changed(struct cl_inode *ci, const char *gone, const char *name, uint64_t ino)
+/*
+ * After a change in the directory: its attributes changed at the MDS, which
+ * sent them along (@dattr, or NULL) while this node's lent tokens cover them.
+ */
+static void dir_changed(struct cl_inode *ci, const char *gone, const char *name, uint64_t ino,
+			const struct vn_attr *dattr)
 {
 	pthread_mutex_lock(&ci->mu);
-	ci->attr_valid = false;
+	if (dattr) {
+		attr_merge(ci, dattr);
+		ci->attr_valid = ci->size_valid = true;
+	} else {
+		ci->attr_valid = false;
+	}
 	if (gone && cacheable(gone))
 		cl_dent_set(ci, gone, 0);
 	if (name && cacheable(name))
@@ -764,18 +774,20 @@ static void dir_changed(struct cl_inode *ci, const char *gone, const char *name,
 /* What a namespace change in this directory did to its cached names. */
 static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
 {
+	const struct vn_attr *d = rc == 0 && c->dir_attr_set ? c->dir_attr : NULL;
+
 	switch (c->op) {
 	case VN_OP_MKNOD:
 		if (rc == 0 || rc == -EEXIST)
-			dir_changed(ci, NULL, c->u.mknod.name, rc ? 0 : c->u.mknod.attr->ino);
+			dir_changed(ci, NULL, c->u.mknod.name, rc ? 0 : c->u.mknod.attr->ino, d);
 		break;
 	case VN_OP_LINK:
 		if (rc == 0 || rc == -EEXIST)
-			dir_changed(ci, NULL, c->u.link.name, rc ? 0 : c->u.link.ino);
+			dir_changed(ci, NULL, c->u.link.name, rc ? 0 : c->u.link.ino, d);
 		break;
 	case VN_OP_UNLINK:
 		if (rc == 0 || rc == -ENOENT)
-			dir_changed(ci, c->u.unlink.name, NULL, 0);
+			dir_changed(ci, c->u.unlink.name, NULL, 0, d);
 		break;
 	default:
 		break;
@@ -786,13 +798,17 @@ static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
 static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
+	struct vn_attr dattr;
 	struct tok_set lent;
 	int rc = dir_lend(cb, &lent);
 
 	if (rc)
 		return rc;
+	c->dir_attr = &dattr;
+	c->dir_attr_set = 0;
 	rc = forward(cb->cx, cb->ci->ino, c, &lent);
 	names_after(cb->ci, c, rc);
+	c->dir_attr = NULL;
 	c_release_toks(cb, &lent);
 	return rc;
 }
@@ -826,16 +842,26 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	}
 	if (rc)
 		goto out;
-	rc = forward(cx, cb->ci->ino, c, &lent);
-	if (rc == 0 || rc == -ENOENT) {
-		/* After an exchange both names exist (with each other's inode). */
-		const char *gone = (c->u.rename.flags & RENAME_EXCHANGE) ? NULL : c->u.rename.name;
+	{
+		struct vn_attr dattr;
+		const struct vn_attr *d;
 
-		dir_changed(cb->ci, gone, other ? NULL : c->u.rename.newname, 0);
-		if (gone == NULL)
-			dir_changed(cb->ci, NULL, c->u.rename.name, 0);
-		if (other)
-			dir_changed(other->ci, NULL, c->u.rename.newname, 0);
+		c->dir_attr = &dattr;
+		c->dir_attr_set = 0;
+		rc = forward(cx, cb->ci->ino, c, &lent);
+		d = rc == 0 && c->dir_attr_set ? &dattr : NULL;
+		c->dir_attr = NULL;
+		if (rc == 0 || rc == -ENOENT) {
+			/* After an exchange both names exist (with each other's inode). */
+			const char *gone = (c->u.rename.flags & RENAME_EXCHANGE) ? NULL :
+									     c->u.rename.name;
+
+			dir_changed(cb->ci, gone, other ? NULL : c->u.rename.newname, 0, d);
+			if (gone == NULL)
+				dir_changed(cb->ci, NULL, c->u.rename.name, 0, d);
+			if (other)
+				dir_changed(other->ci, NULL, c->u.rename.newname, 0, NULL);
+		}
 	}
 	if (other)
 		c_release_toks(other, &lent);
@@ -1331,12 +1357,13 @@ static int c_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
 	struct cl_inode *ci = cb->ci;
-	bool had;
+	bool had, refused;
 
 	(void)publish(cb->cx, ci);
 	pthread_mutex_lock(&ci->mu);
 	had = ci->has_exist;
 	ci->has_exist = false;
+	refused = ci->exist_refused;
 	pthread_mutex_unlock(&ci->mu);
 	if (had) {
 		struct tok_set ex;
@@ -1346,10 +1373,13 @@ static int c_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		tok_client_release(cb->cx->tc, ci->ino, &ex);
 	}
 	/*
-	 * The other tokens stay cached until the MDS recalls them: a vnode
-	 * also goes and comes back between a lookup and the kernel's
-	 * reference, and what the kernel keeps must stay covered.
+	 * Tokens stay cached until the MDS recalls them (a vnode also goes and
+	 * comes back between a lookup and the kernel's reference, and what the
+	 * kernel keeps must stay covered), except for a file that lost its
+	 * last name while this node used it: the MDS frees it when they come.
 	 */
+	if (refused)
+		(void)tok_client_forget(cb->cx->tc, ci->ino);
 	return 0;
 }
 

@@ -70,6 +70,7 @@ struct cl_inode {
 	pthread_mutex_t flush_mu;       /* serializes publishing written runs */
 	pthread_mutex_t mu;             /* protects everything below */
 	bool has_exist;                 /* holds a reference on its EXIST token */
+	bool exist_refused;             /* kept the file after its last name went */
 	bool attr_valid;                /* attr is current (ATTR, TIMES, SIZE held) */
 	bool size_valid;                /* attr.size is current (SIZE held) */
 	bool size_dirty, times_dirty;   /* attr's size/times are this node's own (WRITE held) */

@@ -473,6 +473,15 @@ static void recall_run(void *arg)
 	if (rc == -EBUSY) {
 		Cxfs__TokenReturn m = CXFS__TOKEN_RETURN__INIT;
 		Cxfs__TokenState buf[TOK_NTOKENS], *ptrs[TOK_NTOKENS];
+		struct cl_inode *ci = cl_inode_get(cx, r->ino, false);
+
+		/* The file lost its last name: give it all back once done with it. */
+		if (ci) {
+			pthread_mutex_lock(&ci->mu);
+			ci->exist_refused = true;
+			pthread_mutex_unlock(&ci->mu);
+			cl_inode_put(cx, ci);
+		}
 
 		m.ino = r->ino;
 		m.n_held = clw_toks_to_pb(&r->tokens, buf, ptrs);

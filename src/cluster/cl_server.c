@@ -41,6 +41,9 @@
 
 #define CL_MAP_MAX 1024               /* runs per extent-map reply */
 
+/* This thread is the reclaimer (which may wait for nodes' answers). */
+static _Thread_local bool cl_in_reclaimer;
+
 /* ---- token server transport ------------------------------------------- */
 
 struct cl_srv_recall {
@@ -201,6 +204,7 @@ static void *reclaimer(void *arg)
 {
 	struct cl_ctx *cx = arg;
 
+	cl_in_reclaimer = true;
 	pthread_mutex_lock(&cx->rmu);
 	for (;;) {
 		uint64_t ino;
@@ -471,7 +475,11 @@ static int s_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return s_names(self, vn, c, dirs, 2, objs, 2);
 }
 
-/* Free an unlinked inode only once no node holds its EXIST token. */
+/*
+ * Free an unlinked inode only once no node holds its EXIST token.  Asking
+ * the nodes takes a round trip to each, so an operation that dropped the
+ * last name (unlink, rename) leaves it to the reclaimer thread.
+ */
 static int s_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_ctx *cx = ctx_of(self);
@@ -479,6 +487,10 @@ static int s_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	if (meta_getattr(cx->st, vn_ino(vn), &a) || a.nlink > 0)
 		return 0;
+	if (!cl_in_reclaimer) {
+		srv_last_exist(cx, vn_ino(vn));
+		return 0;
+	}
 	if (tok_server_recall_exist(cx->ts, vn_ino(vn)) != 0)
 		return 0;   /* last_exist frees it later */
 	return vn_next(self, vn, c);
@@ -772,6 +784,9 @@ static int srv_exec(void *arg, uint64_t ino, struct vn_call *c)
 		return rc;
 	rc = vn_call_below(vn, VN_POS_CLIENT, c);
 	vn_put(vn, 1);
+	/* The asker lent its tokens on the directory: they still cover this. */
+	if (rc == 0 && c->dir_attr && meta_getattr(cx->st, ino, c->dir_attr) == 0)
+		c->dir_attr_set = 1;
 	return rc;
 }
 

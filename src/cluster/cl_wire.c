@@ -479,9 +479,23 @@ static ProtobufCMessage *clw__enc_fsync(struct clw__creq *q, uint64_t ino, const
 
 /* Result functions: fill the outputs of @c from reply @rep; the call's result. */
 
+/* A namespace operation's reply may carry its directory's new attributes. */
+static void clw__dir_attr_in(struct vn_call *c, const Cxfs__Attr *pb)
+{
+	if (pb && c->dir_attr) {
+		clw_attr_from_pb(pb, c->dir_attr);
+		c->dir_attr_set = 1;
+	}
+}
+
 static int clw__res_status(struct vn_call *c, const ProtobufCMessage *rep)
 {
-	return clw__err(((const Cxfs__StatusReply *)rep)->err);
+	const Cxfs__StatusReply *r = (const Cxfs__StatusReply *)rep;
+	int rc = clw__err(r->err);
+
+	if (!rc)
+		clw__dir_attr_in(c, r->dir_attr);
+	return rc;
 }
 
 /* Where the attributes of an ATTR_REPLY go: NULL for open and fallocate. */
@@ -514,6 +528,7 @@ static int clw__res_attr(struct vn_call *c, const ProtobufCMessage *rep)
 	if (!r->attr)
 		return -EPROTO;
 	clw_attr_from_pb(r->attr, out);
+	clw__dir_attr_in(c, r->dir_attr);
 	return 0;
 }
 
@@ -669,6 +684,7 @@ struct clw__sreq {
 	struct vn_attr in;          /* setattr's new values */
 	struct vn_attr attr;        /* the result of an attribute operation */
 	int want_attr;              /* the ATTR_REPLY carries attr */
+	struct vn_attr dattr;       /* namespace ops: the directory afterwards */
 	struct vn_flock lk;         /* getlk, setlk */
 	struct statvfs sv;          /* statfs */
 	char *buf;                  /* readlink target, xattr value or list; malloc'ed */
@@ -1027,21 +1043,31 @@ static int clw__dec_fsync(struct clw__sreq *s, const ProtobufCMessage *msg)
 static int clw__rep_status(struct rpc_req *req, struct clw__sreq *s, int rc)
 {
 	Cxfs__StatusReply r = CXFS__STATUS_REPLY__INIT;
+	Cxfs__Attr d;
+	Cxfs__Timespec dts[4];
 
 	r.err = clw__rc_err(rc);
+	if (rc >= 0 && s->call.dir_attr_set) {
+		clw_attr_to_pb(&s->dattr, &d, dts);
+		r.dir_attr = &d;
+	}
 	return rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
 }
 
 static int clw__rep_attr(struct rpc_req *req, struct clw__sreq *s, int rc)
 {
 	Cxfs__AttrReply r = CXFS__ATTR_REPLY__INIT;
-	Cxfs__Attr a;
-	Cxfs__Timespec ts[4];
+	Cxfs__Attr a, d;
+	Cxfs__Timespec ts[4], dts[4];
 
 	r.err = clw__rc_err(rc);
 	if (rc >= 0 && s->want_attr) {
 		clw_attr_to_pb(&s->attr, &a, ts);
 		r.attr = &a;
+	}
+	if (rc >= 0 && s->call.dir_attr_set) {
+		clw_attr_to_pb(&s->dattr, &d, dts);
+		r.dir_attr = &d;
 	}
 	return rpc_reply(req, CXFS__MSG_TYPE__ATTR_REPLY, &r.base);
 }
@@ -1285,6 +1311,9 @@ int clw_serve(struct rpc_req *req, Cxfs__MsgType type, const ProtobufCMessage *m
 	rc = clw__ops[op].decode(&s, msg);
 	if (rc)
 		goto out;
+	/* The asker keeps its cached directory current with what exec gives. */
+	if (op == VN_OP_MKNOD || op == VN_OP_LINK || op == VN_OP_UNLINK || op == VN_OP_RENAME)
+		s.call.dir_attr = &s.dattr;
 	rc = clw__ops[op].reply(req, &s, exec(arg, s.ino, &s.call));
 out:
 	clw__sreq_free(&s);

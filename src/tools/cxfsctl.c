@@ -1,29 +1,888 @@
 /*
  * cxfsctl.c - cxfsctl: talk to the local cxfsd through its admin socket.
- * Sends one request line and prints the daemon's answer.
+ * Each request is one line on a connection of its own; the daemon answers
+ * with text or one JSON object and closes the connection (see
+ * src/daemon/admin.c).
+ *
+ * Sections:
+ *   - talking to the daemon (ask)
+ *   - a small JSON reader: the daemon's objects are parsed into a flat
+ *     array of values, which the reports pick from by key path
+ *   - status: the daemon's text in single-machine mode, a report built
+ *     from "status json" in cluster mode
+ *   - tokens: "tokens INO" for each PATH
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "daemon/admin.h"
 
+#define CTL_REPLY_MAX (1u << 20)   /* longest answer read from the daemon */
+#define JS_DEPTH_MAX 32            /* deepest nesting the JSON reader accepts */
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: cxfsctl [--socket PATH] status [--json]\n"
+		"       cxfsctl [--socket PATH] tokens [--json] PATH...\n"
 		"\n"
-		"Ask the local cxfs daemon for its state: the filesystem, who serves it,\n"
-		"space, cached vnodes, metadata commits, data and device I/O counters.\n"
+		"Ask the local cxfs daemon for its state.\n"
+		"\n"
+		"  status   the filesystem, who serves it, space, cached vnodes, metadata\n"
+		"           commits, data and device I/O counters; in cluster mode the\n"
+		"           nodes, tokens, messages and cache counters\n"
+		"  tokens   (cluster mode) for each PATH on the cxfs mount: the tokens this\n"
+		"           node caches and, on the metadata server, what each node holds\n"
 		"\n"
 		"  -s, --socket PATH   the daemon's admin socket (default " CXFSD_ADMIN_SOCKET ")\n"
-		"  -j, --json          one JSON object instead of text\n"
+		"  -j, --json          the daemon's JSON objects (one a line) instead of text\n"
 		"  -h, --help          this text\n"
-		"Exit status: 0 answered; 1 no daemon or an error; 2 usage.\n");
+		"Exit status: 0 answered; 1 no daemon, an error, or a PATH that failed; 2 usage.\n");
+}
+
+/* ---- talking to the daemon ------------------------------------------------ */
+
+/*
+ * Send the request line @req to the daemon at @sock and read its whole
+ * answer into *@reply, NUL-terminated (caller must free).  0, or 1 with the
+ * reason printed.
+ */
+static int ask(const char *sock, const char *req, char **reply)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len = 0, cap = 4096;
+	char *buf = NULL, *nb, line[128];
+	ssize_t n;
+	int fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "cxfsctl: no cxfsd answers at %s: %s\n", sock, strerror(errno));
+		goto out_close;
+	}
+	snprintf(line, sizeof(line), "%s\n", req);
+	/* One send, without SIGPIPE: a daemon may close as soon as it has answered. */
+	if (send(fd, line, strlen(line), MSG_NOSIGNAL) != (ssize_t)strlen(line)) {
+		fprintf(stderr, "cxfsctl: cannot send to %s: %s\n", sock, strerror(errno));
+		goto out_close;
+	}
+	buf = malloc(cap);
+	while (buf) {
+		if (cap - len < 2) {
+			if (cap >= CTL_REPLY_MAX) {
+				fprintf(stderr, "cxfsctl: the answer from %s is longer than %u bytes\n",
+					sock, CTL_REPLY_MAX);
+				goto out_free;
+			}
+			nb = realloc(buf, cap * 2);
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "cxfsctl: cannot read from %s: %s\n", sock, strerror(errno));
+			goto out_free;
+		}
+		if (n == 0) {
+			buf[len] = '\0';
+			close(fd);
+			*reply = buf;
+			return 0;
+		}
+		len += (size_t)n;
+	}
+	fprintf(stderr, "cxfsctl: out of memory\n");
+out_free:
+	free(buf);
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return 1;
+}
+
+/* ---- a small JSON reader -------------------------------------------------- */
+
+enum js_type { JS_OBJECT, JS_ARRAY, JS_STRING, JS_NUMBER, JS_TRUE, JS_FALSE, JS_NULL };
+
+/* One value of the document; v[0] is the whole document. */
+struct js_val {
+	enum js_type type;
+	size_t start;        /* offset in js.s: a string's decoded, NUL-terminated text; a number's text */
+	int next;            /* index of the first value after this one and all it contains */
+};
+
+/*
+ * A parsed document.  Values are stored in document order: an object's
+ * members follow it as key (a string), value pairs; an array's elements
+ * follow it.  Strings are decoded in place in the private copy @s.
+ */
+struct js {
+	char *s;             /* copy of the text; owned */
+	size_t len;
+	struct js_val *v;    /* owned */
+	int n, cap;
+	char err[128];       /* the first error: what is malformed, or which key is missing */
+};
+
+static void js_fail(struct js *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void js_fail(struct js *j, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (j->err[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(j->err, sizeof(j->err), fmt, ap);
+	va_end(ap);
+}
+
+static void js_ws(const struct js *j, size_t *p)
+{
+	while (*p < j->len && strchr(" \t\r\n", j->s[*p]))
+		(*p)++;
+}
+
+/* Append a value of @type starting at @start; its index or -1. */
+static int js_add(struct js *j, enum js_type type, size_t start)
+{
+	struct js_val *nv;
+
+	if (j->n == j->cap) {
+		nv = realloc(j->v, (size_t)(j->cap ? j->cap * 2 : 64) * sizeof(*nv));
+		if (!nv) {
+			js_fail(j, "out of memory");
+			return -1;
+		}
+		j->v = nv;
+		j->cap = j->cap ? j->cap * 2 : 64;
+	}
+	j->v[j->n] = (struct js_val){ type, start, j->n + 1 };
+	return j->n++;
+}
+
+static int js_hex4(const char *s, unsigned *out)
+{
+	*out = 0;
+	for (int i = 0; i < 4; i++) {
+		char c = s[i];
+		unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+			     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+			     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16u;
+
+		if (d > 15)
+			return -1;
+		*out = *out << 4 | d;
+	}
+	return 0;
+}
+
+/* Append code point @cp to @s at *@w as UTF-8. */
+static void js_utf8(char *s, size_t *w, unsigned cp)
+{
+	if (cp < 0x80) {
+		s[(*w)++] = (char)cp;
+	} else if (cp < 0x800) {
+		s[(*w)++] = (char)(0xc0 | cp >> 6);
+		s[(*w)++] = (char)(0x80 | (cp & 0x3f));
+	} else if (cp < 0x10000) {
+		s[(*w)++] = (char)(0xe0 | cp >> 12);
+		s[(*w)++] = (char)(0x80 | (cp >> 6 & 0x3f));
+		s[(*w)++] = (char)(0x80 | (cp & 0x3f));
+	} else {
+		s[(*w)++] = (char)(0xf0 | cp >> 18);
+		s[(*w)++] = (char)(0x80 | (cp >> 12 & 0x3f));
+		s[(*w)++] = (char)(0x80 | (cp >> 6 & 0x3f));
+		s[(*w)++] = (char)(0x80 | (cp & 0x3f));
+	}
+}
+
+/*
+ * The string at *@p (at its opening quote), decoded in place: the decoded
+ * text is never longer than its escaped form, so it is written over it and
+ * NUL-terminated where the text ended.  \u0000 is refused (it would end the
+ * C string early).
+ */
+static int js_string(struct js *j, size_t *p)
+{
+	size_t r = *p + 1, w = r, e;
+	unsigned cp, lo;
+
+	if (js_add(j, JS_STRING, w) < 0)
+		return -1;
+	for (;;) {
+		if (r >= j->len) {
+			js_fail(j, "unterminated string at byte %zu", *p);
+			return -1;
+		}
+		if (j->s[r] == '"')
+			break;
+		if ((unsigned char)j->s[r] < 0x20) {
+			js_fail(j, "control character in a string at byte %zu", r);
+			return -1;
+		}
+		if (j->s[r] != '\\') {
+			j->s[w++] = j->s[r++];
+			continue;
+		}
+		e = r;
+		r += 2;
+		switch (e + 1 < j->len ? j->s[e + 1] : '\0') {
+		case '"': j->s[w++] = '"'; continue;
+		case '\\': j->s[w++] = '\\'; continue;
+		case '/': j->s[w++] = '/'; continue;
+		case 'b': j->s[w++] = '\b'; continue;
+		case 'f': j->s[w++] = '\f'; continue;
+		case 'n': j->s[w++] = '\n'; continue;
+		case 'r': j->s[w++] = '\r'; continue;
+		case 't': j->s[w++] = '\t'; continue;
+		case 'u': break;
+		default: goto bad_escape;
+		}
+		if (r + 4 > j->len || js_hex4(j->s + r, &cp) || cp == 0)
+			goto bad_escape;
+		r += 4;
+		if (cp >= 0xd800 && cp < 0xdc00) {
+			/* A high surrogate: its low half must follow. */
+			if (r + 6 > j->len || j->s[r] != '\\' || j->s[r + 1] != 'u' ||
+			    js_hex4(j->s + r + 2, &lo) || lo < 0xdc00 || lo >= 0xe000)
+				goto bad_escape;
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			r += 6;
+		} else if (cp >= 0xdc00 && cp < 0xe000) {
+			goto bad_escape;
+		}
+		js_utf8(j->s, &w, cp);
+	}
+	j->s[w] = '\0';
+	*p = r + 1;
+	return 0;
+bad_escape:
+	js_fail(j, "bad escape in a string at byte %zu", e);
+	return -1;
+}
+
+/* The number at *@p: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int js_number(struct js *j, size_t *p)
+{
+	size_t q = *p, d;
+
+#define DIGITS() for (d = q; q < j->len && j->s[q] >= '0' && j->s[q] <= '9'; q++)
+	if (q < j->len && j->s[q] == '-')
+		q++;
+	DIGITS();
+	if (q == d || (j->s[d] == '0' && q - d > 1))
+		goto bad;
+	if (q < j->len && j->s[q] == '.') {
+		q++;
+		DIGITS();
+		if (q == d)
+			goto bad;
+	}
+	if (q < j->len && (j->s[q] == 'e' || j->s[q] == 'E')) {
+		q++;
+		if (q < j->len && (j->s[q] == '+' || j->s[q] == '-'))
+			q++;
+		DIGITS();
+		if (q == d)
+			goto bad;
+	}
+#undef DIGITS
+	if (js_add(j, JS_NUMBER, *p) < 0)
+		return -1;
+	*p = q;
+	return 0;
+bad:
+	js_fail(j, "bad number at byte %zu", *p);
+	return -1;
+}
+
+/* The value at *@p (after white space), and everything it contains. */
+static int js_value(struct js *j, size_t *p, int depth)
+{
+	static const struct { const char *word; enum js_type type; } words[] = {
+		{ "true", JS_TRUE }, { "false", JS_FALSE }, { "null", JS_NULL },
+	};
+	int self, object;
+	char close;
+
+	js_ws(j, p);
+	if (*p >= j->len) {
+		js_fail(j, "unexpected end at byte %zu", *p);
+		return -1;
+	}
+	if (j->s[*p] == '"')
+		return js_string(j, p);
+	if (j->s[*p] == '-' || (j->s[*p] >= '0' && j->s[*p] <= '9'))
+		return js_number(j, p);
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		size_t wl = strlen(words[i].word);
+
+		if (j->len - *p >= wl && memcmp(j->s + *p, words[i].word, wl) == 0) {
+			*p += wl;
+			return js_add(j, words[i].type, *p - wl) < 0 ? -1 : 0;
+		}
+	}
+	if (j->s[*p] != '{' && j->s[*p] != '[') {
+		js_fail(j, "unexpected '%c' at byte %zu", j->s[*p], *p);
+		return -1;
+	}
+	if (depth >= JS_DEPTH_MAX) {
+		js_fail(j, "nested deeper than %d at byte %zu", JS_DEPTH_MAX, *p);
+		return -1;
+	}
+	object = j->s[*p] == '{';
+	close = object ? '}' : ']';
+	self = js_add(j, object ? JS_OBJECT : JS_ARRAY, *p);
+	if (self < 0)
+		return -1;
+	(*p)++;
+	js_ws(j, p);
+	if (*p < j->len && j->s[*p] == close) {
+		(*p)++;
+		return 0;
+	}
+	for (;;) {
+		if (object) {
+			js_ws(j, p);
+			if (*p >= j->len || j->s[*p] != '"' || js_string(j, p))
+				goto expected;
+			js_ws(j, p);
+			if (*p >= j->len || j->s[*p] != ':')
+				goto expected;
+			(*p)++;
+		}
+		if (js_value(j, p, depth + 1))
+			return -1;
+		js_ws(j, p);
+		if (*p < j->len && j->s[*p] == ',') {
+			(*p)++;
+			continue;
+		}
+		if (*p < j->len && j->s[*p] == close)
+			break;
+		goto expected;
+	}
+	(*p)++;
+	j->v[self].next = j->n;
+	return 0;
+expected:
+	js_fail(j, "expected %s at byte %zu", object ? "a \"key\": value, ',' or '}'" : "',' or ']'",
+		*p);
+	return -1;
+}
+
+/* Parse @len bytes of @text into @j (released with js_free, also on failure). */
+static int js_parse(struct js *j, const char *text, size_t len)
+{
+	size_t p = 0;
+
+	memset(j, 0, sizeof(*j));
+	j->s = malloc(len + 1);
+	if (!j->s) {
+		js_fail(j, "out of memory");
+		return -1;
+	}
+	memcpy(j->s, text, len);
+	j->s[len] = '\0';
+	j->len = len;
+	if (js_value(j, &p, 0))
+		return -1;
+	js_ws(j, &p);
+	if (p != len) {
+		js_fail(j, "text after the value at byte %zu", p);
+		return -1;
+	}
+	return 0;
+}
+
+static void js_free(struct js *j)
+{
+	free(j->s);
+	free(j->v);
+}
+
+/* The member @key (a decoded key) of the object at @obj, or -1. */
+static int js_member(const struct js *j, int obj, const char *key)
+{
+	if (obj < 0 || j->v[obj].type != JS_OBJECT)
+		return -1;
+	for (int k = obj + 1; k < j->v[obj].next; k = j->v[k + 1].next)
+		if (strcmp(j->s + j->v[k].start, key) == 0)
+			return k + 1;
+	return -1;
+}
+
+/* The value at @path below the value @at: keys separated by '.', e.g.
+ * "messages.dropped"; "" is @at itself.  -1 if there is none. */
+static int js_find(const struct js *j, int at, const char *path)
+{
+	char key[64];
+	const char *p = path, *dot;
+	int v = at;
+
+	while (*p && v >= 0) {
+		dot = strchr(p, '.');
+		snprintf(key, sizeof(key), "%.*s", dot ? (int)(dot - p) : (int)strlen(p), p);
+		v = js_member(j, v, key);
+		p = dot ? dot + 1 : p + strlen(p);
+	}
+	return v;
+}
+
+/*
+ * js_find, where a missing value is an error: the first one is noted in
+ * j->err, so a report can be built first and checked once.
+ */
+static int js_at(struct js *j, int at, const char *path)
+{
+	int v = js_find(j, at, path);
+
+	if (v < 0 && at >= 0)
+		js_fail(j, "no \"%s\"", path);
+	return v;
+}
+
+/* The string at @path, or "" (noting the error). */
+static const char *js_str(struct js *j, int at, const char *path)
+{
+	int v = js_at(j, at, path);
+
+	if (v >= 0 && j->v[v].type == JS_STRING)
+		return j->s + j->v[v].start;
+	if (v >= 0)
+		js_fail(j, "\"%s\" is not a string", path);
+	return "";
+}
+
+/* The unsigned integer value @v (named @what in an error), or 0 (noting the error). */
+static uint64_t js_count(struct js *j, int v, const char *what)
+{
+	unsigned long long n;
+	char *end;
+
+	if (v < 0)
+		return 0;
+	errno = 0;
+	n = strtoull(j->s + j->v[v].start, &end, 10);
+	if (j->v[v].type != JS_NUMBER || j->s[j->v[v].start] == '-' || errno ||
+	    (*end && strchr(".eE", *end))) {
+		js_fail(j, "\"%s\" is not a count", what);
+		return 0;
+	}
+	return n;
+}
+
+/* The unsigned integer at @path, or 0 (noting the error). */
+static uint64_t js_u64(struct js *j, int at, const char *path)
+{
+	return js_count(j, js_at(j, at, path), path);
+}
+
+/* The boolean at @path, or false (noting the error). */
+static bool js_bool(struct js *j, int at, const char *path)
+{
+	int v = js_at(j, at, path);
+
+	if (v >= 0 && j->v[v].type != JS_TRUE && j->v[v].type != JS_FALSE)
+		js_fail(j, "\"%s\" is not true or false", path);
+	return v >= 0 && j->v[v].type == JS_TRUE;
+}
+
+/* 1 with the reason printed if reading the answer to @req found it malformed, else 0. */
+static int malformed(const struct js *j, const char *sock, const char *req)
+{
+	if (!j->err[0])
+		return 0;
+	fprintf(stderr, "cxfsctl: %s: malformed answer to \"%s\": %s\n", sock, req, j->err);
+	return 1;
+}
+
+/*
+ * Parse the daemon's answer @reply to @req as one JSON object.  0, or 1 with
+ * the reason printed: malformed, or the daemon's own error.
+ */
+static int parse_reply(struct js *j, const char *sock, const char *req, const char *reply)
+{
+	int e;
+
+	memset(j, 0, sizeof(*j));
+	if (!*reply || strncmp(reply, "error:", 6) == 0) {
+		const char *why = *reply ? reply : "no answer";
+
+		fprintf(stderr, "cxfsctl: %s: \"%s\": %.*s\n", sock, req, (int)strcspn(why, "\n"),
+			why);
+		return 1;
+	}
+	if (js_parse(j, reply, strlen(reply)) == 0 && j->v[0].type != JS_OBJECT)
+		js_fail(j, "not a JSON object");
+	if (malformed(j, sock, req))
+		return 1;
+	e = js_member(j, 0, "error");
+	if (e >= 0) {
+		fprintf(stderr, "cxfsctl: %s: \"%s\": error: %s\n", sock, req,
+			j->v[e].type == JS_STRING ? j->s + j->v[e].start : "(no reason given)");
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- status --------------------------------------------------------------- */
+
+/* Node @nd's "ADDRESS:PORT" ("[ADDRESS]:PORT" for IPv6) into @buf; snprintf's result. */
+static int node_address(struct js *j, int nd, char *buf, size_t size)
+{
+	const char *a = js_str(j, nd, "address");
+
+	return snprintf(buf, size, strchr(a, ':') ? "[%s]:%llu" : "%s:%llu", a,
+			(unsigned long long)js_u64(j, nd, "port"));
+}
+
+/*
+ * The counter lines of the cluster report, in two groups (before and after
+ * the dropped frames): each {KEY} of @text is the count at @base.KEY of the
+ * "status json" object ({KEY:MiB}: that many bytes in MiB).  A line whose
+ * @base is absent is left out if it is @optional (the token server's, on a
+ * client), else the object is malformed.
+ */
+static const struct counter_line {
+	int group;
+	const char *label, *base, *text;
+	bool optional;
+} counter_lines[] = {
+	{ 0, "tokens", "cluster.token_client",
+	  "cached on {inodes} inodes; {acquires_cached} acquires from the cache, "
+	  "{acquires_server} from the server; {recalls} recalls returned, {refusals} refused", false },
+	{ 0, "granted", "cluster.token_server",
+	  "on {inodes} inodes; {grants} grants, {waiting} waiting; {recalls} recalls sent, "
+	  "{returns} returns, {refusals} refusals", true },
+	{ 0, "messages", "cluster.messages",
+	  "{sent} sent, {received} received; {calls} calls, {timeouts} timeouts; "
+	  "{connects} connects, {disconnects} disconnects", false },
+	{ 1, "cache", "cluster.cache",
+	  "attributes {attr_hits} hits, {attr_misses} misses; "
+	  "names {name_hits} hits, {name_misses} misses", false },
+	{ 1, "data path", "cluster.cache",
+	  "{map_fetches} extent map fetches, {allocs} allocations, {write_dones} writes done, "
+	  "{forwards} forwarded, {recalls_in} recalls in, {page_invals} page invalidations", false },
+	{ 1, "device", "device",
+	  "{reads} reads ({bytes_read:MiB} MiB), {writes} writes ({bytes_written:MiB} MiB), "
+	  "{flushes} flushes, {reconnects} reconnects", false },
+};
+
+/* The counter lines of @group from the "status json" object in @j. */
+static void print_counters(FILE *f, struct js *j, int group)
+{
+	char path[128];
+
+	for (size_t i = 0; i < sizeof(counter_lines) / sizeof(counter_lines[0]); i++) {
+		const struct counter_line *line = &counter_lines[i];
+
+		if (line->group != group || (line->optional && js_find(j, 0, line->base) < 0))
+			continue;
+		fprintf(f, "  %-10s  ", line->label);
+		for (const char *p = line->text; *p; p++) {
+			const char *end = *p == '{' ? strchr(p, '}') : NULL;
+			int n = end ? (int)(end - p - 1) : 0;
+			bool mib = n > 4 && strncmp(end - 4, ":MiB", 4) == 0;
+
+			if (!end) {
+				fputc(*p, f);
+				continue;
+			}
+			snprintf(path, sizeof(path), "%s.%.*s", line->base, mib ? n - 4 : n, p + 1);
+			fprintf(f, "%llu", (unsigned long long)(js_u64(j, 0, path) >> (mib ? 20 : 0)));
+			p = end;
+		}
+		fputc('\n', f);
+	}
+}
+
+/* The cluster node's report from its "status json" in @j (root object 0). */
+static void print_cluster_status(FILE *f, struct js *j)
+{
+	int cl = js_at(j, 0, "cluster"), nodes = js_at(j, cl, "nodes");
+	int drop = js_at(j, cl, "messages.dropped");
+	const char *self = js_str(j, 0, "node"), *server = js_str(j, cl, "server");
+	bool is_server = js_bool(j, cl, "is_server");
+	size_t wname = 4, waddr = 7;
+	char addr[300];
+	int k, first;
+
+	fprintf(f, "node %s (cluster mode, %s), up %llu s\n", self,
+		is_server ? "metadata server" : "client", (unsigned long long)js_u64(j, 0, "uptime_s"));
+	fprintf(f, "filesystem %s  cluster %s\n", js_str(j, cl, "filesystem"),
+		js_str(j, cl, "cluster"));
+	fprintf(f, "  served by   %s\n", !*server ? "(no metadata server known)"
+				   : is_server ? "this node" : server);
+	fprintf(f, "  volume      %s\n", js_str(j, 0, "volume"));
+	fprintf(f, "  mounted on  %s\n", js_str(j, 0, "mountpoint"));
+	fprintf(f, "  vnodes      %llu cached\n", (unsigned long long)js_u64(j, 0, "vnodes"));
+
+	/* The node table, its columns as wide as their longest entry. */
+	if (nodes >= 0 && j->v[nodes].type != JS_ARRAY) {
+		js_fail(j, "\"cluster.nodes\" is not an array");
+		nodes = -1;
+	}
+	for (k = nodes + 1; nodes >= 0 && k < j->v[nodes].next; k = j->v[k].next) {
+		int l = node_address(j, k, addr, sizeof(addr));
+
+		if (strlen(js_str(j, k, "name")) > wname)
+			wname = strlen(js_str(j, k, "name"));
+		if (l > 0 && (size_t)l > waddr)
+			waddr = (size_t)l;
+	}
+	fprintf(f, "  nodes       %-*s  %-*s  may serve  known up\n", (int)wname, "name",
+		(int)waddr, "address");
+	for (k = nodes + 1; nodes >= 0 && k < j->v[nodes].next; k = j->v[k].next) {
+		const char *name = js_str(j, k, "name");
+		bool up = js_bool(j, k, "known_up");
+		bool serves = strcmp(name, server) == 0, me = strcmp(name, self) == 0;
+
+		node_address(j, k, addr, sizeof(addr));
+		fprintf(f, "              %-*s  %-*s  %-9s  %s%s%s%s%s\n", (int)wname, name,
+			(int)waddr, addr, js_bool(j, k, "may_serve") ? "yes" : "no",
+			up ? "yes" : "no", serves || me ? (up ? "       " : "        ") : "",
+			serves ? "metadata server" : "", serves && me ? ", " : "",
+			me ? "this node" : "");
+	}
+
+	print_counters(f, j, 0);
+	if (drop >= 0 && j->v[drop].type != JS_OBJECT) {
+		js_fail(j, "\"cluster.messages.dropped\" is not an object");
+		drop = -1;
+	}
+	fprintf(f, "  dropped     ");
+	first = 1;
+	for (k = drop + 1; drop >= 0 && k < j->v[drop].next; k = j->v[k + 1].next) {
+		uint64_t n = js_count(j, k + 1, j->s + j->v[k].start);
+
+		if (n)
+			fprintf(f, "%s%llu %s", first ? "" : ", ", (unsigned long long)n,
+				j->s + j->v[k].start);
+		first = first && !n;
+	}
+	fprintf(f, "%s\n", first ? "none" : "");
+
+	print_counters(f, j, 1);
+}
+
+/* Print the daemon's answer @reply as it is, and free it; 0, or 1 if it is an error. */
+static int pass_through(const char *sock, char *reply)
+{
+	int rc = !*reply || strncmp(reply, "error:", 6) == 0;
+
+	if (!*reply)
+		fprintf(stderr, "cxfsctl: %s: no answer\n", sock);
+	fputs(reply, stdout);
+	free(reply);
+	return rc;
+}
+
+/*
+ * `status`: with --json the daemon's object as it is.  Else the daemon's
+ * text, unless its first line says it runs in cluster mode: then a report
+ * made here from its "status json" (the text only dumps the cluster's JSON).
+ */
+static int cmd_status(const char *sock, int json)
+{
+	char *reply = NULL, *report = NULL, *mode;
+	size_t report_len = 0;
+	struct js j;
+	FILE *f;
+	int rc;
+
+	if (ask(sock, json ? "status json" : "status", &reply))
+		return 1;
+	mode = strstr(reply, " (cluster mode)");
+	if (json || !mode || (size_t)(mode - reply) > strcspn(reply, "\n"))
+		return pass_through(sock, reply);
+	free(reply);
+	if (ask(sock, "status json", &reply))
+		return 1;
+	rc = parse_reply(&j, sock, "status json", reply);
+	free(reply);
+	if (rc)
+		goto out;
+	/* Built in memory first, so a malformed object prints no half report. */
+	f = open_memstream(&report, &report_len);
+	if (!f) {
+		fprintf(stderr, "cxfsctl: out of memory\n");
+		rc = 1;
+		goto out;
+	}
+	print_cluster_status(f, &j);
+	fclose(f);
+	rc = malformed(&j, sock, "status json");
+	if (!rc)
+		fwrite(report, 1, report_len, stdout);
+	free(report);
+out:
+	js_free(&j);
+	return rc;
+}
+
+/* ---- tokens --------------------------------------------------------------- */
+
+/*
+ * The source ("cxfs:VOLUME") of the cxfs mount whose device is @dev, from
+ * /proc/self/mountinfo, into @src; false if @dev is no cxfs mount.
+ */
+static bool cxfs_mount_source(dev_t dev, char *src, size_t size)
+{
+	char line[4096], majmin[32], fstype[64], source[1024];
+	bool found = false;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return false;
+	snprintf(majmin, sizeof(majmin), "%u:%u", major(dev), minor(dev));
+	while (!found && fgets(line, sizeof(line), f)) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE ... */
+		char *dash = strstr(line, " - "), field[32];
+
+		if (!dash || sscanf(line, "%*s %*s %31s", field) != 1 || strcmp(field, majmin) != 0 ||
+		    sscanf(dash + 3, "%63s %1023s", fstype, source) != 2)
+			continue;
+		found = strcmp(fstype, "fuse.cxfs") == 0;
+		if (found)
+			snprintf(src, size, "%s", source);
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * Is @st (a stat of @path) a file of the filesystem the daemon mounts at
+ * @mnt?  On its mount, or on another node's mount of the same volume (a
+ * cluster on one machine).  0, or 1 with the reason printed.
+ */
+static int check_path(const char *path, const struct stat *st, const char *mnt)
+{
+	char a[1024], b[1024];
+	struct stat ms;
+
+	if (stat(mnt, &ms)) {
+		fprintf(stderr, "cxfsctl: the daemon's mount point %s: %s\n", mnt, strerror(errno));
+		return 1;
+	}
+	if (st->st_dev == ms.st_dev ||
+	    (cxfs_mount_source(st->st_dev, a, sizeof(a)) &&
+	     cxfs_mount_source(ms.st_dev, b, sizeof(b)) && strcmp(a, b) == 0))
+		return 0;
+	fprintf(stderr, "cxfsctl: %s: not on the cxfs filesystem mounted at %s\n", path, mnt);
+	return 1;
+}
+
+/* One level set ("cached", or a node's grants) as "token=level ...". */
+static void print_levels(struct js *j, int set)
+{
+	if (set < 0 || j->v[set].type != JS_OBJECT) {
+		js_fail(j, "a token set is not an object");
+		return;
+	}
+	if (set + 1 == j->v[set].next)
+		printf(" none");
+	for (int k = set + 1; k < j->v[set].next; k = j->v[k + 1].next) {
+		if (j->v[k + 1].type != JS_STRING)
+			js_fail(j, "the level of token \"%s\" is not a string", j->s + j->v[k].start);
+		printf(" %s=%s", j->s + j->v[k].start,
+		       j->v[k + 1].type == JS_STRING ? j->s + j->v[k + 1].start : "?");
+	}
+	printf("\n");
+}
+
+/* `tokens PATH...`: what this node (and, on the MDS, every node) holds of each PATH. */
+static int cmd_tokens(const char *sock, int json, char **paths, int npaths)
+{
+	char *reply = NULL, req[64], mnt[4096], server[256];
+	struct stat st;
+	struct js j;
+	int rc, granted;
+
+	/* The daemon's mode, mount point and metadata server, once. */
+	if (ask(sock, "status json", &reply))
+		return 1;
+	/* Looked for in the text: a single-mode daemon's JSON need not parse. */
+	if (strncmp(reply, "error:", 6) != 0 && strstr(reply, "\"mode\":\"single\"")) {
+		fprintf(stderr, "cxfsctl: tokens needs a cluster-mode daemon; the one at %s runs "
+			"in single-machine mode\n", sock);
+		free(reply);
+		return 1;
+	}
+	rc = parse_reply(&j, sock, "status json", reply);
+	free(reply);
+	if (!rc && strcmp(js_str(&j, 0, "mode"), "cluster") != 0) {
+		fprintf(stderr, "cxfsctl: tokens needs a cluster-mode daemon; the one at %s does "
+			"not say it runs in cluster mode\n", sock);
+		rc = 1;
+	}
+	if (!rc) {
+		snprintf(mnt, sizeof(mnt), "%s", js_str(&j, 0, "mountpoint"));
+		snprintf(server, sizeof(server), "%s", js_str(&j, 0, "cluster.server"));
+		rc = malformed(&j, sock, "status json");
+	}
+	js_free(&j);
+	if (rc)
+		return 1;
+
+	for (int i = 0; i < npaths; i++) {
+		if (stat(paths[i], &st)) {
+			fprintf(stderr, "cxfsctl: %s: %s\n", paths[i], strerror(errno));
+			rc = 1;
+			continue;
+		}
+		if (check_path(paths[i], &st, mnt)) {
+			rc = 1;
+			continue;
+		}
+		snprintf(req, sizeof(req), "tokens %llu", (unsigned long long)st.st_ino);
+		if (ask(sock, req, &reply))
+			return 1;
+		if (parse_reply(&j, sock, req, reply)) {
+			rc = 1;
+			goto next;
+		}
+		if (json) {
+			fputs(reply, stdout);
+			goto next;
+		}
+		printf("%s  inode %llu\n", paths[i], (unsigned long long)st.st_ino);
+		printf("  cached by %s:", js_str(&j, 0, "node"));
+		print_levels(&j, js_at(&j, 0, "cached"));
+		granted = js_member(&j, 0, "granted");
+		if (granted < 0)
+			printf("  granted: known to the metadata server%s%s%s\n", *server ? " (" : "",
+			       server, *server ? ")" : "");
+		else if (j.v[granted].type != JS_OBJECT)
+			js_fail(&j, "\"granted\" is not an object");
+		else if (granted + 1 == j.v[granted].next)
+			printf("  granted to no node\n");
+		for (int k = granted + 1; granted >= 0 && k < j.v[granted].next; k = j.v[k + 1].next) {
+			printf("  granted to %s:", j.s + j.v[k].start);
+			print_levels(&j, k + 1);
+		}
+		rc |= malformed(&j, sock, req);
+next:
+		js_free(&j);
+		free(reply);
+	}
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -34,47 +893,31 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *path = CXFSD_ADMIN_SOCKET;
-	char req[64], buf[4096];
-	int json = 0, c, fd, status = 0;
-	ssize_t n;
+	struct sockaddr_un sa;
+	const char *sock = CXFSD_ADMIN_SOCKET, *cmd;
+	int json = 0, c;
 
 	while ((c = getopt_long(argc, argv, "s:jh", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': path = optarg; break;
+		case 's': sock = optarg; break;
 		case 'j': json = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc - 1 || strcmp(argv[optind], "status") != 0) {
+	cmd = optind < argc ? argv[optind] : "";
+	if (!(strcmp(cmd, "status") == 0 && optind == argc - 1) &&
+	    !(strcmp(cmd, "tokens") == 0 && optind < argc - 1)) {
+		if (strcmp(cmd, "tokens") == 0)
+			fprintf(stderr, "cxfsctl: tokens needs at least one PATH\n");
 		usage(stderr);
 		return 2;
 	}
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "cxfsctl: socket path too long: %s\n", path);
+	if (strlen(sock) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "cxfsctl: socket path too long: %s\n", sock);
 		return 2;
 	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "cxfsctl: no cxfsd answers at %s: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return 1;
-	}
-	snprintf(req, sizeof(req), "status%s\n", json ? " json" : "");
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-		fprintf(stderr, "cxfsctl: cannot send to %s: %s\n", path, strerror(errno));
-		close(fd);
-		return 1;
-	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		if (n >= 6 && strncmp(buf, "error:", 6) == 0)
-			status = 1;
-		fwrite(buf, 1, (size_t)n, stdout);
-	}
-	close(fd);
-	return n < 0 ? 1 : status;
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(sock, json);
+	return cmd_tokens(sock, json, argv + optind + 1, argc - optind - 1);
 }

@@ -138,6 +138,12 @@ struct vn_call {
 	const struct vn_cred *cred;
 	uint32_t node;               /* cluster node the operation comes from (0 on a single node) */
 	const struct tok_set *lent;  /* READ tokens that node lends the operation, or NULL */
+	/*
+	 * Namespace operations in a cluster: where the directory's attributes
+	 * after the change go (NULL: not wanted), and whether they were set.
+	 */
+	struct vn_attr *dir_attr;
+	int dir_attr_set;
 	union {
 		struct { struct vn_attr *attr; } getattr;
 		struct { const struct vn_attr *in; int mask; struct vn_attr *attr; } setattr;
