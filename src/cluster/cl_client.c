@@ -698,6 +698,65 @@ static bool cacheable(const char *name)
 	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
+/* The names of a directory read whole, in a list of struct cl_dent. */
+struct cl_whole {
+	struct cl_dent *list;
+	size_t n;
+	bool too_many;
+};
+
+static int whole_fill(void *ctx, const char *name, const struct vn_attr *a, int64_t next_off)
+{
+	struct cl_whole *w = ctx;
+	size_t len = strlen(name);
+	struct cl_dent *d;
+
+	(void)next_off;
+	if (!cacheable(name))
+		return 0;
+	if (w->n >= CL_DIR_WHOLE_MAX || !(d = malloc(sizeof(*d) + len + 1))) {
+		w->too_many = true;
+		return 1;
+	}
+	d->ino = a->ino;
+	memcpy(d->name, name, len + 1);
+	d->next = w->list;
+	w->list = d;
+	w->n++;
+	return 0;
+}
+
+/*
+ * Read a directory whole at its first miss (with NAME held, which any
+ * change there recalls): from then on a name it lacks is known absent, and
+ * a create costs one message instead of two.  Large directories are left to
+ * lookups one by one.
+ */
+static void read_whole(struct cl_cbhv *cb, const struct vn_cred *cred)
+{
+	struct cl_inode *ci = cb->ci;
+	struct cl_whole w = { NULL, 0, false };
+	struct vn_call r = { .op = VN_OP_READDIR, .cred = cred,
+			     .u.readdir = { 0, 0, whole_fill, &w } };
+	int rc = forward(cb->cx, ci->ino, &r, NULL);
+
+	pthread_mutex_lock(&ci->mu);
+	ci->whole_tried = true;
+	if (!rc && !w.too_many) {
+		for (struct cl_dent *d = w.list; d; d = d->next)
+			if (!cl_dent_find(ci, d->name) || cl_dent_find(ci, d->name)->ino == CL_DENT_UNKNOWN)
+				cl_dent_set(ci, d->name, d->ino);
+		ci->names_whole = true;
+	}
+	pthread_mutex_unlock(&ci->mu);
+	while (w.list) {
+		struct cl_dent *d = w.list;
+
+		w.list = d->next;
+		free(d);
+	}
+}
+
 static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
@@ -709,17 +768,30 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	uint64_t ino = 0;
 	int rc, found = 0;
 
+	if (strlen(name) > META_NAME_MAX)
+		return -ENAMETOOLONG;
 	set_of(&want, B(TOK_NAME));
 	rc = c_acquire(cb, &want);
 	if (rc)
 		return rc;
-	pthread_mutex_lock(&ci->mu);
-	d = cacheable(name) ? cl_dent_find(ci, name) : NULL;
-	if (d && d->ino != CL_DENT_UNKNOWN) {
-		ino = d->ino;
-		found = 1;
+	for (int pass = 0; pass < 2 && !found; pass++) {
+		bool read_it;
+
+		pthread_mutex_lock(&ci->mu);
+		d = cacheable(name) ? cl_dent_find(ci, name) : NULL;
+		if (d && d->ino != CL_DENT_UNKNOWN) {
+			ino = d->ino;
+			found = 1;
+		} else if (!d && ci->names_whole && cacheable(name)) {
+			cl_dent_set(ci, name, 0);   /* the kernel will keep it as absent */
+			found = 1;
+		}
+		read_it = !found && !ci->whole_tried && cacheable(name);
+		pthread_mutex_unlock(&ci->mu);
+		if (!read_it)
+			break;
+		read_whole(cb, c->cred);
 	}
-	pthread_mutex_unlock(&ci->mu);
 	if (found) {
 		atomic_fetch_add(&cx->stats.name_hits, 1);
 		rc = ino ? 0 : -ENOENT;

@@ -43,9 +43,13 @@
  * not to exist; CL_DENT_UNKNOWN: the kernel has it, its inode is not cached.
  */
 #define CL_DENT_UNKNOWN UINT64_MAX
+/* A directory up to this many entries is read whole at its first miss. */
+#define CL_DIR_WHOLE_MAX 8192
 struct cl_dent {
 	uint64_t ino;
-	struct cl_dent *next;
+	struct cl_dent *next;           /* every entry of the directory */
+	struct cl_dent *hnext;          /* same hash bucket */
+	uint32_t hash;
 	char name[];
 };
 
@@ -78,6 +82,10 @@ struct cl_inode {
 	struct cl_xattr *xattrs;        /* current while ATTR is held */
 	struct cl_dent *dents;
 	size_t ndents;
+	struct cl_dent **dhash;         /* index of dents by name */
+	size_t dhash_size;
+	bool names_whole;               /* dents hold every name (NAME held) */
+	bool whole_tried;               /* the directory was too large to read whole */
 	bool map_valid;                 /* map covers [0, map_end) (EXTENT held) */
 	struct meta_map *map;           /* runs in file order, without gaps */
 	size_t nmap, map_cap;

@@ -78,6 +78,11 @@ void cl_dents_free(struct cl_inode *ci)
 		free(d);
 	}
 	ci->ndents = 0;
+	free(ci->dhash);
+	ci->dhash = NULL;
+	ci->dhash_size = 0;
+	ci->names_whole = false;
+	ci->whole_tried = false;
 }
 
 void cl_xattrs_free(struct cl_inode *ci)
@@ -271,10 +276,44 @@ void cl_pages_stale(struct cl_ctx *cx, uint64_t ino)
 
 /* ---- names the kernel knows -------------------------------------------- */
 
+static uint32_t name_hash(const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+/* Grow the index when it holds two entries per bucket. */
+static void dhash_grow(struct cl_inode *ci)
+{
+	size_t size = ci->dhash_size ? ci->dhash_size * 4 : 64;
+	struct cl_dent **h = calloc(size, sizeof(*h));
+
+	if (!h)
+		return;   /* the old index (or none) still works, only slower */
+	for (struct cl_dent *d = ci->dents; d; d = d->next) {
+		d->hnext = h[d->hash & (size - 1)];
+		h[d->hash & (size - 1)] = d;
+	}
+	free(ci->dhash);
+	ci->dhash = h;
+	ci->dhash_size = size;
+}
+
 struct cl_dent *cl_dent_find(struct cl_inode *ci, const char *name)
 {
-	for (struct cl_dent *d = ci->dents; d; d = d->next)
-		if (strcmp(d->name, name) == 0)
+	uint32_t hash = name_hash(name);
+
+	if (!ci->dhash) {
+		for (struct cl_dent *d = ci->dents; d; d = d->next)
+			if (d->hash == hash && strcmp(d->name, name) == 0)
+				return d;
+		return NULL;
+	}
+	for (struct cl_dent *d = ci->dhash[hash & (ci->dhash_size - 1)]; d; d = d->hnext)
+		if (d->hash == hash && strcmp(d->name, name) == 0)
 			return d;
 	return NULL;
 }
@@ -289,13 +328,22 @@ void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino)
 		return;
 	}
 	d = malloc(sizeof(*d) + len + 1);
-	if (!d)
+	if (!d) {
+		ci->names_whole = false;   /* a name not kept: lookups must ask */
 		return;
+	}
 	d->ino = ino;
+	d->hash = name_hash(name);
 	memcpy(d->name, name, len + 1);
 	d->next = ci->dents;
 	ci->dents = d;
 	ci->ndents++;
+	if (ci->dhash) {
+		d->hnext = ci->dhash[d->hash & (ci->dhash_size - 1)];
+		ci->dhash[d->hash & (ci->dhash_size - 1)] = d;
+	}
+	if (ci->ndents > 2 * ci->dhash_size && ci->ndents > 16)
+		dhash_grow(ci);
 }
 
 struct cl_names_job {
@@ -335,7 +383,7 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 	pthread_mutex_lock(&ci->mu);
 	list = ci->dents;
 	ci->dents = NULL;
-	ci->ndents = 0;
+	cl_dents_free(ci);
 	pthread_mutex_unlock(&ci->mu);
 	cl_inode_put(cx, ci);
 	if (!list)
