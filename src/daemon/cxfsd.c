@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "block/blk.h"
@@ -180,6 +182,60 @@ static int start_admin(const struct cxfsd *d, const char *path, struct cxfsd_adm
 	return rc;
 }
 
+/*
+ * Cluster mode reads and writes regular files through the daemon
+ * (FOPEN_DIRECT_IO), where the tokens make each read(2) and write(2)
+ * atomic against other nodes; the kernel's page cache then serves only
+ * shared memory maps, which FUSE allows for such files only if the INIT
+ * reply carries FUSE_DIRECT_IO_ALLOW_MMAP (flags2 bit 36, Linux 6.6).  The
+ * libfuse of Debian 12 (3.14) does not know that flag, so the daemon's own
+ * I/O functions for /dev/fuse add it to the INIT reply.
+ */
+#define CX_FUSE_INIT 26               /* opcode of FUSE_INIT */
+#define CX_FUSE_INIT_EXT (1u << 30)   /* flags: flags2 is meaningful */
+#define CX_FUSE_DIO_ALLOW_MMAP2 (1u << 4)   /* flags2: FUSE_DIRECT_IO_ALLOW_MMAP */
+static _Atomic uint64_t cx_init_unique;
+
+static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+	uint32_t opcode;
+	uint64_t unique;
+
+	(void)userdata;
+	if (n >= 16) {
+		memcpy(&opcode, (char *)buf + 4, 4);
+		memcpy(&unique, (char *)buf + 8, 8);
+		if (opcode == CX_FUSE_INIT)
+			atomic_store(&cx_init_unique, unique);
+	}
+	return n;
+}
+
+static ssize_t dev_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	uint64_t want = atomic_load(&cx_init_unique), unique;
+
+	(void)userdata;
+	/* The INIT reply: out header, then struct fuse_init_out (flags at 12, flags2 at 32). */
+	if (want && count >= 2 && iov[0].iov_len >= 16 && iov[1].iov_len >= 36) {
+		memcpy(&unique, (char *)iov[0].iov_base + 8, 8);
+		if (unique == want) {
+			uint32_t flags, flags2;
+			char *out = iov[1].iov_base;
+
+			memcpy(&flags, out + 12, 4);
+			memcpy(&flags2, out + 32, 4);
+			flags |= CX_FUSE_INIT_EXT;
+			flags2 |= CX_FUSE_DIO_ALLOW_MMAP2;
+			memcpy(out + 12, &flags, 4);
+			memcpy(out + 32, &flags2, 4);
+			atomic_store(&cx_init_unique, 0);
+		}
+	}
+	return writev(fd, iov, count);
+}
+
 /* Serve the mount until it ends; 0 on a clean end. */
 static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 {
@@ -209,6 +265,14 @@ static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 		fprintf(stderr, "cxfsd: cannot mount on %s (does it exist, and is /dev/fuse there?)\n",
 			o->mountpoint);
 		goto out_signals;
+	}
+	if (d->cl) {
+		static const struct fuse_custom_io io = { .read = dev_read, .writev = dev_writev };
+
+		if (fuse_session_custom_io(se, &io, fuse_session_fd(se)) != 0) {
+			fprintf(stderr, "cxfsd: cannot set up the FUSE device I/O\n");
+			goto out_unmount;
+		}
 	}
 	fprintf(stderr, "cxfsd: %s mounted on %s\n", o->volume, o->mountpoint);
 	if (o->daemon && fuse_daemonize(0) != 0)

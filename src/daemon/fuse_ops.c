@@ -337,13 +337,14 @@ static void set_open_flags(fuse_req_t req, struct fuse_file_info *fi)
 	fi->keep_cache = 1;
 	fi->noflush = 0;
 	/*
-	 * The kernel splits a buffered write at a partly written page that is
-	 * not cached, and the daemon appends each piece at the end it knows:
-	 * in a cluster another node's record could land between the pieces.
-	 * Appending opens bypass the page cache, so each write(2) arrives
-	 * whole (up to 1 MiB) and is appended at once.
+	 * In a cluster every read(2) and write(2) reaches the daemon whole
+	 * (up to 1 MiB), where tokens make it atomic against other nodes: the
+	 * kernel's page cache would let a read mix pages from before and after
+	 * another node's write, and splits a write at a partly written page
+	 * it does not cache (an O_APPEND record could be split by another
+	 * node's).  The page cache still serves shared maps (cxfsd.c).
 	 */
-	if (D(req)->cl && (fi->flags & O_APPEND))
+	if (D(req)->cl)
 		fi->direct_io = 1;
 }
 
@@ -417,13 +418,43 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }
 
 /* Valid replies: fuse_reply_write, fuse_reply_err. */
+/*
+ * A write by someone without CAP_FSETID clears set-user-ID, and
+ * set-group-ID on a group-executable file, as the kernel does before a
+ * write through its page cache; a cluster's writes bypass that path.
+ */
+static int kill_suid(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vn_attr a, in = { 0 }, out;
+	struct vn_call g = { .op = VN_OP_GETATTR, .u.getattr = { &a } };
+	struct vn_call s = { .op = VN_OP_SETATTR, .u.setattr = { &in, VN_SET_MODE, &out } };
+	uint32_t kill;
+	int rc;
+
+	if (fuse_req_ctx(req)->uid == 0)
+		return 0;
+	rc = call_ino(req, ino, &g);
+	if (rc)
+		return rc;
+	kill = (a.mode & S_ISUID) | ((a.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) ? S_ISGID : 0);
+	if (!kill || !S_ISREG(a.mode))
+		return 0;
+	in.mode = a.mode & ~kill;
+	return call_ino(req, ino, &s);
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	/* Page writeback (mmap) writes where the pages are, never at the end. */
 	int flags = fi->writepage ? fi->flags & ~O_APPEND : fi->flags;
 	struct vn_call c = { .op = VN_OP_WRITE, .u.write = { buf, size, (uint64_t)off, flags } };
-	int rc = off < 0 ? -EINVAL : call_ino(req, ino, &c);
+	int rc = off < 0 ? -EINVAL : 0;
+
+	if (!rc && D(req)->cl && !fi->writepage)
+		rc = kill_suid(req, ino);
+	if (!rc)
+		rc = call_ino(req, ino, &c);
 
 	if (rc < 0)
 		fuse_reply_err(req, -rc);

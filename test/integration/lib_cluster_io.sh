@@ -1,0 +1,127 @@
+# shellcheck shell=bash
+# lib_cluster_io.sh: helpers shared by the t_cluster_*.sh tests (sourced, not
+# run).  It sources lib_cluster.sh and adds:
+#
+#   run_io CHECK [cluster_io.py options] PATH...   run one check of
+#       cluster_io.py (with a time limit) and turn its "ok"/"FAIL" lines into
+#       this test's pass/fail; its indented lines (figures) are shown
+#   node_paths REL           the same relative path through every node's mount
+#   cl_stat I EXPR           a value from node I's `cxfsctl status --json`:
+#                            EXPR is a Python expression over c (the "cluster"
+#                            object), e.g. 'c["messages"]["sent"]'
+#   check_nodes_alive        one check: every node's cxfsd still runs
+#   cross_node_rw TAG        one check: bytes written on each node are read
+#                            right on the others
+#   cluster_stop_and_check   unmount every node (clients first, the MDS
+#                            last), wait for each cxfsd to exit, run
+#                            cxfs-check on the LUN while tgtd still serves it
+#                            (`scripts/local-cluster down` removes lun.img),
+#                            then stop the rest of the cluster
+#
+# These belong in lib_cluster.sh; they live here because the tests were
+# written while lib_cluster.sh was being edited by others.
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib_cluster.sh"
+
+CLUSTER_IO=$IT_DIR/cluster_io.py
+
+run_io() {
+	local out rc=0 line nok=0 nfail=0
+	out=$(timeout -k 10 "${CLUSTER_IO_TIMEOUT:-120}" python3 "$CLUSTER_IO" "$@" 2>&1) || rc=$?
+	while IFS= read -r line; do
+		if [[ "$line" =~ ^ok\ +(.*)$ ]]; then
+			pass "${BASH_REMATCH[1]}"
+			nok=$((nok + 1))
+		elif [[ "$line" =~ ^FAIL\ +(.*)$ ]]; then
+			fail "${BASH_REMATCH[1]}"
+			nfail=$((nfail + 1))
+		elif [[ -n "$line" ]]; then
+			echo "$line"
+		fi
+	done <<<"$out"
+	if ((rc == 124 || rc == 137)); then
+		fail "cluster_io.py $1 did not finish in ${CLUSTER_IO_TIMEOUT:-120} s (hung?)"
+	elif ((rc != 0 && nfail == 0)); then
+		fail "cluster_io.py $1 exited $rc without saying why"
+	elif ((nok + nfail == 0)); then
+		fail "cluster_io.py $1 reported nothing"
+	fi
+	return 0
+}
+
+node_paths() {
+	local i
+	for ((i = 1; i <= CL_N; i++)); do echo "$(node_mnt "$i")/$1"; done
+}
+
+cl_stat() {
+	cxfsctl_json "$1" | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["cluster"]
+print(eval(sys.argv[1]))' "$2"
+}
+
+check_nodes_alive() {
+	local i dead=()
+	for ((i = 1; i <= CL_N; i++)); do
+		node_alive "$i" || dead+=("node$i")
+	done
+	if ((${#dead[@]} == 0)); then
+		pass "every node's cxfsd still runs"
+	else
+		fail "cxfsd gone on: ${dead[*]}"
+	fi
+}
+
+cross_node_rw() {
+	local tag=$1 i j bad=() want got
+	for ((i = 1; i <= CL_N; i++)); do
+		want="$tag written on node$i $RANDOM$RANDOM"
+		if ! echo "$want" >"$(node_mnt "$i")/xnode.$tag" 2>/dev/null; then
+			bad+=("write on node$i failed")
+			continue
+		fi
+		for ((j = 1; j <= CL_N; j++)); do
+			got=$(cat "$(node_mnt "$j")/xnode.$tag" 2>&1) || true
+			[[ "$got" == "$want" ]] || bad+=("node$j read '$got' after node$i wrote '$want'")
+		done
+	done
+	if ((${#bad[@]} == 0)); then
+		pass "$tag: a file written on each node is read right on every node"
+	else
+		fail "$tag: ${bad[*]}"
+	fi
+}
+
+cluster_stop_and_check() {
+	local i pid uri bad=()
+	for ((i = CL_N; i >= 1; i--)); do
+		pid=$(node_pid "$i")
+		if ! node_alive "$i"; then
+			bad+=("node$i was not running")
+			continue
+		fi
+		if ! fusermount3 -u "$(node_mnt "$i")" 2>/dev/null; then
+			sleep 1
+			fusermount3 -u "$(node_mnt "$i")" 2>/dev/null || {
+				bad+=("fusermount3 -u failed on node$i")
+				continue
+			}
+		fi
+		if ! wait_until 30 eval '! node_alive '"$i"; then
+			bad+=("node$i (pid $pid) still runs 30 s after its unmount")
+		fi
+	done
+	if ((${#bad[@]} == 0)); then
+		pass "every node unmounts and its cxfsd exits (clients first, the MDS last)"
+	else
+		fail "unmount: ${bad[*]}"
+	fi
+	uri=$(sed -n 's/^uri=//p' "$CL_DIR/ports")
+	if ((${#bad[@]} == 0)) && [[ -n "$uri" ]]; then
+		check_volume "$uri" "cxfs-check finds no problem on the LUN after every node unmounted"
+	else
+		fail "cxfs-check not run: the volume is still in use or its URL is unknown"
+	fi
+	cluster_down
+}
