@@ -2,8 +2,10 @@
 # bench.sh: one benchmark run of cxfs against its references, side by side.
 #
 #   bench/bench.sh [--quick] [--repeat N] [--no-direct] [--meta-files N]
+#   bench/bench.sh --cluster [--quick] [--repeat N] [--meta-files N]
 #
-# What it measures (each figure is the median of --repeat runs, default 3):
+# What it measures on one node (each figure is the median of --repeat runs,
+# default 3):
 #   raw LUN     iscsi-perf on the LUN of a tgtd this script starts: sequential
 #               reads of 256 KiB (-b 512, 512-byte blocks) with 16 in flight,
 #               and random 4 KiB reads (-b 8 -r) with 16 in flight; and, since
@@ -21,10 +23,22 @@
 # metadata against the local directory.  The last section is a markdown table
 # for docs/PERFORMANCE.md.
 #
+# With --cluster (bench/cluster.sh, which says more): the same raw LUN
+# figures on a scratch tgtd, then a 3-node scripts/local-cluster (node1 is
+# the MDS) and the O_DIRECT fio jobs from one client (node2), from two
+# clients at once on two files (node2 and node3) and on one shared file, and
+# metabench on a client (node2) and on the MDS node (node1); prints medians,
+# the ratios two-writer aggregate / raw LUN and client / MDS-node metadata,
+# and the cluster counters (cxfsctl status) of each phase.  --no-direct does
+# not apply (the cluster jobs are O_DIRECT only); --quick also means one
+# repeat unless --repeat is given.  BENCH_COMMIT (environment) names the
+# commit the binaries of CXFS_BIN_DIR were built from, if not this tree's.
+#
 # Needs root, /dev/fuse, tgtd/tgtadm, iscsi-perf, fio, python3, and the
 # binaries in CXFS_BIN_DIR (default: build/bin).  Everything it starts (tgtd,
-# cxfsd, the mount) is stopped by PID on exit; its files live in one temp dir
-# under /tmp (the local reference directory is there too).
+# cxfsd, the mount; with --cluster, the cluster, through local-cluster down)
+# is stopped by PID on exit; its files live in one temp dir under /tmp (the
+# local reference directory is there too).
 #
 # Progress goes to stderr, results to stdout.
 
@@ -36,13 +50,16 @@ QUICK=0
 REPEAT=3
 META_FILES=
 DIRECT=1
+CLUSTER=0
+REPEAT_SET=0
 while (($#)); do
 	case $1 in
 	--quick) QUICK=1 ;;
-	--repeat) REPEAT=$2; shift ;;
+	--repeat) REPEAT=$2; REPEAT_SET=1; shift ;;
 	--no-direct) DIRECT=0 ;;
 	--meta-files) META_FILES=$2; shift ;;
-	-h | --help) sed -n "2,28p" "$0"; exit 0 ;;
+	--cluster) CLUSTER=1 ;;
+	-h | --help) sed -n "2,42p" "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -59,8 +76,18 @@ else
 	PERF_SECS=10
 	META_N=100000
 fi
-META_N=${META_FILES:-$META_N}
-LUN_MB=$((FIO_SIZE_MB + 768))
+if ((CLUSTER)); then
+	# Cluster metadata runs at a few thousand ops/s: fewer files keep a run short.
+	# The cluster's LUN holds three fio files (two writers' own, one shared).
+	# --quick is a smoke run there: one repeat unless --repeat says otherwise.
+	((QUICK)) && META_N=1000 || META_N=10000
+	((QUICK && !REPEAT_SET)) && REPEAT=1
+	LUN_MB=$((3 * FIO_SIZE_MB + 1024))
+	META_N=${META_FILES:-$META_N}
+else
+	META_N=${META_FILES:-$META_N}
+	LUN_MB=$((FIO_SIZE_MB + 768))
+fi
 
 # The cleanup stack of lib.sh, without the test counters.
 T_NAME=bench
@@ -72,7 +99,9 @@ trap 'exit 143' TERM
 for c in tgtd tgtadm iscsi-perf fio python3 fusermount3; do
 	command -v "$c" >/dev/null || { echo "bench.sh: needs $c" >&2; exit 2; }
 done
-for b in "$CXFSD" "$MKFS" "$CXFS_BIN_DIR/cxfs-blkperf"; do
+NEED_BIN=("$CXFSD" "$MKFS" "$CXFS_BIN_DIR/cxfs-blkperf")
+((CLUSTER)) && NEED_BIN+=("$CXFS_BIN_DIR/cxfsctl")
+for b in "${NEED_BIN[@]}"; do
 	[[ -x "$b" ]] || { echo "bench.sh: $b is missing (build first)" >&2; exit 2; }
 done
 T_TMP=$(mktemp -d /tmp/cxfs-bench.XXXXXX)
@@ -90,11 +119,6 @@ record() { echo "$1 $2" >>"$RES"; }
 # ---------------------------------------------------------------------------
 # The raw LUN.
 # ---------------------------------------------------------------------------
-
-say "preparing a ${LUN_MB} MiB LUN filled with random data"
-head -c $((LUN_MB << 20)) /dev/urandom >"$T_TMP/lun.img"
-start_tgtd "$T_TMP/lun.img" "${LUN_MB}M" >/dev/null || exit 1
-say "tgtd on $TGT_URI"
 
 # iscsi_perf KEY BLOCKS [-r]: run for PERF_SECS, record IOPS and MB/s.
 iscsi_perf() {
@@ -123,6 +147,18 @@ blk_perf() {
 	record "raw.$key.iops" "$(awk '{print $(NF-1)}' <<<"$out")"
 	say "raw LUN $key: $out"
 }
+
+if ((CLUSTER)); then
+	# shellcheck source=cluster.sh
+	. "$BENCH_DIR/cluster.sh"
+	exit 0
+fi
+
+say "preparing a ${LUN_MB} MiB LUN filled with random data"
+head -c $((LUN_MB << 20)) /dev/urandom >"$T_TMP/lun.img"
+start_tgtd "$T_TMP/lun.img" "${LUN_MB}M" >/dev/null || exit 1
+say "tgtd on $TGT_URI"
+
 for ((r = 1; r <= REPEAT; r++)); do
 	iscsi_perf seq 512
 	iscsi_perf rand 8 -r
