@@ -843,6 +843,56 @@ static void dir_changed(struct cl_inode *ci, const char *gone, const char *name,
 	pthread_mutex_unlock(&ci->mu);
 }
 
+/*
+ * Lend the MDS this node's ATTR and TIMES of the inode @name names in
+ * directory @dir, if this node knows it and holds them, so the change does
+ * not recall them from the asker (which forgets its copy afterwards,
+ * obj_lent_done).  Returns the inode lent, or 0.
+ */
+static uint64_t obj_lend(struct cl_ctx *cx, struct cl_inode *dir, const char *name,
+			 struct tok_set *set)
+{
+	struct cl_dent *d;
+	struct tok_set held;
+	uint64_t ino = 0;
+
+	pthread_mutex_lock(&dir->mu);
+	d = cacheable(name) ? cl_dent_find(dir, name) : NULL;
+	if (d && d->ino != CL_DENT_UNKNOWN)
+		ino = d->ino;
+	pthread_mutex_unlock(&dir->mu);
+	if (!ino)
+		return 0;
+	/*
+	 * Only READ copies: the server ignores a lender's READ level only (a
+	 * WRITE it would recall, and the recall would wait for this very
+	 * reference).
+	 */
+	tok_client_cached(cx->tc, ino, &held);
+	if (held.level[TOK_ATTR] != TOK_READ || held.level[TOK_TIMES] != TOK_READ)
+		return 0;
+	set_of(set, B(TOK_ATTR) | B(TOK_TIMES));
+	return cl_acquire(cx, ino, set) ? 0 : ino;
+}
+
+static void obj_lent_done(struct cl_ctx *cx, uint64_t ino, const struct tok_set *set)
+{
+	struct cl_inode *ci;
+
+	if (!ino)
+		return;
+	ci = cl_inode_get(cx, ino, false);
+	if (ci) {
+		pthread_mutex_lock(&ci->mu);
+		ci->attr_valid = ci->size_valid = false;
+		cl_xattrs_free(ci);
+		pthread_mutex_unlock(&ci->mu);
+		cl_inode_put(cx, ci);
+	}
+	cl_attr_stale(cx, ino);
+	tok_client_release(cx->tc, ino, set);
+}
+
 /* What a namespace change in this directory did to its cached names. */
 static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
 {
@@ -876,11 +926,20 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	if (rc)
 		return rc;
-	c->dir_attr = &dattr;
-	c->dir_attr_set = 0;
-	rc = forward(cb->cx, cb->ci->ino, c, &lent);
-	names_after(cb->ci, c, rc);
-	c->dir_attr = NULL;
+	{
+		struct tok_set oset;
+		uint64_t obj = c->op == VN_OP_UNLINK ?
+				       obj_lend(cb->cx, cb->ci, c->u.unlink.name, &oset) : 0;
+
+		c->lent_inos[0] = obj;
+		c->dir_attr = &dattr;
+		c->dir_attr_set = 0;
+		rc = forward(cb->cx, cb->ci->ino, c, &lent);
+		names_after(cb->ci, c, rc);
+		c->dir_attr = NULL;
+		c->lent_inos[0] = 0;
+		obj_lent_done(cb->cx, obj, &oset);
+	}
 	c_release_toks(cb, &lent);
 	return rc;
 }
@@ -918,21 +977,38 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		struct vn_attr dattr;
 		const struct vn_attr *d;
 
+		struct tok_set oset[2];
+		uint64_t moved = obj_lend(cx, cb->ci, c->u.rename.name, &oset[0]);
+		uint64_t victim = obj_lend(cx, other ? other->ci : cb->ci, c->u.rename.newname,
+					   &oset[1]);
+
+		if (victim == moved) {
+			obj_lent_done(cx, victim, &oset[1]);
+			victim = 0;
+		}
+		c->lent_inos[0] = moved;
+		c->lent_inos[1] = victim;
 		c->dir_attr = &dattr;
 		c->dir_attr_set = 0;
 		rc = forward(cx, cb->ci->ino, c, &lent);
 		d = rc == 0 && c->dir_attr_set ? &dattr : NULL;
 		c->dir_attr = NULL;
+		c->lent_inos[0] = c->lent_inos[1] = 0;
+		obj_lent_done(cx, moved, &oset[0]);
+		obj_lent_done(cx, victim, &oset[1]);
 		if (rc == 0 || rc == -ENOENT) {
 			/* After an exchange both names exist (with each other's inode). */
 			const char *gone = (c->u.rename.flags & RENAME_EXCHANGE) ? NULL :
 									     c->u.rename.name;
 
-			dir_changed(cb->ci, gone, other ? NULL : c->u.rename.newname, 0, d);
+			/* The new name is the moved inode; after an exchange the old one is the victim. */
+			uint64_t at_new = rc == 0 ? moved : 0, at_old = rc == 0 ? victim : 0;
+
+			dir_changed(cb->ci, gone, other ? NULL : c->u.rename.newname, at_new, d);
 			if (gone == NULL)
-				dir_changed(cb->ci, NULL, c->u.rename.name, 0, d);
+				dir_changed(cb->ci, NULL, c->u.rename.name, at_old, d);
 			if (other)
-				dir_changed(other->ci, NULL, c->u.rename.newname, 0, NULL);
+				dir_changed(other->ci, NULL, c->u.rename.newname, at_new, NULL);
 		}
 	}
 	if (other)

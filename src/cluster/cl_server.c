@@ -356,6 +356,33 @@ static int srv_take(struct tok_op *op, uint64_t *inos, int n, unsigned mask)
 	}
 }
 
+/*
+ * Take ATTR and TIMES at WRITE on the inodes a namespace operation links or
+ * unlinks, ascending; those the asker lends (it drops its cached copy when
+ * the answer comes) are taken with its lend, the others recalled from all.
+ */
+static int srv_take_objs(struct srv_ops *so, const struct vn_call *c, uint64_t *objs, int n)
+{
+	uint64_t last = 0;
+
+	for (;;) {
+		uint64_t next = UINT64_MAX;
+		bool lent;
+		int rc;
+
+		for (int i = 0; i < n; i++)
+			if (objs[i] > last && objs[i] < next)
+				next = objs[i];
+		if (next == UINT64_MAX)
+			return 0;
+		lent = c->lent && (next == c->lent_inos[0] || next == c->lent_inos[1]);
+		rc = srv_take(lent ? so->lent : so->own, &next, 1, OBJ_TOKS);
+		if (rc)
+			return rc;
+		last = next;
+	}
+}
+
 static struct cl_ctx *ctx_of(struct vn_bhv *self)
 {
 	return self->priv;
@@ -439,7 +466,7 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 			objs[0] = name_ino(cx, dirs[0], c->u.rename.name);
 			objs[1] = name_ino(cx, dirs[1], c->u.rename.newname);
 		}
-		rc = srv_take(so.own, objs, no, OBJ_TOKS);
+		rc = srv_take_objs(&so, c, objs, no);
 	}
 	if (!rc)
 		rc = vn_next(self, vn, c);

@@ -199,6 +199,7 @@ struct clw__creq {
 	Cxfs__Attr attr;                        /* setattr */
 	Cxfs__Timespec ts[4];
 	Cxfs__Flock lock;                       /* getlk, setlk */
+	uint64_t lent_inos[2];                  /* unlink, rename */
 	union {
 		Cxfs__GetattrReq getattr;
 		Cxfs__SetattrReq setattr;
@@ -294,6 +295,22 @@ static ProtobufCMessage *clw__enc_link(struct clw__creq *q, uint64_t ino, const 
 	return &m->base;
 }
 
+/* The inodes besides the directories whose tokens the request lends. */
+static void clw__lent_inos_out(struct clw__creq *q, size_t *n, uint64_t **v, const struct vn_call *c)
+{
+	*n = 0;
+	for (int i = 0; i < 2; i++)
+		if (c->lent_inos[i])
+			q->lent_inos[(*n)++] = c->lent_inos[i];
+	*v = q->lent_inos;
+}
+
+static void clw__lent_inos_in(struct vn_call *c, const uint64_t *v, size_t n)
+{
+	for (size_t i = 0; i < n && i < 2; i++)
+		c->lent_inos[i] = v[i];
+}
+
 static ProtobufCMessage *clw__enc_unlink(struct clw__creq *q, uint64_t ino, const struct vn_call *c)
 {
 	Cxfs__UnlinkReq *m = &q->m.unlink;
@@ -303,6 +320,7 @@ static ProtobufCMessage *clw__enc_unlink(struct clw__creq *q, uint64_t ino, cons
 	m->name = (char *)c->u.unlink.name;
 	m->has_is_dir = 1;
 	m->is_dir = c->u.unlink.is_dir != 0;
+	clw__lent_inos_out(q, &m->n_lent_inos, &m->lent_inos, c);
 	return &m->base;
 }
 
@@ -317,6 +335,7 @@ static ProtobufCMessage *clw__enc_rename(struct clw__creq *q, uint64_t ino, cons
 	m->newname = (char *)c->u.rename.newname;
 	m->has_flags = 1;
 	m->flags = c->u.rename.flags;
+	clw__lent_inos_out(q, &m->n_lent_inos, &m->lent_inos, c);
 	return &m->base;
 }
 
@@ -818,6 +837,7 @@ static int clw__dec_unlink(struct clw__sreq *s, const ProtobufCMessage *msg)
 		return rc;
 	s->call.u.unlink.name = m->name;
 	s->call.u.unlink.is_dir = m->is_dir;
+	clw__lent_inos_in(&s->call, m->lent_inos, m->n_lent_inos);
 	return CLW__HDR_IN(s, m);
 }
 
@@ -836,6 +856,7 @@ static int clw__dec_rename(struct clw__sreq *s, const ProtobufCMessage *msg)
 	s->call.u.rename.newdir = m->newdir;
 	s->call.u.rename.newname = m->newname;
 	s->call.u.rename.flags = m->flags;
+	clw__lent_inos_in(&s->call, m->lent_inos, m->n_lent_inos);
 	return CLW__HDR_IN(s, m);
 }
 

@@ -144,6 +144,8 @@ struct vn_call {
 	 */
 	struct vn_attr *dir_attr;
 	int dir_attr_set;
+	/* unlink, rename: inodes (0: none) whose tokens the lent set covers too */
+	uint64_t lent_inos[2];
 	union {
 		struct { struct vn_attr *attr; } getattr;
 		struct { const struct vn_attr *in; int mask; struct vn_attr *attr; } setattr;
