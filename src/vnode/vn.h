@@ -219,9 +219,9 @@ int vn_call_below(struct vnode *vn, enum vn_position pos, struct vn_call *c);
 /*
  * Pass @c on from behavior @self to the next one.  Handles -VN_EMIGRATING
  * from below as described at the top of this file.  Returns -EOPNOTSUPP if
- * no behavior below implements the operation (not -ENOSYS: FUSE takes
- * that as "never send this request again" for the whole mount, while a
- * chain of another shape may implement it).  Must be called from inside an
+ * no behavior below has the operation (EOPNOTSUPP rather than the "no
+ * such function" errno, which FUSE takes as "never send this request
+ * again" for the whole mount, while a chain of another shape may have it).  Must be called from inside an
  * operation (head lock held for reading).
  */
 int vn_next(struct vn_bhv *self, struct vnode *vn, struct vn_call *c);

@@ -63,7 +63,13 @@ static int group_setup(void **state)
 {
 	size_t i;
 
-	strcpy(fx.dir, "/tmp/test_cms_config.XXXXXX");
+	{
+		/* mkdtemp() replaces six trailing 'X's with a unique name */
+		size_t n = (size_t)snprintf(fx.dir, sizeof(fx.dir), "/tmp/test_cms_config.");
+
+		memset(fx.dir + n, 'X', 6);
+		fx.dir[n + 6] = '\0';
+	}
 	if (!mkdtemp(fx.dir))
 		return -1;
 	for (i = 0; i < sizeof(fx.key); i++)
