@@ -420,13 +420,14 @@ static int publish(struct cl_ctx *cx, struct cl_inode *ci)
 	pthread_mutex_lock(&ci->mu);
 	n = ci->npend;
 	pend = ci->pend;
-	/* The size and time stamps this node keeps go too (close, fsync). */
-	if (n == 0 && !ci->size_dirty && !ci->times_dirty) {
+	/* The size and time stamps this node keeps go too, once per change. */
+	if (n == 0 && !(ci->unpublished && (ci->size_dirty || ci->times_dirty))) {
 		pthread_mutex_unlock(&ci->mu);
 		goto out;
 	}
 	ci->pend = NULL;
 	ci->npend = ci->pend_cap = 0;
+	ci->unpublished = false;
 	m.ino = ci->ino;
 	if (ci->size_dirty) {
 		m.has_size = 1;
@@ -468,6 +469,7 @@ fail:
 	fprintf(stderr, "cxfsd: publishing writes of inode %llu: %s\n",
 		(unsigned long long)ci->ino, strerror(-early(rc)));
 	pthread_mutex_lock(&ci->mu);
+	ci->unpublished = true;
 	for (size_t i = 0; i < n; i++)
 		(void)pend_add(ci, pend[i].fblk, pend[i].nblk, pend[i].pblk);
 	pthread_mutex_unlock(&ci->mu);
@@ -1491,7 +1493,7 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		if (off + done > ci->attr.size)
 			ci->attr.size = off + done;
 		ci->attr.mtime = ci->attr.ctime = now;
-		ci->size_dirty = ci->times_dirty = true;
+		ci->size_dirty = ci->times_dirty = ci->unpublished = true;
 		rc = (int)done;
 	}
 out:

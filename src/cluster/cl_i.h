@@ -78,6 +78,7 @@ struct cl_inode {
 	bool attr_valid;                /* attr is current (ATTR, TIMES, SIZE held) */
 	bool size_valid;                /* attr.size is current (SIZE held) */
 	bool size_dirty, times_dirty;   /* attr's size/times are this node's own (WRITE held) */
+	bool unpublished;               /* written here since the MDS last heard */
 	struct vn_attr attr;
 	struct cl_xattr *xattrs;        /* current while ATTR is held */
 	struct cl_dent *dents;
