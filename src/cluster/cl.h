@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/cxfs.pb-c.h"
+
 struct blk_dev;
 struct meta_store;
 struct vn_meta_fs;
@@ -76,6 +78,18 @@ void cl_set_table(struct cl_ctx *cx, struct vn_table *vt);
 void cl_quiesce(struct cl_ctx *cx);
 /* Stop serving and leave; every vnode must be gone (vn_table_purge). */
 void cl_stop(struct cl_ctx *cx);
+
+/*
+ * A request of this node's DMAPI socket (dm_op.h) from local connection
+ * @conn: INFO is answered here, the rest by the MDS (this node or another).
+ * The packed DmReply goes to a new buffer *@buf (free it).  0 or -ENOMEM.
+ */
+int cl_dm_request(struct cl_ctx *cx, uint64_t conn, const Cxfs__DmRequest *req,
+		  uint8_t **buf, size_t *len);
+/* Local connection @conn closed (its HSM sessions have no process now). */
+void cl_dm_conn_gone(struct cl_ctx *cx, uint64_t conn);
+/* A DMAPI event unanswered for @seconds fails its operation with EIO (0: wait forever). */
+void cl_dm_set_timeout(struct cl_ctx *cx, unsigned seconds);
 
 /* `cxfsctl status --json`: the cluster part, a JSON object, into @buf. */
 int cl_status_json(struct cl_ctx *cx, char *buf, size_t size);

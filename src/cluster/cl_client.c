@@ -136,6 +136,8 @@ static int r_obtain(void *arg, uint64_t ino, const struct tok_set *want,
 			out->valid |= TOK_ST_IOEXCL;
 			out->ioexcl = g->ioexcl;
 		}
+		if (got->level[TOK_DMAPI])
+			cl_dm_granted(cx, ino, g);
 		if (g->attr) {
 			struct cl_inode *ci = cl_inode_get(cx, ino, true);
 			struct tok_set held;

@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "cluster/cl.h"
+#include "dmapi/dm.h"
+#include "dmapi/dm_bhv.h"
 #include "meta/meta_store.h"
 #include "rpc/rpc.h"
 #include "token/tok.h"
@@ -98,6 +100,11 @@ struct cl_inode {
 	bool inval_running;             /* a helper thread is dropping them */
 	unsigned inflight;              /* reads and writes of this node in progress */
 	bool locks_used;                /* POSIX locks were set from this node */
+	/* Client: the event list and regions of the last DMAPI token grant. */
+	bool dm_valid;                  /* they are known (else ask while holding the token) */
+	dm_eventset_t dm_events;
+	struct dm_region dm_regions[DM_MAX_REGIONS];
+	size_t dm_nregions;
 };
 
 struct cl_stats {
@@ -143,6 +150,11 @@ struct cl_ctx {
 	bool rstop;
 	pthread_t reclaimer;
 	bool reclaimer_started;
+
+	bool dm_enabled;                /* DMAPI filesystem; constant after cl_attach */
+	struct dm_port dm_port;         /* the dmapi behavior's port; constant */
+	struct dm_fs *dmfs;             /* MDS with DMAPI: events, sessions, lists */
+	unsigned dm_timeout_s;          /* an event unanswered this long fails (0: never) */
 
 	atomic_uint threads;            /* recall threads running */
 	struct cl_stats stats;
@@ -199,6 +211,23 @@ extern const struct tok_client_ops cl_remote_tok_ops;
 int cl_client_shape(struct cl_ctx *cx, struct vnode *vn);
 /* Token duty for a remote client's caches. */
 int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct tok_state *st);
+
+/* ---- cl_dm.c (DMAPI) --------------------------------------------------- */
+
+/* Set DMAPI up for a filesystem that has it (@enabled); on the MDS load its lists. */
+int cl_dm_attach(struct cl_ctx *cx, bool enabled);
+void cl_dm_detach(struct cl_ctx *cx);
+/* Push the dmapi behavior on @vn (DMAPI filesystems). */
+int cl_dm_shape(struct cl_ctx *cx, struct vnode *vn);
+/* MDS: put @ino's event list and regions into grant @g (arrays of DM_MAX_REGIONS). */
+void cl_dm_grant(struct cl_ctx *cx, uint64_t ino, Cxfs__TokenGrant *g, Cxfs__DmRegion *regs,
+		 Cxfs__DmRegion **ptrs);
+/* Client: keep what grant @g says of @ino's event list and regions. */
+void cl_dm_granted(struct cl_ctx *cx, uint64_t ino, const Cxfs__TokenGrant *g);
+/* MDS: a DMAPI request of another node (DM_REQUEST). */
+int cl_dm_handle(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__DmRequest *m);
+/* MDS: run @fn(@arg) with @ino's DMAPI token at WRITE, recalled from every node. */
+int cl_server_dmapi_excl(struct cl_ctx *cx, uint64_t ino, int (*fn)(void *arg), void *arg);
 
 /* ---- token sets ------------------------------------------------------- */
 

@@ -15,6 +15,8 @@
  */
 #include "cluster/cl_i.h"
 
+#include "dmapi/dm_fs.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -628,6 +630,8 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 		return -EOPNOTSUPP;
 	}
 	note_channel(cx, node, rpc_req_chan(req));
+	if (type == CXFS__MSG_TYPE__DM_REQUEST)
+		return cl_dm_handle(cx, req, (const Cxfs__DmRequest *)msg);
 	return cl_server_handle(cx, node, req, type, msg);
 }
 
@@ -856,9 +860,14 @@ int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
 	} else {
 		rc = tok_client_create(&cl_remote_tok_ops, cx, &cx->tc);
 	}
-	if (rc)
+	if (rc) {
 		snprintf(err, errlen, "cannot start the token %s: %s",
 			 cx->is_server ? "server" : "client", strerror(-rc));
+		return rc;
+	}
+	rc = cl_dm_attach(cx, sb.flags & META_SB_F_DMAPI);
+	if (rc)
+		snprintf(err, errlen, "cannot start DMAPI: %s", strerror(-rc));
 	return rc;
 }
 
@@ -867,19 +876,25 @@ int cl_shape(void *arg, struct vnode *vn)
 	struct cl_ctx *cx = arg;
 	int rc;
 
-	if (!cx->is_server)
-		return cl_client_shape(cx, vn);
-	rc = vn_meta_shape(cx->mfs, vn);
+	if (!cx->is_server) {
+		rc = cl_client_shape(cx, vn);
+	} else {
+		rc = vn_meta_shape(cx->mfs, vn);
+		if (!rc)
+			rc = cl_server_shape(cx, vn);
+		if (!rc)
+			rc = cl_local_shape(cx, vn);
+	}
 	if (!rc)
-		rc = cl_server_shape(cx, vn);
-	if (!rc)
-		rc = cl_local_shape(cx, vn);
+		rc = cl_dm_shape(cx, vn);
 	return rc;
 }
 
 void cl_set_table(struct cl_ctx *cx, struct vn_table *vt)
 {
 	cx->vt = vt;
+	if (cx->dmfs)
+		dm_fs_set_table(cx->dmfs, vt);
 	atomic_store(&cx->ready, true);
 }
 
@@ -899,6 +914,7 @@ void cl_stop(struct cl_ctx *cx)
 		if (cx->node_chan[i])
 			rpc_chan_put(cx->node_chan[i]);
 	rpc_ctx_destroy(cx->rpc);
+	cl_dm_detach(cx);
 	tok_client_destroy(cx->tc);
 	if (cx->ts)
 		tok_server_destroy(cx->ts);

@@ -396,6 +396,20 @@ static uint64_t name_ino(struct cl_ctx *cx, uint64_t dir, const char *name)
 	return meta_lookup(cx->st, dir, name, &a) == 0 ? a.ino : 0;
 }
 
+int cl_server_dmapi_excl(struct cl_ctx *cx, uint64_t ino, int (*fn)(void *arg), void *arg)
+{
+	struct tok_op *op;
+	int rc = tok_server_op_begin(cx->ts, cx->self_id, NULL, &op);
+
+	if (rc)
+		return rc;
+	rc = srv_take(op, &ino, 1, B(TOK_DMAPI));
+	if (!rc)
+		rc = fn(arg);
+	tok_server_op_end(op);
+	return rc;
+}
+
 /* An operation changing the inode itself. */
 static int s_obj(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, unsigned mask)
 {
@@ -588,6 +602,7 @@ static int h_acquire(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 {
 	Cxfs__TokenGrant g = CXFS__TOKEN_GRANT__INIT;
 	Cxfs__TokenState buf[TOK_NTOKENS], *ptrs[TOK_NTOKENS];
+	Cxfs__DmRegion regs[DM_MAX_REGIONS], *rptrs[DM_MAX_REGIONS];
 	Cxfs__Attr pa = CXFS__ATTR__INIT;
 	Cxfs__Timespec ts[4];
 	struct tok_set want, got;
@@ -617,6 +632,8 @@ static int h_acquire(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 			g.has_ioexcl = 1;
 			g.ioexcl = out.ioexcl;
 		}
+		if (got.level[TOK_DMAPI])
+			cl_dm_grant(cx, m->ino, &g, regs, rptrs);
 	}
 	return rpc_reply(req, CXFS__MSG_TYPE__TOKEN_GRANT, &g.base);
 }

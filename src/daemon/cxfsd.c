@@ -19,6 +19,7 @@
 #include "cluster/cl.h"
 #include "common/cx_util.h"
 #include "daemon/admin.h"
+#include "dmapi/dm_sock.h"
 #include "daemon/cxfsd.h"
 #include "meta/meta_store.h"
 #include "vnode/vn.h"
@@ -56,14 +57,18 @@ static void usage(FILE *f)
 		"      --initiator IQN    iSCSI initiator name of this node\n"
 		"      --admin-socket PATH  where cxfsctl reaches this daemon\n"
 		"                         (default " CXFSD_ADMIN_SOCKET ")\n"
+		"      --dm-socket PATH   cluster mode: serve the DMAPI socket (libcxfsdm,\n"
+		"                         cxfs-hsmd, cxfs-hsm) at PATH\n"
+		"      --dmapi-timeout S  fail an access with EIO when its DMAPI event is not\n"
+		"                         answered in S seconds (default 0: wait forever)\n"
 		"  -f, --debug            print every FUSE request\n"
 		"  -h, --help             this text\n");
 }
 
 struct cxfsd_opts {
-	const char *volume, *mountpoint, *name, *initiator, *admin, *config, *node, *fs;
+	const char *volume, *mountpoint, *name, *initiator, *admin, *config, *node, *fs, *dm_socket;
 	uint64_t size;
-	unsigned commit_ms, threads;
+	unsigned commit_ms, threads, dm_timeout;
 	int daemon, debug, writeback;
 };
 
@@ -99,7 +104,8 @@ static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
 
 static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 {
-	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR, OPT_ADMIN, OPT_FS };
+	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR, OPT_ADMIN, OPT_FS, OPT_DMSOCK,
+	       OPT_DMTMO };
 	static const struct option longopts[] = {
 		{ "volume", required_argument, NULL, 'v' },
 		{ "config", required_argument, NULL, 'c' },
@@ -114,6 +120,8 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "initiator", required_argument, NULL, OPT_INITIATOR },
 		{ "admin-socket", required_argument, NULL, OPT_ADMIN },
+		{ "dm-socket", required_argument, NULL, OPT_DMSOCK },
+		{ "dmapi-timeout", required_argument, NULL, OPT_DMTMO },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -140,6 +148,8 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		case OPT_THREADS: o->threads = (unsigned)atoi(optarg); break;
 		case OPT_INITIATOR: o->initiator = optarg; break;
 		case OPT_ADMIN: o->admin = optarg; break;
+		case OPT_DMSOCK: o->dm_socket = optarg; break;
+		case OPT_DMTMO: o->dm_timeout = (unsigned)atoi(optarg); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -148,6 +158,10 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		fprintf(stderr, "cxfsd: %s\n", o->volume ? "--config and --volume exclude each other"
 							 : "--config needs --node NAME");
 		usage(stderr);
+		return 2;
+	}
+	if (o->dm_socket && !o->config) {
+		fprintf(stderr, "cxfsd: --dm-socket needs cluster mode (--config; one node is a cluster)\n");
 		return 2;
 	}
 	if (optind != argc - 1 || (!o->volume && !o->config)) {
@@ -176,9 +190,9 @@ static int start_admin(const struct cxfsd *d, const char *path, struct cxfsd_adm
 	}
 	rc = d ? cxfsd_admin_start(d, path, out) : cxfsd_admin_check(path);
 	if (rc)
-		fprintf(stderr, "cxfsd: cannot serve the admin socket %s: %s%s\n", path,
+		fprintf(stderr, "cxfsd: cannot serve the socket %s: %s%s\n", path,
 			rc == -EADDRINUSE ? "another cxfsd answers there" : strerror(-rc),
-			rc == -EADDRINUSE ? "; give each daemon its own --admin-socket" : "");
+			rc == -EADDRINUSE ? "; give each daemon its own socket paths" : "");
 	return rc;
 }
 
@@ -378,12 +392,25 @@ static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta
 	if (d->mfs)
 		vn_meta_fs_set_table(d->mfs, d->vt);
 	cl_set_table(d->cl, d->vt);
+	cl_dm_set_timeout(d->cl, o->dm_timeout);
 	d->node_id = cl_node_id(d->cl);
 	/*
 	 * The kernel keeps names and attributes as on a single node: the
 	 * recall of the token that covers them makes it forget them.
 	 */
 	return 0;
+}
+
+/* The DMAPI socket's requests, served by the cluster (dm_sock_exec_fn). */
+static int dm_exec(void *arg, uint64_t conn, const Cxfs__DmRequest *req, uint8_t **buf,
+		   size_t *len)
+{
+	return cl_dm_request(arg, conn, req, buf, len);
+}
+
+static void dm_gone(void *arg, uint64_t conn)
+{
+	cl_dm_conn_gone(arg, conn);
 }
 
 /* Single-machine mode: the volume (created if missing), its store, meta behaviors. */
@@ -414,6 +441,7 @@ int main(int argc, char **argv)
 	struct cxfsd_opts o = { .size = CXFSD_DEFAULT_SIZE, .threads = 32,
 				.admin = CXFSD_ADMIN_SOCKET };
 	struct cxfsd_admin *admin = NULL;
+	struct dm_sock *dms = NULL;
 	struct meta_store_opts so = { 0 };
 	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600 };
 	struct vnode *root = NULL;
@@ -426,6 +454,8 @@ int main(int argc, char **argv)
 	d.mountpoint = o.mountpoint;
 	/* Refuse a taken admin socket before touching the volume. */
 	rc = start_admin(NULL, o.admin, NULL);
+	if (!rc && o.dm_socket)
+		rc = start_admin(NULL, o.dm_socket, NULL);
 	if (rc)
 		return 1;
 	so.commit_ms = o.commit_ms;
@@ -439,7 +469,18 @@ int main(int argc, char **argv)
 	rc = start_admin(&d, o.admin, &admin);
 	if (rc)
 		goto out_put;
+	if (o.dm_socket) {
+		char err[256];
+
+		rc = dm_sock_start(o.dm_socket, dm_exec, dm_gone, d.cl, &dms, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "cxfsd: %s\n", err);
+			goto out_admin;
+		}
+	}
 	rc = serve(&d, &o);
+	dm_sock_stop(dms);
+out_admin:
 	cxfsd_admin_stop(admin);
 out_put:
 	vn_put(root, 1);

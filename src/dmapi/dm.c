@@ -42,6 +42,7 @@ static const char *const dm__names[DM_EV_NEVENTS] = {
 	[DM_EV_TRUNCATE] = "truncate",   [DM_EV_DESTROY] = "destroy",
 	[DM_EV_ATTRIBUTE] = "attribute", [DM_EV_CREATE] = "create",
 	[DM_EV_REMOVE] = "remove",       [DM_EV_RENAME] = "rename",
+	[DM_EV_USER] = "user",
 };
 
 const char *dm_event_name(enum dm_event ev)
@@ -131,6 +132,7 @@ struct dm__event {
 	enum dm__state state;
 	int response;                   /* with DM__ANSWERED */
 	uint32_t joins;                 /* posts whose dm_event_wait() has not ended */
+	bool async;                     /* nobody waits: freed once delivered */
 	struct dm__waiter *waiters;     /* threads in dm_event_wait() on it */
 };
 
@@ -139,13 +141,16 @@ struct dm__session {
 	struct dm__session *next;  /* ctx->sessions, oldest first */
 	uint64_t id;               /* never 0 */
 	char name[DM_NAME_MAX];
+	dm_eventset_t disp;        /* event types it receives */
 	unsigned users;            /* threads in dm_get_events() on it */
 	bool dead;                 /* destroyed; freed by the last user */
 };
 
+#define DM__FILE_BUCKETS 4096u
+
 /* Event list and regions of one file. */
 struct dm__file {
-	struct dm__file *next;     /* ctx->files */
+	struct dm__file *next;     /* same bucket of ctx->files */
 	uint64_t ino;
 	dm_eventset_t events;      /* file-wide event list */
 	size_t nregions;
@@ -156,7 +161,7 @@ struct dm__file {
 struct dm_ctx {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;                     /* on CLOCK_MONOTONIC */
-	struct dm__file *files;                /* files with an event list or regions */
+	struct dm__file *files[DM__FILE_BUCKETS];  /* files with an event list or regions */
 	struct dm__session *sessions;          /* live sessions, oldest first */
 	struct dm__event *ev_head, *ev_tail;   /* every event, oldest first */
 	uint64_t next_session;                 /* last session id given out */
@@ -179,7 +184,7 @@ static struct dm__file *dm__file_find(struct dm_ctx *ctx, uint64_t ino)
 	struct dm__file *f;
 
 	dm__assert_locked(ctx);
-	for (f = ctx->files; f; f = f->next)
+	for (f = ctx->files[ino % DM__FILE_BUCKETS]; f; f = f->next)
 		if (f->ino == ino)
 			return f;
 	return NULL;
@@ -317,10 +322,11 @@ void dm_ctx_destroy(struct dm_ctx *ctx)
 
 	if (ctx == NULL)
 		return;
-	while ((f = ctx->files) != NULL) {
-		ctx->files = f->next;
-		free(f);
-	}
+	for (size_t b = 0; b < DM__FILE_BUCKETS; b++)
+		while ((f = ctx->files[b]) != NULL) {
+			ctx->files[b] = f->next;
+			free(f);
+		}
 	while ((s = ctx->sessions) != NULL) {
 		ctx->sessions = s->next;
 		free(s);
@@ -349,8 +355,8 @@ static struct dm__file *dm__file_get(struct dm_ctx *ctx, uint64_t ino, bool crea
 	if (f == NULL)
 		return NULL;
 	f->ino = ino;
-	f->next = ctx->files;
-	ctx->files = f;
+	f->next = ctx->files[ino % DM__FILE_BUCKETS];
+	ctx->files[ino % DM__FILE_BUCKETS] = f;
 	return f;
 }
 
@@ -361,7 +367,7 @@ static void dm__file_trim(struct dm_ctx *ctx, struct dm__file *f)
 
 	if (f->events || f->nregions)
 		return;
-	for (pp = &ctx->files; *pp != f; pp = &(*pp)->next)
+	for (pp = &ctx->files[f->ino % DM__FILE_BUCKETS]; *pp != f; pp = &(*pp)->next)
 		;
 	*pp = f->next;
 	free(f);
@@ -564,6 +570,7 @@ size_t dm_session_list(struct dm_ctx *ctx, struct dm_session_info *out, size_t m
 			continue;
 		memset(&out[n], 0, sizeof(out[n]));
 		out[n].id = s->id;
+		out[n].disp = s->disp;
 		strcpy(out[n].name, s->name);
 		for (e = ctx->ev_head; e; e = e->next) {
 			if (e->sess != s)
@@ -597,8 +604,8 @@ static void dm__event_widen(struct dm__event *e, uint64_t off, uint64_t len)
 		e->off = off;
 }
 
-int dm_event_post(struct dm_ctx *ctx, uint64_t session, uint64_t ino, enum dm_event ev,
-		  uint64_t off, uint64_t len, uint64_t *token)
+static int dm__post(struct dm_ctx *ctx, uint64_t session, uint64_t ino, enum dm_event ev,
+		    uint64_t off, uint64_t len, bool async, uint64_t *token)
 {
 	struct dm__session *s;
 	struct dm__event *e, *fresh;
@@ -615,8 +622,8 @@ int dm_event_post(struct dm_ctx *ctx, uint64_t session, uint64_t ino, enum dm_ev
 		rc = -ESRCH;
 		goto out_unlock;
 	}
-	for (e = ctx->ev_head; e; e = e->next)
-		if (e->sess == s && e->ino == ino && e->ev == ev &&
+	for (e = async ? NULL : ctx->ev_head; e; e = e->next)
+		if (e->sess == s && e->ino == ino && e->ev == ev && !e->async &&
 		    dm__overlap(e->off, e->len, off, len))
 			break;
 	if (e) {
@@ -633,6 +640,7 @@ int dm_event_post(struct dm_ctx *ctx, uint64_t session, uint64_t ino, enum dm_ev
 		e->off = off;
 		e->len = len;
 		e->state = DM__QUEUED;
+		e->async = async;
 		e->prev = ctx->ev_tail;
 		if (ctx->ev_tail)
 			ctx->ev_tail->next = e;
@@ -642,17 +650,32 @@ int dm_event_post(struct dm_ctx *ctx, uint64_t session, uint64_t ino, enum dm_ev
 		ctx->stats.posted++;
 		pthread_cond_broadcast(&ctx->cv);
 	}
-	e->joins++;
-	ctx->stats.waiting++;
-	*token = e->token;
+	if (!async) {
+		e->joins++;
+		ctx->stats.waiting++;
+	}
+	if (token)
+		*token = e->token;
 out_unlock:
 	pthread_mutex_unlock(&ctx->mu);
 	free(fresh);
 	return rc;
 }
 
-int dm_event_wait(struct dm_ctx *ctx, uint64_t token, unsigned timeout_ms,
-		  int (*interrupted)(void *arg), void *arg)
+int dm_event_post(struct dm_ctx *ctx, uint64_t session, uint64_t ino, enum dm_event ev,
+		  uint64_t off, uint64_t len, uint64_t *token)
+{
+	return dm__post(ctx, session, ino, ev, off, len, false, token);
+}
+
+int dm_event_post_async(struct dm_ctx *ctx, uint64_t session, uint64_t ino, enum dm_event ev,
+			uint64_t off, uint64_t len)
+{
+	return dm__post(ctx, session, ino, ev, off, len, true, NULL);
+}
+
+static int dm__wait(struct dm_ctx *ctx, uint64_t token, unsigned timeout_ms,
+		    int (*interrupted)(void *arg), void *arg, bool keep)
 {
 	struct dm__waiter w = { 0 }, **pp;
 	struct dm__event *e;
@@ -707,11 +730,24 @@ int dm_event_wait(struct dm_ctx *ctx, uint64_t token, unsigned timeout_ms,
 	for (pp = &e->waiters; *pp != &w; pp = &(*pp)->next)
 		;
 	*pp = w.next;
-	e->joins--;
-	ctx->stats.waiting--;
-	dm__event_put(ctx, e);
+	if (!(keep && rc == -ETIMEDOUT)) {
+		e->joins--;
+		ctx->stats.waiting--;
+		dm__event_put(ctx, e);
+	}
 	pthread_mutex_unlock(&ctx->mu);
 	return rc;
+}
+
+int dm_event_wait(struct dm_ctx *ctx, uint64_t token, unsigned timeout_ms,
+		  int (*interrupted)(void *arg), void *arg)
+{
+	return dm__wait(ctx, token, timeout_ms, interrupted, arg, false);
+}
+
+int dm_event_wait_slice(struct dm_ctx *ctx, uint64_t token, unsigned timeout_ms)
+{
+	return dm__wait(ctx, token, timeout_ms, NULL, NULL, true);
 }
 
 int dm_get_events(struct dm_ctx *ctx, uint64_t session, size_t max, struct dm_event_msg *out,
@@ -735,11 +771,14 @@ int dm_get_events(struct dm_ctx *ctx, uint64_t session, size_t max, struct dm_ev
 	}
 	s->users++;
 	for (;;) {
+		struct dm__event *enext;
+
 		if (s->dead) {
 			rc = -ESRCH;
 			break;
 		}
-		for (e = ctx->ev_head; e && n < max; e = e->next) {
+		for (e = ctx->ev_head; e && n < max; e = enext) {
+			enext = e->next;
 			if (e->sess != s || e->state != DM__QUEUED)
 				continue;
 			e->state = DM__DELIVERED;
@@ -750,6 +789,10 @@ int dm_get_events(struct dm_ctx *ctx, uint64_t session, size_t max, struct dm_ev
 			out[n].len = e->len;
 			out[n].waiters = e->joins;
 			n++;
+			if (e->async) {
+				dm__event_unlink(ctx, e);
+				free(e);
+			}
 		}
 		if (n) {
 			ctx->stats.delivered += n;
@@ -813,6 +856,44 @@ int dm_interrupt_all(struct dm_ctx *ctx, int code)
 	pthread_cond_broadcast(&ctx->cv);
 	pthread_mutex_unlock(&ctx->mu);
 	return 0;
+}
+
+int dm_set_disposition(struct dm_ctx *ctx, uint64_t session, dm_eventset_t events)
+{
+	struct dm__session *s;
+	int rc = 0;
+
+	if (events & ~DM_EV_ALL)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->mu);
+	s = dm__session_find(ctx, session);
+	if (s == NULL) {
+		rc = -ESRCH;
+		goto out_unlock;
+	}
+	/* One receiver per event type: the newest setting wins. */
+	for (struct dm__session *o = ctx->sessions; o; o = o->next)
+		if (o != s)
+			o->disp &= ~events;
+	s->disp = events;
+out_unlock:
+	pthread_mutex_unlock(&ctx->mu);
+	return rc;
+}
+
+uint64_t dm_disposition(struct dm_ctx *ctx, enum dm_event ev)
+{
+	struct dm__session *s;
+	uint64_t id = 0;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (s = ctx->sessions; s; s = s->next)
+		if (s->disp & DM_EV_BIT(ev)) {
+			id = s->id;
+			break;
+		}
+	pthread_mutex_unlock(&ctx->mu);
+	return id;
 }
 
 void dm_get_stats(struct dm_ctx *ctx, struct dm_stats *st)

@@ -48,11 +48,12 @@ enum dm_event {
 	DM_EV_READ,       /* data: read of a range */
 	DM_EV_WRITE,      /* data: write of a range */
 	DM_EV_TRUNCATE,   /* data: truncate; the range is [new size, EOF) */
-	DM_EV_DESTROY,    /* the file's last link and last open went away */
+	DM_EV_DESTROY,    /* the file went away (asynchronous); @off carries its generation */
 	DM_EV_ATTRIBUTE,  /* attributes changed (mode, owner, times) */
 	DM_EV_CREATE,     /* namespace: a name was created in a directory */
 	DM_EV_REMOVE,     /* namespace: a name was removed */
 	DM_EV_RENAME,     /* namespace: a name was renamed */
+	DM_EV_USER,       /* a user's request to the HSM; @off carries its code, @len is 1 */
 	DM_EV_NEVENTS
 };
 
@@ -127,6 +128,7 @@ struct dm_session_info {
 	char name[DM_NAME_MAX];     /* its name */
 	size_t queued;              /* events waiting for dm_get_events() */
 	size_t delivered;           /* events delivered and not answered */
+	dm_eventset_t disp;         /* event types it receives (dm_set_disposition) */
 };
 
 /*
@@ -148,6 +150,13 @@ int dm_session_assume(struct dm_ctx *ctx, const char *name, uint64_t *id);
  * such session), -EINVAL (bad @error).
  */
 int dm_session_destroy(struct dm_ctx *ctx, uint64_t id, bool force, int error);
+/*
+ * Session @session receives the event types @events from now on (taken
+ * from any other session that had them).  -ESRCH, -EINVAL.
+ */
+int dm_set_disposition(struct dm_ctx *ctx, uint64_t session, dm_eventset_t events);
+/* The session that receives @ev, or 0 if none. */
+uint64_t dm_disposition(struct dm_ctx *ctx, enum dm_event ev);
 /* Fill up to @max of @out (oldest session first); returns the number of sessions. */
 size_t dm_session_list(struct dm_ctx *ctx, struct dm_session_info *out, size_t max);
 
@@ -170,6 +179,13 @@ struct dm_event_msg {
 int dm_event_post(struct dm_ctx *ctx, uint64_t session, uint64_t ino, enum dm_event ev,
 		  uint64_t off, uint64_t len, uint64_t *token);
 /*
+ * An asynchronous event (DESTROY): queued like a synchronous one but never
+ * joined or answered; it is gone once dm_get_events() hands it out.
+ * -ESRCH, -EINVAL, -ENOMEM.
+ */
+int dm_event_post_async(struct dm_ctx *ctx, uint64_t session, uint64_t ino, enum dm_event ev,
+			uint64_t off, uint64_t len);
+/*
  * Wait for the answer to @token and end the caller's join.  @timeout_ms 0
  * waits forever.  @interrupted (may be NULL) is polled every few
  * milliseconds without any lock held, with @arg; non-zero ends the wait.
@@ -180,6 +196,12 @@ int dm_event_post(struct dm_ctx *ctx, uint64_t session, uint64_t ino, enum dm_ev
  */
 int dm_event_wait(struct dm_ctx *ctx, uint64_t token, unsigned timeout_ms,
 		  int (*interrupted)(void *arg), void *arg);
+/*
+ * dm_event_wait() without @interrupted that keeps the caller's join when
+ * the time-out ends it (-ETIMEDOUT): the caller (a node asking the MDS in
+ * bounded slices) must wait again on @token later.
+ */
+int dm_event_wait_slice(struct dm_ctx *ctx, uint64_t token, unsigned timeout_ms);
 /*
  * Hand up to @max queued events of @session to the HSM, oldest first, each
  * once (they become delivered).  Waits up to @timeout_ms (0: forever) for

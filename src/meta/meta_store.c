@@ -69,7 +69,8 @@ enum meta_stmt {
 	S_EXT_BEFORE, S_EXT_RANGE, S_EXT_INSERT, S_EXT_DELETE, S_EXT_UPDATE,
 	S_EXT_LAST,
 	S_XATTR_GET, S_XATTR_PUT, S_XATTR_DELETE, S_XATTR_LIST, S_XATTR_DELETE_ALL,
-	S_DMATTR_DELETE_ALL,
+	S_DMATTR_DELETE_ALL, S_DMATTR_GET, S_DMATTR_PUT, S_DMATTR_DELETE, S_DMATTR_SCAN,
+	S_INODE_BULK,
 	S_PAGE_COUNT, S_FREELIST_COUNT,
 	S_FREEMAP_PUT, S_FSINFO_PUT, S_ORPHAN_DEL, S_ORPHAN_IF_UNLINKED,
 	S__COUNT
@@ -123,6 +124,12 @@ static const char *const meta_sql[S__COUNT] = {
 	[S_XATTR_LIST] = "SELECT name FROM xattr WHERE ino=?1 ORDER BY name",
 	[S_XATTR_DELETE_ALL] = "DELETE FROM xattr WHERE ino=?1",
 	[S_DMATTR_DELETE_ALL] = "DELETE FROM dmattr WHERE ino=?1",
+	[S_DMATTR_GET] = "SELECT value FROM dmattr WHERE ino=?1 AND name=?2",
+	[S_DMATTR_PUT] = "INSERT OR REPLACE INTO dmattr(ino,name,value) VALUES(?1,?2,?3)",
+	[S_DMATTR_DELETE] = "DELETE FROM dmattr WHERE ino=?1 AND name=?2",
+	[S_DMATTR_SCAN] = "SELECT ino,value FROM dmattr WHERE name=?1",
+	[S_INODE_BULK] = "SELECT ino,gen,mode,nlink,uid,gid,rdev,size,nblocks,atime,mtime,ctime,btime"
+			 " FROM inode WHERE ino>=?1 AND (mode & 61440)=32768 ORDER BY ino LIMIT ?2",
 	[S_PAGE_COUNT] = "PRAGMA page_count",
 	[S_FREELIST_COUNT] = "PRAGMA freelist_count",
 	[S_FREEMAP_PUT] = "INSERT OR REPLACE INTO freemap(ag,bits) VALUES(?1,?2)",
@@ -1586,13 +1593,15 @@ out:
 	return st_leave(st, rc);
 }
 
-int meta_getxattr(struct meta_store *st, uint64_t ino, const char *name, void *buf, size_t size)
+/* The value of @name in table @which (an xattr or a DM attribute): getxattr(2)'s rules. */
+static int kv_get(struct meta_store *st, enum meta_stmt which, uint64_t ino, const char *name,
+		  void *buf, size_t size)
 {
 	sqlite3_stmt *q;
 	int rc;
 
 	pthread_mutex_lock(&st->mu);
-	q = stmt_get(st, S_XATTR_GET);
+	q = stmt_get(st, which);
 	sqlite3_bind_int64(q, 1, (int64_t)ino);
 	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
@@ -1614,6 +1623,11 @@ int meta_getxattr(struct meta_store *st, uint64_t ino, const char *name, void *b
 	sqlite3_reset(q);
 	pthread_mutex_unlock(&st->mu);
 	return rc;
+}
+
+int meta_getxattr(struct meta_store *st, uint64_t ino, const char *name, void *buf, size_t size)
+{
+	return kv_get(st, S_XATTR_GET, ino, name, buf, size);
 }
 
 int meta_listxattr(struct meta_store *st, uint64_t ino, char *buf, size_t size)
@@ -1659,6 +1673,100 @@ int meta_removexattr(struct meta_store *st, uint64_t ino, const char *name)
 	if (!rc)
 		rc = inode_nlink(st, ino, 0, meta_now_ns());
 	return st_leave(st, rc);
+}
+
+/* ---- DMAPI attributes: no time stamp moves ----------------------------- */
+
+int meta_dmattr_set(struct meta_store *st, uint64_t ino, const char *name, const void *value,
+		    size_t size)
+{
+	struct vn_attr a;
+	sqlite3_stmt *q;
+	int rc;
+
+	if (name[0] == '\0' || strlen(name) > META_DMATTR_NAME_MAX)
+		return -EINVAL;
+	if (size > META_XATTR_SIZE_MAX)
+		return -E2BIG;
+	rc = st_enter(st, ST_GROW_NAME);
+	if (rc)
+		return rc;
+	rc = inode_get(st, ino, &a);
+	if (rc)
+		goto out;
+	q = stmt_get(st, S_DMATTR_PUT);
+	sqlite3_bind_int64(q, 1, (int64_t)ino);
+	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(q, 3, size ? value : "", (int)size, SQLITE_STATIC);
+	rc = step_done(q);
+out:
+	return st_leave(st, rc);
+}
+
+int meta_dmattr_get(struct meta_store *st, uint64_t ino, const char *name, void *buf, size_t size)
+{
+	return kv_get(st, S_DMATTR_GET, ino, name, buf, size);
+}
+
+int meta_dmattr_remove(struct meta_store *st, uint64_t ino, const char *name)
+{
+	sqlite3_stmt *q;
+	int rc = st_enter(st, ST_GROW_NONE);
+
+	if (rc)
+		return rc;
+	q = stmt_get(st, S_DMATTR_DELETE);
+	sqlite3_bind_int64(q, 1, (int64_t)ino);
+	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
+	rc = step_done(q);
+	if (!rc && sqlite3_changes(st->db) == 0)
+		rc = -ENODATA;
+	return st_leave(st, rc);
+}
+
+int meta_dmattr_scan(struct meta_store *st, const char *name,
+		     int (*fn)(void *arg, uint64_t ino, const void *value, size_t len), void *arg)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	pthread_mutex_lock(&st->mu);
+	q = stmt_get(st, S_DMATTR_SCAN);
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		int stop = fn(arg, (uint64_t)sqlite3_column_int64(q, 0), sqlite3_column_blob(q, 1),
+			      (size_t)sqlite3_column_bytes(q, 1));
+
+		if (stop) {
+			rc = stop < 0 ? stop : 0;
+			goto out;
+		}
+	}
+	rc = rc == SQLITE_DONE ? 0 : sql_errno(rc);
+out:
+	sqlite3_reset(q);
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+int meta_bulkstat(struct meta_store *st, uint64_t from, struct vn_attr *out, int max)
+{
+	sqlite3_stmt *q;
+	int rc, n = 0;
+
+	pthread_mutex_lock(&st->mu);
+	q = stmt_get(st, S_INODE_BULK);
+	sqlite3_bind_int64(q, 1, (int64_t)from);
+	sqlite3_bind_int64(q, 2, max);
+	while (n < max && (rc = sqlite3_step(q)) == SQLITE_ROW)
+		attr_from_row(q, 0, &out[n++]);
+	if (n < max)
+		rc = rc == SQLITE_DONE ? n : sql_errno(rc);
+	else
+		rc = n;
+	sqlite3_reset(q);
+	pthread_mutex_unlock(&st->mu);
+	return rc;
 }
 
 /* ---- 6. data mapping ------------------------------------------------------ */
@@ -2108,7 +2216,7 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 		return -EINVAL;
 	if (end > META_MAX_FILE_SIZE)
 		return -EFBIG;
-	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | VN_IO_INVISIBLE))
 		return -EOPNOTSUPP;
 	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
 		return -EOPNOTSUPP;
@@ -2130,7 +2238,7 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 			st->alloc_touched = 1;
 			rc = ext_walk(st, ino, c.from, c.to, cut_cb, &c);
 		}
-		if (!rc)
+		if (!rc && !(mode & VN_IO_INVISIBLE))
 			rc = inode_touch_mc(st, ino, meta_now_ns());
 		goto out;
 	}

@@ -105,6 +105,25 @@ int meta_getxattr(struct meta_store *st, uint64_t ino, const char *name, void *b
 int meta_listxattr(struct meta_store *st, uint64_t ino, char *buf, size_t size);
 int meta_removexattr(struct meta_store *st, uint64_t ino, const char *name);
 
+/*
+ * DMAPI attributes, kept with the inode and freed with it; changing them
+ * moves no time stamp.  Names are 1..META_DMATTR_NAME_MAX bytes.  get has
+ * getxattr(2)'s rules (size 0: the length; -ERANGE; -ENODATA).
+ */
+#define META_DMATTR_NAME_MAX 63
+int meta_dmattr_set(struct meta_store *st, uint64_t ino, const char *name, const void *value,
+		    size_t size);
+int meta_dmattr_get(struct meta_store *st, uint64_t ino, const char *name, void *buf, size_t size);
+int meta_dmattr_remove(struct meta_store *st, uint64_t ino, const char *name);
+/*
+ * Call @fn for every inode that has DM attribute @name (store mutex held:
+ * @fn must not call the store); non-zero from @fn stops (negative: the result).
+ */
+int meta_dmattr_scan(struct meta_store *st, const char *name,
+		     int (*fn)(void *arg, uint64_t ino, const void *value, size_t len), void *arg);
+/* Up to @max regular files with inode number >= @from, in order; returns how many. */
+int meta_bulkstat(struct meta_store *st, uint64_t from, struct vn_attr *out, int max);
+
 /* Data mapping, in blocks of the superblock's block size. */
 enum meta_map_state { META_MAP_HOLE, META_MAP_DATA, META_MAP_UNWRITTEN };
 
@@ -169,7 +188,7 @@ int meta_apply_state(struct meta_store *st, uint64_t ino, const struct timespec 
 		     const struct timespec *mtime, const struct timespec *ctime,
 		     const uint64_t *size);
 
-/* fallocate modes: allocate (unwritten), punch a hole; see fallocate(2). */
+/* fallocate modes: allocate (unwritten), punch a hole; see fallocate(2); VN_IO_INVISIBLE. */
 int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, uint64_t len);
 /* SEEK_DATA / SEEK_HOLE. */
 int meta_seek(struct meta_store *st, uint64_t ino, uint64_t off, int whence, uint64_t *result);

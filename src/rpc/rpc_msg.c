@@ -77,6 +77,9 @@ static const struct rpc__msg_info rpc__msgs[] = {
 	[T(ALLOC_REQ)]        = { &cxfs__alloc_req__descriptor, REQ, T(ALLOC_REPLY) },
 	[T(ALLOC_REPLY)]      = { &cxfs__alloc_reply__descriptor, REP, 0 },
 	[T(WRITE_DONE)]       = { &cxfs__write_done__descriptor, REQ | ONE, T(ATTR_REPLY) },
+
+	[T(DM_REQUEST)]       = { &cxfs__dm_request__descriptor, REQ, T(DM_REPLY) },
+	[T(DM_REPLY)]         = { &cxfs__dm_reply__descriptor, REP, 0 },
 };
 
 #define RPC__NMSGS (sizeof(rpc__msgs) / sizeof(rpc__msgs[0]))

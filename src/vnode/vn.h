@@ -88,6 +88,12 @@ static inline int vn_cred_in_group(const struct vn_cred *cred, uint32_t gid)
 #define VN_SET_MTIME_NOW 0x080
 #define VN_SET_CTIME     0x100
 
+/*
+ * Read/write flags and fallocate mode bit of DMAPI's invisible I/O: no time
+ * stamp moves (a write past the end still grows the size).
+ */
+#define VN_IO_INVISIBLE 0x40000000
+
 /* A byte-range or whole-file lock (POSIX record locks and flock). */
 struct vn_flock {
 	short type;                 /* F_RDLCK, F_WRLCK, F_UNLCK */

@@ -276,6 +276,22 @@ static int note_write(struct vn_meta_node *n, uint64_t ino, uint64_t end)
 	return rc;
 }
 
+/* An invisible write ending at @end: a larger size, no time stamp. */
+static int grow_quietly(struct vn_meta_node *n, uint64_t ino, uint64_t end)
+{
+	struct vn_attr a;
+	int rc;
+
+	pthread_mutex_lock(&n->note_mu);
+	rc = meta_getattr(n->fs->st, ino, &a);
+	if (!rc && end > a.size)
+		rc = meta_apply_state(n->fs->st, ino, NULL, NULL, NULL, &end);
+	n->noted_ns = 0;
+	n->noted_size = 0;
+	pthread_mutex_unlock(&n->note_mu);
+	return rc;
+}
+
 /* Forget what note_write() knows: the size or time stamps change otherwise. */
 static void note_forget(struct vn_meta_node *n)
 {
@@ -422,7 +438,7 @@ static int m_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		len = (size_t)(a.size - off);
 	rc = read_range(fs, vn_ino(vn), c->u.read.buf, off, len);
 	/* atime is best effort: the data was read whatever happens to it. */
-	if (!rc && meta_atime_due(&a))
+	if (!rc && !(c->u.read.flags & VN_IO_INVISIBLE) && meta_atime_due(&a))
 		(void)meta_touch_atime(fs->st, vn_ino(vn));
 	if (!rc) {
 		rc = (int)len;
@@ -495,7 +511,9 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		rc = 0;
 		len = done;
 	}
-	if (!rc)
+	if (!rc && (c->u.write.flags & VN_IO_INVISIBLE))
+		rc = grow_quietly(n, ino, off + len);
+	else if (!rc)
 		rc = note_write(n, ino, off + len);
 	if (!rc) {
 		atomic_fetch_add(&fs->writes, 1);

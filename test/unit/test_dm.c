@@ -4,7 +4,8 @@
  * store, session create/assume/destroy rules, the queue delivering each
  * event once, joining of overlapping events (with real threads), separate
  * events for separate ranges, abort responses, interruption (-DM_EEARLY,
- * -DM_EMIGRATING) leaving the event answerable, and timeouts.
+ * -DM_EMIGRATING) leaving the event answerable, timeouts, slices of a wait
+ * that keep the join, asynchronous events and dispositions.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -493,6 +494,81 @@ static void test_timeout(void **state)
 	assert_int_equal(dm_session_destroy(ctx, s, false, 0), 0);
 }
 
+/* A slice that times out keeps the join: the asker waits again and gets the answer. */
+static void test_wait_slice(void **state)
+{
+	struct dm_ctx *ctx = *state;
+	struct dm_event_msg m;
+	struct dm_stats st;
+	uint64_t s, tok, tok2;
+
+	assert_int_equal(dm_session_create(ctx, "hsm", &s), 0);
+	assert_int_equal(dm_event_post(ctx, s, 9, DM_EV_READ, 0, 4096, &tok), 0);
+	assert_int_equal(dm_event_wait_slice(ctx, tok, 20), -ETIMEDOUT);
+	dm_get_stats(ctx, &st);
+	assert_int_equal(st.waiting, 1);
+	/* A second reader of the same range still joins the same event. */
+	assert_int_equal(dm_event_post(ctx, s, 9, DM_EV_READ, 100, 10, &tok2), 0);
+	assert_int_equal(tok2, tok);
+	assert_int_equal(dm_get_events(ctx, s, 1, &m, 1000), 1);
+	assert_int_equal(m.waiters, 2);
+	assert_int_equal(dm_respond(ctx, s, tok, -EIO), 0);
+	assert_int_equal(dm_event_wait_slice(ctx, tok, 20), -EIO);
+	assert_int_equal(dm_event_wait(ctx, tok2, 20, NULL, NULL), -EIO);
+	/* Both joins ended: the event is gone. */
+	assert_int_equal(dm_event_wait_slice(ctx, tok, 20), -ENOENT);
+	dm_get_stats(ctx, &st);
+	assert_int_equal(st.waiting, 0);
+	assert_int_equal(dm_session_destroy(ctx, s, false, 0), 0);
+}
+
+/* Asynchronous events are never joined, and gone once delivered. */
+static void test_async(void **state)
+{
+	struct dm_ctx *ctx = *state;
+	struct dm_event_msg m[4];
+	struct dm_session_info info;
+	uint64_t s;
+
+	assert_int_equal(dm_session_create(ctx, "hsm", &s), 0);
+	assert_int_equal(dm_event_post_async(ctx, s, 12, DM_EV_DESTROY, 77, 1), 0);
+	assert_int_equal(dm_event_post_async(ctx, s, 12, DM_EV_DESTROY, 77, 1), 0);
+	assert_int_equal(dm_event_post_async(ctx, 999, 12, DM_EV_DESTROY, 77, 1), -ESRCH);
+	assert_int_equal(dm_get_events(ctx, s, 4, m, 1000), 2);
+	assert_int_equal(m[0].ev, DM_EV_DESTROY);
+	assert_int_equal(m[0].off, 77);
+	assert_int_equal(m[0].waiters, 0);
+	assert_int_equal(dm_respond(ctx, s, m[0].token, 0), -ENOENT);
+	assert_int_equal(dm_session_list(ctx, &info, 1), 1);
+	assert_int_equal(info.queued + info.delivered, 0);
+	/* Nothing outstanding: the session goes without force. */
+	assert_int_equal(dm_session_destroy(ctx, s, false, 0), 0);
+}
+
+/* One receiver per event type; a destroyed session receives nothing. */
+static void test_disposition(void **state)
+{
+	struct dm_ctx *ctx = *state;
+	uint64_t a, b;
+
+	assert_int_equal(dm_session_create(ctx, "a", &a), 0);
+	assert_int_equal(dm_session_create(ctx, "b", &b), 0);
+	assert_int_equal(dm_disposition(ctx, DM_EV_READ), 0);
+	assert_int_equal(dm_set_disposition(ctx, a, RD | WR), 0);
+	assert_int_equal(dm_disposition(ctx, DM_EV_READ), a);
+	assert_int_equal(dm_set_disposition(ctx, b, RD), 0);
+	assert_int_equal(dm_disposition(ctx, DM_EV_READ), b);
+	assert_int_equal(dm_disposition(ctx, DM_EV_WRITE), a);
+	assert_int_equal(dm_set_disposition(ctx, b, DM_EV_ALL + 1), -EINVAL);
+	assert_int_equal(dm_set_disposition(ctx, 999, RD), -ESRCH);
+	assert_int_equal(dm_session_destroy(ctx, b, false, 0), 0);
+	assert_int_equal(dm_disposition(ctx, DM_EV_READ), 0);
+	/* A session assumed after a restart keeps what it received. */
+	assert_int_equal(dm_session_assume(ctx, "a", &b), 0);
+	assert_int_equal(b, a);
+	assert_int_equal(dm_disposition(ctx, DM_EV_WRITE), a);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -508,6 +584,9 @@ int main(void)
 		T(test_abort),
 		T(test_interrupt),
 		T(test_timeout),
+		T(test_wait_slice),
+		T(test_async),
+		T(test_disposition),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
