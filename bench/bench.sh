@@ -3,6 +3,7 @@
 #
 #   bench/bench.sh [--quick] [--repeat N] [--no-direct] [--meta-files N]
 #   bench/bench.sh --cluster [--quick] [--repeat N] [--meta-files N]
+#   bench/bench.sh --hsm [--quick] [--repeat N]
 #
 # What it measures on one node (each figure is the median of --repeat runs,
 # default 3):
@@ -34,6 +35,11 @@
 # repeat unless --repeat is given.  BENCH_COMMIT (environment) names the
 # commit the binaries of CXFS_BIN_DIR were built from, if not this tree's.
 #
+# With --hsm: bench/hsm.sh (which says more): on a 3-node DMAPI cluster,
+# the recall throughput of an offline 1 GiB file (256 MiB with --quick)
+# read through a mount against a plain copy of its tier file, and the time
+# to the first 4 KiB read in the middle of the offline file.
+#
 # Needs root, /dev/fuse, tgtd/tgtadm, iscsi-perf, fio, python3, and the
 # binaries in CXFS_BIN_DIR (default: build/bin).  Everything it starts (tgtd,
 # cxfsd, the mount; with --cluster, the cluster, through local-cluster down)
@@ -51,6 +57,7 @@ REPEAT=3
 META_FILES=
 DIRECT=1
 CLUSTER=0
+HSM_MODE=0
 REPEAT_SET=0
 while (($#)); do
 	case $1 in
@@ -59,11 +66,20 @@ while (($#)); do
 	--no-direct) DIRECT=0 ;;
 	--meta-files) META_FILES=$2; shift ;;
 	--cluster) CLUSTER=1 ;;
-	-h | --help) sed -n "2,42p" "$0"; exit 0 ;;
+	--hsm) HSM_MODE=1 ;;
+	-h | --help) sed -n "2,49p" "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
 done
+
+# The HSM benchmark needs none of fio, iscsi-perf or the raw LUN: its own script.
+if ((HSM_MODE)); then
+	hsm_args=()
+	((QUICK)) && hsm_args+=(--quick)
+	((REPEAT_SET)) && hsm_args+=(--repeat "$REPEAT")
+	exec bash "$BENCH_DIR/hsm.sh" "${hsm_args[@]}"
+fi
 
 if ((QUICK)); then
 	FIO_SIZE_MB=256     # file size for every fio job

@@ -67,7 +67,9 @@ uint32_t cl_node_id(const struct cl_ctx *cx);       /* the node's number, from 1
 
 /*
  * The volume is open (@dev, whose superblock says where data lies); on the
- * MDS also the store and the meta behaviors' state.  Starts serving.
+ * MDS also the store and the meta behaviors' state, which the cluster owns
+ * from now on (a relocation closes them and opens them on another node; the
+ * last holder closes them in cl_stop).  Starts serving.
  */
 int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
 	      struct vn_meta_fs *mfs, char *err, size_t errlen);
@@ -88,6 +90,9 @@ int cl_dm_request(struct cl_ctx *cx, uint64_t conn, const Cxfs__DmRequest *req,
 		  uint8_t **buf, size_t *len);
 /* Local connection @conn closed (its HSM sessions have no process now). */
 void cl_dm_conn_gone(struct cl_ctx *cx, uint64_t conn);
+/* How a node that becomes the MDS opens the store (relocation). */
+struct meta_store_opts;
+void cl_set_store_opts(struct cl_ctx *cx, const struct meta_store_opts *so);
 /* A DMAPI event unanswered for @seconds fails its operation with EIO (0: wait forever). */
 void cl_dm_set_timeout(struct cl_ctx *cx, unsigned seconds);
 

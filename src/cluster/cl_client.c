@@ -59,10 +59,6 @@ static void set_of(struct tok_set *s, unsigned mask)
 			tok_set_add(s, (enum tok_id)t, TOK_READ);
 }
 
-static uint64_t lock_owner(struct cl_ctx *cx, uint64_t owner)
-{
-	return owner ^ ((uint64_t)cx->self_id * UINT64_C(0x9E3779B97F4A7C15));
-}
 
 static struct timespec now_ts(void)
 {
@@ -115,8 +111,7 @@ static int r_obtain(void *arg, uint64_t ino, const struct tok_set *want,
 		m.has_size = 1;
 		m.size = in->size;
 	}
-	rc = rpc_call(cx->mds, CXFS__MSG_TYPE__TOKEN_ACQUIRE, &m.base, CL_CALL_TIMEOUT_MS, &rt,
-		      &rep);
+	rc = cl_mds_call(cx, CXFS__MSG_TYPE__TOKEN_ACQUIRE, &m.base, &rt, &rep);
 	if (rc)
 		return rc == -RPC_EEARLY ? -TOK_EEARLY : rc;
 	if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
@@ -163,6 +158,43 @@ out:
 	return rc;
 }
 
+/*
+ * Send return @m to the MDS.  A call, not a notice: the server must have
+ * taken the return before this node can ask for the same tokens again
+ * (requests are handled on several threads there, so only the reply orders
+ * them).  A return the MDS could not take because it was moving goes to
+ * the new one (which has the grant); if this node became the MDS, the
+ * return is taken here.
+ */
+static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *tokens,
+			const struct tok_state *st, Cxfs__TokenReturn *m)
+{
+	for (;;) {
+		ProtobufCMessage *rep = NULL;
+		Cxfs__MsgType rt = 0;
+		struct rpc_chan *ch;
+		bool again;
+		int rc;
+
+		if (cx->is_server) {
+			cl_local_tok_ops.give_back(cx, ino, tokens, st);
+			return;
+		}
+		ch = cl_mds_chan(cx);
+		if (!ch)
+			return;
+		rc = rpc_call(ch, CXFS__MSG_TYPE__TOKEN_RETURN, &m->base, CL_CALL_TIMEOUT_MS, &rt,
+			      &rep);
+		rpc_chan_put(ch);
+		again = cl_mds_moved(rc, rt, rep);
+		if (rc == 0)
+			rpc_msg_free(rep);
+		if (!again)
+			return;
+		usleep(5 * 1000);
+	}
+}
+
 static void r_give_back(void *arg, uint64_t ino, const struct tok_set *tokens,
 			const struct tok_state *st)
 {
@@ -197,19 +229,7 @@ static void r_give_back(void *arg, uint64_t ino, const struct tok_set *tokens,
 		pthread_mutex_unlock(&ci->mu);
 		cl_inode_put(cx, ci);
 	}
-	/*
-	 * A call, not a notice: the server must have taken the return before
-	 * this node can ask for the same tokens again (requests are handled
-	 * on several threads there, so only the reply orders them).
-	 */
-	{
-		ProtobufCMessage *rep = NULL;
-		Cxfs__MsgType rt;
-
-		if (rpc_call(cx->mds, CXFS__MSG_TYPE__TOKEN_RETURN, &m.base, CL_CALL_TIMEOUT_MS, &rt,
-			     &rep) == 0)
-			rpc_msg_free(rep);
-	}
+	return_call(cx, ino, tokens, st, &m);
 }
 
 /* ---- extent map ---------------------------------------------------------- */
@@ -359,8 +379,7 @@ static int map_cover(struct cl_ctx *cx, struct cl_inode *ci, uint64_t end)
 		/* Ahead too: a growing file would otherwise ask at every write. */
 		m.count = (end > ci->map_end ? end - ci->map_end : 0) + CL_MAP_AHEAD;
 		atomic_fetch_add(&cx->stats.map_fetches, 1);
-		rc = rpc_call(cx->mds, CXFS__MSG_TYPE__EXTENT_MAP_REQ, &m.base, CL_CALL_TIMEOUT_MS,
-			      &rt, &rep);
+		rc = cl_mds_call(cx, CXFS__MSG_TYPE__EXTENT_MAP_REQ, &m.base, &rt, &rep);
 		if (rc)
 			return early(rc);
 		if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
@@ -403,6 +422,63 @@ static const struct meta_map *map_find(const struct cl_inode *ci, uint64_t fblk)
 		if (ci->map[i].fblk <= fblk && fblk < ci->map[i].fblk + ci->map[i].nblk)
 			return &ci->map[i];
 	return NULL;
+}
+
+/* ---- the role changes (relocation) ----------------------------------------- */
+
+/* Forget what @ci caches as a client (ci->mu held); its tokens say nothing now. */
+static void forget_caches(struct cl_inode *ci)
+{
+	ci->attr_valid = ci->size_valid = false;
+	ci->map_valid = false;
+	ci->nmap = 0;
+	ci->map_end = 0;
+	ci->dm_valid = false;
+	ci->names_whole = ci->whole_tried = false;
+	cl_xattrs_free(ci);
+	cl_dents_free(ci);
+}
+
+void cl_client_to_store(struct cl_ctx *cx, bool server)
+{
+	size_t nb = sizeof(cx->ihash) / sizeof(cx->ihash[0]);
+
+	for (size_t b = 0; b < nb; b++) {
+		struct cl_inode *list[64];
+		size_t n = 0;
+
+		pthread_mutex_lock(&cx->imu);
+		for (struct cl_inode *ci = cx->ihash[b]; ci && n < 64; ci = ci->hnext) {
+			ci->refs++;
+			list[n++] = ci;
+		}
+		pthread_mutex_unlock(&cx->imu);
+		for (size_t i = 0; i < n; i++) {
+			struct cl_inode *ci = list[i];
+
+			pthread_mutex_lock(&ci->flush_mu);
+			pthread_mutex_lock(&ci->mu);
+			/* What a client kept for the MDS goes into the store it now serves. */
+			for (size_t k = 0; server && k < ci->npend; k++)
+				(void)meta_map_write(cx->st, ci->ino, ci->pend[k].fblk, ci->pend[k].nblk,
+						     ci->pend[k].pblk, 0);
+			if (server && (ci->size_dirty || ci->times_dirty))
+				(void)meta_apply_state(cx->st, ci->ino, NULL,
+						       ci->times_dirty ? &ci->attr.mtime : NULL,
+						       ci->times_dirty ? &ci->attr.mtime : NULL,
+						       ci->size_dirty ? &ci->attr.size : NULL);
+			if (server) {
+				free(ci->pend);
+				ci->pend = NULL;
+				ci->npend = ci->pend_cap = 0;
+				ci->size_dirty = ci->times_dirty = ci->unpublished = false;
+			}
+			forget_caches(ci);
+			pthread_mutex_unlock(&ci->mu);
+			pthread_mutex_unlock(&ci->flush_mu);
+			cl_inode_put(cx, ci);
+		}
+	}
 }
 
 /* ---- publishing written extents -------------------------------------------- */
@@ -457,7 +533,7 @@ static int publish(struct cl_ctx *cx, struct cl_inode *ci)
 	m.n_written = n;
 	m.written = ptrs;
 	atomic_fetch_add(&cx->stats.write_dones, 1);
-	rc = rpc_call(cx->mds, CXFS__MSG_TYPE__WRITE_DONE, &m.base, CL_CALL_TIMEOUT_MS, &rt, &rep);
+	rc = cl_mds_call(cx, CXFS__MSG_TYPE__WRITE_DONE, &m.base, &rt, &rep);
 	if (!rc)
 		rc = rt == CXFS__MSG_TYPE__ERROR_REPLY ? ((Cxfs__ErrorReply *)rep)->err :
 							 ((Cxfs__AttrReply *)rep)->err;
@@ -632,8 +708,21 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 	f.lent = lent;
 	atomic_fetch_add(&cx->stats.forwards, 1);
 	/* Interrupted before it was sent (a frozen channel): send it again. */
-	while ((rc = clw_forward(cx->mds, ino, &f, CL_CALL_TIMEOUT_MS)) == -RPC_EEARLY)
-		usleep(10 * 1000);
+	for (;;) {
+		struct rpc_chan *ch;
+
+		rc = cl_gate_wait(cx);
+		if (rc)
+			return rc;
+		ch = cl_mds_chan(cx);
+		if (!ch)
+			return -ENOTCONN;
+		rc = clw_forward(ch, ino, &f, CL_CALL_TIMEOUT_MS);
+		rpc_chan_put(ch);
+		if (rc != -RPC_EEARLY && rc != -ECONNRESET && rc != -ENOTCONN && rc != -ECONNREFUSED)
+			break;
+		usleep(atomic_load(&cx->relocating) ? 2000 : 10 * 1000);
+	}
 	c->u = f.u;
 	c->dir_attr_set = f.dir_attr_set;
 	return early(rc);
@@ -1132,7 +1221,7 @@ static int c_getlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	uint64_t owner = c->u.getlk.lk->owner;
 	int rc;
 
-	c->u.getlk.lk->owner = lock_owner(cb->cx, owner);
+	c->u.getlk.lk->owner = cl_lock_owner(cb->cx, owner);
 	rc = forward(cb->cx, cb->ci->ino, c, NULL);
 	c->u.getlk.lk->owner = owner;
 	return rc;
@@ -1147,7 +1236,7 @@ static int c_setlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	unsigned delay_us = 1000;
 	int rc;
 
-	lk.owner = lock_owner(cb->cx, lk.owner);
+	lk.owner = cl_lock_owner(cb->cx, lk.owner);
 	s.u.setlk.lk = &lk;
 	s.u.setlk.sleep = 0;
 	pthread_mutex_lock(&cb->ci->mu);
@@ -1180,7 +1269,7 @@ static int c_release(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		struct vn_call r = *c;
 		int lrc;
 
-		r.u.release.lock_owner = lock_owner(cb->cx, c->u.release.lock_owner);
+		r.u.release.lock_owner = cl_lock_owner(cb->cx, c->u.release.lock_owner);
 		lrc = forward(cb->cx, cb->ci->ino, &r, NULL);
 		if (!rc)
 			rc = lrc;
@@ -1355,7 +1444,7 @@ static int alloc(struct cl_ctx *cx, struct cl_inode *ci, uint64_t fblk, uint64_t
 	m.n_lent = 1;
 	m.lent = &lent_p;
 	atomic_fetch_add(&cx->stats.allocs, 1);
-	rc = rpc_call(cx->mds, CXFS__MSG_TYPE__ALLOC_REQ, &m.base, CL_CALL_TIMEOUT_MS, &rt, &rep);
+	rc = cl_mds_call(cx, CXFS__MSG_TYPE__ALLOC_REQ, &m.base, &rt, &rep);
 	if (rc)
 		return early(rc);
 	if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
@@ -1496,7 +1585,18 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			ci->attr.size = off + done;
 		ci->attr.mtime = ci->attr.ctime = now;
 		ci->size_dirty = ci->times_dirty = ci->unpublished = true;
-		rc = (int)done;
+		/*
+		 * Cut short because this node becomes the MDS: the whole write
+		 * starts again on the new chain, at the offset chosen here (the
+		 * part already written is written again with the same bytes),
+		 * never as a short write.
+		 */
+		if (rc == -VN_EMIGRATING) {
+			c->u.write.off = off;
+			c->u.write.flags &= ~O_APPEND;
+		} else {
+			rc = (int)done;
+		}
 	}
 out:
 	pthread_mutex_unlock(&ci->mu);

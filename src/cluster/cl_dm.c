@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dmapi/dm_bhv.h"
 #include "dmapi/dm_fs.h"
@@ -65,7 +66,7 @@ static int fetch_lists(struct cl_ctx *cx, struct cl_inode *ci)
 	m.op = DM_OP_GET_REGIONS;
 	m.has_ino = 1;
 	m.ino = ci->ino;
-	rc = rpc_call(cx->mds, CXFS__MSG_TYPE__DM_REQUEST, &m.base, CL_CALL_TIMEOUT_MS, &rt, &rep);
+	rc = cl_mds_call(cx, CXFS__MSG_TYPE__DM_REQUEST, &m.base, &rt, &rep);
 	if (rc)
 		return rc == -RPC_EEARLY ? -EAGAIN : rc;
 	if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
@@ -147,7 +148,7 @@ static int remote_event(struct cl_ctx *cx, uint64_t ino, enum dm_event ev, uint6
 		m.has_token = 1;
 		m.token = *token;
 	}
-	rc = rpc_call(cx->mds, CXFS__MSG_TYPE__DM_REQUEST, &m.base, CL_CALL_TIMEOUT_MS, &rt, &rep);
+	rc = cl_mds_call(cx, CXFS__MSG_TYPE__DM_REQUEST, &m.base, &rt, &rep);
 	if (rc)
 		return rc == -RPC_EEARLY ? -EINPROGRESS : rc;
 	if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
@@ -172,6 +173,9 @@ static int p_raise(void *arg, uint64_t ino, enum dm_event ev, uint64_t off, uint
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
+		/* The MDS moves away from this node: start again on the new chain. */
+		if (cx->is_server && atomic_load(&cx->relocating))
+			return -VN_EMIGRATING;
 		if (cx->dmfs)
 			rc = dm_fs_event(cx->dmfs, ino, ev, off, len, &token);
 		else
@@ -352,19 +356,29 @@ int cl_dm_request(struct cl_ctx *cx, uint64_t conn, const Cxfs__DmRequest *req, 
 		r.err = -EOPNOTSUPP;
 		return pack(&r.base, buf, len);
 	}
-	if (cx->dmfs) {
-		struct dm_reply *out = dm_reply_new();
+	/* Served here while this node is the MDS and stays it (see kore.c). */
+	for (;;) {
+		atomic_fetch_add(&cx->handlers, 1);
+		if (cx->dmfs && !atomic_load(&cx->relocating)) {
+			struct dm_reply *out = dm_reply_new();
 
-		if (!out)
-			return -ENOMEM;
-		dm_fs_handle(cx->dmfs, conn, req, out);
-		rc = pack(&dm_reply_msg(out)->base, buf, len);
-		dm_reply_free(out);
-		return rc;
+			rc = -ENOMEM;
+			if (out) {
+				dm_fs_handle(cx->dmfs, conn, req, out);
+				rc = pack(&dm_reply_msg(out)->base, buf, len);
+				dm_reply_free(out);
+			}
+			atomic_fetch_sub(&cx->handlers, 1);
+			return rc;
+		}
+		atomic_fetch_sub(&cx->handlers, 1);
+		if (!cx->is_server || !atomic_load(&cx->relocating))
+			break;
+		usleep(2000);
 	}
-	rc = rpc_call(cx->mds, CXFS__MSG_TYPE__DM_REQUEST, &req->base, CL_CALL_TIMEOUT_MS, &rt, &rep);
+	rc = cl_mds_call(cx, CXFS__MSG_TYPE__DM_REQUEST, &req->base, &rt, &rep);
 	if (rc) {
-		r.err = rc == -RPC_EEARLY ? -EAGAIN : rc;
+		r.err = rc == -RPC_EEARLY || rc == -VN_EMIGRATING ? -EAGAIN : rc;
 		return pack(&r.base, buf, len);
 	}
 	if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
@@ -386,4 +400,9 @@ void cl_dm_conn_gone(struct cl_ctx *cx, uint64_t conn)
 void cl_dm_set_timeout(struct cl_ctx *cx, unsigned seconds)
 {
 	cx->dm_timeout_s = seconds;
+}
+
+void cl_set_store_opts(struct cl_ctx *cx, const struct meta_store_opts *so)
+{
+	cx->store_opts = *so;
 }

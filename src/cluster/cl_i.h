@@ -3,8 +3,8 @@
  * context, the per-inode client state, and the entry points each file
  * offers the others.
  *
- * Lock order: vnode head -> cl_inode.flush_mu -> cl_inode.mu -> cl_ctx.imu
- *             -> cl_ctx.mu; the token client's and server's mutexes are
+ * Lock order: (shaping blocked) -> vnode head -> cl_inode.flush_mu -> cl_inode.mu
+ *             -> cl_ctx.imu -> cl_ctx.mu; cl_ctx.gate_mu is a leaf; the token client's and server's mutexes are
  *             never held across a call into this layer (tok.h), and the
  *             store mutex is a leaf.
  */
@@ -123,13 +123,40 @@ struct cl_ctx {
 	int (*inval_attr)(void *arg, uint64_t ino);
 	void *inval_arg;
 
-	pthread_mutex_t mu;             /* protects the fields up to `ready` */
+	pthread_mutex_t mu;             /* protects the fields up to `ready`, and mds */
 	uint32_t server_id;             /* node serving the filesystem (0: none known) */
 	struct rpc_chan *node_chan[CL_MAX_NODES];  /* MDS: each node's incoming channel */
 	atomic_bool ready;              /* attached: serves requests */
-	bool is_server;                 /* constant after cl_start */
+	/*
+	 * The node's role.  It changes only in a relocation (src/relocate),
+	 * with the gate closed, every vnode's rewrite announced and
+	 * shaping blocked.
+	 */
+	atomic_bool is_server;
 
-	struct rpc_chan *mds;           /* client: the channel to the MDS; constant */
+	struct rpc_chan *mds;           /* client: the channel to the MDS (see cl_mds_chan) */
+
+	/*
+	 * The gate: while closed, new requests to the MDS wait (a relocation
+	 * is moving it); with gate_emigrate, they return -VN_EMIGRATING
+	 * instead (this node becomes the MDS: its chains are being rewritten).
+	 */
+	pthread_mutex_t gate_mu;
+	pthread_cond_t gate_cv;
+	bool gate_closed, gate_emigrate;     /* under gate_mu */
+	atomic_bool relocating;         /* MDS: a relocation moves it away */
+	atomic_bool bagging;            /* MDS: its state is being bagged: take no return */
+	atomic_uint handlers;           /* requests of other nodes being handled */
+	/*
+	 * New vnodes are shaped for the current role: a relocation blocks
+	 * shaping (from any thread, ended by another) while the role changes.
+	 */
+	pthread_mutex_t shape_mu;
+	pthread_cond_t shape_cv;
+	bool shape_blocked;             /* under shape_mu */
+	unsigned shaping;               /* shapes in progress; under shape_mu */
+	struct meta_store_opts store_opts;   /* how to open the store as MDS */
+	struct kore *kore;              /* relocation state (src/relocate) */
 	struct blk_dev *dev;            /* constant after cl_attach */
 	uint32_t bs;
 	uint64_t data_off;
@@ -190,10 +217,38 @@ int cl_spawn(struct cl_ctx *cx, void (*fn)(void *), void *arg);
 /* Node id of the peer of @ch, or 0 if it is not a node of the configuration. */
 uint32_t cl_peer_id(struct cl_ctx *cx, struct rpc_chan *ch);
 
+/*
+ * A reference to the current MDS channel (NULL on the MDS); put it.
+ */
+struct rpc_chan *cl_mds_chan(struct cl_ctx *cx);
+/* Wait while the gate is closed: 0, or -VN_EMIGRATING (see gate_emigrate). */
+int cl_gate_wait(struct cl_ctx *cx);
+/*
+ * rpc_call() to the current MDS through the gate; a request the MDS could
+ * not take (it was moving: an "early" error reply or a lost connection) is
+ * sent again once the gate opens.
+ */
+int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, const ProtobufCMessage *req,
+		Cxfs__MsgType *reply_type, ProtobufCMessage **reply);
+/* Did a call to the MDS fail because the MDS was moving (send it again)? */
+bool cl_mds_moved(int rc, Cxfs__MsgType rt, ProtobufCMessage *rep);
+/* Close or open the gate. */
+void cl_gate_close(struct cl_ctx *cx, bool emigrate);
+void cl_gate_open(struct cl_ctx *cx);
+/* Build @vn's chain for the node's current role (shaping blocked by the caller). */
+int cl_shape_role(struct cl_ctx *cx, struct vnode *vn);
+/* Block new shapes (waits for those in progress) and let them go again. */
+void cl_shape_block(struct cl_ctx *cx);
+void cl_shape_unblock(struct cl_ctx *cx);
+/* The node of @id in the configuration, or NULL. */
+const struct cms_node *cl_node_by_id(struct cl_ctx *cx, uint32_t id);
+
 /* ---- cl_server.c (MDS) ------------------------------------------------- */
 
 int cl_server_start(struct cl_ctx *cx);
+/* Stop the reclaimer (the token server stays); start it again. */
 void cl_server_stop(struct cl_ctx *cx);
+int cl_reclaimer_start(struct cl_ctx *cx);
 int cl_server_shape(struct cl_ctx *cx, struct vnode *vn);
 /* Token and data requests of remote nodes; -EOPNOTSUPP for other types. */
 int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
@@ -209,6 +264,14 @@ int cl_local_shape(struct cl_ctx *cx, struct vnode *vn);
 
 extern const struct tok_client_ops cl_remote_tok_ops;
 int cl_client_shape(struct cl_ctx *cx, struct vnode *vn);
+/*
+ * Relocation: this node becomes the MDS (@server: the runs it wrote and the
+ * size and times it kept go into the store it opened) or stops being it;
+ * either way every client cache is dropped.
+ */
+void cl_client_to_store(struct cl_ctx *cx, bool server);
+/* A POSIX lock owner as the MDS knows it: the same from this node whatever its role. */
+uint64_t cl_lock_owner(struct cl_ctx *cx, uint64_t owner);
 /* Token duty for a remote client's caches. */
 int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct tok_state *st);
 

@@ -66,6 +66,16 @@ static struct cl_lbhv *lb_of(struct vn_bhv *b)
 	return (struct cl_lbhv *)b;
 }
 
+/*
+ * A wait below cut short because the MDS moves away from this node (the
+ * token server's waits are interrupted): the operation starts again on the
+ * chain this vnode gets.
+ */
+static int moved(struct cl_ctx *cx, int rc)
+{
+	return rc == -VN_EEARLY && atomic_load(&cx->relocating) ? -VN_EMIGRATING : rc;
+}
+
 /* Take @want on the vnode, pass the call on, let the tokens go. */
 static int with_tokens(struct vn_bhv *self, struct vnode *vn, struct vn_call *c,
 		       const struct tok_set *want)
@@ -78,7 +88,7 @@ static int with_tokens(struct vn_bhv *self, struct vnode *vn, struct vn_call *c,
 		return rc;
 	rc = vn_next(self, vn, c);
 	tok_client_release(cx->tc, ino, want);
-	return rc;
+	return moved(cx, rc);
 }
 
 static int l_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
@@ -148,7 +158,7 @@ static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		rc = vn_next(self, vn, c);
 	tok_client_release(lb->cx->tc, vn_ino(vn), &want);
 	cl_io_end(lb->ci);
-	return rc;
+	return moved(lb->cx, rc);
 }
 
 /* Remember that the kernel now knows @name in directory @dir (0: as absent). */
@@ -204,7 +214,7 @@ static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			vn_put(child, 1);
 		}
 	}
-	return rc;
+	return moved(cx, rc);
 }
 
 /*
@@ -242,6 +252,75 @@ static int l_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (second != first)
 		tok_client_release(cx->tc, second, &lent);
 	tok_client_release(cx->tc, first, &lent);
+	return moved(cx, rc);
+}
+
+/* A lock wait on the MDS node ends when the MDS moves away (the wait goes on there). */
+struct cl_lkwait {
+	struct cl_ctx *cx;
+	int (*interrupted)(void *arg);
+	void *arg;
+};
+
+static int lk_interrupted(void *p)
+{
+	struct cl_lkwait *w = p;
+
+	if (atomic_load(&w->cx->relocating))
+		return 1;
+	return w->interrupted ? w->interrupted(w->arg) : 0;
+}
+
+/*
+ * Lock owners carry this node's mark, as a client's do (cl_lock_owner), so a
+ * lock taken while this node serves is released after it moved away.
+ */
+static int l_setlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_lbhv *lb = lb_of(self);
+	struct cl_lkwait w = { lb->cx, c->u.setlk.interrupted, c->u.setlk.arg };
+	const struct vn_flock *orig = c->u.setlk.lk;
+	struct vn_flock lk = *orig;
+	int rc;
+
+	lk.owner = cl_lock_owner(lb->cx, lk.owner);
+	pthread_mutex_lock(&lb->ci->mu);
+	lb->ci->locks_used = true;
+	pthread_mutex_unlock(&lb->ci->mu);
+	c->u.setlk.lk = &lk;
+	if (c->u.setlk.sleep) {
+		c->u.setlk.interrupted = lk_interrupted;
+		c->u.setlk.arg = &w;
+	}
+	rc = moved(lb->cx, vn_next(self, vn, c));
+	c->u.setlk.lk = orig;
+	c->u.setlk.interrupted = w.interrupted;
+	c->u.setlk.arg = w.arg;
+	if (rc == -EINTR && c->u.setlk.sleep && atomic_load(&w.cx->relocating) &&
+	    !(w.interrupted && w.interrupted(w.arg)))
+		rc = -VN_EMIGRATING;
+	return rc;
+}
+
+static int l_getlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	uint64_t owner = c->u.getlk.lk->owner;
+	int rc;
+
+	c->u.getlk.lk->owner = cl_lock_owner(lb_of(self)->cx, owner);
+	rc = vn_next(self, vn, c);
+	c->u.getlk.lk->owner = owner;
+	return rc;
+}
+
+static int l_release(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	uint64_t owner = c->u.release.lock_owner;
+	int rc;
+
+	c->u.release.lock_owner = cl_lock_owner(lb_of(self)->cx, owner);
+	rc = vn_next(self, vn, c);
+	c->u.release.lock_owner = owner;
 	return rc;
 }
 
@@ -267,6 +346,9 @@ static const struct vn_ops cl_local_ops = {
 		[VN_OP_RENAME] = l_names,
 		[VN_OP_READ] = l_read,
 		[VN_OP_WRITE] = l_write,
+		[VN_OP_SETLK] = l_setlk,
+		[VN_OP_GETLK] = l_getlk,
+		[VN_OP_RELEASE] = l_release,
 	},
 	.destroy = l_destroy,
 };

@@ -16,6 +16,8 @@
 #include "cluster/cl_i.h"
 
 #include "dmapi/dm_fs.h"
+#include "relocate/kore.h"
+#include "vnode/vn_meta.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -435,6 +437,9 @@ int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want)
 
 		if (rc != -TOK_EEARLY)
 			return rc;
+		/* The MDS moves away from this node: the chain is rewritten. */
+		if (atomic_load(&cx->relocating))
+			return -VN_EMIGRATING;
 		usleep(10 * 1000);
 	}
 }
@@ -496,11 +501,107 @@ uint32_t cl_peer_id(struct cl_ctx *cx, struct rpc_chan *ch)
 	return n ? (uint32_t)cms_node_index(n) + 1 : 0;
 }
 
-static const struct cms_node *node_by_id(struct cl_ctx *cx, uint32_t id)
+const struct cms_node *cl_node_by_id(struct cl_ctx *cx, uint32_t id)
 {
 	if (id == 0 || id > cms_config_node_count(cx->cfg))
 		return NULL;
 	return cms_config_node_at(cx->cfg, id - 1);
+}
+
+uint64_t cl_lock_owner(struct cl_ctx *cx, uint64_t owner)
+{
+	return owner ^ ((uint64_t)cx->self_id * UINT64_C(0x9E3779B97F4A7C15));
+}
+
+/* ---- the MDS channel and the gate ---------------------------------------- */
+
+struct rpc_chan *cl_mds_chan(struct cl_ctx *cx)
+{
+	struct rpc_chan *ch;
+
+	pthread_mutex_lock(&cx->mu);
+	ch = cx->mds;
+	if (ch)
+		rpc_chan_hold(ch);
+	pthread_mutex_unlock(&cx->mu);
+	return ch;
+}
+
+int cl_gate_wait(struct cl_ctx *cx)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&cx->gate_mu);
+	while (cx->gate_closed && !cx->gate_emigrate)
+		pthread_cond_wait(&cx->gate_cv, &cx->gate_mu);
+	if (cx->gate_closed)
+		rc = -VN_EMIGRATING;
+	pthread_mutex_unlock(&cx->gate_mu);
+	return rc;
+}
+
+void cl_gate_close(struct cl_ctx *cx, bool emigrate)
+{
+	pthread_mutex_lock(&cx->gate_mu);
+	cx->gate_closed = true;
+	cx->gate_emigrate = emigrate;
+	pthread_mutex_unlock(&cx->gate_mu);
+}
+
+void cl_gate_open(struct cl_ctx *cx)
+{
+	pthread_mutex_lock(&cx->gate_mu);
+	cx->gate_closed = false;
+	cx->gate_emigrate = false;
+	pthread_cond_broadcast(&cx->gate_cv);
+	pthread_mutex_unlock(&cx->gate_mu);
+}
+
+/*
+ * Could the MDS not take the request because it was moving?  A lost
+ * connection, or an answer whose err says "early" (its wait was
+ * interrupted): every reply of proto/cxfs.proto carries err as an int32
+ * field named so.  TOKEN_GRANT is the token client's business.
+ */
+bool cl_mds_moved(int rc, Cxfs__MsgType rt, ProtobufCMessage *rep)
+{
+	const ProtobufCFieldDescriptor *f;
+	int32_t err;
+
+	if (rc == -ECONNRESET || rc == -ENOTCONN || rc == -ECONNREFUSED || rc == -ESHUTDOWN ||
+	    rc == -RPC_EEARLY)
+		return true;
+	if (rc || !rep || rt == CXFS__MSG_TYPE__TOKEN_GRANT)
+		return false;
+	f = protobuf_c_message_descriptor_get_field_by_name(rep->descriptor, "err");
+	if (!f || f->type != PROTOBUF_C_TYPE_INT32)
+		return false;
+	memcpy(&err, (const char *)rep + f->offset, sizeof(err));
+	return err == -RPC_EEARLY || (rt == CXFS__MSG_TYPE__ERROR_REPLY && err == -EAGAIN);
+}
+
+int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, const ProtobufCMessage *req,
+		Cxfs__MsgType *reply_type, ProtobufCMessage **reply)
+{
+	for (;;) {
+		struct rpc_chan *ch;
+		int rc = cl_gate_wait(cx);
+
+		if (rc)
+			return rc;
+		ch = cl_mds_chan(cx);
+		if (!ch)
+			return -ENOTCONN;
+		*reply = NULL;
+		rc = rpc_call(ch, type, req, CL_CALL_TIMEOUT_MS, reply_type, reply);
+		rpc_chan_put(ch);
+		if (!cl_mds_moved(rc, *reply_type, *reply))
+			return rc;
+		if (rc == 0)
+			rpc_msg_free(*reply);
+		/* Not moving (a peer restarting, say): do not spin. */
+		usleep(atomic_load(&cx->relocating) ? 2000 : 50 * 1000);
+	}
 }
 
 /* ---- recalls arriving at a client --------------------------------------- */
@@ -538,7 +639,14 @@ static void recall_run(void *arg)
 		m.held = ptrs;
 		m.has_refused = 1;
 		m.refused = 1;
-		(void)rpc_send(cx->mds, CXFS__MSG_TYPE__TOKEN_RETURN, &m.base);
+		{
+			struct rpc_chan *ch = cl_mds_chan(cx);
+
+			if (ch) {
+				(void)rpc_send(ch, CXFS__MSG_TYPE__TOKEN_RETURN, &m.base);
+				rpc_chan_put(ch);
+			}
+		}
 	}
 	free(r);
 }
@@ -573,7 +681,7 @@ static int reply_name(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__NameQu
 	} else {
 		pthread_mutex_lock(&cx->mu);
 		if (atomic_load(&cx->ready))
-			n = node_by_id(cx, cx->server_id);
+			n = cl_node_by_id(cx, cx->server_id);
 		pthread_mutex_unlock(&cx->mu);
 		if (n)
 			r.server = (char *)cms_node_name(n);
@@ -607,6 +715,8 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 	struct cl_ctx *cx = arg;
 	uint32_t node;
 
+	int rc;
+
 	if (type == CXFS__MSG_TYPE__NAME_QUERY)
 		return reply_name(cx, req, (const Cxfs__NameQuery *)msg);
 	if (!atomic_load(&cx->ready))
@@ -620,19 +730,35 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 			cms_config_path(cx->cfg));
 		return -EACCES;
 	}
+	if (type == CXFS__MSG_TYPE__RELOC_REQ) {
+		const Cxfs__RelocReq *m = (const Cxfs__RelocReq *)msg;
+
+		if (m->phase == KORE_JOIN)
+			note_channel(cx, node, rpc_req_chan(req));
+		return kore_handle(cx, node, req, m);
+	}
+	atomic_fetch_add(&cx->handlers, 1);
 	if (!cx->is_server) {
 		if (type == CXFS__MSG_TYPE__TOKEN_RECALL)
-			return client_recall(cx, (const Cxfs__TokenRecall *)msg);
-		if (type == CXFS__MSG_TYPE__IOEXCL_LOST) {
+			rc = client_recall(cx, (const Cxfs__TokenRecall *)msg);
+		else if (type == CXFS__MSG_TYPE__IOEXCL_LOST) {
 			tok_client_ioexcl_lost(cx->tc, ((const Cxfs__IoexclLost *)msg)->ino);
-			return 0;
+			rc = 0;
+		} else {
+			rc = -RPC_EEARLY;   /* the sender takes us for the MDS: it moved */
 		}
-		return -EOPNOTSUPP;
+	} else if (atomic_load(&cx->relocating) &&
+		   (type != CXFS__MSG_TYPE__TOKEN_RETURN || atomic_load(&cx->bagging))) {
+		rc = -RPC_EEARLY;           /* the MDS is moving: ask again (the new one) */
+	} else {
+		note_channel(cx, node, rpc_req_chan(req));
+		if (type == CXFS__MSG_TYPE__DM_REQUEST)
+			rc = cl_dm_handle(cx, req, (const Cxfs__DmRequest *)msg);
+		else
+			rc = cl_server_handle(cx, node, req, type, msg);
 	}
-	note_channel(cx, node, rpc_req_chan(req));
-	if (type == CXFS__MSG_TYPE__DM_REQUEST)
-		return cl_dm_handle(cx, req, (const Cxfs__DmRequest *)msg);
-	return cl_server_handle(cx, node, req, type, msg);
+	atomic_fetch_sub(&cx->handlers, 1);
+	return rc;
 }
 
 /* ---- name service ------------------------------------------------------- */
@@ -732,6 +858,10 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	if (!cx)
 		return -ENOMEM;
 	pthread_mutex_init(&cx->mu, NULL);
+	pthread_mutex_init(&cx->gate_mu, NULL);
+	pthread_cond_init(&cx->gate_cv, NULL);
+	pthread_mutex_init(&cx->shape_mu, NULL);
+	pthread_cond_init(&cx->shape_cv, NULL);
 	pthread_mutex_init(&cx->imu, NULL);
 	pthread_mutex_init(&cx->rmu, NULL);
 	pthread_cond_init(&cx->rcv, NULL);
@@ -785,7 +915,7 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	if (rc)
 		goto fail;
 	if (!cx->is_server) {
-		const struct cms_node *s = node_by_id(cx, cx->server_id);
+		const struct cms_node *s = cl_node_by_id(cx, cx->server_id);
 
 		rc = rpc_connect(cx->rpc, cms_node_address(s), cms_node_port(s), &cx->mds);
 		if (rc) {
@@ -876,6 +1006,40 @@ int cl_shape(void *arg, struct vnode *vn)
 	struct cl_ctx *cx = arg;
 	int rc;
 
+	pthread_mutex_lock(&cx->shape_mu);
+	while (cx->shape_blocked)
+		pthread_cond_wait(&cx->shape_cv, &cx->shape_mu);
+	cx->shaping++;
+	pthread_mutex_unlock(&cx->shape_mu);
+	rc = cl_shape_role(cx, vn);
+	pthread_mutex_lock(&cx->shape_mu);
+	if (--cx->shaping == 0)
+		pthread_cond_broadcast(&cx->shape_cv);
+	pthread_mutex_unlock(&cx->shape_mu);
+	return rc;
+}
+
+void cl_shape_block(struct cl_ctx *cx)
+{
+	pthread_mutex_lock(&cx->shape_mu);
+	cx->shape_blocked = true;
+	while (cx->shaping)
+		pthread_cond_wait(&cx->shape_cv, &cx->shape_mu);
+	pthread_mutex_unlock(&cx->shape_mu);
+}
+
+void cl_shape_unblock(struct cl_ctx *cx)
+{
+	pthread_mutex_lock(&cx->shape_mu);
+	cx->shape_blocked = false;
+	pthread_cond_broadcast(&cx->shape_cv);
+	pthread_mutex_unlock(&cx->shape_mu);
+}
+
+int cl_shape_role(struct cl_ctx *cx, struct vnode *vn)
+{
+	int rc;
+
 	if (!cx->is_server) {
 		rc = cl_client_shape(cx, vn);
 	} else {
@@ -915,6 +1079,11 @@ void cl_stop(struct cl_ctx *cx)
 			rpc_chan_put(cx->node_chan[i]);
 	rpc_ctx_destroy(cx->rpc);
 	cl_dm_detach(cx);
+	kore_free(cx);
+	if (cx->mfs)
+		vn_meta_fs_destroy(cx->mfs);
+	if (cx->st)
+		meta_store_close(cx->st);
 	tok_client_destroy(cx->tc);
 	if (cx->ts)
 		tok_server_destroy(cx->ts);
@@ -928,6 +1097,10 @@ void cl_stop(struct cl_ctx *cx)
 	free(cx->rq);
 	cms_config_free(cx->cfg);
 	pthread_mutex_destroy(&cx->mu);
+	pthread_mutex_destroy(&cx->gate_mu);
+	pthread_cond_destroy(&cx->gate_cv);
+	pthread_mutex_destroy(&cx->shape_mu);
+	pthread_cond_destroy(&cx->shape_cv);
 	pthread_mutex_destroy(&cx->imu);
 	pthread_mutex_destroy(&cx->rmu);
 	pthread_cond_destroy(&cx->rcv);
@@ -958,7 +1131,7 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	if (cx->ts)
 		tok_server_stats(cx->ts, &tss);
 	pthread_mutex_lock(&cx->mu);
-	srv = node_by_id(cx, cx->server_id);
+	srv = cl_node_by_id(cx, cx->server_id);
 	pthread_mutex_unlock(&cx->mu);
 	PUT("{\"cluster\":\"%s\",\"node\":\"%s\",\"filesystem\":\"%s\",\"server\":\"%s\","
 	    "\"is_server\":%s,\"nodes\":[", cms_config_cluster(cx->cfg), cms_node_name(cx->self),

@@ -333,6 +333,18 @@ static void set_of(struct tok_set *s, unsigned mask, enum tok_level level)
 #define DATA_TOKS (OBJ_TOKS | B(TOK_SIZE) | B(TOK_EXTENT) | B(TOK_IO) | B(TOK_PAGE_CLEAN) | \
 		   B(TOK_PAGE_DIRTY))
 
+/*
+ * A token wait cut short because the MDS moves away: this node's own
+ * operation starts again on its new chain (-VN_EMIGRATING); another node's
+ * gets "early" and asks the new MDS.
+ */
+static int srv_moved(struct cl_ctx *cx, const struct vn_call *c, int rc)
+{
+	if (rc == -TOK_EEARLY && atomic_load(&cx->relocating) && c->node == cx->self_id)
+		return -VN_EMIGRATING;
+	return rc;
+}
+
 /* Take @mask at WRITE on each inode of @inos (0s skipped), ascending. */
 static int srv_take(struct tok_op *op, uint64_t *inos, int n, unsigned mask)
 {
@@ -424,7 +436,7 @@ static int s_obj(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, unsig
 	if (!rc)
 		rc = vn_next(self, vn, c);
 	srv_end(&so);
-	return rc;
+	return srv_moved(cx, c, rc);
 }
 
 static int s_setattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
@@ -458,7 +470,7 @@ static int s_lseek(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (!rc)
 		rc = vn_next(self, vn, c);
 	srv_end(&so);
-	return rc;
+	return srv_moved(cx, c, rc);
 }
 
 /* A namespace operation on directories @dirs, also changing inodes @objs. */
@@ -485,7 +497,7 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 	if (!rc)
 		rc = vn_next(self, vn, c);
 	srv_end(&so);
-	return rc;
+	return srv_moved(cx, c, rc);
 }
 
 static int s_mknod(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
@@ -858,20 +870,30 @@ int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs
 	}
 }
 
+int cl_reclaimer_start(struct cl_ctx *cx)
+{
+	int rc;
+
+	cx->rstop = false;
+	rc = pthread_create(&cx->reclaimer, NULL, reclaimer, cx);
+	if (rc)
+		return -rc;
+	cx->reclaimer_started = true;
+	return 0;
+}
+
 int cl_server_start(struct cl_ctx *cx)
 {
 	int rc = tok_server_create(&srv_tok_ops, cx, &cx->ts);
 
 	if (rc)
 		return rc;
-	rc = pthread_create(&cx->reclaimer, NULL, reclaimer, cx);
+	rc = cl_reclaimer_start(cx);
 	if (rc) {
 		tok_server_destroy(cx->ts);
 		cx->ts = NULL;
-		return -rc;
 	}
-	cx->reclaimer_started = true;
-	return 0;
+	return rc;
 }
 
 void cl_server_stop(struct cl_ctx *cx)

@@ -6,8 +6,9 @@
  * the reply is written back from the loop.
  *
  * Protocol: the client sends one line, the request ("status",
- * "status json", or in cluster mode "tokens INO"); the daemon answers with text (or one JSON object) and
- * closes the connection.  Lines longer than 256 bytes are refused.
+ * "status json", or in cluster mode "tokens INO" and "relocate FS NODE");
+ * the daemon answers with text (or one JSON object) and closes the
+ * connection.  Lines longer than 256 bytes are refused.
  *
  * Lock order: none here; the gatherers take the locks of the layers they
  * read, one at a time.
@@ -29,6 +30,7 @@
 #include "daemon/admin.h"
 #include "daemon/cxfsd.h"
 #include "meta/meta_store.h"
+#include "relocate/kore.h"
 #include "vnode/vn.h"
 #include "vnode/vn_meta.h"
 
@@ -53,6 +55,7 @@ struct admin_conn {
 	size_t len;
 	int json;                         /* reply in JSON */
 	uint64_t tokens_ino;              /* "tokens INO": that inode's tokens */
+	char relocate[ADMIN_LINE_MAX + 1]; /* "relocate FS NODE": the request */
 	int busy;                         /* gathering on the thread pool: do not close */
 	uv_work_t work;                   /* gathering on the thread pool */
 	uv_write_t wr;
@@ -185,7 +188,24 @@ static void gather(uv_work_t *w)
 {
 	struct admin_conn *c = w->data;
 
-	if (c->tokens_ino) {
+	if (c->relocate[0]) {
+		char fs[ADMIN_LINE_MAX], node[ADMIN_LINE_MAX], err[512];
+		double ms = 0;
+		int rc;
+
+		if (sscanf(c->relocate, "relocate %255s %255s", fs, node) != 2) {
+			out(c, "error: usage: relocate FS NODE\n");
+		} else if (strcmp(fs, cl_fs_name(c->a->d->cl)) != 0) {
+			out(c, "error: this node has no filesystem \"%s\" (it has \"%s\")\n", fs,
+			    cl_fs_name(c->a->d->cl));
+		} else if ((rc = kore_relocate(c->a->d->cl, node, &ms, err, sizeof(err))) != 0) {
+			out(c, "error: %s\n", err);
+		} else if (ms > 0) {
+			out(c, "ok: %s is served by %s (%.1f ms)\n", fs, node, ms);
+		} else {
+			out(c, "ok: %s is served by %s\n", fs, node);
+		}
+	} else if (c->tokens_ino) {
 		int n = cl_tokens_json(c->a->d->cl, c->tokens_ino, c->reply, sizeof(c->reply) - 1);
 
 		c->reply_len = n > 0 ? (size_t)n : 0;
@@ -241,7 +261,10 @@ static void handle(struct admin_conn *c)
 
 	if (c->a->d->cl && sscanf(c->line, "tokens %llu%c", &ino, &end) == 1 && ino)
 		c->tokens_ino = ino;
-	if (c->tokens_ino || strcmp(c->line, "status") == 0 || strcmp(c->line, "status json") == 0) {
+	if (c->a->d->cl && strncmp(c->line, "relocate ", 9) == 0)
+		snprintf(c->relocate, sizeof(c->relocate), "%s", c->line);
+	if (c->tokens_ino || c->relocate[0] || strcmp(c->line, "status") == 0 ||
+	    strcmp(c->line, "status json") == 0) {
 		c->json = strcmp(c->line, "status json") == 0;
 		uv_read_stop((uv_stream_t *)&c->pipe);
 		c->work.data = c;

@@ -20,6 +20,7 @@
 #include "common/cx_util.h"
 #include "daemon/admin.h"
 #include "dmapi/dm_sock.h"
+#include "relocate/kore.h"
 #include "daemon/cxfsd.h"
 #include "meta/meta_store.h"
 #include "vnode/vn.h"
@@ -354,6 +355,7 @@ static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta
 {
 	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, inval_attr, d };
 	struct blk_open_opts bo = { 0 };
+	struct vn_meta_fs *mfs;
 	char err[512];
 	int rc;
 
@@ -381,16 +383,21 @@ static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta
 		if (rc)
 			return rc;
 	}
+	cl_set_store_opts(d->cl, so);
 	rc = cl_attach(d->cl, d->dev, d->st, d->mfs, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "cxfsd: %s\n", err);
 		return rc;
 	}
+	/* The cluster owns the store now: it moves with the metadata server. */
+	mfs = d->mfs;
+	d->st = NULL;
+	d->mfs = NULL;
 	rc = vn_table_create(cl_shape, d->cl, &d->vt);
 	if (rc)
 		return rc;
-	if (d->mfs)
-		vn_meta_fs_set_table(d->mfs, d->vt);
+	if (mfs)
+		vn_meta_fs_set_table(mfs, d->vt);
 	cl_set_table(d->cl, d->vt);
 	cl_dm_set_timeout(d->cl, o->dm_timeout);
 	d->node_id = cl_node_id(d->cl);
@@ -479,6 +486,9 @@ int main(int argc, char **argv)
 		}
 	}
 	rc = serve(&d, &o);
+	/* An orderly stop of the metadata server hands it to the next node. */
+	if (d.cl)
+		(void)kore_leave(d.cl);
 	dm_sock_stop(dms);
 out_admin:
 	cxfsd_admin_stop(admin);

@@ -166,6 +166,7 @@ struct dm_ctx {
 	struct dm__event *ev_head, *ev_tail;   /* every event, oldest first */
 	uint64_t next_session;                 /* last session id given out */
 	uint64_t next_token;                   /* last token given out */
+	uint64_t kicks;                        /* dm_interrupt_all() calls */
 	struct dm_stats stats;
 };
 
@@ -755,7 +756,7 @@ int dm_get_events(struct dm_ctx *ctx, uint64_t session, size_t max, struct dm_ev
 {
 	struct dm__session *s;
 	struct dm__event *e;
-	uint64_t deadline = 0;
+	uint64_t deadline = 0, kicks;
 	size_t n = 0;
 	int rc;
 
@@ -764,6 +765,7 @@ int dm_get_events(struct dm_ctx *ctx, uint64_t session, size_t max, struct dm_ev
 	if (timeout_ms)
 		deadline = dm__now_ms() + timeout_ms;
 	pthread_mutex_lock(&ctx->mu);
+	kicks = ctx->kicks;
 	s = dm__session_find(ctx, session);
 	if (s == NULL) {
 		pthread_mutex_unlock(&ctx->mu);
@@ -799,7 +801,7 @@ int dm_get_events(struct dm_ctx *ctx, uint64_t session, size_t max, struct dm_ev
 			rc = (int)n;
 			break;
 		}
-		if (deadline && dm__now_ms() >= deadline) {
+		if ((deadline && dm__now_ms() >= deadline) || ctx->kicks != kicks) {
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -849,6 +851,7 @@ int dm_interrupt_all(struct dm_ctx *ctx, int code)
 	if (code != DM_EEARLY && code != DM_EMIGRATING)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->mu);
+	ctx->kicks++;
 	for (e = ctx->ev_head; e; e = e->next)
 		for (w = e->waiters; w; w = w->next)
 			if (w->intr == 0)

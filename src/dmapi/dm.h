@@ -219,7 +219,7 @@ int dm_get_events(struct dm_ctx *ctx, uint64_t session, size_t max, struct dm_ev
 int dm_respond(struct dm_ctx *ctx, uint64_t session, uint64_t token, int response);
 /*
  * Every thread waiting in dm_event_wait() now returns -@code (DM_EEARLY or
- * DM_EMIGRATING); their events stay answerable.  Threads that enter a wait
+ * DM_EMIGRATING), and dm_get_events() waiters -ETIMEDOUT; events stay answerable.  Threads that enter a wait
  * later are not affected: a caller that must stop them all stops new posts
  * first.  0 or -EINVAL.
  */

@@ -234,6 +234,11 @@ void dm_fs_destroy(struct dm_fs *fs)
 	free(fs);
 }
 
+void dm_fs_interrupt(struct dm_fs *fs)
+{
+	dm_interrupt_all(fs->ctx, DM_EMIGRATING);
+}
+
 bool dm_fs_check(struct dm_fs *fs, uint64_t ino, enum dm_event ev, uint64_t off, uint64_t len)
 {
 	return dm_check(fs->ctx, ino, ev, off, len);
@@ -332,10 +337,12 @@ int dm_fs_event(struct dm_fs *fs, uint64_t ino, enum dm_event ev, uint64_t off, 
 		note_wait(fs, ino, ev, dm_disposition(fs->ctx, ev));
 		return -EINPROGRESS;
 	}
-	if (rc == -ENOENT || rc == -DM_EEARLY || rc == -DM_EMIGRATING) {
+	if (rc == -ENOENT || rc == -DM_EEARLY) {
 		*token = 0;   /* ask again from the start: the regions tell */
 		return -EINPROGRESS;
 	}
+	if (rc == -DM_EMIGRATING)
+		*token = 0;   /* the MDS moves: the caller asks the new one */
 	return rc;
 }
 
@@ -760,6 +767,8 @@ static int do_event(struct dm_fs *fs, const Cxfs__DmRequest *req, struct dm_repl
 		len = req->has_len ? req->len : 0;
 	}
 	rc = dm_fs_event(fs, req->has_ino ? req->ino : 0, ev, off, len, &token);
+	if (rc == -DM_EMIGRATING)
+		rc = -EINPROGRESS;
 	if (rc == -EINPROGRESS) {
 		out->r.has_token = 1;
 		out->r.token = token;

@@ -63,6 +63,8 @@ void dm_reply_free(struct dm_reply *r);
  */
 void dm_fs_handle(struct dm_fs *fs, uint64_t conn, const Cxfs__DmRequest *req,
 		  struct dm_reply *out);
+/* Relocation: every event wait and event getter returns now (see dm_interrupt_all). */
+void dm_fs_interrupt(struct dm_fs *fs);
 /* Connection @conn closed: the sessions it created or assumed have no process now. */
 void dm_fs_conn_gone(struct dm_fs *fs, uint64_t conn);
 
@@ -75,7 +77,7 @@ size_t dm_fs_file(struct dm_fs *fs, uint64_t ino, dm_eventset_t *events,
  * One slice of an event: post @ev (or, with *@token set, wait again on it)
  * and wait up to DM_FS_SLICE_MS.  0 / -errno: the HSM's answer (0 also when
  * the regions no longer ask for the event); -EINPROGRESS: ask again with
- * *@token (0: post anew).
+ * *@token (0: post anew); -DM_EMIGRATING: the MDS is moving (*@token 0).
  */
 int dm_fs_event(struct dm_fs *fs, uint64_t ino, enum dm_event ev, uint64_t off, uint64_t len,
 		uint64_t *token);

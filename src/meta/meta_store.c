@@ -871,7 +871,7 @@ int meta_store_open(struct blk_dev *dev, const struct meta_store_opts *opts,
 		rc = put_fsinfo(st, "mount_gen", st->mount_gen);
 	}
 	pthread_mutex_unlock(&st->mu);
-	if (!rc)
+	if (!rc && !(opts && opts->keep_orphans))
 		rc = reclaim_orphans(st);
 	if (!rc)
 		rc = meta_store_sync(st);

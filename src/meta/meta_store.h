@@ -45,6 +45,7 @@ struct meta_store_opts {
 	unsigned commit_ms;        /* longest a transaction stays open (default 1000) */
 	unsigned commit_ops;       /* commit early after this many operations (default 4096,
 				    * which keeps the log well inside its region) */
+	int keep_orphans;          /* relocation: unlinked files may still be open on nodes */
 };
 
 /*

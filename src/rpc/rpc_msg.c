@@ -80,6 +80,8 @@ static const struct rpc__msg_info rpc__msgs[] = {
 
 	[T(DM_REQUEST)]       = { &cxfs__dm_request__descriptor, REQ, T(DM_REPLY) },
 	[T(DM_REPLY)]         = { &cxfs__dm_reply__descriptor, REP, 0 },
+
+	[T(RELOC_REQ)]        = { &cxfs__reloc_req__descriptor, REQ, T(STATUS_REPLY) },
 };
 
 #define RPC__NMSGS (sizeof(rpc__msgs) / sizeof(rpc__msgs[0]))

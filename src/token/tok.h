@@ -217,6 +217,15 @@ void tok_server_op_end(struct tok_op *op);
 void tok_server_node_down(struct tok_server *s, uint32_t node);
 /* Every wait in progress ends with -TOK_EEARLY; unanswered recalls are sent again on retry. */
 void tok_server_interrupt_all(struct tok_server *s);
+/*
+ * Relocation: call @fn for every node's grant (not operations'), under the
+ * server's mutex (@fn must not call the server); non-zero stops.  And put
+ * a grant into a new server (replacing what @node held of @ino).
+ */
+int tok_server_export(struct tok_server *s,
+		      int (*fn)(void *arg, uint32_t node, uint64_t ino, const struct tok_set *held),
+		      void *arg);
+int tok_server_import(struct tok_server *s, uint32_t node, uint64_t ino, const struct tok_set *held);
 
 /* What @node holds of @ino, for `cxfsctl tokens`. */
 void tok_server_held(struct tok_server *s, uint32_t node, uint64_t ino, struct tok_set *held);
@@ -299,6 +308,12 @@ bool tok_client_ioexcl(struct tok_client *c, uint64_t ino);
 void tok_client_cached(struct tok_client *c, uint64_t ino, struct tok_set *held);
 /* Every wait in progress ends with -TOK_EEARLY. */
 void tok_client_interrupt_all(struct tok_client *c);
+/*
+ * Relocation: reach the server through @ops from now on (the node became or
+ * stopped being the metadata server); what the client holds stays.  No
+ * thread may be inside an ops call.
+ */
+void tok_client_set_ops(struct tok_client *c, const struct tok_client_ops *ops, void *arg);
 void tok_client_stats(struct tok_client *c, struct tok_client_stats *st);
 
 #endif

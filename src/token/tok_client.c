@@ -63,8 +63,8 @@ struct tok__cino {
 struct tok_client {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;                        /* see the mutex rules at the top */
-	const struct tok_client_ops *ops;         /* immutable */
-	void *arg;                                /* immutable */
+	const struct tok_client_ops *ops;         /* changed only by tok_client_set_ops */
+	void *arg;
 	struct tok__cino *hash[TOK__CBUCKETS];    /* protected by mu */
 	uint64_t intr_gen;                        /* interruptions so far; protected by mu */
 	struct tok_client_stats stats;            /* protected by mu */
@@ -597,4 +597,12 @@ void tok_client_destroy(struct tok_client *c)
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
+}
+
+void tok_client_set_ops(struct tok_client *c, const struct tok_client_ops *ops, void *arg)
+{
+	pthread_mutex_lock(&c->mu);
+	c->ops = ops;
+	c->arg = arg;
+	pthread_mutex_unlock(&c->mu);
 }

@@ -218,9 +218,13 @@ static bool tok__in_way(const struct tok__grant *g, const struct tok__waiter *w,
 
 	if (have == TOK_NONE || want == TOK_NONE || !tok_level_conflicts(have, want))
 		return false;
-	/* A READ token lent to this operation by its node is no obstacle. */
-	if (w->op && g->holder == w->op->lender && have == TOK_READ &&
-	    w->op->lent.level[t] == TOK_READ)
+	/*
+	 * A token lent to this operation by its node is no obstacle.  The node
+	 * lends its READ right; if it holds more (a node that served the
+	 * filesystem keeps the WRITE level it had as the MDS), the operation
+	 * borrows that as well: the node waits for it either way.
+	 */
+	if (w->op && g->holder == w->op->lender && w->op->lent.level[t] == TOK_READ)
 		return false;
 	return true;
 }
@@ -670,6 +674,54 @@ void tok_server_node_down(struct tok_server *s, uint32_t node)
 	}
 	pthread_cond_broadcast(&s->cv);
 	tok__unlock(s);
+}
+
+int tok_server_export(struct tok_server *s,
+		      int (*fn)(void *arg, uint32_t node, uint64_t ino, const struct tok_set *held),
+		      void *arg)
+{
+	int rc = 0;
+
+	tok__lock(s);
+	for (unsigned b = 0; b < TOK__BUCKETS && !rc; b++)
+		for (struct tok__sino *r = s->hash[b]; r && !rc; r = r->hnext)
+			for (struct tok__grant *g = r->grants; g && !rc; g = g->next)
+				if (tok__is_node(g->holder) && !tok_set_empty(&g->held))
+					rc = fn(arg, (uint32_t)g->holder, r->ino, &g->held);
+	tok__unlock(s);
+	return rc;
+}
+
+int tok_server_import(struct tok_server *s, uint32_t node, uint64_t ino, const struct tok_set *held)
+{
+	struct tok__sino *r;
+	struct tok__grant *g;
+	int rc = 0;
+
+	tok__lock(s);
+	r = tok__get(s, ino);
+	if (!r) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	g = tok__grant_of(r, node);
+	if (!g) {
+		g = calloc(1, sizeof(*g));
+		if (!g) {
+			rc = -ENOMEM;
+			tok__put(s, r);
+			goto out;
+		}
+		g->holder = node;
+		g->next = r->grants;
+		r->grants = g;
+	}
+	g->held = *held;
+	tok__grant_free_if_empty(r, g);
+	tok__put(s, r);
+out:
+	tok__unlock(s);
+	return rc;
 }
 
 void tok_server_interrupt_all(struct tok_server *s)

@@ -36,6 +36,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: cxfsctl [--socket PATH] status [--json]\n"
 		"       cxfsctl [--socket PATH] tokens [--json] PATH...\n"
+		"       cxfsctl [--socket PATH] relocate FS NODE\n"
 		"\n"
 		"Ask the local cxfs daemon for its state.\n"
 		"\n"
@@ -44,6 +45,9 @@ static void usage(FILE *f)
 		"           nodes, tokens, messages and cache counters\n"
 		"  tokens   (cluster mode) for each PATH on the cxfs mount: the tokens this\n"
 		"           node caches and, on the metadata server, what each node holds\n"
+		"  relocate (cluster mode) move the metadata server of filesystem FS to\n"
+		"           NODE (a node of its server order that is up); applications on\n"
+		"           every node only pause.  Works from any node\n"
 		"\n"
 		"  -s, --socket PATH   the daemon's admin socket (default " CXFSD_ADMIN_SOCKET ")\n"
 		"  -j, --json          the daemon's JSON objects (one a line) instead of text\n"
@@ -885,6 +889,25 @@ next:
 	return rc;
 }
 
+/* `relocate FS NODE`: the daemon moves the metadata server and says how it went. */
+static int cmd_relocate(const char *sock, const char *fs, const char *node)
+{
+	char req[600], *reply = NULL;
+	int rc;
+
+	if (strlen(fs) > 255 || strlen(node) > 255 || strpbrk(fs, " \n") || strpbrk(node, " \n")) {
+		fprintf(stderr, "cxfsctl: relocate: bad filesystem or node name\n");
+		return 2;
+	}
+	snprintf(req, sizeof(req), "relocate %s %s", fs, node);
+	if (ask(sock, req, &reply))
+		return 1;
+	rc = strncmp(reply, "ok", 2) == 0 ? 0 : 1;
+	fputs(reply, rc ? stderr : stdout);
+	free(reply);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -907,7 +930,8 @@ int main(int argc, char **argv)
 	}
 	cmd = optind < argc ? argv[optind] : "";
 	if (!(strcmp(cmd, "status") == 0 && optind == argc - 1) &&
-	    !(strcmp(cmd, "tokens") == 0 && optind < argc - 1)) {
+	    !(strcmp(cmd, "tokens") == 0 && optind < argc - 1) &&
+	    !(strcmp(cmd, "relocate") == 0 && optind == argc - 3)) {
 		if (strcmp(cmd, "tokens") == 0)
 			fprintf(stderr, "cxfsctl: tokens needs at least one PATH\n");
 		usage(stderr);
@@ -919,5 +943,7 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(sock, json);
+	if (strcmp(cmd, "relocate") == 0)
+		return cmd_relocate(sock, argv[optind + 1], argv[optind + 2]);
 	return cmd_tokens(sock, json, argv + optind + 1, argc - optind - 1);
 }

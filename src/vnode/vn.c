@@ -594,6 +594,9 @@ static int vn__enter(struct vnode *vn, int pos, struct vn_call *c)
 	if ((unsigned)c->op >= VN_OP__COUNT)
 		return -EINVAL;
 	vn__rdlock(&vn->head);
+	/* A new operation waits for an announced rewrite rather than run on a chain being edited. */
+	if (vn_rewrite_pending(vn))
+		vn__emigrate_wait(vn);
 	for (;;) {
 		b = vn__impl(vn__below(vn->first, pos), c->op);
 		if (!b) {

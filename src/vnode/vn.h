@@ -241,7 +241,8 @@ struct vn_bhv *vn_bhv_find(struct vnode *vn, enum vn_position pos);
 
 /*
  * Announce and finish a rewrite.  Between the two, threads that receive
- * -VN_EMIGRATING wait (without the head lock) instead of retrying at once.
+ * -VN_EMIGRATING, and operations that enter the vnode, wait (without the
+ * head lock) instead of running.
  * vn_rewrite_begin() does not take the head lock; the edits in between do.
  */
 void vn_rewrite_begin(struct vnode *vn);

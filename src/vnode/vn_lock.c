@@ -553,3 +553,22 @@ size_t vn_lock_count(struct vn_lockmgr *m, uint64_t ino)
 	pthread_mutex_unlock(&m->mu);
 	return n;
 }
+
+int vn_lock_export(struct vn_lockmgr *m,
+		   int (*fn)(void *arg, uint64_t ino, const struct vn_flock *lk), void *arg)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&m->mu);
+	for (size_t b = 0; b < VN__LK_BUCKETS && !rc; b++)
+		for (struct vn__ilock *il = m->buckets[b]; il && !rc; il = il->hnext)
+			for (struct vn__lk *l = il->locks; l && !rc; l = l->next) {
+				struct vn_flock lk = { .type = l->type, .start = l->start,
+						       .end = l->end, .owner = l->owner,
+						       .pid = l->pid, .is_flock = l->is_flock };
+
+				rc = fn(arg, il->ino, &lk);
+			}
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}

@@ -40,6 +40,14 @@ int vn_lock_set(struct vn_lockmgr *m, uint64_t ino, const struct vn_flock *lk, i
 /* Drop every lock of @owner on @ino of the given kind and wake waiters. */
 void vn_lock_release(struct vn_lockmgr *m, uint64_t ino, uint64_t owner, int is_flock);
 
+/*
+ * Relocation: call @fn for every granted lock, under the manager's mutex
+ * (@fn must not call the manager); non-zero stops.  A new manager takes
+ * them back with vn_lock_set(sleep 0).
+ */
+int vn_lock_export(struct vn_lockmgr *m,
+		   int (*fn)(void *arg, uint64_t ino, const struct vn_flock *lk), void *arg);
+
 /* Number of granted locks on @ino (for tests and the admin socket). */
 size_t vn_lock_count(struct vn_lockmgr *m, uint64_t ino);
 

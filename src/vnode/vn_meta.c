@@ -733,3 +733,8 @@ void vn_meta_get_stats(struct vn_meta_fs *fs, struct vn_meta_stats *out)
 	out->bytes_written = atomic_load(&fs->bytes_written);
 	out->allocs = atomic_load(&fs->allocs);
 }
+
+struct vn_lockmgr *vn_meta_fs_locks(struct vn_meta_fs *fs)
+{
+	return fs->locks;
+}

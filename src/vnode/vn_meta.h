@@ -19,6 +19,8 @@ int vn_meta_fs_create(struct meta_store *st, struct vn_meta_fs **out);
 /* The table whose vnodes this filesystem's behaviors serve (for reclaim). */
 void vn_meta_fs_set_table(struct vn_meta_fs *fs, struct vn_table *t);
 void vn_meta_fs_destroy(struct vn_meta_fs *fs);
+/* The POSIX and flock locks of the filesystem (relocation bags them). */
+struct vn_lockmgr *vn_meta_fs_locks(struct vn_meta_fs *fs);
 
 /* vn_shape_fn: @arg is the struct vn_meta_fs. */
 int vn_meta_shape(void *arg, struct vnode *vn);

@@ -739,7 +739,7 @@ static void check_report(void *arg, const char *msg)
 }
 
 /* Commit only on meta_store_sync and close, so tests see pending blocks. */
-static const struct meta_store_opts slow_commit = { 600000, 100000000 };
+static const struct meta_store_opts slow_commit = { .commit_ms = 600000, .commit_ops = 100000000 };
 
 static void fx_open(struct store_fx *f, const struct meta_store_opts *opts)
 {
@@ -1548,7 +1548,7 @@ static void test_store_group_commit(void **state)
 {
 	struct store_fx *f = *state;
 	struct meta_store_stats s0, s1;
-	const struct meta_store_opts by_ops = { 600000, 200 };
+	const struct meta_store_opts by_ops = { .commit_ms = 600000, .commit_ops = 200 };
 	char name[32];
 	struct vn_attr at;
 
