@@ -924,6 +924,21 @@ void meta_store_close(struct meta_store *st)
 	free(st);
 }
 
+int meta_store_checkpoint(struct meta_store *st)
+{
+	int rc = meta_store_sync(st);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&st->mu);
+	/* An operation that began since the commit keeps its log: skip, it is short. */
+	if (!st->in_txn && !st->dead &&
+	    sqlite3_exec(st->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL) != SQLITE_OK)
+		rc = -EIO;
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
 const struct meta_sb *meta_store_sb(const struct meta_store *st)
 {
 	return &st->sb;

@@ -71,6 +71,11 @@ struct blk_dev *meta_store_dev(const struct meta_store *st);
 
 /* Commit the open transaction now and make it durable. */
 int meta_store_sync(struct meta_store *st);
+/*
+ * meta_store_sync, then copy the log into the database (a relocation does it
+ * while the store still serves, so closing it later is quick).
+ */
+int meta_store_checkpoint(struct meta_store *st);
 
 /* Counters for the admin socket and benchmarks. */
 struct meta_store_stats {

@@ -328,15 +328,58 @@ out_store:
 	return rc;
 }
 
+/* Keep waking token and DMAPI waits while the source drains (see run()). */
+struct poker {
+	struct cl_ctx *cx;
+	atomic_bool stop;
+	bool running;
+	pthread_t t;
+};
+
+static void *poke(void *arg)
+{
+	struct poker *p = arg;
+
+	while (!atomic_load(&p->stop)) {
+		if (p->cx->ts)
+			tok_server_interrupt_all(p->cx->ts);
+		if (p->cx->dmfs)
+			dm_fs_interrupt(p->cx->dmfs);
+		usleep(5000);
+	}
+	return NULL;
+}
+
+static void poker_start(struct poker *p, struct cl_ctx *cx)
+{
+	p->cx = cx;
+	atomic_store(&p->stop, false);
+	p->running = pthread_create(&p->t, NULL, poke, p) == 0;
+}
+
+/* Before the token server and DMAPI context go. */
+static void poker_stop(struct poker *p)
+{
+	if (!p->running)
+		return;
+	atomic_store(&p->stop, true);
+	pthread_join(p->t, NULL);
+	p->running = false;
+}
+
 /*
  * Stop being the MDS: every announced chain takes the client shape, the
  * server's state goes into @bag, and the store is closed (committed).
+ * @pk wakes waits until the chains are rewritten; it stops before the
+ * token server goes.
  */
-static int become_client(struct cl_ctx *cx, struct kore *k, struct kore_bag *bag)
+static int become_client(struct cl_ctx *cx, struct kore *k, struct kore_bag *bag,
+			 struct poker *pk)
 {
 	int rc;
 
 	rc = reshape_all(cx, k, false);
+	poker_stop(pk);
 	if (rc)
 		return rc;
 	cl_client_to_store(cx, false);
@@ -501,32 +544,11 @@ static void connected_nodes(struct cl_ctx *cx, bool *up)
 	pthread_mutex_unlock(&cx->mu);
 }
 
-/* Keep waking token and DMAPI waits while the source drains (see run()). */
-struct poker {
-	struct cl_ctx *cx;
-	atomic_bool stop;
-	pthread_t t;
-};
-
-static void *poke(void *arg)
-{
-	struct poker *p = arg;
-
-	while (!atomic_load(&p->stop)) {
-		if (p->cx->ts)
-			tok_server_interrupt_all(p->cx->ts);
-		if (p->cx->dmfs)
-			dm_fs_interrupt(p->cx->dmfs);
-		usleep(5000);
-	}
-	return NULL;
-}
-
 static int run(struct cl_ctx *cx, struct kore *k, uint32_t target, double *ms, char *err,
 	       size_t errlen)
 {
 	const struct cms_node *tn = cl_node_by_id(cx, target);
-	struct poker pk = { .cx = cx };
+	struct poker pk = { 0 };
 	bool up[CL_MAX_NODES], detargeted[CL_MAX_NODES] = { false };
 	struct timespec t0;
 	uint64_t epoch = ++k->epoch;
@@ -549,6 +571,8 @@ static int run(struct cl_ctx *cx, struct kore *k, uint32_t target, double *ms, c
 			 cms_node_name(tn));
 		return -EHOSTDOWN;
 	}
+	/* Empty the store's log now, while serving: closing it later is quick. */
+	(void)meta_store_checkpoint(cx->st);
 	rc = send_simple(cx, target, KORE_PREPARE, target, epoch);
 	if (rc) {
 		snprintf(err, errlen, "node %s cannot serve filesystem %s: %s", cms_node_name(tn),
@@ -562,15 +586,14 @@ static int run(struct cl_ctx *cx, struct kore *k, uint32_t target, double *ms, c
 	/* Quiesce: wake every wait, let the handlers finish, park our own operations. */
 	atomic_store(&cx->relocating, true);
 	cl_gate_close(cx, false);
-	pthread_create(&pk.t, NULL, poke, &pk);
+	poker_start(&pk, cx);
 	while (atomic_load(&cx->handlers))
 		usleep(500);
 	/* The reclaimer makes vnodes: stop it before shaping is blocked. */
 	cl_server_stop(cx);
 	announce(cx, k);
-	rc = become_client(cx, k, &k->bag);
-	atomic_store(&pk.stop, true);
-	pthread_join(pk.t, NULL);
+	rc = become_client(cx, k, &k->bag, &pk);
+	poker_stop(&pk);
 	if (rc) {
 		snprintf(err, errlen, "cannot bag the server's state: %s", strerror(-rc));
 		goto out_abort;
@@ -650,10 +673,15 @@ int kore_relocate(struct cl_ctx *cx, const char *target, double *ms, char *err, 
 		Cxfs__RelocReq m = CXFS__RELOC_REQ__INIT;
 		ProtobufCMessage *rep = NULL;
 		Cxfs__MsgType rt;
+		struct timespec t0;
 
+		/* The MDS answers once every node is retargeted: that is our measure. */
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		m.phase = KORE_REQUEST;
 		m.target_name = (char *)target;
 		rc = cl_mds_call(cx, CXFS__MSG_TYPE__RELOC_REQ, &m.base, &rt, &rep);
+		if (ms)
+			*ms = ms_since(&t0);
 		if (!rc) {
 			rc = rt == CXFS__MSG_TYPE__ERROR_REPLY ? ((Cxfs__ErrorReply *)rep)->err
 							       : ((Cxfs__StatusReply *)rep)->err;
