@@ -42,7 +42,7 @@
 /* 1. Records                                                              */
 /* ---------------------------------------------------------------------- */
 
-#define TOK__CBUCKETS 256u
+#define TOK__CBUCKETS 65536u    /* a million inodes stay a few per chain */
 
 /* Duties that only collect state for the server; they run on conversions too. */
 #define TOK__STATE_DUTIES (TOK_DUTY_BIT(TOK_DUTY_TIMES) | TOK_DUTY_BIT(TOK_DUTY_SIZE))
@@ -72,7 +72,7 @@ struct tok_client {
 
 static struct tok__cino **tok__cslot(struct tok_client *c, uint64_t ino)
 {
-	struct tok__cino **pp = &c->hash[(ino * UINT64_C(0x9E3779B97F4A7C15)) >> 56];
+	struct tok__cino **pp = &c->hash[(ino * UINT64_C(0x9E3779B97F4A7C15)) >> 48];
 
 	while (*pp && (*pp)->ino != ino)
 		pp = &(*pp)->hnext;

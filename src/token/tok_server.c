@@ -35,7 +35,7 @@
 /* 1. Records                                                              */
 /* ---------------------------------------------------------------------- */
 
-#define TOK__BUCKETS 256u
+#define TOK__BUCKETS 65536u     /* a million inodes stay a few per chain */
 /* Holders at or above this are server operations, below it node ids. */
 #define TOK__OP_HOLDER (UINT64_C(1) << 32)
 
@@ -103,7 +103,7 @@ static void tok__unlock(struct tok_server *s)
 
 static struct tok__sino **tok__slot(struct tok_server *s, uint64_t ino)
 {
-	struct tok__sino **pp = &s->hash[(ino * UINT64_C(0x9E3779B97F4A7C15)) >> 56];
+	struct tok__sino **pp = &s->hash[(ino * UINT64_C(0x9E3779B97F4A7C15)) >> 48];
 
 	while (*pp && (*pp)->ino != ino)
 		pp = &(*pp)->hnext;
