@@ -198,6 +198,12 @@ static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (rc == 0 || rc == -ENOENT)
 		note_name(cx, vn_ino(vn), c->u.lookup.name, rc ? 0 : CL_DENT_UNKNOWN);
 	tok_client_release(cx->tc, vn_ino(vn), &want);
+	/*
+	 * A relocation blocks the shaping of new vnodes while it rewrites
+	 * this one's chain: do not wait for the child's under our head lock.
+	 */
+	if (rc == 0 && atomic_load(&cx->relocating))
+		return -VN_EMIGRATING;
 	if (rc == 0 && strcmp(c->u.lookup.name, ".") != 0) {
 		/*
 		 * The kernel keeps the attributes a lookup returns: take them

@@ -300,6 +300,13 @@ static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 	/* A signal ends the loop with its number: a clean end, like an unmount. */
 	rc = fuse_session_loop_mt(se, lc) >= 0 ? 0 : 1;
 	fuse_loop_cfg_destroy(lc);
+	/*
+	 * An orderly stop of the metadata server hands it to the next node,
+	 * while the session still exists: the recalls of that relocation drop
+	 * this node's kernel caches through it.
+	 */
+	if (d->cl)
+		(void)kore_leave(d->cl);
 out_unmount:
 	fuse_session_unmount(se);
 out_signals:
@@ -486,9 +493,6 @@ int main(int argc, char **argv)
 		}
 	}
 	rc = serve(&d, &o);
-	/* An orderly stop of the metadata server hands it to the next node. */
-	if (d.cl)
-		(void)kore_leave(d.cl);
 	dm_sock_stop(dms);
 out_admin:
 	cxfsd_admin_stop(admin);
