@@ -161,6 +161,8 @@ static void announce(struct cl_ctx *cx, struct kore *k)
 	k->announced = true;
 }
 
+static void fix_shape(struct vnode *vn, void *arg);
+
 /* End the rewrites; the vnodes run their new chains. */
 static void release(struct cl_ctx *cx, struct kore *k)
 {
@@ -169,6 +171,12 @@ static void release(struct cl_ctx *cx, struct kore *k)
 
 	if (!k->announced)
 		return;
+	/*
+	 * A vnode that was being built when the rewrites were announced (it
+	 * became live just after, so the walk missed it) may have the old
+	 * shape: give it the node's shape before shaping resumes.
+	 */
+	vn_table_walk(cx->vt, fix_shape, cx);
 	pthread_mutex_lock(&k->vmu);
 	v = k->vns;
 	n = k->nvns;
@@ -236,6 +244,21 @@ static void to_server(struct vnode *vn, void *arg)
 		r->rc = rc;
 	if (ci)
 		cl_inode_put(r->cx, ci);
+}
+
+static void fix_shape(struct vnode *vn, void *arg)
+{
+	struct cl_ctx *cx = arg;
+	struct reshape r = { cx, 0 };
+
+	if ((vn_bhv_find(vn, VN_POS_SERVER) != NULL) == (bool)cx->is_server)
+		return;
+	vn_rewrite_begin(vn);
+	(cx->is_server ? to_server : to_client)(vn, &r);
+	vn_rewrite_end(vn);
+	if (r.rc)
+		fprintf(stderr, "cxfsd: relocation: inode %llu could not take its new shape: %s\n",
+			(unsigned long long)vn_ino(vn), strerror(-r.rc));
 }
 
 /* Every vnode gets the chain of the node's (new) role. */
