@@ -426,7 +426,12 @@ static const struct meta_map *map_find(const struct cl_inode *ci, uint64_t fblk)
 
 /* ---- the role changes (relocation) ----------------------------------------- */
 
-/* Forget what @ci caches as a client (ci->mu held); its tokens say nothing now. */
+/*
+ * Forget what @ci caches as a client (ci->mu held); its tokens say nothing
+ * now.  The names stay: they are what the kernel was told, and the NAME
+ * duty must still find them to make the kernel forget them (a negative
+ * entry kept there would make an O_CREAT open fail with EEXIST).
+ */
 static void forget_caches(struct cl_inode *ci)
 {
 	ci->attr_valid = ci->size_valid = false;
@@ -436,7 +441,6 @@ static void forget_caches(struct cl_inode *ci)
 	ci->dm_valid = false;
 	ci->names_whole = ci->whole_tried = false;
 	cl_xattrs_free(ci);
-	cl_dents_free(ci);
 }
 
 void cl_client_to_store(struct cl_ctx *cx, bool server)
