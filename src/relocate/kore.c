@@ -62,6 +62,7 @@ struct kore {
 	size_t nvns, vcap;
 	struct kore_bag bag;            /* target: received; source: sent (for an abort) */
 	bool announced;                 /* rewrites announced, shaping blocked */
+	struct rpc_chan *chans[CL_MAX_NODES];  /* source: one channel per node a run talks to */
 	uint64_t epoch;                 /* relocations so far */
 };
 
@@ -445,22 +446,27 @@ static int become_client(struct cl_ctx *cx, struct kore *k, struct kore_bag *bag
 
 static int join(struct cl_ctx *cx, uint32_t target);
 
-/* Send phase @m to node @id over a channel of its own; 0 or -errno. */
+/*
+ * Send phase @m to node @id over the run's channel to it (made at the first
+ * phase, one connection and handshake per node for the whole run; the
+ * caller holds kore.mu); 0 or -errno.
+ */
 static int send_phase(struct cl_ctx *cx, uint32_t id, const Cxfs__RelocReq *m)
 {
 	const struct cms_node *n = cl_node_by_id(cx, id);
+	struct kore *k = cx->kore;
 	ProtobufCMessage *rep = NULL;
-	struct rpc_chan *ch;
 	Cxfs__MsgType rt;
 	int rc;
 
 	if (!n)
 		return -ENOENT;
-	rc = rpc_connect(cx->rpc, cms_node_address(n), cms_node_port(n), &ch);
-	if (rc)
-		return rc;
-	rc = rpc_call(ch, CXFS__MSG_TYPE__RELOC_REQ, &m->base, KORE_CALL_MS, &rt, &rep);
-	rpc_chan_put(ch);
+	if (!k->chans[id]) {
+		rc = rpc_connect(cx->rpc, cms_node_address(n), cms_node_port(n), &k->chans[id]);
+		if (rc)
+			return rc;
+	}
+	rc = rpc_call(k->chans[id], CXFS__MSG_TYPE__RELOC_REQ, &m->base, KORE_CALL_MS, &rt, &rep);
 	if (rc)
 		return rc;
 	rc = rt == CXFS__MSG_TYPE__ERROR_REPLY ? ((Cxfs__ErrorReply *)rep)->err
@@ -717,6 +723,11 @@ int kore_relocate(struct cl_ctx *cx, const char *target, double *ms, char *err, 
 	}
 	pthread_mutex_lock(&k->mu);
 	rc = cx->is_server ? run(cx, k, id, ms, err, errlen) : -EAGAIN;
+	for (size_t i = 0; i < CL_MAX_NODES; i++)
+		if (k->chans[i]) {
+			rpc_chan_put(k->chans[i]);
+			k->chans[i] = NULL;
+		}
 	pthread_mutex_unlock(&k->mu);
 	return rc;
 }
