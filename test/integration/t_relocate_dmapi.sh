@@ -45,6 +45,9 @@ waiting=0
 for p in "${READERS[@]}"; do kill -0 "$p" 2>/dev/null && waiting=$((waiting + 1)); done
 check_eq "all three readers wait for the recall" 3 "$waiting"
 check_eq "big is partial: node1's HSM brought part of it back" partial "$(hsm_state "$M1/hsm/big")"
+# What node1's HSM had brought back when the move began (cxfs-hsm ls, from
+# the regions): node2's HSM must not bring it back again.
+r0=$(hsm_resident "$M1/hsm/big")
 out=$("$CXFSCTL" --socket "$(node_sock 3)" relocate shared node2 2>&1)
 check "the relocation to node2 succeeds while the readers wait: $out" grep -q '^ok' <<<"$out"
 check_readers big "ends with the right bytes, no error"
@@ -59,6 +62,9 @@ echo "  bytes brought back: node1's HSM $b1 (logged only if its recall ended), n
 check "node2's HSM recalled part of the file, not all of it (node1's part stayed)" \
 	test "$b2" -gt 0 -a "$b2" -lt "$size"
 check "nothing was recalled twice beyond one 4 MiB chunk in flight" test $((b1 + b2)) -le $((size + (4 << 20)))
+echo "  resident when the move began: $r0 bytes"
+check "node2's HSM left alone what node1's had brought back before the move (at most one 4 MiB chunk again)" \
+	test "$r0" -gt 0 -a "$b2" -le $((size - r0 + (4 << 20)))
 check_eq "big is dual-state at the end" dual-state "$(hsm_state "$M1/hsm/big")"
 
 log "2: an offline file read after the move is recalled by the new MDS's HSM"
