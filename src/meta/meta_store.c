@@ -1672,22 +1672,33 @@ int meta_listxattr(struct meta_store *st, uint64_t ino, char *buf, size_t size)
 	return rc == SQLITE_DONE ? (int)total : sql_errno(rc);
 }
 
-int meta_removexattr(struct meta_store *st, uint64_t ino, const char *name)
+/*
+ * Remove @name from table @which (an xattr or a DM attribute); -ENODATA if
+ * absent.  @touch: the change moves ctime (an xattr does, a DM attribute
+ * does not).
+ */
+static int kv_remove(struct meta_store *st, enum meta_stmt which, uint64_t ino, const char *name,
+		     int touch)
 {
 	sqlite3_stmt *q;
 	int rc = st_enter(st, ST_GROW_NONE);
 
 	if (rc)
 		return rc;
-	q = stmt_get(st, S_XATTR_DELETE);
+	q = stmt_get(st, which);
 	sqlite3_bind_int64(q, 1, (int64_t)ino);
 	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
 	rc = step_done(q);
 	if (!rc && sqlite3_changes(st->db) == 0)
 		rc = -ENODATA;
-	if (!rc)
+	if (!rc && touch)
 		rc = inode_nlink(st, ino, 0, meta_now_ns());
 	return st_leave(st, rc);
+}
+
+int meta_removexattr(struct meta_store *st, uint64_t ino, const char *name)
+{
+	return kv_remove(st, S_XATTR_DELETE, ino, name, 1);
 }
 
 /* ---- DMAPI attributes: no time stamp moves ----------------------------- */
@@ -1725,18 +1736,7 @@ int meta_dmattr_get(struct meta_store *st, uint64_t ino, const char *name, void 
 
 int meta_dmattr_remove(struct meta_store *st, uint64_t ino, const char *name)
 {
-	sqlite3_stmt *q;
-	int rc = st_enter(st, ST_GROW_NONE);
-
-	if (rc)
-		return rc;
-	q = stmt_get(st, S_DMATTR_DELETE);
-	sqlite3_bind_int64(q, 1, (int64_t)ino);
-	sqlite3_bind_text(q, 2, name, -1, SQLITE_STATIC);
-	rc = step_done(q);
-	if (!rc && sqlite3_changes(st->db) == 0)
-		rc = -ENODATA;
-	return st_leave(st, rc);
+	return kv_remove(st, S_DMATTR_DELETE, ino, name, 0);
 }
 
 int meta_dmattr_scan(struct meta_store *st, const char *name,
