@@ -375,6 +375,51 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* Valid replies: fuse_reply_create, fuse_reply_err. */
+/*
+ * open(O_CREAT) without O_EXCL of a name that exists after all (another
+ * node created it after this kernel learned it was absent): open the
+ * existing file, as ext4 would.  The kernel takes the reply for a creation
+ * and checks no permission on the file, so the check is done here (only
+ * the owner, group and other bits; supplementary groups are not looked at,
+ * which can only refuse more).
+ */
+static int create_existing(fuse_req_t req, fuse_ino_t parent, const char *name,
+			   struct fuse_file_info *fi, struct vn_attr *a)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct vn_call c = { .op = VN_OP_LOOKUP, .u.lookup = { name, a } };
+	int acc = fi->flags & O_ACCMODE, need = 0, bits, rc;
+
+	rc = call_ino(req, parent, &c);
+	if (rc)
+		return rc == -ENOENT ? -EEXIST : rc;
+	if (S_ISDIR(a->mode))
+		return -EISDIR;
+	if (!S_ISREG(a->mode))
+		return -EEXIST;
+	if (acc != O_WRONLY)
+		need |= 4;
+	if (acc != O_RDONLY || (fi->flags & O_TRUNC))
+		need |= 2;
+	bits = ctx->uid == a->uid ? (int)(a->mode >> 6) : ctx->gid == a->gid ? (int)(a->mode >> 3)
+									    : (int)a->mode;
+	if (ctx->uid != 0 && (bits & need) != need)
+		return -EACCES;
+	{
+		struct vn_call o = { .op = VN_OP_OPEN, .u.open = { fi->flags } };
+
+		rc = call_ino(req, a->ino, &o);
+	}
+	if (!rc && (fi->flags & O_TRUNC)) {
+		struct vn_attr in = { .size = 0 };
+		struct vn_call t = { .op = VN_OP_SETATTR,
+				     .u.setattr = { &in, VN_SET_SIZE | VN_SET_MTIME_NOW, a } };
+
+		rc = call_ino(req, a->ino, &t);
+	}
+	return rc;
+}
+
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
@@ -382,6 +427,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct vn_attr a;
 	int rc = do_mknod(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &a);
 
+	if (rc == -EEXIST && !(fi->flags & O_EXCL))
+		rc = create_existing(req, parent, name, fi, &a);
 	if (!rc)
 		rc = make_entry(req, &a, 0, &e);
 	if (rc) {
