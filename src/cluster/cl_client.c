@@ -665,29 +665,35 @@ static struct cl_cbhv *cb_of(struct vn_bhv *b)
 }
 
 /*
- * Acquire @want on the vnode's inode; the first acquire also takes the
- * EXIST token, whose reference the node keeps while it has the vnode.
+ * Acquire (or, with @lend_gen, lend: cl_lend) @want on the vnode's inode;
+ * the first acquire also takes the EXIST token, whose reference the node
+ * keeps while it has the vnode (an ordinary one: a lent reference holds
+ * nothing against a recall).
  */
-static int c_acquire(struct cl_cbhv *cb, const struct tok_set *want)
+static int c_take(struct cl_cbhv *cb, const struct tok_set *want, uint64_t *lend_gen)
 {
 	struct cl_inode *ci = cb->ci;
-	struct tok_set w = *want;
+	struct tok_set w = *want, ex;
 	bool first;
 	int rc;
 
+	tok_set_clear(&ex);
+	tok_set_add(&ex, TOK_EXIST, TOK_READ);
 	pthread_mutex_lock(&ci->mu);
 	first = !ci->has_exist;
 	pthread_mutex_unlock(&ci->mu);
+	if (first && lend_gen) {
+		rc = c_take(cb, &ex, NULL);
+		if (rc)
+			return rc;
+		first = false;
+	}
 	if (first)
 		tok_set_add(&w, TOK_EXIST, TOK_READ);
-	rc = cl_acquire(cb->cx, ci->ino, &w);
+	rc = lend_gen ? cl_lend(cb->cx, ci->ino, &w, lend_gen) : cl_acquire(cb->cx, ci->ino, &w);
 	if (rc)
 		return early(rc);
 	if (first) {
-		struct tok_set ex;
-
-		tok_set_clear(&ex);
-		tok_set_add(&ex, TOK_EXIST, TOK_READ);
 		pthread_mutex_lock(&ci->mu);
 		first = !ci->has_exist;
 		ci->has_exist = true;
@@ -696,6 +702,11 @@ static int c_acquire(struct cl_cbhv *cb, const struct tok_set *want)
 			tok_client_release(cb->cx->tc, ci->ino, &ex);
 	}
 	return 0;
+}
+
+static int c_acquire(struct cl_cbhv *cb, const struct tok_set *want)
+{
+	return c_take(cb, want, NULL);
 }
 
 static void c_release_toks(struct cl_cbhv *cb, const struct tok_set *want)
@@ -883,7 +894,9 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			cl_dent_set(ci, name, 0);   /* the kernel will keep it as absent */
 			found = 1;
 		}
-		read_it = !found && !ci->whole_tried && cacheable(name);
+		/* Not while other nodes keep changing it: each change would cost a whole read. */
+		read_it = !found && !ci->whole_tried && cacheable(name) &&
+			  meta_now_ns() - ci->names_dropped_ns > CL_WHOLE_REST_NS;
 		pthread_mutex_unlock(&ci->mu);
 		if (!read_it)
 			break;
@@ -913,10 +926,26 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 }
 
 /* Lend the directory's tokens to a namespace change; 0 or -errno. */
-static int dir_lend(struct cl_cbhv *cb, struct tok_set *lent)
+static int dir_lend(struct cl_cbhv *cb, struct tok_set *lent, uint64_t *gen)
 {
 	set_of(lent, B(TOK_NAME) | B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
-	return c_acquire(cb, lent);
+	return c_take(cb, lent, gen);
+}
+
+/*
+ * The change the directory's tokens were lent to answered: true if they
+ * stayed here all along (held now as ordinary references: update the
+ * cached names, then c_release_toks).  If they went back meanwhile, the
+ * kernel must not keep what the answer tells it about @name and @name2.
+ */
+static bool dir_unlend(struct cl_cbhv *cb, const struct tok_set *lent, uint64_t gen, int rc,
+		       const char *name, const char *name2)
+{
+	if (cl_unlend(cb->cx, cb->ci->ino, lent, gen))
+		return true;
+	if (rc == 0)
+		cl_names_forget(cb->cx, cb->ci->ino, name, name2);
+	return false;
 }
 
 /*
@@ -940,19 +969,27 @@ static void dir_changed(struct cl_inode *ci, const char *gone, const char *name,
 	pthread_mutex_unlock(&ci->mu);
 }
 
+/* ATTR and TIMES of an inode a namespace change links or unlinks, lent to it. */
+struct cl_olend {
+	uint64_t ino;         /* 0: nothing lent */
+	struct tok_set set;
+	uint64_t gen;         /* for tok_client_unlend */
+};
+
 /*
  * Lend the MDS this node's ATTR and TIMES of the inode @name names in
  * directory @dir, if this node knows it and holds them, so the change does
  * not recall them from the asker (which forgets its copy afterwards,
- * obj_lent_done).  Returns the inode lent, or 0.
+ * obj_lent_done).  Returns the inode lent (also in @ol->ino), or 0.
  */
 static uint64_t obj_lend(struct cl_ctx *cx, struct cl_inode *dir, const char *name,
-			 struct tok_set *set)
+			 struct cl_olend *ol)
 {
 	struct cl_dent *d;
 	struct tok_set held;
 	uint64_t ino = 0;
 
+	ol->ino = 0;
 	pthread_mutex_lock(&dir->mu);
 	d = cacheable(name) ? cl_dent_find(dir, name) : NULL;
 	if (d && d->ino != CL_DENT_UNKNOWN)
@@ -968,12 +1005,16 @@ static uint64_t obj_lend(struct cl_ctx *cx, struct cl_inode *dir, const char *na
 	tok_client_cached(cx->tc, ino, &held);
 	if (held.level[TOK_ATTR] != TOK_READ || held.level[TOK_TIMES] != TOK_READ)
 		return 0;
-	set_of(set, B(TOK_ATTR) | B(TOK_TIMES));
-	return cl_acquire(cx, ino, set) ? 0 : ino;
+	set_of(&ol->set, B(TOK_ATTR) | B(TOK_TIMES));
+	if (cl_lend(cx, ino, &ol->set, &ol->gen))
+		return 0;
+	ol->ino = ino;
+	return ino;
 }
 
-static void obj_lent_done(struct cl_ctx *cx, uint64_t ino, const struct tok_set *set)
+static void obj_lent_done(struct cl_ctx *cx, const struct cl_olend *ol)
 {
+	uint64_t ino = ol->ino;
 	struct cl_inode *ci;
 
 	if (!ino)
@@ -987,7 +1028,7 @@ static void obj_lent_done(struct cl_ctx *cx, uint64_t ino, const struct tok_set 
 		cl_inode_put(cx, ci);
 	}
 	cl_attr_stale(cx, ino);
-	tok_client_release(cx->tc, ino, set);
+	cl_lend_drop(cx, ino, &ol->set, ol->gen);
 }
 
 /* What a namespace change in this directory did to its cached names. */
@@ -1017,27 +1058,27 @@ static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
 static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
+	const char *name = c->op == VN_OP_MKNOD ? c->u.mknod.name :
+			   c->op == VN_OP_LINK ? c->u.link.name : c->u.unlink.name;
+	struct cl_olend ol = { 0 };
 	struct vn_attr dattr;
 	struct tok_set lent;
-	int rc = dir_lend(cb, &lent);
+	uint64_t gen;
+	int rc = dir_lend(cb, &lent, &gen);
 
 	if (rc)
 		return rc;
-	{
-		struct tok_set oset;
-		uint64_t obj = c->op == VN_OP_UNLINK ?
-				       obj_lend(cb->cx, cb->ci, c->u.unlink.name, &oset) : 0;
-
-		c->lent_inos[0] = obj;
-		c->dir_attr = &dattr;
-		c->dir_attr_set = 0;
-		rc = forward(cb->cx, cb->ci->ino, c, &lent);
+	c->lent_inos[0] = c->op == VN_OP_UNLINK ? obj_lend(cb->cx, cb->ci, name, &ol) : 0;
+	c->dir_attr = &dattr;
+	c->dir_attr_set = 0;
+	rc = forward(cb->cx, cb->ci->ino, c, &lent);
+	if (dir_unlend(cb, &lent, gen, rc, name, NULL)) {
 		names_after(cb->ci, c, rc);
-		c->dir_attr = NULL;
-		c->lent_inos[0] = 0;
-		obj_lent_done(cb->cx, obj, &oset);
+		c_release_toks(cb, &lent);
 	}
-	c_release_toks(cb, &lent);
+	c->dir_attr = NULL;
+	c->lent_inos[0] = 0;
+	obj_lent_done(cb->cx, &ol);
 	return rc;
 }
 
@@ -1047,9 +1088,13 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct cl_cbhv *cb = cb_of(self);
 	struct cl_ctx *cx = cb->cx;
 	uint64_t dst = c->u.rename.newdir;
+	const char *name = c->u.rename.name, *newname = c->u.rename.newname;
 	struct cl_cbhv *other = NULL;
+	struct cl_olend ol[2] = { { 0 }, { 0 } };
 	struct vnode *ov = NULL;
 	struct tok_set lent;
+	uint64_t gen = 0, ogen = 0;
+	bool kept = false, okept = false;
 	int rc;
 
 	if (dst != cb->ci->ino) {
@@ -1058,30 +1103,26 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			return rc;
 		other = (struct cl_cbhv *)vn_bhv_find(ov, VN_POS_CLIENT);
 	}
-	set_of(&lent, B(TOK_NAME) | B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
 	if (other && dst < cb->ci->ino) {
-		rc = c_acquire(other, &lent);
-		if (!rc && (rc = c_acquire(cb, &lent)))
-			c_release_toks(other, &lent);
+		rc = dir_lend(other, &lent, &ogen);
+		if (!rc && (rc = dir_lend(cb, &lent, &gen)))
+			cl_lend_drop(cx, other->ci->ino, &lent, ogen);
 	} else {
-		rc = c_acquire(cb, &lent);
-		if (!rc && other && (rc = c_acquire(other, &lent)))
-			c_release_toks(cb, &lent);
+		rc = dir_lend(cb, &lent, &gen);
+		if (!rc && other && (rc = dir_lend(other, &lent, &ogen)))
+			cl_lend_drop(cx, cb->ci->ino, &lent, gen);
 	}
 	if (rc)
 		goto out;
 	{
 		struct vn_attr dattr;
 		const struct vn_attr *d;
-
-		struct tok_set oset[2];
-		uint64_t moved = obj_lend(cx, cb->ci, c->u.rename.name, &oset[0]);
-		uint64_t victim = obj_lend(cx, other ? other->ci : cb->ci, c->u.rename.newname,
-					   &oset[1]);
+		uint64_t moved = obj_lend(cx, cb->ci, name, &ol[0]);
+		uint64_t victim = obj_lend(cx, other ? other->ci : cb->ci, newname, &ol[1]);
 
 		if (victim == moved) {
-			obj_lent_done(cx, victim, &oset[1]);
-			victim = 0;
+			obj_lent_done(cx, &ol[1]);
+			ol[1].ino = victim = 0;
 		}
 		c->lent_inos[0] = moved;
 		c->lent_inos[1] = victim;
@@ -1091,26 +1132,29 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		d = rc == 0 && c->dir_attr_set ? &dattr : NULL;
 		c->dir_attr = NULL;
 		c->lent_inos[0] = c->lent_inos[1] = 0;
-		obj_lent_done(cx, moved, &oset[0]);
-		obj_lent_done(cx, victim, &oset[1]);
+		obj_lent_done(cx, &ol[0]);
+		obj_lent_done(cx, &ol[1]);
+		kept = dir_unlend(cb, &lent, gen, rc, name, other ? NULL : newname);
+		okept = other ? dir_unlend(other, &lent, ogen, rc, newname, NULL) : kept;
 		if (rc == 0 || rc == -ENOENT) {
 			/* After an exchange both names exist (with each other's inode). */
-			const char *gone = (c->u.rename.flags & RENAME_EXCHANGE) ? NULL :
-									     c->u.rename.name;
+			const char *gone = (c->u.rename.flags & RENAME_EXCHANGE) ? NULL : name;
 
 			/* The new name is the moved inode; after an exchange the old one is the victim. */
 			uint64_t at_new = rc == 0 ? moved : 0, at_old = rc == 0 ? victim : 0;
 
-			dir_changed(cb->ci, gone, other ? NULL : c->u.rename.newname, at_new, d);
-			if (gone == NULL)
-				dir_changed(cb->ci, NULL, c->u.rename.name, at_old, d);
-			if (other)
-				dir_changed(other->ci, NULL, c->u.rename.newname, at_new, NULL);
+			if (kept)
+				dir_changed(cb->ci, gone, other ? NULL : newname, at_new, d);
+			if (kept && gone == NULL)
+				dir_changed(cb->ci, NULL, name, at_old, d);
+			if (other && okept)
+				dir_changed(other->ci, NULL, newname, at_new, NULL);
 		}
 	}
-	if (other)
+	if (other && okept)
 		c_release_toks(other, &lent);
-	c_release_toks(cb, &lent);
+	if (kept)
+		c_release_toks(cb, &lent);
 out:
 	if (ov)
 		vn_put(ov, 1);

@@ -47,6 +47,7 @@
 #define CL_DENT_UNKNOWN UINT64_MAX
 /* A directory up to this many entries is read whole at its first miss. */
 #define CL_DIR_WHOLE_MAX 8192
+#define CL_WHOLE_REST_NS 1000000000LL    /* a directory is read whole only after NAME rested this long */
 struct cl_dent {
 	uint64_t ino;
 	struct cl_dent *next;           /* every entry of the directory */
@@ -89,6 +90,9 @@ struct cl_inode {
 	size_t dhash_size;
 	bool names_whole;               /* dents hold every name (NAME held) */
 	bool whole_tried;               /* the directory was too large to read whole */
+	int64_t names_dropped_ns;       /* when NAME last went back: read whole only once it rests */
+	unsigned lends;                 /* this node's changes in flight it lent tokens to (the
+					 * kernel holds the directory locked meanwhile) */
 	bool map_valid;                 /* map covers [0, map_end) (EXTENT held) */
 	struct meta_map *map;           /* runs in file order, without gaps */
 	size_t nmap, map_cap;
@@ -201,6 +205,12 @@ struct cl_dent *cl_dent_find(struct cl_inode *ci, const char *name);
 void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino);
 /* NAME duty: forget directory @dir's names here and in the kernel. */
 void cl_names_drop(struct cl_ctx *cx, uint64_t dir);
+/*
+ * The kernel is about to learn names @name and @name2 (either may be NULL)
+ * of directory @dir from a change whose lent NAME token went back
+ * meanwhile: make it forget them once it is done (on a helper thread).
+ */
+void cl_names_forget(struct cl_ctx *cx, uint64_t dir, const char *name, const char *name2);
 /* The kernel's pages of @ino are stale: mark, and try to drop them now (bounded wait). */
 void cl_pages_stale(struct cl_ctx *cx, uint64_t ino);
 /* ATTR, TIMES or SIZE went back: the kernel must ask for @ino's attributes again. */
@@ -212,6 +222,12 @@ void cl_io_begin(struct cl_inode *ci);
 void cl_io_end(struct cl_inode *ci);
 /* Acquire @want on @ino; interrupted waits are retried (0 or -errno). */
 int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want);
+/* Lend @want on @ino (tok_client_lend); interrupted waits are retried. */
+int cl_lend(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t *gen);
+/* The change a lend went to answered: tok_client_unlend. */
+bool cl_unlend(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t gen);
+/* End a lend whose answer caches nothing: drop whatever is still held. */
+void cl_lend_drop(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t gen);
 /* Run @fn(@arg) on a new detached thread; -errno. */
 int cl_spawn(struct cl_ctx *cx, void (*fn)(void *), void *arg);
 /* Node id of the peer of @ch, or 0 if it is not a node of the configuration. */

@@ -233,31 +233,38 @@ static int l_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct cl_ctx *cx = lb_of(self)->cx;
 	uint64_t dir = vn_ino(vn), other = c->op == VN_OP_RENAME ? c->u.rename.newdir : dir;
 	uint64_t first = dir < other ? dir : other, second = dir < other ? other : dir;
+	const char *name = c->op == VN_OP_MKNOD ? c->u.mknod.name :
+			   c->op == VN_OP_LINK ? c->u.link.name :
+			   c->op == VN_OP_UNLINK ? c->u.unlink.name : c->u.rename.newname;
 	struct tok_set lent;
+	uint64_t gen1, gen2 = 0;
+	bool kept1, kept2;
 	int rc;
 
 	/* Lent as a remote client lends them: this node's getattrs keep their tokens. */
 	attr_set(&lent);
 	tok_set_add(&lent, TOK_NAME, TOK_READ);
-	rc = cl_acquire(cx, first, &lent);
-	if (!rc && second != first && (rc = cl_acquire(cx, second, &lent)))
-		tok_client_release(cx->tc, first, &lent);
+	rc = cl_lend(cx, first, &lent, &gen1);
+	if (!rc && second != first && (rc = cl_lend(cx, second, &lent, &gen2)))
+		cl_lend_drop(cx, first, &lent, gen1);
 	if (rc)
 		return rc;
 	c->lent = &lent;
 	rc = vn_next(self, vn, c);
 	c->lent = NULL;
-	if (rc == 0) {
-		if (c->op == VN_OP_MKNOD)
-			note_name(cx, dir, c->u.mknod.name, CL_DENT_UNKNOWN);
-		else if (c->op == VN_OP_LINK)
-			note_name(cx, dir, c->u.link.name, CL_DENT_UNKNOWN);
-		else if (c->op == VN_OP_RENAME)
-			note_name(cx, other, c->u.rename.newname, CL_DENT_UNKNOWN);
-	}
-	if (second != first)
+	kept1 = cl_unlend(cx, first, &lent, gen1);
+	kept2 = second == first ? kept1 : cl_unlend(cx, second, &lent, gen2);
+	/* The name the kernel learns lives in @other (the new name of a rename). */
+	if (rc == 0 && !(other == first ? kept1 : kept2))
+		cl_names_forget(cx, other, name, NULL);
+	else if (rc == 0 && c->op != VN_OP_UNLINK)
+		note_name(cx, other, name, CL_DENT_UNKNOWN);
+	if (rc == 0 && c->op == VN_OP_RENAME && !(dir == first ? kept1 : kept2))
+		cl_names_forget(cx, dir, c->u.rename.name, NULL);
+	if (second != first && kept2)
 		tok_client_release(cx->tc, second, &lent);
-	tok_client_release(cx->tc, first, &lent);
+	if (kept1)
+		tok_client_release(cx->tc, first, &lent);
 	return moved(cx, rc);
 }
 

@@ -370,6 +370,30 @@ static void names_run(void *arg)
 	free(n);
 }
 
+void cl_names_forget(struct cl_ctx *cx, uint64_t dir, const char *name, const char *name2)
+{
+	const char *names[2] = { name, name2 };
+	struct cl_names_job *n;
+
+	if (!cx->inval_entry || !(n = calloc(1, sizeof(*n))))
+		return;
+	n->cx = cx;
+	n->dir = dir;
+	for (int i = 0; i < 2; i++) {
+		size_t len = names[i] ? strlen(names[i]) : 0;
+		struct cl_dent *d = len ? malloc(sizeof(*d) + len + 1) : NULL;
+
+		if (!d)
+			continue;
+		d->ino = CL_DENT_UNKNOWN;
+		memcpy(d->name, names[i], len + 1);
+		d->next = n->dents;
+		n->dents = d;
+	}
+	/* The kernel still holds the directory: do not wait for it. */
+	run_bounded(cx, names_run, n, 0);
+}
+
 /*
  * The directory's names may have changed: forget them, and make the kernel
  * forget every name of it that this node told it (a directory that another
@@ -381,6 +405,7 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 	struct cl_inode *ci = cl_inode_get(cx, dir, false);
 	struct cl_names_job *n;
 	struct cl_dent *list;
+	unsigned lends;
 
 	if (!ci)
 		return;
@@ -388,6 +413,8 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 	list = ci->dents;
 	ci->dents = NULL;
 	cl_dents_free(ci);
+	ci->names_dropped_ns = meta_now_ns();
+	lends = ci->lends;
 	pthread_mutex_unlock(&ci->mu);
 	cl_inode_put(cx, ci);
 	if (!list)
@@ -402,7 +429,12 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 	n->cx = cx;
 	n->dir = dir;
 	n->dents = list;
-	run_bounded(cx, names_run, n, 100);
+	/*
+	 * A change of this node in the directory, whose tokens it lent, holds
+	 * the kernel's lock on it and ends only after the change that recalls
+	 * them: waiting for the kernel would only delay both.
+	 */
+	run_bounded(cx, names_run, n, lends ? 0 : 100);
 }
 
 void cl_pages_check(struct cl_ctx *cx, uint64_t ino)
@@ -430,10 +462,11 @@ void cl_pages_check(struct cl_ctx *cx, uint64_t ino)
  * (relocation or recovery interrupts every wait) is taken again once the
  * server answers: the application sees a pause, not an error.
  */
-int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want)
+static int acquire_loop(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t *gen)
 {
 	for (;;) {
-		int rc = tok_client_acquire(cx->tc, ino, want, NULL);
+		int rc = gen ? tok_client_lend(cx->tc, ino, want, gen) :
+			       tok_client_acquire(cx->tc, ino, want, NULL);
 
 		if (rc != -TOK_EEARLY)
 			return rc;
@@ -442,6 +475,49 @@ int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want)
 			return -VN_EMIGRATING;
 		usleep(10 * 1000);
 	}
+}
+
+int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want)
+{
+	return acquire_loop(cx, ino, want, NULL);
+}
+
+/* Count this node's lends of @ino's tokens in flight (see cl_names_drop). */
+static void lends_add(struct cl_ctx *cx, uint64_t ino, int n)
+{
+	struct cl_inode *ci = cl_inode_get(cx, ino, true);
+
+	if (!ci)
+		return;
+	pthread_mutex_lock(&ci->mu);
+	ci->lends += (unsigned)n;
+	pthread_mutex_unlock(&ci->mu);
+	cl_inode_put(cx, ci);
+}
+
+int cl_lend(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t *gen)
+{
+	int rc;
+
+	lends_add(cx, ino, 1);
+	rc = acquire_loop(cx, ino, want, gen);
+	if (rc)
+		lends_add(cx, ino, -1);
+	return rc;
+}
+
+bool cl_unlend(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t gen)
+{
+	bool kept = tok_client_unlend(cx->tc, ino, want, gen);
+
+	lends_add(cx, ino, -1);
+	return kept;
+}
+
+void cl_lend_drop(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t gen)
+{
+	if (cl_unlend(cx, ino, want, gen))
+		tok_client_release(cx->tc, ino, want);
 }
 
 /* ---- threads ------------------------------------------------------------ */

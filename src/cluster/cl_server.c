@@ -345,54 +345,69 @@ static int srv_moved(struct cl_ctx *cx, const struct vn_call *c, int rc)
 	return rc;
 }
 
+/* The smallest inode of @inos (0s skipped) above @last, or UINT64_MAX. */
+static uint64_t next_above(const uint64_t *inos, int n, uint64_t last)
+{
+	uint64_t next = UINT64_MAX;
+
+	for (int i = 0; i < n; i++)
+		if (inos[i] > last && inos[i] < next)
+			next = inos[i];
+	return next;
+}
+
+static bool has_ino(const uint64_t *inos, int n, uint64_t ino)
+{
+	for (int i = 0; i < n; i++)
+		if (inos[i] == ino)
+			return true;
+	return false;
+}
+
 /* Take @mask at WRITE on each inode of @inos (0s skipped), ascending. */
 static int srv_take(struct tok_op *op, uint64_t *inos, int n, unsigned mask)
 {
 	struct tok_set want, got;
-	uint64_t last = 0;
+	uint64_t next = 0;
+	int rc;
 
 	set_of(&want, mask, TOK_WRITE);
-	for (;;) {
-		uint64_t next = UINT64_MAX;
-		int rc;
-
-		for (int i = 0; i < n; i++)
-			if (inos[i] > last && inos[i] < next)
-				next = inos[i];
-		if (next == UINT64_MAX)
-			return 0;
-		rc = tok_server_op_acquire(op, next, &want, &got, NULL);
-		if (rc)
+	while ((next = next_above(inos, n, next)) != UINT64_MAX)
+		if ((rc = tok_server_op_acquire(op, next, &want, &got, NULL)))
 			return rc;
-		last = next;
-	}
+	return 0;
 }
 
 /*
- * Take ATTR and TIMES at WRITE on the inodes a namespace operation links or
- * unlinks, ascending; those the asker lends (it drops its cached copy when
- * the answer comes) are taken with its lend, the others recalled from all.
+ * Take the tokens of a namespace operation in one ascending order of inode
+ * numbers, directories and other inodes alike: name, attr, times and size
+ * of the directories @dirs (with the asker's lend), attr and times of the
+ * inodes @objs it links or unlinks (with the lend if the asker lent them:
+ * it drops its cached copy when the answer comes; recalled from all
+ * otherwise).  One order for every server operation is what keeps them
+ * from waiting for each other in a circle: taking the directories first
+ * would let a rename of directory D within its parent P (P, then D) and a
+ * rename from D to P (D, then P) each hold what the other waits for.
  */
-static int srv_take_objs(struct srv_ops *so, const struct vn_call *c, uint64_t *objs, int n)
+static int srv_take_names(struct srv_ops *so, const struct vn_call *c, const uint64_t *dirs,
+			  int nd, const uint64_t *objs, int no)
 {
-	uint64_t last = 0;
+	uint64_t all[4], next = 0;
+	int n = 0, rc;
 
-	for (;;) {
-		uint64_t next = UINT64_MAX;
-		bool lent;
-		int rc;
+	for (int i = 0; i < nd; i++)
+		all[n++] = dirs[i];
+	for (int i = 0; i < no; i++)
+		all[n++] = objs[i];
+	while ((next = next_above(all, n, next)) != UINT64_MAX) {
+		bool dir = has_ino(dirs, nd, next);
+		bool lent = dir || (c->lent && (next == c->lent_inos[0] || next == c->lent_inos[1]));
 
-		for (int i = 0; i < n; i++)
-			if (objs[i] > last && objs[i] < next)
-				next = objs[i];
-		if (next == UINT64_MAX)
-			return 0;
-		lent = c->lent && (next == c->lent_inos[0] || next == c->lent_inos[1]);
-		rc = srv_take(lent ? so->lent : so->own, &next, 1, OBJ_TOKS);
+		rc = srv_take(lent ? so->lent : so->own, &next, 1, dir ? DIR_TOKS : OBJ_TOKS);
 		if (rc)
 			return rc;
-		last = next;
 	}
+	return 0;
 }
 
 static struct cl_ctx *ctx_of(struct vn_bhv *self)
@@ -473,26 +488,48 @@ static int s_lseek(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return srv_moved(cx, c, rc);
 }
 
-/* A namespace operation on directories @dirs, also changing inodes @objs. */
+/* The inodes an unlink or a rename finds at its names now (0: none). */
+static void names_objs(struct cl_ctx *cx, const struct vn_call *c, const uint64_t *dirs,
+		       uint64_t *objs)
+{
+	if (c->op == VN_OP_UNLINK) {
+		objs[0] = name_ino(cx, dirs[0], c->u.unlink.name);
+	} else if (c->op == VN_OP_RENAME) {
+		objs[0] = name_ino(cx, dirs[0], c->u.rename.name);
+		objs[1] = name_ino(cx, dirs[1], c->u.rename.newname);
+	}
+}
+
+/*
+ * A namespace operation on directories @dirs, also changing inodes @objs.
+ * Which inodes the names denote is read before the tokens are taken (they
+ * are taken in one order with the directories') and again once they are
+ * held; if another operation changed them meanwhile, everything is let go
+ * and taken again.
+ */
 static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uint64_t *dirs,
 		   int nd, uint64_t *objs, int no)
 {
 	struct cl_ctx *cx = ctx_of(self);
+	uint64_t seen[2] = { 0, 0 };
 	struct srv_ops so;
-	int rc = srv_begin(cx, c, &so);
+	int rc;
 
-	if (rc)
-		return rc;
-	rc = srv_take(so.lent, dirs, nd, DIR_TOKS);
-	if (!rc && no) {
-		/* Names are stable now that the directories' tokens are ours. */
-		if (c->op == VN_OP_UNLINK)
-			objs[0] = name_ino(cx, dirs[0], c->u.unlink.name);
-		else if (c->op == VN_OP_RENAME) {
-			objs[0] = name_ino(cx, dirs[0], c->u.rename.name);
-			objs[1] = name_ino(cx, dirs[1], c->u.rename.newname);
+	for (;;) {
+		rc = srv_begin(cx, c, &so);
+		if (rc)
+			return rc;
+		if (no) {
+			names_objs(cx, c, dirs, objs);
+			memcpy(seen, objs, (size_t)no * sizeof(*objs));
 		}
-		rc = srv_take_objs(&so, c, objs, no);
+		rc = srv_take_names(&so, c, dirs, nd, objs, no);
+		if (rc || no == 0)
+			break;
+		names_objs(cx, c, dirs, objs);
+		if (memcmp(seen, objs, (size_t)no * sizeof(*objs)) == 0)
+			break;
+		srv_end(&so);
 	}
 	if (!rc)
 		rc = vn_next(self, vn, c);

@@ -29,7 +29,12 @@
  *     references there; across inodes it acquires in ascending inode order.
  *   - To ask the server to change what one of its held READ tokens protects,
  *     a node lends that READ token to the server's operation
- *     (tok_server_op_begin) rather than releasing it.
+ *     (tok_client_lend, tok_server_op_begin) rather than releasing it.
+ *   - A node never waits for the server while it holds ordinary references
+ *     that another server request could need recalled, except on the inode
+ *     of its own request (a write asking for allocation), where its IO
+ *     token keeps every other node's references away.  Lent references do
+ *     not count: a recall does not wait for them.
  *
  * Results are 0 or negative errno; -TOK_EEARLY is the internal result of a
  * wait cut short by tok_*_interrupt_all() (relocation, recovery): the caller
@@ -284,6 +289,21 @@ void tok_client_destroy(struct tok_client *c);
  */
 int tok_client_acquire(struct tok_client *c, uint64_t ino, const struct tok_set *want,
 		       struct tok_state *out);
+/*
+ * Lend @want (READ levels) on @ino to an operation the server performs for
+ * this node (the operation names them, see tok_server_op_begin): like
+ * tok_client_acquire, but a recall does not wait for these references; it
+ * gives the tokens back at once.  *@gen is for tok_client_unlend().
+ */
+int tok_client_lend(struct tok_client *c, uint64_t ino, const struct tok_set *want, uint64_t *gen);
+/*
+ * The operation @want was lent to (with @gen) answered.  true: the tokens
+ * stayed with this node all along, and the lent references are ordinary
+ * ones now (cache what the answer says, then tok_client_release); false:
+ * they were given back meanwhile, nothing is held and nothing may be cached
+ * under them.
+ */
+bool tok_client_unlend(struct tok_client *c, uint64_t ino, const struct tok_set *want, uint64_t gen);
 /* Drop the references of a successful tok_client_acquire() with the same @want. */
 void tok_client_release(struct tok_client *c, uint64_t ino, const struct tok_set *want);
 

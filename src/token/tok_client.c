@@ -18,6 +18,17 @@
  * run without it.  A record stays pinned (users > 0) while its user has
  * dropped the mutex.
  *
+ * Lending: an operation the server performs for this node may be lent READ
+ * tokens (tok_client_lend), so the server does not recall them from the
+ * node that asks.  Lent references are counted apart (lent[]): a recall
+ * never waits for them, because the operation they are lent to may itself
+ * wait for another node whose own lent operation waits for this recall
+ * (two nodes creating in one directory).  A token given back while lent is
+ * marked broken: this node does not ask for it again until its lenders are
+ * done (tok_client_unlend), so the server never grants it a fresh copy that
+ * a lent operation still in flight would skip; and the lender learns that
+ * what it meant to cache under the token is not covered any more.
+ *
  * Ordering against the server, per inode:
  *   - One obtain is in flight at a time (busy); the tokens it converts are
  *     marked converting, and cache hits on them wait for its answer.
@@ -53,6 +64,9 @@ struct tok__cino {
 	uint64_t ino;
 	struct tok_set level;                     /* levels cached */
 	uint32_t refs[TOK_NTOKENS][TOK_NLEVELS];  /* references per token and level */
+	uint32_t lent[TOK_NTOKENS];               /* lent references (not in refs) */
+	uint16_t broken;                          /* given back while lent; not asked for until lent[] is 0 */
+	uint64_t gen;                             /* give-backs of this record so far */
 	uint16_t recalling;                       /* tokens being given back */
 	uint16_t converting;                      /* tokens asked for by the obtain in flight */
 	bool busy;                                /* an obtain is in flight */
@@ -225,8 +239,13 @@ static bool tok__request(const struct tok__cino *r, const struct tok_set *want,
 	return true;
 }
 
-int tok_client_acquire(struct tok_client *c, uint64_t ino, const struct tok_set *want,
-		       struct tok_state *out)
+/*
+ * Acquire or (@lend_gen non-NULL) lend: the references go to lent[] and
+ * *@lend_gen gets the record's give-back count, for tok_client_unlend().
+ * A lend pins the record until the unlend.
+ */
+static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set *want,
+			struct tok_state *out, uint64_t *lend_gen)
 {
 	struct tok_state in, reply;
 	struct tok_set ask, got;
@@ -254,14 +273,24 @@ int tok_client_acquire(struct tok_client *c, uint64_t ino, const struct tok_set 
 			break;
 		}
 		if (tok__hit(r, want)) {
-			for (int t = 0; t < TOK_NTOKENS; t++)
-				r->refs[t][want->level[t]] += want->level[t] != TOK_NONE;
+			for (int t = 0; t < TOK_NTOKENS; t++) {
+				if (want->level[t] == TOK_NONE)
+					continue;
+				if (lend_gen)
+					r->lent[t]++;
+				else
+					r->refs[t][want->level[t]]++;
+			}
+			if (lend_gen) {
+				*lend_gen = r->gen;
+				r->users++;
+			}
 			if (!asked)
 				c->stats.acquires_cached++;
 			rc = 0;
 			break;
 		}
-		if (r->busy || (r->recalling & tok__mask(want)) ||
+		if (r->busy || ((r->recalling | r->broken) & tok__mask(want)) ||
 		    !tok__request(r, want, &ask, &duties)) {
 			pthread_cond_wait(&c->cv, &c->mu);
 			continue;
@@ -302,6 +331,50 @@ int tok_client_acquire(struct tok_client *c, uint64_t ino, const struct tok_set 
 out_unlock:
 	pthread_mutex_unlock(&c->mu);
 	return rc;
+}
+
+int tok_client_acquire(struct tok_client *c, uint64_t ino, const struct tok_set *want,
+		       struct tok_state *out)
+{
+	return tok__acquire(c, ino, want, out, NULL);
+}
+
+int tok_client_lend(struct tok_client *c, uint64_t ino, const struct tok_set *want, uint64_t *gen)
+{
+	return tok__acquire(c, ino, want, NULL, gen);
+}
+
+bool tok_client_unlend(struct tok_client *c, uint64_t ino, const struct tok_set *want, uint64_t gen)
+{
+	struct tok__cino *r;
+	bool kept;
+
+	pthread_mutex_lock(&c->mu);
+	r = tok__cfind(c, ino);
+	assert(r != NULL);
+	if (r == NULL) {
+		pthread_mutex_unlock(&c->mu);
+		return false;
+	}
+	/* A give-back since the lend, or one under way, ends what it covered. */
+	kept = r->gen == gen && !(r->recalling & tok__mask(want));
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		uint8_t l = want->level[t];
+
+		if (l == TOK_NONE || l >= TOK_NLEVELS)
+			continue;
+		assert(r->lent[t] > 0);
+		if (r->lent[t] > 0)
+			r->lent[t]--;
+		if (r->lent[t] == 0)
+			r->broken &= (uint16_t)~TOK__BIT(t);
+		if (kept)
+			r->refs[t][l]++;
+	}
+	tok__cput(c, r);
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	return kept;
 }
 
 void tok_client_release(struct tok_client *c, uint64_t ino, const struct tok_set *want)
@@ -418,9 +491,13 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 	 * meanwhile: its new level is the server's newer grant and stays (the
 	 * server ignores the old level we give back).
 	 */
-	for (int t = 0; t < TOK_NTOKENS; t++)
+	for (int t = 0; t < TOK_NTOKENS; t++) {
 		if ((mine & TOK__BIT(t)) && r->level.level[t] == give.level[t])
 			r->level.level[t] = TOK_NONE;
+		if ((mine & TOK__BIT(t)) && r->lent[t])
+			r->broken |= TOK__BIT(t);
+	}
+	r->gen++;
 	if (r->level.level[TOK_IOEXCL] == TOK_NONE)
 		r->ioexcl = false;
 	pthread_mutex_unlock(&c->mu);
