@@ -16,6 +16,7 @@
 #include "cluster/cl_i.h"
 
 #include "dmapi/dm_fs.h"
+#include "dmapi/dm_op.h"
 #include "relocate/kore.h"
 #include "vnode/vn_meta.h"
 
@@ -837,6 +838,68 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 	return rc;
 }
 
+/*
+ * The lanes of this node's RPC workers (rpc.h): a handler may wait only
+ * for messages of its own lane or of a lane below it here, and the handlers
+ * of the answers lane never wait for a message or a token, so no number of
+ * waiting requests can hold up the answers that end their waits.
+ *
+ *   requests  everything else: token acquisitions and forwarded operations
+ *             (they wait for other nodes to give tokens back), DMAPI, the
+ *             phases of a relocation.  Grows with its waiters.
+ *   flush     WRITE_DONE and ALLOC_REQ, the data path's extent changes.
+ *             They wait for other nodes' EXTENT returns, and a node holds
+ *             EXTENT across only its own ALLOC_REQ (this lane) and
+ *             EXTENT_MAP_REQ (answers); a node answering a recall sends
+ *             WRITE_DONE, so a recall never waits for the requests lane.
+ *   answers   TOKEN_RETURN (refusals too: the token server's leaf mutex and
+ *             the store), IOEXCL_LOST (the token client's leaf mutex),
+ *             TOKEN_RECALL on a client (it only starts the recall's
+ *             thread), NAME_QUERY, EXTENT_MAP_REQ (the store only; a reader
+ *             or writer holds EXTENT and SIZE while it waits for the map),
+ *             an HSM's DM_OP_RESPOND (it ends an event's wait) and a
+ *             relocation's KORE_JOIN (it notes a channel).
+ *
+ * A handler moved to a lane must keep its rule: nothing in answers may
+ * ever wait, nothing in flush may wait for requests.
+ */
+enum cl_lane {
+	CL_LANE_REQUESTS,
+	CL_LANE_FLUSH,
+	CL_LANE_ANSWERS,
+	CL_NLANES
+};
+
+static const struct rpc_lane_config cl_lanes[CL_NLANES] = {
+	[CL_LANE_REQUESTS] = { "requests", 8, 1024 },
+	[CL_LANE_FLUSH] = { "flush", 2, 256 },
+	[CL_LANE_ANSWERS] = { "answers", 2, 64 },
+};
+
+static unsigned cl_lane_of(void *arg, Cxfs__MsgType type, const ProtobufCMessage *msg)
+{
+	(void)arg;
+	switch (type) {
+	case CXFS__MSG_TYPE__TOKEN_RETURN:
+	case CXFS__MSG_TYPE__IOEXCL_LOST:
+	case CXFS__MSG_TYPE__TOKEN_RECALL:
+	case CXFS__MSG_TYPE__NAME_QUERY:
+	case CXFS__MSG_TYPE__EXTENT_MAP_REQ:
+		return CL_LANE_ANSWERS;
+	case CXFS__MSG_TYPE__DM_REQUEST:
+		return ((const Cxfs__DmRequest *)msg)->op == DM_OP_RESPOND ? CL_LANE_ANSWERS
+									   : CL_LANE_REQUESTS;
+	case CXFS__MSG_TYPE__RELOC_REQ:
+		return ((const Cxfs__RelocReq *)msg)->phase == KORE_JOIN ? CL_LANE_ANSWERS
+									  : CL_LANE_REQUESTS;
+	case CXFS__MSG_TYPE__WRITE_DONE:
+	case CXFS__MSG_TYPE__ALLOC_REQ:
+		return CL_LANE_FLUSH;
+	default:
+		return CL_LANE_REQUESTS;
+	}
+}
+
 /* ---- name service ------------------------------------------------------- */
 
 /* Ask @n who serves; 1: it answered (*@server set if it knows), 0: down. */
@@ -977,7 +1040,9 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	rc_cfg.epoch = 1;
 	rc_cfg.listen_addr = cms_node_address(cx->self);
 	rc_cfg.listen_port = cms_node_port(cx->self);
-	rc_cfg.workers = 96;
+	rc_cfg.nlanes = CL_NLANES;
+	memcpy(rc_cfg.lanes, cl_lanes, sizeof(cl_lanes));
+	rc_cfg.lane_of = cl_lane_of;
 	rc_cfg.handler = cl_handler;
 	rc_cfg.handler_arg = cx;
 	rc_cfg.log = cl_log;
@@ -1188,6 +1253,8 @@ void cl_stop(struct cl_ctx *cx)
 int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 {
 	struct rpc_stats rs;
+	struct rpc_lane_stats ls[RPC_LANES_MAX];
+	unsigned nl;
 	struct tok_client_stats tcs;
 	struct tok_server_stats tss = { 0 };
 	size_t len = 0, nn = cms_config_node_count(cx->cfg);
@@ -1203,6 +1270,7 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	} while (0)
 
 	rpc_ctx_stats(cx->rpc, &rs);
+	nl = rpc_ctx_lanes(cx->rpc, ls, RPC_LANES_MAX);
 	tok_client_stats(cx->tc, &tcs);
 	if (cx->ts)
 		tok_server_stats(cx->ts, &tss);
@@ -1235,7 +1303,13 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	for (int i = 0; i < RPC_DROP__COUNT; i++)
 		PUT("%s\"%s\":%" PRIu64, i ? "," : "", rpc_drop_name((enum rpc_drop)i),
 		    rs.dropped[i]);
-	PUT("}},\"token_client\":{\"acquires_cached\":%" PRIu64 ",\"acquires_server\":%" PRIu64
+	PUT("}},\"lanes\":{");
+	for (unsigned i = 0; i < nl && i < RPC_LANES_MAX; i++)
+		PUT("%s\"%s\":{\"workers\":%u,\"running\":%u,\"queued\":%u,\"peak\":%u,"
+		    "\"min\":%u,\"max\":%u,\"handled\":%" PRIu64 ",\"waited\":%" PRIu64 "}",
+		    i ? "," : "", ls[i].name, ls[i].workers, ls[i].running, ls[i].queued,
+		    ls[i].peak, ls[i].min, ls[i].max, ls[i].handled, ls[i].waited);
+	PUT("},\"token_client\":{\"acquires_cached\":%" PRIu64 ",\"acquires_server\":%" PRIu64
 	    ",\"recalls\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"inodes\":%" PRIu64 "}",
 	    tcs.acquires_cached, tcs.acquires_server, tcs.recalls, tcs.refusals, tcs.inodes);
 	if (cx->is_server)

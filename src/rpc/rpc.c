@@ -1,6 +1,7 @@
 /*
  * rpc.c - rpc contexts: the libuv loop thread and its connections, channels,
- * calls waiting for replies, and the worker pool that runs request handlers.
+ * calls waiting for replies, and the lanes of workers that run request
+ * handlers.
  *
  * Divisions of this file:
  *   1. Structures, lists, logging and counters.
@@ -8,20 +9,27 @@
  *   3. The loop thread: waking it, connecting, accepting, writing frames,
  *      reading and checking frames, the HELLO exchange, closing.
  *   4. Calls, one-way sends and replies (caller threads).
- *   5. The worker pool.
+ *   5. The lanes of workers.
  *   6. Creating and destroying a context.
  *
  * Threads.  The loop thread owns every uv handle and every struct
  * rpc__conn; nothing else touches them.  Other threads hand it frames by
  * appending them to a channel's out-queue under ctx->lock and waking it with
- * uv_async_send().  Incoming requests go from the loop to the pool's queue;
- * a worker runs the handler.  Callers of rpc_call() sleep on a condition
- * variable of their own; the loop completes their call when the reply (or
- * the end of the connection) comes.
+ * uv_async_send().  Incoming requests go from the loop to the queue of the
+ * lane the classifier names; a worker of that lane runs the handler.  When
+ * the loop queues a request and the lane has no idle worker, it starts one
+ * (pthread_create(), which does not wait for anything) unless the lane is at
+ * its maximum.  Workers exit when idle above their lane's minimum, or at the
+ * end; each exiting worker joins the one that exited before it, and
+ * rpc_ctx_destroy() joins the last, so no list of threads is kept.  Callers
+ * of rpc_call() sleep on a condition variable of their own; the loop
+ * completes their call when the reply (or the end of the connection) comes.
  *
  * Lock order: ctx->lock and ctx->pool_lock are never held together (the
  * loop takes a channel reference under ctx->lock, drops it, then queues the
- * request under ctx->pool_lock).  Every call's cond and every channel's cond
+ * request under ctx->pool_lock).  ctx->pool_lock protects every lane; it is
+ * never held across a handler, the classifier or pthread_create().  Every
+ * call's cond and every channel's cond
  * are waited on with ctx->lock.  The log callback may run under ctx->lock
  * (and so must take no lock of ours).  No lock is held across a handler, and
  * ctx->lock is never held across protobuf packing or MAC computation except
@@ -42,6 +50,7 @@
 #include "rpc/rpc_i.h"
 
 #define RPC__WORKERS_DEFAULT 4
+#define RPC__IDLE_MS_DEFAULT 10000  /* a worker above its lane's minimum exits when idle this long */
 #define RPC__RXBUF (64u * 1024)     /* bytes per read from a socket */
 #define RPC__HELLO_MS_DEFAULT 10000 /* connect and HELLO exchange must be done by then */
 
@@ -164,7 +173,7 @@ struct rpc__conn {
 
 /* An incoming request or one-way notice, on its way to (or in) a handler. */
 struct rpc_req {
-	struct rpc__list link;          /* ctx->pool; ctx->pool_lock */
+	struct rpc__list link;          /* its lane's queue; ctx->pool_lock */
 	struct rpc_chan *ch;            /* holds a reference */
 	uint64_t conn_gen;              /* the connection it came on */
 	uint64_t id;
@@ -172,6 +181,28 @@ struct rpc_req {
 	int oneway;
 	int replied;                    /* the handler's thread only */
 	ProtobufCMessage *msg;
+};
+
+/*
+ * One lane: a queue and the workers that serve it.  idle counts the workers
+ * not running a handler, those still starting included, so that the loop
+ * starts a worker when the queue is longer than the number of workers about
+ * to take from it (one that is just leaving a handler is not counted: at
+ * worst a worker more than needed starts, and later leaves).
+ */
+struct rpc__lane {
+	struct rpc_ctx *ctx;
+	char name[RPC_LANE_NAME_MAX + 1]; /* constant */
+	unsigned min, max;              /* constant; 1 <= min <= max */
+	pthread_cond_t cond;            /* with ctx->pool_lock: work queued, or stop */
+	struct rpc__list queue;         /* requests waiting for a worker; pool_lock */
+	unsigned queued;                /* length of queue; pool_lock */
+	unsigned workers;               /* threads started and not exiting; pool_lock */
+	unsigned idle;                  /* of them, not running a handler; pool_lock */
+	unsigned peak;                  /* most workers at once; pool_lock */
+	uint64_t handled;               /* handlers run; pool_lock */
+	uint64_t waited;                /* requests queued with every worker busy at max; pool_lock */
+	uint64_t started;               /* threads started; pool_lock */
 };
 
 struct rpc_ctx {
@@ -197,12 +228,16 @@ struct rpc_ctx {
 	struct rpc__list chans;         /* ctx->lock */
 	struct rpc_stats st;            /* totals; ctx->lock */
 
-	pthread_mutex_t pool_lock;
-	pthread_cond_t pool_cond;       /* with pool_lock: work queued or stop */
-	struct rpc__list pool;          /* queued requests; pool_lock */
+	pthread_mutex_t pool_lock;      /* the lanes and the fields below */
+	struct rpc__lane lanes[RPC_LANES_MAX];
+	unsigned nlanes;                /* constant */
+	rpc_lane_fn lane_of;            /* constant */
+	unsigned idle_ms;               /* constant */
 	int pool_stop;                  /* pool_lock */
-	unsigned nworkers;
-	pthread_t *workers;
+	unsigned nthreads;              /* workers of every lane not yet gone; pool_lock */
+	pthread_cond_t pool_done;       /* with pool_lock: nthreads fell to 0 */
+	pthread_t last_exited;          /* the worker that exited last, not joined; pool_lock */
+	int have_last_exited;           /* pool_lock */
 };
 
 static void rpc__log(struct rpc_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -806,7 +841,9 @@ static void rpc__on_connection(uv_stream_t *server, int status)
 		rpc__conn_close(conn, -ECONNABORTED);
 }
 
-/* Queue an incoming request or notice for the pool. */
+static void rpc__lane_queue(struct rpc_ctx *ctx, struct rpc_req *req);
+
+/* Queue an incoming request or notice in its lane. */
 static void rpc__dispatch(struct rpc__conn *conn, ProtobufCMessage *msg)
 {
 	struct rpc_ctx *ctx = conn->ctx;
@@ -827,10 +864,7 @@ static void rpc__dispatch(struct rpc__conn *conn, ProtobufCMessage *msg)
 	pthread_mutex_lock(&ctx->lock);
 	conn->ch->refs++;
 	pthread_mutex_unlock(&ctx->lock);
-	pthread_mutex_lock(&ctx->pool_lock);
-	list_add_tail(&ctx->pool, &req->link);
-	pthread_cond_signal(&ctx->pool_cond);
-	pthread_mutex_unlock(&ctx->pool_lock);
+	rpc__lane_queue(ctx, req);
 }
 
 static int rpc__hello_ok(struct rpc_ctx *ctx, uint32_t version, const char *cluster, const char *node)
@@ -1269,23 +1303,72 @@ static void rpc__req_free(struct rpc_ctx *ctx, struct rpc_req *req)
 	free(req);
 }
 
+/*
+ * Take a place for one more worker of @ln; pool_lock held.  The thread is
+ * started with rpc__worker_start() once the lock is dropped.
+ */
+static void rpc__lane_reserve_locked(struct rpc__lane *ln)
+{
+	struct rpc_ctx *ctx = ln->ctx;
+
+	ln->workers++;
+	ln->idle++;
+	ln->started++;
+	if (ln->workers > ln->peak)
+		ln->peak = ln->workers;
+	ctx->nthreads++;
+}
+
+/*
+ * A worker of @ln goes; pool_lock held, and dropped here.  It joins the
+ * worker that went before it (which has nothing left to do but return), and
+ * leaves itself to be joined by the next one or by rpc__pool_stop().
+ */
+static void rpc__worker_exit_locked(struct rpc__lane *ln)
+{
+	struct rpc_ctx *ctx = ln->ctx;
+	pthread_t prev = ctx->last_exited;
+	int join = ctx->have_last_exited;
+
+	ln->workers--;
+	ln->idle--;
+	ctx->last_exited = pthread_self();
+	ctx->have_last_exited = 1;
+	if (--ctx->nthreads == 0)
+		pthread_cond_broadcast(&ctx->pool_done);
+	pthread_mutex_unlock(&ctx->pool_lock);
+	/* ctx may be gone from here on: rpc__pool_stop() can return now. */
+	if (join)
+		pthread_join(prev, NULL);
+}
+
 static void *rpc__worker_main(void *arg)
 {
-	struct rpc_ctx *ctx = arg;
+	struct rpc__lane *ln = arg;
+	struct rpc_ctx *ctx = ln->ctx;
 
+	pthread_mutex_lock(&ctx->pool_lock);
 	for (;;) {
+		uint64_t deadline = rpc__now_ns() + (uint64_t)ctx->idle_ms * 1000000u;
+		struct timespec dl = { .tv_sec = (time_t)(deadline / 1000000000u),
+				       .tv_nsec = (long)(deadline % 1000000000u) };
 		struct rpc_req *req;
 		int rc;
 
-		pthread_mutex_lock(&ctx->pool_lock);
-		while (list_empty(&ctx->pool) && !ctx->pool_stop)
-			pthread_cond_wait(&ctx->pool_cond, &ctx->pool_lock);
-		if (ctx->pool_stop) {
-			pthread_mutex_unlock(&ctx->pool_lock);
-			return NULL;
+		/* Workers above the minimum leave after idle_ms without work. */
+		while (list_empty(&ln->queue) && !ctx->pool_stop) {
+			if (ln->workers <= ln->min)
+				pthread_cond_wait(&ln->cond, &ctx->pool_lock);
+			else if (pthread_cond_timedwait(&ln->cond, &ctx->pool_lock, &dl) == ETIMEDOUT &&
+				 list_empty(&ln->queue) && ln->workers > ln->min)
+				goto out_exit;
 		}
-		req = list_entry(ctx->pool.next, struct rpc_req, link);
+		if (ctx->pool_stop)
+			break;
+		req = list_entry(ln->queue.next, struct rpc_req, link);
 		list_del(&req->link);
+		ln->queued--;
+		ln->idle--;
 		pthread_mutex_unlock(&ctx->pool_lock);
 
 		rc = ctx->handler ? ctx->handler(ctx->handler_arg, req, req->type, req->msg)
@@ -1293,7 +1376,83 @@ static void *rpc__worker_main(void *arg)
 		if (!req->oneway && !req->replied)
 			rpc_reply_error(req, rc < 0 ? rc : -EIO);
 		rpc__req_free(ctx, req);
+
+		pthread_mutex_lock(&ctx->pool_lock);
+		ln->idle++;
+		ln->handled++;
 	}
+out_exit:
+	rpc__worker_exit_locked(ln);
+	return NULL;
+}
+
+/* Start the worker whose place rpc__lane_reserve_locked() took.  0 or -errno. */
+static int rpc__worker_start(struct rpc__lane *ln)
+{
+	struct rpc_ctx *ctx = ln->ctx;
+	pthread_t t;
+	int rc = pthread_create(&t, NULL, rpc__worker_main, ln);
+
+	if (rc == 0)
+		return 0;       /* joined when it exits: see rpc__worker_exit_locked() */
+	pthread_mutex_lock(&ctx->pool_lock);
+	ln->workers--;
+	ln->idle--;
+	ln->started--;
+	if (--ctx->nthreads == 0)
+		pthread_cond_broadcast(&ctx->pool_done);
+	pthread_mutex_unlock(&ctx->pool_lock);
+	return -rc;
+}
+
+/*
+ * Queue @req in the lane the classifier names, and start a worker there if
+ * none is idle and the lane may grow.  Loop thread, no lock held.
+ */
+static void rpc__lane_queue(struct rpc_ctx *ctx, struct rpc_req *req)
+{
+	unsigned i = ctx->lane_of ? ctx->lane_of(ctx->handler_arg, req->type, req->msg) : 0;
+	struct rpc__lane *ln = &ctx->lanes[i < ctx->nlanes ? i : 0];
+	int grow = 0, rc;
+
+	pthread_mutex_lock(&ctx->pool_lock);
+	list_add_tail(&ln->queue, &req->link);
+	ln->queued++;
+	if (ln->queued > ln->idle) {
+		if (ln->workers < ln->max) {
+			rpc__lane_reserve_locked(ln);
+			grow = 1;
+		} else {
+			ln->waited++;
+		}
+	}
+	pthread_cond_signal(&ln->cond);
+	pthread_mutex_unlock(&ctx->pool_lock);
+	/* If no thread can be made now, the request waits for a busy worker. */
+	if (grow && (rc = rpc__worker_start(ln)))
+		rpc__log(ctx, "lane %s: cannot start a worker: %s", ln->name, strerror(-rc));
+}
+
+unsigned rpc_ctx_lanes(struct rpc_ctx *ctx, struct rpc_lane_stats *out, unsigned n)
+{
+	pthread_mutex_lock(&ctx->pool_lock);
+	for (unsigned i = 0; i < n && i < ctx->nlanes; i++) {
+		const struct rpc__lane *ln = &ctx->lanes[i];
+
+		memset(&out[i], 0, sizeof(out[i]));
+		snprintf(out[i].name, sizeof(out[i].name), "%s", ln->name);
+		out[i].min = ln->min;
+		out[i].max = ln->max;
+		out[i].workers = ln->workers;
+		out[i].running = ln->workers - ln->idle;
+		out[i].peak = ln->peak;
+		out[i].queued = ln->queued;
+		out[i].handled = ln->handled;
+		out[i].waited = ln->waited;
+		out[i].started = ln->started;
+	}
+	pthread_mutex_unlock(&ctx->pool_lock);
+	return ctx->nlanes;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1337,31 +1496,76 @@ static void rpc__loop_unwind(struct rpc_ctx *ctx)
 	uv_loop_close(&ctx->loop);
 }
 
+/* Stop every lane: wait for every worker to go, join them, drop the queues. */
 static void rpc__pool_stop(struct rpc_ctx *ctx)
 {
+	pthread_t last;
+	int join;
+
 	pthread_mutex_lock(&ctx->pool_lock);
 	ctx->pool_stop = 1;
-	pthread_cond_broadcast(&ctx->pool_cond);
+	for (unsigned i = 0; i < ctx->nlanes; i++)
+		pthread_cond_broadcast(&ctx->lanes[i].cond);
+	while (ctx->nthreads)
+		pthread_cond_wait(&ctx->pool_done, &ctx->pool_lock);
+	last = ctx->last_exited;
+	join = ctx->have_last_exited;
+	ctx->have_last_exited = 0;
 	pthread_mutex_unlock(&ctx->pool_lock);
-	for (unsigned i = 0; i < ctx->nworkers; i++)
-		pthread_join(ctx->workers[i], NULL);
-	while (!list_empty(&ctx->pool)) {
-		struct rpc_req *req = list_entry(ctx->pool.next, struct rpc_req, link);
+	/* Each worker joined the one before it; this is the last. */
+	if (join)
+		pthread_join(last, NULL);
+	for (unsigned i = 0; i < ctx->nlanes; i++) {
+		struct rpc__lane *ln = &ctx->lanes[i];
 
-		list_del(&req->link);
-		rpc__req_free(ctx, req);
+		while (!list_empty(&ln->queue)) {
+			struct rpc_req *req = list_entry(ln->queue.next, struct rpc_req, link);
+
+			list_del(&req->link);
+			ln->queued--;
+			rpc__req_free(ctx, req);
+		}
 	}
 }
 
 static void rpc__ctx_free(struct rpc_ctx *ctx)
 {
 	rpc__key_wipe(&ctx->key);
-	pthread_cond_destroy(&ctx->pool_cond);
+	for (unsigned i = 0; i < ctx->nlanes; i++)
+		pthread_cond_destroy(&ctx->lanes[i].cond);
+	pthread_cond_destroy(&ctx->pool_done);
 	pthread_mutex_destroy(&ctx->pool_lock);
 	pthread_mutex_destroy(&ctx->lock);
 	pthread_condattr_destroy(&ctx->cattr);
-	free(ctx->workers);
 	free(ctx);
+}
+
+/* The lanes of @cfg into @ctx (their conds too); 0 or -EINVAL / -ENOMEM. */
+static int rpc__lanes_init(struct rpc_ctx *ctx, const struct rpc_config *cfg)
+{
+	struct rpc_lane_config one = { .name = "requests" };
+	const struct rpc_lane_config *lc = cfg->nlanes ? cfg->lanes : &one;
+	unsigned n = cfg->nlanes ? cfg->nlanes : 1;
+
+	if (n > RPC_LANES_MAX)
+		return -EINVAL;
+	one.min = one.max = cfg->workers ? cfg->workers : RPC__WORKERS_DEFAULT;
+	for (unsigned i = 0; i < n; i++) {
+		struct rpc__lane *ln = &ctx->lanes[i];
+
+		if (pthread_cond_init(&ln->cond, &ctx->cattr))
+			return -ENOMEM;
+		ctx->nlanes = i + 1;
+		ln->ctx = ctx;
+		if (lc[i].name)
+			snprintf(ln->name, sizeof(ln->name), "%s", lc[i].name);
+		else
+			snprintf(ln->name, sizeof(ln->name), "lane%u", i);
+		ln->min = lc[i].min ? lc[i].min : 1;
+		ln->max = lc[i].max > ln->min ? lc[i].max : ln->min;
+		list_init(&ln->queue);
+	}
+	return 0;
 }
 
 int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
@@ -1388,19 +1592,17 @@ int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
 	ctx->handler_arg = cfg->handler_arg;
 	ctx->log = cfg->log;
 	ctx->log_arg = cfg->log_arg;
-	ctx->nworkers = cfg->workers ? cfg->workers : RPC__WORKERS_DEFAULT;
+	ctx->lane_of = cfg->lane_of;
+	ctx->idle_ms = cfg->idle_ms ? cfg->idle_ms : RPC__IDLE_MS_DEFAULT;
 	list_init(&ctx->chans);
-	list_init(&ctx->pool);
 	pthread_condattr_init(&ctx->cattr);
 	pthread_condattr_setclock(&ctx->cattr, CLOCK_MONOTONIC);
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_mutex_init(&ctx->pool_lock, NULL);
-	pthread_cond_init(&ctx->pool_cond, &ctx->cattr);
-	ctx->workers = calloc(ctx->nworkers, sizeof(*ctx->workers));
-	if (!ctx->workers) {
-		rc = -ENOMEM;
+	pthread_cond_init(&ctx->pool_done, &ctx->cattr);
+	rc = rpc__lanes_init(ctx, cfg);
+	if (rc)
 		goto out_free;
-	}
 
 	rc = uv_loop_init(&ctx->loop);
 	if (rc < 0)
@@ -1416,11 +1618,16 @@ int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
 		if (rc < 0)
 			goto out_loop;
 	}
-	for (unsigned i = 0; i < ctx->nworkers; i++) {
-		rc = -pthread_create(&ctx->workers[i], NULL, rpc__worker_main, ctx);
-		if (rc) {
-			ctx->nworkers = i;
-			goto out_workers;
+	for (unsigned i = 0; i < ctx->nlanes; i++) {
+		struct rpc__lane *ln = &ctx->lanes[i];
+
+		for (unsigned k = 0; k < ln->min; k++) {
+			pthread_mutex_lock(&ctx->pool_lock);
+			rpc__lane_reserve_locked(ln);
+			pthread_mutex_unlock(&ctx->pool_lock);
+			rc = rpc__worker_start(ln);
+			if (rc)
+				goto out_workers;
 		}
 	}
 	/* From here on only the loop thread touches the loop's handles. */

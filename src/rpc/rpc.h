@@ -3,12 +3,31 @@
  * messages on TCP channels between cxfs nodes.
  *
  * An rpc context owns one libuv loop thread, which owns every socket and
- * never blocks, and a pool of worker threads that run the handler of each
+ * never blocks, and lanes of worker threads that run the handler of each
  * incoming request (handlers may block, e.g. on token recalls).  Callers on
  * any other thread send requests with rpc_call(), which blocks until the
  * reply, a time-out or an interruption, and one-way notices with rpc_send().
  * rpc_call() and rpc_send() must never be called on the loop thread (no
- * callback of this layer runs there).
+ * callback of this layer runs there but the lane classifier).
+ *
+ * Lanes: each incoming request or notice goes to one lane, chosen by the
+ * user's classifier (rpc_config.lane_of), with its own queue and its own
+ * workers.  A lane starts its minimum of workers; when a message is queued
+ * and none of the lane's workers is idle, the loop starts one more, up to
+ * the lane's maximum; a worker above the minimum that stays idle for
+ * rpc_config.idle_ms exits.  Beyond the maximum, messages queue.
+ *
+ * The rule that keeps lanes from starving each other: a handler of lane i
+ * may wait (directly, or through work of another node that must end first)
+ * only for messages of its own lane or of lanes numbered above i, and the
+ * handlers of the last lane never wait for any message.  The graph of
+ * "waits for" between lanes is then acyclic, so a lane full of waiters
+ * never holds up the messages that end their waits: the last lane always
+ * drains, and a lane's waits end once the lanes above it have drained.
+ * Waits within one lane (a request waiting for a token whose holder must
+ * first have its own request answered) are what a lane's growth is for;
+ * at its maximum those can still queue.  cxfs uses requests (0) -> flush
+ * (1) -> answers (2): see docs/ARCHITECTURE.md, "Threads".
  *
  * A frame is a fixed little-endian header (magic, protocol version, message
  * type, flags, request id, membership epoch, payload length), the protobuf
@@ -99,6 +118,37 @@ typedef int (*rpc_handler_fn)(void *arg, struct rpc_req *req, Cxfs__MsgType type
 			      const ProtobufCMessage *msg);
 
 /*
+ * The lane of an incoming request or notice @msg of type @type: an index
+ * below rpc_config.nlanes (anything else means lane 0).  Runs on the loop
+ * thread with no lock of this layer held: it must not block or call into
+ * this layer.  @arg is rpc_config.handler_arg.
+ */
+typedef unsigned (*rpc_lane_fn)(void *arg, Cxfs__MsgType type, const ProtobufCMessage *msg);
+
+#define RPC_LANES_MAX 4
+#define RPC_LANE_NAME_MAX 15
+
+/* One lane of workers. */
+struct rpc_lane_config {
+	const char *name;                 /* for statistics and logs; NULL: "lane<i>" */
+	unsigned min;                     /* workers started at once and kept; 0: 1 */
+	unsigned max;                     /* most workers at once; below min: min (a fixed pool) */
+};
+
+/* A lane's figures (rpc_ctx_lanes). */
+struct rpc_lane_stats {
+	char name[RPC_LANE_NAME_MAX + 1];
+	unsigned min, max;                /* as configured */
+	unsigned workers;                 /* threads now */
+	unsigned running;                 /* of them, running a handler now */
+	unsigned peak;                    /* most threads at once */
+	unsigned queued;                  /* messages waiting for a worker now */
+	uint64_t handled;                 /* handlers run to their end */
+	uint64_t waited;                  /* messages queued with the lane at its maximum, all busy */
+	uint64_t started;                 /* threads started, the first min included */
+};
+
+/*
  * Where log lines go; NULL: standard error.  @line has no newline.  Called
  * on any thread, the loop thread included, sometimes with this layer's lock
  * held: it must not block or call into this layer.
@@ -113,7 +163,11 @@ struct rpc_config {
 	uint64_t epoch;                   /* initial membership epoch */
 	const char *listen_addr;          /* numeric IPv4/IPv6 address, or NULL: no listener */
 	uint16_t listen_port;             /* 0: any free port (see rpc_ctx_port) */
-	unsigned workers;                 /* handler threads; 0: 4 */
+	unsigned workers;                 /* nlanes 0: one fixed lane of this many; 0: 4 */
+	unsigned nlanes;                  /* lanes[] used, at most RPC_LANES_MAX; 0: see workers */
+	struct rpc_lane_config lanes[RPC_LANES_MAX];
+	rpc_lane_fn lane_of;              /* NULL: everything to lane 0 */
+	unsigned idle_ms;                 /* a worker above its lane's min exits when idle this long; 0: 10 s */
 	uint32_t max_payload;             /* 0: RPC_MAX_PAYLOAD_DEFAULT */
 	unsigned hello_timeout_ms;        /* a connection not through HELLO by then closes; 0: 10 s */
 	rpc_handler_fn handler;           /* NULL: every request gets -EOPNOTSUPP */
@@ -126,8 +180,8 @@ struct rpc_config {
 int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out);
 /*
  * Stop everything: connections close, calls still waiting (in handlers)
- * return -ESHUTDOWN, queued requests are dropped, the workers finish their
- * handler and are joined.  Every channel reference must have been put, and
+ * return -ESHUTDOWN, queued requests are dropped, the workers of every lane
+ * finish their handler and are joined.  Every channel reference must have been put, and
  * no thread but the pool's may still be inside this layer.  Must not be
  * called from a handler.
  */
@@ -141,6 +195,8 @@ uint16_t rpc_ctx_port(const struct rpc_ctx *ctx);
 void rpc_ctx_set_epoch(struct rpc_ctx *ctx, uint64_t epoch);
 /* Totals over every channel the context has had. */
 void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st);
+/* The figures of the first @n lanes into @out; returns the number of lanes. */
+unsigned rpc_ctx_lanes(struct rpc_ctx *ctx, struct rpc_lane_stats *out, unsigned n);
 
 /*
  * A channel to @addr (numeric) port @port; no connection is made yet.

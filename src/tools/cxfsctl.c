@@ -617,6 +617,38 @@ static void print_counters(FILE *f, struct js *j, int group)
 	}
 }
 
+/*
+ * The RPC worker lanes ("cluster.lanes", an object of lanes by name), one
+ * line each; nothing from a daemon that does not say.
+ */
+static void print_lanes(FILE *f, struct js *j)
+{
+	int lanes = js_find(j, 0, "cluster.lanes");
+	size_t wname = 0;
+	int k;
+
+	if (lanes < 0)
+		return;
+	if (j->v[lanes].type != JS_OBJECT) {
+		js_fail(j, "\"cluster.lanes\" is not an object");
+		return;
+	}
+	for (k = lanes + 1; k < j->v[lanes].next; k = j->v[k + 1].next)
+		if (strlen(j->s + j->v[k].start) > wname)
+			wname = strlen(j->s + j->v[k].start);
+	for (k = lanes + 1; k < j->v[lanes].next; k = j->v[k + 1].next)
+		fprintf(f, "  %-10s  %-*s  %llu threads, %llu running, %llu queued; peak %llu of %llu; "
+			"%llu handled, %llu waited for a free thread\n",
+			k == lanes + 1 ? "workers" : "", (int)wname, j->s + j->v[k].start,
+			(unsigned long long)js_u64(j, k + 1, "workers"),
+			(unsigned long long)js_u64(j, k + 1, "running"),
+			(unsigned long long)js_u64(j, k + 1, "queued"),
+			(unsigned long long)js_u64(j, k + 1, "peak"),
+			(unsigned long long)js_u64(j, k + 1, "max"),
+			(unsigned long long)js_u64(j, k + 1, "handled"),
+			(unsigned long long)js_u64(j, k + 1, "waited"));
+}
+
 /* The cluster node's report from its "status json" in @j (root object 0). */
 static void print_cluster_status(FILE *f, struct js *j)
 {
@@ -682,6 +714,7 @@ static void print_cluster_status(FILE *f, struct js *j)
 		first = first && !n;
 	}
 	fprintf(f, "%s\n", first ? "none" : "");
+	print_lanes(f, j);
 
 	print_counters(f, j, 1);
 }

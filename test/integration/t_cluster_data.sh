@@ -16,6 +16,9 @@
 #    writer's mtime (the same on every node), while open and after close;
 #  - O_APPEND writers on two and on three nodes (2000 records each) lose,
 #    duplicate or tear no record;
+#  - the MDS ran handlers in each of its RPC worker lanes (requests, flush,
+#    answers), no request waited for a free worker, and `cxfsctl status`
+#    shows the lanes;
 #  - at the end every node unmounts and cxfs-check finds the LUN clean.
 . "$(dirname "$0")/lib_cluster_io.sh"
 it_init cluster_data --need-tgtd
@@ -51,6 +54,14 @@ run_io append --records 2000 "${P[@]}"
 
 check_nodes_alive
 cross_node_rw after-data-checks
+
+log "9: the metadata server's RPC workers, by lane"
+check_eq "the MDS ran handlers in each of its lanes (requests, flush, answers)" True \
+	"$(cl_stat 1 'all(c["lanes"][l]["handled"] > 0 for l in ("requests", "flush", "answers"))')"
+check_eq "no request on the MDS waited for a free worker" 0 \
+	"$(cl_stat 1 'c["lanes"]["requests"]["waited"]')"
+check "cxfsctl status shows the worker lanes" \
+	grep -q "^  workers     requests " <<<"$("$CXFSCTL" --socket "$(node_sock 1)" status)"
 
 log "10: unmount and check the volume"
 cluster_stop_and_check

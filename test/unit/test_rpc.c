@@ -7,7 +7,10 @@
  * freeze, thaw and interruption; and hostile peers on raw sockets (wrong
  * MAC, oversized length, garbage, truncated frame, older protocol version,
  * huge protobuf field, unknown type, no HELLO, reply to no request), each
- * refused, counted and closed while the server keeps serving.
+ * refused, counted and closed while the server keeps serving; and lanes:
+ * returns answered while the requests lane is full of acquires waiting for
+ * them (which one lane cannot do), and a lane growing with its waiting
+ * requests up to its maximum, queueing beyond it, and shrinking when idle.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -15,6 +18,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -657,6 +661,336 @@ static void test_interrupt(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Lanes                                                               */
+/* ------------------------------------------------------------------ */
+
+#define LANE_REQ 0
+#define LANE_ANS 1
+#define LANE_INOS 64
+#define LANE_WAIT_MS 20000      /* for a figure to be reached (TSan is slow) */
+
+/*
+ * A server whose TOKEN_ACQUIRE of inode i waits until the TOKEN_RETURN of
+ * inode i has arrived (or everything is released), as the MDS's does for
+ * another node's return; a client calling it from many threads.
+ */
+struct lfix {
+	struct rpc_ctx *srv, *cli;
+	struct rpc_chan *ch;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;              /* with mu: a return, or the release */
+	bool returned[LANE_INOS];       /* mu */
+	bool released;                  /* mu: every acquire may go on */
+	atomic_int acquiring;           /* handlers of TOKEN_ACQUIRE inside */
+};
+
+static int lane_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type, const ProtobufCMessage *msg)
+{
+	struct lfix *lf = arg;
+
+	if (type == CXFS__MSG_TYPE__TOKEN_ACQUIRE) {
+		const Cxfs__TokenAcquire *a = (const Cxfs__TokenAcquire *)msg;
+		Cxfs__TokenGrant g = CXFS__TOKEN_GRANT__INIT;
+
+		assert_true(a->ino < LANE_INOS);
+		atomic_fetch_add(&lf->acquiring, 1);
+		pthread_mutex_lock(&lf->mu);
+		while (!lf->returned[a->ino] && !lf->released)
+			pthread_cond_wait(&lf->cv, &lf->mu);
+		pthread_mutex_unlock(&lf->mu);
+		atomic_fetch_sub(&lf->acquiring, 1);
+		return rpc_reply(req, CXFS__MSG_TYPE__TOKEN_GRANT, &g.base);
+	}
+	if (type == CXFS__MSG_TYPE__TOKEN_RETURN) {
+		const Cxfs__TokenReturn *r = (const Cxfs__TokenReturn *)msg;
+		Cxfs__StatusReply ok = CXFS__STATUS_REPLY__INIT;
+
+		assert_true(r->ino < LANE_INOS);
+		pthread_mutex_lock(&lf->mu);
+		lf->returned[r->ino] = true;
+		pthread_cond_broadcast(&lf->cv);
+		pthread_mutex_unlock(&lf->mu);
+		return rpc_req_is_oneway(req) ? 0 : rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &ok.base);
+	}
+	return -EOPNOTSUPP;
+}
+
+/* Returns go to the answers lane, everything else to the requests lane. */
+static unsigned lane_of(void *arg, Cxfs__MsgType type, const ProtobufCMessage *msg)
+{
+	(void)arg;
+	(void)msg;
+	return type == CXFS__MSG_TYPE__TOKEN_RETURN ? LANE_ANS : LANE_REQ;
+}
+
+/* A server of @nlanes lanes (0: one fixed lane of @max workers). */
+static struct lfix *lfix_new(unsigned nlanes, unsigned min, unsigned max, unsigned idle_ms)
+{
+	struct lfix *lf = calloc(1, sizeof(*lf));
+	struct rpc_config sc = { .cluster = CLUSTER, .node = "server", .secret = secret,
+				 .secret_len = sizeof(secret), .epoch = 1, .listen_addr = "127.0.0.1",
+				 .workers = max, .nlanes = nlanes, .idle_ms = idle_ms,
+				 .lane_of = lane_of, .handler = lane_handler };
+	struct rpc_config cc = { .cluster = CLUSTER, .node = "client", .secret = secret,
+				 .secret_len = sizeof(secret), .epoch = 1, .workers = 1 };
+
+	assert_non_null(lf);
+	sc.lanes[LANE_REQ] = (struct rpc_lane_config){ "requests", min, max };
+	sc.lanes[LANE_ANS] = (struct rpc_lane_config){ "answers", 1, 1 };
+	sc.handler_arg = lf;
+	pthread_mutex_init(&lf->mu, NULL);
+	pthread_cond_init(&lf->cv, NULL);
+	assert_int_equal(rpc_ctx_create(&sc, &lf->srv), 0);
+	assert_int_equal(rpc_ctx_create(&cc, &lf->cli), 0);
+	assert_int_equal(rpc_connect(lf->cli, "127.0.0.1", rpc_ctx_port(lf->srv), &lf->ch), 0);
+	return lf;
+}
+
+static void lfix_release(struct lfix *lf)
+{
+	pthread_mutex_lock(&lf->mu);
+	lf->released = true;
+	pthread_cond_broadcast(&lf->cv);
+	pthread_mutex_unlock(&lf->mu);
+}
+
+static void lfix_free(struct lfix *lf)
+{
+	lfix_release(lf);
+	rpc_chan_put(lf->ch);
+	rpc_ctx_destroy(lf->cli);
+	rpc_ctx_destroy(lf->srv);
+	pthread_cond_destroy(&lf->cv);
+	pthread_mutex_destroy(&lf->mu);
+	free(lf);
+}
+
+/* The server's lane @i now. */
+static struct rpc_lane_stats lane_now(struct lfix *lf, unsigned i)
+{
+	struct rpc_lane_stats st[RPC_LANES_MAX];
+
+	assert_true(rpc_ctx_lanes(lf->srv, st, RPC_LANES_MAX) > i);
+	return st[i];
+}
+
+/* Wait until lane @i has @running handlers running and @queued queued. */
+static struct rpc_lane_stats lane_wait(struct lfix *lf, unsigned i, unsigned running,
+				       unsigned queued)
+{
+	struct rpc_lane_stats st = lane_now(lf, i);
+
+	for (int t = 0; t < LANE_WAIT_MS / 5 && (st.running != running || st.queued != queued); t++) {
+		sleep_ms(5);
+		st = lane_now(lf, i);
+	}
+	assert_int_equal(st.running, running);
+	assert_int_equal(st.queued, queued);
+	return st;
+}
+
+/* Wait until lane @i has @workers threads. */
+static struct rpc_lane_stats lane_wait_workers(struct lfix *lf, unsigned i, unsigned workers)
+{
+	struct rpc_lane_stats st = lane_now(lf, i);
+
+	for (int t = 0; t < LANE_WAIT_MS / 5 && st.workers != workers; t++) {
+		sleep_ms(5);
+		st = lane_now(lf, i);
+	}
+	assert_int_equal(st.workers, workers);
+	return st;
+}
+
+/* Wait until @n acquire handlers are inside (past their start). */
+static void acquiring_wait(struct lfix *lf, int n)
+{
+	for (int t = 0; t < LANE_WAIT_MS / 5 && atomic_load(&lf->acquiring) != n; t++)
+		sleep_ms(5);
+	assert_int_equal(atomic_load(&lf->acquiring), n);
+}
+
+struct acq_call {
+	struct rpc_chan *ch;
+	uint64_t ino;
+	int rc;                         /* 0: granted */
+};
+
+static void *acq_main(void *arg)
+{
+	struct acq_call *a = arg;
+	Cxfs__TokenAcquire m = CXFS__TOKEN_ACQUIRE__INIT;
+	ProtobufCMessage *rep;
+	Cxfs__MsgType rt;
+
+	m.ino = a->ino;
+	a->rc = rpc_call(a->ch, CXFS__MSG_TYPE__TOKEN_ACQUIRE, &m.base, 4 * LANE_WAIT_MS, &rt, &rep);
+	if (a->rc == 0) {
+		a->rc = rt == CXFS__MSG_TYPE__TOKEN_GRANT ? 0 : -EPROTO;
+		rpc_msg_free(rep);
+	}
+	return NULL;
+}
+
+/* Start @n acquires of inodes @first.. from their own threads. */
+static void acq_start(struct lfix *lf, pthread_t *th, struct acq_call *a, unsigned first, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		a[i] = (struct acq_call){ .ch = lf->ch, .ino = first + i, .rc = 1 };
+		assert_int_equal(pthread_create(&th[i], NULL, acq_main, &a[i]), 0);
+	}
+}
+
+static void acq_join(pthread_t *th, struct acq_call *a, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(a[i].rc, 0);
+	}
+}
+
+/* The return of @ino, as a call: 0 once the server has taken it. */
+static int give_back(struct rpc_chan *ch, uint64_t ino, unsigned timeout_ms)
+{
+	Cxfs__TokenReturn m = CXFS__TOKEN_RETURN__INIT;
+	ProtobufCMessage *rep;
+	Cxfs__MsgType rt;
+	int rc;
+
+	m.ino = ino;
+	rc = rpc_call(ch, CXFS__MSG_TYPE__TOKEN_RETURN, &m.base, timeout_ms, &rt, &rep);
+	if (rc == 0) {
+		rc = rt == CXFS__MSG_TYPE__STATUS_REPLY ? 0 : -EPROTO;
+		rpc_msg_free(rep);
+	}
+	return rc;
+}
+
+#define LANE_MAX 6              /* the requests lane's maximum */
+#define LANE_EXTRA 3            /* acquires beyond it */
+
+/*
+ * The requests lane is full of acquires that wait for returns, more wait in
+ * its queue, and the returns still get through on the answers lane: every
+ * acquire ends.  With one lane, the same returns would wait behind the
+ * acquires for ever (shown first, with a time-out).
+ */
+static void test_lanes_answers_pass_full_lane(void **state)
+{
+	pthread_t th[LANE_MAX + LANE_EXTRA];
+	struct acq_call a[LANE_MAX + LANE_EXTRA];
+	struct rpc_lane_stats st;
+	struct lfix *lf;
+
+	(void)state;
+	/* One lane: the return queues behind the acquires waiting for it. */
+	lf = lfix_new(0, LANE_MAX, LANE_MAX, 0);
+	assert_int_equal(rpc_ctx_lanes(lf->srv, &st, 1), 1);
+	assert_string_equal(st.name, "requests");
+	assert_int_equal(st.min, LANE_MAX);
+	assert_int_equal(st.max, LANE_MAX);
+	acq_start(lf, th, a, 0, LANE_MAX);
+	lane_wait(lf, 0, LANE_MAX, 0);
+	acquiring_wait(lf, LANE_MAX);
+	assert_int_equal(give_back(lf->ch, 0, 300), -ETIMEDOUT);
+	assert_int_equal(atomic_load(&lf->acquiring), LANE_MAX);
+	lfix_release(lf);
+	acq_join(th, a, LANE_MAX);
+	lfix_free(lf);
+
+	/* Lanes: the requests lane at its maximum, and three more queued. */
+	lf = lfix_new(2, 1, LANE_MAX, 0);
+	acq_start(lf, th, a, 0, LANE_MAX);
+	lane_wait(lf, LANE_REQ, LANE_MAX, 0);
+	acquiring_wait(lf, LANE_MAX);
+	acq_start(lf, th + LANE_MAX, a + LANE_MAX, LANE_MAX, LANE_EXTRA);
+	st = lane_wait(lf, LANE_REQ, LANE_MAX, LANE_EXTRA);
+	assert_int_equal(st.workers, LANE_MAX);
+	assert_int_equal(st.peak, LANE_MAX);
+	assert_int_equal(st.waited, LANE_EXTRA);
+	/* Each return is taken (its call answered) while the lane stays full. */
+	for (unsigned i = LANE_MAX; i < LANE_MAX + LANE_EXTRA; i++)
+		assert_int_equal(give_back(lf->ch, i, LANE_WAIT_MS), 0);
+	st = lane_now(lf, LANE_REQ);
+	assert_int_equal(st.running, LANE_MAX);
+	assert_int_equal(st.queued, LANE_EXTRA);
+	assert_int_equal(atomic_load(&lf->acquiring), LANE_MAX);
+	/* The returns of the waiting ones end them; the queued ones then run. */
+	for (unsigned i = 0; i < LANE_MAX; i++)
+		assert_int_equal(give_back(lf->ch, i, LANE_WAIT_MS), 0);
+	acq_join(th, a, LANE_MAX + LANE_EXTRA);
+	st = lane_wait(lf, LANE_REQ, 0, 0);
+	assert_int_equal(st.handled, LANE_MAX + LANE_EXTRA);
+	assert_int_equal(st.peak, LANE_MAX);
+	st = lane_now(lf, LANE_ANS);
+	assert_string_equal(st.name, "answers");
+	assert_int_equal(st.handled, LANE_MAX + LANE_EXTRA);
+	assert_int_equal(st.peak, 1);
+	assert_int_equal(st.waited, 0);
+	lfix_free(lf);
+}
+
+#define GROW_MAX 8
+#define GROW_BELOW 5            /* concurrent acquires below the maximum */
+#define GROW_ABOVE 12           /* and above it */
+#define GROW_IDLE_MS 200
+
+/*
+ * N concurrent waiting requests get N workers, up to the maximum; beyond
+ * it they queue and still end once the waits end.  Extra workers go when
+ * idle; destroying the context joins whatever is left.
+ */
+static void test_lanes_grow(void **state)
+{
+	pthread_t th[GROW_ABOVE];
+	struct acq_call a[GROW_ABOVE];
+	struct rpc_lane_stats st;
+	struct lfix *lf;
+
+	(void)state;
+	lf = lfix_new(2, 1, GROW_MAX, GROW_IDLE_MS);
+	st = lane_now(lf, LANE_REQ);
+	assert_int_equal(st.workers, 1);
+	assert_int_equal(st.started, 1);
+
+	/* Below the maximum: one worker each, nothing queued. */
+	acq_start(lf, th, a, 0, GROW_BELOW);
+	st = lane_wait(lf, LANE_REQ, GROW_BELOW, 0);
+	assert_int_equal(st.workers, GROW_BELOW);
+	assert_int_equal(st.peak, GROW_BELOW);
+	assert_int_equal(st.started, GROW_BELOW);
+	assert_int_equal(st.waited, 0);
+	lfix_release(lf);
+	acq_join(th, a, GROW_BELOW);
+	/* Idle for GROW_IDLE_MS: back to the minimum (and never below it). */
+	st = lane_wait_workers(lf, LANE_REQ, 1);
+	sleep_ms(3 * GROW_IDLE_MS);
+	st = lane_now(lf, LANE_REQ);
+	assert_int_equal(st.workers, 1);
+	assert_int_equal(st.handled, GROW_BELOW);
+
+	/* Above the maximum: GROW_MAX workers, the rest queued, all end. */
+	pthread_mutex_lock(&lf->mu);
+	lf->released = false;
+	pthread_mutex_unlock(&lf->mu);
+	acq_start(lf, th, a, 0, GROW_ABOVE);
+	st = lane_wait(lf, LANE_REQ, GROW_MAX, GROW_ABOVE - GROW_MAX);
+	assert_int_equal(st.workers, GROW_MAX);
+	assert_int_equal(st.peak, GROW_MAX);
+	assert_int_equal(st.started, GROW_BELOW + GROW_MAX - 1);
+	assert_int_equal(st.waited, GROW_ABOVE - GROW_MAX);
+	acquiring_wait(lf, GROW_MAX);
+	lfix_release(lf);
+	acq_join(th, a, GROW_ABOVE);
+	st = lane_wait(lf, LANE_REQ, 0, 0);
+	assert_int_equal(st.handled, GROW_BELOW + GROW_ABOVE);
+	assert_int_equal(st.peak, GROW_MAX);
+	/* Destroyed with extra workers still there: all joined. */
+	assert_true(st.workers > 1);
+	lfix_free(lf);
+}
+
+/* ------------------------------------------------------------------ */
 /* Hostile peers                                                       */
 /* ------------------------------------------------------------------ */
 
@@ -977,6 +1311,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_freeze_thaw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_frames, setup, teardown),
+		cmocka_unit_test(test_lanes_answers_pass_full_lane),
+		cmocka_unit_test(test_lanes_grow),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
