@@ -891,8 +891,13 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			ino = d->ino;
 			found = 1;
 		} else if (!d && ci->names_whole && cacheable(name)) {
-			cl_dent_set(ci, name, 0);   /* the kernel will keep it as absent */
+			cl_dent_set(ci, name, 0);
 			found = 1;
+		}
+		if (found) {
+			c->uncached = cl_names_busy(ci);
+			if (!c->uncached)
+				cl_dent_tell(ci, name, ino);   /* the kernel keeps it (as absent if 0) */
 		}
 		/* Not while other nodes keep changing it: each change would cost a whole read. */
 		read_it = !found && !ci->whole_tried && cacheable(name) &&
@@ -912,11 +917,15 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 		atomic_fetch_add(&cx->stats.name_misses, 1);
 		rc = forward(cx, ci->ino, &l, &want);
+		pthread_mutex_lock(&ci->mu);
+		c->uncached = cl_names_busy(ci);
 		if ((rc == 0 || rc == -ENOENT) && cacheable(name)) {
-			pthread_mutex_lock(&ci->mu);
-			cl_dent_set(ci, name, rc ? 0 : a.ino);
-			pthread_mutex_unlock(&ci->mu);
+			if (c->uncached)
+				cl_dent_set(ci, name, rc ? 0 : a.ino);
+			else
+				cl_dent_tell(ci, name, rc ? 0 : a.ino);
 		}
+		pthread_mutex_unlock(&ci->mu);
 		ino = rc ? 0 : a.ino;
 	}
 	c_release_toks(cb, &want);
@@ -953,7 +962,7 @@ static bool dir_unlend(struct cl_cbhv *cb, const struct tok_set *lent, uint64_t 
  * sent them along (@dattr, or NULL) while this node's lent tokens cover them.
  */
 static void dir_changed(struct cl_inode *ci, const char *gone, const char *name, uint64_t ino,
-			const struct vn_attr *dattr)
+			const struct vn_attr *dattr, bool tell)
 {
 	pthread_mutex_lock(&ci->mu);
 	if (dattr) {
@@ -964,7 +973,9 @@ static void dir_changed(struct cl_inode *ci, const char *gone, const char *name,
 	}
 	if (gone && cacheable(gone))
 		cl_dent_set(ci, gone, 0);
-	if (name && cacheable(name))
+	if (name && cacheable(name) && tell)
+		cl_dent_tell(ci, name, ino ? ino : CL_DENT_UNKNOWN);
+	else if (name && cacheable(name))
 		cl_dent_set(ci, name, ino ? ino : CL_DENT_UNKNOWN);
 	pthread_mutex_unlock(&ci->mu);
 }
@@ -1039,15 +1050,17 @@ static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
 	switch (c->op) {
 	case VN_OP_MKNOD:
 		if (rc == 0 || rc == -EEXIST)
-			dir_changed(ci, NULL, c->u.mknod.name, rc ? 0 : c->u.mknod.attr->ino, d);
+			dir_changed(ci, NULL, c->u.mknod.name, rc ? 0 : c->u.mknod.attr->ino, d,
+				    rc == 0 && !c->uncached);
 		break;
 	case VN_OP_LINK:
 		if (rc == 0 || rc == -EEXIST)
-			dir_changed(ci, NULL, c->u.link.name, rc ? 0 : c->u.link.ino, d);
+			dir_changed(ci, NULL, c->u.link.name, rc ? 0 : c->u.link.ino, d,
+				    rc == 0 && !c->uncached);
 		break;
 	case VN_OP_UNLINK:
 		if (rc == 0 || rc == -ENOENT)
-			dir_changed(ci, c->u.unlink.name, NULL, 0, d);
+			dir_changed(ci, c->u.unlink.name, NULL, 0, d, false);
 		break;
 	default:
 		break;
@@ -1064,15 +1077,20 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct vn_attr dattr;
 	struct tok_set lent;
 	uint64_t gen;
-	int rc = dir_lend(cb, &lent, &gen);
+	int rc;
 
+	rc = dir_lend(cb, &lent, &gen);
 	if (rc)
 		return rc;
 	c->lent_inos[0] = c->op == VN_OP_UNLINK ? obj_lend(cb->cx, cb->ci, name, &ol) : 0;
 	c->dir_attr = &dattr;
 	c->dir_attr_set = 0;
 	rc = forward(cb->cx, cb->ci->ino, c, &lent);
+	c->uncached = 1;
 	if (dir_unlend(cb, &lent, gen, rc, name, NULL)) {
+		pthread_mutex_lock(&cb->ci->mu);
+		c->uncached = cl_names_busy(cb->ci);
+		pthread_mutex_unlock(&cb->ci->mu);
 		names_after(cb->ci, c, rc);
 		c_release_toks(cb, &lent);
 	}
@@ -1144,11 +1162,11 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			uint64_t at_new = rc == 0 ? moved : 0, at_old = rc == 0 ? victim : 0;
 
 			if (kept)
-				dir_changed(cb->ci, gone, other ? NULL : newname, at_new, d);
+				dir_changed(cb->ci, gone, other ? NULL : newname, at_new, d, rc == 0);
 			if (kept && gone == NULL)
-				dir_changed(cb->ci, NULL, name, at_old, d);
+				dir_changed(cb->ci, NULL, name, at_old, d, rc == 0);
 			if (other && okept)
-				dir_changed(other->ci, NULL, newname, at_new, NULL);
+				dir_changed(other->ci, NULL, newname, at_new, NULL, rc == 0);
 		}
 	}
 	if (other && okept)

@@ -50,6 +50,7 @@
 #define CL_WHOLE_REST_NS 1000000000LL    /* a directory is read whole only after NAME rested this long */
 struct cl_dent {
 	uint64_t ino;
+	bool told;                      /* the kernel keeps it (a NAME recall must make it forget) */
 	struct cl_dent *next;           /* every entry of the directory */
 	struct cl_dent *hnext;          /* same hash bucket */
 	uint32_t hash;
@@ -203,6 +204,15 @@ void cl_dents_free(struct cl_inode *ci);
 /* The cached entry @name of directory @ci, or NULL; set it (ci->mu held). */
 struct cl_dent *cl_dent_find(struct cl_inode *ci, const char *name);
 void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino);
+/* Set it and remember that the kernel keeps it (ci->mu held). */
+void cl_dent_tell(struct cl_inode *ci, const char *name, uint64_t ino);
+/*
+ * Do other nodes keep changing directory @ci (its NAME went back less than
+ * CL_WHOLE_REST_NS ago; ci->mu held)?  Then the kernel is not let keep its
+ * names (vn_call.uncached): a recall would have to wait for the kernel to
+ * forget them, while this node's own change there holds the directory.
+ */
+bool cl_names_busy(const struct cl_inode *ci);
 /* NAME duty: forget directory @dir's names here and in the kernel. */
 void cl_names_drop(struct cl_ctx *cx, uint64_t dir);
 /*

@@ -161,15 +161,24 @@ static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return moved(lb->cx, rc);
 }
 
-/* Remember that the kernel now knows @name in directory @dir (0: as absent). */
-static void note_name(struct cl_ctx *cx, uint64_t dir, const char *name, uint64_t ino)
+/*
+ * The kernel learns @name in directory @dir (0: as absent): remember it, or
+ * if other nodes keep changing the directory, tell the kernel not to keep
+ * it (@c->uncached).  A rename (@c NULL) moves an alias the kernel keeps as
+ * it was: always remember it.
+ */
+static void note_name(struct cl_ctx *cx, uint64_t dir, const char *name, uint64_t ino,
+		      struct vn_call *c)
 {
 	struct cl_inode *ci = cl_inode_get(cx, dir, false);
 
 	if (!ci)
 		return;
 	pthread_mutex_lock(&ci->mu);
-	cl_dent_set(ci, name, ino);
+	if (c)
+		c->uncached = cl_names_busy(ci);
+	if (!c || !c->uncached)
+		cl_dent_tell(ci, name, ino);
 	pthread_mutex_unlock(&ci->mu);
 	cl_inode_put(cx, ci);
 }
@@ -196,7 +205,7 @@ static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		return rc;
 	rc = vn_next(self, vn, c);
 	if (rc == 0 || rc == -ENOENT)
-		note_name(cx, vn_ino(vn), c->u.lookup.name, rc ? 0 : CL_DENT_UNKNOWN);
+		note_name(cx, vn_ino(vn), c->u.lookup.name, rc ? 0 : CL_DENT_UNKNOWN, c);
 	tok_client_release(cx->tc, vn_ino(vn), &want);
 	/*
 	 * A relocation blocks the shaping of new vnodes while it rewrites
@@ -255,10 +264,12 @@ static int l_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	kept1 = cl_unlend(cx, first, &lent, gen1);
 	kept2 = second == first ? kept1 : cl_unlend(cx, second, &lent, gen2);
 	/* The name the kernel learns lives in @other (the new name of a rename). */
-	if (rc == 0 && !(other == first ? kept1 : kept2))
+	if (rc == 0 && !(other == first ? kept1 : kept2)) {
+		c->uncached = 1;
 		cl_names_forget(cx, other, name, NULL);
-	else if (rc == 0 && c->op != VN_OP_UNLINK)
-		note_name(cx, other, name, CL_DENT_UNKNOWN);
+	} else if (rc == 0 && c->op != VN_OP_UNLINK) {
+		note_name(cx, other, name, CL_DENT_UNKNOWN, c->op == VN_OP_RENAME ? NULL : c);
+	}
 	if (rc == 0 && c->op == VN_OP_RENAME && !(dir == first ? kept1 : kept2))
 		cl_names_forget(cx, dir, c->u.rename.name, NULL);
 	if (second != first && kept2)

@@ -338,6 +338,7 @@ void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino)
 		return;
 	}
 	d->ino = ino;
+	d->told = false;
 	d->hash = name_hash(name);
 	memcpy(d->name, name, len + 1);
 	d->next = ci->dents;
@@ -349,6 +350,21 @@ void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino)
 	}
 	if (ci->ndents > 2 * ci->dhash_size && ci->ndents > 16)
 		dhash_grow(ci);
+}
+
+void cl_dent_tell(struct cl_inode *ci, const char *name, uint64_t ino)
+{
+	struct cl_dent *d;
+
+	cl_dent_set(ci, name, ino);
+	d = cl_dent_find(ci, name);
+	if (d)
+		d->told = true;
+}
+
+bool cl_names_busy(const struct cl_inode *ci)
+{
+	return meta_now_ns() - ci->names_dropped_ns < CL_WHOLE_REST_NS;
 }
 
 struct cl_names_job {
@@ -411,8 +427,19 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 	if (!ci)
 		return;
 	pthread_mutex_lock(&ci->mu);
-	list = ci->dents;
-	ci->dents = NULL;
+	/* Only the names the kernel keeps need its attention. */
+	list = NULL;
+	while (ci->dents) {
+		struct cl_dent *d = ci->dents;
+
+		ci->dents = d->next;
+		if (d->told) {
+			d->next = list;
+			list = d;
+		} else {
+			free(d);
+		}
+	}
 	cl_dents_free(ci);
 	ci->names_dropped_ns = meta_now_ns();
 	lends = ci->lends;

@@ -15,9 +15,9 @@
  *   - the inodes a namespace operation links or unlinks, and the inode of a
  *     setattr or xattr change: attr and times;
  *   - a truncate or fallocate: every data token as well.
- * Directory tokens are taken first in ascending inode order, then the other
- * inodes' in ascending order, so server operations cannot deadlock among
- * themselves.
+ * Every inode's tokens, directories and others alike, are taken in one
+ * ascending order of inode numbers, so server operations cannot deadlock
+ * among themselves (srv_take_names).
  *
  * An inode whose last name goes is freed only when no node holds its EXIST
  * token: the server recalls it conditionally, a node that still uses the

@@ -108,8 +108,18 @@ static double attr_ttl(fuse_req_t req, int covered)
 	return D(req)->cl && !covered ? 0 : D(req)->attr_timeout;
 }
 
+/* How an entry reply may be kept by the kernel (make_entry, reply_entry). */
+#define ENTRY_COVERED  1u   /* the attributes are covered by this node's tokens */
+#define ENTRY_UNCACHED 2u   /* the name may not be kept (vn_call.uncached) */
+
+/* ENTRY_UNCACHED if the behavior said so for @c. */
+static unsigned entry_how(const struct vn_call *c)
+{
+	return c->uncached ? ENTRY_UNCACHED : 0;
+}
+
 /* Fill @e for @a and take the reference the kernel's entry will hold. */
-static int make_entry(fuse_req_t req, const struct vn_attr *a, int covered,
+static int make_entry(fuse_req_t req, const struct vn_attr *a, unsigned how,
 		      struct fuse_entry_param *e)
 {
 	struct vnode *vn;
@@ -120,19 +130,19 @@ static int make_entry(fuse_req_t req, const struct vn_attr *a, int covered,
 	memset(e, 0, sizeof(*e));
 	e->ino = a->ino;
 	e->generation = a->gen;
-	e->attr_timeout = attr_ttl(req, covered);
-	e->entry_timeout = D(req)->entry_timeout;
+	e->attr_timeout = attr_ttl(req, (how & ENTRY_COVERED) != 0);
+	e->entry_timeout = (how & ENTRY_UNCACHED) ? 0 : D(req)->entry_timeout;
 	attr_to_stat(a, &e->attr);
 	return 0;
 }
 
 /* Reply with an entry; if the kernel did not take it, drop its reference. */
-static void reply_entry(fuse_req_t req, int rc, const struct vn_attr *a, int covered)
+static void reply_entry(fuse_req_t req, int rc, const struct vn_attr *a, unsigned how)
 {
 	struct fuse_entry_param e;
 
 	if (!rc)
-		rc = make_entry(req, a, covered, &e);
+		rc = make_entry(req, a, how, &e);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -156,12 +166,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (rc == -ENOENT) {
 		/* A negative entry: the kernel remembers the name is absent. */
-		struct fuse_entry_param e = { .ino = 0, .entry_timeout = D(req)->entry_timeout };
+		struct fuse_entry_param e = { .ino = 0,
+					      .entry_timeout = c.uncached ? 0 : D(req)->entry_timeout };
 
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	reply_entry(req, rc, &a, 1);
+	reply_entry(req, rc, &a, ENTRY_COVERED | entry_how(&c));
 }
 
 /* Valid replies: fuse_reply_none. */
@@ -241,40 +252,50 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	reply_attr(req, call_ino(req, ino, &c), &out, 0);
 }
 
+/* A new name; *@how says how the kernel may keep it. */
 static int do_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev,
-		    const char *target, struct vn_attr *a)
+		    const char *target, struct vn_attr *a, unsigned *how)
 {
 	struct vn_call c = { .op = VN_OP_MKNOD,
 			     .u.mknod = { name, (uint32_t)mode, (uint64_t)rdev, target, a } };
+	int rc = call_ino(req, parent, &c);
 
-	return call_ino(req, parent, &c);
+	*how = entry_how(&c);
+	return rc;
 }
 
 /* Valid replies: fuse_reply_entry, fuse_reply_err. */
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	struct vn_attr a;
+	unsigned how;
+	int rc;
 
 	if (!S_ISREG(mode) && !S_ISCHR(mode) && !S_ISBLK(mode) && !S_ISFIFO(mode) &&
 	    !S_ISSOCK(mode)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	reply_entry(req, do_mknod(req, parent, name, mode, rdev, NULL, &a), &a, 0);
+	rc = do_mknod(req, parent, name, mode, rdev, NULL, &a, &how);
+	reply_entry(req, rc, &a, how);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct vn_attr a;
+	unsigned how;
+	int rc = do_mknod(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &a, &how);
 
-	reply_entry(req, do_mknod(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &a), &a, 0);
+	reply_entry(req, rc, &a, how);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct vn_attr a;
+	unsigned how;
+	int rc = do_mknod(req, parent, name, S_IFLNK | 0777, 0, link, &a, &how);
 
-	reply_entry(req, do_mknod(req, parent, name, S_IFLNK | 0777, 0, link, &a), &a, 0);
+	reply_entry(req, rc, &a, how);
 }
 
 static void op_unlink_common(fuse_req_t req, fuse_ino_t parent, const char *name, int is_dir)
@@ -309,8 +330,9 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 {
 	struct vn_attr a;
 	struct vn_call c = { .op = VN_OP_LINK, .u.link = { ino, newname, &a } };
+	int rc = call_ino(req, newparent, &c);
 
-	reply_entry(req, call_ino(req, newparent, &c), &a, 0);
+	reply_entry(req, rc, &a, entry_how(&c));
 }
 
 /* Valid replies: fuse_reply_readlink, fuse_reply_err. */
@@ -425,12 +447,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	struct fuse_entry_param e;
 	struct vn_attr a;
-	int rc = do_mknod(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &a);
+	unsigned how;
+	int rc = do_mknod(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &a, &how);
 
 	if (rc == -EEXIST && !(fi->flags & O_EXCL))
 		rc = create_existing(req, parent, name, fi, &a);
 	if (!rc)
-		rc = make_entry(req, &a, 0, &e);
+		rc = make_entry(req, &a, how, &e);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;

@@ -152,6 +152,12 @@ struct vn_call {
 	int dir_attr_set;
 	/* unlink, rename: inodes (0: none) whose tokens the lent set covers too */
 	uint64_t lent_inos[2];
+	/*
+	 * Set by a behavior: the kernel must not keep the name this answer
+	 * gives it (a lookup, a create, a link) beyond this request, since no
+	 * token of this node will tell it when the name changes.
+	 */
+	int uncached;
 	union {
 		struct { struct vn_attr *attr; } getattr;
 		struct { const struct vn_attr *in; int mask; struct vn_attr *attr; } setattr;

@@ -1034,6 +1034,72 @@ static void test_randomized(void **state)
 	free(rc);
 }
 
+/*
+ * Issue 11: two nodes each lend their NAME copy of one directory to their
+ * own change at the server; each change needs the other's copy recalled.
+ * A lent reference does not hold a recall up, so both changes finish; the
+ * lenders learn their copies went back, and a node asks for its copy again
+ * only once its lend is over.
+ */
+static void test_lend_crossing(void **state)
+{
+	struct cluster *cl = *state;
+	struct node *n0 = &cl->n[0], *n1 = &cl->n[1], *n2 = &cl->n[2];
+	const uint64_t dir = 3020;
+	struct tok_set lent = one(TOK_NAME, TOK_READ), w = one(TOK_NAME, TOK_WRITE);
+	struct tok_op *op0, *op1;
+	struct async a0, a1, again;
+	uint64_t g0, g1, g2;
+
+	acq(n0, dir, TOK_NAME, TOK_READ);
+	rel(n0, dir, TOK_NAME, TOK_READ);
+	acq(n1, dir, TOK_NAME, TOK_READ);
+	rel(n1, dir, TOK_NAME, TOK_READ);
+	assert_int_equal(tok_client_lend(n0->c, dir, &lent, &g0), 0);
+	assert_int_equal(tok_client_lend(n1->c, dir, &lent, &g1), 0);
+	assert_int_equal(tok_server_op_begin(cl->s, 0, &lent, &op0), 0);
+	assert_int_equal(tok_server_op_begin(cl->s, 1, &lent, &op1), 0);
+	start(&a0, NULL, op0, dir, w);
+	start(&a1, NULL, op1, dir, w);
+	/* One of them is granted at once (the other's copy came back). */
+	WAIT_FOR(atomic_load(&a0.done) || atomic_load(&a1.done));
+	if (atomic_load(&a0.done)) {
+		assert_int_equal(finish(&a0), 0);
+		tok_server_op_end(op0);
+		assert_int_equal(finish(&a1), 0);
+		tok_server_op_end(op1);
+	} else {
+		assert_int_equal(finish(&a1), 0);
+		tok_server_op_end(op1);
+		assert_int_equal(finish(&a0), 0);
+		tok_server_op_end(op0);
+	}
+	assert_int_equal(cli_level(n0, dir, TOK_NAME), TOK_NONE);
+	assert_int_equal(cli_level(n1, dir, TOK_NAME), TOK_NONE);
+
+	/* Broken: node 0 does not ask for NAME again while its lend is out. */
+	start(&again, n0, NULL, dir, lent);
+	msleep(30);
+	assert_false(atomic_load(&again.done));
+	assert_false(tok_client_unlend(n0->c, dir, &lent, g0));
+	assert_int_equal(finish(&again), 0);
+	rel(n0, dir, TOK_NAME, TOK_READ);
+	assert_false(tok_client_unlend(n1->c, dir, &lent, g1));
+
+	/* A lend nobody recalled is kept, as an ordinary reference a recall waits for. */
+	assert_int_equal(tok_client_forget(n0->c, dir), 0);
+	assert_int_equal(tok_client_lend(n2->c, dir, &lent, &g2), 0);
+	assert_true(tok_client_unlend(n2->c, dir, &lent, g2));
+	start(&again, n1, NULL, dir, w);
+	WAIT_FOR(cli_draining(n2) == 1);
+	msleep(30);
+	assert_false(atomic_load(&again.done));
+	rel(n2, dir, TOK_NAME, TOK_READ);
+	assert_int_equal(finish(&again), 0);
+	rel(n1, dir, TOK_NAME, TOK_WRITE);
+	forget_all(cl, dir);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1052,6 +1118,7 @@ int main(void)
 		T(test_node_down),
 		T(test_interrupt),
 		T(test_refs_hold_recall),
+		T(test_lend_crossing),
 		T(test_counters),
 		T(test_randomized),
 	};
