@@ -39,6 +39,7 @@ Also a command line, for the shell tests' fallbacks:
         nothing was stuck, 3 something was (and was aborted).
 """
 import argparse
+import contextlib
 import ctypes
 import glob
 import json
@@ -164,7 +165,7 @@ class Slot(ctypes.Structure):
 class Watch:
     """Children with slots, and the watchdog over them."""
 
-    def __init__(self, nslots, limit=LIMIT, cluster=None, inos=(), mounts=()):
+    def __init__(self, nslots, limit=LIMIT, cluster=None, inos=(), mounts=(), dump_to=None):
         self.slots = CTX.Array(Slot, nslots, lock=False)
         self.limit = limit
         self.cluster = cluster
@@ -174,6 +175,7 @@ class Watch:
         mounts = list(mounts) or ([cluster.mnt(i) for i in cluster.nodes] if cluster else [])
         self.conns = fuse_conns(mounts)   # recorded while the mounts are sound
         self.fired = False
+        self.dump_to = dump_to   # a file for the dump (default: standard output)
 
     def spawn(self, name, node, target, *args):
         """Fork a child running target(slot, *args); its slot says node."""
@@ -215,22 +217,28 @@ class Watch:
                 out.append((now - t0, name, s.node, p.pid, s.what.decode(errors="replace")))
         return sorted(out, reverse=True)
 
+    def poll(self, deadline=None):
+        """None while nothing is wrong; "hang" once an operation has passed
+        the limit, "deadline" at DEADLINE (a time.monotonic() value): the
+        watchdog has then fired."""
+        if any(f[0] > self.limit for f in self.in_flight()):
+            self.fire(f"an operation did not return in {self.limit:.0f} s")
+            return "hang"
+        if deadline is not None and time.monotonic() > deadline:
+            self.fire("the run did not end by its deadline")
+            return "deadline"
+        return None
+
     def wait(self, deadline=None):
         """Wait until every child has ended: "ok" (all exited 0), "failed"
-        (some exited non-zero), "hang" (an operation passed the limit: the
-        watchdog fired) or "deadline" (still running at DEADLINE, a
-        time.monotonic() value: treated like a hang)."""
+        (some exited non-zero), or what poll() said ("hang", "deadline")."""
         while True:
             alive = [p for p, _, _ in self.procs if p.exitcode is None]
             if not alive:
                 break
-            hung = [f for f in self.in_flight() if f[0] > self.limit]
-            if hung:
-                self.fire(f"an operation did not return in {self.limit:.0f} s")
-                return "hang"
-            if deadline is not None and time.monotonic() > deadline:
-                self.fire("the run did not end by its deadline")
-                return "deadline"
+            r = self.poll(deadline)
+            if r:
+                return r
             time.sleep(0.25)
         bad = [(name, p.exitcode) for p, _, name in self.procs if p.exitcode != 0]
         for p, _, _ in self.procs:
@@ -250,7 +258,13 @@ class Watch:
             say(f"WATCHDOG:   {secs:6.1f} s  {name} (pid {pid}, node{node}): {what}")
         say("WATCHDOG: calls completed before: " + ", ".join(
             f"{name} {self.slots[i].done}" for _, i, name in self.procs))
-        dump(self.cluster, self.inos, [f[3] for f in flight], self.conns)
+        if self.dump_to:
+            say(f"WATCHDOG: the dump goes to {self.dump_to}")
+            with open(self.dump_to, "a") as out, contextlib.redirect_stdout(out):
+                say(f"WATCHDOG: {why}")
+                dump(self.cluster, self.inos, [f[3] for f in flight], self.conns)
+        else:
+            dump(self.cluster, self.inos, [f[3] for f in flight], self.conns)
         abort(self.cluster, self.conns)
         self.kill_all()
 
