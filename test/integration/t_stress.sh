@@ -17,6 +17,10 @@
 #    tree is removed;
 #  - every node unmounts and cxfs-check finds the LUN clean.
 #
+# STRESS_ACTIVE=2 (or 1,3, ...) puts the workers on those nodes only (every
+# node still takes part in the final comparison): to tell a cross-node
+# problem from a single-node one.
+#
 # The watchdog (hangwatch.py): an operation that does not return in
 # STRESS_LIMIT (30) seconds fails the test after a dump of every node's
 # state (status json, waits, tokens of the shared directories, FUSE
@@ -29,6 +33,8 @@ STRESS_SEEDS=${STRESS_SEEDS:-101 202 303}
 STRESS_SECONDS=${STRESS_SECONDS:-60}
 STRESS_WORKERS=${STRESS_WORKERS:-4}
 STRESS_LIMIT=${STRESS_LIMIT:-30}
+ACTIVE=()
+[[ -z "${STRESS_ACTIVE:-}" ]] || ACTIVE=(--active "$STRESS_ACTIVE")
 
 log "1: the checker on a local directory"
 mkdir -p "$T_TMP/local"
@@ -44,7 +50,7 @@ for seed in $STRESS_SEEDS; do
 	log "3: seed $seed, $STRESS_WORKERS workers per node for $STRESS_SECONDS s"
 	run_driver "seed $seed" $((STRESS_SECONDS + 600)) python3 "$STRESS" --seed "$seed" \
 		--seconds "$STRESS_SECONDS" --workers "$STRESS_WORKERS" --limit "$STRESS_LIMIT" \
-		--cluster "$CL_DIR" --work "$T_TMP/work.$seed" "${MNTS[@]}"
+		--cluster "$CL_DIR" --work "$T_TMP/work.$seed" "${ACTIVE[@]}" "${MNTS[@]}"
 	((DRIVER_HUNG == 0)) || break
 done
 
