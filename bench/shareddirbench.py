@@ -27,10 +27,12 @@
       Medians over the repeats, as a markdown table.
 """
 import argparse
+import atexit
 import collections
 import datetime
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -104,6 +106,7 @@ def messages_sent(cl):
 def phase(a):
     cl = hangwatch.Cluster(a.cluster)
     work = tempfile.mkdtemp(prefix="shareddirbench.")
+    atexit.register(shutil.rmtree, work, True)
     nodes = a.nodes
     what = f"{a.layout}, {len(nodes)} node{'s' if len(nodes) > 1 else ''} (node{','.join(map(str, nodes))})"
     base_rec = {"repeat": a.repeat, "layout": a.layout, "nodes": nodes, "files": a.files}

@@ -25,9 +25,11 @@ report: a table of the results lines in FILE: aggregate files/s of each
 layout and node count, and shared/separate.
 """
 import argparse
+import atexit
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -115,7 +117,10 @@ def verify_main(slot, mnt, rels, expect, node, out):
 
 def run(a):
     cl = hangwatch.Cluster(a.cluster)
-    work = a.work or tempfile.mkdtemp(prefix="shared_dir.")
+    work = a.work
+    if not work:
+        work = tempfile.mkdtemp(prefix="shared_dir.")
+        atexit.register(shutil.rmtree, work, True)
     os.makedirs(work, exist_ok=True)
     nodes = a.nodes
     what = f"{a.layout} directory, {len(nodes)} nodes (node{','.join(map(str, nodes))})"

@@ -56,6 +56,7 @@ errno histogram per operation.  Exit 0 all passed, 1 a check failed, 3 the
 watchdog fired (hangwatch.EXIT_HANG), 2 usage.
 """
 import argparse
+import atexit
 import collections
 import ctypes
 import errno
@@ -623,7 +624,10 @@ class Run:
     def __init__(self, a):
         self.a = a
         self.cluster = hangwatch.Cluster(a.cluster) if a.cluster else None
-        self.work = a.work or tempfile.mkdtemp(prefix="stress.")
+        self.work = a.work
+        if not self.work:
+            self.work = tempfile.mkdtemp(prefix="stress.")
+            atexit.register(shutil.rmtree, self.work, True)
         os.makedirs(self.work, exist_ok=True)
         self.inos = []
         self.failed = 0
