@@ -865,6 +865,22 @@ static void read_whole(struct cl_cbhv *cb, const struct vn_cred *cred)
 	}
 }
 
+/*
+ * A directory's name is always given to the kernel to keep, and forgotten
+ * when NAME is recalled, busy or not: the kernel keeps the alias of a
+ * directory whatever its time-out, and a directory another node moved must
+ * lose its old alias here (the kernel cannot move an alias while it holds
+ * the rename lock, and fails with ESTALE).
+ */
+static void dir_kept(struct cl_inode *ci, struct vn_call *c, const char *name, uint64_t ino)
+{
+	c->uncached = 0;
+	pthread_mutex_lock(&ci->mu);
+	if (cacheable(name) && cl_dent_find(ci, name))
+		cl_dent_tell(ci, name, ino, true);
+	pthread_mutex_unlock(&ci->mu);
+}
+
 static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
@@ -896,8 +912,7 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		}
 		if (found) {
 			c->uncached = cl_names_busy(ci);
-			if (!c->uncached)
-				cl_dent_tell(ci, name, ino);   /* the kernel keeps it (as absent if 0) */
+			cl_dent_tell(ci, name, ino, !c->uncached);   /* as absent if 0 */
 		}
 		/* Not while other nodes keep changing it: each change would cost a whole read. */
 		read_it = !found && !ci->whole_tried && cacheable(name) &&
@@ -919,19 +934,18 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		rc = forward(cx, ci->ino, &l, &want);
 		pthread_mutex_lock(&ci->mu);
 		c->uncached = cl_names_busy(ci);
-		if ((rc == 0 || rc == -ENOENT) && cacheable(name)) {
-			if (c->uncached)
-				cl_dent_set(ci, name, rc ? 0 : a.ino);
-			else
-				cl_dent_tell(ci, name, rc ? 0 : a.ino);
-		}
+		if ((rc == 0 || rc == -ENOENT) && cacheable(name))
+			cl_dent_tell(ci, name, rc ? 0 : a.ino, !c->uncached);
 		pthread_mutex_unlock(&ci->mu);
 		ino = rc ? 0 : a.ino;
 	}
 	c_release_toks(cb, &want);
 	if (rc)
 		return rc;
-	return child_attr(cx, ino, c->cred, c->u.lookup.attr);
+	rc = child_attr(cx, ino, c->cred, c->u.lookup.attr);
+	if (!rc && c->uncached && S_ISDIR(c->u.lookup.attr->mode))
+		dir_kept(ci, c, name, ino);
+	return rc;
 }
 
 /* Lend the directory's tokens to a namespace change; 0 or -errno. */
@@ -962,7 +976,7 @@ static bool dir_unlend(struct cl_cbhv *cb, const struct tok_set *lent, uint64_t 
  * sent them along (@dattr, or NULL) while this node's lent tokens cover them.
  */
 static void dir_changed(struct cl_inode *ci, const char *gone, const char *name, uint64_t ino,
-			const struct vn_attr *dattr, bool tell)
+			const struct vn_attr *dattr, int told)
 {
 	pthread_mutex_lock(&ci->mu);
 	if (dattr) {
@@ -973,8 +987,8 @@ static void dir_changed(struct cl_inode *ci, const char *gone, const char *name,
 	}
 	if (gone && cacheable(gone))
 		cl_dent_set(ci, gone, 0);
-	if (name && cacheable(name) && tell)
-		cl_dent_tell(ci, name, ino ? ino : CL_DENT_UNKNOWN);
+	if (name && cacheable(name) && told != CL_TOLD_NOT)
+		cl_dent_tell(ci, name, ino ? ino : CL_DENT_UNKNOWN, told == CL_TOLD_KEPT);
 	else if (name && cacheable(name))
 		cl_dent_set(ci, name, ino ? ino : CL_DENT_UNKNOWN);
 	pthread_mutex_unlock(&ci->mu);
@@ -1051,16 +1065,16 @@ static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
 	case VN_OP_MKNOD:
 		if (rc == 0 || rc == -EEXIST)
 			dir_changed(ci, NULL, c->u.mknod.name, rc ? 0 : c->u.mknod.attr->ino, d,
-				    rc == 0 && !c->uncached);
+				    rc ? CL_TOLD_NOT : c->uncached ? CL_TOLD_SHOWN : CL_TOLD_KEPT);
 		break;
 	case VN_OP_LINK:
 		if (rc == 0 || rc == -EEXIST)
 			dir_changed(ci, NULL, c->u.link.name, rc ? 0 : c->u.link.ino, d,
-				    rc == 0 && !c->uncached);
+				    rc ? CL_TOLD_NOT : c->uncached ? CL_TOLD_SHOWN : CL_TOLD_KEPT);
 		break;
 	case VN_OP_UNLINK:
 		if (rc == 0 || rc == -ENOENT)
-			dir_changed(ci, c->u.unlink.name, NULL, 0, d, false);
+			dir_changed(ci, c->u.unlink.name, NULL, 0, d, CL_TOLD_NOT);
 		break;
 	default:
 		break;
@@ -1089,7 +1103,8 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	c->uncached = 1;
 	if (dir_unlend(cb, &lent, gen, rc, name, NULL)) {
 		pthread_mutex_lock(&cb->ci->mu);
-		c->uncached = cl_names_busy(cb->ci);
+		c->uncached = cl_names_busy(cb->ci) &&
+			      !(c->op == VN_OP_MKNOD && S_ISDIR(c->u.mknod.mode));
 		pthread_mutex_unlock(&cb->ci->mu);
 		names_after(cb->ci, c, rc);
 		c_release_toks(cb, &lent);
@@ -1160,13 +1175,14 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 			/* The new name is the moved inode; after an exchange the old one is the victim. */
 			uint64_t at_new = rc == 0 ? moved : 0, at_old = rc == 0 ? victim : 0;
+			int told = rc == 0 ? CL_TOLD_KEPT : CL_TOLD_NOT;
 
 			if (kept)
-				dir_changed(cb->ci, gone, other ? NULL : newname, at_new, d, rc == 0);
+				dir_changed(cb->ci, gone, other ? NULL : newname, at_new, d, told);
 			if (kept && gone == NULL)
-				dir_changed(cb->ci, NULL, name, at_old, d, rc == 0);
+				dir_changed(cb->ci, NULL, name, at_old, d, told);
 			if (other && okept)
-				dir_changed(other->ci, NULL, newname, at_new, NULL, rc == 0);
+				dir_changed(other->ci, NULL, newname, at_new, NULL, told);
 		}
 	}
 	if (other && okept)

@@ -48,9 +48,10 @@
 /* A directory up to this many entries is read whole at its first miss. */
 #define CL_DIR_WHOLE_MAX 8192
 #define CL_WHOLE_REST_NS 1000000000LL    /* a directory is read whole only after NAME rested this long */
+enum { CL_TOLD_NOT, CL_TOLD_SHOWN, CL_TOLD_KEPT };
 struct cl_dent {
 	uint64_t ino;
-	bool told;                      /* the kernel keeps it (a NAME recall must make it forget) */
+	uint8_t told;                   /* the kernel has it: CL_TOLD_* (a NAME recall makes it forget) */
 	struct cl_dent *next;           /* every entry of the directory */
 	struct cl_dent *hnext;          /* same hash bucket */
 	uint32_t hash;
@@ -204,8 +205,12 @@ void cl_dents_free(struct cl_inode *ci);
 /* The cached entry @name of directory @ci, or NULL; set it (ci->mu held). */
 struct cl_dent *cl_dent_find(struct cl_inode *ci, const char *name);
 void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino);
-/* Set it and remember that the kernel keeps it (ci->mu held). */
-void cl_dent_tell(struct cl_inode *ci, const char *name, uint64_t ino);
+/*
+ * Set it and remember that the kernel has it (ci->mu held): to keep
+ * (@kept), or with a time-out of 0 (it uses it only after asking again, but
+ * keeps the alias of a directory, which must go when another node moves it).
+ */
+void cl_dent_tell(struct cl_inode *ci, const char *name, uint64_t ino, bool kept);
 /*
  * Do other nodes keep changing directory @ci (its NAME went back less than
  * CL_WHOLE_REST_NS ago; ci->mu held)?  Then the kernel is not let keep its

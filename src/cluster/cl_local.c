@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void cl_read_set(struct tok_set *s, bool direct)
 {
@@ -162,23 +163,24 @@ static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 }
 
 /*
- * The kernel learns @name in directory @dir (0: as absent): remember it, or
+ * The kernel learns @name in directory @dir (@ino of type @mode; 0: absent):
+ * remember it, or
  * if other nodes keep changing the directory, tell the kernel not to keep
  * it (@c->uncached).  A rename (@c NULL) moves an alias the kernel keeps as
  * it was: always remember it.
  */
 static void note_name(struct cl_ctx *cx, uint64_t dir, const char *name, uint64_t ino,
-		      struct vn_call *c)
+		      uint32_t mode, struct vn_call *c)
 {
 	struct cl_inode *ci = cl_inode_get(cx, dir, false);
 
 	if (!ci)
 		return;
 	pthread_mutex_lock(&ci->mu);
+	/* A directory's alias must go when it moves, whatever its time-out (cl_client.c). */
 	if (c)
-		c->uncached = cl_names_busy(ci);
-	if (!c || !c->uncached)
-		cl_dent_tell(ci, name, ino);
+		c->uncached = cl_names_busy(ci) && !S_ISDIR(mode);
+	cl_dent_tell(ci, name, ino, !c || !c->uncached);
 	pthread_mutex_unlock(&ci->mu);
 	cl_inode_put(cx, ci);
 }
@@ -205,7 +207,8 @@ static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		return rc;
 	rc = vn_next(self, vn, c);
 	if (rc == 0 || rc == -ENOENT)
-		note_name(cx, vn_ino(vn), c->u.lookup.name, rc ? 0 : CL_DENT_UNKNOWN, c);
+		note_name(cx, vn_ino(vn), c->u.lookup.name, rc ? 0 : CL_DENT_UNKNOWN,
+			  rc ? 0 : c->u.lookup.attr->mode, c);
 	tok_client_release(cx->tc, vn_ino(vn), &want);
 	/*
 	 * A relocation blocks the shaping of new vnodes while it rewrites
@@ -268,7 +271,8 @@ static int l_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		c->uncached = 1;
 		cl_names_forget(cx, other, name, NULL);
 	} else if (rc == 0 && c->op != VN_OP_UNLINK) {
-		note_name(cx, other, name, CL_DENT_UNKNOWN, c->op == VN_OP_RENAME ? NULL : c);
+		note_name(cx, other, name, CL_DENT_UNKNOWN,
+			  c->op == VN_OP_MKNOD ? c->u.mknod.mode : 0, c->op == VN_OP_RENAME ? NULL : c);
 	}
 	if (rc == 0 && c->op == VN_OP_RENAME && !(dir == first ? kept1 : kept2))
 		cl_names_forget(cx, dir, c->u.rename.name, NULL);

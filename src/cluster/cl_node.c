@@ -338,7 +338,7 @@ void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino)
 		return;
 	}
 	d->ino = ino;
-	d->told = false;
+	d->told = CL_TOLD_NOT;
 	d->hash = name_hash(name);
 	memcpy(d->name, name, len + 1);
 	d->next = ci->dents;
@@ -352,14 +352,15 @@ void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino)
 		dhash_grow(ci);
 }
 
-void cl_dent_tell(struct cl_inode *ci, const char *name, uint64_t ino)
+void cl_dent_tell(struct cl_inode *ci, const char *name, uint64_t ino, bool kept)
 {
+	uint8_t told = kept ? CL_TOLD_KEPT : CL_TOLD_SHOWN;
 	struct cl_dent *d;
 
 	cl_dent_set(ci, name, ino);
 	d = cl_dent_find(ci, name);
-	if (d)
-		d->told = true;
+	if (d && d->told < told)
+		d->told = told;
 }
 
 bool cl_names_busy(const struct cl_inode *ci)
@@ -387,64 +388,11 @@ static void names_run(void *arg)
 	free(n);
 }
 
-void cl_names_forget(struct cl_ctx *cx, uint64_t dir, const char *name, const char *name2)
+/* Make the kernel forget the names of @list on a helper thread, waiting at most @ms. */
+static void names_inval(struct cl_ctx *cx, uint64_t dir, struct cl_dent *list, unsigned ms)
 {
-	const char *names[2] = { name, name2 };
 	struct cl_names_job *n;
 
-	if (!cx->inval_entry || !(n = calloc(1, sizeof(*n))))
-		return;
-	n->cx = cx;
-	n->dir = dir;
-	for (int i = 0; i < 2; i++) {
-		size_t len = names[i] ? strlen(names[i]) : 0;
-		struct cl_dent *d = len ? malloc(sizeof(*d) + len + 1) : NULL;
-
-		if (!d)
-			continue;
-		d->ino = CL_DENT_UNKNOWN;
-		memcpy(d->name, names[i], len + 1);
-		d->next = n->dents;
-		n->dents = d;
-	}
-	/* The kernel still holds the directory: do not wait for it. */
-	run_bounded(cx, names_run, n, 0);
-}
-
-/*
- * The directory's names may have changed: forget them, and make the kernel
- * forget every name of it that this node told it (a directory that another
- * node moved must not keep its old name here: the kernel could not move it
- * while it holds the rename lock, and would fail with ESTALE).
- */
-void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
-{
-	struct cl_inode *ci = cl_inode_get(cx, dir, false);
-	struct cl_names_job *n;
-	struct cl_dent *list;
-	unsigned lends;
-
-	if (!ci)
-		return;
-	pthread_mutex_lock(&ci->mu);
-	/* Only the names the kernel keeps need its attention. */
-	list = NULL;
-	while (ci->dents) {
-		struct cl_dent *d = ci->dents;
-
-		ci->dents = d->next;
-		if (d->told) {
-			d->next = list;
-			list = d;
-		} else {
-			free(d);
-		}
-	}
-	cl_dents_free(ci);
-	ci->names_dropped_ns = meta_now_ns();
-	lends = ci->lends;
-	pthread_mutex_unlock(&ci->mu);
-	cl_inode_put(cx, ci);
 	if (!list)
 		return;
 	n = cx->inval_entry ? malloc(sizeof(*n)) : NULL;
@@ -457,12 +405,67 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 	n->cx = cx;
 	n->dir = dir;
 	n->dents = list;
+	run_bounded(cx, names_run, n, ms);
+}
+
+void cl_names_forget(struct cl_ctx *cx, uint64_t dir, const char *name, const char *name2)
+{
+	const char *names[2] = { name, name2 };
+	struct cl_dent *list = NULL;
+
+	for (int i = 0; i < 2; i++) {
+		size_t len = names[i] ? strlen(names[i]) : 0;
+		struct cl_dent *d = len ? malloc(sizeof(*d) + len + 1) : NULL;
+
+		if (!d)
+			continue;
+		memcpy(d->name, names[i], len + 1);
+		d->next = list;
+		list = d;
+	}
+	/* The kernel still holds the directory: do not wait for it. */
+	names_inval(cx, dir, list, 0);
+}
+
+void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
+{
+	struct cl_inode *ci = cl_inode_get(cx, dir, false);
+	struct cl_dent *kept = NULL, *shown = NULL;
+	unsigned lends;
+
+	if (!ci)
+		return;
+	pthread_mutex_lock(&ci->mu);
+	/* Only the names the kernel has need its attention. */
+	while (ci->dents) {
+		struct cl_dent *d = ci->dents;
+
+		ci->dents = d->next;
+		if (d->told == CL_TOLD_KEPT) {
+			d->next = kept;
+			kept = d;
+		} else if (d->told == CL_TOLD_SHOWN) {
+			d->next = shown;
+			shown = d;
+		} else {
+			free(d);
+		}
+	}
+	cl_dents_free(ci);
+	ci->names_dropped_ns = meta_now_ns();
+	lends = ci->lends;
+	pthread_mutex_unlock(&ci->mu);
+	cl_inode_put(cx, ci);
 	/*
-	 * A change of this node in the directory, whose tokens it lent, holds
-	 * the kernel's lock on it and ends only after the change that recalls
-	 * them: waiting for the kernel would only delay both.
+	 * Names the kernel keeps must go before the change that recalls is
+	 * seen, as far as the kernel lets us: a change of this node in the
+	 * directory, whose tokens it lent, holds the kernel's lock on it and
+	 * ends only after the change that recalls them, so waiting would only
+	 * delay both.  Names shown with a time-out of 0 are never used
+	 * without asking again; only their aliases must go, in the background.
 	 */
-	run_bounded(cx, names_run, n, lends ? 0 : 100);
+	names_inval(cx, dir, kept, lends ? 0 : 100);
+	names_inval(cx, dir, shown, 0);
 }
 
 void cl_pages_check(struct cl_ctx *cx, uint64_t ino)
