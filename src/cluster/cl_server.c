@@ -23,7 +23,8 @@
  * token: the server recalls it conditionally, a node that still uses the
  * file refuses, and the file is freed when that node's EXIST comes back
  * (last_exist, which queues it for the reclaimer thread).  The same thread
- * drops the tokens of a node whose connection is gone.
+ * drops the tokens and the POSIX and flock locks of a node whose connection
+ * is gone.
  *
  * Lock order: see cl_i.h; cl_ctx.rmu is a leaf.
  */
@@ -38,6 +39,8 @@
 #include <time.h>
 
 #include "cluster/cl_wire.h"
+#include "vnode/vn_lock.h"
+#include "vnode/vn_meta.h"
 
 #define CL_MAP_MAX 1024               /* runs per extent-map reply */
 
@@ -64,12 +67,27 @@ static void local_recall_run(void *arg)
 	free(r);
 }
 
+/*
+ * @node is gone (its daemon or host died, or its connection): it holds
+ * nothing any more, so no recall waits for it, and its POSIX and flock locks
+ * go, so other nodes' waiters get them.  @why goes to the log.
+ */
+static void node_gone(struct cl_ctx *cx, uint32_t node, const char *why)
+{
+	size_t nlocks = 0;
+
+	tok_server_node_down(cx->ts, node);
+	if (cx->mfs)
+		nlocks = vn_lock_release_node(vn_meta_fs_locks(cx->mfs), node);
+	fprintf(stderr, "cxfsd: node %u %s: its tokens and its %zu lock(s) are dropped\n", node,
+		why, nlocks);
+}
+
 static void node_down_run(void *arg)
 {
 	struct cl_srv_recall *r = arg;
 
-	fprintf(stderr, "cxfsd: node %u cannot be reached: its tokens are dropped\n", r->node);
-	tok_server_node_down(r->cx->ts, r->node);
+	node_gone(r->cx, r->node, "cannot be reached");
 	free(r);
 }
 
@@ -169,7 +187,7 @@ static const struct tok_server_ops srv_tok_ops = {
 /*
  * Liveness is the connection: a node whose connection to the MDS is gone
  * (its daemon died, or its host) holds nothing any more, so that no recall
- * waits for it for ever.
+ * waits for it for ever and its locks do not outlive it.
  */
 static void check_nodes(struct cl_ctx *cx)
 {
@@ -189,10 +207,8 @@ static void check_nodes(struct cl_ctx *cx)
 		pthread_mutex_unlock(&cx->mu);
 		if (!ch)
 			continue;
-		fprintf(stderr, "cxfsd: node %u left (its connection is gone): its tokens are "
-			"dropped\n", node);
 		rpc_chan_put(ch);
-		tok_server_node_down(cx->ts, node);
+		node_gone(cx, node, "left (its connection is gone)");
 	}
 }
 

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <linux/fuse.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,18 +213,29 @@ static int start_admin(const struct cxfsd *d, const char *path, struct cxfsd_adm
 #define CX_FUSE_DIO_ALLOW_MMAP2 (1u << 4)   /* flags2: FUSE_DIRECT_IO_ALLOW_MMAP */
 static _Atomic uint64_t cx_init_unique;
 
+/*
+ * The read function also tells fuse_ops.c of every request read, with a
+ * RELEASE's flags: a flock request is ordered after the flock releases the
+ * kernel queued before it (fuse_ops.c, "flock").
+ */
+#define CX_RELEASE_FLAGS_AT (sizeof(struct fuse_in_header) + \
+			     offsetof(struct fuse_release_in, release_flags))
+
 static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 {
 	ssize_t n = read(fd, buf, len);
-	uint32_t opcode;
+	uint32_t opcode, rflags = 0;
 	uint64_t unique;
 
-	(void)userdata;
 	if (n >= 16) {
 		memcpy(&opcode, (char *)buf + 4, 4);
 		memcpy(&unique, (char *)buf + 8, 8);
 		if (opcode == CX_FUSE_INIT)
 			atomic_store(&cx_init_unique, unique);
+		if (opcode == FUSE_RELEASE && (size_t)n >= CX_RELEASE_FLAGS_AT + 4)
+			memcpy(&rflags, (char *)buf + CX_RELEASE_FLAGS_AT, 4);
+		cxfsd_dev_read(userdata, unique,
+			       opcode == FUSE_RELEASE && (rflags & FUSE_RELEASE_FLOCK_UNLOCK));
 	}
 	return n;
 }
@@ -457,7 +470,9 @@ int main(int argc, char **argv)
 	struct cxfsd_admin *admin = NULL;
 	struct dm_sock *dms = NULL;
 	struct meta_store_opts so = { 0 };
-	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600 };
+	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600,
+			   .flk = { .mu = PTHREAD_MUTEX_INITIALIZER,
+				    .cv = PTHREAD_COND_INITIALIZER } };
 	struct vnode *root = NULL;
 	int rc;
 

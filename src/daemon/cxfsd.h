@@ -6,6 +6,7 @@
 #define CXFS_CXFSD_H
 
 #include <fuse_lowlevel.h>
+#include <pthread.h>
 
 struct blk_dev;
 struct cl_ctx;
@@ -13,7 +14,25 @@ struct meta_store;
 struct vn_meta_fs;
 struct vn_table;
 
-/* One mounted filesystem; every field is constant while the session runs. */
+/*
+ * What the daemon read from /dev/fuse that orders flock requests after the
+ * releases queued before them (cluster mode; see fuse_ops.c, "flock").
+ */
+struct cxfsd_flk {
+	pthread_mutex_t mu;           /* a leaf but for libfuse's lock in fuse_req_interrupted() */
+	pthread_cond_t cv;            /* broadcast whenever done grows */
+	uint64_t read;                /* flock RELEASEs read; protected by mu */
+	uint64_t done;                /* of which the lock is gone; protected by mu */
+	uint64_t seen_below;          /* every request id below it was read (0: none
+					 yet); protected by mu */
+	uint64_t seen_ahead;          /* bit i: id seen_below + 2 * i was read; bit 0
+					 is always clear; protected by mu */
+};
+
+/*
+ * One mounted filesystem; every field but flk (which has its own mutex) is
+ * constant while the session runs.
+ */
 struct cxfsd {
 	struct blk_dev *dev;          /* the volume */
 	struct meta_store *st;        /* its metadata store (this node is the MDS), or NULL */
@@ -26,8 +45,16 @@ struct cxfsd {
 	int writeback;                /* ask for the kernel's writeback cache */
 	const char *mountpoint;       /* where it is mounted */
 	struct fuse_session *se;      /* set once the session exists (cache invalidation) */
+	struct cxfsd_flk flk;         /* flock releases in flight */
 };
 
 extern const struct fuse_lowlevel_ops cxfsd_fuse_ops;
+
+/*
+ * The /dev/fuse read function read the request numbered @unique, a RELEASE
+ * that drops a flock lock if @flock_release; called on the thread that will
+ * handle it, before it is handled (fuse_ops.c, "flock").
+ */
+void cxfsd_dev_read(struct cxfsd *d, uint64_t unique, int flock_release);
 
 #endif

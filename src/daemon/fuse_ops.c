@@ -11,12 +11,18 @@
  * mode bits, supplementary groups, sticky directories); the daemon adds the
  * rules only a filesystem can apply (set-group-ID inheritance, which xattr
  * namespaces exist).
+ *
+ * Locks: POSIX locks on every node and, in a cluster, flock(2) go to the
+ * lock manager; the section "flock" orders a flock request after the flock
+ * releases the kernel queued before it.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/cxfsd.h"
@@ -540,8 +546,20 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, -call_ino(req, ino, &c));
 }
 
+static void flock_release_done(struct cxfsd *d);
+
+/*
+ * Valid replies: fuse_reply_err.  The last close of an open file
+ * description: if it used flock(2) (cluster mode), its lock goes now.
+ */
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { fi->lock_owner, 1 } };
+
+	if (fi->flock_release) {
+		(void)call_ino(req, ino, &c);   /* the kernel ignores RELEASE's answer */
+		flock_release_done(D(req));
+	}
 	fuse_reply_err(req, 0);
 }
 
@@ -845,19 +863,184 @@ static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 	fuse_reply_err(req, -call_ino(req, ino, &c));
 }
 
+/* ---- flock ---------------------------------------------------------------
+ *
+ * In cluster mode flock(2) goes to the lock manager of the MDS as POSIX locks
+ * do (op_init says why not on a single node).  The kernel sends FUSE_SETLK or
+ * FUSE_SETLKW with FUSE_LK_FLOCK, owned by the open file description (so
+ * dup'ed and inherited descriptors share the lock), and drops the lock at the
+ * description's last close with a RELEASE carrying FUSE_RELEASE_FLOCK_UNLOCK.
+ * That RELEASE is asynchronous: close() does not wait for it, but the kernel
+ * queues it before close() returns, so it is numbered and read before every
+ * request made after that close.  The daemon handles requests on many
+ * threads, though, so a later flock could reach the MDS first and be refused
+ * because of the lock that close released.  Therefore:
+ *   - the /dev/fuse read function reports every request read
+ *     (cxfsd_dev_read): it counts the flock RELEASEs and keeps which request
+ *     numbers were read;
+ *   - op_release counts its RELEASE done once the MDS dropped the lock;
+ *   - a flock refused with EWOULDBLOCK waits until every request numbered
+ *     below it was read (its reader may not have run yet), then until the
+ *     flock RELEASEs counted by then are done, and asks once more if one of
+ *     them finished meanwhile.
+ * docs/ARCHITECTURE.md ("Locks") states the resulting guarantee.
+ */
+#define CXFSD_FLK_ID_STEP 2      /* requests are numbered 2, 4, 6, ...; bit 0 marks an INTERRUPT */
+#define CXFSD_FLK_WINDOW 64      /* numbers tracked past seen_below: one read further ahead
+				    takes those it skips as read */
+#define CXFSD_FLK_SEEN_MS 20     /* longest wait for the requests before: a request aborted
+				    before it was read leaves a gap until the window passes it */
+#define CXFSD_FLK_WAIT_MS 1000   /* longest wait for their releases */
+
+/* The number of the request this thread handles: libfuse's workers handle what they read. */
+static _Thread_local uint64_t cxfsd_req_unique;
+
+void cxfsd_dev_read(struct cxfsd *d, uint64_t unique, int flock_release)
+{
+	struct cxfsd_flk *f = &d->flk;
+	uint64_t i;
+
+	cxfsd_req_unique = unique;
+	if (unique % CXFSD_FLK_ID_STEP)
+		return;
+	pthread_mutex_lock(&f->mu);
+	if (flock_release)
+		f->read++;
+	if (!f->seen_below)
+		f->seen_below = unique;
+	if (unique >= f->seen_below) {
+		i = (unique - f->seen_below) / CXFSD_FLK_ID_STEP;
+		if (i >= CXFSD_FLK_WINDOW) {
+			uint64_t shift = i - (CXFSD_FLK_WINDOW - 1);
+
+			f->seen_ahead = shift >= CXFSD_FLK_WINDOW ? 0 : f->seen_ahead >> shift;
+			f->seen_below += shift * CXFSD_FLK_ID_STEP;
+			i = CXFSD_FLK_WINDOW - 1;
+		}
+		f->seen_ahead |= UINT64_C(1) << i;
+		while (f->seen_ahead & 1) {
+			f->seen_ahead >>= 1;
+			f->seen_below += CXFSD_FLK_ID_STEP;
+		}
+	}
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void flock_release_done(struct cxfsd *d)
+{
+	pthread_mutex_lock(&d->flk.mu);
+	if (d->flk.done < d->flk.read) {
+		d->flk.done++;
+		pthread_cond_broadcast(&d->flk.cv);
+	}
+	pthread_mutex_unlock(&d->flk.mu);
+}
+
+static uint64_t flock_releases_done(struct cxfsd *d)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&d->flk.mu);
+	n = d->flk.done;
+	pthread_mutex_unlock(&d->flk.mu);
+	return n;
+}
+
+/* Sleep on the flock condition for @ms; caller holds its mutex. */
+static void flock_wait_ms(struct cxfsd_flk *f, long ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += ms * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_cond_timedwait(&f->cv, &f->mu, &until);
+}
+
+/*
+ * After a refusal of this thread's flock request: wait (boundedly, and not
+ * past an interruption) until every request before it was read and every
+ * flock RELEASE counted then is done.  Returns 1 if some release finished
+ * since @done0 (the request may now be granted), else 0.
+ */
+static int flock_releases_settle(fuse_req_t req, uint64_t done0)
+{
+	struct cxfsd_flk *f = &D(req)->flk;
+	uint64_t self = cxfsd_req_unique, target;
+	int again;
+
+	pthread_mutex_lock(&f->mu);
+	for (int ms = 0; self && f->seen_below <= self && ms < CXFSD_FLK_SEEN_MS; ms++) {
+		if (fuse_req_interrupted(req))
+			break;
+		flock_wait_ms(f, 1);   /* a poll: nobody signals a read */
+	}
+	target = f->read;
+	for (int ms = 0; f->done < target && ms < CXFSD_FLK_WAIT_MS; ms += 10) {
+		if (fuse_req_interrupted(req))
+			break;
+		flock_wait_ms(f, 10);
+	}
+	again = f->done > done0;
+	pthread_mutex_unlock(&f->mu);
+	return again;
+}
+
+/*
+ * Valid replies: fuse_reply_err.  LOCK_SH, LOCK_EX (converting the
+ * description's lock, not atomically, as Linux) or LOCK_UN; without LOCK_NB
+ * the wait ends with EINTR when the kernel interrupts the request.
+ */
+static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+	struct vn_flock lk = { .start = 0, .end = UINT64_MAX, .owner = fi->lock_owner,
+			       .pid = fuse_req_ctx(req)->pid, .is_flock = 1 };
+	struct vn_call c = { .op = VN_OP_SETLK,
+			     .u.setlk = { &lk, !(op & LOCK_NB), req_interrupted, req } };
+	uint64_t done0;
+	int rc;
+
+	switch (op & ~LOCK_NB) {
+	case LOCK_SH:
+		lk.type = F_RDLCK;
+		break;
+	case LOCK_EX:
+		lk.type = F_WRLCK;
+		break;
+	case LOCK_UN:
+		lk.type = F_UNLCK;
+		break;
+	default:
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	done0 = flock_releases_done(D(req));
+	rc = call_ino(req, ino, &c);
+	if (rc == -EWOULDBLOCK && flock_releases_settle(req, done0))
+		rc = call_ino(req, ino, &c);
+	fuse_reply_err(req, -rc);
+}
+
 /* Ask the kernel for what makes a filesystem fast and ext4-like. */
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct cxfsd *d = userdata;
 
 	/*
-	 * flock(2) stays with the kernel: FUSE drops a flock lock on close only
-	 * through RELEASE, which the kernel sends after close() has returned, so
-	 * a daemon-held flock would outlive close() for a moment (ext4's never
-	 * does).  POSIX locks are dropped by FLUSH, inside close(), and go
-	 * through the daemon's lock manager.
+	 * POSIX locks go through the daemon's lock manager on every node; FLUSH,
+	 * inside close(), drops them.  flock(2) does too in a cluster, where
+	 * only the MDS can make it exclude across nodes (see "flock" above).  On
+	 * a single node flock stays with the kernel, which behaves exactly as
+	 * ext4: it drops the lock inside the last close(), whereas the daemon
+	 * would hear of it only through RELEASE, after close() has returned, so
+	 * another descriptor could still find the lock held for a moment; and
+	 * on one node there is nothing for the daemon to arbitrate.
 	 */
-	conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
+	if (d->cl)
+		conn->want |= conn->capable & FUSE_CAP_FLOCK_LOCKS;
+	else
+		conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
 	conn->want |= conn->capable & (FUSE_CAP_POSIX_LOCKS | FUSE_CAP_READDIRPLUS | FUSE_CAP_PARALLEL_DIROPS |
 				       FUSE_CAP_EXPORT_SUPPORT | FUSE_CAP_ASYNC_DIO |
 				       FUSE_CAP_ASYNC_READ);
@@ -914,6 +1097,7 @@ const struct fuse_lowlevel_ops cxfsd_fuse_ops = {
 	.create = op_create,
 	.getlk = op_getlk,
 	.setlk = op_setlk,
+	.flock = op_flock,
 	.fallocate = op_fallocate,
 	.lseek = op_lseek,
 };

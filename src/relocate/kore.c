@@ -534,6 +534,8 @@ static int send_bag(struct cl_ctx *cx, uint32_t target, uint64_t epoch, const st
 				l[i].pid = b->l[i].lk.pid;
 				l[i].has_is_flock = 1;
 				l[i].is_flock = b->l[i].lk.is_flock;
+				l[i].has_node = 1;
+				l[i].node = b->l[i].lk.node;
 				lp[i] = &l[i];
 			}
 			m.n_locks = b->nl;
@@ -773,7 +775,8 @@ static int take_bag(struct kore *k, const Cxfs__RelocReq *m)
 		const Cxfs__RelocLock *l = m->locks[i];
 		struct vn_flock lk = { .type = (short)l->type, .start = l->start, .end = l->end,
 				       .owner = l->owner, .pid = l->pid,
-				       .is_flock = l->has_is_flock && l->is_flock };
+				       .is_flock = l->has_is_flock && l->is_flock,
+				       .node = l->has_node ? l->node : 0 };
 
 		if (bag_lock(&k->bag, l->ino, &lk))
 			return -ENOMEM;

@@ -101,6 +101,8 @@ struct vn_flock {
 	uint64_t owner;             /* lock owner (FUSE lock_owner) */
 	pid_t pid;
 	int is_flock;               /* flock(2) semantics rather than fcntl */
+	uint32_t node;              /* cluster node holding it (0 on a single node); the
+				       meta behavior sets it from the call's origin */
 };
 
 /* Directory entry callback of VN_OP_READDIR: returns non-zero when full. */
@@ -170,6 +172,12 @@ struct vn_call {
 			 unsigned int flags; } rename;
 		struct { char *buf; size_t size; } readlink;   /* NUL-terminated, truncated to size */
 		struct { int flags; } open;
+		/*
+		 * close(): drop @lock_owner's POSIX locks (FLUSH, every close); with
+		 * @flock_release the last close of an open file description that
+		 * used flock(2) (RELEASE): @lock_owner names the description, whose
+		 * flock lock goes too.
+		 */
 		struct { uint64_t lock_owner; int flock_release; } release;
 		struct { void *buf; size_t size; uint64_t off; int flags; } read;    /* flags: open(2)'s */
 		struct { const void *buf; size_t size; uint64_t off; int flags; } write;

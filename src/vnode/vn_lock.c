@@ -53,6 +53,7 @@ struct vn__lk {
 	uint64_t start, end;         /* inclusive */
 	uint64_t owner;
 	pid_t pid;
+	uint32_t node;               /* cluster node holding it (vn_lock_release_node) */
 };
 
 /* The locks of one inode; exists while it has locks or waiters. */
@@ -326,6 +327,7 @@ static void vn__posix_apply(struct vn__ilock *il, const struct vn_flock *req,
 	n->end = end;
 	n->owner = req->owner;
 	n->pid = req->pid;
+	n->node = req->node;
 	vn__lk_insert(il, n);
 }
 
@@ -464,6 +466,7 @@ int vn_lock_set(struct vn_lockmgr *m, uint64_t ino, const struct vn_flock *lk, i
 				l->end = UINT64_MAX;
 				l->owner = w.req.owner;
 				l->pid = w.req.pid;
+				l->node = w.req.node;
 				vn__lk_insert(il, l);
 			} else {
 				vn__posix_apply(il, &w.req, spare, &dead);
@@ -540,6 +543,39 @@ out_unlock:
 	vn__lk_free_list(dead);
 }
 
+size_t vn_lock_release_node(struct vn_lockmgr *m, uint32_t node)
+{
+	struct vn__lk **pp, *l, *dead = NULL;
+	struct vn__ilock *il, *next;
+	size_t n = 0;
+
+	pthread_mutex_lock(&m->mu);
+	for (size_t b = 0; b < VN__LK_BUCKETS; b++) {
+		for (il = m->buckets[b]; il; il = next) {
+			bool changed = false;
+
+			next = il->hnext;   /* vn__ilock_put may free il */
+			for (pp = &il->locks; (l = *pp);) {
+				if (l->node != node) {
+					pp = &l->next;
+					continue;
+				}
+				*pp = l->next;
+				l->next = dead;
+				dead = l;
+				changed = true;
+				n++;
+			}
+			if (changed)
+				pthread_cond_broadcast(&il->cv);
+			vn__ilock_put(m, il);
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	vn__lk_free_list(dead);
+	return n;
+}
+
 size_t vn_lock_count(struct vn_lockmgr *m, uint64_t ino)
 {
 	struct vn__ilock *il;
@@ -565,7 +601,8 @@ int vn_lock_export(struct vn_lockmgr *m,
 			for (struct vn__lk *l = il->locks; l && !rc; l = l->next) {
 				struct vn_flock lk = { .type = l->type, .start = l->start,
 						       .end = l->end, .owner = l->owner,
-						       .pid = l->pid, .is_flock = l->is_flock };
+						       .pid = l->pid, .is_flock = l->is_flock,
+						       .node = l->node };
 
 				rc = fn(arg, il->ino, &lk);
 			}

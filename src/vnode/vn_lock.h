@@ -10,7 +10,8 @@
  * interrupted (-EINTR) or would deadlock (-EDEADLK: the wait-for graph over
  * POSIX owners has a cycle).  On a single node the meta behavior owns the
  * manager; in a cluster the metadata server does, so locks exclude across
- * nodes.
+ * nodes.  Each lock records the cluster node that holds it (vn_flock.node),
+ * so the locks of a node that left go at once (vn_lock_release_node).
  */
 #ifndef CXFS_VN_LOCK_H
 #define CXFS_VN_LOCK_H
@@ -39,6 +40,12 @@ int vn_lock_set(struct vn_lockmgr *m, uint64_t ino, const struct vn_flock *lk, i
 
 /* Drop every lock of @owner on @ino of the given kind and wake waiters. */
 void vn_lock_release(struct vn_lockmgr *m, uint64_t ino, uint64_t owner, int is_flock);
+
+/*
+ * A node left the cluster: drop every lock it holds (POSIX and flock, on
+ * every inode) and wake the waiters.  Returns how many locks went.
+ */
+size_t vn_lock_release_node(struct vn_lockmgr *m, uint32_t node);
 
 /*
  * Relocation: call @fn for every granted lock, under the manager's mutex

@@ -613,9 +613,13 @@ static int m_getlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return vn_lock_test(node_of(self)->fs->locks, vn_ino(vn), c->u.getlk.lk);
 }
 
+/* The lock belongs to the node the call comes from, so it goes if that node leaves. */
 static int m_setlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
-	return vn_lock_set(node_of(self)->fs->locks, vn_ino(vn), c->u.setlk.lk, c->u.setlk.sleep,
+	struct vn_flock lk = *c->u.setlk.lk;
+
+	lk.node = c->node;
+	return vn_lock_set(node_of(self)->fs->locks, vn_ino(vn), &lk, c->u.setlk.sleep,
 			   c->u.setlk.interrupted, c->u.setlk.arg);
 }
 

@@ -3,7 +3,8 @@
  * POSIX merge/split, upgrade/downgrade in place, F_GETLK reporting,
  * non-blocking conflicts, blocking waits with real threads (granted on
  * release, interrupted, deadlock across inodes), flock semantics and its
- * independence from POSIX locks, and releasing an owner's locks.
+ * independence from POSIX locks, releasing an owner's locks, and dropping
+ * every lock of a cluster node that left (waking who waits for them).
  *
  * A waiting thread's @interrupted callback doubles as the signal that it
  * really waits: the manager calls it only once the waiter is registered.
@@ -274,6 +275,64 @@ static void test_release_owner(void **state)
 	vn_lock_release(m, 99, 1, 0);
 }
 
+/* @lk as held by cluster node @node. */
+static struct vn_flock on_node(struct vn_flock lk, uint32_t node)
+{
+	lk.node = node;
+	return lk;
+}
+
+struct seen {
+	size_t n;
+	uint32_t nodes[8];
+};
+
+static int export_cb(void *arg, uint64_t ino, const struct vn_flock *lk)
+{
+	struct seen *s = arg;
+
+	(void)ino;
+	if (s->n < 8)
+		s->nodes[s->n] = lk->node;
+	s->n++;
+	return 0;
+}
+
+/* A node that left loses every lock it held, of both kinds, on every inode. */
+static void test_release_node(void **state)
+{
+	struct vn_lockmgr *m = *state;
+	struct seen seen = { 0 };
+
+	/* Node 2: a POSIX lock split in two by an unlock, a flock lock, a lock on inode 7. */
+	assert_int_equal(set(m, 1, on_node(px(F_WRLCK, 0, 99, 21), 2)), 0);
+	assert_int_equal(set(m, 1, on_node(px(F_UNLCK, 40, 59, 21), 2)), 0);
+	assert_int_equal(set(m, 1, on_node(fl(F_RDLCK, 22), 2)), 0);
+	assert_int_equal(set(m, 7, on_node(px(F_RDLCK, 0, EOF_, 21), 2)), 0);
+	/* Node 3 shares the flock and holds a range node 2 left free. */
+	assert_int_equal(set(m, 1, on_node(fl(F_RDLCK, 31), 3)), 0);
+	assert_int_equal(set(m, 1, on_node(px(F_WRLCK, 45, 50, 31), 3)), 0);
+	assert_int_equal(vn_lock_count(m, 1), 5);
+
+	/* Relocation carries the node with each lock. */
+	assert_int_equal(vn_lock_export(m, export_cb, &seen), 0);
+	assert_int_equal(seen.n, 6);
+	for (size_t i = 0; i < seen.n; i++)
+		assert_true(seen.nodes[i] == 2 || seen.nodes[i] == 3);
+
+	assert_int_equal(vn_lock_release_node(m, 2), 4);
+	assert_int_equal(vn_lock_count(m, 1), 2);
+	assert_int_equal(vn_lock_count(m, 7), 0);
+	assert_reports(getlk(m, 1, F_WRLCK, 0, 44, 99), F_UNLCK, 0, 0);
+	assert_reports(getlk(m, 1, F_WRLCK, 0, EOF_, 99), F_WRLCK, 45, 50);
+	assert_int_equal(set(m, 1, on_node(fl(F_WRLCK, 11), 1)), -EWOULDBLOCK);
+	/* Nothing left of node 2; node 4 never held anything. */
+	assert_int_equal(vn_lock_release_node(m, 2), 0);
+	assert_int_equal(vn_lock_release_node(m, 4), 0);
+	assert_int_equal(vn_lock_release_node(m, 3), 2);
+	assert_int_equal(vn_lock_count(m, 1), 0);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Blocking waits with real threads                                        */
 /* ---------------------------------------------------------------------- */
@@ -360,6 +419,56 @@ static void test_blocking_flock(void **state)
 	vn_lock_release(m, 1, 1, 1);
 	pthread_join(w.th, NULL);
 	assert_int_equal(w.rc, 0);
+	vn_lock_release(m, 1, 2, 1);
+	assert_int_equal(vn_lock_count(m, 1), 0);
+}
+
+/* A waiter for a lock of a node that leaves gets it at once. */
+static void test_release_node_wakes(void **state)
+{
+	struct vn_lockmgr *m = *state;
+	struct waiter w = { 0 }, v = { 0 };
+
+	assert_int_equal(set(m, 1, on_node(fl(F_WRLCK, 21), 2)), 0);
+	assert_int_equal(set(m, 1, on_node(px(F_WRLCK, 0, 9, 21), 2)), 0);
+	waiter_start(&w, m, 1, on_node(fl(F_WRLCK, 11), 1));
+	waiter_start(&v, m, 1, on_node(px(F_RDLCK, 5, 5, 12), 1));
+	waiter_until_waiting(&w);
+	waiter_until_waiting(&v);
+	assert_int_equal(vn_lock_release_node(m, 2), 2);
+	pthread_join(w.th, NULL);
+	pthread_join(v.th, NULL);
+	assert_int_equal(w.rc, 0);
+	assert_int_equal(v.rc, 0);
+	assert_int_equal(vn_lock_release_node(m, 1), 2);
+	assert_int_equal(vn_lock_count(m, 1), 0);
+}
+
+/*
+ * A blocking upgrade from shared to exclusive waits without its shared lock
+ * (flock(2): not atomic), so the other sharer can upgrade meanwhile; the
+ * waiter gets the exclusive lock once that one unlocks.
+ */
+static void test_flock_upgrade_waits(void **state)
+{
+	struct vn_lockmgr *m = *state;
+	struct waiter w = { 0 };
+
+	assert_int_equal(set(m, 1, fl(F_RDLCK, 1)), 0);
+	assert_int_equal(set(m, 1, fl(F_RDLCK, 2)), 0);
+	waiter_start(&w, m, 1, fl(F_WRLCK, 1));
+	waiter_until_waiting(&w);
+	assert_int_equal(vn_lock_count(m, 1), 1);
+	assert_int_equal(set(m, 1, fl(F_WRLCK, 2)), 0);
+	assert_int_equal(w.rc, 1);
+	assert_int_equal(set(m, 1, fl(F_UNLCK, 2)), 0);
+	pthread_join(w.th, NULL);
+	assert_int_equal(w.rc, 0);
+	assert_int_equal(set(m, 1, fl(F_RDLCK, 2)), -EWOULDBLOCK);
+	/* Downgrading in place lets a sharer in at once. */
+	assert_int_equal(set(m, 1, fl(F_RDLCK, 1)), 0);
+	assert_int_equal(set(m, 1, fl(F_RDLCK, 2)), 0);
+	vn_lock_release(m, 1, 1, 1);
 	vn_lock_release(m, 1, 2, 1);
 	assert_int_equal(vn_lock_count(m, 1), 0);
 }
@@ -487,8 +596,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_nonblocking_eagain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flock_semantics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release_owner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_node, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_granted_after_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_flock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_node_wakes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flock_upgrade_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupt_eintr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadlock_edeadlk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadlock_three_owners, setup, teardown),
