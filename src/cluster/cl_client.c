@@ -943,8 +943,11 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (rc)
 		return rc;
 	rc = child_attr(cx, ino, c->cred, c->u.lookup.attr);
-	if (!rc && c->uncached && S_ISDIR(c->u.lookup.attr->mode))
-		dir_kept(ci, c, name, ino);
+	if (!rc && S_ISDIR(c->u.lookup.attr->mode)) {
+		if (c->uncached)
+			dir_kept(ci, c, name, ino);
+		cl_names_settle(cx, CL_SETTLE_MS);
+	}
 	return rc;
 }
 
@@ -1081,6 +1084,40 @@ static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
 	}
 }
 
+/*
+ * The file this node just created: it holds its EXIST token from the
+ * server's answer on (granted with it, see s_names), and gives the vnode
+ * that reference, so that an unlink of the name, from this node or
+ * another, cannot free the file before the kernel has it.  NULL if out of
+ * memory (the kernel then takes the vnode as after a lookup).
+ */
+static struct vnode *created(struct cl_ctx *cx, uint64_t ino)
+{
+	struct cl_cbhv *cb;
+	struct tok_set ex;
+	struct vnode *v;
+	bool had = true;
+
+	tok_set_clear(&ex);
+	tok_set_add(&ex, TOK_EXIST, TOK_READ);
+	if (tok_client_adopt(cx->tc, ino, &ex))
+		return NULL;
+	if (vn_get(cx->vt, ino, &v)) {
+		tok_client_release(cx->tc, ino, &ex);
+		return NULL;
+	}
+	cb = (struct cl_cbhv *)vn_bhv_find(v, VN_POS_CLIENT);
+	if (cb) {
+		pthread_mutex_lock(&cb->ci->mu);
+		had = cb->ci->has_exist;
+		cb->ci->has_exist = true;
+		pthread_mutex_unlock(&cb->ci->mu);
+	}
+	if (had)
+		tok_client_release(cx->tc, ino, &ex);
+	return v;
+}
+
 /* mknod, link, unlink: lend the directory's tokens, keep its names current. */
 static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
@@ -1099,7 +1136,14 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	c->lent_inos[0] = c->op == VN_OP_UNLINK ? obj_lend(cb->cx, cb->ci, name, &ol) : 0;
 	c->dir_attr = &dattr;
 	c->dir_attr_set = 0;
+	if (c->op == VN_OP_MKNOD)
+		tok_client_creating(cb->cx->tc, 1);
 	rc = forward(cb->cx, cb->ci->ino, c, &lent);
+	if (c->op == VN_OP_MKNOD) {
+		if (rc == 0)
+			c->made = created(cb->cx, c->u.mknod.attr->ino);
+		tok_client_creating(cb->cx->tc, -1);
+	}
 	c->uncached = 1;
 	if (dir_unlend(cb, &lent, gen, rc, name, NULL)) {
 		pthread_mutex_lock(&cb->ci->mu);

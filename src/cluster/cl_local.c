@@ -164,9 +164,8 @@ static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 /*
  * The kernel learns @name in directory @dir (@ino of type @mode; 0: absent):
- * remember it, or
- * if other nodes keep changing the directory, tell the kernel not to keep
- * it (@c->uncached).  A rename (@c NULL) moves an alias the kernel keeps as
+ * remember it, or if other nodes keep changing the directory, tell the
+ * kernel not to keep it (@c->uncached).  A rename (@c NULL) moves an alias the kernel keeps as
  * it was: always remember it.
  */
 static void note_name(struct cl_ctx *cx, uint64_t dir, const char *name, uint64_t ino,
@@ -231,6 +230,8 @@ static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			rc = vn_call(child, &g);
 			vn_put(child, 1);
 		}
+		if (!rc && S_ISDIR(c->u.lookup.attr->mode))
+			cl_names_settle(cx, CL_SETTLE_MS);
 	}
 	return moved(cx, rc);
 }

@@ -385,7 +385,25 @@ static void names_run(void *arg)
 		(void)n->cx->inval_entry(n->cx->inval_arg, n->dir, d->name);
 		free(d);
 	}
+	pthread_mutex_lock(&n->cx->nmu);
+	n->cx->names_jobs--;
+	pthread_cond_broadcast(&n->cx->ncv);
+	pthread_mutex_unlock(&n->cx->nmu);
 	free(n);
+}
+
+void cl_names_settle(struct cl_ctx *cx, unsigned ms)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)ms * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&cx->nmu);
+	while (cx->names_jobs && pthread_cond_timedwait(&cx->ncv, &cx->nmu, &until) == 0)
+		;
+	pthread_mutex_unlock(&cx->nmu);
 }
 
 /* Make the kernel forget the names of @list on a helper thread, waiting at most @ms. */
@@ -405,6 +423,9 @@ static void names_inval(struct cl_ctx *cx, uint64_t dir, struct cl_dent *list, u
 	n->cx = cx;
 	n->dir = dir;
 	n->dents = list;
+	pthread_mutex_lock(&cx->nmu);
+	cx->names_jobs++;
+	pthread_mutex_unlock(&cx->nmu);
 	run_bounded(cx, names_run, n, ms);
 }
 
@@ -1032,6 +1053,8 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	pthread_mutex_init(&cx->shape_mu, NULL);
 	pthread_cond_init(&cx->shape_cv, NULL);
 	pthread_mutex_init(&cx->imu, NULL);
+	pthread_mutex_init(&cx->nmu, NULL);
+	pthread_cond_init(&cx->ncv, NULL);
 	pthread_mutex_init(&cx->rmu, NULL);
 	pthread_cond_init(&cx->rcv, NULL);
 	cx->inval = o->inval;
@@ -1273,6 +1296,8 @@ void cl_stop(struct cl_ctx *cx)
 	pthread_mutex_destroy(&cx->shape_mu);
 	pthread_cond_destroy(&cx->shape_cv);
 	pthread_mutex_destroy(&cx->imu);
+	pthread_mutex_destroy(&cx->nmu);
+	pthread_cond_destroy(&cx->ncv);
 	pthread_mutex_destroy(&cx->rmu);
 	pthread_cond_destroy(&cx->rcv);
 	free(cx);

@@ -549,6 +549,20 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 	}
 	if (!rc)
 		rc = vn_next(self, vn, c);
+	/*
+	 * A node that creates a file holds its EXIST token from the answer on
+	 * (tok_client_adopt), granted while the directory's tokens are still
+	 * held: an unlink of the new name, from anywhere, cannot free the file
+	 * before the node that created it has it.
+	 */
+	if (rc == 0 && c->op == VN_OP_MKNOD && c->node && c->node != cx->self_id &&
+	    c->u.mknod.attr) {
+		struct tok_set ex, got;
+
+		tok_set_clear(&ex);
+		tok_set_add(&ex, TOK_EXIST, TOK_READ);
+		(void)tok_server_acquire(cx->ts, c->node, c->u.mknod.attr->ino, &ex, NULL, &got, NULL);
+	}
 	srv_end(&so);
 	return srv_moved(cx, c, rc);
 }

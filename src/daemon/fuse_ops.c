@@ -258,22 +258,33 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	reply_attr(req, call_ino(req, ino, &c), &out, 0);
 }
 
-/* A new name; *@how says how the kernel may keep it. */
+/*
+ * A new name; *@how says how the kernel may keep it, and *@made is the new
+ * vnode with a reference to drop (made_put) once the reply is sent, or NULL.
+ */
 static int do_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev,
-		    const char *target, struct vn_attr *a, unsigned *how)
+		    const char *target, struct vn_attr *a, unsigned *how, struct vnode **made)
 {
 	struct vn_call c = { .op = VN_OP_MKNOD,
 			     .u.mknod = { name, (uint32_t)mode, (uint64_t)rdev, target, a } };
 	int rc = call_ino(req, parent, &c);
 
 	*how = entry_how(&c);
+	*made = c.made;
 	return rc;
+}
+
+static void made_put(struct vnode *made)
+{
+	if (made)
+		vn_put(made, 1);
 }
 
 /* Valid replies: fuse_reply_entry, fuse_reply_err. */
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	struct vn_attr a;
+	struct vnode *made;
 	unsigned how;
 	int rc;
 
@@ -282,26 +293,31 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	rc = do_mknod(req, parent, name, mode, rdev, NULL, &a, &how);
+	rc = do_mknod(req, parent, name, mode, rdev, NULL, &a, &how, &made);
 	reply_entry(req, rc, &a, how);
+	made_put(made);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct vn_attr a;
+	struct vnode *made;
 	unsigned how;
-	int rc = do_mknod(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &a, &how);
+	int rc = do_mknod(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &a, &how, &made);
 
 	reply_entry(req, rc, &a, how);
+	made_put(made);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct vn_attr a;
+	struct vnode *made;
 	unsigned how;
-	int rc = do_mknod(req, parent, name, S_IFLNK | 0777, 0, link, &a, &how);
+	int rc = do_mknod(req, parent, name, S_IFLNK | 0777, 0, link, &a, &how, &made);
 
 	reply_entry(req, rc, &a, how);
+	made_put(made);
 }
 
 static void op_unlink_common(fuse_req_t req, fuse_ino_t parent, const char *name, int is_dir)
@@ -453,8 +469,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 {
 	struct fuse_entry_param e;
 	struct vn_attr a;
+	struct vnode *made;
 	unsigned how;
-	int rc = do_mknod(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &a, &how);
+	int rc = do_mknod(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &a, &how, &made);
 
 	if (rc == -EEXIST && !(fi->flags & O_EXCL))
 		rc = create_existing(req, parent, name, fi, &a);
@@ -462,6 +479,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		rc = make_entry(req, &a, how, &e);
 	if (rc) {
 		fuse_reply_err(req, -rc);
+		made_put(made);
 		return;
 	}
 	set_open_flags(req, fi);
@@ -471,6 +489,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		if (!vn_get(D(req)->vt, a.ino, &vn))
 			vn_put(vn, 2);
 	}
+	made_put(made);
 }
 
 /* Valid replies: fuse_reply_buf, fuse_reply_err. */

@@ -81,6 +81,7 @@ struct tok_client {
 	void *arg;
 	struct tok__cino *hash[TOK__CBUCKETS];    /* protected by mu */
 	uint64_t intr_gen;                        /* interruptions so far; protected by mu */
+	unsigned creating;                        /* creations in flight (tok_client_creating); mu */
 	struct tok_client_stats stats;            /* protected by mu */
 };
 
@@ -377,6 +378,39 @@ bool tok_client_unlend(struct tok_client *c, uint64_t ino, const struct tok_set 
 	return kept;
 }
 
+void tok_client_creating(struct tok_client *c, int delta)
+{
+	pthread_mutex_lock(&c->mu);
+	c->creating += (unsigned)delta;
+	pthread_mutex_unlock(&c->mu);
+}
+
+int tok_client_adopt(struct tok_client *c, uint64_t ino, const struct tok_set *granted)
+{
+	struct tok__cino *r;
+
+	if (!tok__valid_set(granted))
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	r = tok__cget(c, ino);
+	if (r == NULL) {
+		pthread_mutex_unlock(&c->mu);
+		return -ENOMEM;
+	}
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		uint8_t l = granted->level[t];
+
+		if (l == TOK_NONE)
+			continue;
+		if (!tok_level_covers(r->level.level[t], l))
+			r->level.level[t] = l;
+		r->refs[t][l]++;
+	}
+	tok__cput(c, r);
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
 void tok_client_release(struct tok_client *c, uint64_t ino, const struct tok_set *want)
 {
 	struct tok__cino *r;
@@ -531,7 +565,12 @@ static int tok__give_back(struct tok_client *c, uint64_t ino, const struct tok_s
 		goto out_unlock;
 	}
 	gen = c->intr_gen;
-	if (conditional && tok__in_use(r)) {
+	/*
+	 * A file this node is creating may be recalled before the answer
+	 * that gives it EXIST arrives: it is in use already.
+	 */
+	if (conditional && (tok__in_use(r) ||
+			    (c->creating && r->level.level[TOK_EXIST] == TOK_NONE))) {
 		c->stats.refusals += recalled;
 		rc = -EBUSY;
 		goto out_put;

@@ -160,6 +160,12 @@ struct vn_call {
 	 * token of this node will tell it when the name changes.
 	 */
 	int uncached;
+	/*
+	 * Set by a behavior on a mknod: the new file's vnode, with one
+	 * reference its caller drops once the kernel has its own (a client
+	 * holds the file from the server's answer on, see cl_client.c).
+	 */
+	struct vnode *made;
 	union {
 		struct { struct vn_attr *attr; } getattr;
 		struct { const struct vn_attr *in; int mask; struct vn_attr *attr; } setattr;
