@@ -946,7 +946,7 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (!rc && S_ISDIR(c->u.lookup.attr->mode)) {
 		if (c->uncached)
 			dir_kept(ci, c, name, ino);
-		cl_names_settle(cx, CL_SETTLE_MS);
+		cl_names_settle(cx, ino, CL_SETTLE_MS);
 	}
 	return rc;
 }

@@ -47,7 +47,7 @@
 #define CL_DENT_UNKNOWN UINT64_MAX
 /* A directory up to this many entries is read whole at its first miss. */
 #define CL_DIR_WHOLE_MAX 8192
-#define CL_SETTLE_MS 200                 /* a directory's lookup waits this long for name invalidations */
+#define CL_SETTLE_MS 2000                /* a directory's lookup waits at most this for its old names to go */
 #define CL_WHOLE_REST_NS 1000000000LL    /* a directory is read whole only after NAME rested this long */
 enum { CL_TOLD_NOT, CL_TOLD_SHOWN, CL_TOLD_KEPT };
 struct cl_dent {
@@ -94,6 +94,7 @@ struct cl_inode {
 	bool names_whole;               /* dents hold every name (NAME held) */
 	bool whole_tried;               /* the directory was too large to read whole */
 	int64_t names_dropped_ns;       /* when NAME last went back: read whole only once it rests */
+	unsigned unaliasing;            /* kernel invalidations of names of it in flight; cl_ctx.nmu */
 	unsigned lends;                 /* this node's changes in flight it lent tokens to (the
 					 * kernel holds the directory locked meanwhile) */
 	bool map_valid;                 /* map covers [0, map_end) (EXTENT held) */
@@ -177,9 +178,8 @@ struct cl_ctx {
 	pthread_mutex_t imu;            /* protects the inode hash */
 	struct cl_inode *ihash[4096];
 
-	pthread_mutex_t nmu;            /* a leaf: protects names_jobs */
-	pthread_cond_t ncv;             /* with nmu: a names job ended */
-	unsigned names_jobs;            /* kernel name invalidations in flight (cl_names_settle) */
+	pthread_mutex_t nmu;            /* a leaf: protects every cl_inode.unaliasing */
+	pthread_cond_t ncv;             /* with nmu: a name invalidation ended */
 
 	pthread_mutex_t rmu;            /* reclaim queue (MDS) */
 	pthread_cond_t rcv;
@@ -224,12 +224,13 @@ void cl_dent_tell(struct cl_inode *ci, const char *name, uint64_t ino, bool kept
  */
 bool cl_names_busy(const struct cl_inode *ci);
 /*
- * A lookup found directory @ino: wait (at most @ms) for the kernel to have
- * forgotten the names recalls asked it to, among them perhaps this
- * directory's old alias (which the kernel cannot move while another thread
- * holds the rename lock or the old parent, and answers ESTALE).
+ * A lookup found directory @ino: wait (at most @ms) until the kernel forgot
+ * the names of it that recalls asked it to forget: a directory another node
+ * moved keeps its old alias until then, and the kernel, which cannot move
+ * an alias while another thread holds the rename lock or the old parent,
+ * would answer ESTALE.
  */
-void cl_names_settle(struct cl_ctx *cx, unsigned ms);
+void cl_names_settle(struct cl_ctx *cx, uint64_t ino, unsigned ms);
 /* NAME duty: forget directory @dir's names here and in the kernel. */
 void cl_names_drop(struct cl_ctx *cx, uint64_t dir);
 /*

@@ -206,7 +206,7 @@ static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		return rc;
 	rc = vn_next(self, vn, c);
 	if (rc == 0 || rc == -ENOENT)
-		note_name(cx, vn_ino(vn), c->u.lookup.name, rc ? 0 : CL_DENT_UNKNOWN,
+		note_name(cx, vn_ino(vn), c->u.lookup.name, rc ? 0 : c->u.lookup.attr->ino,
 			  rc ? 0 : c->u.lookup.attr->mode, c);
 	tok_client_release(cx->tc, vn_ino(vn), &want);
 	/*
@@ -231,7 +231,7 @@ static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			vn_put(child, 1);
 		}
 		if (!rc && S_ISDIR(c->u.lookup.attr->mode))
-			cl_names_settle(cx, CL_SETTLE_MS);
+			cl_names_settle(cx, c->u.lookup.attr->ino, CL_SETTLE_MS);
 	}
 	return moved(cx, rc);
 }

@@ -374,36 +374,59 @@ struct cl_names_job {
 	struct cl_dent *dents;
 };
 
+/* The inode a name of the kernel's names (or NULL), with its count of invalidations in flight. */
+static struct cl_inode *unaliasing(struct cl_ctx *cx, const struct cl_dent *d, int delta)
+{
+	struct cl_inode *ci;
+
+	if (d->ino == 0 || d->ino == CL_DENT_UNKNOWN || !(ci = cl_inode_get(cx, d->ino, false)))
+		return NULL;
+	pthread_mutex_lock(&cx->nmu);
+	ci->unaliasing += (unsigned)delta;
+	if (delta < 0)
+		pthread_cond_broadcast(&cx->ncv);
+	pthread_mutex_unlock(&cx->nmu);
+	return ci;
+}
+
 static void names_run(void *arg)
 {
 	struct cl_names_job *n = arg;
+	struct cl_ctx *cx = n->cx;
+	struct cl_inode *ci;
 
 	while (n->dents) {
 		struct cl_dent *d = n->dents;
 
 		n->dents = d->next;
-		(void)n->cx->inval_entry(n->cx->inval_arg, n->dir, d->name);
+		(void)cx->inval_entry(cx->inval_arg, n->dir, d->name);
+		ci = unaliasing(cx, d, -1);
+		if (ci) {
+			/* The reference taken here, and the one names_inval took. */
+			cl_inode_put(cx, ci);
+			cl_inode_put(cx, ci);
+		}
 		free(d);
 	}
-	pthread_mutex_lock(&n->cx->nmu);
-	n->cx->names_jobs--;
-	pthread_cond_broadcast(&n->cx->ncv);
-	pthread_mutex_unlock(&n->cx->nmu);
 	free(n);
 }
 
-void cl_names_settle(struct cl_ctx *cx, unsigned ms)
+void cl_names_settle(struct cl_ctx *cx, uint64_t ino, unsigned ms)
 {
+	struct cl_inode *ci = cl_inode_get(cx, ino, false);
 	struct timespec until;
 
+	if (!ci)
+		return;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_nsec += (long)ms * 1000000L;
 	until.tv_sec += until.tv_nsec / 1000000000L;
 	until.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&cx->nmu);
-	while (cx->names_jobs && pthread_cond_timedwait(&cx->ncv, &cx->nmu, &until) == 0)
+	while (ci->unaliasing && pthread_cond_timedwait(&cx->ncv, &cx->nmu, &until) == 0)
 		;
 	pthread_mutex_unlock(&cx->nmu);
+	cl_inode_put(cx, ci);
 }
 
 /* Make the kernel forget the names of @list on a helper thread, waiting at most @ms. */
@@ -423,9 +446,13 @@ static void names_inval(struct cl_ctx *cx, uint64_t dir, struct cl_dent *list, u
 	n->cx = cx;
 	n->dir = dir;
 	n->dents = list;
-	pthread_mutex_lock(&cx->nmu);
-	cx->names_jobs++;
-	pthread_mutex_unlock(&cx->nmu);
+	/*
+	 * Each named inode here stays (a reference) while its count is up;
+	 * one that is not here now is not counted when the job ends either.
+	 */
+	for (struct cl_dent *d = list; d; d = d->next)
+		if (!unaliasing(cx, d, 1))
+			d->ino = CL_DENT_UNKNOWN;
 	run_bounded(cx, names_run, n, ms);
 }
 
@@ -440,6 +467,7 @@ void cl_names_forget(struct cl_ctx *cx, uint64_t dir, const char *name, const ch
 
 		if (!d)
 			continue;
+		d->ino = CL_DENT_UNKNOWN;
 		memcpy(d->name, names[i], len + 1);
 		d->next = list;
 		list = d;

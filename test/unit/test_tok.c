@@ -1100,6 +1100,35 @@ static void test_lend_crossing(void **state)
 	forget_all(cl, dir);
 }
 
+/*
+ * A node creating a file gets EXIST with the server's answer: a conditional
+ * recall that arrives before the answer is refused, and the adopted token
+ * holds the file until its reference goes.
+ */
+static void test_create_exist(void **state)
+{
+	struct cluster *cl = *state;
+	struct node *n0 = &cl->n[0];
+	const uint64_t ino = 3021;
+	struct tok_set ex = one(TOK_EXIST, TOK_READ), got;
+
+	tok_client_creating(n0->c, 1);
+	assert_int_equal(tok_server_acquire(cl->s, 0, ino, &ex, NULL, &got, NULL), 0);
+	assert_int_equal(tok_server_recall_exist(cl->s, ino), -EBUSY);
+	assert_int_equal(srv_level(cl, 0, ino, TOK_EXIST), TOK_READ);
+	assert_int_equal(tok_client_adopt(n0->c, ino, &ex), 0);
+	tok_client_creating(n0->c, -1);
+	assert_int_equal(cli_level(n0, ino, TOK_EXIST), TOK_READ);
+	assert_int_equal(tok_server_recall_exist(cl->s, ino), -EBUSY);
+	rel(n0, ino, TOK_EXIST, TOK_READ);
+	assert_int_equal(tok_client_forget(n0->c, ino), 0);
+	assert_int_equal(srv_level(cl, 0, ino, TOK_EXIST), TOK_NONE);
+
+	/* Not creating: a recall of a file the node does not hold is not refused. */
+	assert_int_equal(tok_server_acquire(cl->s, 0, ino, &ex, NULL, &got, NULL), 0);
+	assert_int_equal(tok_server_recall_exist(cl->s, ino), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1119,6 +1148,7 @@ int main(void)
 		T(test_interrupt),
 		T(test_refs_hold_recall),
 		T(test_lend_crossing),
+		T(test_create_exist),
 		T(test_counters),
 		T(test_randomized),
 	};
