@@ -872,13 +872,24 @@ static void read_whole(struct cl_cbhv *cb, const struct vn_cred *cred)
  * lose its old alias here (the kernel cannot move an alias while it holds
  * the rename lock, and fails with ESTALE).
  */
-static void dir_kept(struct cl_inode *ci, struct vn_call *c, const char *name, uint64_t ino)
+static void dir_kept(struct cl_ctx *cx, struct cl_inode *ci, struct vn_call *c, const char *name,
+		     uint64_t ino)
 {
-	c->uncached = 0;
+	bool kept = false;
+
+	if (!cacheable(name))
+		return;
 	pthread_mutex_lock(&ci->mu);
-	if (cacheable(name) && cl_dent_find(ci, name))
+	if (cl_dent_find(ci, name)) {
 		cl_dent_tell(ci, name, ino, true);
+		kept = true;
+	}
 	pthread_mutex_unlock(&ci->mu);
+	/* NAME went back meanwhile: nothing will tell the kernel to forget it later. */
+	if (kept)
+		c->uncached = 0;
+	else
+		cl_names_forget(cx, ci->ino, name, NULL);
 }
 
 static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
@@ -945,7 +956,7 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	rc = child_attr(cx, ino, c->cred, c->u.lookup.attr);
 	if (!rc && S_ISDIR(c->u.lookup.attr->mode)) {
 		if (c->uncached)
-			dir_kept(ci, c, name, ino);
+			dir_kept(cx, ci, c, name, ino);
 		cl_names_settle(cx, ino, CL_SETTLE_MS);
 	}
 	return rc;
