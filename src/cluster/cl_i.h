@@ -4,7 +4,8 @@
  * offers the others.
  *
  * Lock order: (shaping blocked) -> vnode head -> cl_inode.flush_mu -> cl_inode.mu
- *             -> cl_ctx.imu -> cl_ctx.mu; cl_ctx.gate_mu is a leaf; the token client's and server's mutexes are
+ *             -> cl_ctx.imu -> cl_ctx.mu; cl_ctx.gate_mu and cl_ctx.nmu are
+ *             leaves; the token client's and server's mutexes are
  *             never held across a call into this layer (tok.h), and the
  *             store mutex is a leaf.
  */
