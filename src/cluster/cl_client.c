@@ -866,6 +866,28 @@ static void read_whole(struct cl_cbhv *cb, const struct vn_cred *cred)
 }
 
 /*
+ * Other nodes keep changing this directory and this node holds no NAME
+ * token on it: work without the directory's tokens (forward lookups and
+ * changes, lend nothing, cache nothing, let the kernel keep nothing) rather
+ * than take tokens the next change elsewhere recalls at once; then changes
+ * from several nodes recall nothing from each other.  The directory is
+ * cached again once NAME rests (cl_names_busy).
+ */
+static bool dir_uncached(struct cl_cbhv *cb)
+{
+	struct tok_set held;
+	bool busy;
+
+	pthread_mutex_lock(&cb->ci->mu);
+	busy = cl_names_busy(cb->ci);
+	pthread_mutex_unlock(&cb->ci->mu);
+	if (!busy)
+		return false;
+	tok_client_cached(cb->cx->tc, cb->ci->ino, &held);
+	return held.level[TOK_NAME] == TOK_NONE;
+}
+
+/*
  * A directory's name is always given to the kernel to keep, and forgotten
  * when NAME is recalled, busy or not: the kernel keeps the alias of a
  * directory whatever its time-out, and a directory another node moved must
@@ -905,6 +927,22 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	if (strlen(name) > META_NAME_MAX)
 		return -ENAMETOOLONG;
+	if (dir_uncached(cb)) {
+		struct vn_attr a;
+		struct vn_call l = { .op = VN_OP_LOOKUP, .cred = c->cred, .u.lookup = { name, &a } };
+
+		atomic_fetch_add(&cx->stats.name_misses, 1);
+		c->uncached = 1;
+		rc = forward(cx, ci->ino, &l, NULL);
+		if (!rc)
+			rc = child_attr(cx, a.ino, c->cred, c->u.lookup.attr);
+		if (!rc && S_ISDIR(c->u.lookup.attr->mode)) {
+			/* No token will tell the kernel to forget this alias: it goes now. */
+			cl_names_forget(cx, ci->ino, name, NULL);
+			cl_names_settle(cx, a.ino, CL_SETTLE_MS);
+		}
+		return rc;
+	}
 	set_of(&want, B(TOK_NAME));
 	rc = c_acquire(cb, &want);
 	if (rc)
@@ -1139,24 +1177,30 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct vn_attr dattr;
 	struct tok_set lent;
 	uint64_t gen;
+	bool lend = !dir_uncached(cb);
 	int rc;
 
-	rc = dir_lend(cb, &lent, &gen);
-	if (rc)
-		return rc;
-	c->lent_inos[0] = c->op == VN_OP_UNLINK ? obj_lend(cb->cx, cb->ci, name, &ol) : 0;
+	if (lend) {
+		rc = dir_lend(cb, &lent, &gen);
+		if (rc)
+			return rc;
+	}
+	c->lent_inos[0] = lend && c->op == VN_OP_UNLINK ? obj_lend(cb->cx, cb->ci, name, &ol) : 0;
 	c->dir_attr = &dattr;
 	c->dir_attr_set = 0;
 	if (c->op == VN_OP_MKNOD)
 		tok_client_creating(cb->cx->tc, 1);
-	rc = forward(cb->cx, cb->ci->ino, c, &lent);
+	rc = forward(cb->cx, cb->ci->ino, c, lend ? &lent : NULL);
 	if (c->op == VN_OP_MKNOD) {
 		if (rc == 0)
 			c->made = created(cb->cx, c->u.mknod.attr->ino);
 		tok_client_creating(cb->cx->tc, -1);
 	}
 	c->uncached = 1;
-	if (dir_unlend(cb, &lent, gen, rc, name, NULL)) {
+	if (!lend) {
+		if (rc == 0)
+			cl_names_forget(cb->cx, cb->ci->ino, name, NULL);
+	} else if (dir_unlend(cb, &lent, gen, rc, name, NULL)) {
 		pthread_mutex_lock(&cb->ci->mu);
 		c->uncached = cl_names_busy(cb->ci) &&
 			      !(c->op == VN_OP_MKNOD && S_ISDIR(c->u.mknod.mode));
@@ -1190,6 +1234,16 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		if (rc)
 			return rc;
 		other = (struct cl_cbhv *)vn_bhv_find(ov, VN_POS_CLIENT);
+	}
+	if (dir_uncached(cb) || (other && dir_uncached(other))) {
+		/* Busy: lend nothing, cache nothing (dir_uncached). */
+		rc = forward(cx, cb->ci->ino, c, NULL);
+		if (rc == 0) {
+			cl_names_forget(cx, cb->ci->ino, name, other ? NULL : newname);
+			if (other)
+				cl_names_forget(cx, other->ci->ino, newname, NULL);
+		}
+		goto out;
 	}
 	if (other && dst < cb->ci->ino) {
 		rc = dir_lend(other, &lent, &ogen);
