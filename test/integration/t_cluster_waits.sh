@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # t_cluster_waits.sh: a stuck cluster explains itself.  On a 3-node cluster
 # (node1 serves the metadata) node2 caches the attributes of file f and holds
-# the size of file g it appended to; then node2's cxfsd is stopped (SIGSTOP),
+# the size of file g it appended to (f and g in directories of their own: a
+# lookup waiting in one directory holds the kernel's lock of that directory,
+# FUSE's own, not a token); then node2's cxfsd is stopped (SIGSTOP),
 # so it answers no recall.  From node3, `chmod f` (a server operation for
 # node3 that recalls node2's attributes) and `stat g` (node3's own request,
 # which recalls node2's size) wait.  After about 7 s:
@@ -25,15 +27,15 @@ it_init cluster_waits --need-tgtd
 
 cluster_up 3 || { fail "a 3-node cluster starts"; it_finish; }
 m1=$(node_mnt 1) m2=$(node_mnt 2) m3=$(node_mnt 3)
-mkdir "$m1/w"
-echo data >"$m1/w/f"
-echo data >"$m1/w/g"
-ino_f=$(stat -c %i "$m1/w/f")
-ino_g=$(stat -c %i "$m1/w/g")
+mkdir "$m1/wf" "$m1/wg"
+echo data >"$m1/wf/f"
+echo data >"$m1/wg/g"
+ino_f=$(stat -c %i "$m1/wf/f")
+ino_g=$(stat -c %i "$m1/wg/g")
 
 # node2 takes f's attributes (stat) and g's size at WRITE (an append).
-stat "$m2/w/f" >/dev/null
-echo more >>"$m2/w/g"
+stat "$m2/wf/f" >/dev/null
+echo more >>"$m2/wg/g"
 held=$("$CXFSCTL" --socket "$(node_sock 1)" tokens --json --inode "$ino_f" "$ino_g" | python3 -c '
 import json, sys
 f, g = (json.loads(l) for l in sys.stdin)
@@ -44,10 +46,10 @@ pid2=$(node_pid 2)
 log "SIGSTOP node2 (pid $pid2)"
 defer "kill -CONT $pid2 2>/dev/null || true"
 kill -STOP "$pid2"
-chmod 600 "$m3/w/f" &
+chmod 600 "$m3/wf/f" &
 chmod_pid=$!
 defer "kill $chmod_pid 2>/dev/null || true"
-stat "$m3/w/g" >/dev/null &
+stat "$m3/wg/g" >/dev/null &
 stat_pid=$!
 defer "kill $stat_pid 2>/dev/null || true"
 t0=$SECONDS
@@ -109,7 +111,7 @@ for what in chmod stat; do
 	fi
 	check_eq "the $what completes" 0 "$rc"
 done
-check_eq "node2 sees the new mode" 600 "$(stat -c %a "$m2/w/f")"
+check_eq "node2 sees the new mode" 600 "$(stat -c %a "$m2/wf/f")"
 check "no token wait is left on node1" wait_until 10 eval \
 	'"$CXFSCTL" --socket "$(node_sock 1)" status | grep -q "^  waits       none"'
 log "waits took $((SECONDS - t0)) s"
