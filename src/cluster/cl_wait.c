@@ -188,16 +188,72 @@ static bool waits_of(const struct tok_who *holder, const struct tok_server_wait 
 	       w->who.node == holder->node;
 }
 
+/* Each kind of client call: its JSON name and what it does, in a line. */
+static const struct {
+	const char *json, *text;
+} cw_kinds[TOK_CW_NKINDS] = {
+	[TOK_CW_ACQUIRE] = { "acquire", "wants" },
+	[TOK_CW_LEND]    = { "lend", "lends a server operation" },
+	[TOK_CW_RECALL]  = { "recall", "gives back (recalled)" },
+	[TOK_CW_FORGET]  = { "forget", "gives back (done with the file)" },
+};
+
+/* What a client call waits for: its JSON name and its text; @refs: the references follow. */
+static const struct {
+	const char *json, *text;
+	bool refs;
+} cw_fors[TOK_CW_NFOR] = {
+	[TOK_CW_SERVER]  = { "server", "waiting for the metadata server's answer", false },
+	[TOK_CW_OBTAIN]  = { "obtain", "behind this node's request for the inode in flight", false },
+	[TOK_CW_GIVING]  = { "giving_back", "behind this node's give-back of those tokens", false },
+	[TOK_CW_BROKEN]  = { "broken_lend", "until the operations those tokens were lent to answer "
+			     "(they were given back meanwhile)", false },
+	[TOK_CW_CONVERT] = { "convert", "its conversion waits for this node's references on the "
+			     "old level:", true },
+	[TOK_CW_DRAIN]   = { "drain", "until this node's references go:", true },
+	[TOK_CW_DUTIES]  = { "duties", "running the return duties (flush, invalidate)", false },
+	[TOK_CW_SEND]    = { "send", "sending them back to the metadata server", false },
+	[TOK_CW_LATER]   = { "later", "behind another give-back or this node's request in flight",
+			     false },
+};
+
+/* A client wait: "inode 4711 gives back (recalled) attr:read: until this node's references go: attr 2". */
+static void put_client_wait(struct cl_out *o, struct cl_ctx *cx, const struct tok_client_wait *w)
+{
+	put(o, "inode %" PRIu64 " %s ", w->ino, cw_kinds[w->kind].text);
+	put_levels(o, &w->want);
+	put(o, ": %s", cw_fors[w->what].text);
+	for (int t = 0; cw_fors[w->what].refs && t < TOK_NTOKENS; t++)
+		if (w->refs[t])
+			put(o, " %s %" PRIu32, tok_name((enum tok_id)t), w->refs[t]);
+	if (w->what == TOK_CW_SERVER && !cx->is_server) {
+		uint32_t id;
+
+		pthread_mutex_lock(&cx->mu);
+		id = cx->server_id;
+		pthread_mutex_unlock(&cx->mu);
+		put(o, " (%s; its log says what that waits for)", node_name(cx, id));
+	}
+}
+
+/* Is @w a give-back (a recall, or a file this node is done with)? */
+static bool giving_back(const struct tok_client_wait *w)
+{
+	return w->kind == TOK_CW_RECALL || w->kind == TOK_CW_FORGET;
+}
+
 /*
  * What @holder (an obstacle of @self) waits for at this server, from the
- * same snapshot: "; node2 waits for: inode 12 name:read (2.1 s), ...".  A
+ * same snapshot: "; node2 waits for: inode 12 name:read (2.1 s), ...".
+ * When it is this node, also what its give-backs of the inode wait for.  A
  * node holding a recalled token that waits for nothing here says so: its
  * trouble is on that node.
  */
 static void put_holder_waits(struct cl_out *o, struct cl_ctx *cx, const struct cl_waits *ws,
 			     const struct tok_server_wait *self, const struct tok_obstacle *ob)
 {
-	unsigned n = 0;
+	bool me = ob->who.kind == TOK_WHO_NODE && ob->who.node == cx->self_id;
+	unsigned n = 0, here = 0;
 
 	for (size_t i = 0; i < ws->ns; i++) {
 		const struct tok_server_wait *w = &ws->s[i];
@@ -209,7 +265,7 @@ static void put_holder_waits(struct cl_out *o, struct cl_ctx *cx, const struct c
 			put_who(o, cx, &ob->who);
 			put(o, " waits for: ");
 		}
-		if (n++ == CL_WAIT_HOLDER_WAITS)
+		if (n++ >= CL_WAIT_HOLDER_WAITS)
 			continue;
 		put(o, "%sinode %" PRIu64 " ", n > 1 ? ", " : "", w->ino);
 		put_levels(o, &w->want);
@@ -218,7 +274,15 @@ static void put_holder_waits(struct cl_out *o, struct cl_ctx *cx, const struct c
 	}
 	if (n > CL_WAIT_HOLDER_WAITS)
 		put(o, ", and %u more", n - CL_WAIT_HOLDER_WAITS);
-	if (n == 0 && ob->who.kind == TOK_WHO_NODE && !tok_set_empty(&ob->recalled))
+	for (size_t i = 0; me && i < ws->nc; i++) {
+		if (ws->c[i].ino != self->ino || !giving_back(&ws->c[i]))
+			continue;
+		put(o, "; this node's give-back: ");
+		put_client_wait(o, cx, &ws->c[i]);
+		put(o, " (%.1f s)", secs(ws->c[i].age_ms));
+		here++;
+	}
+	if (n == 0 && here == 0 && ob->who.kind == TOK_WHO_NODE && !tok_set_empty(&ob->recalled))
 		put(o, "; %s waits for nothing at this server", node_name(cx, ob->who.node));
 }
 
@@ -283,54 +347,6 @@ static void put_server_wait(struct cl_out *o, struct cl_ctx *cx, const struct cl
 			seen |= same_who(&w->obstacles[k].who, &ob->who);
 		if (!seen && ob->who.kind != TOK_WHO_SERVER)
 			put_holder_waits(o, cx, ws, w, ob);
-	}
-}
-
-/* Each kind of client call: its JSON name and what it does, in a line. */
-static const struct {
-	const char *json, *text;
-} cw_kinds[TOK_CW_NKINDS] = {
-	[TOK_CW_ACQUIRE] = { "acquire", "wants" },
-	[TOK_CW_LEND]    = { "lend", "lends a server operation" },
-	[TOK_CW_RECALL]  = { "recall", "gives back (recalled)" },
-	[TOK_CW_FORGET]  = { "forget", "gives back (done with the file)" },
-};
-
-/* What a client call waits for: its JSON name and its text; @refs: the references follow. */
-static const struct {
-	const char *json, *text;
-	bool refs;
-} cw_fors[TOK_CW_NFOR] = {
-	[TOK_CW_SERVER]  = { "server", "waiting for the metadata server's answer", false },
-	[TOK_CW_OBTAIN]  = { "obtain", "behind this node's request for the inode in flight", false },
-	[TOK_CW_GIVING]  = { "giving_back", "behind this node's give-back of those tokens", false },
-	[TOK_CW_BROKEN]  = { "broken_lend", "until the operations those tokens were lent to answer "
-			     "(they were given back meanwhile)", false },
-	[TOK_CW_CONVERT] = { "convert", "its conversion waits for this node's references on the "
-			     "old level:", true },
-	[TOK_CW_DRAIN]   = { "drain", "until this node's references go:", true },
-	[TOK_CW_DUTIES]  = { "duties", "running the return duties (flush, invalidate)", false },
-	[TOK_CW_SEND]    = { "send", "sending them back to the metadata server", false },
-	[TOK_CW_LATER]   = { "later", "behind another give-back or this node's request in flight",
-			     false },
-};
-
-/* A client wait: "inode 4711 gives back (recalled) attr:read: until this node's references go: attr 2". */
-static void put_client_wait(struct cl_out *o, struct cl_ctx *cx, const struct tok_client_wait *w)
-{
-	put(o, "inode %" PRIu64 " %s ", w->ino, cw_kinds[w->kind].text);
-	put_levels(o, &w->want);
-	put(o, ": %s", cw_fors[w->what].text);
-	for (int t = 0; cw_fors[w->what].refs && t < TOK_NTOKENS; t++)
-		if (w->refs[t])
-			put(o, " %s %" PRIu32, tok_name((enum tok_id)t), w->refs[t]);
-	if (w->what == TOK_CW_SERVER && !cx->is_server) {
-		uint32_t id;
-
-		pthread_mutex_lock(&cx->mu);
-		id = cx->server_id;
-		pthread_mutex_unlock(&cx->mu);
-		put(o, " (%s; its log says what that waits for)", node_name(cx, id));
 	}
 }
 

@@ -401,7 +401,8 @@ enum tok_cwait_kind {
 
 /* ...and for what. */
 enum tok_cwait_for {
-	TOK_CW_SERVER,   /* acquire: the server's answer to its request */
+	TOK_CW_SERVER,   /* acquire: the server's answer to its request (and, before it is
+			  * sent, the duties of the levels the request converts) */
 	TOK_CW_OBTAIN,   /* acquire: this node's request for the inode in flight (one at a time) */
 	TOK_CW_GIVING,   /* acquire: a give-back of tokens it wants (a recall) */
 	TOK_CW_BROKEN,   /* acquire: tokens given back while lent, until the lenders are done */
