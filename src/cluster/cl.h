@@ -95,6 +95,11 @@ struct meta_store_opts;
 void cl_set_store_opts(struct cl_ctx *cx, const struct meta_store_opts *so);
 /* A DMAPI event unanswered for @seconds fails its operation with EIO (0: wait forever). */
 void cl_dm_set_timeout(struct cl_ctx *cx, unsigned seconds);
+/*
+ * A token wait older than @seconds is logged, once, and again at 6, 24 and
+ * every 120 times that age (default 5; 0: never).
+ */
+void cl_set_wait_log(struct cl_ctx *cx, unsigned seconds);
 
 /* `cxfsctl status --json`: the cluster part, a JSON object, into @buf. */
 int cl_status_json(struct cl_ctx *cx, char *buf, size_t size);

@@ -7,7 +7,9 @@
  *             -> cl_ctx.imu -> cl_ctx.mu; cl_ctx.gate_mu and cl_ctx.nmu are
  *             leaves; the token client's and server's mutexes are
  *             never held across a call into this layer (tok.h), and the
- *             store mutex is a leaf.
+ *             store mutex is a leaf.  cl_ctx.wmu -> token server mutex
+ *             (the watchdog reads the server's waits; cl_wait.c), taken
+ *             with no other lock of this layer held.
  */
 #ifndef CXFS_CL_I_H
 #define CXFS_CL_I_H
@@ -197,6 +199,14 @@ struct cl_ctx {
 
 	atomic_uint threads;            /* recall threads running */
 	struct cl_stats stats;
+
+	/* The watchdog of token waits (cl_wait.c). */
+	pthread_mutex_t wmu;            /* protects wts, wstop, wstarted; -> token server mutex */
+	pthread_cond_t wcv;             /* CLOCK_MONOTONIC; signalled to stop the watchdog */
+	struct tok_server *wts;         /* the token server while it serves (see cl_waits_server) */
+	bool wstop, wstarted;
+	pthread_t watchdog;
+	atomic_uint wait_log_ms;        /* a wait this old is logged (0: never) */
 };
 
 /* ---- cl_node.c --------------------------------------------------------- */
@@ -287,6 +297,29 @@ void cl_shape_block(struct cl_ctx *cx);
 void cl_shape_unblock(struct cl_ctx *cx);
 /* The node of @id in the configuration, or NULL. */
 const struct cms_node *cl_node_by_id(struct cl_ctx *cx, uint32_t id);
+
+/* ---- cl_wait.c (token waits: watchdog, status) --------------------------- */
+
+/* In cl_start: the watchdog's lock and defaults.  0 or -errno. */
+int cl_waits_init(struct cl_ctx *cx);
+/* In cl_stop: stop the watchdog if it runs, and free what cl_waits_init made. */
+void cl_waits_fini(struct cl_ctx *cx);
+/*
+ * The token server whose waits are shown (NULL: none, this node does not
+ * serve).  Its start sets it, its stop clears it before the server can go.
+ */
+void cl_waits_server(struct cl_ctx *cx, struct tok_server *ts);
+/* Start (once the token client exists) and stop the watchdog thread. */
+int cl_watchdog_start(struct cl_ctx *cx);
+void cl_watchdog_stop(struct cl_ctx *cx);
+/*
+ * Append `"waits":{"server":[...],"client":[...],"left_out":N}` (server only
+ * on the MDS) for the waits on @ino (0: all) to @buf at *@len, keeping
+ * @reserve bytes free: waits that do not fit are left out and counted.
+ * *@len counts on past @size like snprintf.  0 or -ENOSPC.
+ */
+int cl_waits_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size, size_t *len,
+		  size_t reserve);
 
 /* ---- cl_server.c (MDS) ------------------------------------------------- */
 

@@ -1085,6 +1085,11 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	pthread_cond_init(&cx->ncv, NULL);
 	pthread_mutex_init(&cx->rmu, NULL);
 	pthread_cond_init(&cx->rcv, NULL);
+	rc = cl_waits_init(cx);
+	if (rc) {
+		free(cx);
+		return rc;
+	}
 	cx->inval = o->inval;
 	cx->inval_entry = o->inval_entry;
 	cx->inval_attr = o->inval_attr;
@@ -1152,6 +1157,7 @@ fail:
 	if (cx->rpc)
 		rpc_ctx_destroy(cx->rpc);
 	cms_config_free(cx->cfg);
+	cl_waits_fini(cx);
 	free(cx);
 	return rc;
 }
@@ -1218,8 +1224,13 @@ int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
 		return rc;
 	}
 	rc = cl_dm_attach(cx, sb.flags & META_SB_F_DMAPI);
-	if (rc)
+	if (rc) {
 		snprintf(err, errlen, "cannot start DMAPI: %s", strerror(-rc));
+		return rc;
+	}
+	rc = cl_watchdog_start(cx);
+	if (rc)
+		snprintf(err, errlen, "cannot start the token wait watchdog: %s", strerror(-rc));
 	return rc;
 }
 
@@ -1289,6 +1300,7 @@ void cl_stop(struct cl_ctx *cx)
 	if (!cx)
 		return;
 	atomic_store(&cx->ready, false);
+	cl_watchdog_stop(cx);
 	if (cx->is_server)
 		cl_server_stop(cx);
 	/* Recall threads finish their last message before the context goes. */
@@ -1328,6 +1340,7 @@ void cl_stop(struct cl_ctx *cx)
 	pthread_cond_destroy(&cx->ncv);
 	pthread_mutex_destroy(&cx->rmu);
 	pthread_cond_destroy(&cx->rcv);
+	cl_waits_fini(cx);
 	free(cx);
 }
 
@@ -1403,12 +1416,15 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	PUT(",\"cache\":{\"attr_hits\":%" PRIu64 ",\"attr_misses\":%" PRIu64
 	    ",\"name_hits\":%" PRIu64 ",\"name_misses\":%" PRIu64 ",\"map_fetches\":%" PRIu64
 	    ",\"allocs\":%" PRIu64 ",\"write_dones\":%" PRIu64 ",\"forwards\":%" PRIu64
-	    ",\"recalls_in\":%" PRIu64 ",\"page_invals\":%" PRIu64 "}}",
+	    ",\"recalls_in\":%" PRIu64 ",\"page_invals\":%" PRIu64 "},",
 	    atomic_load(&cx->stats.attr_hits), atomic_load(&cx->stats.attr_misses),
 	    atomic_load(&cx->stats.name_hits), atomic_load(&cx->stats.name_misses),
 	    atomic_load(&cx->stats.map_fetches), atomic_load(&cx->stats.allocs),
 	    atomic_load(&cx->stats.write_dones), atomic_load(&cx->stats.forwards),
 	    atomic_load(&cx->stats.recalls_in), atomic_load(&cx->stats.invals));
+	if (cl_waits_json(cx, 0, buf, size, &len, 2))
+		return -ENOSPC;
+	PUT("}");
 #undef PUT
 	return len < size ? (int)len : -ENOSPC;
 }
@@ -1467,6 +1483,10 @@ int cl_tokens_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size)
 		n = snprintf(buf + len, len < size ? size - len : 0, "}");
 		len += (size_t)(n > 0 ? n : 0);
 	}
+	n = snprintf(buf + len, len < size ? size - len : 0, ",");
+	len += (size_t)(n > 0 ? n : 0);
+	if (cl_waits_json(cx, ino, buf, size, &len, 2))
+		return -ENOSPC;
 	n = snprintf(buf + len, len < size ? size - len : 0, "}");
 	len += (size_t)(n > 0 ? n : 0);
 	return len < size ? (int)len : -ENOSPC;

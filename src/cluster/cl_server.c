@@ -946,6 +946,8 @@ int cl_reclaimer_start(struct cl_ctx *cx)
 	if (rc)
 		return -rc;
 	cx->reclaimer_started = true;
+	/* The server's waits can be shown while it serves (cl_wait.c). */
+	cl_waits_server(cx, cx->ts);
 	return 0;
 }
 
@@ -965,6 +967,7 @@ int cl_server_start(struct cl_ctx *cx)
 
 void cl_server_stop(struct cl_ctx *cx)
 {
+	cl_waits_server(cx, NULL);
 	if (!cx->reclaimer_started)
 		return;
 	pthread_mutex_lock(&cx->rmu);

@@ -35,7 +35,7 @@
 #include "vnode/vn_meta.h"
 
 #define ADMIN_LINE_MAX 256
-#define ADMIN_REPLY_MAX 8192
+#define ADMIN_REPLY_MAX 65536   /* the status lists every token wait that fits */
 
 struct cxfsd_admin {
 	const struct cxfsd *d;        /* the mounted filesystem; constant */

@@ -64,6 +64,9 @@ static void usage(FILE *f)
 		"                         cxfs-hsmd, cxfs-hsm) at PATH\n"
 		"      --dmapi-timeout S  fail an access with EIO when its DMAPI event is not\n"
 		"                         answered in S seconds (default 0: wait forever)\n"
+		"      --token-wait-log S cluster mode: log a token wait older than S seconds,\n"
+		"                         and again at 6, 24 and every 120 times S (default 5;\n"
+		"                         0: never)\n"
 		"  -f, --debug            print every FUSE request\n"
 		"  -h, --help             this text\n");
 }
@@ -72,6 +75,7 @@ struct cxfsd_opts {
 	const char *volume, *mountpoint, *name, *initiator, *admin, *config, *node, *fs, *dm_socket;
 	uint64_t size;
 	unsigned commit_ms, threads, dm_timeout;
+	int wait_log;                 /* --token-wait-log seconds, or -1: the default */
 	int daemon, debug, writeback;
 };
 
@@ -108,7 +112,7 @@ static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
 static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 {
 	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR, OPT_ADMIN, OPT_FS, OPT_DMSOCK,
-	       OPT_DMTMO };
+	       OPT_DMTMO, OPT_WAITLOG };
 	static const struct option longopts[] = {
 		{ "volume", required_argument, NULL, 'v' },
 		{ "config", required_argument, NULL, 'c' },
@@ -125,6 +129,7 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		{ "admin-socket", required_argument, NULL, OPT_ADMIN },
 		{ "dm-socket", required_argument, NULL, OPT_DMSOCK },
 		{ "dmapi-timeout", required_argument, NULL, OPT_DMTMO },
+		{ "token-wait-log", required_argument, NULL, OPT_WAITLOG },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -153,6 +158,14 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		case OPT_ADMIN: o->admin = optarg; break;
 		case OPT_DMSOCK: o->dm_socket = optarg; break;
 		case OPT_DMTMO: o->dm_timeout = (unsigned)atoi(optarg); break;
+		case OPT_WAITLOG:
+			o->wait_log = atoi(optarg);
+			if (o->wait_log < 0) {
+				fprintf(stderr, "cxfsd: --token-wait-log %s: not a number of seconds\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -420,6 +433,8 @@ static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta
 		vn_meta_fs_set_table(mfs, d->vt);
 	cl_set_table(d->cl, d->vt);
 	cl_dm_set_timeout(d->cl, o->dm_timeout);
+	if (o->wait_log >= 0)
+		cl_set_wait_log(d->cl, (unsigned)o->wait_log);
 	d->node_id = cl_node_id(d->cl);
 	/*
 	 * The kernel keeps names and attributes as on a single node: the
@@ -465,7 +480,7 @@ static int open_single(struct cxfsd *d, const struct cxfsd_opts *o, const struct
 
 int main(int argc, char **argv)
 {
-	struct cxfsd_opts o = { .size = CXFSD_DEFAULT_SIZE, .threads = 32,
+	struct cxfsd_opts o = { .size = CXFSD_DEFAULT_SIZE, .threads = 32, .wait_log = -1,
 				.admin = CXFSD_ADMIN_SOCKET };
 	struct cxfsd_admin *admin = NULL;
 	struct dm_sock *dms = NULL;

@@ -236,6 +236,60 @@ int tok_server_import(struct tok_server *s, uint32_t node, uint64_t ino, const s
 void tok_server_held(struct tok_server *s, uint32_t node, uint64_t ino, struct tok_set *held);
 void tok_server_stats(struct tok_server *s, struct tok_server_stats *st);
 
+/*
+ * Waits, for diagnostics (a watchdog's log line, `cxfsctl status`): every
+ * request that had to wait, with what stands in its way.  Who waits or
+ * holds, as the server knows it:
+ */
+enum tok_who_kind {
+	TOK_WHO_NODE,    /* node @node */
+	TOK_WHO_OP,      /* a server operation on behalf of node @node (tok_server_op_begin) */
+	TOK_WHO_SERVER,  /* the server's existence check (tok_server_recall_exist) */
+};
+
+struct tok_who {
+	enum tok_who_kind kind;
+	uint32_t node;   /* the node, or the node the operation works for (0 for SERVER) */
+	uint64_t op;     /* TOK_WHO_OP: the operation's number, which tells two apart */
+};
+
+enum tok_obstacle_kind {
+	TOK_OBST_GRANT,   /* @who holds @levels, which conflict with the wanted ones */
+	TOK_OBST_QUEUED,  /* @who asked earlier for @levels, which conflict: it goes first */
+	TOK_OBST_IOEXCL,  /* @who, the only I/O node, is being told it no longer is */
+};
+
+struct tok_obstacle {
+	enum tok_obstacle_kind kind;
+	struct tok_who who;
+	struct tok_set levels;     /* GRANT: conflicting levels held; QUEUED: conflicting levels
+				    * asked for; IOEXCL: ioexcl at READ */
+	struct tok_set recalled;   /* GRANT: those of @levels recalled, not yet answered */
+	uint64_t recall_age_ms;    /* since the first of the unanswered recalls was sent */
+};
+
+#define TOK_WAIT_OBSTACLES 8   /* obstacles one wait record carries at most */
+
+struct tok_server_wait {
+	uint64_t ino;
+	struct tok_who who;        /* who waits */
+	struct tok_set want;       /* the levels it asks for (SERVER: exist at WRITE, as nobody
+				    * else may have the file) */
+	uint64_t age_ms;           /* since it began to wait */
+	unsigned nobstacles;       /* entries of obstacles[] */
+	unsigned more;             /* obstacles left out of obstacles[] */
+	struct tok_obstacle obstacles[TOK_WAIT_OBSTACLES];
+};
+
+/*
+ * Call @fn for every request waiting now, oldest first, under the server's
+ * mutex (@fn must not call the server; @w is valid during the call only).
+ * Costs nothing beyond the mutex when nobody waits.  A request that was
+ * granted at once never appears.
+ */
+void tok_server_waits(struct tok_server *s,
+		      void (*fn)(void *arg, const struct tok_server_wait *w), void *arg);
+
 /* ---- token client (tok_client.c) --------------------------------------- */
 
 struct tok_client;
@@ -345,5 +399,48 @@ void tok_client_interrupt_all(struct tok_client *c);
  */
 void tok_client_set_ops(struct tok_client *c, const struct tok_client_ops *ops, void *arg);
 void tok_client_stats(struct tok_client *c, struct tok_client_stats *st);
+
+/* Waits of a token client, for diagnostics: which kind of call waits... */
+enum tok_cwait_kind {
+	TOK_CW_ACQUIRE,  /* tok_client_acquire */
+	TOK_CW_LEND,     /* tok_client_lend */
+	TOK_CW_RECALL,   /* tok_client_recall: the server wants tokens back */
+	TOK_CW_FORGET,   /* tok_client_forget */
+	TOK_CW_NKINDS
+};
+
+/* ...and for what. */
+enum tok_cwait_for {
+	TOK_CW_SERVER,   /* acquire: the server's answer to its request (and, before it is
+			  * sent, the duties of the levels the request converts) */
+	TOK_CW_OBTAIN,   /* acquire: this node's request for the inode in flight (one at a time) */
+	TOK_CW_GIVING,   /* acquire: a give-back of tokens it wants (a recall) */
+	TOK_CW_BROKEN,   /* acquire: tokens given back while lent, until the lenders are done */
+	TOK_CW_CONVERT,  /* acquire: a conversion, until this node's references on the old level go */
+	TOK_CW_DRAIN,    /* give-back: until the references on the tokens go */
+	TOK_CW_DUTIES,   /* give-back: the return duties (flush, invalidate, ...) running */
+	TOK_CW_SEND,     /* give-back: sending the tokens back to the server */
+	TOK_CW_LATER,    /* give-back: tokens another give-back or the request in flight has */
+	TOK_CW_NFOR
+};
+
+struct tok_client_wait {
+	uint64_t ino;
+	enum tok_cwait_kind kind;
+	enum tok_cwait_for what;
+	struct tok_set want;          /* acquire: the levels wanted; give-back: the levels to give */
+	uint64_t age_ms;              /* acquire: since it began to wait; give-back: since it came */
+	uint32_t refs[TOK_NTOKENS];   /* DRAIN, CONVERT: this node's references in the way */
+};
+
+/*
+ * Call @fn for every wait of the client now, oldest first, under the
+ * client's mutex (@fn must not call the client; @w is valid during the call
+ * only): acquires and lends that could not be served from the cache at once,
+ * and every give-back in progress.  Costs nothing beyond the mutex when
+ * nobody waits.
+ */
+void tok_client_waits(struct tok_client *c,
+		      void (*fn)(void *arg, const struct tok_client_wait *w), void *arg);
 
 #endif

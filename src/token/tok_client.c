@@ -10,6 +10,7 @@
  *   3. Acquire and release.
  *   4. Giving back: recalls and forgetting.
  *   5. I/O-exclusive state, queries, interruption, life cycle.
+ *   6. Waits, for diagnostics: what each waiting call waits for.
  *
  * Mutex rules: one mutex (c->mu) protects every field of the client and of
  * its inode records; one condition variable (c->cv) is broadcast whenever a
@@ -17,6 +18,13 @@
  * comes.  The mutex is a leaf: ops.obtain, ops.give_back and ops.duty all
  * run without it.  A record stays pinned (users > 0) while its user has
  * dropped the mutex.
+ *
+ * Wait records: an acquire that cannot be served from the cache at once,
+ * and every give-back, puts a record (struct tok__cwait, on its stack) on
+ * c->waits until it ends, with the time it began and the step it is in
+ * when that step runs without the mutex (asking the server, duties,
+ * sending); what a blocked call waits for is worked out when asked
+ * (tok_client_waits), from the same fields that keep it waiting.
  *
  * Lending: an operation the server performs for this node may be lent READ
  * tokens (tok_client_lend), so the server does not recall them from the
@@ -74,6 +82,17 @@ struct tok__cino {
 	unsigned users;                           /* threads using the record across an unlock */
 };
 
+/* A call that waits (see "Wait records" at the top); on its thread's stack. */
+struct tok__cwait {
+	struct tok__wlink link;          /* on c->waits while it waits */
+	struct tok__cino *r;             /* its inode (pinned by the call) */
+	enum tok_cwait_kind kind;
+	enum tok_cwait_for what;         /* SERVER, DRAIN, DUTIES or SEND: the step it is in;
+					  * TOK_CW_NFOR: blocked, worked out when asked */
+	struct tok_set want;             /* acquire: wanted; give-back: still to give back */
+	uint16_t mine;                   /* give-back: the tokens of the round in progress */
+};
+
 struct tok_client {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;                        /* see the mutex rules at the top */
@@ -83,6 +102,7 @@ struct tok_client {
 	uint64_t intr_gen;                        /* interruptions so far; protected by mu */
 	unsigned creating;                        /* creations in flight (tok_client_creating); mu */
 	struct tok_client_stats stats;            /* protected by mu */
+	struct tok__wlist waits;                  /* waiting calls' links, oldest first; protected by mu */
 };
 
 static struct tok__cino **tok__cslot(struct tok_client *c, uint64_t ino)
@@ -248,6 +268,8 @@ static bool tok__request(const struct tok__cino *r, const struct tok_set *want,
 static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set *want,
 			struct tok_state *out, uint64_t *lend_gen)
 {
+	struct tok__cwait w = { .kind = lend_gen ? TOK_CW_LEND : TOK_CW_ACQUIRE,
+				.what = TOK_CW_NFOR, .want = *want };
 	struct tok_state in, reply;
 	struct tok_set ask, got;
 	struct tok__cino *r;
@@ -266,6 +288,7 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
+	w.r = r;
 	gen = c->intr_gen;
 	for (;;) {
 		if (c->intr_gen != gen) {
@@ -291,6 +314,7 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 			rc = 0;
 			break;
 		}
+		tok__wait_begin(&c->waits, &w.link);
 		if (r->busy || ((r->recalling | r->broken) & tok__mask(want)) ||
 		    !tok__request(r, want, &ask, &duties)) {
 			pthread_cond_wait(&c->cv, &c->mu);
@@ -299,6 +323,7 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 		r->busy = true;
 		r->converting = tok__mask(&ask);
 		asked = true;
+		w.what = TOK_CW_SERVER;
 		pthread_mutex_unlock(&c->mu);
 
 		memset(&in, 0, sizeof(in));
@@ -306,6 +331,7 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 		rc = c->ops->obtain(c->arg, ino, &ask, &in, &got, &reply);
 
 		pthread_mutex_lock(&c->mu);
+		w.what = TOK_CW_NFOR;
 		r->busy = false;
 		r->converting = 0;
 		c->stats.acquires_server++;
@@ -328,6 +354,7 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 		if (rc)
 			break;
 	}
+	tok__wait_end(&c->waits, &w.link);
 	tok__cput(c, r);
 out_unlock:
 	pthread_mutex_unlock(&c->mu);
@@ -477,12 +504,13 @@ static bool tok__mine_in_use(const struct tok__cino *r, uint16_t mine)
 
 /*
  * One give-back: wait until nobody uses @mine, do their duties, drop them
- * and send them with @stale, at the levels of @ask.  Called and returns with
- * c->mu held; 0 or -TOK_EEARLY (nothing sent).
+ * and send them with @stale, at the levels of @ask; @w (the call's wait
+ * record) says which step runs.  Called and returns with c->mu held; 0 or
+ * -TOK_EEARLY (nothing sent).
  */
 static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 				const struct tok_set *ask, uint16_t mine, uint16_t stale,
-				uint64_t gen)
+				uint64_t gen, struct tok__cwait *w)
 {
 	struct tok_set give, back;
 	struct tok_state st;
@@ -494,17 +522,21 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 	 */
 	r->recalling |= mine;
 	c->stats.draining++;
+	w->mine = mine;
+	w->what = TOK_CW_DRAIN;
 	while (tok__mine_in_use(r, mine)) {
 		if (c->intr_gen != gen) {
 			c->stats.draining--;
 			c->stats.early++;
 			r->recalling &= (uint16_t)~mine;
+			w->what = TOK_CW_NFOR;
 			pthread_cond_broadcast(&c->cv);
 			return -TOK_EEARLY;
 		}
 		pthread_cond_wait(&c->cv, &c->mu);
 	}
 	c->stats.draining--;
+	w->what = TOK_CW_DUTIES;
 	tok_set_clear(&give);
 	tok_set_clear(&back);
 	for (int t = 0; t < TOK_NTOKENS; t++) {
@@ -534,11 +566,14 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 	r->gen++;
 	if (r->level.level[TOK_IOEXCL] == TOK_NONE)
 		r->ioexcl = false;
+	w->what = TOK_CW_SEND;
 	pthread_mutex_unlock(&c->mu);
 
 	c->ops->give_back(c->arg, r->ino, &back, &st);
 
 	pthread_mutex_lock(&c->mu);
+	w->what = TOK_CW_NFOR;
+	w->mine = 0;
 	r->recalling &= (uint16_t)~mine;
 	pthread_cond_broadcast(&c->cv);
 	return 0;
@@ -552,9 +587,11 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 static int tok__give_back(struct tok_client *c, uint64_t ino, const struct tok_set *tokens,
 			  bool conditional, bool recalled)
 {
+	struct tok__cwait w = { .kind = recalled ? TOK_CW_RECALL : TOK_CW_FORGET,
+				.what = TOK_CW_NFOR };
+	struct tok_set *ask = &w.want;   /* what is still to give back */
 	uint16_t mine, stale, later;
 	struct tok__cino *r;
-	struct tok_set ask;
 	uint64_t gen;
 	int rc = 0;
 
@@ -575,30 +612,34 @@ static int tok__give_back(struct tok_client *c, uint64_t ino, const struct tok_s
 		rc = -EBUSY;
 		goto out_put;
 	}
-	ask = *tokens;
+	*ask = *tokens;
 	for (int t = 0; conditional && t < TOK_NTOKENS; t++)
 		if (r->level.level[t] != TOK_NONE)
-			ask.level[t] = r->level.level[t];
-	while (!tok_set_empty(&ask)) {
+			ask->level[t] = r->level.level[t];
+	w.r = r;
+	if (!tok_set_empty(ask))
+		tok__wait_begin(&c->waits, &w.link);
+	while (!tok_set_empty(ask)) {
 		if (c->intr_gen != gen) {
 			c->stats.early++;
 			rc = -TOK_EEARLY;
 			goto out_put;
 		}
-		tok__sort_out(r, &ask, &mine, &stale, &later);
+		tok__sort_out(r, ask, &mine, &stale, &later);
 		if (!(mine | stale)) {
 			pthread_cond_wait(&c->cv, &c->mu);
 			continue;
 		}
-		rc = tok__give_back_round(c, r, &ask, mine, stale, gen);
+		rc = tok__give_back_round(c, r, ask, mine, stale, gen, &w);
 		if (rc)
 			goto out_put;
 		for (int t = 0; t < TOK_NTOKENS; t++)
 			if ((mine | stale) & TOK__BIT(t))
-				ask.level[t] = TOK_NONE;
+				ask->level[t] = TOK_NONE;
 	}
 	c->stats.recalls += recalled;
 out_put:
+	tok__wait_end(&c->waits, &w.link);
 	tok__cput(c, r);
 out_unlock:
 	pthread_mutex_unlock(&c->mu);
@@ -720,5 +761,73 @@ void tok_client_set_ops(struct tok_client *c, const struct tok_client_ops *ops, 
 	pthread_mutex_lock(&c->mu);
 	c->ops = ops;
 	c->arg = arg;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 6. Waits, for diagnostics                                               */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * What a blocked acquire waits for, by the same tests that keep it waiting
+ * in tok__acquire(); the references in the way of a conversion into @refs.
+ */
+static enum tok_cwait_for tok__acquire_blocked(const struct tok__cino *r,
+					       const struct tok_set *want, uint32_t *refs)
+{
+	uint16_t mask = tok__mask(want);
+	enum tok_cwait_for what = TOK_CW_OBTAIN;
+
+	if (r->recalling & mask)
+		return TOK_CW_GIVING;
+	if (r->broken & mask)
+		return TOK_CW_BROKEN;
+	if (r->busy)
+		return TOK_CW_OBTAIN;
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		uint8_t have = r->level.level[t], w = want->level[t];
+
+		if (have == TOK_NONE || w == TOK_WRITE || tok_level_covers(have, w) ||
+		    !tok__refs(r, t))
+			continue;
+		refs[t] = tok__refs(r, t);
+		what = TOK_CW_CONVERT;
+	}
+	/* TOK_CW_OBTAIN otherwise: woken, about to ask. */
+	return what;
+}
+
+static void tok__cdescribe(const struct tok__cwait *w, int64_t now, struct tok_client_wait *out)
+{
+	const struct tok__cino *r = w->r;
+
+	memset(out, 0, sizeof(*out));
+	out->ino = r->ino;
+	out->kind = w->kind;
+	out->want = w->want;
+	out->age_ms = tok__age_ms(w->link.since, now);
+	out->what = w->what;
+	if (w->what == TOK_CW_DRAIN) {
+		for (int t = 0; t < TOK_NTOKENS; t++)
+			if (w->mine & TOK__BIT(t))
+				out->refs[t] = tok__refs(r, t);
+	} else if (w->what == TOK_CW_NFOR) {
+		out->what = w->kind == TOK_CW_RECALL || w->kind == TOK_CW_FORGET ?
+			    TOK_CW_LATER : tok__acquire_blocked(r, &w->want, out->refs);
+	}
+}
+
+void tok_client_waits(struct tok_client *c,
+		      void (*fn)(void *arg, const struct tok_client_wait *w), void *arg)
+{
+	struct tok_client_wait out;
+	int64_t now;
+
+	pthread_mutex_lock(&c->mu);
+	now = c->waits.first ? tok__now_ns() : 0;
+	for (const struct tok__wlink *l = c->waits.first; l; l = l->next) {
+		tok__cdescribe(TOK__RECORD(l, struct tok__cwait, link), now, &out);
+		fn(arg, &out);
+	}
 	pthread_mutex_unlock(&c->mu);
 }

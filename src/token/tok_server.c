@@ -5,11 +5,12 @@
  * I/O-exclusive notification, node departure and interruption (see tok.h).
  *
  * Sections:
- *   1. Records: grants, waiters, inodes, operations.
+ *   1. Records: grants, waiters (with their wait links), inodes, operations.
  *   2. Deciding: FIFO order, conflicts, recalls, I/O-exclusive state.
  *   3. Granting and the acquire loop.
  *   4. Answers from nodes: returns and refusals.
  *   5. Existence, operations, departure, interruption, queries.
+ *   6. Waits, for diagnostics: what each waiting request waits for.
  *
  * Mutex rules: one mutex (s->mu) protects every field of the server, its
  * inode records, grants and waiters; one condition variable (s->cv) is
@@ -22,6 +23,12 @@
  * server).  A waiter's record stays pinned (users > 0 or a waiter in its
  * FIFO) while the mutex is dropped, and grants are found again by holder
  * after every unlock, never kept by pointer.
+ *
+ * Wait records: a request that has to wait (or send a recall) puts its
+ * waiter on s->waits, with the time it began, until it ends; each grant
+ * notes when the first of its unanswered recalls was sent.  The clock is
+ * read only then, so a request granted at once costs nothing more, and
+ * tok_server_waits() walks only the requests that wait.
  */
 #include "token/tok_i.h"
 
@@ -43,20 +50,28 @@
 struct tok__grant {
 	struct tok__grant *next;   /* the inode's grants */
 	uint64_t holder;           /* node id, or an operation (>= TOK__OP_HOLDER) */
+	uint32_t node;             /* the node, or the node the operation works for */
 	struct tok_set held;       /* the levels held */
 	uint16_t recalling;        /* tokens a recall was sent for and not yet answered */
+	int64_t recall_ns;         /* when the first recall in @recalling was sent (tok__now_ns) */
 	bool excl;                 /* granted IOEXCL READ as the only node, not yet told otherwise */
 	bool telling;              /* ops.ioexcl_lost is being called for this holder */
 	uint8_t cond;              /* conditional EXIST recall: 0 none, 1 to send, 2 sent */
 };
 
-/* A request waiting in an inode's FIFO; lives on the requester's stack. */
+/*
+ * A request waiting in an inode's FIFO, or an existence check (@exist, in no
+ * FIFO); lives on the requester's stack.
+ */
 struct tok__waiter {
 	struct tok__waiter *next;  /* later requests */
 	uint64_t holder;
 	struct tok_set want;
 	const struct tok_op *op;   /* the operation asking (for its lend), or NULL */
 	bool cancelled;            /* the holder's node went down */
+	bool exist;                /* tok_server_recall_exist(), not a request */
+	struct tok__sino *r;       /* its inode */
+	struct tok__wlink link;    /* on s->waits once it had to wait */
 };
 
 /* One inode with grants, waiters or a thread inside. */
@@ -89,6 +104,7 @@ struct tok_server {
 	uint64_t intr_gen;                       /* interruptions so far; protected by mu */
 	uint64_t next_op;                        /* next operation number; protected by mu */
 	struct tok_server_stats stats;           /* protected by mu */
+	struct tok__wlist waits;                 /* waiters' links, oldest first; protected by mu */
 };
 
 static void tok__lock(struct tok_server *s)
@@ -99,6 +115,14 @@ static void tok__lock(struct tok_server *s)
 static void tok__unlock(struct tok_server *s)
 {
 	pthread_mutex_unlock(&s->mu);
+}
+
+/* @g's tokens in @mask are recalled now (and not yet answered). */
+static void tok__mark_recalling(struct tok__grant *g, uint16_t mask)
+{
+	if (!g->recalling)
+		g->recall_ns = tok__now_ns();
+	g->recalling |= mask;
 }
 
 static struct tok__sino **tok__slot(struct tok_server *s, uint64_t ino)
@@ -252,7 +276,7 @@ static bool tok__obstacles(struct tok__sino *r, const struct tok__waiter *w, uin
 				recall->level[t] = g->held.level[t];
 		}
 		if (!tok_set_empty(recall)) {
-			g->recalling |= tok__mask(recall);
+			tok__mark_recalling(g, tok__mask(recall));
 			*node = (uint32_t)g->holder;
 			return true;
 		}
@@ -308,6 +332,7 @@ static int tok__grant(struct tok_server *s, struct tok__sino *r, const struct to
 		if (g == NULL)
 			return -ENOMEM;
 		g->holder = w->holder;
+		g->node = w->op ? w->op->lender : (uint32_t)w->holder;
 		g->next = r->grants;
 		r->grants = g;
 	}
@@ -398,6 +423,7 @@ static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
+	w.r = r;
 	tok__enqueue(r, &w);
 	s->stats.waiting++;
 	gen = s->intr_gen;
@@ -412,10 +438,12 @@ static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_
 			break;
 		}
 		if (tok__behind_earlier(r, &w)) {
+			tok__wait_begin(&s->waits, &w.link);
 			pthread_cond_wait(&s->cv, &s->mu);
 			continue;
 		}
 		if (tok__obstacles(r, &w, &node, &recall)) {
+			tok__wait_begin(&s->waits, &w.link);
 			if (tok_set_empty(&recall)) {
 				pthread_cond_wait(&s->cv, &s->mu);
 				continue;
@@ -428,10 +456,12 @@ static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_
 		}
 		tell = tok__ioexcl_to_tell(r, &w, &wait);
 		if (wait) {
+			tok__wait_begin(&s->waits, &w.link);
 			pthread_cond_wait(&s->cv, &s->mu);
 			continue;
 		}
 		if (tell) {
+			tok__wait_begin(&s->waits, &w.link);
 			tell_holder = tell->holder;
 			tok__unlock(s);
 			s->ops->ioexcl_lost(s->arg, (uint32_t)tell_holder, ino);
@@ -447,6 +477,7 @@ static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_
 		rc = tok__grant(s, r, &w, in, out);
 		break;
 	}
+	tok__wait_end(&s->waits, &w.link);
 	tok__dequeue(r, &w);
 	s->stats.waiting--;
 	g = tok__grant_of(r, holder);
@@ -527,6 +558,7 @@ void tok_server_refused(struct tok_server *s, uint32_t node, uint64_t ino,
 
 int tok_server_recall_exist(struct tok_server *s, uint64_t ino)
 {
+	struct tok__waiter w = { .exist = true };
 	struct tok__grant *g;
 	struct tok__sino *r;
 	struct tok_set recall;
@@ -542,12 +574,15 @@ int tok_server_recall_exist(struct tok_server *s, uint64_t ino)
 		goto out_unlock;
 	}
 	r->users++;
+	w.r = r;
+	tok_set_add(&w.want, TOK_EXIST, TOK_WRITE);
 	gen = s->intr_gen;
 	for (g = r->grants; g; g = g->next) {
 		if (tok__is_node(g->holder) && g->held.level[TOK_EXIST] != TOK_NONE &&
 		    !(g->recalling & TOK__BIT(TOK_EXIST))) {
-			g->recalling |= TOK__BIT(TOK_EXIST);
+			tok__mark_recalling(g, TOK__BIT(TOK_EXIST));
 			g->cond = 1;
+			tok__wait_begin(&s->waits, &w.link);
 		}
 	}
 	for (;;) {
@@ -576,6 +611,7 @@ int tok_server_recall_exist(struct tok_server *s, uint64_t ino)
 			continue;
 		}
 		if (pending) {
+			tok__wait_begin(&s->waits, &w.link);
 			pthread_cond_wait(&s->cv, &s->mu);
 			continue;
 		}
@@ -585,6 +621,7 @@ int tok_server_recall_exist(struct tok_server *s, uint64_t ino)
 				rc = -EBUSY;
 		break;
 	}
+	tok__wait_end(&s->waits, &w.link);
 	for (g = r->grants; g; g = g->next)
 		g->cond = 0;
 	r->doomed = rc == -EBUSY;
@@ -713,6 +750,7 @@ int tok_server_import(struct tok_server *s, uint32_t node, uint64_t ino, const s
 			goto out;
 		}
 		g->holder = node;
+		g->node = node;
 		g->next = r->grants;
 		r->grants = g;
 	}
@@ -803,4 +841,127 @@ void tok_server_destroy(struct tok_server *s)
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
+}
+
+/* ---------------------------------------------------------------------- */
+/* 6. Waits, for diagnostics                                               */
+/* ---------------------------------------------------------------------- */
+
+static struct tok_who tok__who_waiter(const struct tok__waiter *w)
+{
+	if (w->exist)
+		return (struct tok_who){ .kind = TOK_WHO_SERVER };
+	if (w->op)
+		return (struct tok_who){ .kind = TOK_WHO_OP, .node = w->op->lender,
+					 .op = w->op->holder - TOK__OP_HOLDER };
+	return (struct tok_who){ .kind = TOK_WHO_NODE, .node = (uint32_t)w->holder };
+}
+
+static struct tok_who tok__who_grant(const struct tok__grant *g)
+{
+	if (tok__is_node(g->holder))
+		return (struct tok_who){ .kind = TOK_WHO_NODE, .node = g->node };
+	return (struct tok_who){ .kind = TOK_WHO_OP, .node = g->node,
+				 .op = g->holder - TOK__OP_HOLDER };
+}
+
+/* Room for one more obstacle in @out?  If not, it is counted as left out. */
+static struct tok_obstacle *tok__obstacle_slot(struct tok_server_wait *out)
+{
+	if (out->nobstacles == TOK_WAIT_OBSTACLES) {
+		out->more++;
+		return NULL;
+	}
+	return memset(&out->obstacles[out->nobstacles++], 0, sizeof(out->obstacles[0]));
+}
+
+/* A grant in @w's way: its levels in @levels, which @g may be recalling. */
+static void tok__note_grant(struct tok_server_wait *out, const struct tok__grant *g,
+			    const struct tok_set *levels, int64_t now)
+{
+	struct tok_obstacle *o = tok__obstacle_slot(out);
+
+	if (o == NULL)
+		return;
+	o->kind = TOK_OBST_GRANT;
+	o->who = tok__who_grant(g);
+	o->levels = *levels;
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (levels->level[t] != TOK_NONE && (g->recalling & TOK__BIT(t)))
+			o->recalled.level[t] = levels->level[t];
+	if (!tok_set_empty(&o->recalled))
+		o->recall_age_ms = tok__age_ms(g->recall_ns, now);
+}
+
+/*
+ * What stands in @w's way now, read without changing anything: the same
+ * rules as tok__behind_earlier(), tok__obstacles() and tok__ioexcl_to_tell().
+ */
+static void tok__describe(const struct tok__waiter *w, int64_t now, struct tok_server_wait *out)
+{
+	const struct tok__sino *r = w->r;
+	struct tok_obstacle *o;
+	struct tok_set levels;
+
+	memset(out, 0, sizeof(*out));
+	out->ino = r->ino;
+	out->who = tok__who_waiter(w);
+	out->want = w->want;
+	out->age_ms = tok__age_ms(w->link.since, now);
+	if (w->exist) {
+		/* The conditional recalls of EXIST not answered yet. */
+		for (const struct tok__grant *g = r->grants; g; g = g->next) {
+			if (!g->cond || !(g->recalling & TOK__BIT(TOK_EXIST)))
+				continue;
+			tok_set_clear(&levels);
+			levels.level[TOK_EXIST] = g->held.level[TOK_EXIST];
+			tok__note_grant(out, g, &levels, now);
+		}
+		return;
+	}
+	for (const struct tok__waiter *e = r->head; e && e != w; e = e->next) {
+		if (e->holder == w->holder || !tok__sets_conflict(&e->want, &w->want) ||
+		    (w->op && !tok_set_empty(&w->op->lent)))
+			continue;
+		o = tok__obstacle_slot(out);
+		if (o == NULL)
+			continue;
+		o->kind = TOK_OBST_QUEUED;
+		o->who = tok__who_waiter(e);
+		for (int t = 0; t < TOK_NTOKENS; t++)
+			if (e->want.level[t] != TOK_NONE && w->want.level[t] != TOK_NONE &&
+			    tok_level_conflicts(e->want.level[t], w->want.level[t]))
+				o->levels.level[t] = e->want.level[t];
+	}
+	for (const struct tok__grant *g = r->grants; g; g = g->next) {
+		if (g->holder == w->holder)
+			continue;
+		tok_set_clear(&levels);
+		for (int t = 0; t < TOK_NTOKENS; t++)
+			if (tok__in_way(g, w, t))
+				levels.level[t] = g->held.level[t];
+		if (!tok_set_empty(&levels))
+			tok__note_grant(out, g, &levels, now);
+		if (g->telling && w->want.level[TOK_IOEXCL] == TOK_READ && tok__is_node(w->holder) &&
+		    (o = tok__obstacle_slot(out)) != NULL) {
+			o->kind = TOK_OBST_IOEXCL;
+			o->who = tok__who_grant(g);
+			o->levels.level[TOK_IOEXCL] = TOK_READ;
+		}
+	}
+}
+
+void tok_server_waits(struct tok_server *s,
+		      void (*fn)(void *arg, const struct tok_server_wait *w), void *arg)
+{
+	struct tok_server_wait out;
+	int64_t now;
+
+	tok__lock(s);
+	now = s->waits.first ? tok__now_ns() : 0;
+	for (const struct tok__wlink *l = s->waits.first; l; l = l->next) {
+		tok__describe(TOK__RECORD(l, struct tok__waiter, link), now, &out);
+		fn(arg, &out);
+	}
+	tok__unlock(s);
 }

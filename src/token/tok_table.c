@@ -3,11 +3,13 @@
  * per level, the duties a node does before giving it back and the rule by
  * which the server merges the state it returns; plus the conflict rule and
  * helpers over token sets.  Everything that differs between tokens is data
- * here, so the server and client have no per-token branches.
+ * here, so the server and client have no per-token branches.  Also the
+ * clock and the lists of the wait records.
  */
 #include "token/tok_i.h"
 
 #include <string.h>
+#include <time.h>
 
 #define D(d) TOK_DUTY_BIT(TOK_DUTY_##d)
 
@@ -170,4 +172,46 @@ bool tok__sets_conflict(const struct tok_set *a, const struct tok_set *b)
 		    tok_level_conflicts(a->level[t], b->level[t]))
 			return true;
 	return false;
+}
+
+int64_t tok__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+uint64_t tok__age_ms(int64_t since, int64_t now)
+{
+	return since && now > since ? (uint64_t)(now - since) / 1000000u : 0;
+}
+
+void tok__wait_begin(struct tok__wlist *list, struct tok__wlink *l)
+{
+	if (l->since)
+		return;
+	l->since = tok__now_ns();
+	l->next = NULL;
+	l->prev = list->last;
+	if (list->last)
+		list->last->next = l;
+	else
+		list->first = l;
+	list->last = l;
+}
+
+void tok__wait_end(struct tok__wlist *list, struct tok__wlink *l)
+{
+	if (!l->since)
+		return;
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		list->first = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	else
+		list->last = l->prev;
+	l->since = 0;
 }

@@ -8,6 +8,7 @@
  *   - talking to the daemon (ask)
  *   - a small JSON reader: the daemon's objects are parsed into a flat
  *     array of values, which the reports pick from by key path
+ *   - token waits: the "waits" object of "status json" and "tokens INO"
  *   - status: the daemon's text in single-machine mode, a report built
  *     from "status json" in cluster mode
  *   - tokens: "tokens INO" for each PATH
@@ -36,21 +37,26 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: cxfsctl [--socket PATH] status [--json]\n"
 		"       cxfsctl [--socket PATH] tokens [--json] PATH...\n"
+		"       cxfsctl [--socket PATH] tokens [--json] --inode INO...\n"
 		"       cxfsctl [--socket PATH] relocate FS NODE\n"
 		"\n"
 		"Ask the local cxfs daemon for its state.\n"
 		"\n"
 		"  status   the filesystem, who serves it, space, cached vnodes, metadata\n"
 		"           commits, data and device I/O counters; in cluster mode the\n"
-		"           nodes, tokens, messages and cache counters\n"
+		"           nodes, tokens, messages and cache counters, and the token\n"
+		"           waits in progress with what each waits for\n"
 		"  tokens   (cluster mode) for each PATH on the cxfs mount: the tokens this\n"
-		"           node caches and, on the metadata server, what each node holds\n"
+		"           node caches and, on the metadata server, what each node holds;\n"
+		"           the token waits on it\n"
 		"  relocate (cluster mode) move the metadata server of filesystem FS to\n"
 		"           NODE (a node of its server order that is up); applications on\n"
 		"           every node only pause.  Works from any node\n"
 		"\n"
 		"  -s, --socket PATH   the daemon's admin socket (default " CXFSD_ADMIN_SOCKET ")\n"
 		"  -j, --json          the daemon's JSON objects (one a line) instead of text\n"
+		"  -i, --inode         tokens: the arguments are inode numbers (no stat(), which\n"
+		"                      would wait on an inode whose tokens are stuck)\n"
 		"  -h, --help          this text\n"
 		"Exit status: 0 answered; 1 no daemon, an error, or a PATH that failed; 2 usage.\n");
 }
@@ -498,6 +504,18 @@ static uint64_t js_u64(struct js *j, int at, const char *path)
 	return js_count(j, js_at(j, at, path), path);
 }
 
+/* The number at @path (a count or a decimal such as an age), or 0 (noting the error). */
+static double js_double(struct js *j, int at, const char *path)
+{
+	int v = js_at(j, at, path);
+
+	if (v >= 0 && j->v[v].type == JS_NUMBER)
+		return strtod(j->s + j->v[v].start, NULL);
+	if (v >= 0)
+		js_fail(j, "\"%s\" is not a number", path);
+	return 0;
+}
+
 /* The boolean at @path, or false (noting the error). */
 static bool js_bool(struct js *j, int at, const char *path)
 {
@@ -544,6 +562,40 @@ static int parse_reply(struct js *j, const char *sock, const char *req, const ch
 		return 1;
 	}
 	return 0;
+}
+
+/* ---- token waits ------------------------------------------------------------ */
+
+/*
+ * The "waits" object at @waits (of "status json" or "tokens INO"): one line
+ * per wait, the server's first, each with its age and the daemon's text
+ * (the same as its log line).  The first line starts with @label in a
+ * column @width wide; "none" if nothing waits.
+ */
+static void print_waits(FILE *f, struct js *j, int waits, const char *label, int width)
+{
+	static const char *const sides[] = { "server", "client" };
+	uint64_t left_out = js_u64(j, waits, "left_out");
+	int printed = 0;
+
+	for (size_t s = 0; s < sizeof(sides) / sizeof(sides[0]); s++) {
+		int list = js_find(j, waits, sides[s]);
+
+		if (list < 0)
+			continue;    /* "server" only on the metadata server */
+		if (j->v[list].type != JS_ARRAY) {
+			js_fail(j, "\"waits.%s\" is not an array", sides[s]);
+			continue;
+		}
+		for (int k = list + 1; k < j->v[list].next; k = j->v[k].next)
+			fprintf(f, "  %-*s  %s  %5.1f s: %s\n", width, printed++ ? "" : label,
+				sides[s], js_double(j, k, "age_s"), js_str(j, k, "text"));
+	}
+	if (!printed)
+		fprintf(f, "  %-*s  none\n", width, label);
+	if (left_out)
+		fprintf(f, "  %-*s  (%llu more not shown)\n", width, "",
+			(unsigned long long)left_out);
 }
 
 /* ---- status --------------------------------------------------------------- */
@@ -717,6 +769,7 @@ static void print_cluster_status(FILE *f, struct js *j)
 	print_lanes(f, j);
 
 	print_counters(f, j, 1);
+	print_waits(f, j, js_at(j, cl, "waits"), "waits", 10);
 }
 
 /* Print the daemon's answer @reply as it is, and free it; 0, or 1 if it is an error. */
@@ -844,11 +897,43 @@ static void print_levels(struct js *j, int set)
 	printf("\n");
 }
 
-/* `tokens PATH...`: what this node (and, on the MDS, every node) holds of each PATH. */
-static int cmd_tokens(const char *sock, int json, char **paths, int npaths)
+/*
+ * The inode @arg names: its number from stat(), checked to be on the
+ * daemon's filesystem, or with @by_ino the number @arg is (no stat, which
+ * would wait on a stuck inode).  0, or 1 with the reason printed.
+ */
+static int tokens_ino(const char *arg, bool by_ino, const char *mnt, unsigned long long *ino)
+{
+	struct stat st;
+	char *end;
+
+	if (by_ino) {
+		errno = 0;
+		*ino = strtoull(arg, &end, 10);
+		if (errno || end == arg || *end || *ino == 0 || arg[0] == '-') {
+			fprintf(stderr, "cxfsctl: %s: not an inode number\n", arg);
+			return 1;
+		}
+		return 0;
+	}
+	if (stat(arg, &st)) {
+		fprintf(stderr, "cxfsctl: %s: %s\n", arg, strerror(errno));
+		return 1;
+	}
+	if (check_path(arg, &st, mnt))
+		return 1;
+	*ino = (unsigned long long)st.st_ino;
+	return 0;
+}
+
+/*
+ * `tokens PATH...` (or with @by_ino `tokens --inode INO...`): what this node
+ * (and, on the MDS, every node) holds of each, and the token waits on it.
+ */
+static int cmd_tokens(const char *sock, int json, bool by_ino, char **paths, int npaths)
 {
 	char *reply = NULL, req[64], mnt[4096], server[256];
-	struct stat st;
+	unsigned long long ino;
 	struct js j;
 	int rc, granted;
 
@@ -879,16 +964,11 @@ static int cmd_tokens(const char *sock, int json, char **paths, int npaths)
 		return 1;
 
 	for (int i = 0; i < npaths; i++) {
-		if (stat(paths[i], &st)) {
-			fprintf(stderr, "cxfsctl: %s: %s\n", paths[i], strerror(errno));
+		if (tokens_ino(paths[i], by_ino, mnt, &ino)) {
 			rc = 1;
 			continue;
 		}
-		if (check_path(paths[i], &st, mnt)) {
-			rc = 1;
-			continue;
-		}
-		snprintf(req, sizeof(req), "tokens %llu", (unsigned long long)st.st_ino);
+		snprintf(req, sizeof(req), "tokens %llu", ino);
 		if (ask(sock, req, &reply))
 			return 1;
 		if (parse_reply(&j, sock, req, reply)) {
@@ -899,7 +979,10 @@ static int cmd_tokens(const char *sock, int json, char **paths, int npaths)
 			fputs(reply, stdout);
 			goto next;
 		}
-		printf("%s  inode %llu\n", paths[i], (unsigned long long)st.st_ino);
+		if (by_ino)
+			printf("inode %llu\n", ino);
+		else
+			printf("%s  inode %llu\n", paths[i], ino);
 		printf("  cached by %s:", js_str(&j, 0, "node"));
 		print_levels(&j, js_at(&j, 0, "cached"));
 		granted = js_member(&j, 0, "granted");
@@ -914,6 +997,7 @@ static int cmd_tokens(const char *sock, int json, char **paths, int npaths)
 			printf("  granted to %s:", j.s + j.v[k].start);
 			print_levels(&j, k + 1);
 		}
+		print_waits(stdout, &j, js_at(&j, 0, "waits"), "waits", 5);
 		rc |= malformed(&j, sock, req);
 next:
 		js_free(&j);
@@ -946,17 +1030,20 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "inode", no_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sockaddr_un sa;
 	const char *sock = CXFSD_ADMIN_SOCKET, *cmd;
+	bool by_ino = false;
 	int json = 0, c;
 
-	while ((c = getopt_long(argc, argv, "s:jh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:jih", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's': sock = optarg; break;
 		case 'j': json = 1; break;
+		case 'i': by_ino = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -966,7 +1053,13 @@ int main(int argc, char **argv)
 	    !(strcmp(cmd, "tokens") == 0 && optind < argc - 1) &&
 	    !(strcmp(cmd, "relocate") == 0 && optind == argc - 3)) {
 		if (strcmp(cmd, "tokens") == 0)
-			fprintf(stderr, "cxfsctl: tokens needs at least one PATH\n");
+			fprintf(stderr, "cxfsctl: tokens needs at least one %s\n",
+				by_ino ? "INO" : "PATH");
+		usage(stderr);
+		return 2;
+	}
+	if (by_ino && strcmp(cmd, "tokens") != 0) {
+		fprintf(stderr, "cxfsctl: --inode goes with tokens only\n");
 		usage(stderr);
 		return 2;
 	}
@@ -978,5 +1071,5 @@ int main(int argc, char **argv)
 		return cmd_status(sock, json);
 	if (strcmp(cmd, "relocate") == 0)
 		return cmd_relocate(sock, argv[optind + 1], argv[optind + 2]);
-	return cmd_tokens(sock, json, argv + optind + 1, argc - optind - 1);
+	return cmd_tokens(sock, json, by_ino, argv + optind + 1, argc - optind - 1);
 }

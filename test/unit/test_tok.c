@@ -10,8 +10,9 @@
  * starvation; upgrade and downgrade in place without self-recall; lending;
  * conditional recall of existence; the I/O-exclusive notification; merging
  * of returned timestamps and sizes; node departure; interruption of server
- * and client waits; references holding recalls off; the counters; and a
- * randomized run checking that no two nodes ever use conflicting levels.
+ * and client waits; references holding recalls off; the counters; the wait
+ * records both sides keep for diagnostics; and a randomized run checking
+ * that no two nodes ever use conflicting levels.
  *
  * Every callback appends to one event log, so the tests can check order.
  */
@@ -65,6 +66,7 @@ struct cluster {
 	size_t nev;
 	int deliveries;           /* recall deliveries still running (detached threads) */
 	bool log_off;             /* the randomized test logs nothing */
+	bool hold[NNODES];        /* recalls to this node wait before delivery (a stopped node) */
 };
 
 /* ---- wiring ------------------------------------------------------------ */
@@ -89,7 +91,13 @@ struct delivery {
 static void *deliver_recall(void *p)
 {
 	struct delivery *d = p;
-	int rc = tok_client_recall(d->n->c, d->ino, &d->set, d->cond);
+	int rc;
+
+	pthread_mutex_lock(&d->n->cl->mu);
+	while (d->n->cl->hold[d->n->id])
+		pthread_cond_wait(&d->n->cl->idle, &d->n->cl->mu);
+	pthread_mutex_unlock(&d->n->cl->mu);
+	rc = tok_client_recall(d->n->c, d->ino, &d->set, d->cond);
 
 	if (rc == -EBUSY)
 		tok_server_refused(d->n->cl->s, d->n->id, d->ino, &d->set);
@@ -1129,6 +1137,227 @@ static void test_create_exist(void **state)
 	assert_int_equal(tok_server_recall_exist(cl->s, ino), 0);
 }
 
+/* ---- wait records ------------------------------------------------------- */
+
+#define MAXWAITS 8
+
+/* A copy of what tok_server_waits() or tok_client_waits() reported. */
+struct waits {
+	struct tok_server_wait s[MAXWAITS];
+	struct tok_client_wait c[MAXWAITS];
+	int n;
+};
+
+static void got_server_wait(void *arg, const struct tok_server_wait *w)
+{
+	struct waits *ws = arg;
+
+	if (ws->n < MAXWAITS)
+		ws->s[ws->n] = *w;
+	ws->n++;
+}
+
+static void got_client_wait(void *arg, const struct tok_client_wait *w)
+{
+	struct waits *ws = arg;
+
+	if (ws->n < MAXWAITS)
+		ws->c[ws->n] = *w;
+	ws->n++;
+}
+
+static int srv_waits(struct cluster *cl, struct waits *ws)
+{
+	ws->n = 0;
+	tok_server_waits(cl->s, got_server_wait, ws);
+	return ws->n;
+}
+
+static int cli_waits(struct node *n, struct waits *ws)
+{
+	ws->n = 0;
+	tok_client_waits(n->c, got_client_wait, ws);
+	return ws->n;
+}
+
+static void hold_recalls(struct cluster *cl, uint32_t node, bool hold)
+{
+	pthread_mutex_lock(&cl->mu);
+	cl->hold[node] = hold;
+	pthread_cond_broadcast(&cl->idle);
+	pthread_mutex_unlock(&cl->mu);
+}
+
+/*
+ * The server's view: a node's request behind a recall its holder does not
+ * answer yet names the holder, its levels and the recall's growing age; a
+ * server operation behind that request names it as queued first; both go
+ * once granted.  The holder's client shows its recall draining.
+ */
+static void test_waits_server(void **state)
+{
+	struct cluster *cl = *state;
+	struct node *n0 = &cl->n[0], *n1 = &cl->n[1];
+	const uint64_t ino = 3020;
+	struct tok_op *op;
+	struct waits ws, cw;
+	struct async a, b;
+	uint64_t age, recall_age;
+
+	assert_int_equal(srv_waits(cl, &ws), 0);
+	acq(n0, ino, TOK_ATTR, TOK_WRITE);
+	/* Granted at once: never a wait. */
+	assert_int_equal(srv_waits(cl, &ws), 0);
+	assert_int_equal(cli_waits(n0, &cw), 0);
+
+	start(&a, n1, NULL, ino, one(TOK_ATTR, TOK_READ));
+	WAIT_FOR(srv_waits(cl, &ws) == 1 && cli_draining(n0) == 1);
+	assert_int_equal(ws.s[0].ino, ino);
+	assert_int_equal(ws.s[0].who.kind, TOK_WHO_NODE);
+	assert_int_equal(ws.s[0].who.node, 1);
+	assert_int_equal(ws.s[0].want.level[TOK_ATTR], TOK_READ);
+	assert_int_equal(ws.s[0].nobstacles, 1);
+	assert_int_equal(ws.s[0].more, 0);
+	assert_int_equal(ws.s[0].obstacles[0].kind, TOK_OBST_GRANT);
+	assert_int_equal(ws.s[0].obstacles[0].who.kind, TOK_WHO_NODE);
+	assert_int_equal(ws.s[0].obstacles[0].who.node, 0);
+	assert_int_equal(ws.s[0].obstacles[0].levels.level[TOK_ATTR], TOK_WRITE);
+	assert_int_equal(ws.s[0].obstacles[0].recalled.level[TOK_ATTR], TOK_WRITE);
+	age = ws.s[0].age_ms;
+	recall_age = ws.s[0].obstacles[0].recall_age_ms;
+
+	/* Node 0's recall waits for its reference. */
+	assert_int_equal(cli_waits(n0, &cw), 1);
+	assert_int_equal(cw.c[0].ino, ino);
+	assert_int_equal(cw.c[0].kind, TOK_CW_RECALL);
+	assert_int_equal(cw.c[0].what, TOK_CW_DRAIN);
+	assert_int_equal(cw.c[0].want.level[TOK_ATTR], TOK_WRITE);
+	assert_int_equal(cw.c[0].refs[TOK_ATTR], 1);
+	/* Node 1 waits for the server's answer. */
+	assert_int_equal(cli_waits(n1, &cw), 1);
+	assert_int_equal(cw.c[0].kind, TOK_CW_ACQUIRE);
+	assert_int_equal(cw.c[0].what, TOK_CW_SERVER);
+
+	/* An operation for node 2 wanting WRITE queues behind node 1's request. */
+	assert_int_equal(tok_server_op_begin(cl->s, 2, NULL, &op), 0);
+	start(&b, NULL, op, ino, one(TOK_ATTR, TOK_WRITE));
+	WAIT_FOR(srv_waits(cl, &ws) == 2);
+	assert_int_equal(ws.s[0].who.kind, TOK_WHO_NODE);  /* oldest first */
+	assert_int_equal(ws.s[1].who.kind, TOK_WHO_OP);
+	assert_int_equal(ws.s[1].who.node, 2);
+	assert_int_equal(ws.s[1].nobstacles, 2);
+	assert_int_equal(ws.s[1].obstacles[0].kind, TOK_OBST_QUEUED);
+	assert_int_equal(ws.s[1].obstacles[0].who.node, 1);
+	assert_int_equal(ws.s[1].obstacles[0].levels.level[TOK_ATTR], TOK_READ);
+	assert_int_equal(ws.s[1].obstacles[1].kind, TOK_OBST_GRANT);
+	assert_int_equal(ws.s[1].obstacles[1].who.node, 0);
+
+	/* The ages grow. */
+	msleep(60);
+	assert_int_equal(srv_waits(cl, &ws), 2);
+	assert_true(ws.s[0].age_ms >= age + 50);
+	assert_true(ws.s[0].obstacles[0].recall_age_ms >= recall_age + 50);
+	assert_true(ws.s[0].age_ms >= ws.s[1].age_ms);
+
+	/* Node 1 is granted and goes from the list; the operation now waits for it. */
+	rel(n0, ino, TOK_ATTR, TOK_WRITE);
+	assert_int_equal(finish(&a), 0);
+	WAIT_FOR(srv_waits(cl, &ws) == 1 && ws.s[0].nobstacles == 1 &&
+		 ws.s[0].obstacles[0].kind == TOK_OBST_GRANT && ws.s[0].obstacles[0].who.node == 1 &&
+		 cli_draining(n1) == 1);
+	assert_int_equal(ws.s[0].who.kind, TOK_WHO_OP);
+	assert_int_equal(ws.s[0].obstacles[0].levels.level[TOK_ATTR], TOK_READ);
+	assert_int_equal(cli_waits(n1, &cw), 1);
+	assert_int_equal(cw.c[0].kind, TOK_CW_RECALL);
+	assert_int_equal(cw.c[0].what, TOK_CW_DRAIN);
+	rel(n1, ino, TOK_ATTR, TOK_READ);
+	assert_int_equal(finish(&b), 0);
+	assert_int_equal(srv_waits(cl, &ws), 0);
+	WAIT_FOR(cli_waits(n0, &cw) == 0 && cli_waits(n1, &cw) == 0);
+	tok_server_op_end(op);
+	forget_all(cl, ino);
+}
+
+/* tok_server_recall_exist() on a thread of its own. */
+struct exist_arg {
+	struct cluster *cl;
+	uint64_t ino;
+	atomic_int rc;
+};
+
+static void *exist_main(void *p)
+{
+	struct exist_arg *ea = p;
+
+	atomic_store(&ea->rc, tok_server_recall_exist(ea->cl->s, ea->ino));
+	return NULL;
+}
+
+/*
+ * The client's view: an acquire behind its own node's recall, then at the
+ * server; and the server's existence check waiting for a node that does
+ * not answer its recall.
+ */
+static void test_waits_client(void **state)
+{
+	struct cluster *cl = *state;
+	struct node *n0 = &cl->n[0], *n1 = &cl->n[1];
+	const uint64_t ino = 3021, ino2 = 3022;
+	struct exist_arg ea;
+	struct waits ws, cw;
+	struct async a, c;
+	pthread_t th;
+
+	acq(n0, ino, TOK_ATTR, TOK_READ);
+	start(&a, n1, NULL, ino, one(TOK_ATTR, TOK_WRITE));
+	WAIT_FOR(cli_draining(n0) == 1);
+	start(&c, n0, NULL, ino, one(TOK_ATTR, TOK_READ));
+	WAIT_FOR(cli_waits(n0, &cw) == 2);
+	assert_int_equal(cw.c[0].kind, TOK_CW_RECALL);
+	assert_int_equal(cw.c[0].what, TOK_CW_DRAIN);
+	assert_int_equal(cw.c[0].refs[TOK_ATTR], 1);
+	assert_int_equal(cw.c[1].kind, TOK_CW_ACQUIRE);
+	assert_int_equal(cw.c[1].what, TOK_CW_GIVING);
+	assert_int_equal(cw.c[1].want.level[TOK_ATTR], TOK_READ);
+
+	/* The recall ends; node 0's acquire goes to the server, behind node 1's grant. */
+	rel(n0, ino, TOK_ATTR, TOK_READ);
+	assert_int_equal(finish(&a), 0);
+	WAIT_FOR(cli_waits(n0, &cw) == 1 && cw.c[0].what == TOK_CW_SERVER && cli_draining(n1) == 1);
+	assert_int_equal(cw.c[0].kind, TOK_CW_ACQUIRE);
+	assert_int_equal(srv_waits(cl, &ws), 1);
+	assert_int_equal(ws.s[0].who.node, 0);
+	assert_int_equal(ws.s[0].obstacles[0].who.node, 1);
+	assert_int_equal(ws.s[0].obstacles[0].levels.level[TOK_ATTR], TOK_WRITE);
+	rel(n1, ino, TOK_ATTR, TOK_WRITE);
+	assert_int_equal(finish(&c), 0);
+	rel(n0, ino, TOK_ATTR, TOK_READ);
+	WAIT_FOR(cli_waits(n0, &cw) == 0 && cli_waits(n1, &cw) == 0);
+	assert_int_equal(srv_waits(cl, &ws), 0);
+	forget_all(cl, ino);
+
+	/* Node 0 is "stopped": the existence check waits for its answer. */
+	acq(n0, ino2, TOK_EXIST, TOK_READ);
+	rel(n0, ino2, TOK_EXIST, TOK_READ);
+	hold_recalls(cl, 0, true);
+	ea = (struct exist_arg){ .cl = cl, .ino = ino2 };
+	atomic_init(&ea.rc, 1);
+	assert_int_equal(pthread_create(&th, NULL, exist_main, &ea), 0);
+	WAIT_FOR(srv_waits(cl, &ws) == 1);
+	assert_int_equal(ws.s[0].who.kind, TOK_WHO_SERVER);
+	assert_int_equal(ws.s[0].ino, ino2);
+	assert_int_equal(ws.s[0].nobstacles, 1);
+	assert_int_equal(ws.s[0].obstacles[0].who.node, 0);
+	assert_int_equal(ws.s[0].obstacles[0].recalled.level[TOK_EXIST], TOK_READ);
+	msleep(30);
+	assert_int_equal(srv_waits(cl, &ws), 1);
+	assert_true(ws.s[0].obstacles[0].recall_age_ms >= 25);
+	hold_recalls(cl, 0, false);
+	pthread_join(th, NULL);
+	assert_int_equal(atomic_load(&ea.rc), 0);
+	assert_int_equal(srv_waits(cl, &ws), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1150,6 +1379,8 @@ int main(void)
 		T(test_lend_crossing),
 		T(test_create_exist),
 		T(test_counters),
+		T(test_waits_server),
+		T(test_waits_client),
 		T(test_randomized),
 	};
 
