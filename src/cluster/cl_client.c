@@ -743,6 +743,28 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 	return early(rc);
 }
 
+/*
+ * Other nodes keep changing this directory and this node holds no NAME
+ * token on it: work without the directory's tokens (forward lookups and
+ * changes, lend nothing, cache nothing, let the kernel keep nothing) rather
+ * than take tokens the next change elsewhere recalls at once; then changes
+ * from several nodes recall nothing from each other.  The directory is
+ * cached again once NAME rests (cl_names_busy).
+ */
+static bool dir_uncached(struct cl_cbhv *cb)
+{
+	struct tok_set held;
+	bool busy;
+
+	pthread_mutex_lock(&cb->ci->mu);
+	busy = cl_names_busy(cb->ci);
+	pthread_mutex_unlock(&cb->ci->mu);
+	if (!busy)
+		return false;
+	tok_client_cached(cb->cx->tc, cb->ci->ino, &held);
+	return held.level[TOK_NAME] == TOK_NONE;
+}
+
 static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
@@ -754,6 +776,17 @@ static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	cl_pages_check(cx, ci->ino);
 	set_of(&want, B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
+	if (c->op == VN_OP_GETATTR && dir_uncached(cb)) {
+		struct tok_set held;
+
+		tok_client_cached(cx->tc, ci->ino, &held);
+		if (held.level[TOK_ATTR] == TOK_NONE) {
+			/* A busy directory's attributes change with every name: ask, keep nothing. */
+			c->uncached = 1;
+			atomic_fetch_add(&cx->stats.attr_misses, 1);
+			return forward(cx, ci->ino, c, NULL);
+		}
+	}
 	rc = c_acquire(cb, &want);
 	if (rc)
 		return rc;
@@ -863,28 +896,6 @@ static void read_whole(struct cl_cbhv *cb, const struct vn_cred *cred)
 		w.list = d->next;
 		free(d);
 	}
-}
-
-/*
- * Other nodes keep changing this directory and this node holds no NAME
- * token on it: work without the directory's tokens (forward lookups and
- * changes, lend nothing, cache nothing, let the kernel keep nothing) rather
- * than take tokens the next change elsewhere recalls at once; then changes
- * from several nodes recall nothing from each other.  The directory is
- * cached again once NAME rests (cl_names_busy).
- */
-static bool dir_uncached(struct cl_cbhv *cb)
-{
-	struct tok_set held;
-	bool busy;
-
-	pthread_mutex_lock(&cb->ci->mu);
-	busy = cl_names_busy(cb->ci);
-	pthread_mutex_unlock(&cb->ci->mu);
-	if (!busy)
-		return false;
-	tok_client_cached(cb->cx->tc, cb->ci->ino, &held);
-	return held.level[TOK_NAME] == TOK_NONE;
 }
 
 /*
@@ -1134,25 +1145,32 @@ static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
 }
 
 /*
- * The file this node just created: it holds its EXIST token from the
- * server's answer on (granted with it, see s_names), and gives the vnode
- * that reference, so that an unlink of the name, from this node or
- * another, cannot free the file before the kernel has it.  NULL if out of
- * memory (the kernel then takes the vnode as after a lookup).
+ * The file this node just created, with attributes @a: it holds its EXIST
+ * token from the server's answer on (granted with it, see s_names), and
+ * gives the vnode that reference, so that an unlink of the name, from this
+ * node or another, cannot free the file before the kernel has it; the
+ * attribute tokens granted with it cover @a, the first attributes cached.
+ * NULL if out of memory (the kernel then takes the vnode as after a lookup).
  */
-static struct vnode *created(struct cl_ctx *cx, uint64_t ino)
+static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a)
 {
+	struct tok_set ex, attrs;
 	struct cl_cbhv *cb;
-	struct tok_set ex;
 	struct vnode *v;
 	bool had = true;
 
 	tok_set_clear(&ex);
 	tok_set_add(&ex, TOK_EXIST, TOK_READ);
-	if (tok_client_adopt(cx->tc, ino, &ex))
+	set_of(&attrs, CL_CREATE_TOKS & ~B(TOK_EXIST));
+	if (tok_client_adopt(cx->tc, a->ino, &ex))
 		return NULL;
-	if (vn_get(cx->vt, ino, &v)) {
-		tok_client_release(cx->tc, ino, &ex);
+	if (tok_client_adopt(cx->tc, a->ino, &attrs)) {
+		tok_client_release(cx->tc, a->ino, &ex);
+		return NULL;
+	}
+	if (vn_get(cx->vt, a->ino, &v)) {
+		tok_client_release(cx->tc, a->ino, &attrs);
+		tok_client_release(cx->tc, a->ino, &ex);
 		return NULL;
 	}
 	cb = (struct cl_cbhv *)vn_bhv_find(v, VN_POS_CLIENT);
@@ -1160,10 +1178,13 @@ static struct vnode *created(struct cl_ctx *cx, uint64_t ino)
 		pthread_mutex_lock(&cb->ci->mu);
 		had = cb->ci->has_exist;
 		cb->ci->has_exist = true;
+		attr_merge(cb->ci, a);
+		cb->ci->attr_valid = cb->ci->size_valid = true;
 		pthread_mutex_unlock(&cb->ci->mu);
 	}
+	tok_client_release(cx->tc, a->ino, &attrs);
 	if (had)
-		tok_client_release(cx->tc, ino, &ex);
+		tok_client_release(cx->tc, a->ino, &ex);
 	return v;
 }
 
@@ -1193,7 +1214,7 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	rc = forward(cb->cx, cb->ci->ino, c, lend ? &lent : NULL);
 	if (c->op == VN_OP_MKNOD) {
 		if (rc == 0)
-			c->made = created(cb->cx, c->u.mknod.attr->ino);
+			c->made = created(cb->cx, c->u.mknod.attr);
 		tok_client_creating(cb->cx->tc, -1);
 	}
 	c->uncached = 1;

@@ -50,6 +50,8 @@
 #define CL_DENT_UNKNOWN UINT64_MAX
 /* A directory up to this many entries is read whole at its first miss. */
 #define CL_DIR_WHOLE_MAX 8192
+/* Tokens (at READ) a node that creates a file holds from the answer on (cl_server.c s_names). */
+#define CL_CREATE_TOKS ((1u << TOK_EXIST) | (1u << TOK_ATTR) | (1u << TOK_TIMES) | (1u << TOK_SIZE))
 #define CL_SETTLE_MS 2000                /* a directory's lookup waits at most this for its old names to go */
 #define CL_WHOLE_REST_NS 1000000000LL    /* a directory is read whole only after NAME rested this long */
 enum { CL_TOLD_NOT, CL_TOLD_SHOWN, CL_TOLD_KEPT };

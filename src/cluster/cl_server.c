@@ -553,15 +553,16 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 	 * A node that creates a file holds its EXIST token from the answer on
 	 * (tok_client_adopt), granted while the directory's tokens are still
 	 * held: an unlink of the new name, from anywhere, cannot free the file
-	 * before the node that created it has it.
+	 * before the node that created it has it.  With it come the READ
+	 * tokens covering the attributes the answer carries, which the
+	 * creator's open and stat use next (CL_CREATE_TOKS).
 	 */
 	if (rc == 0 && c->op == VN_OP_MKNOD && c->node && c->node != cx->self_id &&
 	    c->u.mknod.attr) {
-		struct tok_set ex, got;
+		struct tok_set ct, got;
 
-		tok_set_clear(&ex);
-		tok_set_add(&ex, TOK_EXIST, TOK_READ);
-		(void)tok_server_acquire(cx->ts, c->node, c->u.mknod.attr->ino, &ex, NULL, &got, NULL);
+		set_of(&ct, CL_CREATE_TOKS, TOK_READ);
+		(void)tok_server_acquire(cx->ts, c->node, c->u.mknod.attr->ino, &ct, NULL, &got, NULL);
 	}
 	srv_end(&so);
 	return srv_moved(cx, c, rc);

@@ -218,8 +218,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct vn_attr a;
 	struct vn_call c = { .op = VN_OP_GETATTR, .u.getattr = { &a } };
+	int rc = call_ino(req, ino, &c);
 
-	reply_attr(req, call_ino(req, ino, &c), &a, 1);
+	reply_attr(req, rc, &a, !c.uncached);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,

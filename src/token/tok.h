@@ -359,12 +359,13 @@ int tok_client_lend(struct tok_client *c, uint64_t ino, const struct tok_set *wa
  */
 bool tok_client_unlend(struct tok_client *c, uint64_t ino, const struct tok_set *want, uint64_t gen);
 /*
- * Creations: a node that asks the server to create a file gets EXIST on it
- * with the answer (tok_server_acquire on its behalf, before the answer).
+ * Creations: a node that asks the server to create a file gets tokens on
+ * it with the answer (tok_server_acquire on its behalf, before the answer).
  * Between the two calls below, a conditional recall of EXIST of a file the
- * node does not hold is refused (the answer making it the holder may still
- * be on its way).  tok_client_adopt() records levels the server granted
- * with an answer, and puts one reference on each (release as usual).
+ * node does not hold is refused, and a recall of a level it does not hold
+ * waits (the answer making it the holder may still be on its way).
+ * tok_client_adopt() records levels the server granted with an answer, and
+ * puts one reference on each (release as usual).
  */
 void tok_client_creating(struct tok_client *c, int delta);
 int tok_client_adopt(struct tok_client *c, uint64_t ino, const struct tok_set *granted);

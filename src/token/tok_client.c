@@ -409,6 +409,7 @@ void tok_client_creating(struct tok_client *c, int delta)
 {
 	pthread_mutex_lock(&c->mu);
 	c->creating += (unsigned)delta;
+	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -474,7 +475,7 @@ out_unlock:
  * by the obtain in flight, whose answer may carry the asked level.  Later
  * ones wait alone, so a stale part never holds up a part a waiter needs.
  */
-static void tok__sort_out(const struct tok__cino *r, const struct tok_set *ask,
+static void tok__sort_out(const struct tok__cino *r, const struct tok_set *ask, bool creating,
 			  uint16_t *mine, uint16_t *stale, uint16_t *later)
 {
 	*mine = *stale = *later = 0;
@@ -487,8 +488,8 @@ static void tok__sort_out(const struct tok__cino *r, const struct tok_set *ask,
 			*later |= bit;
 		else if (r->level.level[t] == ask->level[t])
 			*mine |= bit;
-		else if (r->converting & bit)
-			*later |= bit;
+		else if ((r->converting & bit) || creating)
+			*later |= bit;   /* an answer on its way may grant it (a creation's too) */
 		else
 			*stale |= bit;
 	}
@@ -625,7 +626,7 @@ static int tok__give_back(struct tok_client *c, uint64_t ino, const struct tok_s
 			rc = -TOK_EEARLY;
 			goto out_put;
 		}
-		tok__sort_out(r, ask, &mine, &stale, &later);
+		tok__sort_out(r, ask, c->creating > 0, &mine, &stale, &later);
 		if (!(mine | stale)) {
 			pthread_cond_wait(&c->cv, &c->mu);
 			continue;

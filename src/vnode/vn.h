@@ -156,8 +156,9 @@ struct vn_call {
 	uint64_t lent_inos[2];
 	/*
 	 * Set by a behavior: the kernel must not keep the name this answer
-	 * gives it (a lookup, a create, a link) beyond this request, since no
-	 * token of this node will tell it when the name changes.
+	 * gives it (a lookup, a create, a link), or the attributes (a
+	 * getattr), beyond this request, since no token of this node will
+	 * tell it when they change.
 	 */
 	int uncached;
 	/*
