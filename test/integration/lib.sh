@@ -81,6 +81,8 @@ skip_all() {
 
 # Print the summary line and exit non-zero on any failure.
 it_finish() {
+	# Checks a library adds for the end of every test (lib_cluster.sh: sanitizer reports).
+	if declare -F _it_finish_checks >/dev/null; then _it_finish_checks; fi
 	T_DONE=1
 	echo "$T_PASS passed, $T_FAIL failed"
 	if ((T_FAIL > 0)); then exit 1; fi

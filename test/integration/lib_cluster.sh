@@ -134,6 +134,22 @@ dump_logs() {
 	echo "---"
 }
 
+# A report of the address, undefined-behaviour or thread sanitizer in any
+# node's log fails the test (scripts/test --asan / --tsan builds keep going
+# after most reports, so only the log shows them).
+_it_finish_checks() {
+	local f n pat='ERROR: AddressSanitizer|WARNING: ThreadSanitizer|runtime error:'
+	[[ -n "$CL_DIR" && -d "$CL_DIR" ]] || return 0
+	for f in "$CL_DIR"/node*/log; do
+		[[ -s "$f" ]] || continue
+		n=$(grep -c -E "$pat" "$f" || true)
+		if ((n > 0)); then
+			fail "$f holds $n sanitizer report(s)"
+			grep -m 2 -A 14 -E "$pat" "$f"
+		fi
+	done
+}
+
 _cluster_dump_if_failed() {
 	if ((T_FAIL > 0 || T_DONE == 0)); then
 		dump_logs 40
