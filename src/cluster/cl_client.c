@@ -1168,7 +1168,12 @@ static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a)
 		tok_client_release(cx->tc, a->ino, &ex);
 		return NULL;
 	}
-	if (vn_get(cx->vt, a->ino, &v)) {
+	/*
+	 * A relocation blocks the shaping of new vnodes while it waits for the
+	 * head lock this operation holds: leave the vnode to the kernel's
+	 * reply then (the tokens stay cached, the file unheld for a moment).
+	 */
+	if (atomic_load(&cx->relocating) || vn_get(cx->vt, a->ino, &v)) {
 		tok_client_release(cx->tc, a->ino, &attrs);
 		tok_client_release(cx->tc, a->ino, &ex);
 		return NULL;

@@ -414,17 +414,25 @@ static void names_run(void *arg)
 void cl_names_settle(struct cl_ctx *cx, uint64_t ino, unsigned ms)
 {
 	struct cl_inode *ci = cl_inode_get(cx, ino, false);
-	struct timespec until;
 
 	if (!ci)
 		return;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += (long)ms * 1000000L;
-	until.tv_sec += until.tv_nsec / 1000000000L;
-	until.tv_nsec %= 1000000000L;
+	/*
+	 * In slices: the caller holds a head lock, which a relocation (seen
+	 * in cx->relocating) must not wait for.
+	 */
 	pthread_mutex_lock(&cx->nmu);
-	while (ci->unaliasing && pthread_cond_timedwait(&cx->ncv, &cx->nmu, &until) == 0)
-		;
+	for (unsigned waited = 0; waited < ms && ci->unaliasing &&
+				  !atomic_load(&cx->relocating); waited += 20) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 20 * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		while (ci->unaliasing && pthread_cond_timedwait(&cx->ncv, &cx->nmu, &until) == 0)
+			;
+	}
 	pthread_mutex_unlock(&cx->nmu);
 	cl_inode_put(cx, ci);
 }
