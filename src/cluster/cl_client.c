@@ -1027,7 +1027,7 @@ static int dir_lend(struct cl_cbhv *cb, struct tok_set *lent, uint64_t *gen)
 static bool dir_unlend(struct cl_cbhv *cb, const struct tok_set *lent, uint64_t gen, int rc,
 		       const char *name, const char *name2)
 {
-	if (cl_unlend(cb->cx, cb->ci->ino, lent, gen))
+	if (tok_client_unlend(cb->cx->tc, cb->ci->ino, lent, gen))
 		return true;
 	if (rc == 0)
 		cl_names_forget(cb->cx, cb->ci->ino, name, name2);

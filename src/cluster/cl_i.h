@@ -100,8 +100,6 @@ struct cl_inode {
 	bool whole_tried;               /* the directory was too large to read whole */
 	int64_t names_dropped_ns;       /* when NAME last went back: read whole only once it rests */
 	unsigned unaliasing;            /* kernel invalidations of names of it in flight; cl_ctx.nmu */
-	unsigned lends;                 /* this node's changes in flight it lent tokens to (the
-					 * kernel holds the directory locked meanwhile) */
 	bool map_valid;                 /* map covers [0, map_end) (EXTENT held) */
 	struct meta_map *map;           /* runs in file order, without gaps */
 	size_t nmap, map_cap;
@@ -265,8 +263,6 @@ void cl_io_end(struct cl_inode *ci);
 int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want);
 /* Lend @want on @ino (tok_client_lend); interrupted waits are retried. */
 int cl_lend(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t *gen);
-/* The change a lend went to answered: tok_client_unlend. */
-bool cl_unlend(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t gen);
 /* End a lend whose answer caches nothing: drop whatever is still held. */
 void cl_lend_drop(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t gen);
 /* Run @fn(@arg) on a new detached thread; -errno. */

@@ -265,8 +265,8 @@ static int l_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	c->lent = &lent;
 	rc = vn_next(self, vn, c);
 	c->lent = NULL;
-	kept1 = cl_unlend(cx, first, &lent, gen1);
-	kept2 = second == first ? kept1 : cl_unlend(cx, second, &lent, gen2);
+	kept1 = tok_client_unlend(cx->tc, first, &lent, gen1);
+	kept2 = second == first ? kept1 : tok_client_unlend(cx->tc, second, &lent, gen2);
 	/* The name the kernel learns lives in @other (the new name of a rename). */
 	if (rc == 0 && !(other == first ? kept1 : kept2)) {
 		c->uncached = 1;

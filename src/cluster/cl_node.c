@@ -488,7 +488,6 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 {
 	struct cl_inode *ci = cl_inode_get(cx, dir, false);
 	struct cl_dent *kept = NULL, *shown = NULL;
-	unsigned lends;
 
 	if (!ci)
 		return;
@@ -510,7 +509,6 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 	}
 	cl_dents_free(ci);
 	ci->names_dropped_ns = meta_now_ns();
-	lends = ci->lends;
 	pthread_mutex_unlock(&ci->mu);
 	cl_inode_put(cx, ci);
 	/*
@@ -521,7 +519,7 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 	 * delay both.  Names shown with a time-out of 0 are never used
 	 * without asking again; only their aliases must go, in the background.
 	 */
-	names_inval(cx, dir, kept, lends ? 0 : 100);
+	names_inval(cx, dir, kept, tok_client_lent(cx->tc, dir) ? 0 : 100);
 	names_inval(cx, dir, shown, 0);
 }
 
@@ -570,41 +568,14 @@ int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want)
 	return acquire_loop(cx, ino, want, NULL);
 }
 
-/* Count this node's lends of @ino's tokens in flight (see cl_names_drop). */
-static void lends_add(struct cl_ctx *cx, uint64_t ino, int n)
-{
-	struct cl_inode *ci = cl_inode_get(cx, ino, true);
-
-	if (!ci)
-		return;
-	pthread_mutex_lock(&ci->mu);
-	ci->lends += (unsigned)n;
-	pthread_mutex_unlock(&ci->mu);
-	cl_inode_put(cx, ci);
-}
-
 int cl_lend(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t *gen)
 {
-	int rc;
-
-	lends_add(cx, ino, 1);
-	rc = acquire_loop(cx, ino, want, gen);
-	if (rc)
-		lends_add(cx, ino, -1);
-	return rc;
-}
-
-bool cl_unlend(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t gen)
-{
-	bool kept = tok_client_unlend(cx->tc, ino, want, gen);
-
-	lends_add(cx, ino, -1);
-	return kept;
+	return acquire_loop(cx, ino, want, gen);
 }
 
 void cl_lend_drop(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t gen)
 {
-	if (cl_unlend(cx, ino, want, gen))
+	if (tok_client_unlend(cx->tc, ino, want, gen))
 		tok_client_release(cx->tc, ino, want);
 }
 

@@ -297,7 +297,8 @@ struct tok_client;
 /*
  * What the client needs from its surroundings.  None runs under the client's
  * mutex; each may block (they do I/O or send messages) and may call
- * tok_client_cached()/tok_client_ioexcl(), but not acquire or release tokens.
+ * tok_client_cached(), tok_client_ioexcl() and tok_client_lent(), but not
+ * acquire or release tokens.
  */
 struct tok_client_ops {
 	/*
@@ -368,6 +369,8 @@ bool tok_client_unlend(struct tok_client *c, uint64_t ino, const struct tok_set 
  * puts one reference on each (release as usual).
  */
 void tok_client_creating(struct tok_client *c, int delta);
+/* Are references of @ino lent to server operations now (tok_client_lend)? */
+bool tok_client_lent(struct tok_client *c, uint64_t ino);
 int tok_client_adopt(struct tok_client *c, uint64_t ino, const struct tok_set *granted);
 /* Drop the references of a successful tok_client_acquire() with the same @want. */
 void tok_client_release(struct tok_client *c, uint64_t ino, const struct tok_set *want);

@@ -405,6 +405,19 @@ bool tok_client_unlend(struct tok_client *c, uint64_t ino, const struct tok_set 
 	return kept;
 }
 
+bool tok_client_lent(struct tok_client *c, uint64_t ino)
+{
+	struct tok__cino *r;
+	bool lent = false;
+
+	pthread_mutex_lock(&c->mu);
+	r = tok__cfind(c, ino);
+	for (int t = 0; r && t < TOK_NTOKENS && !lent; t++)
+		lent = r->lent[t] > 0;
+	pthread_mutex_unlock(&c->mu);
+	return lent;
+}
+
 void tok_client_creating(struct tok_client *c, int delta)
 {
 	pthread_mutex_lock(&c->mu);

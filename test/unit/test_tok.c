@@ -1065,6 +1065,8 @@ static void test_lend_crossing(void **state)
 	rel(n1, dir, TOK_NAME, TOK_READ);
 	assert_int_equal(tok_client_lend(n0->c, dir, &lent, &g0), 0);
 	assert_int_equal(tok_client_lend(n1->c, dir, &lent, &g1), 0);
+	assert_true(tok_client_lent(n0->c, dir));
+	assert_false(tok_client_lent(n2->c, dir));
 	assert_int_equal(tok_server_op_begin(cl->s, 0, &lent, &op0), 0);
 	assert_int_equal(tok_server_op_begin(cl->s, 1, &lent, &op1), 0);
 	start(&a0, NULL, op0, dir, w);
@@ -1090,6 +1092,7 @@ static void test_lend_crossing(void **state)
 	msleep(30);
 	assert_false(atomic_load(&again.done));
 	assert_false(tok_client_unlend(n0->c, dir, &lent, g0));
+	assert_false(tok_client_lent(n0->c, dir));
 	assert_int_equal(finish(&again), 0);
 	rel(n0, dir, TOK_NAME, TOK_READ);
 	assert_false(tok_client_unlend(n1->c, dir, &lent, g1));
