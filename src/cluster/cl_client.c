@@ -744,14 +744,15 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 }
 
 /*
- * Other nodes keep changing this directory and this node holds no NAME
- * token on it: work without the directory's tokens (forward lookups and
+ * Other nodes keep changing this directory and this node holds none of the
+ * tokens @absent (B() bits) on it: work without the directory's tokens
+ * (forward lookups and
  * changes, lend nothing, cache nothing, let the kernel keep nothing) rather
  * than take tokens the next change elsewhere recalls at once; then changes
  * from several nodes recall nothing from each other.  The directory is
  * cached again once NAME rests (cl_names_busy).
  */
-static bool dir_uncached(struct cl_cbhv *cb)
+static bool dir_uncached(struct cl_cbhv *cb, unsigned absent)
 {
 	struct tok_set held;
 	bool busy;
@@ -762,7 +763,10 @@ static bool dir_uncached(struct cl_cbhv *cb)
 	if (!busy)
 		return false;
 	tok_client_cached(cb->cx->tc, cb->ci->ino, &held);
-	return held.level[TOK_NAME] == TOK_NONE;
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if ((absent & B(t)) && held.level[t] != TOK_NONE)
+			return false;
+	return true;
 }
 
 static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
@@ -776,16 +780,11 @@ static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	cl_pages_check(cx, ci->ino);
 	set_of(&want, B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
-	if (c->op == VN_OP_GETATTR && dir_uncached(cb)) {
-		struct tok_set held;
-
-		tok_client_cached(cx->tc, ci->ino, &held);
-		if (held.level[TOK_ATTR] == TOK_NONE) {
-			/* A busy directory's attributes change with every name: ask, keep nothing. */
-			c->uncached = 1;
-			atomic_fetch_add(&cx->stats.attr_misses, 1);
-			return forward(cx, ci->ino, c, NULL);
-		}
+	if (c->op == VN_OP_GETATTR && dir_uncached(cb, B(TOK_NAME) | B(TOK_ATTR))) {
+		/* A busy directory's attributes change with every name: ask, keep nothing. */
+		c->uncached = 1;
+		atomic_fetch_add(&cx->stats.attr_misses, 1);
+		return forward(cx, ci->ino, c, NULL);
 	}
 	rc = c_acquire(cb, &want);
 	if (rc)
@@ -938,7 +937,7 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	if (strlen(name) > META_NAME_MAX)
 		return -ENAMETOOLONG;
-	if (dir_uncached(cb)) {
+	if (dir_uncached(cb, B(TOK_NAME))) {
 		struct vn_attr a;
 		struct vn_call l = { .op = VN_OP_LOOKUP, .cred = c->cred, .u.lookup = { name, &a } };
 
@@ -1154,32 +1153,21 @@ static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
  */
 static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a)
 {
-	struct tok_set ex, attrs;
+	struct tok_set granted;
 	struct cl_cbhv *cb;
-	struct vnode *v;
+	struct vnode *v = NULL;
 	bool had = true;
 
-	tok_set_clear(&ex);
-	tok_set_add(&ex, TOK_EXIST, TOK_READ);
-	set_of(&attrs, CL_CREATE_TOKS & ~B(TOK_EXIST));
-	if (tok_client_adopt(cx->tc, a->ino, &ex))
+	set_of(&granted, CL_CREATE_TOKS);
+	if (tok_client_adopt(cx->tc, a->ino, &granted))
 		return NULL;
-	if (tok_client_adopt(cx->tc, a->ino, &attrs)) {
-		tok_client_release(cx->tc, a->ino, &ex);
-		return NULL;
-	}
 	/*
 	 * A relocation blocks the shaping of new vnodes while it waits for the
 	 * head lock this operation holds: leave the vnode to the kernel's
 	 * reply then (the tokens stay cached, the file unheld for a moment).
 	 */
-	if (atomic_load(&cx->relocating) || vn_get(cx->vt, a->ino, &v)) {
-		tok_client_release(cx->tc, a->ino, &attrs);
-		tok_client_release(cx->tc, a->ino, &ex);
-		return NULL;
-	}
-	cb = (struct cl_cbhv *)vn_bhv_find(v, VN_POS_CLIENT);
-	if (cb) {
+	if (!atomic_load(&cx->relocating) && vn_get(cx->vt, a->ino, &v) == 0 &&
+	    (cb = (struct cl_cbhv *)vn_bhv_find(v, VN_POS_CLIENT))) {
 		pthread_mutex_lock(&cb->ci->mu);
 		had = cb->ci->has_exist;
 		cb->ci->has_exist = true;
@@ -1187,9 +1175,10 @@ static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a)
 		cb->ci->attr_valid = cb->ci->size_valid = true;
 		pthread_mutex_unlock(&cb->ci->mu);
 	}
-	tok_client_release(cx->tc, a->ino, &attrs);
-	if (had)
-		tok_client_release(cx->tc, a->ino, &ex);
+	/* The vnode keeps the EXIST reference, unless it had one already. */
+	if (!had)
+		granted.level[TOK_EXIST] = TOK_NONE;
+	tok_client_release(cx->tc, a->ino, &granted);
 	return v;
 }
 
@@ -1203,7 +1192,7 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct vn_attr dattr;
 	struct tok_set lent;
 	uint64_t gen;
-	bool lend = !dir_uncached(cb);
+	bool lend = !dir_uncached(cb, B(TOK_NAME));
 	int rc;
 
 	if (lend) {
@@ -1261,7 +1250,7 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			return rc;
 		other = (struct cl_cbhv *)vn_bhv_find(ov, VN_POS_CLIENT);
 	}
-	if (dir_uncached(cb) || (other && dir_uncached(other))) {
+	if (dir_uncached(cb, B(TOK_NAME)) || (other && dir_uncached(other, B(TOK_NAME)))) {
 		/* Busy: lend nothing, cache nothing (dir_uncached). */
 		rc = forward(cx, cb->ci->ino, c, NULL);
 		if (rc == 0) {
