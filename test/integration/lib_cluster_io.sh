@@ -25,20 +25,29 @@
 
 CLUSTER_IO=$IT_DIR/cluster_io.py
 
+# tally_line LINE: a driver's "ok ..." line passes a check and a "FAIL ..."
+# line fails one (counted in TALLY_OK and TALLY_FAIL); its closing "N passed,
+# N failed" is already counted; any other line is shown.
+tally_line() {
+	if [[ "$1" =~ ^ok\ +(.*)$ ]]; then
+		pass "${BASH_REMATCH[1]}"
+		TALLY_OK=$((TALLY_OK + 1))
+	elif [[ "$1" =~ ^FAIL\ +(.*)$ ]]; then
+		fail "${BASH_REMATCH[1]}"
+		TALLY_FAIL=$((TALLY_FAIL + 1))
+	elif [[ -n "$1" && ! "$1" =~ ^[0-9]+\ passed,\ [0-9]+\ failed$ ]]; then
+		echo "$1"
+	fi
+}
+
 run_io() {
-	local out rc=0 line nok=0 nfail=0
+	local out rc=0 line nok nfail
 	out=$(timeout -k 10 "${CLUSTER_IO_TIMEOUT:-120}" python3 "$CLUSTER_IO" "$@" 2>&1) || rc=$?
+	TALLY_OK=0 TALLY_FAIL=0
 	while IFS= read -r line; do
-		if [[ "$line" =~ ^ok\ +(.*)$ ]]; then
-			pass "${BASH_REMATCH[1]}"
-			nok=$((nok + 1))
-		elif [[ "$line" =~ ^FAIL\ +(.*)$ ]]; then
-			fail "${BASH_REMATCH[1]}"
-			nfail=$((nfail + 1))
-		elif [[ -n "$line" ]]; then
-			echo "$line"
-		fi
+		tally_line "$line"
 	done <<<"$out"
+	nok=$TALLY_OK nfail=$TALLY_FAIL
 	if ((rc == 124 || rc == 137)); then
 		fail "cluster_io.py $1 did not finish in ${CLUSTER_IO_TIMEOUT:-120} s (hung?)"
 	elif ((rc != 0 && nfail == 0)); then

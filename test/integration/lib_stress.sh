@@ -21,30 +21,22 @@ HANGWATCH=$IT_DIR/hangwatch.py
 DRIVER_HUNG=0
 
 run_driver() {
-	local what=$1 secs=$2 rcf out line rc nok=0 nfail=0
+	local what=$1 secs=$2 rcf out line rc nok nfail
 	shift 2
 	rcf=$T_TMP/driver.rc
 	out=$T_TMP/driver.out
 	: >"$out"
+	TALLY_OK=0 TALLY_FAIL=0
 	while IFS= read -r line; do
 		echo "$line" >>"$out"
-		if [[ "$line" =~ ^ok\ +(.*)$ ]]; then
-			pass "${BASH_REMATCH[1]}"
-			nok=$((nok + 1))
-		elif [[ "$line" =~ ^FAIL\ +(.*)$ ]]; then
-			fail "${BASH_REMATCH[1]}"
-			nfail=$((nfail + 1))
-		elif [[ "$line" =~ ^[0-9]+\ passed,\ [0-9]+\ failed$ ]]; then
-			: # the driver's own summary: counted above
-		else
-			echo "$line"
-		fi
+		tally_line "$line"
 	done < <(
 		rc=0
 		timeout -k 10 "$secs" "$@" 2>&1 || rc=$?
 		echo "$rc" >"$rcf"
 	)
 	rc=$(cat "$rcf" 2>/dev/null || echo 255)
+	nok=$TALLY_OK nfail=$TALLY_FAIL
 	if ((rc == 3)); then
 		DRIVER_HUNG=1
 		log "$what: the watchdog fired; the FUSE connections were aborted"
