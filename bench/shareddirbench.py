@@ -91,16 +91,26 @@ def worker_main(slot, d, node, n, gos, dones, out):
 
 
 def messages_sent(cl):
-    """Sum over the cluster's nodes of cluster.messages.sent (None if a
-    node does not answer)."""
-    total = 0
+    """Sum over the cluster's nodes of cluster.messages.sent, and of its
+    counts by message type (None if a node does not answer)."""
+    total, by_type = 0, {}
     for i in cl.nodes:
         st = hangwatch.status_json(cl.sock(i))
         try:
-            total += st["cluster"]["messages"]["sent"]
+            m = st["cluster"]["messages"]
+            total += m["sent"]
+            for k, v in m.get("sent_by_type", {}).items():
+                by_type[k] = by_type.get(k, 0) + v
         except (TypeError, KeyError):
             return None
-    return total
+    return total, by_type
+
+
+def msgs_delta(m0, m1):
+    """Messages sent between two messages_sent() readings: (total, {type: n})."""
+    if m0 is None or m1 is None:
+        return None, {}
+    return m1[0] - m0[0], {k: v - m0[1].get(k, 0) for k, v in m1[1].items() if v - m0[1].get(k, 0)}
 
 
 def phase(a):
@@ -155,22 +165,27 @@ def phase(a):
                 w.kill_all()
                 return hung(step, "failed")
             time.sleep(0.05)
-        m1 = messages_sent(cl)
-        msgs[step] = m1 - m0 if m0 is not None and m1 is not None else None
+        msgs[step] = msgs_delta(m0, messages_sent(cl))
     if w.wait() != "ok":
         return hung("unlink", "failed")
     times = {n: json.load(open(outs[n])) for n in nodes}
-    parts = []
+    parts, kinds = [], []
     for step in STEPS:
         t0 = min(times[n][step][0] for n in nodes)
         t1 = max(times[n][step][1] for n in nodes)
         ops = a.files * len(nodes)
         rate = ops / (t1 - t0)
-        mpo = msgs[step] / ops if msgs[step] is not None else None
-        record(step=step, status="ok", ops=ops, secs=t1 - t0, rate=rate, msgs=msgs[step],
-               msgs_per_op=mpo)
+        total, by_type = msgs[step]
+        mpo = total / ops if total is not None else None
+        record(step=step, status="ok", ops=ops, secs=t1 - t0, rate=rate, msgs=total,
+               msgs_per_op=mpo, msgs_by_type=by_type)
         parts.append(f"{step} {rate:,.0f}/s" + (f" ({mpo:.2f} msgs/op)" if mpo is not None else ""))
+        # The message types that make up most of a step's cost, per operation.
+        top = sorted(by_type.items(), key=lambda kv: -kv[1])[:4]
+        kinds.append(f"    {step}: " + (", ".join(f"{k} {v / ops:.2f}" for k, v in top
+                                                   if v / ops >= 0.01) or "none"))
     print(f"  {what}: " + ", ".join(parts), flush=True)
+    print("\n".join(kinds), flush=True)
 
     w = hangwatch.Watch(1, a.limit, cl, inos, dump_to=a.dump)
     w.spawn("teardown", 1, teardown_main, base, a.layout, nodes)

@@ -1378,6 +1378,16 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	for (int i = 0; i < RPC_DROP__COUNT; i++)
 		PUT("%s\"%s\":%" PRIu64, i ? "," : "", rpc_drop_name((enum rpc_drop)i),
 		    rs.dropped[i]);
+	PUT("},\"sent_by_type\":{");
+	for (int i = 0, first = 1; i < RPC_TYPES; i++) {
+		const ProtobufCEnumValue *v;
+
+		if (!rs.sent_by_type[i] ||
+		    !(v = protobuf_c_enum_descriptor_get_value(&cxfs__msg_type__descriptor, i)))
+			continue;
+		PUT("%s\"%s\":%" PRIu64, first ? "" : ",", v->name, rs.sent_by_type[i]);
+		first = 0;
+	}
 	PUT("}},\"lanes\":{");
 	for (unsigned i = 0; i < nl && i < RPC_LANES_MAX; i++)
 		PUT("%s\"%s\":{\"workers\":%u,\"running\":%u,\"queued\":%u,\"peak\":%u,"

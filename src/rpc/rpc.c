@@ -110,6 +110,7 @@ struct rpc__frame {
 	struct rpc__list link;          /* ch->outq; ctx->lock */
 	struct rpc__call *call;         /* the call waiting for it while queued; ctx->lock */
 	uv_write_t wr;                  /* loop thread, once taken off the queue */
+	uint16_t type;                  /* Cxfs__MsgType */
 	size_t len;
 	uint8_t data[];
 };
@@ -595,6 +596,8 @@ static void rpc__write_locked(struct rpc__conn *conn, struct rpc__frame *f)
 	int rc;
 
 	STAT_ADD(conn->ch, frames_sent, 1);
+	if (f->type < RPC_TYPES)
+		STAT_ADD(conn->ch, sent_by_type[f->type], 1);
 	STAT_ADD(conn->ch, bytes_sent, f->len);
 	f->wr.data = f;
 	rc = uv_write(&f->wr, (uv_stream_t *)&conn->tcp, &b, 1, rpc__on_written);
@@ -623,6 +626,7 @@ static int rpc__frame_build(struct rpc_ctx *ctx, Cxfs__MsgType type, unsigned fl
 		return -ENOMEM;
 	list_init(&f->link);
 	f->call = NULL;
+	f->type = (uint16_t)type;
 	f->len = RPC__HDR_SIZE + (size_t)len + RPC__MAC_SIZE;
 	h.len = (uint32_t)len;
 	rpc__hdr_put(f->data, &h);

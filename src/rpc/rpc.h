@@ -91,6 +91,9 @@ enum rpc_drop {
 };
 
 /* Counters of a channel, or of a whole context (every channel it had). */
+/* Message types counted one by one in struct rpc_stats (Cxfs__MsgType values). */
+#define RPC_TYPES 128
+
 struct rpc_stats {
 	uint64_t frames_sent;
 	uint64_t frames_received;           /* good frames only */
@@ -103,6 +106,7 @@ struct rpc_stats {
 	uint64_t connects;                  /* connections established (hello done) */
 	uint64_t disconnects;               /* connections lost or closed */
 	uint64_t dropped[RPC_DROP__COUNT];  /* refused frames, by reason */
+	uint64_t sent_by_type[RPC_TYPES];   /* frames sent, by message type (type < RPC_TYPES) */
 };
 
 /*
