@@ -49,7 +49,15 @@ struct cl_opts {
 	/* Drop the kernel's cached attributes of @ino only; never blocks. */
 	int (*inval_attr)(void *arg, uint64_t ino);
 	void *inval_arg;
+	/*
+	 * An application's request that waits for a metadata server that
+	 * shows no sign of life (refused, stopped, cut off) fails with EIO
+	 * after this long; 0: CL_SERVER_WAIT_MS_DEFAULT.
+	 */
+	unsigned server_wait_ms;
 };
+
+#define CL_SERVER_WAIT_MS_DEFAULT 60000
 
 /*
  * Load the configuration (errors name the file and line), start the RPC
@@ -76,6 +84,13 @@ int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
 /* vn_shape_fn: @arg is the struct cl_ctx. */
 int cl_shape(void *arg, struct vnode *vn);
 void cl_set_table(struct cl_ctx *cx, struct vn_table *vt);
+/*
+ * The bound of an application's request (common/cx_intr.h, @arg the
+ * struct cl_ctx): -EIO once the MDS has not been heard from for the server
+ * wait since the request started or since it last answered, whichever is
+ * later; 0 otherwise, and always on the MDS.
+ */
+int cl_request_bound(void *arg, int64_t since_ns);
 /* Stop answering other nodes (before the vnode table is purged). */
 void cl_quiesce(struct cl_ctx *cx);
 /* Stop serving and leave; every vnode must be gone (vn_table_purge). */

@@ -714,6 +714,27 @@ static void c_release_toks(struct cl_cbhv *cb, const struct tok_set *want)
 	tok_client_release(cb->cx->tc, cb->ci->ino, want);
 }
 
+/*
+ * A change to which this node lent its tokens of directory @ino was given
+ * up (interrupted, or no server) after it may have reached the MDS, which
+ * may still make it without recalling them: forget the directory's names
+ * and attributes, here and in the kernel (docs/ARCHITECTURE.md,
+ * "Interrupts").
+ */
+static void dir_forget(struct cl_ctx *cx, uint64_t ino)
+{
+	struct cl_inode *ci = cl_inode_get(cx, ino, false);
+
+	if (ci) {
+		pthread_mutex_lock(&ci->mu);
+		ci->attr_valid = ci->size_valid = false;
+		pthread_mutex_unlock(&ci->mu);
+		cl_inode_put(cx, ci);
+	}
+	cl_names_drop(cx, ino);
+	cl_attr_stale(cx, ino);
+}
+
 /* Forward @c to the MDS. */
 static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const struct tok_set *lent)
 {
@@ -736,7 +757,18 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 		rpc_chan_put(ch);
 		if (rc != -RPC_EEARLY && rc != -ECONNRESET && rc != -ENOTCONN && rc != -ECONNREFUSED)
 			break;
-		usleep(atomic_load(&cx->relocating) ? 2000 : 10 * 1000);
+		rc = cl_mds_pause(cx);
+		if (rc)
+			break;
+	}
+	if (rc == -EINTR || rc == -EIO) {
+		/* Given up by the application's request (cx_intr.h): nothing it answered is kept. */
+		if (lent) {
+			dir_forget(cx, ino);
+			if (c->op == VN_OP_RENAME && c->u.rename.newdir != ino)
+				dir_forget(cx, c->u.rename.newdir);
+		}
+		return rc;
 	}
 	c->u = f.u;
 	c->dir_attr_set = f.dir_attr_set;

@@ -207,6 +207,16 @@ struct cl_ctx {
 	bool wstop, wstarted;
 	pthread_t watchdog;
 	atomic_uint wait_log_ms;        /* a wait this old is logged (0: never) */
+
+	/* Whether the MDS is there (cl_reach.c). */
+	unsigned server_wait_ms;        /* requests give up after this without a sign of life; constant */
+	atomic_int_fast64_t reach_seen_ns;    /* CLOCK_MONOTONIC: the MDS last answered a probe */
+	atomic_int_fast64_t reach_wanted_ns;  /* a request last waited for the MDS */
+	pthread_mutex_t reach_mu;       /* a leaf: the prober sleeps on reach_cv with it */
+	pthread_cond_t reach_cv;
+	atomic_bool reach_stop;
+	bool reach_started;             /* the prober runs; changed only by start and stop */
+	pthread_t reacher;
 };
 
 /* ---- cl_node.c --------------------------------------------------------- */
@@ -274,12 +284,22 @@ uint32_t cl_peer_id(struct cl_ctx *cx, struct rpc_chan *ch);
  * A reference to the current MDS channel (NULL on the MDS); put it.
  */
 struct rpc_chan *cl_mds_chan(struct cl_ctx *cx);
-/* Wait while the gate is closed: 0, or -VN_EMIGRATING (see gate_emigrate). */
+/*
+ * Wait while the gate is closed: 0, or -VN_EMIGRATING (see gate_emigrate);
+ * for an application's request also -EINTR or -EIO (cx_intr.h).
+ */
 int cl_gate_wait(struct cl_ctx *cx);
+/*
+ * Pause before sending a request to the MDS again (it was moving or could
+ * not be reached): 0, or for an application's request -EINTR or -EIO
+ * (cl_request_bound) to return instead.
+ */
+int cl_mds_pause(struct cl_ctx *cx);
 /*
  * rpc_call() to the current MDS through the gate; a request the MDS could
  * not take (it was moving: an "early" error reply or a lost connection) is
- * sent again once the gate opens.
+ * sent again once the gate opens.  An application's request gives up with
+ * -EINTR or -EIO (docs/ARCHITECTURE.md, "Interrupts").
  */
 int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, const ProtobufCMessage *req,
 		Cxfs__MsgType *reply_type, ProtobufCMessage **reply);
@@ -318,6 +338,12 @@ void cl_watchdog_stop(struct cl_ctx *cx);
  */
 int cl_waits_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size, size_t *len,
 		  size_t reserve);
+
+/* ---- cl_reach.c (is the MDS there?) -------------------------------------- */
+
+/* Start (in cl_attach) and stop (first in cl_stop) the prober thread. */
+int cl_reach_start(struct cl_ctx *cx);
+void cl_reach_stop(struct cl_ctx *cx);
 
 /* ---- cl_server.c (MDS) ------------------------------------------------- */
 

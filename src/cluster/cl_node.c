@@ -30,6 +30,7 @@
 
 #include "block/blk.h"
 #include "cluster/cl_wire.h"
+#include "common/cx_intr.h"
 #include "membership/cms_config.h"
 #include "meta/meta_sb.h"
 #include "vnode/vn_meta.h"
@@ -559,7 +560,9 @@ static int acquire_loop(struct cl_ctx *cx, uint64_t ino, const struct tok_set *w
 		/* The MDS moves away from this node: the chain is rewritten. */
 		if (atomic_load(&cx->relocating))
 			return -VN_EMIGRATING;
-		usleep(10 * 1000);
+		rc = cx_intr_sleep_ms(10);
+		if (rc)
+			return rc;
 	}
 }
 
@@ -667,12 +670,18 @@ int cl_gate_wait(struct cl_ctx *cx)
 	int rc = 0;
 
 	pthread_mutex_lock(&cx->gate_mu);
-	while (cx->gate_closed && !cx->gate_emigrate)
-		pthread_cond_wait(&cx->gate_cv, &cx->gate_mu);
-	if (cx->gate_closed)
-		rc = -VN_EMIGRATING;
+	while (cx->gate_closed && !cx->gate_emigrate && rc >= 0)
+		rc = cx_intr_wait(&cx->gate_cv, &cx->gate_mu, NULL);
+	if (rc >= 0)
+		rc = cx->gate_closed ? -VN_EMIGRATING : 0;
 	pthread_mutex_unlock(&cx->gate_mu);
 	return rc;
+}
+
+int cl_mds_pause(struct cl_ctx *cx)
+{
+	/* Not moving (a peer restarting, say): do not spin. */
+	return cx_intr_sleep_ms(atomic_load(&cx->relocating) ? 2 : 20);
 }
 
 void cl_gate_close(struct cl_ctx *cx, bool emigrate)
@@ -734,8 +743,9 @@ int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, const ProtobufCMessage *r
 			return rc;
 		if (rc == 0)
 			rpc_msg_free(*reply);
-		/* Not moving (a peer restarting, say): do not spin. */
-		usleep(atomic_load(&cx->relocating) ? 2000 : 50 * 1000);
+		rc = cl_mds_pause(cx);
+		if (rc)
+			return rc;
 	}
 }
 
@@ -1064,6 +1074,9 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	pthread_cond_init(&cx->ncv, NULL);
 	pthread_mutex_init(&cx->rmu, NULL);
 	pthread_cond_init(&cx->rcv, NULL);
+	pthread_mutex_init(&cx->reach_mu, NULL);
+	pthread_cond_init(&cx->reach_cv, NULL);
+	cx->server_wait_ms = o->server_wait_ms ? o->server_wait_ms : CL_SERVER_WAIT_MS_DEFAULT;
 	rc = cl_waits_init(cx);
 	if (rc) {
 		free(cx);
@@ -1208,8 +1221,13 @@ int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
 		return rc;
 	}
 	rc = cl_watchdog_start(cx);
-	if (rc)
+	if (rc) {
 		snprintf(err, errlen, "cannot start the token wait watchdog: %s", strerror(-rc));
+		return rc;
+	}
+	rc = cl_reach_start(cx);
+	if (rc)
+		snprintf(err, errlen, "cannot start the server prober: %s", strerror(-rc));
 	return rc;
 }
 
@@ -1279,6 +1297,7 @@ void cl_stop(struct cl_ctx *cx)
 	if (!cx)
 		return;
 	atomic_store(&cx->ready, false);
+	cl_reach_stop(cx);
 	cl_watchdog_stop(cx);
 	if (cx->is_server)
 		cl_server_stop(cx);
@@ -1319,6 +1338,8 @@ void cl_stop(struct cl_ctx *cx)
 	pthread_cond_destroy(&cx->ncv);
 	pthread_mutex_destroy(&cx->rmu);
 	pthread_cond_destroy(&cx->rcv);
+	pthread_mutex_destroy(&cx->reach_mu);
+	pthread_cond_destroy(&cx->reach_cv);
 	cl_waits_fini(cx);
 	free(cx);
 }

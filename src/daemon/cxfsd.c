@@ -64,6 +64,9 @@ static void usage(FILE *f)
 		"                         cxfs-hsmd, cxfs-hsm) at PATH\n"
 		"      --dmapi-timeout S  fail an access with EIO when its DMAPI event is not\n"
 		"                         answered in S seconds (default 0: wait forever)\n"
+		"      --server-wait S    cluster mode: a request that waits for a metadata\n"
+		"                         server that shows no sign of life fails with EIO\n"
+		"                         after S seconds (default 60)\n"
 		"      --token-wait-log S cluster mode: log a token wait older than S seconds,\n"
 		"                         and again at 6, 24 and every 120 times S (default 5;\n"
 		"                         0: never)\n"
@@ -75,6 +78,7 @@ struct cxfsd_opts {
 	const char *volume, *mountpoint, *name, *initiator, *admin, *config, *node, *fs, *dm_socket;
 	uint64_t size;
 	unsigned commit_ms, threads, dm_timeout;
+	unsigned server_wait;         /* --server-wait seconds (0: the default) */
 	int wait_log;                 /* --token-wait-log seconds, or -1: the default */
 	int daemon, debug, writeback;
 };
@@ -112,7 +116,7 @@ static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
 static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 {
 	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR, OPT_ADMIN, OPT_FS, OPT_DMSOCK,
-	       OPT_DMTMO, OPT_WAITLOG };
+	       OPT_DMTMO, OPT_WAITLOG, OPT_SRVWAIT };
 	static const struct option longopts[] = {
 		{ "volume", required_argument, NULL, 'v' },
 		{ "config", required_argument, NULL, 'c' },
@@ -130,6 +134,7 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		{ "dm-socket", required_argument, NULL, OPT_DMSOCK },
 		{ "dmapi-timeout", required_argument, NULL, OPT_DMTMO },
 		{ "token-wait-log", required_argument, NULL, OPT_WAITLOG },
+		{ "server-wait", required_argument, NULL, OPT_SRVWAIT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -166,6 +171,18 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 				return 2;
 			}
 			break;
+		case OPT_SRVWAIT: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*optarg == '-' || end == optarg || *end || v == 0 || v > 86400) {
+				fprintf(stderr, "cxfsd: --server-wait %s: not a number of seconds "
+					"from 1 to 86400\n", optarg);
+				return 2;
+			}
+			o->server_wait = (unsigned)v;
+			break;
+		}
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -386,7 +403,8 @@ static int inval_attr(void *arg, uint64_t ino)
 /* Cluster mode: join, open the volume the configuration names, and the store on the MDS. */
 static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta_store_opts *so)
 {
-	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, inval_attr, d };
+	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, inval_attr, d,
+			      o->server_wait * 1000u };
 	struct blk_open_opts bo = { 0 };
 	struct vn_meta_fs *mfs;
 	char err[512];

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster/cl.h"
+#include "common/cx_intr.h"
 #include "daemon/cxfsd.h"
 #include "vnode/vn.h"
 
@@ -57,7 +59,23 @@ static void req_cred(fuse_req_t req, struct vn_cred *cred, uint32_t *groups, int
 	}
 }
 
-/* Run @c on the vnode of @ino. */
+/*
+ * libfuse's interrupt callback: the kernel interrupted @req (the process
+ * got a signal).  Runs on the thread that read the INTERRUPT, under the
+ * request's lock, which fuse_req_interrupt_func() takes too: once the
+ * handler has unregistered it, it no longer runs.
+ */
+static void req_interrupt(fuse_req_t req, void *arg)
+{
+	(void)req;
+	cx_intr_raise(arg);
+}
+
+/*
+ * Run @c on the vnode of @ino.  The request's waits on the cluster end when
+ * the kernel interrupts it (-EINTR) or when no metadata server answered
+ * for the server wait (-EIO): see docs/ARCHITECTURE.md, "Interrupts".
+ */
 static int call_ino(fuse_req_t req, fuse_ino_t ino, struct vn_call *c)
 {
 	struct vn_cred cred;
@@ -75,7 +93,15 @@ static int call_ino(fuse_req_t req, fuse_ino_t ino, struct vn_call *c)
 	if (rc)
 		return rc;
 	c->node = D(req)->node_id;
-	rc = vn_call(vn, c);
+	if (D(req)->cl) {
+		fuse_req_interrupt_func(req, req_interrupt,
+					cx_intr_arm(cl_request_bound, D(req)->cl));
+		rc = vn_call(vn, c);
+		fuse_req_interrupt_func(req, NULL, NULL);
+		cx_intr_disarm();
+	} else {
+		rc = vn_call(vn, c);
+	}
 	vn_put(vn, 1);
 	c->cred = NULL;
 	return rc;

@@ -47,6 +47,7 @@
 #include <pthread.h>
 #include <uv.h>
 
+#include "common/cx_intr.h"
 #include "rpc/rpc_i.h"
 
 #define RPC__WORKERS_DEFAULT 4
@@ -1134,9 +1135,12 @@ static int rpc__wait_thawed_locked(struct rpc_chan *ch)
 {
 	struct rpc_ctx *ctx = ch->ctx;
 	uint64_t gen = ch->intr_gen;
+	int rc = 0;
 
-	while (ch->frozen && !ctx->stopping && ch->intr_gen == gen)
-		pthread_cond_wait(&ch->cond, &ctx->lock);
+	while (ch->frozen && !ctx->stopping && ch->intr_gen == gen && rc >= 0)
+		rc = cx_intr_wait(&ch->cond, &ctx->lock, NULL);
+	if (rc < 0)
+		return rc;
 	if (ctx->stopping)
 		return -ESHUTDOWN;
 	if (ch->intr_gen != gen) {
@@ -1202,10 +1206,15 @@ int rpc_call(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *re
 	list_add_tail(&ch->calls, &c.link);
 	STAT_ADD(ch, calls, 1);
 	while (c.state != CALL_DONE) {
-		if (pthread_cond_timedwait(&c.cond, &ctx->lock, &dl) == ETIMEDOUT &&
-		    c.state != CALL_DONE) {
+		rc = cx_intr_wait(&c.cond, &ctx->lock, &dl);
+		if (c.state == CALL_DONE)
+			break;
+		if (rc == ETIMEDOUT) {
 			rpc__call_complete(&c, -ETIMEDOUT, 0, NULL);
 			STAT_ADD(ch, timeouts, 1);
+		} else if (rc < 0) {
+			/* Given up by the caller (cx_intr.h): a reply that comes later is dropped. */
+			rpc__call_complete(&c, rc, 0, NULL);
 		}
 	}
 	if (c.result == -RPC_EEARLY)

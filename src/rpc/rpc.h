@@ -102,7 +102,7 @@ struct rpc_stats {
 	uint64_t calls;                     /* rpc_call()s made */
 	uint64_t timeouts;                  /* calls that timed out */
 	uint64_t interrupted;               /* calls ended with -RPC_EEARLY */
-	uint64_t late_replies;              /* replies to calls that had timed out; ignored */
+	uint64_t late_replies;              /* replies to calls timed out or given up; ignored */
 	uint64_t connects;                  /* connections established (hello done) */
 	uint64_t disconnects;               /* connections lost or closed */
 	uint64_t dropped[RPC_DROP__COUNT];  /* refused frames, by reason */
@@ -231,7 +231,10 @@ int rpc_chan_peer(struct rpc_chan *ch, char *name, size_t size, uint64_t *epoch)
  * -ECONNREFUSED etc. (no connection could be made), -ENOTCONN (incoming
  * channel whose peer is gone), -EPROTO (the peer replied with the wrong
  * type), -EMSGSIZE, -EINVAL (not a request type, or @req is not of @type),
- * -ESHUTDOWN.
+ * -ESHUTDOWN; and on a thread whose interrupt is armed (common/cx_intr.h),
+ * the error of cx_intr_check() (-EINTR, or the request's bound) as soon as
+ * it has one, whether the request was sent or not: a reply that comes later
+ * is dropped (a late reply).  Per call, this is the only cancellation.
  */
 int rpc_call(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *req,
 	     unsigned timeout_ms, Cxfs__MsgType *reply_type, ProtobufCMessage **reply);

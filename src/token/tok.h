@@ -340,7 +340,12 @@ void tok_client_destroy(struct tok_client *c);
  * Put a reference on each token of @want on @ino, from the cache when it
  * holds a level that covers it, otherwise from the server.  @out (may be
  * NULL) gets the state the server sent (valid == 0 if none was asked).
- * 0, -TOK_EEARLY (no reference taken), or -errno from obtain.
+ * 0, -TOK_EEARLY (no reference taken), or -errno from obtain.  On a thread
+ * serving an application's request (common/cx_intr.h) a wait for another
+ * call's obtain also ends, with cx_intr_check()'s error (-EINTR, -EIO); an
+ * obtain so given up may still be granted by the server, which then
+ * believes the node holds more than it does: a recall of a level the node
+ * does not have is answered at once, without duties.
  */
 int tok_client_acquire(struct tok_client *c, uint64_t ino, const struct tok_set *want,
 		       struct tok_state *out);

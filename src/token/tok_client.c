@@ -51,6 +51,8 @@
  */
 #include "token/tok_i.h"
 
+#include "common/cx_intr.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
@@ -317,7 +319,10 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 		tok__wait_begin(&c->waits, &w.link);
 		if (r->busy || ((r->recalling | r->broken) & tok__mask(want)) ||
 		    !tok__request(r, want, &ask, &duties)) {
-			pthread_cond_wait(&c->cv, &c->mu);
+			/* An application's request gives up here when interrupted (cx_intr.h). */
+			rc = cx_intr_wait(&c->cv, &c->mu, NULL);
+			if (rc < 0)
+				break;
 			continue;
 		}
 		r->busy = true;
