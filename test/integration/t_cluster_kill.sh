@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# t_cluster_kill.sh: no unkillable waits.  A process on a node whose metadata
+# server is unreachable is killed by SIGKILL within a second, SIGINT ends its
+# blocking call with EINTR, and a request waits for a server that shows no
+# sign of life only as long as --server-wait says, then fails with EIO
+# (docs/ARCHITECTURE.md, "Interrupts").  3 nodes (scripts/local-cluster,
+# node1 serves the metadata), every cxfsd with --server-wait $WAIT_S.
+#
+#  (a) node1's cxfsd stopped (SIGSTOP): on node2 a stat, a cat, a touch and
+#      an ls in directories whose tokens node2 never held block (they must
+#      ask the MDS); SIGKILL ends each of them (the time is shown; only a
+#      process still there after $KILL_BOUND_S s fails);
+#  (c) still stopped: a stat whose process gets SIGINT (a handler without
+#      SA_RESTART) returns EINTR;
+#  (d) still stopped: a stat left alone fails with EIO after about
+#      $WAIT_S s;
+#      then node1 goes on (SIGCONT): files written on node2 and node3 are
+#      read right everywhere, every node unmounts, cxfs-check is clean;
+#  (b) on a new cluster, node1's cxfsd killed (kill -9): the same four
+#      processes on node2 die to SIGKILL.  The cluster cannot go on without
+#      its server yet (a later issue): it is only torn down.
+. "$(dirname "$0")/lib_cluster_io.sh"
+it_init cluster_kill --need-tgtd
+
+WAIT_S=5             # every node's --server-wait
+KILL_BOUND_S=5       # a killed process still there after this fails the test
+BLOCK_S=2            # how long the processes are left to block before the kill
+export CXFSD_ARGS="--server-wait $WAIT_S"
+
+# proc_state PID: the state letter of PID (Z: dead, not reaped), or "gone".
+proc_state() {
+	local st
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || true
+	echo "${st:-gone}"
+}
+proc_dead() { local st; st=$(proc_state "$1"); [[ $st == Z || $st == gone ]]; }
+
+# A process of this test that is still there at exit is killed.
+OURS=()
+kill_ours() {
+	local p
+	for p in "${OURS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+}
+defer kill_ours
+
+# Node 1 stopped with SIGSTOP is resumed at exit, whatever happened.
+resume_node1() {
+	local pid
+	pid=$(node_pid 1)
+	[[ -n "$pid" ]] && kill -CONT "$pid" 2>/dev/null || true
+}
+
+# make_dirs TAG: on node3, directories TAG.stat TAG.cat TAG.touch TAG.ls
+# with a file in each.  node2 only looks them up (its kernel keeps their
+# entries), so each process below asks the server for its own directory.
+make_dirs() {
+	local m d
+	m=$(node_mnt 3)
+	for d in stat cat touch ls; do
+		mkdir "$m/$1.$d" && echo "$1 $d" >"$m/$1.$d/f"
+		stat "$(node_mnt 2)/$1.$d" >/dev/null
+	done
+}
+
+# block_and_kill TAG WHAT: on node2 start a stat, a cat, a touch and an ls in
+# TAG's directories; check they are still there (blocked) after $BLOCK_S s,
+# SIGKILL them and check each is gone, showing how long it took.
+block_and_kill() {
+	local tag=$1 what=$2 m i pid t0 t1 ms st wchan
+	local -a pids=() names=()
+	m=$(node_mnt 2)
+	stat "$m/$tag.stat/f" >/dev/null 2>&1 &
+	pids+=($!) names+=(stat)
+	cat "$m/$tag.cat/f" >/dev/null 2>&1 &
+	pids+=($!) names+=(cat)
+	touch "$m/$tag.touch/new" 2>/dev/null &
+	pids+=($!) names+=(touch)
+	ls "$m/$tag.ls" >/dev/null 2>&1 &
+	pids+=($!) names+=(ls)
+	OURS+=("${pids[@]}")
+	# Reaped by bash without a "Killed" line; /proc tells when they are gone.
+	disown "${pids[@]}"
+	sleep "$BLOCK_S"
+	for i in "${!pids[@]}"; do
+		pid=${pids[$i]}
+		st=$(proc_state "$pid")
+		wchan=$(cat "/proc/$pid/wchan" 2>/dev/null || true)
+		if proc_dead "$pid"; then
+			fail "$what: node2's ${names[$i]} ended by itself within $BLOCK_S s (it should wait for the server)"
+		else
+			pass "$what: node2's ${names[$i]} waits for the server (state $st, wchan ${wchan:-?})"
+		fi
+	done
+	t0=$(date +%s%N)
+	kill -KILL "${pids[@]}" 2>/dev/null || true
+	for i in "${!pids[@]}"; do
+		pid=${pids[$i]}
+		while ! proc_dead "$pid"; do
+			t1=$(date +%s%N)
+			(((t1 - t0) / 1000000000 >= KILL_BOUND_S)) && break
+			sleep 0.01
+		done
+		t1=$(date +%s%N)
+		ms=$(((t1 - t0) / 1000000))
+		if proc_dead "$pid"; then
+			pass "$what: node2's ${names[$i]} is gone ${ms} ms after SIGKILL"
+		else
+			fail "$what: node2's ${names[$i]} (pid $pid, state $(proc_state "$pid")," \
+				"wchan $(cat "/proc/$pid/wchan" 2>/dev/null)) still there ${ms} ms after SIGKILL"
+		fi
+	done
+}
+
+# stat_sigint PATH: stat(2) PATH; SIGINT (handler without SA_RESTART) comes
+# after 1.5 s.  Prints the errno name of the call (or "ok") and its time.
+stat_sigint() {
+	timeout -k 5 60 python3 - "$1" <<'EOF'
+import ctypes, errno, os, signal, sys, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+# Python installs its handlers without SA_RESTART; ctypes does not retry.
+signal.signal(signal.SIGINT, lambda s, f: None)
+main = threading.get_ident()
+def poke():
+    time.sleep(1.5)
+    signal.pthread_kill(main, signal.SIGINT)
+threading.Thread(target=poke, daemon=True).start()
+buf = ctypes.create_string_buffer(512)
+t0 = time.monotonic()
+rc = libc.stat(sys.argv[1].encode(), buf)
+e = ctypes.get_errno()
+print("%s %.2f" % ("ok" if rc == 0 else errno.errorcode.get(e, str(e)), time.monotonic() - t0))
+EOF
+}
+
+# stat_errno PATH: stat(2) PATH; prints its errno name (or "ok") and its time.
+stat_errno() {
+	timeout -k 5 120 python3 - "$1" <<'EOF'
+import errno, os, sys, time
+t0 = time.monotonic()
+try:
+    os.stat(sys.argv[1])
+    r = "ok"
+except OSError as e:
+    r = errno.errorcode.get(e.errno, str(e.errno))
+print("%s %.2f" % (r, time.monotonic() - t0))
+EOF
+}
+
+cluster_up 3 || { fail "a 3-node cluster starts"; it_finish; }
+defer resume_node1
+make_dirs a
+mkdir "$(node_mnt 3)/c" "$(node_mnt 3)/d"
+echo c >"$(node_mnt 3)/c/f"
+echo d >"$(node_mnt 3)/d/f"
+stat "$(node_mnt 2)/c" "$(node_mnt 2)/d" >/dev/null
+
+log "(a) node1's cxfsd stopped (SIGSTOP): node2's processes die to SIGKILL"
+kill -STOP "$(node_pid 1)"
+block_and_kill a "stopped server"
+
+log "(c) SIGINT ends a blocked stat with EINTR"
+out=$(stat_sigint "$(node_mnt 2)/c/f")
+log "stat with SIGINT after 1.5 s: $out"
+check_eq "stopped server: a stat on node2 interrupted by SIGINT fails with EINTR" EINTR "${out%% *}"
+
+log "(d) a request waits at most --server-wait $WAIT_S s, then fails with EIO"
+out=$(stat_errno "$(node_mnt 2)/d/f")
+log "stat on node2 with the server stopped: $out"
+check_eq "stopped server: a stat on node2 fails with EIO" EIO "${out%% *}"
+secs=${out##* }
+check "stopped server: the stat waited about --server-wait ($secs s, $WAIT_S s asked)" \
+	python3 -c "import sys; sys.exit(not ($WAIT_S - 1 <= float('$secs') <= 3 * $WAIT_S + 5))"
+
+log "node1 goes on (SIGCONT): the cluster works again"
+kill -CONT "$(node_pid 1)"
+check_eq "after SIGCONT node2 reads the file its killed cat wanted" "a cat" \
+	"$(cat "$(node_mnt 2)/a.cat/f" 2>&1)"
+echo again >"$(node_mnt 2)/a.touch/new2"
+check_eq "after SIGCONT node3 reads a file node2 created" again \
+	"$(cat "$(node_mnt 3)/a.touch/new2" 2>&1)"
+check_eq "after SIGCONT node2 lists the directory its killed ls wanted" f \
+	"$(ls "$(node_mnt 2)/a.ls" 2>&1)"
+check_nodes_alive
+cross_node_rw after-stop
+cluster_stop_and_check
+
+log "(b) node1's cxfsd killed (kill -9): node2's processes die to SIGKILL"
+cluster_up 3 || { fail "a 3-node cluster starts again"; it_finish; }
+make_dirs b
+kill_node 1
+block_and_kill b "dead server"
+check "node2's and node3's cxfsd still run after their server died" \
+	eval 'node_alive 2 && node_alive 3'
+cluster_down
+it_finish
