@@ -4,7 +4,8 @@
  * in one process over real TCP on 127.0.0.1 (ports picked by binding to 0),
  * with concurrent callers, error replies, one-way notices and a request
  * from the server back to the client; time-outs and refused connections;
- * freeze, thaw and interruption; and hostile peers on raw sockets (wrong
+ * freeze, thaw and interruption, and calls given up by their caller's
+ * interrupt (common/cx_intr.h); and hostile peers on raw sockets (wrong
  * MAC, oversized length, garbage, truncated frame, older protocol version,
  * huge protobuf field, unknown type, no HELLO, reply to no request), each
  * refused, counted and closed while the server keeps serving; and lanes:
@@ -31,6 +32,7 @@
 
 #include <cmocka.h>
 
+#include "common/cx_intr.h"
 #include "rpc/rpc_i.h"
 
 #define CLUSTER "testcluster"
@@ -600,6 +602,8 @@ struct bg_call {
 	struct rpc_chan *ch;
 	uint64_t ino;
 	unsigned timeout_ms;
+	bool armed;                  /* arm the thread's interrupt (cx_intr.h) first */
+	atomic_uintptr_t intr;       /* then its struct cx_intr */
 	atomic_int done;
 	int rc;
 };
@@ -608,9 +612,62 @@ static void *bg_main(void *arg)
 {
 	struct bg_call *b = arg;
 
+	if (b->armed)
+		atomic_store(&b->intr, (uintptr_t)cx_intr_arm(NULL, NULL));
 	b->rc = getattr(b->ch, b->ino, b->timeout_ms);
+	if (b->armed)
+		cx_intr_disarm();
 	atomic_store(&b->done, 1);
 	return NULL;
+}
+
+/* Start @b on @th, wait @ms, and raise its interrupt. */
+static void bg_raise(struct bg_call *b, pthread_t *th, unsigned ms)
+{
+	b->armed = true;
+	assert_int_equal(pthread_create(th, NULL, bg_main, b), 0);
+	while (!atomic_load(&b->intr))
+		sleep_ms(1);
+	sleep_ms(ms);
+	assert_int_equal(atomic_load(&b->done), 0);
+	cx_intr_raise((struct cx_intr *)atomic_load(&b->intr));
+}
+
+/*
+ * A caller whose interrupt is raised gives its call up: at once, whether the
+ * request is on the wire (its reply, when it comes, is a late one) or waits
+ * on a frozen channel (it is never sent); the channel goes on.
+ */
+static void test_call_given_up(void **state)
+{
+	struct fix *fx = *state;
+	struct bg_call slow = { .ch = fx->ch, .ino = INO_SLOW, .timeout_ms = CALL_MS };
+	struct bg_call frozen = { .ch = fx->ch, .ino = 31, .timeout_ms = CALL_MS };
+	struct timespec t0, t1;
+	struct rpc_stats st;
+	pthread_t th;
+
+	assert_int_equal(getattr(fx->ch, 30, CALL_MS), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bg_raise(&slow, &th, 50);
+	pthread_join(th, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(slow.rc, -EINTR);
+	/* Given up before the server's answer (SLOW_MS), with room for a loaded machine. */
+	assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < SLOW_MS);
+	sleep_ms(SLOW_MS + 200);
+	rpc_chan_stats(fx->ch, &st);
+	assert_int_equal(st.late_replies, 1);
+	assert_int_equal(st.timeouts, 0);
+
+	rpc_chan_freeze(fx->ch);
+	bg_raise(&frozen, &th, 100);
+	pthread_join(th, NULL);
+	assert_int_equal(frozen.rc, -EINTR);
+	rpc_chan_thaw(fx->ch);
+	assert_int_equal(getattr(fx->ch, 32, CALL_MS), 0);
+	rpc_chan_stats(fx->ch, &st);
+	assert_int_equal(st.connects, 1);
 }
 
 static void test_freeze_thaw(void **state)
@@ -1310,6 +1367,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_freeze_thaw, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_call_given_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_frames, setup, teardown),
 		cmocka_unit_test(test_lanes_answers_pass_full_lane),
 		cmocka_unit_test(test_lanes_grow),

@@ -10,7 +10,8 @@
  * starvation; upgrade and downgrade in place without self-recall; lending;
  * conditional recall of existence; the I/O-exclusive notification; merging
  * of returned timestamps and sizes; node departure; interruption of server
- * and client waits; references holding recalls off; the counters; the wait
+ * and client waits, and of an application's acquire (its interrupt,
+ * common/cx_intr.h); references holding recalls off; the counters; the wait
  * records both sides keep for diagnostics; and a randomized run checking
  * that no two nodes ever use conflicting levels.
  *
@@ -30,6 +31,7 @@
 
 #include <cmocka.h>
 
+#include "common/cx_intr.h"
 #include "token/tok.h"
 
 #define NNODES 4
@@ -375,6 +377,8 @@ struct async {
 	struct tok_state out;
 	int rc;
 	atomic_bool done;
+	bool armed;                /* an application's request (cx_intr.h): its interrupt is armed */
+	atomic_uintptr_t intr;     /* then its struct cx_intr */
 };
 
 static void *async_main(void *p)
@@ -382,10 +386,14 @@ static void *async_main(void *p)
 	struct async *a = p;
 	struct tok_set got;
 
+	if (a->armed)
+		atomic_store(&a->intr, (uintptr_t)cx_intr_arm(NULL, NULL));
 	if (a->op)
 		a->rc = tok_server_op_acquire(a->op, a->ino, &a->want, &got, &a->out);
 	else
 		a->rc = tok_client_acquire(a->n->c, a->ino, &a->want, &a->out);
+	if (a->armed)
+		cx_intr_disarm();
 	atomic_store(&a->done, true);
 	return NULL;
 }
@@ -1192,6 +1200,43 @@ static void hold_recalls(struct cluster *cl, uint32_t node, bool hold)
 }
 
 /*
+ * An application's acquire waiting for its node's request in flight (here
+ * held up by a recall the holder does not answer yet) ends with -EINTR
+ * when its interrupt is raised; the request in flight goes on and is
+ * granted; nothing was counted for the interrupted one.
+ */
+static void test_client_wait_interrupted(void **state)
+{
+	struct cluster *cl = *state;
+	const uint64_t ino = 3013;
+	struct async a, b;
+
+	acq(&cl->n[0], ino, TOK_ATTR, TOK_WRITE);
+	hold_recalls(cl, 0, true);
+	start(&a, &cl->n[1], NULL, ino, one(TOK_ATTR, TOK_READ));
+	WAIT_FOR(srv_waiting(cl) == 1);
+	memset(&b, 0, sizeof(b));
+	b.n = &cl->n[1];
+	b.ino = ino;
+	b.want = one(TOK_ATTR, TOK_READ);
+	b.armed = true;
+	assert_int_equal(pthread_create(&b.th, NULL, async_main, &b), 0);
+	WAIT_FOR(atomic_load(&b.intr) != 0);
+	msleep(50);
+	assert_false(atomic_load(&b.done));
+	cx_intr_raise((struct cx_intr *)atomic_load(&b.intr));
+	assert_int_equal(finish(&b), -EINTR);
+	assert_false(atomic_load(&a.done));
+
+	hold_recalls(cl, 0, false);
+	rel(&cl->n[0], ino, TOK_ATTR, TOK_WRITE);
+	assert_int_equal(finish(&a), 0);
+	assert_int_equal(cli_level(&cl->n[1], ino, TOK_ATTR), TOK_READ);
+	rel(&cl->n[1], ino, TOK_ATTR, TOK_READ);
+	forget_all(cl, ino);
+}
+
+/*
  * The server's view: a node's request behind a recall its holder does not
  * answer yet names the holder, its levels and the recall's growing age; a
  * server operation behind that request names it as queued first; both go
@@ -1378,6 +1423,7 @@ int main(void)
 		T(test_size),
 		T(test_node_down),
 		T(test_interrupt),
+		T(test_client_wait_interrupted),
 		T(test_refs_hold_recall),
 		T(test_lend_crossing),
 		T(test_create_exist),
