@@ -40,6 +40,7 @@
 
 #include "block/blk.h"
 #include "cluster/cl_wire.h"
+#include "common/cx_intr.h"
 
 #define B(t) (1u << (t))
 
@@ -169,6 +170,9 @@ out:
 static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *tokens,
 			const struct tok_state *st, Cxfs__TokenReturn *m)
 {
+	/* Never given up by an application's interrupt: the server waits for it. */
+	bool armed = cx_intr_hold();
+
 	for (;;) {
 		ProtobufCMessage *rep = NULL;
 		Cxfs__MsgType rt = 0;
@@ -178,11 +182,11 @@ static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 
 		if (cx->is_server) {
 			cl_local_tok_ops.give_back(cx, ino, tokens, st);
-			return;
+			break;
 		}
 		ch = cl_mds_chan(cx);
 		if (!ch)
-			return;
+			break;
 		rc = rpc_call(ch, CXFS__MSG_TYPE__TOKEN_RETURN, &m->base, CL_CALL_TIMEOUT_MS, &rt,
 			      &rep);
 		rpc_chan_put(ch);
@@ -190,9 +194,10 @@ static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 		if (rc == 0)
 			rpc_msg_free(rep);
 		if (!again)
-			return;
+			break;
 		usleep(5 * 1000);
 	}
+	cx_intr_resume(armed);
 }
 
 static void r_give_back(void *arg, uint64_t ino, const struct tok_set *tokens,

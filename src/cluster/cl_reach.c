@@ -5,10 +5,12 @@
  * counted from the request's start at the earliest (docs/ARCHITECTURE.md,
  * "Interrupts").
  *
- * A sign of life is an answer to a probe: while requests wait for the MDS,
- * a prober thread asks it who serves (NAME_QUERY, on the channel the
- * requests use; every node answers it on its answers lane, which never
- * waits) whenever it was last heard from more than CL_REACH_EVERY_MS ago.
+ * A sign of life is an answer to a probe: while requests have waited for
+ * the MDS longer than CL_REACH_EVERY_MS, a prober thread asks it who serves
+ * (NAME_QUERY, on the channel the requests use; every node answers it on
+ * its answers lane, which never waits) whenever it was last heard from
+ * more than CL_REACH_EVERY_MS ago.  Requests that do not wait that long
+ * cost no message.
  * A server busy with a long token wait answers, so only a server that is
  * stopped, dead or cut off makes requests fail.  The membership will take
  * this over (quorum).
@@ -32,7 +34,9 @@ int cl_request_bound(void *arg, int64_t since_ns)
 
 	if (cx->is_server)
 		return 0;
-	atomic_store(&cx->reach_wanted_ns, now);
+	/* Only a request that has waited a while has the server probed (no message otherwise). */
+	if (now - since_ns > CL_REACH_EVERY_MS * 1000000LL)
+		atomic_store(&cx->reach_wanted_ns, now);
 	if (seen < since_ns)
 		seen = since_ns;
 	return now - seen > (int64_t)cx->server_wait_ms * 1000000 ? -EIO : 0;

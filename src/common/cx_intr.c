@@ -49,6 +49,19 @@ void cx_intr_raise(struct cx_intr *in)
 	atomic_store(&in->raised, true);
 }
 
+bool cx_intr_hold(void)
+{
+	bool armed = cx__self.armed;
+
+	cx__self.armed = false;
+	return armed;
+}
+
+void cx_intr_resume(bool armed)
+{
+	cx__self.armed = armed;
+}
+
 bool cx_intr_armed(void)
 {
 	return cx__self.armed;

@@ -43,6 +43,13 @@ struct cx_intr *cx_intr_arm(cx_intr_bound_fn bound, void *arg);
 void cx_intr_disarm(void);
 /* From any thread: the request of armed interrupt @in is interrupted. */
 void cx_intr_raise(struct cx_intr *in);
+/*
+ * A step of an armed request that must not be given up (a token return the
+ * server waits for): this thread's waits are plain until cx_intr_resume()
+ * gets what cx_intr_hold() returned.  A raise meanwhile is kept.
+ */
+bool cx_intr_hold(void);
+void cx_intr_resume(bool armed);
 /* Is this thread armed (its waits can end early)? */
 bool cx_intr_armed(void);
 /* 0, -EINTR (interrupted) or the bound's error; always 0 on a thread that is not armed. */

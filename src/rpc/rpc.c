@@ -1129,16 +1129,21 @@ static void *rpc__loop_main(void *arg)
 
 /*
  * Wait while @ch is frozen; ctx->lock held.  0, -RPC_EEARLY, -ESHUTDOWN
- * or -ENOTCONN.
+ * or -ENOTCONN; for a call (@call) also cx_intr_check()'s error: a call
+ * may be given up, a one-way notice (a recall, say) is never dropped so.
  */
-static int rpc__wait_thawed_locked(struct rpc_chan *ch)
+static int rpc__wait_thawed_locked(struct rpc_chan *ch, bool call)
 {
 	struct rpc_ctx *ctx = ch->ctx;
 	uint64_t gen = ch->intr_gen;
 	int rc = 0;
 
-	while (ch->frozen && !ctx->stopping && ch->intr_gen == gen && rc >= 0)
-		rc = cx_intr_wait(&ch->cond, &ctx->lock, NULL);
+	while (ch->frozen && !ctx->stopping && ch->intr_gen == gen && rc >= 0) {
+		if (call)
+			rc = cx_intr_wait(&ch->cond, &ctx->lock, NULL);
+		else
+			pthread_cond_wait(&ch->cond, &ctx->lock);
+	}
 	if (rc < 0)
 		return rc;
 	if (ctx->stopping)
@@ -1177,7 +1182,7 @@ int rpc_call(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *re
 	if (!c.expect)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
-	rc = rpc__wait_thawed_locked(ch);
+	rc = rpc__wait_thawed_locked(ch, true);
 	pthread_mutex_unlock(&ctx->lock);
 	if (rc)
 		return rc;
@@ -1239,7 +1244,7 @@ int rpc_send(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *ms
 	if (!(rpc__msg_kinds((uint32_t)type) & RPC__F_ONEWAY))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
-	rc = rpc__wait_thawed_locked(ch);
+	rc = rpc__wait_thawed_locked(ch, false);
 	pthread_mutex_unlock(&ctx->lock);
 	if (rc)
 		return rc;

@@ -183,7 +183,9 @@ void tok_server_destroy(struct tok_server *s);
  * of tokens it converts (SWRITE times, size).  On success @got = @want and
  * @out (may be NULL) carries the merged times/size and the I/O-exclusive
  * state.  Errors: -TOK_EEARLY (interrupted; @got holds the wanted tokens the
- * node already had), -ENOTCONN (@node went down meanwhile), -EINVAL.
+ * node already had), -ENOTCONN (@node went down meanwhile), -EINVAL; and on
+ * a thread serving an application's request (common/cx_intr.h), -EINTR
+ * once it is interrupted (recalls already sent stay out).
  */
 int tok_server_acquire(struct tok_server *s, uint32_t node, uint64_t ino,
 		       const struct tok_set *want, const struct tok_state *in,

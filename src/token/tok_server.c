@@ -32,6 +32,8 @@
  */
 #include "token/tok_i.h"
 
+#include "common/cx_intr.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
@@ -394,6 +396,17 @@ static void tok__enqueue(struct tok__sino *r, struct tok__waiter *w)
 	*pp = w;
 }
 
+/*
+ * Wait for a change, s->mu held.  An application's request (a local
+ * operation of the metadata server's node, common/cx_intr.h) gives up here
+ * when interrupted: 0 or its error.  Requests of other nodes run on threads
+ * that are not armed and wait until granted, refused or interrupted all.
+ */
+static int tok__wait(struct tok_server *s)
+{
+	return cx_intr_wait(&s->cv, &s->mu, NULL);
+}
+
 /* The acquire loop shared by nodes and operations. */
 static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_op *op,
 			uint64_t ino, const struct tok_set *want, const struct tok_state *in,
@@ -439,13 +452,17 @@ static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_
 		}
 		if (tok__behind_earlier(r, &w)) {
 			tok__wait_begin(&s->waits, &w.link);
-			pthread_cond_wait(&s->cv, &s->mu);
+			rc = tok__wait(s);
+			if (rc < 0)
+				break;
 			continue;
 		}
 		if (tok__obstacles(r, &w, &node, &recall)) {
 			tok__wait_begin(&s->waits, &w.link);
 			if (tok_set_empty(&recall)) {
-				pthread_cond_wait(&s->cv, &s->mu);
+				rc = tok__wait(s);
+				if (rc < 0)
+					break;
 				continue;
 			}
 			s->stats.recalls++;
@@ -457,7 +474,9 @@ static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_
 		tell = tok__ioexcl_to_tell(r, &w, &wait);
 		if (wait) {
 			tok__wait_begin(&s->waits, &w.link);
-			pthread_cond_wait(&s->cv, &s->mu);
+			rc = tok__wait(s);
+			if (rc < 0)
+				break;
 			continue;
 		}
 		if (tell) {
