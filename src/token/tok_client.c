@@ -48,6 +48,11 @@
  *     being converted (the grant's reply may still be on its way); if not,
  *     the server's record is older than ours, and the level is given back
  *     as it is, without duties.
+ *   - Unless an obtain of that token failed before (uncertain: given up by
+ *     an application's interrupt or bound, it may still be granted by the
+ *     server, which then holds the token for us at the level asked): then
+ *     whatever level we have goes back with the recall, duties included,
+ *     so the server never thinks we have less than we use.
  */
 #include "token/tok_i.h"
 
@@ -79,6 +84,8 @@ struct tok__cino {
 	uint64_t gen;                             /* give-backs of this record so far */
 	uint16_t recalling;                       /* tokens being given back */
 	uint16_t converting;                      /* tokens asked for by the obtain in flight */
+	uint16_t uncertain;                       /* asked for by an obtain that failed (given up):
+						   * the server may hold them at the level asked */
 	bool busy;                                /* an obtain is in flight */
 	bool ioexcl;                              /* the I/O-exclusive state */
 	unsigned users;                           /* threads using the record across an unlock */
@@ -356,6 +363,8 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 		pthread_cond_broadcast(&c->cv);
 		if (rc == -TOK_EEARLY)
 			c->stats.early++;
+		else if (rc)
+			r->uncertain |= tok__mask(&ask);
 		if (rc)
 			break;
 	}
@@ -508,6 +517,8 @@ static void tok__sort_out(const struct tok__cino *r, const struct tok_set *ask, 
 			*mine |= bit;
 		else if ((r->converting & bit) || creating)
 			*later |= bit;   /* an answer on its way may grant it (a creation's too) */
+		else if ((r->uncertain & bit) && r->level.level[t] != TOK_NONE)
+			*mine |= bit;    /* our level may be older than the server's: give it all */
 		else
 			*stale |= bit;
 	}
@@ -577,11 +588,13 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 	 * server ignores the old level we give back).
 	 */
 	for (int t = 0; t < TOK_NTOKENS; t++) {
-		if ((mine & TOK__BIT(t)) && r->level.level[t] == give.level[t])
+		if ((mine & TOK__BIT(t)) &&
+		    (r->level.level[t] == give.level[t] || (r->uncertain & TOK__BIT(t))))
 			r->level.level[t] = TOK_NONE;
 		if ((mine & TOK__BIT(t)) && r->lent[t])
 			r->broken |= TOK__BIT(t);
 	}
+	r->uncertain &= (uint16_t)~mine;
 	r->gen++;
 	if (r->level.level[TOK_IOEXCL] == TOK_NONE)
 		r->ioexcl = false;

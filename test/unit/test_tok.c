@@ -57,6 +57,7 @@ struct node {
 	uint32_t id;
 	struct tok_client *c;
 	struct tok_state local;   /* the node's own times and size; protected by cl->mu */
+	bool net;                 /* obtains go "over a network" (net_obtain): the asker may give up */
 };
 
 struct cluster {
@@ -159,16 +160,91 @@ static const struct tok_server_ops srv_ops = {
 	.last_exist = srv_last_exist,
 };
 
-static int cli_obtain(void *arg, uint64_t ino, const struct tok_set *want,
-		      const struct tok_state *in, struct tok_set *got, struct tok_state *out)
+static int server_obtain(struct node *n, uint64_t ino, const struct tok_set *want,
+			 const struct tok_state *in, struct tok_set *got, struct tok_state *out)
 {
-	struct node *n = arg;
 	int rc = tok_server_acquire(n->cl->s, n->id, ino, want, in, got, out);
 
 	if (rc == 0)
 		logev(n->cl, (struct ev){ .kind = EV_GRANTED, .node = n->id, .ino = ino,
 					  .set = *want });
 	return rc;
+}
+
+/*
+ * An obtain over a "network": a thread of its own asks the server, as the
+ * server's worker would, while the asker waits for the answer and may give
+ * up (its interrupt, common/cx_intr.h); the server grants all the same.
+ */
+struct net_obtain {
+	struct node *n;
+	uint64_t ino;
+	struct tok_set want, got;
+	struct tok_state in, out;
+	int rc;
+	bool done, abandoned;     /* protected by the cluster's mu */
+};
+
+static void *net_obtain_main(void *p)
+{
+	struct net_obtain *o = p;
+	struct cluster *cl = o->n->cl;
+	int rc = server_obtain(o->n, o->ino, &o->want, &o->in, &o->got, &o->out);
+	bool abandoned;
+
+	pthread_mutex_lock(&cl->mu);
+	o->rc = rc;
+	o->done = true;
+	abandoned = o->abandoned;
+	cl->deliveries--;
+	pthread_cond_broadcast(&cl->idle);
+	pthread_mutex_unlock(&cl->mu);
+	if (abandoned)
+		free(o);
+	return NULL;
+}
+
+static int net_obtain(struct node *n, uint64_t ino, const struct tok_set *want,
+		      const struct tok_state *in, struct tok_set *got, struct tok_state *out)
+{
+	struct net_obtain *o = calloc(1, sizeof(*o));
+	struct cluster *cl = n->cl;
+	pthread_attr_t attr;
+	pthread_t th;
+	int rc = 0;
+
+	assert_non_null(o);
+	*o = (struct net_obtain){ .n = n, .ino = ino, .want = *want, .in = *in };
+	pthread_mutex_lock(&cl->mu);
+	cl->deliveries++;
+	pthread_mutex_unlock(&cl->mu);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	assert_int_equal(pthread_create(&th, &attr, net_obtain_main, o), 0);
+	pthread_attr_destroy(&attr);
+	pthread_mutex_lock(&cl->mu);
+	while (!o->done && rc >= 0)
+		rc = cx_intr_wait(&cl->idle, &cl->mu, NULL);
+	if (!o->done) {
+		o->abandoned = true;   /* the thread frees it */
+		pthread_mutex_unlock(&cl->mu);
+		return rc;
+	}
+	pthread_mutex_unlock(&cl->mu);
+	*got = o->got;
+	*out = o->out;
+	rc = o->rc;
+	free(o);
+	return rc;
+}
+
+static int cli_obtain(void *arg, uint64_t ino, const struct tok_set *want,
+		      const struct tok_state *in, struct tok_set *got, struct tok_state *out)
+{
+	struct node *n = arg;
+
+	return n->net ? net_obtain(n, ino, want, in, got, out)
+		      : server_obtain(n, ino, want, in, got, out);
 }
 
 static void cli_give_back(void *arg, uint64_t ino, const struct tok_set *tokens,
@@ -1237,6 +1313,51 @@ static void test_client_wait_interrupted(void **state)
 }
 
 /*
+ * An application's conversion given up while its request is on the wire
+ * (READ asked to become WRITE); the server grants it afterwards, so it
+ * records WRITE for the node, which still has READ.  The next recall takes
+ * whatever the node has (uncertain): both sides agree on nothing held,
+ * never on the server holding less than the node uses.
+ */
+static void test_obtain_given_up(void **state)
+{
+	struct cluster *cl = *state;
+	struct node *n0 = &cl->n[0], *n1 = &cl->n[1], *n2 = &cl->n[2];
+	const uint64_t ino = 3014;
+	struct async b;
+
+	acq(n0, ino, TOK_ATTR, TOK_READ);
+	rel(n0, ino, TOK_ATTR, TOK_READ);
+	acq(n1, ino, TOK_ATTR, TOK_READ);
+	rel(n1, ino, TOK_ATTR, TOK_READ);
+	hold_recalls(cl, 0, true);
+	n1->net = true;
+	memset(&b, 0, sizeof(b));
+	b.n = n1;
+	b.ino = ino;
+	b.want = one(TOK_ATTR, TOK_WRITE);
+	b.armed = true;
+	assert_int_equal(pthread_create(&b.th, NULL, async_main, &b), 0);
+	WAIT_FOR(srv_waiting(cl) == 1 && atomic_load(&b.intr) != 0);
+	cx_intr_raise((struct cx_intr *)atomic_load(&b.intr));
+	assert_int_equal(finish(&b), -EINTR);
+	assert_int_equal(cli_level(n1, ino, TOK_ATTR), TOK_READ);
+
+	/* node 0 answers its recall: the server grants the request given up. */
+	hold_recalls(cl, 0, false);
+	WAIT_FOR(srv_level(cl, 1, ino, TOK_ATTR) == TOK_WRITE);
+	assert_int_equal(cli_level(n1, ino, TOK_ATTR), TOK_READ);
+
+	/* Another node's read recalls node 1's WRITE: node 1 gives up its READ too. */
+	acq(n2, ino, TOK_ATTR, TOK_READ);
+	assert_int_equal(srv_level(cl, 1, ino, TOK_ATTR), TOK_NONE);
+	assert_int_equal(cli_level(n1, ino, TOK_ATTR), TOK_NONE);
+	rel(n2, ino, TOK_ATTR, TOK_READ);
+	n1->net = false;
+	forget_all(cl, ino);
+}
+
+/*
  * The server's view: a node's request behind a recall its holder does not
  * answer yet names the holder, its levels and the recall's growing age; a
  * server operation behind that request names it as queued first; both go
@@ -1424,6 +1545,7 @@ int main(void)
 		T(test_node_down),
 		T(test_interrupt),
 		T(test_client_wait_interrupted),
+		T(test_obtain_given_up),
 		T(test_refs_hold_recall),
 		T(test_lend_crossing),
 		T(test_create_exist),
