@@ -91,6 +91,21 @@ struct delivery {
 	bool cond;
 };
 
+/* Run @fn(@arg) on a detached thread, counted in cl->deliveries (@fn's end must uncount it). */
+static void deliver(struct cluster *cl, void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	pthread_t th;
+
+	pthread_mutex_lock(&cl->mu);
+	cl->deliveries++;
+	pthread_mutex_unlock(&cl->mu);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	assert_int_equal(pthread_create(&th, &attr, fn, arg), 0);
+	pthread_attr_destroy(&attr);
+}
+
 static void *deliver_recall(void *p)
 {
 	struct delivery *d = p;
@@ -119,20 +134,12 @@ static void srv_recall(void *arg, uint32_t node, uint64_t ino, const struct tok_
 {
 	struct cluster *cl = arg;
 	struct delivery *d = malloc(sizeof(*d));
-	pthread_attr_t attr;
-	pthread_t th;
 
 	assert_non_null(d);
 	*d = (struct delivery){ .n = &cl->n[node], .ino = ino, .set = *tokens, .cond = conditional };
 	logev(cl, (struct ev){ .kind = EV_RECALL, .node = node, .ino = ino, .set = *tokens,
 			       .cond = conditional });
-	pthread_mutex_lock(&cl->mu);
-	cl->deliveries++;
-	pthread_mutex_unlock(&cl->mu);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	assert_int_equal(pthread_create(&th, &attr, deliver_recall, d), 0);
-	pthread_attr_destroy(&attr);
+	deliver(cl, deliver_recall, d);
 }
 
 static void srv_ioexcl_lost(void *arg, uint32_t node, uint64_t ino)
@@ -209,19 +216,11 @@ static int net_obtain(struct node *n, uint64_t ino, const struct tok_set *want,
 {
 	struct net_obtain *o = calloc(1, sizeof(*o));
 	struct cluster *cl = n->cl;
-	pthread_attr_t attr;
-	pthread_t th;
 	int rc = 0;
 
 	assert_non_null(o);
 	*o = (struct net_obtain){ .n = n, .ino = ino, .want = *want, .in = *in };
-	pthread_mutex_lock(&cl->mu);
-	cl->deliveries++;
-	pthread_mutex_unlock(&cl->mu);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	assert_int_equal(pthread_create(&th, &attr, net_obtain_main, o), 0);
-	pthread_attr_destroy(&attr);
+	deliver(cl, net_obtain_main, o);
 	pthread_mutex_lock(&cl->mu);
 	while (!o->done && rc >= 0)
 		rc = cx_intr_wait(&cl->idle, &cl->mu, NULL);
