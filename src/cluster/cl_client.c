@@ -1688,6 +1688,11 @@ static int alloc(struct cl_ctx *cx, struct cl_inode *ci, uint64_t fblk, uint64_t
 	m.lent = &lent_p;
 	atomic_fetch_add(&cx->stats.allocs, 1);
 	rc = cl_mds_call(cx, CXFS__MSG_TYPE__ALLOC_REQ, &m.base, &rt, &rep);
+	if (rc == -EINTR || rc == -EIO) {
+		/* Given up: the MDS may still allocate under the lent EXTENT (no recall). */
+		ci->map_valid = false;
+		return rc;
+	}
 	if (rc)
 		return early(rc);
 	if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {

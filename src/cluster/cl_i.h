@@ -29,8 +29,9 @@
 
 /*
  * Token and metadata calls wait as long as the connection lives: the MDS may
- * wait on other nodes' recalls, and a call given up while the MDS still
- * grants would leave the two sides disagreeing about what this node holds.
+ * wait on other nodes' recalls.  Only an application's request gives a call
+ * up (its interrupt or bound, common/cx_intr.h), and what the two sides may
+ * then disagree on is settled as docs/ARCHITECTURE.md, "Interrupts", says.
  */
 #define CL_CALL_TIMEOUT_MS (24u * 3600 * 1000)
 #define CL_MAX_NODES 256
