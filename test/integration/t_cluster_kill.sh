@@ -14,8 +14,11 @@
 #      SA_RESTART) returns EINTR;
 #  (d) still stopped: a stat left alone fails with EIO after about
 #      $WAIT_S s;
-#      then node1 goes on (SIGCONT): files written on node2 and node3 are
-#      read right everywhere, every node unmounts, cxfs-check is clean;
+#      then node1 goes on (SIGCONT);
+#  (e) node3's cxfsd stopped: a touch on node1 (the MDS) of a file node3
+#      caches waits for node3's answer to a recall; SIGKILL ends it;
+#      then node3 goes on: files written on node2 and node3 are read right
+#      everywhere, every node unmounts, cxfs-check is clean;
 #  (b) on a new cluster, node1's cxfsd killed (kill -9): the same four
 #      processes on node2 die to SIGKILL.  The cluster cannot go on without
 #      its server yet (a later issue): it is only torn down.
@@ -43,11 +46,13 @@ kill_ours() {
 }
 defer kill_ours
 
-# Node 1 stopped with SIGSTOP is resumed at exit, whatever happened.
-resume_node1() {
-	local pid
-	pid=$(node_pid 1)
-	[[ -n "$pid" ]] && kill -CONT "$pid" 2>/dev/null || true
+# Nodes stopped with SIGSTOP are resumed at exit, whatever happened.
+resume_nodes() {
+	local i pid
+	for i in 1 2 3; do
+		pid=$(node_pid "$i")
+		[[ -n "$pid" ]] && kill -CONT "$pid" 2>/dev/null || true
+	done
 }
 
 # make_dirs TAG: on node3, directories TAG.stat TAG.cat TAG.touch TAG.ls
@@ -63,10 +68,9 @@ make_dirs() {
 }
 
 # block_and_kill TAG WHAT: on node2 start a stat, a cat, a touch and an ls in
-# TAG's directories; check they are still there (blocked) after $BLOCK_S s,
-# SIGKILL them and check each is gone, showing how long it took.
+# TAG's directories, then kill_blocked.
 block_and_kill() {
-	local tag=$1 what=$2 m i pid t0 t1 ms st wchan
+	local tag=$1 what=$2 m
 	local -a pids=() names=()
 	m=$(node_mnt 2)
 	stat "$m/$tag.stat/f" >/dev/null 2>&1 &
@@ -77,6 +81,14 @@ block_and_kill() {
 	pids+=($!) names+=(touch)
 	ls "$m/$tag.ls" >/dev/null 2>&1 &
 	pids+=($!) names+=(ls)
+	kill_blocked "$what" 2
+}
+
+# kill_blocked WHAT NODE: the processes pids[] (named names[], on node
+# NODE, from the caller) must still be there (blocked) after $BLOCK_S s;
+# SIGKILL them and check each is gone, showing how long it took.
+kill_blocked() {
+	local what=$1 node=$2 i pid t0 t1 ms st wchan
 	OURS+=("${pids[@]}")
 	# Reaped by bash without a "Killed" line; /proc tells when they are gone.
 	disown "${pids[@]}"
@@ -86,9 +98,9 @@ block_and_kill() {
 		st=$(proc_state "$pid")
 		wchan=$(cat "/proc/$pid/wchan" 2>/dev/null || true)
 		if proc_dead "$pid"; then
-			fail "$what: node2's ${names[$i]} ended by itself within $BLOCK_S s (it should wait for the server)"
+			fail "$what: node$node's ${names[$i]} ended by itself within $BLOCK_S s (it should wait)"
 		else
-			pass "$what: node2's ${names[$i]} waits for the server (state $st, wchan ${wchan:-?})"
+			pass "$what: node$node's ${names[$i]} waits (state $st, wchan ${wchan:-?})"
 		fi
 	done
 	t0=$(date +%s%N)
@@ -103,9 +115,9 @@ block_and_kill() {
 		t1=$(date +%s%N)
 		ms=$(((t1 - t0) / 1000000))
 		if proc_dead "$pid"; then
-			pass "$what: node2's ${names[$i]} is gone ${ms} ms after SIGKILL"
+			pass "$what: node$node's ${names[$i]} is gone ${ms} ms after SIGKILL"
 		else
-			fail "$what: node2's ${names[$i]} (pid $pid, state $(proc_state "$pid")," \
+			fail "$what: node$node's ${names[$i]} (pid $pid, state $(proc_state "$pid")," \
 				"wchan $(cat "/proc/$pid/wchan" 2>/dev/null)) still there ${ms} ms after SIGKILL"
 		fi
 	done
@@ -147,7 +159,7 @@ EOF
 }
 
 cluster_up 3 || { fail "a 3-node cluster starts"; it_finish; }
-defer resume_node1
+defer resume_nodes
 make_dirs a
 mkdir "$(node_mnt 3)/c" "$(node_mnt 3)/d"
 echo c >"$(node_mnt 3)/c/f"
@@ -180,6 +192,24 @@ check_eq "after SIGCONT node3 reads a file node2 created" again \
 	"$(cat "$(node_mnt 3)/a.touch/new2" 2>&1)"
 check_eq "after SIGCONT node2 lists the directory its killed ls wanted" f \
 	"$(ls "$(node_mnt 2)/a.ls" 2>&1)"
+
+log "(e) node3's cxfsd stopped: a process on node1 (the MDS) waiting for node3 dies to SIGKILL"
+echo e >"$(node_mnt 1)/e"
+# The first read moves atime (relatime), which recalls node3's attribute
+# tokens once; after the second node3 keeps them.
+cat "$(node_mnt 3)/e" >/dev/null
+stat "$(node_mnt 3)/e" >/dev/null
+check_eq "node3 reads (and caches) a file" e "$(cat "$(node_mnt 3)/e" 2>&1)"
+stat "$(node_mnt 3)/e" >/dev/null
+kill -STOP "$(node_pid 3)"
+pids=() names=()
+touch "$(node_mnt 1)/e" 2>/dev/null &
+pids+=($!) names+=(touch)
+kill_blocked "stopped client" 1
+kill -CONT "$(node_pid 3)"
+check_eq "after SIGCONT node3 reads the file again" e "$(cat "$(node_mnt 3)/e" 2>&1)"
+touch "$(node_mnt 1)/e"
+check "after SIGCONT a touch on node1 of the file node3 cached works" test -e "$(node_mnt 1)/e"
 check_nodes_alive
 cross_node_rw after-stop
 cluster_stop_and_check
