@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cx_intr.h"
 #include "dmapi/dm_bhv.h"
 #include "dmapi/dm_fs.h"
 #include "dmapi/dm_op.h"
@@ -181,6 +182,10 @@ static int p_raise(void *arg, uint64_t ino, enum dm_event ev, uint64_t off, uint
 		else
 			rc = remote_event(cx, ino, ev, off, len, &token);
 		if (rc != -EINPROGRESS)
+			return rc;
+		/* An application's request gives up between slices (cx_intr.h). */
+		rc = cx_intr_check();
+		if (rc)
 			return rc;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (cx->dm_timeout_s && now.tv_sec - t0.tv_sec >= (time_t)cx->dm_timeout_s) {
