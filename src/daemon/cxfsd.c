@@ -22,6 +22,7 @@
 #include "common/cx_util.h"
 #include "daemon/admin.h"
 #include "dmapi/dm_sock.h"
+#include "membership/cms.h"
 #include "relocate/kore.h"
 #include "daemon/cxfsd.h"
 #include "meta/meta_store.h"
@@ -67,6 +68,10 @@ static void usage(FILE *f)
 		"      --token-wait-log S cluster mode: log a token wait older than S seconds,\n"
 		"                         and again at 6, 24 and every 120 times S (default 5;\n"
 		"                         0: never)\n"
+		"      --protocol-levels SUBSYS=MIN-MAX[,...]  cluster mode: advertise these\n"
+		"                         protocol levels instead of this build's (messages,\n"
+		"                         tokens, dmapi, relocation, membership), to try a\n"
+		"                         node that speaks an older protocol\n"
 		"  -f, --debug            print every FUSE request\n"
 		"  -h, --help             this text\n");
 }
@@ -76,6 +81,8 @@ struct cxfsd_opts {
 	uint64_t size;
 	unsigned commit_ms, threads, dm_timeout;
 	int wait_log;                 /* --token-wait-log seconds, or -1: the default */
+	struct cms_levels levels;     /* --protocol-levels */
+	bool levels_set;
 	int daemon, debug, writeback;
 };
 
@@ -112,7 +119,7 @@ static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
 static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 {
 	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR, OPT_ADMIN, OPT_FS, OPT_DMSOCK,
-	       OPT_DMTMO, OPT_WAITLOG };
+	       OPT_DMTMO, OPT_WAITLOG, OPT_LEVELS };
 	static const struct option longopts[] = {
 		{ "volume", required_argument, NULL, 'v' },
 		{ "config", required_argument, NULL, 'c' },
@@ -130,6 +137,7 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		{ "dm-socket", required_argument, NULL, OPT_DMSOCK },
 		{ "dmapi-timeout", required_argument, NULL, OPT_DMTMO },
 		{ "token-wait-log", required_argument, NULL, OPT_WAITLOG },
+		{ "protocol-levels", required_argument, NULL, OPT_LEVELS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -165,6 +173,15 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 					optarg);
 				return 2;
 			}
+			break;
+		case OPT_LEVELS:
+			if (cms_levels_parse(optarg, &o->levels)) {
+				fprintf(stderr, "cxfsd: --protocol-levels %s: want SUBSYS=MIN-MAX[,...] "
+					"with SUBSYS one of messages, tokens, dmapi, relocation, "
+					"membership\n", optarg);
+				return 2;
+			}
+			o->levels_set = true;
 			break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return 2;
@@ -386,7 +403,8 @@ static int inval_attr(void *arg, uint64_t ino)
 /* Cluster mode: join, open the volume the configuration names, and the store on the MDS. */
 static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta_store_opts *so)
 {
-	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, inval_attr, d };
+	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, inval_attr, d,
+			      o->levels_set ? &o->levels : NULL };
 	struct blk_open_opts bo = { 0 };
 	struct vn_meta_fs *mfs;
 	char err[512];

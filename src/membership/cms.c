@@ -59,6 +59,7 @@ struct cms__hb {
 
 struct cms__prop {                       /* PROPOSE and COMMIT */
 	uint64_t epoch;
+	uint64_t floor;                      /* epoch of the last removal */
 	uint64_t members;
 	uint64_t withdrawn;
 	uint16_t leader;
@@ -73,7 +74,7 @@ struct cms__ack {
 
 _Static_assert(sizeof(struct cms__hdr) == 32, "cms__hdr layout");
 _Static_assert(sizeof(struct cms__hb) == 56, "cms__hb layout");
-_Static_assert(sizeof(struct cms__prop) == 40 + 16 * CMS_MAX_NODES, "cms__prop layout");
+_Static_assert(sizeof(struct cms__prop) == 48 + 16 * CMS_MAX_NODES, "cms__prop layout");
 
 struct cms__peer {
 	struct sockaddr_storage addr;
@@ -152,6 +153,32 @@ void cms_levels_current(struct cms_levels *out)
 		out->min[s] = 1;
 		out->max[s] = max[s];
 	}
+}
+
+int cms_levels_parse(const char *spec, struct cms_levels *out)
+{
+	char buf[256], *save = NULL, *item;
+
+	cms_levels_current(out);
+	if (strlen(spec) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, spec);
+	for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		unsigned lo, hi;
+		char name[32];
+		int s, used = 0;
+
+		if (sscanf(item, "%31[a-z]=%u-%u%n", name, &lo, &hi, &used) != 3 || item[used] ||
+		    lo < 1 || lo > hi || hi > UINT16_MAX)
+			return -EINVAL;
+		for (s = 0; s < CMS_NSUBSYS && strcmp(name, subsys_names[s]); s++)
+			;
+		if (s == CMS_NSUBSYS)
+			return -EINVAL;
+		out->min[s] = (uint16_t)lo;
+		out->max[s] = (uint16_t)hi;
+	}
+	return 0;
 }
 
 static int64_t now_ns(void)
@@ -337,8 +364,8 @@ static void *deliver_main(void *arg)
 /* A committed membership @p arrived (or this leader committed it); mu held. */
 static void commit(struct cms *m, const struct cms__prop *p)
 {
-	struct cms_view v = { .epoch = p->epoch, .members = p->members, .withdrawn = p->withdrawn,
-			      .leader = p->leader, .quorum = true };
+	struct cms_view v = { .epoch = p->epoch, .floor = p->floor, .members = p->members,
+			      .withdrawn = p->withdrawn, .leader = p->leader, .quorum = true };
 	char a[256], b[256], c[256];
 
 	if (p->epoch <= m->view.epoch)
@@ -377,7 +404,8 @@ static void lose_quorum(struct cms *m, uint64_t reach)
 	m->quorum_lost = true;
 	m->state = m->view.member ? CMS_DEAD : CMS_NASCENT;
 	v.quorum = false;
-	say(m, "no quorum: this node hears only %s of the %u node(s) that may serve; "
+	if (m->view.member)
+		say(m, "no quorum: this node hears only %s of the %u node(s) that may serve; "
 	    "it serves nothing until the membership takes it back", set_str(m, reach, a, sizeof(a)),
 	    cms_set_count(m->may_serve));
 	deliver(m, &v);
@@ -491,6 +519,7 @@ static void lead(struct cms *m, uint64_t reach, int64_t now)
 			withdrawn |= CMS_BIT(i);
 	memset(p, 0, sizeof(*p));
 	p->epoch = highest_epoch(m) + 1;
+	p->floor = (members & ~set) ? p->epoch : m->view.floor;
 	p->members = set;
 	p->withdrawn = withdrawn;
 	p->leader = (uint16_t)m->self;

@@ -78,6 +78,13 @@ struct cms_levels {
 /* A membership, as delivered. */
 struct cms_view {
 	uint64_t epoch;                      /* grows by one with each change; 0: none yet */
+	/*
+	 * The epoch of the last change that removed a node: messages between
+	 * nodes carry it and older ones are refused, so a node cut off (and
+	 * anything it sent before) is not heard until it rejoins; joins do not
+	 * raise it, so they disturb no connection.
+	 */
+	uint64_t floor;
 	uint64_t members;                    /* node index bits */
 	uint64_t withdrawn;                  /* left since the previous view by their own will */
 	uint64_t removed;                    /* members of the previous view that are not now */
@@ -113,8 +120,13 @@ struct cms_opts {
 	void (*log)(void *arg, const char *line);  /* one line per change and refusal */
 };
 
-/* The levels of this build (min = max = current). */
+/* The levels of this build. */
 void cms_levels_current(struct cms_levels *out);
+/*
+ * This build's levels with some replaced: "SUBSYS=MIN-MAX[,...]" (e.g.
+ * "messages=1-1", to run a node as an older one would).  0 or -EINVAL.
+ */
+int cms_levels_parse(const char *spec, struct cms_levels *out);
 
 /*
  * Bind the node's UDP port and start the threads.  0 or -errno (-EADDRINUSE,
