@@ -665,12 +665,27 @@ struct rpc_chan *cl_mds_chan(struct cl_ctx *cx)
 
 int cl_gate_wait(struct cl_ctx *cx)
 {
+	unsigned quorum_ms = cms_config_quorum_wait_ms(cx->cfg);
+	struct timespec until;
 	int rc = 0;
 
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += quorum_ms / 1000;
+	until.tv_nsec += (long)(quorum_ms % 1000) * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&cx->gate_mu);
-	while ((cx->gate_closed && !cx->gate_emigrate) || cx->cut_off)
-		pthread_cond_wait(&cx->gate_cv, &cx->gate_mu);
-	if (cx->gate_closed)
+	while ((cx->gate_closed && !cx->gate_emigrate) || cx->cut_off) {
+		/* Cut off from the cluster: wait for quorum up to quorum_wait, then EIO. */
+		if (cx->cut_off ? pthread_cond_timedwait(&cx->gate_cv, &cx->gate_mu, &until) == ETIMEDOUT
+				: pthread_cond_wait(&cx->gate_cv, &cx->gate_mu) != 0) {
+			if (cx->cut_off) {
+				rc = -EIO;
+				break;
+			}
+		}
+	}
+	if (!rc && cx->gate_closed)
 		rc = -VN_EMIGRATING;
 	pthread_mutex_unlock(&cx->gate_mu);
 	return rc;
