@@ -274,22 +274,43 @@ static void send_set(struct cms *m, uint64_t set, enum cms__type type, const voi
 
 /* ---- what this node sees ---------------------------------------------- */
 
-static bool heard(struct cms *m, int i, int64_t now)
+static bool heard_within(struct cms *m, int i, int64_t now, unsigned ms)
 {
 	const struct cms__peer *p = &m->peer[i];
 
-	return p->heard_ns && now - p->heard_ns < (int64_t)m->dead_ms * 1000000LL;
+	return p->heard_ns && now - p->heard_ns < (int64_t)ms * 1000000LL;
+}
+
+static bool heard(struct cms *m, int i, int64_t now)
+{
+	return heard_within(m, i, now, m->dead_ms);
+}
+
+/* The nodes this node heard within @ms (itself included), not withdrawing. */
+static uint64_t reach_within(struct cms *m, int64_t now, unsigned ms)
+{
+	uint64_t r = CMS_BIT(m->self);
+
+	for (size_t i = 0; i < m->n; i++)
+		if ((int)i != m->self && heard_within(m, (int)i, now, ms) && !m->peer[i].hb.leaving)
+			r |= CMS_BIT(i);
+	return r;
 }
 
 /* The nodes this node hears (itself included), not withdrawing. */
 static uint64_t my_reach(struct cms *m, int64_t now)
 {
-	uint64_t r = CMS_BIT(m->self);
+	return reach_within(m, now, m->dead_ms);
+}
 
-	for (size_t i = 0; i < m->n; i++)
-		if ((int)i != m->self && heard(m, (int)i, now) && !m->peer[i].hb.leaving)
-			r |= CMS_BIT(i);
-	return r;
+/*
+ * Whom this node must still hear to keep serving: the others declare it dead
+ * after dead_after, and a node stops one heartbeat before that (a lease), so
+ * that it never serves from its caches after the others recovered it.
+ */
+static uint64_t lease_reach(struct cms *m, int64_t now)
+{
+	return reach_within(m, now, m->dead_ms - m->hb_ms);
 }
 
 /* Do the ranges of the nodes in @set share a level of every subsystem?  Fill @level. */
@@ -481,8 +502,10 @@ static void lead(struct cms *m, uint64_t reach, int64_t now)
 			 m->peer[i].hb.max[bad]);
 		say(m, "node %s refused: %s", node_name(m, (int)i), m->last_refusal);
 	}
-	if (!cms_view_quorum(set, m->may_serve, false) &&
-	    !(cms_view_is_tie(set, m->may_serve) && tie_won(m, set))) {
+	if ((!cms_view_quorum(set, m->may_serve, false) &&
+	     !(cms_view_is_tie(set, m->may_serve) && tie_won(m, set))) ||
+	    (!cms_view_quorum(lease_reach(m, now), m->may_serve, false) &&
+	     !cms_view_is_tie(lease_reach(m, now), m->may_serve))) {
 		lose_quorum(m, reach);
 		return;
 	}
@@ -723,7 +746,8 @@ static void tick(struct cms *m)
 	 * dead threshold more; none came: its side has no quorum (its leader
 	 * lost a tie, say), stop too.
 	 */
-	if (!cms_view_quorum(reach, m->may_serve, false) && !cms_view_is_tie(reach, m->may_serve)) {
+	if (!cms_view_quorum(lease_reach(m, now), m->may_serve, false) &&
+	    !cms_view_is_tie(lease_reach(m, now), m->may_serve)) {
 		lose_quorum(m, reach);
 	} else if (m->view.member && (m->view.members & ~reach)) {
 		if (!m->lost_since)
