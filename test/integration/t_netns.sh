@@ -19,7 +19,8 @@
 #  - down: every node and tgtd have stopped, every namespace, link and
 #    route is gone, and the host's links, routes, nftables ruleset and
 #    forwarding setting are as before (the cluster adds nothing to the
-#    host's own network namespace).
+#    host's own network namespace);
+#  - without --netns, kill and restart work too, and partition is refused.
 . "$(dirname "$0")/lib_netns.sh"
 it_init netns --need-tgtd
 
@@ -191,5 +192,23 @@ else
 	fail "down: the host's network state changed"
 	diff <(echo "$BEFORE") <(echo "$AFTER") || true
 fi
+
+# ---------------------------------------------------------------------------
+# kill and restart without --netns (every node on 127.0.0.1), in the same
+# directory (up cleans up what the first cluster left there).
+# ---------------------------------------------------------------------------
+CHECK=$CXFS_BIN_DIR/cxfs-check
+cluster_up 2 --size 1G || { fail "up -n 2 (without --netns)"; it_finish; }
+check_eq "without --netns: node2 runs in the test's namespace" "$self_ns" \
+	"$(readlink "/proc/$(node_pid 2)/ns/net" 2>/dev/null || echo '?')"
+check "without --netns: write through node1" bounded 30 bash -c 'echo plain >"$1"' _ "$(node_mnt 1)/plain"
+old=$(node_pid 2)
+check "without --netns: kill node2" cluster_kill node2
+check_fails "without --netns: node2's cxfsd (pid $old) is gone" node_alive 2
+check "without --netns: restart node2" cluster_restart node2
+check "without --netns: node2 runs again" node_alive 2
+check_eq "without --netns: node2 reads node1's file" plain "$(bounded 30 cat "$(node_mnt 2)/plain")"
+check_fails "without --netns: partition is refused" cluster_partition 2
+cluster_stop_and_check
 
 it_finish
