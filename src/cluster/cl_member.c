@@ -182,9 +182,18 @@ static int tie_break(void *arg, uint64_t others)
 	return rc == 0 ? 1 : rc == -EACCES || rc == -EPERM ? 0 : rc;
 }
 
+/* Every member sends the new floor now: refuse what is older (a cut-off node's). */
+static void on_settled(void *arg, uint64_t floor)
+{
+	struct cl_ctx *cx = arg;
+
+	rpc_ctx_set_floor(cx->rpc, floor > 1 ? floor : 1);
+}
+
 static const struct cms_ops member_ops = {
 	.view = on_view,
 	.tie_break = tie_break,
+	.settled = on_settled,
 };
 
 int cl_member_start(struct cl_ctx *cx, const struct cms_levels *levels, char *err,

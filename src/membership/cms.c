@@ -51,6 +51,7 @@ struct cms__hb {
 	uint64_t applied;                /* the epoch it applied */
 	uint64_t promised;               /* the highest epoch it promised */
 	uint64_t reach;                  /* whom it hears */
+	uint64_t settled;                /* leader: every member applied this epoch */
 	uint8_t state;
 	uint8_t leaving;
 	uint16_t min[CMS_NSUBSYS];
@@ -73,7 +74,7 @@ struct cms__ack {
 };
 
 _Static_assert(sizeof(struct cms__hdr) == 32, "cms__hdr layout");
-_Static_assert(sizeof(struct cms__hb) == 56, "cms__hb layout");
+_Static_assert(sizeof(struct cms__hb) == 64, "cms__hb layout");
 _Static_assert(sizeof(struct cms__prop) == 48 + 16 * CMS_MAX_NODES, "cms__prop layout");
 
 struct cms__peer {
@@ -108,6 +109,7 @@ struct cms {
 	int promised_leader;
 	uint64_t applied;                    /* epoch the callback finished */
 	int64_t lost_since;                  /* a member out of reach since (monotonic ns) */
+	uint64_t settled_floor;              /* the floor handed to ops.settled last */
 	bool quorum_lost;                    /* a no-quorum view was delivered last */
 
 	/* The leader's proposal in flight. */
@@ -565,6 +567,32 @@ static void lead(struct cms *m, uint64_t reach, int64_t now)
 	send_set(m, set, CMS__PROPOSE, p, sizeof(*p));
 }
 
+/*
+ * Leader: the epoch every member has applied (so every member sends it on
+ * its messages), or 0.  Then, and only then, messages below its floor are
+ * refused everywhere (ops.settled).
+ */
+static uint64_t settled(struct cms *m)
+{
+	if (m->view.leader != m->self || !m->view.quorum || m->applied < m->view.epoch)
+		return 0;
+	for (size_t i = 0; i < m->n; i++)
+		if ((m->view.members & CMS_BIT(i)) && (int)i != m->self &&
+		    m->peer[i].hb.applied < m->view.epoch)
+			return 0;
+	return m->view.epoch;
+}
+
+/* The view @epoch is settled everywhere: raise the message floor; mu held. */
+static void settle(struct cms *m, uint64_t epoch)
+{
+	if (!epoch || epoch != m->view.epoch || m->settled_floor >= m->view.floor)
+		return;
+	m->settled_floor = m->view.floor;
+	if (m->o.ops && m->o.ops->settled)
+		m->o.ops->settled(m->o.arg, m->view.floor);
+}
+
 /* ---- receiving ------------------------------------------------------------ */
 
 static void on_hb(struct cms *m, int from, const struct cms__hb *hb)
@@ -572,6 +600,8 @@ static void on_hb(struct cms *m, int from, const struct cms__hb *hb)
 	struct cms__peer *p = &m->peer[from];
 
 	p->hb = *hb;
+	if (from == m->view.leader)
+		settle(m, hb->settled);
 	/* A member behind our epoch missed the COMMIT: the leader sends it again. */
 	if (m->view.leader == m->self && m->view.quorum && hb->epoch < m->view.epoch &&
 	    (m->view.members & CMS_BIT(from)) && m->prop.epoch == m->view.epoch)
@@ -724,12 +754,13 @@ static void tick(struct cms *m)
 	int64_t now = now_ns();
 	uint64_t reach = my_reach(m, now);
 	struct cms__hb hb = { .epoch = m->view.epoch, .applied = m->applied,
-			      .promised = m->promised, .reach = reach, .state = (uint8_t)m->state,
-			      .leaving = m->leaving };
+			      .promised = m->promised, .reach = reach, .settled = settled(m),
+			      .state = (uint8_t)m->state, .leaving = m->leaving };
 	int leader;
 
 	memcpy(hb.min, m->o.levels.min, sizeof(hb.min));
 	memcpy(hb.max, m->o.levels.max, sizeof(hb.max));
+	settle(m, hb.settled);
 	for (size_t i = 0; i < m->n; i++)
 		if ((int)i != m->self)
 			send_to(m, (int)i, CMS__HB, &hb, sizeof(hb));

@@ -109,6 +109,12 @@ struct cms_ops {
 	 * On the protocol thread: must be bounded (a few hundred ms).
 	 */
 	int (*tie_break)(void *arg, uint64_t others);
+	/*
+	 * Every member has applied the current membership, whose floor is
+	 * @floor: messages carrying less may be refused now (every member sends
+	 * at least that).  On the protocol thread: must not block.
+	 */
+	void (*settled)(void *arg, uint64_t floor);
 };
 
 struct cms_opts {
