@@ -15,7 +15,8 @@
  * then makes every acknowledged write durable (fdatasync for a file,
  * SYNCHRONIZE CACHE for a LUN).  A lost iSCSI connection is reconnected and
  * the commands in flight are reissued, so an acknowledged write is never lost
- * and a caller sees at most a delay.
+ * and a caller sees at most a delay (or BLK_EFENCED once the node is fenced:
+ * see "Fencing" below).
  *
  * Errors are negative errno values.
  */
@@ -170,8 +171,9 @@ int blk_pr_rejoin(struct blk_dev *dev, uint64_t key);
 int blk_fenced(const struct blk_dev *dev);
 /*
  * Called once each time the device becomes fenced, from the iSCSI I/O thread
- * (or from the thread of a blk_pr_preempt() that finds our key gone): it must
- * not block or call into this device; record the fact and wake someone.
+ * (or from the thread of a blk_pr_preempt() or blk_pr_reserve() that finds
+ * our key gone), with no lock of the block layer held: it must not block or
+ * call into this device; record the fact and wake someone.
  * Set it before the first write (a fence before that is seen with
  * blk_fenced()); NULL removes it.
  */

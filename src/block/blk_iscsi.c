@@ -600,6 +600,7 @@ static int blk__iscsi_pr_sync(struct blk__iscsi *is, struct iscsi_context *ctx, 
 
 	for (retries = 0;; retries++) {
 		if (out) {
+			memset(&pr, 0, sizeof(pr));
 			pr.reservation_key = out->key;
 			pr.service_action_reservation_key = out->sa_key;
 			task = iscsi_persistent_reserve_out_sync(ctx, is->lun, (int)out->sa,
