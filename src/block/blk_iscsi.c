@@ -676,8 +676,9 @@ out:
 /*
  * Tear down the failed session, putting every command in flight back on the
  * retry list, and log in again (registering our key again on the new
- * session), retrying until it works or the device is closed.  Commands queued for longer than BLK__ISCSI_GIVEUP_MS of failed
- * attempts are failed with -EIO (none of them was acknowledged).
+ * session), retrying until it works or the device is closed.  Commands
+ * queued for longer than BLK__ISCSI_GIVEUP_MS of failed attempts are failed
+ * with -EIO (none of them was acknowledged).
  */
 static void blk__iscsi_reconnect(struct blk__iscsi *is)
 {

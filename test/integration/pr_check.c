@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,7 @@ struct node {
 	const char *initiator;            /* its iSCSI initiator name */
 	uint64_t key;                     /* its reservation key, 0 for R */
 	struct blk_dev *dev;
-	int fence_calls;                  /* times the fence callback ran */
+	atomic_int fence_calls;           /* times the fence callback ran (from the I/O thread) */
 };
 
 static unsigned n_passed, n_failed;
@@ -82,7 +83,7 @@ static void on_fence(struct blk_dev *dev, void *arg)
 	struct node *n = arg;
 
 	(void)dev;
-	n->fence_calls++;
+	atomic_fetch_add(&n->fence_calls, 1);
 }
 
 static uint64_t conflicts(const struct node *n)
@@ -223,7 +224,8 @@ static void scenario(struct node *a, struct node *b, struct node *r)
 	expect(blk_fenced(b->dev), "blk_fenced(B)", "B is not fenced");
 	c = conflicts(b);
 	expect(c >= 1, "B counted the reservation conflict", "reservation_conflicts %" PRIu64, c);
-	expect(b->fence_calls == 1, "B's fence callback ran once", "ran %d times", b->fence_calls);
+	expect(atomic_load(&b->fence_calls) == 1, "B's fence callback ran once", "ran %d times",
+	       atomic_load(&b->fence_calls));
 	expect_rc("B's flush fails with BLK_EFENCED", blk_flush(b->dev), BLK_EFENCED);
 	expect_rc("B's next write fails at once", blk_write(b->dev, wb, BLOCK, BLOCK), BLK_EFENCED);
 	expect(conflicts(b) == c, "without reaching the target", "reservation_conflicts %" PRIu64, conflicts(b));
@@ -261,7 +263,8 @@ static void scenario(struct node *a, struct node *b, struct node *r)
 	expect_rc("B reconnects", drop_and_wait(b), 0);
 	expect(blk_fenced(b->dev), "B is fenced by its reconnect", "B is not fenced");
 	expect(conflicts(b) == c, "without any refused write", "reservation_conflicts %" PRIu64, conflicts(b));
-	expect(b->fence_calls == 2, "B's fence callback ran once more", "ran %d times in all", b->fence_calls);
+	expect(atomic_load(&b->fence_calls) == 2, "B's fence callback ran once more", "ran %d times in all",
+	       atomic_load(&b->fence_calls));
 	show_target(a, &st, "B's reconnect");
 	expect(count_key(&st, b->key) == 0, "B did not undo the fence", "B's key listed %u times",
 	       count_key(&st, b->key));
