@@ -14,8 +14,9 @@
  * B, reconnected, stays fenced; A's connection is cut and A, reconnected,
  * registers again and writes; B rejoins and writes; A preempts B again before
  * B does any I/O, B's connection is cut, and B finds on reconnecting that its
- * key is gone and becomes fenced without registering again; B rejoins and
- * leaves (unregisters).  The target's view (READ KEYS, READ RESERVATION) is
+ * key is gone and becomes fenced without registering again; B rejoins, and
+ * A and B preempt each other (as a two-node tie-breaker would): the second
+ * finds its own key gone and is fenced; B rejoins and leaves (unregisters).  The target's view (READ KEYS, READ RESERVATION) is
  * printed after each step that changes it.
  *
  * Every check prints "ok   <what>" or "FAIL <what>: ..."; the last line is
@@ -269,6 +270,18 @@ static void scenario(struct node *a, struct node *b, struct node *r)
 	expect(count_key(&st, b->key) == 0, "B did not undo the fence", "B's key listed %u times",
 	       count_key(&st, b->key));
 	expect_rc("B's write fails", blk_write(b->dev, wb, BLOCK, BLOCK), BLK_EFENCED);
+
+	printf("-- B rejoins; A and B race to preempt each other: the loser is fenced\n");
+	expect_rc("B rejoins", blk_pr_rejoin(b->dev, b->key), 0);
+	expect_rc("B writes", blk_write(b->dev, wb, BLOCK, BLOCK), 0);
+	expect_rc("A preempts B first", blk_pr_preempt(a->dev, b->key), 0);
+	expect_rc("B's preempt of A, second, fails with BLK_EFENCED", blk_pr_preempt(b->dev, a->key),
+		  BLK_EFENCED);
+	expect(blk_fenced(b->dev), "B knows it is fenced", "B is not fenced");
+	expect(atomic_load(&b->fence_calls) == 3, "B's fence callback ran once more", "ran %d times in all",
+	       atomic_load(&b->fence_calls));
+	show_target(a, &st, "the race");
+	expect(count_key(&st, a->key) >= 1, "A's key survived", "A's key is gone");
 
 	printf("-- B rejoins, then leaves in order\n");
 	expect_rc("B rejoins", blk_pr_rejoin(b->dev, b->key), 0);

@@ -3,9 +3,8 @@
 # against a tgtd this test starts on ports unique to the run, with one LUN.
 # cxfs-pr-check plays two nodes and an unregistered reader on the LUN (see
 # test/integration/pr_check.c for the scenario); to cut a node's iSCSI
-# connection it runs drop.sh, which deletes that initiator's connection at
-# the target with tgtadm.  The target's own view of the sessions is shown
-# before and after.
+# connection it runs tgt_drop_conn.sh, which prints the target's sessions and
+# deletes that initiator's connection with tgtadm.
 . "$(dirname "$0")/lib.sh"
 it_init fence_blk --need-tgtd
 
@@ -17,30 +16,9 @@ if ! start_tgtd "$T_TMP/lun.img" 64M; then
 fi
 pass "tgtd serves a 64 MiB LUN ($TGT_URI)"
 
-# drop.sh IQN: delete every connection of initiator IQN on target 1 (tgtd
-# lists each session as "I_T nexus: N" followed by its "Initiator: IQN").
-cat >"$T_TMP/drop.sh" <<EOF
-#!/usr/bin/env bash
-set -euo pipefail
-sids=\$(tgtadm -C $TGT_CTL --lld iscsi --op show --mode target |
-	awk -v iqn="\$1" '/I_T nexus:/ { n = \$3 } /Initiator:/ && \$2 == iqn { print n }')
-[[ -n "\$sids" ]] || { echo "drop.sh: no session of \$1" >&2; exit 1; }
-for sid in \$sids; do
-	echo "     tgtadm: delete connection 0 of session \$sid (\$1)"
-	tgtadm -C $TGT_CTL --lld iscsi --op delete --mode conn --tid 1 --sid "\$sid" --cid 0
-done
-EOF
-chmod +x "$T_TMP/drop.sh"
-
-show_sessions() {
-	echo "--- tgtadm: sessions of target 1 ($1)"
-	tgtadm -C "$TGT_CTL" --lld iscsi --op show --mode target |
-		sed -n '/I_T nexus information/,/LUN information/p' | grep -E 'I_T nexus:|Initiator:' || true
-}
-
 out=$T_TMP/pr_check.out
 rc=0
-timeout -k 10 600 "$PR_CHECK" --drop "$T_TMP/drop.sh" "$TGT_URI" >"$out" 2>&1 || rc=$?
+timeout -k 10 600 "$PR_CHECK" --drop "bash $IT_DIR/tgt_drop_conn.sh $TGT_CTL" "$TGT_URI" >"$out" 2>&1 || rc=$?
 cat "$out"
 line=$(tail -n 1 "$out")
 if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
@@ -50,5 +28,4 @@ if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
 else
 	fail "cxfs-pr-check did not finish (exit $rc)"
 fi
-show_sessions "after the run: every session logged out"
 it_finish
