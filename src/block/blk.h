@@ -101,7 +101,8 @@ void blk_get_stats(const struct blk_dev *dev, struct blk_stats *out);
  * reconnect of a registered device, before any queued command is reissued,
  * the I/O thread reads the registered keys: if its key is still there it
  * registers it again on the new session; if it is gone (preempted, or the
- * target lost its reservation state in a restart) it does NOT register (that
+ * target lost its reservation state in a restart: tgtd keeps none across one,
+ * so its restart fences every registered node) it does NOT register (that
  * would undo a fence): the device becomes fenced.  A preempt that lands
  * between that read and the re-registration is detected from the PR
  * generation and the key count read again afterwards; then the new
@@ -113,7 +114,7 @@ void blk_get_stats(const struct blk_dev *dev, struct blk_stats *out);
  */
 #define BLK_EFENCED (-EACCES)
 #define BLK_PR_TYPE_WE_RO 5       /* WRITE EXCLUSIVE - REGISTRANTS ONLY (SPC-3 table 34) */
-#define BLK_PR_MAX_KEYS 64        /* keys blk_pr_read() returns */
+#define BLK_PR_MAX_KEYS 256       /* keys blk_pr_read() returns */
 
 /* The target's persistent reservation state, from PERSISTENT RESERVE IN. */
 struct blk_pr_state {
@@ -150,15 +151,20 @@ int blk_pr_read(struct blk_dev *dev, struct blk_pr_state *out);
  * the victim's key is gone (also if it was already) and its writes fail at
  * the target.  -EINVAL if @victim_key is 0 or our own key (a node never
  * preempts itself) or we have no key registered; BLK_EFENCED if our own key
- * is gone (we were fenced ourselves: the device becomes fenced).
+ * is gone (we were fenced ourselves: the device becomes fenced).  So of two
+ * nodes that preempt each other the second loses, fenced: a tie-breaker.
  */
 int blk_pr_preempt(struct blk_dev *dev, uint64_t victim_key);
 /*
  * Orderly leave: remove this session's registration and forget the key
- * (0 also if none).  If this node held the WE-RO reservation the target
- * releases it: another registrant must call blk_pr_reserve() (a later
- * blk_pr_preempt() does).  blk_close() does not unregister: a node that
- * stops without leaving keeps its key until the cluster preempts it.
+ * (0 also if none).  A write after it meets RESERVATION CONFLICT and fences
+ * the device (come back with blk_pr_rejoin()).  If this node held the WE-RO
+ * reservation the target releases it: another registrant must call
+ * blk_pr_reserve() (a later blk_pr_preempt() does).  On tgtd the
+ * registrations of this node's earlier sessions stay listed (they cannot
+ * write; a preempt of the key removes them).  blk_close() does not
+ * unregister: a node that stops without leaving keeps its key until the
+ * cluster preempts it.
  */
 int blk_pr_unregister(struct blk_dev *dev);
 /*

@@ -16,7 +16,9 @@
  * B does any I/O, B's connection is cut, and B finds on reconnecting that its
  * key is gone and becomes fenced without registering again; B rejoins, and
  * A and B preempt each other (as a two-node tie-breaker would): the second
- * finds its own key gone and is fenced; B rejoins and leaves (unregisters).  The target's view (READ KEYS, READ RESERVATION) is
+ * finds its own key gone and is fenced; B rejoins and leaves (unregisters);
+ * B rejoins and A leaves; B preempts A's leftover registration, leaves (the
+ * holder's leave releases the reservation), rejoins and takes it again.  The target's view (READ KEYS, READ RESERVATION) is
  * printed after each step that changes it.
  *
  * Every check prints "ok   <what>" or "FAIL <what>: ..."; the last line is
@@ -293,6 +295,29 @@ static void scenario(struct node *a, struct node *b, struct node *r)
 	       "reserved %d type %d", st.reserved, st.type);
 	expect_rc("B, gone, may no longer write", blk_write(b->dev, wb, BLOCK, BLOCK), BLK_EFENCED);
 	expect_rc("A writes", blk_write(a->dev, wa, BLOCK, 0), 0);
+
+	printf("-- A leaves; its first session's registration, kept by tgtd, holds the reservation\n");
+	expect_rc("B rejoins", blk_pr_rejoin(b->dev, b->key), 0);
+	expect_rc("A unregisters", blk_pr_unregister(a->dev), 0);
+	expect_rc("A, gone, may no longer write", blk_write(a->dev, wa, BLOCK, 0), BLK_EFENCED);
+	show_target(b, &st, "A leaves");
+	expect_rc("B preempts A's leftover registration", blk_pr_preempt(b->dev, a->key), 0);
+	show_target(b, &st, "B's preempt");
+	expect(st.reserved && st.holder == b->key && count_key(&st, a->key) == 0,
+	       "B holds the reservation, A's key is gone", "reserved %d holder %#" PRIx64 ", A listed %u",
+	       st.reserved, st.holder, count_key(&st, a->key));
+
+	printf("-- the holder leaves: the reservation goes; the next node takes it again\n");
+	expect_rc("B unregisters", blk_pr_unregister(b->dev), 0);
+	show_target(b, &st, "B leaves");
+	expect(!st.reserved && st.n_keys == 0, "no reservation, no key", "reserved %d, %u keys", st.reserved,
+	       st.n_keys);
+	expect_rc("B rejoins", blk_pr_rejoin(b->dev, b->key), 0);
+	expect_rc("B's reserve takes the reservation", blk_pr_reserve(b->dev), 0);
+	show_target(b, &st, "B's reserve");
+	expect(st.reserved && st.type == BLK_PR_TYPE_WE_RO && st.holder == b->key, "B holds the WE-RO reservation",
+	       "reserved %d type %d holder %#" PRIx64, st.reserved, st.type, st.holder);
+	expect_rc("B writes", blk_write(b->dev, wb, BLOCK, BLOCK), 0);
 }
 
 int main(int argc, char **argv)
