@@ -18,8 +18,9 @@
  * A and B preempt each other (as a two-node tie-breaker would): the second
  * finds its own key gone and is fenced; B rejoins and leaves (unregisters);
  * B rejoins and A leaves; B preempts A's leftover registration, leaves (the
- * holder's leave releases the reservation), rejoins and takes it again.  The target's view (READ KEYS, READ RESERVATION) is
- * printed after each step that changes it.
+ * holder's leave releases the reservation), rejoins and takes it again.  The
+ * target's view (READ KEYS, READ RESERVATION) is printed after each step
+ * that changes it.
  *
  * Every check prints "ok   <what>" or "FAIL <what>: ..."; the last line is
  * "N passed, M failed".  Exit status 1 if a check failed, 2 on a usage or
