@@ -107,6 +107,14 @@ struct blk_dev {
 	void *_Atomic fence_arg;          /* its argument */
 };
 
+/*
+ * blk_iscsi.c: the PERSISTENT RESERVE OUT task (CDB and 24-byte parameter
+ * list) that carries @req; NULL on ENOMEM.  The caller issues it or frees
+ * it (scsi_free_scsi_task()).  The unit test checks its bytes.
+ */
+struct scsi_task;
+struct scsi_task *blk__iscsi_pr_out_task(const struct blk__pr_out *req);
+
 /* Mark @dev fenced (@why is logged); the first call since the last rejoin runs the callback. */
 void blk__fence(struct blk_dev *dev, const char *why);
 /* A backend's pr_out succeeded: record its effect on our key and fenced state. */

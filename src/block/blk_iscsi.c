@@ -3,7 +3,8 @@
  * session per device, driven by a dedicated I/O thread.
  *
  * Divisions of this file:
- *   1. URI parsing and the session (connect, log in, READ CAPACITY(16)).
+ *   1. URI parsing and the session (connect, log in, a command run
+ *      synchronously on a fresh session, READ CAPACITY(16)).
  *   2. Commands: what a caller queues, how the I/O thread issues one
  *      (READ(16), WRITE(16), SYNCHRONIZE CACHE(16), PERSISTENT RESERVE OUT
  *      and IN) and how its completion is classified.
@@ -64,7 +65,7 @@
 #define BLK__ISCSI_RETRIES 8                /* reissues after UNIT ATTENTION or BUSY */
 #define BLK__ISCSI_GIVEUP_MS 60000          /* fail queued commands after this long down */
 #define BLK__ISCSI_POLL_MS 1000             /* idle wake-up to let libiscsi run timers */
-#define BLK__ISCSI_PR_TIMEOUT_S 10          /* bound of each re-registration command */
+#define BLK__ISCSI_SYNC_MS 10000            /* bound of a command run by blk__iscsi_run_sync() */
 #define BLK__ISCSI_INITIATOR_PREFIX "iqn.2026-11.org.cxfs:"
 
 /* ------------------------------------------------------------------ */
@@ -105,7 +106,6 @@ struct blk__iscsi_cmd {
 	uint64_t lba;                     /* first logical block (READ/WRITE) */
 	struct scsi_iovec iov;            /* the caller's data buffer (READ/WRITE) */
 	struct blk__pr_out pr_req;        /* PERSISTENT RESERVE OUT: what to send */
-	struct scsi_persistent_reserve_out_basic pr; /* its parameter list */
 	int pr_in_sa;                     /* PERSISTENT RESERVE IN service action */
 	struct blk_pr_state *pr_state;    /* PERSISTENT RESERVE IN: decoded into this */
 	struct blk__iscsi_wait *wait;     /* the caller waiting for this command */
@@ -144,6 +144,10 @@ struct blk__iscsi {
 	struct blk__iscsi_queue retry;    /* to be issued before new commands */
 	int broken;                       /* the connection failed: reconnect first */
 	struct blk_pr_state pr_before, pr_after; /* READ KEYS around a re-registration */
+	struct scsi_task *sync_task;      /* the command blk__iscsi_run_sync() waits for */
+	int sync_done;                    /* its completion was seen */
+	int sync_abandoned;               /* given up: its cancellation by
+	                                   * iscsi_destroy_context() frees it */
 };
 
 static void blk__iscsi_queue_push(struct blk__iscsi_queue *q, struct blk__iscsi_cmd *c)
@@ -333,6 +337,69 @@ static struct iscsi_context *blk__iscsi_connect(struct blk__iscsi *is, int verbo
 	return ctx;
 }
 
+static uint64_t blk__iscsi_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void blk__iscsi_sync_cb(struct iscsi_context *ctx, int status, void *command_data, void *private_data)
+{
+	struct blk__iscsi *is = private_data;
+
+	(void)ctx;
+	(void)command_data;
+	if (is->sync_abandoned) {
+		scsi_free_scsi_task(is->sync_task);
+		is->sync_task = NULL;
+		return;
+	}
+	is->sync_task->status = status;
+	is->sync_done = 1;
+}
+
+/*
+ * Issue @task on @ctx and wait for it, at most BLK__ISCSI_SYNC_MS, serving
+ * @ctx ourselves: for a fresh session on which nothing else is in flight (in
+ * blk_open() before the I/O thread runs, or in the I/O thread while it logs
+ * in again).  libiscsi's *_sync calls are not used: when their session fails
+ * they return with the command still queued, pointing at their dead stack
+ * frame, which iscsi_destroy_context() then writes to; our wait state lives
+ * in @is.  Returns the completed task (status set; the caller frees it), or
+ * NULL if @task is NULL, the session failed or the time ran out: then the
+ * caller must destroy @ctx, which frees the task.
+ */
+static struct scsi_task *blk__iscsi_run_sync(struct blk__iscsi *is, struct iscsi_context *ctx,
+					     struct scsi_task *task)
+{
+	uint64_t deadline = blk__iscsi_now_ms() + BLK__ISCSI_SYNC_MS;
+	struct pollfd pfd;
+
+	if (!task)
+		return NULL;
+	is->sync_task = task;
+	is->sync_done = 0;
+	is->sync_abandoned = 0;
+	if (iscsi_scsi_command_async(ctx, is->lun, task, blk__iscsi_sync_cb, NULL, is) < 0) {
+		scsi_free_scsi_task(task);
+		return NULL;
+	}
+	while (!is->sync_done) {
+		pfd.fd = iscsi_get_fd(ctx);
+		pfd.events = (short)iscsi_which_events(ctx);
+		pfd.revents = 0;
+		if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
+			pfd.revents = POLLERR;
+		if (blk__iscsi_now_ms() > deadline || iscsi_service(ctx, pfd.revents) < 0) {
+			is->sync_abandoned = 1;
+			return NULL;
+		}
+	}
+	return task;
+}
+
 /* READ CAPACITY(16) on a fresh session, before the I/O thread runs. */
 static int blk__iscsi_read_capacity(struct blk__iscsi *is)
 {
@@ -341,7 +408,7 @@ static int blk__iscsi_read_capacity(struct blk__iscsi *is)
 	int tries, rc = -EIO;
 
 	for (tries = 0; tries < BLK__ISCSI_RETRIES; tries++) {
-		task = iscsi_readcapacity16_sync(is->ctx, is->lun);
+		task = blk__iscsi_run_sync(is, is->ctx, scsi_cdb_readcapacity16());
 		if (!task || task->status != SCSI_STATUS_CHECK_CONDITION ||
 		    task->sense.key != SCSI_SENSE_UNIT_ATTENTION)
 			break;
@@ -452,6 +519,19 @@ static int blk__iscsi_pr_in_decode(int sa, const struct scsi_task *task, struct 
 	return blk__pr_parse_reservation(d, len, st);
 }
 
+struct scsi_task *blk__iscsi_pr_out_task(const struct blk__pr_out *req)
+{
+	struct scsi_persistent_reserve_out_basic pr = {
+		.reservation_key = req->key,
+		.service_action_reservation_key = req->sa_key,
+	};
+
+	/* libiscsi copies the parameter list into the task. */
+	return scsi_cdb_persistent_reserve_out((enum scsi_persistent_out_sa)req->sa,
+					       SCSI_PERSISTENT_RESERVE_SCOPE_LU,
+					       (enum scsi_persistent_out_type)req->type, &pr);
+}
+
 /* libiscsi's completion callback for every command; runs in the I/O thread. */
 static void blk__iscsi_cb(struct iscsi_context *ctx, int status, void *command_data, void *private_data)
 {
@@ -526,9 +606,11 @@ static void blk__iscsi_issue(struct blk__iscsi *is, struct blk__iscsi_cmd *c)
 		task = iscsi_synchronizecache16_task(is->ctx, is->lun, 0, 0, 0, 0, blk__iscsi_cb, c);
 		break;
 	case BLK__ISCSI_PR_OUT:
-		task = iscsi_persistent_reserve_out_task(is->ctx, is->lun, (int)c->pr_req.sa,
-							 SCSI_PERSISTENT_RESERVE_SCOPE_LU, c->pr_req.type,
-							 &c->pr, blk__iscsi_cb, c);
+		task = blk__iscsi_pr_out_task(&c->pr_req);
+		if (task && iscsi_scsi_command_async(is->ctx, is->lun, task, blk__iscsi_cb, NULL, c) < 0) {
+			scsi_free_scsi_task(task);
+			task = NULL;
+		}
 		break;
 	case BLK__ISCSI_PR_IN:
 		task = iscsi_persistent_reserve_in_task(is->ctx, is->lun, c->pr_in_sa, BLK__PR_IN_LEN,
@@ -552,14 +634,6 @@ static void blk__iscsi_issue(struct blk__iscsi *is, struct blk__iscsi_cmd *c)
 /* ------------------------------------------------------------------ */
 /* 3. The I/O thread                                                   */
 /* ------------------------------------------------------------------ */
-
-static uint64_t blk__iscsi_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void blk__iscsi_drain_eventfd(struct blk__iscsi *is)
 {
@@ -585,30 +659,25 @@ static int blk__iscsi_nap(struct blk__iscsi *is, int ms)
 }
 
 /*
- * One persistent-reservation command on the fresh session @ctx, synchronous
- * (the I/O thread, before anything is reissued): PERSISTENT RESERVE OUT @out,
- * or if @out is NULL PERSISTENT RESERVE IN @in_sa decoded into @st.  Returns
- * 0, BLK_EFENCED on RESERVATION CONFLICT, -EPIPE if the session failed (log
- * in again), -EIO otherwise.
+ * One persistent-reservation command on the fresh session @ctx, run by the
+ * I/O thread before anything is reissued: PERSISTENT RESERVE OUT @out, or if
+ * @out is NULL PERSISTENT RESERVE IN @in_sa decoded into @st.  Returns 0,
+ * BLK_EFENCED on RESERVATION CONFLICT, -EPIPE if the session failed or did
+ * not answer in time (destroy it and log in again), -EIO otherwise.
  */
 static int blk__iscsi_pr_sync(struct blk__iscsi *is, struct iscsi_context *ctx, int in_sa,
 			      const struct blk__pr_out *out, struct blk_pr_state *st)
 {
-	struct scsi_persistent_reserve_out_basic pr;
 	struct scsi_task *task;
 	int retries, rc;
 
 	for (retries = 0;; retries++) {
-		if (out) {
-			memset(&pr, 0, sizeof(pr));
-			pr.reservation_key = out->key;
-			pr.service_action_reservation_key = out->sa_key;
-			task = iscsi_persistent_reserve_out_sync(ctx, is->lun, (int)out->sa,
-								 SCSI_PERSISTENT_RESERVE_SCOPE_LU,
-								 out->type, &pr);
-		} else {
-			task = iscsi_persistent_reserve_in_sync(ctx, is->lun, in_sa, BLK__PR_IN_LEN);
-		}
+		if (out)
+			task = blk__iscsi_pr_out_task(out);
+		else
+			task = scsi_cdb_persistent_reserve_in((enum scsi_persistent_in_sa)in_sa,
+							      BLK__PR_IN_LEN);
+		task = blk__iscsi_run_sync(is, ctx, task);
 		if (!task)
 			return -EPIPE;
 		switch (task->status) {
@@ -645,7 +714,6 @@ static int blk__iscsi_reregister(struct blk__iscsi *is, struct iscsi_context *ct
 	reg.sa_key = atomic_load(&is->dev->pr_key);
 	if (reg.sa_key == 0 || blk_fenced(is->dev))
 		return 0;
-	iscsi_set_timeout(ctx, BLK__ISCSI_PR_TIMEOUT_S);
 	rc = blk__iscsi_pr_sync(is, ctx, SCSI_PERSISTENT_RESERVE_READ_KEYS, NULL, &is->pr_before);
 	if (rc == 0 && blk__pr_count(&is->pr_before, reg.sa_key) == 0) {
 		why = "our reservation key is gone after a reconnect (preempted, or the target lost it)";
@@ -667,7 +735,6 @@ static int blk__iscsi_reregister(struct blk__iscsi *is, struct iscsi_context *ct
 	if (rc < 0 && rc != -EPIPE)
 		why = "cannot register our reservation key again after a reconnect";
 out:
-	iscsi_set_timeout(ctx, 0);
 	if (why)
 		blk__fence(is->dev, why);
 	return rc == -EPIPE ? rc : 0;
@@ -854,11 +921,7 @@ static int blk__iscsi_flush(struct blk_dev *dev)
 
 static int blk__iscsi_pr_out(struct blk_dev *dev, const struct blk__pr_out *req)
 {
-	struct blk__iscsi_cmd c = {
-		.op = BLK__ISCSI_PR_OUT,
-		.pr_req = *req,
-		.pr = { .reservation_key = req->key, .service_action_reservation_key = req->sa_key },
-	};
+	struct blk__iscsi_cmd c = { .op = BLK__ISCSI_PR_OUT, .pr_req = *req };
 
 	return blk__iscsi_run(dev->be.iscsi, &c, 1);
 }

@@ -8,8 +8,8 @@
  *     updates), faults injected through blk__file_sys, flush and statistics,
  *     and the fenced state (writes refused, reads allowed, the callback run
  *     once); with it, the persistent-reservation helpers that need no target
- *     (decoding READ KEYS / READ RESERVATION data, the re-registration
- *     verdict after a reconnect);
+ *     (the bytes of each PERSISTENT RESERVE OUT we send, decoding READ KEYS /
+ *     READ RESERVATION data, the re-registration verdict after a reconnect);
  *   - the iSCSI backend against a real tgtd that the group setup starts on
  *     ports derived from our pid: capacity, aligned and unaligned I/O, 8
  *     threads of concurrent 256 KiB I/O, flush, a tgtd killed with SIGKILL
@@ -38,6 +38,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
 
 #include "block/blk.h"
 #include "block/blk_i.h"
@@ -637,6 +639,55 @@ static void test_pr_decode(void **state)
 	assert_int_equal(blk__pr_parse_reservation(d, 12, &st), -EIO);
 }
 
+static uint64_t get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Check the PERSISTENT RESERVE OUT task for @req: CDB and parameter list. */
+static void check_pr_out(const struct blk__pr_out *req, unsigned char sa, unsigned char scope_type)
+{
+	struct scsi_task *t = blk__iscsi_pr_out_task(req);
+	const unsigned char *p;
+
+	assert_non_null(t);
+	assert_int_equal(t->cdb_size, 10);
+	assert_int_equal(t->cdb[0], 0x5f);             /* PERSISTENT RESERVE OUT */
+	assert_int_equal(t->cdb[1] & 0x1f, sa);        /* service action */
+	assert_int_equal(t->cdb[2], scope_type);       /* scope (LU_SCOPE 0) | type */
+	assert_int_equal(t->cdb[5] << 24 | t->cdb[6] << 16 | t->cdb[7] << 8 | t->cdb[8], 24);
+	assert_int_equal(t->xfer_dir, SCSI_XFER_WRITE);
+	assert_int_equal(t->expxferlen, 24);
+	assert_int_equal(t->iovector_out.niov, 1);
+	assert_int_equal(t->iovector_out.iov[0].iov_len, 24);
+	p = t->iovector_out.iov[0].iov_base;
+	assert_true(get_be64(p) == req->key);          /* RESERVATION KEY */
+	assert_true(get_be64(p + 8) == req->sa_key);   /* SERVICE ACTION RESERVATION KEY */
+	assert_int_equal(p[20], 0);                    /* no SPEC_I_PT, ALL_TG_PT, APTPL */
+	scsi_free_scsi_task(t);
+}
+
+/* What goes on the wire for each PERSISTENT RESERVE OUT we send (SPC-3 6.12). */
+static void test_pr_out_encoding(void **state)
+{
+	const uint64_t k = 0xc0f5000100000001ULL, v = 0xc0f5000100000002ULL;
+	struct blk__pr_out reg = { .sa = BLK__PR_REGISTER_IGNORE, .sa_key = k };
+	struct blk__pr_out unreg = { .sa = BLK__PR_REGISTER_IGNORE };
+	struct blk__pr_out res = { .sa = BLK__PR_RESERVE, .type = BLK_PR_TYPE_WE_RO, .key = k };
+	struct blk__pr_out pre = { .sa = BLK__PR_PREEMPT, .type = BLK_PR_TYPE_WE_RO, .key = k, .sa_key = v };
+
+	(void)state;
+	check_pr_out(&reg, 0x06, 0x00);
+	check_pr_out(&unreg, 0x06, 0x00);
+	check_pr_out(&res, 0x01, 0x05);
+	check_pr_out(&pre, 0x04, 0x05);
+}
+
 /* The verdict on a key registered again after a reconnect. */
 static void test_pr_reregistered(void **state)
 {
@@ -1207,6 +1258,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_flush_stats, file_setup, file_teardown),
 		cmocka_unit_test_setup_teardown(test_file_fenced_state, file_setup, file_teardown),
 		cmocka_unit_test(test_pr_decode),
+		cmocka_unit_test(test_pr_out_encoding),
 		cmocka_unit_test(test_pr_reregistered),
 	};
 	const struct CMUnitTest iscsi_tests[] = {
