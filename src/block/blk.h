@@ -132,7 +132,9 @@ struct blk_pr_state {
  * the key it had works, and a registered device may change its key).  The
  * device remembers the key for blk_pr_preempt(), blk_pr_reserve() and the
  * re-registration after a reconnect.  BLK_EFENCED if the device is fenced
- * (use blk_pr_rejoin()), -EINVAL for key 0.
+ * (use blk_pr_rejoin()), -EINVAL for key 0.  Like a rejoin, registering
+ * undoes an earlier preempt of the key (a node fenced while it was down, then
+ * restarted): call it only once the membership has admitted the node.
  */
 int blk_pr_register(struct blk_dev *dev, uint64_t key);
 /*
