@@ -1,7 +1,9 @@
 /*
  * blk.c - the backend-independent half of the block device layer: URI
- * dispatch to a backend, bounds and read-only checks, statistics, and the
- * read-modify-write that turns an unaligned request into whole sectors.
+ * dispatch to a backend, bounds and read-only checks, statistics, the
+ * read-modify-write that turns an unaligned request into whole sectors, and
+ * the fencing policy (the fenced state, and the persistent-reservation calls
+ * of blk.h built from the backend's PERSISTENT RESERVE OUT and IN).
  *
  * Aligned requests go straight to the backend with the caller's buffer (no
  * copy).  An unaligned request goes through a bounce buffer covering the
@@ -13,7 +15,8 @@
  * read-modify-write as an exclusive range that waits for, and then excludes,
  * every overlapping write.  Reads take no lock.
  *
- * Locks: only dev->range_lock, never held across I/O.
+ * Locks: only dev->range_lock, never held across I/O.  The fencing state is
+ * kept in atomics.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -209,6 +212,8 @@ int blk_write(struct blk_dev *dev, const void *buf, size_t len, uint64_t off)
 
 	if (dev->read_only)
 		return -EROFS;
+	if (blk_fenced(dev))
+		return BLK_EFENCED;
 	if (off > dev->size || len > dev->size - off)
 		return -ENOSPC;
 	if (len == 0)
@@ -236,6 +241,8 @@ int blk_flush(struct blk_dev *dev)
 
 	if (dev->read_only)
 		return 0;
+	if (blk_fenced(dev))
+		return BLK_EFENCED;
 	rc = dev->ops->flush(dev);
 	if (rc < 0)
 		return rc;
@@ -275,20 +282,165 @@ void blk_get_stats(const struct blk_dev *dev, struct blk_stats *out)
 	out->bytes_read = atomic_load_explicit(&d->n_bytes_read, memory_order_relaxed);
 	out->bytes_written = atomic_load_explicit(&d->n_bytes_written, memory_order_relaxed);
 	out->reconnects = atomic_load_explicit(&d->n_reconnects, memory_order_relaxed);
+	out->reservation_conflicts = atomic_load_explicit(&d->n_conflicts, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fencing                                                             */
+/* ------------------------------------------------------------------ */
+
+int blk_fenced(const struct blk_dev *dev)
+{
+	return atomic_load(&((struct blk_dev *)dev)->fenced);
+}
+
+void blk_set_fence_cb(struct blk_dev *dev, blk_fence_fn *fn, void *arg)
+{
+	atomic_store(&dev->fence_arg, arg);
+	atomic_store(&dev->fence_fn, fn);
+}
+
+void blk__fence(struct blk_dev *dev, const char *why)
+{
+	blk_fence_fn *fn;
+
+	if (atomic_exchange(&dev->fenced, 1))
+		return;
+	fprintf(stderr, "cxfs blk: %s: fenced: %s\n", dev->uri, why);
+	fn = atomic_load(&dev->fence_fn);
+	if (fn)
+		fn(dev, atomic_load(&dev->fence_arg));
+}
+
+void blk__pr_done(struct blk_dev *dev, const struct blk__pr_out *req)
+{
+	if (req->sa != BLK__PR_REGISTER_IGNORE)
+		return;
+	atomic_store(&dev->pr_key, req->sa_key);
+	if (req->rejoin && atomic_exchange(&dev->fenced, 0))
+		fprintf(stderr, "cxfs blk: %s: registered again, no longer fenced\n", dev->uri);
+}
+
+/* REGISTER AND IGNORE EXISTING KEY with @key (0: unregister). */
+static int blk__pr_set_key(struct blk_dev *dev, uint64_t key, int rejoin)
+{
+	struct blk__pr_out req = { .sa = BLK__PR_REGISTER_IGNORE, .sa_key = key, .rejoin = rejoin };
+
+	if (!dev->ops->pr_out)
+		return -EOPNOTSUPP;
+	return dev->ops->pr_out(dev, &req);
 }
 
 int blk_pr_register(struct blk_dev *dev, uint64_t key)
 {
-	if (!dev->ops->pr_register)
+	if (!dev->ops->pr_out)
 		return -EOPNOTSUPP;
-	return dev->ops->pr_register(dev, key);
+	if (key == 0)
+		return -EINVAL;
+	if (blk_fenced(dev))
+		return BLK_EFENCED;
+	return blk__pr_set_key(dev, key, 0);
 }
 
-int blk_pr_preempt(struct blk_dev *dev, uint64_t my_key, uint64_t victim_key)
+int blk_pr_rejoin(struct blk_dev *dev, uint64_t key)
 {
-	if (!dev->ops->pr_preempt)
+	if (!dev->ops->pr_out)
 		return -EOPNOTSUPP;
-	return dev->ops->pr_preempt(dev, my_key, victim_key);
+	if (key == 0)
+		return -EINVAL;
+	return blk__pr_set_key(dev, key, 1);
+}
+
+int blk_pr_unregister(struct blk_dev *dev)
+{
+	return blk__pr_set_key(dev, 0, 0);
+}
+
+int blk_pr_read(struct blk_dev *dev, struct blk_pr_state *out)
+{
+	if (!dev->ops->pr_in)
+		return -EOPNOTSUPP;
+	memset(out, 0, sizeof(*out));
+	return dev->ops->pr_in(dev, out);
+}
+
+/*
+ * A PERSISTENT RESERVE OUT with our key ended in RESERVATION CONFLICT: if
+ * the target no longer lists our key we were preempted, and the device is
+ * fenced.  Returns BLK_EFENCED then, 1 if our key is still listed, or the
+ * error of reading the state; *@st holds the state read.
+ */
+static int blk__pr_check_self(struct blk_dev *dev, uint64_t key, struct blk_pr_state *st)
+{
+	int rc = blk_pr_read(dev, st);
+
+	if (rc < 0)
+		return rc;
+	if (blk__pr_count(st, key) == 0) {
+		blk__fence(dev, "our reservation key is no longer registered (preempted)");
+		return BLK_EFENCED;
+	}
+	return 1;
+}
+
+int blk_pr_reserve(struct blk_dev *dev)
+{
+	struct blk__pr_out req = { .sa = BLK__PR_RESERVE, .type = BLK_PR_TYPE_WE_RO };
+	struct blk_pr_state *st;
+	int rc;
+
+	if (!dev->ops->pr_out)
+		return -EOPNOTSUPP;
+	req.key = atomic_load(&dev->pr_key);
+	if (req.key == 0)
+		return -EINVAL;
+	/* The holder's RESERVE of the same type is GOOD; anyone else's is a
+	 * conflict, which READ RESERVATION explains. */
+	rc = dev->ops->pr_out(dev, &req);
+	if (rc != BLK_EFENCED)
+		return rc;
+	st = malloc(sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	rc = blk__pr_check_self(dev, req.key, st);
+	if (rc == 1)
+		rc = st->reserved && st->type == BLK_PR_TYPE_WE_RO ? 0 : -EBUSY;
+	free(st);
+	return rc;
+}
+
+int blk_pr_preempt(struct blk_dev *dev, uint64_t victim_key)
+{
+	struct blk__pr_out req = {
+		.sa = BLK__PR_PREEMPT,
+		.type = BLK_PR_TYPE_WE_RO,
+		.sa_key = victim_key,
+	};
+	struct blk_pr_state *st;
+	int rc;
+
+	if (!dev->ops->pr_out)
+		return -EOPNOTSUPP;
+	req.key = atomic_load(&dev->pr_key);
+	if (req.key == 0 || victim_key == 0 || victim_key == req.key)
+		return -EINVAL;
+	if (blk_fenced(dev))
+		return BLK_EFENCED;
+	rc = dev->ops->pr_out(dev, &req);
+	if (rc == BLK_EFENCED) {
+		/* The target refuses a PREEMPT of a key nobody holds too. */
+		st = malloc(sizeof(*st));
+		if (!st)
+			return -ENOMEM;
+		rc = blk__pr_check_self(dev, req.key, st);
+		if (rc == 1)
+			rc = blk__pr_count(st, victim_key) == 0 ? 0 : -EIO;
+		free(st);
+	}
+	if (rc < 0)
+		return rc;
+	/* Without a reservation a preempted node could still write. */
+	return blk_pr_reserve(dev);
 }
 
 int blk_write_padded(struct blk_dev *dev, uint64_t off, size_t span, const void *data, size_t at,

@@ -167,6 +167,6 @@ const struct blk__ops blk__file_ops = {
 	.read = blk__file_read,
 	.write = blk__file_write,
 	.flush = blk__file_flush,
-	.pr_register = NULL,
-	.pr_preempt = NULL,
+	.pr_out = NULL,
+	.pr_in = NULL,
 };

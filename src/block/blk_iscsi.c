@@ -3,11 +3,13 @@
  * session per device, driven by a dedicated I/O thread.
  *
  * Divisions of this file:
- *   1. URI parsing and the session (connect, log in, READ CAPACITY(16)).
+ *   1. URI parsing and the session (connect, log in, a command run
+ *      synchronously on a fresh session, READ CAPACITY(16)).
  *   2. Commands: what a caller queues, how the I/O thread issues one
- *      (READ(16), WRITE(16), SYNCHRONIZE CACHE(16), PERSISTENT RESERVE OUT)
- *      and how its completion is classified.
- *   3. The I/O thread: libiscsi's event loop, and reconnection.
+ *      (READ(16), WRITE(16), SYNCHRONIZE CACHE(16), PERSISTENT RESERVE OUT
+ *      and IN) and how its completion is classified.
+ *   3. The I/O thread: libiscsi's event loop, reconnection, and the
+ *      re-registration of our reservation key on a new session.
  *   4. The caller side and the ops table.
  *
  * A caller splits its request into commands of at most 256 KiB (tgtd
@@ -20,12 +22,22 @@
  * Reconnection does not rely on libiscsi's automatic reconnect (which is
  * switched off): when the connection fails the I/O thread destroys the
  * context, which cancels every command in flight; the cancelled commands go
- * back on its retry list, and after a new login with the same ISID (the same
- * I_T nexus, so the target reinstates the session and persistent reservation
- * registrations still apply) they are issued again.  A write is acknowledged
- * to its caller only on GOOD status from the target, so no acknowledged
- * write is lost; an unacknowledged one may be executed twice, which is
- * harmless for a write of fixed data.
+ * back on its retry list, and after a new login with the same ISID they are
+ * issued again.  A write is acknowledged to its caller only on GOOD status
+ * from the target, so no acknowledged write is lost; an unacknowledged one
+ * may be executed twice, which is harmless for a write of fixed data.
+ *
+ * Persistent reservations and reconnection.  The same ISID does not keep a
+ * registration alive everywhere: tgtd ties each registration to the session
+ * (its TSIH), so a new session is an unregistered I_T nexus (its writes meet
+ * RESERVATION CONFLICT) while the old registration stays listed.  So before
+ * the retry list is reissued on a new session of a registered device, the
+ * I/O thread checks READ KEYS and registers our key again only if it is
+ * still listed (blk.h, "Re-registration after a reconnect").
+ *
+ * A data command that ends in RESERVATION CONFLICT is not retried: it fails
+ * with BLK_EFENCED and fences the device, and a fenced device's writes and
+ * flushes still queued are failed the same way instead of being issued.
  *
  * Lock order: is->lock is the only lock here and is never held across a
  * libiscsi call.  Each caller's wait.cond is used with is->lock.
@@ -53,6 +65,7 @@
 #define BLK__ISCSI_RETRIES 8                /* reissues after UNIT ATTENTION or BUSY */
 #define BLK__ISCSI_GIVEUP_MS 60000          /* fail queued commands after this long down */
 #define BLK__ISCSI_POLL_MS 1000             /* idle wake-up to let libiscsi run timers */
+#define BLK__ISCSI_SYNC_MS 10000            /* bound of a command run by blk__iscsi_run_sync() */
 #define BLK__ISCSI_INITIATOR_PREFIX "iqn.2026-11.org.cxfs:"
 
 /* ------------------------------------------------------------------ */
@@ -64,7 +77,15 @@ enum blk__iscsi_op {
 	BLK__ISCSI_WRITE,
 	BLK__ISCSI_FLUSH,
 	BLK__ISCSI_PR_OUT,
+	BLK__ISCSI_PR_IN,
 };
+
+_Static_assert((int)BLK__PR_RESERVE == (int)SCSI_PERSISTENT_RESERVE_RESERVE &&
+	       (int)BLK__PR_PREEMPT == (int)SCSI_PERSISTENT_RESERVE_PREEMPT &&
+	       (int)BLK__PR_REGISTER_IGNORE ==
+		       (int)SCSI_PERSISTENT_RESERVE_REGISTER_AND_IGNORE_EXISTING_KEY &&
+	       BLK_PR_TYPE_WE_RO == SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY,
+	       "SPC-3 numbers in blk_i.h and blk.h match libiscsi's");
 
 struct blk__iscsi;
 
@@ -84,8 +105,9 @@ struct blk__iscsi_cmd {
 	enum blk__iscsi_op op;            /* what to issue */
 	uint64_t lba;                     /* first logical block (READ/WRITE) */
 	struct scsi_iovec iov;            /* the caller's data buffer (READ/WRITE) */
-	int pr_sa, pr_type;               /* PERSISTENT RESERVE OUT service action and type */
-	struct scsi_persistent_reserve_out_basic pr; /* its parameter list */
+	struct blk__pr_out pr_req;        /* PERSISTENT RESERVE OUT: what to send */
+	int pr_in_sa;                     /* PERSISTENT RESERVE IN service action */
+	struct blk_pr_state *pr_state;    /* PERSISTENT RESERVE IN: decoded into this */
 	struct blk__iscsi_wait *wait;     /* the caller waiting for this command */
 	struct blk__iscsi *is;            /* the device, for the completion callback */
 	int retries;                      /* reissues so far after UA/BUSY; I/O thread */
@@ -121,6 +143,11 @@ struct blk__iscsi {
 	struct blk__iscsi_cmd *inflight;  /* issued, not completed (doubly linked) */
 	struct blk__iscsi_queue retry;    /* to be issued before new commands */
 	int broken;                       /* the connection failed: reconnect first */
+	struct blk_pr_state pr_before, pr_after; /* READ KEYS around a re-registration */
+	struct scsi_task *sync_task;      /* the command blk__iscsi_run_sync() waits for */
+	int sync_done;                    /* its completion was seen */
+	int sync_abandoned;               /* given up: its cancellation by
+	                                   * iscsi_destroy_context() frees it */
 };
 
 static void blk__iscsi_queue_push(struct blk__iscsi_queue *q, struct blk__iscsi_cmd *c)
@@ -310,6 +337,69 @@ static struct iscsi_context *blk__iscsi_connect(struct blk__iscsi *is, int verbo
 	return ctx;
 }
 
+static uint64_t blk__iscsi_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void blk__iscsi_sync_cb(struct iscsi_context *ctx, int status, void *command_data, void *private_data)
+{
+	struct blk__iscsi *is = private_data;
+
+	(void)ctx;
+	(void)command_data;
+	if (is->sync_abandoned) {
+		scsi_free_scsi_task(is->sync_task);
+		is->sync_task = NULL;
+		return;
+	}
+	is->sync_task->status = status;
+	is->sync_done = 1;
+}
+
+/*
+ * Issue @task on @ctx and wait for it, at most BLK__ISCSI_SYNC_MS, serving
+ * @ctx ourselves: for a fresh session on which nothing else is in flight (in
+ * blk_open() before the I/O thread runs, or in the I/O thread while it logs
+ * in again).  libiscsi's *_sync calls are not used: when their session fails
+ * they return with the command still queued, pointing at their dead stack
+ * frame, which iscsi_destroy_context() then writes to; our wait state lives
+ * in @is.  Returns the completed task (status set; the caller frees it), or
+ * NULL if @task is NULL, the session failed or the time ran out: then the
+ * caller must destroy @ctx, which frees the task.
+ */
+static struct scsi_task *blk__iscsi_run_sync(struct blk__iscsi *is, struct iscsi_context *ctx,
+					     struct scsi_task *task)
+{
+	uint64_t deadline = blk__iscsi_now_ms() + BLK__ISCSI_SYNC_MS;
+	struct pollfd pfd;
+
+	if (!task)
+		return NULL;
+	is->sync_task = task;
+	is->sync_done = 0;
+	is->sync_abandoned = 0;
+	if (iscsi_scsi_command_async(ctx, is->lun, task, blk__iscsi_sync_cb, NULL, is) < 0) {
+		scsi_free_scsi_task(task);
+		return NULL;
+	}
+	while (!is->sync_done) {
+		pfd.fd = iscsi_get_fd(ctx);
+		pfd.events = (short)iscsi_which_events(ctx);
+		pfd.revents = 0;
+		if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
+			pfd.revents = POLLERR;
+		if (blk__iscsi_now_ms() > deadline || iscsi_service(ctx, pfd.revents) < 0) {
+			is->sync_abandoned = 1;
+			return NULL;
+		}
+	}
+	return task;
+}
+
 /* READ CAPACITY(16) on a fresh session, before the I/O thread runs. */
 static int blk__iscsi_read_capacity(struct blk__iscsi *is)
 {
@@ -318,7 +408,7 @@ static int blk__iscsi_read_capacity(struct blk__iscsi *is)
 	int tries, rc = -EIO;
 
 	for (tries = 0; tries < BLK__ISCSI_RETRIES; tries++) {
-		task = iscsi_readcapacity16_sync(is->ctx, is->lun);
+		task = blk__iscsi_run_sync(is, is->ctx, scsi_cdb_readcapacity16());
 		if (!task || task->status != SCSI_STATUS_CHECK_CONDITION ||
 		    task->sense.key != SCSI_SENSE_UNIT_ATTENTION)
 			break;
@@ -386,25 +476,60 @@ static void blk__iscsi_fail_queued(struct blk__iscsi *is, int rc)
 }
 
 /*
- * The errno for a command that finished with a SCSI status other than GOOD,
- * or 1 if it should be issued again.
+ * The errno for a command @op that finished with a SCSI status other than
+ * GOOD after @retries reissues, or 1 if it should be issued again.  A
+ * reservation conflict is final: retrying cannot change the target's mind.
  */
-static int blk__iscsi_classify(struct blk__iscsi_cmd *c, struct scsi_task *task)
+static int blk__iscsi_classify(enum blk__iscsi_op op, int retries, const struct scsi_task *task)
 {
 	switch (task->status) {
 	case SCSI_STATUS_BUSY:
 	case SCSI_STATUS_TASK_SET_FULL:
-		return c->retries < BLK__ISCSI_RETRIES ? 1 : -EIO;
+		return retries < BLK__ISCSI_RETRIES ? 1 : -EIO;
+	case SCSI_STATUS_RESERVATION_CONFLICT:
+		return BLK_EFENCED;
 	case SCSI_STATUS_CHECK_CONDITION:
 		if (task->sense.key == SCSI_SENSE_UNIT_ATTENTION)
-			return c->retries < BLK__ISCSI_RETRIES ? 1 : -EIO;
+			return retries < BLK__ISCSI_RETRIES ? 1 : -EIO;
 		if (task->sense.key == SCSI_SENSE_ILLEGAL_REQUEST &&
 		    task->sense.ascq == SCSI_SENSE_ASCQ_LBA_OUT_OF_RANGE)
-			return c->op == BLK__ISCSI_WRITE ? -ENOSPC : -EINVAL;
+			return op == BLK__ISCSI_WRITE ? -ENOSPC : -EINVAL;
 		return -EIO;
 	default:
 		return -EIO;
 	}
+}
+
+/* A data command (not a persistent-reservation one): a conflict fences. */
+static int blk__iscsi_is_data(enum blk__iscsi_op op)
+{
+	return op == BLK__ISCSI_READ || op == BLK__ISCSI_WRITE || op == BLK__ISCSI_FLUSH;
+}
+
+/* Decode a GOOD PERSISTENT RESERVE IN answer into @st. */
+static int blk__iscsi_pr_in_decode(int sa, const struct scsi_task *task, struct blk_pr_state *st)
+{
+	const unsigned char *d = task->datain.data;
+	size_t len = task->datain.size > 0 ? (size_t)task->datain.size : 0;
+
+	if (!d)
+		len = 0;
+	if (sa == SCSI_PERSISTENT_RESERVE_READ_KEYS)
+		return blk__pr_parse_keys(d, len, st);
+	return blk__pr_parse_reservation(d, len, st);
+}
+
+struct scsi_task *blk__iscsi_pr_out_task(const struct blk__pr_out *req)
+{
+	struct scsi_persistent_reserve_out_basic pr = {
+		.reservation_key = req->key,
+		.service_action_reservation_key = req->sa_key,
+	};
+
+	/* libiscsi copies the parameter list into the task. */
+	return scsi_cdb_persistent_reserve_out((enum scsi_persistent_out_sa)req->sa,
+					       SCSI_PERSISTENT_RESERVE_SCOPE_LU,
+					       (enum scsi_persistent_out_type)req->type, &pr);
 }
 
 /* libiscsi's completion callback for every command; runs in the I/O thread. */
@@ -432,17 +557,26 @@ static void blk__iscsi_cb(struct iscsi_context *ctx, int status, void *command_d
 		if (c->op == BLK__ISCSI_READ && task->residual_status == SCSI_RESIDUAL_UNDERFLOW &&
 		    task->residual > 0)
 			rc = -EIO;
+		else if (c->op == BLK__ISCSI_PR_OUT)
+			blk__pr_done(is->dev, &c->pr_req);
+		else if (c->op == BLK__ISCSI_PR_IN)
+			rc = blk__iscsi_pr_in_decode(c->pr_in_sa, task, c->pr_state);
 		break;
 	default:
-		rc = blk__iscsi_classify(c, task);
+		rc = blk__iscsi_classify(c->op, c->retries, task);
 		if (rc == 1) {
 			c->retries++;
 			blk__iscsi_queue_push(&is->retry, c);
 			scsi_free_scsi_task(task);
 			return;
 		}
-		fprintf(stderr, "cxfs blk: %s: SCSI command 0x%02x failed: %s\n",
-			is->dev->uri, task->cdb[0], iscsi_get_error(ctx));
+		if (rc == BLK_EFENCED && blk__iscsi_is_data(c->op)) {
+			atomic_fetch_add_explicit(&is->dev->n_conflicts, 1, memory_order_relaxed);
+			blk__fence(is->dev, "the target answered RESERVATION CONFLICT");
+		} else if (rc != BLK_EFENCED) {
+			fprintf(stderr, "cxfs blk: %s: SCSI command 0x%02x failed: %s\n",
+				is->dev->uri, task->cdb[0], iscsi_get_error(ctx));
+		}
 		break;
 	}
 	scsi_free_scsi_task(task);
@@ -455,6 +589,10 @@ static void blk__iscsi_issue(struct blk__iscsi *is, struct blk__iscsi_cmd *c)
 	uint32_t ss = is->dev->sector_size, len = (uint32_t)c->iov.iov_len;
 	struct scsi_task *task = NULL;
 
+	if ((c->op == BLK__ISCSI_WRITE || c->op == BLK__ISCSI_FLUSH) && blk_fenced(is->dev)) {
+		blk__iscsi_complete(is, c, BLK_EFENCED);
+		return;
+	}
 	switch (c->op) {
 	case BLK__ISCSI_READ:
 		task = iscsi_read16_iov_task(is->ctx, is->lun, c->lba, len, (int)ss, 0, 0, 0, 0, 0,
@@ -468,9 +606,15 @@ static void blk__iscsi_issue(struct blk__iscsi *is, struct blk__iscsi_cmd *c)
 		task = iscsi_synchronizecache16_task(is->ctx, is->lun, 0, 0, 0, 0, blk__iscsi_cb, c);
 		break;
 	case BLK__ISCSI_PR_OUT:
-		task = iscsi_persistent_reserve_out_task(is->ctx, is->lun, c->pr_sa,
-							 SCSI_PERSISTENT_RESERVE_SCOPE_LU, c->pr_type,
-							 &c->pr, blk__iscsi_cb, c);
+		task = blk__iscsi_pr_out_task(&c->pr_req);
+		if (task && iscsi_scsi_command_async(is->ctx, is->lun, task, blk__iscsi_cb, NULL, c) < 0) {
+			scsi_free_scsi_task(task);
+			task = NULL;
+		}
+		break;
+	case BLK__ISCSI_PR_IN:
+		task = iscsi_persistent_reserve_in_task(is->ctx, is->lun, c->pr_in_sa, BLK__PR_IN_LEN,
+							blk__iscsi_cb, c);
 		break;
 	}
 	if (!task) {
@@ -490,14 +634,6 @@ static void blk__iscsi_issue(struct blk__iscsi *is, struct blk__iscsi_cmd *c)
 /* ------------------------------------------------------------------ */
 /* 3. The I/O thread                                                   */
 /* ------------------------------------------------------------------ */
-
-static uint64_t blk__iscsi_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void blk__iscsi_drain_eventfd(struct blk__iscsi *is)
 {
@@ -523,10 +659,93 @@ static int blk__iscsi_nap(struct blk__iscsi *is, int ms)
 }
 
 /*
+ * One persistent-reservation command on the fresh session @ctx, run by the
+ * I/O thread before anything is reissued: PERSISTENT RESERVE OUT @out, or if
+ * @out is NULL PERSISTENT RESERVE IN @in_sa decoded into @st.  Returns 0,
+ * BLK_EFENCED on RESERVATION CONFLICT, -EPIPE if the session failed or did
+ * not answer in time (destroy it and log in again), -EIO otherwise.
+ */
+static int blk__iscsi_pr_sync(struct blk__iscsi *is, struct iscsi_context *ctx, int in_sa,
+			      const struct blk__pr_out *out, struct blk_pr_state *st)
+{
+	struct scsi_task *task;
+	int retries, rc;
+
+	for (retries = 0;; retries++) {
+		if (out)
+			task = blk__iscsi_pr_out_task(out);
+		else
+			task = scsi_cdb_persistent_reserve_in((enum scsi_persistent_in_sa)in_sa,
+							      BLK__PR_IN_LEN);
+		task = blk__iscsi_run_sync(is, ctx, task);
+		if (!task)
+			return -EPIPE;
+		switch (task->status) {
+		case SCSI_STATUS_GOOD:
+			rc = out ? 0 : blk__iscsi_pr_in_decode(in_sa, task, st);
+			break;
+		case SCSI_STATUS_CANCELLED:
+		case SCSI_STATUS_ERROR:
+		case SCSI_STATUS_TIMEOUT:
+			rc = -EPIPE;
+			break;
+		default:
+			rc = blk__iscsi_classify(out ? BLK__ISCSI_PR_OUT : BLK__ISCSI_PR_IN, retries, task);
+			break;
+		}
+		scsi_free_scsi_task(task);
+		if (rc != 1)
+			return rc;
+	}
+}
+
+/*
+ * On a new session @ctx of a registered device, before anything is
+ * reissued: register our key again if the target still lists it, fence the
+ * device if not (blk.h, "Re-registration after a reconnect").  Returns
+ * -EPIPE if the session failed meanwhile (log in again), else 0.
+ */
+static int blk__iscsi_reregister(struct blk__iscsi *is, struct iscsi_context *ctx)
+{
+	struct blk__pr_out reg = { .sa = BLK__PR_REGISTER_IGNORE };
+	const char *why = NULL;
+	int rc;
+
+	reg.sa_key = atomic_load(&is->dev->pr_key);
+	if (reg.sa_key == 0 || blk_fenced(is->dev))
+		return 0;
+	rc = blk__iscsi_pr_sync(is, ctx, SCSI_PERSISTENT_RESERVE_READ_KEYS, NULL, &is->pr_before);
+	if (rc == 0 && blk__pr_count(&is->pr_before, reg.sa_key) == 0) {
+		why = "our reservation key is gone after a reconnect (preempted, or the target lost it)";
+		goto out;
+	}
+	if (rc == 0)
+		rc = blk__iscsi_pr_sync(is, ctx, 0, &reg, NULL);
+	if (rc == 0)
+		rc = blk__iscsi_pr_sync(is, ctx, SCSI_PERSISTENT_RESERVE_READ_KEYS, NULL, &is->pr_after);
+	if (rc == 0 && !blk__pr_reregistered(reg.sa_key, &is->pr_before, &is->pr_after)) {
+		/* Fenced first: nothing is issued until we return anyway. */
+		blk__fence(is->dev, "preempted while registering again after a reconnect");
+		reg.sa_key = 0;
+		rc = blk__iscsi_pr_sync(is, ctx, 0, &reg, NULL);
+	} else if (rc == 0) {
+		fprintf(stderr, "cxfs blk: %s: reservation key registered again on the new session\n",
+			is->dev->uri);
+	}
+	if (rc < 0 && rc != -EPIPE)
+		why = "cannot register our reservation key again after a reconnect";
+out:
+	if (why)
+		blk__fence(is->dev, why);
+	return rc == -EPIPE ? rc : 0;
+}
+
+/*
  * Tear down the failed session, putting every command in flight back on the
- * retry list, and log in again, retrying until it works or the device is
- * closed.  Commands queued for longer than BLK__ISCSI_GIVEUP_MS of failed
- * attempts are failed with -EIO (none of them was acknowledged).
+ * retry list, and log in again (registering our key again on the new
+ * session), retrying until it works or the device is closed.  Commands
+ * queued for longer than BLK__ISCSI_GIVEUP_MS of failed attempts are failed
+ * with -EIO (none of them was acknowledged).
  */
 static void blk__iscsi_reconnect(struct blk__iscsi *is)
 {
@@ -549,6 +768,10 @@ static void blk__iscsi_reconnect(struct blk__iscsi *is)
 	}
 	for (attempt = 0;; attempt++) {
 		ctx = blk__iscsi_connect(is, attempt == 0, &err);
+		if (ctx && blk__iscsi_reregister(is, ctx) < 0) {
+			iscsi_destroy_context(ctx);
+			ctx = NULL;
+		}
 		if (ctx)
 			break;
 		if (blk__iscsi_now_ms() - down_since > BLK__ISCSI_GIVEUP_MS)
@@ -696,37 +919,23 @@ static int blk__iscsi_flush(struct blk_dev *dev)
 	return blk__iscsi_run(dev->be.iscsi, &c, 1);
 }
 
-static int blk__iscsi_pr_out(struct blk_dev *dev, int sa, uint64_t key, uint64_t sa_key)
+static int blk__iscsi_pr_out(struct blk_dev *dev, const struct blk__pr_out *req)
 {
-	struct blk__iscsi_cmd c = {
-		.op = BLK__ISCSI_PR_OUT,
-		.pr_sa = sa,
-		.pr_type = SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE_ALL_REGISTRANTS,
-		.pr = { .reservation_key = key, .service_action_reservation_key = sa_key },
-	};
+	struct blk__iscsi_cmd c = { .op = BLK__ISCSI_PR_OUT, .pr_req = *req };
 
 	return blk__iscsi_run(dev->be.iscsi, &c, 1);
 }
 
-/*
- * Register @key for this I_T nexus and make sure the LUN carries a
- * WRITE EXCLUSIVE - ALL REGISTRANTS reservation, so that once a node's key
- * is preempted its writes fail while every registered node may still write.
- */
-static int blk__iscsi_pr_register(struct blk_dev *dev, uint64_t key)
+/* READ KEYS and READ RESERVATION, both decoded into @out. */
+static int blk__iscsi_pr_in(struct blk_dev *dev, struct blk_pr_state *out)
 {
-	int rc;
+	struct blk__iscsi_cmd c[2] = {
+		{ .op = BLK__ISCSI_PR_IN, .pr_in_sa = SCSI_PERSISTENT_RESERVE_READ_KEYS, .pr_state = out },
+		{ .op = BLK__ISCSI_PR_IN, .pr_in_sa = SCSI_PERSISTENT_RESERVE_READ_RESERVATION,
+		  .pr_state = out },
+	};
 
-	rc = blk__iscsi_pr_out(dev, SCSI_PERSISTENT_RESERVE_REGISTER_AND_IGNORE_EXISTING_KEY, 0, key);
-	if (rc < 0)
-		return rc;
-	return blk__iscsi_pr_out(dev, SCSI_PERSISTENT_RESERVE_RESERVE, key, 0);
-}
-
-/* Remove @victim_key's registrations: its writes then fail at the target. */
-static int blk__iscsi_pr_preempt(struct blk_dev *dev, uint64_t my_key, uint64_t victim_key)
-{
-	return blk__iscsi_pr_out(dev, SCSI_PERSISTENT_RESERVE_PREEMPT, my_key, victim_key);
+	return blk__iscsi_run(dev->be.iscsi, c, 2);
 }
 
 static void blk__iscsi_free(struct blk__iscsi *is)
@@ -812,6 +1021,6 @@ const struct blk__ops blk__iscsi_ops = {
 	.read = blk__iscsi_read,
 	.write = blk__iscsi_write,
 	.flush = blk__iscsi_flush,
-	.pr_register = blk__iscsi_pr_register,
-	.pr_preempt = blk__iscsi_pr_preempt,
+	.pr_out = blk__iscsi_pr_out,
+	.pr_in = blk__iscsi_pr_in,
 };

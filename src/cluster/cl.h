@@ -34,6 +34,8 @@ struct vn_table;
 struct vnode;
 struct cl_ctx;
 
+struct cms_levels;
+
 struct cl_opts {
 	const char *config;          /* cluster.conf */
 	const char *node;            /* this node's name in it */
@@ -49,6 +51,8 @@ struct cl_opts {
 	/* Drop the kernel's cached attributes of @ino only; never blocks. */
 	int (*inval_attr)(void *arg, uint64_t ino);
 	void *inval_arg;
+	/* The protocol levels this node advertises (NULL: this build's); for tests of old peers. */
+	const struct cms_levels *levels;
 	/*
 	 * An application's request that waits for a metadata server that
 	 * shows no sign of life (refused, stopped, cut off) fails with EIO

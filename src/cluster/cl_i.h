@@ -147,6 +147,10 @@ struct cl_ctx {
 	atomic_bool is_server;
 
 	struct rpc_chan *mds;           /* client: the channel to the MDS (see cl_mds_chan) */
+	uint64_t members;               /* the membership's nodes (index bits); under mu */
+	uint64_t epoch;                 /* its epoch; under mu */
+	uint64_t fenced;                /* MDS: nodes fenced and not back since; under mu */
+	struct cms *cms;                /* the membership; constant after cl_start */
 
 	/*
 	 * The gate: while closed, new requests to the MDS wait (a relocation
@@ -156,6 +160,7 @@ struct cl_ctx {
 	pthread_mutex_t gate_mu;
 	pthread_cond_t gate_cv;
 	bool gate_closed, gate_emigrate;     /* under gate_mu */
+	bool cut_off;                   /* no quorum / not a member: wait too; under gate_mu */
 	atomic_bool relocating;         /* MDS: a relocation moves it away */
 	atomic_bool bagging;            /* MDS: its state is being bagged: take no return */
 	atomic_uint handlers;           /* requests of other nodes being handled */
@@ -349,6 +354,24 @@ void cl_reach_stop(struct cl_ctx *cx);
 /* ---- cl_server.c (MDS) ------------------------------------------------- */
 
 int cl_server_start(struct cl_ctx *cx);
+/*
+ * MDS: @node is out of the cluster (withdrew, or left and was fenced): its
+ * tokens, POSIX and flock locks go, so no recall waits for it and other
+ * nodes get its locks; files it held open after their last unlink are
+ * freed.  @why goes to the log.
+ */
+void cl_server_node_lost(struct cl_ctx *cx, uint32_t node, const char *why);
+
+/* ---- membership (cl_member.c) ---- */
+struct cms_levels;
+/* Start the membership and wait (cluster.conf quorum_wait) to be a member with quorum. */
+int cl_member_start(struct cl_ctx *cx, const struct cms_levels *levels, char *err,
+		    size_t errlen);
+void cl_member_leave(struct cl_ctx *cx);   /* orderly: withdraw, nobody recovers us */
+void cl_member_stop(struct cl_ctx *cx);
+bool cl_member_up(struct cl_ctx *cx, uint32_t node);   /* in the current membership */
+/* The node's SCSI-3 reservation key: one per node and cluster, never 0. */
+uint64_t cl_pr_key(const struct cms_config *cfg, uint32_t node_id);
 /* Stop the reclaimer (the token server stays); start it again. */
 void cl_server_stop(struct cl_ctx *cx);
 int cl_reclaimer_start(struct cl_ctx *cx);

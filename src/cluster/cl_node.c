@@ -31,6 +31,7 @@
 #include "block/blk.h"
 #include "cluster/cl_wire.h"
 #include "common/cx_intr.h"
+#include "membership/cms.h"
 #include "membership/cms_config.h"
 #include "meta/meta_sb.h"
 #include "vnode/vn_meta.h"
@@ -667,13 +668,19 @@ struct rpc_chan *cl_mds_chan(struct cl_ctx *cx)
 
 int cl_gate_wait(struct cl_ctx *cx)
 {
+	int64_t end = cx_intr_now_ns() + (int64_t)cms_config_quorum_wait_ms(cx->cfg) * 1000000;
+	struct timespec until = { (time_t)(end / 1000000000), (long)(end % 1000000000) };
 	int rc = 0;
 
 	pthread_mutex_lock(&cx->gate_mu);
-	while (cx->gate_closed && !cx->gate_emigrate && rc >= 0)
-		rc = cx_intr_wait(&cx->gate_cv, &cx->gate_mu, NULL);
-	if (rc >= 0)
-		rc = cx->gate_closed ? -VN_EMIGRATING : 0;
+	while (((cx->gate_closed && !cx->gate_emigrate) || cx->cut_off) && rc == 0) {
+		/* Cut off from the cluster: wait for quorum up to quorum_wait, then EIO. */
+		rc = cx_intr_wait(&cx->gate_cv, &cx->gate_mu, cx->cut_off ? &until : NULL);
+		if (rc == ETIMEDOUT)
+			rc = cx->cut_off ? -EIO : 0;
+	}
+	if (!rc && cx->gate_closed)
+		rc = -VN_EMIGRATING;
 	pthread_mutex_unlock(&cx->gate_mu);
 	return rc;
 }
@@ -836,10 +843,15 @@ static int reply_name(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__NameQu
 	return rpc_reply(req, CXFS__MSG_TYPE__NAME_REPLY, &r.base);
 }
 
-/* Remember @node's channel, on which its recalls go. */
+/*
+ * Remember @node's channel, on which its recalls go.  A new one after a
+ * lost connection: the recalls sent on the old one may be lost, and go
+ * again (the node stayed a member, so it keeps its tokens).
+ */
 static void note_channel(struct cl_ctx *cx, uint32_t node, struct rpc_chan *ch)
 {
 	struct rpc_chan *old = NULL;
+	bool back = false;
 
 	if (node >= CL_MAX_NODES)
 		return;
@@ -848,10 +860,13 @@ static void note_channel(struct cl_ctx *cx, uint32_t node, struct rpc_chan *ch)
 		old = cx->node_chan[node];
 		rpc_chan_hold(ch);
 		cx->node_chan[node] = ch;
+		back = old != NULL;
 	}
 	pthread_mutex_unlock(&cx->mu);
 	if (old)
 		rpc_chan_put(old);
+	if (back && cx->ts)
+		tok_server_node_back(cx->ts, node);
 }
 
 static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
@@ -1022,6 +1037,10 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 				up[i] = true;
 				continue;
 			}
+			if (!cl_member_up(cx, (uint32_t)i + 1)) {
+				up[i] = false;
+				continue;
+			}
 			up[i] = ask_node(cx, n, &s) == 1;
 			if (s && !server)
 				server = s;
@@ -1130,6 +1149,9 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 			 rc_cfg.listen_port, strerror(-rc));
 		goto fail;
 	}
+	rc = cl_member_start(cx, o->levels, err, errlen);
+	if (rc)
+		goto fail;
 	rc = find_server(cx, err, errlen);
 	if (rc)
 		goto fail;
@@ -1146,6 +1168,7 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	*out = cx;
 	return 0;
 fail:
+	cl_member_stop(cx);
 	if (cx->rpc)
 		rpc_ctx_destroy(cx->rpc);
 	cms_config_free(cx->cfg);
@@ -1296,6 +1319,7 @@ void cl_stop(struct cl_ctx *cx)
 {
 	if (!cx)
 		return;
+	cl_member_leave(cx);
 	atomic_store(&cx->ready, false);
 	cl_reach_stop(cx);
 	cl_watchdog_stop(cx);
@@ -1310,6 +1334,7 @@ void cl_stop(struct cl_ctx *cx)
 		if (cx->node_chan[i])
 			rpc_chan_put(cx->node_chan[i]);
 	rpc_ctx_destroy(cx->rpc);
+	cl_member_stop(cx);
 	cl_dm_detach(cx);
 	kore_free(cx);
 	if (cx->mfs)
@@ -1355,6 +1380,7 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	struct tok_server_stats tss = { 0 };
 	size_t len = 0, nn = cms_config_node_count(cx->cfg);
 	const struct cms_node *srv;
+	uint64_t fenced;
 	int n;
 
 #define PUT(...)                                                                   \
@@ -1372,21 +1398,16 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 		tok_server_stats(cx->ts, &tss);
 	pthread_mutex_lock(&cx->mu);
 	srv = cl_node_by_id(cx, cx->server_id);
+	fenced = cx->fenced;
 	pthread_mutex_unlock(&cx->mu);
 	PUT("{\"cluster\":\"%s\",\"node\":\"%s\",\"filesystem\":\"%s\",\"server\":\"%s\","
 	    "\"is_server\":%s,\"nodes\":[", cms_config_cluster(cx->cfg), cms_node_name(cx->self),
 	    cms_fs_name(cx->fs), srv ? cms_node_name(srv) : "", cx->is_server ? "true" : "false");
 	for (size_t i = 0; i < nn; i++) {
 		const struct cms_node *nd = cms_config_node_at(cx->cfg, i);
-		bool connected = cms_node_index(nd) + 1 == cx->self_id;
+		/* Up: in the membership (this node's view). */
+		bool connected = cl_member_up(cx, (uint32_t)i + 1);
 
-		if (cx->is_server) {
-			pthread_mutex_lock(&cx->mu);
-			connected = connected || cx->node_chan[i + 1] != NULL;
-			pthread_mutex_unlock(&cx->mu);
-		} else if (i + 1 == cx->server_id) {
-			connected = true;
-		}
 		PUT("%s{\"name\":\"%s\",\"address\":\"%s\",\"port\":%u,\"may_serve\":%s,"
 		    "\"known_up\":%s}", i ? "," : "", cms_node_name(nd), cms_node_address(nd),
 		    cms_node_port(nd), cms_node_may_serve(nd) ? "true" : "false",
@@ -1415,7 +1436,22 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 		    "\"min\":%u,\"max\":%u,\"handled\":%" PRIu64 ",\"waited\":%" PRIu64 "}",
 		    i ? "," : "", ls[i].name, ls[i].workers, ls[i].running, ls[i].queued,
 		    ls[i].peak, ls[i].min, ls[i].max, ls[i].handled, ls[i].waited);
-	PUT("},\"token_client\":{\"acquires_cached\":%" PRIu64 ",\"acquires_server\":%" PRIu64
+	PUT("},\"fenced\":\"");
+	for (size_t i = 0, first = 1; i < nn && i < CMS_MAX_NODES; i++)
+		if (fenced & CMS_BIT(i)) {
+			PUT("%s%s", first ? "" : ",", cms_node_name(cms_config_node_at(cx->cfg, i)));
+			first = 0;
+		}
+	PUT("\",\"membership\":");
+	if (cx->cms) {
+		n = cms_status_json(cx->cms, buf + len, len < size ? size - len : 0);
+		if (n < 0)
+			return n;
+		len += (size_t)n;
+	} else {
+		PUT("null");
+	}
+	PUT(",\"token_client\":{\"acquires_cached\":%" PRIu64 ",\"acquires_server\":%" PRIu64
 	    ",\"recalls\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"inodes\":%" PRIu64 "}",
 	    tcs.acquires_cached, tcs.acquires_server, tcs.recalls, tcs.refusals, tcs.inodes);
 	if (cx->is_server)

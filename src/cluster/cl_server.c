@@ -22,9 +22,13 @@
  * An inode whose last name goes is freed only when no node holds its EXIST
  * token: the server recalls it conditionally, a node that still uses the
  * file refuses, and the file is freed when that node's EXIST comes back
- * (last_exist, which queues it for the reclaimer thread).  The same thread
- * drops the tokens and the POSIX and flock locks of a node whose connection
- * is gone.
+ * (last_exist, which queues it for the reclaimer thread).
+ *
+ * Liveness is the membership's (cl_member.c), not the connection's: a node
+ * whose connection drops keeps its tokens, and recalls that could not be
+ * sent, or were lost with the connection, go again when it is back
+ * (tok_server_node_back).  Its tokens and locks go only when the
+ * membership loses it, after it is fenced (cl_server_node_lost).
  *
  * Lock order: see cl_i.h; cl_ctx.rmu is a leaf.
  */
@@ -39,6 +43,7 @@
 #include <time.h>
 
 #include "cluster/cl_wire.h"
+#include "membership/cms_config.h"
 #include "vnode/vn_lock.h"
 #include "vnode/vn_meta.h"
 
@@ -67,28 +72,24 @@ static void local_recall_run(void *arg)
 	free(r);
 }
 
-/*
- * @node is gone (its daemon or host died, or its connection): it holds
- * nothing any more, so no recall waits for it, and its POSIX and flock locks
- * go, so other nodes' waiters get them.  @why goes to the log.
- */
-static void node_gone(struct cl_ctx *cx, uint32_t node, const char *why)
+void cl_server_node_lost(struct cl_ctx *cx, uint32_t node, const char *why)
 {
+	struct rpc_chan *ch = NULL;
 	size_t nlocks = 0;
 
+	pthread_mutex_lock(&cx->mu);
+	if (node < CL_MAX_NODES) {
+		ch = cx->node_chan[node];
+		cx->node_chan[node] = NULL;
+	}
+	pthread_mutex_unlock(&cx->mu);
+	if (ch)
+		rpc_chan_put(ch);
 	tok_server_node_down(cx->ts, node);
 	if (cx->mfs)
 		nlocks = vn_lock_release_node(vn_meta_fs_locks(cx->mfs), node);
-	fprintf(stderr, "cxfsd: node %u %s: its tokens and its %zu lock(s) are dropped\n", node,
-		why, nlocks);
-}
-
-static void node_down_run(void *arg)
-{
-	struct cl_srv_recall *r = arg;
-
-	node_gone(r->cx, r->node, "cannot be reached");
-	free(r);
+	fprintf(stderr, "cxfsd: node %s %s: its tokens and its %zu lock(s) are dropped\n",
+		cms_node_name(cl_node_by_id(cx, node)), why, nlocks);
 }
 
 static struct rpc_chan *node_chan(struct cl_ctx *cx, uint32_t node)
@@ -133,8 +134,13 @@ static void srv_recall(void *arg, uint32_t node, uint64_t ino, const struct tok_
 		rc = rpc_send(ch, CXFS__MSG_TYPE__TOKEN_RECALL, &m.base);
 		rpc_chan_put(ch);
 	}
-	if (rc == 0 || cl_spawn(cx, node_down_run, r))
-		free(r);
+	/*
+	 * Not sent (no connection now): the recall stays marked, and is sent
+	 * again when the node is back (tok_server_node_back), or the node's
+	 * tokens go when the membership loses it.
+	 */
+	(void)rc;
+	free(r);
 }
 
 static void srv_ioexcl_lost(void *arg, uint32_t node, uint64_t ino)
@@ -185,34 +191,6 @@ static const struct tok_server_ops srv_tok_ops = {
 };
 
 /*
- * Liveness is the connection: a node whose connection to the MDS is gone
- * (its daemon died, or its host) holds nothing any more, so that no recall
- * waits for it for ever and its locks do not outlive it.
- */
-static void check_nodes(struct cl_ctx *cx)
-{
-	for (uint32_t node = 1; node < CL_MAX_NODES; node++) {
-		struct rpc_chan *ch;
-		struct rpc_stats st;
-
-		pthread_mutex_lock(&cx->mu);
-		ch = cx->node_chan[node];
-		if (ch) {
-			rpc_chan_stats(ch, &st);
-			if (st.disconnects)
-				cx->node_chan[node] = NULL;
-			else
-				ch = NULL;
-		}
-		pthread_mutex_unlock(&cx->mu);
-		if (!ch)
-			continue;
-		rpc_chan_put(ch);
-		node_gone(cx, node, "left (its connection is gone)");
-	}
-}
-
-/*
  * Free inodes whose last EXIST token came back (their INACTIVE reclaims
  * them), and every half second look for nodes that left.
  */
@@ -233,11 +211,7 @@ static void *reclaimer(void *arg)
 			until.tv_nsec += 500 * 1000000L;
 			until.tv_sec += until.tv_nsec / 1000000000L;
 			until.tv_nsec %= 1000000000L;
-			if (pthread_cond_timedwait(&cx->rcv, &cx->rmu, &until) == ETIMEDOUT) {
-				pthread_mutex_unlock(&cx->rmu);
-				check_nodes(cx);
-				pthread_mutex_lock(&cx->rmu);
-			}
+			(void)pthread_cond_timedwait(&cx->rcv, &cx->rmu, &until);
 		}
 		if (!cx->nrq)
 			break;

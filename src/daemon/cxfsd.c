@@ -22,6 +22,7 @@
 #include "common/cx_util.h"
 #include "daemon/admin.h"
 #include "dmapi/dm_sock.h"
+#include "membership/cms.h"
 #include "relocate/kore.h"
 #include "daemon/cxfsd.h"
 #include "meta/meta_store.h"
@@ -70,6 +71,10 @@ static void usage(FILE *f)
 		"      --token-wait-log S cluster mode: log a token wait older than S seconds,\n"
 		"                         and again at 6, 24 and every 120 times S (default 5;\n"
 		"                         0: never)\n"
+		"      --protocol-levels SUBSYS=MIN-MAX[,...]  cluster mode: advertise these\n"
+		"                         protocol levels instead of this build's (messages,\n"
+		"                         tokens, dmapi, relocation, membership), to try a\n"
+		"                         node that speaks an older protocol\n"
 		"  -f, --debug            print every FUSE request\n"
 		"  -h, --help             this text\n");
 }
@@ -80,6 +85,8 @@ struct cxfsd_opts {
 	unsigned commit_ms, threads, dm_timeout;
 	unsigned server_wait;         /* --server-wait seconds (0: the default) */
 	int wait_log;                 /* --token-wait-log seconds, or -1: the default */
+	struct cms_levels levels;     /* --protocol-levels */
+	bool levels_set;
 	int daemon, debug, writeback;
 };
 
@@ -116,7 +123,7 @@ static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
 static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 {
 	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR, OPT_ADMIN, OPT_FS, OPT_DMSOCK,
-	       OPT_DMTMO, OPT_WAITLOG, OPT_SRVWAIT };
+	       OPT_DMTMO, OPT_WAITLOG, OPT_LEVELS, OPT_SRVWAIT };
 	static const struct option longopts[] = {
 		{ "volume", required_argument, NULL, 'v' },
 		{ "config", required_argument, NULL, 'c' },
@@ -134,6 +141,7 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		{ "dm-socket", required_argument, NULL, OPT_DMSOCK },
 		{ "dmapi-timeout", required_argument, NULL, OPT_DMTMO },
 		{ "token-wait-log", required_argument, NULL, OPT_WAITLOG },
+		{ "protocol-levels", required_argument, NULL, OPT_LEVELS },
 		{ "server-wait", required_argument, NULL, OPT_SRVWAIT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -170,6 +178,15 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 					optarg);
 				return 2;
 			}
+			break;
+		case OPT_LEVELS:
+			if (cms_levels_parse(optarg, &o->levels)) {
+				fprintf(stderr, "cxfsd: --protocol-levels %s: want SUBSYS=MIN-MAX[,...] "
+					"with SUBSYS one of messages, tokens, dmapi, relocation, "
+					"membership\n", optarg);
+				return 2;
+			}
+			o->levels_set = true;
 			break;
 		case OPT_SRVWAIT: {
 			char *end;
@@ -404,7 +421,7 @@ static int inval_attr(void *arg, uint64_t ino)
 static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta_store_opts *so)
 {
 	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, inval_attr, d,
-			      o->server_wait * 1000u };
+			      o->levels_set ? &o->levels : NULL, o->server_wait * 1000u };
 	struct blk_open_opts bo = { 0 };
 	struct vn_meta_fs *mfs;
 	char err[512];

@@ -81,11 +81,20 @@ struct cms_config {
 	size_t nnodes;
 	struct cms_fs **fss;             /* in file order */
 	size_t nfs;
+	unsigned heartbeat_ms;           /* membership: heartbeat interval */
+	unsigned dead_ms;                /* a node not heard for this long is dead */
+	unsigned quorum_wait_ms;         /* requests wait this long for quorum, then EIO */
+	enum cms_tie_breaker tie_breaker;
 };
 
 const char *cms_config_path(const struct cms_config *cfg) { return cfg->path; }
 const char *cms_config_cluster(const struct cms_config *cfg) { return cfg->cluster; }
 const char *cms_config_secret_path(const struct cms_config *cfg) { return cfg->secret_path; }
+
+unsigned cms_config_heartbeat_ms(const struct cms_config *cfg) { return cfg->heartbeat_ms; }
+unsigned cms_config_dead_ms(const struct cms_config *cfg) { return cfg->dead_ms; }
+unsigned cms_config_quorum_wait_ms(const struct cms_config *cfg) { return cfg->quorum_wait_ms; }
+enum cms_tie_breaker cms_config_tie_breaker(const struct cms_config *cfg) { return cfg->tie_breaker; }
 
 const uint8_t *cms_config_secret(const struct cms_config *cfg, size_t *len)
 {
@@ -235,6 +244,8 @@ static int cms__kw_volume(struct cms__parser *p, char **args, int nargs);
 static int cms__kw_servers(struct cms__parser *p, char **args, int nargs);
 static int cms__kw_dmapi(struct cms__parser *p, char **args, int nargs);
 static int cms__kw_options(struct cms__parser *p, char **args, int nargs);
+static int cms__kw_ms(struct cms__parser *p, char **args, int nargs);
+static int cms__kw_tie_breaker(struct cms__parser *p, char **args, int nargs);
 
 /* Where a keyword may appear. */
 enum cms__where {
@@ -256,6 +267,10 @@ struct cms__keyword {
 static const struct cms__keyword cms__keywords[] = {
 	{ "cluster",    CMS__GLOBAL,   1, 1, false, cms__kw_cluster },
 	{ "secret",     CMS__GLOBAL,   1, 1, false, cms__kw_secret },
+	{ "heartbeat",  CMS__GLOBAL,   1, 1, false, cms__kw_ms },
+	{ "dead_after", CMS__GLOBAL,   1, 1, false, cms__kw_ms },
+	{ "quorum_wait", CMS__GLOBAL,  1, 1, false, cms__kw_ms },
+	{ "tie_breaker", CMS__GLOBAL,  1, 1, false, cms__kw_tie_breaker },
 	{ "node",       CMS__ANYWHERE, 1, 1, true,  cms__kw_node },
 	{ "address",    CMS__NODE,     1, 1, false, cms__kw_address },
 	{ "port",       CMS__NODE,     1, 1, false, cms__kw_port },
@@ -281,6 +296,7 @@ struct cms__parser {
 	int seen[CMS__NKEYWORDS];        /* line of each keyword in this section, or 0 */
 	int cluster_line;                /* line of "cluster", or 0 */
 	int secret_line;                 /* line of "secret", or 0 */
+	const char *line_kw;             /* the keyword of the line being read */
 };
 
 /* 3. Messages and lexical checks. */
@@ -734,6 +750,52 @@ static int cms__kw_options(struct cms__parser *p, char **args, int nargs)
 	return p->fs->options ? 0 : cms__nomem(p);
 }
 
+/*
+ * A duration of the membership: "250ms", "1.5s" is not taken; "2s" or a
+ * bare number of milliseconds.  heartbeat 10 ms to 10 s, dead_after 3
+ * heartbeats to 120 s (checked with the heartbeat at the end), quorum_wait
+ * 0 to 1 day.
+ */
+static int cms__kw_ms(struct cms__parser *p, char **args, int nargs)
+{
+	const char *kw = p->line_kw, *s = args[0], *end = s + strlen(s);
+	unsigned long v, mult = 1, max = 86400000UL;
+	unsigned *out = &p->cfg->quorum_wait_ms;
+
+	if (end - s > 2 && strcmp(end - 2, "ms") == 0) {
+		end -= 2;
+	} else if (end - s > 1 && end[-1] == 's') {
+		end--;
+		mult = 1000;
+	}
+	if (strcmp(kw, "heartbeat") == 0) {
+		out = &p->cfg->heartbeat_ms;
+		max = 10000;
+	} else if (strcmp(kw, "dead_after") == 0) {
+		out = &p->cfg->dead_ms;
+		max = 120000;
+	}
+	if (!cms__parse_num(s, end, 9, max, &v) || v * mult > max ||
+	    (out == &p->cfg->heartbeat_ms && v * mult < 10))
+		return cms__fail(p, p->line, -EINVAL,
+				 "bad %s \"%s\": want milliseconds (\"250\", \"250ms\") or seconds (\"2s\"), "
+				 "%s to %lu ms", kw, args[0], out == &p->cfg->heartbeat_ms ? "10" : "0", max);
+	*out = (unsigned)(v * mult);
+	return 0;
+}
+
+static int cms__kw_tie_breaker(struct cms__parser *p, char **args, int nargs)
+{
+	if (strcmp(args[0], "disk") == 0)
+		p->cfg->tie_breaker = CMS_TIE_DISK;
+	else if (strcmp(args[0], "none") == 0)
+		p->cfg->tie_breaker = CMS_TIE_NONE;
+	else
+		return cms__fail(p, p->line, -EINVAL, "bad tie_breaker \"%s\": want disk or none",
+				 args[0]);
+	return 0;
+}
+
 /* Split one line (NUL-terminated, no newline) into words and run its keyword. */
 static int cms__line(struct cms__parser *p, char *text)
 {
@@ -792,6 +854,7 @@ static int cms__line(struct cms__parser *p, char *text)
 		return cms__fail(p, p->line, -EINVAL, "\"%s\" given twice (first at line %d)", kw->word,
 				 p->seen[i]);
 	p->seen[i] = p->line;
+	p->line_kw = kw->word;
 	return kw->handle(p, words + 1, n - 1);
 }
 
@@ -980,6 +1043,11 @@ static int cms__finish(struct cms__parser *p)
 		return cms__fail(p, last, -EINVAL, "no \"cluster NAME\" line before the first section");
 	if (!p->secret_line)
 		return cms__fail(p, last, -EINVAL, "no \"secret FILE\" line before the first section");
+	if (p->cfg->dead_ms < 3 * p->cfg->heartbeat_ms)
+		return cms__fail(p, last, -EINVAL,
+				 "dead_after %u ms is less than 3 heartbeats (heartbeat %u ms): "
+				 "one lost datagram would declare a node dead",
+				 p->cfg->dead_ms, p->cfg->heartbeat_ms);
 	rc = cms__check_nodes(p);
 	if (rc < 0)
 		return rc;
@@ -1005,6 +1073,10 @@ int cms_config_parse(const char *name, const char *buf, size_t len, struct cms_c
 	p.cfg = calloc(1, sizeof(*p.cfg));
 	if (!p.cfg)
 		return cms__nomem(&p);
+	p.cfg->heartbeat_ms = CMS_HEARTBEAT_MS;
+	p.cfg->dead_ms = CMS_DEAD_MS;
+	p.cfg->quorum_wait_ms = CMS_QUORUM_WAIT_MS;
+	p.cfg->tie_breaker = CMS_TIE_DISK;
 	p.cfg->path = strdup(name);
 	if (!p.cfg->path) {
 		rc = cms__nomem(&p);

@@ -30,6 +30,16 @@
 #define CMS_NAME_MAX 63                  /* longest cluster, node or filesystem name */
 #define CMS_INITIATOR_PREFIX "iqn.2026-11.org.cxfs:"  /* of derived initiator names */
 
+#define CMS_HEARTBEAT_MS 200             /* default heartbeat interval */
+#define CMS_DEAD_MS 900                  /* default: a node not heard for this long is dead */
+#define CMS_QUORUM_WAIT_MS 60000         /* default: how long requests wait for quorum */
+
+/* What decides when exactly half of the nodes that may serve are together. */
+enum cms_tie_breaker {
+	CMS_TIE_DISK,                    /* a race for the reservation of the shared LUN (default) */
+	CMS_TIE_NONE,                    /* half is not a quorum */
+};
+
 struct cms_config;
 struct cms_node;
 struct cms_fs;
@@ -69,6 +79,12 @@ const char *cms_config_cluster(const struct cms_config *cfg);      /* the cluste
 const char *cms_config_secret_path(const struct cms_config *cfg);  /* as resolved */
 /* The secret's bytes (all of the file, at least CMS_SECRET_MIN); *@len gets their number. */
 const uint8_t *cms_config_secret(const struct cms_config *cfg, size_t *len);
+
+/* The membership settings (docs/cluster.conf.md), defaults applied. */
+unsigned cms_config_heartbeat_ms(const struct cms_config *cfg);
+unsigned cms_config_dead_ms(const struct cms_config *cfg);
+unsigned cms_config_quorum_wait_ms(const struct cms_config *cfg);
+enum cms_tie_breaker cms_config_tie_breaker(const struct cms_config *cfg);
 
 /* Nodes, in file order. */
 size_t cms_config_node_count(const struct cms_config *cfg);

@@ -218,7 +218,8 @@ struct rpc_ctx {
 	struct rpc__key key;            /* constant after create */
 	char cluster[RPC_NAME_MAX + 1]; /* constant */
 	char node[RPC_NAME_MAX + 1];    /* constant */
-	_Atomic uint64_t epoch;
+	_Atomic uint64_t epoch;          /* frames carry it */
+	_Atomic uint64_t floor;          /* frames that carry less are refused */
 	uint32_t max_payload;           /* constant */
 	unsigned hello_ms;              /* constant */
 	rpc_handler_fn handler;         /* constant */
@@ -1037,7 +1038,7 @@ static int rpc__frame_in(struct rpc__conn *conn)
 	}
 	free(conn->body);
 	conn->body = NULL;
-	if (h->epoch < atomic_load(&ctx->epoch)) {
+	if (h->epoch < atomic_load(&ctx->floor)) {
 		rpc_msg_free(msg);
 		rpc__drop(conn, RPC_DROP_EPOCH, NULL);
 		return -1;
@@ -1604,6 +1605,7 @@ int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
 	snprintf(ctx->cluster, sizeof(ctx->cluster), "%s", cfg->cluster);
 	snprintf(ctx->node, sizeof(ctx->node), "%s", cfg->node);
 	atomic_init(&ctx->epoch, cfg->epoch);
+	atomic_init(&ctx->floor, cfg->epoch);
 	ctx->max_payload = cfg->max_payload ? cfg->max_payload : RPC_MAX_PAYLOAD_DEFAULT;
 	ctx->hello_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : RPC__HELLO_MS_DEFAULT;
 	ctx->handler = cfg->handler;
@@ -1706,6 +1708,11 @@ uint16_t rpc_ctx_port(const struct rpc_ctx *ctx)
 void rpc_ctx_set_epoch(struct rpc_ctx *ctx, uint64_t epoch)
 {
 	atomic_store(&ctx->epoch, epoch);
+}
+
+void rpc_ctx_set_floor(struct rpc_ctx *ctx, uint64_t floor)
+{
+	atomic_store(&ctx->floor, floor);
 }
 
 void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st)

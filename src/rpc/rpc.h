@@ -193,10 +193,13 @@ void rpc_ctx_destroy(struct rpc_ctx *ctx);
 /* The port the listener is bound to (0 without a listener). */
 uint16_t rpc_ctx_port(const struct rpc_ctx *ctx);
 /*
- * Set the membership epoch: frames from now on carry it, and frames that
- * carry an older one are refused.
+ * Set the membership epoch that frames from now on carry.  Frames that
+ * carry less than the floor are refused (both start at rpc_config.epoch);
+ * the membership raises the floor only once every member sends the new
+ * epoch, so a change never refuses a member's frame.
  */
 void rpc_ctx_set_epoch(struct rpc_ctx *ctx, uint64_t epoch);
+void rpc_ctx_set_floor(struct rpc_ctx *ctx, uint64_t floor);
 /* Totals over every channel the context has had. */
 void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st);
 /* The figures of the first @n lanes into @out; returns the number of lanes. */

@@ -222,6 +222,11 @@ void tok_server_op_end(struct tok_op *op);
 
 /* @node left the cluster: drop all it holds, fail its waiting requests (-ENOTCONN). */
 void tok_server_node_down(struct tok_server *s, uint32_t node);
+/*
+ * @node's connection was lost and is back (it stayed a member): recalls
+ * sent to it may be lost, so every recall still unanswered is sent again.
+ */
+void tok_server_node_back(struct tok_server *s, uint32_t node);
 /* Every wait in progress ends with -TOK_EEARLY; unanswered recalls are sent again on retry. */
 void tok_server_interrupt_all(struct tok_server *s);
 /*
@@ -403,6 +408,15 @@ bool tok_client_ioexcl(struct tok_client *c, uint64_t ino);
 void tok_client_cached(struct tok_client *c, uint64_t ino, struct tok_set *held);
 /* Every wait in progress ends with -TOK_EEARLY. */
 void tok_client_interrupt_all(struct tok_client *c);
+/*
+ * The node was cut off from the cluster: the server has dropped (or will,
+ * once the node is fenced) every token it held, so they are gone here too,
+ * without duties and without telling the server; references in use stay
+ * counted until released, every wait ends with -TOK_EEARLY, and a lender
+ * learns its tokens went (the record's generation moves).  Returns the
+ * inodes that held tokens.
+ */
+size_t tok_client_lose_all(struct tok_client *c);
 /*
  * Relocation: reach the server through @ops from now on (the node became or
  * stopped being the metadata server); what the client holds stays.  No

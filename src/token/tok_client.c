@@ -739,6 +739,26 @@ void tok_client_interrupt_all(struct tok_client *c)
 	pthread_mutex_unlock(&c->mu);
 }
 
+size_t tok_client_lose_all(struct tok_client *c)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&c->mu);
+	for (unsigned b = 0; b < TOK__CBUCKETS; b++)
+		for (struct tok__cino *r = c->hash[b]; r; r = r->hnext) {
+			if (tok_set_empty(&r->level))
+				continue;
+			tok_set_clear(&r->level);
+			r->ioexcl = false;
+			r->gen++;
+			n++;
+		}
+	c->intr_gen++;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
 void tok_client_stats(struct tok_client *c, struct tok_client_stats *st)
 {
 	pthread_mutex_lock(&c->mu);

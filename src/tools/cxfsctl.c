@@ -701,6 +701,40 @@ static void print_lanes(FILE *f, struct js *j)
 			(unsigned long long)js_u64(j, k + 1, "waited"));
 }
 
+/* The membership ("cluster.membership"): epoch, leader, quorum, each node's state. */
+static void print_membership(FILE *f, struct js *j, int cl)
+{
+	int m = js_find(j, cl, "membership"), nodes, k;
+
+	if (m < 0 || j->v[m].type != JS_OBJECT)
+		return;
+	fprintf(f, "  membership  epoch %llu, leader %s, quorum %s, this node %s\n",
+		(unsigned long long)js_u64(j, m, "epoch"), *js_str(j, m, "leader") ?
+		js_str(j, m, "leader") : "none", js_bool(j, m, "quorum") ? "yes" : "NO",
+		js_str(j, m, "state"));
+	nodes = js_at(j, m, "nodes");
+	if (nodes < 0 || j->v[nodes].type != JS_ARRAY)
+		return;
+	for (k = nodes + 1; k < j->v[nodes].next; k = j->v[k].next) {
+		int lv = js_at(j, k, "levels");
+
+		fprintf(f, "              %-10s %-7s %-9s heard %6lld ms ago  levels", js_str(j, k, "name"),
+			js_bool(j, k, "member") ? "member" : "-", js_str(j, k, "state"),
+			(long long)js_double(j, k, "heard_ms_ago"));
+		for (int e = lv + 1; lv >= 0 && e < j->v[lv].next; e = j->v[e + 1].next)
+			fprintf(f, " %s %s", j->s + j->v[e].start, j->s + j->v[e + 1].start);
+		fprintf(f, "\n");
+	}
+	fprintf(f, "  fenced      %s\n", *js_str(j, cl, "fenced") ? js_str(j, cl, "fenced") : "none");
+	fprintf(f, "  refused     %llu datagram(s) with a wrong MAC, %llu replayed, %llu of an "
+		"old epoch, %llu for protocol levels%s%s\n",
+		(unsigned long long)js_u64(j, m, "refused.mac"),
+		(unsigned long long)js_u64(j, m, "refused.replay"),
+		(unsigned long long)js_u64(j, m, "refused.old_epoch"),
+		(unsigned long long)js_u64(j, m, "refused.levels"),
+		*js_str(j, m, "last_refusal") ? "; last: " : "", js_str(j, m, "last_refusal"));
+}
+
 /* The cluster node's report from its "status json" in @j (root object 0). */
 static void print_cluster_status(FILE *f, struct js *j)
 {
@@ -750,6 +784,7 @@ static void print_cluster_status(FILE *f, struct js *j)
 			me ? "this node" : "");
 	}
 
+	print_membership(f, j, cl);
 	print_counters(f, j, 0);
 	if (drop >= 0 && j->v[drop].type != JS_OBJECT) {
 		js_fail(j, "\"cluster.messages.dropped\" is not an object");

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# t_cluster_flock.sh: flock(2) locks exclude across the nodes of a 3-node
-# cluster (scripts/local-cluster: node1 serves the metadata).
+# t_cluster_flock.sh: flock(2) locks exclude across the nodes of a 5-node
+# cluster (scripts/local-cluster: node1 serves the metadata; five nodes so
+# that the three left after two nodes are killed still have quorum; node4
+# and node5 only take part in the membership).
 #
 #  - flock(1): LOCK_EX held on node2 makes `flock -n` fail on node3 and on
 #    node1, shared locks share, a blocking `flock` waits for the holder and
@@ -18,14 +20,15 @@
 #    (a blocking flock on node1 gets it);
 #  - node1's cxfsd is killed while its processes hold flock and POSIX locks:
 #    blocking flock and F_SETLKW on node3 (the MDS node) get them once the
-#    MDS notices the lost connection (about 0.5 s).
+#    membership loses node1 and the MDS recovers it (the dead threshold,
+#    under 1.5 s).
 . "$(dirname "$0")/lib_cluster.sh"
 it_init cluster_flock --need-tgtd
 command -v flock >/dev/null || skip_all "needs flock(1)"
 
 FLOCK_CHECK=$IT_DIR/flock_check.py
 
-cluster_up 3 || { fail "a 3-node cluster starts"; it_finish; }
+cluster_up 5 || { fail "a 5-node cluster starts"; it_finish; }
 M1=$(node_mnt 1)
 M2=$(node_mnt 2)
 M3=$(node_mnt 3)
@@ -159,7 +162,7 @@ check_fails "after the move node2's LOCK_EX still holds: flock -n -s on node1 fa
 flock -w 20 -x "$M1/fl/f" true &
 kill_node_frees 2 "$!:node1's blocking flock -x gets the lock of node2, killed after the move"
 check "node3 (the new MDS) logged that node2's locks were dropped" \
-	grep -q "node 2 .*lock(s) are dropped" "$(node_log 3)"
+	grep -q "node node2 .*lock(s) are dropped" "$(node_log 3)"
 
 # node1, a client now, holds a flock and a POSIX lock; the waiters are on node3, the MDS node.
 hold 1 -x fl/f

@@ -5,13 +5,18 @@
  *   - the file backend on a temporary file: aligned and unaligned I/O
  *     checked against an in-memory model, bounds, concurrent writers to
  *     distinct and to shared sectors (the read-modify-write must not lose
- *     updates), faults injected through blk__file_sys, flush and statistics;
+ *     updates), faults injected through blk__file_sys, flush and statistics,
+ *     and the fenced state (writes refused, reads allowed, the callback run
+ *     once); with it, the persistent-reservation helpers that need no target
+ *     (the bytes of each PERSISTENT RESERVE OUT we send, decoding READ KEYS /
+ *     READ RESERVATION data, the re-registration verdict after a reconnect);
  *   - the iSCSI backend against a real tgtd that the group setup starts on
  *     ports derived from our pid: capacity, aligned and unaligned I/O, 8
  *     threads of concurrent 256 KiB I/O, flush, a tgtd killed with SIGKILL
  *     and restarted under a running writer (no acknowledged write may be
- *     lost), and persistent-reservation fencing.  Skipped if tgtd is not
- *     installed.
+ *     lost), and persistent-reservation fencing (a preempted node's writes
+ *     fail, a restarted target's lost state fences a registered node).
+ *     Skipped if tgtd is not installed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +38,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
 
 #include "block/blk.h"
 #include "block/blk_i.h"
@@ -189,7 +196,11 @@ static void test_file_open(void **state)
 	assert_int_equal(blk_open("iscsi:///iqn.x/1", NULL, &d2), -EINVAL);
 
 	assert_int_equal(blk_pr_register(f->dev, 1), -EOPNOTSUPP);
-	assert_int_equal(blk_pr_preempt(f->dev, 1, 2), -EOPNOTSUPP);
+	assert_int_equal(blk_pr_reserve(f->dev), -EOPNOTSUPP);
+	assert_int_equal(blk_pr_preempt(f->dev, 2), -EOPNOTSUPP);
+	assert_int_equal(blk_pr_unregister(f->dev), -EOPNOTSUPP);
+	assert_int_equal(blk_pr_rejoin(f->dev, 1), -EOPNOTSUPP);
+	assert_false(blk_fenced(f->dev));
 }
 
 /*
@@ -523,6 +534,203 @@ static void test_file_flush_stats(void **state)
 	assert_int_equal(st.reads, 1);
 	assert_int_equal(st.bytes_read, 1000);
 	assert_int_equal(st.reconnects, 0);
+}
+
+static void count_fence(struct blk_dev *dev, void *arg)
+{
+	(void)dev;
+	(*(int *)arg)++;
+}
+
+/*
+ * The fenced state is backend-independent: once set (here directly, as the
+ * iSCSI I/O thread does on a reservation conflict) writes and flushes fail
+ * with BLK_EFENCED without reaching the backend, reads go on, and the
+ * callback runs once per fence.
+ */
+static void test_file_fenced_state(void **state)
+{
+	struct file_fixture *f = *state;
+	struct blk_stats st;
+	char buf[4096] = { 7 };
+	int calls = 0;
+
+	blk_set_fence_cb(f->dev, count_fence, &calls);
+	assert_int_equal(blk_write(f->dev, buf, sizeof(buf), 0), 0);
+	blk__fence(f->dev, "unit test");
+	blk__fence(f->dev, "unit test, again");
+	assert_int_equal(calls, 1);
+	assert_true(blk_fenced(f->dev));
+	assert_int_equal(blk_write(f->dev, buf, sizeof(buf), 0), BLK_EFENCED);
+	assert_int_equal(blk_write(f->dev, buf, 10, 3), BLK_EFENCED);
+	assert_int_equal(blk_write_padded(f->dev, 0, 4096, buf, 0, 100), BLK_EFENCED);
+	assert_int_equal(blk_flush(f->dev), BLK_EFENCED);
+	assert_int_equal(blk_read(f->dev, buf, sizeof(buf), 0), 0);
+	assert_int_equal(buf[0], 7);
+	blk_get_stats(f->dev, &st);
+	assert_int_equal(st.writes, 1);
+	assert_int_equal(st.reservation_conflicts, 0); /* none came from a target */
+	assert_int_equal(BLK_EFENCED, -EACCES);
+}
+
+/* Big-endian helpers to build PERSISTENT RESERVE IN data by hand. */
+static void put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+	put_be32(p, (uint32_t)(v >> 32));
+	put_be32(p + 4, (uint32_t)v);
+}
+
+/* READ KEYS data: generation, additional length, then the keys. */
+static size_t build_keys(unsigned char *d, uint32_t gen, const uint64_t *keys, unsigned n)
+{
+	unsigned i;
+
+	put_be32(d, gen);
+	put_be32(d + 4, 8 * n);
+	for (i = 0; i < n; i++)
+		put_be64(d + 8 + 8 * i, keys[i]);
+	return 8 + 8 * (size_t)n;
+}
+
+static void test_pr_decode(void **state)
+{
+	static const uint64_t keys[] = { 0x1122334455667788ULL, 0xaa, 0xaa };
+	unsigned char d[64];
+	struct blk_pr_state st;
+	size_t len;
+
+	(void)state;
+	memset(&st, 0, sizeof(st));
+	len = build_keys(d, 0x01020304, keys, 3);
+	assert_int_equal(blk__pr_parse_keys(d, len, &st), 0);
+	assert_int_equal(st.generation, 0x01020304);
+	assert_int_equal(st.n_keys, 3);
+	assert_true(st.keys[0] == 0x1122334455667788ULL);
+	assert_int_equal(blk__pr_count(&st, 0xaa), 2);
+	assert_int_equal(blk__pr_count(&st, 0xbb), 0);
+	/* Data cut short (allocation length): the count stays the target's,
+	 * the keys not received are not counted. */
+	assert_int_equal(blk__pr_parse_keys(d, 8 + 8 + 4, &st), 0);
+	assert_int_equal(st.n_keys, 3);
+	assert_int_equal(blk__pr_count(&st, 0x1122334455667788ULL), 1);
+	assert_int_equal(blk__pr_count(&st, 0xaa), 0);
+	assert_int_equal(blk__pr_parse_keys(d, 7, &st), -EIO);
+
+	/* READ RESERVATION: none, then WE-RO held by key 0xaa. */
+	memset(d, 0, sizeof(d));
+	put_be32(d, 9);
+	assert_int_equal(blk__pr_parse_reservation(d, 8, &st), 0);
+	assert_false(st.reserved);
+	put_be32(d + 4, 16);
+	put_be64(d + 8, 0xaa);
+	d[21] = 0x00 << 4 | BLK_PR_TYPE_WE_RO; /* scope LU, type 5 */
+	assert_int_equal(blk__pr_parse_reservation(d, 24, &st), 0);
+	assert_true(st.reserved);
+	assert_int_equal(st.type, 5);
+	assert_true(st.holder == 0xaa);
+	assert_int_equal(blk__pr_parse_reservation(d, 12, &st), -EIO);
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Check the PERSISTENT RESERVE OUT task for @req: CDB and parameter list. */
+static void check_pr_out(const struct blk__pr_out *req, unsigned char sa, unsigned char scope_type)
+{
+	struct scsi_task *t = blk__iscsi_pr_out_task(req);
+	const unsigned char *p;
+
+	assert_non_null(t);
+	assert_int_equal(t->cdb_size, 10);
+	assert_int_equal(t->cdb[0], 0x5f);             /* PERSISTENT RESERVE OUT */
+	assert_int_equal(t->cdb[1] & 0x1f, sa);        /* service action */
+	assert_int_equal(t->cdb[2], scope_type);       /* scope (LU_SCOPE 0) | type */
+	assert_int_equal(t->cdb[5] << 24 | t->cdb[6] << 16 | t->cdb[7] << 8 | t->cdb[8], 24);
+	assert_int_equal(t->xfer_dir, SCSI_XFER_WRITE);
+	assert_int_equal(t->expxferlen, 24);
+	assert_int_equal(t->iovector_out.niov, 1);
+	assert_int_equal(t->iovector_out.iov[0].iov_len, 24);
+	p = t->iovector_out.iov[0].iov_base;
+	assert_true(get_be64(p) == req->key);          /* RESERVATION KEY */
+	assert_true(get_be64(p + 8) == req->sa_key);   /* SERVICE ACTION RESERVATION KEY */
+	assert_int_equal(p[20], 0);                    /* no SPEC_I_PT, ALL_TG_PT, APTPL */
+	scsi_free_scsi_task(t);
+}
+
+/* What goes on the wire for each PERSISTENT RESERVE OUT we send (SPC-3 6.12). */
+static void test_pr_out_encoding(void **state)
+{
+	const uint64_t k = 0xc0f5000100000001ULL, v = 0xc0f5000100000002ULL;
+	struct blk__pr_out reg = { .sa = BLK__PR_REGISTER_IGNORE, .sa_key = k };
+	struct blk__pr_out unreg = { .sa = BLK__PR_REGISTER_IGNORE };
+	struct blk__pr_out res = { .sa = BLK__PR_RESERVE, .type = BLK_PR_TYPE_WE_RO, .key = k };
+	struct blk__pr_out pre = { .sa = BLK__PR_PREEMPT, .type = BLK_PR_TYPE_WE_RO, .key = k, .sa_key = v };
+
+	(void)state;
+	check_pr_out(&reg, 0x06, 0x00);
+	check_pr_out(&unreg, 0x06, 0x00);
+	check_pr_out(&res, 0x01, 0x05);
+	check_pr_out(&pre, 0x04, 0x05);
+}
+
+/* The verdict on a key registered again after a reconnect. */
+static void test_pr_reregistered(void **state)
+{
+	struct blk_pr_state before, after;
+	const uint64_t k = 0xaa, other = 0xbb;
+
+	(void)state;
+	memset(&before, 0, sizeof(before));
+	memset(&after, 0, sizeof(after));
+	/* tgtd: the old session's registration stays listed. */
+	before.generation = 10;
+	before.n_keys = 2;
+	before.keys[0] = k;
+	before.keys[1] = other;
+	after = before;
+	after.generation = 11;
+	after.n_keys = 3;
+	after.keys[2] = k;
+	assert_true(blk__pr_reregistered(k, &before, &after));
+	/* Someone else registered meanwhile: the count still proves it. */
+	after.generation = 12;
+	after.n_keys = 4;
+	after.keys[3] = 0xcc;
+	assert_true(blk__pr_reregistered(k, &before, &after));
+	/* A preempt of k came between the two reads: only ours is left. */
+	after.generation = 12;
+	after.n_keys = 2;
+	after.keys[0] = other;
+	after.keys[1] = k;
+	assert_false(blk__pr_reregistered(k, &before, &after));
+	/* A target that replaced the registration in place: one step is
+	 * proof, more steps with the same count are taken for a preempt. */
+	before.n_keys = 1;
+	before.keys[0] = k;
+	after = before;
+	after.generation = 11;
+	assert_true(blk__pr_reregistered(k, &before, &after));
+	after.generation = 13;
+	assert_false(blk__pr_reregistered(k, &before, &after));
+	/* Our key is missing afterwards. */
+	after.generation = 11;
+	after.keys[0] = other;
+	assert_false(blk__pr_reregistered(k, &before, &after));
 }
 
 /* ------------------------------------------------------------------ */
@@ -952,14 +1160,18 @@ static void test_iscsi_reconnect(void **state)
 }
 
 /*
- * Fencing: two initiators register; one preempts the other, whose writes
- * then fail while its own still succeed.  Runs last: it leaves a
- * reservation on the LUN.
+ * Fencing: two initiators register, one takes the WE-RO reservation (the
+ * other shares it), an unregistered initiator may read but not write; one
+ * preempts the other, whose writes then fail with BLK_EFENCED while its own
+ * still succeed.  Runs last: it leaves a reservation on the LUN.  The full
+ * scenario, with reconnects, is test/integration/t_fence_blk.sh.
  */
 static void test_iscsi_pr(void **state)
 {
 	struct blk_open_opts oa = { .initiator = "iqn.2026-11.org.cxfs.test:node-a" };
 	struct blk_open_opts ob = { .initiator = "iqn.2026-11.org.cxfs.test:node-b" };
+	struct blk_pr_state st;
+	struct blk_stats bs;
 	struct blk_dev *a, *b;
 	char buf[4096] = { 5 };
 
@@ -968,15 +1180,69 @@ static void test_iscsi_pr(void **state)
 	assert_int_equal(blk_open(tgt.uri, &ob, &b), 0);
 	assert_int_equal(blk_pr_register(a, 0xaaaa), 0);
 	assert_int_equal(blk_pr_register(b, 0xbbbb), 0);
+	assert_int_equal(blk_pr_reserve(a), 0);
+	assert_int_equal(blk_pr_reserve(b), 0); /* held by a: shared */
+	assert_int_equal(blk_pr_read(b, &st), 0);
+	assert_true(st.reserved);
+	assert_int_equal(st.type, BLK_PR_TYPE_WE_RO);
+	assert_true(st.holder == 0xaaaa);
+	assert_int_equal(st.n_keys, 2);
 	assert_int_equal(blk_write(a, buf, sizeof(buf), 0), 0);
 	assert_int_equal(blk_write(b, buf, sizeof(buf), 4096), 0);
-	/* An unregistered initiator may no longer write. */
-	assert_int_equal(blk_write(tgt.dev, buf, sizeof(buf), 8192), -EIO);
-	assert_int_equal(blk_pr_preempt(a, 0xaaaa, 0xbbbb), 0);
-	assert_int_equal(blk_write(b, buf, sizeof(buf), 4096), -EIO);
+	/* An unregistered initiator may read, not write. */
+	assert_int_equal(blk_read(tgt.dev, buf, sizeof(buf), 0), 0);
+	assert_int_equal(blk_write(tgt.dev, buf, sizeof(buf), 8192), BLK_EFENCED);
+	assert_true(blk_fenced(tgt.dev));
+	assert_int_equal(blk_pr_preempt(a, 0xaaaa), -EINVAL);
+	assert_int_equal(blk_pr_preempt(a, 0xbbbb), 0);
+	assert_int_equal(blk_pr_preempt(a, 0xbbbb), 0); /* already gone */
+	assert_int_equal(blk_write(b, buf, sizeof(buf), 4096), BLK_EFENCED);
+	assert_true(blk_fenced(b));
+	blk_get_stats(b, &bs);
+	assert_int_equal(bs.reservation_conflicts, 1);
 	assert_int_equal(blk_write(a, buf, sizeof(buf), 0), 0);
 	assert_int_equal(blk_read(b, buf, sizeof(buf), 0), 0);
+	assert_int_equal(blk_pr_register(b, 0xbbbb), BLK_EFENCED);
+	assert_int_equal(blk_pr_preempt(b, 0xaaaa), BLK_EFENCED);
+	assert_int_equal(blk_pr_rejoin(b, 0xbbbb), 0);
+	assert_false(blk_fenced(b));
+	assert_int_equal(blk_write(b, buf, sizeof(buf), 4096), 0);
 	blk_close(b);
+	blk_close(a);
+}
+
+/*
+ * tgtd keeps no reservation state across a restart: after the reconnect a
+ * registered device finds its key gone, which cannot be told from a
+ * preempt, so it is fenced (without any refused write) and stays so until
+ * it rejoins.  Runs after test_iscsi_pr: the restart clears what that left.
+ */
+static void test_iscsi_pr_target_restart(void **state)
+{
+	struct blk_open_opts oa = { .initiator = "iqn.2026-11.org.cxfs.test:node-a" };
+	struct blk_pr_state st;
+	struct blk_stats bs;
+	struct blk_dev *a;
+	char buf[4096] = { 9 };
+
+	REQUIRE_TGTD();
+	assert_int_equal(blk_open(tgt.uri, &oa, &a), 0);
+	assert_int_equal(blk_pr_register(a, 0xaaaa), 0);
+	assert_int_equal(blk_pr_reserve(a), 0);
+	assert_int_equal(blk_write(a, buf, sizeof(buf), 0), 0);
+	tgt_kill();
+	assert_int_equal(tgt_start(), 0);
+	assert_int_equal(blk_write(a, buf, sizeof(buf), 0), BLK_EFENCED);
+	assert_true(blk_fenced(a));
+	blk_get_stats(a, &bs);
+	assert_true(bs.reconnects >= 1);
+	assert_int_equal(bs.reservation_conflicts, 0);
+	assert_int_equal(blk_pr_read(a, &st), 0);
+	assert_int_equal(st.n_keys, 0);
+	assert_false(st.reserved);
+	assert_int_equal(blk_pr_rejoin(a, 0xaaaa), 0);
+	assert_int_equal(blk_pr_reserve(a), 0);
+	assert_int_equal(blk_write(a, buf, sizeof(buf), 0), 0);
 	blk_close(a);
 }
 
@@ -990,6 +1256,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_concurrent_same_sector, file_setup, file_teardown),
 		cmocka_unit_test_setup_teardown(test_file_faults, file_setup, file_teardown),
 		cmocka_unit_test_setup_teardown(test_file_flush_stats, file_setup, file_teardown),
+		cmocka_unit_test_setup_teardown(test_file_fenced_state, file_setup, file_teardown),
+		cmocka_unit_test(test_pr_decode),
+		cmocka_unit_test(test_pr_out_encoding),
+		cmocka_unit_test(test_pr_reregistered),
 	};
 	const struct CMUnitTest iscsi_tests[] = {
 		cmocka_unit_test_setup_teardown(test_iscsi_capacity, iscsi_setup, iscsi_teardown),
@@ -998,6 +1268,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_iscsi_flush, iscsi_setup, iscsi_teardown),
 		cmocka_unit_test_setup_teardown(test_iscsi_reconnect, iscsi_setup, iscsi_teardown),
 		cmocka_unit_test_setup_teardown(test_iscsi_pr, iscsi_setup, iscsi_teardown),
+		cmocka_unit_test_setup_teardown(test_iscsi_pr_target_restart, iscsi_setup, iscsi_teardown),
 	};
 	int failed;
 

@@ -1316,6 +1316,7 @@ static void test_hostile_frames(void **state)
 	 * too), the raw frames carry 1. */
 	rpc_ctx_set_epoch(fx->srv, 2);
 	rpc_ctx_set_epoch(fx->cli, 2);
+	rpc_ctx_set_floor(fx->srv, 2);
 	hostile(fx, NULL, 0, hello, hlen, 0, RPC_DROP_EPOCH);
 	free(hello);
 

@@ -1,0 +1,250 @@
+/*
+ * cl_member.c - the cluster's side of the membership (src/membership/cms):
+ * joining before serving, what each new membership means for this node
+ * (the epoch of its messages, the nodes the MDS recovers after fencing
+ * them, being cut off and taken back), the disk tie-breaker, and this
+ * node's reservation key.
+ *
+ * A node that is cut off (no quorum, or a membership without it) stops at
+ * once: new requests wait at the gate (cl_gate_wait), every token and every
+ * cache goes (the MDS drops the node's tokens when it recovers it, after
+ * the fence), and nothing is written until a membership takes it back and
+ * it has registered its key anew.
+ *
+ * Lock order: see cl_i.h.  The membership's callbacks run on its delivery
+ * thread (views) and protocol thread (tie-break) with no lock of this layer
+ * held.
+ */
+#include "cluster/cl_i.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/blk.h"
+#include "membership/cms.h"
+
+static void member_log(void *arg, const char *line)
+{
+	(void)arg;
+	fprintf(stderr, "cxfsd: %s\n", line);
+}
+
+uint64_t cl_pr_key(const struct cms_config *cfg, uint32_t node_id)
+{
+	const char *s = cms_config_cluster(cfg);
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	/* "CX" in the top bytes, the cluster's hash, the node: never 0, one per node. */
+	return (UINT64_C(0x4358) << 48) | ((uint64_t)(h & 0xffffffu) << 24) | (node_id & 0xffffffu);
+}
+
+/* Every cache of this node goes: its tokens are lost (cl_member.c head). */
+static void lose_everything(struct cl_ctx *cx)
+{
+	uint64_t *inos = NULL;
+	size_t n = 0, cap = 0, lost;
+
+	pthread_mutex_lock(&cx->imu);
+	for (size_t b = 0; b < sizeof(cx->ihash) / sizeof(cx->ihash[0]); b++)
+		for (struct cl_inode *ci = cx->ihash[b]; ci; ci = ci->hnext) {
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 256;
+				uint64_t *p = realloc(inos, ncap * sizeof(*p));
+
+				if (!p)
+					break;
+				inos = p;
+				cap = ncap;
+			}
+			if (n < cap)
+				inos[n++] = ci->ino;
+		}
+	pthread_mutex_unlock(&cx->imu);
+	lost = tok_client_lose_all(cx->tc);
+	for (size_t i = 0; i < n; i++) {
+		struct tok_state st;
+
+		(void)cl_client_duty(cx, inos[i], TOK_DUTY_INVAL_NAMES, &st);
+		(void)cl_client_duty(cx, inos[i], TOK_DUTY_INVAL_ATTR, &st);
+		(void)cl_client_duty(cx, inos[i], TOK_DUTY_INVAL_EXTENTS, &st);
+		(void)cl_client_duty(cx, inos[i], TOK_DUTY_DISCARD, &st);
+	}
+	free(inos);
+	fprintf(stderr, "cxfsd: cut off: dropped the tokens of %zu inode(s) and every cache\n",
+		lost);
+}
+
+static void set_cut_off(struct cl_ctx *cx, bool cut)
+{
+	pthread_mutex_lock(&cx->gate_mu);
+	cx->cut_off = cut;
+	pthread_cond_broadcast(&cx->gate_cv);
+	pthread_mutex_unlock(&cx->gate_mu);
+}
+
+/* The MDS fences @node (its key goes from the LUN) before recovering it. */
+static int fence(struct cl_ctx *cx, uint32_t node)
+{
+	uint64_t mine = cl_pr_key(cx->cfg, cx->self_id), victim = cl_pr_key(cx->cfg, node);
+	int rc;
+
+	if (!cx->dev || !blk_is_iscsi(cx->dev))
+		return 0;       /* a file volume: one machine, nothing to fence */
+	rc = blk_pr_preempt(cx->dev, mine, victim);
+	fprintf(stderr, "cxfsd: fence node %s: %s\n", cms_node_name(cl_node_by_id(cx, node)),
+		rc ? strerror(-rc) : "its key is preempted on the LUN");
+	return rc;
+}
+
+static void on_view(void *arg, const struct cms_view *v)
+{
+	struct cl_ctx *cx = arg;
+	bool was_cut;
+
+	if (!v->quorum || !v->member) {
+		pthread_mutex_lock(&cx->gate_mu);
+		was_cut = cx->cut_off;
+		pthread_mutex_unlock(&cx->gate_mu);
+		if (!was_cut && atomic_load(&cx->ready)) {
+			set_cut_off(cx, true);
+			lose_everything(cx);
+		}
+		return;
+	}
+	rpc_ctx_set_epoch(cx->rpc, v->floor > 1 ? v->floor : 1);
+	pthread_mutex_lock(&cx->mu);
+	cx->members = v->members;
+	cx->epoch = v->epoch;
+	cx->fenced &= ~v->members;
+	pthread_mutex_unlock(&cx->mu);
+	if (cx->is_server && atomic_load(&cx->ready))
+		for (size_t i = 0; i < CMS_MAX_NODES; i++) {
+			uint32_t node = (uint32_t)i + 1;
+
+			if (!(v->removed & CMS_BIT(i)) || node == cx->self_id)
+				continue;
+			if (v->withdrawn & CMS_BIT(i)) {
+				cl_server_node_lost(cx, node, "withdrew from the membership");
+				continue;
+			}
+			/* Fenced first: its late writes must fail before its work is undone. */
+			if (fence(cx, node) == 0) {
+				pthread_mutex_lock(&cx->mu);
+				cx->fenced |= CMS_BIT(i);
+				pthread_mutex_unlock(&cx->mu);
+				cl_server_node_lost(cx, node, "left the membership and is fenced");
+			}
+			else
+				cl_server_node_lost(cx, node, "left the membership (fencing failed)");
+		}
+	pthread_mutex_lock(&cx->gate_mu);
+	was_cut = cx->cut_off;
+	pthread_mutex_unlock(&cx->gate_mu);
+	if (was_cut) {
+		if (cx->dev && blk_is_iscsi(cx->dev))
+			(void)blk_pr_register(cx->dev, cl_pr_key(cx->cfg, cx->self_id));
+		fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
+			"): serving again\n", v->epoch);
+		set_cut_off(cx, false);
+	}
+}
+
+/*
+ * Half of the nodes that may serve are here: race for the LUN.  This node
+ * registers, then preempts the others' keys; it won if its own key is
+ * still there afterwards (the loser's preempt fails: its key is gone).
+ */
+static int tie_break(void *arg, uint64_t others)
+{
+	struct cl_ctx *cx = arg;
+	struct blk_open_opts bo = { .initiator = cms_node_initiator(cx->self) };
+	struct blk_dev *dev = cx->dev;
+	uint64_t mine = cl_pr_key(cx->cfg, cx->self_id);
+	int rc;
+
+	if (!dev && blk_open(cms_fs_volume(cx->fs, 0), &bo, &dev))
+		return -EIO;
+	rc = blk_pr_register(dev, mine);
+	for (size_t i = 0; !rc && i < CMS_MAX_NODES; i++)
+		if (others & CMS_BIT(i)) {
+			rc = blk_pr_preempt(dev, mine, cl_pr_key(cx->cfg, (uint32_t)i + 1));
+			/* Preempting a key nobody registered: nothing to race for. */
+			if (rc == -ENOENT)
+				rc = 0;
+		}
+	if (dev != cx->dev)
+		blk_close(dev);
+	return rc == 0 ? 1 : rc == -EACCES || rc == -EPERM ? 0 : rc;
+}
+
+/* Every member sends the new floor now: refuse what is older (a cut-off node's). */
+static void on_settled(void *arg, uint64_t floor)
+{
+	struct cl_ctx *cx = arg;
+
+	rpc_ctx_set_floor(cx->rpc, floor > 1 ? floor : 1);
+}
+
+static const struct cms_ops member_ops = {
+	.view = on_view,
+	.tie_break = tie_break,
+	.settled = on_settled,
+};
+
+int cl_member_start(struct cl_ctx *cx, const struct cms_levels *levels, char *err,
+		    size_t errlen)
+{
+	struct cms_opts mo = { .cfg = cx->cfg, .self = cx->self, .ops = &member_ops, .arg = cx,
+			       .log = member_log };
+	unsigned wait = cms_config_quorum_wait_ms(cx->cfg);
+	int rc;
+
+	if (levels)
+		mo.levels = *levels;
+	rc = cms_start(&mo, &cx->cms);
+	if (rc) {
+		snprintf(err, errlen, "membership: cannot use UDP port %u on %s: %s",
+			 cms_node_port(cx->self), cms_node_address(cx->self), strerror(-rc));
+		return rc;
+	}
+	rc = cms_wait_member(cx->cms, wait ? wait : CMS_QUORUM_WAIT_MS);
+	if (rc) {
+		snprintf(err, errlen, "no quorum within %u s: a majority of the nodes that may "
+			 "serve must be up and reach each other (see cxfsctl status on them)",
+			 (wait ? wait : CMS_QUORUM_WAIT_MS) / 1000);
+		cms_stop(cx->cms);
+		cx->cms = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+void cl_member_leave(struct cl_ctx *cx)
+{
+	if (!cx->cms)
+		return;
+	(void)cms_leave(cx->cms, 2000);
+}
+
+void cl_member_stop(struct cl_ctx *cx)
+{
+	cms_stop(cx->cms);
+	cx->cms = NULL;
+}
+
+bool cl_member_up(struct cl_ctx *cx, uint32_t node)
+{
+	bool up;
+
+	if (node == 0 || node > CMS_MAX_NODES)
+		return false;
+	pthread_mutex_lock(&cx->mu);
+	up = (cx->members & CMS_BIT(node - 1)) != 0;
+	pthread_mutex_unlock(&cx->mu);
+	return up;
+}
