@@ -70,6 +70,15 @@ struct cl_opts {
  * failure @err says why.
  */
 int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t errlen);
+/*
+ * Register this node's reservation key on the volume @dev and make sure of
+ * the cluster's Write Exclusive - Registrants Only reservation, before
+ * anything is written (a file volume: nothing to do).  @dev is watched from
+ * then on: a write refused by the target (this node was fenced) cuts the
+ * node off.  0 or -errno with @err.
+ */
+struct blk_dev;
+int cl_register(struct cl_ctx *cx, struct blk_dev *dev, char *err, size_t errlen);
 bool cl_is_server(const struct cl_ctx *cx);
 const char *cl_volume(const struct cl_ctx *cx);     /* the filesystem's (first) volume */
 const char *cl_initiator(const struct cl_ctx *cx);  /* this node's iSCSI initiator name */

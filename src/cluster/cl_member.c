@@ -90,15 +90,65 @@ static void set_cut_off(struct cl_ctx *cx, bool cut)
 /* The MDS fences @node (its key goes from the LUN) before recovering it. */
 static int fence(struct cl_ctx *cx, uint32_t node)
 {
-	uint64_t mine = cl_pr_key(cx->cfg, cx->self_id), victim = cl_pr_key(cx->cfg, node);
 	int rc;
 
 	if (!cx->dev || !blk_is_iscsi(cx->dev))
 		return 0;       /* a file volume: one machine, nothing to fence */
-	rc = blk_pr_preempt(cx->dev, mine, victim);
+	rc = blk_pr_preempt(cx->dev, cl_pr_key(cx->cfg, node));
 	fprintf(stderr, "cxfsd: fence node %s: %s\n", cms_node_name(cl_node_by_id(cx, node)),
 		rc ? strerror(-rc) : "its key is preempted on the LUN");
 	return rc;
+}
+
+/* Drop every cache: a helper thread does it (the fence callback must not block). */
+static void lose_run(void *arg)
+{
+	lose_everything(arg);
+}
+
+/*
+ * The target refused a write: this node's key is gone (the others fenced
+ * it, or the target lost its registrations).  Stop at once, and have the
+ * membership take the node back before it registers again.
+ */
+static void on_fenced(struct blk_dev *dev, void *arg)
+{
+	struct cl_ctx *cx = arg;
+
+	bool was_cut;
+
+	(void)dev;
+	fprintf(stderr, "cxfsd: this node is fenced (the LUN refuses its writes): it stops, drops "
+		"its caches and rejoins the membership\n");
+	pthread_mutex_lock(&cx->gate_mu);
+	was_cut = cx->cut_off;
+	cx->cut_off = true;
+	pthread_mutex_unlock(&cx->gate_mu);
+	if (!was_cut)
+		(void)cl_spawn(cx, lose_run, cx);
+	if (cx->cms)
+		cms_rejoin(cx->cms);
+}
+
+int cl_register(struct cl_ctx *cx, struct blk_dev *dev, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!blk_is_iscsi(dev))
+		return 0;
+	rc = blk_pr_register(dev, cl_pr_key(cx->cfg, cx->self_id));
+	if (rc == BLK_EFENCED)
+		rc = blk_pr_rejoin(dev, cl_pr_key(cx->cfg, cx->self_id));
+	if (!rc)
+		rc = blk_pr_reserve(dev);
+	if (rc) {
+		snprintf(err, errlen, "cannot register this node's reservation key on %s: %s "
+			 "(the target must support SCSI-3 persistent reservations)", blk_uri(dev),
+			 strerror(-rc));
+		return rc;
+	}
+	blk_set_fence_cb(dev, on_fenced, cx);
+	return 0;
 }
 
 static void on_view(void *arg, const struct cms_view *v)
@@ -146,8 +196,14 @@ static void on_view(void *arg, const struct cms_view *v)
 	was_cut = cx->cut_off;
 	pthread_mutex_unlock(&cx->gate_mu);
 	if (was_cut) {
-		if (cx->dev && blk_is_iscsi(cx->dev))
-			(void)blk_pr_register(cx->dev, cl_pr_key(cx->cfg, cx->self_id));
+		/* Registered anew only now that the membership took the node back. */
+		if (cx->dev && blk_is_iscsi(cx->dev) &&
+		    (blk_pr_rejoin(cx->dev, cl_pr_key(cx->cfg, cx->self_id)) ||
+		     blk_pr_reserve(cx->dev))) {
+			fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
+				") but the LUN refuses this node's key: it stays cut off\n", v->epoch);
+			return;
+		}
 		fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
 			"): serving again\n", v->epoch);
 		set_cut_off(cx, false);
@@ -164,22 +220,23 @@ static int tie_break(void *arg, uint64_t others)
 	struct cl_ctx *cx = arg;
 	struct blk_open_opts bo = { .initiator = cms_node_initiator(cx->self) };
 	struct blk_dev *dev = cx->dev;
-	uint64_t mine = cl_pr_key(cx->cfg, cx->self_id);
 	int rc;
 
 	if (!dev && blk_open(cms_fs_volume(cx->fs, 0), &bo, &dev))
 		return -EIO;
-	rc = blk_pr_register(dev, mine);
+	if (!blk_is_iscsi(dev)) {
+		rc = -EOPNOTSUPP;
+		goto out;
+	}
+	rc = blk_pr_register(dev, cl_pr_key(cx->cfg, cx->self_id));
 	for (size_t i = 0; !rc && i < CMS_MAX_NODES; i++)
-		if (others & CMS_BIT(i)) {
-			rc = blk_pr_preempt(dev, mine, cl_pr_key(cx->cfg, (uint32_t)i + 1));
-			/* Preempting a key nobody registered: nothing to race for. */
-			if (rc == -ENOENT)
-				rc = 0;
-		}
+		if (others & CMS_BIT(i))
+			rc = blk_pr_preempt(dev, cl_pr_key(cx->cfg, (uint32_t)i + 1));
+out:
 	if (dev != cx->dev)
 		blk_close(dev);
-	return rc == 0 ? 1 : rc == -EACCES || rc == -EPERM ? 0 : rc;
+	/* The loser's own key is gone: its preempt (or register) says fenced. */
+	return rc == 0 ? 1 : rc == BLK_EFENCED ? 0 : rc;
 }
 
 /* Every member sends the new floor now: refuse what is older (a cut-off node's). */
@@ -233,6 +290,9 @@ void cl_member_leave(struct cl_ctx *cx)
 
 void cl_member_stop(struct cl_ctx *cx)
 {
+	/* Withdrawn, nothing more to write: the key goes (an orderly leave). */
+	if (cx->dev && blk_is_iscsi(cx->dev) && cx->cms)
+		(void)blk_pr_unregister(cx->dev);
 	cms_stop(cx->cms);
 	cx->cms = NULL;
 }

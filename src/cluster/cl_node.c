@@ -1334,13 +1334,13 @@ void cl_stop(struct cl_ctx *cx)
 		if (cx->node_chan[i])
 			rpc_chan_put(cx->node_chan[i]);
 	rpc_ctx_destroy(cx->rpc);
-	cl_member_stop(cx);
 	cl_dm_detach(cx);
 	kore_free(cx);
 	if (cx->mfs)
 		vn_meta_fs_destroy(cx->mfs);
 	if (cx->st)
 		meta_store_close(cx->st);
+	cl_member_stop(cx);
 	tok_client_destroy(cx->tc);
 	if (cx->ts)
 		tok_server_destroy(cx->ts);
@@ -1436,6 +1436,14 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 		    "\"min\":%u,\"max\":%u,\"handled\":%" PRIu64 ",\"waited\":%" PRIu64 "}",
 		    i ? "," : "", ls[i].name, ls[i].workers, ls[i].running, ls[i].queued,
 		    ls[i].peak, ls[i].min, ls[i].max, ls[i].handled, ls[i].waited);
+	if (cx->dev && blk_is_iscsi(cx->dev)) {
+		struct blk_stats bs;
+
+		blk_get_stats(cx->dev, &bs);
+		PUT("},\"fencing\":{\"key\":\"0x%016" PRIx64 "\",\"self_fenced\":%s,"
+		    "\"reservation_conflicts\":%" PRIu64, cl_pr_key(cx->cfg, cx->self_id),
+		    blk_fenced(cx->dev) ? "true" : "false", bs.reservation_conflicts);
+	}
 	PUT("},\"fenced\":\"");
 	for (size_t i = 0, first = 1; i < nn && i < CMS_MAX_NODES; i++)
 		if (fenced & CMS_BIT(i)) {

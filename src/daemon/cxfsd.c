@@ -441,6 +441,12 @@ static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta
 		fprintf(stderr, "cxfsd: cannot open volume %s: %s\n", o->volume, strerror(-rc));
 		return rc;
 	}
+	/* Registered on the LUN before the first write (fencing). */
+	rc = cl_register(d->cl, d->dev, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "cxfsd: %s\n", err);
+		return rc;
+	}
 	if (cl_is_server(d->cl)) {
 		rc = meta_store_open(d->dev, so, &d->st, err, sizeof(err));
 		if (rc) {

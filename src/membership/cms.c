@@ -969,6 +969,17 @@ void cms_view_get(struct cms *m, struct cms_view *out)
 	pthread_mutex_unlock(&m->mu);
 }
 
+void cms_rejoin(struct cms *m)
+{
+	pthread_mutex_lock(&m->mu);
+	if (m->view.member && !m->leaving) {
+		m->quorum_lost = true;
+		m->state = CMS_DEAD;
+		say(m, "asks the membership to take it back (epoch %" PRIu64 ")", m->view.epoch);
+	}
+	pthread_mutex_unlock(&m->mu);
+}
+
 enum cms_state cms_state_get(struct cms *m)
 {
 	enum cms_state s;

@@ -145,6 +145,12 @@ int cms_start(const struct cms_opts *o, struct cms **out);
  */
 int cms_leave(struct cms *m, unsigned wait_ms);
 void cms_stop(struct cms *m);
+/*
+ * This node lost its standing (it found itself fenced): it reports itself
+ * dead until the leader commits a new membership with it, which its user
+ * takes as being taken back (it registers again).
+ */
+void cms_rejoin(struct cms *m);
 
 /* The membership delivered last (epoch 0 before the first). */
 void cms_view_get(struct cms *m, struct cms_view *out);

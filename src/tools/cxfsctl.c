@@ -726,6 +726,11 @@ static void print_membership(FILE *f, struct js *j, int cl)
 		fprintf(f, "\n");
 	}
 	fprintf(f, "  fenced      %s\n", *js_str(j, cl, "fenced") ? js_str(j, cl, "fenced") : "none");
+	if (js_find(j, cl, "fencing") >= 0)
+		fprintf(f, "  fencing     key %s; this node %s; %llu write(s) refused by the target\n",
+			js_str(j, cl, "fencing.key"),
+			js_bool(j, cl, "fencing.self_fenced") ? "FENCED" : "registered",
+			(unsigned long long)js_u64(j, cl, "fencing.reservation_conflicts"));
 	fprintf(f, "  refused     %llu datagram(s) with a wrong MAC, %llu replayed, %llu of an "
 		"old epoch, %llu for protocol levels%s%s\n",
 		(unsigned long long)js_u64(j, m, "refused.mac"),
