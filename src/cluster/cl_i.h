@@ -4,10 +4,10 @@
  * offers the others.
  *
  * Lock order: (shaping blocked) -> vnode head -> cl_inode.flush_mu -> cl_inode.mu
- *             -> cl_ctx.imu -> cl_ctx.mu; cl_ctx.gate_mu and cl_ctx.nmu are
- *             leaves; the token client's and server's mutexes are
- *             never held across a call into this layer (tok.h), and the
- *             store mutex is a leaf.  cl_ctx.wmu -> token server mutex
+ *             -> cl_ctx.imu -> cl_ctx.mu; cl_ctx.gate_mu, cl_ctx.nmu and
+ *             cl_ctx.reach_mu are leaves; the token client's and server's
+ *             mutexes are never held across a call into this layer
+ *             (tok.h), and the store mutex is a leaf.  cl_ctx.wmu -> token server mutex
  *             (the watchdog reads the server's waits; cl_wait.c), taken
  *             with no other lock of this layer held.
  */

@@ -15,6 +15,11 @@
  * Locks: POSIX locks on every node and, in a cluster, flock(2) go to the
  * lock manager; the section "flock" orders a flock request after the flock
  * releases the kernel queued before it.
+ *
+ * Interrupts: in a cluster every vnode operation runs with the thread's
+ * interrupt armed (common/cx_intr.h) and raised by the kernel's
+ * FUSE_INTERRUPT, so its waits on other nodes end with EINTR (or EIO, no
+ * server): see call_ino and docs/ARCHITECTURE.md, "Interrupts".
  */
 #include <errno.h>
 #include <fcntl.h>
