@@ -110,6 +110,7 @@ struct cms {
 	uint64_t applied;                    /* epoch the callback finished */
 	int64_t lost_since;                  /* a member out of reach since (monotonic ns) */
 	uint64_t settled_floor;              /* the floor handed to ops.settled last */
+	bool ever_member;                    /* was a member of a membership with quorum */
 	bool quorum_lost;                    /* a no-quorum view was delivered last */
 
 	/* The leader's proposal in flight. */
@@ -404,6 +405,8 @@ static void commit(struct cms *m, const struct cms__prop *p)
 	m->changes++;
 	if (m->promised < p->epoch)
 		m->promised = p->epoch;
+	if (v.member)
+		m->ever_member = true;
 	if (!v.member)
 		m->state = m->leaving ? CMS_SHUTDOWN : CMS_NASCENT;
 	else
@@ -457,6 +460,13 @@ static bool tie_won(struct cms *m, uint64_t set)
 	int rc;
 
 	if (cms_config_tie_breaker(m->o.cfg) != CMS_TIE_DISK || !m->o.ops || !m->o.ops->tie_break)
+		return false;
+	/*
+	 * Only a node that was in a membership with quorum breaks a tie: at the
+	 * cluster's start half waits for the others (a latecomer registering
+	 * afresh would win the disk a second time: two halves at once).
+	 */
+	if (!m->ever_member)
 		return false;
 	if (m->tie_set == set)
 		return m->tie_result == 1;

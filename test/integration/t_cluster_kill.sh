@@ -33,7 +33,8 @@ it_init cluster_kill --need-tgtd
 WAIT_S=5             # every node's --server-wait
 KILL_BOUND_S=5       # a killed process still there after this fails the test
 BLOCK_S=2            # how long the processes are left to block before the kill
-export CXFSD_ARGS="--server-wait $WAIT_S"
+export CXFSD_ARGS_NODE1="--server-wait $WAIT_S" CXFSD_ARGS_NODE2="--server-wait $WAIT_S" \
+	CXFSD_ARGS_NODE3="--server-wait $WAIT_S"
 
 # proc_state PID: the state letter of PID (Z: dead, not reaped), or "gone".
 proc_state() {
