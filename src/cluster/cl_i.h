@@ -350,6 +350,12 @@ int cl_waits_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size, size_
 /* Start (in cl_attach) and stop (first in cl_stop) the prober thread. */
 int cl_reach_start(struct cl_ctx *cx);
 void cl_reach_stop(struct cl_ctx *cx);
+/*
+ * How long ago the MDS last answered a probe (or the node attached): it is
+ * probed only while requests wait, so a large figure on an idle node is no
+ * alarm.  For `cxfsctl status` (cluster.server_reach).
+ */
+int64_t cl_reach_heard_ms(struct cl_ctx *cx);
 
 /* ---- cl_server.c (MDS) ------------------------------------------------- */
 

@@ -1462,6 +1462,9 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	PUT(",\"token_client\":{\"acquires_cached\":%" PRIu64 ",\"acquires_server\":%" PRIu64
 	    ",\"recalls\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"inodes\":%" PRIu64 "}",
 	    tcs.acquires_cached, tcs.acquires_server, tcs.recalls, tcs.refusals, tcs.inodes);
+	if (!cx->is_server)
+		PUT(",\"server_reach\":{\"wait_ms\":%u,\"heard_ms_ago\":%" PRId64 "}",
+		    cx->server_wait_ms, cl_reach_heard_ms(cx));
 	if (cx->is_server)
 		PUT(",\"token_server\":{\"grants\":%" PRIu64 ",\"recalls\":%" PRIu64
 		    ",\"returns\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"waiting\":%" PRIu64

@@ -42,6 +42,11 @@ int cl_request_bound(void *arg, int64_t since_ns)
 	return now - seen > (int64_t)cx->server_wait_ms * 1000000 ? -EIO : 0;
 }
 
+int64_t cl_reach_heard_ms(struct cl_ctx *cx)
+{
+	return (cx_intr_now_ns() - atomic_load(&cx->reach_seen_ns)) / 1000000;
+}
+
 /* The prober's own bound: a probe stuck on a frozen channel ends when the prober stops. */
 static int reach_stopping(void *arg, int64_t since_ns)
 {

@@ -190,6 +190,12 @@ secs=${out##* }
 check "stopped server: the stat waited about --server-wait ($secs s, $WAIT_S s asked)" \
 	python3 -c "import sys; sys.exit(not ($WAIT_S - 1 <= float('$secs') <= 3 * $WAIT_S + 5))"
 
+check_eq "node2's status: the server wait is $WAIT_S s" $((WAIT_S * 1000)) \
+	"$(cl_stat 2 'c["server_reach"]["wait_ms"]')"
+heard=$(cl_stat 2 'c["server_reach"]["heard_ms_ago"]')
+check "node2's status: the stopped server was last heard long ago ($heard ms)" \
+	test "$heard" -ge $((WAIT_S * 1000))
+
 log "node1 goes on (SIGCONT): the cluster works again"
 kill -CONT "$(node_pid 1)"
 check_eq "after SIGCONT node2 reads the file its killed cat wanted" "a cat" \
