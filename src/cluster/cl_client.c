@@ -597,7 +597,7 @@ int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct t
 		return 0;
 	case TOK_DUTY_INVAL_NAMES:
 		cl_names_drop(cx, ino);
-		return 0;
+		break;
 	case TOK_DUTY_INVAL_ATTR:
 		/* The daemon's copy goes below, the kernel's here. */
 		cl_attr_stale(cx, ino);
@@ -626,6 +626,9 @@ int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct t
 		} else {
 			rc = -ENODATA;
 		}
+		break;
+	case TOK_DUTY_INVAL_NAMES:
+		ci->lend_lost = false;   /* NAME went back: the next copy is the server's anew */
 		break;
 	case TOK_DUTY_INVAL_ATTR:
 		ci->attr_valid = false;
@@ -723,8 +726,10 @@ static void c_release_toks(struct cl_cbhv *cb, const struct tok_set *want)
  * A change to which this node lent its tokens of directory @ino was given
  * up (interrupted, or no server) after it may have reached the MDS, which
  * may still make it without recalling them: forget the directory's names
- * and attributes, here and in the kernel (docs/ARCHITECTURE.md,
- * "Interrupts").
+ * and attributes, here and in the kernel, and cache nothing under those
+ * tokens until NAME has gone back once (lend_lost; a request for it then
+ * queues behind the change at the server): docs/ARCHITECTURE.md,
+ * "Interrupts".
  */
 static void dir_forget(struct cl_ctx *cx, uint64_t ino)
 {
@@ -733,6 +738,7 @@ static void dir_forget(struct cl_ctx *cx, uint64_t ino)
 	if (ci) {
 		pthread_mutex_lock(&ci->mu);
 		ci->attr_valid = ci->size_valid = false;
+		ci->lend_lost = true;
 		pthread_mutex_unlock(&ci->mu);
 		cl_inode_put(cx, ci);
 	}
@@ -787,16 +793,21 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
  * changes, lend nothing, cache nothing, let the kernel keep nothing) rather
  * than take tokens the next change elsewhere recalls at once; then changes
  * from several nodes recall nothing from each other.  The directory is
- * cached again once NAME rests (cl_names_busy).
+ * cached again once NAME rests (cl_names_busy).  Also while a change that
+ * lent its tokens was given up (lend_lost, see dir_forget), whatever is held:
+ * the first change from here, lending nothing, recalls NAME and ends it.
  */
 static bool dir_uncached(struct cl_cbhv *cb, unsigned absent)
 {
 	struct tok_set held;
-	bool busy;
+	bool busy, lost;
 
 	pthread_mutex_lock(&cb->ci->mu);
 	busy = cl_names_busy(cb->ci);
+	lost = cb->ci->lend_lost;
 	pthread_mutex_unlock(&cb->ci->mu);
+	if (lost)
+		return true;
 	if (!busy)
 		return false;
 	tok_client_cached(cb->cx->tc, cb->ci->ino, &held);

@@ -98,6 +98,9 @@ struct cl_inode {
 	struct cl_dent **dhash;         /* index of dents by name */
 	size_t dhash_size;
 	bool names_whole;               /* dents hold every name (NAME held) */
+	bool lend_lost;                 /* a change lent this directory's tokens and was given
+					   up: nothing is cached under them (dir_uncached) until
+					   NAME goes back once (cl_client.c, dir_forget) */
 	bool whole_tried;               /* the directory was too large to read whole */
 	int64_t names_dropped_ns;       /* when NAME last went back: read whole only once it rests */
 	unsigned unaliasing;            /* kernel invalidations of names of it in flight; cl_ctx.nmu */

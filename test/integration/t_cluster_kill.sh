@@ -64,17 +64,30 @@ resume_nodes() {
 # make_dirs TAG: on node3, directories TAG.stat TAG.cat TAG.touch TAG.ls
 # with a file in each.  node2 only looks them up (its kernel keeps their
 # entries), so each process below asks the server for its own directory.
+# And TAG.held, in which node2 creates a file: it caches the directory (its
+# next create there lends the directory's tokens to the server).
 make_dirs() {
 	local m d
 	m=$(node_mnt 3)
-	for d in stat cat touch ls; do
+	for d in stat cat touch ls held; do
 		mkdir "$m/$1.$d" && echo "$1 $d" >"$m/$1.$d/f"
 		stat "$(node_mnt 2)/$1.$d" >/dev/null
 	done
+	echo x >"$(node_mnt 2)/$1.held/x"
+}
+
+# warm_held TAG: once NAME of TAG.held rested (1 s), a miss on node2 reads
+# the directory whole: node2 then knows "new" is absent, and its create
+# goes straight to the server, lending the directory's tokens.
+warm_held() {
+	sleep 1.2
+	stat "$(node_mnt 2)/$1.held" "$(node_mnt 2)/$1.held/x" >/dev/null
+	stat "$(node_mnt 2)/$1.held/absent" >/dev/null 2>&1 || true
 }
 
 # block_and_kill TAG WHAT: on node2 start a stat, a cat, a touch and an ls in
-# TAG's directories, then kill_blocked.
+# TAG's directories, and a touch in TAG.held (a change that lends the
+# directory's tokens), then kill_blocked.
 block_and_kill() {
 	local tag=$1 what=$2 m
 	local -a pids=() names=()
@@ -87,7 +100,11 @@ block_and_kill() {
 	pids+=($!) names+=(touch)
 	ls "$m/$tag.ls" >/dev/null 2>&1 &
 	pids+=($!) names+=(ls)
+	mk0=$(cl_stat 2 'c["messages"]["sent_by_type"].get("MKNOD_REQ", 0)')
+	touch "$m/$tag.held/new" 2>/dev/null &
+	pids+=($!) names+=("touch (lending)")
 	kill_blocked "$what" 2
+	log "$what: node2 sent $(($(cl_stat 2 'c["messages"]["sent_by_type"].get("MKNOD_REQ", 0)') - mk0)) create(s) to the server"
 }
 
 # kill_blocked WHAT NODE: the processes pids[] (named names[], on node
@@ -172,6 +189,7 @@ mkdir "$(node_mnt 3)/c" "$(node_mnt 3)/d"
 echo c >"$(node_mnt 3)/c/f"
 echo d >"$(node_mnt 3)/d/f"
 stat "$(node_mnt 2)/c" "$(node_mnt 2)/d" >/dev/null
+warm_held a
 
 log "(a) node1's cxfsd stopped (SIGSTOP): node2's processes die to SIGKILL"
 kill -STOP "$(node_pid 1)"
@@ -205,6 +223,18 @@ check_eq "after SIGCONT node3 reads a file node2 created" again \
 	"$(cat "$(node_mnt 3)/a.touch/new2" 2>&1)"
 check_eq "after SIGCONT node2 lists the directory its killed ls wanted" f \
 	"$(ls "$(node_mnt 2)/a.ls" 2>&1)"
+# The killed lending touch may be done by the server after all: node2 must
+# see the directory as node3 does, before and after.
+log "a.held on node3: $(ls "$(node_mnt 3)/a.held" 2>&1 | tr '\n' ' ')"
+for round in 1 2; do
+	check_eq "after SIGCONT node2 lists the directory of its killed lending touch as node3 ($round)" \
+		"$(ls "$(node_mnt 3)/a.held" 2>&1 | tr '\n' ' ')" "$(ls "$(node_mnt 2)/a.held" 2>&1 | tr '\n' ' ')"
+	stat "$(node_mnt 2)/a.held/new" >/dev/null 2>&1 || true
+	sleep 1
+done
+check "after SIGCONT node2 creates in that directory" touch "$(node_mnt 2)/a.held/new3"
+check_eq "node3 lists it with node2's file" "$(ls "$(node_mnt 2)/a.held" 2>&1 | tr '\n' ' ')" \
+	"$(ls "$(node_mnt 3)/a.held" 2>&1 | tr '\n' ' ')"
 
 log "(e) node3's cxfsd stopped: a process on node1 (the MDS) waiting for node3 dies to SIGKILL"
 echo e >"$(node_mnt 1)/e"
@@ -230,6 +260,7 @@ log "(b) node1's cxfsd killed (kill -9): node2's processes die to SIGKILL"
 unset CXFS_CONF_GLOBALS
 cluster_up 3 || { fail "a 3-node cluster starts again"; it_finish; }
 make_dirs b
+warm_held b
 kill_node 1
 block_and_kill b "dead server"
 check "node2's and node3's cxfsd still run after their server died" \
