@@ -141,6 +141,7 @@ struct cl_ctx {
 	pthread_mutex_t mu;             /* protects the fields up to `ready`, and mds */
 	uint32_t server_id;             /* node serving the filesystem (0: none known) */
 	struct rpc_chan *node_chan[CL_MAX_NODES];  /* MDS: each node's incoming channel */
+	struct rpc_chan *out_chan[CL_MAX_NODES];   /* MDS: ours to a node whose own broke */
 	atomic_bool ready;              /* attached: serves requests */
 	/*
 	 * The node's role.  It changes only in a relocation (src/relocate),

@@ -1330,9 +1330,12 @@ void cl_stop(struct cl_ctx *cx)
 		usleep(10 * 1000);
 	if (cx->mds)
 		rpc_chan_put(cx->mds);
-	for (size_t i = 0; i < CL_MAX_NODES; i++)
+	for (size_t i = 0; i < CL_MAX_NODES; i++) {
 		if (cx->node_chan[i])
 			rpc_chan_put(cx->node_chan[i]);
+		if (cx->out_chan[i])
+			rpc_chan_put(cx->out_chan[i]);
+	}
 	rpc_ctx_destroy(cx->rpc);
 	cl_dm_detach(cx);
 	kore_free(cx);

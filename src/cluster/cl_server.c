@@ -74,17 +74,21 @@ static void local_recall_run(void *arg)
 
 void cl_server_node_lost(struct cl_ctx *cx, uint32_t node, const char *why)
 {
-	struct rpc_chan *ch = NULL;
+	struct rpc_chan *ch = NULL, *out = NULL;
 	size_t nlocks = 0;
 
 	pthread_mutex_lock(&cx->mu);
 	if (node < CL_MAX_NODES) {
 		ch = cx->node_chan[node];
 		cx->node_chan[node] = NULL;
+		out = cx->out_chan[node];
+		cx->out_chan[node] = NULL;
 	}
 	pthread_mutex_unlock(&cx->mu);
 	if (ch)
 		rpc_chan_put(ch);
+	if (out)
+		rpc_chan_put(out);
 	tok_server_node_down(cx->ts, node);
 	if (cx->mfs)
 		nlocks = vn_lock_release_node(vn_meta_fs_locks(cx->mfs), node);
@@ -92,15 +96,33 @@ void cl_server_node_lost(struct cl_ctx *cx, uint32_t node, const char *why)
 		cms_node_name(cl_node_by_id(cx, node)), why, nlocks);
 }
 
+/*
+ * The channel to reach @node on: the one it connected to us on while that
+ * connection lasts, else one of ours to its address (connected on demand),
+ * so a recall reaches a member whose own connection broke.  NULL if none.
+ */
 static struct rpc_chan *node_chan(struct cl_ctx *cx, uint32_t node)
 {
+	const struct cms_node *nd = cl_node_by_id(cx, node);
 	struct rpc_chan *ch = NULL;
 
+	if (node >= CL_MAX_NODES)
+		return NULL;
 	pthread_mutex_lock(&cx->mu);
-	if (node < CL_MAX_NODES && cx->node_chan[node]) {
-		ch = cx->node_chan[node];
-		rpc_chan_hold(ch);
+	ch = cx->node_chan[node];
+	if (ch) {
+		struct rpc_stats st;
+
+		rpc_chan_stats(ch, &st);
+		if (st.disconnects)
+			ch = NULL;
 	}
+	if (!ch && nd && !cx->out_chan[node] && cms_node_addr_kind(nd) != CMS_ADDR_HOST)
+		(void)rpc_connect(cx->rpc, cms_node_address(nd), cms_node_port(nd), &cx->out_chan[node]);
+	if (!ch)
+		ch = cx->out_chan[node];
+	if (ch)
+		rpc_chan_hold(ch);
 	pthread_mutex_unlock(&cx->mu);
 	return ch;
 }

@@ -433,11 +433,16 @@ static int become_client(struct cl_ctx *cx, struct kore *k, struct kore_bag *bag
 	meta_store_close(cx->st);
 	cx->st = NULL;
 	pthread_mutex_lock(&cx->mu);
-	for (size_t i = 0; i < CL_MAX_NODES; i++)
+	for (size_t i = 0; i < CL_MAX_NODES; i++) {
 		if (cx->node_chan[i]) {
 			rpc_chan_put(cx->node_chan[i]);
 			cx->node_chan[i] = NULL;
 		}
+		if (cx->out_chan[i]) {
+			rpc_chan_put(cx->out_chan[i]);
+			cx->out_chan[i] = NULL;
+		}
+	}
 	pthread_mutex_unlock(&cx->mu);
 	return 0;
 }

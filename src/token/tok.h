@@ -165,6 +165,7 @@ struct tok_server_stats {
 	uint64_t recalls;    /* recall messages sent */
 	uint64_t returns;    /* tok_server_returned() calls */
 	uint64_t refusals;   /* conditional recalls refused */
+	uint64_t resent;     /* recalls sent again, unanswered for a second */
 	uint64_t early;      /* waits ended by tok_server_interrupt_all() */
 	uint64_t waiting;    /* requests waiting now */
 	uint64_t inodes;     /* inodes with grants or waiters now */

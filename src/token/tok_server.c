@@ -39,6 +39,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------------- */
 /* 1. Records                                                              */
@@ -47,6 +48,7 @@
 #define TOK__BUCKETS 65536u     /* a million inodes stay a few per chain */
 /* Holders at or above this are server operations, below it node ids. */
 #define TOK__OP_HOLDER (UINT64_C(1) << 32)
+#define TOK__RESEND_NS 1000000000LL  /* a recall unanswered this long is sent again */
 
 /* What one holder has of one inode. */
 struct tok__grant {
@@ -127,6 +129,16 @@ static void tok__mark_recalling(struct tok__grant *g, uint16_t mask)
 	g->recalling |= mask;
 }
 
+/* Send @g's unanswered recalls again (they may have been lost with a connection). */
+static void tok__resend(struct tok__grant *g)
+{
+	/* The existence check sends its own again (cond 1); other recalls are
+	 * sent again by their waiters once the token is not marked recalling. */
+	g->recalling &= g->cond ? TOK__BIT(TOK_EXIST) : 0;
+	if (g->cond == 2)
+		g->cond = 1;
+}
+
 static struct tok__sino **tok__slot(struct tok_server *s, uint64_t ino)
 {
 	struct tok__sino **pp = &s->hash[(ino * UINT64_C(0x9E3779B97F4A7C15)) >> 48];
@@ -203,6 +215,32 @@ static bool tok__is_node(uint64_t holder)
 {
 	return holder < TOK__OP_HOLDER;
 }
+
+/*
+ * Wait for a change on @r; mu held.  A recall unanswered for
+ * TOK__RESEND_NS is sent again: a connection may have lost it (the node
+ * stays a member, so it still holds the token and will answer).  0, or on
+ * an application's request (a local operation of the metadata server's
+ * node, common/cx_intr.h) its interrupt's error: the wait ends there.
+ */
+static int tok__wait_answer(struct tok_server *s, struct tok__sino *r)
+{
+	int64_t now = tok__now_ns() + TOK__RESEND_NS;
+	struct timespec until = { (time_t)(now / 1000000000), (long)(now % 1000000000) };
+	int rc = cx_intr_wait(&s->cv, &s->mu, &until);
+
+	if (rc < 0)
+		return rc;
+	/* Woken, timed out or a slice of an armed wait: resend what is old enough. */
+	now = tok__now_ns();
+	for (struct tok__grant *g = r->grants; g; g = g->next)
+		if (g->recalling && tok__is_node(g->holder) && now - g->recall_ns >= TOK__RESEND_NS) {
+			tok__resend(g);
+			s->stats.resent++;
+		}
+	return 0;
+}
+
 
 /* Does any holder still have EXIST?  If a doomed file lost its last one, say so. */
 static void tok__check_doomed(struct tok_server *s, struct tok__sino *r)
@@ -460,7 +498,7 @@ static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_
 		if (tok__obstacles(r, &w, &node, &recall)) {
 			tok__wait_begin(&s->waits, &w.link);
 			if (tok_set_empty(&recall)) {
-				rc = tok__wait(s);
+				rc = tok__wait_answer(s, r);
 				if (rc < 0)
 					break;
 				continue;
@@ -631,7 +669,7 @@ int tok_server_recall_exist(struct tok_server *s, uint64_t ino)
 		}
 		if (pending) {
 			tok__wait_begin(&s->waits, &w.link);
-			pthread_cond_wait(&s->cv, &s->mu);
+			(void)tok__wait_answer(s, r);   /* the reclaimer's thread is never armed */
 			continue;
 		}
 		rc = 0;
@@ -740,11 +778,7 @@ void tok_server_node_back(struct tok_server *s, uint32_t node)
 			for (struct tok__grant *g = r->grants; g; g = g->next) {
 				if (g->holder != node)
 					continue;
-				/* The existence check sends its own again (cond 1); others are re-sent
-				 * by their waiters once the token is not marked recalling. */
-				g->recalling &= g->cond ? TOK__BIT(TOK_EXIST) : 0;
-				if (g->cond == 2)
-					g->cond = 1;
+				tok__resend(g);
 			}
 	pthread_cond_broadcast(&s->cv);
 	tok__unlock(s);

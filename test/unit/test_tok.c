@@ -1312,6 +1312,38 @@ static void test_client_wait_interrupted(void **state)
 }
 
 /*
+ * A local application's request at the server (the metadata server's own
+ * node) waiting for a holder that does not answer its recall: the recall is
+ * sent again after a second, as for any waiter, and the request ends with
+ * -EINTR when interrupted; the holder keeps its token.
+ */
+static void test_server_wait_interrupted(void **state)
+{
+	struct cluster *cl = *state;
+	struct node *n0 = &cl->n[0], *n1 = &cl->n[1];
+	const uint64_t ino = 3015;
+	size_t m = mark(cl);
+	struct async b;
+
+	acq(n0, ino, TOK_ATTR, TOK_WRITE);
+	rel(n0, ino, TOK_ATTR, TOK_WRITE);
+	hold_recalls(cl, 0, true);
+	memset(&b, 0, sizeof(b));
+	b.n = n1;
+	b.ino = ino;
+	b.want = one(TOK_ATTR, TOK_READ);
+	b.armed = true;
+	assert_int_equal(pthread_create(&b.th, NULL, async_main, &b), 0);
+	WAIT_FOR(count_ev(cl, m, EV_RECALL, 0, ino) >= 2);   /* sent again after 1 s */
+	assert_false(atomic_load(&b.done));
+	cx_intr_raise((struct cx_intr *)atomic_load(&b.intr));
+	assert_int_equal(finish(&b), -EINTR);
+	assert_int_equal(srv_level(cl, 1, ino, TOK_ATTR), TOK_NONE);
+	hold_recalls(cl, 0, false);
+	forget_all(cl, ino);
+}
+
+/*
  * An application's conversion given up while its request is on the wire
  * (READ asked to become WRITE); the server grants it afterwards, so it
  * records WRITE for the node, which still has READ.  The next recall takes
@@ -1545,6 +1577,7 @@ int main(void)
 		T(test_interrupt),
 		T(test_client_wait_interrupted),
 		T(test_obtain_given_up),
+		T(test_server_wait_interrupted),
 		T(test_refs_hold_recall),
 		T(test_lend_crossing),
 		T(test_create_exist),
