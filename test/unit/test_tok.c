@@ -473,16 +473,32 @@ static void *async_main(void *p)
 	return NULL;
 }
 
-static void start(struct async *a, struct node *n, struct tok_op *op, uint64_t ino,
-		  struct tok_set want)
+static void start_as(struct async *a, struct node *n, struct tok_op *op, uint64_t ino,
+		     struct tok_set want, bool armed)
 {
 	memset(a, 0, sizeof(*a));
 	a->n = n;
 	a->op = op;
 	a->ino = ino;
 	a->want = want;
+	a->armed = armed;
 	atomic_init(&a->done, false);
 	assert_int_equal(pthread_create(&a->th, NULL, async_main, a), 0);
+}
+
+static void start(struct async *a, struct node *n, struct tok_op *op, uint64_t ino,
+		  struct tok_set want)
+{
+	start_as(a, n, op, ino, want, false);
+}
+
+/* An application's acquire (its thread's interrupt armed, cx_intr.h); returns that interrupt. */
+static struct cx_intr *start_armed(struct async *a, struct node *n, uint64_t ino,
+				   struct tok_set want)
+{
+	start_as(a, n, NULL, ino, want, true);
+	WAIT_FOR(atomic_load(&a->intr) != 0);
+	return (struct cx_intr *)atomic_load(&a->intr);
 }
 
 static int finish(struct async *a)
@@ -1285,21 +1301,16 @@ static void test_client_wait_interrupted(void **state)
 	struct cluster *cl = *state;
 	const uint64_t ino = 3013;
 	struct async a, b;
+	struct cx_intr *in;
 
 	acq(&cl->n[0], ino, TOK_ATTR, TOK_WRITE);
 	hold_recalls(cl, 0, true);
 	start(&a, &cl->n[1], NULL, ino, one(TOK_ATTR, TOK_READ));
 	WAIT_FOR(srv_waiting(cl) == 1);
-	memset(&b, 0, sizeof(b));
-	b.n = &cl->n[1];
-	b.ino = ino;
-	b.want = one(TOK_ATTR, TOK_READ);
-	b.armed = true;
-	assert_int_equal(pthread_create(&b.th, NULL, async_main, &b), 0);
-	WAIT_FOR(atomic_load(&b.intr) != 0);
+	in = start_armed(&b, &cl->n[1], ino, one(TOK_ATTR, TOK_READ));
 	msleep(50);
 	assert_false(atomic_load(&b.done));
-	cx_intr_raise((struct cx_intr *)atomic_load(&b.intr));
+	cx_intr_raise(in);
 	assert_int_equal(finish(&b), -EINTR);
 	assert_false(atomic_load(&a.done));
 
@@ -1324,19 +1335,15 @@ static void test_server_wait_interrupted(void **state)
 	const uint64_t ino = 3015;
 	size_t m = mark(cl);
 	struct async b;
+	struct cx_intr *in;
 
 	acq(n0, ino, TOK_ATTR, TOK_WRITE);
 	rel(n0, ino, TOK_ATTR, TOK_WRITE);
 	hold_recalls(cl, 0, true);
-	memset(&b, 0, sizeof(b));
-	b.n = n1;
-	b.ino = ino;
-	b.want = one(TOK_ATTR, TOK_READ);
-	b.armed = true;
-	assert_int_equal(pthread_create(&b.th, NULL, async_main, &b), 0);
+	in = start_armed(&b, n1, ino, one(TOK_ATTR, TOK_READ));
 	WAIT_FOR(count_ev(cl, m, EV_RECALL, 0, ino) >= 2);   /* sent again after 1 s */
 	assert_false(atomic_load(&b.done));
-	cx_intr_raise((struct cx_intr *)atomic_load(&b.intr));
+	cx_intr_raise(in);
 	assert_int_equal(finish(&b), -EINTR);
 	assert_int_equal(srv_level(cl, 1, ino, TOK_ATTR), TOK_NONE);
 	hold_recalls(cl, 0, false);
@@ -1356,6 +1363,7 @@ static void test_obtain_given_up(void **state)
 	struct node *n0 = &cl->n[0], *n1 = &cl->n[1], *n2 = &cl->n[2];
 	const uint64_t ino = 3014;
 	struct async b;
+	struct cx_intr *in;
 
 	acq(n0, ino, TOK_ATTR, TOK_READ);
 	rel(n0, ino, TOK_ATTR, TOK_READ);
@@ -1363,14 +1371,9 @@ static void test_obtain_given_up(void **state)
 	rel(n1, ino, TOK_ATTR, TOK_READ);
 	hold_recalls(cl, 0, true);
 	n1->net = true;
-	memset(&b, 0, sizeof(b));
-	b.n = n1;
-	b.ino = ino;
-	b.want = one(TOK_ATTR, TOK_WRITE);
-	b.armed = true;
-	assert_int_equal(pthread_create(&b.th, NULL, async_main, &b), 0);
-	WAIT_FOR(srv_waiting(cl) == 1 && atomic_load(&b.intr) != 0);
-	cx_intr_raise((struct cx_intr *)atomic_load(&b.intr));
+	in = start_armed(&b, n1, ino, one(TOK_ATTR, TOK_WRITE));
+	WAIT_FOR(srv_waiting(cl) == 1);
+	cx_intr_raise(in);
 	assert_int_equal(finish(&b), -EINTR);
 	assert_int_equal(cli_level(n1, ino, TOK_ATTR), TOK_READ);
 
