@@ -1795,6 +1795,9 @@ static int write_locked(struct cl_ctx *cx, struct cl_inode *ci, const char *buf,
 		if (!rc)
 			pos += chunk;
 	}
+	/* Fenced: the target refuses this node's writes; the application sees EIO. */
+	if (rc == BLK_EFENCED)
+		rc = -EIO;
 	*done = (size_t)(pos - off);
 	return rc;
 }

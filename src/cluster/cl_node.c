@@ -1471,8 +1471,8 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	if (cx->is_server)
 		PUT(",\"token_server\":{\"grants\":%" PRIu64 ",\"recalls\":%" PRIu64
 		    ",\"returns\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"waiting\":%" PRIu64
-		    ",\"inodes\":%" PRIu64 "}", tss.grants, tss.recalls, tss.returns,
-		    tss.refusals, tss.waiting, tss.inodes);
+		    ",\"inodes\":%" PRIu64 ",\"resent\":%" PRIu64 "}", tss.grants, tss.recalls,
+		    tss.returns, tss.refusals, tss.waiting, tss.inodes, tss.resent);
 	PUT(",\"cache\":{\"attr_hits\":%" PRIu64 ",\"attr_misses\":%" PRIu64
 	    ",\"name_hits\":%" PRIu64 ",\"name_misses\":%" PRIu64 ",\"map_fetches\":%" PRIu64
 	    ",\"allocs\":%" PRIu64 ",\"write_dones\":%" PRIu64 ",\"forwards\":%" PRIu64

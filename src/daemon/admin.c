@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +264,16 @@ static void handle(struct admin_conn *c)
 		c->tokens_ino = ino;
 	if (c->a->d->cl && strncmp(c->line, "relocate ", 9) == 0)
 		snprintf(c->relocate, sizeof(c->relocate), "%s", c->line);
+	if (c->a->d->cl && strcmp(c->line, "leave") == 0) {
+		/* An orderly stop, as SIGTERM: withdraw from the membership, unmount, exit. */
+		c->reply_len = (size_t)snprintf(c->reply, sizeof(c->reply),
+						"leaving: withdrawing from the membership and "
+						"unmounting %s\n", c->a->d->mountpoint);
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		reply(c);
+		kill(getpid(), SIGTERM);
+		return;
+	}
 	if (c->tokens_ino || c->relocate[0] || strcmp(c->line, "status") == 0 ||
 	    strcmp(c->line, "status json") == 0) {
 		c->json = strcmp(c->line, "status json") == 0;

@@ -84,6 +84,7 @@ struct cms__peer {
 	uint64_t inc, seq;                   /* newest datagram accepted */
 	int64_t heard_ns;                    /* monotonic; 0: never */
 	struct cms__hb hb;                   /* its last heartbeat */
+	uint64_t refused_inc;                /* the incarnation refused for its levels (logged once) */
 };
 
 struct cms {
@@ -507,12 +508,15 @@ static void lead(struct cms *m, uint64_t reach, int64_t now)
 		if (!(joiners & set & CMS_BIT(i)) || levels_meet(m, set, lv, &bad))
 			continue;
 		set &= ~CMS_BIT(i);
+		if (m->peer[i].refused_inc == m->peer[i].inc)
+			continue;
+		m->peer[i].refused_inc = m->peer[i].inc;
 		m->refused_levels++;
 		snprintf(m->last_refusal, sizeof(m->last_refusal),
-			 "%s: %s levels %u..%u, the members speak another range", node_name(m, (int)i),
-			 cms_subsys_name((enum cms_subsys)bad), m->peer[i].hb.min[bad],
-			 m->peer[i].hb.max[bad]);
-		say(m, "node %s refused: %s", node_name(m, (int)i), m->last_refusal);
+			 "node %s refused: its %s levels %u..%u share none with the members'",
+			 node_name(m, (int)i), cms_subsys_name((enum cms_subsys)bad),
+			 m->peer[i].hb.min[bad], m->peer[i].hb.max[bad]);
+		say(m, "%s", m->last_refusal);
 	}
 	if ((!cms_view_quorum(set, m->may_serve, false) &&
 	     !(cms_view_is_tie(set, m->may_serve) && tie_won(m, set))) ||

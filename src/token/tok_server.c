@@ -61,6 +61,8 @@ struct tok__grant {
 	bool excl;                 /* granted IOEXCL READ as the only node, not yet told otherwise */
 	bool telling;              /* ops.ioexcl_lost is being called for this holder */
 	uint8_t cond;              /* conditional EXIST recall: 0 none, 1 to send, 2 sent */
+	bool resending;            /* tok__resend() cleared @recalling: keep @recall_ns */
+	int64_t sent_ns;           /* when a recall was last sent (resent after TOK__RESEND_NS) */
 };
 
 /*
@@ -124,8 +126,12 @@ static void tok__unlock(struct tok_server *s)
 /* @g's tokens in @mask are recalled now (and not yet answered). */
 static void tok__mark_recalling(struct tok__grant *g, uint16_t mask)
 {
-	if (!g->recalling)
-		g->recall_ns = tok__now_ns();
+	int64_t now = tok__now_ns();
+
+	if (!g->recalling && !g->resending)
+		g->recall_ns = now;
+	g->sent_ns = now;
+	g->resending = false;
 	g->recalling |= mask;
 }
 
@@ -135,6 +141,7 @@ static void tok__resend(struct tok__grant *g)
 	/* The existence check sends its own again (cond 1); other recalls are
 	 * sent again by their waiters once the token is not marked recalling. */
 	g->recalling &= g->cond ? TOK__BIT(TOK_EXIST) : 0;
+	g->resending = true;
 	if (g->cond == 2)
 		g->cond = 1;
 }
@@ -234,7 +241,7 @@ static int tok__wait_answer(struct tok_server *s, struct tok__sino *r)
 	/* Woken, timed out or a slice of an armed wait: resend what is old enough. */
 	now = tok__now_ns();
 	for (struct tok__grant *g = r->grants; g; g = g->next)
-		if (g->recalling && tok__is_node(g->holder) && now - g->recall_ns >= TOK__RESEND_NS) {
+		if (g->recalling && tok__is_node(g->holder) && now - g->sent_ns >= TOK__RESEND_NS) {
 			tok__resend(g);
 			s->stats.resent++;
 		}

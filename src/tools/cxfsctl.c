@@ -39,6 +39,7 @@ static void usage(FILE *f)
 		"       cxfsctl [--socket PATH] tokens [--json] PATH...\n"
 		"       cxfsctl [--socket PATH] tokens [--json] --inode INO...\n"
 		"       cxfsctl [--socket PATH] relocate FS NODE\n"
+		"       cxfsctl [--socket PATH] leave\n"
 		"\n"
 		"Ask the local cxfs daemon for its state.\n"
 		"\n"
@@ -52,6 +53,9 @@ static void usage(FILE *f)
 		"  relocate (cluster mode) move the metadata server of filesystem FS to\n"
 		"           NODE (a node of its server order that is up); applications on\n"
 		"           every node only pause.  Works from any node\n"
+		"  leave    (cluster mode) an orderly stop of this node: it withdraws from\n"
+		"           the membership (nobody fences or recovers it), unmounts and\n"
+		"           exits, as on SIGTERM\n"
 		"\n"
 		"  -s, --socket PATH   the daemon's admin socket (default " CXFSD_ADMIN_SOCKET ")\n"
 		"  -j, --json          the daemon's JSON objects (one a line) instead of text\n"
@@ -1065,6 +1069,20 @@ static int cmd_relocate(const char *sock, const char *fs, const char *node)
 	return rc;
 }
 
+/* `leave`: the node withdraws from the membership in order, unmounts and exits. */
+static int cmd_leave(const char *sock)
+{
+	char *reply = NULL;
+	int rc;
+
+	if (ask(sock, "leave", &reply))
+		return 1;
+	rc = strncmp(reply, "leaving", 7) == 0 ? 0 : 1;
+	fputs(reply, rc ? stderr : stdout);
+	free(reply);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -1091,7 +1109,8 @@ int main(int argc, char **argv)
 	cmd = optind < argc ? argv[optind] : "";
 	if (!(strcmp(cmd, "status") == 0 && optind == argc - 1) &&
 	    !(strcmp(cmd, "tokens") == 0 && optind < argc - 1) &&
-	    !(strcmp(cmd, "relocate") == 0 && optind == argc - 3)) {
+	    !(strcmp(cmd, "relocate") == 0 && optind == argc - 3) &&
+	    !(strcmp(cmd, "leave") == 0 && optind == argc - 1)) {
 		if (strcmp(cmd, "tokens") == 0)
 			fprintf(stderr, "cxfsctl: tokens needs at least one %s\n",
 				by_ino ? "INO" : "PATH");
@@ -1111,5 +1130,7 @@ int main(int argc, char **argv)
 		return cmd_status(sock, json);
 	if (strcmp(cmd, "relocate") == 0)
 		return cmd_relocate(sock, argv[optind + 1], argv[optind + 2]);
+	if (strcmp(cmd, "leave") == 0)
+		return cmd_leave(sock);
 	return cmd_tokens(sock, json, by_ino, argv + optind + 1, argc - optind - 1);
 }

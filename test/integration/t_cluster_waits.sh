@@ -19,13 +19,20 @@
 #  - `cxfsctl tokens --inode INO` on node1 shows the wait on f (by number:
 #    stat() of f itself would wait too), text and --json.
 #
+# The cluster runs with dead_after 60 s, so the membership does not drop
+# the stopped node2 meanwhile.
+#
 # Then node2 is continued (SIGCONT): the chmod and the stat complete, the
 # mode is seen on node2, and no wait is left.  node2 is continued on every
 # exit path (the cleanup stack), before the cluster goes down.
 . "$(dirname "$0")/lib_cluster.sh"
 it_init cluster_waits --need-tgtd
 
+# A stopped node stays a member here (dead_after 60 s): the point is a
+# holder that does not answer, not its death (t_member_* test that).
+export CXFS_CONF_GLOBALS=$'heartbeat 1s\ndead_after 60s'
 cluster_up 3 || { fail "a 3-node cluster starts"; it_finish; }
+unset CXFS_CONF_GLOBALS
 m1=$(node_mnt 1) m2=$(node_mnt 2) m3=$(node_mnt 3)
 mkdir "$m1/wf" "$m1/wg"
 echo data >"$m1/wf/f"
