@@ -312,6 +312,19 @@ static ssize_t dev_writev(int fd, struct iovec *iov, int count, void *userdata)
 }
 
 /* Serve the mount until it ends; 0 on a clean end. */
+/*
+ * No invalidation starts on the session from now on; those in flight end
+ * first (for at most 2 s: one may wait on the kernel's page lock held by an
+ * application whose request this daemon no longer answers; the unmount then
+ * goes on and fails it).
+ */
+static void session_close(struct cxfsd *d)
+{
+	atomic_store(&d->se, NULL);
+	for (int i = 0; i < 200 && atomic_load(&d->notifying); i++)
+		usleep(10 * 1000);
+}
+
 static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 {
 	char fsname[512], opts[700];
@@ -328,7 +341,7 @@ static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 	snprintf(opts, sizeof(opts), "fsname=%s,subtype=cxfs,allow_other,default_permissions",
 		 fsname);
 	se = fuse_session_new(&args, &cxfsd_fuse_ops, sizeof(cxfsd_fuse_ops), d);
-	d->se = se;
+	atomic_store(&d->se, se);
 	if (!se) {
 		fprintf(stderr, "cxfsd: cannot set up the FUSE session\n");
 		fuse_opt_free_args(&args);
@@ -368,26 +381,48 @@ static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 	if (d->cl)
 		(void)kore_leave(d->cl);
 out_unmount:
+	session_close(d);
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_destroy:
-	d->se = NULL;
+	session_close(d);
 	fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
 	return rc;
+}
+
+/*
+ * A cluster thread's use of the session for an invalidation: NULL once the
+ * session closes (the kernel's caches go with the mount then).
+ */
+static struct fuse_session *session_get(struct cxfsd *d)
+{
+	struct fuse_session *se;
+
+	atomic_fetch_add(&d->notifying, 1);
+	se = atomic_load(&d->se);
+	if (!se)
+		atomic_fetch_sub(&d->notifying, 1);
+	return se;
+}
+
+static void session_put(struct cxfsd *d)
+{
+	atomic_fetch_sub(&d->notifying, 1);
 }
 
 /* Drop the kernel's pages and attributes of @ino (a token's duty). */
 static int inval_inode(void *arg, uint64_t ino)
 {
 	struct cxfsd *d = arg;
-	struct fuse_session *se = d->se;
+	struct fuse_session *se = session_get(d);
 	int rc;
 
 	if (!se)
 		return 0;
 	rc = fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
+	session_put(d);
 	return rc == -ENOENT ? 0 : rc;
 }
 
@@ -395,12 +430,13 @@ static int inval_inode(void *arg, uint64_t ino)
 static int inval_entry(void *arg, uint64_t dir, const char *name)
 {
 	struct cxfsd *d = arg;
-	struct fuse_session *se = d->se;
+	struct fuse_session *se = session_get(d);
 	int rc;
 
 	if (!se)
 		return 0;
 	rc = fuse_lowlevel_notify_inval_entry(se, dir, name, strlen(name));
+	session_put(d);
 	return rc == -ENOENT ? 0 : rc;
 }
 
@@ -408,12 +444,13 @@ static int inval_entry(void *arg, uint64_t dir, const char *name)
 static int inval_attr(void *arg, uint64_t ino)
 {
 	struct cxfsd *d = arg;
-	struct fuse_session *se = d->se;
+	struct fuse_session *se = session_get(d);
 	int rc;
 
 	if (!se)
 		return 0;
 	rc = fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+	session_put(d);
 	return rc == -ENOENT ? 0 : rc;
 }
 

@@ -7,6 +7,7 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 struct blk_dev;
 struct cl_ctx;
@@ -44,7 +45,12 @@ struct cxfsd {
 	double attr_timeout;          /* seconds the kernel may cache attributes */
 	int writeback;                /* ask for the kernel's writeback cache */
 	const char *mountpoint;       /* where it is mounted */
-	struct fuse_session *se;      /* set once the session exists (cache invalidation) */
+	/*
+	 * The session, for cache invalidations from cluster threads: set once it
+	 * exists, NULL once it goes (cxfsd_session_get/put bracket each use).
+	 */
+	_Atomic(struct fuse_session *) se;
+	atomic_uint notifying;        /* invalidations in progress on se */
 	struct cxfsd_flk flk;         /* flock releases in flight */
 };
 

@@ -119,7 +119,7 @@ _run_cleanup() {
 kill_pid() {
 	local pid=$1 grace=${2:-5} i
 	[[ -n "$pid" ]] || return 0
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
 	kill -TERM "$pid" 2>/dev/null || true
 	for ((i = 0; i < grace * 10; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
