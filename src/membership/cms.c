@@ -61,6 +61,7 @@ struct cms__hb {
 struct cms__prop {                       /* PROPOSE and COMMIT */
 	uint64_t epoch;
 	uint64_t floor;                      /* epoch of the last removal */
+	uint64_t gone;                       /* withdrew in order and not back: out of the count */
 	uint64_t members;
 	uint64_t withdrawn;
 	uint16_t leader;
@@ -75,7 +76,7 @@ struct cms__ack {
 
 _Static_assert(sizeof(struct cms__hdr) == 32, "cms__hdr layout");
 _Static_assert(sizeof(struct cms__hb) == 64, "cms__hb layout");
-_Static_assert(sizeof(struct cms__prop) == 48 + 16 * CMS_MAX_NODES, "cms__prop layout");
+_Static_assert(sizeof(struct cms__prop) == 56 + 16 * CMS_MAX_NODES, "cms__prop layout");
 
 struct cms__peer {
 	struct sockaddr_storage addr;
@@ -317,6 +318,20 @@ static uint64_t lease_reach(struct cms *m, int64_t now)
 	return reach_within(m, now, m->dead_ms - m->hb_ms);
 }
 
+/*
+ * The nodes quorum is counted over: those that may serve, less those that
+ * withdrew in order and have not come back (a node that withdrew cannot be
+ * on the other side of a partition: it must be admitted again first, by a
+ * side that has quorum without it).
+ */
+static uint64_t voters(const struct cms *m)
+{
+	return m->may_serve & ~m->view.gone;
+}
+
+/* Has @set quorum (a tie only if won on the disk, see tie_won)? */
+static bool has_quorum(struct cms *m, uint64_t set, bool may_race);
+
 /* Do the ranges of the nodes in @set share a level of every subsystem?  Fill @level. */
 static bool levels_meet(struct cms *m, uint64_t set, uint16_t *level, int *bad_sub)
 {
@@ -390,7 +405,8 @@ static void *deliver_main(void *arg)
 static void commit(struct cms *m, const struct cms__prop *p)
 {
 	struct cms_view v = { .epoch = p->epoch, .floor = p->floor, .members = p->members,
-			      .withdrawn = p->withdrawn, .leader = p->leader, .quorum = true };
+			      .withdrawn = p->withdrawn, .gone = p->gone, .leader = p->leader,
+			      .quorum = true };
 	char a[256], b[256], c[256];
 
 	if (p->epoch <= m->view.epoch)
@@ -432,9 +448,9 @@ static void lose_quorum(struct cms *m, uint64_t reach)
 	m->state = m->view.member ? CMS_DEAD : CMS_NASCENT;
 	v.quorum = false;
 	if (m->view.member)
-		say(m, "no quorum: this node hears only %s of the %u node(s) that may serve; "
-	    "it serves nothing until the membership takes it back", set_str(m, reach, a, sizeof(a)),
-	    cms_set_count(m->may_serve));
+		say(m, "no quorum: this node hears only %s of the %u node(s) that may serve and have "
+	    "not withdrawn; it serves nothing until the membership takes it back",
+	    set_str(m, reach, a, sizeof(a)), cms_set_count(voters(m)));
 	deliver(m, &v);
 }
 
@@ -472,13 +488,22 @@ static bool tie_won(struct cms *m, uint64_t set)
 	if (m->tie_set == set)
 		return m->tie_result == 1;
 	pthread_mutex_unlock(&m->mu);
-	rc = m->o.ops->tie_break(m->o.arg, m->may_serve & ~set);
+	rc = m->o.ops->tie_break(m->o.arg, voters(m) & ~set);
 	pthread_mutex_lock(&m->mu);
 	m->tie_set = set;
 	m->tie_result = rc;
 	say(m, "tie-breaker (half of the nodes that may serve): %s",
 	    rc == 1 ? "won the disk" : rc == 0 ? "lost the disk" : "could not reach the disk");
 	return rc == 1;
+}
+
+static bool has_quorum(struct cms *m, uint64_t set, bool may_race)
+{
+	uint64_t v = voters(m);
+
+	if (cms_view_quorum(set, v, false))
+		return true;
+	return may_race && cms_view_is_tie(set, v) && tie_won(m, set & v);
 }
 
 static void lead(struct cms *m, uint64_t reach, int64_t now)
@@ -518,10 +543,9 @@ static void lead(struct cms *m, uint64_t reach, int64_t now)
 			 m->peer[i].hb.min[bad], m->peer[i].hb.max[bad]);
 		say(m, "%s", m->last_refusal);
 	}
-	if ((!cms_view_quorum(set, m->may_serve, false) &&
-	     !(cms_view_is_tie(set, m->may_serve) && tie_won(m, set))) ||
-	    (!cms_view_quorum(lease_reach(m, now), m->may_serve, false) &&
-	     !cms_view_is_tie(lease_reach(m, now), m->may_serve))) {
+	if (!has_quorum(m, set, true) ||
+	    (!cms_view_quorum(lease_reach(m, now), voters(m), false) &&
+	     !cms_view_is_tie(lease_reach(m, now), voters(m)))) {
 		lose_quorum(m, reach);
 		return;
 	}
@@ -559,6 +583,7 @@ static void lead(struct cms *m, uint64_t reach, int64_t now)
 	memset(p, 0, sizeof(*p));
 	p->epoch = highest_epoch(m) + 1;
 	p->floor = (members & ~set) ? p->epoch : m->view.floor;
+	p->gone = (m->view.gone | withdrawn) & ~set;
 	p->members = set;
 	p->withdrawn = withdrawn;
 	p->leader = (uint16_t)m->self;
@@ -791,8 +816,8 @@ static void tick(struct cms *m)
 	 * dead threshold more; none came: its side has no quorum (its leader
 	 * lost a tie, say), stop too.
 	 */
-	if (!cms_view_quorum(lease_reach(m, now), m->may_serve, false) &&
-	    !cms_view_is_tie(lease_reach(m, now), m->may_serve)) {
+	if (!cms_view_quorum(lease_reach(m, now), voters(m), false) &&
+	    !cms_view_is_tie(lease_reach(m, now), voters(m))) {
 		lose_quorum(m, reach);
 	} else if (m->view.member && (m->view.members & ~reach)) {
 		if (!m->lost_since)
@@ -1050,7 +1075,12 @@ int cms_status_json(struct cms *m, char *buf, size_t size)
 	    m->view.quorum && !m->quorum_lost ? "true" : "false", m->hb_ms, m->dead_ms, m->changes);
 	for (int s = 0; s < CMS_NSUBSYS; s++)
 		PUT("%s\"%s\":%u", s ? "," : "", cms_subsys_name((enum cms_subsys)s), m->view.level[s]);
-	PUT("},\"nodes\":[");
+	{
+		char g[256];
+
+		PUT("},\"withdrawn\":\"%s\",\"nodes\":[",
+		    m->view.gone ? set_str(m, m->view.gone, g, sizeof(g)) : "");
+	}
 	for (size_t i = 0; i < m->n; i++) {
 		bool me = (int)i == m->self, member = (m->view.members & CMS_BIT(i)) != 0;
 		const char *st = me ? cms_state_name(m->state)

@@ -88,6 +88,7 @@ struct cms_view {
 	uint64_t members;                    /* node index bits */
 	uint64_t withdrawn;                  /* left since the previous view by their own will */
 	uint64_t removed;                    /* members of the previous view that are not now */
+	uint64_t gone;                       /* withdrew in order, not back: quorum counts without them */
 	int leader;                          /* node index, -1 if none */
 	bool quorum;                         /* false: this node is cut off, serve nothing */
 	bool member;                         /* this node is in @members */
