@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "cluster/cl.h"
+#include "cluster/cl_runs.h"
 #include "dmapi/dm.h"
 #include "dmapi/dm_bhv.h"
 #include "meta/meta_store.h"
@@ -181,7 +182,9 @@ struct cl_ctx {
 	struct blk_dev *dev;            /* constant after cl_attach */
 	uint32_t bs;
 	uint64_t data_off;
+	uint64_t data_blocks;           /* blocks of the data region; constant after cl_attach */
 	struct meta_store *st;          /* MDS only */
+	struct cl_ledger *ledger;       /* MDS: runs handed to nodes, unpublished (cl_runs.h) */
 	struct vn_meta_fs *mfs;         /* MDS only */
 	struct vn_table *vt;
 
@@ -325,6 +328,8 @@ void cl_shape_block(struct cl_ctx *cx);
 void cl_shape_unblock(struct cl_ctx *cx);
 /* The node of @id in the configuration, or NULL. */
 const struct cms_node *cl_node_by_id(struct cl_ctx *cx, uint32_t id);
+/* Node @id's name, or "an unknown node" (for logs; cl_wait.c). */
+const char *cl_peer_name(struct cl_ctx *cx, uint32_t id);
 
 /* ---- cl_wait.c (token waits: watchdog, status) --------------------------- */
 

@@ -1224,6 +1224,7 @@ int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
 	cx->dev = dev;
 	cx->bs = sb.block_size;
 	cx->data_off = sb.data.off;
+	cx->data_blocks = sb.data.len / sb.block_size;
 	cx->st = st;
 	cx->mfs = mfs;
 	if (cx->is_server) {
@@ -1347,6 +1348,7 @@ void cl_stop(struct cl_ctx *cx)
 	tok_client_destroy(cx->tc);
 	if (cx->ts)
 		tok_server_destroy(cx->ts);
+	cl_ledger_destroy(cx->ledger);
 	for (size_t i = 0; i < sizeof(cx->ihash) / sizeof(cx->ihash[0]); i++)
 		while (cx->ihash[i]) {
 			struct cl_inode *ci = cx->ihash[i];

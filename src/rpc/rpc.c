@@ -6,8 +6,9 @@
  * Divisions of this file:
  *   1. Structures, lists, logging and counters.
  *   2. Channels: references, freezing, interruption, statistics.
- *   3. The loop thread: waking it, connecting, accepting, writing frames,
- *      reading and checking frames, the HELLO exchange, closing.
+ *   3. The loop thread: waking it, connecting, accepting (and the limits on
+ *      connections), sealing and writing frames, reading and checking
+ *      frames, the handshake (HELLO, HELLO_REPLY, HELLO_DONE), closing.
  *   4. Calls, one-way sends and replies (caller threads).
  *   5. The lanes of workers.
  *   6. Creating and destroying a context.
@@ -15,7 +16,9 @@
  * Threads.  The loop thread owns every uv handle and every struct
  * rpc__conn; nothing else touches them.  Other threads hand it frames by
  * appending them to a channel's out-queue under ctx->lock and waking it with
- * uv_async_send().  Incoming requests go from the loop to the queue of the
+ * uv_async_send(); the loop moves them to the connection's txq under the
+ * lock, then seals each (the MAC of the connection's next sequence number)
+ * and writes it with the lock dropped.  Incoming requests go from the loop to the queue of the
  * lane the classifier names; a worker of that lane runs the handler.  When
  * the loop queues a request and the lane has no idle worker, it starts one
  * (pthread_create(), which does not wait for anything) unless the lane is at
@@ -33,7 +36,7 @@
  * are waited on with ctx->lock.  The log callback may run under ctx->lock
  * (and so must take no lock of ours).  No lock is held across a handler, and
  * ctx->lock is never held across protobuf packing or MAC computation except
- * for the HELLO frames the loop itself builds.
+ * for the handshake frames the loop itself builds (a few hundred bytes).
  */
 #include <assert.h>
 #include <errno.h>
