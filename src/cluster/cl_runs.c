@@ -273,6 +273,15 @@ void cl_ledger_clear(struct cl_ledger *l, uint64_t ino, uint64_t fblk, uint64_t 
 	pthread_mutex_unlock(&l->mu);
 }
 
+void cl_ledger_forget(struct cl_ledger *l, uint32_t node, uint64_t ino)
+{
+	if (!node_ok(l, node))
+		return;
+	pthread_mutex_lock(&l->mu);
+	punch(&l->nodes[node], ino, 0, UINT64_MAX, true, false);
+	pthread_mutex_unlock(&l->mu);
+}
+
 long cl_ledger_drop_node(struct cl_ledger *l, uint32_t node, struct cl_ledger_run **out)
 {
 	struct cl_ledger_node *ln;

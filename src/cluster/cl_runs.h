@@ -16,7 +16,9 @@
  *
  * For the recovery of a node that is gone for good, cl_ledger_drop_node()
  * hands back the runs its own ALLOCs made and it never published (the
- * blocks to free), and forgets everything it held.
+ * blocks to free), and forgets everything it held.  A node's runs of a
+ * file go when it gives back the file's EXTENT token (cl_ledger_forget),
+ * so the ledger holds no more than the token server does.
  *
  * Locking: the ledger has one mutex, a leaf, taken by each call.
  */
@@ -75,6 +77,13 @@ int cl_ledger_check(struct cl_ledger *l, uint32_t node, uint64_t ino, uint64_t f
 
 /* Blocks [fblk, fblk + nblk) of @ino were published (or freed): no node holds them now. */
 void cl_ledger_clear(struct cl_ledger *l, uint64_t ino, uint64_t fblk, uint64_t nblk);
+
+/*
+ * Node @node gave back its EXTENT token of @ino: it has no map of it to
+ * write by, so it holds none of its blocks now (what it still publishes
+ * later is of no known owner).
+ */
+void cl_ledger_forget(struct cl_ledger *l, uint32_t node, uint64_t ino);
 
 /*
  * Node @node is gone for good: forget what it held, and return in *@out the

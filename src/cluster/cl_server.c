@@ -59,6 +59,9 @@
 /* The fallocate(2) modes another node may ask for (meta_fallocate's, but VN_IO_INVISIBLE). */
 #define CL_FALLOC_REMOTE (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)
 
+/* Runs the ledger could not note (logged sparsely). */
+static atomic_uint ledger_refusals;
+
 /* This thread is the reclaimer (which may wait for nodes' answers). */
 static _Thread_local bool cl_in_reclaimer;
 
@@ -738,6 +741,8 @@ static int h_return(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	} else {
 		apply_state(cx, m->ino, m->atime, m->mtime, m->ctime, m->has_size ? &m->size : NULL);
 		tok_server_returned(cx->ts, node, m->ino, &set, NULL);
+		if (set.level[TOK_EXTENT] != TOK_NONE)
+			cl_ledger_forget(cx->ledger, node, m->ino);
 	}
 	if (rpc_req_is_oneway(req))
 		return 0;
@@ -769,7 +774,8 @@ static void ledger_note(struct cl_ctx *cx, uint32_t node, uint64_t ino, const st
 					break;
 				}
 			rc = cl_ledger_add(cx->ledger, node, &r);
-			if (rc)
+			/* The first refusal, then one in 1024. */
+			if (rc && atomic_fetch_add(&ledger_refusals, 1) % 1024 == 0)
 				fprintf(stderr, "cxfsd: the ledger cannot note blocks [%llu, +%llu) of inode "
 					"%llu handed to node %s: %s\n", (unsigned long long)r.fblk,
 					(unsigned long long)r.nblk, (unsigned long long)ino,

@@ -161,6 +161,21 @@ static void test_ledger_clear_and_drop(void **state)
 	assert_int_equal(cl_ledger_check(l, 2, 7, 20, 4, 120), 0);    /* dropped: no owner now */
 }
 
+/* A node that gives back a file's EXTENT token holds none of its blocks. */
+static void test_ledger_forget(void **state)
+{
+	struct cl_ledger *l = *state;
+
+	assert_int_equal(add(l, 1, 7, 0, 16, 100, true), 0);
+	assert_int_equal(add(l, 1, 7, 32, 4, 200, false), 0);
+	assert_int_equal(add(l, 1, 8, 0, 4, 300, true), 0);
+	assert_int_equal(cl_ledger_check(l, 2, 7, 0, 4, 100), -EPERM);
+	cl_ledger_forget(l, 1, 7);
+	assert_int_equal(cl_ledger_count(l, 1), 1);                   /* inode 8's stays */
+	assert_int_equal(cl_ledger_check(l, 2, 7, 0, 4, 100), 0);     /* no owner now */
+	assert_int_equal(cl_ledger_check(l, 2, 8, 0, 4, 300), -EPERM);
+}
+
 /* A node holds at most its maximum of runs (64 here). */
 static void test_ledger_cap(void **state)
 {
@@ -183,6 +198,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ledger_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ledger_merge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ledger_clear_and_drop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ledger_forget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ledger_cap, setup, teardown),
 	};
 
