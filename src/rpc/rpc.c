@@ -168,7 +168,7 @@ struct rpc_chan {
 
 /*
  * One TCP connection of a channel; loop thread only.  Until its handshake
- * is done it costs little: this structure (about 1.5 KiB, with a small
+ * is done it costs little: this structure (about 1.7 KiB, with a small
  * read buffer), its channel, and a body of at most RPC__HELLO_MAX bytes.
  */
 struct rpc__conn {

@@ -52,7 +52,7 @@
  *
  * Limits on peers: until its handshake is done a connection may send only
  * a HELLO-sized frame (RPC__HELLO_MAX bytes of payload) and costs this node
- * about 3 KiB; at most rpc_config.max_unauth such connections exist at once,
+ * about 4.5 KiB; at most rpc_config.max_unauth such connections exist at once,
  * at most max_unauth_per_addr from one address, and an authenticated node
  * keeps at most max_conns_per_node incoming connections.  A connection over
  * a limit is closed at once and counted (RPC_DROP_CONNS).

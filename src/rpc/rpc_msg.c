@@ -2,7 +2,8 @@
  * rpc_msg.c - the codec of the rpc layer: the table of message types (which
  * protobuf message each carries, whether it is a request, a reply or a
  * one-way notice, which reply a request expects), bounded packing and
- * unpacking of payloads, and the frame header and its MAC.
+ * unpacking of payloads, and the frame header, its MAC and the keys of a
+ * connection (rpc_i.h).
  *
  * No locks: everything here works on its arguments only.  The MAC key's
  * base state is written once by rpc__key_init() and only read (copied)

@@ -1,14 +1,23 @@
 /*
  * test_rpc.c - unit tests of the rpc layer (src/rpc): every message type
- * through the codec and the frame MAC; request/reply between two contexts
+ * through the codec, the frame MAC (with its sequence number) and the keys
+ * of a connection (known answers shared with badframe.py); request/reply
+ * between two contexts
  * in one process over real TCP on 127.0.0.1 (ports picked by binding to 0),
  * with concurrent callers, error replies, one-way notices and a request
  * from the server back to the client; time-outs and refused connections;
  * freeze, thaw and interruption, and calls given up by their caller's
  * interrupt (common/cx_intr.h); and hostile peers on raw sockets (wrong
  * MAC, oversized length, garbage, truncated frame, older protocol version,
- * huge protobuf field, unknown type, no HELLO, reply to no request), each
- * refused, counted and closed while the server keeps serving; and lanes:
+ * huge protobuf field, unknown type, no HELLO, reply to no request, a
+ * payload bigger than a HELLO before the handshake, a frame under the
+ * cluster key or replayed after the handshake, a request instead of
+ * HELLO_DONE), each refused, counted and closed while the server keeps
+ * serving; a replayed handshake and a HELLO_REPLY that does not echo our
+ * nonce (RPC_DROP_REPLAY); a peer of an older membership epoch refused
+ * until it learns the new one (RPC_DROP_EPOCH); the limits on connections
+ * in their handshake (per address, in all) and per node (RPC_DROP_CONNS);
+ * and lanes:
  * returns answered while the requests lane is full of acquires waiting for
  * them (which one lane cannot do), and a lane growing with its waiting
  * requests up to its maximum, queueing beyond it, and shrinking when idle.
