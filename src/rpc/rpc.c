@@ -1139,10 +1139,7 @@ static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 	rpc_msg_free(msg);
 }
 
-/*
- * How many incoming connections node @node has through their handshake,
- * @conn's own aside; ctx->lock held.
- */
+/* How many incoming connections of node @node are through their handshake; ctx->lock held. */
 static unsigned rpc__node_conns_locked(struct rpc_ctx *ctx, const char *node)
 {
 	unsigned n = 0;
