@@ -551,6 +551,16 @@ static void test_error_oneway_and_back(void **state)
 	assert_int_equal(rpc_call(fx->ch, CXFS__MSG_TYPE__STATUS_REPLY, &sf.base, CALL_MS, &rt, &rep),
 			 -EINVAL);
 	assert_int_equal(rpc_send(fx->ch, CXFS__MSG_TYPE__STATFS_REQ, &sf.base), -EINVAL);
+	{
+		Cxfs__HelloDone hd = CXFS__HELLO_DONE__INIT;
+		Cxfs__Hello h = CXFS__HELLO__INIT;
+
+		/* The handshake's messages are the layer's own. */
+		h.cluster = h.node = "x";
+		assert_int_equal(rpc_send(fx->ch, CXFS__MSG_TYPE__HELLO_DONE, &hd.base), -EINVAL);
+		assert_int_equal(rpc_call(fx->ch, CXFS__MSG_TYPE__HELLO, &h.base, CALL_MS, &rt, &rep),
+				 -EINVAL);
+	}
 
 	wd.ino = 5;
 	for (int i = 0; i < 3; i++)
@@ -1519,6 +1529,12 @@ static void test_hostile_frames(void **state)
 		h.version = RPC_PROTO_VERSION;
 		h.cluster = "othercluster";
 		h.node = "raw";
+		f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1,
+			      &h.base, &len);
+		hostile(fx, NULL, f, len, 0, RPC_DROP_HANDSHAKE);
+		free(f);
+		/* Of this cluster, but without a nonce (no fresh keys could be made). */
+		h.cluster = CLUSTER;
 		f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1,
 			      &h.base, &len);
 		hostile(fx, NULL, f, len, 0, RPC_DROP_HANDSHAKE);
