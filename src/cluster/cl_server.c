@@ -933,6 +933,7 @@ static int store_holds(struct cl_ctx *cx, uint64_t ino, uint64_t fblk, uint64_t 
 	uint64_t p = fblk, end = fblk + n;
 
 	while (p < end) {
+		uint64_t from = p;
 		int k = meta_map_read(cx->st, ino, p, end - p, maps, 64);
 
 		if (k <= 0)
@@ -942,6 +943,8 @@ static int store_holds(struct cl_ctx *cx, uint64_t ino, uint64_t fblk, uint64_t 
 				return -EPERM;
 			p = maps[i].fblk + maps[i].nblk;
 		}
+		if (p <= from)
+			return -EIO;        /* the store's runs did not move on */
 	}
 	return 0;
 }
