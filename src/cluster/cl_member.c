@@ -167,6 +167,8 @@ static void on_view(void *arg, const struct cms_view *v)
 		return;
 	}
 	rpc_ctx_set_epoch(cx->rpc, v->floor > 1 ? v->floor : 1);
+	/* New connections speak the messages level every member speaks. */
+	(void)rpc_ctx_set_level(cx->rpc, v->level[CMS_SUB_MESSAGES]);
 	pthread_mutex_lock(&cx->mu);
 	cx->members = v->members;
 	cx->epoch = v->epoch;

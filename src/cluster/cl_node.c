@@ -1140,6 +1140,9 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	rc_cfg.nlanes = CL_NLANES;
 	memcpy(rc_cfg.lanes, cl_lanes, sizeof(cl_lanes));
 	rc_cfg.lane_of = cl_lane_of;
+	/* No newer frames than this node says it speaks (cxfsd --protocol-levels). */
+	if (o->levels && o->levels->max[CMS_SUB_MESSAGES] < RPC_PROTO_VERSION)
+		rc_cfg.level = o->levels->max[CMS_SUB_MESSAGES];
 	rc_cfg.handler = cl_handler;
 	rc_cfg.handler_arg = cx;
 	rc_cfg.log = cl_log;

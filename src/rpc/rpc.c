@@ -180,6 +180,7 @@ struct rpc__conn {
 	struct rpc_chan *ch;            /* holds a reference */
 	uint64_t gen;                   /* ch->conn_gen when made */
 	int closing;
+	unsigned version;               /* its protocol version: ours at HELLO, or the peer's; 0 yet */
 	int keyed;                      /* tx, rx hold the connection's keys (else: the cluster key) */
 	int authed;                     /* handshake done: the peer holds the keys */
 	uint64_t hello_id;              /* outgoing: id of our HELLO */
@@ -244,6 +245,7 @@ struct rpc_ctx {
 	char node[RPC_NAME_MAX + 1];    /* constant */
 	_Atomic uint64_t epoch;          /* frames carry it */
 	_Atomic uint64_t floor;          /* frames that carry less are refused */
+	_Atomic unsigned level;          /* version of new connections, and the least accepted */
 	uint32_t max_payload;           /* constant */
 	unsigned hello_ms;              /* constant */
 	unsigned max_unauth, max_unauth_addr, max_node_conns;   /* constant */
@@ -660,17 +662,27 @@ static void rpc__count_sent_locked(struct rpc_chan *ch, const struct rpc__frame 
 
 /*
  * Seal frame @f with the MAC of @conn's next frame (the cluster key and
- * sequence number 0 until the connection is keyed) and hand it to the
- * socket.  Loop thread; any lock or none.
+ * sequence number 0 until the connection is keyed; the cluster key and no
+ * sequence number at version 1) and hand it to the socket.  Loop thread;
+ * any lock or none.
  */
 static void rpc__write(struct rpc__conn *conn, struct rpc__frame *f)
 {
 	size_t len = f->len - RPC__HDR_SIZE - RPC__MAC_SIZE;
 	uv_buf_t b = uv_buf_init((char *)f->data, (unsigned)f->len);
+	uint64_t seq = conn->version == 1 ? RPC__SEQ_NONE : conn->keyed ? conn->tx_seq++ : 0;
 	int rc;
 
-	rpc__mac(conn->keyed ? &conn->tx : &conn->ctx->key, conn->keyed ? conn->tx_seq++ : 0,
-		 f->data, f->data + RPC__HDR_SIZE, len, f->data + RPC__HDR_SIZE + len);
+	/* Frames are built in the newest version: an older connection's says its own. */
+	if (conn->version != RPC_PROTO_VERSION) {
+		struct rpc__hdr h;
+
+		rpc__hdr_get(f->data, &h);
+		h.version = (uint16_t)conn->version;
+		rpc__hdr_put(f->data, &h);
+	}
+	rpc__mac(conn->keyed ? &conn->tx : &conn->ctx->key, seq, f->data, f->data + RPC__HDR_SIZE,
+		 len, f->data + RPC__HDR_SIZE + len);
 	f->wr.data = f;
 	rc = uv_write(&f->wr, (uv_stream_t *)&conn->tcp, &b, 1, rpc__on_written);
 	if (rc < 0) {
@@ -756,12 +768,13 @@ static int rpc__send_hello_locked(struct rpc__conn *conn)
 	struct rpc__frame *f;
 	int rc;
 
+	conn->version = atomic_load(&ctx->level);
 	randombytes_buf(conn->nonce, sizeof(conn->nonce));
-	hello.version = RPC_PROTO_VERSION;
+	hello.version = conn->version;
 	hello.cluster = ctx->cluster;
 	hello.node = ctx->node;
 	hello.epoch = atomic_load(&ctx->epoch);
-	hello.has_nonce = 1;
+	hello.has_nonce = conn->version >= 2;
 	hello.nonce.data = conn->nonce;
 	hello.nonce.len = sizeof(conn->nonce);
 	conn->hello_id = atomic_fetch_add(&conn->ch->next_id, 1);
@@ -1053,22 +1066,24 @@ static void rpc__dispatch(struct rpc__conn *conn, ProtobufCMessage *msg)
 }
 
 /*
- * Is a HELLO or HELLO_REPLY acceptable?  NULL, or why not in @why (of
- * @size bytes).
+ * Is a HELLO or HELLO_REPLY acceptable on @conn?  NULL, or why not in @why
+ * (of @size bytes).
  */
-static const char *rpc__hello_bad(struct rpc_ctx *ctx, uint32_t version, const char *cluster,
+static const char *rpc__hello_bad(struct rpc__conn *conn, uint32_t version, const char *cluster,
 				  const char *node, int has_nonce, const ProtobufCBinaryData *nonce,
 				  char *why, size_t size)
 {
-	if (version != RPC_PROTO_VERSION)
-		snprintf(why, size, "the peer speaks protocol version %u, this node %u", version,
-			 RPC_PROTO_VERSION);
+	struct rpc_ctx *ctx = conn->ctx;
+
+	if (version != conn->version)
+		snprintf(why, size, "a HELLO of version %u in a frame of version %u", version,
+			 conn->version);
 	else if (strcmp(cluster, ctx->cluster) != 0)
 		snprintf(why, size, "the peer is of cluster \"%.64s\", not \"%.64s\"", cluster,
 			 ctx->cluster);
 	else if (!node[0] || strlen(node) > RPC_NAME_MAX)
 		snprintf(why, size, "no valid node name");
-	else if (!has_nonce || nonce->len != RPC__NONCE_SIZE)
+	else if (version >= 2 && (!has_nonce || nonce->len != RPC__NONCE_SIZE))
 		snprintf(why, size, "no nonce of %d bytes", RPC__NONCE_SIZE);
 	else
 		return NULL;
@@ -1091,10 +1106,49 @@ static void rpc__chan_ready_locked(struct rpc__conn *conn, const char *node, uin
 	STAT_ADD(ch, connects, 1);
 }
 
+/* How many incoming connections of node @node are through their handshake; ctx->lock held. */
+static unsigned rpc__node_conns_locked(struct rpc_ctx *ctx, const char *node)
+{
+	unsigned n = 0;
+
+	for (struct rpc__list *p = ctx->chans.next; p != &ctx->chans; p = p->next) {
+		struct rpc_chan *ch = list_entry(p, struct rpc_chan, link);
+
+		n += !ch->outgoing && ch->state == CHAN_READY && ch->peer_known &&
+		     strcmp(ch->peer_node, node) == 0;
+	}
+	return n;
+}
+
 /*
- * A good HELLO arrived on an incoming connection: answer with our nonce,
- * and make the connection's keys.  The channel is ready only once the
- * peer's HELLO_DONE shows it holds them too.
+ * The handshake of incoming @conn is done (the peer named in ch->peer_node):
+ * ready, unless its node has all the connections it may have.
+ */
+static void rpc__incoming_ready(struct rpc__conn *conn)
+{
+	struct rpc_ctx *ctx = conn->ctx;
+	struct rpc_chan *ch = conn->ch;
+	char node[RPC_NAME_MAX + 1];
+
+	pthread_mutex_lock(&ctx->lock);
+	snprintf(node, sizeof(node), "%s", ch->peer_node);
+	if (rpc__node_conns_locked(ctx, node) >= ctx->max_node_conns) {
+		rpc__refused_locked(ctx, ch->peer, "connections of this node", ctx->max_node_conns);
+		rpc__conn_close_locked(conn, -ECONNABORTED);
+		pthread_mutex_unlock(&ctx->lock);
+		return;
+	}
+	rpc__chan_ready_locked(conn, node, ch->peer_epoch);
+	rpc__flush_locked(ch);
+	pthread_mutex_unlock(&ctx->lock);
+	rpc__tx_run(ctx);
+}
+
+/*
+ * A good HELLO arrived on an incoming connection: answer (with our nonce,
+ * and make the connection's keys, at version 2).  At version 2 the channel
+ * is ready only once the peer's HELLO_DONE shows it holds the keys too; at
+ * version 1 at once.
  */
 static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 {
@@ -1106,18 +1160,18 @@ static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 	char why[192];
 	int rc;
 
-	if (rpc__hello_bad(ctx, in->version, in->cluster, in->node, in->has_nonce, &in->nonce,
+	if (rpc__hello_bad(conn, in->version, in->cluster, in->node, in->has_nonce, &in->nonce,
 			   why, sizeof(why))) {
 		rpc_msg_free(msg);
 		rpc__drop(conn, RPC_DROP_HANDSHAKE, why);
 		return;
 	}
 	randombytes_buf(conn->nonce, sizeof(conn->nonce));
-	rep.version = RPC_PROTO_VERSION;
+	rep.version = conn->version;
 	rep.cluster = ctx->cluster;
 	rep.node = ctx->node;
 	rep.epoch = atomic_load(&ctx->epoch);
-	rep.has_nonce = rep.has_peer_nonce = 1;
+	rep.has_nonce = rep.has_peer_nonce = conn->version >= 2;
 	rep.nonce.data = conn->nonce;
 	rep.nonce.len = sizeof(conn->nonce);
 	rep.peer_nonce = in->nonce;
@@ -1133,56 +1187,34 @@ static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 	ch->peer_epoch = in->epoch;
 	rpc__send_locked(conn, f);      /* under the cluster key */
 	pthread_mutex_unlock(&ctx->lock);
-	rpc__conn_keys(&ctx->key, in->nonce.data, conn->nonce, &conn->rx, &conn->tx);
-	conn->keyed = 1;
-	conn->tx_seq = conn->rx_seq = 1;
-	rpc_msg_free(msg);
-}
-
-/* How many incoming connections of node @node are through their handshake; ctx->lock held. */
-static unsigned rpc__node_conns_locked(struct rpc_ctx *ctx, const char *node)
-{
-	unsigned n = 0;
-
-	for (struct rpc__list *p = ctx->chans.next; p != &ctx->chans; p = p->next) {
-		struct rpc_chan *ch = list_entry(p, struct rpc_chan, link);
-
-		n += !ch->outgoing && ch->state == CHAN_READY && ch->peer_known &&
-		     strcmp(ch->peer_node, node) == 0;
+	if (conn->version >= 2) {
+		rpc__conn_keys(&ctx->key, in->nonce.data, conn->nonce, &conn->rx, &conn->tx);
+		conn->keyed = 1;
+		conn->tx_seq = conn->rx_seq = 1;
 	}
-	return n;
+	rpc_msg_free(msg);
+	if (conn->version == 1)
+		rpc__incoming_ready(conn);
 }
 
 /* The peer's HELLO_DONE verified under the connection's key: it is ready. */
 static void rpc__hello_done_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 {
-	struct rpc_ctx *ctx = conn->ctx;
-	struct rpc_chan *ch = conn->ch;
-	char node[RPC_NAME_MAX + 1];
-
 	rpc_msg_free(msg);
-	pthread_mutex_lock(&ctx->lock);
-	snprintf(node, sizeof(node), "%s", ch->peer_node);
-	if (rpc__node_conns_locked(ctx, node) >= ctx->max_node_conns) {
-		rpc__refused_locked(ctx, ch->peer, "connections of this node", ctx->max_node_conns);
-		rpc__conn_close_locked(conn, -ECONNABORTED);
-		pthread_mutex_unlock(&ctx->lock);
-		return;
-	}
-	rpc__chan_ready_locked(conn, node, ch->peer_epoch);
-	rpc__flush_locked(ch);
-	pthread_mutex_unlock(&ctx->lock);
-	rpc__tx_run(ctx);
+	rpc__incoming_ready(conn);
 }
 
-/* The reply to our HELLO arrived on an outgoing connection: key it, say HELLO_DONE. */
+/*
+ * The reply to our HELLO arrived on an outgoing connection: ready (at
+ * version 2 once keyed, with HELLO_DONE sent first).
+ */
 static void rpc__hello_reply_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 {
 	struct rpc_ctx *ctx = conn->ctx;
 	struct rpc_chan *ch = conn->ch;
 	Cxfs__HelloReply *in = (Cxfs__HelloReply *)msg;
 	Cxfs__HelloDone done = CXFS__HELLO_DONE__INIT;
-	struct rpc__frame *f;
+	struct rpc__frame *f = NULL;
 	char why[192];
 	int rc;
 
@@ -1191,29 +1223,34 @@ static void rpc__hello_reply_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 		rpc__drop(conn, RPC_DROP_HANDSHAKE, "HELLO refused");
 		return;
 	}
-	if (rpc__hello_bad(ctx, in->version, in->cluster, in->node, in->has_nonce, &in->nonce,
+	if (rpc__hello_bad(conn, in->version, in->cluster, in->node, in->has_nonce, &in->nonce,
 			   why, sizeof(why))) {
 		rpc_msg_free(msg);
 		rpc__drop(conn, RPC_DROP_HANDSHAKE, why);
 		return;
 	}
-	if (!in->has_peer_nonce || in->peer_nonce.len != RPC__NONCE_SIZE ||
-	    sodium_memcmp(in->peer_nonce.data, conn->nonce, RPC__NONCE_SIZE) != 0) {
+	if (conn->version >= 2 &&
+	    (!in->has_peer_nonce || in->peer_nonce.len != RPC__NONCE_SIZE ||
+	     sodium_memcmp(in->peer_nonce.data, conn->nonce, RPC__NONCE_SIZE) != 0)) {
 		rpc_msg_free(msg);
 		rpc__drop(conn, RPC_DROP_REPLAY, "the HELLO_REPLY does not answer our HELLO");
 		return;
 	}
-	rpc__conn_keys(&ctx->key, conn->nonce, in->nonce.data, &conn->tx, &conn->rx);
-	conn->keyed = 1;
-	conn->tx_seq = conn->rx_seq = 1;
-	rc = rpc__frame_build(ctx, CXFS__MSG_TYPE__HELLO_DONE, RPC__F_ONEWAY, 0, &done.base, &f);
-	if (rc) {
-		rpc_msg_free(msg);
-		rpc__conn_close(conn, rc);
-		return;
+	if (conn->version >= 2) {
+		rpc__conn_keys(&ctx->key, conn->nonce, in->nonce.data, &conn->tx, &conn->rx);
+		conn->keyed = 1;
+		conn->tx_seq = conn->rx_seq = 1;
+		rc = rpc__frame_build(ctx, CXFS__MSG_TYPE__HELLO_DONE, RPC__F_ONEWAY, 0, &done.base,
+				      &f);
+		if (rc) {
+			rpc_msg_free(msg);
+			rpc__conn_close(conn, rc);
+			return;
+		}
 	}
 	pthread_mutex_lock(&ctx->lock);
-	rpc__send_locked(conn, f);      /* before any frame of the queue */
+	if (f)
+		rpc__send_locked(conn, f);      /* before any frame of the queue */
 	rpc__chan_ready_locked(conn, in->node, in->epoch);
 	rpc__flush_locked(ch);
 	pthread_mutex_unlock(&ctx->lock);
@@ -1257,6 +1294,21 @@ static void rpc__reply_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 		rpc__drop(conn, bad, c ? "wrong reply type" : "no such request");
 }
 
+/*
+ * May a frame of @version come on @conn?  A connection speaks one version:
+ * ours when we connect, else the one of the peer's first frame, which must
+ * be one we speak and not below the cluster's level.
+ */
+static int rpc__version_ok(struct rpc__conn *conn, unsigned version)
+{
+	if (conn->version)
+		return version == conn->version;
+	if (version < atomic_load(&conn->ctx->level) || version > RPC_PROTO_VERSION)
+		return 0;
+	conn->version = version;
+	return 1;
+}
+
 /* Header complete: refuse it at once or make room for the body. */
 static int rpc__header_in(struct rpc__conn *conn)
 {
@@ -1269,11 +1321,12 @@ static int rpc__header_in(struct rpc__conn *conn)
 		rpc__drop(conn, RPC_DROP_MAGIC, NULL);
 		return -1;
 	}
-	if (h->version != RPC_PROTO_VERSION) {
-		char why[96];
+	if (!rpc__version_ok(conn, h->version)) {
+		char why[160];
 
-		snprintf(why, sizeof(why), "the peer speaks protocol version %u, this node %u",
-			 h->version, RPC_PROTO_VERSION);
+		snprintf(why, sizeof(why), "the peer speaks protocol version %u, this node %u to %u "
+			 "and the cluster's level is %u", h->version, RPC_PROTO_VERSION_MIN,
+			 RPC_PROTO_VERSION, atomic_load(&conn->ctx->level));
 		rpc__drop(conn, RPC_DROP_VERSION, why);
 		return -1;
 	}
@@ -1307,7 +1360,8 @@ static int rpc__frame_in(struct rpc__conn *conn)
 	struct rpc__hdr *h = &conn->h;
 	ProtobufCMessage *msg = NULL;
 
-	if (rpc__mac_verify(conn->keyed ? &conn->rx : &ctx->key, conn->keyed ? conn->rx_seq : 0,
+	if (rpc__mac_verify(conn->keyed ? &conn->rx : &ctx->key,
+			    conn->version == 1 ? RPC__SEQ_NONE : conn->keyed ? conn->rx_seq : 0,
 			    conn->hdr, conn->body, h->len, conn->body + h->len)) {
 		/* Keyed but not authed: the first frame after our HELLO_REPLY. */
 		if (conn->keyed && !conn->authed)
@@ -1899,7 +1953,8 @@ int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
 
 	if (!cfg->cluster || !cfg->node || !cfg->cluster[0] || !cfg->node[0] ||
 	    strlen(cfg->cluster) > RPC_NAME_MAX || strlen(cfg->node) > RPC_NAME_MAX ||
-	    cfg->max_payload > RPC_MAX_PAYLOAD_LIMIT)
+	    cfg->max_payload > RPC_MAX_PAYLOAD_LIMIT ||
+	    (cfg->level && (cfg->level < RPC_PROTO_VERSION_MIN || cfg->level > RPC_PROTO_VERSION)))
 		return -EINVAL;
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
@@ -1911,6 +1966,7 @@ int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
 	snprintf(ctx->node, sizeof(ctx->node), "%s", cfg->node);
 	atomic_init(&ctx->epoch, cfg->epoch);
 	atomic_init(&ctx->floor, cfg->epoch);
+	atomic_init(&ctx->level, cfg->level ? cfg->level : RPC_PROTO_VERSION);
 	ctx->max_payload = cfg->max_payload ? cfg->max_payload : RPC_MAX_PAYLOAD_DEFAULT;
 	ctx->hello_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : RPC__HELLO_MS_DEFAULT;
 	ctx->max_unauth = cfg->max_unauth ? cfg->max_unauth : RPC__MAX_UNAUTH_DEFAULT;
@@ -2024,6 +2080,14 @@ void rpc_ctx_set_epoch(struct rpc_ctx *ctx, uint64_t epoch)
 void rpc_ctx_set_floor(struct rpc_ctx *ctx, uint64_t floor)
 {
 	atomic_store(&ctx->floor, floor);
+}
+
+int rpc_ctx_set_level(struct rpc_ctx *ctx, unsigned level)
+{
+	if (level < RPC_PROTO_VERSION_MIN || level > RPC_PROTO_VERSION)
+		return -EINVAL;
+	atomic_store(&ctx->level, level);
+	return 0;
 }
 
 void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st)

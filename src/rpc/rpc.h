@@ -50,6 +50,10 @@
  * channel in the handler's rpc_req_chan(); requests can be sent back on it
  * (a token recall) while its connection lasts.
  *
+ * Levels: a connection speaks one protocol version, the context's level
+ * when it was made (rpc_ctx_set_level: the version every member of the
+ * cluster speaks) or the peer's if that is not below the level.
+ *
  * Limits on peers: until its handshake is done a connection may send only
  * a HELLO-sized frame (RPC__HELLO_MAX bytes of payload) and costs this node
  * about 4.5 KiB; at most rpc_config.max_unauth such connections exist at once,
@@ -79,6 +83,7 @@
 #define RPC_EEARLY 4102
 
 #define RPC_PROTO_VERSION 2                  /* 2: nonces, connection keys, sequence numbers */
+#define RPC_PROTO_VERSION_MIN 1              /* the oldest spoken (see rpc_ctx_set_level) */
 #define RPC_MAX_PAYLOAD_DEFAULT (1u << 20)   /* bytes of protobuf per frame */
 #define RPC_MAX_PAYLOAD_LIMIT (16u << 20)    /* the most rpc_config.max_payload may say */
 #define RPC_SECRET_MIN 16                    /* bytes of cluster secret at least */
@@ -194,6 +199,7 @@ struct rpc_config {
 	unsigned max_unauth;              /* connections still in their handshake; 0: 64 */
 	unsigned max_unauth_per_addr;     /* of them, from one address; 0: 8 */
 	unsigned max_conns_per_node;      /* incoming connections of one authenticated node; 0: 16 */
+	unsigned level;                   /* protocol level to start at (rpc_ctx_set_level); 0: newest */
 	rpc_handler_fn handler;           /* NULL: every request gets -EOPNOTSUPP */
 	void *handler_arg;
 	rpc_log_fn log;
@@ -220,6 +226,17 @@ uint16_t rpc_ctx_port(const struct rpc_ctx *ctx);
  */
 void rpc_ctx_set_epoch(struct rpc_ctx *ctx, uint64_t epoch);
 void rpc_ctx_set_floor(struct rpc_ctx *ctx, uint64_t floor);
+/*
+ * The protocol level the cluster shares (its members' lowest maximum, from
+ * the membership), between RPC_PROTO_VERSION_MIN and RPC_PROTO_VERSION:
+ * connections made from now on speak that version, and a peer's HELLO of
+ * a version below it is refused (RPC_DROP_VERSION).  At level 1 nothing
+ * proves a handshake fresh (a recorded session can be replayed): a cluster
+ * is there only while an older node is a member.  Connections already made
+ * keep their version until they close (closing them would fail the calls
+ * they carry).  0, or -EINVAL for a level this build does not speak.
+ */
+int rpc_ctx_set_level(struct rpc_ctx *ctx, unsigned level);
 /* Totals over every channel the context has had. */
 void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st);
 /* The figures of the first @n lanes into @out; returns the number of lanes. */

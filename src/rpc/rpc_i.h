@@ -17,7 +17,8 @@
  *       32     n  payload: the protobuf encoding of the message
  *     32+n    32  MAC: HMAC-SHA-256(key, seq || bytes [0, 32+n)), seq being
  *                 the frame's sequence number as 8 little-endian bytes (not
- *                 sent: both sides count)
+ *                 sent: both sides count); version 1: HMAC-SHA-256(secret,
+ *                 bytes [0, 32+n))
  *
  * The handshake (version 2) and the keys:
  *
@@ -38,6 +39,10 @@
  * before it is taken for a node's.  A HELLO_REPLY is accepted only if it
  * echoes our Nc.  The sequence numbers make a frame replayed, dropped or
  * reordered within a connection fail its MAC.
+ *
+ * Version 1 (spoken while a member of the cluster speaks no more: see
+ * rpc_ctx_set_level): HELLO and HELLO_REPLY without nonces, no HELLO_DONE,
+ * every frame MAC'd with the cluster secret and no sequence number.
  */
 #ifndef CXFS_RPC_I_H
 #define CXFS_RPC_I_H
@@ -53,6 +58,7 @@
 #define RPC__HDR_SIZE 32
 #define RPC__MAC_SIZE crypto_auth_hmacsha256_BYTES
 #define RPC__NONCE_SIZE 32
+#define RPC__SEQ_NONE UINT64_MAX    /* version 1: no sequence number in the MAC */
 #define RPC__HELLO_MAX 1024         /* payload bytes accepted before the handshake is done */
 
 #define RPC__F_REQUEST 0x1
@@ -87,7 +93,10 @@ void rpc__key_wipe(struct rpc__key *k);
 /* The keys of a connection (see the top) from the cluster key and both nonces. */
 void rpc__conn_keys(const struct rpc__key *cluster, const uint8_t nc[RPC__NONCE_SIZE],
 		    const uint8_t ns[RPC__NONCE_SIZE], struct rpc__key *c2s, struct rpc__key *s2c);
-/* MAC of frame number @seq: @hdr (RPC__HDR_SIZE bytes) then @len bytes of @payload. */
+/*
+ * MAC of frame number @seq (RPC__SEQ_NONE: a version 1 frame): @hdr
+ * (RPC__HDR_SIZE bytes) then @len bytes of @payload.
+ */
 void rpc__mac(const struct rpc__key *k, uint64_t seq, const uint8_t *hdr, const uint8_t *payload,
 	      size_t len, uint8_t mac[RPC__MAC_SIZE]);
 /* 0 if @mac is right (compared in constant time), -EBADMSG if not. */

@@ -304,8 +304,10 @@ void rpc__mac(const struct rpc__key *k, uint64_t seq, const uint8_t *hdr, const 
 	crypto_auth_hmacsha256_state st = k->base;
 	uint8_t s[8];
 
-	put64(s, seq);
-	crypto_auth_hmacsha256_update(&st, s, sizeof(s));
+	if (seq != RPC__SEQ_NONE) {
+		put64(s, seq);
+		crypto_auth_hmacsha256_update(&st, s, sizeof(s));
+	}
 	crypto_auth_hmacsha256_update(&st, hdr, RPC__HDR_SIZE);
 	if (len)
 		crypto_auth_hmacsha256_update(&st, payload, len);

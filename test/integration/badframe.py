@@ -8,7 +8,8 @@ Usage:
               [--max-per-addr N] [--ino INO]
   badframe.py --self-test
 
-The wire format is that of src/rpc/rpc_i.h (protocol version 2): a 32-byte
+The wire format is that of src/rpc/rpc_i.h (protocol version 2; version 1,
+case V, has no nonces, no HELLO_DONE and no sequence numbers): a 32-byte
 little-endian header (magic "CXFS" 0x53465843, version u16 = 2, type u16,
 flags u16 (1 request, 2 reply, 4 one-way), reserved u16 = 0, payload length
 u32, request id u64, epoch u64), the protobuf payload, and a MAC:
@@ -49,6 +50,10 @@ Cases, each on a new connection:
      (replayed within the connection: its sequence number is wrong)
   r  a HELLO answered, then a request instead of the HELLO_DONE
   z  a valid handshake again, after all the above: the node still answers
+Only when --only names it:
+  V  a version 1 handshake (no nonces, the secret's MAC without sequence
+     number) and a NAME_QUERY, answered in version 1: the positive case of
+     a node whose cluster's messages level is 1 (an older member)
 With --ino INO, as a member node (--node must name one that is not
 running, and the node must be the metadata server), the values the server
 must clamp, each answered with an error:
@@ -243,7 +248,8 @@ def decode_hello(payload):
 
 
 def mac_of(key, seq, data):
-    return hmac.new(key, SEQ.pack(seq) + data, hashlib.sha256).digest()
+    """The MAC of frame @seq (None: a version 1 frame, without sequence number)."""
+    return hmac.new(key, (b"" if seq is None else SEQ.pack(seq)) + data, hashlib.sha256).digest()
 
 
 def conn_keys(secret, nc, ns):
@@ -634,6 +640,20 @@ def case_r(t, c):
     return "a request instead of HELLO_DONE: " + must_close(c)
 
 
+def case_V(t, c):
+    p = hello_payload(t.cluster, t.node, t.epoch, version=1)
+    c.send(frame(t.secret, None, T_HELLO, F_REQUEST, p, rid=1, epoch=t.epoch, version=1))
+    f = c.read_frame(t.secret, None)
+    if f is None or not f.mac_ok or f.version != 1 or f.type != T_HELLO_REPLY:
+        raise CaseFailed(f"no version 1 HELLO_REPLY ({f or c.eof})")
+    c.send(frame(t.secret, None, T_NAME_QUERY, F_REQUEST, name_query_payload(t.fs), rid=2,
+                 epoch=t.epoch, version=1))
+    f = c.read_frame(t.secret, None)
+    if f is None or not f.mac_ok or f.version != 1 or f.type != T_NAME_REPLY or f.id != 2:
+        raise CaseFailed(f"no version 1 NAME_REPLY ({f or c.eof})")
+    return "a version 1 handshake and NAME_QUERY answered in version 1"
+
+
 def case_F(t, c):
     s = Session(t, c)
     s.handshake()
@@ -683,11 +703,13 @@ CASES = [
     ("p", "too many connections in their handshake from one address", case_p),
     ("q", "a frame replayed within its connection", case_q),
     ("r", "request instead of HELLO_DONE", case_r),
+    ("V", "version 1 handshake served (at a cluster level of 1)", case_V),
     ("F", "FALLOCATE with an internal mode flag", case_F),
     ("W", "WRITE_DONE of blocks never handed to us", case_W),
     ("z", "valid handshake still answered afterwards", case_a),
 ]
 CLAMPS = "FW"                 # run only with --ino
+ONLY_ASKED = "V"              # run only when --only names them
 
 
 def run_cases(t, only=None, out=sys.stdout):
@@ -697,7 +719,7 @@ def run_cases(t, only=None, out=sys.stdout):
     for key, title, fn in CASES:
         if only and key not in only:
             continue
-        if key in CLAMPS and t.ino is None:
+        if (key in CLAMPS and t.ino is None) or (key in ONLY_ASKED and not (only and key in only)):
             continue
         if not control_ok:
             print(f"FAIL ({key}) {title}: not run (the positive control (a) failed)", file=out)
@@ -946,6 +968,8 @@ def self_test():
         node.close()
         text = "".join(lines)
         for key, title, _ in CASES:
+            if key in ONLY_ASKED:
+                continue
             ok = f"ok   ({key})" in text
             if strict:
                 check(f"strict server: case ({key}) {title} passes", ok)

@@ -1760,6 +1760,65 @@ static void test_epoch(void **state)
 	assert_int_equal(st.dropped[RPC_DROP_EPOCH], 2);
 }
 
+/*
+ * Protocol levels: a node at level 1 (an older member in the cluster)
+ * connects at version 1 and is refused by a node at level 2; once that
+ * node is at level 1 too, it serves version 1 (no nonces, no HELLO_DONE,
+ * the cluster key without sequence numbers) and version 2 alike; back at
+ * level 2 it refuses version 1 again.
+ */
+static void test_levels(void **state)
+{
+	struct fix *fx = *state;
+	uint16_t port = rpc_ctx_port(fx->srv);
+	Cxfs__Hello h = CXFS__HELLO__INIT;
+	struct rpc__key cluster;
+	struct rpc_chan *ch2;
+	struct rpc_stats st;
+	struct rpc__hdr rh;
+	size_t plen, len;
+	uint8_t *payload, *f, *body;
+	int fd;
+
+	assert_int_equal(rpc_ctx_set_level(fx->cli, 0), -EINVAL);
+	assert_int_equal(rpc_ctx_set_level(fx->cli, RPC_PROTO_VERSION + 1), -EINVAL);
+	assert_int_equal(rpc_ctx_set_level(fx->cli, 1), 0);
+	assert_int_equal(getattr(fx->ch, 90, CALL_MS), -ECONNRESET);      /* server at level 2 */
+	wait_dropped(fx, RPC_DROP_VERSION, 1);
+	assert_int_equal(rpc_ctx_set_level(fx->srv, 1), 0);
+	assert_int_equal(getattr(fx->ch, 91, CALL_MS), 0);                /* both at 1 */
+	/* A version 2 client is served at level 1 too. */
+	assert_int_equal(rpc_ctx_set_level(fx->cli, 2), 0);
+	assert_int_equal(rpc_connect(fx->cli, "127.0.0.1", port, &ch2), 0);
+	assert_int_equal(getattr(ch2, 92, CALL_MS), 0);
+	rpc_chan_put(ch2);
+
+	/* A raw version 1 handshake: HELLO without nonce, the secret's MAC without sequence number. */
+	assert_int_equal(rpc__key_init(&cluster, secret, sizeof(secret)), 0);
+	h.version = 1;
+	h.cluster = CLUSTER;
+	h.node = "old";
+	h.epoch = 1;
+	payload = pack(CXFS__MSG_TYPE__HELLO, &h.base, &plen);
+	f = raw_frame_k(&cluster, RPC__SEQ_NONE, 1, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1,
+			payload, plen, &len);
+	fd = raw_connect(port);
+	send_all(fd, f, len);
+	body = raw_read(fd, &cluster, RPC__SEQ_NONE, &rh);
+	assert_int_equal(rh.version, 1);
+	assert_int_equal(rh.type, CXFS__MSG_TYPE__HELLO_REPLY);
+	free(body);
+	close(fd);
+	/* Back at level 2: the same HELLO is refused. */
+	assert_int_equal(rpc_ctx_set_level(fx->srv, 2), 0);
+	hostile(fx, NULL, f, len, 0, RPC_DROP_VERSION);
+	free(f);
+	free(payload);
+	rpc__key_wipe(&cluster);
+	rpc_ctx_stats(fx->srv, &st);
+	assert_int_equal(st.dropped[RPC_DROP_VERSION], 2);
+}
+
 static int raw_connect_from(uint16_t port, const char *from)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
@@ -1876,6 +1935,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replayed_hello, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reply_not_fresh, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
 		cmocka_unit_test(test_conn_limits),
 		cmocka_unit_test(test_lanes_answers_pass_full_lane),
 		cmocka_unit_test(test_lanes_grow),
