@@ -1143,6 +1143,7 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	/* No newer frames than this node says it speaks (cxfsd --protocol-levels). */
 	if (o->levels && o->levels->max[CMS_SUB_MESSAGES] < RPC_PROTO_VERSION)
 		rc_cfg.level = o->levels->max[CMS_SUB_MESSAGES];
+	atomic_store(&cx->msg_level, rc_cfg.level ? rc_cfg.level : RPC_PROTO_VERSION);
 	rc_cfg.handler = cl_handler;
 	rc_cfg.handler_arg = cx;
 	rc_cfg.log = cl_log;

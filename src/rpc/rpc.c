@@ -245,7 +245,8 @@ struct rpc_ctx {
 	char node[RPC_NAME_MAX + 1];    /* constant */
 	_Atomic uint64_t epoch;          /* frames carry it */
 	_Atomic uint64_t floor;          /* frames that carry less are refused */
-	_Atomic unsigned level;          /* version of new connections, and the least accepted */
+	_Atomic unsigned level;          /* version of new connections */
+	_Atomic unsigned level_floor;    /* the least version a peer's HELLO may have */
 	uint32_t max_payload;           /* constant */
 	unsigned hello_ms;              /* constant */
 	unsigned max_unauth, max_unauth_addr, max_node_conns;   /* constant */
@@ -1297,13 +1298,13 @@ static void rpc__reply_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 /*
  * May a frame of @version come on @conn?  A connection speaks one version:
  * ours when we connect, else the one of the peer's first frame, which must
- * be one we speak and not below the cluster's level.
+ * be one we speak and not below the level floor.
  */
 static int rpc__version_ok(struct rpc__conn *conn, unsigned version)
 {
 	if (conn->version)
 		return version == conn->version;
-	if (version < atomic_load(&conn->ctx->level) || version > RPC_PROTO_VERSION)
+	if (version < atomic_load(&conn->ctx->level_floor) || version > RPC_PROTO_VERSION)
 		return 0;
 	conn->version = version;
 	return 1;
@@ -1325,8 +1326,8 @@ static int rpc__header_in(struct rpc__conn *conn)
 		char why[160];
 
 		snprintf(why, sizeof(why), "the peer speaks protocol version %u, this node %u to %u "
-			 "and the cluster's level is %u", h->version, RPC_PROTO_VERSION_MIN,
-			 RPC_PROTO_VERSION, atomic_load(&conn->ctx->level));
+			 "and accepts %u now", h->version, RPC_PROTO_VERSION_MIN,
+			 RPC_PROTO_VERSION, atomic_load(&conn->ctx->level_floor));
 		rpc__drop(conn, RPC_DROP_VERSION, why);
 		return -1;
 	}
@@ -1967,6 +1968,7 @@ int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
 	atomic_init(&ctx->epoch, cfg->epoch);
 	atomic_init(&ctx->floor, cfg->epoch);
 	atomic_init(&ctx->level, cfg->level ? cfg->level : RPC_PROTO_VERSION);
+	atomic_init(&ctx->level_floor, cfg->level ? cfg->level : RPC_PROTO_VERSION);
 	ctx->max_payload = cfg->max_payload ? cfg->max_payload : RPC_MAX_PAYLOAD_DEFAULT;
 	ctx->hello_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : RPC__HELLO_MS_DEFAULT;
 	ctx->max_unauth = cfg->max_unauth ? cfg->max_unauth : RPC__MAX_UNAUTH_DEFAULT;
@@ -2087,6 +2089,14 @@ int rpc_ctx_set_level(struct rpc_ctx *ctx, unsigned level)
 	if (level < RPC_PROTO_VERSION_MIN || level > RPC_PROTO_VERSION)
 		return -EINVAL;
 	atomic_store(&ctx->level, level);
+	return 0;
+}
+
+int rpc_ctx_set_level_floor(struct rpc_ctx *ctx, unsigned level)
+{
+	if (level < RPC_PROTO_VERSION_MIN || level > RPC_PROTO_VERSION)
+		return -EINVAL;
+	atomic_store(&ctx->level_floor, level);
 	return 0;
 }
 

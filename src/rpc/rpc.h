@@ -51,8 +51,8 @@
  * (a token recall) while its connection lasts.
  *
  * Levels: a connection speaks one protocol version, the context's level
- * when it was made (rpc_ctx_set_level: the version every member of the
- * cluster speaks) or the peer's if that is not below the level.
+ * when it was made (rpc_ctx_set_level) or the peer's if that is not below
+ * the level floor (rpc_ctx_set_level_floor).
  *
  * Limits on peers: until its handshake is done a connection may send only
  * a HELLO-sized frame (RPC__HELLO_MAX bytes of payload) and costs this node
@@ -227,16 +227,20 @@ uint16_t rpc_ctx_port(const struct rpc_ctx *ctx);
 void rpc_ctx_set_epoch(struct rpc_ctx *ctx, uint64_t epoch);
 void rpc_ctx_set_floor(struct rpc_ctx *ctx, uint64_t floor);
 /*
- * The protocol level the cluster shares (its members' lowest maximum, from
- * the membership), between RPC_PROTO_VERSION_MIN and RPC_PROTO_VERSION:
- * connections made from now on speak that version, and a peer's HELLO of
- * a version below it is refused (RPC_DROP_VERSION).  At level 1 nothing
- * proves a handshake fresh (a recorded session can be replayed): a cluster
- * is there only while an older node is a member.  Connections already made
- * keep their version until they close (closing them would fail the calls
- * they carry).  0, or -EINVAL for a level this build does not speak.
+ * Protocol levels, between RPC_PROTO_VERSION_MIN and RPC_PROTO_VERSION,
+ * both starting at rpc_config.level: connections made from now on speak
+ * version @level (rpc_ctx_set_level), and a peer's HELLO of a version below
+ * the level floor is refused (rpc_ctx_set_level_floor, RPC_DROP_VERSION).
+ * Like the epoch and its floor, the membership lowers the floor first and
+ * the level once every member accepts it, and raises the level first and
+ * the floor once no member sends less.  At version 1 nothing proves a
+ * handshake fresh (a recorded session can be replayed): a cluster speaks it
+ * only while an older node is a member.  Connections already made keep
+ * their version until they close (closing them would fail the calls they
+ * carry).  0, or -EINVAL for a level this build does not speak.
  */
 int rpc_ctx_set_level(struct rpc_ctx *ctx, unsigned level);
+int rpc_ctx_set_level_floor(struct rpc_ctx *ctx, unsigned level);
 /* Totals over every channel the context has had. */
 void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st);
 /* The figures of the first @n lanes into @out; returns the number of lanes. */

@@ -36,9 +36,15 @@ done
 log "2: the older node goes; the level rises"
 kill_node 3
 CL_N=2      # from here on the cluster is node1 and node2
+# Version 1 is refused once every member speaks 2 (the membership settled).
+refuses_v1() {
+	python3 "$BADFRAME" --host 127.0.0.1 --port "$(node_port "$1")" --secret "$CL_KEY" \
+		--cluster "$CL_NAME" --epoch "$(node_epoch "$1")" --only f >/dev/null 2>&1
+}
 for n in 1 2; do
 	wait_until 30 eval '[[ "$(cl_stat '"$n"' '"'$LEVEL'"' 2>/dev/null)" == 2 ]]' || true
 	check_eq "node$n: the cluster's messages level is 2 again" 2 "$(cl_stat "$n" "$LEVEL")"
+	wait_until 30 refuses_v1 "$n" || true
 	badframe_counted "$n" '("protocol version", "replay")' --only a,f,m
 done
 check_nodes_alive

@@ -27,8 +27,8 @@ log "1: hostile frames"
 for n in 1 2; do
 	badframe_counted "$n" '("replay", "stale epoch", "too many connections", "oversize", "protocol version", "handshake")'
 	check "node$n logs the replayed handshake" grep -q "replayed HELLO" "$(node_log "$n")"
-	check "node$n logs an older peer's protocol version beside its own and the cluster's level" \
-		grep -q "the peer speaks protocol version 1, this node 1 to 2 and the cluster's level is 2" \
+	check "node$n logs an older peer's protocol version beside the ones it speaks and accepts" \
+		grep -q "the peer speaks protocol version 1, this node 1 to 2 and accepts 2 now" \
 		"$(node_log "$n")"
 	check "node$n logs the connection over the limit of its address" \
 		grep -q "connection refused: more than 8 connections in their handshake from this address" \

@@ -1762,8 +1762,8 @@ static void test_epoch(void **state)
 
 /*
  * Protocol levels: a node at level 1 (an older member in the cluster)
- * connects at version 1 and is refused by a node at level 2; once that
- * node is at level 1 too, it serves version 1 (no nonces, no HELLO_DONE,
+ * connects at version 1 and is refused by a node whose level floor is 2;
+ * once that floor is 1, it serves version 1 (no nonces, no HELLO_DONE,
  * the cluster key without sequence numbers) and version 2 alike; back at
  * level 2 it refuses version 1 again.
  */
@@ -1785,8 +1785,9 @@ static void test_levels(void **state)
 	assert_int_equal(rpc_ctx_set_level(fx->cli, 1), 0);
 	assert_int_equal(getattr(fx->ch, 90, CALL_MS), -ECONNRESET);      /* server at level 2 */
 	wait_dropped(fx, RPC_DROP_VERSION, 1);
-	assert_int_equal(rpc_ctx_set_level(fx->srv, 1), 0);
-	assert_int_equal(getattr(fx->ch, 91, CALL_MS), 0);                /* both at 1 */
+	assert_int_equal(rpc_ctx_set_level_floor(fx->srv, 0), -EINVAL);
+	assert_int_equal(rpc_ctx_set_level_floor(fx->srv, 1), 0);
+	assert_int_equal(getattr(fx->ch, 91, CALL_MS), 0);                /* accepted now */
 	/* A version 2 client is served at level 1 too. */
 	assert_int_equal(rpc_ctx_set_level(fx->cli, 2), 0);
 	assert_int_equal(rpc_connect(fx->cli, "127.0.0.1", port, &ch2), 0);
@@ -1809,8 +1810,8 @@ static void test_levels(void **state)
 	assert_int_equal(rh.type, CXFS__MSG_TYPE__HELLO_REPLY);
 	free(body);
 	close(fd);
-	/* Back at level 2: the same HELLO is refused. */
-	assert_int_equal(rpc_ctx_set_level(fx->srv, 2), 0);
+	/* The floor back at 2: the same HELLO is refused. */
+	assert_int_equal(rpc_ctx_set_level_floor(fx->srv, 2), 0);
 	hostile(fx, NULL, f, len, 0, RPC_DROP_VERSION);
 	free(f);
 	free(payload);
