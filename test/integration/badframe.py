@@ -482,6 +482,23 @@ class Target:
     def connect(self):
         return Conn(self.host, self.port, self.timeout)
 
+    def wait_served(self):
+        """Wait (at most the time-out) until a new connection's HELLO is answered
+        again: the node has seen our connections of case p close."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                c = self.connect()
+                try:
+                    c.send(self.hello())
+                    if c.read_frame(self.secret, 0):
+                        return
+                finally:
+                    c.close()
+            except OSError:
+                pass
+            time.sleep(0.05)
+
     def hello(self, rid=1, nonce=None, **kw):
         p = hello_payload(kw.pop("cluster", self.cluster), self.node, self.epoch,
                           nonce=os.urandom(NONCE_SIZE) if nonce is None else nonce)
@@ -621,6 +638,8 @@ def case_p(t, c):
     finally:
         for h in held[1:]:
             h.close()
+        held[0].close()
+        t.wait_served()
 
 
 def case_q(t, c):
