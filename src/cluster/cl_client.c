@@ -350,15 +350,21 @@ static void runs_from_pb(Cxfs__Extent *const *v, size_t n, struct meta_map *out)
 	}
 }
 
-/* Valid replies describe [from, ...) in order and without gaps. */
-static int runs_check(const struct meta_map *r, size_t n, uint64_t from)
+/*
+ * Runs of inode @ino the MDS sent, asked from file block @from: in order,
+ * without gaps, and no I/O outside the data region (refused with -EIO and
+ * a log line; see cl_runs_check).
+ */
+static int runs_check(const struct cl_ctx *cx, uint64_t ino, const struct meta_map *r, size_t n,
+		      uint64_t from)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (r[i].fblk != from || r[i].nblk == 0)
-			return -EPROTO;
-		from += r[i].nblk;
-	}
-	return 0;
+	int rc = cl_runs_check(r, n, from, cx->data_blocks);
+
+	if (rc)
+		fprintf(stderr, "cxfsd: refused the extent map of inode %llu from the metadata server: %s\n",
+			(unsigned long long)ino, rc == -EIO ? "blocks outside the data region"
+							    : "runs out of order");
+	return rc;
 }
 
 /*
@@ -404,7 +410,7 @@ static int map_cover(struct cl_ctx *cx, struct cl_inode *ci, uint64_t end)
 			return -ENOMEM;
 		}
 		runs_from_pb(r->extents, r->n_extents, runs);
-		rc = runs_check(runs, r->n_extents, ci->map_end);
+		rc = runs_check(cx, ci->ino, runs, r->n_extents, ci->map_end);
 		if (!rc && !ci->size_dirty && r->has_size)
 			ci->attr.size = r->size;
 		for (size_t i = 0; !rc && i < r->n_extents; i++)
@@ -1720,7 +1726,7 @@ static int alloc(struct cl_ctx *cx, struct cl_inode *ci, uint64_t fblk, uint64_t
 		goto out;
 	}
 	runs_from_pb(r->extents, r->n_extents, runs);
-	rc = runs_check(runs, r->n_extents, fblk);
+	rc = runs_check(cx, ci->ino, runs, r->n_extents, fblk);
 	/* Blocks that were holes here are the file's new blocks (st_blocks). */
 	for (size_t i = 0; !rc && i < r->n_extents; i++)
 		if (runs[i].state != META_MAP_HOLE)

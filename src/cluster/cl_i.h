@@ -7,7 +7,8 @@
  *             -> cl_ctx.imu -> cl_ctx.mu; cl_ctx.gate_mu, cl_ctx.nmu and
  *             cl_ctx.reach_mu are leaves; the token client's and server's
  *             mutexes are never held across a call into this layer
- *             (tok.h), and the store mutex is a leaf.  cl_ctx.wmu -> token server mutex
+ *             (tok.h), and the store mutex and the ledger's (cl_runs.h)
+ *             are leaves.  cl_ctx.wmu -> token server mutex
  *             (the watchdog reads the server's waits; cl_wait.c), taken
  *             with no other lock of this layer held.
  */
@@ -20,6 +21,7 @@
 #include <stdint.h>
 
 #include "cluster/cl.h"
+#include "cluster/cl_runs.h"
 #include "dmapi/dm.h"
 #include "dmapi/dm_bhv.h"
 #include "meta/meta_store.h"
@@ -153,6 +155,7 @@ struct cl_ctx {
 	struct rpc_chan *mds;           /* client: the channel to the MDS (see cl_mds_chan) */
 	uint64_t members;               /* the membership's nodes (index bits); under mu */
 	uint64_t epoch;                 /* its epoch; under mu */
+	atomic_uint msg_level;          /* the messages level of the last view (cl_member.c) */
 	uint64_t fenced;                /* MDS: nodes fenced and not back since; under mu */
 	struct cms *cms;                /* the membership; constant after cl_start */
 
@@ -181,7 +184,9 @@ struct cl_ctx {
 	struct blk_dev *dev;            /* constant after cl_attach */
 	uint32_t bs;
 	uint64_t data_off;
+	uint64_t data_blocks;           /* blocks of the data region; constant after cl_attach */
 	struct meta_store *st;          /* MDS only */
+	struct cl_ledger *ledger;       /* MDS: runs handed to nodes, unpublished (cl_runs.h) */
 	struct vn_meta_fs *mfs;         /* MDS only */
 	struct vn_table *vt;
 
@@ -325,6 +330,8 @@ void cl_shape_block(struct cl_ctx *cx);
 void cl_shape_unblock(struct cl_ctx *cx);
 /* The node of @id in the configuration, or NULL. */
 const struct cms_node *cl_node_by_id(struct cl_ctx *cx, uint32_t id);
+/* Node @id's name, or "an unknown node" (for logs; cl_wait.c). */
+const char *cl_peer_name(struct cl_ctx *cx, uint32_t id);
 
 /* ---- cl_wait.c (token waits: watchdog, status) --------------------------- */
 

@@ -151,6 +151,24 @@ int cl_register(struct cl_ctx *cx, struct blk_dev *dev, char *err, size_t errlen
 	return 0;
 }
 
+/*
+ * The messages level every member speaks is @level (rpc_ctx_set_level):
+ * like the epoch's floor, a fall is accepted at once and spoken once
+ * every member accepts it (@settled), a rise spoken at once and required
+ * once every member speaks it, so a change never refuses a member's HELLO.
+ */
+static void set_msg_level(struct cl_ctx *cx, unsigned level, bool settled)
+{
+	unsigned was = settled ? 0 : atomic_exchange(&cx->msg_level, level);
+
+	if (settled)
+		level = atomic_load(&cx->msg_level);
+	if (settled || level < was)
+		(void)rpc_ctx_set_level_floor(cx->rpc, level);
+	if (settled || level > was)
+		(void)rpc_ctx_set_level(cx->rpc, level);
+}
+
 static void on_view(void *arg, const struct cms_view *v)
 {
 	struct cl_ctx *cx = arg;
@@ -167,6 +185,7 @@ static void on_view(void *arg, const struct cms_view *v)
 		return;
 	}
 	rpc_ctx_set_epoch(cx->rpc, v->floor > 1 ? v->floor : 1);
+	set_msg_level(cx, v->level[CMS_SUB_MESSAGES], false);
 	pthread_mutex_lock(&cx->mu);
 	cx->members = v->members;
 	cx->epoch = v->epoch;
@@ -245,6 +264,7 @@ static void on_settled(void *arg, uint64_t floor)
 	struct cl_ctx *cx = arg;
 
 	rpc_ctx_set_floor(cx->rpc, floor > 1 ? floor : 1);
+	set_msg_level(cx, 0, true);
 }
 
 static const struct cms_ops member_ops = {

@@ -1140,6 +1140,10 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	rc_cfg.nlanes = CL_NLANES;
 	memcpy(rc_cfg.lanes, cl_lanes, sizeof(cl_lanes));
 	rc_cfg.lane_of = cl_lane_of;
+	/* No newer frames than this node says it speaks (cxfsd --protocol-levels). */
+	if (o->levels && o->levels->max[CMS_SUB_MESSAGES] < RPC_PROTO_VERSION)
+		rc_cfg.level = o->levels->max[CMS_SUB_MESSAGES];
+	atomic_store(&cx->msg_level, rc_cfg.level ? rc_cfg.level : RPC_PROTO_VERSION);
 	rc_cfg.handler = cl_handler;
 	rc_cfg.handler_arg = cx;
 	rc_cfg.log = cl_log;
@@ -1224,6 +1228,7 @@ int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
 	cx->dev = dev;
 	cx->bs = sb.block_size;
 	cx->data_off = sb.data.off;
+	cx->data_blocks = sb.data.len / sb.block_size;
 	cx->st = st;
 	cx->mfs = mfs;
 	if (cx->is_server) {
@@ -1347,6 +1352,7 @@ void cl_stop(struct cl_ctx *cx)
 	tok_client_destroy(cx->tc);
 	if (cx->ts)
 		tok_server_destroy(cx->ts);
+	cl_ledger_destroy(cx->ledger);
 	for (size_t i = 0; i < sizeof(cx->ihash) / sizeof(cx->ihash[0]); i++)
 		while (cx->ihash[i]) {
 			struct cl_inode *ci = cx->ihash[i];

@@ -30,6 +30,14 @@
  * (tok_server_node_back).  Its tokens and locks go only when the
  * membership loses it, after it is fenced (cl_server_node_lost).
  *
+ * Values from other nodes are clamped where they are used: a remote
+ * fallocate carries only the modes of fallocate(2) the store supports
+ * (never an internal flag such as VN_IO_INVISIBLE), and a WRITE_DONE
+ * publishes only runs handed to that node (the ledger of cl_runs.h, fed by
+ * every ALLOC and extent map reply) that are the file's unwritten (or
+ * already written) blocks at those places in the store; anything else is
+ * refused whole, logged, and changes nothing.
+ *
  * Lock order: see cl_i.h; cl_ctx.rmu is a leaf.
  */
 #include "cluster/cl_i.h"
@@ -48,6 +56,11 @@
 #include "vnode/vn_meta.h"
 
 #define CL_MAP_MAX 1024               /* runs per extent-map reply */
+/* The fallocate(2) modes another node may ask for (meta_fallocate's, but VN_IO_INVISIBLE). */
+#define CL_FALLOC_REMOTE (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)
+
+/* Runs the ledger could not note (logged sparsely). */
+static atomic_uint ledger_refusals;
 
 /* This thread is the reclaimer (which may wait for nodes' answers). */
 static _Thread_local bool cl_in_reclaimer;
@@ -728,15 +741,57 @@ static int h_return(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	} else {
 		apply_state(cx, m->ino, m->atime, m->mtime, m->ctime, m->has_size ? &m->size : NULL);
 		tok_server_returned(cx->ts, node, m->ino, &set, NULL);
+		if (set.level[TOK_EXTENT] != TOK_NONE)
+			cl_ledger_forget(cx->ledger, node, m->ino);
 	}
 	if (rpc_req_is_oneway(req))
 		return 0;
 	return rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
 }
 
-/* Reply with the runs of [fblk, fblk+count) of @ino (at most CL_MAP_MAX). */
-static int reply_map(struct cl_ctx *cx, struct rpc_req *req, Cxfs__MsgType type, uint64_t ino,
-		     uint64_t fblk, uint64_t count, int err)
+/*
+ * Note in the ledger the unwritten runs of @maps handed to @node: fresh
+ * (its own allocation) where @before, the map before its ALLOC, had holes.
+ * A run the ledger cannot take only leaves its blocks without a known
+ * owner (cl_ledger_check lets any node publish those).
+ */
+static void ledger_note(struct cl_ctx *cx, uint32_t node, uint64_t ino, const struct meta_map *maps,
+			int n, const struct meta_map *before, int nbefore)
+{
+	for (int i = 0; i < n; i++) {
+		uint64_t p = maps[i].fblk, end = maps[i].fblk + maps[i].nblk;
+
+		while (maps[i].state == META_MAP_UNWRITTEN && p < end) {
+			struct cl_ledger_run r = { .ino = ino, .fblk = p, .nblk = end - p,
+						   .pblk = maps[i].pblk + (p - maps[i].fblk) };
+			int rc;
+
+			for (int k = 0; k < nbefore; k++)
+				if (before[k].fblk <= p && p < before[k].fblk + before[k].nblk) {
+					r.fresh = before[k].state == META_MAP_HOLE;
+					if (before[k].fblk + before[k].nblk < end)
+						r.nblk = before[k].fblk + before[k].nblk - p;
+					break;
+				}
+			rc = cl_ledger_add(cx->ledger, node, &r);
+			/* The first refusal, then one in 1024. */
+			if (rc && atomic_fetch_add(&ledger_refusals, 1) % 1024 == 0)
+				fprintf(stderr, "cxfsd: the ledger cannot note blocks [%llu, +%llu) of inode "
+					"%llu handed to node %s: %s\n", (unsigned long long)r.fblk,
+					(unsigned long long)r.nblk, (unsigned long long)ino,
+					cl_peer_name(cx, node), strerror(-rc));
+			p += r.nblk;
+		}
+	}
+}
+
+/*
+ * Reply with the runs of [fblk, fblk+count) of @ino (at most CL_MAP_MAX),
+ * noting the unwritten ones as handed to @node (see ledger_note).
+ */
+static int reply_map(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
+		     uint64_t ino, uint64_t fblk, uint64_t count, int err,
+		     const struct meta_map *before, int nbefore)
 {
 	struct meta_map *maps = NULL;
 	Cxfs__Extent *ext = NULL, **ptrs = NULL;
@@ -757,6 +812,8 @@ static int reply_map(struct cl_ctx *cx, struct rpc_req *req, Cxfs__MsgType type,
 		n = meta_map_read(cx->st, ino, fblk, count, maps, CL_MAP_MAX);
 		rc = n < 0 ? n : 0;
 	}
+	if (!rc)
+		ledger_note(cx, node, ino, maps, n, before, nbefore);
 	for (int i = 0; !rc && i < n; i++) {
 		cxfs__extent__init(&ext[i]);
 		ext[i].file_block = maps[i].fblk;
@@ -793,7 +850,8 @@ static int reply_map(struct cl_ctx *cx, struct rpc_req *req, Cxfs__MsgType type,
 /* Blocks of the largest file, so ranges from the wire cannot overflow. */
 #define CL_MAX_FBLK (META_MAX_FILE_SIZE / 4096)
 
-static int h_map(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__ExtentMapReq *m)
+static int h_map(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
+		 const Cxfs__ExtentMapReq *m)
 {
 	uint64_t count = m->count;
 
@@ -801,7 +859,8 @@ static int h_map(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__ExtentMapRe
 		return -EFBIG;
 	if (count > CL_MAX_FBLK - m->file_block)
 		count = CL_MAX_FBLK - m->file_block;
-	return reply_map(cx, req, CXFS__MSG_TYPE__EXTENT_MAP_REPLY, m->ino, m->file_block, count, 0);
+	return reply_map(cx, node, req, CXFS__MSG_TYPE__EXTENT_MAP_REPLY, m->ino, m->file_block,
+			 count, 0, NULL, 0);
 }
 
 /* A server operation holding EXTENT WRITE on @ino, with the node's lend. */
@@ -827,8 +886,9 @@ static int extent_op(struct cl_ctx *cx, uint32_t node, uint64_t ino, Cxfs__Token
 static int h_alloc(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, const Cxfs__AllocReq *m)
 {
 	uint64_t count = m->count, pre = m->has_prealloc ? m->prealloc : 0;
+	struct meta_map *before;
 	struct tok_op *op;
-	int rc;
+	int nbefore, rc;
 
 	if (count == 0 || m->file_block > CL_MAX_FBLK || count > CL_MAX_FBLK - m->file_block)
 		return -EINVAL;
@@ -836,9 +896,18 @@ static int h_alloc(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, const 
 		pre = CL_PREALLOC_MAX;
 	if (pre > CL_MAX_FBLK - m->file_block - count)
 		pre = CL_MAX_FBLK - m->file_block - count;
+	before = calloc(CL_MAP_MAX, sizeof(*before));
+	if (!before)
+		return -ENOMEM;
 	rc = extent_op(cx, node, m->ino, m->lent, m->n_lent, &op);
-	if (rc)
+	if (rc) {
+		free(before);
 		return rc;
+	}
+	/* The holes before are what this ALLOC makes: the node's own blocks. */
+	nbefore = meta_map_read(cx->st, m->ino, m->file_block, count + pre, before, CL_MAP_MAX);
+	if (nbefore < 0)
+		nbefore = 0;
 	rc = meta_fallocate(cx->st, m->ino, FALLOC_FL_KEEP_SIZE, m->file_block * cx->bs,
 			    (count + pre) * cx->bs);
 	if (rc == -ENOSPC && pre) {
@@ -846,9 +915,72 @@ static int h_alloc(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, const 
 		rc = meta_fallocate(cx->st, m->ino, FALLOC_FL_KEEP_SIZE, m->file_block * cx->bs,
 				    count * cx->bs);
 	}
-	rc = reply_map(cx, req, CXFS__MSG_TYPE__ALLOC_REPLY, m->ino, m->file_block, count + pre, rc);
+	rc = reply_map(cx, node, req, CXFS__MSG_TYPE__ALLOC_REPLY, m->ino, m->file_block, count + pre,
+		       rc, before, nbefore);
 	tok_server_op_end(op);
+	free(before);
 	return rc;
+}
+
+/*
+ * Are file blocks [fblk, fblk+n) of @ino, in the store, unwritten or
+ * written blocks of the file at data blocks [pblk, ...)?  0, -EPERM, or the
+ * store's error.
+ */
+static int store_holds(struct cl_ctx *cx, uint64_t ino, uint64_t fblk, uint64_t n, uint64_t pblk)
+{
+	struct meta_map maps[64];
+	uint64_t p = fblk, end = fblk + n;
+
+	while (p < end) {
+		uint64_t from = p;
+		int k = meta_map_read(cx->st, ino, p, end - p, maps, 64);
+
+		if (k <= 0)
+			return k < 0 ? k : -EPERM;
+		for (int i = 0; i < k; i++) {
+			if (maps[i].state == META_MAP_HOLE || maps[i].pblk != pblk + (maps[i].fblk - fblk))
+				return -EPERM;
+			p = maps[i].fblk + maps[i].nblk;
+		}
+		if (p <= from)
+			return -EIO;        /* the store's runs did not move on */
+	}
+	return 0;
+}
+
+/*
+ * May @node publish the runs of WRITE_DONE @m (see the top)?  0, or the
+ * reason to refuse it whole: -EINVAL (out of any file's range), -EPERM
+ * (not blocks handed to it, or not the file's at those places).  Called
+ * with EXTENT held at WRITE, so the map does not change meanwhile.
+ */
+static int written_ok(struct cl_ctx *cx, uint32_t node, const Cxfs__WriteDone *m)
+{
+	if (m->has_size && m->size > META_MAX_FILE_SIZE)
+		return -EINVAL;
+	for (size_t i = 0; i < m->n_written; i++) {
+		const Cxfs__Extent *e = m->written[i];
+		int rc;
+
+		if (e->count == 0 || e->file_block > CL_MAX_FBLK ||
+		    e->count > CL_MAX_FBLK - e->file_block || e->volume_block > UINT64_MAX - e->count)
+			return -EINVAL;
+		rc = cl_ledger_check(cx->ledger, node, m->ino, e->file_block, e->count,
+				     e->volume_block);
+		if (!rc)
+			rc = store_holds(cx, m->ino, e->file_block, e->count, e->volume_block);
+		if (rc) {
+			fprintf(stderr, "cxfsd: refused a WRITE_DONE of node %s: blocks [%llu, +%llu) of "
+				"inode %llu at data block %llu are not %s: %s\n", cl_peer_name(cx, node),
+				(unsigned long long)e->file_block, (unsigned long long)e->count,
+				(unsigned long long)m->ino, (unsigned long long)e->volume_block,
+				rc == -EPERM ? "blocks handed to it there" : "readable",
+				strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
 }
 
 static int h_write_done(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
@@ -873,15 +1005,14 @@ static int h_write_done(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 		tok_set_add(&want, TOK_EXTENT, TOK_WRITE);
 		rc = tok_server_op_acquire(op, m->ino, &want, &got, NULL);
 	}
+	if (!rc)
+		rc = written_ok(cx, node, m);
 	for (size_t i = 0; !rc && i < m->n_written; i++) {
 		const Cxfs__Extent *e = m->written[i];
 
-		if (e->count == 0 || e->file_block > CL_MAX_FBLK ||
-		    e->count > CL_MAX_FBLK - e->file_block) {
-			rc = -EINVAL;
-			break;
-		}
 		rc = meta_map_write(cx->st, m->ino, e->file_block, e->count, e->volume_block, 0);
+		if (!rc)
+			cl_ledger_clear(cx->ledger, m->ino, e->file_block, e->count);
 	}
 	if (!rc)
 		apply_state(cx, m->ino, NULL, m->mtime, m->mtime, m->has_size ? &m->size : NULL);
@@ -898,8 +1029,15 @@ static int srv_exec(void *arg, uint64_t ino, struct vn_call *c)
 {
 	struct cl_ctx *cx = arg;
 	struct vnode *vn;
-	int rc = vn_get(cx->vt, ino, &vn);
+	int rc;
 
+	/* Internal flags never come from the network. */
+	if (c->op == VN_OP_FALLOCATE && (c->u.fallocate.mode & ~CL_FALLOC_REMOTE)) {
+		fprintf(stderr, "cxfsd: refused a fallocate of inode %llu from node %s: mode %#x\n",
+			(unsigned long long)ino, cl_peer_name(cx, c->node), (unsigned)c->u.fallocate.mode);
+		return -EOPNOTSUPP;
+	}
+	rc = vn_get(cx->vt, ino, &vn);
 	if (rc)
 		return rc;
 	rc = vn_call_below(vn, VN_POS_CLIENT, c);
@@ -919,7 +1057,7 @@ int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs
 	case CXFS__MSG_TYPE__TOKEN_RETURN:
 		return h_return(cx, node, req, (const Cxfs__TokenReturn *)msg);
 	case CXFS__MSG_TYPE__EXTENT_MAP_REQ:
-		return h_map(cx, req, (const Cxfs__ExtentMapReq *)msg);
+		return h_map(cx, node, req, (const Cxfs__ExtentMapReq *)msg);
 	case CXFS__MSG_TYPE__ALLOC_REQ:
 		atomic_fetch_add(&cx->stats.allocs, 1);
 		return h_alloc(cx, node, req, (const Cxfs__AllocReq *)msg);
@@ -950,8 +1088,14 @@ int cl_reclaimer_start(struct cl_ctx *cx)
 
 int cl_server_start(struct cl_ctx *cx)
 {
-	int rc = tok_server_create(&srv_tok_ops, cx, &cx->ts);
+	int rc;
 
+	/* What a ledger knew from an earlier time as server is stale. */
+	if (cx->ledger)
+		cl_ledger_reset(cx->ledger);
+	else if ((rc = cl_ledger_create(CL_MAX_NODES, CL_LEDGER_MAX_RUNS, &cx->ledger)))
+		return rc;
+	rc = tok_server_create(&srv_tok_ops, cx, &cx->ts);
 	if (rc)
 		return rc;
 	rc = cl_reclaimer_start(cx);

@@ -137,7 +137,7 @@ static double secs(uint64_t ms)
 	return (double)ms / 1000.0;
 }
 
-static const char *node_name(struct cl_ctx *cx, uint32_t id)
+const char *cl_peer_name(struct cl_ctx *cx, uint32_t id)
 {
 	const struct cms_node *n = cl_node_by_id(cx, id);
 
@@ -163,10 +163,10 @@ static void put_who(struct cl_out *o, struct cl_ctx *cx, const struct tok_who *w
 {
 	switch (w->kind) {
 	case TOK_WHO_NODE:
-		put(o, "%s", node_name(cx, w->node));
+		put(o, "%s", cl_peer_name(cx, w->node));
 		break;
 	case TOK_WHO_OP:
-		put(o, "server operation for %s", node_name(cx, w->node));
+		put(o, "server operation for %s", cl_peer_name(cx, w->node));
 		break;
 	case TOK_WHO_SERVER:
 		put(o, "the existence check of a file that lost its last name");
@@ -232,7 +232,7 @@ static void put_client_wait(struct cl_out *o, struct cl_ctx *cx, const struct to
 		pthread_mutex_lock(&cx->mu);
 		id = cx->server_id;
 		pthread_mutex_unlock(&cx->mu);
-		put(o, " (%s; its log says what that waits for)", node_name(cx, id));
+		put(o, " (%s; its log says what that waits for)", cl_peer_name(cx, id));
 	}
 }
 
@@ -283,7 +283,7 @@ static void put_holder_waits(struct cl_out *o, struct cl_ctx *cx, const struct c
 		here++;
 	}
 	if (n == 0 && here == 0 && ob->who.kind == TOK_WHO_NODE && !tok_set_empty(&ob->recalled))
-		put(o, "; %s waits for nothing at this server", node_name(cx, ob->who.node));
+		put(o, "; %s waits for nothing at this server", cl_peer_name(cx, ob->who.node));
 }
 
 static void put_obstacle(struct cl_out *o, struct cl_ctx *cx, const struct tok_obstacle *ob)
@@ -375,7 +375,7 @@ static void put_json_who(struct cl_out *o, struct cl_ctx *cx, const struct tok_w
 	};
 
 	put(o, "\"by\":\"%s\",\"as\":\"%s\"",
-	    w->kind == TOK_WHO_SERVER ? cms_node_name(cx->self) : node_name(cx, w->node),
+	    w->kind == TOK_WHO_SERVER ? cms_node_name(cx->self) : cl_peer_name(cx, w->node),
 	    as[w->kind]);
 }
 

@@ -6,8 +6,9 @@
  * Divisions of this file:
  *   1. Structures, lists, logging and counters.
  *   2. Channels: references, freezing, interruption, statistics.
- *   3. The loop thread: waking it, connecting, accepting, writing frames,
- *      reading and checking frames, the HELLO exchange, closing.
+ *   3. The loop thread: waking it, connecting, accepting (and the limits on
+ *      connections), sealing and writing frames, reading and checking
+ *      frames, the handshake (HELLO, HELLO_REPLY, HELLO_DONE), closing.
  *   4. Calls, one-way sends and replies (caller threads).
  *   5. The lanes of workers.
  *   6. Creating and destroying a context.
@@ -15,7 +16,9 @@
  * Threads.  The loop thread owns every uv handle and every struct
  * rpc__conn; nothing else touches them.  Other threads hand it frames by
  * appending them to a channel's out-queue under ctx->lock and waking it with
- * uv_async_send().  Incoming requests go from the loop to the queue of the
+ * uv_async_send(); the loop moves them to the connection's txq under the
+ * lock, then seals each (the MAC of the connection's next sequence number)
+ * and writes it with the lock dropped.  Incoming requests go from the loop to the queue of the
  * lane the classifier names; a worker of that lane runs the handler.  When
  * the loop queues a request and the lane has no idle worker, it starts one
  * (pthread_create(), which does not wait for anything) unless the lane is at
@@ -33,7 +36,7 @@
  * are waited on with ctx->lock.  The log callback may run under ctx->lock
  * (and so must take no lock of ours).  No lock is held across a handler, and
  * ctx->lock is never held across protobuf packing or MAC computation except
- * for the HELLO frames the loop itself builds.
+ * for the handshake frames the loop itself builds (a few hundred bytes).
  */
 #include <assert.h>
 #include <errno.h>
@@ -52,8 +55,13 @@
 
 #define RPC__WORKERS_DEFAULT 4
 #define RPC__IDLE_MS_DEFAULT 10000  /* a worker above its lane's minimum exits when idle this long */
-#define RPC__RXBUF (64u * 1024)     /* bytes per read from a socket */
+#define RPC__RXBUF (64u * 1024)     /* bytes per read from a socket, once the handshake is done */
+#define RPC__RXBUF_HELLO 512        /* bytes per read until then */
 #define RPC__HELLO_MS_DEFAULT 10000 /* connect and HELLO exchange must be done by then */
+#define RPC__MAX_UNAUTH_DEFAULT 64  /* connections in their handshake at once */
+#define RPC__MAX_UNAUTH_ADDR_DEFAULT 8   /* of them, from one address */
+#define RPC__MAX_NODE_CONNS_DEFAULT 16   /* incoming connections of one authenticated node */
+#define RPC__REFUSAL_LOG_NS 1000000000ull  /* refused connections are logged once a second at most */
 
 /* ------------------------------------------------------------------ */
 /* 1. Structures, lists, logging and counters                          */
@@ -106,9 +114,13 @@ enum rpc__call_state {
 
 struct rpc__call;
 
-/* One outgoing frame: header, payload and MAC in data[]. */
+/*
+ * One outgoing frame: header, payload and MAC in data[].  The MAC is made
+ * by the loop thread when the frame goes to its connection (rpc__write):
+ * only then are the connection's key and the frame's sequence number known.
+ */
 struct rpc__frame {
-	struct rpc__list link;          /* ch->outq; ctx->lock */
+	struct rpc__list link;          /* ch->outq under ctx->lock; then conn->txq (loop thread) */
 	struct rpc__call *call;         /* the call waiting for it while queued; ctx->lock */
 	uv_write_t wr;                  /* loop thread, once taken off the queue */
 	uint16_t type;                  /* Cxfs__MsgType */
@@ -154,7 +166,11 @@ struct rpc_chan {
 	struct rpc_stats st;            /* ctx->lock */
 };
 
-/* One TCP connection of a channel; loop thread only. */
+/*
+ * One TCP connection of a channel; loop thread only.  Until its handshake
+ * is done it costs little: this structure (about 1.7 KiB, with a small
+ * read buffer), its channel, and a body of at most RPC__HELLO_MAX bytes.
+ */
 struct rpc__conn {
 	uv_tcp_t tcp;
 	uv_connect_t creq;
@@ -164,13 +180,22 @@ struct rpc__conn {
 	struct rpc_chan *ch;            /* holds a reference */
 	uint64_t gen;                   /* ch->conn_gen when made */
 	int closing;
+	unsigned version;               /* its protocol version: ours at HELLO, or the peer's; 0 yet */
+	int keyed;                      /* tx, rx hold the connection's keys (else: the cluster key) */
+	int authed;                     /* handshake done: the peer holds the keys */
 	uint64_t hello_id;              /* outgoing: id of our HELLO */
+	uint8_t nonce[RPC__NONCE_SIZE]; /* ours, sent in our HELLO or HELLO_REPLY */
+	struct rpc__key tx, rx;         /* the connection's keys, once keyed */
+	uint64_t tx_seq, rx_seq;        /* sequence numbers of the next frame out and in */
+	struct rpc__list txq;           /* frames taken off ch->outq, to be sealed and written */
+	struct rpc__list txlink;        /* in ctx->txconns while txq is not empty */
 	uint8_t hdr[RPC__HDR_SIZE];     /* header being received */
 	size_t hdr_got;
 	struct rpc__hdr h;              /* decoded once complete */
 	uint8_t *body;                  /* payload and MAC being received */
 	size_t body_len, body_got;
-	uint8_t rxbuf[RPC__RXBUF];
+	uint8_t *rxbig;                 /* RPC__RXBUF bytes, once the handshake is done */
+	uint8_t rxsmall[RPC__RXBUF_HELLO];
 };
 
 /* An incoming request or one-way notice, on its way to (or in) a handler. */
@@ -220,8 +245,14 @@ struct rpc_ctx {
 	char node[RPC_NAME_MAX + 1];    /* constant */
 	_Atomic uint64_t epoch;          /* frames carry it */
 	_Atomic uint64_t floor;          /* frames that carry less are refused */
+	_Atomic unsigned level;          /* version of new connections */
+	_Atomic unsigned level_floor;    /* the least version a peer's HELLO may have */
 	uint32_t max_payload;           /* constant */
 	unsigned hello_ms;              /* constant */
+	unsigned max_unauth, max_unauth_addr, max_node_conns;   /* constant */
+	struct rpc__list txconns;       /* connections with frames to write; loop thread */
+	uint64_t refused_logged_ns;     /* when a refused connection was last logged; loop thread */
+	uint64_t refused_unlogged;      /* refused since; loop thread */
 	rpc_handler_fn handler;         /* constant */
 	void *handler_arg;
 	rpc_log_fn log;                 /* constant */
@@ -480,6 +511,29 @@ int rpc_chan_peer(struct rpc_chan *ch, char *name, size_t size, uint64_t *epoch)
 
 static void rpc__flush_locked(struct rpc_chan *ch);
 
+/* A new connection of @ctx, not yet in any list; NULL without memory. */
+static struct rpc__conn *rpc__conn_new(struct rpc_ctx *ctx)
+{
+	struct rpc__conn *conn = calloc(1, sizeof(*conn));
+
+	if (!conn)
+		return NULL;
+	conn->ctx = ctx;
+	list_init(&conn->txq);
+	list_init(&conn->txlink);
+	return conn;
+}
+
+static void rpc__conn_free(struct rpc__conn *conn)
+{
+	assert(list_empty(&conn->txq));
+	rpc__key_wipe(&conn->tx);
+	rpc__key_wipe(&conn->rx);
+	free(conn->rxbig);
+	free(conn->body);
+	free(conn);
+}
+
 static void rpc__on_closed(uv_handle_t *h)
 {
 	struct rpc__conn *conn = h->data;
@@ -490,8 +544,7 @@ static void rpc__on_closed(uv_handle_t *h)
 	pthread_mutex_lock(&ctx->lock);
 	rpc__chan_unref(conn->ch);
 	pthread_mutex_unlock(&ctx->lock);
-	free(conn->body);
-	free(conn);
+	rpc__conn_free(conn);
 }
 
 /*
@@ -530,6 +583,14 @@ static void rpc__conn_close_locked(struct rpc__conn *conn, int err)
 		if (!list_empty(&ch->outq))
 			rpc__wake_locked(ctx);
 	}
+	/* Frames taken for this connection but not written are lost with it. */
+	while (!list_empty(&conn->txq)) {
+		struct rpc__frame *f = list_entry(conn->txq.next, struct rpc__frame, link);
+
+		list_del(&f->link);
+		rpc__frame_free(f);
+	}
+	list_del(&conn->txlink);
 	ch->conn = NULL;
 	ch->want_close = 0;
 	uv_close((uv_handle_t *)&conn->tcp, rpc__on_closed);
@@ -591,16 +652,38 @@ static void rpc__on_written(uv_write_t *wr, int status)
 	}
 }
 
-/* Hand frame @f to the socket of @conn; loop thread, ctx->lock held. */
-static void rpc__write_locked(struct rpc__conn *conn, struct rpc__frame *f)
+/* Count frame @f as sent on @ch; ctx->lock held. */
+static void rpc__count_sent_locked(struct rpc_chan *ch, const struct rpc__frame *f)
 {
+	STAT_ADD(ch, frames_sent, 1);
+	if (f->type < RPC_TYPES)
+		STAT_ADD(ch, sent_by_type[f->type], 1);
+	STAT_ADD(ch, bytes_sent, f->len);
+}
+
+/*
+ * Seal frame @f with the MAC of @conn's next frame (the cluster key and
+ * sequence number 0 until the connection is keyed; the cluster key and no
+ * sequence number at version 1) and hand it to the socket.  Loop thread;
+ * any lock or none.
+ */
+static void rpc__write(struct rpc__conn *conn, struct rpc__frame *f)
+{
+	size_t len = f->len - RPC__HDR_SIZE - RPC__MAC_SIZE;
 	uv_buf_t b = uv_buf_init((char *)f->data, (unsigned)f->len);
+	uint64_t seq = conn->version == 1 ? RPC__SEQ_NONE : conn->keyed ? conn->tx_seq++ : 0;
 	int rc;
 
-	STAT_ADD(conn->ch, frames_sent, 1);
-	if (f->type < RPC_TYPES)
-		STAT_ADD(conn->ch, sent_by_type[f->type], 1);
-	STAT_ADD(conn->ch, bytes_sent, f->len);
+	/* Frames are built in the newest version: an older connection's says its own. */
+	if (conn->version != RPC_PROTO_VERSION) {
+		struct rpc__hdr h;
+
+		rpc__hdr_get(f->data, &h);
+		h.version = (uint16_t)conn->version;
+		rpc__hdr_put(f->data, &h);
+	}
+	rpc__mac(conn->keyed ? &conn->tx : &conn->ctx->key, seq, f->data, f->data + RPC__HDR_SIZE,
+		 len, f->data + RPC__HDR_SIZE + len);
 	f->wr.data = f;
 	rc = uv_write(&f->wr, (uv_stream_t *)&conn->tcp, &b, 1, rpc__on_written);
 	if (rc < 0) {
@@ -609,7 +692,35 @@ static void rpc__write_locked(struct rpc__conn *conn, struct rpc__frame *f)
 	}
 }
 
-/* Build a frame of @msg; the caller must free it.  0 or -errno. */
+/* Count and write a frame the loop made itself (the handshake); ctx->lock held. */
+static void rpc__send_locked(struct rpc__conn *conn, struct rpc__frame *f)
+{
+	rpc__count_sent_locked(conn->ch, f);
+	rpc__write(conn, f);
+}
+
+/*
+ * Write the frames rpc__flush_locked() took for each connection.  Loop
+ * thread, no lock held (the MACs are made here); called before the loop
+ * callback that took them returns, so no connection of ctx->txconns has
+ * been freed meanwhile.
+ */
+static void rpc__tx_run(struct rpc_ctx *ctx)
+{
+	while (!list_empty(&ctx->txconns)) {
+		struct rpc__conn *conn = list_entry(ctx->txconns.next, struct rpc__conn, txlink);
+
+		list_del(&conn->txlink);
+		while (!list_empty(&conn->txq)) {
+			struct rpc__frame *f = list_entry(conn->txq.next, struct rpc__frame, link);
+
+			list_del(&f->link);
+			rpc__write(conn, f);
+		}
+	}
+}
+
+/* Build a frame of @msg, its MAC still to be made; the caller must free it.  0 or -errno. */
 static int rpc__frame_build(struct rpc_ctx *ctx, Cxfs__MsgType type, unsigned flags, uint64_t id,
 			    const ProtobufCMessage *msg, struct rpc__frame **out)
 {
@@ -633,8 +744,6 @@ static int rpc__frame_build(struct rpc_ctx *ctx, Cxfs__MsgType type, unsigned fl
 	h.len = (uint32_t)len;
 	rpc__hdr_put(f->data, &h);
 	rpc_msg_pack(type, msg, f->data + RPC__HDR_SIZE, (size_t)len);
-	rpc__mac(&ctx->key, f->data, f->data + RPC__HDR_SIZE, (size_t)len,
-		 f->data + RPC__HDR_SIZE + len);
 	*out = f;
 	return 0;
 }
@@ -643,7 +752,11 @@ static void rpc__on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct rpc__conn *conn = h->data;
 
-	*buf = uv_buf_init((char *)conn->rxbuf, sizeof(conn->rxbuf));
+	/* A peer not through its handshake makes us read little at a time. */
+	if (conn->rxbig)
+		*buf = uv_buf_init((char *)conn->rxbig, RPC__RXBUF);
+	else
+		*buf = uv_buf_init((char *)conn->rxsmall, sizeof(conn->rxsmall));
 }
 
 static void rpc__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -656,16 +769,21 @@ static int rpc__send_hello_locked(struct rpc__conn *conn)
 	struct rpc__frame *f;
 	int rc;
 
-	hello.version = RPC_PROTO_VERSION;
+	conn->version = atomic_load(&ctx->level);
+	randombytes_buf(conn->nonce, sizeof(conn->nonce));
+	hello.version = conn->version;
 	hello.cluster = ctx->cluster;
 	hello.node = ctx->node;
 	hello.epoch = atomic_load(&ctx->epoch);
+	hello.has_nonce = conn->version >= 2;
+	hello.nonce.data = conn->nonce;
+	hello.nonce.len = sizeof(conn->nonce);
 	conn->hello_id = atomic_fetch_add(&conn->ch->next_id, 1);
 	rc = rpc__frame_build(ctx, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, conn->hello_id,
 			      &hello.base, &f);
 	if (rc)
 		return rc;
-	rpc__write_locked(conn, f);
+	rpc__send_locked(conn, f);
 	return 0;
 }
 
@@ -696,7 +814,7 @@ static void rpc__on_connect(uv_connect_t *req, int status)
 static void rpc__connect_locked(struct rpc_chan *ch)
 {
 	struct rpc_ctx *ctx = ch->ctx;
-	struct rpc__conn *conn = calloc(1, sizeof(*conn));
+	struct rpc__conn *conn = rpc__conn_new(ctx);
 	int rc;
 
 	if (!conn) {
@@ -711,7 +829,6 @@ static void rpc__connect_locked(struct rpc_chan *ch)
 	}
 	conn->tcp.data = conn;
 	conn->creq.data = conn;
-	conn->ctx = ctx;
 	conn->ch = ch;
 	ch->refs++;
 	ch->conn = conn;
@@ -740,6 +857,7 @@ static void rpc__flush_locked(struct rpc_chan *ch)
 		return;
 	switch (ch->state) {
 	case CHAN_READY:
+		/* rpc__tx_run() seals and writes them once the lock is dropped. */
 		while (!list_empty(&ch->outq)) {
 			struct rpc__frame *f = list_entry(ch->outq.next, struct rpc__frame, link);
 
@@ -749,8 +867,11 @@ static void rpc__flush_locked(struct rpc_chan *ch)
 				f->call->frame = NULL;
 				f->call = NULL;
 			}
-			rpc__write_locked(ch->conn, f);
+			rpc__count_sent_locked(ch, f);
+			list_add_tail(&ch->conn->txq, &f->link);
 		}
+		if (list_empty(&ch->conn->txlink))
+			list_add_tail(&ch->ctx->txconns, &ch->conn->txlink);
 		break;
 	case CHAN_IDLE:
 		rpc__connect_locked(ch);
@@ -795,12 +916,74 @@ static void rpc__on_wake(uv_async_t *a)
 			rpc__flush_locked(list_entry(p, struct rpc_chan, link));
 	}
 	pthread_mutex_unlock(&ctx->lock);
+	rpc__tx_run(ctx);
 }
 
 /* Close callback of a connection that never got a channel. */
 static void rpc__on_closed_unowned(uv_handle_t *h)
 {
-	free(h->data);
+	rpc__conn_free(h->data);
+}
+
+/* Same host (the port aside)? */
+static int rpc__same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+	return 0;
+}
+
+/*
+ * Why a new connection from @ss must be refused (NULL: it may come): too
+ * many connections in their handshake, in all or from that address.
+ * ctx->lock held.
+ */
+static const char *rpc__over_unauth_locked(struct rpc_ctx *ctx, const struct sockaddr_storage *ss,
+					   unsigned *limit)
+{
+	unsigned all = 0, here = 0;
+	struct rpc__list *p;
+
+	for (p = ctx->chans.next; p != &ctx->chans; p = p->next) {
+		struct rpc_chan *ch = list_entry(p, struct rpc_chan, link);
+
+		if (ch->outgoing || ch->state != CHAN_HELLO || !ch->conn)
+			continue;
+		all++;
+		here += rpc__same_host(&ch->addr, ss);
+	}
+	*limit = all >= ctx->max_unauth ? ctx->max_unauth : ctx->max_unauth_addr;
+	if (all >= ctx->max_unauth)
+		return "connections in their handshake";
+	if (here >= ctx->max_unauth_addr)
+		return "connections in their handshake from this address";
+	return NULL;
+}
+
+/*
+ * Count a connection refused for being over a limit (@what, at most
+ * @limit), and log it, at most once a second with the number refused since.
+ * Loop thread, ctx->lock held.
+ */
+static void rpc__refused_locked(struct rpc_ctx *ctx, const char *peer, const char *what,
+				unsigned limit)
+{
+	uint64_t now = rpc__now_ns();
+
+	ctx->st.dropped[RPC_DROP_CONNS]++;
+	ctx->refused_unlogged++;
+	if (ctx->refused_logged_ns && now - ctx->refused_logged_ns < RPC__REFUSAL_LOG_NS)
+		return;
+	rpc__log(ctx, "%s: connection refused: more than %u %s (%llu refused since the last such line)",
+		 peer, limit, what, (unsigned long long)ctx->refused_unlogged);
+	ctx->refused_logged_ns = now;
+	ctx->refused_unlogged = 0;
 }
 
 static void rpc__on_connection(uv_stream_t *server, int status)
@@ -808,29 +991,39 @@ static void rpc__on_connection(uv_stream_t *server, int status)
 	struct rpc_ctx *ctx = server->data;
 	struct sockaddr_storage ss;
 	struct rpc__conn *conn;
-	struct rpc_chan *ch;
+	struct rpc_chan *ch = NULL;
+	const char *over;
+	unsigned limit;
 	int len = sizeof(ss);
 
 	if (status < 0) {
 		rpc__log(ctx, "accept: %s", uv_strerror(status));
 		return;
 	}
-	conn = calloc(1, sizeof(*conn));
+	conn = rpc__conn_new(ctx);
 	if (!conn)
 		return;
 	if (uv_tcp_init(&ctx->loop, &conn->tcp) < 0) {
-		free(conn);
+		rpc__conn_free(conn);
 		return;
 	}
 	conn->tcp.data = conn;
-	conn->ctx = ctx;
+	memset(&ss, 0, sizeof(ss));
 	if (uv_accept(server, (uv_stream_t *)&conn->tcp) < 0 ||
 	    uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&ss, &len) < 0) {
 		uv_close((uv_handle_t *)&conn->tcp, rpc__on_closed_unowned);
 		return;
 	}
 	pthread_mutex_lock(&ctx->lock);
-	ch = rpc__chan_new(ctx, 0, &ss);
+	over = rpc__over_unauth_locked(ctx, &ss, &limit);
+	if (over) {
+		char peer[64];
+
+		rpc__addr_name(&ss, peer, sizeof(peer));
+		rpc__refused_locked(ctx, peer, over, limit);
+	} else {
+		ch = rpc__chan_new(ctx, 0, &ss);
+	}
 	if (ch) {
 		ch->conn = conn;              /* the channel's first reference */
 		conn->gen = ++ch->conn_gen;
@@ -873,10 +1066,29 @@ static void rpc__dispatch(struct rpc__conn *conn, ProtobufCMessage *msg)
 	rpc__lane_queue(ctx, req);
 }
 
-static int rpc__hello_ok(struct rpc_ctx *ctx, uint32_t version, const char *cluster, const char *node)
+/*
+ * Is a HELLO or HELLO_REPLY acceptable on @conn?  NULL, or why not in @why
+ * (of @size bytes).
+ */
+static const char *rpc__hello_bad(struct rpc__conn *conn, uint32_t version, const char *cluster,
+				  const char *node, int has_nonce, const ProtobufCBinaryData *nonce,
+				  char *why, size_t size)
 {
-	return version == RPC_PROTO_VERSION && strcmp(cluster, ctx->cluster) == 0 &&
-	       node[0] && strlen(node) <= RPC_NAME_MAX;
+	struct rpc_ctx *ctx = conn->ctx;
+
+	if (version != conn->version)
+		snprintf(why, size, "a HELLO of version %u in a frame of version %u", version,
+			 conn->version);
+	else if (strcmp(cluster, ctx->cluster) != 0)
+		snprintf(why, size, "the peer is of cluster \"%.64s\", not \"%.64s\"", cluster,
+			 ctx->cluster);
+	else if (!node[0] || strlen(node) > RPC_NAME_MAX)
+		snprintf(why, size, "no valid node name");
+	else if (version >= 2 && (!has_nonce || nonce->len != RPC__NONCE_SIZE))
+		snprintf(why, size, "no nonce of %d bytes", RPC__NONCE_SIZE);
+	else
+		return NULL;
+	return why;
 }
 
 /* The handshake on @conn completed with peer @node at @epoch; ctx->lock held. */
@@ -888,11 +1100,57 @@ static void rpc__chan_ready_locked(struct rpc__conn *conn, const char *node, uin
 	ch->peer_epoch = epoch;
 	ch->peer_known = 1;
 	ch->state = CHAN_READY;
+	conn->authed = 1;
+	/* Without the big buffer reads are only smaller. */
+	conn->rxbig = malloc(RPC__RXBUF);
 	uv_timer_stop(&conn->hello_timer);
 	STAT_ADD(ch, connects, 1);
 }
 
-/* A good HELLO arrived on an incoming connection: answer and go ready. */
+/* How many incoming connections of node @node are through their handshake; ctx->lock held. */
+static unsigned rpc__node_conns_locked(struct rpc_ctx *ctx, const char *node)
+{
+	unsigned n = 0;
+
+	for (struct rpc__list *p = ctx->chans.next; p != &ctx->chans; p = p->next) {
+		struct rpc_chan *ch = list_entry(p, struct rpc_chan, link);
+
+		n += !ch->outgoing && ch->state == CHAN_READY && ch->peer_known &&
+		     strcmp(ch->peer_node, node) == 0;
+	}
+	return n;
+}
+
+/*
+ * The handshake of incoming @conn is done (the peer named in ch->peer_node):
+ * ready, unless its node has all the connections it may have.
+ */
+static void rpc__incoming_ready(struct rpc__conn *conn)
+{
+	struct rpc_ctx *ctx = conn->ctx;
+	struct rpc_chan *ch = conn->ch;
+	char node[RPC_NAME_MAX + 1];
+
+	pthread_mutex_lock(&ctx->lock);
+	snprintf(node, sizeof(node), "%s", ch->peer_node);
+	if (rpc__node_conns_locked(ctx, node) >= ctx->max_node_conns) {
+		rpc__refused_locked(ctx, ch->peer, "connections of this node", ctx->max_node_conns);
+		rpc__conn_close_locked(conn, -ECONNABORTED);
+		pthread_mutex_unlock(&ctx->lock);
+		return;
+	}
+	rpc__chan_ready_locked(conn, node, ch->peer_epoch);
+	rpc__flush_locked(ch);
+	pthread_mutex_unlock(&ctx->lock);
+	rpc__tx_run(ctx);
+}
+
+/*
+ * A good HELLO arrived on an incoming connection: answer (with our nonce,
+ * and make the connection's keys, at version 2).  At version 2 the channel
+ * is ready only once the peer's HELLO_DONE shows it holds the keys too; at
+ * version 1 at once.
+ */
 static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 {
 	struct rpc_ctx *ctx = conn->ctx;
@@ -900,17 +1158,24 @@ static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 	Cxfs__Hello *in = (Cxfs__Hello *)msg;
 	Cxfs__HelloReply rep = CXFS__HELLO_REPLY__INIT;
 	struct rpc__frame *f;
+	char why[192];
 	int rc;
 
-	if (!rpc__hello_ok(ctx, in->version, in->cluster, in->node)) {
+	if (rpc__hello_bad(conn, in->version, in->cluster, in->node, in->has_nonce, &in->nonce,
+			   why, sizeof(why))) {
 		rpc_msg_free(msg);
-		rpc__drop(conn, RPC_DROP_HANDSHAKE, "wrong version or cluster");
+		rpc__drop(conn, RPC_DROP_HANDSHAKE, why);
 		return;
 	}
-	rep.version = RPC_PROTO_VERSION;
+	randombytes_buf(conn->nonce, sizeof(conn->nonce));
+	rep.version = conn->version;
 	rep.cluster = ctx->cluster;
 	rep.node = ctx->node;
 	rep.epoch = atomic_load(&ctx->epoch);
+	rep.has_nonce = rep.has_peer_nonce = conn->version >= 2;
+	rep.nonce.data = conn->nonce;
+	rep.nonce.len = sizeof(conn->nonce);
+	rep.peer_nonce = in->nonce;
 	rc = rpc__frame_build(ctx, CXFS__MSG_TYPE__HELLO_REPLY, RPC__F_REPLY, conn->h.id, &rep.base, &f);
 	if (rc) {
 		rpc_msg_free(msg);
@@ -918,30 +1183,79 @@ static void rpc__hello_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 		return;
 	}
 	pthread_mutex_lock(&ctx->lock);
-	rpc__chan_ready_locked(conn, in->node, in->epoch);
-	rpc__write_locked(conn, f);
-	rpc__flush_locked(ch);
+	/* Named now for the logs; the name counts only once the handshake is done. */
+	snprintf(ch->peer_node, sizeof(ch->peer_node), "%s", in->node);
+	ch->peer_epoch = in->epoch;
+	rpc__send_locked(conn, f);      /* under the cluster key */
 	pthread_mutex_unlock(&ctx->lock);
+	if (conn->version >= 2) {
+		rpc__conn_keys(&ctx->key, in->nonce.data, conn->nonce, &conn->rx, &conn->tx);
+		conn->keyed = 1;
+		conn->tx_seq = conn->rx_seq = 1;
+	}
 	rpc_msg_free(msg);
+	if (conn->version == 1)
+		rpc__incoming_ready(conn);
 }
 
-/* The reply to our HELLO arrived on an outgoing connection. */
+/* The peer's HELLO_DONE verified under the connection's key: it is ready. */
+static void rpc__hello_done_in(struct rpc__conn *conn, ProtobufCMessage *msg)
+{
+	rpc_msg_free(msg);
+	rpc__incoming_ready(conn);
+}
+
+/*
+ * The reply to our HELLO arrived on an outgoing connection: ready (at
+ * version 2 once keyed, with HELLO_DONE sent first).
+ */
 static void rpc__hello_reply_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 {
 	struct rpc_ctx *ctx = conn->ctx;
 	struct rpc_chan *ch = conn->ch;
 	Cxfs__HelloReply *in = (Cxfs__HelloReply *)msg;
+	Cxfs__HelloDone done = CXFS__HELLO_DONE__INIT;
+	struct rpc__frame *f = NULL;
+	char why[192];
+	int rc;
 
-	if (conn->h.type != CXFS__MSG_TYPE__HELLO_REPLY ||
-	    !rpc__hello_ok(ctx, in->version, in->cluster, in->node)) {
+	if (conn->h.type != CXFS__MSG_TYPE__HELLO_REPLY) {
 		rpc_msg_free(msg);
 		rpc__drop(conn, RPC_DROP_HANDSHAKE, "HELLO refused");
 		return;
 	}
+	if (rpc__hello_bad(conn, in->version, in->cluster, in->node, in->has_nonce, &in->nonce,
+			   why, sizeof(why))) {
+		rpc_msg_free(msg);
+		rpc__drop(conn, RPC_DROP_HANDSHAKE, why);
+		return;
+	}
+	if (conn->version >= 2 &&
+	    (!in->has_peer_nonce || in->peer_nonce.len != RPC__NONCE_SIZE ||
+	     sodium_memcmp(in->peer_nonce.data, conn->nonce, RPC__NONCE_SIZE) != 0)) {
+		rpc_msg_free(msg);
+		rpc__drop(conn, RPC_DROP_REPLAY, "the HELLO_REPLY does not answer our HELLO");
+		return;
+	}
+	if (conn->version >= 2) {
+		rpc__conn_keys(&ctx->key, conn->nonce, in->nonce.data, &conn->tx, &conn->rx);
+		conn->keyed = 1;
+		conn->tx_seq = conn->rx_seq = 1;
+		rc = rpc__frame_build(ctx, CXFS__MSG_TYPE__HELLO_DONE, RPC__F_ONEWAY, 0, &done.base,
+				      &f);
+		if (rc) {
+			rpc_msg_free(msg);
+			rpc__conn_close(conn, rc);
+			return;
+		}
+	}
 	pthread_mutex_lock(&ctx->lock);
+	if (f)
+		rpc__send_locked(conn, f);      /* before any frame of the queue */
 	rpc__chan_ready_locked(conn, in->node, in->epoch);
 	rpc__flush_locked(ch);
 	pthread_mutex_unlock(&ctx->lock);
+	rpc__tx_run(ctx);
 	rpc_msg_free(msg);
 }
 
@@ -981,6 +1295,21 @@ static void rpc__reply_in(struct rpc__conn *conn, ProtobufCMessage *msg)
 		rpc__drop(conn, bad, c ? "wrong reply type" : "no such request");
 }
 
+/*
+ * May a frame of @version come on @conn?  A connection speaks one version:
+ * ours when we connect, else the one of the peer's first frame, which must
+ * be one we speak and not below the level floor.
+ */
+static int rpc__version_ok(struct rpc__conn *conn, unsigned version)
+{
+	if (conn->version)
+		return version == conn->version;
+	if (version < atomic_load(&conn->ctx->level_floor) || version > RPC_PROTO_VERSION)
+		return 0;
+	conn->version = version;
+	return 1;
+}
+
 /* Header complete: refuse it at once or make room for the body. */
 static int rpc__header_in(struct rpc__conn *conn)
 {
@@ -993,16 +1322,22 @@ static int rpc__header_in(struct rpc__conn *conn)
 		rpc__drop(conn, RPC_DROP_MAGIC, NULL);
 		return -1;
 	}
-	if (h->version != RPC_PROTO_VERSION) {
-		rpc__drop(conn, RPC_DROP_VERSION, NULL);
+	if (!rpc__version_ok(conn, h->version)) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "the peer speaks protocol version %u, this node %u to %u "
+			 "and accepts %u now", h->version, RPC_PROTO_VERSION_MIN,
+			 RPC_PROTO_VERSION, atomic_load(&conn->ctx->level_floor));
+		rpc__drop(conn, RPC_DROP_VERSION, why);
 		return -1;
 	}
 	if (h->reserved || (f != RPC__F_REQUEST && f != RPC__F_REPLY && f != RPC__F_ONEWAY)) {
 		rpc__drop(conn, RPC_DROP_HEADER, NULL);
 		return -1;
 	}
-	if (h->len > conn->ctx->max_payload) {
-		rpc__drop(conn, RPC_DROP_OVERSIZE, NULL);
+	/* Nothing is allocated for a peer not through its handshake but a HELLO's room. */
+	if (h->len > (conn->authed ? conn->ctx->max_payload : RPC__HELLO_MAX)) {
+		rpc__drop(conn, RPC_DROP_OVERSIZE, conn->authed ? NULL : "before the handshake");
 		return -1;
 	}
 	conn->body_len = (size_t)h->len + RPC__MAC_SIZE;
@@ -1015,21 +1350,40 @@ static int rpc__header_in(struct rpc__conn *conn)
 	return 0;
 }
 
-/* Whole frame received: check it in order, then route it.  -1 if closed. */
+/*
+ * Whole frame received: check it in order (MAC, kind, epoch, payload),
+ * then route it.  -1 if the connection closed.
+ */
 static int rpc__frame_in(struct rpc__conn *conn)
 {
 	struct rpc_ctx *ctx = conn->ctx;
 	struct rpc_chan *ch = conn->ch;
 	struct rpc__hdr *h = &conn->h;
 	ProtobufCMessage *msg = NULL;
-	enum rpc__chan_state state;
 
-	if (rpc__mac_verify(&ctx->key, conn->hdr, conn->body, h->len, conn->body + h->len)) {
-		rpc__drop(conn, RPC_DROP_MAC, NULL);
+	if (rpc__mac_verify(conn->keyed ? &conn->rx : &ctx->key,
+			    conn->version == 1 ? RPC__SEQ_NONE : conn->keyed ? conn->rx_seq : 0,
+			    conn->hdr, conn->body, h->len, conn->body + h->len)) {
+		/* Keyed but not authed: the first frame after our HELLO_REPLY. */
+		if (conn->keyed && !conn->authed)
+			rpc__drop(conn, RPC_DROP_REPLAY,
+				  "no HELLO_DONE under this connection's keys (a replayed HELLO?)");
+		else
+			rpc__drop(conn, RPC_DROP_MAC, NULL);
 		return -1;
 	}
+	if (conn->keyed)
+		conn->rx_seq++;
 	if (!(rpc__msg_kinds(h->type) & h->flags)) {
 		rpc__drop(conn, RPC_DROP_TYPE, NULL);
+		return -1;
+	}
+	if (h->epoch < atomic_load(&ctx->floor)) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "epoch %llu, below %llu", (unsigned long long)h->epoch,
+			 (unsigned long long)atomic_load(&ctx->floor));
+		rpc__drop(conn, RPC_DROP_EPOCH, why);
 		return -1;
 	}
 	if (rpc_msg_unpack((Cxfs__MsgType)h->type, conn->body, h->len, &msg)) {
@@ -1038,27 +1392,23 @@ static int rpc__frame_in(struct rpc__conn *conn)
 	}
 	free(conn->body);
 	conn->body = NULL;
-	if (h->epoch < atomic_load(&ctx->floor)) {
-		rpc_msg_free(msg);
-		rpc__drop(conn, RPC_DROP_EPOCH, NULL);
-		return -1;
-	}
 	pthread_mutex_lock(&ctx->lock);
 	STAT_ADD(ch, frames_received, 1);
 	STAT_ADD(ch, bytes_received, RPC__HDR_SIZE + h->len + RPC__MAC_SIZE);
-	state = ch->state;
 	pthread_mutex_unlock(&ctx->lock);
 
-	if (state == CHAN_HELLO) {
-		if (!ch->outgoing && h->type == CXFS__MSG_TYPE__HELLO)
+	if (!conn->authed) {
+		if (!ch->outgoing && !conn->keyed && h->type == CXFS__MSG_TYPE__HELLO)
 			rpc__hello_in(conn, msg);
+		else if (!ch->outgoing && conn->keyed && h->type == CXFS__MSG_TYPE__HELLO_DONE)
+			rpc__hello_done_in(conn, msg);
 		else if (ch->outgoing && h->flags == RPC__F_REPLY && h->id == conn->hello_id)
 			rpc__hello_reply_in(conn, msg);
 		else {
 			rpc_msg_free(msg);
-			rpc__drop(conn, RPC_DROP_HANDSHAKE, "frame before HELLO");
+			rpc__drop(conn, RPC_DROP_HANDSHAKE, "frame before the handshake is done");
 		}
-	} else if (h->type == CXFS__MSG_TYPE__HELLO) {
+	} else if (h->type == CXFS__MSG_TYPE__HELLO || h->type == CXFS__MSG_TYPE__HELLO_DONE) {
 		rpc_msg_free(msg);
 		rpc__drop(conn, RPC_DROP_HANDSHAKE, "second HELLO");
 	} else if (h->flags == RPC__F_REPLY) {
@@ -1084,6 +1434,10 @@ static void rpc__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			if (nread != UV_EOF)
 				rpc__log(conn->ctx, "%s: read: %s", conn->ch->peer,
 					 uv_strerror((int)nread));
+			else if (conn->ch->outgoing && !conn->authed)
+				rpc__log(conn->ctx, "%s: the peer closed the connection in the handshake "
+					 "(another protocol version, cluster or secret, an old epoch, "
+					 "or a limit of connections: see its log)", conn->ch->peer);
 			rpc__conn_close(conn, -ECONNRESET);
 		}
 		return;
@@ -1158,6 +1512,12 @@ static int rpc__wait_thawed_locked(struct rpc_chan *ch, bool call)
 	return 0;
 }
 
+/* The handshake's messages are this layer's own. */
+static int rpc__handshake_type(Cxfs__MsgType type)
+{
+	return type == CXFS__MSG_TYPE__HELLO || type == CXFS__MSG_TYPE__HELLO_DONE;
+}
+
 /* Queue frame @f on @ch unless the channel went away meanwhile; ctx->lock held. */
 static int rpc__queue_locked(struct rpc_chan *ch, struct rpc__frame *f)
 {
@@ -1180,7 +1540,7 @@ int rpc_call(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *re
 	uint64_t deadline;
 	int rc;
 
-	if (!c.expect)
+	if (!c.expect || rpc__handshake_type(type))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
 	rc = rpc__wait_thawed_locked(ch, true);
@@ -1242,7 +1602,7 @@ int rpc_send(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *ms
 	struct rpc__frame *f;
 	int rc;
 
-	if (!(rpc__msg_kinds((uint32_t)type) & RPC__F_ONEWAY))
+	if (!(rpc__msg_kinds((uint32_t)type) & RPC__F_ONEWAY) || rpc__handshake_type(type))
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
 	rc = rpc__wait_thawed_locked(ch, false);
@@ -1594,7 +1954,8 @@ int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
 
 	if (!cfg->cluster || !cfg->node || !cfg->cluster[0] || !cfg->node[0] ||
 	    strlen(cfg->cluster) > RPC_NAME_MAX || strlen(cfg->node) > RPC_NAME_MAX ||
-	    cfg->max_payload > RPC_MAX_PAYLOAD_LIMIT)
+	    cfg->max_payload > RPC_MAX_PAYLOAD_LIMIT ||
+	    (cfg->level && (cfg->level < RPC_PROTO_VERSION_MIN || cfg->level > RPC_PROTO_VERSION)))
 		return -EINVAL;
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
@@ -1606,8 +1967,16 @@ int rpc_ctx_create(const struct rpc_config *cfg, struct rpc_ctx **out)
 	snprintf(ctx->node, sizeof(ctx->node), "%s", cfg->node);
 	atomic_init(&ctx->epoch, cfg->epoch);
 	atomic_init(&ctx->floor, cfg->epoch);
+	atomic_init(&ctx->level, cfg->level ? cfg->level : RPC_PROTO_VERSION);
+	atomic_init(&ctx->level_floor, cfg->level ? cfg->level : RPC_PROTO_VERSION);
 	ctx->max_payload = cfg->max_payload ? cfg->max_payload : RPC_MAX_PAYLOAD_DEFAULT;
 	ctx->hello_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : RPC__HELLO_MS_DEFAULT;
+	ctx->max_unauth = cfg->max_unauth ? cfg->max_unauth : RPC__MAX_UNAUTH_DEFAULT;
+	ctx->max_unauth_addr = cfg->max_unauth_per_addr ? cfg->max_unauth_per_addr
+							: RPC__MAX_UNAUTH_ADDR_DEFAULT;
+	ctx->max_node_conns = cfg->max_conns_per_node ? cfg->max_conns_per_node
+						      : RPC__MAX_NODE_CONNS_DEFAULT;
+	list_init(&ctx->txconns);
 	ctx->handler = cfg->handler;
 	ctx->handler_arg = cfg->handler_arg;
 	ctx->log = cfg->log;
@@ -1713,6 +2082,22 @@ void rpc_ctx_set_epoch(struct rpc_ctx *ctx, uint64_t epoch)
 void rpc_ctx_set_floor(struct rpc_ctx *ctx, uint64_t floor)
 {
 	atomic_store(&ctx->floor, floor);
+}
+
+int rpc_ctx_set_level(struct rpc_ctx *ctx, unsigned level)
+{
+	if (level < RPC_PROTO_VERSION_MIN || level > RPC_PROTO_VERSION)
+		return -EINVAL;
+	atomic_store(&ctx->level, level);
+	return 0;
+}
+
+int rpc_ctx_set_level_floor(struct rpc_ctx *ctx, unsigned level)
+{
+	if (level < RPC_PROTO_VERSION_MIN || level > RPC_PROTO_VERSION)
+		return -EINVAL;
+	atomic_store(&ctx->level_floor, level);
+	return 0;
 }
 
 void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st)

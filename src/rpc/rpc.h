@@ -31,17 +31,35 @@
  *
  * A frame is a fixed little-endian header (magic, protocol version, message
  * type, flags, request id, membership epoch, payload length), the protobuf
- * payload and an HMAC-SHA-256 over header and payload keyed by the cluster
- * secret.  A frame that fails any check (see enum rpc_drop) is dropped,
- * counted, logged with the peer's address, and its connection is closed.
+ * payload and an HMAC-SHA-256 over the frame's sequence number, header and
+ * payload, keyed by keys of the connection derived from the cluster secret
+ * and a random nonce of each side (rpc_i.h).  A frame that fails any check
+ * (see enum rpc_drop) is dropped, counted, logged with the peer's address,
+ * and its connection is closed.  A frame whose membership epoch is below
+ * our floor (rpc_ctx_set_floor) is refused the same way: the peer's calls
+ * on that connection fail with -ECONNRESET, and it connects again (its
+ * HELLO refused too while its epoch is old) once it has learned the new
+ * membership.
  *
  * Channels: rpc_connect() names a peer by numeric address and port; the
  * connection is made on demand when something is to be sent, and again after
  * it is lost.  Each connection starts with a HELLO exchange (protocol
- * version, cluster name, node name, membership epoch); nothing else is sent
- * or accepted before it.  A peer that connects to us shows up as an incoming
+ * version, cluster name, node name, membership epoch, nonces) ended by the
+ * connecting side's HELLO_DONE under the new keys; nothing else is sent or
+ * accepted before it.  A peer that connects to us shows up as an incoming
  * channel in the handler's rpc_req_chan(); requests can be sent back on it
  * (a token recall) while its connection lasts.
+ *
+ * Levels: a connection speaks one protocol version, the context's level
+ * when it was made (rpc_ctx_set_level) or the peer's if that is not below
+ * the level floor (rpc_ctx_set_level_floor).
+ *
+ * Limits on peers: until its handshake is done a connection may send only
+ * a HELLO-sized frame (RPC__HELLO_MAX bytes of payload) and costs this node
+ * about 4.5 KiB; at most rpc_config.max_unauth such connections exist at once,
+ * at most max_unauth_per_addr from one address, and an authenticated node
+ * keeps at most max_conns_per_node incoming connections.  A connection over
+ * a limit is closed at once and counted (RPC_DROP_CONNS).
  *
  * A channel can be frozen: new calls and one-way sends wait (without their
  * time-out running) until it is thawed, while calls already sent complete.
@@ -64,7 +82,8 @@
 /* Internal result: a wait was interrupted (same number as VN_EEARLY). */
 #define RPC_EEARLY 4102
 
-#define RPC_PROTO_VERSION 1
+#define RPC_PROTO_VERSION 2                  /* 2: nonces, connection keys, sequence numbers */
+#define RPC_PROTO_VERSION_MIN 1              /* the oldest spoken (see rpc_ctx_set_level) */
 #define RPC_MAX_PAYLOAD_DEFAULT (1u << 20)   /* bytes of protobuf per frame */
 #define RPC_MAX_PAYLOAD_LIMIT (16u << 20)    /* the most rpc_config.max_payload may say */
 #define RPC_SECRET_MIN 16                    /* bytes of cluster secret at least */
@@ -87,6 +106,9 @@ enum rpc_drop {
 	RPC_DROP_HANDSHAKE,     /* anything but a good HELLO first, a wrong cluster, or no HELLO in time */
 	RPC_DROP_UNEXPECTED,    /* reply to a request never sent, or of the wrong type */
 	RPC_DROP_TRUNCATED,     /* connection closed in the middle of a frame */
+	RPC_DROP_REPLAY,        /* a handshake not fresh: no HELLO_DONE under this connection's keys,
+				 * or a HELLO_REPLY that does not echo our nonce */
+	RPC_DROP_CONNS,         /* a connection over a limit (unauthenticated, per address, per node) */
 	RPC_DROP__COUNT
 };
 
@@ -174,6 +196,10 @@ struct rpc_config {
 	unsigned idle_ms;                 /* a worker above its lane's min exits when idle this long; 0: 10 s */
 	uint32_t max_payload;             /* 0: RPC_MAX_PAYLOAD_DEFAULT */
 	unsigned hello_timeout_ms;        /* a connection not through HELLO by then closes; 0: 10 s */
+	unsigned max_unauth;              /* connections still in their handshake; 0: 64 */
+	unsigned max_unauth_per_addr;     /* of them, from one address; 0: 8 */
+	unsigned max_conns_per_node;      /* incoming connections of one authenticated node; 0: 16 */
+	unsigned level;                   /* protocol level to start at (rpc_ctx_set_level); 0: newest */
 	rpc_handler_fn handler;           /* NULL: every request gets -EOPNOTSUPP */
 	void *handler_arg;
 	rpc_log_fn log;
@@ -200,6 +226,21 @@ uint16_t rpc_ctx_port(const struct rpc_ctx *ctx);
  */
 void rpc_ctx_set_epoch(struct rpc_ctx *ctx, uint64_t epoch);
 void rpc_ctx_set_floor(struct rpc_ctx *ctx, uint64_t floor);
+/*
+ * Protocol levels, between RPC_PROTO_VERSION_MIN and RPC_PROTO_VERSION,
+ * both starting at rpc_config.level: connections made from now on speak
+ * version @level (rpc_ctx_set_level), and a peer's HELLO of a version below
+ * the level floor is refused (rpc_ctx_set_level_floor, RPC_DROP_VERSION).
+ * Like the epoch and its floor, the membership lowers the floor first and
+ * the level once every member accepts it, and raises the level first and
+ * the floor once no member sends less.  At version 1 nothing proves a
+ * handshake fresh (a recorded session can be replayed): a cluster speaks it
+ * only while an older node is a member.  Connections already made keep
+ * their version until they close (closing them would fail the calls they
+ * carry).  0, or -EINVAL for a level this build does not speak.
+ */
+int rpc_ctx_set_level(struct rpc_ctx *ctx, unsigned level);
+int rpc_ctx_set_level_floor(struct rpc_ctx *ctx, unsigned level);
 /* Totals over every channel the context has had. */
 void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st);
 /* The figures of the first @n lanes into @out; returns the number of lanes. */

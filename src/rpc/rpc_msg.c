@@ -2,7 +2,8 @@
  * rpc_msg.c - the codec of the rpc layer: the table of message types (which
  * protobuf message each carries, whether it is a request, a reply or a
  * one-way notice, which reply a request expects), bounded packing and
- * unpacking of payloads, and the frame header and its MAC.
+ * unpacking of payloads, and the frame header, its MAC and the keys of a
+ * connection (rpc_i.h).
  *
  * No locks: everything here works on its arguments only.  The MAC key's
  * base state is written once by rpc__key_init() and only read (copied)
@@ -30,6 +31,7 @@ static const struct rpc__msg_info rpc__msgs[] = {
 	[T(HELLO)]            = { &cxfs__hello__descriptor, REQ, T(HELLO_REPLY) },
 	[T(HELLO_REPLY)]      = { &cxfs__hello_reply__descriptor, REP, 0 },
 	[T(ERROR_REPLY)]      = { &cxfs__error_reply__descriptor, REP, 0 },
+	[T(HELLO_DONE)]       = { &cxfs__hello_done__descriptor, ONE, 0 },
 
 	[T(GETATTR_REQ)]      = { &cxfs__getattr_req__descriptor, REQ, T(ATTR_REPLY) },
 	[T(SETATTR_REQ)]      = { &cxfs__setattr_req__descriptor, REQ, T(ATTR_REPLY) },
@@ -204,6 +206,8 @@ const char *rpc_drop_name(enum rpc_drop reason)
 		[RPC_DROP_HANDSHAKE] = "handshake",
 		[RPC_DROP_UNEXPECTED] = "unexpected reply",
 		[RPC_DROP_TRUNCATED] = "truncated",
+		[RPC_DROP_REPLAY] = "replay",
+		[RPC_DROP_CONNS] = "too many connections",
 	};
 
 	return (unsigned)reason < RPC_DROP__COUNT ? names[reason] : "?";
@@ -293,11 +297,17 @@ void rpc__key_wipe(struct rpc__key *k)
 	sodium_memzero(k, sizeof(*k));
 }
 
-void rpc__mac(const struct rpc__key *k, const uint8_t *hdr, const uint8_t *payload, size_t len,
-	      uint8_t mac[RPC__MAC_SIZE])
+/* A frame's MAC: HMAC of its sequence number, header and payload. */
+void rpc__mac(const struct rpc__key *k, uint64_t seq, const uint8_t *hdr, const uint8_t *payload,
+	      size_t len, uint8_t mac[RPC__MAC_SIZE])
 {
 	crypto_auth_hmacsha256_state st = k->base;
+	uint8_t s[8];
 
+	if (seq != RPC__SEQ_NONE) {
+		put64(s, seq);
+		crypto_auth_hmacsha256_update(&st, s, sizeof(s));
+	}
 	crypto_auth_hmacsha256_update(&st, hdr, RPC__HDR_SIZE);
 	if (len)
 		crypto_auth_hmacsha256_update(&st, payload, len);
@@ -305,20 +315,48 @@ void rpc__mac(const struct rpc__key *k, const uint8_t *hdr, const uint8_t *paylo
 	sodium_memzero(&st, sizeof(st));
 }
 
-int rpc__mac_verify(const struct rpc__key *k, const uint8_t *hdr, const uint8_t *payload,
-		    size_t len, const uint8_t mac[RPC__MAC_SIZE])
+int rpc__mac_verify(const struct rpc__key *k, uint64_t seq, const uint8_t *hdr,
+		    const uint8_t *payload, size_t len, const uint8_t mac[RPC__MAC_SIZE])
 {
 	uint8_t want[RPC__MAC_SIZE];
 	int rc;
 
-	rpc__mac(k, hdr, payload, len, want);
+	rpc__mac(k, seq, hdr, payload, len, want);
 	rc = sodium_memcmp(want, mac, RPC__MAC_SIZE) == 0 ? 0 : -EBADMSG;
 	sodium_memzero(want, sizeof(want));
 	return rc;
 }
 
-int rpc__frame_raw(const struct rpc__key *k, struct rpc__hdr *h, const uint8_t *payload,
-		   size_t len, uint8_t **out, size_t *outlen)
+/* One key of a connection: HMAC(prk, label), as the key of an HMAC state. */
+static void rpc__subkey(const uint8_t prk[crypto_auth_hmacsha256_BYTES], const char *label,
+			struct rpc__key *out)
+{
+	uint8_t k[crypto_auth_hmacsha256_BYTES];
+
+	crypto_auth_hmacsha256(k, (const uint8_t *)label, strlen(label), prk);
+	crypto_auth_hmacsha256_init(&out->base, k, sizeof(k));
+	sodium_memzero(k, sizeof(k));
+}
+
+void rpc__conn_keys(const struct rpc__key *cluster, const uint8_t nc[RPC__NONCE_SIZE],
+		    const uint8_t ns[RPC__NONCE_SIZE], struct rpc__key *c2s, struct rpc__key *s2c)
+{
+	static const char label[] = "cxfs rpc connection v2";
+	crypto_auth_hmacsha256_state st = cluster->base;
+	uint8_t prk[crypto_auth_hmacsha256_BYTES];
+
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)label, sizeof(label) - 1);
+	crypto_auth_hmacsha256_update(&st, nc, RPC__NONCE_SIZE);
+	crypto_auth_hmacsha256_update(&st, ns, RPC__NONCE_SIZE);
+	crypto_auth_hmacsha256_final(&st, prk);
+	rpc__subkey(prk, "client to server", c2s);
+	rpc__subkey(prk, "server to client", s2c);
+	sodium_memzero(&st, sizeof(st));
+	sodium_memzero(prk, sizeof(prk));
+}
+
+int rpc__frame_raw(const struct rpc__key *k, uint64_t seq, struct rpc__hdr *h,
+		   const uint8_t *payload, size_t len, uint8_t **out, size_t *outlen)
 {
 	uint8_t *f;
 
@@ -331,7 +369,7 @@ int rpc__frame_raw(const struct rpc__key *k, struct rpc__hdr *h, const uint8_t *
 	rpc__hdr_put(f, h);
 	if (len)
 		memcpy(f + RPC__HDR_SIZE, payload, len);
-	rpc__mac(k, f, f + RPC__HDR_SIZE, len, f + RPC__HDR_SIZE + len);
+	rpc__mac(k, seq, f, f + RPC__HDR_SIZE, len, f + RPC__HDR_SIZE + len);
 	*out = f;
 	*outlen = RPC__HDR_SIZE + len + RPC__MAC_SIZE;
 	return 0;

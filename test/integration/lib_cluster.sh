@@ -174,8 +174,8 @@ run_cluster_model() {
 	fi
 }
 
-# node_epoch I: node I's membership epoch, if its status shows one (an
-# "epoch" in "cluster" or at the top of `cxfsctl status --json`), else 1.
+# node_epoch I: node I's membership epoch, if its status shows one (cluster.membership.epoch,
+# or an "epoch" in "cluster" or at the top of `cxfsctl status --json`), else 1.
 node_epoch() {
 	cxfsctl_json "$1" 2>/dev/null | python3 -c '
 import json, sys
@@ -184,7 +184,8 @@ try:
 except ValueError:
     j = {}
 c = j.get("cluster") if isinstance(j.get("cluster"), dict) else {}
-print(int(c.get("epoch", j.get("epoch", 1))))' 2>/dev/null || echo 1
+m = c.get("membership") if isinstance(c.get("membership"), dict) else {}
+print(int(m.get("epoch", c.get("epoch", j.get("epoch", 1)))))' 2>/dev/null || echo 1
 }
 
 # run_badframe I [badframe.py options]: hostile frames at node I's port

@@ -10,6 +10,10 @@
 #                            EXPR is a Python expression over c (the "cluster"
 #                            object), e.g. 'c["messages"]["sent"]'
 #   check_nodes_alive        one check: every node's cxfsd still runs
+#   badframe_counted I KINDS [badframe.py options]
+#                            run_badframe at node I, and one check that each
+#                            of node I's cluster.messages.dropped counters
+#                            named in KINDS (a Python tuple of strings) grew
 #   cross_node_rw TAG        one check: bytes written on each node are read
 #                            right on the others
 #   cluster_stop_and_check   unmount every node (clients first, the MDS
@@ -68,6 +72,19 @@ cl_stat() {
 import json, sys
 c = json.load(sys.stdin)["cluster"]
 print(eval(sys.argv[1]))' "$2"
+}
+
+badframe_counted() {
+	local n=$1 kinds=$2 expr before after grew
+	shift 2
+	expr="[c['messages']['dropped'][k] for k in $kinds]"
+	before=$(cl_stat "$n" "$expr")
+	run_badframe "$n" "$@"
+	after=$(cl_stat "$n" "$expr")
+	log "node$n dropped $kinds: $before -> $after"
+	grew=$(python3 -c 'import sys; b = eval(sys.argv[1]); a = eval(sys.argv[2]); print(int(all(y > x for x, y in zip(b, a))))' \
+		"$before" "$after")
+	check_eq "node$n counts the refused frames (dropped: $kinds all grew)" 1 "$grew"
 }
 
 check_nodes_alive() {

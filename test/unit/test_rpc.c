@@ -1,14 +1,23 @@
 /*
  * test_rpc.c - unit tests of the rpc layer (src/rpc): every message type
- * through the codec and the frame MAC; request/reply between two contexts
+ * through the codec, the frame MAC (with its sequence number) and the keys
+ * of a connection (known answers shared with badframe.py); request/reply
+ * between two contexts
  * in one process over real TCP on 127.0.0.1 (ports picked by binding to 0),
  * with concurrent callers, error replies, one-way notices and a request
  * from the server back to the client; time-outs and refused connections;
  * freeze, thaw and interruption, and calls given up by their caller's
  * interrupt (common/cx_intr.h); and hostile peers on raw sockets (wrong
  * MAC, oversized length, garbage, truncated frame, older protocol version,
- * huge protobuf field, unknown type, no HELLO, reply to no request), each
- * refused, counted and closed while the server keeps serving; and lanes:
+ * huge protobuf field, unknown type, no HELLO, reply to no request, a
+ * payload bigger than a HELLO before the handshake, a frame under the
+ * cluster key or replayed after the handshake, a request instead of
+ * HELLO_DONE), each refused, counted and closed while the server keeps
+ * serving; a replayed handshake and a HELLO_REPLY that does not echo our
+ * nonce (RPC_DROP_REPLAY); a peer of an older membership epoch refused
+ * until it learns the new one (RPC_DROP_EPOCH); the limits on connections
+ * in their handshake (per address, in all) and per node (RPC_DROP_CONNS);
+ * and lanes:
  * returns answered while the requests lane is full of acquires waiting for
  * them (which one lane cannot do), and a lane growing with its waiting
  * requests up to its maximum, queueing beyond it, and shrinking when idle.
@@ -63,6 +72,8 @@ struct fix {
 	atomic_int notices;                 /* one-way WRITE_DONE seen by the server */
 	atomic_int log_lines;
 	char last_log[512];                 /* mu */
+	const char *watch;                  /* log lines holding this are counted; mu */
+	int watched;                        /* mu */
 };
 
 static void fix_log(void *arg, const char *line)
@@ -74,6 +85,8 @@ static void fix_log(void *arg, const char *line)
 		fprintf(stderr, "log: %s\n", line);
 	pthread_mutex_lock(&fx->mu);
 	snprintf(fx->last_log, sizeof(fx->last_log), "%s", line);
+	if (fx->watch && strstr(line, fx->watch))
+		fx->watched++;
 	pthread_mutex_unlock(&fx->mu);
 }
 
@@ -329,25 +342,27 @@ static void test_codec_roundtrip(void **state)
 		m = calloc(1, d->sizeof_message);
 		fill_msg(m, d);
 		len = rpc_msg_pack(t, m, NULL, 0);
-		assert_true(len > 0);
-		b1 = malloc((size_t)len);
+		assert_true(len > 0 || d->n_fields == 0);      /* HELLO_DONE is empty */
+		b1 = malloc((size_t)len + 1);
 		assert_int_equal(rpc_msg_pack(t, m, b1, (size_t)len), len);
 		assert_int_equal(rpc_msg_unpack(t, b1, (size_t)len, &back), 0);
 		len2 = rpc_msg_pack(t, back, NULL, 0);
 		assert_int_equal(len2, len);
-		b2 = malloc((size_t)len2);
+		b2 = malloc((size_t)len2 + 1);
 		rpc_msg_pack(t, back, b2, (size_t)len2);
 		assert_memory_equal(b1, b2, (size_t)len);
 		/* A truncated payload never decodes. */
-		assert_int_equal(rpc_msg_unpack(t, b1, (size_t)len - 1, &none), -EBADMSG);
-		assert_null(none);
+		if (len > 0) {
+			assert_int_equal(rpc_msg_unpack(t, b1, (size_t)len - 1, &none), -EBADMSG);
+			assert_null(none);
+		}
 		rpc_msg_free(back);
 		protobuf_c_message_free_unpacked(m, NULL);
 		free(b1);
 		free(b2);
 		n++;
 	}
-	assert_int_equal(n, 48);
+	assert_int_equal(n, 49);
 }
 
 static void test_codec_refuses(void **state)
@@ -381,23 +396,73 @@ static void test_frame_mac(void **state)
 	assert_int_equal(rpc__key_init(&k, secret, 8), -EINVAL);
 	assert_int_equal(rpc__key_init(&k, secret, sizeof(secret)), 0);
 	assert_int_equal(rpc__key_init(&wrong, wrong_secret, sizeof(wrong_secret)), 0);
-	assert_int_equal(rpc__frame_raw(&k, &h, payload, sizeof(payload), &f, &len), 0);
+	assert_int_equal(rpc__frame_raw(&k, 5, &h, payload, sizeof(payload), &f, &len), 0);
 	assert_int_equal(len, RPC__HDR_SIZE + sizeof(payload) + RPC__MAC_SIZE);
 	rpc__hdr_get(f, &g);
 	assert_memory_equal(&g, &h, sizeof(h));
 	assert_int_equal(f[0], 'C');    /* little-endian magic spells CXFS */
 	assert_int_equal(f[3], 'S');
-	assert_int_equal(rpc__mac_verify(&k, f, f + RPC__HDR_SIZE, sizeof(payload),
+	assert_int_equal(rpc__mac_verify(&k, 5, f, f + RPC__HDR_SIZE, sizeof(payload),
 					 f + RPC__HDR_SIZE + sizeof(payload)), 0);
-	assert_int_equal(rpc__mac_verify(&wrong, f, f + RPC__HDR_SIZE, sizeof(payload),
+	assert_int_equal(rpc__mac_verify(&wrong, 5, f, f + RPC__HDR_SIZE, sizeof(payload),
+					 f + RPC__HDR_SIZE + sizeof(payload)), -EBADMSG);
+	/* The same bytes as another frame of the connection (a replay) do not verify. */
+	assert_int_equal(rpc__mac_verify(&k, 4, f, f + RPC__HDR_SIZE, sizeof(payload),
+					 f + RPC__HDR_SIZE + sizeof(payload)), -EBADMSG);
+	assert_int_equal(rpc__mac_verify(&k, 6, f, f + RPC__HDR_SIZE, sizeof(payload),
 					 f + RPC__HDR_SIZE + sizeof(payload)), -EBADMSG);
 	for (size_t bit = 0; bit < 8 * (RPC__HDR_SIZE + sizeof(payload)); bit += 13) {
 		f[bit / 8] ^= (uint8_t)(1u << bit % 8);
-		assert_int_equal(rpc__mac_verify(&k, f, f + RPC__HDR_SIZE, sizeof(payload),
+		assert_int_equal(rpc__mac_verify(&k, 5, f, f + RPC__HDR_SIZE, sizeof(payload),
 						 f + RPC__HDR_SIZE + sizeof(payload)), -EBADMSG);
 		f[bit / 8] ^= (uint8_t)(1u << bit % 8);
 	}
 	free(f);
+	rpc__key_wipe(&k);
+	rpc__key_wipe(&wrong);
+}
+
+/* Connection keys: one per direction, fixed by the secret and both nonces. */
+static void test_conn_keys(void **state)
+{
+	struct rpc__key k, wrong, c2s, s2c, c2s2, s2c2;
+	uint8_t nc[RPC__NONCE_SIZE], ns[RPC__NONCE_SIZE], a[RPC__MAC_SIZE], b[RPC__MAC_SIZE];
+	uint8_t hdr[RPC__HDR_SIZE] = { 0 };
+
+	(void)state;
+	memset(nc, 1, sizeof(nc));
+	memset(ns, 2, sizeof(ns));
+	assert_int_equal(rpc__key_init(&k, secret, sizeof(secret)), 0);
+	assert_int_equal(rpc__key_init(&wrong, wrong_secret, sizeof(wrong_secret)), 0);
+	rpc__conn_keys(&k, nc, ns, &c2s, &s2c);
+	rpc__mac(&c2s, 1, hdr, NULL, 0, a);
+	rpc__mac(&s2c, 1, hdr, NULL, 0, b);
+	assert_memory_not_equal(a, b, sizeof(a));          /* two directions, two keys */
+	/* Known answers, the same as test/integration/badframe.py --self-test's. */
+	{
+		static const uint8_t kcs_mac[RPC__MAC_SIZE] = {
+			0x7c, 0xe9, 0x16, 0x10, 0x92, 0xc7, 0x75, 0x47, 0x75, 0xaa, 0xf9, 0xf1,
+			0x98, 0x2b, 0x7f, 0x45, 0xbd, 0xaa, 0x6c, 0x9f, 0x30, 0x66, 0x8d, 0xa3,
+			0x14, 0x61, 0x5e, 0xe5, 0x2e, 0x71, 0x16, 0x45 };
+		static const uint8_t ksc_mac[RPC__MAC_SIZE] = {
+			0x86, 0xd2, 0x05, 0x5d, 0x72, 0xc0, 0x63, 0x38, 0xf2, 0x1a, 0x04, 0xbc,
+			0x04, 0x1d, 0xb1, 0x1d, 0x6a, 0x52, 0xcd, 0x4e, 0x8b, 0x40, 0x0a, 0x2c,
+			0x8a, 0x2a, 0x85, 0xce, 0x8a, 0x63, 0x20, 0x1b };
+
+		assert_memory_equal(a, kcs_mac, sizeof(a));
+		assert_memory_equal(b, ksc_mac, sizeof(b));
+	}
+	rpc__conn_keys(&k, nc, ns, &c2s2, &s2c2);
+	assert_int_equal(rpc__mac_verify(&c2s2, 1, hdr, NULL, 0, a), 0);   /* both sides agree */
+	assert_int_equal(rpc__mac_verify(&s2c2, 1, hdr, NULL, 0, b), 0);
+	rpc__mac(&k, 1, hdr, NULL, 0, b);
+	assert_memory_not_equal(a, b, sizeof(a));          /* not the cluster key */
+	ns[7] ^= 1;                                         /* another connection */
+	rpc__conn_keys(&k, nc, ns, &c2s2, &s2c2);
+	assert_int_equal(rpc__mac_verify(&c2s2, 1, hdr, NULL, 0, a), -EBADMSG);
+	ns[7] ^= 1;
+	rpc__conn_keys(&wrong, nc, ns, &c2s2, &s2c2);      /* another secret */
+	assert_int_equal(rpc__mac_verify(&c2s2, 1, hdr, NULL, 0, a), -EBADMSG);
 	rpc__key_wipe(&k);
 	rpc__key_wipe(&wrong);
 }
@@ -450,14 +515,14 @@ static void test_concurrent_calls(void **state)
 	assert_int_equal(epoch, 1);
 	rpc_chan_stats(fx->ch, &st);
 	assert_int_equal(st.calls, CALLERS * CALLS_EACH);
-	assert_int_equal(st.frames_sent, CALLERS * CALLS_EACH + 1);      /* and the HELLO */
+	assert_int_equal(st.frames_sent, CALLERS * CALLS_EACH + 2);      /* and HELLO, HELLO_DONE */
 	assert_int_equal(st.frames_received, CALLERS * CALLS_EACH + 1);
 	assert_int_equal(st.connects, 1);
 	assert_true(st.bytes_sent > st.frames_sent * (RPC__HDR_SIZE + RPC__MAC_SIZE));
 	for (unsigned r = 0; r < RPC_DROP__COUNT; r++)
 		assert_int_equal(st.dropped[r], 0);
 	rpc_ctx_stats(fx->srv, &st);
-	assert_int_equal(st.frames_received, CALLERS * CALLS_EACH + 1);
+	assert_int_equal(st.frames_received, CALLERS * CALLS_EACH + 2);   /* and HELLO, HELLO_DONE */
 }
 
 /* Error replies, one-way notices, and a request from the server back. */
@@ -486,6 +551,16 @@ static void test_error_oneway_and_back(void **state)
 	assert_int_equal(rpc_call(fx->ch, CXFS__MSG_TYPE__STATUS_REPLY, &sf.base, CALL_MS, &rt, &rep),
 			 -EINVAL);
 	assert_int_equal(rpc_send(fx->ch, CXFS__MSG_TYPE__STATFS_REQ, &sf.base), -EINVAL);
+	{
+		Cxfs__HelloDone hd = CXFS__HELLO_DONE__INIT;
+		Cxfs__Hello h = CXFS__HELLO__INIT;
+
+		/* The handshake's messages are the layer's own. */
+		h.cluster = h.node = "x";
+		assert_int_equal(rpc_send(fx->ch, CXFS__MSG_TYPE__HELLO_DONE, &hd.base), -EINVAL);
+		assert_int_equal(rpc_call(fx->ch, CXFS__MSG_TYPE__HELLO, &h.base, CALL_MS, &rt, &rep),
+				 -EINVAL);
+	}
 
 	wd.ino = 5;
 	for (int i = 0; i < 3; i++)
@@ -1110,53 +1185,210 @@ static int closed_by_peer(int fd)
 	}
 }
 
-/* A frame of @payload, MAC'd with @key. */
-static uint8_t *raw_frame(const uint8_t *key, uint16_t version, uint16_t type, uint16_t flags,
-			  uint64_t id, const uint8_t *payload, size_t plen, size_t *len)
+/* A frame of @payload, MAC'd with @key as frame @seq. */
+static uint8_t *raw_frame_k(const struct rpc__key *k, uint64_t seq, uint16_t version, uint16_t type,
+			    uint16_t flags, uint64_t id, const uint8_t *payload, size_t plen, size_t *len)
 {
-	struct rpc__key k;
 	struct rpc__hdr h = { .magic = RPC__MAGIC, .version = version, .type = type,
 			      .flags = flags, .id = id, .epoch = 1 };
 	uint8_t *f;
 
+	assert_int_equal(rpc__frame_raw(k, seq, &h, payload, plen, &f, len), 0);
+	return f;
+}
+
+/* A frame of @payload, MAC'd with the cluster secret @key (a handshake frame). */
+static uint8_t *raw_frame(const uint8_t *key, uint16_t version, uint16_t type, uint16_t flags,
+			  uint64_t id, const uint8_t *payload, size_t plen, size_t *len)
+{
+	struct rpc__key k;
+	uint8_t *f;
+
 	assert_int_equal(rpc__key_init(&k, key, 32), 0);
-	assert_int_equal(rpc__frame_raw(&k, &h, payload, plen, &f, len), 0);
+	f = raw_frame_k(&k, 0, version, type, flags, id, payload, plen, len);
 	rpc__key_wipe(&k);
 	return f;
+}
+
+static uint8_t *pack(Cxfs__MsgType type, const ProtobufCMessage *m, size_t *plen)
+{
+	int64_t n = rpc_msg_pack(type, m, NULL, 0);
+	uint8_t *payload;
+
+	assert_true(n >= 0);
+	payload = malloc((size_t)n + 1);
+	rpc_msg_pack(type, m, payload, (size_t)n);
+	*plen = (size_t)n;
+	return payload;
 }
 
 static uint8_t *msg_frame(const uint8_t *key, uint16_t version, Cxfs__MsgType type, uint16_t flags,
 			  uint64_t id, const ProtobufCMessage *m, size_t *len)
 {
-	int64_t plen = rpc_msg_pack(type, m, NULL, 0);
-	uint8_t *payload, *f;
+	size_t plen;
+	uint8_t *payload = pack(type, m, &plen), *f;
 
-	assert_true(plen >= 0);
-	payload = malloc((size_t)plen + 1);
-	rpc_msg_pack(type, m, payload, (size_t)plen);
-	f = raw_frame(key, version, (uint16_t)type, flags, id, payload, (size_t)plen, len);
+	f = raw_frame(key, version, (uint16_t)type, flags, id, payload, plen, len);
 	free(payload);
 	return f;
 }
 
-static uint8_t *hello_frame(const uint8_t *key, uint16_t version, size_t *len)
+static const uint8_t raw_nonce[RPC__NONCE_SIZE] = "raw nonce, the same every time!";
+
+static uint8_t *hello_frame_as(const uint8_t *key, uint16_t version, const char *node, size_t *len)
 {
 	Cxfs__Hello h = CXFS__HELLO__INIT;
 
 	h.version = RPC_PROTO_VERSION;
 	h.cluster = CLUSTER;
-	h.node = "raw";
+	h.node = (char *)node;
 	h.epoch = 1;
+	h.has_nonce = 1;
+	h.nonce.data = (uint8_t *)raw_nonce;
+	h.nonce.len = sizeof(raw_nonce);
 	return msg_frame(key, version, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1, &h.base, len);
 }
 
+static uint8_t *hello_frame(const uint8_t *key, uint16_t version, size_t *len)
+{
+	return hello_frame_as(key, version, "raw", len);
+}
+
+/*
+ * A raw client that speaks the handshake itself: what it sent is kept
+ * (sent[]), so that a test can send the same bytes again on another
+ * connection, as someone who recorded them would.
+ */
+struct raw {
+	int fd;
+	struct rpc__key tx, rx;         /* the connection's keys */
+	uint64_t tx_seq, rx_seq;
+	uint8_t ns[RPC__NONCE_SIZE];    /* the server's nonce */
+	uint8_t sent[4096];             /* every byte sent */
+	size_t nsent;
+};
+
+static void raw_send(struct raw *r, const uint8_t *buf, size_t len)
+{
+	send_all(r->fd, buf, len);
+	if (r->nsent + len <= sizeof(r->sent)) {
+		memcpy(r->sent + r->nsent, buf, len);
+		r->nsent += len;
+	}
+}
+
+/* Read one frame; its MAC checked with @k as frame @seq.  The payload: free it. */
+static uint8_t *raw_read(int fd, const struct rpc__key *k, uint64_t seq, struct rpc__hdr *h)
+{
+	uint8_t hdr[RPC__HDR_SIZE], *body;
+
+	assert_int_equal(recv_all(fd, hdr, sizeof(hdr)), 0);
+	rpc__hdr_get(hdr, h);
+	assert_true(h->len < (1u << 20));
+	body = malloc(h->len + RPC__MAC_SIZE);
+	assert_int_equal(recv_all(fd, body, h->len + RPC__MAC_SIZE), 0);
+	assert_int_equal(rpc__mac_verify(k, seq, hdr, body, h->len, body + h->len), 0);
+	return body;
+}
+
+/* On new connection @fd: send a HELLO as node @node, read the reply, make the keys. */
+static void raw_hello(struct raw *r, int fd, const char *node)
+{
+	struct rpc__key cluster;
+	Cxfs__HelloReply *rep;
+	struct rpc__hdr h;
+	uint8_t *f, *body;
+	size_t len;
+
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	assert_int_equal(rpc__key_init(&cluster, secret, sizeof(secret)), 0);
+	f = hello_frame_as(secret, RPC_PROTO_VERSION, node, &len);
+	raw_send(r, f, len);
+	free(f);
+	body = raw_read(r->fd, &cluster, 0, &h);
+	assert_int_equal(h.type, CXFS__MSG_TYPE__HELLO_REPLY);
+	assert_int_equal(rpc_msg_unpack(CXFS__MSG_TYPE__HELLO_REPLY, body, h.len,
+					(ProtobufCMessage **)&rep), 0);
+	assert_true(rep->has_nonce && rep->nonce.len == RPC__NONCE_SIZE);
+	assert_true(rep->has_peer_nonce && rep->peer_nonce.len == RPC__NONCE_SIZE);
+	assert_memory_equal(rep->peer_nonce.data, raw_nonce, RPC__NONCE_SIZE);
+	memcpy(r->ns, rep->nonce.data, RPC__NONCE_SIZE);
+	rpc_msg_free(&rep->base);
+	free(body);
+	rpc__conn_keys(&cluster, raw_nonce, r->ns, &r->tx, &r->rx);
+	rpc__key_wipe(&cluster);
+	r->tx_seq = r->rx_seq = 1;
+}
+
+/* End @r's handshake: HELLO_DONE under the connection's key. */
+static void raw_done(struct raw *r)
+{
+	Cxfs__HelloDone done = CXFS__HELLO_DONE__INIT;
+	uint8_t *f, *body;
+	size_t len, plen;
+
+	body = pack(CXFS__MSG_TYPE__HELLO_DONE, &done.base, &plen);
+	f = raw_frame_k(&r->tx, r->tx_seq++, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO_DONE,
+			RPC__F_ONEWAY, 0, body, plen, &len);
+	raw_send(r, f, len);
+	free(f);
+	free(body);
+}
+
+/* Connect to @port as node @node and go through the handshake. */
+static void raw_handshake(struct raw *r, uint16_t port, const char *node)
+{
+	raw_hello(r, raw_connect(port), node);
+	raw_done(r);
+}
+
+/* A frame of @m under @r's key, as its next frame. */
+static uint8_t *raw_msg(struct raw *r, Cxfs__MsgType type, uint16_t flags, uint64_t id,
+			const ProtobufCMessage *m, size_t *len)
+{
+	size_t plen;
+	uint8_t *payload = pack(type, m, &plen), *f;
+
+	f = raw_frame_k(&r->tx, r->tx_seq++, RPC_PROTO_VERSION, (uint16_t)type, flags, id,
+			payload, plen, len);
+	free(payload);
+	return f;
+}
+
+/* A GETATTR of @ino with request id @id on @r, and its reply read back. */
+static void raw_getattr(struct raw *r, uint64_t ino, uint64_t id)
+{
+	Cxfs__GetattrReq g = CXFS__GETATTR_REQ__INIT;
+	Cxfs__Cred cred = CXFS__CRED__INIT;
+	struct rpc__hdr h;
+	uint8_t *f;
+	size_t len;
+
+	g.ino = ino;
+	g.cred = &cred;
+	f = raw_msg(r, CXFS__MSG_TYPE__GETATTR_REQ, RPC__F_REQUEST, id, &g.base, &len);
+	raw_send(r, f, len);
+	free(f);
+	free(raw_read(r->fd, &r->rx, r->rx_seq++, &h));
+	assert_int_equal(h.type, CXFS__MSG_TYPE__ATTR_REPLY);
+	assert_int_equal(h.id, id);
+}
+
+static void raw_close(struct raw *r)
+{
+	close(r->fd);
+	rpc__key_wipe(&r->tx);
+	rpc__key_wipe(&r->rx);
+}
+
 /* Wait until the server has counted @want drops for @reason. */
-static void wait_dropped(struct fix *fx, enum rpc_drop reason, uint64_t want)
+static void wait_dropped_ctx(struct rpc_ctx *ctx, enum rpc_drop reason, uint64_t want)
 {
 	struct rpc_stats st;
 
 	for (int i = 0; i < 500; i++) {
-		rpc_ctx_stats(fx->srv, &st);
+		rpc_ctx_stats(ctx, &st);
 		if (st.dropped[reason] >= want)
 			break;
 		sleep_ms(10);
@@ -1164,32 +1396,31 @@ static void wait_dropped(struct fix *fx, enum rpc_drop reason, uint64_t want)
 	assert_int_equal(st.dropped[reason], want);
 }
 
-/* Send @buf on a raw connection: refused for @reason, closed; good clients still served. */
-static void hostile(struct fix *fx, const void *prefix, size_t plen, const void *buf, size_t len,
-		    int shut, enum rpc_drop reason)
+static void wait_dropped(struct fix *fx, enum rpc_drop reason, uint64_t want)
+{
+	wait_dropped_ctx(fx->srv, reason, want);
+}
+
+/*
+ * Send @buf on a new raw connection, or on @r's (through its handshake):
+ * refused for @reason, closed; good clients still served.
+ */
+static void hostile(struct fix *fx, struct raw *r, const void *buf, size_t len, int shut,
+		    enum rpc_drop reason)
 {
 	struct rpc_stats before;
-	int fd = raw_connect(rpc_ctx_port(fx->srv));
+	int fd;
 
 	rpc_ctx_stats(fx->srv, &before);
-	if (prefix) {
-		uint8_t hdr[RPC__HDR_SIZE], *body;
-		struct rpc__hdr h;
-
-		/* A good HELLO first, and its reply read back. */
-		send_all(fd, prefix, plen);
-		assert_int_equal(recv_all(fd, hdr, sizeof(hdr)), 0);
-		rpc__hdr_get(hdr, &h);
-		assert_int_equal(h.type, CXFS__MSG_TYPE__HELLO_REPLY);
-		body = malloc(h.len + RPC__MAC_SIZE);
-		assert_int_equal(recv_all(fd, body, h.len + RPC__MAC_SIZE), 0);
-		free(body);
-	}
+	fd = r ? r->fd : raw_connect(rpc_ctx_port(fx->srv));
 	send_all(fd, buf, len);
 	if (shut)
 		shutdown(fd, SHUT_WR);
 	assert_true(closed_by_peer(fd));
-	close(fd);
+	if (r)
+		raw_close(r);
+	else
+		close(fd);
 	wait_dropped(fx, reason, before.dropped[reason] + 1);
 	assert_int_equal(getattr(fx->ch, 77, CALL_MS), 0);
 }
@@ -1203,18 +1434,20 @@ static void test_hostile_frames(void **state)
 	uint8_t garbage[96], *f, *hello;
 	size_t len, hlen;
 	struct rpc_stats st;
+	uint16_t port = rpc_ctx_port(fx->srv);
+	struct raw r;
 
 	assert_int_equal(getattr(fx->ch, 76, CALL_MS), 0);
 
 	/* Wrong MAC: a well-formed HELLO keyed with another secret. */
 	f = hello_frame(wrong_secret, RPC_PROTO_VERSION, &len);
-	hostile(fx, NULL, 0, f, len, 0, RPC_DROP_MAC);
+	hostile(fx, NULL, f, len, 0, RPC_DROP_MAC);
 	free(f);
 
 	/* A MAC with one bit flipped in the payload. */
 	f = hello_frame(secret, RPC_PROTO_VERSION, &len);
 	f[RPC__HDR_SIZE + 3] ^= 0x10;
-	hostile(fx, NULL, 0, f, len, 0, RPC_DROP_MAC);
+	hostile(fx, NULL, f, len, 0, RPC_DROP_MAC);
 	free(f);
 
 	/* Oversized length field: refused on the header alone. */
@@ -1225,27 +1458,27 @@ static void test_hostile_frames(void **state)
 		uint8_t hdr[RPC__HDR_SIZE];
 
 		rpc__hdr_put(hdr, &h);
-		hostile(fx, NULL, 0, hdr, sizeof(hdr), 0, RPC_DROP_OVERSIZE);
+		hostile(fx, NULL, hdr, sizeof(hdr), 0, RPC_DROP_OVERSIZE);
 		h.len = RPC_MAX_PAYLOAD_DEFAULT + 1;
 		rpc__hdr_put(hdr, &h);
-		hostile(fx, NULL, 0, hdr, sizeof(hdr), 0, RPC_DROP_OVERSIZE);
+		hostile(fx, NULL, hdr, sizeof(hdr), 0, RPC_DROP_OVERSIZE);
 	}
 
 	/* Garbage bytes. */
 	srand(4);
 	for (size_t i = 0; i < sizeof(garbage); i++)
 		garbage[i] = (uint8_t)rand();
-	hostile(fx, NULL, 0, garbage, sizeof(garbage), 0, RPC_DROP_MAGIC);
+	hostile(fx, NULL, garbage, sizeof(garbage), 0, RPC_DROP_MAGIC);
 
 	/* Truncated frames: in the header, and in the payload. */
 	f = hello_frame(secret, RPC_PROTO_VERSION, &len);
-	hostile(fx, NULL, 0, f, 10, 1, RPC_DROP_TRUNCATED);
-	hostile(fx, NULL, 0, f, len - 5, 1, RPC_DROP_TRUNCATED);
+	hostile(fx, NULL, f, 10, 1, RPC_DROP_TRUNCATED);
+	hostile(fx, NULL, f, len - 5, 1, RPC_DROP_TRUNCATED);
 	free(f);
 
 	/* An older protocol version, even with a good MAC. */
 	f = hello_frame(secret, RPC_PROTO_VERSION - 1, &len);
-	hostile(fx, NULL, 0, f, len, 0, RPC_DROP_VERSION);
+	hostile(fx, NULL, f, len, 0, RPC_DROP_VERSION);
 	free(f);
 
 	/* Flags that are not exactly one kind. */
@@ -1254,7 +1487,7 @@ static void test_hostile_frames(void **state)
 
 		f = raw_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO,
 			      RPC__F_REQUEST | RPC__F_REPLY, 1, p, 0, &len);
-		hostile(fx, NULL, 0, f, len, 0, RPC_DROP_HEADER);
+		hostile(fx, NULL, f, len, 0, RPC_DROP_HEADER);
 		free(f);
 	}
 
@@ -1264,7 +1497,7 @@ static void test_hostile_frames(void **state)
 
 		f = raw_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1,
 			      p, sizeof(p), &len);
-		hostile(fx, NULL, 0, f, len, 0, RPC_DROP_DECODE);
+		hostile(fx, NULL, f, len, 0, RPC_DROP_DECODE);
 		free(f);
 	}
 
@@ -1273,11 +1506,11 @@ static void test_hostile_frames(void **state)
 		uint8_t p[1] = { 0 };
 
 		f = raw_frame(secret, RPC_PROTO_VERSION, 999, RPC__F_REQUEST, 1, p, 0, &len);
-		hostile(fx, NULL, 0, f, len, 0, RPC_DROP_TYPE);
+		hostile(fx, NULL, f, len, 0, RPC_DROP_TYPE);
 		free(f);
 		f = raw_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__STATUS_REPLY,
 			      RPC__F_REQUEST, 1, p, 0, &len);
-		hostile(fx, NULL, 0, f, len, 0, RPC_DROP_TYPE);
+		hostile(fx, NULL, f, len, 0, RPC_DROP_TYPE);
 		free(f);
 	}
 
@@ -1286,7 +1519,7 @@ static void test_hostile_frames(void **state)
 	g.cred = &cred;
 	f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__GETATTR_REQ, RPC__F_REQUEST, 2,
 		      &g.base, &len);
-	hostile(fx, NULL, 0, f, len, 0, RPC_DROP_HANDSHAKE);
+	hostile(fx, NULL, f, len, 0, RPC_DROP_HANDSHAKE);
 	free(f);
 
 	/* A HELLO for another cluster. */
@@ -1298,18 +1531,65 @@ static void test_hostile_frames(void **state)
 		h.node = "raw";
 		f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1,
 			      &h.base, &len);
-		hostile(fx, NULL, 0, f, len, 0, RPC_DROP_HANDSHAKE);
+		hostile(fx, NULL, f, len, 0, RPC_DROP_HANDSHAKE);
+		free(f);
+		/* Of this cluster, but without a nonce (no fresh keys could be made). */
+		h.cluster = CLUSTER;
+		f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1,
+			      &h.base, &len);
+		hostile(fx, NULL, f, len, 0, RPC_DROP_HANDSHAKE);
 		free(f);
 	}
 
 	/* A peer that connects and says nothing is closed after the HELLO time-out. */
-	hostile(fx, NULL, 0, "", 0, 0, RPC_DROP_HANDSHAKE);
+	hostile(fx, NULL, "", 0, 0, RPC_DROP_HANDSHAKE);
 
-	/* After a good HELLO: a reply to a request never sent. */
-	hello = hello_frame(secret, RPC_PROTO_VERSION, &hlen);
-	f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__STATUS_REPLY, RPC__F_REPLY, 77,
-		      &sr.base, &len);
-	hostile(fx, hello, hlen, f, len, 0, RPC_DROP_UNEXPECTED);
+	/* A header announcing more than a HELLO before the handshake: refused on
+	 * the header alone, though below the payload limit of the context. */
+	{
+		struct rpc__hdr h = { .magic = RPC__MAGIC, .version = RPC_PROTO_VERSION,
+				      .type = CXFS__MSG_TYPE__HELLO, .flags = RPC__F_REQUEST,
+				      .len = RPC__HELLO_MAX + 1, .id = 1, .epoch = 1 };
+		uint8_t hdr[RPC__HDR_SIZE];
+
+		rpc__hdr_put(hdr, &h);
+		hostile(fx, NULL, hdr, sizeof(hdr), 0, RPC_DROP_OVERSIZE);
+		h.len = 64 * 1024;
+		rpc__hdr_put(hdr, &h);
+		hostile(fx, NULL, hdr, sizeof(hdr), 0, RPC_DROP_OVERSIZE);
+	}
+
+	/* After the handshake: a reply to a request never sent. */
+	raw_handshake(&r, port, "raw");
+	f = raw_msg(&r, CXFS__MSG_TYPE__STATUS_REPLY, RPC__F_REPLY, 77, &sr.base, &len);
+	hostile(fx, &r, f, len, 0, RPC_DROP_UNEXPECTED);
+	free(f);
+
+	/* After the handshake: a frame MAC'd with the cluster secret, not the connection's key. */
+	g.ino = 3;
+	raw_handshake(&r, port, "raw");
+	f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__GETATTR_REQ, RPC__F_REQUEST, 2,
+		      &g.base, &len);
+	hostile(fx, &r, f, len, 0, RPC_DROP_MAC);
+	free(f);
+
+	/* A frame sent twice on one connection: served once, then refused (its sequence number). */
+	raw_handshake(&r, port, "raw");
+	f = raw_msg(&r, CXFS__MSG_TYPE__GETATTR_REQ, RPC__F_REQUEST, 2, &g.base, &len);
+	send_all(r.fd, f, len);
+	{
+		struct rpc__hdr h;
+
+		free(raw_read(r.fd, &r.rx, r.rx_seq++, &h));
+		assert_int_equal(h.type, CXFS__MSG_TYPE__ATTR_REPLY);
+	}
+	hostile(fx, &r, f, len, 0, RPC_DROP_MAC);
+	free(f);
+
+	/* A request after the HELLO but instead of the HELLO_DONE. */
+	raw_hello(&r, raw_connect(port), "raw");
+	f = raw_msg(&r, CXFS__MSG_TYPE__GETATTR_REQ, RPC__F_REQUEST, 2, &g.base, &len);
+	hostile(fx, &r, f, len, 0, RPC_DROP_HANDSHAKE);
 	free(f);
 
 	/* A stale membership epoch: the cluster moved to 2 (the good client
@@ -1317,7 +1597,8 @@ static void test_hostile_frames(void **state)
 	rpc_ctx_set_epoch(fx->srv, 2);
 	rpc_ctx_set_epoch(fx->cli, 2);
 	rpc_ctx_set_floor(fx->srv, 2);
-	hostile(fx, NULL, 0, hello, hlen, 0, RPC_DROP_EPOCH);
+	hello = hello_frame(secret, RPC_PROTO_VERSION, &hlen);
+	hostile(fx, NULL, hello, hlen, 0, RPC_DROP_EPOCH);
 	free(hello);
 
 	/* Each refusal was logged with the peer's address. */
@@ -1328,8 +1609,289 @@ static void test_hostile_frames(void **state)
 	/* The good client never lost its connection. */
 	rpc_chan_stats(fx->ch, &st);
 	assert_int_equal(st.connects, 1);
+	for (unsigned k = 0; k < RPC_DROP__COUNT; k++)
+		assert_int_equal(st.dropped[k], 0);
+}
+
+/* The first thing read on @fd is the end of the connection (no frame before it). */
+static int closed_at_once(int fd)
+{
+	uint8_t b[1];
+	ssize_t n = recv(fd, b, sizeof(b), 0);
+
+	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/*
+ * A HELLO recorded from an earlier connection and sent again, with the rest
+ * of what was recorded (HELLO_DONE, a request): the server answers the
+ * HELLO with a nonce of its own, the recorded HELLO_DONE fails the new
+ * keys, the connection is refused as a replay before it is taken for a
+ * node's, and the recorded request is never served.
+ */
+static void test_replayed_hello(void **state)
+{
+	struct fix *fx = *state;
+	uint16_t port = rpc_ctx_port(fx->srv);
+	struct rpc_stats before, after;
+	struct rpc__key cluster;
+	Cxfs__HelloReply *rep;
+	struct rpc__hdr h;
+	struct raw r1;
+	uint8_t *body;
+	int fd;
+
+	raw_handshake(&r1, port, "raw");
+	raw_getattr(&r1, 50, 2);                   /* the recorded session works */
+	raw_close(&r1);
+
+	rpc_ctx_stats(fx->srv, &before);
+	fd = raw_connect(port);
+	send_all(fd, r1.sent, r1.nsent);
+	assert_int_equal(rpc__key_init(&cluster, secret, sizeof(secret)), 0);
+	body = raw_read(fd, &cluster, 0, &h);
+	rpc__key_wipe(&cluster);
+	assert_int_equal(h.type, CXFS__MSG_TYPE__HELLO_REPLY);
+	assert_int_equal(rpc_msg_unpack(CXFS__MSG_TYPE__HELLO_REPLY, body, h.len,
+					(ProtobufCMessage **)&rep), 0);
+	assert_memory_not_equal(rep->nonce.data, r1.ns, RPC__NONCE_SIZE);   /* a fresh nonce */
+	rpc_msg_free(&rep->base);
+	free(body);
+	assert_true(closed_at_once(fd));            /* no reply to the recorded request */
+	close(fd);
+	wait_dropped(fx, RPC_DROP_REPLAY, before.dropped[RPC_DROP_REPLAY] + 1);
+	rpc_ctx_stats(fx->srv, &after);
+	assert_int_equal(after.connects, before.connects);     /* never a node's channel */
+	pthread_mutex_lock(&fx->mu);
+	assert_non_null(strstr(fx->last_log, "replay"));
+	pthread_mutex_unlock(&fx->mu);
+	assert_int_equal(getattr(fx->ch, 51, CALL_MS), 0);
+}
+
+/*
+ * A HELLO_REPLY that does not echo our HELLO's nonce (recorded from an
+ * earlier connection, or made for another one) is refused by the
+ * connecting side.
+ */
+static void test_reply_not_fresh(void **state)
+{
+	struct fix *fx = *state;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	Cxfs__WriteDone wd = CXFS__WRITE_DONE__INIT;
+	Cxfs__HelloReply rep = CXFS__HELLO_REPLY__INIT;
+	uint8_t other[RPC__NONCE_SIZE], *f, *body;
+	struct rpc__key cluster;
+	struct rpc_stats before;
+	struct rpc_chan *ch;
+	struct rpc__hdr h;
+	struct timeval tv = { .tv_sec = 5 };
+	size_t len;
+	int ls = socket(AF_INET, SOCK_STREAM, 0), fd;
+
+	assert_true(ls >= 0);
+	assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(ls, 4), 0);
+	assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+	rpc_ctx_stats(fx->cli, &before);
+	assert_int_equal(rpc_connect(fx->cli, "127.0.0.1", ntohs(sa.sin_port), &ch), 0);
+	assert_int_equal(rpc_send(ch, CXFS__MSG_TYPE__WRITE_DONE, &wd.base), 0);   /* connects */
+	fd = accept(ls, NULL, NULL);
+	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(rpc__key_init(&cluster, secret, sizeof(secret)), 0);
+	body = raw_read(fd, &cluster, 0, &h);
+	assert_int_equal(h.type, CXFS__MSG_TYPE__HELLO);
+	free(body);
+	memset(other, 9, sizeof(other));
+	rep.version = RPC_PROTO_VERSION;
+	rep.cluster = CLUSTER;
+	rep.node = "fake";
+	rep.epoch = 1;
+	rep.has_nonce = rep.has_peer_nonce = 1;
+	rep.nonce.data = other;
+	rep.nonce.len = sizeof(other);
+	rep.peer_nonce.data = (uint8_t *)raw_nonce;     /* not the client's */
+	rep.peer_nonce.len = sizeof(raw_nonce);
+	f = msg_frame(secret, RPC_PROTO_VERSION, CXFS__MSG_TYPE__HELLO_REPLY, RPC__F_REPLY, h.id,
+		      &rep.base, &len);
+	send_all(fd, f, len);
+	free(f);
+	rpc__key_wipe(&cluster);
+	assert_true(closed_at_once(fd));                /* no HELLO_DONE, no notice */
+	close(fd);
+	close(ls);
+	wait_dropped_ctx(fx->cli, RPC_DROP_REPLAY, before.dropped[RPC_DROP_REPLAY] + 1);
+	rpc_chan_put(ch);
+}
+
+/*
+ * The membership epoch: once the server's floor is above the client's epoch,
+ * the client's frames are refused and counted (RPC_DROP_EPOCH) and the
+ * connection closes: the call in flight fails, and so does the HELLO of
+ * the reconnection while the client's epoch is old.  Once the client has
+ * the new epoch too, it is served again.
+ */
+static void test_epoch(void **state)
+{
+	struct fix *fx = *state;
+	struct rpc_stats st;
+
+	assert_int_equal(getattr(fx->ch, 80, CALL_MS), 0);
+	pthread_mutex_lock(&fx->mu);
+	fx->watch = "stale epoch: epoch 1, below 3";
+	pthread_mutex_unlock(&fx->mu);
+	rpc_ctx_set_epoch(fx->srv, 3);
+	rpc_ctx_set_floor(fx->srv, 3);
+	assert_int_equal(getattr(fx->ch, 81, CALL_MS), -ECONNRESET);     /* the request refused */
+	wait_dropped(fx, RPC_DROP_EPOCH, 1);
+	assert_int_equal(getattr(fx->ch, 82, CALL_MS), -ECONNRESET);     /* its HELLO refused */
+	wait_dropped(fx, RPC_DROP_EPOCH, 2);
+	pthread_mutex_lock(&fx->mu);
+	assert_int_equal(fx->watched, 2);              /* each refusal logged, with both epochs */
+	pthread_mutex_unlock(&fx->mu);
+	rpc_ctx_set_epoch(fx->cli, 3);
+	assert_int_equal(getattr(fx->ch, 83, CALL_MS), 0);
+	rpc_chan_stats(fx->ch, &st);
+	assert_int_equal(st.connects, 2);              /* the first, and the one at epoch 3 */
 	for (unsigned r = 0; r < RPC_DROP__COUNT; r++)
-		assert_int_equal(st.dropped[r], 0);
+		assert_int_equal(st.dropped[r], 0);    /* the client refused nothing */
+	rpc_ctx_stats(fx->srv, &st);
+	assert_int_equal(st.dropped[RPC_DROP_EPOCH], 2);
+}
+
+/*
+ * Protocol levels: a node at level 1 (an older member in the cluster)
+ * connects at version 1 and is refused by a node whose level floor is 2;
+ * once that floor is 1, it serves version 1 (no nonces, no HELLO_DONE,
+ * the cluster key without sequence numbers) and version 2 alike; back at
+ * level 2 it refuses version 1 again.
+ */
+static void test_levels(void **state)
+{
+	struct fix *fx = *state;
+	uint16_t port = rpc_ctx_port(fx->srv);
+	Cxfs__Hello h = CXFS__HELLO__INIT;
+	struct rpc__key cluster;
+	struct rpc_chan *ch2;
+	struct rpc_stats st;
+	struct rpc__hdr rh;
+	size_t plen, len;
+	uint8_t *payload, *f, *body;
+	int fd;
+
+	assert_int_equal(rpc_ctx_set_level(fx->cli, 0), -EINVAL);
+	assert_int_equal(rpc_ctx_set_level(fx->cli, RPC_PROTO_VERSION + 1), -EINVAL);
+	assert_int_equal(rpc_ctx_set_level(fx->cli, 1), 0);
+	assert_int_equal(getattr(fx->ch, 90, CALL_MS), -ECONNRESET);      /* server at level 2 */
+	wait_dropped(fx, RPC_DROP_VERSION, 1);
+	assert_int_equal(rpc_ctx_set_level_floor(fx->srv, 0), -EINVAL);
+	assert_int_equal(rpc_ctx_set_level_floor(fx->srv, 1), 0);
+	assert_int_equal(getattr(fx->ch, 91, CALL_MS), 0);                /* accepted now */
+	/* A version 2 client is served at level 1 too. */
+	assert_int_equal(rpc_ctx_set_level(fx->cli, 2), 0);
+	assert_int_equal(rpc_connect(fx->cli, "127.0.0.1", port, &ch2), 0);
+	assert_int_equal(getattr(ch2, 92, CALL_MS), 0);
+	rpc_chan_put(ch2);
+
+	/* A raw version 1 handshake: HELLO without nonce, the secret's MAC without sequence number. */
+	assert_int_equal(rpc__key_init(&cluster, secret, sizeof(secret)), 0);
+	h.version = 1;
+	h.cluster = CLUSTER;
+	h.node = "old";
+	h.epoch = 1;
+	payload = pack(CXFS__MSG_TYPE__HELLO, &h.base, &plen);
+	f = raw_frame_k(&cluster, RPC__SEQ_NONE, 1, CXFS__MSG_TYPE__HELLO, RPC__F_REQUEST, 1,
+			payload, plen, &len);
+	fd = raw_connect(port);
+	send_all(fd, f, len);
+	body = raw_read(fd, &cluster, RPC__SEQ_NONE, &rh);
+	assert_int_equal(rh.version, 1);
+	assert_int_equal(rh.type, CXFS__MSG_TYPE__HELLO_REPLY);
+	free(body);
+	close(fd);
+	/* The floor back at 2: the same HELLO is refused. */
+	assert_int_equal(rpc_ctx_set_level_floor(fx->srv, 2), 0);
+	hostile(fx, NULL, f, len, 0, RPC_DROP_VERSION);
+	free(f);
+	free(payload);
+	rpc__key_wipe(&cluster);
+	rpc_ctx_stats(fx->srv, &st);
+	assert_int_equal(st.dropped[RPC_DROP_VERSION], 2);
+}
+
+static int raw_connect_from(uint16_t port, const char *from)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in me = { .sin_family = AF_INET };
+	struct timeval tv = { .tv_sec = 5 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(inet_pton(AF_INET, from, &me.sin_addr), 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/*
+ * Limits on connections: at most 2 in their handshake from one address,
+ * 3 in all, and 1 connection of one authenticated node.  Each refused
+ * connection is closed at once and counted (RPC_DROP_CONNS); connections
+ * under the limits are served.
+ */
+static void test_conn_limits(void **state)
+{
+	struct fix fx0 = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	struct rpc_config sc = { .cluster = CLUSTER, .node = "server", .secret = secret,
+				 .secret_len = sizeof(secret), .epoch = 1, .listen_addr = "127.0.0.1",
+				 .workers = 2, .hello_timeout_ms = 600000, .handler = srv_handler,
+				 .handler_arg = &fx0, .log = fix_log, .log_arg = &fx0,
+				 .max_unauth = 3, .max_unauth_per_addr = 2, .max_conns_per_node = 1 };
+	struct rpc_ctx *srv;
+	struct raw a1, a2, b1, c2;
+	uint16_t port;
+	int fd;
+
+	(void)state;
+	assert_int_equal(rpc_ctx_create(&sc, &srv), 0);
+	port = rpc_ctx_port(srv);
+	/* Two from 127.0.0.1, in their handshake (HELLO answered, no HELLO_DONE). */
+	raw_hello(&a1, raw_connect_from(port, "127.0.0.1"), "raw");
+	raw_hello(&a2, raw_connect_from(port, "127.0.0.1"), "raw");
+	/* A third from there is one too many for that address. */
+	fd = raw_connect_from(port, "127.0.0.1");
+	assert_true(closed_at_once(fd));
+	close(fd);
+	wait_dropped_ctx(srv, RPC_DROP_CONNS, 1);
+	/* Another address may still come: the third in all. */
+	raw_hello(&b1, raw_connect_from(port, "127.0.0.2"), "raw2");
+	/* A fourth in all is one too many, whatever its address. */
+	fd = raw_connect_from(port, "127.0.0.3");
+	assert_true(closed_at_once(fd));
+	close(fd);
+	wait_dropped_ctx(srv, RPC_DROP_CONNS, 2);
+	pthread_mutex_lock(&fx0.mu);
+	assert_non_null(strstr(fx0.last_log, "connection refused"));
+	pthread_mutex_unlock(&fx0.mu);
+	/* a1 ends its handshake and is served: it no longer counts as unauthenticated. */
+	raw_done(&a1);
+	raw_getattr(&a1, 60, 2);
+	raw_hello(&c2, raw_connect_from(port, "127.0.0.3"), "raw3");
+	/* a2 is node "raw" too, which has its one connection: refused at its HELLO_DONE. */
+	raw_done(&a2);
+	assert_true(closed_at_once(a2.fd));
+	wait_dropped_ctx(srv, RPC_DROP_CONNS, 3);
+	raw_getattr(&a1, 61, 3);                       /* the first connection of "raw" goes on */
+	raw_close(&a1);
+	raw_close(&a2);
+	raw_close(&b1);
+	raw_close(&c2);
+	rpc_ctx_destroy(srv);
+	if (fx0.back)
+		rpc_chan_put(fx0.back);
 }
 
 /*
@@ -1360,6 +1922,7 @@ int main(void)
 		cmocka_unit_test(test_codec_roundtrip),
 		cmocka_unit_test(test_codec_refuses),
 		cmocka_unit_test(test_frame_mac),
+		cmocka_unit_test(test_conn_keys),
 		cmocka_unit_test(test_decode_hostile_repeated),
 		cmocka_unit_test_setup_teardown(test_concurrent_calls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_oneway_and_back, setup, teardown),
@@ -1370,6 +1933,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_interrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_call_given_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_frames, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replayed_hello, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reply_not_fresh, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_levels, setup, teardown),
+		cmocka_unit_test(test_conn_limits),
 		cmocka_unit_test(test_lanes_answers_pass_full_lane),
 		cmocka_unit_test(test_lanes_grow),
 	};
