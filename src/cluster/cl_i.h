@@ -375,7 +375,8 @@ int cl_server_start(struct cl_ctx *cx);
  * MDS: @node is out of the cluster (withdrew, or left and was fenced): its
  * tokens, POSIX and flock locks go, so no recall waits for it and other
  * nodes get its locks; files it held open after their last unlink are
- * freed.  @why goes to the log.
+ * freed, and so are the blocks it allocated and never published (still
+ * unwritten: what it published stays).  @why goes to the log.
  */
 void cl_server_node_lost(struct cl_ctx *cx, uint32_t node, const char *why);
 

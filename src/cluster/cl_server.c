@@ -85,6 +85,82 @@ static void local_recall_run(void *arg)
 	free(r);
 }
 
+/* The blocks a lost node allocated and never published, freed on a thread of their own. */
+struct cl_unpub {
+	struct cl_ctx *cx;
+	uint32_t node;
+	struct cl_ledger_run *runs;
+	long n;
+};
+
+/*
+ * Free run @r of a lost node if its blocks are still the file's unwritten
+ * blocks there: with the file's EXTENT token at WRITE (every node that
+ * maps the file publishes what it wrote first), so no published block is
+ * ever freed.  Returns the blocks freed.
+ */
+static uint64_t free_unpublished(struct cl_ctx *cx, const struct cl_ledger_run *r)
+{
+	struct meta_map maps[64];
+	struct tok_set none, want, got;
+	struct tok_op *op;
+	uint64_t freed = 0;
+	int n;
+
+	tok_set_clear(&none);
+	tok_set_clear(&want);
+	tok_set_add(&want, TOK_EXTENT, TOK_WRITE);
+	if (tok_server_op_begin(cx->ts, cx->self_id, &none, &op))
+		return 0;
+	if (tok_server_op_acquire(op, r->ino, &want, &got, NULL) == 0) {
+		n = meta_map_read(cx->st, r->ino, r->fblk, r->nblk, maps, 64);
+		for (int i = 0; i < n; i++) {
+			const struct meta_map *m = &maps[i];
+
+			if (m->state != META_MAP_UNWRITTEN ||
+			    m->pblk != r->pblk + (m->fblk - r->fblk))
+				continue;
+			if (meta_fallocate(cx->st, r->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					   m->fblk * cx->bs, m->nblk * cx->bs) == 0)
+				freed += m->nblk;
+		}
+		cl_ledger_clear(cx->ledger, r->ino, r->fblk, r->nblk);
+	}
+	tok_server_op_end(op);
+	return freed;
+}
+
+static void unpub_run(void *arg)
+{
+	struct cl_unpub *u = arg;
+	uint64_t freed = 0;
+
+	for (long i = 0; i < u->n; i++)
+		if (u->runs[i].fresh)
+			freed += free_unpublished(u->cx, &u->runs[i]);
+	fprintf(stderr, "cxfsd: node %s: %llu block(s) it allocated and never published are "
+		"freed (%ld run(s))\n", cms_node_name(cl_node_by_id(u->cx, u->node)),
+		(unsigned long long)freed, u->n);
+	free(u->runs);
+	free(u);
+}
+
+/* What lost node @node allocated and never published goes (not on this thread: it recalls). */
+static void free_unpublished_later(struct cl_ctx *cx, uint32_t node)
+{
+	struct cl_unpub *u = calloc(1, sizeof(*u));
+
+	if (!u)
+		return;
+	u->cx = cx;
+	u->node = node;
+	u->n = cl_ledger_drop_node(cx->ledger, node, &u->runs);
+	if (u->n <= 0 || cl_spawn(cx, unpub_run, u)) {
+		free(u->runs);
+		free(u);
+	}
+}
+
 void cl_server_node_lost(struct cl_ctx *cx, uint32_t node, const char *why)
 {
 	struct rpc_chan *ch = NULL, *out = NULL;
@@ -107,6 +183,7 @@ void cl_server_node_lost(struct cl_ctx *cx, uint32_t node, const char *why)
 		nlocks = vn_lock_release_node(vn_meta_fs_locks(cx->mfs), node);
 	fprintf(stderr, "cxfsd: node %s %s: its tokens and its %zu lock(s) are dropped\n",
 		cms_node_name(cl_node_by_id(cx, node)), why, nlocks);
+	free_unpublished_later(cx, node);
 }
 
 /*

@@ -92,6 +92,12 @@ grep -q "fence node node3: its key is preempted" "$(node_log 1)" &&
 check "node3's tokens and locks were dropped at the metadata server" \
 	grep -q "node node3 left the membership and is fenced: its tokens and its [1-9][0-9]* lock" "$(node_log 1)"
 
+if wait_until 10 grep -q "node node3: [0-9]* block(s) it allocated and never published are freed" "$(node_log 1)"; then
+	pass "the metadata server went through node3's unpublished allocations: $(grep -m1 'never published are freed' "$(node_log 1)" | sed 's/^cxfsd: //')"
+else
+	skip "node3 had no allocation left unpublished when it died"
+fi
+
 log "3: node3 comes back"
 cluster_restart 3 || fail "scripts/local-cluster restart 3: $(tail -n 3 "$T_TMP/cluster-ops.log")"
 check_eq "node3 is a member again with quorum" "True True" \
