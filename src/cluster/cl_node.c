@@ -3,11 +3,12 @@
  * endpoint and its dispatch, the name service, the per-inode client state
  * table, stale kernel pages, and the status the admin socket shows.
  *
- * Name service: at start a node asks every other configured node which node
- * serves the filesystem (NAME_QUERY).  If one names a server, that is the
- * MDS.  Otherwise the first node of the server order that answers (or this
- * node) is the one to serve it; when that is this node it becomes the MDS,
- * else it asks again until that node claims it.  A node answers with the
+ * Name service: at start (once a member) a node asks every other member
+ * which node serves the filesystem (NAME_QUERY).  If one names a server,
+ * that is the MDS.  Otherwise the first node of the server order that is a
+ * member (this node included) is the one to serve it; when that is this
+ * node it becomes the MDS, else it asks again until that node claims it
+ * (a member that does not answer is not passed over).  A node answers with the
  * server it knows only once it is attached, so clients never reach an MDS
  * that cannot serve yet.
  *
@@ -1037,11 +1038,14 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 				up[i] = true;
 				continue;
 			}
-			if (!cl_member_up(cx, (uint32_t)i + 1)) {
-				up[i] = false;
-				continue;
-			}
-			up[i] = ask_node(cx, n, &s) == 1;
+			/*
+			 * Up is the membership's word, not an answer's: a member that
+			 * does not answer (busy, or refusing a handshake) may be the
+			 * server; taking it for down could make a second one.
+			 */
+			up[i] = cl_member_up(cx, (uint32_t)i + 1);
+			if (!up[i] || ask_node(cx, n, &s) != 1)
+				s = 0;
 			if (s && !server)
 				server = s;
 		}
