@@ -386,7 +386,10 @@ struct cms_levels;
 int cl_member_start(struct cl_ctx *cx, const struct cms_levels *levels, char *err,
 		    size_t errlen);
 void cl_member_leave(struct cl_ctx *cx);   /* orderly: withdraw, nobody recovers us */
+/* Stop the membership's threads (before the rpc context goes: they call into it). */
 void cl_member_stop(struct cl_ctx *cx);
+/* After the last write of an orderly stop: this node's key leaves the LUN. */
+void cl_member_unregister(struct cl_ctx *cx);
 bool cl_member_up(struct cl_ctx *cx, uint32_t node);   /* in the current membership */
 /* The node's SCSI-3 reservation key: one per node and cluster, never 0. */
 uint64_t cl_pr_key(const struct cms_config *cfg, uint32_t node_id);

@@ -310,11 +310,15 @@ void cl_member_leave(struct cl_ctx *cx)
 
 void cl_member_stop(struct cl_ctx *cx)
 {
-	/* Withdrawn, nothing more to write: the key goes (an orderly leave). */
-	if (cx->dev && blk_is_iscsi(cx->dev) && cx->cms)
-		(void)blk_pr_unregister(cx->dev);
 	cms_stop(cx->cms);
 	cx->cms = NULL;
+}
+
+void cl_member_unregister(struct cl_ctx *cx)
+{
+	/* Withdrawn, nothing more to write: the key goes (an orderly leave). */
+	if (cx->dev && blk_is_iscsi(cx->dev))
+		(void)blk_pr_unregister(cx->dev);
 }
 
 bool cl_member_up(struct cl_ctx *cx, uint32_t node)

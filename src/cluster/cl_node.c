@@ -1345,6 +1345,7 @@ void cl_stop(struct cl_ctx *cx)
 		if (cx->out_chan[i])
 			rpc_chan_put(cx->out_chan[i]);
 	}
+	cl_member_stop(cx);
 	rpc_ctx_destroy(cx->rpc);
 	cl_dm_detach(cx);
 	kore_free(cx);
@@ -1352,7 +1353,7 @@ void cl_stop(struct cl_ctx *cx)
 		vn_meta_fs_destroy(cx->mfs);
 	if (cx->st)
 		meta_store_close(cx->st);
-	cl_member_stop(cx);
+	cl_member_unregister(cx);
 	tok_client_destroy(cx->tc);
 	if (cx->ts)
 		tok_server_destroy(cx->ts);
