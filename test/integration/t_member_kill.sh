@@ -74,6 +74,8 @@ else
 fi
 wait "$l1" || true
 wait "$l2" || true
+# tally_line counts into these (lib_cluster_io.sh).
+# shellcheck disable=SC2034
 TALLY_OK=0 TALLY_FAIL=0
 for f in "$T_TMP/load1" "$T_TMP/load2"; do
 	while IFS= read -r line; do tally_line "$line"; done <"$f"
