@@ -154,7 +154,6 @@ struct cl_ctx {
 
 	struct rpc_chan *mds;           /* client: the channel to the MDS (see cl_mds_chan) */
 	uint64_t members;               /* the membership's nodes (index bits); under mu */
-	uint64_t epoch;                 /* its epoch; under mu */
 	atomic_uint msg_level;          /* the messages level of the last view (cl_member.c) */
 	uint64_t fenced;                /* MDS: nodes fenced and not back since; under mu */
 	struct cms *cms;                /* the membership; constant after cl_start */

@@ -79,12 +79,17 @@ static void lose_everything(struct cl_ctx *cx)
 		lost);
 }
 
-static void set_cut_off(struct cl_ctx *cx, bool cut)
+/* Cut the node off (or take it back); returns whether it was cut off before. */
+static bool set_cut_off(struct cl_ctx *cx, bool cut)
 {
+	bool was;
+
 	pthread_mutex_lock(&cx->gate_mu);
+	was = cx->cut_off;
 	cx->cut_off = cut;
 	pthread_cond_broadcast(&cx->gate_cv);
 	pthread_mutex_unlock(&cx->gate_mu);
+	return was;
 }
 
 /* The MDS fences @node (its key goes from the LUN) before recovering it. */
@@ -115,16 +120,10 @@ static void on_fenced(struct blk_dev *dev, void *arg)
 {
 	struct cl_ctx *cx = arg;
 
-	bool was_cut;
-
 	(void)dev;
 	fprintf(stderr, "cxfsd: this node is fenced (the LUN refuses its writes): it stops, drops "
 		"its caches and rejoins the membership\n");
-	pthread_mutex_lock(&cx->gate_mu);
-	was_cut = cx->cut_off;
-	cx->cut_off = true;
-	pthread_mutex_unlock(&cx->gate_mu);
-	if (!was_cut)
+	if (!set_cut_off(cx, true))
 		(void)cl_spawn(cx, lose_run, cx);
 	if (cx->cms)
 		cms_rejoin(cx->cms);
@@ -172,23 +171,17 @@ static void set_msg_level(struct cl_ctx *cx, unsigned level, bool settled)
 static void on_view(void *arg, const struct cms_view *v)
 {
 	struct cl_ctx *cx = arg;
-	bool was_cut;
+	bool cut;
 
 	if (!v->quorum || !v->member) {
-		pthread_mutex_lock(&cx->gate_mu);
-		was_cut = cx->cut_off;
-		pthread_mutex_unlock(&cx->gate_mu);
-		if (!was_cut && atomic_load(&cx->ready)) {
-			set_cut_off(cx, true);
+		if (atomic_load(&cx->ready) && !set_cut_off(cx, true))
 			lose_everything(cx);
-		}
 		return;
 	}
 	rpc_ctx_set_epoch(cx->rpc, v->floor > 1 ? v->floor : 1);
 	set_msg_level(cx, v->level[CMS_SUB_MESSAGES], false);
 	pthread_mutex_lock(&cx->mu);
 	cx->members = v->members;
-	cx->epoch = v->epoch;
 	cx->fenced &= ~v->members;
 	pthread_mutex_unlock(&cx->mu);
 	if (cx->is_server && atomic_load(&cx->ready))
@@ -207,26 +200,25 @@ static void on_view(void *arg, const struct cms_view *v)
 				cx->fenced |= CMS_BIT(i);
 				pthread_mutex_unlock(&cx->mu);
 				cl_server_node_lost(cx, node, "left the membership and is fenced");
-			}
-			else
+			} else {
 				cl_server_node_lost(cx, node, "left the membership (fencing failed)");
+			}
 		}
+	/* Taken back: registered anew only now, before it serves (writes) again. */
 	pthread_mutex_lock(&cx->gate_mu);
-	was_cut = cx->cut_off;
+	cut = cx->cut_off;
 	pthread_mutex_unlock(&cx->gate_mu);
-	if (was_cut) {
-		/* Registered anew only now that the membership took the node back. */
-		if (cx->dev && blk_is_iscsi(cx->dev) &&
-		    (blk_pr_rejoin(cx->dev, cl_pr_key(cx->cfg, cx->self_id)) ||
-		     blk_pr_reserve(cx->dev))) {
-			fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
-				") but the LUN refuses this node's key: it stays cut off\n", v->epoch);
-			return;
-		}
+	if (!cut)
+		return;
+	if (cx->dev && blk_is_iscsi(cx->dev) &&
+	    (blk_pr_rejoin(cx->dev, cl_pr_key(cx->cfg, cx->self_id)) || blk_pr_reserve(cx->dev))) {
 		fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
-			"): serving again\n", v->epoch);
-		set_cut_off(cx, false);
+			") but the LUN refuses this node's key: it stays cut off\n", v->epoch);
+		return;
 	}
+	fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
+		"): serving again\n", v->epoch);
+	(void)set_cut_off(cx, false);
 }
 
 /*

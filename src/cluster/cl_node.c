@@ -845,14 +845,12 @@ static int reply_name(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__NameQu
 }
 
 /*
- * Remember @node's channel, on which its recalls go.  A new one after a
- * lost connection: the recalls sent on the old one may be lost, and go
- * again (the node stayed a member, so it keeps its tokens).
+ * Remember @node's channel, on which its recalls go.  (Recalls lost with an
+ * older one are sent again by their waiters: tok_server.c.)
  */
 static void note_channel(struct cl_ctx *cx, uint32_t node, struct rpc_chan *ch)
 {
 	struct rpc_chan *old = NULL;
-	bool back = false;
 
 	if (node >= CL_MAX_NODES)
 		return;
@@ -861,13 +859,10 @@ static void note_channel(struct cl_ctx *cx, uint32_t node, struct rpc_chan *ch)
 		old = cx->node_chan[node];
 		rpc_chan_hold(ch);
 		cx->node_chan[node] = ch;
-		back = old != NULL;
 	}
 	pthread_mutex_unlock(&cx->mu);
 	if (old)
 		rpc_chan_put(old);
-	if (back && cx->ts)
-		tok_server_node_back(cx->ts, node);
 }
 
 static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,

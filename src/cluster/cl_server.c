@@ -26,8 +26,8 @@
  *
  * Liveness is the membership's (cl_member.c), not the connection's: a node
  * whose connection drops keeps its tokens, and recalls that could not be
- * sent, or were lost with the connection, go again when it is back
- * (tok_server_node_back).  Its tokens and locks go only when the
+ * sent, or were lost with the connection, go again a second later (the
+ * token server's waiters resend them).  Its tokens and locks go only when the
  * membership loses it, after it is fenced (cl_server_node_lost).
  *
  * Values from other nodes are clamped where they are used: a remote
@@ -221,18 +221,23 @@ static void srv_recall(void *arg, uint32_t node, uint64_t ino, const struct tok_
 		       bool conditional)
 {
 	struct cl_ctx *cx = arg;
-	struct cl_srv_recall *r = calloc(1, sizeof(*r));
 	struct rpc_chan *ch;
-	int rc = -ENOTCONN;
 
-	if (!r)
-		return;
-	*r = (struct cl_srv_recall){ cx, node, ino, *tokens, conditional };
 	if (node == cx->self_id) {
+		struct cl_srv_recall *r = calloc(1, sizeof(*r));
+
+		if (!r)
+			return;
+		*r = (struct cl_srv_recall){ cx, node, ino, *tokens, conditional };
 		if (cl_spawn(cx, local_recall_run, r))
 			free(r);
 		return;
 	}
+	/*
+	 * Not sent, or lost with a connection: the recall stays marked and its
+	 * waiter sends it again a second later; the node's tokens go when the
+	 * membership loses it.
+	 */
 	ch = node_chan(cx, node);
 	if (ch) {
 		Cxfs__TokenRecall m = CXFS__TOKEN_RECALL__INIT;
@@ -243,16 +248,9 @@ static void srv_recall(void *arg, uint32_t node, uint64_t ino, const struct tok_
 		m.downgrade = ptrs;
 		m.has_conditional = 1;
 		m.conditional = conditional;
-		rc = rpc_send(ch, CXFS__MSG_TYPE__TOKEN_RECALL, &m.base);
+		(void)rpc_send(ch, CXFS__MSG_TYPE__TOKEN_RECALL, &m.base);
 		rpc_chan_put(ch);
 	}
-	/*
-	 * Not sent (no connection now): the recall stays marked, and is sent
-	 * again when the node is back (tok_server_node_back), or the node's
-	 * tokens go when the membership loses it.
-	 */
-	(void)rc;
-	free(r);
 }
 
 static void srv_ioexcl_lost(void *arg, uint32_t node, uint64_t ino)
@@ -302,10 +300,7 @@ static const struct tok_server_ops srv_tok_ops = {
 	.last_exist = srv_last_exist,
 };
 
-/*
- * Free inodes whose last EXIST token came back (their INACTIVE reclaims
- * them), and every half second look for nodes that left.
- */
+/* Free inodes whose last EXIST token came back (their INACTIVE reclaims them). */
 static void *reclaimer(void *arg)
 {
 	struct cl_ctx *cx = arg;
@@ -316,15 +311,8 @@ static void *reclaimer(void *arg)
 		uint64_t ino;
 		struct vnode *vn;
 
-		while (!cx->nrq && !cx->rstop) {
-			struct timespec until;
-
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += 500 * 1000000L;
-			until.tv_sec += until.tv_nsec / 1000000000L;
-			until.tv_nsec %= 1000000000L;
-			(void)pthread_cond_timedwait(&cx->rcv, &cx->rmu, &until);
-		}
+		while (!cx->nrq && !cx->rstop)
+			pthread_cond_wait(&cx->rcv, &cx->rmu);
 		if (!cx->nrq)
 			break;
 		ino = cx->rq[--cx->nrq];

@@ -223,11 +223,6 @@ void tok_server_op_end(struct tok_op *op);
 
 /* @node left the cluster: drop all it holds, fail its waiting requests (-ENOTCONN). */
 void tok_server_node_down(struct tok_server *s, uint32_t node);
-/*
- * @node's connection was lost and is back (it stayed a member): recalls
- * sent to it may be lost, so every recall still unanswered is sent again.
- */
-void tok_server_node_back(struct tok_server *s, uint32_t node);
 /* Every wait in progress ends with -TOK_EEARLY; unanswered recalls are sent again on retry. */
 void tok_server_interrupt_all(struct tok_server *s);
 /*

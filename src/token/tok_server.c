@@ -777,20 +777,6 @@ void tok_server_node_down(struct tok_server *s, uint32_t node)
 	tok__unlock(s);
 }
 
-void tok_server_node_back(struct tok_server *s, uint32_t node)
-{
-	tok__lock(s);
-	for (unsigned b = 0; b < TOK__BUCKETS; b++)
-		for (struct tok__sino *r = s->hash[b]; r; r = r->hnext)
-			for (struct tok__grant *g = r->grants; g; g = g->next) {
-				if (g->holder != node)
-					continue;
-				tok__resend(g);
-			}
-	pthread_cond_broadcast(&s->cv);
-	tok__unlock(s);
-}
-
 int tok_server_export(struct tok_server *s,
 		      int (*fn)(void *arg, uint32_t node, uint64_t ino, const struct tok_set *held),
 		      void *arg)
