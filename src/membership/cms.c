@@ -13,6 +13,8 @@
  */
 #include "membership/cms.h"
 
+#include "common/cx_intr.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -186,14 +188,6 @@ int cms_levels_parse(const char *spec, struct cms_levels *out)
 	return 0;
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 __attribute__((format(printf, 2, 3)))
 static void say(struct cms *m, const char *fmt, ...)
 {
@@ -309,16 +303,6 @@ static uint64_t my_reach(struct cms *m, int64_t now)
 }
 
 /*
- * Whom this node must still hear to keep serving: the others declare it dead
- * after dead_after, and a node stops one heartbeat before that (a lease), so
- * that it never serves from its caches after the others recovered it.
- */
-static uint64_t lease_reach(struct cms *m, int64_t now)
-{
-	return reach_within(m, now, m->dead_ms - m->hb_ms);
-}
-
-/*
  * The nodes quorum is counted over: those that may serve, less those that
  * withdrew in order and have not come back (a node that withdrew cannot be
  * on the other side of a partition: it must be admitted again first, by a
@@ -327,6 +311,19 @@ static uint64_t lease_reach(struct cms *m, int64_t now)
 static uint64_t voters(const struct cms *m)
 {
 	return m->may_serve & ~m->view.gone;
+}
+
+/*
+ * Does this node still hear a quorum (or half, for the tie-breaker) to keep
+ * serving?  The others declare it dead after dead_after, and a node stops
+ * one heartbeat before that (a lease), so that it never serves from its
+ * caches after the others recovered it.
+ */
+static bool lease_holds(struct cms *m, int64_t now)
+{
+	uint64_t r = reach_within(m, now, m->dead_ms - m->hb_ms);
+
+	return cms_view_quorum(r, voters(m), false) || cms_view_is_tie(r, voters(m));
 }
 
 /* Has @set quorum (a tie only if won on the disk, see tie_won)? */
@@ -509,22 +506,31 @@ static bool has_quorum(struct cms *m, uint64_t set, bool may_race)
 static void lead(struct cms *m, uint64_t reach, int64_t now)
 {
 	uint64_t rows[CMS_MAX_NODES], set, members = m->view.quorum ? m->view.members : 0;
-	uint64_t applied_all = 1, joiners, withdrawn;
+	uint64_t behind = 0, dead = 0, restarted = 0, joiners, withdrawn;
 	struct cms__prop *p = &m->prop;
 	int bad;
 
 	for (size_t i = 0; i < m->n; i++)
 		rows[i] = (int)i == m->self ? reach : m->peer[i].hb.reach | CMS_BIT(i);
 	set = cms_view_clique(rows, m->n, reach, m->self, members);
-	/* Joins wait while a member has not applied the current membership. */
-	for (size_t i = 0; i < m->n; i++)
-		if ((members & set & CMS_BIT(i)) && (int)i != m->self &&
-		    m->peer[i].hb.applied < m->view.epoch)
-			applied_all = 0;
+	/* The other members: behind the current membership, dead, restarted. */
+	for (size_t i = 0; i < m->n; i++) {
+		const struct cms__peer *pe = &m->peer[i];
+
+		if (!(members & set & CMS_BIT(i)) || (int)i == m->self)
+			continue;
+		if (pe->hb.applied < m->view.epoch)
+			behind |= CMS_BIT(i);
+		if (pe->hb.state == CMS_DEAD)
+			dead |= CMS_BIT(i);
+		if (pe->inc != m->view.incarnation[i])
+			restarted |= CMS_BIT(i);
+	}
 	if (m->applied < m->view.epoch && (members & CMS_BIT(m->self)))
-		applied_all = 0;
+		behind |= CMS_BIT(m->self);
+	/* Joins wait while a member has not applied the current membership. */
 	joiners = set & ~members;
-	if (joiners && !applied_all && members)
+	if (joiners && behind && members)
 		set &= members;
 	/* A node whose levels and the others' share nothing stays out. */
 	for (size_t i = 0; i < m->n; i++) {
@@ -543,39 +549,23 @@ static void lead(struct cms *m, uint64_t reach, int64_t now)
 			 m->peer[i].hb.min[bad], m->peer[i].hb.max[bad]);
 		say(m, "%s", m->last_refusal);
 	}
-	if (!has_quorum(m, set, true) ||
-	    (!cms_view_quorum(lease_reach(m, now), voters(m), false) &&
-	     !cms_view_is_tie(lease_reach(m, now), voters(m)))) {
+	if (!has_quorum(m, set, true) || !lease_holds(m, now)) {
 		lose_quorum(m, reach);
 		return;
 	}
-	if (set == members && m->view.quorum && !m->quorum_lost) {
-		bool same = true;
-
-		/* A member that lost quorum meanwhile needs a new membership to serve again. */
-		for (size_t i = 0; i < m->n; i++)
-			if ((set & CMS_BIT(i)) && (int)i != m->self &&
-			    m->peer[i].hb.state == CMS_DEAD)
-				same = false;
-
-		/* A member that restarted (new incarnation) leaves and joins again. */
-		for (size_t i = 0; i < m->n; i++)
-			if ((set & CMS_BIT(i)) && (int)i != m->self &&
-			    m->peer[i].inc != m->view.incarnation[i])
-				same = false;
-		if (same) {
-			m->prop_ns = 0;
-			return;
-		}
+	/*
+	 * Nothing to change, unless a member lost quorum meanwhile (it needs a
+	 * new membership to serve again) or restarted (it leaves and joins again).
+	 */
+	if (set == members && m->view.quorum && !m->quorum_lost && !dead && !restarted) {
+		m->prop_ns = 0;
+		return;
 	}
 	if (m->prop_ns && now - m->prop_ns < (int64_t)m->dead_ms * 1000000LL &&
-	    p->members == set)
+	    p->members == (set & ~restarted))
 		return;                      /* in flight */
 	/* A restarted member goes out first, so that it is fenced before it rejoins. */
-	for (size_t i = 0; i < m->n; i++)
-		if ((set & members & CMS_BIT(i)) && (int)i != m->self &&
-		    m->peer[i].inc != m->view.incarnation[i])
-			set &= ~CMS_BIT(i);
+	set &= ~restarted;
 	withdrawn = 0;
 	for (size_t i = 0; i < m->n; i++)
 		if ((members & ~set & CMS_BIT(i)) && m->peer[i].hb.leaving && heard(m, (int)i, now))
@@ -751,7 +741,7 @@ static void receive(struct cms *m)
 		say(m, "node %s restarted (new incarnation)", node_name(m, h.from));
 	p->inc = h.incarnation;
 	p->seq = h.seq;
-	p->heard_ns = now_ns();
+	p->heard_ns = cx_intr_now_ns();
 	switch (h.type) {
 	case CMS__HB: {
 		struct cms__hb hb;
@@ -790,7 +780,7 @@ bad:
 
 static void tick(struct cms *m)
 {
-	int64_t now = now_ns();
+	int64_t now = cx_intr_now_ns();
 	uint64_t reach = my_reach(m, now);
 	struct cms__hb hb = { .epoch = m->view.epoch, .applied = m->applied,
 			      .promised = m->promised, .reach = reach, .settled = settled(m),
@@ -816,8 +806,7 @@ static void tick(struct cms *m)
 	 * dead threshold more; none came: its side has no quorum (its leader
 	 * lost a tie, say), stop too.
 	 */
-	if (!cms_view_quorum(lease_reach(m, now), voters(m), false) &&
-	    !cms_view_is_tie(lease_reach(m, now), voters(m))) {
+	if (!lease_holds(m, now)) {
 		lose_quorum(m, reach);
 	} else if (m->view.member && (m->view.members & ~reach)) {
 		if (!m->lost_since)
@@ -832,12 +821,12 @@ static void tick(struct cms *m)
 static void *proto_main(void *arg)
 {
 	struct cms *m = arg;
-	int64_t next = now_ns();
+	int64_t next = cx_intr_now_ns();
 
 	pthread_mutex_lock(&m->mu);
 	while (!m->stop) {
 		struct pollfd pfd = { .fd = m->fd, .events = POLLIN };
-		int64_t now = now_ns();
+		int64_t now = cx_intr_now_ns();
 		int wait = next > now ? (int)((next - now) / 1000000) : 0;
 
 		pthread_mutex_unlock(&m->mu);
@@ -850,9 +839,9 @@ static void *proto_main(void *arg)
 				if (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & POLLIN))
 					break;
 			}
-		if (now_ns() >= next) {
+		if (cx_intr_now_ns() >= next) {
 			tick(m);
-			next = now_ns() + (int64_t)m->hb_ms * 1000000LL;
+			next = cx_intr_now_ns() + (int64_t)m->hb_ms * 1000000LL;
 		}
 	}
 	pthread_mutex_unlock(&m->mu);
@@ -951,32 +940,36 @@ fail:
 	return rc;
 }
 
+/* Wait on cv for a change, 50 ms at most (what is awaited may come with a heartbeat); mu held. */
+static void nap(struct cms *m)
+{
+	int64_t until = cx_intr_now_ns() + 50 * 1000000LL;
+	struct timespec ts = { (time_t)(until / 1000000000), (long)(until % 1000000000) };
+
+	(void)pthread_cond_clockwait(&m->cv, &m->mu, CLOCK_MONOTONIC, &ts);
+}
+
 int cms_leave(struct cms *m, unsigned wait_ms)
 {
-	int64_t until = now_ns() + (int64_t)wait_ms * 1000000LL;
+	int64_t until = cx_intr_now_ns() + (int64_t)wait_ms * 1000000LL;
 	int rc = -ETIMEDOUT;
 
 	pthread_mutex_lock(&m->mu);
 	m->leaving = true;
 	m->state = CMS_SHUTDOWN;
-	while (now_ns() < until) {
+	while (cx_intr_now_ns() < until) {
 		bool seen = true;
-		struct timespec ts;
 
 		/* Seen once every member heard it would not count this node any more. */
 		for (size_t i = 0; i < m->n; i++)
 			if ((int)i != m->self && (m->view.members & CMS_BIT(i)) &&
-			    heard(m, (int)i, now_ns()) && (m->peer[i].hb.reach & CMS_BIT(m->self)))
+			    heard(m, (int)i, cx_intr_now_ns()) && (m->peer[i].hb.reach & CMS_BIT(m->self)))
 				seen = false;
 		if (seen) {
 			rc = 0;
 			break;
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+		nap(m);
 	}
 	pthread_mutex_unlock(&m->mu);
 	say(m, "left the membership%s", rc ? " (not every member confirmed in time)" : "");
@@ -1031,24 +1024,18 @@ enum cms_state cms_state_get(struct cms *m)
 
 int cms_wait_member(struct cms *m, unsigned ms)
 {
-	int64_t until = now_ns() + (int64_t)ms * 1000000LL;
+	int64_t until = cx_intr_now_ns() + (int64_t)ms * 1000000LL;
 	int rc = -ETIMEDOUT;
 
 	pthread_mutex_lock(&m->mu);
 	while (!m->stop) {
-		struct timespec ts;
-
 		if (m->view.member && m->view.quorum && !m->quorum_lost && m->applied == m->view.epoch) {
 			rc = 0;
 			break;
 		}
-		if (now_ns() >= until)
+		if (cx_intr_now_ns() >= until)
 			break;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+		nap(m);
 	}
 	pthread_mutex_unlock(&m->mu);
 	return rc;
@@ -1057,7 +1044,7 @@ int cms_wait_member(struct cms *m, unsigned ms)
 int cms_status_json(struct cms *m, char *buf, size_t size)
 {
 	size_t len = 0;
-	int64_t now = now_ns();
+	int64_t now = cx_intr_now_ns();
 	int n;
 
 #define PUT(...)                                                                   \
