@@ -1,14 +1,13 @@
 #!/usr/bin/env python3
 """failbench.py: the measuring half of bench/failover.sh.
 
-  failbench.py run --cluster DIR --bin BINDIR --local-cluster SCRIPT --repeat N
+  failbench.py run --cluster DIR --local-cluster SCRIPT --repeat N
       on a 3-node local cluster at DIR: node3 writes a shared file, node1
       and node2 probe it; kill -9 node3's cxfsd N times (restarting it in
       between) and print "DETECT ms | RESUME ms" (medians).
 """
 import argparse
 import fcntl
-import json
 import multiprocessing as mp
 import os
 import signal
@@ -17,14 +16,18 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test",
+                                "integration"))
+import hangwatch  # noqa: E402
 
-def status(cl, binp, i):
+
+def membership(cl, i):
+    """Node i's membership from its admin socket (no cxfsctl process per
+    poll: that would add its start-up to the detection time), or None."""
+    st = hangwatch.status_json(os.path.join(cl, f"node{i}", "admin.sock"), timeout=5)
     try:
-        out = subprocess.run([os.path.join(binp, "cxfsctl"), "--socket",
-                              os.path.join(cl, f"node{i}", "admin.sock"), "status", "--json"],
-                             capture_output=True, text=True, timeout=5).stdout
-        return json.loads(out)["cluster"]["membership"]
-    except (subprocess.TimeoutExpired, ValueError, KeyError, TypeError):
+        return st["cluster"]["membership"]
+    except (TypeError, KeyError):
         return None
 
 
@@ -73,7 +76,7 @@ def one_kill(a):
     os.kill(pid, signal.SIGKILL)
     detect = None
     while time.time() - t_kill < 30:
-        ms = [status(cl, a.bin, i) for i in (1, 2)]
+        ms = [membership(cl, i) for i in (1, 2)]
         if all(m and not [n for n in m["nodes"] if n["name"] == "node3"][0]["member"] for m in ms):
             detect = time.time() - t_kill
             break
@@ -96,7 +99,6 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--cluster", required=True)
-    r.add_argument("--bin", required=True)
     r.add_argument("--local-cluster", required=True)
     r.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()

@@ -13,7 +13,7 @@
 # for the dead node's lock and tokens to be recovered.  Then kill -9 of node3's cxfsd, REPEAT times (node3 is
 # restarted in between).  Reported per setting, medians over the kills:
 #   detection   from the kill until every survivor's membership has left
-#               node3 out (cxfsctl status polled every 10 ms)
+#               node3 out (status json read from the admin sockets every 10 ms)
 #   resume      from the kill until the survivors' probes complete an
 #               operation again (the end of the longest probe operation
 #               that spans the kill)
@@ -58,7 +58,7 @@ for s in $SETTINGS; do
 	CXFS_BIN_DIR=$BIN CXFS_CONF_GLOBALS=$'heartbeat '"$hb"$'\ndead_after '"$dead" \
 		"$top/scripts/local-cluster" up --netns -n 3 --dir "$CL" >"$DIR/up.log" 2>&1 ||
 		{ cat "$DIR/up.log" >&2; exit 1; }
-	line=$(python3 "$top/bench/failbench.py" run --cluster "$CL" --bin "$BIN" \
+	line=$(python3 "$top/bench/failbench.py" run --cluster "$CL" \
 		--local-cluster "$top/scripts/local-cluster" --repeat "$REPEAT")
 	echo "  $line" >&2
 	rows+=("| $hb ms | $dead ms | $line |")
