@@ -229,23 +229,17 @@ static void on_view(void *arg, const struct cms_view *v)
 static int tie_break(void *arg, uint64_t others)
 {
 	struct cl_ctx *cx = arg;
-	struct blk_open_opts bo = { .initiator = cms_node_initiator(cx->self) };
-	struct blk_dev *dev = cx->dev;
 	int rc;
 
-	if (!dev && blk_open(cms_fs_volume(cx->fs, 0), &bo, &dev))
-		return -EIO;
-	if (!blk_is_iscsi(dev)) {
-		rc = -EOPNOTSUPP;
-		goto out;
-	}
-	rc = blk_pr_register(dev, cl_pr_key(cx->cfg, cx->self_id));
+	/* Only members race (cms.c), and a member has its volume open: but for a moment at start. */
+	if (!cx->dev)
+		return -EAGAIN;
+	if (!blk_is_iscsi(cx->dev))
+		return -EOPNOTSUPP;
+	rc = blk_pr_register(cx->dev, cl_pr_key(cx->cfg, cx->self_id));
 	for (size_t i = 0; !rc && i < CMS_MAX_NODES; i++)
 		if (others & CMS_BIT(i))
-			rc = blk_pr_preempt(dev, cl_pr_key(cx->cfg, (uint32_t)i + 1));
-out:
-	if (dev != cx->dev)
-		blk_close(dev);
+			rc = blk_pr_preempt(cx->dev, cl_pr_key(cx->cfg, (uint32_t)i + 1));
 	/* The loser's own key is gone: its preempt (or register) says fenced. */
 	return rc == 0 ? 1 : rc == BLK_EFENCED ? 0 : rc;
 }

@@ -487,10 +487,13 @@ static bool tie_won(struct cms *m, uint64_t set)
 	pthread_mutex_unlock(&m->mu);
 	rc = m->o.ops->tie_break(m->o.arg, voters(m) & ~set);
 	pthread_mutex_lock(&m->mu);
+	/* Won or lost stands for this set; an attempt that could not run is made again. */
+	if (rc < 0)
+		return false;
 	m->tie_set = set;
 	m->tie_result = rc;
 	say(m, "tie-breaker (half of the nodes that may serve): %s",
-	    rc == 1 ? "won the disk" : rc == 0 ? "lost the disk" : "could not reach the disk");
+	    rc == 1 ? "won the disk" : "lost the disk");
 	return rc == 1;
 }
 
