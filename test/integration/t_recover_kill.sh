@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# t_recover_kill.sh: the metadata server dies (kill -9 of its cxfsd) 20
+# times, under a verified workload on the two other nodes, and the
+# applications see a pause, never an error, and lose nothing acknowledged.
+# A 3-node cluster, every node a host of its own (network namespaces), all
+# three in the server order.  Each round:
+#
+#  - recover_load.py runs on the two nodes that do not serve (files written
+#    in pieces and read back on the other node, fsync'ed files, renames,
+#    O_APPEND records to one shared log, a counter under POSIX locks,
+#    unlinked files kept open), in a directory of its own per round;
+#  - kill -9 of the serving node's cxfsd (scripts/local-cluster kill);
+#  - exactly one survivor serves within 30 s and both survivors name it;
+#  - the workload runs on for a moment after the recovery, then stops and
+#    verifies itself through the other node: no error, every acknowledged
+#    byte, record and increment there (its longest call, the pause, is
+#    printed; hangwatch.py fails it with every node's state if a call does
+#    not return in 30 s);
+#  - the killed node is started again and rejoins as a client (it does not
+#    serve; it names the new server);
+#
+# so the server moves around the cluster.  At the end a file written on
+# each node reads right on every node, every node unmounts and cxfs-check
+# finds the LUN clean.
+#
+# CXFS_RECOVER_MODE=relocate moves the server with `cxfsctl relocate` in
+# place of the kill (and restarts nothing): the workload and its verifier
+# checked against a move that does not need the recovery engine.
+# CXFS_RECOVER_ROUNDS changes the number of rounds (20).
+. "$(dirname "$0")/lib_recover.sh"
+it_init recover_kill --need-tgtd
+
+ROUNDS=${CXFS_RECOVER_ROUNDS:-20}
+BEFORE=${CXFS_RECOVER_BEFORE:-1.0}   # seconds of workload before the kill
+AFTER=${CXFS_RECOVER_AFTER:-1.5}     # and after the new server serves
+
+cluster_up_netns 3 || { fail "a 3-node cluster in network namespaces starts"; it_finish; }
+mkdir -p "$(node_mnt 1)/rk"
+check_eq "node1 serves at the start" "1" "$(serving_nodes)"
+
+log "$ROUNDS rounds: the serving node goes ($RECOVER_MODE) under a workload on the two others"
+pauses=()
+recov=()
+moved=0
+for ((r = 1; r <= ROUNDS; r++)); do
+	s=$(serving_nodes)
+	if [[ ! "$s" =~ ^[1-3]$ ]]; then
+		fail "round $r: not exactly one server before the round: '$s'"
+		watchdog_dump "round $r: no single server"
+		break
+	fi
+	surv=()
+	for i in 1 2 3; do [[ $i == "$s" ]] || surv+=("$i"); done
+	load_start "r$r" "rk/r$r" "${surv[@]}"
+	sleep "$BEFORE"
+	t0=$(date +%s%N)
+	if [[ $RECOVER_MODE == relocate ]]; then
+		out=$("$CXFSCTL" --socket "$(node_sock "$s")" relocate shared "node${surv[r % 2]}" 2>&1) ||
+			fail "round $r: relocate node$s -> node${surv[r % 2]}: $out"
+	else
+		log "round $r: kill -9 node$s (the server); node${surv[0]} and node${surv[1]} run the workload"
+		cluster_kill "$s" || fail "round $r: kill node$s"
+	fi
+	if n=$(wait_new_server "$s" 30 "${surv[@]}"); then
+		recov+=("$((($(date +%s%N) - t0) / 1000000))")
+		log "round $r: node$n serves ${recov[-1]} ms after the ${RECOVER_MODE}"
+		moved=$((moved + 1))
+	else
+		fail "round $r: no single survivor serves 30 s after the $RECOVER_MODE of node$s"
+		watchdog_dump "round $r: no new server"
+		load_stop "r$r"
+		break
+	fi
+	sleep "$AFTER"
+	load_stop "r$r" || { watchdog_dump "round $r: the workload failed"; break; }
+	pauses+=("$LOAD_PAUSE_MS")
+	if [[ $RECOVER_MODE == kill ]]; then
+		if ! cluster_restart "$s"; then
+			fail "round $r: node$s does not come back"
+			break
+		fi
+		st="$(server_seen_by "$s") $(serving_nodes)"
+		check_eq "round $r: node$s rejoined as a client of node$n" "node$n $n" "$st"
+		[[ "$st" == "node$n $n" ]] || break
+	fi
+done
+check_eq "the server moved $ROUNDS times, the workload verified each time" "$ROUNDS" "$moved"
+log "time from the $RECOVER_MODE to a single new server (ms): ${recov[*]}"
+log "longest call of the workload per round (ms): ${pauses[*]}"
+
+cross_node_rw after-recoveries
+cluster_stop_and_check
+it_finish
