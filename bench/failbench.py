@@ -5,6 +5,19 @@
       on a 3-node local cluster at DIR: node3 writes a shared file, node1
       and node2 probe it; kill -9 node3's cxfsd N times (restarting it in
       between) and print "DETECT ms | RESUME ms" (medians).
+  failbench.py mds --cluster DIR --local-cluster SCRIPT --repeat N --vnodes V
+      on a 3-node local cluster at DIR: V files are created once and stat'ed
+      on both survivors before each kill (so each caches about V vnodes);
+      a probe on each survivor creates, writes and closes a new small file
+      every 5 ms (each needs the metadata server); kill -9 of the serving
+      node's cxfsd N times (restarted in between, so the server moves).
+      Per kill, from the kill: detection (every survivor's membership has
+      left the node out), serving (one survivor says it serves and the
+      other names it), first operation (the first probe operation started
+      after the kill completes on a survivor: min over the survivors; both
+      survivors: max), and the phases of the new server's recovery as its
+      status records them (cluster.recovery.history, last entry).  Prints
+      one table row of medians and the per-kill figures on stderr.
 """
 import argparse
 import fcntl
@@ -94,14 +107,193 @@ def one_kill(a):
     return detect, resume
 
 
+def status(cl, i, timeout=5):
+    return hangwatch.status_json(os.path.join(cl, f"node{i}", "admin.sock"), timeout=timeout)
+
+
+def cluster_of(st):
+    return st.get("cluster", {}) if isinstance(st, dict) and isinstance(st.get("cluster"), dict) else {}
+
+
+def server_now(cl):
+    for i in (1, 2, 3):
+        c = cluster_of(status(cl, i, 2))
+        if c.get("is_server"):
+            return i
+    return None
+
+
+def make_files(top, n):
+    """n empty files under top in directories of 1000 (created once)."""
+    done = os.path.join(top, f".made.{n}")
+    if os.path.exists(done):
+        return
+    for k in range(n):
+        d = os.path.join(top, f"d{k // 1000:03d}")
+        if k % 1000 == 0:
+            os.makedirs(d, exist_ok=True)
+        fd = os.open(os.path.join(d, f"f{k:06d}"), os.O_CREAT | os.O_WRONLY, 0o644)
+        os.close(fd)
+        if k and k % 20000 == 0:
+            print(f"    {k} files made", file=sys.stderr, flush=True)
+    open(done, "w").close()
+
+
+def stat_files(top, n):
+    for k in range(n):
+        os.stat(os.path.join(top, f"d{k // 1000:03d}", f"f{k:06d}"))
+
+
+def mds_probe(d, tag, q, stop):
+    """Create, write, close a new file every 5 ms: (start, end, ok) spans."""
+    os.makedirs(d, exist_ok=True)
+    spans = []
+    k = 0
+    while not stop.is_set():
+        t0 = time.time()
+        ok = True
+        try:
+            fd = os.open(os.path.join(d, f"{tag}.{k}"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+            os.write(fd, b"p" * 512)
+            os.close(fd)
+        except OSError:
+            ok = False
+        spans.append((t0, time.time(), ok))
+        k += 1
+        time.sleep(0.005)
+    q.put(spans)
+
+
+def phases_of(c):
+    """The new server's recovery phases (name -> ms) from its status: the
+    last entry of cluster.recovery.history, whatever its shape (a dict of
+    durations, or a list of {phase|name, ms|duration_ms})."""
+    rec = c.get("recovery")
+    if not isinstance(rec, dict):
+        return {}
+    hist = rec.get("history")
+    if isinstance(hist, list) and hist:
+        hist = hist[-1]
+    if not isinstance(hist, dict):
+        return {}
+    ph = hist.get("phases", hist)
+    out = {}
+    if isinstance(ph, dict):
+        for k, v in ph.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = float(v)
+            elif isinstance(v, dict):
+                for kk in ("ms", "duration_ms", "elapsed_ms"):
+                    if isinstance(v.get(kk), (int, float)):
+                        out[k] = float(v[kk])
+    elif isinstance(ph, list):
+        for e in ph:
+            if isinstance(e, dict):
+                name = e.get("phase") or e.get("name")
+                ms = next((e[k] for k in ("ms", "duration_ms", "elapsed_ms") if isinstance(e.get(k), (int, float))), None)
+                if name and ms is not None:
+                    out[name] = float(ms)
+    return out
+
+
+def mds_kill(a, k):
+    cl = a.cluster
+    mnt = lambda i: os.path.join(cl, f"node{i}", "mnt")
+    s = server_now(cl)
+    if s is None:
+        raise SystemExit("no node serves")
+    surv = [i for i in (1, 2, 3) if i != s]
+    t0 = time.time()
+    for i in surv:
+        stat_files(os.path.join(mnt(i), "cache"), a.vnodes)
+    vn = [(status(cl, i) or {}).get("vnodes") for i in surv]
+    cache_s = time.time() - t0
+    stop = mp.Event()
+    q = mp.Queue()
+    probes = [mp.Process(target=mds_probe, args=(os.path.join(mnt(i), "probe", f"k{k}"), f"n{i}", q, stop))
+              for i in surv]
+    for p in probes:
+        p.start()
+    time.sleep(1.0)
+    pid = int(open(os.path.join(cl, f"node{s}", "pid")).read())
+    t_kill = time.time()
+    os.kill(pid, signal.SIGKILL)
+    detect = serving = None
+    while time.time() - t_kill < 60 and (detect is None or serving is None):
+        sts = [status(cl, i, 2) for i in surv]
+        cs = [cluster_of(st) for st in sts]
+        now = time.time() - t_kill
+        if detect is None and all(c.get("membership") and not [n for n in c["membership"]["nodes"]
+                                  if n["name"] == f"node{s}"][0]["member"] for c in cs):
+            detect = now
+        srv = [i for i, c in zip(surv, cs) if c.get("is_server")]
+        if serving is None and len(srv) == 1 and all(c.get("server") == f"node{srv[0]}" for c in cs):
+            serving = now
+            new = srv[0]
+        time.sleep(0.01)
+    time.sleep(1.5)
+    stop.set()
+    spans = [q.get(timeout=120) for _ in probes]
+    for p in probes:
+        p.join(timeout=30)
+    firsts = []
+    for sp in spans:
+        after = [e for b, e, ok in sp if b >= t_kill and ok]
+        firsts.append(min(after) - t_kill if after else None)
+    errors = sum(1 for sp in spans for _, _, ok in sp if not ok)
+    phases = phases_of(cluster_of(status(cl, new))) if serving is not None else {}
+    subprocess.run([a.local_cluster, "restart", "--dir", cl, str(s)], capture_output=True, check=True)
+    first = min((f for f in firsts if f is not None), default=None)
+    both = max(firsts) if all(f is not None for f in firsts) else None
+    print(f"    kill {k + 1} (node{s}; vnodes cached on the survivors {vn}, stat'ed in {cache_s:.1f} s): "
+          f"detection {ms(detect)}, serving {ms(serving)}, first operation {ms(first)}, "
+          f"both survivors {ms(both)}, probe errors {errors}, phases {phases}",
+          file=sys.stderr, flush=True)
+    return {"detect": detect, "serving": serving, "first": first, "both": both,
+            "errors": errors, "phases": phases}
+
+
+def ms(x):
+    return f"{x * 1000:,.0f} ms" if x is not None else "-"
+
+
+def mds(a):
+    t0 = time.time()
+    make_files(os.path.join(a.cluster, f"node{server_now(a.cluster) or 1}", "mnt", "cache"),
+               max(a.vnodes, a.make))
+    print(f"    {max(a.vnodes, a.make):,} files there ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    rows = [mds_kill(a, k) for k in range(a.repeat)]
+
+    def med(key):
+        v = [r[key] for r in rows if r[key] is not None]
+        return ms(statistics.median(v)) if v else "-"
+    names = []
+    for r in rows:
+        names += [n for n in r["phases"] if n not in names]
+    ph = []
+    for n in names:
+        v = [r["phases"][n] for r in rows if n in r["phases"]]
+        ph.append(f"{n} {statistics.median(v):,.0f} ms")
+    print(f"{a.vnodes:,} | {med('detect')} | {med('serving')} | {'; '.join(ph) or '(no recovery history)'} | "
+          f"{med('first')} | {med('both')} | {sum(r['errors'] for r in rows)}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("mds")
+    m.add_argument("--cluster", required=True)
+    m.add_argument("--local-cluster", required=True)
+    m.add_argument("--repeat", type=int, default=5)
+    m.add_argument("--vnodes", type=int, default=1)
+    m.add_argument("--make", type=int, default=0, help="create this many files (at least --vnodes)")
     r = sub.add_parser("run")
     r.add_argument("--cluster", required=True)
     r.add_argument("--local-cluster", required=True)
     r.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
+    if a.cmd == "mds":
+        return mds(a)
     det, res = [], []
     for k in range(a.repeat):
         d, s = one_kill(a)

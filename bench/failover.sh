@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/failover.sh: how long the survivors of a client node's death wait.
+# bench/failover.sh: how long the survivors of a node's death wait: a client
+# node's (the default), or the metadata server's (--mode mds).
 #
 #   bench/failover.sh [--repeat N] [--settings "HB/DEAD ..."] [--dir DIR]
 #
@@ -18,18 +19,41 @@
 #               operation again (the end of the longest probe operation
 #               that spans the kill)
 # Prints a table and writes it to bench/results/failover-<date>.txt.
+#
+#   bench/failover.sh --mode mds [--repeat N] [--vnodes "1 10000 100000"] [--dir DIR]
+#
+# The loss of the metadata server (MDS recovery): one 3-node cluster with
+# the default membership settings; the largest number of VNODES files is
+# created once, then for each number V (ascending): both survivors stat V
+# files before each kill (so each caches about V vnodes; the counts their
+# status shows are printed), a probe on each survivor creates, writes and
+# closes a new file every 5 ms, and the serving node's cxfsd is killed
+# (kill -9), REPEAT times (restarted in between, so the server moves).
+# Reported per V, medians over the kills, all from the kill:
+#   detection   every survivor's membership has left the server out
+#   serving     one survivor says it serves and the other names it
+#   phases      the new server's recovery phases (fencing, reconstruction,
+#               replay, ...) as its status records them
+#               (cluster.recovery.history, last entry), their durations
+#   first op    the first probe operation started after the kill completes
+#               on a survivor (and on both survivors)
+# Written to bench/results/failover-mds-<date>.txt.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${CXFS_BIN_DIR:-$top/build/bin}
 REPEAT=5
 SETTINGS="200/900 100/450 500/2500"
+MODE=client
+VNODES="1 10000 100000"
 DIR=
 while (($#)); do
 	case $1 in
+	--mode) MODE=$2; shift ;;
+	--vnodes) VNODES=$2; shift ;;
 	--repeat) REPEAT=$2; shift ;;
 	--settings) SETTINGS=$2; shift ;;
 	--dir) DIR=$2; shift ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,41p' "$0"; exit 0 ;;
 	*) echo "failover.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -48,6 +72,32 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$top/bench/results"
+if [[ $MODE == mds ]]; then
+	out=$top/bench/results/failover-mds-$(date -u +%Y%m%d-%H%M%S).txt
+	most=0
+	for v in $VNODES; do ((v > most)) && most=$v; done
+	CXFS_BIN_DIR=$BIN "$top/scripts/local-cluster" up --netns -n 3 --dir "$CL" >"$DIR/up.log" 2>&1 ||
+		{ cat "$DIR/up.log" >&2; exit 1; }
+	rows=()
+	for v in $VNODES; do
+		echo "[$(date +%T)] $v vnodes cached on the survivors: $REPEAT kills of the metadata server" >&2
+		line=$(python3 "$top/bench/failbench.py" mds --cluster "$CL" \
+			--local-cluster "$top/scripts/local-cluster" --repeat "$REPEAT" --vnodes "$v" --make "$most")
+		echo "  $line" >&2
+		rows+=("| $line |")
+	done
+	{
+		echo "cxfs failover: kill -9 of the metadata server (3 nodes in network namespaces), median of $REPEAT"
+		echo "$(date -u '+%F %H:%M UTC'); commit $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo ?); $(nproc) CPUs; load $(cut -d' ' -f1 /proc/loadavg)"
+		echo
+		echo "| vnodes cached per survivor | detection | a survivor serves | recovery phases (new server) | first op on a survivor | on both | probe errors |"
+		echo "|---:|---:|---:|---|---:|---:|---:|"
+		printf '%s\n' "${rows[@]}"
+	} | tee "$out"
+	echo "written to $out" >&2
+	exit 0
+fi
+[[ $MODE == client ]] || { echo "failover.sh: --mode client or mds" >&2; exit 2; }
 out=$top/bench/results/failover-$(date -u +%Y%m%d-%H%M%S).txt
 rows=()
 for s in $SETTINGS; do

@@ -26,6 +26,8 @@
 #   sampler_start NAME / sampler_stop NAME WHAT
 #                        sample every live node's status (10 times a second)
 #                        and one check at the stop: never two servers at once
+#   catch_start, catch_wait, next_in_order, but: see below
+#   bail WHY             fail, dump, abort every mount, end the test
 #   watchdog_dump WHY    hangwatch.py's dump of every node (status JSON,
 #                        threads, logs), with WHY, into the test's output
 
@@ -33,10 +35,11 @@
 
 RLOAD=$IT_DIR/recover_load.py
 HANGWATCH=$IT_DIR/hangwatch.py
+# shellcheck disable=SC2034 # used by the tests
 RECOVER_MODE=${CXFS_RECOVER_MODE:-kill}
 
-serving_nodes() { python3 "$RLOAD" servers --cluster "$CL_DIR"; }
-server_seen_by() { cl_stat "$1" 'c["server"]' 2>/dev/null; }
+serving_nodes() { python3 "$RLOAD" servers --cluster "$CL_DIR" || true; }
+server_seen_by() { cl_stat "$1" 'c["server"]' 2>/dev/null || echo "(no answer)"; }
 
 wait_new_server() {
 	local old=$1 secs=$2 s
@@ -47,6 +50,7 @@ wait_new_server() {
 }
 
 declare -A _LOAD_PID
+_DUMPS=0
 load_start() {
 	local name=$1 dir=$2 i args=()
 	shift 2
@@ -71,28 +75,33 @@ load_stop() {
 		return 1
 	fi
 	wait "$pid" || rc=$?
-	LOAD_PAUSE_MS=$(python3 - "$T_TMP/load.$name" "$min" "$rc" <<'EOF'
+	# "PAUSE_MS OK|BAD summary" from its JSON line.
+	local verdict
+	verdict=$(python3 - "$T_TMP/load.$name" "$min" "$rc" <<'EOF'
 import json, sys
-text = open(sys.argv[1]).read()
 try:
-    r = json.loads(text.strip().splitlines()[-1])
-except (ValueError, IndexError):
-    print("?")
+    r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+except (OSError, ValueError, IndexError):
+    print("? BAD no summary")
     sys.exit(0)
-print(r["max_pause_ms"])
+good = sys.argv[3] == "0" and r["ops"] >= int(sys.argv[2])
+print("%s %s %d operations, %d appends, %d locked increments, %d fsynced files, "
+      "%d unlinked-open files; %d errors; longest call %.0f ms"
+      % (r["max_pause_ms"], "OK" if good else "BAD", r["ops"], r["appends"], r["increments"],
+         r["synced"], r["unlinked_open"], r["errors"], r["max_pause_ms"]))
 EOF
 )
-	local summary
-	summary=$(tail -n 1 "$T_TMP/load.$name")
-	if ((rc == 0)) && python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(r["ops"] < int(sys.argv[2]))' \
-		"$summary" "$min" 2>/dev/null; then
-		pass "$name: $(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("%d operations, %d appends, %d locked increments, %d fsynced files, %d unlinked-open files; 0 errors; longest call %.0f ms" % (r["ops"], r["appends"], r["increments"], r["synced"], r["unlinked_open"], r["max_pause_ms"]))' "$summary")"
-	else
-		fail "$name: the workload failed (exit $rc):"
-		grep -v '^{' "$T_TMP/load.$name" | grep -v '^ok ' | head -n 40
-		tail -n 1 "$T_TMP/load.$name"
-		return 1
+	# shellcheck disable=SC2034 # for the tests
+	LOAD_PAUSE_MS=${verdict%% *}
+	verdict=${verdict#* }
+	if [[ $verdict == OK* ]]; then
+		pass "$name: ${verdict#OK }"
+		return 0
 	fi
+	fail "$name: the workload failed (exit $rc): ${verdict#BAD }"
+	grep -v -e '^{' -e '^ok ' "$T_TMP/load.$name" | head -n 40 || true
+	tail -n 1 "$T_TMP/load.$name"
+	return 1
 }
 
 sampler_start() {
@@ -109,7 +118,7 @@ sampler_stop() {
 	pid=${_LOAD_PID[sampler.$name]}
 	touch "$T_TMP/stop.sampler.$name"
 	wait_until 20 eval '! kill -0 '"$pid"' 2>/dev/null' || kill_pid "$pid" 1
-	wait "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
 	if grep -q '^ok ' "$T_TMP/sampler.$name"; then
 		pass "$what: $(sed -n 's/^ok *//p' "$T_TMP/sampler.$name")"
 	else
@@ -118,6 +127,64 @@ sampler_stop() {
 }
 
 watchdog_dump() {
-	echo "=== watchdog: $1: every node's state"
-	timeout -k 5 120 python3 "$HANGWATCH" dump --cluster "$CL_DIR" 2>&1 | head -n 400
+	local out=$T_TMP/dump.$((++_DUMPS))
+	echo "=== watchdog: $1: every node's state (all of it in $out)"
+	timeout -k 5 120 python3 "$HANGWATCH" dump --cluster "$CL_DIR" >"$out" 2>&1 || true
+	head -n 300 "$out"
+}
+
+# catch_start NAME SECS "WORDS" [--stop-node K] NODE...: watch the logs of
+# NODE... (from now on) for a line holding every word of WORDS and SIGSTOP
+# that node's cxfsd (or node K's) the moment it appears; catch_wait NAME
+# then prints "N line" (N the node whose log it is), or returns 1.
+catch_start() {
+	local name=$1 secs=$2 words=$3 stop=()
+	shift 3
+	if [[ $1 == --stop-node ]]; then stop=(--stop-node "$2"); shift 2; fi
+	rm -f "$T_TMP/catch.$name.ready"
+	# shellcheck disable=SC2086
+	python3 "$RLOAD" catch --cluster "$CL_DIR" --nodes "$@" --words $words --sigstop "${stop[@]}" \
+		--secs "$secs" --ready "$T_TMP/catch.$name.ready" >"$T_TMP/catch.$name" 2>&1 &
+	_LOAD_PID[catch.$name]=$!
+	defer "kill_pid ${_LOAD_PID[catch.$name]} 1"
+	wait_until 10 test -e "$T_TMP/catch.$name.ready"
+}
+
+catch_wait() {
+	local rc=0
+	wait "${_LOAD_PID[catch.$1]}" || rc=$?
+	cat "$T_TMP/catch.$1"
+	return "$rc"
+}
+
+# next_in_order DEAD ALIVE...: the first of ALIVE after DEAD in the server
+# order node1..nodeN (wrapping): the node expected to take over.
+next_in_order() {
+	local dead=$1 i k
+	shift
+	for ((k = 1; k < CL_N; k++)); do
+		i=$(((dead - 1 + k) % CL_N + 1))
+		[[ " $* " == *" $i "* ]] && { echo "$i"; return 0; }
+	done
+	return 1
+}
+
+# but WHO... : the nodes 1..CL_N other than WHO..., space-separated.
+but() {
+	local i out=()
+	for ((i = 1; i <= CL_N; i++)); do
+		[[ " $* " == *" $i "* ]] || out+=("$i")
+	done
+	echo "${out[*]}"
+}
+
+# bail WHY: the cluster is in no state to go on (no server, a hang): one
+# failed check, every node's state, then the FUSE connections of every node
+# are aborted (so nothing of the test stays blocked in a mount, the cleanup
+# can unmount) and the test ends.
+bail() {
+	fail "$1: the test stops here"
+	watchdog_dump "$1"
+	timeout -k 5 60 python3 "$HANGWATCH" abort --cluster "$CL_DIR" || true
+	it_finish
 }

@@ -61,6 +61,10 @@ Helpers of lib_recover.sh (they ask the admin sockets of DIR's live nodes):
         until exactly one of the nodes serves, it is not N, and all name it
     recover_load.py sample --cluster DIR --stop FILE
         sample until FILE exists: never two nodes that say they serve
+    recover_load.py catch --cluster DIR --nodes N... --words W... --ready F
+                    [--secs S] [--sigstop [--stop-node K]]
+        the first new log line of those nodes with every word (and SIGSTOP
+        of that node's cxfsd, or node K's, at once)
 """
 import argparse
 import errno
@@ -69,6 +73,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import struct
 import sys
 import time
@@ -131,7 +136,7 @@ class Worker:
     def sys(self, call, path, fn, *args):
         """fn(*args) timed and announced to the watchdog; an OSError is
         recorded (operation, call, path, errno) and raised as OpFailed."""
-        what = f"{self.op}: {call} {path} on node{self.node}"
+        what = f"{self.op}: {call} {path} (a worker of node{self.node})"
         self.slot.begin(what)
         t0 = time.monotonic()
         w0 = time.time()
@@ -560,17 +565,60 @@ def cmd_sample(a):
     return 0
 
 
+def cmd_catch(a):
+    """The first new line of the nodes' logs (after the start) that holds
+    every one of --words: SIGSTOP that node's cxfsd (or --stop-node's) at
+    once (with --sigstop, so what it was doing is not finished before the
+    test kills it), print
+    "N line" and exit 0; exit 1 if none within --secs.  --ready FILE is
+    made once the logs' ends are recorded."""
+    cl = hangwatch.Cluster(a.cluster)
+    offs = {}
+    for i in a.nodes:
+        try:
+            offs[i] = os.path.getsize(cl.log(i))
+        except OSError:
+            offs[i] = 0
+    open(a.ready, "w").close()
+    words = [w.lower() for w in a.words]
+    end = time.monotonic() + a.secs
+    while time.monotonic() < end:
+        for i in a.nodes:
+            try:
+                with open(cl.log(i), "rb") as f:
+                    f.seek(offs[i])
+                    chunk = f.read()
+            except OSError:
+                continue
+            done = chunk[:chunk.rfind(b"\n") + 1]
+            offs[i] += len(done)
+            for line in done.decode(errors="replace").splitlines():
+                if all(w in line.lower() for w in words):
+                    victim = a.stop_node or i
+                    if a.sigstop and cl.pid(victim):
+                        os.kill(cl.pid(victim), signal.SIGSTOP)
+                    print(i, line.strip(), flush=True)
+                    return 0
+        time.sleep(0.002)
+    print(f"no line with {a.words} in the logs of nodes {a.nodes} within {a.secs} s", file=sys.stderr)
+    return 1
+
+
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] in ("servers", "wait-server", "sample"):
+    if len(sys.argv) > 1 and sys.argv[1] in ("servers", "wait-server", "sample", "catch"):
         ap = argparse.ArgumentParser(prog="recover_load.py " + sys.argv[1])
         ap.add_argument("--cluster", required=True)
         ap.add_argument("--old", type=int, default=0)
         ap.add_argument("--secs", type=float, default=30)
         ap.add_argument("--nodes", type=int, nargs="*", default=[])
         ap.add_argument("--stop")
+        ap.add_argument("--words", nargs="*", default=[])
+        ap.add_argument("--sigstop", action="store_true")
+        ap.add_argument("--stop-node", type=int, default=0)
+        ap.add_argument("--ready")
         a = ap.parse_args(sys.argv[2:])
         return {"servers": cmd_servers, "wait-server": cmd_wait_server,
-                "sample": cmd_sample}[sys.argv[1]](a)
+                "sample": cmd_sample, "catch": cmd_catch}[sys.argv[1]](a)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mnt", action="append", required=True, help="N=PATH: node N's mount point")
     ap.add_argument("--dir", required=True, help="the workload's directory, relative to the mounts")

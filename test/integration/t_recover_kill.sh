@@ -44,19 +44,15 @@ recov=()
 moved=0
 for ((r = 1; r <= ROUNDS; r++)); do
 	s=$(serving_nodes)
-	if [[ ! "$s" =~ ^[1-3]$ ]]; then
-		fail "round $r: not exactly one server before the round: '$s'"
-		watchdog_dump "round $r: no single server"
-		break
-	fi
+	[[ "$s" =~ ^[1-3]$ ]] || bail "round $r: not exactly one server before the round: '$s'"
 	surv=()
 	for i in 1 2 3; do [[ $i == "$s" ]] || surv+=("$i"); done
 	load_start "r$r" "rk/r$r" "${surv[@]}"
 	sleep "$BEFORE"
 	t0=$(date +%s%N)
 	if [[ $RECOVER_MODE == relocate ]]; then
-		out=$("$CXFSCTL" --socket "$(node_sock "$s")" relocate shared "node${surv[r % 2]}" 2>&1) ||
-			fail "round $r: relocate node$s -> node${surv[r % 2]}: $out"
+		out=$(timeout 60 "$CXFSCTL" --socket "$(node_sock "$s")" relocate shared "node${surv[r % 2]}" 2>&1) ||
+			{ load_stop "r$r" || true; bail "round $r: relocate node$s -> node${surv[r % 2]}: $out"; }
 	else
 		log "round $r: kill -9 node$s (the server); node${surv[0]} and node${surv[1]} run the workload"
 		cluster_kill "$s" || fail "round $r: kill node$s"
@@ -66,25 +62,19 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		log "round $r: node$n serves ${recov[-1]} ms after the ${RECOVER_MODE}"
 		moved=$((moved + 1))
 	else
-		fail "round $r: no single survivor serves 30 s after the $RECOVER_MODE of node$s"
-		watchdog_dump "round $r: no new server"
-		load_stop "r$r"
-		break
+		load_stop "r$r" || true
+		bail "round $r: no single survivor serves 30 s after the $RECOVER_MODE of node$s"
 	fi
 	sleep "$AFTER"
-	load_stop "r$r" || { watchdog_dump "round $r: the workload failed"; break; }
+	load_stop "r$r" || bail "round $r: the workload failed"
 	pauses+=("$LOAD_PAUSE_MS")
 	if [[ $RECOVER_MODE == kill ]]; then
-		if ! cluster_restart "$s"; then
-			fail "round $r: node$s does not come back"
-			break
-		fi
+		cluster_restart "$s" || bail "round $r: node$s does not come back"
 		st="$(server_seen_by "$s") $(serving_nodes)"
-		check_eq "round $r: node$s rejoined as a client of node$n" "node$n $n" "$st"
-		[[ "$st" == "node$n $n" ]] || break
+		[[ "$st" == "node$n $n" ]] || bail "round $r: node$s should be a client of node$n, (server it names, nodes that serve): $st"
 	fi
 done
-check_eq "the server moved $ROUNDS times, the workload verified each time" "$ROUNDS" "$moved"
+check_eq "the server moved $ROUNDS times, the workload verified each time, the killed node rejoined as a client each time" "$ROUNDS" "$moved"
 log "time from the $RECOVER_MODE to a single new server (ms): ${recov[*]}"
 log "longest call of the workload per round (ms): ${pauses[*]}"
 

@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# t_recover_more.sh: the harder losses of the metadata server, each under
+# the verified workload of recover_load.py on nodes that survive (no error,
+# nothing acknowledged lost; hangwatch.py's watchdog dumps every node if a
+# call hangs).  A 5-node cluster, every node a host of its own (network
+# namespaces) and in the server order, so three live nodes keep quorum after
+# two deaths.  Throughout, every live node's status is sampled ten times a
+# second: never two nodes that say they serve.
+#
+#  a. a partition cuts the server off alone (it still reaches the LUN): it
+#     loses quorum and stops serving, the majority elects a new server and
+#     the workload goes on; after heal the old server rejoins as a client
+#     (its status: it does not serve, it names the new server) and reads
+#     what changed meanwhile;
+#  b. the dead server's cxfsd is started again while the survivors are
+#     mounted and working: no stale cache (a file it had read, rewritten on
+#     a survivor after the kill, reads the new bytes there; a chmod and a
+#     rename done meanwhile show), nothing lost;
+#  c. a second failure during recovery: the server is killed, and the node
+#     elected in its place is stopped (SIGSTOP) the moment it logs that it
+#     starts reconstructing ("recovery" ... "reconstruct") and killed;
+#     recovery starts again on the next node and completes;
+#  d. kill -9 in the middle of a relocation (`cxfsctl relocate` in the
+#     background), stopped at the moment the target logs that it serves
+#     (before the relocation has opened on every node): of the source, then
+#     of the target; exactly one server afterwards.
+#
+# The killed nodes are started again after each part and rejoin as clients.
+# At the end every node unmounts and cxfs-check finds the LUN clean.
+. "$(dirname "$0")/lib_recover.sh"
+it_init recover_more --need-tgtd
+
+N=5
+cluster_up_netns $N || { fail "a $N-node cluster in network namespaces starts"; it_finish; }
+mkdir -p "$(node_mnt 1)/more"
+check_eq "node1 serves at the start" "1" "$(serving_nodes)"
+sampler_start all
+
+# serves_not I SERVER: node I is a member with quorum, does not serve, and
+# names node SERVER as the server.
+serves_not() {
+	[[ "$(cl_stat "$1" 'c["membership"]["quorum"], c["is_server"], c["server"]' 2>/dev/null)" == \
+		"True False node$2" ]]
+}
+
+# stopped_serving I: node I has no quorum and does not serve.
+stopped_serving() {
+	[[ "$(cl_stat "$1" 'c["membership"]["quorum"], c["is_server"]' 2>/dev/null)" == "False False" ]]
+}
+
+# rejoin I SERVER: start node I again; one check that it rejoined as a client.
+rejoin() {
+	if cluster_restart "$1" && wait_until 15 serves_not "$1" "$2"; then
+		pass "node$1 rejoined as a client of node$2"
+	else
+		fail "node$1 did not rejoin as a client of node$2: $(cl_stat "$1" 'c["membership"]["quorum"], c["is_server"], c["server"]' 2>&1)"
+	fi
+}
+
+# new_server PART OLD NODE...: wait (30 s) until one of NODE... serves in
+# place of OLD, and set n to it; on failure one failed check and the dump.
+new_server() {
+	local part=$1 old=$2
+	shift 2
+	if n=$(wait_new_server "$old" 30 "$@" 2>"$T_TMP/wait.err"); then
+		return 0
+	fi
+	fail "$part: no single new server among nodes $* 30 s after node$old went: $(cat "$T_TMP/wait.err")"
+	watchdog_dump "$part: no new server"
+	return 1
+}
+
+# go_on PART: the next part needs exactly one server; without one the test
+# ends here (what follows would only fail for the same reason).
+go_on() {
+	local s
+	s=$(serving_nodes)
+	[[ "$s" =~ ^[0-9]+$ ]] && return 0
+	fail "after part $1 the cluster has not exactly one server ('$s'): the test stops here"
+	sampler_stop all "never two servers at once until then"
+	it_finish
+}
+
+log "a: a partition cuts the server off alone"
+s=$(serving_nodes)
+read -ra rest <<<"$(but "$s")"
+load_start a more/a "${rest[0]}" "${rest[1]}"
+sleep 1
+cluster_partition "$s" || fail "a: local-cluster partition $s"
+if new_server a "$s" "${rest[@]}"; then
+	pass "a: node$n serves in place of node$s, which is cut off"
+	if wait_until 10 stopped_serving "$s"; then
+		pass "a: node$s has no quorum and does not serve"
+	else
+		fail "a: node$s, cut off: $(cl_stat "$s" 'c["membership"]["quorum"], c["is_server"]' 2>&1) (quorum, serves)"
+	fi
+	want="written on node${rest[2]} during the partition $RANDOM"
+	bounded 30 bash -c 'echo "$1" >"$2"' _ "$want" "$(node_mnt "${rest[2]}")/more/a.part" ||
+		fail "a: a write on node${rest[2]} during the partition"
+	sleep 1
+	load_stop a || true
+	cluster_heal || fail "a: local-cluster heal"
+	if wait_until 20 serves_not "$s" "$n"; then
+		pass "a: after heal node$s is a member again, does not serve, names node$n"
+	else
+		fail "a: after heal node$s: $(cl_stat "$s" 'c["membership"]["quorum"], c["is_server"], c["server"]' 2>&1)"
+	fi
+	check_eq "a: node$s reads what was written during the partition" "$want" \
+		"$(timeout 30 cat "$(node_mnt "$s")/more/a.part" 2>&1)"
+	check_eq "a: one server: node$n" "$n" "$(serving_nodes)"
+else
+	load_stop a || true
+	cluster_heal || true
+fi
+
+go_on a
+
+log "b: the dead server comes back while the survivors work"
+s=$(serving_nodes)
+read -ra rest <<<"$(but "$s")"
+M=$(node_mnt "${rest[0]}")
+head -c 65536 /dev/urandom >"$T_TMP/old"
+head -c 65536 /dev/urandom >"$T_TMP/new"
+cp "$T_TMP/old" "$M/more/b.f"
+echo "g" >"$M/more/b.g"
+check_eq "b: node$s (the server) reads b.f before it dies" "$(sum_of "$T_TMP/old")" \
+	"$(sha256sum <"$(node_mnt "$s")/more/b.f" | cut -d' ' -f1)"
+cat "$(node_mnt "$s")/more/b.g" >/dev/null
+load_start b more/b "${rest[0]}" "${rest[1]}"
+sleep 1
+cluster_kill "$s" || fail "b: kill node$s"
+if new_server b "$s" "${rest[@]}"; then
+	pass "b: node$n serves after node$s was killed"
+	bounded 30 cp "$T_TMP/new" "$(node_mnt "${rest[2]}")/more/b.f" || fail "b: rewrite b.f on node${rest[2]}"
+	bounded 30 chmod 600 "$(node_mnt "${rest[2]}")/more/b.f" || fail "b: chmod b.f on node${rest[2]}"
+	bounded 30 mv "$(node_mnt "${rest[3]}")/more/b.g" "$(node_mnt "${rest[3]}")/more/b.h" ||
+		fail "b: rename b.g on node${rest[3]}"
+	rejoin "$s" "$n"
+	Ms=$(node_mnt "$s")
+	check_eq "b: node$s, restarted, reads the new bytes of b.f" "$(sum_of "$T_TMP/new")" \
+		"$(timeout 30 sha256sum <"$Ms/more/b.f" | cut -d' ' -f1)"
+	check_eq "b: and its new mode" 600 "$(timeout 30 stat -c %a "$Ms/more/b.f" 2>&1)"
+	check_eq "b: and the rename" "absent g" \
+		"$(timeout 30 bash -c '[[ -e $1/more/b.g ]] && echo present || echo absent; cat $1/more/b.h' _ "$Ms" 2>&1)"
+	sleep 1
+	load_stop b || true
+	check_eq "b: one server: node$n" "$n" "$(serving_nodes)"
+else
+	load_stop b || true
+fi
+
+go_on b
+
+log "c: a second failure while the new server reconstructs"
+s=$(serving_nodes)
+read -ra rest <<<"$(but "$s")"
+e=$(next_in_order "$s" "${rest[@]}")
+# shellcheck disable=SC2046
+f=$(next_in_order "$e" $(but "$s" "$e"))
+read -ra loadn <<<"$(but "$s" "$e" "$f")"
+log "c: node$s serves; node$e should take over, then node$f; the workload runs on ${loadn[*]}"
+catch_start c 30 "recovery reconstruct" "${rest[@]}"
+load_start c more/c "${loadn[@]}"
+sleep 1
+cluster_kill "$s" || fail "c: kill node$s"
+if caught=$(catch_wait c); then
+	x=${caught%% *}
+	log "c: node$x stopped at: ${caught#* }"
+	check_eq "c: the node that reconstructs first is the next of the server order" "$e" "$x"
+	cluster_kill "$x" || fail "c: kill node$x"
+	read -ra live <<<"$(but "$s" "$x")"
+	if new_server c "$x" "${live[@]}"; then
+		pass "c: node$n serves after node$s and then node$x died"
+		check "c: node$n reconstructed too (its log)" grep -qi 'recovery.*reconstruct\|reconstruct.*recovery' \
+			"$(node_log "$n")"
+		sleep 1
+		load_stop c || true
+		rejoin "$s" "$n"
+		rejoin "$x" "$n"
+		check_eq "c: one server: node$n" "$n" "$(serving_nodes)"
+	else
+		load_stop c || true
+	fi
+else
+	fail "c: no survivor logged a line with 'recovery' and 'reconstruct' within 30 s of the kill: $(cat "$T_TMP/catch.c")"
+	watchdog_dump "c: no reconstruction"
+	load_stop c || true
+fi
+
+# relocate_kill PART WHO: kill -9 of WHO (source or target) in the middle of
+# a relocation to the next node of the order.
+relocate_kill() {
+	local part=$1 who=$2 s t v live
+	s=$(serving_nodes)
+	# shellcheck disable=SC2046
+	t=$(next_in_order "$s" $(but "$s"))
+	if [[ $who == source ]]; then v=$s; else v=$t; fi
+	read -ra live <<<"$(but "$v")"
+	log "$part: node$s relocates to node$t; node$v ($who) dies once node$t serves"
+	catch_start "$part" 30 "relocation this node serves" --stop-node "$v" "$t"
+	# shellcheck disable=SC2046
+	load_start "$part" "more/$part" $(but "$s" "$t" | cut -d' ' -f1,2)
+	sleep 1
+	"$CXFSCTL" --socket "$(node_sock "$s")" relocate shared "node$t" >"$T_TMP/reloc.$part" 2>&1 &
+	local rpid=$!
+	defer "kill_pid $rpid 1"
+	if catch_wait "$part" >/dev/null; then
+		cluster_kill "$v" || fail "$part: kill node$v"
+		pass "$part: node$v ($who) stopped and killed as node$t logged: $(cut -d' ' -f2- "$T_TMP/catch.$part")"
+	else
+		fail "$part: node$t did not log that it serves: $(cat "$T_TMP/catch.$part")"
+		cluster_kill "$v" || true
+	fi
+	wait_until 60 eval '! kill -0 '"$rpid"' 2>/dev/null' || echo "cxfsctl relocate still runs after 60 s"
+	log "$part: cxfsctl relocate said: $(head -c 300 "$T_TMP/reloc.$part")"
+	if new_server "$part" "$v" "${live[@]}"; then
+		pass "$part: exactly one server afterwards: node$n"
+		sleep 1
+		load_stop "$part" || true
+		rejoin "$v" "$n"
+	else
+		load_stop "$part" || true
+	fi
+}
+go_on c
+log "d: kill -9 in the middle of a relocation"
+relocate_kill d1 source
+go_on d1
+relocate_kill d2 target
+go_on d2
+
+sampler_stop all "never two servers at once through the whole test"
+cross_node_rw after-recoveries
+cluster_stop_and_check
+it_finish
