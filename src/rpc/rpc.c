@@ -482,6 +482,20 @@ void rpc_chan_interrupt(struct rpc_chan *ch)
 	pthread_mutex_unlock(&ch->ctx->lock);
 }
 
+void rpc_chan_abort(struct rpc_chan *ch)
+{
+	struct rpc__list *p, *n;
+
+	pthread_mutex_lock(&ch->ctx->lock);
+	ch->intr_gen++;
+	pthread_cond_broadcast(&ch->cond);
+	for (p = ch->calls.next; p != &ch->calls; p = n) {
+		n = p->next;
+		rpc__call_complete(list_entry(p, struct rpc__call, link), -ECONNRESET, 0, NULL);
+	}
+	pthread_mutex_unlock(&ch->ctx->lock);
+}
+
 void rpc_chan_stats(struct rpc_chan *ch, struct rpc_stats *st)
 {
 	pthread_mutex_lock(&ch->ctx->lock);
