@@ -33,6 +33,7 @@ struct vn_meta_fs;
 struct vn_table;
 struct vnode;
 struct cl_ctx;
+struct kore;
 
 struct cms_levels;
 
@@ -70,6 +71,8 @@ struct cl_opts {
  * failure @err says why.
  */
 int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t errlen);
+/* The node's relocation engine (relocate/kore.h: cxfsctl relocate, an orderly stop). */
+struct kore *cl_kore(struct cl_ctx *cx);
 /*
  * Register this node's reservation key on the volume @dev and make sure of
  * the cluster's Write Exclusive - Registrants Only reservation, before

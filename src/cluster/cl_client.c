@@ -1504,6 +1504,8 @@ static int c_setlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	pthread_mutex_unlock(&cb->ci->mu);
 	for (;;) {
 		rc = forward(cb->cx, cb->ci->ino, &s, NULL);
+		if (rc == 0)
+			cl_locks_note_set(cb->cx, cb->ci->ino, &lk);
 		if (rc != -EAGAIN || !c->u.setlk.sleep)
 			break;
 		if (c->u.setlk.interrupted && c->u.setlk.interrupted(c->u.setlk.arg))
@@ -1531,6 +1533,8 @@ static int c_release(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 		r.u.release.lock_owner = cl_lock_owner(cb->cx, c->u.release.lock_owner);
 		lrc = forward(cb->cx, cb->ci->ino, &r, NULL);
+		cl_locks_note_release(cb->cx, cb->ci->ino, r.u.release.lock_owner,
+				      r.u.release.flock_release);
 		if (!rc)
 			rc = lrc;
 	}

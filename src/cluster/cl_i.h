@@ -25,6 +25,7 @@
 #include "dmapi/dm.h"
 #include "dmapi/dm_bhv.h"
 #include "meta/meta_store.h"
+#include "relocate/rl.h"
 #include "rpc/rpc.h"
 #include "token/tok.h"
 #include "vnode/vn.h"
@@ -180,6 +181,15 @@ struct cl_ctx {
 	unsigned shaping;               /* shapes in progress; under shape_mu */
 	struct meta_store_opts store_opts;   /* how to open the store as MDS */
 	struct kore *kore;              /* relocation state (src/relocate) */
+	struct corpse *corpse;          /* recovery state (src/relocate) */
+	struct cl_role *role;           /* rewrites of the role (cl_role.c) */
+	struct rl_env rl;               /* what the engines may call; constant after cl_start */
+	/*
+	 * This node's own POSIX and flock locks as the server granted them,
+	 * whatever its role: a recovery's survivor reports them (cl_role.c).
+	 */
+	pthread_mutex_t held_mu;        /* a leaf: protects held */
+	struct vn_lockmgr *held;
 	struct blk_dev *dev;            /* constant after cl_attach */
 	uint32_t bs;
 	uint64_t data_off;
@@ -367,6 +377,14 @@ void cl_reach_stop(struct cl_ctx *cx);
  */
 int64_t cl_reach_heard_ms(struct cl_ctx *cx);
 
+/* ---- cl_role.c (the role, for src/relocate) ------------------------------- */
+
+int cl_role_init(struct cl_ctx *cx);     /* in cl_start, before any vnode */
+void cl_role_fini(struct cl_ctx *cx);
+/* The server granted lock @lk (or an unlock) on @ino to this node; a release drops them. */
+void cl_locks_note_set(struct cl_ctx *cx, uint64_t ino, const struct vn_flock *lk);
+void cl_locks_note_release(struct cl_ctx *cx, uint64_t ino, uint64_t owner, bool flock);
+
 /* ---- cl_server.c (MDS) ------------------------------------------------- */
 
 int cl_server_start(struct cl_ctx *cx);
@@ -390,6 +408,8 @@ void cl_member_stop(struct cl_ctx *cx);
 /* After the last write of an orderly stop: this node's key leaves the LUN. */
 void cl_member_unregister(struct cl_ctx *cx);
 bool cl_member_up(struct cl_ctx *cx, uint32_t node);   /* in the current membership */
+/* Preempt @node's key on the volume (it writes no more); 0 or -errno. */
+int cl_fence(struct cl_ctx *cx, uint32_t node);
 /* The node's SCSI-3 reservation key: one per node and cluster, never 0. */
 uint64_t cl_pr_key(const struct cms_config *cfg, uint32_t node_id);
 /* Stop the reclaimer (the token server stays); start it again. */

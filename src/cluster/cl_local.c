@@ -322,6 +322,8 @@ static int l_setlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		c->u.setlk.arg = &w;
 	}
 	rc = moved(lb->cx, vn_next(self, vn, c));
+	if (rc == 0)
+		cl_locks_note_set(lb->cx, lb->ci->ino, &lk);
 	c->u.setlk.lk = orig;
 	c->u.setlk.interrupted = w.interrupted;
 	c->u.setlk.arg = w.arg;
@@ -349,6 +351,8 @@ static int l_release(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	c->u.release.lock_owner = cl_lock_owner(lb_of(self)->cx, owner);
 	rc = vn_next(self, vn, c);
+	cl_locks_note_release(lb_of(self)->cx, vn_ino(vn), c->u.release.lock_owner,
+			      c->u.release.flock_release);
 	c->u.release.lock_owner = owner;
 	return rc;
 }

@@ -25,6 +25,7 @@
 
 #include "block/blk.h"
 #include "membership/cms.h"
+#include "relocate/corpse.h"
 
 static void member_log(void *arg, const char *line)
 {
@@ -93,7 +94,7 @@ static bool set_cut_off(struct cl_ctx *cx, bool cut)
 }
 
 /* The MDS fences @node (its key goes from the LUN) before recovering it. */
-static int fence(struct cl_ctx *cx, uint32_t node)
+int cl_fence(struct cl_ctx *cx, uint32_t node)
 {
 	int rc;
 
@@ -195,7 +196,7 @@ static void on_view(void *arg, const struct cms_view *v)
 				continue;
 			}
 			/* Fenced first: its late writes must fail before its work is undone. */
-			if (fence(cx, node) == 0) {
+			if (cl_fence(cx, node) == 0) {
 				pthread_mutex_lock(&cx->mu);
 				cx->fenced |= CMS_BIT(i);
 				pthread_mutex_unlock(&cx->mu);
@@ -204,6 +205,10 @@ static void on_view(void *arg, const struct cms_view *v)
 				cl_server_node_lost(cx, node, "left the membership (fencing failed)");
 			}
 		}
+	/* The server died (or a move was half done): recovery (relocate/corpse.c). */
+	if (atomic_load(&cx->ready))
+		corpse_view(cx->corpse, v->members, v->removed, v->leader >= 0 ? (uint32_t)v->leader + 1 : 0,
+			    v->epoch);
 	/* Taken back: registered anew only now, before it serves (writes) again. */
 	pthread_mutex_lock(&cx->gate_mu);
 	cut = cx->cut_off;

@@ -18,6 +18,7 @@
 
 #include "dmapi/dm_fs.h"
 #include "dmapi/dm_op.h"
+#include "relocate/corpse.h"
 #include "relocate/kore.h"
 #include "vnode/vn_meta.h"
 
@@ -697,6 +698,8 @@ void cl_gate_close(struct cl_ctx *cx, bool emigrate)
 	pthread_mutex_lock(&cx->gate_mu);
 	cx->gate_closed = true;
 	cx->gate_emigrate = emigrate;
+	/* Those waiting at a closed gate restart on the new chains now. */
+	pthread_cond_broadcast(&cx->gate_cv);
 	pthread_mutex_unlock(&cx->gate_mu);
 }
 
@@ -836,7 +839,9 @@ static int reply_name(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__NameQu
 		if (atomic_load(&cx->ready))
 			n = cl_node_by_id(cx, cx->server_id);
 		pthread_mutex_unlock(&cx->mu);
-		if (n)
+		if (corpse_busy(cx->corpse))
+			r.err = -EBUSY;     /* our server died: ask again once recovered */
+		else if (n)
 			r.server = (char *)cms_node_name(n);
 		else
 			r.err = -EAGAIN;
@@ -891,7 +896,9 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 
 		if (m->phase == KORE_JOIN)
 			note_channel(cx, node, rpc_req_chan(req));
-		return kore_handle(cx, node, req, m);
+		if (corpse_phase(m->phase))
+			return corpse_handle(cx->corpse, node, req, m);
+		return kore_handle(cx->kore, node, req, m);
 	}
 	atomic_fetch_add(&cx->handlers, 1);
 	if (!cx->is_server) {
@@ -981,7 +988,10 @@ static unsigned cl_lane_of(void *arg, Cxfs__MsgType type, const ProtobufCMessage
 
 /* ---- name service ------------------------------------------------------- */
 
-/* Ask @n who serves; 1: it answered (*@server set if it knows), 0: down. */
+/*
+ * Ask @n who serves; 1: it answered (*@server set if it knows), 0: down,
+ * 2: ask again (it recovers from its server's death, or names us).
+ */
 static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *server)
 {
 	Cxfs__NameQuery q = CXFS__NAME_QUERY__INIT;
@@ -1005,6 +1015,11 @@ static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *serve
 		const struct cms_node *s = r->err == 0 && r->server ?
 					   cms_config_node(cx->cfg, r->server) : NULL;
 
+		/* Recovering, or naming us (we served before we restarted): ask again. */
+		if (r->err == -EBUSY || s == cx->self) {
+			rpc_msg_free(rep);
+			return 2;
+		}
 		if (s)
 			*server = (uint32_t)cms_node_index(s) + 1;
 	}
@@ -1025,6 +1040,7 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 	for (;;) {
 		uint32_t server = 0, s;
 		const struct cms_node *first;
+		bool wait = false;
 
 		for (size_t i = 0; i < nn; i++) {
 			const struct cms_node *n = cms_config_node_at(cx->cfg, i);
@@ -1039,12 +1055,18 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 			 * server; taking it for down could make a second one.
 			 */
 			up[i] = cl_member_up(cx, (uint32_t)i + 1);
-			if (!up[i] || ask_node(cx, n, &s) != 1)
+			rc = up[i] ? ask_node(cx, n, &s) : 0;
+			if (rc == 2)
+				wait = true;
+			if (rc != 1)
 				s = 0;
 			if (s && !server)
 				server = s;
 		}
-		if (!server) {
+		rc = -ETIMEDOUT;
+		if (wait)
+			server = 0;     /* a recovery runs: its outcome names the server */
+		else if (!server) {
 			first = cms_fs_server_for(cx->fs, up, nn);
 			if (first == cx->self)
 				server = cx->self_id;
@@ -1100,6 +1122,13 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 		free(cx);
 		return rc;
 	}
+	rc = cl_role_init(cx);
+	if (!rc)
+		rc = kore_create(&cx->rl, &cx->kore);
+	if (!rc)
+		rc = corpse_create(&cx->rl, cx->kore, &cx->corpse);
+	if (rc)
+		goto fail;
 	cx->inval = o->inval;
 	cx->inval_entry = o->inval_entry;
 	cx->inval_attr = o->inval_attr;
@@ -1174,10 +1203,18 @@ fail:
 	cl_member_stop(cx);
 	if (cx->rpc)
 		rpc_ctx_destroy(cx->rpc);
+	corpse_free(cx->corpse);
+	kore_free(cx->kore);
+	cl_role_fini(cx);
 	cms_config_free(cx->cfg);
 	cl_waits_fini(cx);
 	free(cx);
 	return rc;
+}
+
+struct kore *cl_kore(struct cl_ctx *cx)
+{
+	return cx->kore;
 }
 
 bool cl_is_server(const struct cl_ctx *cx)
@@ -1343,7 +1380,9 @@ void cl_stop(struct cl_ctx *cx)
 	cl_member_stop(cx);
 	rpc_ctx_destroy(cx->rpc);
 	cl_dm_detach(cx);
-	kore_free(cx);
+	corpse_free(cx->corpse);
+	kore_free(cx->kore);
+	cl_role_fini(cx);
 	if (cx->mfs)
 		vn_meta_fs_destroy(cx->mfs);
 	if (cx->st)
@@ -1468,6 +1507,9 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	} else {
 		PUT("null");
 	}
+	PUT(",");
+	len += (size_t)corpse_status_json(cx->corpse, len < size ? buf + len : NULL,
+					  len < size ? size - len : 0);
 	PUT(",\"token_client\":{\"acquires_cached\":%" PRIu64 ",\"acquires_server\":%" PRIu64
 	    ",\"recalls\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"inodes\":%" PRIu64 "}",
 	    tcs.acquires_cached, tcs.acquires_server, tcs.recalls, tcs.refusals, tcs.inodes);

@@ -199,7 +199,7 @@ static void gather(uv_work_t *w)
 		} else if (strcmp(fs, cl_fs_name(c->a->d->cl)) != 0) {
 			out(c, "error: this node has no filesystem \"%s\" (it has \"%s\")\n", fs,
 			    cl_fs_name(c->a->d->cl));
-		} else if ((rc = kore_relocate(c->a->d->cl, node, &ms, err, sizeof(err))) != 0) {
+		} else if ((rc = kore_relocate(cl_kore(c->a->d->cl), node, &ms, err, sizeof(err))) != 0) {
 			out(c, "error: %s\n", err);
 		} else if (ms > 0) {
 			out(c, "ok: %s is served by %s (%.1f ms)\n", fs, node, ms);

@@ -379,7 +379,7 @@ static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 	 * this node's kernel caches through it.
 	 */
 	if (d->cl)
-		(void)kore_leave(d->cl);
+		(void)kore_leave(cl_kore(d->cl));
 out_unmount:
 	session_close(d);
 	fuse_session_unmount(se);

@@ -21,12 +21,14 @@
 #ifndef CXFS_KORE_H
 #define CXFS_KORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "proto/cxfs.pb-c.h"
+#include "relocate/rl.h"
 
-struct cl_ctx;
+struct kore;
 struct rpc_req;
 
 enum kore_phase {
@@ -41,22 +43,31 @@ enum kore_phase {
 	KORE_JOIN,
 };
 
+/* The relocation state of a node that reaches the rest through @env (kept). */
+int kore_create(const struct rl_env *env, struct kore **out);
+void kore_free(struct kore *k);
 /*
  * Move the MDS of this node's filesystem to node @target (a name), from any
  * node (a node that is not the MDS asks it).  0, or -errno with @err
  * saying why (the MDS keeps serving).  @ms, if not NULL, gets the time
  * from the request until every node was retargeted.
  */
-int kore_relocate(struct cl_ctx *cx, const char *target, double *ms, char *err, size_t errlen);
+int kore_relocate(struct kore *k, const char *target, double *ms, char *err, size_t errlen);
 /*
  * Leaving: if this node is the MDS and another node of the server order is
  * up, relocate to it (an orderly stop).  0 if it relocated or there was
  * nothing to do.
  */
-int kore_leave(struct cl_ctx *cx);
-/* Free the relocation state of @cx (cl_stop). */
-void kore_free(struct cl_ctx *cx);
-/* A RELOC_REQ from node @from (a node of the configuration). */
-int kore_handle(struct cl_ctx *cx, uint32_t from, struct rpc_req *req, const Cxfs__RelocReq *m);
+int kore_leave(struct kore *k);
+/* A RELOC_REQ of a relocation's phase from node @from (a node of the configuration). */
+int kore_handle(struct kore *k, uint32_t from, struct rpc_req *req, const Cxfs__RelocReq *m);
+/*
+ * Recovery's first pass: nodes @dead died.  A source's calls to them end
+ * (a relocation to a dead target aborts, the source keeps serving); a
+ * relocation to this node whose source died ends here: if it instantiated,
+ * this node serves on (the recovery retargets the others to it), else it
+ * lets go and the recovery elects a server.
+ */
+void kore_celldown(struct kore *k, uint64_t dead);
 
 #endif

@@ -154,6 +154,7 @@ struct rpc_chan {
 	struct rpc__conn *conn;         /* the live connection or NULL; ctx->lock */
 	uint64_t conn_gen;              /* number of the current/last connection; ctx->lock */
 	int frozen;                     /* ctx->lock */
+	unsigned failed_connects;       /* in a row, since the last success (logged once); ctx->lock */
 	uint64_t intr_gen;              /* bumped by rpc_chan_interrupt(); ctx->lock */
 	pthread_cond_t cond;            /* thaw, interrupt, shutdown; with ctx->lock */
 	struct rpc__list outq;          /* frames waiting for the loop; ctx->lock */
@@ -482,6 +483,20 @@ void rpc_chan_interrupt(struct rpc_chan *ch)
 	pthread_mutex_unlock(&ch->ctx->lock);
 }
 
+void rpc_chan_abort(struct rpc_chan *ch)
+{
+	struct rpc__list *p, *n;
+
+	pthread_mutex_lock(&ch->ctx->lock);
+	ch->intr_gen++;
+	pthread_cond_broadcast(&ch->cond);
+	for (p = ch->calls.next; p != &ch->calls; p = n) {
+		n = p->next;
+		rpc__call_complete(list_entry(p, struct rpc__call, link), -ECONNRESET, 0, NULL);
+	}
+	pthread_mutex_unlock(&ch->ctx->lock);
+}
+
 void rpc_chan_stats(struct rpc_chan *ch, struct rpc_stats *st)
 {
 	pthread_mutex_lock(&ch->ctx->lock);
@@ -787,6 +802,18 @@ static int rpc__send_hello_locked(struct rpc__conn *conn)
 	return 0;
 }
 
+/*
+ * A connection to @ch's peer failed: logged once in a row (a dead peer is
+ * tried again at every call until the membership says it is gone).
+ * ctx->lock held.
+ */
+static void rpc__connect_failed_locked(struct rpc_chan *ch, int rc)
+{
+	if (ch->failed_connects++ == 0)
+		rpc__log(ch->ctx, "%s: cannot connect: %s (logged once until it connects again)",
+			 ch->peer, uv_strerror(rc));
+}
+
 static void rpc__on_connect(uv_connect_t *req, int status)
 {
 	struct rpc__conn *conn = req->data;
@@ -801,11 +828,14 @@ static void rpc__on_connect(uv_connect_t *req, int status)
 		uv_tcp_nodelay(&conn->tcp, 1);
 		pthread_mutex_lock(&ctx->lock);
 		conn->ch->state = CHAN_HELLO;
+		conn->ch->failed_connects = 0;
 		rc = rpc__send_hello_locked(conn);
 		pthread_mutex_unlock(&ctx->lock);
 	}
 	if (rc < 0) {
-		rpc__log(ctx, "%s: cannot connect: %s", conn->ch->peer, uv_strerror(rc));
+		pthread_mutex_lock(&ctx->lock);
+		rpc__connect_failed_locked(conn->ch, rc);
+		pthread_mutex_unlock(&ctx->lock);
 		rpc__conn_close(conn, rc);
 	}
 }
@@ -838,7 +868,7 @@ static void rpc__connect_locked(struct rpc_chan *ch)
 	rc = uv_tcp_connect(&conn->creq, &conn->tcp, (const struct sockaddr *)&ch->addr,
 			    rpc__on_connect);
 	if (rc < 0) {
-		rpc__log(ctx, "%s: cannot connect: %s", ch->peer, uv_strerror(rc));
+		rpc__connect_failed_locked(ch, rc);
 		rpc__conn_close_locked(conn, rc);
 	}
 }

@@ -258,6 +258,11 @@ void rpc_chan_freeze(struct rpc_chan *ch);
 void rpc_chan_thaw(struct rpc_chan *ch);
 /* Calls waiting to be sent on @ch return -RPC_EEARLY (see the top). */
 void rpc_chan_interrupt(struct rpc_chan *ch);
+/*
+ * Every call on @ch, sent or not, returns -ECONNRESET now (its peer died:
+ * a late reply is dropped as unknown); new calls go on as usual.
+ */
+void rpc_chan_abort(struct rpc_chan *ch);
 void rpc_chan_stats(struct rpc_chan *ch, struct rpc_stats *st);
 /*
  * The peer's node name and epoch from its HELLO (copied into @name of

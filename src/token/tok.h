@@ -414,6 +414,13 @@ void tok_client_interrupt_all(struct tok_client *c);
  */
 size_t tok_client_lose_all(struct tok_client *c);
 /*
+ * Call @fn for every inode of which this node holds tokens, under the
+ * client's mutex (@fn must not call the client); non-zero stops.  A
+ * recovery's survivor reports them to the new server.
+ */
+int tok_client_export(struct tok_client *c,
+		      int (*fn)(void *arg, uint64_t ino, const struct tok_set *held), void *arg);
+/*
  * Relocation: reach the server through @ops from now on (the node became or
  * stopped being the metadata server); what the client holds stays.  No
  * thread may be inside an ops call.

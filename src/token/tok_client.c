@@ -759,6 +759,20 @@ size_t tok_client_lose_all(struct tok_client *c)
 	return n;
 }
 
+int tok_client_export(struct tok_client *c,
+		      int (*fn)(void *arg, uint64_t ino, const struct tok_set *held), void *arg)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&c->mu);
+	for (unsigned b = 0; b < TOK__CBUCKETS && !rc; b++)
+		for (struct tok__cino *r = c->hash[b]; r && !rc; r = r->hnext)
+			if (!tok_set_empty(&r->level))
+				rc = fn(arg, r->ino, &r->level);
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
 void tok_client_stats(struct tok_client *c, struct tok_client_stats *st)
 {
 	pthread_mutex_lock(&c->mu);
