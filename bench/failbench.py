@@ -23,6 +23,7 @@ import argparse
 import fcntl
 import multiprocessing as mp
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -164,35 +165,32 @@ def mds_probe(d, tag, q, stop):
     q.put(spans)
 
 
-def phases_of(c):
-    """The new server's recovery phases (name -> ms) from its status: the
-    last entry of cluster.recovery.history, whatever its shape (a dict of
-    durations, or a list of {phase|name, ms|duration_ms})."""
-    rec = c.get("recovery")
-    if not isinstance(rec, dict):
-        return {}
-    hist = rec.get("history")
-    if isinstance(hist, list) and hist:
-        hist = hist[-1]
-    if not isinstance(hist, dict):
-        return {}
-    ph = hist.get("phases", hist)
+def phases_of(cl, nodes, since):
+    """The recovery's passes (name -> ms) as the node that led it records
+    them (cluster.recovery.history: the last entry with "led", its "ms":
+    celldown, gather, reconstruct, retarget, total), and the fencing, from
+    the elected node's log line "recovery N: this node serves ... (fenced in
+    X ms, store opened and rebuilt in Y ms)"."""
     out = {}
-    if isinstance(ph, dict):
-        for k, v in ph.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                out[k] = float(v)
-            elif isinstance(v, dict):
-                for kk in ("ms", "duration_ms", "elapsed_ms"):
-                    if isinstance(v.get(kk), (int, float)):
-                        out[k] = float(v[kk])
-    elif isinstance(ph, list):
-        for e in ph:
-            if isinstance(e, dict):
-                name = e.get("phase") or e.get("name")
-                ms = next((e[k] for k in ("ms", "duration_ms", "elapsed_ms") if isinstance(e.get(k), (int, float))), None)
-                if name and ms is not None:
-                    out[name] = float(ms)
+    for i in nodes:
+        rec = cluster_of(status(cl, i)).get("recovery")
+        hist = rec.get("history") if isinstance(rec, dict) else None
+        for h in reversed(hist or []):
+            if isinstance(h, dict) and h.get("led") and isinstance(h.get("ms"), dict):
+                out.update({k: float(v) for k, v in h["ms"].items()})
+                out["attempts"] = h.get("attempts")
+                break
+        try:
+            with open(os.path.join(cl, f"node{i}", "log"), "rb") as f:
+                f.seek(since)
+                for line in f.read().decode(errors="replace").splitlines():
+                    m = re.search(r"recovery \d+: this node serves .*fenced in ([0-9.]+) ms, "
+                                  r"store opened and rebuilt in ([0-9.]+) ms", line)
+                    if m:
+                        out["fence"] = float(m.group(1))
+                        out["store+rebuild"] = float(m.group(2))
+        except OSError:
+            pass
     return out
 
 
@@ -216,6 +214,7 @@ def mds_kill(a, k):
         p.start()
     time.sleep(1.0)
     pid = int(open(os.path.join(cl, f"node{s}", "pid")).read())
+    logpos = {i: os.path.getsize(os.path.join(cl, f"node{i}", "log")) for i in surv}
     t_kill = time.time()
     os.kill(pid, signal.SIGKILL)
     detect = serving = None
@@ -241,7 +240,10 @@ def mds_kill(a, k):
         after = [e for b, e, ok in sp if b >= t_kill and ok]
         firsts.append(min(after) - t_kill if after else None)
     errors = sum(1 for sp in spans for _, _, ok in sp if not ok)
-    phases = phases_of(cluster_of(status(cl, new))) if serving is not None else {}
+    phases = {}
+    for i in surv:
+        for kk, v in phases_of(cl, [i], logpos[i]).items():
+            phases.setdefault(kk, v)
     subprocess.run([a.local_cluster, "restart", "--dir", cl, str(s)], capture_output=True, check=True)
     first = min((f for f in firsts if f is not None), default=None)
     both = max(firsts) if all(f is not None for f in firsts) else None
@@ -272,8 +274,9 @@ def mds(a):
         names += [n for n in r["phases"] if n not in names]
     ph = []
     for n in names:
-        v = [r["phases"][n] for r in rows if n in r["phases"]]
-        ph.append(f"{n} {statistics.median(v):,.0f} ms")
+        v = [r["phases"][n] for r in rows if isinstance(r["phases"].get(n), (int, float))]
+        if v and n != "attempts":
+            ph.append(f"{n} {statistics.median(v):,.1f} ms")
     print(f"{a.vnodes:,} | {med('detect')} | {med('serving')} | {'; '.join(ph) or '(no recovery history)'} | "
           f"{med('first')} | {med('both')} | {sum(r['errors'] for r in rows)}")
 

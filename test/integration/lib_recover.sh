@@ -26,7 +26,7 @@
 #   sampler_start NAME / sampler_stop NAME WHAT
 #                        sample every live node's status (10 times a second)
 #                        and one check at the stop: never two servers at once
-#   catch_start, catch_wait, next_in_order, but: see below
+#   catch_start, catch_wait, next_in_order, first_in_order, but: see below
 #   bail WHY             fail, dump, abort every mount, end the test
 #   watchdog_dump WHY    hangwatch.py's dump of every node (status JSON,
 #                        threads, logs), with WHY, into the test's output
@@ -158,12 +158,22 @@ catch_wait() {
 }
 
 # next_in_order DEAD ALIVE...: the first of ALIVE after DEAD in the server
-# order node1..nodeN (wrapping): the node expected to take over.
+# order node1..nodeN (wrapping).
 next_in_order() {
 	local dead=$1 i k
 	shift
 	for ((k = 1; k < CL_N; k++)); do
 		i=$(((dead - 1 + k) % CL_N + 1))
+		[[ " $* " == *" $i "* ]] && { echo "$i"; return 0; }
+	done
+	return 1
+}
+
+# first_in_order ALIVE...: the first of ALIVE in the server order
+# node1..nodeN: the node a recovery elects (corpse.c's elect).
+first_in_order() {
+	local i
+	for ((i = 1; i <= CL_N; i++)); do
 		[[ " $* " == *" $i "* ]] && { echo "$i"; return 0; }
 	done
 	return 1

@@ -41,6 +41,7 @@ check_eq "node1 serves at the start" "1" "$(serving_nodes)"
 log "$ROUNDS rounds: the serving node goes ($RECOVER_MODE) under a workload on the two others"
 pauses=()
 recov=()
+bad=()
 moved=0
 for ((r = 1; r <= ROUNDS; r++)); do
 	s=$(serving_nodes)
@@ -66,7 +67,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		bail "round $r: no single survivor serves 30 s after the $RECOVER_MODE of node$s"
 	fi
 	sleep "$AFTER"
-	load_stop "r$r" || bail "round $r: the workload failed"
+	# A failed workload fails the test, and the rounds go on while the
+	# cluster has one server (so one run shows how often it happens).
+	load_stop "r$r" || bad+=("$r")
 	pauses+=("$LOAD_PAUSE_MS")
 	if [[ $RECOVER_MODE == kill ]]; then
 		cluster_restart "$s" || bail "round $r: node$s does not come back"
@@ -74,7 +77,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		[[ "$st" == "node$n $n" ]] || bail "round $r: node$s should be a client of node$n, (server it names, nodes that serve): $st"
 	fi
 done
-check_eq "the server moved $ROUNDS times, the workload verified each time, the killed node rejoined as a client each time" "$ROUNDS" "$moved"
+check_eq "the server moved $ROUNDS times, the killed node rejoined as a client each time" "$ROUNDS" "$moved"
+check_eq "rounds whose workload saw an error or lost something" "" "${bad[*]}"
 log "time from the $RECOVER_MODE to a single new server (ms): ${recov[*]}"
 log "longest call of the workload per round (ms): ${pauses[*]}"
 

@@ -17,9 +17,10 @@
 #     a survivor after the kill, reads the new bytes there; a chmod and a
 #     rename done meanwhile show), nothing lost;
 #  c. a second failure during recovery: the server is killed, and the node
-#     elected in its place is stopped (SIGSTOP) the moment it logs that it
-#     starts reconstructing ("recovery" ... "reconstruct") and killed;
-#     recovery starts again on the next node and completes;
+#     elected in its place (the first survivor of the server order) is
+#     stopped (SIGSTOP) the moment it logs that it starts reconstructing
+#     ("recovery N: reconstruct: ...") and killed; recovery starts again,
+#     elects the next node and completes;
 #  d. kill -9 in the middle of a relocation (`cxfsctl relocate` in the
 #     background), stopped at the moment the target logs that it serves
 #     (before the relocation has opened on every node): of the source, then
@@ -154,9 +155,9 @@ go_on b
 log "c: a second failure while the new server reconstructs"
 s=$(serving_nodes)
 read -ra rest <<<"$(but "$s")"
-e=$(next_in_order "$s" "${rest[@]}")
+e=$(first_in_order "${rest[@]}")
 # shellcheck disable=SC2046
-f=$(next_in_order "$e" $(but "$s" "$e"))
+f=$(first_in_order $(but "$s" "$e"))
 read -ra loadn <<<"$(but "$s" "$e" "$f")"
 log "c: node$s serves; node$e should take over, then node$f; the workload runs on ${loadn[*]}"
 catch_start c 30 "recovery reconstruct" "${rest[@]}"
@@ -166,7 +167,7 @@ cluster_kill "$s" || fail "c: kill node$s"
 if caught=$(catch_wait c); then
 	x=${caught%% *}
 	log "c: node$x stopped at: ${caught#* }"
-	check_eq "c: the node that reconstructs first is the next of the server order" "$e" "$x"
+	check_eq "c: the node that reconstructs first is the first survivor of the server order" "$e" "$x"
 	cluster_kill "$x" || fail "c: kill node$x"
 	read -ra live <<<"$(but "$s" "$x")"
 	if new_server c "$x" "${live[@]}"; then
