@@ -22,7 +22,8 @@
 #                        stop it, wait (bounded), and judge it: one check
 #                        (no error, every check of its verifier passed, at
 #                        least MIN_OPS operations, default 20); sets
-#                        LOAD_PAUSE_MS (its longest call)
+#                        LOAD_PAUSE_MS (its longest call); if a call hung
+#                        (its watchdog fired), bail
 #   sampler_start NAME / sampler_stop NAME WHAT
 #                        sample every live node's status (10 times a second)
 #                        and one check at the stop: never two servers at once
@@ -99,8 +100,12 @@ EOF
 		return 0
 	fi
 	fail "$name: the workload failed (exit $rc): ${verdict#BAD }"
-	grep -v -e '^{' -e '^ok ' "$T_TMP/load.$name" | head -n 40 || true
+	grep -v -e '^{' -e '^ok ' -e DUMP "$T_TMP/load.$name" | head -n 40 || true
 	tail -n 1 "$T_TMP/load.$name"
+	# Its watchdog dumped every node (in $T_TMP/load.$name) and aborted
+	# the mounts of the workload's nodes: their daemons go, nothing more
+	# can be learnt from this cluster.
+	((rc != 3)) || bail "$name: a call of the workload hung (its watchdog's dump: $T_TMP/load.$name)"
 	return 1
 }
 

@@ -82,111 +82,116 @@ go_on() {
 	it_finish
 }
 
-log "a: a partition cuts the server off alone"
-s=$(serving_nodes)
-read -ra rest <<<"$(but "$s")"
-load_start a more/a "${rest[0]}" "${rest[1]}"
-sleep 1
-cluster_partition "$s" || fail "a: local-cluster partition $s"
-if new_server a "$s" "${rest[@]}"; then
-	pass "a: node$n serves in place of node$s, which is cut off"
-	if wait_until 10 stopped_serving "$s"; then
-		pass "a: node$s has no quorum and does not serve"
-	else
-		fail "a: node$s, cut off: $(cl_stat "$s" 'c["membership"]["quorum"], c["is_server"]' 2>&1) (quorum, serves)"
-	fi
-	want="written on node${rest[2]} during the partition $RANDOM"
-	bounded 30 bash -c 'echo "$1" >"$2"' _ "$want" "$(node_mnt "${rest[2]}")/more/a.part" ||
-		fail "a: a write on node${rest[2]} during the partition"
+part_a() {
+	log "a: a partition cuts the server off alone"
+	s=$(serving_nodes)
+	read -ra rest <<<"$(but "$s")"
+	load_start a more/a "${rest[0]}" "${rest[1]}"
 	sleep 1
-	load_stop a || true
-	cluster_heal || fail "a: local-cluster heal"
-	if wait_until 20 serves_not "$s" "$n"; then
-		pass "a: after heal node$s is a member again, does not serve, names node$n"
-	else
-		fail "a: after heal node$s: $(cl_stat "$s" 'c["membership"]["quorum"], c["is_server"], c["server"]' 2>&1)"
-	fi
-	check_eq "a: node$s reads what was written during the partition" "$want" \
-		"$(timeout 30 cat "$(node_mnt "$s")/more/a.part" 2>&1)"
-	check_eq "a: one server: node$n" "$n" "$(serving_nodes)"
-else
-	load_stop a || true
-	cluster_heal || true
-fi
-
-go_on a
-
-log "b: the dead server comes back while the survivors work"
-s=$(serving_nodes)
-read -ra rest <<<"$(but "$s")"
-M=$(node_mnt "${rest[0]}")
-head -c 65536 /dev/urandom >"$T_TMP/old"
-head -c 65536 /dev/urandom >"$T_TMP/new"
-cp "$T_TMP/old" "$M/more/b.f"
-echo "g" >"$M/more/b.g"
-check_eq "b: node$s (the server) reads b.f before it dies" "$(sum_of "$T_TMP/old")" \
-	"$(sha256sum <"$(node_mnt "$s")/more/b.f" | cut -d' ' -f1)"
-cat "$(node_mnt "$s")/more/b.g" >/dev/null
-load_start b more/b "${rest[0]}" "${rest[1]}"
-sleep 1
-cluster_kill "$s" || fail "b: kill node$s"
-if new_server b "$s" "${rest[@]}"; then
-	pass "b: node$n serves after node$s was killed"
-	bounded 30 cp "$T_TMP/new" "$(node_mnt "${rest[2]}")/more/b.f" || fail "b: rewrite b.f on node${rest[2]}"
-	bounded 30 chmod 600 "$(node_mnt "${rest[2]}")/more/b.f" || fail "b: chmod b.f on node${rest[2]}"
-	bounded 30 mv "$(node_mnt "${rest[3]}")/more/b.g" "$(node_mnt "${rest[3]}")/more/b.h" ||
-		fail "b: rename b.g on node${rest[3]}"
-	rejoin "$s" "$n"
-	Ms=$(node_mnt "$s")
-	check_eq "b: node$s, restarted, reads the new bytes of b.f" "$(sum_of "$T_TMP/new")" \
-		"$(timeout 30 sha256sum <"$Ms/more/b.f" | cut -d' ' -f1)"
-	check_eq "b: and its new mode" 600 "$(timeout 30 stat -c %a "$Ms/more/b.f" 2>&1)"
-	check_eq "b: and the rename" "absent g" \
-		"$(timeout 30 bash -c '[[ -e $1/more/b.g ]] && echo present || echo absent; cat $1/more/b.h' _ "$Ms" 2>&1)"
-	sleep 1
-	load_stop b || true
-	check_eq "b: one server: node$n" "$n" "$(serving_nodes)"
-else
-	load_stop b || true
-fi
-
-go_on b
-
-log "c: a second failure while the new server reconstructs"
-s=$(serving_nodes)
-read -ra rest <<<"$(but "$s")"
-e=$(first_in_order "${rest[@]}")
-# shellcheck disable=SC2046
-f=$(first_in_order $(but "$s" "$e"))
-read -ra loadn <<<"$(but "$s" "$e" "$f")"
-log "c: node$s serves; node$e should take over, then node$f; the workload runs on ${loadn[*]}"
-catch_start c 30 "recovery reconstruct" "${rest[@]}"
-load_start c more/c "${loadn[@]}"
-sleep 1
-cluster_kill "$s" || fail "c: kill node$s"
-if caught=$(catch_wait c); then
-	x=${caught%% *}
-	log "c: node$x stopped at: ${caught#* }"
-	check_eq "c: the node that reconstructs first is the first survivor of the server order" "$e" "$x"
-	cluster_kill "$x" || fail "c: kill node$x"
-	read -ra live <<<"$(but "$s" "$x")"
-	if new_server c "$x" "${live[@]}"; then
-		pass "c: node$n serves after node$s and then node$x died"
-		check "c: node$n reconstructed too (its log)" grep -qi 'recovery.*reconstruct\|reconstruct.*recovery' \
-			"$(node_log "$n")"
+	cluster_partition "$s" || fail "a: local-cluster partition $s"
+	if new_server a "$s" "${rest[@]}"; then
+		pass "a: node$n serves in place of node$s, which is cut off"
+		if wait_until 10 stopped_serving "$s"; then
+			pass "a: node$s has no quorum and does not serve"
+		else
+			fail "a: node$s, cut off: $(cl_stat "$s" 'c["membership"]["quorum"], c["is_server"]' 2>&1) (quorum, serves)"
+		fi
+		want="written on node${rest[2]} during the partition $RANDOM"
+		bounded 30 bash -c 'echo "$1" >"$2"' _ "$want" "$(node_mnt "${rest[2]}")/more/a.part" ||
+			fail "a: a write on node${rest[2]} during the partition"
 		sleep 1
-		load_stop c || true
-		rejoin "$s" "$n"
-		rejoin "$x" "$n"
-		check_eq "c: one server: node$n" "$n" "$(serving_nodes)"
+		load_stop a || true
+		cluster_heal || fail "a: local-cluster heal"
+		if wait_until 20 serves_not "$s" "$n"; then
+			pass "a: after heal node$s is a member again, does not serve, names node$n"
+		else
+			fail "a: after heal node$s: $(cl_stat "$s" 'c["membership"]["quorum"], c["is_server"], c["server"]' 2>&1)"
+		fi
+		check_eq "a: node$s reads what was written during the partition" "$want" \
+			"$(timeout 30 cat "$(node_mnt "$s")/more/a.part" 2>&1)"
+		check_eq "a: one server: node$n" "$n" "$(serving_nodes)"
 	else
+		load_stop a || true
+		cluster_heal || true
+	fi
+
+}
+
+part_b() {
+	log "b: the dead server comes back while the survivors work"
+	s=$(serving_nodes)
+	read -ra rest <<<"$(but "$s")"
+	M=$(node_mnt "${rest[0]}")
+	head -c 65536 /dev/urandom >"$T_TMP/old"
+	head -c 65536 /dev/urandom >"$T_TMP/new"
+	cp "$T_TMP/old" "$M/more/b.f"
+	echo "g" >"$M/more/b.g"
+	check_eq "b: node$s (the server) reads b.f before it dies" "$(sum_of "$T_TMP/old")" \
+		"$(sha256sum <"$(node_mnt "$s")/more/b.f" | cut -d' ' -f1)"
+	cat "$(node_mnt "$s")/more/b.g" >/dev/null
+	load_start b more/b "${rest[0]}" "${rest[1]}"
+	sleep 1
+	cluster_kill "$s" || fail "b: kill node$s"
+	if new_server b "$s" "${rest[@]}"; then
+		pass "b: node$n serves after node$s was killed"
+		bounded 30 cp "$T_TMP/new" "$(node_mnt "${rest[2]}")/more/b.f" || fail "b: rewrite b.f on node${rest[2]}"
+		bounded 30 chmod 600 "$(node_mnt "${rest[2]}")/more/b.f" || fail "b: chmod b.f on node${rest[2]}"
+		bounded 30 mv "$(node_mnt "${rest[3]}")/more/b.g" "$(node_mnt "${rest[3]}")/more/b.h" ||
+			fail "b: rename b.g on node${rest[3]}"
+		rejoin "$s" "$n"
+		Ms=$(node_mnt "$s")
+		check_eq "b: node$s, restarted, reads the new bytes of b.f" "$(sum_of "$T_TMP/new")" \
+			"$(timeout 30 sha256sum <"$Ms/more/b.f" | cut -d' ' -f1)"
+		check_eq "b: and its new mode" 600 "$(timeout 30 stat -c %a "$Ms/more/b.f" 2>&1)"
+		check_eq "b: and the rename" "absent g" \
+			"$(timeout 30 bash -c '[[ -e $1/more/b.g ]] && echo present || echo absent; cat $1/more/b.h' _ "$Ms" 2>&1)"
+		sleep 1
+		load_stop b || true
+		check_eq "b: one server: node$n" "$n" "$(serving_nodes)"
+	else
+		load_stop b || true
+	fi
+
+}
+
+part_c() {
+	log "c: a second failure while the new server reconstructs"
+	s=$(serving_nodes)
+	read -ra rest <<<"$(but "$s")"
+	e=$(first_in_order "${rest[@]}")
+	# shellcheck disable=SC2046
+	f=$(first_in_order $(but "$s" "$e"))
+	read -ra loadn <<<"$(but "$s" "$e" "$f")"
+	log "c: node$s serves; node$e should take over, then node$f; the workload runs on ${loadn[*]}"
+	catch_start c 30 "recovery reconstruct" "${rest[@]}"
+	load_start c more/c "${loadn[@]}"
+	sleep 1
+	cluster_kill "$s" || fail "c: kill node$s"
+	if caught=$(catch_wait c); then
+		x=${caught%% *}
+		log "c: node$x stopped at: ${caught#* }"
+		check_eq "c: the node that reconstructs first is the first survivor of the server order" "$e" "$x"
+		cluster_kill "$x" || fail "c: kill node$x"
+		read -ra live <<<"$(but "$s" "$x")"
+		if new_server c "$x" "${live[@]}"; then
+			pass "c: node$n serves after node$s and then node$x died"
+			check "c: node$n reconstructed too (its log)" grep -qi 'recovery.*reconstruct\|reconstruct.*recovery' \
+				"$(node_log "$n")"
+			sleep 1
+			load_stop c || true
+			rejoin "$s" "$n"
+			rejoin "$x" "$n"
+			check_eq "c: one server: node$n" "$n" "$(serving_nodes)"
+		else
+			load_stop c || true
+		fi
+	else
+		fail "c: no survivor logged a line with 'recovery' and 'reconstruct' within 30 s of the kill: $(cat "$T_TMP/catch.c")"
+		watchdog_dump "c: no reconstruction"
 		load_stop c || true
 	fi
-else
-	fail "c: no survivor logged a line with 'recovery' and 'reconstruct' within 30 s of the kill: $(cat "$T_TMP/catch.c")"
-	watchdog_dump "c: no reconstruction"
-	load_stop c || true
-fi
+
+}
 
 # relocate_kill PART WHO: kill -9 of WHO (source or target) in the middle of
 # a relocation to the next node of the order.
@@ -223,12 +228,18 @@ relocate_kill() {
 		load_stop "$part" || true
 	fi
 }
-go_on c
-log "d: kill -9 in the middle of a relocation"
-relocate_kill d1 source
-go_on d1
-relocate_kill d2 target
-go_on d2
+part_d() {
+	log "d: kill -9 in the middle of a relocation"
+	relocate_kill d1 source
+	go_on d1
+	relocate_kill d2 target
+}
+
+# CXFS_RECOVER_PARTS: the parts to run, in order (default all).
+for part in ${CXFS_RECOVER_PARTS:-a b c d}; do
+	"part_$part"
+	go_on "$part"
+done
 
 sampler_stop all "never two servers at once through the whole test"
 cross_node_rw after-recoveries
