@@ -21,6 +21,7 @@
 """
 import argparse
 import fcntl
+import json
 import multiprocessing as mp
 import os
 import re
@@ -117,11 +118,22 @@ def cluster_of(st):
 
 
 def server_now(cl):
-    for i in (1, 2, 3):
-        c = cluster_of(status(cl, i, 2))
-        if c.get("is_server"):
-            return i
-    return None
+    """The one node that says it serves (exits if there is not one)."""
+    srv = [i for i in (1, 2, 3) if cluster_of(status(cl, i, 2)).get("is_server")]
+    if len(srv) != 1:
+        raise SystemExit(f"failbench: not exactly one node serves: {srv}")
+    return srv[0]
+
+
+def history_ids(cl, nodes):
+    """(node, id) of every recovery each node's history holds."""
+    out = set()
+    for i in nodes:
+        rec = cluster_of(status(cl, i)).get("recovery")
+        for h in (rec.get("history") or []) if isinstance(rec, dict) else []:
+            if isinstance(h, dict):
+                out.add((i, h.get("id")))
+    return out
 
 
 def make_files(top, n):
@@ -157,15 +169,16 @@ def mds_probe(d, tag, q, stop):
             fd = os.open(os.path.join(d, f"{tag}.{k}"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
             os.write(fd, b"p" * 512)
             os.close(fd)
-        except OSError:
+        except OSError as e:
             ok = False
+            print(f"    probe {tag}: {e}", file=sys.stderr, flush=True)
         spans.append((t0, time.time(), ok))
         k += 1
         time.sleep(0.005)
     q.put(spans)
 
 
-def phases_of(cl, nodes, since):
+def phases_of(cl, nodes, since, old=frozenset()):
     """The recovery's passes (name -> ms) as the node that led it records
     them (cluster.recovery.history: the last entry with "led", its "ms":
     celldown, gather, reconstruct, retarget, total), and the fencing, from
@@ -176,7 +189,8 @@ def phases_of(cl, nodes, since):
         rec = cluster_of(status(cl, i)).get("recovery")
         hist = rec.get("history") if isinstance(rec, dict) else None
         for h in reversed(hist or []):
-            if isinstance(h, dict) and h.get("led") and isinstance(h.get("ms"), dict):
+            if isinstance(h, dict) and h.get("led") and isinstance(h.get("ms"), dict) \
+                    and (i, h.get("id")) not in old:
                 out.update({k: float(v) for k, v in h["ms"].items()})
                 out["attempts"] = h.get("attempts")
                 break
@@ -198,9 +212,16 @@ def mds_kill(a, k):
     cl = a.cluster
     mnt = lambda i: os.path.join(cl, f"node{i}", "mnt")
     s = server_now(cl)
-    if s is None:
-        raise SystemExit("no node serves")
     surv = [i for i in (1, 2, 3) if i != s]
+    # The probes' directories exist (and are fsync'ed) before the caches
+    # are filled: seconds before the kill.
+    for i in surv:
+        d = os.path.join(mnt(i), "probe", f"k{k}", f"n{i}")
+        os.makedirs(d, exist_ok=True)
+        for p in (d, os.path.dirname(d), os.path.dirname(os.path.dirname(d))):
+            fd = os.open(p, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
     t0 = time.time()
     for i in surv:
         stat_files(os.path.join(mnt(i), "cache"), a.vnodes)
@@ -208,13 +229,14 @@ def mds_kill(a, k):
     cache_s = time.time() - t0
     stop = mp.Event()
     q = mp.Queue()
-    probes = [mp.Process(target=mds_probe, args=(os.path.join(mnt(i), "probe", f"k{k}"), f"n{i}", q, stop))
+    probes = [mp.Process(target=mds_probe, args=(os.path.join(mnt(i), "probe", f"k{k}", f"n{i}"), f"n{i}", q, stop))
               for i in surv]
     for p in probes:
         p.start()
     time.sleep(1.0)
     pid = int(open(os.path.join(cl, f"node{s}", "pid")).read())
     logpos = {i: os.path.getsize(os.path.join(cl, f"node{i}", "log")) for i in surv}
+    old = history_ids(cl, surv)
     t_kill = time.time()
     os.kill(pid, signal.SIGKILL)
     detect = serving = None
@@ -242,9 +264,13 @@ def mds_kill(a, k):
     errors = sum(1 for sp in spans for _, _, ok in sp if not ok)
     phases = {}
     for i in surv:
-        for kk, v in phases_of(cl, [i], logpos[i]).items():
+        for kk, v in phases_of(cl, [i], logpos[i], old).items():
             phases.setdefault(kk, v)
-    subprocess.run([a.local_cluster, "restart", "--dir", cl, str(s)], capture_output=True, check=True)
+    if not a.no_restart:
+        subprocess.run([a.local_cluster, "restart", "--dir", cl, str(s)], capture_output=True, check=True)
+        srv = [i for i in (1, 2, 3) if cluster_of(status(cl, i, 2)).get("is_server")]
+        if len(srv) != 1:
+            raise SystemExit(f"failbench: after node{s} restarted, the nodes that say they serve: {srv}")
     first = min((f for f in firsts if f is not None), default=None)
     both = max(firsts) if all(f is not None for f in firsts) else None
     print(f"    kill {k + 1} (node{s}; vnodes cached on the survivors {vn}, stat'ed in {cache_s:.1f} s): "
@@ -261,11 +287,28 @@ def ms(x):
 
 def mds(a):
     t0 = time.time()
-    make_files(os.path.join(a.cluster, f"node{server_now(a.cluster) or 1}", "mnt", "cache"),
+    make_files(os.path.join(a.cluster, f"node{server_now(a.cluster)}", "mnt", "cache"),
                max(a.vnodes, a.make))
     print(f"    {max(a.vnodes, a.make):,} files there ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
     rows = [mds_kill(a, k) for k in range(a.repeat)]
+    if a.record:
+        with open(a.record, "a") as f:
+            for r in rows:
+                f.write(json.dumps(dict(r, vnodes=a.vnodes)) + "\n")
+    print(table_row(a.vnodes, rows))
 
+
+def table(a):
+    """One row per vnodes count of the kills recorded in --record."""
+    rows = {}
+    for line in open(a.record):
+        r = json.loads(line)
+        rows.setdefault(r["vnodes"], []).append(r)
+    for v in sorted(rows):
+        print(table_row(v, rows[v]))
+
+
+def table_row(vnodes, rows):
     def med(key):
         v = [r[key] for r in rows if r[key] is not None]
         return ms(statistics.median(v)) if v else "-"
@@ -277,8 +320,8 @@ def mds(a):
         v = [r["phases"][n] for r in rows if isinstance(r["phases"].get(n), (int, float))]
         if v and n != "attempts":
             ph.append(f"{n} {statistics.median(v):,.1f} ms")
-    print(f"{a.vnodes:,} | {med('detect')} | {med('serving')} | {'; '.join(ph) or '(no recovery history)'} | "
-          f"{med('first')} | {med('both')} | {sum(r['errors'] for r in rows)}")
+    return (f"{vnodes:,} | {med('detect')} | {med('serving')} | {'; '.join(ph) or '(no recovery history)'} | "
+            f"{med('first')} | {med('both')} | {sum(r['errors'] for r in rows)} | {len(rows)}")
 
 
 def main():
@@ -290,6 +333,10 @@ def main():
     m.add_argument("--repeat", type=int, default=5)
     m.add_argument("--vnodes", type=int, default=1)
     m.add_argument("--make", type=int, default=0, help="create this many files (at least --vnodes)")
+    m.add_argument("--no-restart", action="store_true", help="leave the killed node dead (one kill per cluster)")
+    m.add_argument("--record", help="append each kill's figures to this file (JSON lines)")
+    t = sub.add_parser("table")
+    t.add_argument("--record", required=True)
     r = sub.add_parser("run")
     r.add_argument("--cluster", required=True)
     r.add_argument("--local-cluster", required=True)
@@ -297,6 +344,8 @@ def main():
     a = ap.parse_args()
     if a.cmd == "mds":
         return mds(a)
+    if a.cmd == "table":
+        return table(a)
     det, res = [], []
     for k in range(a.repeat):
         d, s = one_kill(a)

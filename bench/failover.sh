@@ -22,19 +22,19 @@
 #
 #   bench/failover.sh --mode mds [--repeat N] [--vnodes "1 10000 100000"] [--dir DIR]
 #
-# The loss of the metadata server (MDS recovery): one 3-node cluster with
-# the default membership settings; the largest number of VNODES files is
-# created once, then for each number V (ascending): both survivors stat V
-# files before each kill (so each caches about V vnodes; the counts their
-# status shows are printed), a probe on each survivor creates, writes and
-# closes a new file every 5 ms, and the serving node's cxfsd is killed
-# (kill -9), REPEAT times (restarted in between, so the server moves).
+# The loss of the metadata server (MDS recovery), with the default
+# membership settings: for each number V of VNODES, REPEAT times: a fresh
+# 3-node cluster, V files created, both survivors stat them (so each caches
+# about V vnodes; the counts their status shows are printed), a probe on
+# each survivor creates, writes and closes a new file every 5 ms, and the
+# serving node's cxfsd is killed (kill -9).
 # Reported per V, medians over the kills, all from the kill:
 #   detection   every survivor's membership has left the server out
 #   serving     one survivor says it serves and the other names it
-#   phases      the new server's recovery phases (fencing, reconstruction,
-#               replay, ...) as its status records them
-#               (cluster.recovery.history, last entry), their durations
+#   passes      the recovery's passes as the leader's status records them
+#               (cluster.recovery.history: celldown, gather, reconstruct,
+#               retarget, total) and, from the elected node's log line,
+#               the fencing and the opening and rebuilding of the store
 #   first op    the first probe operation started after the kill completes
 #               on a survivor (and on both survivors)
 # Written to bench/results/failover-mds-<date>.txt.
@@ -73,26 +73,32 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$top/bench/results"
 if [[ $MODE == mds ]]; then
+	# A fresh cluster for every kill: a killed server started again does
+	# not yet rejoin as a client (it comes back serving: two servers), so
+	# the kills are not chained on one cluster.
 	out=$top/bench/results/failover-mds-$(date -u +%Y%m%d-%H%M%S).txt
-	most=0
-	for v in $VNODES; do ((v > most)) && most=$v; done
-	CXFS_BIN_DIR=$BIN "$top/scripts/local-cluster" up --netns -n 3 --dir "$CL" >"$DIR/up.log" 2>&1 ||
-		{ cat "$DIR/up.log" >&2; exit 1; }
-	rows=()
+	rec=$DIR/kills.jsonl
+	: >"$rec"
+	failed=0
 	for v in $VNODES; do
 		echo "[$(date +%T)] $v vnodes cached on the survivors: $REPEAT kills of the metadata server" >&2
-		line=$(python3 "$top/bench/failbench.py" mds --cluster "$CL" \
-			--local-cluster "$top/scripts/local-cluster" --repeat "$REPEAT" --vnodes "$v" --make "$most")
-		echo "  $line" >&2
-		rows+=("| $line |")
+		for ((k = 1; k <= REPEAT; k++)); do
+			"$top/scripts/local-cluster" down --dir "$CL" >/dev/null 2>&1 || true
+			CXFS_BIN_DIR=$BIN "$top/scripts/local-cluster" up --netns -n 3 --dir "$CL" >"$DIR/up.log" 2>&1 ||
+				{ cat "$DIR/up.log" >&2; exit 1; }
+			python3 "$top/bench/failbench.py" mds --cluster "$CL" --local-cluster "$top/scripts/local-cluster" \
+				--repeat 1 --no-restart --vnodes "$v" --record "$rec" >/dev/null ||
+				{ echo "  kill $k with $v vnodes failed (above)" >&2; failed=$((failed + 1)); }
+		done
 	done
+	"$top/scripts/local-cluster" down --dir "$CL" >/dev/null 2>&1 || true
 	{
-		echo "cxfs failover: kill -9 of the metadata server (3 nodes in network namespaces), median of $REPEAT"
-		echo "$(date -u '+%F %H:%M UTC'); commit $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo ?); $(nproc) CPUs; load $(cut -d' ' -f1 /proc/loadavg)"
+		echo "cxfs failover: kill -9 of the metadata server (3 nodes in network namespaces, a fresh cluster per kill), median of $REPEAT"
+		echo "$(date -u '+%F %H:%M UTC'); commit $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo ?); $(nproc) CPUs; load $(cut -d' ' -f1 /proc/loadavg); $failed kill(s) failed"
 		echo
-		echo "| vnodes cached per survivor | detection | a survivor serves | recovery phases (new server) | first op on a survivor | on both | probe errors |"
-		echo "|---:|---:|---:|---|---:|---:|---:|"
-		printf '%s\n' "${rows[@]}"
+		echo "| vnodes cached per survivor | detection | a survivor serves | recovery passes (leader's history; fence and store+rebuild from the elected node's log) | first op on a survivor | on both | probe errors | kills |"
+		echo "|---:|---:|---:|---|---:|---:|---:|---:|"
+		python3 "$top/bench/failbench.py" table --record "$rec" | sed 's/^/| /; s/$/ |/'
 	} | tee "$out"
 	echo "written to $out" >&2
 	exit 0

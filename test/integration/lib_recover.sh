@@ -17,7 +17,8 @@
 #   load_start NAME DIR NODE...
 #                        recover_load.py on the mounts of NODE... in DIR
 #                        (relative to the mounts) until load_stop NAME;
-#                        output in $T_TMP/load.NAME
+#                        output in $T_TMP/load.NAME (CXFS_RECOVER_SAME_NODE=1:
+#                        its read-backs through the writer's own mount)
 #   load_stop NAME [MIN_OPS]
 #                        stop it, wait (bounded), and judge it: one check
 #                        (no error, every check of its verifier passed, at
@@ -59,7 +60,7 @@ load_start() {
 	rm -f "$T_TMP/stop.$name"
 	python3 "$RLOAD" "${args[@]}" --dir "$dir" --state "$T_TMP/state" --stop "$T_TMP/stop.$name" \
 		--seed "${RECOVER_SEED:-7}${#name}" --cluster "$CL_DIR" --tag "$name" \
-		--procs "${RECOVER_PROCS:-2}" >"$T_TMP/load.$name" 2>&1 &
+		--procs "${RECOVER_PROCS:-2}" ${CXFS_RECOVER_SAME_NODE:+--same-node} >"$T_TMP/load.$name" 2>&1 &
 	_LOAD_PID[$name]=$!
 	defer "touch '$T_TMP/stop.$name'; kill_pid ${_LOAD_PID[$name]} 60"
 }

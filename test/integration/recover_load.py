@@ -6,7 +6,7 @@ off, and checks itself against a model of what the applications were told.
 
     recover_load.py --mnt N=PATH [--mnt N=PATH ...] --dir REL --state DIR
                     [--stop FILE | --seconds S] [--seed K] [--procs P]
-                    [--cluster DIR] [--limit SECS] [--tag TAG]
+                    [--cluster DIR] [--limit SECS] [--tag TAG] [--same-node]
 
 Every --mnt is one node (its number and its mount point); the workload
 runs in REL under each mount (the same directory of the filesystem through
@@ -33,6 +33,10 @@ until FILE exists (a path outside the filesystem) or for S seconds over:
   reread    one of its files read through another node's mount, and the
             listing of its directory there compared with the model
   unlink    one of its files
+
+With --same-node every read-back goes through the writer's own mount (the
+final verification still reads through another node): to tell apart a
+problem of cross-node lookups.
 
 Every failed system call (any errno) and every wrong byte is an error,
 printed with the operation, the path and the errno.  Each system call is
@@ -107,7 +111,7 @@ class Worker:
         self.slot, self.a, self.node, self.k = slot, a, node, k
         self.mnts = mnts                       # node -> mount point
         others = [n for n in sorted(mnts) if n != node]
-        self.other = others[k % len(others)] if others else node
+        self.other = others[k % len(others)] if others and not a.same_node else node
         self.rnd = random.Random(f"{a.seed}.{node}.{k}")
         self.tag = f"{a.tag}.n{node}w{k}"
         self.wrel = os.path.join(a.dir, f"n{node}w{k}")     # its directory, relative
@@ -630,6 +634,8 @@ def main():
     ap.add_argument("--cluster", help="the scripts/local-cluster directory (for the watchdog's dump)")
     ap.add_argument("--limit", type=float, default=hangwatch.LIMIT)
     ap.add_argument("--tag", default="rl")
+    ap.add_argument("--same-node", action="store_true",
+                    help="read back through the writer's own mount (to tell a cross-node problem apart)")
     a = ap.parse_args()
     if not a.stop and not a.seconds:
         ap.error("give --stop FILE or --seconds S")

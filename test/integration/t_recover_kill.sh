@@ -27,12 +27,33 @@
 # place of the kill (and restarts nothing): the workload and its verifier
 # checked against a move that does not need the recovery engine.
 # CXFS_RECOVER_ROUNDS changes the number of rounds (20).
+#
+# KNOWN TO FAIL with the recovery engine as merged (corpse 93d664c): every
+# run so far fails in round 1, for engine reasons (not the test's):
+#  - acknowledged metadata is lost: files created, renamed or fsync'ed on a
+#    survivor in the second before the kill are gone or old afterwards
+#    (ENOENT, listings that show the rename undone, "0 requests not yet
+#    durable" in the elected node's reconstruct line);
+#  - "refused a WRITE_DONE of node N: blocks ... are not blocks handed to
+#    it": the allocation ledger is not rebuilt, the survivor's publish
+#    fails (EPERM), reads of its open files fail (EIO);
+#  - the reconstruction deadlocks: reshape_all waits for a directory's
+#    head lock (vn__wrlock < vn_bhv_remove < ... < reconstruct) held by a
+#    lookup (c_lookup -> child_attr -> vn__enter) that waits in
+#    vn__emigrate_wait for the rewrite of the child: the elected node then
+#    stops heartbeating, loses quorum ("no quorum: this node hears only
+#    node2,node3 of the 3 node(s)") and the survivors hang;
+#  - the killed server, started again, "joins filesystem shared as its
+#    metadata server": two nodes serve.
+# The relocate mode hits the same deadlock as a relocation that times out
+# ("node X failed before it could serve (Connection timed out): Y keeps
+# serving") while X serves anyway: two servers.
 . "$(dirname "$0")/lib_recover.sh"
 it_init recover_kill --need-tgtd
 
 ROUNDS=${CXFS_RECOVER_ROUNDS:-20}
-BEFORE=${CXFS_RECOVER_BEFORE:-1.0}   # seconds of workload before the kill
-AFTER=${CXFS_RECOVER_AFTER:-1.5}     # and after the new server serves
+BEFORE=${CXFS_RECOVER_BEFORE:-0.8}   # seconds of workload before the kill
+AFTER=${CXFS_RECOVER_AFTER:-1.0}     # and after the new server serves
 
 cluster_up_netns 3 || { fail "a 3-node cluster in network namespaces starts"; it_finish; }
 mkdir -p "$(node_mnt 1)/rk"
