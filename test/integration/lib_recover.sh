@@ -71,10 +71,8 @@ load_stop() {
 	touch "$T_TMP/stop.$name"
 	# Its own watchdog ends a hung call in 30 s and the verifier's in 30 s each.
 	if ! wait_until 240 eval '! kill -0 '"$pid"' 2>/dev/null'; then
-		fail "$name: the workload did not end 240 s after it was told to stop"
-		watchdog_dump "workload $name did not end"
 		kill_pid "$pid" 1
-		return 1
+		bail "$name: the workload did not end 240 s after it was told to stop"
 	fi
 	wait "$pid" || rc=$?
 	# "PAUSE_MS OK|BAD summary" from its JSON line.
@@ -142,7 +140,8 @@ watchdog_dump() {
 # catch_start NAME SECS "WORDS" [--stop-node K] NODE...: watch the logs of
 # NODE... (from now on) for a line holding every word of WORDS and SIGSTOP
 # that node's cxfsd (or node K's) the moment it appears; catch_wait NAME
-# then prints "N line" (N the node whose log it is), or returns 1.
+# then sets CAUGHT to "N line" (N the node whose log it is), or returns 1
+# (call it directly, not in $(...): it waits for the watcher).
 catch_start() {
 	local name=$1 secs=$2 words=$3 stop=()
 	shift 3
@@ -159,7 +158,8 @@ catch_start() {
 catch_wait() {
 	local rc=0
 	wait "${_LOAD_PID[catch.$1]}" || rc=$?
-	cat "$T_TMP/catch.$1"
+	# shellcheck disable=SC2034 # for the tests
+	CAUGHT=$(cat "$T_TMP/catch.$1")
 	return "$rc"
 }
 

@@ -179,9 +179,9 @@ part_c() {
 	load_start c more/c "${loadn[@]}"
 	sleep 1
 	cluster_kill "$s" || fail "c: kill node$s"
-	if caught=$(catch_wait c); then
-		x=${caught%% *}
-		log "c: node$x stopped at: ${caught#* }"
+	if catch_wait c; then
+		x=${CAUGHT%% *}
+		log "c: node$x stopped at: ${CAUGHT#* }"
 		check_eq "c: the node that reconstructs first is the first survivor of the server order" "$e" "$x"
 		cluster_kill "$x" || fail "c: kill node$x"
 		read -ra live <<<"$(but "$s" "$x")"
@@ -222,9 +222,9 @@ relocate_kill() {
 	"$CXFSCTL" --socket "$(node_sock "$s")" relocate shared "node$t" >"$T_TMP/reloc.$part" 2>&1 &
 	local rpid=$!
 	defer "kill_pid $rpid 1"
-	if catch_wait "$part" >/dev/null; then
+	if catch_wait "$part"; then
 		cluster_kill "$v" || fail "$part: kill node$v"
-		pass "$part: node$v ($who) stopped and killed as node$t logged: $(cut -d' ' -f2- "$T_TMP/catch.$part")"
+		pass "$part: node$v ($who) stopped and killed as node$t logged: ${CAUGHT#* }"
 	else
 		fail "$part: node$t did not log that it serves: $(cat "$T_TMP/catch.$part")"
 		cluster_kill "$v" || true
