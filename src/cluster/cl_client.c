@@ -882,7 +882,7 @@ static int child_attr(struct cl_ctx *cx, uint64_t ino, const struct vn_cred *cre
 
 	if (rc)
 		return rc;
-	rc = vn_call(v, &g);
+	rc = vn_call_nested(v, &g);
 	vn_put(v, 1);
 	return rc;
 }
