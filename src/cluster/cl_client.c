@@ -558,9 +558,10 @@ static int publish(struct cl_ctx *cx, struct cl_inode *ci)
 	free(pend);
 	goto out;
 fail:
-	/* Keep the runs: they are published on the next try. */
-	fprintf(stderr, "cxfsd: publishing writes of inode %llu: %s\n",
-		(unsigned long long)ci->ino, strerror(-early(rc)));
+	/* Keep the runs: they are published on the next try (or here, if we become the server). */
+	if (rc != -VN_EMIGRATING)
+		fprintf(stderr, "cxfsd: publishing writes of inode %llu: %s\n",
+			(unsigned long long)ci->ino, strerror(-early(rc)));
 	pthread_mutex_lock(&ci->mu);
 	ci->unpublished = true;
 	for (size_t i = 0; i < n; i++)
