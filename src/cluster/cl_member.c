@@ -175,8 +175,11 @@ static void on_view(void *arg, const struct cms_view *v)
 	bool cut;
 
 	if (!v->quorum || !v->member) {
-		if (atomic_load(&cx->ready) && !set_cut_off(cx, true))
+		if (atomic_load(&cx->ready) && !set_cut_off(cx, true)) {
 			lose_everything(cx);
+			/* A server cut off stops serving: the others recover without it. */
+			corpse_depose(cx->corpse);
+		}
 		return;
 	}
 	rpc_ctx_set_epoch(cx->rpc, v->floor > 1 ? v->floor : 1);
@@ -224,6 +227,8 @@ static void on_view(void *arg, const struct cms_view *v)
 	fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
 		"): serving again\n", v->epoch);
 	(void)set_cut_off(cx, false);
+	/* The server may have changed meanwhile: ask. */
+	corpse_rejoined(cx->corpse);
 }
 
 /*

@@ -1027,6 +1027,18 @@ static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *serve
 	return 1;
 }
 
+uint32_t cl_name_ask(struct cl_ctx *cx)
+{
+	for (size_t i = 0; i < cms_config_node_count(cx->cfg); i++) {
+		const struct cms_node *n = cms_config_node_at(cx->cfg, i);
+		uint32_t s = 0;
+
+		if (n != cx->self && cl_member_up(cx, (uint32_t)i + 1) && ask_node(cx, n, &s) == 1 && s)
+			return s;
+	}
+	return 0;
+}
+
 static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 {
 	size_t nn = cms_config_node_count(cx->cfg);

@@ -61,6 +61,19 @@ bool corpse_phase(uint32_t phase);
 void corpse_view(struct corpse *c, uint64_t members, uint64_t dead, uint32_t leader,
 		 uint64_t epoch);
 int corpse_handle(struct corpse *c, uint32_t from, struct rpc_req *req, const Cxfs__RelocReq *m);
+/*
+ * This node is cut off (no quorum, or a membership without it): if it
+ * serves, it stops (the survivors recover the filesystem; its writes are
+ * fenced anyway) and takes the client shape, knowing no server.  Blocks
+ * until done.
+ */
+void corpse_depose(struct corpse *c);
+/*
+ * Taken back into a membership after being cut off: ask the members who
+ * serves now (on a thread of its own, until one names a server) and
+ * retarget to it if it is not the server this node knows.
+ */
+void corpse_rejoined(struct corpse *c);
 /* This node lost its server and is not retargeted yet: it names no server. */
 bool corpse_busy(struct corpse *c);
 /* `"recovery":{...}` (state, pass, phase, leader, elected, history) into @buf; its length. */
