@@ -175,11 +175,8 @@ static void on_view(void *arg, const struct cms_view *v)
 	bool cut;
 
 	if (!v->quorum || !v->member) {
-		if (atomic_load(&cx->ready) && !set_cut_off(cx, true)) {
+		if (atomic_load(&cx->ready) && !set_cut_off(cx, true))
 			lose_everything(cx);
-			/* A server cut off stops serving: the others recover without it. */
-			corpse_depose(cx->corpse);
-		}
 		return;
 	}
 	rpc_ctx_set_epoch(cx->rpc, v->floor > 1 ? v->floor : 1);

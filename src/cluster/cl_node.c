@@ -989,8 +989,8 @@ static unsigned cl_lane_of(void *arg, Cxfs__MsgType type, const ProtobufCMessage
 /* ---- name service ------------------------------------------------------- */
 
 /*
- * Ask @n who serves; 1: it answered (*@server set if it knows), 0: down,
- * 2: ask again (it recovers from its server's death, or names us).
+ * Ask @n who serves; 1: it answered (*@server set if it knows, perhaps to
+ * us), 0: down, 2: ask again (it recovers from its server's death).
  */
 static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *server)
 {
@@ -1015,8 +1015,8 @@ static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *serve
 		const struct cms_node *s = r->err == 0 && r->server ?
 					   cms_config_node(cx->cfg, r->server) : NULL;
 
-		/* Recovering, or naming us (we served before we restarted): ask again. */
-		if (r->err == -EBUSY || s == cx->self) {
+		/* Recovering: ask again. */
+		if (r->err == -EBUSY) {
 			rpc_msg_free(rep);
 			return 2;
 		}
@@ -1027,16 +1027,28 @@ static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *serve
 	return 1;
 }
 
-uint32_t cl_name_ask(struct cl_ctx *cx)
+int cl_name_ask(struct cl_ctx *cx, uint32_t *server)
 {
+	bool busy = false;
+
+	*server = 0;
 	for (size_t i = 0; i < cms_config_node_count(cx->cfg); i++) {
 		const struct cms_node *n = cms_config_node_at(cx->cfg, i);
 		uint32_t s = 0;
+		int rc;
 
-		if (n != cx->self && cl_member_up(cx, (uint32_t)i + 1) && ask_node(cx, n, &s) == 1 && s)
-			return s;
+		if (n == cx->self || !cl_member_up(cx, (uint32_t)i + 1))
+			continue;
+		rc = ask_node(cx, n, &s);
+		busy |= rc == 2;
+		if (rc == 1 && s && s != cx->self_id) {
+			*server = s;
+			return 0;
+		}
+		if (rc == 1 && s)
+			*server = s;
 	}
-	return 0;
+	return busy ? -EAGAIN : 0;
 }
 
 static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
@@ -1068,7 +1080,8 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 			 */
 			up[i] = cl_member_up(cx, (uint32_t)i + 1);
 			rc = up[i] ? ask_node(cx, n, &s) : 0;
-			if (rc == 2)
+			/* Recovering, or naming us (we served before we restarted): ask again. */
+			if (rc == 2 || (rc == 1 && s == cx->self_id))
 				wait = true;
 			if (rc != 1)
 				s = 0;
@@ -1441,6 +1454,7 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	size_t len = 0, nn = cms_config_node_count(cx->cfg);
 	const struct cms_node *srv;
 	uint64_t fenced;
+	bool cut;
 	int n;
 
 #define PUT(...)                                                                   \
@@ -1460,9 +1474,14 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	srv = cl_node_by_id(cx, cx->server_id);
 	fenced = cx->fenced;
 	pthread_mutex_unlock(&cx->mu);
+	pthread_mutex_lock(&cx->gate_mu);
+	cut = cx->cut_off;
+	pthread_mutex_unlock(&cx->gate_mu);
+	/* A server cut off serves nothing (its requests wait, its writes are fenced). */
 	PUT("{\"cluster\":\"%s\",\"node\":\"%s\",\"filesystem\":\"%s\",\"server\":\"%s\","
-	    "\"is_server\":%s,\"nodes\":[", cms_config_cluster(cx->cfg), cms_node_name(cx->self),
-	    cms_fs_name(cx->fs), srv ? cms_node_name(srv) : "", cx->is_server ? "true" : "false");
+	    "\"is_server\":%s,\"cut_off\":%s,\"nodes\":[", cms_config_cluster(cx->cfg),
+	    cms_node_name(cx->self), cms_fs_name(cx->fs), srv ? cms_node_name(srv) : "",
+	    cx->is_server && !cut ? "true" : "false", cut ? "true" : "false");
 	for (size_t i = 0; i < nn; i++) {
 		const struct cms_node *nd = cms_config_node_at(cx->cfg, i);
 		/* Up: in the membership (this node's view). */

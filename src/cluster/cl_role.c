@@ -487,9 +487,9 @@ static int n_server_call(void *arg, Cxfs__MsgType type, const ProtobufCMessage *
 	return cl_mds_call(arg, type, req, reply_type, reply);
 }
 
-static uint32_t n_ask_server(void *arg)
+static int n_ask_server(void *arg, uint32_t *server)
 {
-	return cl_name_ask(arg);
+	return cl_name_ask(arg, server);
 }
 
 static const struct rl_node_ops cl_role_node_ops = {

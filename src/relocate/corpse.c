@@ -757,7 +757,12 @@ int corpse_handle(struct corpse *c, uint32_t from, struct rpc_req *req, const Cx
 	return rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
 }
 
-void corpse_depose(struct corpse *c)
+/*
+ * This node served and the others replaced it (it was cut off, they
+ * recovered; its writes are fenced): it stops serving and takes the client
+ * shape, knowing no server.
+ */
+static void corpse_depose(struct corpse *c)
 {
 	const struct rl_env *env = c->env;
 	const struct rl_node_ops *n = env->node;
@@ -783,28 +788,37 @@ void corpse_depose(struct corpse *c)
 	n->release(env->arg);
 }
 
+/*
+ * Taken back: ask who serves until the answer is sure.  A server that
+ * others replaced stops (corpse_depose) and becomes their client; one that
+ * nobody replaced serves on; a client takes the server named.
+ */
 static void *ask_main(void *arg)
 {
 	struct corpse *c = arg;
 	const struct rl_env *env = c->env;
-	uint32_t s = 0;
+	const struct rl_node_ops *n = env->node;
+	uint32_t self = n->self(env->arg), s = 0;
 
 	for (;;) {
 		struct timespec ts = { 0, CORPSE_RETRY_MS * 1000000L };
+		bool stop;
 
 		pthread_mutex_lock(&c->mu);
-		if (c->stop) {
-			pthread_mutex_unlock(&c->mu);
-			break;
-		}
+		stop = c->stop;
 		pthread_mutex_unlock(&c->mu);
-		s = env->node->ask_server(env->arg);
-		if (s && s != env->node->self(env->arg))
+		if (stop)
+			break;
+		if (n->ask_server(env->arg, &s) == 0 && (n->serving(env->arg) || (s && s != self)))
 			break;
 		nanosleep(&ts, NULL);
 	}
-	if (s && (corpse_busy(c) || s != env->node->server(env->arg)))
-		(void)retarget(c, s, 0);
+	if (s && s != self) {
+		if (n->serving(env->arg))
+			corpse_depose(c);
+		if (corpse_busy(c) || s != n->server(env->arg))
+			(void)retarget(c, s, 0);
+	}
 	pthread_mutex_lock(&c->mu);
 	c->asking = false;
 	pthread_mutex_unlock(&c->mu);
@@ -813,10 +827,6 @@ static void *ask_main(void *arg)
 
 void corpse_rejoined(struct corpse *c)
 {
-	const struct rl_env *env = c->env;
-
-	if (env->node->serving(env->arg))
-		return;
 	pthread_mutex_lock(&c->mu);
 	if (!c->asking) {
 		if (c->asker_started)

@@ -62,16 +62,10 @@ void corpse_view(struct corpse *c, uint64_t members, uint64_t dead, uint32_t lea
 		 uint64_t epoch);
 int corpse_handle(struct corpse *c, uint32_t from, struct rpc_req *req, const Cxfs__RelocReq *m);
 /*
- * This node is cut off (no quorum, or a membership without it): if it
- * serves, it stops (the survivors recover the filesystem; its writes are
- * fenced anyway) and takes the client shape, knowing no server.  Blocks
- * until done.
- */
-void corpse_depose(struct corpse *c);
-/*
  * Taken back into a membership after being cut off: ask the members who
- * serves now (on a thread of its own, until one names a server) and
- * retarget to it if it is not the server this node knows.
+ * serves now (on a thread of its own, until the answer is sure); a server
+ * they replaced stops (corpse_depose), a client retargets to the server
+ * they name if it is not the one it knows.
  */
 void corpse_rejoined(struct corpse *c);
 /* This node lost its server and is not retargeted yet: it names no server. */

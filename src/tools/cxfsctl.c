@@ -782,6 +782,7 @@ static void print_cluster_status(FILE *f, struct js *j)
 	int k, first;
 
 	fprintf(f, "node %s (cluster mode, %s), up %llu s\n", self,
+		js_bool(j, cl, "cut_off") ? "CUT OFF: no quorum, requests wait" :
 		is_server ? "metadata server" : "client", (unsigned long long)js_u64(j, 0, "uptime_s"));
 	fprintf(f, "filesystem %s  cluster %s\n", js_str(j, cl, "filesystem"),
 		js_str(j, cl, "cluster"));
