@@ -191,7 +191,7 @@ static int load_regions(void *arg, uint64_t ino, const void *value, size_t len)
 }
 
 int dm_fs_create(struct meta_store *st, const struct dm_fs_ops *ops, void *arg,
-		 struct dm_fs **out)
+		 uint64_t token_floor, struct dm_fs **out)
 {
 	struct dm_fs *fs = calloc(1, sizeof(*fs));
 	int rc;
@@ -205,6 +205,7 @@ int dm_fs_create(struct meta_store *st, const struct dm_fs_ops *ops, void *arg,
 	rc = dm_ctx_create(&fs->ctx);
 	if (rc)
 		goto out_free;
+	dm_set_token_floor(fs->ctx, token_floor);
 	rc = meta_dmattr_scan(st, DM_FS_EVENTS, load_events, fs);
 	if (!rc)
 		rc = meta_dmattr_scan(st, DM_FS_REGIONS, load_regions, fs);
