@@ -635,7 +635,15 @@ static int do_change(struct dm_fs *fs, const Cxfs__DmRequest *req, bool regions)
 		if (ch.events & ~DM_EV_ALL)
 			return -EINVAL;
 	}
-	return fs->ops->excl(fs->arg, ch.ino, apply_change, &ch);
+	rc = fs->ops->excl(fs->arg, ch.ino, apply_change, &ch);
+	/*
+	 * Durable before the HSM hears "done": an HSM marks a range back (or
+	 * offline) and then answers readers or logs the recall complete; a
+	 * change lost with a dead MDS would make the next one recall the
+	 * range again.  The data's extents were mapped before, so they are
+	 * durable too.
+	 */
+	return rc ? rc : meta_store_sync(fs->st);
 }
 
 static int dmattr_name_ok(const Cxfs__DmRequest *req)
