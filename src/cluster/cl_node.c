@@ -5,10 +5,12 @@
  *
  * Name service: at start (once a member) a node asks every other member
  * which node serves the filesystem (NAME_QUERY).  If one names a server,
- * that is the MDS.  Otherwise the first node of the server order that is a
- * member (this node included) is the one to serve it; when that is this
- * node it becomes the MDS, else it asks again until that node claims it
- * (a member that does not answer is not passed over).  A node answers with the
+ * that is the MDS.  Otherwise, once every member answered, the first node
+ * of the server order that is a member (this node included) serves it; a
+ * member that does not answer may be the server (a node that served and
+ * died comes back while a survivor serves), so then it asks again.  When
+ * the first node is this node it becomes the MDS, else it asks again until
+ * that node claims it.  A node answers with the
  * server it knows only once it is attached, so clients never reach an MDS
  * that cannot serve yet.
  *
@@ -990,7 +992,8 @@ static unsigned cl_lane_of(void *arg, Cxfs__MsgType type, const ProtobufCMessage
 
 /*
  * Ask @n who serves; 1: it answered (*@server set if it knows, perhaps to
- * us), 0: down, 2: ask again (it recovers from its server's death).
+ * us; a node named by host name cannot be asked yet and knows none), 0: no
+ * answer, 2: ask again (it recovers from its server's death).
  */
 static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *server)
 {
@@ -1002,7 +1005,7 @@ static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *serve
 
 	*server = 0;
 	if (cms_node_addr_kind(n) == CMS_ADDR_HOST)
-		return 0;   /* host names: a later issue resolves them */
+		return 1;   /* host names: a later issue resolves them */
 	if (rpc_connect(cx->rpc, cms_node_address(n), cms_node_port(n), &ch))
 		return 0;
 	q.fs = (char *)cms_fs_name(cx->fs);
@@ -1064,7 +1067,7 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 	for (;;) {
 		uint32_t server = 0, s;
 		const struct cms_node *first;
-		bool wait = false;
+		bool wait = false, silent = false;
 
 		for (size_t i = 0; i < nn; i++) {
 			const struct cms_node *n = cms_config_node_at(cx->cfg, i);
@@ -1076,13 +1079,17 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 			/*
 			 * Up is the membership's word, not an answer's: a member that
 			 * does not answer (busy, or refusing a handshake) may be the
-			 * server; taking it for down could make a second one.
+			 * server, or know it; taking it for one that knows none could
+			 * make a second server: no choice by the server order then.
 			 */
 			up[i] = cl_member_up(cx, (uint32_t)i + 1);
-			rc = up[i] ? ask_node(cx, n, &s) : 0;
+			s = 0;
+			rc = up[i] ? ask_node(cx, n, &s) : 1;
 			/* Recovering, or naming us (we served before we restarted): ask again. */
 			if (rc == 2 || (rc == 1 && s == cx->self_id))
 				wait = true;
+			if (rc == 0)
+				silent = true;
 			if (rc != 1)
 				s = 0;
 			if (s && !server)
@@ -1091,7 +1098,7 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 		rc = -ETIMEDOUT;
 		if (wait)
 			server = 0;     /* a recovery runs: its outcome names the server */
-		else if (!server) {
+		else if (!server && !silent) {
 			first = cms_fs_server_for(cx->fs, up, nn);
 			if (first == cx->self)
 				server = cx->self_id;
