@@ -558,9 +558,10 @@ static int publish(struct cl_ctx *cx, struct cl_inode *ci)
 	free(pend);
 	goto out;
 fail:
-	/* Keep the runs: they are published on the next try. */
-	fprintf(stderr, "cxfsd: publishing writes of inode %llu: %s\n",
-		(unsigned long long)ci->ino, strerror(-early(rc)));
+	/* Keep the runs: they are published on the next try (or here, if we become the server). */
+	if (rc != -VN_EMIGRATING)
+		fprintf(stderr, "cxfsd: publishing writes of inode %llu: %s\n",
+			(unsigned long long)ci->ino, strerror(-early(rc)));
 	pthread_mutex_lock(&ci->mu);
 	ci->unpublished = true;
 	for (size_t i = 0; i < n; i++)
@@ -882,7 +883,7 @@ static int child_attr(struct cl_ctx *cx, uint64_t ino, const struct vn_cred *cre
 
 	if (rc)
 		return rc;
-	rc = vn_call(v, &g);
+	rc = vn_call_nested(v, &g);
 	vn_put(v, 1);
 	return rc;
 }

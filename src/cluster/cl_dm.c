@@ -222,6 +222,26 @@ static const struct dm_fs_ops cl_dmfs_ops = {
 	.log = dmfs_log,
 };
 
+/*
+ * Where this MDS's event tokens start.  Nodes waiting for an event keep its
+ * token across a move of the MDS (a relocation or a recovery) and ask the
+ * next MDS with it; that one must find no event under it, or they would
+ * wait on, and take the answer of, another file's event.  Tokens start at
+ * the node id (below CL_MAX_NODES, 8 bits) in the top byte and the
+ * wall-clock millisecond (40 bits, 34 years before it wraps) times 2^16
+ * below it: two MDSs on two nodes never share a token, and a node serving
+ * again gives out tokens above those of its last turn.
+ */
+static uint64_t token_floor(const struct cl_ctx *cx)
+{
+	struct timespec t;
+	uint64_t ms;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	ms = (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+	return (uint64_t)cx->self_id << 56 | (ms & ((UINT64_C(1) << 40) - 1)) << 16;
+}
+
 int cl_dm_attach(struct cl_ctx *cx, bool enabled)
 {
 	int rc;
@@ -236,7 +256,7 @@ int cl_dm_attach(struct cl_ctx *cx, bool enabled)
 	if (!cx->is_server)
 		return 0;
 	cx->dm_port.inactive = p_inactive;
-	rc = dm_fs_create(cx->st, &cl_dmfs_ops, cx, &cx->dmfs);
+	rc = dm_fs_create(cx->st, &cl_dmfs_ops, cx, token_floor(cx), &cx->dmfs);
 	if (rc)
 		fprintf(stderr, "cxfsd: cannot load the DMAPI event lists: %s\n", strerror(-rc));
 	return rc;

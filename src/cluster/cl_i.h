@@ -339,6 +339,12 @@ void cl_shape_block(struct cl_ctx *cx);
 void cl_shape_unblock(struct cl_ctx *cx);
 /* The node of @id in the configuration, or NULL. */
 const struct cms_node *cl_node_by_id(struct cl_ctx *cx, uint32_t id);
+/*
+ * Ask the other members who serves: 0 with *@server the first one named
+ * other than this node (else this node if named, else 0), or -EAGAIN if
+ * one recovers its server (ask again).
+ */
+int cl_name_ask(struct cl_ctx *cx, uint32_t *server);
 /* Node @id's name, or "an unknown node" (for logs; cl_wait.c). */
 const char *cl_peer_name(struct cl_ctx *cx, uint32_t id);
 

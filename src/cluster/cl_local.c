@@ -227,7 +227,7 @@ static int l_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 		rc = vn_get(cx->vt, c->u.lookup.attr->ino, &child);
 		if (!rc) {
-			rc = vn_call(child, &g);
+			rc = vn_call_nested(child, &g);
 			vn_put(child, 1);
 		}
 		if (!rc && S_ISDIR(c->u.lookup.attr->mode))

@@ -224,6 +224,8 @@ static void on_view(void *arg, const struct cms_view *v)
 	fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
 		"): serving again\n", v->epoch);
 	(void)set_cut_off(cx, false);
+	/* The server may have changed meanwhile: ask. */
+	corpse_rejoined(cx->corpse);
 }
 
 /*

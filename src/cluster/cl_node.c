@@ -5,10 +5,12 @@
  *
  * Name service: at start (once a member) a node asks every other member
  * which node serves the filesystem (NAME_QUERY).  If one names a server,
- * that is the MDS.  Otherwise the first node of the server order that is a
- * member (this node included) is the one to serve it; when that is this
- * node it becomes the MDS, else it asks again until that node claims it
- * (a member that does not answer is not passed over).  A node answers with the
+ * that is the MDS.  Otherwise, once every member answered, the first node
+ * of the server order that is a member (this node included) serves it; a
+ * member that does not answer may be the server (a node that served and
+ * died comes back while a survivor serves), so then it asks again.  When
+ * the first node is this node it becomes the MDS, else it asks again until
+ * that node claims it.  A node answers with the
  * server it knows only once it is attached, so clients never reach an MDS
  * that cannot serve yet.
  *
@@ -989,8 +991,9 @@ static unsigned cl_lane_of(void *arg, Cxfs__MsgType type, const ProtobufCMessage
 /* ---- name service ------------------------------------------------------- */
 
 /*
- * Ask @n who serves; 1: it answered (*@server set if it knows), 0: down,
- * 2: ask again (it recovers from its server's death, or names us).
+ * Ask @n who serves; 1: it answered (*@server set if it knows, perhaps to
+ * us; a node named by host name cannot be asked yet and knows none), 0: no
+ * answer, 2: ask again (it recovers from its server's death).
  */
 static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *server)
 {
@@ -1002,7 +1005,7 @@ static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *serve
 
 	*server = 0;
 	if (cms_node_addr_kind(n) == CMS_ADDR_HOST)
-		return 0;   /* host names: a later issue resolves them */
+		return 1;   /* host names: a later issue resolves them */
 	if (rpc_connect(cx->rpc, cms_node_address(n), cms_node_port(n), &ch))
 		return 0;
 	q.fs = (char *)cms_fs_name(cx->fs);
@@ -1015,8 +1018,8 @@ static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *serve
 		const struct cms_node *s = r->err == 0 && r->server ?
 					   cms_config_node(cx->cfg, r->server) : NULL;
 
-		/* Recovering, or naming us (we served before we restarted): ask again. */
-		if (r->err == -EBUSY || s == cx->self) {
+		/* Recovering: ask again. */
+		if (r->err == -EBUSY) {
 			rpc_msg_free(rep);
 			return 2;
 		}
@@ -1025,6 +1028,30 @@ static int ask_node(struct cl_ctx *cx, const struct cms_node *n, uint32_t *serve
 	}
 	rpc_msg_free(rep);
 	return 1;
+}
+
+int cl_name_ask(struct cl_ctx *cx, uint32_t *server)
+{
+	bool busy = false;
+
+	*server = 0;
+	for (size_t i = 0; i < cms_config_node_count(cx->cfg); i++) {
+		const struct cms_node *n = cms_config_node_at(cx->cfg, i);
+		uint32_t s = 0;
+		int rc;
+
+		if (n == cx->self || !cl_member_up(cx, (uint32_t)i + 1))
+			continue;
+		rc = ask_node(cx, n, &s);
+		busy |= rc == 2;
+		if (rc == 1 && s && s != cx->self_id) {
+			*server = s;
+			return 0;
+		}
+		if (rc == 1 && s)
+			*server = s;
+	}
+	return busy ? -EAGAIN : 0;
 }
 
 static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
@@ -1040,7 +1067,7 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 	for (;;) {
 		uint32_t server = 0, s;
 		const struct cms_node *first;
-		bool wait = false;
+		bool wait = false, silent = false;
 
 		for (size_t i = 0; i < nn; i++) {
 			const struct cms_node *n = cms_config_node_at(cx->cfg, i);
@@ -1052,12 +1079,17 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 			/*
 			 * Up is the membership's word, not an answer's: a member that
 			 * does not answer (busy, or refusing a handshake) may be the
-			 * server; taking it for down could make a second one.
+			 * server, or know it; taking it for one that knows none could
+			 * make a second server: no choice by the server order then.
 			 */
 			up[i] = cl_member_up(cx, (uint32_t)i + 1);
-			rc = up[i] ? ask_node(cx, n, &s) : 0;
-			if (rc == 2)
+			s = 0;
+			rc = up[i] ? ask_node(cx, n, &s) : 1;
+			/* Recovering, or naming us (we served before we restarted): ask again. */
+			if (rc == 2 || (rc == 1 && s == cx->self_id))
 				wait = true;
+			if (rc == 0)
+				silent = true;
 			if (rc != 1)
 				s = 0;
 			if (s && !server)
@@ -1066,7 +1098,7 @@ static int find_server(struct cl_ctx *cx, char *err, size_t errlen)
 		rc = -ETIMEDOUT;
 		if (wait)
 			server = 0;     /* a recovery runs: its outcome names the server */
-		else if (!server) {
+		else if (!server && !silent) {
 			first = cms_fs_server_for(cx->fs, up, nn);
 			if (first == cx->self)
 				server = cx->self_id;
@@ -1429,6 +1461,7 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	size_t len = 0, nn = cms_config_node_count(cx->cfg);
 	const struct cms_node *srv;
 	uint64_t fenced;
+	bool cut;
 	int n;
 
 #define PUT(...)                                                                   \
@@ -1448,9 +1481,14 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	srv = cl_node_by_id(cx, cx->server_id);
 	fenced = cx->fenced;
 	pthread_mutex_unlock(&cx->mu);
+	pthread_mutex_lock(&cx->gate_mu);
+	cut = cx->cut_off;
+	pthread_mutex_unlock(&cx->gate_mu);
+	/* A server cut off serves nothing (its requests wait, its writes are fenced). */
 	PUT("{\"cluster\":\"%s\",\"node\":\"%s\",\"filesystem\":\"%s\",\"server\":\"%s\","
-	    "\"is_server\":%s,\"nodes\":[", cms_config_cluster(cx->cfg), cms_node_name(cx->self),
-	    cms_fs_name(cx->fs), srv ? cms_node_name(srv) : "", cx->is_server ? "true" : "false");
+	    "\"is_server\":%s,\"cut_off\":%s,\"nodes\":[", cms_config_cluster(cx->cfg),
+	    cms_node_name(cx->self), cms_fs_name(cx->fs), srv ? cms_node_name(srv) : "",
+	    cx->is_server && !cut ? "true" : "false", cut ? "true" : "false");
 	for (size_t i = 0; i < nn; i++) {
 		const struct cms_node *nd = cms_config_node_at(cx->cfg, i);
 		/* Up: in the membership (this node's view). */

@@ -487,6 +487,11 @@ static int n_server_call(void *arg, Cxfs__MsgType type, const ProtobufCMessage *
 	return cl_mds_call(arg, type, req, reply_type, reply);
 }
 
+static int n_ask_server(void *arg, uint32_t *server)
+{
+	return cl_name_ask(arg, server);
+}
+
 static const struct rl_node_ops cl_role_node_ops = {
 	.config = n_config,
 	.fs = n_fs,
@@ -513,6 +518,7 @@ static const struct rl_node_ops cl_role_node_ops = {
 	.cut = n_cut,
 	.checkpoint = n_checkpoint,
 	.server_call = n_server_call,
+	.ask_server = n_ask_server,
 };
 
 /* ---- 4. the subsystems ------------------------------------------------------ */

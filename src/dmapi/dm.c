@@ -286,6 +286,14 @@ static void dm__cv_wait(struct dm_ctx *ctx, uint64_t until_ms)
 	pthread_cond_timedwait(&ctx->cv, &ctx->mu, &ts);
 }
 
+void dm_set_token_floor(struct dm_ctx *ctx, uint64_t floor)
+{
+	pthread_mutex_lock(&ctx->mu);
+	if (ctx->next_token < floor)
+		ctx->next_token = floor;
+	pthread_mutex_unlock(&ctx->mu);
+}
+
 int dm_ctx_create(struct dm_ctx **out)
 {
 	struct dm_ctx *ctx = calloc(1, sizeof(*ctx));

@@ -99,6 +99,12 @@ struct dm_ctx;
 
 /* 0 or -ENOMEM. */
 int dm_ctx_create(struct dm_ctx **out);
+/*
+ * The tokens given out from now on are above @floor.  A waiter may carry a
+ * token of an earlier context (an MDS that moved or died) to this one: it
+ * must find no event of this context under it (see dm_fs_create).
+ */
+void dm_set_token_floor(struct dm_ctx *ctx, uint64_t floor);
 /* No thread may be inside the context or call it again; frees everything. */
 void dm_ctx_destroy(struct dm_ctx *ctx);
 

@@ -191,7 +191,7 @@ static int load_regions(void *arg, uint64_t ino, const void *value, size_t len)
 }
 
 int dm_fs_create(struct meta_store *st, const struct dm_fs_ops *ops, void *arg,
-		 struct dm_fs **out)
+		 uint64_t token_floor, struct dm_fs **out)
 {
 	struct dm_fs *fs = calloc(1, sizeof(*fs));
 	int rc;
@@ -205,6 +205,7 @@ int dm_fs_create(struct meta_store *st, const struct dm_fs_ops *ops, void *arg,
 	rc = dm_ctx_create(&fs->ctx);
 	if (rc)
 		goto out_free;
+	dm_set_token_floor(fs->ctx, token_floor);
 	rc = meta_dmattr_scan(st, DM_FS_EVENTS, load_events, fs);
 	if (!rc)
 		rc = meta_dmattr_scan(st, DM_FS_REGIONS, load_regions, fs);
@@ -634,7 +635,15 @@ static int do_change(struct dm_fs *fs, const Cxfs__DmRequest *req, bool regions)
 		if (ch.events & ~DM_EV_ALL)
 			return -EINVAL;
 	}
-	return fs->ops->excl(fs->arg, ch.ino, apply_change, &ch);
+	rc = fs->ops->excl(fs->arg, ch.ino, apply_change, &ch);
+	/*
+	 * Durable before the HSM hears "done": an HSM marks a range back (or
+	 * offline) and then answers readers or logs the recall complete; a
+	 * change lost with a dead MDS would make the next one recall the
+	 * range again.  The data's extents were mapped before, so they are
+	 * durable too.
+	 */
+	return rc ? rc : meta_store_sync(fs->st);
 }
 
 static int dmattr_name_ok(const Cxfs__DmRequest *req)

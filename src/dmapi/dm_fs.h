@@ -41,10 +41,13 @@ struct dm_fs_ops {
 
 /*
  * Load every event list and region array from @st.  @ops and @arg outlive
- * the context.  0 or -errno.
+ * the context.  Its event tokens are above @token_floor: nodes carry the
+ * tokens of the previous MDS to this one, which must not know them (an
+ * unknown token is posted anew; a known one would wait on another event).
+ * 0 or -errno.
  */
 int dm_fs_create(struct meta_store *st, const struct dm_fs_ops *ops, void *arg,
-		 struct dm_fs **out);
+		 uint64_t token_floor, struct dm_fs **out);
 /* The vnode table invisible I/O and STAT go through (before any request). */
 void dm_fs_set_table(struct dm_fs *fs, struct vn_table *vt);
 /* No thread may be inside; answers nothing more. */

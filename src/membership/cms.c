@@ -781,6 +781,15 @@ bad:
 
 /* ---- the protocol thread -------------------------------------------------- */
 
+/* Does a node within @reach report a newer membership than ours? */
+static bool hears_newer(const struct cms *m, uint64_t reach)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if ((int)i != m->self && (reach & CMS_BIT(i)) && m->peer[i].hb.epoch > m->view.epoch)
+			return true;
+	return false;
+}
+
 static void tick(struct cms *m)
 {
 	int64_t now = cx_intr_now_ns();
@@ -799,7 +808,12 @@ static void tick(struct cms *m)
 	if (m->leaving)
 		return;
 	leader = cms_view_leader(reach, m->may_serve, m->joined, m->n);
-	if (leader == m->self) {
+	/*
+	 * A node that hears a newer membership than its own (it was cut off,
+	 * and the others went on without it) never leads: its view, floor
+	 * included, is stale.  It waits to be admitted by the current leader.
+	 */
+	if (leader == m->self && !hears_newer(m, reach)) {
 		lead(m, reach, now);
 		return;
 	}

@@ -73,6 +73,9 @@ struct corpse {
 	size_t nhist;                   /* recoveries so far (the last CORPSE_HIST kept) */
 	bool started;
 	pthread_t thread;
+	bool asking;                    /* the rejoin thread runs (corpse_rejoined) */
+	bool asker_started;             /* asker is to be joined */
+	pthread_t asker;
 
 	pthread_mutex_t bmu;            /* the elected node's bag: protects what follows */
 	uint64_t bag_epoch;
@@ -754,6 +757,85 @@ int corpse_handle(struct corpse *c, uint32_t from, struct rpc_req *req, const Cx
 	return rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
 }
 
+/*
+ * This node served and the others replaced it (it was cut off, they
+ * recovered; its writes are fenced): it stops serving and takes the client
+ * shape, knowing no server.
+ */
+static void corpse_depose(struct corpse *c)
+{
+	const struct rl_env *env = c->env;
+	const struct rl_node_ops *n = env->node;
+	int rc;
+
+	if (!n->serving(env->arg))
+		return;
+	fprintf(stderr, "cxfsd: cut off while serving filesystem %s: this node stops serving "
+		"(a survivor recovers it) and comes back as a client\n", cms_fs_name(n->fs(env->arg)));
+	pthread_mutex_lock(&c->mu);
+	c->busy = true;
+	pthread_mutex_unlock(&c->mu);
+	n->moving(env->arg, true);
+	n->gate(env->arg, RL_GATE_CLOSED);
+	n->quiesce(env->arg);
+	n->announce(env->arg);
+	rc = n->unshape(env->arg);
+	if (rc)
+		fprintf(stderr, "cxfsd: a vnode could not take the client shape: %s\n", strerror(-rc));
+	n->drop_server(env->arg);
+	n->set_server(env->arg, 0, NULL, true);
+	n->moving(env->arg, false);
+	n->release(env->arg);
+}
+
+/*
+ * Taken back: ask who serves until the answer is sure.  A server that
+ * others replaced stops (corpse_depose) and becomes their client; one that
+ * nobody replaced serves on; a client takes the server named.
+ */
+static void *ask_main(void *arg)
+{
+	struct corpse *c = arg;
+	const struct rl_env *env = c->env;
+	const struct rl_node_ops *n = env->node;
+	uint32_t self = n->self(env->arg), s = 0;
+
+	for (;;) {
+		struct timespec ts = { 0, CORPSE_RETRY_MS * 1000000L };
+		bool stop;
+
+		pthread_mutex_lock(&c->mu);
+		stop = c->stop;
+		pthread_mutex_unlock(&c->mu);
+		if (stop)
+			break;
+		if (n->ask_server(env->arg, &s) == 0 && (n->serving(env->arg) || (s && s != self)))
+			break;
+		nanosleep(&ts, NULL);
+	}
+	if (s && s != self) {
+		if (n->serving(env->arg))
+			corpse_depose(c);
+		if (corpse_busy(c) || s != n->server(env->arg))
+			(void)retarget(c, s, 0);
+	}
+	pthread_mutex_lock(&c->mu);
+	c->asking = false;
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+void corpse_rejoined(struct corpse *c)
+{
+	pthread_mutex_lock(&c->mu);
+	if (!c->asking) {
+		if (c->asker_started)
+			pthread_join(c->asker, NULL);
+		c->asking = c->asker_started = pthread_create(&c->asker, NULL, ask_main, c) == 0;
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
 int corpse_create(const struct rl_env *env, struct kore *k, struct corpse **out)
 {
 	struct corpse *c = calloc(1, sizeof(*c));
@@ -779,6 +861,8 @@ void corpse_free(struct corpse *c)
 	pthread_mutex_unlock(&c->mu);
 	if (c->started)
 		pthread_join(c->thread, NULL);
+	if (c->asker_started)
+		pthread_join(c->asker, NULL);
 	rl_bag_clear(&c->bag);
 	pthread_mutex_destroy(&c->bmu);
 	pthread_cond_destroy(&c->cv);

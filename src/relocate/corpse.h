@@ -61,6 +61,13 @@ bool corpse_phase(uint32_t phase);
 void corpse_view(struct corpse *c, uint64_t members, uint64_t dead, uint32_t leader,
 		 uint64_t epoch);
 int corpse_handle(struct corpse *c, uint32_t from, struct rpc_req *req, const Cxfs__RelocReq *m);
+/*
+ * Taken back into a membership after being cut off: ask the members who
+ * serves now (on a thread of its own, until the answer is sure); a server
+ * they replaced stops (corpse_depose), a client retargets to the server
+ * they name if it is not the one it knows.
+ */
+void corpse_rejoined(struct corpse *c);
 /* This node lost its server and is not retargeted yet: it names no server. */
 bool corpse_busy(struct corpse *c);
 /* `"recovery":{...}` (state, pass, phase, leader, elected, history) into @buf; its length. */

@@ -124,6 +124,12 @@ struct rl_node_ops {
 	void (*cut)(void *arg, uint32_t node);
 	/* Empty the store's log while serving (a later close is quick). */
 	void (*checkpoint)(void *arg);
+	/*
+	 * Who the other members say serves: 0 and *@server (another node if
+	 * one names one, else this node if named, else 0), or -EAGAIN while
+	 * one of them recovers.
+	 */
+	int (*ask_server)(void *arg, uint32_t *server);
 	/* A call to the server through the gate (cl_mds_call); 0 or -errno. */
 	int (*server_call)(void *arg, Cxfs__MsgType type, const ProtobufCMessage *req,
 			   Cxfs__MsgType *reply_type, ProtobufCMessage **reply);

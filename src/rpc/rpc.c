@@ -155,6 +155,7 @@ struct rpc_chan {
 	uint64_t conn_gen;              /* number of the current/last connection; ctx->lock */
 	int frozen;                     /* ctx->lock */
 	unsigned failed_connects;       /* in a row, since the last success (logged once); ctx->lock */
+	int aborted;                    /* rpc_chan_abort: its peer died, calls fail; ctx->lock */
 	uint64_t intr_gen;              /* bumped by rpc_chan_interrupt(); ctx->lock */
 	pthread_cond_t cond;            /* thaw, interrupt, shutdown; with ctx->lock */
 	struct rpc__list outq;          /* frames waiting for the loop; ctx->lock */
@@ -488,6 +489,7 @@ void rpc_chan_abort(struct rpc_chan *ch)
 	struct rpc__list *p, *n;
 
 	pthread_mutex_lock(&ch->ctx->lock);
+	ch->aborted = 1;
 	ch->intr_gen++;
 	pthread_cond_broadcast(&ch->cond);
 	for (p = ch->calls.next; p != &ch->calls; p = n) {
@@ -1555,6 +1557,8 @@ static int rpc__queue_locked(struct rpc_chan *ch, struct rpc__frame *f)
 		return -ESHUTDOWN;
 	if (ch->state == CHAN_DEAD)
 		return -ENOTCONN;
+	if (ch->aborted)
+		return -ECONNRESET;
 	list_add_tail(&ch->outq, &f->link);
 	rpc__wake_locked(ch->ctx);
 	return 0;

@@ -259,8 +259,9 @@ void rpc_chan_thaw(struct rpc_chan *ch);
 /* Calls waiting to be sent on @ch return -RPC_EEARLY (see the top). */
 void rpc_chan_interrupt(struct rpc_chan *ch);
 /*
- * Every call on @ch, sent or not, returns -ECONNRESET now (its peer died:
- * a late reply is dropped as unknown); new calls go on as usual.
+ * @ch's peer died: every call on it, sent or not, returns -ECONNRESET now
+ * (a late reply is dropped as unknown), and so does every later one (the
+ * caller makes a new channel once the peer, or its successor, is back).
  */
 void rpc_chan_abort(struct rpc_chan *ch);
 void rpc_chan_stats(struct rpc_chan *ch, struct rpc_stats *st);

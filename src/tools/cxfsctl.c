@@ -744,6 +744,32 @@ static void print_membership(FILE *f, struct js *j, int cl)
 		*js_str(j, m, "last_refusal") ? "; last: " : "", js_str(j, m, "last_refusal"));
 }
 
+/* Recovery ("cluster.recovery"): now, and the last recoveries this node saw. */
+static void print_recovery(FILE *f, struct js *j, int cl)
+{
+	int r = js_find(j, cl, "recovery"), h, k;
+
+	if (r < 0 || j->v[r].type != JS_OBJECT)
+		return;
+	if (strcmp(js_str(j, r, "state"), "running") == 0)
+		fprintf(f, "  recovery    RUNNING: pass %llu, phase %s, elected %s\n",
+			(unsigned long long)js_u64(j, r, "pass"), js_str(j, r, "phase"),
+			js_str(j, r, "elected"));
+	else
+		fprintf(f, "  recovery    %s; %llu so far\n",
+			js_bool(j, r, "busy") ? "WAITING for a new metadata server" : "idle",
+			(unsigned long long)js_u64(j, r, "count"));
+	h = js_at(j, r, "history");
+	for (k = h + 1; h >= 0 && j->v[h].type == JS_ARRAY && k < j->v[h].next;
+	     k = j->v[k].next)
+		fprintf(f, "              #%llu led by %s: %s serves (%s); %.1f ms: celldown %.1f, "
+			"gather %.1f, reconstruct %.1f, retarget %.1f\n",
+			(unsigned long long)js_u64(j, k, "id"), js_str(j, k, "leader"),
+			js_str(j, k, "elected"), js_str(j, k, "result"), js_double(j, k, "ms.total"),
+			js_double(j, k, "ms.celldown"), js_double(j, k, "ms.gather"),
+			js_double(j, k, "ms.reconstruct"), js_double(j, k, "ms.retarget"));
+}
+
 /* The cluster node's report from its "status json" in @j (root object 0). */
 static void print_cluster_status(FILE *f, struct js *j)
 {
@@ -756,6 +782,7 @@ static void print_cluster_status(FILE *f, struct js *j)
 	int k, first;
 
 	fprintf(f, "node %s (cluster mode, %s), up %llu s\n", self,
+		js_bool(j, cl, "cut_off") ? "CUT OFF: no quorum, requests wait" :
 		is_server ? "metadata server" : "client", (unsigned long long)js_u64(j, 0, "uptime_s"));
 	fprintf(f, "filesystem %s  cluster %s\n", js_str(j, cl, "filesystem"),
 		js_str(j, cl, "cluster"));
@@ -794,6 +821,7 @@ static void print_cluster_status(FILE *f, struct js *j)
 	}
 
 	print_membership(f, j, cl);
+	print_recovery(f, j, cl);
 	print_counters(f, j, 0);
 	if (drop >= 0 && j->v[drop].type != JS_OBJECT) {
 		js_fail(j, "\"cluster.messages.dropped\" is not an object");

@@ -586,7 +586,13 @@ static struct vn_bhv *vn__below(struct vn_bhv *b, int pos)
 	return b;
 }
 
-static int vn__enter(struct vnode *vn, int pos, struct vn_call *c)
+/*
+ * @nested: the caller holds another vnode's head (an operation inside an
+ * operation): it must not wait for this vnode's rewrite, which may wait
+ * for that head; -VN_EMIGRATING goes back to it instead, and its own
+ * vn__enter waits with no head held.
+ */
+static int vn__enter(struct vnode *vn, int pos, struct vn_call *c, bool nested)
 {
 	struct vn_bhv *b;
 	int rc;
@@ -595,8 +601,13 @@ static int vn__enter(struct vnode *vn, int pos, struct vn_call *c)
 		return -EINVAL;
 	vn__rdlock(&vn->head);
 	/* A new operation waits for an announced rewrite rather than run on a chain being edited. */
-	if (vn_rewrite_pending(vn))
+	if (vn_rewrite_pending(vn)) {
+		if (nested) {
+			vn__rdunlock(&vn->head);
+			return -VN_EMIGRATING;
+		}
 		vn__emigrate_wait(vn);
+	}
 	for (;;) {
 		b = vn__impl(vn__below(vn->first, pos), c->op);
 		if (!b) {
@@ -604,7 +615,7 @@ static int vn__enter(struct vnode *vn, int pos, struct vn_call *c)
 			break;
 		}
 		rc = b->ops->op[c->op](b, vn, c);
-		if (rc != -VN_EMIGRATING)
+		if (rc != -VN_EMIGRATING || nested)
 			break;
 		/* Restart the whole operation at the head of the new chain. */
 		vn__emigrate_wait(vn);
@@ -615,12 +626,17 @@ static int vn__enter(struct vnode *vn, int pos, struct vn_call *c)
 
 int vn_call(struct vnode *vn, struct vn_call *c)
 {
-	return vn__enter(vn, INT_MAX, c);
+	return vn__enter(vn, INT_MAX, c, false);
+}
+
+int vn_call_nested(struct vnode *vn, struct vn_call *c)
+{
+	return vn__enter(vn, INT_MAX, c, true);
 }
 
 int vn_call_below(struct vnode *vn, enum vn_position pos, struct vn_call *c)
 {
-	return vn__enter(vn, (int)pos, c);
+	return vn__enter(vn, (int)pos, c, false);
 }
 
 int vn_next(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)

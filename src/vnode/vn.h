@@ -235,6 +235,12 @@ struct vn_bhv {
 
 /* Enter an operation at the head of @vn's chain. */
 int vn_call(struct vnode *vn, struct vn_call *c);
+/*
+ * The same from inside an operation on another vnode (whose head the caller
+ * holds): a rewrite of @vn announced or under way gives -VN_EMIGRATING at
+ * once, for the outer operation to restart once it let its head go.
+ */
+int vn_call_nested(struct vnode *vn, struct vn_call *c);
 
 /*
  * Enter an operation at the first behavior of @vn's chain whose position is

@@ -5,7 +5,8 @@
  * event once, joining of overlapping events (with real threads), separate
  * events for separate ranges, abort responses, interruption (-DM_EEARLY,
  * -DM_EMIGRATING) leaving the event answerable, timeouts, slices of a wait
- * that keep the join, asynchronous events and dispositions.
+ * that keep the join, asynchronous events and dispositions, and tokens
+ * of one context unknown to the next (an MDS that moved or died).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -522,6 +523,36 @@ static void test_wait_slice(void **state)
 	assert_int_equal(dm_session_destroy(ctx, s, false, 0), 0);
 }
 
+/*
+ * A node asks the next MDS with the token the previous one gave it: with
+ * the next one's tokens above the previous one's, it finds no event (and
+ * posts its own) rather than waiting on another file's event.
+ */
+static void test_token_floor(void **state)
+{
+	struct dm_ctx *old = *state, *next;
+	uint64_t so, sn, stale, tok, tok2;
+
+	assert_int_equal(dm_session_create(old, "hsm", &so), 0);
+	assert_int_equal(dm_event_post(old, so, 9, DM_EV_READ, 0, 4096, &stale), 0);
+	assert_int_equal(dm_ctx_create(&next), 0);
+	dm_set_token_floor(next, stale);
+	assert_int_equal(dm_session_create(next, "hsm", &sn), 0);
+	assert_int_equal(dm_event_post(next, sn, 10, DM_EV_READ, 0, 4096, &tok), 0);
+	assert_true(tok > stale);
+	assert_int_equal(dm_event_wait_slice(next, stale, 20), -ENOENT);
+	/* A lower floor later changes nothing: tokens never go back. */
+	dm_set_token_floor(next, 1);
+	assert_int_equal(dm_event_post(next, sn, 11, DM_EV_READ, 0, 4096, &tok2), 0);
+	assert_true(tok2 > tok);
+	assert_int_equal(dm_session_destroy(next, sn, true, -EIO), 0);
+	assert_int_equal(dm_event_wait(next, tok, 1000, NULL, NULL), -EIO);
+	assert_int_equal(dm_event_wait(next, tok2, 1000, NULL, NULL), -EIO);
+	dm_ctx_destroy(next);
+	assert_int_equal(dm_session_destroy(old, so, true, -EIO), 0);
+	assert_int_equal(dm_event_wait(old, stale, 1000, NULL, NULL), -EIO);
+}
+
 /* Asynchronous events are never joined, and gone once delivered. */
 static void test_async(void **state)
 {
@@ -585,6 +616,7 @@ int main(void)
 		T(test_interrupt),
 		T(test_timeout),
 		T(test_wait_slice),
+		T(test_token_floor),
 		T(test_async),
 		T(test_disposition),
 	};
