@@ -125,7 +125,9 @@ def fuse_conns(mounts):
     """mount point -> its FUSE connection's number (the name of its
     directory under /sys/fs/fuse/connections: the kernel's dev_t of the
     superblock), read from /proc/self/mountinfo: never stats the mount."""
-    want = {os.path.realpath(m): m for m in mounts}
+    # abspath, not realpath: realpath lstat()s the mount point, which asks
+    # the FUSE daemon and hangs with it.
+    want = {os.path.normpath(os.path.abspath(m)): m for m in mounts}
     out = {}
     try:
         lines = open("/proc/self/mountinfo").read().splitlines()

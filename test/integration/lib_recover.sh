@@ -195,11 +195,17 @@ but() {
 }
 
 # bail WHY: the cluster is in no state to go on (no server, a hang): one
-# failed check, every node's state, then the FUSE connections of every node
+# failed check, the verdict of any sampler, every node's state, then the
+# FUSE connections of every node
 # are aborted (so nothing of the test stays blocked in a mount, the cleanup
 # can unmount) and the test ends.
 bail() {
+	local k
 	fail "$1: the test stops here"
+	# A sampler's verdict until now is still worth a check.
+	for k in "${!_LOAD_PID[@]}"; do
+		[[ $k == sampler.* ]] && sampler_stop "${k#sampler.}" "never two servers at once until then"
+	done
 	watchdog_dump "$1"
 	timeout -k 5 60 python3 "$HANGWATCH" abort --cluster "$CL_DIR" || true
 	it_finish
