@@ -30,16 +30,23 @@
 # At the end every node unmounts and cxfs-check finds the LUN clean.
 # CXFS_RECOVER_PARTS="b c" runs only those parts.
 #
-# KNOWN TO FAIL with the recovery engine as merged (corpse 93d664c), for
-# engine reasons (see also t_recover_kill.sh):
-#  a. the server cut off keeps saying it serves (is_server true with no
-#     quorum); after heal it is taken back and the recovery's leader keeps
-#     IT ("more than one node says it serves; node1 stays"), although it
-#     was fenced and its store is read-only: two servers, EIO on it; files
-#     created and fsync'ed on the majority just before the cut are lost;
-#  b. the elected node deadlocks in its reconstruction and loses quorum;
-#     the next one is elected while the first comes back serving: two
-#     servers, the survivors hang.
+# KNOWN TO FAIL with the recovery engine of main 7b66480 (merged at
+# fa04aa8), for engine reasons (not the test's):
+#  a. the partition itself goes right (the old server stops serving, is
+#     taken back as a client, reads the new data; never two servers), but
+#     the majority's workload loses what was acknowledged just before the
+#     cut (creates and an fsync'ed file gone, renames undone; EIO reading
+#     unlinked open files), as in t_recover_kill.sh;
+#  b. after part a, the kill of the new server finds the store damaged:
+#     every survivor elected in turn fails to instantiate ("cannot read the
+#     free-space map: database disk image is malformed", in another run
+#     "free-space map row for AG 2701 is damaged"), "no surviving node may
+#     serve": the survivors hang and the test ends there;
+#  c. passes its recovery checks (the elected node stopped in its
+#     reconstruction and killed, the next one serves, both rejoin as
+#     clients) but the workload loses acknowledged metadata and sees EPERM
+#     (publishing its writes) and ENOENT;
+#  d. passes (CXFS_RECOVER_PARTS="c d": 19 of 20 checks, cxfs-check clean).
 . "$(dirname "$0")/lib_recover.sh"
 it_init recover_more --need-tgtd
 
