@@ -22,6 +22,7 @@
 
 #include "cluster/cl.h"
 #include "cluster/cl_runs.h"
+#include "cluster/cl_unsafe.h"
 #include "dmapi/dm.h"
 #include "dmapi/dm_bhv.h"
 #include "meta/meta_store.h"
@@ -213,6 +214,7 @@ struct cl_ctx {
 
 	atomic_uint threads;            /* recall threads running */
 	struct cl_stats stats;
+	struct cl_unsafe *un;           /* requests kept until durable (cl_unsafe.c); constant */
 
 	/* The watchdog of token waits (cl_wait.c). */
 	pthread_mutex_t wmu;            /* protects wts, wstop, wstarted; -> token server mutex */
@@ -312,10 +314,11 @@ int cl_mds_pause(struct cl_ctx *cx);
 /*
  * rpc_call() to the current MDS through the gate; a request the MDS could
  * not take (it was moving: an "early" error reply or a lost connection) is
- * sent again once the gate opens.  An application's request gives up with
- * -EINTR or -EIO (docs/ARCHITECTURE.md, "Interrupts").
+ * sent again once the gate opens, with the same request id (cl_unsafe_call
+ * sets it in @req if the message has one).  An application's request gives
+ * up with -EINTR or -EIO (docs/ARCHITECTURE.md, "Interrupts").
  */
-int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, const ProtobufCMessage *req,
+int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *req,
 		Cxfs__MsgType *reply_type, ProtobufCMessage **reply);
 /* Did a call to the MDS fail because the MDS was moving (send it again)? */
 bool cl_mds_moved(int rc, Cxfs__MsgType rt, ProtobufCMessage *rep);

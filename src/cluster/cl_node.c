@@ -732,29 +732,35 @@ bool cl_mds_moved(int rc, Cxfs__MsgType rt, ProtobufCMessage *rep)
 	return err == -RPC_EEARLY || (rt == CXFS__MSG_TYPE__ERROR_REPLY && err == -EAGAIN);
 }
 
-int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, const ProtobufCMessage *req,
+int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *req,
 		Cxfs__MsgType *reply_type, ProtobufCMessage **reply)
 {
+	struct cl_ureq u = { 0 };      /* one id across the resends */
+	int rc;
+
 	for (;;) {
 		struct rpc_chan *ch;
-		int rc = cl_gate_wait(cx);
 
+		rc = cl_gate_wait(cx);
 		if (rc)
-			return rc;
+			break;
 		ch = cl_mds_chan(cx);
-		if (!ch)
-			return -ENOTCONN;
-		*reply = NULL;
-		rc = rpc_call(ch, type, req, CL_CALL_TIMEOUT_MS, reply_type, reply);
+		if (!ch) {
+			rc = -ENOTCONN;
+			break;
+		}
+		rc = cl_unsafe_call(cx, &u, ch, type, req, CL_CALL_TIMEOUT_MS, reply_type, reply);
 		rpc_chan_put(ch);
 		if (!cl_mds_moved(rc, *reply_type, *reply))
-			return rc;
+			break;
 		if (rc == 0)
 			rpc_msg_free(*reply);
 		rc = cl_mds_pause(cx);
 		if (rc)
-			return rc;
+			break;
 	}
+	cl_ureq_end(cx, &u);
+	return rc;
 }
 
 /* ---- recalls arriving at a client --------------------------------------- */
@@ -1095,8 +1101,14 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	pthread_mutex_init(&cx->reach_mu, NULL);
 	pthread_cond_init(&cx->reach_cv, NULL);
 	cx->server_wait_ms = o->server_wait_ms ? o->server_wait_ms : CL_SERVER_WAIT_MS_DEFAULT;
+	cx->un = cl_unsafe_create();
+	if (!cx->un) {
+		free(cx);
+		return -ENOMEM;
+	}
 	rc = cl_waits_init(cx);
 	if (rc) {
+		cl_unsafe_destroy(cx->un);
 		free(cx);
 		return rc;
 	}
@@ -1176,6 +1188,7 @@ fail:
 		rpc_ctx_destroy(cx->rpc);
 	cms_config_free(cx->cfg);
 	cl_waits_fini(cx);
+	cl_unsafe_destroy(cx->un);
 	free(cx);
 	return rc;
 }
@@ -1375,6 +1388,7 @@ void cl_stop(struct cl_ctx *cx)
 	pthread_mutex_destroy(&cx->reach_mu);
 	pthread_cond_destroy(&cx->reach_cv);
 	cl_waits_fini(cx);
+	cl_unsafe_destroy(cx->un);
 	free(cx);
 }
 
@@ -1488,6 +1502,14 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	    atomic_load(&cx->stats.map_fetches), atomic_load(&cx->stats.allocs),
 	    atomic_load(&cx->stats.write_dones), atomic_load(&cx->stats.forwards),
 	    atomic_load(&cx->stats.recalls_in), atomic_load(&cx->stats.invals));
+	{
+		size_t kept, bytes;
+		uint64_t durable;
+
+		cl_unsafe_counts(cx, &kept, &bytes, &durable);
+		PUT("\"unsafe\":{\"kept\":%zu,\"kept_bytes\":%zu,\"durable\":%" PRIu64 "},",
+		    kept, bytes, durable);
+	}
 	if (cl_waits_json(cx, 0, buf, size, &len, 2))
 		return -ENOSPC;
 	PUT("}");

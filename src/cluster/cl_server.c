@@ -811,6 +811,7 @@ static int h_return(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	}
 	if (rpc_req_is_oneway(req))
 		return 0;
+	cl_unsafe_stamp(&r.base);
 	return rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
 }
 
@@ -904,6 +905,7 @@ static int reply_map(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs
 			ar.n_extents = (size_t)n;
 			ar.extents = ptrs;
 		}
+		cl_unsafe_stamp(&ar.base);
 		rc = rpc_reply(req, type, &ar.base);
 	}
 	free(maps);
@@ -1086,6 +1088,7 @@ static int h_write_done(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	r.err = rc;
 	if (rpc_req_is_oneway(req))
 		return 0;
+	cl_unsafe_stamp(&r.base);
 	return rpc_reply(req, CXFS__MSG_TYPE__ATTR_REPLY, &r.base);
 }
 
@@ -1113,8 +1116,9 @@ static int srv_exec(void *arg, uint64_t ino, struct vn_call *c)
 	return rc;
 }
 
-int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
-		     const ProtobufCMessage *msg)
+/* One request of another node (or replayed as its): the handler of its type. */
+static int handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
+		  const ProtobufCMessage *msg)
 {
 	switch (type) {
 	case CXFS__MSG_TYPE__TOKEN_ACQUIRE:
@@ -1135,6 +1139,19 @@ int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs
 		}
 		return -EOPNOTSUPP;
 	}
+}
+
+int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
+		     const ProtobufCMessage *msg)
+{
+	struct cl_usrv us;
+	int rc = cl_unsafe_enter(cx, node, req, type, msg, &us);
+
+	if (rc)
+		return rc > 0 ? 0 : rc;     /* applied before: answered again */
+	rc = handle(cx, node, req, type, msg);
+	cl_unsafe_leave(&us);
+	return rc;
 }
 
 int cl_reclaimer_start(struct cl_ctx *cx)

@@ -43,7 +43,7 @@
  */
 #define META_REQDONE_DDL \
 	"CREATE TABLE IF NOT EXISTS reqdone(node INTEGER NOT NULL, reqid INTEGER NOT NULL," \
-	" ino INTEGER NOT NULL, gen INTEGER NOT NULL, txn INTEGER NOT NULL," \
+	" ino INTEGER NOT NULL, gen INTEGER NOT NULL, txn INTEGER NOT NULL, seq INTEGER NOT NULL," \
 	" PRIMARY KEY(node, reqid)) WITHOUT ROWID;"
 /* A request whose id is a multiple of this prunes its node's older rows. */
 #define META_REQ_PRUNE_EVERY 64
@@ -151,8 +151,9 @@ static const char *const meta_sql[S__COUNT] = {
 	[S_ORPHAN_DEL] = "DELETE FROM orphan WHERE ino=?1",
 	[S_ORPHAN_IF_UNLINKED] = "INSERT OR IGNORE INTO orphan SELECT ino FROM inode WHERE ino=?1"
 				 " AND nlink<=0",
-	[S_REQ_PUT] = "INSERT OR REPLACE INTO reqdone(node,reqid,ino,gen,txn) VALUES(?1,?2,?3,?4,?5)",
-	[S_REQ_GET] = "SELECT ino,gen FROM reqdone WHERE node=?1 AND reqid=?2",
+	[S_REQ_PUT] = "INSERT OR REPLACE INTO reqdone(node,reqid,ino,gen,txn,seq)"
+		       " VALUES(?1,?2,?3,?4,?5,?6)",
+	[S_REQ_GET] = "SELECT ino,gen,txn,seq FROM reqdone WHERE node=?1 AND reqid=?2",
 	[S_REQ_PRUNE] = "DELETE FROM reqdone WHERE node=?1 AND reqid<?2",
 	[S_REQ_DROP_NODE] = "DELETE FROM reqdone WHERE node=?1",
 };
@@ -496,13 +497,16 @@ static int st_note_req(struct meta_store *st, struct meta_req *r)
 	sqlite3_stmt *q;
 	int rc;
 
+	r->txn = st->txn_open;
+	r->seq = ++st->next_seq;
 	if (r->record) {
 		q = stmt_get(st, S_REQ_PUT);
 		sqlite3_bind_int64(q, 1, r->node);
 		sqlite3_bind_int64(q, 2, (int64_t)r->reqid);
 		sqlite3_bind_int64(q, 3, (int64_t)r->ino);
 		sqlite3_bind_int64(q, 4, (int64_t)r->gen);
-		sqlite3_bind_int64(q, 5, (int64_t)st->txn_open);
+		sqlite3_bind_int64(q, 5, (int64_t)r->txn);
+		sqlite3_bind_int64(q, 6, (int64_t)r->seq);
 		rc = step_done(q);
 		if (rc)
 			return rc;
@@ -515,8 +519,6 @@ static int st_note_req(struct meta_store *st, struct meta_req *r)
 				return rc;
 		}
 	}
-	r->txn = st->txn_open;
-	r->seq = ++st->next_seq;
 	return 0;
 }
 
@@ -695,8 +697,7 @@ void meta_req_set(struct meta_req *r)
 	meta_cur_req = r;
 }
 
-int meta_req_find(struct meta_store *st, uint32_t node, uint64_t reqid, uint64_t *ino,
-		  uint64_t *gen)
+int meta_req_find(struct meta_store *st, uint32_t node, uint64_t reqid, struct meta_req *out)
 {
 	sqlite3_stmt *q;
 	int rc;
@@ -711,8 +712,10 @@ int meta_req_find(struct meta_store *st, uint32_t node, uint64_t reqid, uint64_t
 	sqlite3_bind_int64(q, 2, (int64_t)reqid);
 	rc = sqlite3_step(q);
 	if (rc == SQLITE_ROW) {
-		*ino = (uint64_t)sqlite3_column_int64(q, 0);
-		*gen = (uint64_t)sqlite3_column_int64(q, 1);
+		out->ino = (uint64_t)sqlite3_column_int64(q, 0);
+		out->gen = (uint64_t)sqlite3_column_int64(q, 1);
+		out->txn = (uint64_t)sqlite3_column_int64(q, 2);
+		out->seq = (uint64_t)sqlite3_column_int64(q, 3);
 		rc = 1;
 	} else {
 		rc = rc == SQLITE_DONE ? 0 : sql_errno(rc);

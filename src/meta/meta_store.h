@@ -93,7 +93,7 @@ struct meta_map;
  * every store operation of that thread that changes the store then, inside
  * the operation's own savepoint (so nothing can be committed without the
  * other):
- *   - if @record, writes the row (node, reqid) -> (ino, gen) of the table
+ *   - if @record, writes the row (node, reqid) -> (ino, gen, txn, seq) of the table
  *     of applied requests (meta_req_find), and for one request in
  *     META_REQ_PRUNE_EVERY (64) deletes the node's rows below @oldest;
  *   - sets @txn to the transaction the change joined and @seq to the next
@@ -122,9 +122,11 @@ struct meta_req {
 };
 /* This thread's current request (NULL: none); the caller owns @r and clears it. */
 void meta_req_set(struct meta_req *r);
-/* 1 with *@ino, *@gen if (node, reqid) was applied (and not pruned), 0 if not, -errno. */
-int meta_req_find(struct meta_store *st, uint32_t node, uint64_t reqid, uint64_t *ino,
-		  uint64_t *gen);
+/*
+ * 1 if (node, reqid) was applied (and not pruned), with what its change set
+ * in @out (ino, gen, txn, seq; nothing else touched), 0 if not, or -errno.
+ */
+int meta_req_find(struct meta_store *st, uint32_t node, uint64_t reqid, struct meta_req *out);
 /* Forget every applied request of @node (it left the membership). */
 int meta_req_drop_node(struct meta_store *st, uint32_t node);
 

@@ -114,9 +114,11 @@ static int create_as(struct fx *f, struct meta_req *r, uint32_t node, uint64_t r
 
 static int find(struct fx *f, uint32_t node, uint64_t reqid, uint64_t *ino)
 {
-	uint64_t gen;
+	struct meta_req r = { 0 };
+	int rc = meta_req_find(f->st, node, reqid, &r);
 
-	return meta_req_find(f->st, node, reqid, ino, &gen);
+	*ino = r.ino;
+	return rc;
 }
 
 static void test_row_with_change(void **state)
@@ -134,6 +136,14 @@ static void test_row_with_change(void **state)
 	assert_true(r.seq > 0);
 	assert_int_equal(find(f, 2, 7, &ino), 1);
 	assert_int_equal(ino, a.ino);
+	{
+		struct meta_req row = { 0 };
+
+		assert_int_equal(meta_req_find(f->st, 2, 7, &row), 1);
+		assert_int_equal(row.gen, a.gen);
+		assert_int_equal(row.txn, r.txn);
+		assert_int_equal(row.seq, r.seq);
+	}
 	assert_int_equal(find(f, 3, 7, &ino), 0);
 	/* A failed request changed nothing and leaves no row. */
 	assert_int_equal(create_as(f, &bad, 2, 8, "a", &a), -EEXIST);

@@ -384,7 +384,7 @@ static int fwd(struct fix *fx, uint64_t ino, struct vn_call *c)
 {
 	if (!c->cred)
 		c->cred = &cred;
-	return clw_forward(fx->ch, ino, c, CALL_MS);
+	return clw_forward(fx->ch, ino, c, CALL_MS, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -906,7 +906,7 @@ static void test_unsupported_ops(void **state)
 	assert_int_equal(fwd(fx, INO_FILE, &c), -EINVAL);
 	/* No credential. */
 	prep(VN_OP_GETATTR, &c);
-	assert_int_equal(clw_forward(fx->ch, INO_FILE, &c, CALL_MS), -EINVAL);
+	assert_int_equal(clw_forward(fx->ch, INO_FILE, &c, CALL_MS, NULL, NULL), -EINVAL);
 	assert_int_equal(calls(fx), n);
 }
 
@@ -1125,7 +1125,7 @@ static void test_transport_error(void **state)
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
 	close(fd);
 	assert_int_equal(rpc_connect(fx->cli, "127.0.0.1", ntohs(sa.sin_port), &ch), 0);
-	rc = clw_forward(ch, INO_FILE, &c, CALL_MS);
+	rc = clw_forward(ch, INO_FILE, &c, CALL_MS, NULL, NULL);
 	assert_int_equal(rc, -ECONNREFUSED);
 	assert_true(clw_transport_error(rc));
 	rpc_chan_put(ch);
