@@ -1503,12 +1503,12 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	    atomic_load(&cx->stats.write_dones), atomic_load(&cx->stats.forwards),
 	    atomic_load(&cx->stats.recalls_in), atomic_load(&cx->stats.invals));
 	{
-		size_t kept, bytes;
-		uint64_t durable;
+		struct cl_unsafe_counts uc;
 
-		cl_unsafe_counts(cx, &kept, &bytes, &durable);
-		PUT("\"unsafe\":{\"kept\":%zu,\"kept_bytes\":%zu,\"durable\":%" PRIu64 "},",
-		    kept, bytes, durable);
+		cl_unsafe_counts(cx, &uc);
+		PUT("\"unsafe\":{\"kept\":%zu,\"kept_bytes\":%zu,\"durable\":%" PRIu64
+		    ",\"applied\":%" PRIu64 ",\"answered_again\":%" PRIu64 "},", uc.kept,
+		    uc.kept_bytes, uc.durable, uc.applied, uc.answered_again);
 	}
 	if (cl_waits_json(cx, 0, buf, size, &len, 2))
 		return -ENOSPC;

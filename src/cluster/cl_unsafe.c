@@ -17,6 +17,7 @@
 #include "cluster/cl_i.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,8 @@ struct cl_unsafe {
 	struct cl_ukept *kept, *kept_tail;  /* answered, not durable, in seq order */
 	size_t nkept, kept_bytes;
 	uint64_t durable;             /* the server's durable transaction, as last heard */
+	atomic_ulong applied;         /* server: tracked requests that changed the store (no lock) */
+	atomic_ulong answered_again;  /* server: duplicates answered from the store (no lock) */
 };
 
 struct cl_unsafe *cl_unsafe_create(void)
@@ -318,13 +321,15 @@ bool cl_unsafe_wants_durable(struct cl_ctx *cx)
 	return any;
 }
 
-void cl_unsafe_counts(struct cl_ctx *cx, size_t *kept, size_t *bytes, uint64_t *durable)
+void cl_unsafe_counts(struct cl_ctx *cx, struct cl_unsafe_counts *c)
 {
 	pthread_mutex_lock(&cx->un->mu);
-	*kept = cx->un->nkept;
-	*bytes = cx->un->kept_bytes;
-	*durable = cx->un->durable;
+	c->kept = cx->un->nkept;
+	c->kept_bytes = cx->un->kept_bytes;
+	c->durable = cx->un->durable;
 	pthread_mutex_unlock(&cx->un->mu);
+	c->applied = atomic_load(&cx->un->applied);
+	c->answered_again = atomic_load(&cx->un->answered_again);
 }
 
 void cl_unsafe_collect_free(Cxfs__UnsafeReq **v, size_t n)
@@ -457,6 +462,7 @@ int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs_
 	if (!cx->st)
 		return 0;
 	us->st = cx->st;
+	us->un = cx->un;
 	cur_srv = us;            /* stamps durable on every reply */
 	if (!get_opt(msg, "reqid", &us->mr.reqid) || !us->mr.reqid)
 		return 0;
@@ -478,6 +484,7 @@ int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs_
 					cur_replay->dup = true;
 				us->mr.txn = row.txn;
 				us->mr.seq = row.seq;
+				atomic_fetch_add(&cx->un->answered_again, 1);
 				rc = answer_again(cx, req, type, msg, &row);
 				rc = rc < 0 ? rc : 1;
 			}
@@ -493,6 +500,8 @@ void cl_unsafe_leave(struct cl_usrv *us)
 {
 	if (us->mr.reqid)
 		meta_req_set(NULL);
+	if (us->mr.txn)
+		atomic_fetch_add(&us->un->applied, 1);
 	cur_srv = NULL;
 }
 

@@ -63,8 +63,15 @@ void cl_ureq_end(struct cl_ctx *cx, struct cl_ureq *r);
 void cl_unsafe_note_durable(struct cl_ctx *cx, const ProtobufCMessage *rep);
 /* Does this node keep requests it has not heard are durable for a while?  (the prober asks) */
 bool cl_unsafe_wants_durable(struct cl_ctx *cx);
-/* Kept requests and their bytes, and the durable transaction last heard (status). */
-void cl_unsafe_counts(struct cl_ctx *cx, size_t *kept, size_t *bytes, uint64_t *durable);
+/* For the status (cxfsctl status: cluster.unsafe). */
+struct cl_unsafe_counts {
+	size_t kept;                  /* client: answered requests kept until durable */
+	size_t kept_bytes;            /* their packed requests and replies */
+	uint64_t durable;             /* client: the server's durable transaction last heard */
+	uint64_t applied;             /* server: requests with an id that changed the store */
+	uint64_t answered_again;      /* server: duplicates answered from the store */
+};
+void cl_unsafe_counts(struct cl_ctx *cx, struct cl_unsafe_counts *c);
 
 /*
  * Copies of every answered, not yet durable request of this node, oldest
@@ -81,7 +88,8 @@ void cl_unsafe_forget_all(struct cl_ctx *cx);
 /* The server's state of one request being handled (on the handler's stack). */
 struct cl_usrv {
 	struct meta_req mr;           /* the store's view (meta_req_set) */
-	struct meta_store *st;        /* NULL: not a tracked request */
+	struct meta_store *st;        /* the store (NULL: not on a server) */
+	struct cl_unsafe *un;         /* the node's counters */
 };
 
 /*
