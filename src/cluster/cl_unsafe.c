@@ -11,8 +11,10 @@
  *      answered again, reply stamps, forgetting a node.
  *   4. Replay on a new server.
  *
- * Locks: cl_unsafe.mu is a leaf; the server side holds none of its own
- * (the store's mutex is taken inside the store's calls).
+ * Locks: cl_unsafe.mu and cl_unsafe.smu are leaves (neither is held across
+ * a call out; a handler waits on smu's condition only for another handler
+ * of the same request id, which waits for nothing of it); the store's
+ * mutex is taken inside the store's calls.
  */
 #include "cluster/cl_i.h"
 
@@ -111,6 +113,9 @@ struct cl_unsafe {
 	struct cl_ukept *kept, *kept_tail;  /* answered, not durable, in seq order */
 	size_t nkept, kept_bytes;
 	uint64_t durable;             /* the server's durable transaction, as last heard */
+	pthread_mutex_t smu;          /* server, a leaf: protects busy */
+	pthread_cond_t scv;           /* with smu: a request in busy ended */
+	struct cl_usrv *busy;         /* server: requests with an id being handled */
 	atomic_ulong applied;         /* server: tracked requests that changed the store (no lock) */
 	atomic_ulong answered_again;  /* server: duplicates answered from the store (no lock) */
 };
@@ -123,6 +128,8 @@ struct cl_unsafe *cl_unsafe_create(void)
 	if (!u)
 		return NULL;
 	pthread_mutex_init(&u->mu, NULL);
+	pthread_mutex_init(&u->smu, NULL);
+	pthread_cond_init(&u->scv, NULL);
 	/*
 	 * Ids are unique per incarnation: a restarted node starts above every
 	 * id it can have used before (one a nanosecond at most), so rows of
@@ -154,6 +161,8 @@ void cl_unsafe_destroy(struct cl_unsafe *u)
 		return;
 	drop_durable(u, UINT64_MAX);
 	pthread_mutex_destroy(&u->mu);
+	pthread_mutex_destroy(&u->smu);
+	pthread_cond_destroy(&u->scv);
 	free(u);
 }
 
@@ -397,7 +406,6 @@ struct cl_replay_one {
 	uint64_t force_ino, force_gen;          /* a create's recorded identity */
 	const struct meta_map *runs;            /* an allocation's recorded blocks */
 	size_t nruns;
-	bool dup;                               /* out: found applied already */
 };
 
 /* The request this handler thread serves (stamps), and a replay's wishes. */
@@ -452,6 +460,44 @@ static int answer_again(struct cl_ctx *cx, struct rpc_req *req, Cxfs__MsgType ty
 	}
 }
 
+/*
+ * Make @us the one request (node, reqid) being handled: a copy that arrives
+ * while the first is still handled (its connection broke, the node sent it
+ * again on a new one) waits until the first has left, then finds its row.
+ */
+static void busy_add(struct cl_unsafe *u, struct cl_usrv *us)
+{
+	pthread_mutex_lock(&u->smu);
+	for (;;) {
+		struct cl_usrv *o = u->busy;
+
+		while (o && (o->mr.node != us->mr.node || o->mr.reqid != us->mr.reqid))
+			o = o->next;
+		if (!o)
+			break;
+		pthread_cond_wait(&u->scv, &u->smu);
+	}
+	us->next = u->busy;
+	u->busy = us;
+	us->busy = true;
+	pthread_mutex_unlock(&u->smu);
+}
+
+static void busy_del(struct cl_unsafe *u, struct cl_usrv *us)
+{
+	struct cl_usrv **p;
+
+	if (!us->busy)
+		return;
+	pthread_mutex_lock(&u->smu);
+	for (p = &u->busy; *p != us; p = &(*p)->next)
+		;
+	*p = us->next;
+	us->busy = false;
+	pthread_cond_broadcast(&u->scv);
+	pthread_mutex_unlock(&u->smu);
+}
+
 int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
 		    const ProtobufCMessage *msg, struct cl_usrv *us)
 {
@@ -468,26 +514,29 @@ int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs_
 		return 0;
 	us->mr.node = node;
 	(void)get_opt(msg, "oldest", &us->mr.oldest);
-	/* Vnode operations are not idempotent; the data path's requests are (ARCHITECTURE.md). */
-	us->mr.record = clw_is_vnode_req(type);
+	/*
+	 * An allocation sent again allocates nothing more and answers the same
+	 * map: it is simply run again.  Every other request is recorded.
+	 */
+	us->mr.record = type != CXFS__MSG_TYPE__ALLOC_REQ;
 	if (cur_replay) {
+		/* Its transaction is lost (cl_unsafe_replay): whatever row it left is a part. */
 		us->mr.force_ino = cur_replay->force_ino;
 		us->mr.force_gen = cur_replay->force_gen;
 		us->mr.force_runs = cur_replay->runs;
 		us->mr.nforce = cur_replay->nruns;
-	}
-	if (us->mr.record) {
+	} else if (us->mr.record) {
+		busy_add(cx->un, us);
 		rc = meta_req_find(cx->st, node, us->mr.reqid, &row);
 		if (rc < 0 || rc == 1) {
 			if (rc == 1) {
-				if (cur_replay)
-					cur_replay->dup = true;
 				us->mr.txn = row.txn;
 				us->mr.seq = row.seq;
 				atomic_fetch_add(&cx->un->answered_again, 1);
 				rc = answer_again(cx, req, type, msg, &row);
 				rc = rc < 0 ? rc : 1;
 			}
+			busy_del(cx->un, us);
 			cur_srv = NULL;
 			return rc;
 		}
@@ -502,6 +551,7 @@ void cl_unsafe_leave(struct cl_usrv *us)
 		meta_req_set(NULL);
 	if (us->mr.txn)
 		atomic_fetch_add(&us->un->applied, 1);
+	busy_del(us->un, us);
 	cur_srv = NULL;
 }
 
@@ -565,36 +615,37 @@ static void replay_reply(void *arg, Cxfs__MsgType type, const ProtobufCMessage *
 }
 
 /*
- * What the recorded reply @o of request @type fixes: a create's identity,
- * an allocation's blocks (*@runs: caller frees).  -EBADMSG if it is not a
- * reply of that request or not a sane one.
+ * Read the recorded reply of @o: *@txn, the transaction its change joined,
+ * and what a replay must reproduce: a create's identity, an allocation's
+ * blocks (*@runs: caller frees).  -EBADMSG if it is not a successful reply
+ * of that request with a transaction, or not a sane one.
  */
-static int forced_from_reply(struct cl_ctx *cx, uint32_t type, const Cxfs__UnsafeReq *o,
-			     struct cl_replay_one *f, struct meta_map **runs)
+static int recorded(struct cl_ctx *cx, const Cxfs__UnsafeReq *o, uint64_t *txn,
+		    struct cl_replay_one *f, struct meta_map **runs)
 {
-	Cxfs__MsgType rt = rpc_msg_reply_type((Cxfs__MsgType)type);
+	Cxfs__MsgType rt = rpc_msg_reply_type((Cxfs__MsgType)o->type);
 	ProtobufCMessage *rep = NULL;
 	int rc;
 
 	*runs = NULL;
-	if (type != CXFS__MSG_TYPE__MKNOD_REQ && type != CXFS__MSG_TYPE__ALLOC_REQ)
-		return 0;
-	rc = rpc_msg_unpack(rt, o->reply.data, o->reply.len, &rep);
-	if (rc)
+	if (rpc_msg_unpack(rt, o->reply.data, o->reply.len, &rep))
 		return -EBADMSG;
-	if (type == CXFS__MSG_TYPE__MKNOD_REQ) {
+	rc = reply_err(rep) == 0 && get_opt(rep, "txn", txn) && *txn ? 0 : -EBADMSG;
+	if (rc)
+		goto out;
+	if (o->type == CXFS__MSG_TYPE__MKNOD_REQ) {
 		const Cxfs__AttrReply *r = (const Cxfs__AttrReply *)rep;
 
-		if (r->err || !r->attr || r->attr->ino <= META_ROOT_INO) {
+		if (!r->attr || r->attr->ino <= META_ROOT_INO) {
 			rc = -EBADMSG;
 			goto out;
 		}
 		f->force_ino = r->attr->ino;
 		f->force_gen = r->attr->gen;
-	} else {
+	} else if (o->type == CXFS__MSG_TYPE__ALLOC_REQ) {
 		const Cxfs__AllocReply *r = (const Cxfs__AllocReply *)rep;
 
-		if (r->err || r->n_extents > CL_UNSAFE_RUNS_MAX) {
+		if (r->n_extents > CL_UNSAFE_RUNS_MAX) {
 			rc = -EBADMSG;
 			goto out;
 		}
@@ -626,14 +677,17 @@ out:
 	return rc;
 }
 
-/* Apply @o once: 1 applied, 0 found applied, or -errno (the request failed). */
-static int replay_one(struct cl_ctx *cx, const Cxfs__UnsafeReq *o)
+/*
+ * Apply @o once: 1 applied, 0 its transaction is committed (at most
+ * @committed), or -errno (the request failed).
+ */
+static int replay_one(struct cl_ctx *cx, const Cxfs__UnsafeReq *o, uint64_t committed)
 {
 	struct cl_replay_one f = { 0 };
 	struct meta_map *runs = NULL;
 	ProtobufCMessage *msg = NULL;
 	struct rpc_req *req = NULL;
-	uint64_t reqid;
+	uint64_t reqid, txn;
 	int err = -EPROTO, rc;
 
 	if (!replayable(o->type) || !cl_node_by_id(cx, o->node))
@@ -645,8 +699,8 @@ static int replay_one(struct cl_ctx *cx, const Cxfs__UnsafeReq *o)
 		rc = -EBADMSG;
 		goto out;
 	}
-	rc = forced_from_reply(cx, o->type, o, &f, &runs);
-	if (rc)
+	rc = recorded(cx, o, &txn, &f, &runs);
+	if (rc || txn <= committed)
 		goto out;
 	req = rpc_req_local((Cxfs__MsgType)o->type, replay_reply, &err);
 	if (!req) {
@@ -659,7 +713,7 @@ static int replay_one(struct cl_ctx *cx, const Cxfs__UnsafeReq *o)
 	if (!rc)
 		rc = err;
 	if (!rc)
-		rc = f.dup ? 0 : 1;
+		rc = 1;
 out:
 	rpc_req_local_free(req);
 	free(runs);
@@ -678,18 +732,21 @@ int cl_unsafe_replay(struct cl_ctx *cx, Cxfs__UnsafeReq *const *v, size_t n,
 		     struct cl_unsafe_stats *st)
 {
 	Cxfs__UnsafeReq **order;
+	uint64_t committed;
 	int rc;
 
 	memset(st, 0, sizeof(*st));
 	if (!cx->st)
 		return -EINVAL;
+	/* Numbers persist: a kept request's change committed if its txn is at most this. */
+	committed = meta_store_txn_at_open(cx->st);
 	order = malloc((n ? n : 1) * sizeof(*order));
 	if (!order)
 		return -ENOMEM;
 	memcpy(order, v, n * sizeof(*order));
 	qsort(order, n, sizeof(*order), by_seq);
 	for (size_t i = 0; i < n; i++) {
-		rc = replay_one(cx, order[i]);
+		rc = replay_one(cx, order[i], committed);
 		if (rc == 1) {
 			st->applied++;
 		} else if (rc == 0) {

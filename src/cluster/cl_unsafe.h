@@ -17,7 +17,7 @@
  * Server side: cl_unsafe_enter/leave around each handled request,
  * cl_unsafe_stamp on its reply, cl_unsafe_replay, cl_unsafe_node_gone.
  *
- * Locks: struct cl_unsafe's mutex is a leaf (no call out while held).
+ * Locks: struct cl_unsafe's two mutexes are leaves (no call out while held).
  */
 #ifndef CXFS_CL_UNSAFE_H
 #define CXFS_CL_UNSAFE_H
@@ -90,6 +90,8 @@ struct cl_usrv {
 	struct meta_req mr;           /* the store's view (meta_req_set) */
 	struct meta_store *st;        /* the store (NULL: not on a server) */
 	struct cl_unsafe *un;         /* the node's counters */
+	bool busy;                    /* in the list of requests being handled */
+	struct cl_usrv *next;         /* that list (the unsafe state's smu) */
 };
 
 /*

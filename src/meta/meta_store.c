@@ -181,6 +181,7 @@ struct meta_store {
 	uint64_t next_ino;            /* next inode number to hand out */
 	uint64_t next_cookie;         /* next directory cookie */
 	uint64_t mount_gen;           /* generation given to new inodes */
+	uint64_t txn_at_open;         /* constant: the last transaction committed before the open */
 	uint64_t txn_open;            /* number of the open (or next) transaction */
 	uint64_t durable;             /* last transaction whose flush completed */
 	uint64_t next_seq;            /* order of the changes of nodes' requests */
@@ -692,6 +693,11 @@ void meta_store_txns(struct meta_store *st, uint64_t *open, uint64_t *durable)
 	pthread_mutex_unlock(&st->mu);
 }
 
+uint64_t meta_store_txn_at_open(const struct meta_store *st)
+{
+	return st->txn_at_open;
+}
+
 void meta_req_set(struct meta_req *r)
 {
 	meta_cur_req = r;
@@ -892,6 +898,7 @@ static int load_counters(struct meta_store *st, char *err, size_t errlen)
 	st->mount_gen = (uint64_t)sqlite3_column_int64(q, 4) + 1;
 	/* What was committed before is durable: the log was flushed, or replayed. */
 	st->durable = (uint64_t)sqlite3_column_int64(q, 5);
+	st->txn_at_open = st->durable;
 	st->txn_open = st->durable + 1;
 	st->next_seq = (uint64_t)sqlite3_column_int64(q, 6);
 	sqlite3_finalize(q);

@@ -84,6 +84,12 @@ int meta_store_checkpoint(struct meta_store *st);
  * flush completed.  Either may be NULL.
  */
 void meta_store_txns(struct meta_store *st, uint64_t *open, uint64_t *durable);
+/*
+ * The last transaction committed before this open: a change a server
+ * reported in a larger transaction number before the open was lost (the
+ * store's own commits after the open reuse those numbers).
+ */
+uint64_t meta_store_txn_at_open(const struct meta_store *st);
 
 struct meta_map;
 

@@ -4,7 +4,8 @@
  * never without it (a child process applies and dies without a commit, as
  * kill -9 would), a duplicate is found, a replayed create takes the
  * recorded inode number, a replayed allocation the recorded blocks, rows
- * are pruned, and transaction and durable numbers move as commits do.
+ * are pruned, and transaction and durable numbers move as commits do (a
+ * lost transaction's number is above what the next open says committed).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -157,11 +158,17 @@ static void test_row_with_change(void **state)
 /*
  * In a child: apply request (2, @reqid) creating @name, sync if @sync, and
  * die without closing (kill -9).  The parent then opens the store again.
+ * Returns the transaction number the child's store reported for the change.
  */
-static void crash_after(struct fx *f, uint64_t reqid, const char *name, int sync)
+static uint64_t crash_after(struct fx *f, uint64_t reqid, const char *name, int sync)
 {
+	unsigned long long txn = 0;
+	char path[320];
+	FILE *fp;
 	pid_t pid;
 	int status;
+
+	snprintf(path, sizeof(path), "%s/txn", f->dir);
 
 	fx_close(f);
 	pid = fork();
@@ -175,26 +182,37 @@ static void crash_after(struct fx *f, uint64_t reqid, const char *name, int sync
 			_exit(1);
 		if (sync && meta_store_sync(f->st) != 0)
 			_exit(2);
+		fp = fopen(path, "w");
+		if (!fp || fprintf(fp, "%llu\n", (unsigned long long)r.txn) < 0 || fclose(fp))
+			_exit(3);
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	assert_int_equal(fscanf(fp, "%llu", &txn), 1);
+	fclose(fp);
+	unlink(path);
 	fx_open(f);
+	return txn;
 }
 
 static void test_crash_row_and_change_together(void **state)
 {
 	struct fx *f = *state;
 	struct vn_attr a;
-	uint64_t ino;
+	uint64_t ino, txn;
 
-	/* Not committed: neither the file nor the row survives. */
-	crash_after(f, 11, "lost", 0);
+	/* Not committed: neither the file nor the row survives, and the number is above the mark. */
+	txn = crash_after(f, 11, "lost", 0);
+	assert_true(txn > meta_store_txn_at_open(f->st));
 	assert_int_equal(meta_lookup(f->st, META_ROOT_INO, "lost", &a), -ENOENT);
 	assert_int_equal(find(f, 2, 11, &ino), 0);
-	/* Committed: both. */
-	crash_after(f, 12, "kept", 1);
+	/* Committed: both, and the number is at most the mark. */
+	txn = crash_after(f, 12, "kept", 1);
+	assert_true(txn <= meta_store_txn_at_open(f->st));
 	assert_int_equal(meta_lookup(f->st, META_ROOT_INO, "kept", &a), 0);
 	assert_int_equal(find(f, 2, 12, &ino), 1);
 	assert_int_equal(ino, a.ino);
@@ -272,7 +290,7 @@ static void test_txn_numbers(void **state)
 	struct fx *f = *state;
 	struct meta_req r = { 0 };
 	struct vn_attr a;
-	uint64_t open0, dur0, open1, dur1;
+	uint64_t open0, dur0, open1, dur1, txn;
 
 	meta_store_txns(f->st, &open0, &dur0);
 	assert_int_equal(dur0 + 1, open0);
@@ -290,6 +308,11 @@ static void test_txn_numbers(void **state)
 	meta_store_txns(f->st, &open1, &dur1);
 	assert_true(dur1 > r.txn);
 	assert_int_equal(open1, dur1 + 1);
+	/* What was committed before the open, whatever the open itself commits. */
+	assert_int_equal(meta_store_txn_at_open(f->st), r.txn);
+	/* A transaction lost in a crash: the number reported is above the mark. */
+	txn = crash_after(f, 40, "gone", 0);
+	assert_true(txn > meta_store_txn_at_open(f->st));
 }
 
 int main(void)
