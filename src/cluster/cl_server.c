@@ -184,6 +184,7 @@ void cl_server_node_lost(struct cl_ctx *cx, uint32_t node, const char *why)
 	fprintf(stderr, "cxfsd: node %s %s: its tokens and its %zu lock(s) are dropped\n",
 		cms_node_name(cl_node_by_id(cx, node)), why, nlocks);
 	free_unpublished_later(cx, node);
+	cl_unsafe_node_gone(cx, node);
 }
 
 /*

@@ -12,7 +12,7 @@
  *
  * Lock order: commit mutex -> store mutex -> (nothing).  Everything in
  * struct meta_store below `mu` is protected by it, except the fields marked
- * constant.
+ * constant (and `durable`, written under it and read without it).
  */
 #include "meta/meta_store.h"
 
@@ -22,6 +22,7 @@
 #include <linux/fs.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,7 +184,7 @@ struct meta_store {
 	uint64_t mount_gen;           /* generation given to new inodes */
 	uint64_t txn_at_open;         /* constant: the last transaction committed before the open */
 	uint64_t txn_open;            /* number of the open (or next) transaction */
-	uint64_t durable;             /* last transaction whose flush completed */
+	_Atomic uint64_t durable;     /* last transaction whose flush completed (read without mu) */
 	uint64_t next_seq;            /* order of the changes of nodes' requests */
 	int op_changes0;              /* sqlite3_total_changes() when the operation began */
 	struct meta_store_stats stats;
@@ -685,12 +686,14 @@ int meta_store_sync(struct meta_store *st)
 
 void meta_store_txns(struct meta_store *st, uint64_t *open, uint64_t *durable)
 {
-	pthread_mutex_lock(&st->mu);
-	if (open)
-		*open = st->txn_open;
+	/* Every reply to a node carries durable: it does not wait for a commit's log write. */
 	if (durable)
-		*durable = st->durable;
-	pthread_mutex_unlock(&st->mu);
+		*durable = atomic_load(&st->durable);
+	if (open) {
+		pthread_mutex_lock(&st->mu);
+		*open = st->txn_open;
+		pthread_mutex_unlock(&st->mu);
+	}
 }
 
 uint64_t meta_store_txn_at_open(const struct meta_store *st)
