@@ -58,25 +58,6 @@ static int reach_stopping(void *arg, int64_t since_ns)
 	return atomic_load(&cx->reach_stop) ? -ESHUTDOWN : 0;
 }
 
-/*
- * Ask the MDS how far its commits are durable, for the requests this node
- * keeps until then (cl_unsafe.h): a statfs's reply says it.
- */
-static void ask_durable(struct cl_ctx *cx, struct rpc_chan *ch)
-{
-	Cxfs__StatfsReq q = CXFS__STATFS_REQ__INIT;
-	Cxfs__Cred cred = CXFS__CRED__INIT;
-	ProtobufCMessage *rep = NULL;
-	Cxfs__MsgType rt;
-
-	q.ino = META_ROOT_INO;
-	q.cred = &cred;
-	if (rpc_call(ch, CXFS__MSG_TYPE__STATFS_REQ, &q.base, CL_REACH_TIMEOUT_MS, &rt, &rep) == 0) {
-		cl_unsafe_note_durable(cx, rep);
-		rpc_msg_free(rep);
-	}
-}
-
 /* Ask the MDS who serves (and, if @durable, how far it is durable); true if it answered. */
 static bool probe(struct cl_ctx *cx, bool durable)
 {
@@ -92,7 +73,7 @@ static bool probe(struct cl_ctx *cx, bool durable)
 	cx_intr_arm(reach_stopping, cx);
 	rc = rpc_call(ch, CXFS__MSG_TYPE__NAME_QUERY, &q.base, CL_REACH_TIMEOUT_MS, &rt, &rep);
 	if (rc == 0 && durable)
-		ask_durable(cx, ch);
+		cl_unsafe_ask_durable(cx, ch, CL_REACH_TIMEOUT_MS);
 	cx_intr_disarm();
 	rpc_chan_put(ch);
 	if (rc)

@@ -320,6 +320,21 @@ int cl_unsafe_call(struct cl_ctx *cx, struct cl_ureq *r, struct rpc_chan *ch, Cx
 	return rc;
 }
 
+void cl_unsafe_ask_durable(struct cl_ctx *cx, struct rpc_chan *ch, unsigned timeout_ms)
+{
+	Cxfs__StatfsReq q = CXFS__STATFS_REQ__INIT;
+	Cxfs__Cred cred = CXFS__CRED__INIT;
+	ProtobufCMessage *rep = NULL;
+	Cxfs__MsgType rt;
+
+	q.ino = META_ROOT_INO;
+	q.cred = &cred;
+	if (rpc_call(ch, CXFS__MSG_TYPE__STATFS_REQ, &q.base, timeout_ms, &rt, &rep) == 0) {
+		cl_unsafe_note_durable(cx, rep);
+		rpc_msg_free(rep);
+	}
+}
+
 bool cl_unsafe_wants_durable(struct cl_ctx *cx)
 {
 	bool any;

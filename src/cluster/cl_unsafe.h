@@ -61,8 +61,10 @@ int cl_unsafe_call(struct cl_ctx *cx, struct cl_ureq *r, struct rpc_chan *ch, Cx
 void cl_ureq_end(struct cl_ctx *cx, struct cl_ureq *r);
 /* A reply's `durable` field (if it has one) as this node's news of the server. */
 void cl_unsafe_note_durable(struct cl_ctx *cx, const ProtobufCMessage *rep);
-/* Does this node keep requests it has not heard are durable for a while?  (the prober asks) */
+/* Does this node keep requests it has not heard are durable?  (the prober then asks) */
 bool cl_unsafe_wants_durable(struct cl_ctx *cx);
+/* Ask the server on @ch its durable number (a STATFS, whose reply says it). */
+void cl_unsafe_ask_durable(struct cl_ctx *cx, struct rpc_chan *ch, unsigned timeout_ms);
 /* For the status (cxfsctl status: cluster.unsafe). */
 struct cl_unsafe_counts {
 	size_t kept;                  /* client: answered requests kept until durable */

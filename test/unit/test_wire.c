@@ -32,8 +32,8 @@
 #include <cmocka.h>
 
 #include "cluster/cl_wire.h"
+#include "rpc_pair.h"
 
-#define CLUSTER "testcluster"
 #define CALL_MS 5000
 #define NODE 7                  /* the node id the server gives the client */
 
@@ -46,8 +46,6 @@
 
 #define LINK_TARGET "../some/where/else/target"
 #define XLIST "user.a\0user.bb\0trusted.ccc"   /* and its final NUL */
-
-static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
 
 /* ------------------------------------------------------------------ */
 /* The fake filesystem on the server side                              */
@@ -304,19 +302,14 @@ static int srv_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type, const
 static int setup(void **state)
 {
 	struct fix *fx = calloc(1, sizeof(*fx));
-	struct rpc_config sc = { .cluster = CLUSTER, .node = "server", .secret = secret,
-				 .secret_len = sizeof(secret), .epoch = 1, .listen_addr = "127.0.0.1",
-				 .workers = 4, .handler = srv_handler };
-	struct rpc_config cc = { .cluster = CLUSTER, .node = "client", .secret = secret,
-				 .secret_len = sizeof(secret), .epoch = 1, .workers = 2 };
+	struct rpc_config sc = { .workers = 4, .handler = srv_handler };
+	struct rpc_config cc = { .workers = 2 };
 
 	if (!fx)
 		return -1;
 	pthread_mutex_init(&fx->mu, NULL);
 	sc.handler_arg = fx;
-	if (rpc_ctx_create(&sc, &fx->srv) || rpc_ctx_create(&cc, &fx->cli))
-		return -1;
-	if (rpc_connect(fx->cli, "127.0.0.1", rpc_ctx_port(fx->srv), &fx->ch))
+	if (rpc_pair_open(sc, cc, &fx->srv, &fx->cli, &fx->ch))
 		return -1;
 	*state = fx;
 	return 0;
@@ -326,9 +319,7 @@ static int teardown(void **state)
 {
 	struct fix *fx = *state;
 
-	rpc_chan_put(fx->ch);
-	rpc_ctx_destroy(fx->cli);
-	rpc_ctx_destroy(fx->srv);
+	rpc_pair_close(fx->srv, fx->cli, fx->ch);
 	pthread_mutex_destroy(&fx->mu);
 	free(fx);
 	return 0;

@@ -1,0 +1,271 @@
+/*
+ * test_unsafe.c - unit tests of unsafe requests (src/cluster/cl_unsafe.c)
+ * over real TCP on 127.0.0.1: a client context sends creates with
+ * cl_unsafe_call to a server rpc context whose handler runs them the way
+ * the metadata server does (cl_unsafe_enter, the store's meta_mknod on a
+ * real store in a file, a reply stamped with cl_unsafe_stamp,
+ * cl_unsafe_leave).  Checked: the request id and `oldest` on the wire, the
+ * same id when a request is sent again after an answer that says "the MDS
+ * moved" (here: after the create was applied), the copy answered from the
+ * table with the first create's inode (not EEXIST), answered requests kept
+ * until a reply says their transaction is durable, collect (oldest first,
+ * the node's id, bodies that decode) and forget_all.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "block/blk.h"
+#include "cluster/cl_i.h"
+#include "cluster/cl_wire.h"
+#include "rpc_pair.h"
+
+#define CALL_MS 5000
+#define NODE 2                  /* the node id the server takes the client for */
+#define VOLUME_SIZE (256ull << 20)
+
+struct fix {
+	char dir[256], path[300];     /* the store's volume file */
+	struct blk_dev *dev;
+	struct cl_ctx scx, ccx;       /* the server's and the client's (the fields used) */
+	struct rpc_ctx *srv, *cli;
+	struct rpc_chan *ch;
+	pthread_mutex_t mu;           /* protects the fields below */
+	int moved_after_apply;        /* answer the next create "moved" once applied */
+	uint64_t seen_reqid[8], seen_oldest[8];  /* of the creates that reached the server */
+	int nseen;
+};
+
+/* The server's create: as the MDS's handlers, around the store's own call. */
+static int serve_mknod(struct fix *fx, struct rpc_req *req, const Cxfs__MknodReq *m)
+{
+	Cxfs__AttrReply r = CXFS__ATTR_REPLY__INIT;
+	Cxfs__Attr pa;
+	Cxfs__Timespec ts[4];
+	struct vn_cred cred = { .uid = 0, .gid = 0, .ngroups = 0 };
+	struct vn_attr a;
+	bool moved;
+	int rc;
+
+	pthread_mutex_lock(&fx->mu);
+	if (fx->nseen < 8) {
+		fx->seen_reqid[fx->nseen] = m->has_reqid ? m->reqid : 0;
+		fx->seen_oldest[fx->nseen] = m->has_oldest ? m->oldest : 0;
+		fx->nseen++;
+	}
+	moved = fx->moved_after_apply;
+	fx->moved_after_apply = 0;
+	pthread_mutex_unlock(&fx->mu);
+	rc = meta_mknod(fx->scx.st, m->ino, m->name, m->mode, 0, NULL, &cred, &a);
+	if (moved)
+		return rpc_reply_error(req, -EAGAIN);   /* applied; the node must ask again */
+	r.err = rc < 0 ? rc : 0;
+	if (rc >= 0) {
+		clw_attr_to_pb(&a, &pa, ts);
+		r.attr = &pa;
+	}
+	cl_unsafe_stamp(&r.base);
+	return rpc_reply(req, CXFS__MSG_TYPE__ATTR_REPLY, &r.base);
+}
+
+static int srv_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
+		       const ProtobufCMessage *msg)
+{
+	struct fix *fx = arg;
+	struct cl_usrv us;
+	int rc = cl_unsafe_enter(&fx->scx, NODE, req, type, msg, &us);
+
+	if (rc)
+		return rc > 0 ? 0 : rc;
+	if (type == CXFS__MSG_TYPE__MKNOD_REQ) {
+		rc = serve_mknod(fx, req, (const Cxfs__MknodReq *)msg);
+	} else if (type == CXFS__MSG_TYPE__STATFS_REQ) {
+		Cxfs__StatfsReply r = CXFS__STATFS_REPLY__INIT;
+
+		cl_unsafe_stamp(&r.base);
+		rc = rpc_reply(req, CXFS__MSG_TYPE__STATFS_REPLY, &r.base);
+	} else {
+		rc = -EOPNOTSUPP;
+	}
+	cl_unsafe_leave(&us);
+	return rc;
+}
+
+static int setup(void **state)
+{
+	struct fix *fx = calloc(1, sizeof(*fx));
+	struct blk_open_opts o = { .create_size = VOLUME_SIZE };
+	const struct meta_store_opts slow = { .commit_ms = 600000, .commit_ops = 100000000 };
+	struct rpc_config sc = { .workers = 4, .handler = srv_handler };
+	struct rpc_config cc = { .workers = 2 };
+	char err[256] = "";
+
+	if (!fx)
+		return -1;
+	snprintf(fx->dir, sizeof(fx->dir), "%s/cxfs-test-unsafe-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(fx->dir))
+		return -1;
+	snprintf(fx->path, sizeof(fx->path), "%s/vol", fx->dir);
+	if (blk_open(fx->path, &o, &fx->dev) ||
+	    meta_store_format(fx->dev, "unsafe-test", 0, 0, 0, err, sizeof(err)) ||
+	    meta_store_open(fx->dev, &slow, &fx->scx.st, err, sizeof(err))) {
+		fprintf(stderr, "store: %s\n", err);
+		return -1;
+	}
+	fx->scx.un = cl_unsafe_create();
+	fx->ccx.un = cl_unsafe_create();
+	fx->ccx.self_id = NODE;
+	if (!fx->scx.un || !fx->ccx.un)
+		return -1;
+	pthread_mutex_init(&fx->mu, NULL);
+	sc.handler_arg = fx;
+	if (rpc_pair_open(sc, cc, &fx->srv, &fx->cli, &fx->ch))
+		return -1;
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fix *fx = *state;
+
+	rpc_pair_close(fx->srv, fx->cli, fx->ch);
+	meta_store_close(fx->scx.st);
+	blk_close(fx->dev);
+	cl_unsafe_destroy(fx->scx.un);
+	cl_unsafe_destroy(fx->ccx.un);
+	pthread_mutex_destroy(&fx->mu);
+	unlink(fx->path);
+	rmdir(fx->dir);
+	free(fx);
+	return 0;
+}
+
+/* Send a create of @name in the root as request @u; the reply (caller frees) in *@rep. */
+static int create(struct fix *fx, struct cl_ureq *u, const char *name, Cxfs__MsgType *rt,
+		  ProtobufCMessage **rep)
+{
+	Cxfs__MknodReq m = CXFS__MKNOD_REQ__INIT;
+	Cxfs__Cred cred = CXFS__CRED__INIT;
+
+	m.ino = META_ROOT_INO;
+	m.cred = &cred;
+	m.name = (char *)name;
+	m.mode = S_IFREG | 0644;
+	return cl_unsafe_call(&fx->ccx, u, fx->ch, CXFS__MSG_TYPE__MKNOD_REQ, &m.base, CALL_MS, rt,
+			      rep);
+}
+
+static size_t kept(struct fix *fx)
+{
+	struct cl_unsafe_counts c;
+
+	cl_unsafe_counts(&fx->ccx, &c);
+	return c.kept;
+}
+
+static void test_kept_until_durable(void **state)
+{
+	struct fix *fx = *state;
+	struct cl_ureq u = { 0 };
+	ProtobufCMessage *rep = NULL;
+	const Cxfs__AttrReply *r;
+	Cxfs__MsgType rt;
+
+	assert_int_equal(create(fx, &u, "a", &rt, &rep), 0);
+	assert_int_equal(rt, CXFS__MSG_TYPE__ATTR_REPLY);
+	r = (const Cxfs__AttrReply *)rep;
+	assert_int_equal(r->err, 0);
+	assert_true(r->has_txn && r->has_seq && r->has_durable);
+	assert_true(r->txn > r->durable);
+	assert_false(u.live);
+	assert_true(u.reqid != 0);
+	assert_int_equal(fx->seen_reqid[0], u.reqid);
+	assert_int_equal(fx->seen_oldest[0], u.reqid);
+	rpc_msg_free(rep);
+	assert_int_equal(kept(fx), 1);
+	cl_unsafe_ask_durable(&fx->ccx, fx->ch, CALL_MS);
+	assert_int_equal(kept(fx), 1);          /* not committed yet */
+	assert_int_equal(meta_store_sync(fx->scx.st), 0);
+	cl_unsafe_ask_durable(&fx->ccx, fx->ch, CALL_MS);
+	assert_int_equal(kept(fx), 0);
+}
+
+static void test_same_id_answered_again(void **state)
+{
+	struct fix *fx = *state;
+	struct cl_ureq u = { 0 }, other = { 0 };
+	struct cl_unsafe_counts c;
+	ProtobufCMessage *rep = NULL;
+	const Cxfs__AttrReply *r;
+	Cxfs__UnsafeReq **v = NULL;
+	Cxfs__MsgType rt;
+	struct vn_attr a;
+	size_t n;
+
+	fx->moved_after_apply = 1;
+	assert_int_equal(create(fx, &u, "b", &rt, &rep), 0);
+	assert_int_equal(rt, CXFS__MSG_TYPE__ERROR_REPLY);
+	rpc_msg_free(rep);
+	assert_true(u.live);                    /* moved: to be sent again */
+	assert_int_equal(kept(fx), 0);
+	/* Meanwhile another request: the first is still the oldest unanswered. */
+	assert_int_equal(create(fx, &other, "c", &rt, &rep), 0);
+	rpc_msg_free(rep);
+	assert_int_equal(fx->seen_oldest[1], u.reqid);
+	assert_true(other.reqid > u.reqid);
+	/* Sent again: the same id, answered from the table with the inode made the first time. */
+	assert_int_equal(create(fx, &u, "b", &rt, &rep), 0);
+	assert_int_equal(fx->nseen, 2);         /* the handler did not run again */
+	assert_int_equal(rt, CXFS__MSG_TYPE__ATTR_REPLY);
+	r = (const Cxfs__AttrReply *)rep;
+	assert_int_equal(r->err, 0);
+	assert_non_null(r->attr);
+	assert_int_equal(meta_lookup(fx->scx.st, META_ROOT_INO, "b", &a), 0);
+	assert_int_equal(r->attr->ino, a.ino);
+	assert_true(r->has_txn && r->has_seq);
+	rpc_msg_free(rep);
+	cl_unsafe_counts(&fx->scx, &c);
+	assert_int_equal(c.answered_again, 1);
+	/* Both kept, oldest (lowest seq) first: b was applied before c. */
+	assert_int_equal(kept(fx), 2);
+	assert_int_equal(cl_unsafe_collect(&fx->ccx, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_true(v[0]->seq < v[1]->seq);
+	assert_int_equal(v[0]->reqid, u.reqid);
+	assert_int_equal(v[1]->reqid, other.reqid);
+	for (size_t i = 0; i < n; i++) {
+		ProtobufCMessage *body = NULL;
+
+		assert_int_equal(v[i]->node, NODE);
+		assert_int_equal(v[i]->type, CXFS__MSG_TYPE__MKNOD_REQ);
+		assert_int_equal(rpc_msg_unpack(CXFS__MSG_TYPE__MKNOD_REQ, v[i]->body.data,
+						v[i]->body.len, &body), 0);
+		assert_int_equal(((Cxfs__MknodReq *)body)->reqid, v[i]->reqid);
+		rpc_msg_free(body);
+	}
+	cl_unsafe_collect_free(v, n);
+	cl_unsafe_forget_all(&fx->ccx);
+	assert_int_equal(kept(fx), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_kept_until_durable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_id_answered_again, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
