@@ -7,8 +7,8 @@
  *             -> cl_ctx.imu -> cl_ctx.mu; cl_ctx.gate_mu, cl_ctx.nmu and
  *             cl_ctx.reach_mu are leaves; the token client's and server's
  *             mutexes are never held across a call into this layer
- *             (tok.h), and the store mutex and the ledger's (cl_runs.h)
- *             are leaves.  cl_ctx.wmu -> token server mutex
+ *             (tok.h), and the store mutex, the ledger's (cl_runs.h) and
+ *             the unsafe state's two (cl_unsafe.h) are leaves.  cl_ctx.wmu -> token server mutex
  *             (the watchdog reads the server's waits; cl_wait.c), taken
  *             with no other lock of this layer held.
  */

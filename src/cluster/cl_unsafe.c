@@ -705,7 +705,9 @@ static int replay_one(struct cl_ctx *cx, const Cxfs__UnsafeReq *o, uint64_t comm
 	uint64_t reqid, txn;
 	int err = -EPROTO, rc;
 
-	if (!replayable(o->type) || !cl_node_by_id(cx, o->node))
+	/* Each was one frame's payload once: anything larger is not a kept request. */
+	if (!replayable(o->type) || !cl_node_by_id(cx, o->node) ||
+	    o->body.len > RPC_MAX_PAYLOAD_LIMIT || o->reply.len > RPC_MAX_PAYLOAD_LIMIT)
 		return -EINVAL;
 	rc = rpc_msg_unpack((Cxfs__MsgType)o->type, o->body.data, o->body.len, &msg);
 	if (rc)
