@@ -183,6 +183,29 @@ static void live_unlink(struct cl_unsafe *u, struct cl_ureq *r)
 	r->live = false;
 }
 
+/*
+ * Put @r on the unanswered list in id order (mu held): at the tail, as ids
+ * rise when handed out, unless it was taken off and is sent again.
+ */
+static void live_insert(struct cl_unsafe *u, struct cl_ureq *r)
+{
+	struct cl_ureq *after = u->live_tail;
+
+	while (after && after->reqid > r->reqid)
+		after = after->prev;
+	r->prev = after;
+	r->next = after ? after->next : u->live;
+	if (r->next)
+		r->next->prev = r;
+	else
+		u->live_tail = r;
+	if (after)
+		after->next = r;
+	else
+		u->live = r;
+	r->live = true;
+}
+
 void cl_ureq_end(struct cl_ctx *cx, struct cl_ureq *r)
 {
 	pthread_mutex_lock(&cx->un->mu);
@@ -293,17 +316,8 @@ int cl_unsafe_call(struct cl_ctx *cx, struct cl_ureq *r, struct rpc_chan *ch, Cx
 		pthread_mutex_lock(&u->mu);
 		if (!r->reqid)
 			r->reqid = ++u->last_reqid;
-		if (!r->live) {
-			/* Ids rise as they are handed out: the list stays in id order. */
-			r->prev = u->live_tail;
-			r->next = NULL;
-			if (u->live_tail)
-				u->live_tail->next = r;
-			else
-				u->live = r;
-			u->live_tail = r;
-			r->live = true;
-		}
+		if (!r->live)
+			live_insert(u, r);
 		oldest = u->live->reqid;
 		pthread_mutex_unlock(&u->mu);
 		set_opt(msg, "reqid", r->reqid);

@@ -44,6 +44,7 @@ struct fix {
 	int moved_after_apply;        /* answer the next create "moved" once applied */
 	uint64_t seen_reqid[8], seen_oldest[8];  /* of the creates that reached the server */
 	int nseen;
+	int nrun;                     /* creates the handler ran (not answered from the table) */
 };
 
 /* The server's create: as the MDS's handlers, around the store's own call. */
@@ -58,11 +59,7 @@ static int serve_mknod(struct fix *fx, struct rpc_req *req, const Cxfs__MknodReq
 	int rc;
 
 	pthread_mutex_lock(&fx->mu);
-	if (fx->nseen < 8) {
-		fx->seen_reqid[fx->nseen] = m->has_reqid ? m->reqid : 0;
-		fx->seen_oldest[fx->nseen] = m->has_oldest ? m->oldest : 0;
-		fx->nseen++;
-	}
+	fx->nrun++;
 	moved = fx->moved_after_apply;
 	fx->moved_after_apply = 0;
 	pthread_mutex_unlock(&fx->mu);
@@ -82,9 +79,18 @@ static int srv_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 		       const ProtobufCMessage *msg)
 {
 	struct fix *fx = arg;
+	const Cxfs__MknodReq *m = (const Cxfs__MknodReq *)msg;
 	struct cl_usrv us;
-	int rc = cl_unsafe_enter(&fx->scx, NODE, req, type, msg, &us);
+	int rc;
 
+	pthread_mutex_lock(&fx->mu);
+	if (type == CXFS__MSG_TYPE__MKNOD_REQ && fx->nseen < 8) {
+		fx->seen_reqid[fx->nseen] = m->has_reqid ? m->reqid : 0;
+		fx->seen_oldest[fx->nseen] = m->has_oldest ? m->oldest : 0;
+		fx->nseen++;
+	}
+	pthread_mutex_unlock(&fx->mu);
+	rc = cl_unsafe_enter(&fx->scx, NODE, req, type, msg, &us);
 	if (rc)
 		return rc > 0 ? 0 : rc;
 	if (type == CXFS__MSG_TYPE__MKNOD_REQ) {
@@ -205,7 +211,7 @@ static void test_kept_until_durable(void **state)
 static void test_same_id_answered_again(void **state)
 {
 	struct fix *fx = *state;
-	struct cl_ureq u = { 0 }, other = { 0 };
+	struct cl_ureq u = { 0 }, other = { 0 }, late = { 0 };
 	struct cl_unsafe_counts c;
 	ProtobufCMessage *rep = NULL;
 	const Cxfs__AttrReply *r;
@@ -225,9 +231,23 @@ static void test_same_id_answered_again(void **state)
 	rpc_msg_free(rep);
 	assert_int_equal(fx->seen_oldest[1], u.reqid);
 	assert_true(other.reqid > u.reqid);
+	/*
+	 * Given up for a while (off the unanswered list) while a newer one
+	 * waits, then sent again: the list is in id order, so its id is the
+	 * oldest on the wire.
+	 */
+	cl_ureq_end(&fx->ccx, &u);
+	fx->moved_after_apply = 1;
+	assert_int_equal(create(fx, &late, "d", &rt, &rep), 0);
+	rpc_msg_free(rep);
+	assert_true(late.live);
+	assert_int_equal(fx->seen_oldest[2], late.reqid);
 	/* Sent again: the same id, answered from the table with the inode made the first time. */
 	assert_int_equal(create(fx, &u, "b", &rt, &rep), 0);
-	assert_int_equal(fx->nseen, 2);         /* the handler did not run again */
+	assert_int_equal(fx->nseen, 4);
+	assert_int_equal(fx->seen_reqid[3], u.reqid);
+	assert_int_equal(fx->seen_oldest[3], u.reqid);
+	assert_int_equal(fx->nrun, 3);          /* b, c, d: b's copy did not run again */
 	assert_int_equal(rt, CXFS__MSG_TYPE__ATTR_REPLY);
 	r = (const Cxfs__AttrReply *)rep;
 	assert_int_equal(r->err, 0);
@@ -258,6 +278,7 @@ static void test_same_id_answered_again(void **state)
 	cl_unsafe_collect_free(v, n);
 	cl_unsafe_forget_all(&fx->ccx);
 	assert_int_equal(kept(fx), 0);
+	cl_ureq_end(&fx->ccx, &late);
 }
 
 int main(void)
