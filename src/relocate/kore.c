@@ -302,6 +302,8 @@ static int become_server(struct cl_ctx *cx, struct kore *k, const struct kore_ba
 	rc = meta_store_open(cx->dev, &so, &cx->st, err, errlen);
 	if (rc)
 		return rc;
+	/* The old server closed the store (a commit) first: what this node kept is in it. */
+	cl_unsafe_forget_all(cx);
 	rc = vn_meta_fs_create(cx->st, &cx->mfs);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the meta behaviors: %s", strerror(-rc));
