@@ -9,7 +9,11 @@
  * moved" (here: after the create was applied), the copy answered from the
  * table with the first create's inode (not EEXIST), answered requests kept
  * until a reply says their transaction is durable, collect (oldest first,
- * the node's id, bodies that decode) and forget_all.
+ * the node's id, bodies that decode) and forget_all.  And the replay on a
+ * one-node cluster in this process (its node serves): in seq order, a
+ * create with its recorded inode number and generation, an allocation on
+ * its recorded blocks, a WRITE_DONE of them; a request committed before the
+ * open skipped; a garbled body and a type never kept refused alone.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,8 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <cmocka.h>
 
@@ -29,6 +36,7 @@
 #include "cluster/cl_i.h"
 #include "cluster/cl_wire.h"
 #include "rpc_pair.h"
+#include "vnode/vn_meta.h"
 
 #define CALL_MS 5000
 #define NODE 2                  /* the node id the server takes the client for */
@@ -281,11 +289,266 @@ static void test_same_id_answered_again(void **state)
 	cl_ureq_end(&fx->ccx, &late);
 }
 
+/* ---- replay, on a one-node cluster in this process ------------------------ */
+
+/* A one-node cluster on a volume file: its node is the metadata server. */
+struct node_fx {
+	char dir[256], vol[300], conf[300];
+	struct cl_ctx *cx;
+	struct blk_dev *dev;
+	struct vn_table *vt;
+};
+
+static int no_inval(void *arg, uint64_t ino)
+{
+	(void)arg;
+	(void)ino;
+	return 0;
+}
+
+static int no_inval_entry(void *arg, uint64_t dir, const char *name)
+{
+	(void)arg;
+	(void)dir;
+	(void)name;
+	return 0;
+}
+
+/* A TCP port free on 127.0.0.1 now. */
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		port = ntohs(sa.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static int node_setup(void **state)
+{
+	struct node_fx *nf = calloc(1, sizeof(*nf));
+	struct blk_open_opts o = { .create_size = VOLUME_SIZE };
+	struct cl_opts co = { 0 };
+	struct meta_store *st = NULL;
+	struct vn_meta_fs *mfs = NULL;
+	char err[512] = "", path[320];
+	FILE *f;
+
+	if (!nf)
+		return -1;
+	snprintf(nf->dir, sizeof(nf->dir), "%s/cxfs-test-replay-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(nf->dir))
+		return -1;
+	snprintf(nf->vol, sizeof(nf->vol), "%s/vol", nf->dir);
+	snprintf(nf->conf, sizeof(nf->conf), "%s/cluster.conf", nf->dir);
+	snprintf(path, sizeof(path), "%s/key", nf->dir);
+	f = fopen(path, "w");
+	if (!f || fprintf(f, "%s%s", "0123456789abcdef0123456789abcdef",
+			  "0123456789abcdef0123456789abcdef") < 0 || fclose(f) || chmod(path, 0600))
+		return -1;
+	f = fopen(nf->conf, "w");
+	if (!f || fprintf(f, "cluster replay\nsecret key\nnode n1\naddress 127.0.0.1\nport %d\n"
+			  "serve yes\nfilesystem fs\nvolume %s\nservers n1\n", free_port(),
+			  nf->vol) < 0 || fclose(f))
+		return -1;
+	/* Formatted and used once: transactions were committed before the server's open. */
+	if (blk_open(nf->vol, &o, &nf->dev) ||
+	    meta_store_format(nf->dev, "replay", 0, 0, 0, err, sizeof(err)) ||
+	    meta_store_open(nf->dev, NULL, &st, err, sizeof(err)))
+		return -1;
+	meta_store_close(st);
+	st = NULL;
+	blk_close(nf->dev);
+	nf->dev = NULL;
+	co.config = nf->conf;
+	co.node = "n1";
+	co.inval = no_inval;
+	co.inval_entry = no_inval_entry;
+	co.inval_attr = no_inval;
+	if (cl_start(&co, &nf->cx, err, sizeof(err)) || !cl_is_server(nf->cx)) {
+		fprintf(stderr, "cl_start: %s\n", err);
+		return -1;
+	}
+	o.create_size = 0;
+	if (blk_open(nf->vol, &o, &nf->dev) || cl_register(nf->cx, nf->dev, err, sizeof(err)) ||
+	    meta_store_open(nf->dev, NULL, &st, err, sizeof(err)) || vn_meta_fs_create(st, &mfs) ||
+	    cl_attach(nf->cx, nf->dev, st, mfs, err, sizeof(err)) ||
+	    vn_table_create(cl_shape, nf->cx, &nf->vt)) {
+		fprintf(stderr, "attach: %s\n", err);
+		return -1;
+	}
+	vn_meta_fs_set_table(mfs, nf->vt);
+	cl_set_table(nf->cx, nf->vt);
+	*state = nf;
+	return 0;
+}
+
+static int node_teardown(void **state)
+{
+	struct node_fx *nf = *state;
+	char path[320];
+
+	cl_quiesce(nf->cx);
+	vn_table_purge(nf->vt);
+	cl_stop(nf->cx);
+	vn_table_destroy(nf->vt);
+	blk_close(nf->dev);
+	unlink(nf->vol);
+	unlink(nf->conf);
+	snprintf(path, sizeof(path), "%s/key", nf->dir);
+	unlink(path);
+	rmdir(nf->dir);
+	free(nf);
+	return 0;
+}
+
+/* A kept request as a node would collect it: @body of @type and @rep, packed. */
+static Cxfs__UnsafeReq *kept_req(uint64_t reqid, uint64_t seq, Cxfs__MsgType type,
+				 const ProtobufCMessage *body, Cxfs__MsgType rt,
+				 const ProtobufCMessage *rep)
+{
+	int64_t bl = rpc_msg_pack(type, body, NULL, 0), rl = rpc_msg_pack(rt, rep, NULL, 0);
+	Cxfs__UnsafeReq *u = malloc(sizeof(*u) + (size_t)bl + (size_t)rl);
+
+	assert_non_null(u);
+	cxfs__unsafe_req__init(u);
+	u->node = 1;
+	u->reqid = reqid;
+	u->seq = seq;
+	u->type = type;
+	u->body.data = (uint8_t *)(u + 1);
+	u->body.len = (size_t)bl;
+	u->reply.data = u->body.data + bl;
+	u->reply.len = (size_t)rl;
+	assert_int_equal(rpc_msg_pack(type, body, u->body.data, u->body.len), bl);
+	assert_int_equal(rpc_msg_pack(rt, rep, u->reply.data, u->reply.len), rl);
+	return u;
+}
+
+/* The kept create of @name (its reply: inode @ino, generation @gen, transaction @txn). */
+static Cxfs__UnsafeReq *kept_create(uint64_t reqid, uint64_t seq, const char *name, uint64_t ino,
+				    uint64_t gen, uint64_t txn)
+{
+	Cxfs__MknodReq m = CXFS__MKNOD_REQ__INIT;
+	Cxfs__AttrReply r = CXFS__ATTR_REPLY__INIT;
+	Cxfs__Cred cred = CXFS__CRED__INIT;
+	Cxfs__Attr a;
+	Cxfs__Timespec ts[4];
+	struct vn_attr va = { .ino = ino, .gen = gen, .mode = S_IFREG | 0644, .nlink = 1 };
+
+	m.ino = META_ROOT_INO;
+	m.cred = &cred;
+	m.name = (char *)name;
+	m.mode = S_IFREG | 0644;
+	m.has_reqid = 1;
+	m.reqid = reqid;
+	clw_attr_to_pb(&va, &a, ts);
+	r.attr = &a;
+	r.has_txn = r.has_seq = 1;
+	r.txn = txn;
+	r.seq = seq;
+	return kept_req(reqid, seq, CXFS__MSG_TYPE__MKNOD_REQ, &m.base, CXFS__MSG_TYPE__ATTR_REPLY,
+			&r.base);
+}
+
+static void test_replay(void **state)
+{
+	struct node_fx *nf = *state;
+	struct cl_ctx *cx = nf->cx;
+	uint64_t lost = meta_store_txn_at_open(cx->st) + 1, committed = lost - 1;
+	Cxfs__AllocReq al = CXFS__ALLOC_REQ__INIT;
+	Cxfs__AllocReply ar = CXFS__ALLOC_REPLY__INIT;
+	Cxfs__Extent ext = CXFS__EXTENT__INIT, *extp = &ext;
+	Cxfs__WriteDone wd = CXFS__WRITE_DONE__INIT;
+	Cxfs__AttrReply wr = CXFS__ATTR_REPLY__INIT;
+	Cxfs__Extent wext = CXFS__EXTENT__INIT, *wextp = &wext;
+	Cxfs__UnsafeReq *v[6];
+	struct cl_unsafe_stats st;
+	struct meta_map map;
+	struct vn_attr a;
+
+	/* In the array out of order: the replay sorts by seq (the allocation needs the create). */
+	al.ino = 5000;
+	al.file_block = 0;
+	al.count = 4;
+	al.has_reqid = 1;
+	al.reqid = 12;
+	ext.file_block = 0;
+	ext.volume_block = 7777;
+	ext.count = 4;
+	ext.state = CXFS__EXTENT_STATE__EXTENT_UNWRITTEN;
+	ar.n_extents = 1;
+	ar.extents = &extp;
+	ar.has_txn = ar.has_seq = 1;
+	ar.txn = lost;
+	ar.seq = 21;
+	v[0] = kept_req(12, 21, CXFS__MSG_TYPE__ALLOC_REQ, &al.base, CXFS__MSG_TYPE__ALLOC_REPLY,
+			&ar.base);
+	v[1] = kept_create(11, 20, "made", 5000, 77, lost);
+	/* Committed before the open: skipped (not made). */
+	v[2] = kept_create(10, 19, "committed", 6000, 77, committed);
+	/* A body that is not a request of its type, and a type a node never keeps. */
+	v[3] = kept_create(13, 22, "bad", 7000, 77, lost);
+	memset(v[3]->body.data, 0xff, v[3]->body.len);
+	v[4] = kept_create(14, 23, "getattr", 7001, 77, lost);
+	v[4]->type = CXFS__MSG_TYPE__GETATTR_REQ;
+	/* The node wrote the blocks and published them: after the allocation (seq). */
+	wd.ino = 5000;
+	wext = ext;
+	wext.state = CXFS__EXTENT_STATE__EXTENT_DATA;
+	wd.n_written = 1;
+	wd.written = &wextp;
+	wd.has_size = 1;
+	wd.size = 16384;
+	wd.has_reqid = 1;
+	wd.reqid = 15;
+	wr.has_txn = wr.has_seq = 1;
+	wr.txn = lost;
+	wr.seq = 24;
+	v[5] = kept_req(15, 24, CXFS__MSG_TYPE__WRITE_DONE, &wd.base, CXFS__MSG_TYPE__ATTR_REPLY,
+			&wr.base);
+
+	assert_int_equal(cl_unsafe_replay(cx, v, 6, &st), 0);
+	assert_int_equal(st.applied, 3);
+	assert_int_equal(st.skipped, 1);
+	assert_int_equal(st.failed, 2);
+	/* The create took the recorded identity, the allocation the recorded blocks, written. */
+	assert_int_equal(meta_lookup(cx->st, META_ROOT_INO, "made", &a), 0);
+	assert_int_equal(a.ino, 5000);
+	assert_int_equal(a.gen, 77);
+	assert_int_equal(meta_lookup(cx->st, META_ROOT_INO, "committed", &a), -ENOENT);
+	assert_int_equal(meta_map_read(cx->st, 5000, 0, 4, &map, 1), 1);
+	assert_int_equal(map.pblk, 7777);
+	assert_int_equal(map.nblk, 4);
+	assert_int_equal(map.state, META_MAP_DATA);
+	assert_int_equal(meta_getattr(cx->st, 5000, &a), 0);
+	assert_int_equal(a.size, 16384);
+	/* Committed by the replay; the create's row answers a later copy of it. */
+	{
+		struct meta_req row = { 0 };
+		uint64_t durable;
+
+		meta_store_txns(cx->st, NULL, &durable);
+		assert_true(durable > committed);
+		assert_int_equal(meta_req_find(cx->st, 1, 11, &row), 1);
+		assert_int_equal(row.ino, 5000);
+	}
+	for (int i = 0; i < 6; i++)
+		free(v[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_kept_until_durable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_id_answered_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay, node_setup, node_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
