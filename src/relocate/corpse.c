@@ -282,14 +282,11 @@ static int gather(struct corpse *c, uint32_t target, uint64_t epoch)
 			rc = rl_bag_grant(&c->bag, b.g[i].node, b.g[i].ino, &b.g[i].held);
 		for (size_t i = 0; !rc && i < b.nl; i++)
 			rc = rl_bag_lock(&c->bag, b.l[i].ino, &b.l[i].lk);
-		for (size_t i = 0; !rc && i < b.nu; i++) {
+		for (size_t i = 0; !rc && i < b.nu; i++)
 			rc = rl_bag_unsafe(&c->bag, b.u[i]);
-			b.u[i] = NULL;
-		}
 		if (!rc)
 			c->have |= BIT(self);
 		pthread_mutex_unlock(&c->bmu);
-		b.nu = 0;
 		goto out;
 	}
 	rc = rpc_connect(env->node->rpc(env->arg), cms_node_address(tn), cms_node_port(tn), &ch);
