@@ -418,6 +418,8 @@ void cl_member_stop(struct cl_ctx *cx);
 /* After the last write of an orderly stop: this node's key leaves the LUN. */
 void cl_member_unregister(struct cl_ctx *cx);
 bool cl_member_up(struct cl_ctx *cx, uint32_t node);   /* in the current membership */
+bool cl_cut_off(struct cl_ctx *cx);      /* requests wait for quorum (or a server taken back) */
+void cl_uncut(struct cl_ctx *cx);        /* requests go again */
 /* Preempt @node's key on the volume (it writes no more); 0 or -errno. */
 int cl_fence(struct cl_ctx *cx, uint32_t node);
 /* The node's SCSI-3 reservation key: one per node and cluster, never 0. */

@@ -496,6 +496,16 @@ static int n_server_call(void *arg, Cxfs__MsgType type, ProtobufCMessage *req,
 	return cl_mds_call(arg, type, req, reply_type, reply);
 }
 
+static bool n_cut_off(void *arg)
+{
+	return cl_cut_off(arg);
+}
+
+static void n_uncut(void *arg)
+{
+	cl_uncut(arg);
+}
+
 static int n_ask_server(void *arg, uint32_t *server)
 {
 	return cl_name_ask(arg, server);
@@ -529,6 +539,8 @@ static const struct rl_node_ops cl_role_node_ops = {
 	.checkpoint = n_checkpoint,
 	.server_call = n_server_call,
 	.ask_server = n_ask_server,
+	.cut_off = n_cut_off,
+	.uncut = n_uncut,
 };
 
 /* ---- 4. the subsystems ------------------------------------------------------ */

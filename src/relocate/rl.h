@@ -133,6 +133,10 @@ struct rl_node_ops {
 	void (*cut)(void *arg, uint32_t node);
 	/* Empty the store's log while serving (a later close is quick). */
 	void (*checkpoint)(void *arg);
+	/* Cut off (no quorum, or taken back and not yet sure of its role)? */
+	bool (*cut_off)(void *arg);
+	/* Taken back and sure of its role: requests go again. */
+	void (*uncut)(void *arg);
 	/*
 	 * Who the other members say serves: 0 and *@server (another node if
 	 * one names one, else this node if named, else 0), or -EAGAIN while
