@@ -419,6 +419,7 @@ void cl_member_stop(struct cl_ctx *cx);
 void cl_member_unregister(struct cl_ctx *cx);
 bool cl_member_up(struct cl_ctx *cx, uint32_t node);   /* in the current membership */
 bool cl_cut_off(struct cl_ctx *cx);      /* requests wait for quorum (or a server taken back) */
+int cl_reregister(struct cl_ctx *cx);    /* this node's key on the volume again (it was fenced) */
 void cl_uncut(struct cl_ctx *cx);        /* requests go again */
 /* Preempt @node's key on the volume (it writes no more); 0 or -errno. */
 int cl_fence(struct cl_ctx *cx, uint32_t node);

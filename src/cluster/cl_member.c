@@ -215,8 +215,12 @@ static void on_view(void *arg, const struct cms_view *v)
 	pthread_mutex_unlock(&cx->gate_mu);
 	if (!cut)
 		return;
-	if (cx->dev && blk_is_iscsi(cx->dev) &&
-	    (blk_pr_rejoin(cx->dev, cl_pr_key(cx->cfg, cx->self_id)) || blk_pr_reserve(cx->dev))) {
+	/*
+	 * A server registers only once it knows nobody replaced it
+	 * (corpse_rejoined): were its key back first, its store, which the
+	 * new server writes now, could take its stale commits.
+	 */
+	if (!cx->is_server && cl_reregister(cx)) {
 		fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
 			") but the LUN refuses this node's key: it stays cut off\n", v->epoch);
 		return;
@@ -316,6 +320,15 @@ void cl_member_unregister(struct cl_ctx *cx)
 	/* Withdrawn, nothing more to write: the key goes (an orderly leave). */
 	if (cx->dev && blk_is_iscsi(cx->dev))
 		(void)blk_pr_unregister(cx->dev);
+}
+
+int cl_reregister(struct cl_ctx *cx)
+{
+	if (!cx->dev || !blk_is_iscsi(cx->dev))
+		return 0;
+	if (blk_pr_rejoin(cx->dev, cl_pr_key(cx->cfg, cx->self_id)) || blk_pr_reserve(cx->dev))
+		return -EACCES;
+	return 0;
 }
 
 bool cl_cut_off(struct cl_ctx *cx)

@@ -382,6 +382,19 @@ static void n_drop_server(void *arg)
 	pthread_mutex_unlock(&cx->mu);
 }
 
+static void n_abandon(void *arg)
+{
+	struct cl_ctx *cx = arg;
+
+	if (cx->st)
+		meta_store_abandon(cx->st);
+}
+
+static int n_reregister(void *arg)
+{
+	return cl_reregister(arg);
+}
+
 /* ---- 3. the node table ------------------------------------------------------ */
 
 static const struct cms_config *n_config(void *arg)
@@ -529,6 +542,8 @@ static const struct rl_node_ops cl_role_node_ops = {
 	.resume = n_resume,
 	.unshape = n_unshape,
 	.drop_server = n_drop_server,
+	.abandon = n_abandon,
+	.reregister = n_reregister,
 	.fence = n_fence,
 	.open_store = n_open_store,
 	.serve = n_serve,

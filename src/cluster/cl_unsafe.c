@@ -538,6 +538,12 @@ int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs_
 		return 0;
 	us->st = cx->st;
 	us->un = cx->un;
+	/*
+	 * The server node's own changes cannot be applied again by a survivor:
+	 * they are made durable before another node's request may see them.
+	 */
+	if (!cur_replay && meta_store_local_pending(cx->st))
+		(void)meta_store_sync(cx->st);
 	cur_srv = us;            /* stamps durable on every reply */
 	if (!get_opt(msg, "reqid", &us->mr.reqid) || !us->mr.reqid)
 		return 0;

@@ -186,6 +186,7 @@ struct meta_store {
 	uint64_t txn_open;            /* number of the open (or next) transaction */
 	_Atomic uint64_t durable;     /* last transaction whose flush completed (read without mu) */
 	uint64_t next_seq;            /* order of the changes of nodes' requests */
+	_Atomic uint64_t local_txn;   /* last transaction with a change no node's request made */
 	int op_changes0;              /* sqlite3_total_changes() when the operation began */
 	struct meta_store_stats stats;
 };
@@ -534,6 +535,9 @@ static int st_leave(struct meta_store *st, int rc)
 
 		if (nrc)
 			rc = nrc;
+	} else if (rc >= 0 && sqlite3_total_changes(st->db) != st->op_changes0) {
+		/* A change no node can apply again (meta_store_local_pending). */
+		atomic_store(&st->local_txn, st->txn_open);
 	}
 	if (rc < 0)
 		step_done(stmt_get(st, S_ROLLBACK_TO));
@@ -682,6 +686,11 @@ int meta_store_sync(struct meta_store *st)
 	rc = st_commit(st);
 	pthread_mutex_unlock(&st->commit_mu);
 	return rc;
+}
+
+bool meta_store_local_pending(struct meta_store *st)
+{
+	return atomic_load(&st->local_txn) > atomic_load(&st->durable);
 }
 
 void meta_store_txns(struct meta_store *st, uint64_t *open, uint64_t *durable)
@@ -1081,6 +1090,13 @@ void meta_store_close(struct meta_store *st)
 	pthread_mutex_destroy(&st->commit_mu);
 	pthread_cond_destroy(&st->commit_cv);
 	free(st);
+}
+
+void meta_store_abandon(struct meta_store *st)
+{
+	pthread_mutex_lock(&st->mu);
+	st->dead = 1;
+	pthread_mutex_unlock(&st->mu);
 }
 
 int meta_store_checkpoint(struct meta_store *st)

@@ -76,6 +76,18 @@ int meta_store_sync(struct meta_store *st);
  * while the store still serves, so closing it later is quick).
  */
 int meta_store_checkpoint(struct meta_store *st);
+/*
+ * Another node serves the store now: write nothing more (no commit, no
+ * checkpoint, not even at close); every change fails with -EIO.
+ */
+void meta_store_abandon(struct meta_store *st);
+/*
+ * Does a transaction not yet durable hold a change that no node's request
+ * made (the server node's own: no survivor could apply it again after a
+ * crash)?  Then the server makes it durable (meta_store_sync) before it
+ * answers another node, which could depend on it.
+ */
+bool meta_store_local_pending(struct meta_store *st);
 
 /*
  * Transaction numbers: *@open is the number of the open (or next)

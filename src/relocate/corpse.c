@@ -785,6 +785,8 @@ static void corpse_depose(struct corpse *c)
 	pthread_mutex_lock(&c->mu);
 	c->busy = true;
 	pthread_mutex_unlock(&c->mu);
+	/* The new server writes the store now: not one write more from here. */
+	n->abandon(env->arg);
 	n->moving(env->arg, true);
 	n->gate(env->arg, RL_GATE_CLOSED);
 	n->quiesce(env->arg);
@@ -823,13 +825,13 @@ static void *ask_main(void *arg)
 			break;
 		nanosleep(&ts, NULL);
 	}
-	if (s && s != self) {
-		if (n->serving(env->arg))
-			corpse_depose(c);
-		if (corpse_busy(c) || s != n->server(env->arg))
-			(void)retarget(c, s, 0);
-	}
-	/* Sure of its role now (a server nobody replaced serves on). */
+	if (s && s != self && n->serving(env->arg))
+		corpse_depose(c);
+	/* Sure of its role now: the key goes back on the volume, then requests go. */
+	if (n->reregister(env->arg))
+		fprintf(stderr, "cxfsd: the LUN refuses this node's key: it stays cut off\n");
+	else if (s && s != self && (corpse_busy(c) || s != n->server(env->arg)))
+		(void)retarget(c, s, 0);
 	n->uncut(env->arg);
 	pthread_mutex_lock(&c->mu);
 	c->asking = false;

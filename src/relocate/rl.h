@@ -107,6 +107,10 @@ struct rl_node_ops {
 	int (*unshape)(void *arg);
 	/* Server, after the gather: the server's state and store go (committed). */
 	void (*drop_server)(void *arg);
+	/* A server another node replaced: its store writes nothing more, ever. */
+	void (*abandon)(void *arg);
+	/* Register this node's key on the volume again (it was fenced); 0 or -errno. */
+	int (*reregister)(void *arg);
 	/* Preempt @node's reservation key on the volume (it writes no more). */
 	int (*fence)(void *arg, uint32_t node);
 	/* Open the store (its log replayed) and start an empty token server. */
