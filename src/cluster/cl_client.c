@@ -172,6 +172,7 @@ static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 {
 	/* Never given up by an application's interrupt: the server waits for it. */
 	bool armed = cx_intr_hold();
+	struct cl_ureq u = { 0 };      /* one id across the resends */
 
 	for (;;) {
 		ProtobufCMessage *rep = NULL;
@@ -187,8 +188,8 @@ static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 		ch = cl_mds_chan(cx);
 		if (!ch)
 			break;
-		rc = rpc_call(ch, CXFS__MSG_TYPE__TOKEN_RETURN, &m->base, CL_CALL_TIMEOUT_MS, &rt,
-			      &rep);
+		rc = cl_unsafe_call(cx, &u, ch, CXFS__MSG_TYPE__TOKEN_RETURN, &m->base,
+				    CL_CALL_TIMEOUT_MS, &rt, &rep);
 		rpc_chan_put(ch);
 		again = cl_mds_moved(rc, rt, rep);
 		if (rc == 0)
@@ -197,6 +198,7 @@ static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 			break;
 		usleep(5 * 1000);
 	}
+	cl_ureq_end(cx, &u);
 	cx_intr_resume(armed);
 }
 
@@ -753,9 +755,24 @@ static void dir_forget(struct cl_ctx *cx, uint64_t ino)
 	cl_attr_stale(cx, ino);
 }
 
+/* One forwarded operation's calls (clw_call_fn): its id across the resends. */
+struct fwd_call {
+	struct cl_ctx *cx;
+	struct cl_ureq u;
+};
+
+static int fwd_call(void *arg, struct rpc_chan *ch, Cxfs__MsgType type, ProtobufCMessage *msg,
+		    unsigned timeout_ms, Cxfs__MsgType *reply_type, ProtobufCMessage **reply)
+{
+	struct fwd_call *fc = arg;
+
+	return cl_unsafe_call(fc->cx, &fc->u, ch, type, msg, timeout_ms, reply_type, reply);
+}
+
 /* Forward @c to the MDS. */
 static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const struct tok_set *lent)
 {
+	struct fwd_call fc = { .cx = cx };
 	struct vn_call f = *c;
 	int rc;
 
@@ -766,12 +783,13 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 		struct rpc_chan *ch;
 
 		rc = cl_gate_wait(cx);
-		if (rc)
-			return rc;
-		ch = cl_mds_chan(cx);
-		if (!ch)
-			return -ENOTCONN;
-		rc = clw_forward(ch, ino, &f, CL_CALL_TIMEOUT_MS);
+		ch = rc ? NULL : cl_mds_chan(cx);
+		if (!ch) {
+			/* Not sent this time: nothing to settle (the list holds fc.u no longer). */
+			cl_ureq_end(cx, &fc.u);
+			return rc ? rc : -ENOTCONN;
+		}
+		rc = clw_forward(ch, ino, &f, CL_CALL_TIMEOUT_MS, fwd_call, &fc);
 		rpc_chan_put(ch);
 		if (rc != -RPC_EEARLY && rc != -ECONNRESET && rc != -ENOTCONN && rc != -ECONNREFUSED)
 			break;
@@ -779,6 +797,7 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 		if (rc)
 			break;
 	}
+	cl_ureq_end(cx, &fc.u);
 	if (rc == -EINTR || rc == -EIO) {
 		/* Given up by the application's request (cx_intr.h): nothing it answered is kept. */
 		if (lent) {

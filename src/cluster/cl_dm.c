@@ -369,6 +369,7 @@ int cl_dm_request(struct cl_ctx *cx, uint64_t conn, const Cxfs__DmRequest *req, 
 {
 	Cxfs__DmReply r = CXFS__DM_REPLY__INIT;
 	ProtobufCMessage *rep = NULL;
+	Cxfs__DmRequest fwd;
 	Cxfs__MsgType rt;
 	char server[RPC_NAME_MAX + 1];
 	int rc;
@@ -401,7 +402,8 @@ int cl_dm_request(struct cl_ctx *cx, uint64_t conn, const Cxfs__DmRequest *req, 
 			break;
 		usleep(2000);
 	}
-	rc = cl_mds_call(cx, CXFS__MSG_TYPE__DM_REQUEST, &req->base, &rt, &rep);
+	fwd = *req;     /* a copy cl_mds_call may stamp (a DM request has no id: it does not) */
+	rc = cl_mds_call(cx, CXFS__MSG_TYPE__DM_REQUEST, &fwd.base, &rt, &rep);
 	if (rc) {
 		r.err = rc == -RPC_EEARLY || rc == -VN_EMIGRATING ? -EAGAIN : rc;
 		return pack(&r.base, buf, len);

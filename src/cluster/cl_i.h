@@ -7,8 +7,8 @@
  *             -> cl_ctx.imu -> cl_ctx.mu; cl_ctx.gate_mu, cl_ctx.nmu and
  *             cl_ctx.reach_mu are leaves; the token client's and server's
  *             mutexes are never held across a call into this layer
- *             (tok.h), and the store mutex and the ledger's (cl_runs.h)
- *             are leaves.  cl_ctx.wmu -> token server mutex
+ *             (tok.h), and the store mutex, the ledger's (cl_runs.h) and
+ *             the unsafe state's two (cl_unsafe.h) are leaves.  cl_ctx.wmu -> token server mutex
  *             (the watchdog reads the server's waits; cl_wait.c), taken
  *             with no other lock of this layer held.
  */
@@ -22,6 +22,7 @@
 
 #include "cluster/cl.h"
 #include "cluster/cl_runs.h"
+#include "cluster/cl_unsafe.h"
 #include "dmapi/dm.h"
 #include "dmapi/dm_bhv.h"
 #include "meta/meta_store.h"
@@ -223,6 +224,7 @@ struct cl_ctx {
 
 	atomic_uint threads;            /* recall threads running */
 	struct cl_stats stats;
+	struct cl_unsafe *un;           /* requests kept until durable (cl_unsafe.c); constant */
 
 	/* The watchdog of token waits (cl_wait.c). */
 	pthread_mutex_t wmu;            /* protects wts, wstop, wstarted; -> token server mutex */
@@ -322,10 +324,11 @@ int cl_mds_pause(struct cl_ctx *cx);
 /*
  * rpc_call() to the current MDS through the gate; a request the MDS could
  * not take (it was moving: an "early" error reply or a lost connection) is
- * sent again once the gate opens.  An application's request gives up with
- * -EINTR or -EIO (docs/ARCHITECTURE.md, "Interrupts").
+ * sent again once the gate opens, with the same request id (cl_unsafe_call
+ * sets it in @req if the message has one).  An application's request gives
+ * up with -EINTR or -EIO (docs/ARCHITECTURE.md, "Interrupts").
  */
-int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, const ProtobufCMessage *req,
+int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *req,
 		Cxfs__MsgType *reply_type, ProtobufCMessage **reply);
 /* Did a call to the MDS fail because the MDS was moving (send it again)? */
 bool cl_mds_moved(int rc, Cxfs__MsgType rt, ProtobufCMessage *rep);
@@ -393,7 +396,8 @@ void cl_locks_note_release(struct cl_ctx *cx, uint64_t ino, uint64_t owner, bool
 
 /* ---- cl_server.c (MDS) ------------------------------------------------- */
 
-int cl_server_start(struct cl_ctx *cx);
+/* The token server (and, if @reclaim, the reclaimer of unlinked files). */
+int cl_server_start(struct cl_ctx *cx, bool reclaim);
 /*
  * MDS: @node is out of the cluster (withdrew, or left and was fenced): its
  * tokens, POSIX and flock locks go, so no recall waits for it and other
@@ -414,6 +418,9 @@ void cl_member_stop(struct cl_ctx *cx);
 /* After the last write of an orderly stop: this node's key leaves the LUN. */
 void cl_member_unregister(struct cl_ctx *cx);
 bool cl_member_up(struct cl_ctx *cx, uint32_t node);   /* in the current membership */
+bool cl_cut_off(struct cl_ctx *cx);      /* requests wait for quorum (or a server taken back) */
+int cl_reregister(struct cl_ctx *cx);    /* this node's key on the volume again (it was fenced) */
+void cl_uncut(struct cl_ctx *cx);        /* requests go again */
 /* Preempt @node's key on the volume (it writes no more); 0 or -errno. */
 int cl_fence(struct cl_ctx *cx, uint32_t node);
 /* The node's SCSI-3 reservation key: one per node and cluster, never 0. */

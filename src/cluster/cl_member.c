@@ -215,16 +215,24 @@ static void on_view(void *arg, const struct cms_view *v)
 	pthread_mutex_unlock(&cx->gate_mu);
 	if (!cut)
 		return;
-	if (cx->dev && blk_is_iscsi(cx->dev) &&
-	    (blk_pr_rejoin(cx->dev, cl_pr_key(cx->cfg, cx->self_id)) || blk_pr_reserve(cx->dev))) {
+	/*
+	 * A server registers only once it knows nobody replaced it
+	 * (corpse_rejoined): were its key back first, its store, which the
+	 * new server writes now, could take its stale commits.
+	 */
+	if (!cx->is_server && cl_reregister(cx)) {
 		fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
 			") but the LUN refuses this node's key: it stays cut off\n", v->epoch);
 		return;
 	}
 	fprintf(stderr, "cxfsd: taken back into the membership (epoch %" PRIu64
 		"): serving again\n", v->epoch);
-	(void)set_cut_off(cx, false);
-	/* The server may have changed meanwhile: ask. */
+	/*
+	 * The server may have changed meanwhile: ask (corpse_rejoined).  A
+	 * server stays cut off until it knows whether the others replaced it.
+	 */
+	if (!cx->is_server)
+		(void)set_cut_off(cx, false);
 	corpse_rejoined(cx->corpse);
 }
 
@@ -312,6 +320,30 @@ void cl_member_unregister(struct cl_ctx *cx)
 	/* Withdrawn, nothing more to write: the key goes (an orderly leave). */
 	if (cx->dev && blk_is_iscsi(cx->dev))
 		(void)blk_pr_unregister(cx->dev);
+}
+
+int cl_reregister(struct cl_ctx *cx)
+{
+	if (!cx->dev || !blk_is_iscsi(cx->dev))
+		return 0;
+	if (blk_pr_rejoin(cx->dev, cl_pr_key(cx->cfg, cx->self_id)) || blk_pr_reserve(cx->dev))
+		return -EACCES;
+	return 0;
+}
+
+bool cl_cut_off(struct cl_ctx *cx)
+{
+	bool cut;
+
+	pthread_mutex_lock(&cx->gate_mu);
+	cut = cx->cut_off;
+	pthread_mutex_unlock(&cx->gate_mu);
+	return cut;
+}
+
+void cl_uncut(struct cl_ctx *cx)
+{
+	(void)set_cut_off(cx, false);
 }
 
 bool cl_member_up(struct cl_ctx *cx, uint32_t node)

@@ -737,29 +737,35 @@ bool cl_mds_moved(int rc, Cxfs__MsgType rt, ProtobufCMessage *rep)
 	return err == -RPC_EEARLY || (rt == CXFS__MSG_TYPE__ERROR_REPLY && err == -EAGAIN);
 }
 
-int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, const ProtobufCMessage *req,
+int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *req,
 		Cxfs__MsgType *reply_type, ProtobufCMessage **reply)
 {
+	struct cl_ureq u = { 0 };      /* one id across the resends */
+	int rc;
+
 	for (;;) {
 		struct rpc_chan *ch;
-		int rc = cl_gate_wait(cx);
 
+		rc = cl_gate_wait(cx);
 		if (rc)
-			return rc;
+			break;
 		ch = cl_mds_chan(cx);
-		if (!ch)
-			return -ENOTCONN;
-		*reply = NULL;
-		rc = rpc_call(ch, type, req, CL_CALL_TIMEOUT_MS, reply_type, reply);
+		if (!ch) {
+			rc = -ENOTCONN;
+			break;
+		}
+		rc = cl_unsafe_call(cx, &u, ch, type, req, CL_CALL_TIMEOUT_MS, reply_type, reply);
 		rpc_chan_put(ch);
 		if (!cl_mds_moved(rc, *reply_type, *reply))
-			return rc;
+			break;
 		if (rc == 0)
 			rpc_msg_free(*reply);
 		rc = cl_mds_pause(cx);
 		if (rc)
-			return rc;
+			break;
 	}
+	cl_ureq_end(cx, &u);
+	return rc;
 }
 
 /* ---- recalls arriving at a client --------------------------------------- */
@@ -1149,8 +1155,14 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	pthread_mutex_init(&cx->reach_mu, NULL);
 	pthread_cond_init(&cx->reach_cv, NULL);
 	cx->server_wait_ms = o->server_wait_ms ? o->server_wait_ms : CL_SERVER_WAIT_MS_DEFAULT;
+	cx->un = cl_unsafe_create();
+	if (!cx->un) {
+		free(cx);
+		return -ENOMEM;
+	}
 	rc = cl_waits_init(cx);
 	if (rc) {
+		cl_unsafe_destroy(cx->un);
 		free(cx);
 		return rc;
 	}
@@ -1240,6 +1252,7 @@ fail:
 	cl_role_fini(cx);
 	cms_config_free(cx->cfg);
 	cl_waits_fini(cx);
+	cl_unsafe_destroy(cx->un);
 	free(cx);
 	return rc;
 }
@@ -1300,7 +1313,7 @@ int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
 	cx->st = st;
 	cx->mfs = mfs;
 	if (cx->is_server) {
-		rc = cl_server_start(cx);
+		rc = cl_server_start(cx, true);
 		if (!rc)
 			rc = tok_client_create(&cl_local_tok_ops, cx, &cx->tc);
 	} else {
@@ -1333,7 +1346,8 @@ int cl_shape(void *arg, struct vnode *vn)
 	int rc;
 
 	pthread_mutex_lock(&cx->shape_mu);
-	while (cx->shape_blocked)
+	/* The thread rewriting the chains shapes for the new role (vn_rewriter). */
+	while (cx->shape_blocked && !vn_is_rewriter())
 		pthread_cond_wait(&cx->shape_cv, &cx->shape_mu);
 	cx->shaping++;
 	pthread_mutex_unlock(&cx->shape_mu);
@@ -1446,6 +1460,7 @@ void cl_stop(struct cl_ctx *cx)
 	pthread_mutex_destroy(&cx->reach_mu);
 	pthread_cond_destroy(&cx->reach_cv);
 	cl_waits_fini(cx);
+	cl_unsafe_destroy(cx->un);
 	free(cx);
 }
 
@@ -1568,6 +1583,14 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	    atomic_load(&cx->stats.map_fetches), atomic_load(&cx->stats.allocs),
 	    atomic_load(&cx->stats.write_dones), atomic_load(&cx->stats.forwards),
 	    atomic_load(&cx->stats.recalls_in), atomic_load(&cx->stats.invals));
+	{
+		struct cl_unsafe_counts uc;
+
+		cl_unsafe_counts(cx, &uc);
+		PUT("\"unsafe\":{\"kept\":%zu,\"kept_bytes\":%zu,\"durable\":%" PRIu64
+		    ",\"applied\":%" PRIu64 ",\"answered_again\":%" PRIu64 "},", uc.kept,
+		    uc.kept_bytes, uc.durable, uc.applied, uc.answered_again);
+	}
 	if (cl_waits_json(cx, 0, buf, size, &len, 2))
 		return -ENOSPC;
 	PUT("}");

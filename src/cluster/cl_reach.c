@@ -10,7 +10,9 @@
  * (NAME_QUERY, on the channel the requests use; every node answers it on
  * its answers lane, which never waits) whenever it was last heard from
  * more than CL_REACH_EVERY_MS ago.  Requests that do not wait that long
- * cost no message.
+ * cost no message.  The prober also asks, as often, while this node keeps
+ * requests it has not heard are durable (cl_unsafe.h): a STATFS after the
+ * probe, whose reply carries the server's durable transaction.
  * A server busy with a long token wait answers, so only a server that is
  * stopped, dead or cut off makes requests fail.  The membership will take
  * this over (quorum).
@@ -56,8 +58,8 @@ static int reach_stopping(void *arg, int64_t since_ns)
 	return atomic_load(&cx->reach_stop) ? -ESHUTDOWN : 0;
 }
 
-/* Ask the MDS who serves; true if it answered. */
-static bool probe(struct cl_ctx *cx)
+/* Ask the MDS who serves (and, if @durable, how far it is durable); true if it answered. */
+static bool probe(struct cl_ctx *cx, bool durable)
 {
 	Cxfs__NameQuery q = CXFS__NAME_QUERY__INIT;
 	ProtobufCMessage *rep = NULL;
@@ -70,6 +72,8 @@ static bool probe(struct cl_ctx *cx)
 	q.fs = (char *)cl_fs_name(cx);
 	cx_intr_arm(reach_stopping, cx);
 	rc = rpc_call(ch, CXFS__MSG_TYPE__NAME_QUERY, &q.base, CL_REACH_TIMEOUT_MS, &rt, &rep);
+	if (rc == 0 && durable)
+		cl_unsafe_ask_durable(cx, ch, CL_REACH_TIMEOUT_MS);
 	cx_intr_disarm();
 	rpc_chan_put(ch);
 	if (rc)
@@ -85,17 +89,19 @@ static void *prober(void *arg)
 	pthread_mutex_lock(&cx->reach_mu);
 	while (!atomic_load(&cx->reach_stop)) {
 		int64_t now = cx_intr_now_ns(), every = CL_REACH_EVERY_MS * 1000000LL;
+		bool durable;
 		struct timespec until = { (time_t)((now + every) / 1000000000),
 					  (long)((now + every) % 1000000000) };
 
 		pthread_cond_clockwait(&cx->reach_cv, &cx->reach_mu, CLOCK_MONOTONIC, &until);
 		now = cx_intr_now_ns();
+		durable = !cx->is_server && cl_unsafe_wants_durable(cx);
 		if (atomic_load(&cx->reach_stop) || cx->is_server ||
-		    now - atomic_load(&cx->reach_wanted_ns) > 2 * every ||
+		    (now - atomic_load(&cx->reach_wanted_ns) > 2 * every && !durable) ||
 		    now - atomic_load(&cx->reach_seen_ns) < every)
 			continue;
 		pthread_mutex_unlock(&cx->reach_mu);
-		if (probe(cx))
+		if (probe(cx, durable))
 			atomic_store(&cx->reach_seen_ns, now);
 		pthread_mutex_lock(&cx->reach_mu);
 	}

@@ -225,7 +225,8 @@ static int n_open_store(void *arg, char *err, size_t errlen)
 		goto out_store;
 	}
 	vn_meta_fs_set_table(cx->mfs, cx->vt);
-	rc = cl_server_start(cx);
+	/* Files that lose their last name wait until every node's EXIST is back (settle). */
+	rc = cl_server_start(cx, false);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the token server: %s", strerror(-rc));
 		goto out_mfs;
@@ -278,11 +279,19 @@ static int n_serve(void *arg, char *err, size_t errlen)
 	tok_client_set_ops(cx->tc, &cl_local_tok_ops, cx);
 	n_set_server(cx, cx->self_id, NULL, false);
 	rc = reshape_all(cx, true);
-	cl_client_to_store(cx, true);
 	if (rc)
 		fprintf(stderr, "cxfsd: a vnode could not take the server shape: %s\n",
 			strerror(-rc));
 	return 0;
+}
+
+static void n_settle(void *arg)
+{
+	struct cl_ctx *cx = arg;
+
+	cl_client_to_store(cx, true);
+	if (!cx->reclaimer_started)
+		(void)cl_reclaimer_start(cx);
 }
 
 static void *poke(void *arg)
@@ -371,6 +380,19 @@ static void n_drop_server(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&cx->mu);
+}
+
+static void n_abandon(void *arg)
+{
+	struct cl_ctx *cx = arg;
+
+	if (cx->st)
+		meta_store_abandon(cx->st);
+}
+
+static int n_reregister(void *arg)
+{
+	return cl_reregister(arg);
 }
 
 /* ---- 3. the node table ------------------------------------------------------ */
@@ -481,10 +503,20 @@ static void n_checkpoint(void *arg)
 		(void)meta_store_checkpoint(cx->st);
 }
 
-static int n_server_call(void *arg, Cxfs__MsgType type, const ProtobufCMessage *req,
+static int n_server_call(void *arg, Cxfs__MsgType type, ProtobufCMessage *req,
 			 Cxfs__MsgType *reply_type, ProtobufCMessage **reply)
 {
 	return cl_mds_call(arg, type, req, reply_type, reply);
+}
+
+static bool n_cut_off(void *arg)
+{
+	return cl_cut_off(arg);
+}
+
+static void n_uncut(void *arg)
+{
+	cl_uncut(arg);
 }
 
 static int n_ask_server(void *arg, uint32_t *server)
@@ -510,15 +542,20 @@ static const struct rl_node_ops cl_role_node_ops = {
 	.resume = n_resume,
 	.unshape = n_unshape,
 	.drop_server = n_drop_server,
+	.abandon = n_abandon,
+	.reregister = n_reregister,
 	.fence = n_fence,
 	.open_store = n_open_store,
 	.serve = n_serve,
+	.settle = n_settle,
 	.unserve = n_unserve,
 	.set_server = n_set_server,
 	.cut = n_cut,
 	.checkpoint = n_checkpoint,
 	.server_call = n_server_call,
 	.ask_server = n_ask_server,
+	.cut_off = n_cut_off,
+	.uncut = n_uncut,
 };
 
 /* ---- 4. the subsystems ------------------------------------------------------ */
@@ -631,7 +668,61 @@ void cl_locks_note_release(struct cl_ctx *cx, uint64_t ino, uint64_t owner, bool
 	pthread_mutex_unlock(&cx->held_mu);
 }
 
+/*
+ * Requests answered and not yet durable (cl_unsafe.c): a survivor reports
+ * its own; the new server applies them before anything else (no grant is
+ * imported yet, so a replayed change recalls nothing), as the thread that
+ * rewrites the chains; afterwards nothing anyone kept is pending.
+ */
+static int requests_gather(void *arg, struct rl_bag *b, bool server)
+{
+	Cxfs__UnsafeReq **v = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (server)
+		return 0;   /* a relocation's source committed the store: nothing pending */
+	rc = cl_unsafe_collect(arg, &v, &n);
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = rl_bag_unsafe(b, v[i]);
+	cl_unsafe_collect_free(v, n);
+	return rc;
+}
+
+static int requests_reconstruct(void *arg, const struct rl_bag *b)
+{
+	struct cl_ctx *cx = arg;
+	struct cl_unsafe_stats st = { 0 };
+	int rc = 0;
+
+	if (b->nu) {
+		vn_rewriter(true);
+		rc = cl_unsafe_replay(cx, b->u, b->nu, &st);
+		vn_rewriter(false);
+		fprintf(stderr, "cxfsd: requests not yet durable at the old server: %u applied, %u "
+			"already in the store, %u failed\n", st.applied, st.skipped, st.failed);
+	}
+	/* This node serves: nothing it kept as a client is pending any more. */
+	cl_unsafe_forget_all(cx);
+	return rc;
+}
+
+static void requests_retarget(void *arg, uint32_t server)
+{
+	(void)server;
+	cl_unsafe_forget_all(arg);
+}
+
+static const struct rl_callout cl_role_requests = {
+	.name = "requests",
+	.gather = requests_gather,
+	.reconstruct = requests_reconstruct,
+	.retarget = requests_retarget,
+};
+
+/* Table order: the requests are applied before any grant is imported. */
 static const struct rl_callout *const cl_role_subs[] = {
+	&cl_role_requests,
 	&cl_role_tokens,
 	&cl_role_locks,
 };

@@ -184,6 +184,7 @@ void cl_server_node_lost(struct cl_ctx *cx, uint32_t node, const char *why)
 	fprintf(stderr, "cxfsd: node %s %s: its tokens and its %zu lock(s) are dropped\n",
 		cms_node_name(cl_node_by_id(cx, node)), why, nlocks);
 	free_unpublished_later(cx, node);
+	cl_unsafe_node_gone(cx, node);
 }
 
 /*
@@ -811,6 +812,7 @@ static int h_return(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	}
 	if (rpc_req_is_oneway(req))
 		return 0;
+	cl_unsafe_stamp(&r.base);
 	return rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
 }
 
@@ -904,6 +906,7 @@ static int reply_map(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs
 			ar.n_extents = (size_t)n;
 			ar.extents = ptrs;
 		}
+		cl_unsafe_stamp(&ar.base);
 		rc = rpc_reply(req, type, &ar.base);
 	}
 	free(maps);
@@ -1086,6 +1089,7 @@ static int h_write_done(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	r.err = rc;
 	if (rpc_req_is_oneway(req))
 		return 0;
+	cl_unsafe_stamp(&r.base);
 	return rpc_reply(req, CXFS__MSG_TYPE__ATTR_REPLY, &r.base);
 }
 
@@ -1113,8 +1117,9 @@ static int srv_exec(void *arg, uint64_t ino, struct vn_call *c)
 	return rc;
 }
 
-int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
-		     const ProtobufCMessage *msg)
+/* One request of another node (or replayed as its): the handler of its type. */
+static int handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
+		  const ProtobufCMessage *msg)
 {
 	switch (type) {
 	case CXFS__MSG_TYPE__TOKEN_ACQUIRE:
@@ -1137,6 +1142,19 @@ int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs
 	}
 }
 
+int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
+		     const ProtobufCMessage *msg)
+{
+	struct cl_usrv us;
+	int rc = cl_unsafe_enter(cx, node, req, type, msg, &us);
+
+	if (rc)
+		return rc > 0 ? 0 : rc;     /* applied before: answered again */
+	rc = handle(cx, node, req, type, msg);
+	cl_unsafe_leave(&us);
+	return rc;
+}
+
 int cl_reclaimer_start(struct cl_ctx *cx)
 {
 	int rc;
@@ -1151,7 +1169,7 @@ int cl_reclaimer_start(struct cl_ctx *cx)
 	return 0;
 }
 
-int cl_server_start(struct cl_ctx *cx)
+int cl_server_start(struct cl_ctx *cx, bool reclaim)
 {
 	int rc;
 
@@ -1161,7 +1179,7 @@ int cl_server_start(struct cl_ctx *cx)
 	else if ((rc = cl_ledger_create(CL_MAX_NODES, CL_LEDGER_MAX_RUNS, &cx->ledger)))
 		return rc;
 	rc = tok_server_create(&srv_tok_ops, cx, &cx->ts);
-	if (rc)
+	if (rc || !reclaim)
 		return rc;
 	rc = cl_reclaimer_start(cx);
 	if (rc) {

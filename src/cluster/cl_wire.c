@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cluster/cl_wire.h"
+#include "cluster/cl_unsafe.h"
 
 /* Every VN_SET_* bit. */
 #define CLW__SET_ALL (VN_SET_MODE | VN_SET_UID | VN_SET_GID | VN_SET_SIZE | VN_SET_ATIME | \
@@ -1072,6 +1073,7 @@ static int clw__rep_status(struct rpc_req *req, struct clw__sreq *s, int rc)
 		clw_attr_to_pb(&s->dattr, &d, dts);
 		r.dir_attr = &d;
 	}
+	cl_unsafe_stamp(&r.base);
 	return rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
 }
 
@@ -1090,6 +1092,7 @@ static int clw__rep_attr(struct rpc_req *req, struct clw__sreq *s, int rc)
 		clw_attr_to_pb(&s->dattr, &d, dts);
 		r.dir_attr = &d;
 	}
+	cl_unsafe_stamp(&r.base);
 	return rpc_reply(req, CXFS__MSG_TYPE__ATTR_REPLY, &r.base);
 }
 
@@ -1139,6 +1142,7 @@ static int clw__rep_statfs(struct rpc_req *req, struct clw__sreq *s, int rc)
 		r.favail = s->sv.f_favail;
 		r.namemax = s->sv.f_namemax;
 	}
+	cl_unsafe_stamp(&r.base);
 	return rpc_reply(req, CXFS__MSG_TYPE__STATFS_REPLY, &r.base);
 }
 
@@ -1246,7 +1250,8 @@ static enum vn_opcode clw__op_of(Cxfs__MsgType type)
 }
 
 /* One request and its reply: the result function's answer or an error. */
-static int clw__call(struct rpc_chan *ch, uint64_t ino, struct vn_call *c, unsigned timeout_ms)
+static int clw__call(struct rpc_chan *ch, uint64_t ino, struct vn_call *c, unsigned timeout_ms,
+		     clw_call_fn call, void *arg)
 {
 	const struct clw__op *op = &clw__ops[c->op];
 	struct clw__creq q;
@@ -1256,7 +1261,10 @@ static int clw__call(struct rpc_chan *ch, uint64_t ino, struct vn_call *c, unsig
 
 	clw_cred_to_pb(c->cred, &q.cred);
 	q.ntok = c->lent ? clw_toks_to_pb(c->lent, q.tok, q.tokp) : 0;
-	rc = rpc_call(ch, op->req, op->encode(&q, ino, c), timeout_ms, &rt, &rep);
+	if (call)
+		rc = call(arg, ch, op->req, op->encode(&q, ino, c), timeout_ms, &rt, &rep);
+	else
+		rc = rpc_call(ch, op->req, op->encode(&q, ino, c), timeout_ms, &rt, &rep);
 	if (rc)
 		return rc;
 	if (rt == CXFS__MSG_TYPE__ERROR_REPLY) {
@@ -1272,24 +1280,25 @@ static int clw__call(struct rpc_chan *ch, uint64_t ino, struct vn_call *c, unsig
 
 /* Readdir in batches, each from where the last one ended. */
 static int clw__forward_readdir(struct rpc_chan *ch, uint64_t ino, const struct vn_call *c,
-				unsigned timeout_ms)
+				unsigned timeout_ms, clw_call_fn call, void *arg)
 {
 	struct vn_call step = *c;   /* its off moves on; the caller's does not */
 	int rc;
 
 	do
-		rc = clw__call(ch, ino, &step, timeout_ms);
+		rc = clw__call(ch, ino, &step, timeout_ms, call, arg);
 	while (rc == CLW__DIR_MORE);
 	return rc == CLW__DIR_DONE ? 0 : rc;
 }
 
-int clw_forward(struct rpc_chan *ch, uint64_t ino, struct vn_call *c, unsigned timeout_ms)
+int clw_forward(struct rpc_chan *ch, uint64_t ino, struct vn_call *c, unsigned timeout_ms,
+		clw_call_fn call, void *arg)
 {
 	if ((unsigned)c->op >= VN_OP__COUNT || !clw__ops[c->op].req || !c->cred)
 		return -EINVAL;
 	if (c->op == VN_OP_READDIR)
-		return clw__forward_readdir(ch, ino, c, timeout_ms);
-	return clw__call(ch, ino, c, timeout_ms);
+		return clw__forward_readdir(ch, ino, c, timeout_ms, call, arg);
+	return clw__call(ch, ino, c, timeout_ms, call, arg);
 }
 
 bool clw_transport_error(int rc)

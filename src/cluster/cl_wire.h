@@ -7,7 +7,8 @@
  * waits for the reply and fills the call's outputs; the metadata server's
  * rpc handler hands each vnode-operation request to clw_serve(), which
  * checks and decodes it (everything that arrives is untrusted), runs it
- * through a callback and replies.  The conversions of the shared pieces
+ * through a callback and replies (stamped by cl_unsafe_stamp with what the
+ * handler thread's current request learned).  The conversions of the shared pieces
  * (time stamps, attributes, credentials, token sets) are public here
  * because the other cluster files use them too.
  *
@@ -63,8 +64,17 @@ int clw_toks_from_pb(Cxfs__TokenState *const *v, size_t n, struct tok_set *set);
 /* ---- client side -------------------------------------------------------- */
 
 /*
+ * How clw_forward makes each call: rpc_call's contract, with @arg (the
+ * caller's: cl_unsafe_call gives store-changing requests their ids).
+ */
+typedef int (*clw_call_fn)(void *arg, struct rpc_chan *ch, Cxfs__MsgType type,
+			   ProtobufCMessage *msg, unsigned timeout_ms, Cxfs__MsgType *reply_type,
+			   ProtobufCMessage **reply);
+
+/*
  * Send @c, an operation that enters at vnode @ino (the directory for
- * namespace ops, as in vn.h), as its request on @ch; wait at most
+ * namespace ops, as in vn.h), as its request on @ch through @call(@arg, ...)
+ * (NULL: rpc_call); wait at most
  * @timeout_ms (for each reply: a readdir may take several); fill the outputs
  * of @c from the reply (attr structs, readlink/getxattr/listxattr buffers,
  * lseek result, getlk lock, statfs, readdir entries through
@@ -85,7 +95,8 @@ int clw_toks_from_pb(Cxfs__TokenState *const *v, size_t n, struct tok_set *set);
  * Readdir asks again from the last entry's next_off until the server says
  * eof or fill says full, and returns 0 (or the error of a later batch).
  */
-int clw_forward(struct rpc_chan *ch, uint64_t ino, struct vn_call *c, unsigned timeout_ms);
+int clw_forward(struct rpc_chan *ch, uint64_t ino, struct vn_call *c, unsigned timeout_ms,
+		clw_call_fn call, void *arg);
 /* Is @rc (from clw_forward) a transport failure rather than the operation's answer? */
 bool clw_transport_error(int rc);
 

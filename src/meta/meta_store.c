@@ -12,7 +12,7 @@
  *
  * Lock order: commit mutex -> store mutex -> (nothing).  Everything in
  * struct meta_store below `mu` is protected by it, except the fields marked
- * constant.
+ * constant (and `durable`, written under it and read without it).
  */
 #include "meta/meta_store.h"
 
@@ -22,6 +22,7 @@
 #include <linux/fs.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,18 @@
 #include "meta/meta_vfs.h"
 
 /* ---- 1. schema and prepared statements -------------------------------- */
+
+/*
+ * The requests of cluster nodes applied (struct meta_req): what a duplicate
+ * must be answered, committed with the change.  Created at open too, for
+ * volumes formatted before it existed.
+ */
+#define META_REQDONE_DDL \
+	"CREATE TABLE IF NOT EXISTS reqdone(node INTEGER NOT NULL, reqid INTEGER NOT NULL," \
+	" ino INTEGER NOT NULL, gen INTEGER NOT NULL, txn INTEGER NOT NULL, seq INTEGER NOT NULL," \
+	" PRIMARY KEY(node, reqid)) WITHOUT ROWID;"
+/* A request whose id is a multiple of this prunes its node's older rows. */
+#define META_REQ_PRUNE_EVERY 64
 
 static const char meta_schema[] =
 	"CREATE TABLE fsinfo(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
@@ -55,7 +68,8 @@ static const char meta_schema[] =
 	" PRIMARY KEY(ino, name)) WITHOUT ROWID;"
 	"CREATE TABLE dmattr(ino INTEGER NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL,"
 	" PRIMARY KEY(ino, name)) WITHOUT ROWID;"
-	"CREATE TABLE orphan(ino INTEGER PRIMARY KEY);";
+	"CREATE TABLE orphan(ino INTEGER PRIMARY KEY);"
+	META_REQDONE_DDL;
 
 /* How much an operation may grow the store (st_enter). */
 enum { ST_GROW_NONE, ST_GROW_DATA, ST_GROW_NAME };
@@ -73,6 +87,7 @@ enum meta_stmt {
 	S_INODE_BULK,
 	S_PAGE_COUNT, S_FREELIST_COUNT,
 	S_FREEMAP_PUT, S_FSINFO_PUT, S_ORPHAN_DEL, S_ORPHAN_IF_UNLINKED,
+	S_REQ_PUT, S_REQ_GET, S_REQ_PRUNE, S_REQ_DROP_NODE,
 	S__COUNT
 };
 
@@ -137,6 +152,11 @@ static const char *const meta_sql[S__COUNT] = {
 	[S_ORPHAN_DEL] = "DELETE FROM orphan WHERE ino=?1",
 	[S_ORPHAN_IF_UNLINKED] = "INSERT OR IGNORE INTO orphan SELECT ino FROM inode WHERE ino=?1"
 				 " AND nlink<=0",
+	[S_REQ_PUT] = "INSERT OR REPLACE INTO reqdone(node,reqid,ino,gen,txn,seq)"
+		       " VALUES(?1,?2,?3,?4,?5,?6)",
+	[S_REQ_GET] = "SELECT ino,gen,txn,seq FROM reqdone WHERE node=?1 AND reqid=?2",
+	[S_REQ_PRUNE] = "DELETE FROM reqdone WHERE node=?1 AND reqid<?2",
+	[S_REQ_DROP_NODE] = "DELETE FROM reqdone WHERE node=?1",
 };
 
 struct meta_store {
@@ -162,8 +182,17 @@ struct meta_store {
 	uint64_t next_ino;            /* next inode number to hand out */
 	uint64_t next_cookie;         /* next directory cookie */
 	uint64_t mount_gen;           /* generation given to new inodes */
+	uint64_t txn_at_open;         /* constant: the last transaction committed before the open */
+	uint64_t txn_open;            /* number of the open (or next) transaction */
+	_Atomic uint64_t durable;     /* last transaction whose flush completed (read without mu) */
+	uint64_t next_seq;            /* order of the changes of nodes' requests */
+	_Atomic uint64_t local_txn;   /* last transaction with a change no node's request made */
+	int op_changes0;              /* sqlite3_total_changes() when the operation began */
 	struct meta_store_stats stats;
 };
+
+/* The request of a cluster node this thread applies (meta_req_set), or NULL. */
+static _Thread_local struct meta_req *meta_cur_req;
 
 static sqlite3_stmt *stmt_get(struct meta_store *st, enum meta_stmt s)
 {
@@ -453,15 +482,63 @@ static int st_enter(struct meta_store *st, int grows)
 	rc = step_done(stmt_get(st, S_SAVEPOINT));
 	if (rc)
 		goto out_unlock;
+	st->op_changes0 = sqlite3_total_changes(st->db);
 	return 0;
 out_unlock:
 	pthread_mutex_unlock(&st->mu);
 	return rc;
 }
 
+/*
+ * The operation changed the store for this thread's current request: note
+ * it in the request, and record the request in the same savepoint, so the
+ * row commits exactly when the change does.  Now and then the node's rows
+ * below its oldest unanswered request go with it.  Caller holds the mutex.
+ */
+static int st_note_req(struct meta_store *st, struct meta_req *r)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	r->txn = st->txn_open;
+	r->seq = ++st->next_seq;
+	if (r->record) {
+		q = stmt_get(st, S_REQ_PUT);
+		sqlite3_bind_int64(q, 1, r->node);
+		sqlite3_bind_int64(q, 2, (int64_t)r->reqid);
+		sqlite3_bind_int64(q, 3, (int64_t)r->ino);
+		sqlite3_bind_int64(q, 4, (int64_t)r->gen);
+		sqlite3_bind_int64(q, 5, (int64_t)r->txn);
+		sqlite3_bind_int64(q, 6, (int64_t)r->seq);
+		rc = step_done(q);
+		if (rc)
+			return rc;
+		if (r->reqid % META_REQ_PRUNE_EVERY == 0 && r->oldest) {
+			q = stmt_get(st, S_REQ_PRUNE);
+			sqlite3_bind_int64(q, 1, r->node);
+			sqlite3_bind_int64(q, 2, (int64_t)r->oldest);
+			rc = step_done(q);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
 /* Keep (@rc >= 0) or undo (@rc < 0) the operation's changes; drop the mutex. */
 static int st_leave(struct meta_store *st, int rc)
 {
+	struct meta_req *r = meta_cur_req;
+
+	if (rc >= 0 && r && sqlite3_total_changes(st->db) != st->op_changes0) {
+		int nrc = st_note_req(st, r);
+
+		if (nrc)
+			rc = nrc;
+	} else if (rc >= 0 && sqlite3_total_changes(st->db) != st->op_changes0) {
+		/* A change no node can apply again (meta_store_local_pending). */
+		atomic_store(&st->local_txn, st->txn_open);
+	}
 	if (rc < 0)
 		step_done(stmt_get(st, S_ROLLBACK_TO));
 	if (rc < 0 && st->alloc_touched) {
@@ -505,6 +582,7 @@ static int st_commit(struct meta_store *st)
 {
 	struct timespec t0, t1;
 	const void *bits;
+	uint64_t txn;
 	size_t mark;
 	uint32_t ag;
 	int rc = 0;
@@ -532,6 +610,10 @@ static int st_commit(struct meta_store *st)
 	if (!rc)
 		rc = put_fsinfo(st, "next_cookie", st->next_cookie);
 	if (!rc)
+		rc = put_fsinfo(st, "txn", st->txn_open);
+	if (!rc)
+		rc = put_fsinfo(st, "req_seq", st->next_seq);
+	if (!rc)
 		rc = step_done(stmt_get(st, S_COMMIT));
 	/* COMMIT did not sync (synchronous=NORMAL): put the log on the volume now. */
 	if (!rc)
@@ -539,6 +621,7 @@ static int st_commit(struct meta_store *st)
 	if (rc)
 		goto out_dead;
 	st->in_txn = 0;
+	txn = st->txn_open++;
 	mark = meta_alloc_seal(st->alloc);
 	pthread_mutex_unlock(&st->mu);
 
@@ -548,6 +631,8 @@ static int st_commit(struct meta_store *st)
 	if (rc)
 		goto out_dead;
 	meta_alloc_release_sealed(st->alloc, mark);
+	/* Commits are serialized (commit mutex): numbers become durable in order. */
+	st->durable = txn;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	st->stats.commits++;
 	st->stats.commit_usec += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
@@ -600,6 +685,79 @@ int meta_store_sync(struct meta_store *st)
 	pthread_mutex_lock(&st->commit_mu);
 	rc = st_commit(st);
 	pthread_mutex_unlock(&st->commit_mu);
+	return rc;
+}
+
+bool meta_store_local_pending(struct meta_store *st)
+{
+	return atomic_load(&st->local_txn) > atomic_load(&st->durable);
+}
+
+void meta_store_txns(struct meta_store *st, uint64_t *open, uint64_t *durable)
+{
+	/* Every reply to a node carries durable: it does not wait for a commit's log write. */
+	if (durable)
+		*durable = atomic_load(&st->durable);
+	if (open) {
+		pthread_mutex_lock(&st->mu);
+		*open = st->txn_open;
+		pthread_mutex_unlock(&st->mu);
+	}
+}
+
+uint64_t meta_store_txn_at_open(const struct meta_store *st)
+{
+	return st->txn_at_open;
+}
+
+void meta_req_set(struct meta_req *r)
+{
+	meta_cur_req = r;
+}
+
+int meta_req_find(struct meta_store *st, uint32_t node, uint64_t reqid, struct meta_req *out)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	pthread_mutex_lock(&st->mu);
+	if (st->dead) {
+		rc = -EIO;
+		goto out_unlock;
+	}
+	q = stmt_get(st, S_REQ_GET);
+	sqlite3_bind_int64(q, 1, node);
+	sqlite3_bind_int64(q, 2, (int64_t)reqid);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		out->ino = (uint64_t)sqlite3_column_int64(q, 0);
+		out->gen = (uint64_t)sqlite3_column_int64(q, 1);
+		out->txn = (uint64_t)sqlite3_column_int64(q, 2);
+		out->seq = (uint64_t)sqlite3_column_int64(q, 3);
+		rc = 1;
+	} else {
+		rc = rc == SQLITE_DONE ? 0 : sql_errno(rc);
+	}
+	sqlite3_reset(q);
+out_unlock:
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+int meta_req_drop_node(struct meta_store *st, uint32_t node)
+{
+	struct meta_req *saved = meta_cur_req;
+	sqlite3_stmt *q;
+	int rc;
+
+	meta_cur_req = NULL;        /* not a change of the request this thread applies */
+	rc = st_enter(st, ST_GROW_NONE);
+	if (!rc) {
+		q = stmt_get(st, S_REQ_DROP_NODE);
+		sqlite3_bind_int64(q, 1, node);
+		rc = st_leave(st, step_done(q));
+	}
+	meta_cur_req = saved;
 	return rc;
 }
 
@@ -734,7 +892,9 @@ static int load_counters(struct meta_store *st, char *err, size_t errlen)
 	rc = sqlite3_prepare_v2(st->db,
 		"SELECT (SELECT value FROM fsinfo WHERE key='next_ino'),"
 		" (SELECT max(ino) FROM inode), (SELECT value FROM fsinfo WHERE key='next_cookie'),"
-		" (SELECT max(cookie) FROM dirent), (SELECT value FROM fsinfo WHERE key='mount_gen')",
+		" (SELECT max(cookie) FROM dirent), (SELECT value FROM fsinfo WHERE key='mount_gen'),"
+		" (SELECT value FROM fsinfo WHERE key='txn'),"
+		" (SELECT value FROM fsinfo WHERE key='req_seq')",
 		-1, &q, NULL);
 	if (rc != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
 		snprintf(err, errlen, "metadata store has no filesystem information: %s",
@@ -748,6 +908,11 @@ static int load_counters(struct meta_store *st, char *err, size_t errlen)
 	st->next_ino = a > b + 1 ? a : b + 1;
 	st->next_cookie = c > d + 1 ? c : d + 1;
 	st->mount_gen = (uint64_t)sqlite3_column_int64(q, 4) + 1;
+	/* What was committed before is durable: the log was flushed, or replayed. */
+	st->durable = (uint64_t)sqlite3_column_int64(q, 5);
+	st->txn_at_open = st->durable;
+	st->txn_open = st->durable + 1;
+	st->next_seq = (uint64_t)sqlite3_column_int64(q, 6);
 	sqlite3_finalize(q);
 	return 0;
 }
@@ -849,6 +1014,9 @@ int meta_store_open(struct blk_dev *dev, const struct meta_store_opts *opts,
 	rc = db_open(st->vfs, &st->db, err, errlen);
 	if (rc)
 		goto out_unregister;
+	rc = db_exec(st->db, META_REQDONE_DDL, err, errlen);
+	if (rc)
+		goto out_close_db;
 	for (int i = 0; i < S__COUNT; i++) {
 		if (sqlite3_prepare_v3(st->db, meta_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 				       &st->stmt[i], NULL) != SQLITE_OK) {
@@ -922,6 +1090,13 @@ void meta_store_close(struct meta_store *st)
 	pthread_mutex_destroy(&st->commit_mu);
 	pthread_cond_destroy(&st->commit_cv);
 	free(st);
+}
+
+void meta_store_abandon(struct meta_store *st)
+{
+	pthread_mutex_lock(&st->mu);
+	st->dead = 1;
+	pthread_mutex_unlock(&st->mu);
 }
 
 int meta_store_checkpoint(struct meta_store *st)
@@ -1057,7 +1232,7 @@ int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t m
 	       const char *target, const struct vn_cred *cred, struct vn_attr *out)
 {
 	struct vn_attr parent;
-	uint64_t ino, existing;
+	uint64_t ino, gen, existing;
 	uint32_t gid = cred->gid;
 	int64_t now = meta_now_ns();
 	sqlite3_stmt *q;
@@ -1095,9 +1270,17 @@ int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t m
 	    cred->uid != 0 && !vn_cred_in_group(cred, gid))
 		mode &= ~(uint32_t)S_ISGID;
 	ino = st->next_ino++;
+	gen = st->mount_gen;
+	if (meta_cur_req && meta_cur_req->force_ino) {
+		/* A replayed create: the number the lost transaction gave it, free now. */
+		ino = meta_cur_req->force_ino;
+		gen = meta_cur_req->force_gen;
+		if (st->next_ino <= ino)
+			st->next_ino = ino + 1;
+	}
 	q = stmt_get(st, S_INODE_INSERT);
 	sqlite3_bind_int64(q, 1, (int64_t)ino);
-	sqlite3_bind_int64(q, 2, (int64_t)st->mount_gen);
+	sqlite3_bind_int64(q, 2, (int64_t)gen);
 	sqlite3_bind_int64(q, 3, mode);
 	sqlite3_bind_int64(q, 4, S_ISDIR(mode) ? 2 : 1);
 	sqlite3_bind_int64(q, 5, cred->uid);
@@ -1117,6 +1300,10 @@ int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t m
 		rc = inode_touch_mc(st, dir, now);
 	if (!rc)
 		rc = inode_get(st, ino, out);
+	if (!rc && meta_cur_req) {
+		meta_cur_req->ino = ino;
+		meta_cur_req->gen = gen;
+	}
 out:
 	return st_leave(st, rc);
 }
@@ -2164,11 +2351,52 @@ out:
 	return st_leave(st, rc);
 }
 
-/* Holes of [from, to): count them (@alloc == 0) or fill them with unwritten extents. */
+/*
+ * Holes of [from, to): count them (HOLES_COUNT), check that the blocks a
+ * replayed allocation must take there are free (HOLES_CHECK_FORCED), or fill
+ * them with unwritten extents (HOLES_FILL).
+ */
+enum { HOLES_COUNT, HOLES_CHECK_FORCED, HOLES_FILL };
+
 struct hole_args {
 	uint64_t pos, end, holes;
-	int alloc;
+	int alloc;                    /* HOLES_* */
 };
+
+/*
+ * A replayed allocation takes exactly the blocks its reply named (the node
+ * wrote data there; freed blocks become allocatable only once durable, so
+ * they are free in the committed state): 0 with *@pblk, *@got if this
+ * thread's request names blocks for file block @fblk, 1 if it names none,
+ * -EEXIST if they are not free.  Caller holds the mutex.
+ */
+static int forced_reserve(struct meta_store *st, uint64_t fblk, uint64_t nblk, uint64_t *pblk,
+			  uint64_t *got)
+{
+	const struct meta_req *r = meta_cur_req;
+
+	for (size_t i = 0; r && i < r->nforce; i++) {
+		const struct meta_map *m = &r->force_runs[i];
+		uint64_t want, at;
+		int rc;
+
+		if (m->state == META_MAP_HOLE || fblk < m->fblk || fblk - m->fblk >= m->nblk)
+			continue;
+		want = m->nblk - (fblk - m->fblk);
+		if (want > nblk)
+			want = nblk;
+		at = m->pblk + (fblk - m->fblk);
+		rc = meta_alloc_reserve(st->alloc, at, want, pblk, got);
+		if (rc)
+			return rc == -ENOSPC ? -EEXIST : rc;
+		if (*pblk != at || *got != want) {
+			meta_alloc_unreserve(st->alloc, *pblk, *got);
+			return -EEXIST;
+		}
+		return 0;
+	}
+	return 1;
+}
 
 static int fill_range(struct meta_store *st, uint64_t ino, struct hole_args *h, uint64_t to)
 {
@@ -2176,12 +2404,25 @@ static int fill_range(struct meta_store *st, uint64_t ino, struct hole_args *h, 
 		uint64_t pblk, got;
 		int rc;
 
-		if (!h->alloc) {
+		if (h->alloc == HOLES_COUNT) {
 			h->holes += to - h->pos;
 			h->pos = to;
 			return 0;
 		}
-		rc = reserve_locked(st, ino, h->pos, to - h->pos, META_GOAL_ANY, &pblk, &got);
+		rc = forced_reserve(st, h->pos, to - h->pos, &pblk, &got);
+		if (h->alloc == HOLES_CHECK_FORCED) {
+			if (rc == 1) {
+				h->pos = to;
+				continue;
+			}
+			if (rc)
+				return rc;
+			meta_alloc_unreserve(st->alloc, pblk, got);
+			h->pos += got;
+			continue;
+		}
+		if (rc == 1)
+			rc = reserve_locked(st, ino, h->pos, to - h->pos, META_GOAL_ANY, &pblk, &got);
 		if (rc)
 			return rc;
 		rc = ext_insert(st, ino, h->pos, got, pblk, 1);
@@ -2257,15 +2498,20 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 			rc = inode_touch_mc(st, ino, meta_now_ns());
 		goto out;
 	}
-	rc = walk_holes(st, ino, off / bs, (end + bs - 1) / bs, 0, &holes);
+	rc = walk_holes(st, ino, off / bs, (end + bs - 1) / bs, HOLES_COUNT, &holes);
 	if (rc)
 		goto out;
 	if (holes > meta_alloc_available(st->alloc)) {
 		rc = -ENOSPC;
 		goto out;
 	}
+	/* Refuse a replayed allocation before the allocator changes (no undo there). */
+	if (meta_cur_req && meta_cur_req->nforce)
+		rc = walk_holes(st, ino, off / bs, (end + bs - 1) / bs, HOLES_CHECK_FORCED, &holes);
+	if (rc)
+		goto out;
 	st->alloc_touched = 1;
-	rc = walk_holes(st, ino, off / bs, (end + bs - 1) / bs, 1, &holes);
+	rc = walk_holes(st, ino, off / bs, (end + bs - 1) / bs, HOLES_FILL, &holes);
 	if (!rc && !(mode & FALLOC_FL_KEEP_SIZE) && end > a.size) {
 		sqlite3_stmt *q = stmt_get(st, S_INODE_SIZE);
 

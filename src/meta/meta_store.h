@@ -76,6 +76,77 @@ int meta_store_sync(struct meta_store *st);
  * while the store still serves, so closing it later is quick).
  */
 int meta_store_checkpoint(struct meta_store *st);
+/*
+ * Another node serves the store now: write nothing more (no commit, no
+ * checkpoint, not even at close); every change fails with -EIO.
+ */
+void meta_store_abandon(struct meta_store *st);
+/*
+ * Does a transaction not yet durable hold a change that no node's request
+ * made (the server node's own: no survivor could apply it again after a
+ * crash)?  Then the server makes it durable (meta_store_sync) before it
+ * answers another node, which could depend on it.
+ */
+bool meta_store_local_pending(struct meta_store *st);
+
+/*
+ * Transaction numbers: *@open is the number of the open (or next)
+ * transaction, which rises at each commit and continues above the last
+ * committed one when the store is opened again; *@durable the last whose
+ * flush completed.  Either may be NULL.
+ */
+void meta_store_txns(struct meta_store *st, uint64_t *open, uint64_t *durable);
+/*
+ * The last transaction committed before this open: a change a server
+ * reported in a larger transaction number before the open was lost (the
+ * store's own commits after the open reuse those numbers).
+ */
+uint64_t meta_store_txn_at_open(const struct meta_store *st);
+
+struct meta_map;
+
+/*
+ * Requests of cluster nodes (src/cluster/cl_unsafe.c).  A thread applying a
+ * node's request makes it the thread's current request (meta_req_set);
+ * every store operation of that thread that changes the store then, inside
+ * the operation's own savepoint (so nothing can be committed without the
+ * other):
+ *   - if @record, writes the row (node, reqid) -> (ino, gen, txn, seq) of the table
+ *     of applied requests (meta_req_find), and for one request in
+ *     META_REQ_PRUNE_EVERY (64) deletes the node's rows below @oldest;
+ *   - sets @txn to the transaction the change joined and @seq to the next
+ *     number of one counter taken under the store mutex, so seq follows
+ *     the order in which changes were applied.
+ * A create (meta_mknod) fills @ino and @gen, or with @force_ino set takes
+ * that number and @force_gen (a replay: the number is free in the
+ * committed state; next_ino goes past it).  An allocation (meta_fallocate)
+ * takes exactly the data blocks of @force_runs where they cover the file
+ * blocks it fills, or fails with -EEXIST if those are not free.
+ *
+ * A request whose changes span several store operations should be
+ * idempotent: a commit may fall between them (see ARCHITECTURE.md,
+ * "Unsafe requests and applied-once").
+ */
+struct meta_req {
+	uint32_t node;                   /* in: the node asking */
+	uint64_t reqid;                  /* in: its id (unique per node incarnation) */
+	uint64_t oldest;                 /* in: the node's lowest unanswered id (0: unknown) */
+	int record;                      /* in: write the applied row */
+	uint64_t force_ino, force_gen;   /* in: identity of a replayed create (0: none) */
+	const struct meta_map *force_runs; /* in: blocks of a replayed allocation */
+	size_t nforce;                   /* in: entries of force_runs */
+	uint64_t txn, seq;               /* out: of the last change (0: none) */
+	uint64_t ino, gen;               /* out: a create's new inode */
+};
+/* This thread's current request (NULL: none); the caller owns @r and clears it. */
+void meta_req_set(struct meta_req *r);
+/*
+ * 1 if (node, reqid) was applied (and not pruned), with what its change set
+ * in @out (ino, gen, txn, seq; nothing else touched), 0 if not, or -errno.
+ */
+int meta_req_find(struct meta_store *st, uint32_t node, uint64_t reqid, struct meta_req *out);
+/* Forget every applied request of @node (it left the membership). */
+int meta_req_drop_node(struct meta_store *st, uint32_t node);
 
 /* Counters for the admin socket and benchmarks. */
 struct meta_store_stats {

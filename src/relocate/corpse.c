@@ -282,14 +282,11 @@ static int gather(struct corpse *c, uint32_t target, uint64_t epoch)
 			rc = rl_bag_grant(&c->bag, b.g[i].node, b.g[i].ino, &b.g[i].held);
 		for (size_t i = 0; !rc && i < b.nl; i++)
 			rc = rl_bag_lock(&c->bag, b.l[i].ino, &b.l[i].lk);
-		for (size_t i = 0; !rc && i < b.nu; i++) {
+		for (size_t i = 0; !rc && i < b.nu; i++)
 			rc = rl_bag_unsafe(&c->bag, b.u[i]);
-			b.u[i] = NULL;
-		}
 		if (!rc)
 			c->have |= BIT(self);
 		pthread_mutex_unlock(&c->bmu);
-		b.nu = 0;
 		goto out;
 	}
 	rc = rpc_connect(env->node->rpc(env->arg), cms_node_address(tn), cms_node_port(tn), &ch);
@@ -515,14 +512,26 @@ static int attempt(struct corpse *c, uint64_t gen, uint64_t members, uint64_t de
 			knows |= BIT(id);
 	}
 	c->cur.ms_celldown = rl_ms_since(&t);
-	/* Pass 2: the name service: a survivor that serves stays, else elect. */
+	/*
+	 * Pass 2: the name service: a survivor that serves stays, else elect.
+	 * (Should two say so, the one most survivors know stays.)
+	 */
 	set_phase(c, 2, "elect");
-	for (uint32_t id = 1; id <= 64 && !server; id++)
-		if (serving & BIT(id))
+	for (uint32_t id = 1, best = 0; id <= 64; id++) {
+		uint32_t votes = 0;
+
+		if (!(serving & BIT(id)))
+			continue;
+		for (uint32_t k = 1; k <= 64; k++)
+			votes += ans[k].server == id;
+		if (!server || votes > best) {
 			server = id;
+			best = votes;
+		}
+	}
 	if (serving & (serving - 1))
 		fprintf(stderr, "cxfsd: recovery %" PRIu64 ": more than one node says it serves; "
-			"%s stays\n", epoch, node_name(env, server));
+			"%s, which most survivors know, stays\n", epoch, node_name(env, server));
 	if (!server) {
 		/* Nobody lost a server (a client died): nothing to recover. */
 		if ((knows & members) == members)
@@ -703,7 +712,8 @@ static int do_phase(struct corpse *c, uint32_t from, const Cxfs__RelocReq *m, st
 	case CORPSE_CELLDOWN:
 		if (m->has_dead && m->dead)
 			celldown(c, m->dead);
-		a->serving = env->node->serving(env->arg);
+		/* A server cut off (or taken back, not yet sure) serves nothing. */
+		a->serving = env->node->serving(env->arg) && !env->node->cut_off(env->arg);
 		a->server = corpse_busy(c) ? 0 : env->node->server(env->arg);
 		break;
 	case CORPSE_GATHER:
@@ -775,6 +785,8 @@ static void corpse_depose(struct corpse *c)
 	pthread_mutex_lock(&c->mu);
 	c->busy = true;
 	pthread_mutex_unlock(&c->mu);
+	/* The new server writes the store now: not one write more from here. */
+	n->abandon(env->arg);
 	n->moving(env->arg, true);
 	n->gate(env->arg, RL_GATE_CLOSED);
 	n->quiesce(env->arg);
@@ -813,12 +825,14 @@ static void *ask_main(void *arg)
 			break;
 		nanosleep(&ts, NULL);
 	}
-	if (s && s != self) {
-		if (n->serving(env->arg))
-			corpse_depose(c);
-		if (corpse_busy(c) || s != n->server(env->arg))
-			(void)retarget(c, s, 0);
-	}
+	if (s && s != self && n->serving(env->arg))
+		corpse_depose(c);
+	/* Sure of its role now: the key goes back on the volume, then requests go. */
+	if (n->reregister(env->arg))
+		fprintf(stderr, "cxfsd: the LUN refuses this node's key: it stays cut off\n");
+	else if (s && s != self && (corpse_busy(c) || s != n->server(env->arg)))
+		(void)retarget(c, s, 0);
+	n->uncut(env->arg);
 	pthread_mutex_lock(&c->mu);
 	c->asking = false;
 	pthread_mutex_unlock(&c->mu);

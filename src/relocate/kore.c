@@ -90,6 +90,7 @@ int rl_become_server(const struct rl_env *env, const struct rl_bag *bag, char *e
 
 	if (rc)
 		return rc;
+	rc = n->serve(env->arg, err, errlen);
 	for (size_t i = 0; i < env->nsubs && !rc; i++)
 		if (env->subs[i]->reconstruct) {
 			rc = env->subs[i]->reconstruct(env->arg, bag);
@@ -97,11 +98,12 @@ int rl_become_server(const struct rl_env *env, const struct rl_bag *bag, char *e
 				snprintf(err, errlen, "cannot rebuild the %s: %s", env->subs[i]->name,
 					 strerror(-rc));
 		}
-	if (!rc)
-		rc = n->serve(env->arg, err, errlen);
-	if (rc)
+	if (rc) {
 		n->unserve(env->arg);
-	return rc;
+		return rc;
+	}
+	n->settle(env->arg);
+	return 0;
 }
 
 int rl_gather(const struct rl_env *env, struct rl_bag *bag, bool server)

@@ -54,14 +54,14 @@ struct rl_bag {
 	size_t ng, gcap;
 	struct rl_lock *l;
 	size_t nl, lcap;
-	Cxfs__UnsafeReq **u;            /* owned: each unpacked or made by its gatherer */
+	Cxfs__UnsafeReq **u;            /* owned: each unpacked by protobuf-c (rl_bag_unsafe) */
 	size_t nu, ucap;
 };
 
 int rl_bag_grant(struct rl_bag *b, uint32_t node, uint64_t ino, const struct tok_set *held);
 int rl_bag_lock(struct rl_bag *b, uint64_t ino, const struct vn_flock *lk);
-/* Take @u (freed with the bag, by cxfs__unsafe_req__free_unpacked). */
-int rl_bag_unsafe(struct rl_bag *b, Cxfs__UnsafeReq *u);
+/* Add a copy of @u (the bag's own). */
+int rl_bag_unsafe(struct rl_bag *b, const Cxfs__UnsafeReq *u);
 void rl_bag_clear(struct rl_bag *b);
 /* Add the parts of a bag message (grants, locks, requests); -EINVAL on nonsense. */
 int rl_bag_take(struct rl_bag *b, const Cxfs__RelocReq *m);
@@ -107,12 +107,25 @@ struct rl_node_ops {
 	int (*unshape)(void *arg);
 	/* Server, after the gather: the server's state and store go (committed). */
 	void (*drop_server)(void *arg);
+	/* A server another node replaced: its store writes nothing more, ever. */
+	void (*abandon)(void *arg);
+	/* Register this node's key on the volume again (it was fenced); 0 or -errno. */
+	int (*reregister)(void *arg);
 	/* Preempt @node's reservation key on the volume (it writes no more). */
 	int (*fence)(void *arg, uint32_t node);
 	/* Open the store (its log replayed) and start an empty token server. */
 	int (*open_store)(void *arg, char *err, size_t errlen);
-	/* After the reconstruction: serve (DMAPI, in-process tokens, server chains). */
+	/*
+	 * Serve (DMAPI, in-process tokens, server chains), before the
+	 * reconstruction: the requests replayed run on the server chains.
+	 */
 	int (*serve)(void *arg, char *err, size_t errlen);
+	/*
+	 * After the reconstruction: this node's own client state (the runs it
+	 * wrote, the size and times it kept) goes into the store, and files
+	 * that lost their last name may be freed from now on.
+	 */
+	void (*settle)(void *arg);
 	/* Undo open_store (and serve): this node does not serve after all. */
 	void (*unserve)(void *arg);
 	/*
@@ -124,6 +137,10 @@ struct rl_node_ops {
 	void (*cut)(void *arg, uint32_t node);
 	/* Empty the store's log while serving (a later close is quick). */
 	void (*checkpoint)(void *arg);
+	/* Cut off (no quorum, or taken back and not yet sure of its role)? */
+	bool (*cut_off)(void *arg);
+	/* Taken back and sure of its role: requests go again. */
+	void (*uncut)(void *arg);
 	/*
 	 * Who the other members say serves: 0 and *@server (another node if
 	 * one names one, else this node if named, else 0), or -EAGAIN while
@@ -131,7 +148,7 @@ struct rl_node_ops {
 	 */
 	int (*ask_server)(void *arg, uint32_t *server);
 	/* A call to the server through the gate (cl_mds_call); 0 or -errno. */
-	int (*server_call)(void *arg, Cxfs__MsgType type, const ProtobufCMessage *req,
+	int (*server_call)(void *arg, Cxfs__MsgType type, ProtobufCMessage *req,
 			   Cxfs__MsgType *reply_type, ProtobufCMessage **reply);
 };
 
@@ -145,7 +162,10 @@ struct rl_callout {
 	 * a relocation's source) or this node's own share (a survivor).
 	 */
 	int (*gather)(void *arg, struct rl_bag *b, bool server);
-	/* The new server, after open_store and before serve: rebuild from @b. */
+	/*
+	 * The new server, after serve and before settle, with the rewrites
+	 * still announced (nobody else enters a vnode): rebuild from @b.
+	 */
 	int (*reconstruct)(void *arg, const struct rl_bag *b);
 	/* Every node: the server is @server now (the new server's requests are durable). */
 	void (*retarget)(void *arg, uint32_t server);
@@ -161,8 +181,9 @@ struct rl_env {
 /* Shared by both engines (kore.c). */
 const struct cms_node *rl_node(const struct rl_env *env, uint32_t id);   /* NULL: none */
 /*
- * Become the server with @bag: open the store, each subsystem rebuilds
- * from @bag (table order), serve; on failure nothing of it stays.
+ * Become the server with @bag: open the store, serve, each subsystem
+ * rebuilds from @bag (table order), settle; on failure nothing of it
+ * stays.  The rewrites of every vnode are announced by the caller.
  */
 int rl_become_server(const struct rl_env *env, const struct rl_bag *bag, char *err,
 		     size_t errlen);

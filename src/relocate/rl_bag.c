@@ -50,19 +50,6 @@ int rl_bag_lock(struct rl_bag *b, uint64_t ino, const struct vn_flock *lk)
 	return 0;
 }
 
-int rl_bag_unsafe(struct rl_bag *b, Cxfs__UnsafeReq *u)
-{
-	Cxfs__UnsafeReq **v = grow(b->u, &b->ucap, b->nu, sizeof(*v), 256);
-
-	if (!v) {
-		cxfs__unsafe_req__free_unpacked(u, NULL);
-		return -ENOMEM;
-	}
-	b->u = v;
-	b->u[b->nu++] = u;
-	return 0;
-}
-
 void rl_bag_clear(struct rl_bag *b)
 {
 	for (size_t i = 0; i < b->nu; i++)
@@ -73,19 +60,26 @@ void rl_bag_clear(struct rl_bag *b)
 	memset(b, 0, sizeof(*b));
 }
 
-/* A copy of @u that the bag owns (the message it came in is freed by rpc). */
-static Cxfs__UnsafeReq *unsafe_copy(const Cxfs__UnsafeReq *u)
+int rl_bag_unsafe(struct rl_bag *b, const Cxfs__UnsafeReq *u)
 {
+	Cxfs__UnsafeReq **v = grow(b->u, &b->ucap, b->nu, sizeof(*v), 256);
 	size_t n = cxfs__unsafe_req__get_packed_size(u);
-	uint8_t *buf = malloc(n ? n : 1);
-	Cxfs__UnsafeReq *c;
+	uint8_t *buf;
 
+	if (!v)
+		return -ENOMEM;
+	b->u = v;
+	/* The bag's own copy, freed as protobuf-c frees what it unpacks. */
+	buf = malloc(n ? n : 1);
 	if (!buf)
-		return NULL;
+		return -ENOMEM;
 	cxfs__unsafe_req__pack(u, buf);
-	c = cxfs__unsafe_req__unpack(NULL, n, buf);
+	b->u[b->nu] = cxfs__unsafe_req__unpack(NULL, n, buf);
 	free(buf);
-	return c;
+	if (!b->u[b->nu])
+		return -ENOMEM;
+	b->nu++;
+	return 0;
 }
 
 int rl_bag_take(struct rl_bag *b, const Cxfs__RelocReq *m)
@@ -115,12 +109,9 @@ int rl_bag_take(struct rl_bag *b, const Cxfs__RelocReq *m)
 		if (rl_bag_lock(b, l->ino, &lk))
 			return -ENOMEM;
 	}
-	for (size_t i = 0; i < m->n_unsafe; i++) {
-		Cxfs__UnsafeReq *c = unsafe_copy(m->unsafe[i]);
-
-		if (!c || rl_bag_unsafe(b, c))
+	for (size_t i = 0; i < m->n_unsafe; i++)
+		if (rl_bag_unsafe(b, m->unsafe[i]))
 			return -ENOMEM;
-	}
 	return 0;
 }
 

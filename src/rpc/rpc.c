@@ -210,6 +210,8 @@ struct rpc_req {
 	int oneway;
 	int replied;                    /* the handler's thread only */
 	ProtobufCMessage *msg;
+	rpc_local_reply_fn local;       /* a local request (rpc_req_local): its reply goes here */
+	void *local_arg;
 };
 
 /*
@@ -1664,10 +1666,27 @@ int rpc_req_is_oneway(const struct rpc_req *req)
 	return req->oneway;
 }
 
+struct rpc_req *rpc_req_local(Cxfs__MsgType type, rpc_local_reply_fn fn, void *arg)
+{
+	struct rpc_req *req = calloc(1, sizeof(*req));
+
+	if (!req)
+		return NULL;
+	req->type = type;
+	req->local = fn;
+	req->local_arg = arg;
+	return req;
+}
+
+void rpc_req_local_free(struct rpc_req *req)
+{
+	free(req);
+}
+
 int rpc_reply(struct rpc_req *req, Cxfs__MsgType type, const ProtobufCMessage *msg)
 {
 	struct rpc_chan *ch = req->ch;
-	struct rpc_ctx *ctx = ch->ctx;
+	struct rpc_ctx *ctx;
 	struct rpc__frame *f;
 	int rc;
 
@@ -1677,6 +1696,12 @@ int rpc_reply(struct rpc_req *req, Cxfs__MsgType type, const ProtobufCMessage *m
 		return -EALREADY;
 	if (type != rpc_msg_reply_type(req->type) && type != CXFS__MSG_TYPE__ERROR_REPLY)
 		return -EINVAL;
+	if (req->local) {
+		req->replied = 1;
+		req->local(req->local_arg, type, msg);
+		return 0;
+	}
+	ctx = ch->ctx;
 	rc = rpc__frame_build(ctx, type, RPC__F_REPLY, req->id, msg, &f);
 	if (rc)
 		return rc;

@@ -304,6 +304,17 @@ int rpc_req_is_oneway(const struct rpc_req *req);
  */
 int rpc_reply(struct rpc_req *req, Cxfs__MsgType type, const ProtobufCMessage *msg);
 int rpc_reply_error(struct rpc_req *req, int err);
+/*
+ * A request made on this node rather than received (a metadata server
+ * applying again a request a node had sent to the one before it): a
+ * handler runs it as any other, and its rpc_reply hands the reply to @fn
+ * (on the replying thread, the message valid during the call) instead of a
+ * connection.  rpc_req_chan gives NULL.  NULL if out of memory; the caller
+ * frees it with rpc_req_local_free.
+ */
+typedef void (*rpc_local_reply_fn)(void *arg, Cxfs__MsgType type, const ProtobufCMessage *msg);
+struct rpc_req *rpc_req_local(Cxfs__MsgType type, rpc_local_reply_fn fn, void *arg);
+void rpc_req_local_free(struct rpc_req *req);
 
 /*
  * Codec, used by the frames and open to tests.  rpc_msg_pack() returns the

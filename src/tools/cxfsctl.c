@@ -640,6 +640,9 @@ static const struct counter_line {
 	{ 1, "data path", "cluster.cache",
 	  "{map_fetches} extent map fetches, {allocs} allocations, {write_dones} writes done, "
 	  "{forwards} forwarded, {recalls_in} recalls in, {page_invals} page invalidations", false },
+	{ 1, "unsafe", "cluster.unsafe",
+	  "{kept} answered requests kept until durable ({kept_bytes} bytes; durable {durable}); "
+	  "{applied} applied with an id, {answered_again} answered again", true },
 	{ 1, "device", "device",
 	  "{reads} reads ({bytes_read:MiB} MiB), {writes} writes ({bytes_written:MiB} MiB), "
 	  "{flushes} flushes, {reconnects} reconnects", false },

@@ -586,6 +586,19 @@ static struct vn_bhv *vn__below(struct vn_bhv *b, int pos)
 	return b;
 }
 
+/* This thread announced the rewrites under way: it may enter (vn_rewriter). */
+static _Thread_local bool vn__rewriter;
+
+void vn_rewriter(bool on)
+{
+	vn__rewriter = on;
+}
+
+bool vn_is_rewriter(void)
+{
+	return vn__rewriter;
+}
+
 /*
  * @nested: the caller holds another vnode's head (an operation inside an
  * operation): it must not wait for this vnode's rewrite, which may wait
@@ -601,7 +614,7 @@ static int vn__enter(struct vnode *vn, int pos, struct vn_call *c, bool nested)
 		return -EINVAL;
 	vn__rdlock(&vn->head);
 	/* A new operation waits for an announced rewrite rather than run on a chain being edited. */
-	if (vn_rewrite_pending(vn)) {
+	if (vn_rewrite_pending(vn) && !vn__rewriter) {
 		if (nested) {
 			vn__rdunlock(&vn->head);
 			return -VN_EMIGRATING;

@@ -30,6 +30,7 @@
 #ifndef CXFS_VN_H
 #define CXFS_VN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -241,6 +242,15 @@ int vn_call(struct vnode *vn, struct vn_call *c);
  * once, for the outer operation to restart once it let its head go.
  */
 int vn_call_nested(struct vnode *vn, struct vn_call *c);
+/*
+ * The calling thread is the one that announced the rewrites under way and
+ * has finished editing the chains (@on), or no longer (!@on): its own
+ * operations enter the new chains instead of waiting for the rewrites'
+ * end, which it alone brings (a new server applies requests before it
+ * lets anyone else in).
+ */
+void vn_rewriter(bool on);
+bool vn_is_rewriter(void);   /* (shaping new vnodes is not blocked for it either) */
 
 /*
  * Enter an operation at the first behavior of @vn's chain whose position is

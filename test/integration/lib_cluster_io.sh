@@ -74,6 +74,18 @@ c = json.load(sys.stdin)["cluster"]
 print(eval(sys.argv[1]))' "$2"
 }
 
+# wait_kept_durable N [SECONDS]: wait until node N keeps no request it has
+# not heard is durable (cluster.unsafe.kept is 0; until then it asks the MDS
+# four times a second, messages the caching checks must not count).
+wait_kept_durable() {
+	local n=$1 i
+	for ((i = 0; i < ${2:-5} * 10; i++)); do
+		[[ $(cl_stat "$n" 'c["unsafe"]["kept"]') == 0 ]] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 badframe_counted() {
 	local n=$1 kinds=$2 expr before after grew
 	shift 2

@@ -15,7 +15,8 @@
 #  - a lock counter: 3 processes on each node, 200 locked increments each,
 #    ends at the total with no value written twice;
 #  - caching: after a warm-up, 10,000 stat() and 100 whole-file re-reads on
-#    node2 (a client) send no message (cluster.messages.sent unchanged) and
+#    node2 (a client) send no message (cluster.messages.sent unchanged, once
+#    the requests it keeps until durable are: cluster.unsafe.kept 0) and
 #    on node1 (the MDS node) take no token from the server
 #    (token_client.acquires_server unchanged); a control shows the counter
 #    moves when another node changes the file;
@@ -33,6 +34,7 @@ for n in 2 1; do
 	# Warm up: the first read after the write moves atime (relatime), which
 	# recalls this node's attribute tokens once; the second read takes them.
 	stat "$f" >/dev/null && cat "$f" >/dev/null && cat "$f" >/dev/null && stat "$f" >/dev/null
+	wait_kept_durable "$n" || fail "node$n: its kept requests become durable"
 	sent0=$(cl_stat "$n" 'c["messages"]["sent"]')
 	acq0=$(cl_stat "$n" 'c["token_client"]["acquires_server"]')
 	run_io statloop --stats 10000 --reads 100 "$f"

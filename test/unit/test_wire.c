@@ -32,8 +32,8 @@
 #include <cmocka.h>
 
 #include "cluster/cl_wire.h"
+#include "rpc_pair.h"
 
-#define CLUSTER "testcluster"
 #define CALL_MS 5000
 #define NODE 7                  /* the node id the server gives the client */
 
@@ -46,8 +46,6 @@
 
 #define LINK_TARGET "../some/where/else/target"
 #define XLIST "user.a\0user.bb\0trusted.ccc"   /* and its final NUL */
-
-static const uint8_t secret[32] = "0123456789abcdef0123456789abcdef";
 
 /* ------------------------------------------------------------------ */
 /* The fake filesystem on the server side                              */
@@ -304,19 +302,14 @@ static int srv_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type, const
 static int setup(void **state)
 {
 	struct fix *fx = calloc(1, sizeof(*fx));
-	struct rpc_config sc = { .cluster = CLUSTER, .node = "server", .secret = secret,
-				 .secret_len = sizeof(secret), .epoch = 1, .listen_addr = "127.0.0.1",
-				 .workers = 4, .handler = srv_handler };
-	struct rpc_config cc = { .cluster = CLUSTER, .node = "client", .secret = secret,
-				 .secret_len = sizeof(secret), .epoch = 1, .workers = 2 };
+	struct rpc_config sc = { .workers = 4, .handler = srv_handler };
+	struct rpc_config cc = { .workers = 2 };
 
 	if (!fx)
 		return -1;
 	pthread_mutex_init(&fx->mu, NULL);
 	sc.handler_arg = fx;
-	if (rpc_ctx_create(&sc, &fx->srv) || rpc_ctx_create(&cc, &fx->cli))
-		return -1;
-	if (rpc_connect(fx->cli, "127.0.0.1", rpc_ctx_port(fx->srv), &fx->ch))
+	if (rpc_pair_open(sc, cc, &fx->srv, &fx->cli, &fx->ch))
 		return -1;
 	*state = fx;
 	return 0;
@@ -326,9 +319,7 @@ static int teardown(void **state)
 {
 	struct fix *fx = *state;
 
-	rpc_chan_put(fx->ch);
-	rpc_ctx_destroy(fx->cli);
-	rpc_ctx_destroy(fx->srv);
+	rpc_pair_close(fx->srv, fx->cli, fx->ch);
 	pthread_mutex_destroy(&fx->mu);
 	free(fx);
 	return 0;
@@ -384,7 +375,7 @@ static int fwd(struct fix *fx, uint64_t ino, struct vn_call *c)
 {
 	if (!c->cred)
 		c->cred = &cred;
-	return clw_forward(fx->ch, ino, c, CALL_MS);
+	return clw_forward(fx->ch, ino, c, CALL_MS, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -906,7 +897,7 @@ static void test_unsupported_ops(void **state)
 	assert_int_equal(fwd(fx, INO_FILE, &c), -EINVAL);
 	/* No credential. */
 	prep(VN_OP_GETATTR, &c);
-	assert_int_equal(clw_forward(fx->ch, INO_FILE, &c, CALL_MS), -EINVAL);
+	assert_int_equal(clw_forward(fx->ch, INO_FILE, &c, CALL_MS, NULL, NULL), -EINVAL);
 	assert_int_equal(calls(fx), n);
 }
 
@@ -1125,7 +1116,7 @@ static void test_transport_error(void **state)
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
 	close(fd);
 	assert_int_equal(rpc_connect(fx->cli, "127.0.0.1", ntohs(sa.sin_port), &ch), 0);
-	rc = clw_forward(ch, INO_FILE, &c, CALL_MS);
+	rc = clw_forward(ch, INO_FILE, &c, CALL_MS, NULL, NULL);
 	assert_int_equal(rc, -ECONNREFUSED);
 	assert_true(clw_transport_error(rc));
 	rpc_chan_put(ch);
