@@ -28,25 +28,15 @@
 # checked against a move that does not need the recovery engine.
 # CXFS_RECOVER_ROUNDS changes the number of rounds (20).
 #
-# KNOWN TO FAIL with the recovery engine of main 7b66480 (merged at
-# fa04aa8), for engine reasons (not the test's).  The 20 rounds run (about
-# 1 min 50 s): the server moves every time, a new one serves 0.9-1.5 s
-# after the kill, the killed node rejoins as a client.  But in 17 of 20
-# rounds the survivors' applications see errors or lose what they were
-# told was done:
-#  - acknowledged metadata of the last second before the kill is lost:
-#    creates, renames and unlinks undone (ENOENT, listings with the old
-#    names), fsync'ed files missing or with other bytes; the elected node
-#    always logs "reconstruct: N grants, 0 locks, 0 requests not yet
-#    durable": nothing is replayed;
-#  - files unlinked while open: reads through the descriptor fail (EIO) or
-#    return other bytes, fstat shows another size;
-#  - the shared O_APPEND log: a torn record and an acknowledged record
-#    missing (round 7 of one run);
-#  - cxfs-check at the end: "inode N counts X blocks but its extents hold Y".
-# Before 0219f30/01f5b6e/edb575d it also deadlocked in the reconstruction
-# (reshape_all against a lookup's nested getattr) and a restarted server
-# served again (two servers): both fixed.
+# Passes with main 5e1e4fa (about 1 min 45 s; the longest call of the
+# workload 1-2 s per round).  What it caught on the way (corpse 93d664c
+# and the fixes after it): acknowledged creates, renames, unlinks and
+# fsync'ed files lost ("0 requests not yet durable": nothing replayed),
+# unlinked open files reading EIO or other bytes, a torn O_APPEND record,
+# EPERM publishing writes ("refused a WRITE_DONE ... not blocks handed to
+# it"), block counts wrong in cxfs-check, a deadlock of the reconstruction
+# (reshape_all against a lookup's nested getattr), and a restarted server
+# serving again beside the new one.
 . "$(dirname "$0")/lib_recover.sh"
 it_init recover_kill --need-tgtd
 
