@@ -785,7 +785,13 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 		rc = cl_gate_wait(cx);
 		ch = rc ? NULL : cl_mds_chan(cx);
 		if (!ch) {
-			/* Not sent this time: nothing to settle (the list holds fc.u no longer). */
+			/*
+			 * Not sent this time: nothing to settle (the list holds fc.u no
+			 * longer).  This node becomes the server: the call restarts on
+			 * it, which knows whether an earlier attempt was applied.
+			 */
+			if (rc == -VN_EMIGRATING && fc.u.reqid)
+				c->prior_reqid = fc.u.reqid;
 			cl_ureq_end(cx, &fc.u);
 			return rc ? rc : -ENOTCONN;
 		}

@@ -598,6 +598,26 @@ static void names_objs(struct cl_ctx *cx, const struct vn_call *c, const uint64_
  * held; if another operation changed them meanwhile, everything is let go
  * and taken again.
  */
+/*
+ * This node's own call, restarted here after an attempt sent to a server
+ * that died (vn_call.prior_reqid): 1 if that attempt was applied (its row
+ * is in the store, committed with its change), with a create's attributes
+ * in the call; 0 if it was not (apply the call now).
+ */
+static int applied_before(struct cl_ctx *cx, struct vnode *vn, struct vn_call *c)
+{
+	struct meta_req row = { 0 };
+
+	if (!c->prior_reqid || c->node != cx->self_id ||
+	    meta_req_find(cx->st, cx->self_id, c->prior_reqid, &row) != 1)
+		return 0;
+	if (c->op == VN_OP_MKNOD &&
+	    (meta_lookup(cx->st, vn_ino(vn), c->u.mknod.name, c->u.mknod.attr) ||
+	     c->u.mknod.attr->ino != row.ino))
+		return 0;   /* the name went meanwhile: not the same file */
+	return 1;
+}
+
 static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uint64_t *dirs,
 		   int nd, uint64_t *objs, int no)
 {
@@ -605,6 +625,9 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 	uint64_t seen[2] = { 0, 0 };
 	struct srv_ops so;
 	int rc;
+
+	if (applied_before(cx, vn, c))
+		return 0;
 
 	for (;;) {
 		rc = srv_begin(cx, c, &so);

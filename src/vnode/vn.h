@@ -168,6 +168,13 @@ struct vn_call {
 	 * holds the file from the server's answer on, see cl_client.c).
 	 */
 	struct vnode *made;
+	/*
+	 * A cluster client's earlier attempt of this call went to a server
+	 * that died before it answered (its request id; 0: none).  Restarted
+	 * on this node as the new server, the call is answered from the
+	 * store's row if that attempt was applied, not applied twice.
+	 */
+	uint64_t prior_reqid;
 	union {
 		struct { struct vn_attr *attr; } getattr;
 		struct { const struct vn_attr *in; int mask; struct vn_attr *attr; } setattr;

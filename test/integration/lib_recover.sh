@@ -22,7 +22,8 @@
 #   load_stop NAME [MIN_OPS]
 #                        stop it, wait (bounded), and judge it: one check
 #                        (no error, every check of its verifier passed, at
-#                        least MIN_OPS operations, default 20); sets
+#                        least MIN_OPS operations, default 1: it ran; how
+#                        many is the machine's speed, not a check); sets
 #                        LOAD_PAUSE_MS (its longest call); if a call hung
 #                        (its watchdog fired), bail
 #   sampler_start NAME / sampler_stop NAME WHAT
@@ -66,7 +67,7 @@ load_start() {
 }
 
 load_stop() {
-	local name=$1 min=${2:-20} pid rc=0
+	local name=$1 min=${2:-1} pid rc=0
 	pid=${_LOAD_PID[$name]}
 	touch "$T_TMP/stop.$name"
 	# Its own watchdog ends a hung call in 30 s and the verifier's in 30 s each.
