@@ -786,11 +786,12 @@ int cl_unsafe_replay(struct cl_ctx *cx, Cxfs__UnsafeReq *const *v, size_t n,
 		rc = replay_one(cx, order[i], committed);
 		/*
 		 * What the change granted its node (a create's answer brings
-		 * tokens) goes: the nodes' grants are imported afterwards, as
-		 * they hold them, and a grant made here would make the next
-		 * change recall it from a node that cannot answer yet.
+		 * tokens) goes, this node's too: the nodes' grants are imported
+		 * afterwards, as they hold them, and a grant made here would make
+		 * the next change recall it from a node that cannot answer yet
+		 * (or, this node's, from a duty waiting for the rewrites to end).
 		 */
-		if (cx->ts && order[i]->node != cx->self_id)
+		if (cx->ts)
 			tok_server_node_down(cx->ts, order[i]->node);
 		if (rc == 1) {
 			st->applied++;

@@ -63,6 +63,7 @@ struct corpse {
 	uint32_t leader;
 	uint64_t epoch;
 	bool busy;                      /* the server died, not retargeted yet */
+	bool rebuilding;                /* elected: reconstruct runs */
 	bool wanted;                    /* a view asks the leader for an attempt */
 	bool stop;
 	const char *phase;              /* the leader's attempt: where it is (NULL: idle) */
@@ -320,6 +321,9 @@ static int reconstruct(struct corpse *c, uint64_t epoch, uint64_t dead, uint64_t
 		pthread_mutex_unlock(&c->bmu);
 		return -EAGAIN;
 	}
+	pthread_mutex_lock(&c->mu);
+	c->rebuilding = true;
+	pthread_mutex_unlock(&c->mu);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	fprintf(stderr, "cxfsd: recovery %" PRIu64 ": reconstruct: %zu grants, %zu locks, %zu "
 		"requests not yet durable\n", epoch, c->bag.ng, c->bag.nl, c->bag.nu);
@@ -336,6 +340,9 @@ static int reconstruct(struct corpse *c, uint64_t epoch, uint64_t dead, uint64_t
 	rc = rl_become_server(env, &c->bag, err, sizeof(err));
 	rl_bag_clear(&c->bag);
 	c->have = 0;
+	pthread_mutex_lock(&c->mu);
+	c->rebuilding = false;
+	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_unlock(&c->bmu);
 	n->moving(env->arg, false);
 	n->release(env->arg);
@@ -712,6 +719,12 @@ static int do_phase(struct corpse *c, uint32_t from, const Cxfs__RelocReq *m, st
 	case CORPSE_CELLDOWN:
 		if (m->has_dead && m->dead)
 			celldown(c, m->dead);
+		/* Elected and still rebuilding (a leader's call gave up): ask again later. */
+		pthread_mutex_lock(&c->mu);
+		rc = c->rebuilding ? -EINPROGRESS : 0;
+		pthread_mutex_unlock(&c->mu);
+		if (rc)
+			break;
 		/* A server cut off (or taken back, not yet sure) serves nothing. */
 		a->serving = env->node->serving(env->arg) && !env->node->cut_off(env->arg);
 		a->server = corpse_busy(c) ? 0 : env->node->server(env->arg);
