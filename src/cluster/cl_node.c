@@ -1346,9 +1346,18 @@ int cl_shape(void *arg, struct vnode *vn)
 	int rc;
 
 	pthread_mutex_lock(&cx->shape_mu);
-	/* The thread rewriting the chains shapes for the new role (vn_rewriter). */
-	while (cx->shape_blocked && !vn_is_rewriter())
+	/*
+	 * The thread rewriting the chains shapes for the new role (vn_rewriter);
+	 * one inside an operation must not wait (the rewrite may wait for the
+	 * head it holds): its operation restarts once the rewrite is over.
+	 */
+	while (cx->shape_blocked && !vn_is_rewriter()) {
+		if (vn_in_call()) {
+			pthread_mutex_unlock(&cx->shape_mu);
+			return -VN_EMIGRATING;
+		}
 		pthread_cond_wait(&cx->shape_cv, &cx->shape_mu);
+	}
 	cx->shaping++;
 	pthread_mutex_unlock(&cx->shape_mu);
 	rc = cl_shape_role(cx, vn);

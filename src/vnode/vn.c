@@ -588,6 +588,13 @@ static struct vn_bhv *vn__below(struct vn_bhv *b, int pos)
 
 /* This thread announced the rewrites under way: it may enter (vn_rewriter). */
 static _Thread_local bool vn__rewriter;
+/* Operations this thread is inside (each holds its vnode's head). */
+static _Thread_local unsigned vn__depth;
+
+bool vn_in_call(void)
+{
+	return vn__depth > 0;
+}
 
 void vn_rewriter(bool on)
 {
@@ -627,7 +634,9 @@ static int vn__enter(struct vnode *vn, int pos, struct vn_call *c, bool nested)
 			rc = -EOPNOTSUPP;
 			break;
 		}
+		vn__depth++;
 		rc = b->ops->op[c->op](b, vn, c);
+		vn__depth--;
 		if (rc != -VN_EMIGRATING || nested)
 			break;
 		/* Restart the whole operation at the head of the new chain. */

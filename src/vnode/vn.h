@@ -258,6 +258,12 @@ int vn_call_nested(struct vnode *vn, struct vn_call *c);
  */
 void vn_rewriter(bool on);
 bool vn_is_rewriter(void);   /* (shaping new vnodes is not blocked for it either) */
+/*
+ * Is this thread inside an operation (holding a vnode's head)?  Then it
+ * must not wait for anything a rewrite waits for (shaping a new vnode
+ * while shaping is blocked): -VN_EMIGRATING goes back instead.
+ */
+bool vn_in_call(void);
 
 /*
  * Enter an operation at the first behavior of @vn's chain whose position is
