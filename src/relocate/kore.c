@@ -137,8 +137,6 @@ static int become_client(const struct rl_env *env, struct rl_bag *bag)
 
 /* ---- 2. the source ---------------------------------------------------------- */
 
-static int join(const struct rl_env *env, uint32_t target, bool old_dead);
-
 /* A StatusReply's (or ErrorReply's) err. */
 static int reply_err(Cxfs__MsgType rt, ProtobufCMessage *rep)
 {
@@ -289,7 +287,7 @@ static int run(struct kore *k, uint32_t target, double *ms, char *err, size_t er
 		goto out_abort;
 	}
 	/* The target serves the store now; point everyone at it. */
-	if (join(env, target, false))
+	if (rl_join(env, target, false))
 		fprintf(stderr, "cxfsd: relocation: cannot reach the new metadata server yet\n");
 	for (uint32_t id = 1; id < RL_MAX_NODES; id++)
 		if (detargeted[id] && send_simple(k, id, KORE_RETARGET, target, epoch))
@@ -440,7 +438,7 @@ static int on_instantiate(struct kore *k)
 }
 
 /* Join the new MDS: it learns our channel, on which its recalls come. */
-static int join(const struct rl_env *env, uint32_t target, bool old_dead)
+int rl_join(const struct rl_env *env, uint32_t target, bool old_dead)
 {
 	const struct cms_node *n = rl_node(env, target);
 	Cxfs__RelocReq m = CXFS__RELOC_REQ__INIT;
@@ -460,11 +458,6 @@ static int join(const struct rl_env *env, uint32_t target, bool old_dead)
 		rpc_msg_free(rep);
 	env->node->set_server(env->arg, target, ch, old_dead);
 	return rc;
-}
-
-int rl_join(const struct rl_env *env, uint32_t target, bool old_dead)
-{
-	return join(env, target, old_dead);
 }
 
 int kore_handle(struct kore *k, uint32_t from, struct rpc_req *req, const Cxfs__RelocReq *m)
@@ -514,7 +507,7 @@ int kore_handle(struct kore *k, uint32_t from, struct rpc_req *req, const Cxfs__
 			rc = -EINVAL;
 			break;
 		}
-		rc = join(env, m->target, false);
+		rc = rl_join(env, m->target, false);
 		n->gate(env->arg, RL_GATE_OPEN);
 		break;
 	case KORE_OPEN:
