@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cx_intr.h"
 #include "membership/cms_config.h"
 #include "rpc/rpc.h"
 
@@ -305,7 +306,7 @@ static int reconstruct(struct corpse *c, uint64_t epoch, uint64_t dead, uint64_t
 {
 	const struct rl_env *env = c->env;
 	const struct rl_node_ops *n = env->node;
-	struct timespec t0, t1;
+	int64_t t0, t1;
 	char err[256];
 	int rc;
 
@@ -324,7 +325,7 @@ static int reconstruct(struct corpse *c, uint64_t epoch, uint64_t dead, uint64_t
 	pthread_mutex_lock(&c->mu);
 	c->rebuilding = true;
 	pthread_mutex_unlock(&c->mu);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = cx_intr_now_ns();
 	fprintf(stderr, "cxfsd: recovery %" PRIu64 ": reconstruct: %zu grants, %zu locks, %zu "
 		"requests not yet durable\n", epoch, c->bag.ng, c->bag.nl, c->bag.nu);
 	/* The dead write no more before the store opens: never two writers. */
@@ -332,7 +333,7 @@ static int reconstruct(struct corpse *c, uint64_t epoch, uint64_t dead, uint64_t
 		if ((dead & BIT(id)) && (rc = n->fence(env->arg, id)) != 0)
 			fprintf(stderr, "cxfsd: recovery %" PRIu64 ": fencing %s failed: %s\n", epoch,
 				node_name(env, id), strerror(-rc));
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t1 = cx_intr_now_ns();
 	/* Requests waiting here start over on the server chains. */
 	n->moving(env->arg, true);
 	n->gate(env->arg, RL_GATE_MIGRATE);
@@ -353,8 +354,8 @@ static int reconstruct(struct corpse *c, uint64_t epoch, uint64_t dead, uint64_t
 	}
 	fprintf(stderr, "cxfsd: recovery %" PRIu64 ": this node serves filesystem %s now "
 		"(fenced in %.1f ms, store opened and rebuilt in %.1f ms)\n", epoch,
-		cms_fs_name(n->fs(env->arg)), rl_ms_since(&t0) - rl_ms_since(&t1),
-		rl_ms_since(&t1));
+		cms_fs_name(n->fs(env->arg)), rl_ms_since(t0) - rl_ms_since(t1),
+		rl_ms_since(t1));
 	return 0;
 }
 
@@ -498,7 +499,7 @@ static int attempt(struct corpse *c, uint64_t gen, uint64_t members, uint64_t de
 	struct answer a, ans[65] = { { 0 } };
 	uint32_t server = 0, failed = 0;
 	uint64_t serving = 0, knows = 0;
-	struct timespec t;
+	int64_t t;
 	int rc;
 
 	m.has_epoch = m.has_dead = m.has_sources = 1;
@@ -507,7 +508,7 @@ static int attempt(struct corpse *c, uint64_t gen, uint64_t members, uint64_t de
 	m.sources = members;
 	/* Pass 1 (relocation) and the survivors' celldown: who serves, who knows whom. */
 	set_phase(c, 1, "celldown");
-	clock_gettime(CLOCK_MONOTONIC, &t);
+	t = cx_intr_now_ns();
 	m.phase = CORPSE_CELLDOWN;
 	rc = to_all(c, gen, members, 0, &m, ans, &failed);
 	if (rc)
@@ -518,7 +519,7 @@ static int attempt(struct corpse *c, uint64_t gen, uint64_t members, uint64_t de
 		if (ans[id].server)
 			knows |= BIT(id);
 	}
-	c->cur.ms_celldown = rl_ms_since(&t);
+	c->cur.ms_celldown = rl_ms_since(t);
 	/*
 	 * Pass 2: the name service: a survivor that serves stays, else elect.
 	 * (Should two say so, the one most survivors know stays.)
@@ -558,7 +559,7 @@ static int attempt(struct corpse *c, uint64_t gen, uint64_t members, uint64_t de
 			epoch, node_name(env, server), cms_fs_name(env->node->fs(env->arg)));
 		/* Pass 3: the filesystem. */
 		set_phase(c, 3, "gather");
-		clock_gettime(CLOCK_MONOTONIC, &t);
+		t = cx_intr_now_ns();
 		m.phase = CORPSE_GATHER;
 		m.has_target = 1;
 		m.target = server;
@@ -573,9 +574,9 @@ static int attempt(struct corpse *c, uint64_t gen, uint64_t members, uint64_t de
 				*refused |= BIT(server);
 			return -EAGAIN;
 		}
-		c->cur.ms_gather = rl_ms_since(&t);
+		c->cur.ms_gather = rl_ms_since(t);
 		set_phase(c, 3, "reconstruct");
-		clock_gettime(CLOCK_MONOTONIC, &t);
+		t = cx_intr_now_ns();
 		m.phase = CORPSE_RECONSTRUCT;
 		rc = call(c, server, &m, &a);
 		if (stale(c, gen))
@@ -588,13 +589,13 @@ static int attempt(struct corpse *c, uint64_t gen, uint64_t members, uint64_t de
 			return -EAGAIN;
 		}
 		/* The instantiation's commit point: from here on the pass ends with it. */
-		c->cur.ms_reconstruct = rl_ms_since(&t);
+		c->cur.ms_reconstruct = rl_ms_since(t);
 		fprintf(stderr, "cxfsd: recovery %" PRIu64 ": instantiated on %s (%.1f ms)\n", epoch,
 			node_name(env, server), c->cur.ms_reconstruct);
 	}
 	c->cur.elected = server;
 	set_phase(c, 3, "retarget");
-	clock_gettime(CLOCK_MONOTONIC, &t);
+	t = cx_intr_now_ns();
 	m.phase = CORPSE_RETARGET;
 	m.has_target = 1;
 	m.target = server;
@@ -610,7 +611,7 @@ static int attempt(struct corpse *c, uint64_t gen, uint64_t members, uint64_t de
 			epoch, node_name(env, failed), strerror(-rc));
 		return -EAGAIN;
 	}
-	c->cur.ms_retarget = rl_ms_since(&t);
+	c->cur.ms_retarget = rl_ms_since(t);
 	return 0;
 }
 
@@ -620,10 +621,10 @@ static void recover(struct corpse *c, uint64_t gen, uint64_t members, uint64_t d
 {
 	const struct rl_env *env = c->env;
 	uint64_t refused = 0;
-	struct timespec t0;
+	int64_t t0;
 	int rc;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = cx_intr_now_ns();
 	memset(&c->cur, 0, sizeof(c->cur));
 	c->cur.id = epoch;
 	c->cur.dead = dead;
@@ -639,7 +640,7 @@ static void recover(struct corpse *c, uint64_t gen, uint64_t members, uint64_t d
 			nanosleep(&ts, NULL);
 		}
 	} while (rc == -EAGAIN && !stale(c, gen));
-	c->cur.ms = rl_ms_since(&t0);
+	c->cur.ms = rl_ms_since(t0);
 	snprintf(c->cur.result, sizeof(c->cur.result), "%s",
 		 rc == 0 ? "complete" : "overtaken by a newer membership");
 	pthread_mutex_lock(&c->mu);

@@ -43,6 +43,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cx_intr.h"
 #include "membership/cms_config.h"
 #include "rpc/rpc.h"
 
@@ -194,12 +195,9 @@ static int send_simple(struct kore *k, uint32_t id, enum kore_phase phase, uint3
 	return send_phase(k, id, &m);
 }
 
-double rl_ms_since(const struct timespec *t0)
+double rl_ms_since(int64_t t0)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+	return (double)(cx_intr_now_ns() - t0) / 1e6;
 }
 
 /* Take the server back after a failed run; the others go on with it. */
@@ -234,11 +232,11 @@ static int run(struct kore *k, uint32_t target, double *ms, char *err, size_t er
 	bool detargeted[RL_MAX_NODES] = { false };
 	Cxfs__RelocReq fill = CXFS__RELOC_REQ__INIT;
 	struct rpc_chan *ch;
-	struct timespec t0;
+	int64_t t0;
 	uint64_t epoch = ++k->epoch;
 	int rc;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = cx_intr_now_ns();
 	if (!tn || !cms_node_may_serve(tn)) {
 		snprintf(err, errlen, "node %s may not serve filesystem %s (not in its server order)",
 			 tn ? cms_node_name(tn) : "?", fs);
@@ -299,9 +297,9 @@ static int run(struct kore *k, uint32_t target, double *ms, char *err, size_t er
 	n->gate(env->arg, RL_GATE_OPEN);
 	rl_bag_clear(&k->bag);
 	if (ms)
-		*ms = rl_ms_since(&t0);
+		*ms = rl_ms_since(t0);
 	fprintf(stderr, "cxfsd: relocation %llu: filesystem %s is served by %s now (%.1f ms)\n",
-		(unsigned long long)epoch, fs, cms_node_name(tn), rl_ms_since(&t0));
+		(unsigned long long)epoch, fs, cms_node_name(tn), rl_ms_since(t0));
 	return 0;
 
 out_abort:
@@ -328,15 +326,15 @@ static int ask_server(const struct rl_env *env, const char *target, double *ms, 
 	Cxfs__RelocReq m = CXFS__RELOC_REQ__INIT;
 	ProtobufCMessage *rep = NULL;
 	Cxfs__MsgType rt;
-	struct timespec t0;
+	int64_t t0;
 	int rc;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = cx_intr_now_ns();
 	m.phase = KORE_REQUEST;
 	m.target_name = (char *)target;
 	rc = env->node->server_call(env->arg, CXFS__MSG_TYPE__RELOC_REQ, &m.base, &rt, &rep);
 	if (ms)
-		*ms = rl_ms_since(&t0);
+		*ms = rl_ms_since(t0);
 	if (!rc) {
 		rc = reply_err(rt, rep);
 		rpc_msg_free(rep);

@@ -33,7 +33,6 @@ struct cms_fs;
 struct cms_node;
 struct rpc_ctx;
 struct rpc_chan;
-struct timespec;
 
 #define RL_MAX_NODES 256           /* node ids are below this */
 
@@ -194,6 +193,7 @@ int rl_gather(const struct rl_env *env, struct rl_bag *bag, bool server);
  * ours now (calls waiting on the old one end if it died: @old_dead).
  */
 int rl_join(const struct rl_env *env, uint32_t target, bool old_dead);
-double rl_ms_since(const struct timespec *t0);
+/* Milliseconds since @t0 (cx_intr_now_ns). */
+double rl_ms_since(int64_t t0);
 
 #endif
