@@ -498,7 +498,7 @@ static int attempt(struct corpse *c, uint64_t gen, uint64_t members, uint64_t de
 	Cxfs__RelocReq m = CXFS__RELOC_REQ__INIT;
 	struct answer a, ans[65] = { { 0 } };
 	uint32_t server = 0, failed = 0;
-	uint64_t serving = 0, knows = 0;
+	uint64_t serving = 0, knows = 0, done;
 	int64_t t;
 	int rc;
 
@@ -600,10 +600,9 @@ static int attempt(struct corpse *c, uint64_t gen, uint64_t members, uint64_t de
 	m.has_target = 1;
 	m.target = server;
 	/* Those that know the server already (and it itself, if it served before) are done. */
-	for (uint32_t id = 1; id <= 64; id++)
-		if ((members & BIT(id)) && ans[id].server != server && !(serving & BIT(id)))
-			c->cur.retargeted++;
-	rc = to_all(c, gen, members, knows_server(ans, server) | serving, &m, ans, &failed);
+	done = knows_server(ans, server) | serving;
+	c->cur.retargeted = (unsigned)__builtin_popcountll(members & ~done);
+	rc = to_all(c, gen, members, done, &m, ans, &failed);
 	if (rc == -ESTALE)
 		return rc;
 	if (rc) {
