@@ -160,6 +160,36 @@ out:
 }
 
 /*
+ * A return whose server went while it was on its way, and this node serves
+ * now: the size and times it carried are this node's client state again,
+ * which settle puts into the store after the requests are replayed (it
+ * waits for such returns: cl_ctx.returns).  Given back to the local token
+ * server, they would be lost.
+ */
+static void keep_state(struct cl_ctx *cx, uint64_t ino, const struct tok_state *st)
+{
+	struct cl_inode *ci;
+
+	if (!st || !(st->valid & (TOK_ST_SIZE | TOK_ST_TIMES)))
+		return;
+	ci = cl_inode_get(cx, ino, false);
+	if (!ci)
+		return;
+	pthread_mutex_lock(&ci->mu);
+	if ((st->valid & TOK_ST_SIZE) && !ci->size_dirty) {
+		ci->attr.size = st->size;
+		ci->size_dirty = true;
+	}
+	if ((st->valid & TOK_ST_TIMES) && !ci->times_dirty) {
+		ci->attr.mtime = st->mtime;
+		ci->attr.ctime = st->ctime;
+		ci->times_dirty = true;
+	}
+	pthread_mutex_unlock(&ci->mu);
+	cl_inode_put(cx, ci);
+}
+
+/*
  * Send return @m to the MDS.  A call, not a notice: the server must have
  * taken the return before this node can ask for the same tokens again
  * (requests are handled on several threads there, so only the reply orders
@@ -174,6 +204,7 @@ static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 	bool armed = cx_intr_hold();
 	struct cl_ureq u = { 0 };      /* one id across the resends */
 
+	atomic_fetch_add(&cx->returns, 1);
 	for (;;) {
 		ProtobufCMessage *rep = NULL;
 		Cxfs__MsgType rt = 0;
@@ -182,6 +213,7 @@ static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 		int rc;
 
 		if (cx->is_server) {
+			keep_state(cx, ino, st);
 			cl_local_tok_ops.give_back(cx, ino, tokens, st);
 			break;
 		}
@@ -199,6 +231,7 @@ static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 		usleep(5 * 1000);
 	}
 	cl_ureq_end(cx, &u);
+	atomic_fetch_sub(&cx->returns, 1);
 	cx_intr_resume(armed);
 }
 
@@ -375,7 +408,11 @@ static int runs_check(const struct cl_ctx *cx, uint64_t ino, const struct meta_m
  */
 static int map_cover(struct cl_ctx *cx, struct cl_inode *ci, uint64_t end)
 {
-	if (!ci->map_valid) {
+	uint64_t epoch = atomic_load(&cx->map_epoch);
+
+	if (!ci->map_valid || ci->map_epoch != epoch) {
+		ci->map_valid = false;
+		ci->map_epoch = epoch;
 		ci->nmap = 0;
 		ci->map_end = 0;
 	}

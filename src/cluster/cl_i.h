@@ -109,6 +109,7 @@ struct cl_inode {
 	int64_t names_dropped_ns;       /* when NAME last went back: read whole only once it rests */
 	unsigned unaliasing;            /* kernel invalidations of names of it in flight; cl_ctx.nmu */
 	bool map_valid;                 /* map covers [0, map_end) (EXTENT held) */
+	uint64_t map_epoch;             /* cl_ctx.map_epoch when the map was fetched */
 	struct meta_map *map;           /* runs in file order, without gaps */
 	size_t nmap, map_cap;
 	uint64_t map_end;               /* file blocks covered */
@@ -203,6 +204,13 @@ struct cl_ctx {
 	struct tok_client *tc;          /* every node */
 	struct tok_server *ts;          /* MDS only */
 
+	/*
+	 * Counts the changes of server.  A new server writes its own
+	 * unpublished runs into the store without recalling EXTENT (the
+	 * nodes are not its clients yet), so a map cached before the change
+	 * may show them unwritten: map_cover fetches it again.
+	 */
+	atomic_uint_fast64_t map_epoch;
 	pthread_mutex_t imu;            /* protects the inode hash */
 	struct cl_inode *ihash[4096];
 
@@ -223,6 +231,7 @@ struct cl_ctx {
 	unsigned dm_timeout_s;          /* an event unanswered this long fails (0: never) */
 
 	atomic_uint threads;            /* recall threads running */
+	atomic_uint returns;            /* token returns on their way (cl_client.c, keep_state) */
 	struct cl_stats stats;
 	struct cl_unsafe *un;           /* requests kept until durable (cl_unsafe.c); constant */
 

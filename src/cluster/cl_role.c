@@ -200,6 +200,8 @@ static void n_set_server(void *arg, uint32_t server, struct rpc_chan *ch, bool o
 	cx->mds = ch;
 	cx->server_id = server;
 	pthread_mutex_unlock(&cx->mu);
+	/* Before the gate opens: maps cached here may predate its settle (cl_i.h). */
+	atomic_fetch_add(&cx->map_epoch, 1);
 	if (old) {
 		/* Calls still waiting on a dead server go to the new one. */
 		if (old_dead)
@@ -289,6 +291,9 @@ static void n_settle(void *arg)
 {
 	struct cl_ctx *cx = arg;
 
+	/* Returns that were on their way to the old server keep their state here first. */
+	for (int i = 0; i < 3000 && atomic_load(&cx->returns); i++)
+		usleep(1000);
 	cl_client_to_store(cx, true);
 	if (!cx->reclaimer_started)
 		(void)cl_reclaimer_start(cx);

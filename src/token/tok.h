@@ -414,9 +414,10 @@ void tok_client_interrupt_all(struct tok_client *c);
  */
 size_t tok_client_lose_all(struct tok_client *c);
 /*
- * Call @fn for every inode of which this node holds tokens, under the
- * client's mutex (@fn must not call the client); non-zero stops.  A
- * recovery's survivor reports them to the new server.
+ * Call @fn for every inode of which this node holds tokens (those whose
+ * return is still on its way count as held), under the client's mutex
+ * (@fn must not call the client); non-zero stops.  A recovery's survivor
+ * reports them to the new server.
  */
 int tok_client_export(struct tok_client *c,
 		      int (*fn)(void *arg, uint64_t ino, const struct tok_set *held), void *arg);

@@ -83,6 +83,8 @@ struct tok__cino {
 	uint16_t broken;                          /* given back while lent; not asked for until lent[] is 0 */
 	uint64_t gen;                             /* give-backs of this record so far */
 	uint16_t recalling;                       /* tokens being given back */
+	struct tok_set returning;                 /* their levels, until ops.give_back returns:
+						   * still this node's for tok_client_export */
 	uint16_t converting;                      /* tokens asked for by the obtain in flight */
 	uint16_t uncertain;                       /* asked for by an obtain that failed (given up):
 						   * the server may hold them at the level asked */
@@ -599,11 +601,17 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 	if (r->level.level[TOK_IOEXCL] == TOK_NONE)
 		r->ioexcl = false;
 	w->what = TOK_CW_SEND;
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (back.level[t] > r->returning.level[t])
+			r->returning.level[t] = back.level[t];
 	pthread_mutex_unlock(&c->mu);
 
 	c->ops->give_back(c->arg, r->ino, &back, &st);
 
 	pthread_mutex_lock(&c->mu);
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (back.level[t] != TOK_NONE)
+			r->returning.level[t] = TOK_NONE;
 	w->what = TOK_CW_NFOR;
 	w->mine = 0;
 	r->recalling &= (uint16_t)~mine;
@@ -766,9 +774,21 @@ int tok_client_export(struct tok_client *c,
 
 	pthread_mutex_lock(&c->mu);
 	for (unsigned b = 0; b < TOK__CBUCKETS && !rc; b++)
-		for (struct tok__cino *r = c->hash[b]; r && !rc; r = r->hnext)
-			if (!tok_set_empty(&r->level))
-				rc = fn(arg, r->ino, &r->level);
+		for (struct tok__cino *r = c->hash[b]; r && !rc; r = r->hnext) {
+			/*
+			 * A return on its way (to a server that died, say) is
+			 * not taken yet: whoever serves next must see the
+			 * tokens here, or it grants them with the state that
+			 * return carries missing from the store.
+			 */
+			struct tok_set held = r->level;
+
+			for (int t = 0; t < TOK_NTOKENS; t++)
+				if (r->returning.level[t] > held.level[t])
+					held.level[t] = r->returning.level[t];
+			if (!tok_set_empty(&held))
+				rc = fn(arg, r->ino, &held);
+		}
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }
