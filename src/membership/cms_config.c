@@ -85,6 +85,8 @@ struct cms_config {
 	unsigned dead_ms;                /* a node not heard for this long is dead */
 	unsigned quorum_wait_ms;         /* requests wait this long for quorum, then EIO */
 	enum cms_tie_breaker tie_breaker;
+	unsigned write_behind_mb;        /* a client's dirty data cache bound (0: write through) */
+	unsigned read_cache_mb;          /* a client's clean data cache bound (0: none) */
 };
 
 const char *cms_config_path(const struct cms_config *cfg) { return cfg->path; }
@@ -95,6 +97,8 @@ unsigned cms_config_heartbeat_ms(const struct cms_config *cfg) { return cfg->hea
 unsigned cms_config_dead_ms(const struct cms_config *cfg) { return cfg->dead_ms; }
 unsigned cms_config_quorum_wait_ms(const struct cms_config *cfg) { return cfg->quorum_wait_ms; }
 enum cms_tie_breaker cms_config_tie_breaker(const struct cms_config *cfg) { return cfg->tie_breaker; }
+unsigned cms_config_write_behind_mb(const struct cms_config *cfg) { return cfg->write_behind_mb; }
+unsigned cms_config_read_cache_mb(const struct cms_config *cfg) { return cfg->read_cache_mb; }
 
 const uint8_t *cms_config_secret(const struct cms_config *cfg, size_t *len)
 {
@@ -245,6 +249,7 @@ static int cms__kw_servers(struct cms__parser *p, char **args, int nargs);
 static int cms__kw_dmapi(struct cms__parser *p, char **args, int nargs);
 static int cms__kw_options(struct cms__parser *p, char **args, int nargs);
 static int cms__kw_ms(struct cms__parser *p, char **args, int nargs);
+static int cms__kw_mb(struct cms__parser *p, char **args, int nargs);
 static int cms__kw_tie_breaker(struct cms__parser *p, char **args, int nargs);
 
 /* Where a keyword may appear. */
@@ -271,6 +276,8 @@ static const struct cms__keyword cms__keywords[] = {
 	{ "dead_after", CMS__GLOBAL,   1, 1, false, cms__kw_ms },
 	{ "quorum_wait", CMS__GLOBAL,  1, 1, false, cms__kw_ms },
 	{ "tie_breaker", CMS__GLOBAL,  1, 1, false, cms__kw_tie_breaker },
+	{ "write_behind_mb", CMS__GLOBAL, 1, 1, false, cms__kw_mb },
+	{ "read_cache_mb", CMS__GLOBAL, 1, 1, false, cms__kw_mb },
 	{ "node",       CMS__ANYWHERE, 1, 1, true,  cms__kw_node },
 	{ "address",    CMS__NODE,     1, 1, false, cms__kw_address },
 	{ "port",       CMS__NODE,     1, 1, false, cms__kw_port },
@@ -784,6 +791,21 @@ static int cms__kw_ms(struct cms__parser *p, char **args, int nargs)
 	return 0;
 }
 
+/* A data cache bound in MiB: write_behind_mb, read_cache_mb; 0 to 65536 (0: off). */
+static int cms__kw_mb(struct cms__parser *p, char **args, int nargs)
+{
+	const char *kw = p->line_kw, *s = args[0];
+	unsigned *out = strcmp(kw, "write_behind_mb") == 0 ? &p->cfg->write_behind_mb :
+							      &p->cfg->read_cache_mb;
+	unsigned long v;
+
+	if (!cms__parse_num(s, s + strlen(s), 5, CMS_CACHE_MB_MAX, &v))
+		return cms__fail(p, p->line, -EINVAL, "bad %s \"%s\": want MiB, 0 to %u", kw, s,
+				 CMS_CACHE_MB_MAX);
+	*out = (unsigned)v;
+	return 0;
+}
+
 static int cms__kw_tie_breaker(struct cms__parser *p, char **args, int nargs)
 {
 	if (strcmp(args[0], "disk") == 0)
@@ -1077,6 +1099,8 @@ int cms_config_parse(const char *name, const char *buf, size_t len, struct cms_c
 	p.cfg->dead_ms = CMS_DEAD_MS;
 	p.cfg->quorum_wait_ms = CMS_QUORUM_WAIT_MS;
 	p.cfg->tie_breaker = CMS_TIE_DISK;
+	p.cfg->write_behind_mb = CMS_WRITE_BEHIND_MB;
+	p.cfg->read_cache_mb = CMS_READ_CACHE_MB;
 	p.cfg->path = strdup(name);
 	if (!p.cfg->path) {
 		rc = cms__nomem(&p);

@@ -33,6 +33,9 @@
 #define CMS_HEARTBEAT_MS 200             /* default heartbeat interval */
 #define CMS_DEAD_MS 900                  /* default: a node not heard for this long is dead */
 #define CMS_QUORUM_WAIT_MS 60000         /* default: how long requests wait for quorum */
+#define CMS_WRITE_BEHIND_MB 64           /* default: a client's dirty data cache, MiB */
+#define CMS_READ_CACHE_MB 256            /* default: a client's clean data cache, MiB */
+#define CMS_CACHE_MB_MAX 65536           /* largest data cache bound, MiB */
 
 /* What decides when exactly half of the nodes that may serve are together. */
 enum cms_tie_breaker {
@@ -85,6 +88,9 @@ unsigned cms_config_heartbeat_ms(const struct cms_config *cfg);
 unsigned cms_config_dead_ms(const struct cms_config *cfg);
 unsigned cms_config_quorum_wait_ms(const struct cms_config *cfg);
 enum cms_tie_breaker cms_config_tie_breaker(const struct cms_config *cfg);
+/* A client node's data cache bounds in MiB (docs/cluster.conf.md; 0: off). */
+unsigned cms_config_write_behind_mb(const struct cms_config *cfg);
+unsigned cms_config_read_cache_mb(const struct cms_config *cfg);
 
 /* Nodes, in file order. */
 size_t cms_config_node_count(const struct cms_config *cfg);

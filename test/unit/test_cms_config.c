@@ -245,6 +245,27 @@ static void test_valid_full(void **state)
 	cms_config_free(NULL);
 }
 
+/* The data cache bounds: their defaults, set, and out of range. */
+static void test_cache_bounds(void **state)
+{
+	struct cms_config *cfg = NULL;
+	char err[256], text[4096];
+
+	(void)state;
+	assert_int_equal(parse_text(valid_conf, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cms_config_write_behind_mb(cfg), CMS_WRITE_BEHIND_MB);
+	assert_int_equal(cms_config_read_cache_mb(cfg), CMS_READ_CACHE_MB);
+	cms_config_free(cfg);
+	snprintf(text, sizeof(text), "write_behind_mb 0\nread_cache_mb 1024\n%s", valid_conf);
+	assert_int_equal(parse_text(text, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cms_config_write_behind_mb(cfg), 0);
+	assert_int_equal(cms_config_read_cache_mb(cfg), 1024);
+	cms_config_free(cfg);
+	snprintf(text, sizeof(text), "write_behind_mb 65537\n%s", valid_conf);
+	assert_int_equal(parse_text(text, &cfg, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "cluster.conf:1: bad write_behind_mb \"65537\": want MiB, 0 to 65536");
+}
+
 /* A file on disk whose secret is named relative to the file's directory. */
 static void test_load_file(void **state)
 {
@@ -772,6 +793,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_full),
+		cmocka_unit_test(test_cache_bounds),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_doc_example),
 		cmocka_unit_test(test_whitespace_variants),
