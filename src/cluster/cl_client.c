@@ -25,6 +25,17 @@
  * Until then no other node can read the range (it would need page-dirty at
  * READ), so nobody ever reads another file's old blocks or misses data.
  *
+ * The data cache (cl_pcache.h; docs/ARCHITECTURE.md, "Data cache"): under
+ * page-dirty at WRITE a buffered write only allocates its holes (ALLOC, as
+ * above) and puts its bytes into dirty pages that record their volume
+ * blocks; the flusher thread, fsync, close, a truncate and the recall of
+ * page-dirty (its FLUSH duty) write them back in merged runs (wb_flush),
+ * with no call to the MDS, and mark the blocks written for WRITE_DONE.
+ * Under page-clean reads keep what they read from the volume (and read
+ * ahead for a sequential reader); the DISCARD duty drops it.  O_DIRECT
+ * writes and reads write the file's dirty pages back first and bypass the
+ * cache.
+ *
  * Lock order: see cl_i.h.
  */
 #include "cluster/cl_i.h"
@@ -474,6 +485,10 @@ static const struct meta_map *map_find(const struct cl_inode *ci, uint64_t fblk)
 	return NULL;
 }
 
+static int wb_flush(struct cl_ctx *cx, struct cl_inode *ci);
+static int wb_sync(struct cl_ctx *cx, struct cl_inode *ci);
+static void pages_drop(struct cl_ctx *cx, struct cl_inode *ci, uint64_t from, uint64_t to);
+
 /* ---- the role changes (relocation) ----------------------------------------- */
 
 /*
@@ -510,6 +525,9 @@ void cl_client_to_store(struct cl_ctx *cx, bool server)
 		for (size_t i = 0; i < n; i++) {
 			struct cl_inode *ci = list[i];
 
+			/* Cached dirty data goes to the volume first: its runs join the others. */
+			(void)wb_flush(cx, ci);
+			pages_drop(cx, ci, 0, UINT64_MAX);
 			pthread_mutex_lock(&ci->flush_mu);
 			pthread_mutex_lock(&ci->mu);
 			/* What a client kept for the MDS goes into the store it now serves. */
@@ -614,16 +632,28 @@ out:
 	return early(rc);
 }
 
-static int publish_ino(struct cl_ctx *cx, uint64_t ino)
+/* Write @ino's cached dirty data back and publish its runs (the FLUSH duty). */
+static int flush_ino(struct cl_ctx *cx, uint64_t ino)
 {
 	struct cl_inode *ci = cl_inode_get(cx, ino, false);
 	int rc;
 
 	if (!ci)
 		return 0;
+	(void)wb_flush(cx, ci);   /* an error stays for fsync and close (wb_err) */
 	rc = publish(cx, ci);
 	cl_inode_put(cx, ci);
 	return rc;
+}
+
+void cl_client_drop_data(struct cl_ctx *cx, uint64_t ino)
+{
+	struct cl_inode *ci = cl_inode_get(cx, ino, false);
+
+	if (!ci)
+		return;
+	pages_drop(cx, ci, 0, UINT64_MAX);
+	cl_inode_put(cx, ci);
 }
 
 /* ---- duties -------------------------------------------------------------- */
@@ -635,10 +665,12 @@ int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct t
 
 	switch (duty) {
 	case TOK_DUTY_FLUSH:
-		rc = publish_ino(cx, ino);
+		rc = flush_ino(cx, ino);
 		cl_pages_stale(cx, ino);
 		return rc;
 	case TOK_DUTY_DISCARD:
+		(void)flush_ino(cx, ino);   /* nothing is dirty after a FLUSH: cheap */
+		cl_client_drop_data(cx, ino);
 		cl_pages_stale(cx, ino);
 		return 0;
 	case TOK_DUTY_INVAL_NAMES:
@@ -1529,8 +1561,10 @@ out:
 static int c_fsync(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
-	int rc = publish(cb->cx, cb->ci);
+	int rc = wb_sync(cb->cx, cb->ci), prc = publish(cb->cx, cb->ci);
 
+	if (!rc)
+		rc = prc;
 	if (!rc)
 		rc = blk_flush(cb->cx->dev);
 	if (!rc)
@@ -1580,12 +1614,19 @@ static int c_setlk(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return rc;
 }
 
-/* close(): publish this node's writes, drop its POSIX locks. */
+/*
+ * close(): write this node's cached data back and publish its writes (a
+ * failed write-back since the last fsync or close is its error), drop its
+ * POSIX locks.
+ */
 static int c_release(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
 	bool locks;
-	int rc = publish(cb->cx, cb->ci);
+	int rc = wb_sync(cb->cx, cb->ci), prc = publish(cb->cx, cb->ci);
+
+	if (!rc)
+		rc = prc;
 
 	pthread_mutex_lock(&cb->ci->mu);
 	locks = cb->ci->locks_used;
@@ -1609,8 +1650,13 @@ static int c_setattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct cl_cbhv *cb = cb_of(self);
 	int rc;
 
-	/* A truncate recalls this node's tokens: publish first, cheaply. */
+	/*
+	 * A truncate recalls this node's tokens: write cached data back and
+	 * publish first, cheaply; cached pages go (their tail may be cut).
+	 */
 	if (c->u.setattr.mask & VN_SET_SIZE) {
+		(void)wb_flush(cb->cx, cb->ci);
+		pages_drop(cb->cx, cb->ci, 0, UINT64_MAX);
 		rc = publish(cb->cx, cb->ci);
 		if (rc)
 			return rc;
@@ -1621,7 +1667,11 @@ static int c_setattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 static int c_fallocate(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
-	int rc = publish(cb->cx, cb->ci);
+	int rc;
+
+	(void)wb_flush(cb->cx, cb->ci);
+	pages_drop(cb->cx, cb->ci, 0, UINT64_MAX);   /* a punched range reads as zeros */
+	rc = publish(cb->cx, cb->ci);
 
 	return rc ? rc : forward(cb->cx, cb->ci->ino, c, NULL);
 }
@@ -1659,24 +1709,148 @@ static void touch_atime(struct cl_cbhv *cb, const struct vn_cred *cred)
 		(void)forward(cb->cx, ci->ino, &c, NULL);
 }
 
+/*
+ * Read file bytes [@off, @end) from the volume into @buf through the
+ * cached map, which covers them (ci->mu held, dropped while the volume is
+ * read): holes and unwritten blocks read as zeros.
+ */
+static int vol_read(struct cl_ctx *cx, struct cl_inode *ci, char *buf, uint64_t off, uint64_t end)
+{
+	int rc = 0;
+
+	for (uint64_t pos = off; pos < end;) {
+		const struct meta_map *m = map_find(ci, pos / cx->bs);
+		uint64_t rend, chunk;
+
+		if (!m)
+			return -EIO;
+		rend = (m->fblk + m->nblk) * cx->bs;
+		chunk = (rend < end ? rend : end) - pos;
+		if (m->state == META_MAP_DATA) {
+			uint64_t at = vol_off(cx, m->pblk) + (pos - m->fblk * cx->bs);
+
+			/* The map may change while the volume is read: copy the run. */
+			pthread_mutex_unlock(&ci->mu);
+			rc = blk_read(cx->dev, buf + (pos - off), (size_t)chunk, at);
+			pthread_mutex_lock(&ci->mu);
+			if (rc)
+				return rc;
+		} else {
+			memset(buf + (pos - off), 0, (size_t)chunk);
+		}
+		pos += chunk;
+	}
+	return 0;
+}
+
+/* @ci's pages (ci->mu held), made at first use; NULL: no memory. */
+static struct cl_pcf *pcf_of(struct cl_ctx *cx, struct cl_inode *ci)
+{
+	if (!ci->pcf)
+		ci->pcf = cl_pcf_create(cx->pc, ci->ino);
+	return ci->pcf;
+}
+
+/* Forget @ci's cached blocks [@from, @to), dirty ones too. */
+static void pages_drop(struct cl_ctx *cx, struct cl_inode *ci, uint64_t from, uint64_t to)
+{
+	pthread_mutex_lock(&ci->mu);
+	if (ci->pcf)
+		cl_pc_drop(cx->pc, ci->pcf, from, to);
+	pthread_mutex_unlock(&ci->mu);
+}
+
+/*
+ * Blocks to read ahead of a sequential reader: from CL_RA_MIN, doubling
+ * at each sequential read up to CL_RA_MAX (ci->mu held).
+ */
+static uint64_t ra_window(struct cl_inode *ci, uint64_t off, uint64_t end)
+{
+	if (off != ci->ra_next)
+		ci->ra_blocks = 0;
+	else if (ci->ra_blocks < CL_RA_MAX)
+		ci->ra_blocks = ci->ra_blocks ? ci->ra_blocks * 2 : CL_RA_MIN;
+	ci->ra_next = end;
+	return ci->ra_blocks;
+}
+
+/*
+ * Read file bytes [@off, @end) (within the size; the map covers them)
+ * through the cache (ci->mu held, dropped while the volume is read):
+ * cached blocks are copied, missing ones read from the volume with those
+ * ahead of a sequential reader, and kept clean if the cache reads.
+ */
+static int cached_read(struct cl_ctx *cx, struct cl_inode *ci, char *buf, uint64_t off,
+		       uint64_t end)
+{
+	struct cl_pcf *f = pcf_of(cx, ci);
+	uint64_t bs = cx->bs, ahead = ra_window(ci, off, end);
+	uint64_t last = (end + bs - 1) / bs, eof = (ci->attr.size + bs - 1) / bs;
+	char *tmp = NULL;
+	int rc = 0;
+
+	if (!f)
+		return vol_read(cx, ci, buf, off, end);
+	for (uint64_t pos = off; pos < end;) {
+		uint64_t b = pos / bs, e, lim, gen, upto;
+		size_t in = (size_t)((end < (b + 1) * bs ? end : (b + 1) * bs) - pos);
+
+		if (cl_pc_get(cx->pc, f, b, (size_t)(pos - b * bs), in, buf + (pos - off))) {
+			pos += in;
+			continue;
+		}
+		/* A miss: the blocks up to the next cached one, and ahead. */
+		lim = last + (cl_pc_reads(cx->pc) ? ahead : 0);
+		if (lim > eof)
+			lim = eof;
+		e = b + cl_pc_absent(cx->pc, f, b, (size_t)(lim - b));
+		if (e == b)
+			e = b + 1;
+		if (e > last) {
+			rc = map_cover(cx, ci, e);
+			if (rc)
+				break;
+		}
+		free(tmp);
+		tmp = malloc((size_t)((e - b) * bs));
+		if (!tmp) {
+			rc = -ENOMEM;
+			break;
+		}
+		gen = cl_pc_gen(cx->pc, f);
+		rc = vol_read(cx, ci, tmp, b * bs, e * bs);
+		if (rc)
+			break;
+		cl_pc_fill(cx->pc, f, b, (size_t)(e - b), tmp, gen);
+		upto = end < e * bs ? end : e * bs;
+		memcpy(buf + (pos - off), tmp + (pos - b * bs), (size_t)(upto - pos));
+		pos = upto;
+	}
+	free(tmp);
+	return rc;
+}
+
 static int c_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
 	struct cl_ctx *cx = cb->cx;
 	struct cl_inode *ci = cb->ci;
-	uint64_t off = c->u.read.off, end, pos;
+	uint64_t off = c->u.read.off, end;
 	size_t len = c->u.read.size;
-	char *buf = c->u.read.buf;
+	bool direct = c->u.read.flags & O_DIRECT;
 	struct tok_set want;
 	int rc;
 
-	cl_read_set(&want, c->u.read.flags & O_DIRECT);
+	cl_read_set(&want, direct);
 	cl_io_begin(ci);
 	rc = c_acquire(cb, &want);
 	if (rc) {
 		cl_io_end(ci);
 		return rc;
 	}
+	/* A direct read sees this node's cached writes on the volume. */
+	if (direct)
+		(void)wb_flush(cx, ci);
 	pthread_mutex_lock(&ci->mu);
 	if (S_ISDIR(ci->attr.mode) && ci->attr_valid) {
 		rc = -EISDIR;
@@ -1697,31 +1871,10 @@ static int c_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	rc = map_cover(cx, ci, (end + cx->bs - 1) / cx->bs);
 	if (rc)
 		goto out_unlock;
-	for (pos = off; pos < end;) {
-		const struct meta_map *m = map_find(ci, pos / cx->bs);
-		uint64_t rend, chunk;
-
-		if (!m) {
-			rc = -EIO;
-			goto out_unlock;
-		}
-		rend = (m->fblk + m->nblk) * cx->bs;
-		chunk = (rend < end ? rend : end) - pos;
-		if (m->state == META_MAP_DATA) {
-			uint64_t at = vol_off(cx, m->pblk) + (pos - m->fblk * cx->bs);
-
-			/* The map may change while the volume is read: copy the run. */
-			pthread_mutex_unlock(&ci->mu);
-			rc = blk_read(cx->dev, buf + (pos - off), (size_t)chunk, at);
-			pthread_mutex_lock(&ci->mu);
-			if (rc)
-				goto out_unlock;
-		} else {
-			memset(buf + (pos - off), 0, (size_t)chunk);
-		}
-		pos += chunk;
-	}
-	rc = (int)len;
+	rc = direct ? vol_read(cx, ci, c->u.read.buf, off, end) :
+		      cached_read(cx, ci, c->u.read.buf, off, end);
+	if (!rc)
+		rc = (int)len;
 out_unlock:
 	pthread_mutex_unlock(&ci->mu);
 	c_release_toks(cb, &want);
@@ -1875,18 +2028,178 @@ static int write_locked(struct cl_ctx *cx, struct cl_inode *ci, const char *buf,
 	return rc;
 }
 
+/*
+ * Blocks [@b0, @b1) of the file all get volume blocks: holes are allocated
+ * by the MDS, unwritten (ci->mu held).
+ */
+static int map_alloc(struct cl_ctx *cx, struct cl_inode *ci, uint64_t b0, uint64_t b1)
+{
+	int rc = map_cover(cx, ci, b1);
+
+	for (uint64_t b = b0; !rc && b < b1;) {
+		const struct meta_map *m = map_find(ci, b);
+		uint64_t e;
+
+		if (!m)
+			return -EIO;
+		e = m->fblk + m->nblk < b1 ? m->fblk + m->nblk : b1;
+		if (m->state == META_MAP_HOLE)
+			rc = alloc(cx, ci, b, e - b);   /* the map changed: look again */
+		else
+			b = e;
+	}
+	return rc;
+}
+
+/*
+ * A buffered write under page-dirty at WRITE (ci->mu held): its blocks are
+ * allocated, its bytes go into dirty pages that say where they belong on
+ * the volume (a partly written block not cached is read first, or zeros if
+ * unwritten).  *@done: bytes cached from @off on.
+ */
+static int wb_put(struct cl_ctx *cx, struct cl_inode *ci, const char *buf, uint64_t off,
+		  size_t len, size_t *done)
+{
+	uint64_t bs = cx->bs, end = off + len, b0 = off / bs, b1 = (end + bs - 1) / bs;
+	struct cl_pcf *f = pcf_of(cx, ci);
+	char *base = NULL;
+	int rc;
+
+	*done = 0;
+	if (!f)
+		return -ENOMEM;
+	rc = map_alloc(cx, ci, b0, b1);
+	for (uint64_t b = b0; !rc && b < b1; b++) {
+		const struct meta_map *m = map_find(ci, b);
+		uint64_t s = off > b * bs ? off : b * bs, e = end < (b + 1) * bs ? end : (b + 1) * bs;
+		uint64_t pblk;
+		bool unw;
+
+		if (!m || m->state == META_MAP_HOLE) {
+			rc = -EIO;
+			break;
+		}
+		unw = m->state == META_MAP_UNWRITTEN;
+		pblk = m->pblk + (b - m->fblk);
+		rc = cl_pc_put(cx->pc, f, b, (size_t)(s - b * bs), buf + (s - off), (size_t)(e - s),
+			       pblk, unw, NULL);
+		if (rc == -ENOENT) {
+			if (!base)
+				base = malloc(bs);
+			if (!base) {
+				rc = -ENOMEM;
+				break;
+			}
+			memset(base, 0, bs);
+			rc = unw ? 0 : blk_read(cx->dev, base, bs, vol_off(cx, pblk));
+			if (!rc)
+				rc = cl_pc_put(cx->pc, f, b, (size_t)(s - b * bs), buf + (s - off),
+					       (size_t)(e - s), pblk, unw, base);
+		}
+		if (!rc)
+			*done = (size_t)(e - off);
+	}
+	free(base);
+	return rc;
+}
+
+/*
+ * Write @ci's dirty pages back in runs of up to CL_WB_RUN_BLOCKS, one
+ * write-back at a time (flush_mu), with no call to the MDS: their blocks
+ * were allocated when written.  Blocks written unwritten become data here
+ * and are published later (pend).  0, or the first error, which also stays
+ * in wb_err for the next fsync or close (the pages of a failed run go).
+ */
+static int wb_flush(struct cl_ctx *cx, struct cl_inode *ci)
+{
+	struct cl_pcf *f;
+	uint64_t *blks = NULL;
+	size_t n, i = 0;
+	char *buf = NULL;
+	int rc = 0;
+
+	pthread_mutex_lock(&ci->flush_mu);
+	pthread_mutex_lock(&ci->mu);
+	f = ci->pcf;
+	pthread_mutex_unlock(&ci->mu);
+	n = f ? cl_pc_dirty_list(cx->pc, f, &blks) : 0;
+	if (!n)
+		goto out;
+	buf = malloc((size_t)CL_WB_RUN_BLOCKS * cx->bs);
+	if (!buf)
+		rc = -ENOMEM;
+	while (!rc && i < n) {
+		uint64_t blk0, pblk, ticket;
+		size_t used, nb;
+		bool unw;
+		int wrc;
+
+		nb = cl_pc_run(cx->pc, f, blks + i, n - i, CL_WB_RUN_BLOCKS, buf, &used, &blk0, &pblk,
+			       &unw, &ticket);
+		i += used;
+		if (!nb)
+			continue;
+		wrc = blk_write(cx->dev, buf, nb * cx->bs, vol_off(cx, pblk));
+		if (wrc == BLK_EFENCED)
+			wrc = -EIO;
+		if (!wrc && unw) {
+			pthread_mutex_lock(&ci->mu);
+			wrc = pend_add(ci, blk0, nb, pblk);
+			if (!wrc)
+				wrc = map_set(ci, blk0, nb, pblk, META_MAP_DATA);
+			pthread_mutex_unlock(&ci->mu);
+		}
+		cl_pc_written(cx->pc, f, blk0, nb, ticket, wrc);
+		if (wrc) {
+			fprintf(stderr, "cxfsd: writing back %zu block(s) of inode %llu: %s\n", nb,
+				(unsigned long long)ci->ino, strerror(-wrc));
+			pthread_mutex_lock(&ci->mu);
+			if (!ci->wb_err)
+				ci->wb_err = wrc;
+			pthread_mutex_unlock(&ci->mu);
+			if (!rc)
+				rc = wrc;
+		}
+	}
+out:
+	pthread_mutex_unlock(&ci->flush_mu);
+	free(blks);
+	free(buf);
+	return rc;
+}
+
+/* Write @ci's dirty pages back: 0, or the first error since the last call (fsync, close). */
+static int wb_sync(struct cl_ctx *cx, struct cl_inode *ci)
+{
+	int rc;
+
+	(void)wb_flush(cx, ci);
+	pthread_mutex_lock(&ci->mu);
+	rc = ci->wb_err;
+	ci->wb_err = 0;
+	pthread_mutex_unlock(&ci->mu);
+	return rc;
+}
+
 static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
 	struct cl_ctx *cx = cb->cx;
 	struct cl_inode *ci = cb->ci;
-	uint64_t off = c->u.write.off;
+	uint64_t off = c->u.write.off, b0, b1;
 	size_t len = c->u.write.size, done = 0;
+	bool behind = cl_pc_writes_back(cx->pc) && !(c->u.write.flags & O_DIRECT);
 	struct tok_set want;
 	int rc;
 
 	if (len == 0)
 		return 0;
+	/* Room in the cache first, holding nothing a flush or a recall needs. */
+	if (behind) {
+		rc = cl_pc_reserve(cx->pc, len);
+		if (rc)
+			return rc;
+	}
 	cl_write_set(&want, c->u.write.flags & O_DIRECT, false);
 	cl_io_begin(ci);
 	rc = c_acquire(cb, &want);
@@ -1894,6 +2207,9 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		cl_io_end(ci);
 		return rc;
 	}
+	/* Written through: cached writes of the file go first (they are older). */
+	if (!behind)
+		(void)wb_flush(cx, ci);
 	pthread_mutex_lock(&ci->mu);
 	if (!size_known(ci)) {
 		ci->map_valid = false;
@@ -1912,7 +2228,18 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	}
 	if (len > META_MAX_FILE_SIZE - off)
 		len = (size_t)(META_MAX_FILE_SIZE - off);
-	rc = write_locked(cx, ci, c->u.write.buf, off, len, &done);
+	b0 = off / cx->bs;
+	b1 = (off + len + cx->bs - 1) / cx->bs;
+	if (behind) {
+		rc = wb_put(cx, ci, c->u.write.buf, off, len, &done);
+	} else {
+		/* Cached copies go before (none is read meanwhile) and after (none read before stays). */
+		if (ci->pcf)
+			cl_pc_drop(cx->pc, ci->pcf, b0, b1);
+		rc = write_locked(cx, ci, c->u.write.buf, off, len, &done);
+		if (ci->pcf)
+			cl_pc_drop(cx->pc, ci->pcf, b0, b1);
+	}
 	if (done) {
 		struct timespec now = now_ts();
 
@@ -1940,12 +2267,74 @@ out:
 	return rc;
 }
 
+/* ---- the flusher ---------------------------------------------------------- */
+
+/*
+ * Write dirty pages back in the background: when a quarter of the bound
+ * is dirty, a writer waits for room, or CL_WB_AGE_MS passed with something
+ * dirty.  It holds no token: a recall's FLUSH duty waits for it on the
+ * inode's flush_mu before the tokens go back.
+ */
+static void *flusher(void *arg)
+{
+	struct cl_ctx *cx = arg;
+	uint64_t inos[CL_WB_FILES];
+
+	while (cl_pc_flusher_wait(cx->pc, CL_WB_AGE_MS)) {
+		size_t n = cl_pc_dirty_files(cx->pc, inos, CL_WB_FILES);
+
+		for (size_t i = 0; i < n; i++) {
+			struct cl_inode *ci = cl_inode_get(cx, inos[i], false);
+
+			if (ci)
+				(void)wb_flush(cx, ci);
+			cl_inode_put(cx, ci);
+		}
+	}
+	return NULL;
+}
+
+int cl_wb_start(struct cl_ctx *cx)
+{
+	int rc = -pthread_create(&cx->flusher, NULL, flusher, cx);
+
+	cx->flusher_started = rc == 0;
+	return rc;
+}
+
+void cl_wb_stop(struct cl_ctx *cx)
+{
+	uint64_t inos[CL_WB_FILES];
+	size_t n;
+
+	if (!cx->flusher_started)
+		return;
+	/* An orderly stop: every cached write reaches the volume and the MDS. */
+	while (!cx->is_server && (n = cl_pc_dirty_files(cx->pc, inos, CL_WB_FILES)) > 0) {
+		size_t left = n;
+
+		for (size_t i = 0; i < n; i++) {
+			struct cl_inode *ci = cl_inode_get(cx, inos[i], false);
+
+			if (ci && wb_flush(cx, ci) == 0 && publish(cx, ci) == 0)
+				left--;
+			cl_inode_put(cx, ci);
+		}
+		if (left == n)
+			break;   /* no progress (the volume fails): the log said why */
+	}
+	cl_pc_stop(cx->pc);
+	pthread_join(cx->flusher, NULL);
+	cx->flusher_started = false;
+}
+
 static int c_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
 	struct cl_inode *ci = cb->ci;
 	bool had, refused;
 
+	(void)wb_flush(cb->cx, ci);
 	(void)publish(cb->cx, ci);
 	pthread_mutex_lock(&ci->mu);
 	had = ci->has_exist;

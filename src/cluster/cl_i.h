@@ -4,7 +4,8 @@
  * offers the others.
  *
  * Lock order: (shaping blocked) -> vnode head -> cl_inode.flush_mu -> cl_inode.mu
- *             -> cl_ctx.imu -> cl_ctx.mu; cl_ctx.gate_mu, cl_ctx.nmu and
+ *             -> cl_ctx.imu -> cl_ctx.mu; the data cache's mutex (cl_pcache.h)
+ *             is a leaf, taken under cl_inode.mu; cl_ctx.gate_mu, cl_ctx.nmu and
  *             cl_ctx.reach_mu are leaves; the token client's and server's
  *             mutexes are never held across a call into this layer
  *             (tok.h), and the store mutex, the ledger's (cl_runs.h) and
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 #include "cluster/cl.h"
+#include "cluster/cl_pcache.h"
 #include "cluster/cl_runs.h"
 #include "cluster/cl_unsafe.h"
 #include "dmapi/dm.h"
@@ -47,6 +49,12 @@
 #define CL_PREALLOC_MIN 16
 #define CL_PREALLOC_MAX 16384
 #define CL_MAP_AHEAD 16384           /* blocks of extent map fetched beyond what is needed */
+/* The data cache (cl_client.c): read-ahead, write-back runs, the flusher. */
+#define CL_RA_MIN 32                 /* blocks read ahead at a reader's second sequential read */
+#define CL_RA_MAX 1024               /* ... doubling up to this */
+#define CL_WB_RUN_BLOCKS 1024        /* the longest run written back at once */
+#define CL_WB_AGE_MS 1000            /* dirty pages are written back at the latest after this */
+#define CL_WB_FILES 64               /* files the flusher takes at each round */
 
 /*
  * A directory entry this node told its kernel about; ino 0: the name is known
@@ -87,7 +95,7 @@ struct cl_inode {
 	uint64_t ino;                   /* constant */
 	unsigned refs;                  /* under cl_ctx.imu */
 	struct cl_inode *hnext;         /* under cl_ctx.imu */
-	pthread_mutex_t flush_mu;       /* serializes publishing written runs */
+	pthread_mutex_t flush_mu;       /* serializes writing back cached data and publishing runs */
 	pthread_mutex_t mu;             /* protects everything below */
 	bool has_exist;                 /* holds a reference on its EXIST token */
 	bool exist_refused;             /* kept the file after its last name went */
@@ -119,6 +127,10 @@ struct cl_inode {
 	bool stale_pages;               /* the kernel's pages must be dropped */
 	bool inval_running;             /* a helper thread is dropping them */
 	unsigned inflight;              /* reads and writes of this node in progress */
+	struct cl_pcf *pcf;             /* cached data (cl_pcache.h), made at first use; freed with it */
+	int wb_err;                     /* a write-back failed: told by the next fsync or close */
+	uint64_t ra_next;               /* where a sequential reader reads next */
+	uint64_t ra_blocks;             /* blocks it reads ahead (0: not sequential) */
 	bool locks_used;                /* POSIX locks were set from this node */
 	/* Client: the event list and regions of the last DMAPI token grant. */
 	bool dm_valid;                  /* they are known (else ask while holding the token) */
@@ -233,6 +245,9 @@ struct cl_ctx {
 	atomic_uint threads;            /* recall threads running */
 	atomic_uint returns;            /* token returns on their way (cl_client.c, keep_state) */
 	struct cl_stats stats;
+	struct cl_pc *pc;               /* client data cache; constant after cl_attach */
+	pthread_t flusher;              /* writes dirty cached data back (cl_client.c) */
+	bool flusher_started;
 	struct cl_unsafe *un;           /* requests kept until durable (cl_unsafe.c); constant */
 
 	/* The watchdog of token waits (cl_wait.c). */
@@ -458,6 +473,14 @@ int cl_client_shape(struct cl_ctx *cx, struct vnode *vn);
  * either way every client cache is dropped.
  */
 void cl_client_to_store(struct cl_ctx *cx, bool server);
+/*
+ * The data cache's flusher thread: started in cl_attach, stopped in
+ * cl_stop after writing back every dirty page and publishing it.
+ */
+int cl_wb_start(struct cl_ctx *cx);
+void cl_wb_stop(struct cl_ctx *cx);
+/* This node is cut off: forget @ino's cached data, dirty too (its tokens went). */
+void cl_client_drop_data(struct cl_ctx *cx, uint64_t ino);
 /* A POSIX lock owner as the MDS knows it: the same from this node whatever its role. */
 uint64_t cl_lock_owner(struct cl_ctx *cx, uint64_t owner);
 /* Token duty for a remote client's caches. */

@@ -70,6 +70,7 @@ static void lose_everything(struct cl_ctx *cx)
 	for (size_t i = 0; i < n; i++) {
 		struct tok_state st;
 
+		cl_client_drop_data(cx, inos[i]);
 		(void)cl_client_duty(cx, inos[i], TOK_DUTY_INVAL_NAMES, &st);
 		(void)cl_client_duty(cx, inos[i], TOK_DUTY_INVAL_ATTR, &st);
 		(void)cl_client_duty(cx, inos[i], TOK_DUTY_INVAL_EXTENTS, &st);

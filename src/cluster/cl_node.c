@@ -126,6 +126,7 @@ void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci)
 	cl_xattrs_free(ci);
 	free(ci->map);
 	free(ci->pend);
+	cl_pcf_destroy(cx->pc, ci->pcf);
 	pthread_mutex_destroy(&ci->mu);
 	pthread_mutex_destroy(&ci->flush_mu);
 	free(ci);
@@ -1334,6 +1335,13 @@ int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
 		snprintf(err, errlen, "cannot start the token wait watchdog: %s", strerror(-rc));
 		return rc;
 	}
+	cx->pc = cl_pc_create(cx->bs, (uint64_t)cms_config_write_behind_mb(cx->cfg) << 20,
+			      (uint64_t)cms_config_read_cache_mb(cx->cfg) << 20);
+	rc = cx->pc ? cl_wb_start(cx) : -ENOMEM;
+	if (rc) {
+		snprintf(err, errlen, "cannot start the data cache: %s", strerror(-rc));
+		return rc;
+	}
 	rc = cl_reach_start(cx);
 	if (rc)
 		snprintf(err, errlen, "cannot start the server prober: %s", strerror(-rc));
@@ -1415,6 +1423,7 @@ void cl_stop(struct cl_ctx *cx)
 {
 	if (!cx)
 		return;
+	cl_wb_stop(cx);
 	cl_member_leave(cx);
 	atomic_store(&cx->ready, false);
 	cl_reach_stop(cx);
@@ -1454,6 +1463,7 @@ void cl_stop(struct cl_ctx *cx)
 			ci->refs = 1;
 			cl_inode_put(cx, ci);
 		}
+	cl_pc_destroy(cx->pc);
 	free(cx->rq);
 	cms_config_free(cx->cfg);
 	pthread_mutex_destroy(&cx->mu);
@@ -1592,6 +1602,18 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	    atomic_load(&cx->stats.map_fetches), atomic_load(&cx->stats.allocs),
 	    atomic_load(&cx->stats.write_dones), atomic_load(&cx->stats.forwards),
 	    atomic_load(&cx->stats.recalls_in), atomic_load(&cx->stats.invals));
+	if (cx->pc) {
+		struct cl_pc_counts pn;
+
+		cl_pc_counts(cx->pc, &pn);
+		PUT("\"data_cache\":{\"write_behind_mb\":%u,\"read_cache_mb\":%u"
+		    ",\"dirty_bytes\":%" PRIu64 ",\"clean_bytes\":%" PRIu64 ",\"hits\":%" PRIu64
+		    ",\"misses\":%" PRIu64 ",\"flushes\":%" PRIu64 ",\"flushed_bytes\":%" PRIu64
+		    ",\"waits\":%" PRIu64 ",\"write_errors\":%" PRIu64 "},",
+		    cms_config_write_behind_mb(cx->cfg), cms_config_read_cache_mb(cx->cfg),
+		    pn.dirty_bytes, pn.clean_bytes, pn.hits, pn.misses, pn.flushes,
+		    pn.flushed_bytes, pn.waits, pn.errors);
+	}
 	{
 		struct cl_unsafe_counts uc;
 
