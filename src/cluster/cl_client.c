@@ -303,53 +303,72 @@ static int map_reserve(struct meta_map **v, size_t *cap, size_t need)
 }
 
 /* Make [fblk, fblk+nblk) one run of @state at @pblk in the cached map. */
+/* The first run of the map that ends after file block @fblk (nmap if none). */
+static size_t map_index(const struct cl_inode *ci, uint64_t fblk)
+{
+	size_t lo = 0, hi = ci->nmap;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ci->map[mid].fblk + ci->map[mid].nblk <= fblk)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Runs @i and @i + 1 become one if they continue each other. */
+static void map_join(struct cl_inode *ci, size_t i)
+{
+	struct meta_map *a = &ci->map[i], *b = a + 1;
+
+	if (i + 1 >= ci->nmap || a->state != b->state || a->fblk + a->nblk != b->fblk ||
+	    (a->state != META_MAP_HOLE && a->pblk + a->nblk != b->pblk))
+		return;
+	a->nblk += b->nblk;
+	memmove(b, b + 1, (ci->nmap - i - 2) * sizeof(*b));
+	ci->nmap--;
+}
+
+/*
+ * File blocks [@fblk, @fblk + @nblk) are at @pblk in @state: the runs
+ * they overlap are cut, in place (a write-back marks runs written one by
+ * one, so the map of a file written at random grows long).
+ */
 static int map_set(struct cl_inode *ci, uint64_t fblk, uint64_t nblk, uint64_t pblk,
 		   enum meta_map_state state)
 {
 	uint64_t end = fblk + nblk;
-	size_t n = 0;
-	struct meta_map *out = NULL;
-	size_t cap = 0;
-	int rc = map_reserve(&out, &cap, ci->nmap + 3);
+	size_t i = map_index(ci, fblk), j = i, k = 0;
+	struct meta_map ins[3];
+	int rc;
 
+	while (j < ci->nmap && ci->map[j].fblk < end)
+		j++;
+	if (i < j && ci->map[i].fblk < fblk) {
+		ins[k] = ci->map[i];
+		ins[k++].nblk = fblk - ci->map[i].fblk;
+	}
+	ins[k++] = (struct meta_map){ fblk, nblk, pblk, state };
+	if (i < j && ci->map[j - 1].fblk + ci->map[j - 1].nblk > end) {
+		struct meta_map t = ci->map[j - 1];
+
+		t.nblk = t.fblk + t.nblk - end;
+		if (t.state != META_MAP_HOLE)
+			t.pblk += end - t.fblk;
+		t.fblk = end;
+		ins[k++] = t;
+	}
+	rc = map_reserve(&ci->map, &ci->map_cap, ci->nmap - (j - i) + k);
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < ci->nmap; i++) {
-		struct meta_map m = ci->map[i];
-		uint64_t mend = m.fblk + m.nblk;
-
-		if (mend <= fblk || m.fblk >= end) {
-			out[n++] = m;
-			continue;
-		}
-		if (m.fblk < fblk) {
-			out[n] = m;
-			out[n++].nblk = fblk - m.fblk;
-		}
-		if (mend > end) {
-			struct meta_map t = m;
-
-			t.fblk = end;
-			t.nblk = mend - end;
-			if (m.state != META_MAP_HOLE)
-				t.pblk = m.pblk + (end - m.fblk);
-			out[n++] = t;
-		}
-	}
-	/* Insert the new run in order. */
-	{
-		size_t at = 0;
-
-		while (at < n && out[at].fblk < fblk)
-			at++;
-		memmove(&out[at + 1], &out[at], (n - at) * sizeof(*out));
-		out[at] = (struct meta_map){ fblk, nblk, pblk, state };
-		n++;
-	}
-	free(ci->map);
-	ci->map = out;
-	ci->nmap = n;
-	ci->map_cap = cap;
+	memmove(&ci->map[i + k], &ci->map[j], (ci->nmap - j) * sizeof(*ci->map));
+	memcpy(&ci->map[i], ins, k * sizeof(*ins));
+	ci->nmap = ci->nmap - (j - i) + k;
+	for (size_t at = i + k; at-- > (i ? i - 1 : 0);)
+		map_join(ci, at);
 	if (end > ci->map_end)
 		ci->map_end = end;
 	return 0;
@@ -420,6 +439,7 @@ static int runs_check(const struct cl_ctx *cx, uint64_t ino, const struct meta_m
 static int map_cover(struct cl_ctx *cx, struct cl_inode *ci, uint64_t end)
 {
 	uint64_t epoch = atomic_load(&cx->map_epoch);
+	bool fetched = false;
 
 	if (!ci->map_valid || ci->map_epoch != epoch) {
 		ci->map_valid = false;
@@ -472,17 +492,18 @@ static int map_cover(struct cl_ctx *cx, struct cl_inode *ci, uint64_t end)
 		ci->map_valid = true;
 		if (!ci->size_dirty)
 			ci->size_valid = true;
+		fetched = true;
 	}
-	return map_overlay_pending(ci);
+	/* The runs written here since are in the map already, not in what came. */
+	return fetched ? map_overlay_pending(ci) : 0;
 }
 
 /* The run holding file block @fblk (the map covers it). */
 static const struct meta_map *map_find(const struct cl_inode *ci, uint64_t fblk)
 {
-	for (size_t i = 0; i < ci->nmap; i++)
-		if (ci->map[i].fblk <= fblk && fblk < ci->map[i].fblk + ci->map[i].nblk)
-			return &ci->map[i];
-	return NULL;
+	size_t i = map_index(ci, fblk);
+
+	return i < ci->nmap && ci->map[i].fblk <= fblk ? &ci->map[i] : NULL;
 }
 
 static int wb_flush(struct cl_ctx *cx, struct cl_inode *ci);
@@ -2103,42 +2124,43 @@ static int wb_put(struct cl_ctx *cx, struct cl_inode *ci, const char *buf, uint6
 	return rc;
 }
 
-/*
- * Write @ci's dirty pages back in runs of up to CL_WB_RUN_BLOCKS, one
- * write-back at a time (flush_mu), with no call to the MDS: their blocks
- * were allocated when written.  Blocks written unwritten become data here
- * and are published later (pend).  0, or the first error, which also stays
- * in wb_err for the next fsync or close (the pages of a failed run go).
- */
-static int wb_flush(struct cl_ctx *cx, struct cl_inode *ci)
-{
+/* One write-back of a file, shared by its writers (wb_flush). */
+struct wb_job {
+	struct cl_ctx *cx;
+	struct cl_inode *ci;
 	struct cl_pcf *f;
-	uint64_t *blks = NULL;
-	size_t n, i = 0;
-	char *buf = NULL;
+	pthread_mutex_t mu;             /* protects the fields below */
+	const uint64_t *blks;           /* the dirty blocks when it started, ascending */
+	size_t n, next;                 /* their number; the first not yet taken */
+	int rc;                         /* the first error */
+};
+
+/* Take runs of @j and write them until none is left; 0 or -errno. */
+static int wb_runs(struct wb_job *j)
+{
+	struct cl_ctx *cx = j->cx;
+	struct cl_inode *ci = j->ci;
+	char *buf = malloc((size_t)CL_WB_RUN_BLOCKS * cx->bs);
 	int rc = 0;
 
-	pthread_mutex_lock(&ci->flush_mu);
-	pthread_mutex_lock(&ci->mu);
-	f = ci->pcf;
-	pthread_mutex_unlock(&ci->mu);
-	n = f ? cl_pc_dirty_list(cx->pc, f, &blks) : 0;
-	if (!n)
-		goto out;
-	buf = malloc((size_t)CL_WB_RUN_BLOCKS * cx->bs);
 	if (!buf)
-		rc = -ENOMEM;
-	while (!rc && i < n) {
+		return -ENOMEM;
+	for (;;) {
 		uint64_t blk0, pblk, ticket;
 		size_t used, nb;
 		bool unw;
 		int wrc;
 
-		nb = cl_pc_run(cx->pc, f, blks + i, n - i, CL_WB_RUN_BLOCKS, buf, &used, &blk0, &pblk,
-			       &unw, &ticket);
-		i += used;
+		pthread_mutex_lock(&j->mu);
+		nb = 0;
+		while (!nb && j->next < j->n) {
+			nb = cl_pc_run(cx->pc, j->f, j->blks + j->next, j->n - j->next,
+				       CL_WB_RUN_BLOCKS, buf, &used, &blk0, &pblk, &unw, &ticket);
+			j->next += used;
+		}
+		pthread_mutex_unlock(&j->mu);
 		if (!nb)
-			continue;
+			break;
 		wrc = blk_write(cx->dev, buf, nb * cx->bs, vol_off(cx, pblk));
 		if (wrc == BLK_EFENCED)
 			wrc = -EIO;
@@ -2149,7 +2171,7 @@ static int wb_flush(struct cl_ctx *cx, struct cl_inode *ci)
 				wrc = map_set(ci, blk0, nb, pblk, META_MAP_DATA);
 			pthread_mutex_unlock(&ci->mu);
 		}
-		cl_pc_written(cx->pc, f, blk0, nb, ticket, wrc);
+		cl_pc_written(cx->pc, j->f, blk0, nb, ticket, wrc);
 		if (wrc) {
 			fprintf(stderr, "cxfsd: writing back %zu block(s) of inode %llu: %s\n", nb,
 				(unsigned long long)ci->ino, strerror(-wrc));
@@ -2161,10 +2183,58 @@ static int wb_flush(struct cl_ctx *cx, struct cl_inode *ci)
 				rc = wrc;
 		}
 	}
-out:
+	free(buf);
+	return rc;
+}
+
+static void *wb_helper(void *arg)
+{
+	struct wb_job *j = arg;
+	int rc = wb_runs(j);
+
+	pthread_mutex_lock(&j->mu);
+	if (!j->rc)
+		j->rc = rc;
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+/*
+ * Write @ci's dirty pages back in runs of up to CL_WB_RUN_BLOCKS, one
+ * write-back of the file at a time (flush_mu) but up to CL_WB_THREADS runs
+ * at once (the block layer queues their commands together), with no call
+ * to the MDS: their blocks were allocated when written.  Blocks written
+ * unwritten become data here and are published later (pend).  0, or the
+ * first error, which also stays in wb_err for the next fsync or close (the
+ * pages of a failed run go).
+ */
+static int wb_flush(struct cl_ctx *cx, struct cl_inode *ci)
+{
+	struct wb_job j = { .cx = cx, .ci = ci };
+	pthread_t helpers[CL_WB_THREADS - 1];
+	uint64_t *blks = NULL;
+	size_t nh = 0;
+	int rc;
+
+	pthread_mutex_lock(&ci->flush_mu);
+	pthread_mutex_lock(&ci->mu);
+	j.f = ci->pcf;
+	pthread_mutex_unlock(&ci->mu);
+	j.n = j.f ? cl_pc_dirty_list(cx->pc, j.f, &blks) : 0;
+	j.blks = blks;
+	pthread_mutex_init(&j.mu, NULL);
+	/* Helpers only where there is more than one run's worth. */
+	while (nh < CL_WB_THREADS - 1 && j.n > (nh + 1) * CL_WB_RUN_BLOCKS / 4 &&
+	       pthread_create(&helpers[nh], NULL, wb_helper, &j) == 0)
+		nh++;
+	rc = j.n ? wb_runs(&j) : 0;
+	for (size_t i = 0; i < nh; i++)
+		pthread_join(helpers[i], NULL);
+	if (!rc)
+		rc = j.rc;
+	pthread_mutex_destroy(&j.mu);
 	pthread_mutex_unlock(&ci->flush_mu);
 	free(blks);
-	free(buf);
 	return rc;
 }
 

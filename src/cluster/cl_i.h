@@ -5,7 +5,9 @@
  *
  * Lock order: (shaping blocked) -> vnode head -> cl_inode.flush_mu -> cl_inode.mu
  *             -> cl_ctx.imu -> cl_ctx.mu; the data cache's mutex (cl_pcache.h)
- *             is a leaf, taken under cl_inode.mu; cl_ctx.gate_mu, cl_ctx.nmu and
+ *             is a leaf, taken under cl_inode.mu or under a write-back's
+ *             job mutex (cl_client.c, struct wb_job; taken under flush_mu,
+ *             never with cl_inode.mu); cl_ctx.gate_mu, cl_ctx.nmu and
  *             cl_ctx.reach_mu are leaves; the token client's and server's
  *             mutexes are never held across a call into this layer
  *             (tok.h), and the store mutex, the ledger's (cl_runs.h) and
@@ -53,6 +55,7 @@
 #define CL_RA_MIN 32                 /* blocks read ahead at a reader's second sequential read */
 #define CL_RA_MAX 1024               /* ... doubling up to this */
 #define CL_WB_RUN_BLOCKS 1024        /* the longest run written back at once */
+#define CL_WB_THREADS 4              /* runs of one file written back at once */
 #define CL_WB_AGE_MS 1000            /* dirty pages are written back at the latest after this */
 #define CL_WB_FILES 64               /* files the flusher takes at each round */
 

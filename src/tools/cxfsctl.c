@@ -640,6 +640,10 @@ static const struct counter_line {
 	{ 1, "data path", "cluster.cache",
 	  "{map_fetches} extent map fetches, {allocs} allocations, {write_dones} writes done, "
 	  "{forwards} forwarded, {recalls_in} recalls in, {page_invals} page invalidations", false },
+	{ 1, "data cache", "cluster.data_cache",
+	  "{dirty_bytes:MiB} MiB dirty, {clean_bytes:MiB} MiB clean; {hits} hits, {misses} misses; "
+	  "{flushes} write-backs ({flushed_bytes:MiB} MiB), {waits} writers waited, "
+	  "{write_errors} errors", true },
 	{ 1, "unsafe", "cluster.unsafe",
 	  "{kept} answered requests kept until durable ({kept_bytes} bytes; durable {durable}); "
 	  "{applied} applied with an id, {answered_again} answered again", true },
