@@ -302,7 +302,6 @@ static int map_reserve(struct meta_map **v, size_t *cap, size_t need)
 	return 0;
 }
 
-/* Make [fblk, fblk+nblk) one run of @state at @pblk in the cached map. */
 /* The first run of the map that ends after file block @fblk (nmap if none). */
 static size_t map_index(const struct cl_inode *ci, uint64_t fblk)
 {
@@ -667,6 +666,22 @@ static int flush_ino(struct cl_ctx *cx, uint64_t ino)
 	return rc;
 }
 
+/*
+ * The DISCARD duty: the pages go.  It follows FLUSH when page-dirty goes
+ * back, and a page-clean recall finds nothing dirty; should anything be,
+ * it is written back (not published) rather than lost.
+ */
+static void discard_ino(struct cl_ctx *cx, uint64_t ino)
+{
+	struct cl_inode *ci = cl_inode_get(cx, ino, false);
+
+	if (!ci)
+		return;
+	(void)wb_flush(cx, ci);
+	pages_drop(cx, ci, 0, UINT64_MAX);
+	cl_inode_put(cx, ci);
+}
+
 void cl_client_drop_data(struct cl_ctx *cx, uint64_t ino)
 {
 	struct cl_inode *ci = cl_inode_get(cx, ino, false);
@@ -690,8 +705,7 @@ int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct t
 		cl_pages_stale(cx, ino);
 		return rc;
 	case TOK_DUTY_DISCARD:
-		(void)flush_ino(cx, ino);   /* nothing is dirty after a FLUSH: cheap */
-		cl_client_drop_data(cx, ino);
+		discard_ino(cx, ino);
 		cl_pages_stale(cx, ino);
 		return 0;
 	case TOK_DUTY_INVAL_NAMES:
