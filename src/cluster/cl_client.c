@@ -2393,14 +2393,18 @@ void cl_wb_stop(struct cl_ctx *cx)
 
 	if (!cx->flusher_started)
 		return;
-	/* An orderly stop: every cached write reaches the volume and the MDS. */
+	/*
+	 * An orderly stop: every cached write reaches the volume (files still
+	 * open then keep their runs unpublished, as written-through ones do:
+	 * the MDS may be gone, and the stop must not wait for it).
+	 */
 	while (!cx->is_server && (n = cl_pc_dirty_files(cx->pc, inos, CL_WB_FILES)) > 0) {
 		size_t left = n;
 
 		for (size_t i = 0; i < n; i++) {
 			struct cl_inode *ci = cl_inode_get(cx, inos[i], false);
 
-			if (ci && wb_flush(cx, ci) == 0 && publish(cx, ci) == 0)
+			if (ci && wb_flush(cx, ci) == 0)
 				left--;
 			cl_inode_put(cx, ci);
 		}

@@ -478,7 +478,7 @@ int cl_client_shape(struct cl_ctx *cx, struct vnode *vn);
 void cl_client_to_store(struct cl_ctx *cx, bool server);
 /*
  * The data cache's flusher thread: started in cl_attach, stopped in
- * cl_stop after writing back every dirty page and publishing it.
+ * cl_stop after writing back every dirty page.
  */
 int cl_wb_start(struct cl_ctx *cx);
 void cl_wb_stop(struct cl_ctx *cx);
