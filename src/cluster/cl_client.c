@@ -652,7 +652,12 @@ out:
 	return early(rc);
 }
 
-/* Write @ino's cached dirty data back and publish its runs (the FLUSH duty). */
+/*
+ * The FLUSH duty: write @ino's cached dirty data back, publish its runs,
+ * and drop its pages.  FLUSH is page-clean's only duty at WRITE, so a node
+ * that read the file since it last wrote (page-dirty at READ, whose return
+ * has no duty) loses its clean pages here.
+ */
 static int flush_ino(struct cl_ctx *cx, uint64_t ino)
 {
 	struct cl_inode *ci = cl_inode_get(cx, ino, false);
@@ -662,6 +667,7 @@ static int flush_ino(struct cl_ctx *cx, uint64_t ino)
 		return 0;
 	(void)wb_flush(cx, ci);   /* an error stays for fsync and close (wb_err) */
 	rc = publish(cx, ci);
+	pages_drop(cx, ci, 0, UINT64_MAX);
 	cl_inode_put(cx, ci);
 	return rc;
 }
