@@ -7,6 +7,10 @@
 #      keeps the file open without fsync; node3 reads it at once and gets
 #      every byte; node2 writes it again (its own cache), node1 and node3
 #      read the new bytes;
+#  (a2) node3 writes a file, node1 reads it with O_DIRECT (node3 keeps
+#      page-clean at WRITE, page-dirty goes to READ), node3 reads it (its
+#      cache), node2 rewrites it: node3 reads node2's bytes (the recall of
+#      page-clean at WRITE drops node3's pages);
 #  (b) a model: 3000 mixed random reads and writes (with appends,
 #      truncates, fsyncs) on node2 match the same operations on a local
 #      file, read by read; a re-read of a 16 MiB file on node2 is served by
@@ -49,6 +53,15 @@ wait "$wpid" || fail "(a) the writer on node2 closes the file"
 want=$(python3 "$WB" write "$(node_mnt 2)/wb/recall" $((1048576 + 4095)) 2 --end close "$flag")
 check_eq "(a) node2 writes it again: node1 reads the new bytes" "$want" "$(sha_on 1 wb/recall)"
 check_eq "(a) node3 reads the new bytes" "$want" "$(sha_on 3 wb/recall)"
+rm -f "$flag"
+
+log "(a2) a node that wrote, then read, a file loses its pages to another node's write"
+want=$(python3 "$WB" write "$(node_mnt 3)/wb/wr" $((2 * 1048576 + 7)) 5 --end close "$flag")
+check_eq "(a2) node1 reads node3's bytes with O_DIRECT" "$want" \
+	"$(dd if="$(node_mnt 1)/wb/wr" iflag=direct bs=1M status=none | sha256sum | cut -d' ' -f1)"
+check_eq "(a2) node3 reads them (its cache)" "$want" "$(sha_on 3 wb/wr)"
+want=$(python3 "$WB" write "$(node_mnt 2)/wb/wr" $((2 * 1048576 + 7)) 6 --end close "$flag")
+check_eq "(a2) node3 reads node2's new bytes, not its old pages" "$want" "$(sha_on 3 wb/wr)"
 rm -f "$flag"
 
 log "(b) mixed random reads and writes on node2 against a local file"
