@@ -1819,7 +1819,9 @@ static uint64_t ra_window(struct cl_inode *ci, uint64_t off, uint64_t end)
  * Read file bytes [@off, @end) (within the size; the map covers them)
  * through the cache (ci->mu held, dropped while the volume is read):
  * cached blocks are copied, missing ones read from the volume with those
- * ahead of a sequential reader, and kept clean if the cache reads.
+ * ahead of a sequential reader, and kept clean if the cache reads.  A file
+ * larger than the read cache would only evict itself: its missing blocks
+ * go from the volume straight into @buf, neither kept nor read ahead.
  */
 static int cached_read(struct cl_ctx *cx, struct cl_inode *ci, char *buf, uint64_t off,
 		       uint64_t end)
@@ -1827,6 +1829,7 @@ static int cached_read(struct cl_ctx *cx, struct cl_inode *ci, char *buf, uint64
 	struct cl_pcf *f = pcf_of(cx, ci);
 	uint64_t bs = cx->bs, ahead = ra_window(ci, off, end);
 	uint64_t last = (end + bs - 1) / bs, eof = (ci->attr.size + bs - 1) / bs;
+	bool keep = cl_pc_holds(cx->pc, ci->attr.size);
 	char *tmp = NULL;
 	int rc = 0;
 
@@ -1841,12 +1844,20 @@ static int cached_read(struct cl_ctx *cx, struct cl_inode *ci, char *buf, uint64
 			continue;
 		}
 		/* A miss: the blocks up to the next cached one, and ahead. */
-		lim = last + (cl_pc_reads(cx->pc) ? ahead : 0);
+		lim = last + (keep ? ahead : 0);
 		if (lim > eof)
 			lim = eof;
 		e = b + cl_pc_absent(cx->pc, f, b, (size_t)(lim - b));
 		if (e == b)
 			e = b + 1;
+		if (!keep) {
+			upto = end < e * bs ? end : e * bs;
+			rc = vol_read(cx, ci, buf + (pos - off), pos, upto);
+			if (rc)
+				break;
+			pos = upto;
+			continue;
+		}
 		if (e > last) {
 			rc = map_cover(cx, ci, e);
 			if (rc)
@@ -2278,7 +2289,10 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct cl_inode *ci = cb->ci;
 	uint64_t off = c->u.write.off, b0, b1;
 	size_t len = c->u.write.size, done = 0;
-	bool behind = cl_pc_writes_back(cx->pc) && !(c->u.write.flags & O_DIRECT);
+	/* Large whole-block writes gain nothing from a copy: they are written through. */
+	bool whole = len >= CL_WT_BYTES && off % cx->bs == 0 && len % cx->bs == 0 &&
+		     !(c->u.write.flags & O_APPEND);
+	bool behind = cl_pc_writes_back(cx->pc) && !(c->u.write.flags & O_DIRECT) && !whole;
 	struct tok_set want;
 	int rc;
 

@@ -58,6 +58,7 @@
 #define CL_WB_THREADS 4              /* runs of one file written back at once */
 #define CL_WB_AGE_MS 1000            /* dirty pages are written back at the latest after this */
 #define CL_WB_FILES 64               /* files the flusher takes at each round */
+#define CL_WT_BYTES (1u << 20)       /* buffered writes of whole blocks this large are written through */
 
 /*
  * A directory entry this node told its kernel about; ino 0: the name is known

@@ -246,9 +246,9 @@ bool cl_pc_writes_back(const struct cl_pc *pc)
 	return pc && pc->dirty_max > 0;
 }
 
-bool cl_pc_reads(const struct cl_pc *pc)
+bool cl_pc_holds(const struct cl_pc *pc, uint64_t bytes)
 {
-	return pc && pc->clean_max > 0;
+	return pc && pc->clean_max > 0 && bytes <= pc->clean_max;
 }
 
 void cl_pc_counts(struct cl_pc *pc, struct cl_pc_counts *out)

@@ -44,7 +44,8 @@ struct cl_pc *cl_pc_create(uint32_t bs, uint64_t dirty_max, uint64_t clean_max);
 /* Frees every page; no file may still use it. */
 void cl_pc_destroy(struct cl_pc *pc);
 bool cl_pc_writes_back(const struct cl_pc *pc);   /* dirty_max > 0 */
-bool cl_pc_reads(const struct cl_pc *pc);         /* clean_max > 0 */
+/* A file of @bytes read through would stay cached whole (clean_max >= @bytes > 0). */
+bool cl_pc_holds(const struct cl_pc *pc, uint64_t bytes);
 void cl_pc_counts(struct cl_pc *pc, struct cl_pc_counts *out);
 
 /* The pages of file @ino (NULL on ENOMEM); destroying it drops them all, dirty too. */
