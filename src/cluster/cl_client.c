@@ -152,9 +152,7 @@ static int r_obtain(void *arg, uint64_t ino, const struct tok_set *want,
 
 			clw_attr_from_pb(g->attr, &a);
 			tok_client_cached(cx->tc, ino, &held);
-			for (int t = 0; t < TOK_NTOKENS; t++)
-				if (got->level[t] > held.level[t])
-					held.level[t] = got->level[t];
+			tok_set_raise(&held, got);
 			if (ci) {
 				pthread_mutex_lock(&ci->mu);
 				attr_merge(ci, &a);

@@ -287,13 +287,19 @@ static int n_serve(void *arg, char *err, size_t errlen)
 	return 0;
 }
 
+/* Wait (3 s at most) until no thread counted by @n is left. */
+static void drain(atomic_uint *n)
+{
+	for (int i = 0; i < 3000 && atomic_load(n); i++)
+		usleep(1000);
+}
+
 static void n_settle(void *arg)
 {
 	struct cl_ctx *cx = arg;
 
 	/* Returns that were on their way to the old server keep their state here first. */
-	for (int i = 0; i < 3000 && atomic_load(&cx->returns); i++)
-		usleep(1000);
+	drain(&cx->returns);
 	cl_client_to_store(cx, true);
 	if (!cx->reclaimer_started)
 		(void)cl_reclaimer_start(cx);
@@ -355,8 +361,7 @@ static int n_unshape(void *arg)
 		return rc;
 	cl_client_to_store(cx, false);
 	/* Recall threads of this node's own tokens finish first. */
-	for (int i = 0; i < 3000 && atomic_load(&cx->threads); i++)
-		usleep(1000);
+	drain(&cx->threads);
 	/* From now on returns go to the new MDS; those being taken finish. */
 	atomic_store(&cx->bagging, true);
 	while (atomic_load(&cx->handlers))

@@ -592,13 +592,6 @@ static void names_objs(struct cl_ctx *cx, const struct vn_call *c, const uint64_
 }
 
 /*
- * A namespace operation on directories @dirs, also changing inodes @objs.
- * Which inodes the names denote is read before the tokens are taken (they
- * are taken in one order with the directories') and again once they are
- * held; if another operation changed them meanwhile, everything is let go
- * and taken again.
- */
-/*
  * This node's own call, restarted here after an attempt sent to a server
  * that died (vn_call.prior_reqid): 1 if that attempt was applied (its row
  * is in the store, committed with its change), with a create's attributes
@@ -618,6 +611,13 @@ static int applied_before(struct cl_ctx *cx, struct vnode *vn, struct vn_call *c
 	return 1;
 }
 
+/*
+ * A namespace operation on directories @dirs, also changing inodes @objs.
+ * Which inodes the names denote is read before the tokens are taken (they
+ * are taken in one order with the directories') and again once they are
+ * held; if another operation changed them meanwhile, everything is let go
+ * and taken again.
+ */
 static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uint64_t *dirs,
 		   int nd, uint64_t *objs, int no)
 {

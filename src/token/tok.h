@@ -117,6 +117,8 @@ void tok_set_clear(struct tok_set *set);
 /* Add (or replace) @tok at @level. */
 void tok_set_add(struct tok_set *set, enum tok_id tok, enum tok_level level);
 bool tok_set_empty(const struct tok_set *set);
+/* Raise each token of @set to its level in @by where that is higher. */
+void tok_set_raise(struct tok_set *set, const struct tok_set *by);
 /* Do holders of levels @a and @b (both not TOK_NONE) conflict? */
 bool tok_level_conflicts(enum tok_level a, enum tok_level b);
 /* Does a node holding @held have the rights of @want?  (WRITE covers all.) */

@@ -601,9 +601,7 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 	if (r->level.level[TOK_IOEXCL] == TOK_NONE)
 		r->ioexcl = false;
 	w->what = TOK_CW_SEND;
-	for (int t = 0; t < TOK_NTOKENS; t++)
-		if (back.level[t] > r->returning.level[t])
-			r->returning.level[t] = back.level[t];
+	tok_set_raise(&r->returning, &back);
 	pthread_mutex_unlock(&c->mu);
 
 	c->ops->give_back(c->arg, r->ino, &back, &st);
@@ -783,9 +781,7 @@ int tok_client_export(struct tok_client *c,
 			 */
 			struct tok_set held = r->level;
 
-			for (int t = 0; t < TOK_NTOKENS; t++)
-				if (r->returning.level[t] > held.level[t])
-					held.level[t] = r->returning.level[t];
+			tok_set_raise(&held, &r->returning);
 			if (!tok_set_empty(&held))
 				rc = fn(arg, r->ino, &held);
 		}

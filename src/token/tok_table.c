@@ -68,6 +68,13 @@ void tok_set_add(struct tok_set *set, enum tok_id tok, enum tok_level level)
 	set->level[tok] = (uint8_t)level;
 }
 
+void tok_set_raise(struct tok_set *set, const struct tok_set *by)
+{
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (by->level[t] > set->level[t])
+			set->level[t] = by->level[t];
+}
+
 bool tok_set_empty(const struct tok_set *set)
 {
 	return tok__mask(set) == 0;

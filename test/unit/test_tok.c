@@ -548,6 +548,29 @@ static const char *const expect_duties[TOK_NTOKENS][TOK_NLEVELS] = {
 };
 
 /* Node 0 holds (t, a) cached; node 1 asks for (t, b). */
+/* tok_set_raise keeps the higher level of each token, and adds none. */
+static void test_set_raise(void **state)
+{
+	struct tok_set a, b;
+
+	(void)state;
+	tok_set_clear(&a);
+	tok_set_clear(&b);
+	tok_set_add(&a, TOK_SIZE, TOK_WRITE);
+	tok_set_add(&a, TOK_ATTR, TOK_READ);
+	tok_set_add(&b, TOK_SIZE, TOK_READ);
+	tok_set_add(&b, TOK_ATTR, TOK_SWRITE);
+	tok_set_add(&b, TOK_EXTENT, TOK_READ);
+	tok_set_raise(&a, &b);
+	assert_int_equal(a.level[TOK_SIZE], TOK_WRITE);
+	assert_int_equal(a.level[TOK_ATTR], TOK_SWRITE);
+	assert_int_equal(a.level[TOK_EXTENT], TOK_READ);
+	assert_int_equal(a.level[TOK_NAME], TOK_NONE);
+	tok_set_clear(&b);
+	tok_set_raise(&a, &b);
+	assert_int_equal(a.level[TOK_SIZE], TOK_WRITE);
+}
+
 static void test_every_pair(void **state)
 {
 	struct cluster *cl = *state;
@@ -1567,6 +1590,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_set_raise),
 		T(test_every_pair),
 		T(test_flush_before_discard),
 		T(test_fifo),
