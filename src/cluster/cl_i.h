@@ -354,7 +354,8 @@ int cl_mds_pause(struct cl_ctx *cx);
  * not take (it was moving: an "early" error reply or a lost connection) is
  * sent again once the gate opens, with the same request id (cl_unsafe_call
  * sets it in @req if the message has one).  An application's request gives
- * up with -EINTR or -EIO (docs/ARCHITECTURE.md, "Interrupts").
+ * up with -EINTR or -EIO (docs/ARCHITECTURE.md, "Interrupts").  On an
+ * error *@reply is NULL (rpc_msg_free of it is a no-op).
  */
 int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *req,
 		Cxfs__MsgType *reply_type, ProtobufCMessage **reply);

@@ -744,6 +744,7 @@ int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *req,
 	struct cl_ureq u = { 0 };      /* one id across the resends */
 	int rc;
 
+	*reply = NULL;
 	for (;;) {
 		struct rpc_chan *ch;
 
@@ -759,8 +760,10 @@ int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *req,
 		rpc_chan_put(ch);
 		if (!cl_mds_moved(rc, *reply_type, *reply))
 			break;
-		if (rc == 0)
+		if (rc == 0) {
 			rpc_msg_free(*reply);
+			*reply = NULL;
+		}
 		rc = cl_mds_pause(cx);
 		if (rc)
 			break;
