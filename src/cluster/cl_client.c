@@ -552,11 +552,16 @@ void cl_client_to_store(struct cl_ctx *cx, bool server)
 			for (size_t k = 0; server && k < ci->npend; k++)
 				(void)meta_map_write(cx->st, ci->ino, ci->pend[k].fblk, ci->pend[k].nblk,
 						     ci->pend[k].pblk, 0);
-			if (server && (ci->size_dirty || ci->times_dirty))
+			if (server && (ci->size_dirty || ci->times_dirty)) {
+				struct tok_set held;
+
+				tok_client_cached(cx->tc, ci->ino, &held);
 				(void)meta_apply_state(cx->st, ci->ino, NULL,
 						       ci->times_dirty ? &ci->attr.mtime : NULL,
 						       ci->times_dirty ? &ci->attr.mtime : NULL,
-						       ci->size_dirty ? &ci->attr.size : NULL);
+						       ci->size_dirty ? &ci->attr.size : NULL,
+						       held.level[TOK_SIZE] == TOK_SWRITE);
+			}
 			if (server) {
 				free(ci->pend);
 				ci->pend = NULL;
@@ -2078,6 +2083,21 @@ static int write_locked(struct cl_ctx *cx, struct cl_inode *ci, const char *buf,
 	return rc;
 }
 
+/* 1 if file blocks [@b0, @b1) all have data, 0 if not, or -errno (ci->mu held). */
+static int all_data(struct cl_ctx *cx, struct cl_inode *ci, uint64_t b0, uint64_t b1)
+{
+	int rc = map_cover(cx, ci, b1);
+
+	for (uint64_t b = b0; !rc && b < b1;) {
+		const struct meta_map *m = map_find(ci, b);
+
+		if (!m || m->state != META_MAP_DATA)
+			return 0;
+		b = m->fblk + m->nblk;
+	}
+	return rc ? rc : 1;
+}
+
 /*
  * Blocks [@b0, @b1) of the file all get volume blocks: holes are allocated
  * by the MDS, unwritten (ci->mu held).
@@ -2291,6 +2311,7 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	bool whole = len >= CL_WT_BYTES && off % cx->bs == 0 && len % cx->bs == 0 &&
 		     !(c->u.write.flags & O_APPEND);
 	bool behind = cl_pc_writes_back(cx->pc) && !(c->u.write.flags & O_DIRECT) && !whole;
+	bool shared = cl_write_shares(c, cx->bs);
 	struct tok_set want;
 	int rc;
 
@@ -2302,8 +2323,12 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		if (rc)
 			return rc;
 	}
-	cl_write_set(&want, c->u.write.flags & O_DIRECT, false);
 	cl_io_begin(ci);
+again:
+	if (shared)
+		cl_swrite_set(&want);
+	else
+		cl_write_set(&want, c->u.write.flags & O_DIRECT, false);
 	rc = c_acquire(cb, &want);
 	if (rc) {
 		cl_io_end(ci);
@@ -2318,6 +2343,21 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		rc = map_cover(cx, ci, 0);
 		if (rc)
 			goto out;
+	}
+	if (shared) {
+		/* Blocks to allocate or convert: alone on the file (cl_write_shares). */
+		rc = all_data(cx, ci, off / cx->bs, (off + len) / cx->bs);
+		if (rc <= 0) {
+			pthread_mutex_unlock(&ci->mu);
+			c_release_toks(cb, &want);
+			if (rc < 0) {
+				cl_io_end(ci);
+				return rc;
+			}
+			shared = false;
+			goto again;
+		}
+		rc = 0;
 	}
 	if (c->u.write.flags & O_APPEND) {
 		if (off != ci->attr.size)

@@ -513,5 +513,13 @@ int cl_server_dmapi_excl(struct cl_ctx *cx, uint64_t ino, int (*fn)(void *arg), 
 /* The tokens a read or write needs (direct: O_DIRECT). */
 void cl_read_set(struct tok_set *s, bool direct);
 void cl_write_set(struct tok_set *s, bool direct, bool local);
+/*
+ * A write that may share the file with other nodes' writers (O_DIRECT,
+ * whole blocks of @bs, not O_APPEND), and the tokens it takes then; it
+ * goes on at SHARED_WRITE only if every block it writes has data already
+ * (docs/ARCHITECTURE.md, "Shared direct writers"), else with cl_write_set.
+ */
+bool cl_write_shares(const struct vn_call *c, uint32_t bs);
+void cl_swrite_set(struct tok_set *s);
 
 #endif

@@ -47,6 +47,30 @@ void cl_write_set(struct tok_set *s, bool direct, bool local)
 	tok_set_add(s, TOK_TIMES, TOK_WRITE);
 }
 
+bool cl_write_shares(const struct vn_call *c, uint32_t bs)
+{
+	return (c->u.write.flags & O_DIRECT) && !(c->u.write.flags & O_APPEND) &&
+	       c->u.write.size > 0 && c->u.write.off % bs == 0 && c->u.write.size % bs == 0;
+}
+
+/*
+ * Several nodes write the file at once: each keeps the size and time
+ * stamps of its own writes (the largest wins when they come back) and
+ * caches nothing.  Writing only blocks that have data, it neither
+ * allocates nor converts extents, so the map stays as every node caches
+ * it (EXTENT at READ).
+ */
+void cl_swrite_set(struct tok_set *s)
+{
+	tok_set_clear(s);
+	tok_set_add(s, TOK_IO, TOK_READ);
+	tok_set_add(s, TOK_PAGE_CLEAN, TOK_SWRITE);
+	tok_set_add(s, TOK_PAGE_DIRTY, TOK_SWRITE);
+	tok_set_add(s, TOK_EXTENT, TOK_READ);
+	tok_set_add(s, TOK_SIZE, TOK_SWRITE);
+	tok_set_add(s, TOK_TIMES, TOK_SWRITE);
+}
+
 static void attr_set(struct tok_set *s)
 {
 	tok_set_clear(s);
@@ -127,12 +151,65 @@ static int l_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
  * The kernel puts an O_APPEND write at the end it knows, which another
  * node may have moved: with the size token held, the store knows the end.
  */
+/*
+ * 1 if file blocks [@b0, @b1) of @ino all have data in the store (a write
+ * there allocates and converts nothing), 0 if not, or -errno.
+ */
+static int store_all_data(struct cl_ctx *cx, uint64_t ino, uint64_t b0, uint64_t b1)
+{
+	struct meta_map runs[16];
+
+	while (b0 < b1) {
+		int n = meta_map_read(cx->st, ino, b0, b1 - b0, runs, 16);
+
+		if (n <= 0)
+			return n < 0 ? n : -EIO;
+		for (int i = 0; i < n; i++)
+			if (runs[i].state != META_MAP_DATA)
+				return 0;
+		b0 = runs[n - 1].fblk + runs[n - 1].nblk;
+	}
+	return 1;
+}
+
+/*
+ * A direct write among other nodes' (cl_write_shares): the bytes written,
+ * -errno, or 0 if a block it writes has no data yet (it takes the
+ * exclusive tokens then).
+ */
+static int l_write_shared(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_lbhv *lb = lb_of(self);
+	uint64_t ino = vn_ino(vn), bs = lb->cx->bs;
+	struct tok_set want;
+	int rc;
+
+	cl_swrite_set(&want);
+	cl_io_begin(lb->ci);
+	rc = cl_acquire(lb->cx, ino, &want);
+	if (rc) {
+		cl_io_end(lb->ci);
+		return moved(lb->cx, rc);
+	}
+	rc = store_all_data(lb->cx, ino, c->u.write.off / bs, (c->u.write.off + c->u.write.size) / bs);
+	if (rc == 1)
+		rc = vn_next(self, vn, c);
+	tok_client_release(lb->cx->tc, ino, &want);
+	cl_io_end(lb->ci);
+	return moved(lb->cx, rc);
+}
+
 static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_lbhv *lb = lb_of(self);
 	struct tok_set want;
 	int rc;
 
+	if (cl_write_shares(c, lb->cx->bs)) {
+		rc = l_write_shared(self, vn, c);
+		if (rc)
+			return rc;
+	}
 	cl_write_set(&want, c->u.write.flags & O_DIRECT, true);
 	if (!(c->u.write.flags & O_APPEND))
 		return with_io_tokens(self, vn, c, &want);

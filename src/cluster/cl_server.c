@@ -761,18 +761,25 @@ static bool want_attr(const struct tok_set *s)
 	return s->level[TOK_ATTR] || s->level[TOK_TIMES] || s->level[TOK_SIZE];
 }
 
-/* State a node sends back: its times win if later, its size replaces ours. */
-static void apply_state(struct cl_ctx *cx, uint64_t ino, const Cxfs__Timespec *at,
+/*
+ * State @node sends back: its times win if later, its size replaces ours,
+ * or only grows it if the node holds SIZE at SHARED_WRITE (one of several
+ * direct writers: the largest size wins).
+ */
+static void apply_state(struct cl_ctx *cx, uint32_t node, uint64_t ino, const Cxfs__Timespec *at,
 			const Cxfs__Timespec *mt, const Cxfs__Timespec *ct, const uint64_t *size)
 {
 	struct timespec a, m, c;
+	struct tok_set held;
 
 	if (!at && !mt && !ct && !size)
 		return;
 	clw_ts_from_pb(at, &a);
 	clw_ts_from_pb(mt, &m);
 	clw_ts_from_pb(ct, &c);
-	(void)meta_apply_state(cx->st, ino, at ? &a : NULL, mt ? &m : NULL, ct ? &c : NULL, size);
+	tok_server_held(cx->ts, node, ino, &held);
+	(void)meta_apply_state(cx->st, ino, at ? &a : NULL, mt ? &m : NULL, ct ? &c : NULL, size,
+			       held.level[TOK_SIZE] == TOK_SWRITE);
 }
 
 static int h_acquire(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
@@ -791,7 +798,7 @@ static int h_acquire(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	rc = clw_toks_from_pb(m->want, m->n_want, &want);
 	if (rc)
 		return rc;
-	apply_state(cx, m->ino, m->atime, m->mtime, m->ctime, m->has_size ? &m->size : NULL);
+	apply_state(cx, node, m->ino, m->atime, m->mtime, m->ctime, m->has_size ? &m->size : NULL);
 	rc = tok_server_acquire(cx->ts, node, m->ino, &want, &in, &got, &out);
 	if (rc == 0 && want_attr(&want)) {
 		rc = meta_getattr(cx->st, m->ino, &a);
@@ -828,7 +835,7 @@ static int h_return(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	if (m->has_refused && m->refused) {
 		tok_server_refused(cx->ts, node, m->ino, &set);
 	} else {
-		apply_state(cx, m->ino, m->atime, m->mtime, m->ctime, m->has_size ? &m->size : NULL);
+		apply_state(cx, node, m->ino, m->atime, m->mtime, m->ctime, m->has_size ? &m->size : NULL);
 		tok_server_returned(cx->ts, node, m->ino, &set, NULL);
 		if (set.level[TOK_EXTENT] != TOK_NONE)
 			cl_ledger_forget(cx->ledger, node, m->ino);
@@ -1106,7 +1113,7 @@ static int h_write_done(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 			cl_ledger_clear(cx->ledger, m->ino, e->file_block, e->count);
 	}
 	if (!rc)
-		apply_state(cx, m->ino, NULL, m->mtime, m->mtime, m->has_size ? &m->size : NULL);
+		apply_state(cx, node, m->ino, NULL, m->mtime, m->mtime, m->has_size ? &m->size : NULL);
 	tok_server_op_end(op);
 	atomic_fetch_add(&cx->stats.write_dones, 1);
 	r.err = rc;

@@ -2331,7 +2331,7 @@ static void ts_raise(struct timespec *dst, const struct timespec *src)
 
 int meta_apply_state(struct meta_store *st, uint64_t ino, const struct timespec *atime,
 		     const struct timespec *mtime, const struct timespec *ctime,
-		     const uint64_t *size)
+		     const uint64_t *size, bool size_grow)
 {
 	struct vn_attr a;
 	int rc = st_enter(st, ST_GROW_NONE);
@@ -2344,7 +2344,7 @@ int meta_apply_state(struct meta_store *st, uint64_t ino, const struct timespec 
 	ts_raise(&a.atime, atime);
 	ts_raise(&a.mtime, mtime);
 	ts_raise(&a.ctime, ctime);
-	if (size && S_ISREG(a.mode) && *size <= META_MAX_FILE_SIZE)
+	if (size && S_ISREG(a.mode) && *size <= META_MAX_FILE_SIZE && (!size_grow || *size > a.size))
 		a.size = *size;
 	rc = inode_put(st, &a);
 out:

@@ -259,11 +259,13 @@ int meta_note_write(struct meta_store *st, uint64_t ino, uint64_t size, struct v
 /*
  * A cluster node gives back time stamps and a size it kept itself: each
  * given time stamp that is later than the stored one replaces it (the
- * largest wins), a given size replaces the stored one.  NULL: unchanged.
+ * largest wins), a given size replaces the stored one (with @size_grow, of
+ * a node that wrote at SHARED_WRITE among others, only a larger one).
+ * NULL: unchanged.
  */
 int meta_apply_state(struct meta_store *st, uint64_t ino, const struct timespec *atime,
 		     const struct timespec *mtime, const struct timespec *ctime,
-		     const uint64_t *size);
+		     const uint64_t *size, bool size_grow);
 
 /* fallocate modes: allocate (unwritten), punch a hole; see fallocate(2); VN_IO_INVISIBLE. */
 int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, uint64_t len);

@@ -237,7 +237,7 @@ int tok_server_export(struct tok_server *s,
 		      void *arg);
 int tok_server_import(struct tok_server *s, uint32_t node, uint64_t ino, const struct tok_set *held);
 
-/* What @node holds of @ino, for `cxfsctl tokens`. */
+/* What @node holds of @ino (`cxfsctl tokens`, the level a returned size had). */
 void tok_server_held(struct tok_server *s, uint32_t node, uint64_t ino, struct tok_set *held);
 void tok_server_stats(struct tok_server *s, struct tok_server_stats *st);
 

@@ -285,7 +285,7 @@ static int grow_quietly(struct vn_meta_node *n, uint64_t ino, uint64_t end)
 	pthread_mutex_lock(&n->note_mu);
 	rc = meta_getattr(n->fs->st, ino, &a);
 	if (!rc && end > a.size)
-		rc = meta_apply_state(n->fs->st, ino, NULL, NULL, NULL, &end);
+		rc = meta_apply_state(n->fs->st, ino, NULL, NULL, NULL, &end, true);
 	n->noted_ns = 0;
 	n->noted_size = 0;
 	pthread_mutex_unlock(&n->note_mu);

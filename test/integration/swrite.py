@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Several nodes writing one file with O_DIRECT at once (t_swrite.sh).
+
+The file is cut into chunks; writer I of N owns the chunks k with
+k % N == I and writes each of them, in a shuffled order, once per pass,
+with bytes that depend only on (seed, pass, chunk).  The model is the last
+pass's bytes of every chunk (and, past the laid-out part, chunks written
+beyond the end of the file).
+
+  swrite.py layout PATH SIZE SEED         write SIZE bytes, fsync
+  swrite.py writer PATH I N CHUNK FROM TO PASSES SEED
+                                          O_DIRECT writes of the owned chunks
+                                          of bytes [FROM, TO); prints the count
+  swrite.py model SIZE CHUNK FROM TO PASSES SEED [LAYOUT_SEED]
+                                          the sha256 the file must have
+  swrite.py sha PATH                      sha256 of the file, read with O_DIRECT
+"""
+import hashlib
+import mmap
+import os
+import random
+import sys
+
+
+def chunk_bytes(seed, pas, k, n):
+    return random.Random(seed * 1000003 + pas * 10007 + k).randbytes(n)
+
+
+def layout_bytes(seed, size):
+    return random.Random(seed).randbytes(size)
+
+
+def cmd_layout(path, size, seed):
+    with open(path, "wb") as f:
+        f.write(layout_bytes(seed, size))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def cmd_writer(path, me, n, chunk, lo, hi, passes, seed):
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, chunk)          # page-aligned, as O_DIRECT wants
+    mine = [k for k in range(lo // chunk, hi // chunk) if k % n == me]
+    rnd = random.Random(seed * 31 + me)
+    writes = 0
+    for pas in range(passes):
+        rnd.shuffle(mine)
+        for k in mine:
+            buf.seek(0)
+            buf.write(chunk_bytes(seed, pas, k, chunk))
+            done = os.pwritev(fd, [buf], k * chunk)
+            if done != chunk:
+                print(f"short write at chunk {k}: {done}", file=sys.stderr)
+                sys.exit(1)
+            writes += 1
+    os.close(fd)
+    print(writes)
+
+
+def cmd_model(size, chunk, lo, hi, passes, seed, layout_seed):
+    data = bytearray(layout_bytes(layout_seed, size) if layout_seed is not None else b"\0" * size)
+    if hi > len(data):
+        data.extend(b"\0" * (hi - len(data)))
+    for k in range(lo // chunk, hi // chunk):
+        data[k * chunk:(k + 1) * chunk] = chunk_bytes(seed, passes - 1, k, chunk)
+    print(hashlib.sha256(data).hexdigest())
+
+
+def cmd_sha(path):
+    h = hashlib.sha256()
+    size = os.stat(path).st_size
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, 1 << 20)
+    off = 0
+    while off < size:
+        got = os.preadv(fd, [buf], off)
+        if got <= 0:
+            break
+        h.update(buf[:min(got, size - off)])
+        off += got
+    os.close(fd)
+    print(h.hexdigest())
+
+
+def main():
+    a = sys.argv[1:]
+    if a[0] == "layout":
+        cmd_layout(a[1], int(a[2]), int(a[3]))
+    elif a[0] == "writer":
+        cmd_writer(a[1], *map(int, a[2:9]))
+    elif a[0] == "model":
+        cmd_model(*map(int, a[1:7]), int(a[7]) if len(a) > 7 else None)
+    elif a[0] == "sha":
+        cmd_sha(a[1])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
