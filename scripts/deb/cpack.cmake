@@ -1,7 +1,7 @@
 # The Debian package, built by `cpack -G DEB` in the build directory (or
 # scripts/package): package cxfs, installed under /usr, with the binaries,
 # the mount helper, the systemd units, the man pages, the documentation and
-# /etc/cxfs/cluster.conf.example (a conffile).  dpkg-shlibdeps (dpkg-dev)
+# /etc/cxfs/cluster.conf.example and /etc/logrotate.d/cxfs (conffiles).  dpkg-shlibdeps (dpkg-dev)
 # finds the shared libraries' packages; fuse3 is needed to mount, tgt (or
 # LIO's targetcli-fb) only where a target is served.
 set(CPACK_GENERATOR DEB)

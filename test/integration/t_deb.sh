@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # t_deb.sh: the Debian package (scripts/deb/cpack.cmake): cpack builds it
-# from the build tree; it holds only /usr and /etc/cxfs, depends on fuse3
+# from the build tree; it holds only /usr and /etc, depends on fuse3
 # and the libraries dpkg-shlibdeps found; `dpkg -i` installs it on this
 # machine, where /usr/bin/cxfsd --help, `man cxfsd`, /sbin/mount.cxfs and
 # the units work; `dpkg --purge` removes it and leaves nothing (a trap
@@ -23,8 +23,9 @@ deb=$(ls "$T_TMP"/pkg/cxfs_*.deb)
 pass "cpack built $(basename "$deb")"
 
 dpkg-deb -c "$deb" | awk '{ print $6 }' >"$T_TMP/contents"
-check_eq "the package holds only /usr and /etc/cxfs" "" \
-	"$(grep -v -e '^\./$' -e '^\./usr/' -e '^\./etc/$' -e '^\./etc/cxfs/' "$T_TMP/contents")"
+check_eq "the package holds only /usr, /etc/cxfs and its logrotate file" "" \
+	"$(grep -v -e '^\./$' -e '^\./usr/' -e '^\./etc/$' -e '^\./etc/cxfs/' \
+		-e '^\./etc/logrotate\.d/$' -e '^\./etc/logrotate\.d/cxfs$' "$T_TMP/contents")"
 for f in usr/bin/cxfsd usr/bin/cxfsctl usr/bin/mkfs.cxfs usr/bin/cxfs-check usr/bin/cxfs-hsmd \
 	usr/bin/cxfs-hsm usr/sbin/mount.cxfs usr/lib/systemd/system/cxfsd@.service \
 	usr/share/man/man8/cxfsd.8 usr/share/man/man5/cluster.conf.5 etc/cxfs/cluster.conf.example; do
@@ -33,8 +34,8 @@ done
 depends=$(dpkg-deb -f "$deb" Depends)
 check "it depends on fuse3" grep -q '\bfuse3\b' <<<"$depends"
 check "it depends on the shared libraries (dpkg-shlibdeps)" grep -q 'libfuse3-3 .*libuv1' <<<"$depends"
-check_eq "the example configuration is a conffile" /etc/cxfs/cluster.conf.example \
-	"$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)"
+check_eq "the files in /etc are conffiles" "/etc/cxfs/cluster.conf.example /etc/logrotate.d/cxfs" \
+	"$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | xargs)"
 
 # dpkg fails at once while another dpkg or apt runs: try for a while.
 dpkg_retry() {
