@@ -100,19 +100,24 @@ static void store(struct metrics_out *m, struct meta_store *st)
 	}
 }
 
-/* A message type's name in lower case ("token_req"), into @b. */
+/* @s as a label value word: lower case, spaces as '_' ("bad MAC": "bad_mac"), into @b. */
+static const char *word(const char *s, char *b, size_t size)
+{
+	size_t i = 0;
+
+	for (; s[i] && i + 1 < size; i++)
+		b[i] = s[i] == ' ' ? '_' : (char)tolower((unsigned char)s[i]);
+	b[i] = '\0';
+	return b;
+}
+
+/* A message type's name as a label value ("token_req"), into @b; NULL if unknown. */
 static const char *type_name(int type, char *b, size_t size)
 {
 	const ProtobufCEnumValue *v =
 		protobuf_c_enum_descriptor_get_value(&cxfs__msg_type__descriptor, type);
-	size_t i = 0;
 
-	if (!v)
-		return NULL;
-	for (; v->name[i] && i + 1 < size; i++)
-		b[i] = (char)tolower((unsigned char)v->name[i]);
-	b[i] = '\0';
-	return b;
+	return v ? word(v->name, b, size) : NULL;
 }
 
 /* Counters by message type: @v[type], the types that have a name and a count. */
@@ -163,8 +168,9 @@ static void rpc(struct metrics_out *m, struct cl_ctx *cl, const struct rpc_stats
 		       "Frames refused (the connection is closed), by reason.");
 	for (int i = 0; i < RPC_DROP__COUNT; i++)
 		metrics_u64(m, "cxfs_rpc_dropped_frames_total",
-			    &(struct metrics_label){ "reason", rpc_drop_name((enum rpc_drop)i) }, 1,
-			    rs->dropped[i]);
+			    &(struct metrics_label){ "reason", word(rpc_drop_name((enum rpc_drop)i), b,
+								   sizeof(b)) },
+			    1, rs->dropped[i]);
 }
 
 static void membership(struct metrics_out *m, const struct cl_metrics *cm)
