@@ -262,9 +262,9 @@ int cl_dm_attach(struct cl_ctx *cx, bool enabled)
 		fprintf(stderr, "cxfsd: cannot load the DMAPI event lists: %s\n", strerror(-rc));
 		return rc;
 	}
-	pthread_mutex_lock(&cx->res_mu);
+	pthread_mutex_lock(&cx->dm_mu);
 	cx->dmfs = dmfs;
-	pthread_mutex_unlock(&cx->res_mu);
+	pthread_mutex_unlock(&cx->dm_mu);
 	return 0;
 }
 
@@ -272,9 +272,9 @@ void cl_dm_detach(struct cl_ctx *cx)
 {
 	struct dm_fs *dmfs = cx->dmfs;
 
-	pthread_mutex_lock(&cx->res_mu);   /* a metrics scrape reading it ends first */
+	pthread_mutex_lock(&cx->dm_mu);   /* a metrics scrape reading it ends first */
 	cx->dmfs = NULL;
-	pthread_mutex_unlock(&cx->res_mu);
+	pthread_mutex_unlock(&cx->dm_mu);
 	dm_fs_destroy(dmfs);
 }
 

@@ -1144,7 +1144,8 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	if (!cx)
 		return -ENOMEM;
 	pthread_mutex_init(&cx->mu, NULL);
-	pthread_mutex_init(&cx->res_mu, NULL);
+	pthread_mutex_init(&cx->store_mu, NULL);
+	pthread_mutex_init(&cx->dm_mu, NULL);
 	pthread_mutex_init(&cx->gate_mu, NULL);
 	pthread_cond_init(&cx->gate_cv, NULL);
 	pthread_mutex_init(&cx->shape_mu, NULL);
@@ -1473,7 +1474,8 @@ void cl_stop(struct cl_ctx *cx)
 	free(cx->rq);
 	cms_config_free(cx->cfg);
 	pthread_mutex_destroy(&cx->mu);
-	pthread_mutex_destroy(&cx->res_mu);
+	pthread_mutex_destroy(&cx->store_mu);
+	pthread_mutex_destroy(&cx->dm_mu);
 	pthread_mutex_destroy(&cx->gate_mu);
 	pthread_cond_destroy(&cx->gate_cv);
 	pthread_mutex_destroy(&cx->shape_mu);
@@ -1652,12 +1654,12 @@ void cl_metrics_get(struct cl_ctx *cx, struct cl_metrics *m)
 		m->has_ts = true;
 	}
 	pthread_mutex_unlock(&cx->wmu);
-	pthread_mutex_lock(&cx->res_mu);
+	pthread_mutex_lock(&cx->dm_mu);
 	if (cx->dmfs) {
 		dm_fs_stats(cx->dmfs, &m->dm);
 		m->has_dm = true;
 	}
-	pthread_mutex_unlock(&cx->res_mu);
+	pthread_mutex_unlock(&cx->dm_mu);
 	kore_stats(cx->kore, &m->reloc);
 	m->recoveries = corpse_count(cx->corpse);
 	pthread_mutex_lock(&cx->mu);
@@ -1691,13 +1693,13 @@ int cl_store_backup(struct cl_ctx *cx, const char *path, char *err, size_t errle
 	const struct cms_node *srv;
 	int rc;
 
-	pthread_mutex_lock(&cx->res_mu);
+	pthread_mutex_lock(&cx->store_mu);
 	if (cx->is_server && cx->st) {
 		rc = meta_store_backup(cx->st, path, err, errlen);
-		pthread_mutex_unlock(&cx->res_mu);
+		pthread_mutex_unlock(&cx->store_mu);
 		return rc;
 	}
-	pthread_mutex_unlock(&cx->res_mu);
+	pthread_mutex_unlock(&cx->store_mu);
 	pthread_mutex_lock(&cx->mu);
 	srv = cl_node_by_id(cx, cx->server_id);
 	pthread_mutex_unlock(&cx->mu);

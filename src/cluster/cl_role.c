@@ -260,9 +260,9 @@ static void n_unserve(void *arg)
 	if (cx->st) {
 		struct meta_store *st = cx->st;
 
-		pthread_mutex_lock(&cx->res_mu);   /* a backup in progress ends first */
+		pthread_mutex_lock(&cx->store_mu);   /* a backup in progress ends first */
 		cx->st = NULL;
-		pthread_mutex_unlock(&cx->res_mu);
+		pthread_mutex_unlock(&cx->store_mu);
 		meta_store_close(st);
 	}
 }

@@ -1,6 +1,6 @@
 /*
  * metrics_http.c - the daemon's Prometheus endpoint: libmicrohttpd on one
- * thread of its own (MHD_USE_INTERNAL_POLLING_THREAD) answers GET /metrics
+ * thread of its own (MHD_USE_AUTO_INTERNAL_THREAD) answers GET /metrics
  * with the text of metrics_node.c, rendered in that thread for each scrape;
  * nothing runs on the daemon's other threads, and no lock is held between
  * scrapes.  Few connections at once and a short idle time-out: a scraper
@@ -76,7 +76,8 @@ int cxfsd_metrics_http_start(const struct cxfsd *d, const char *addr,
 	struct cxfsd_metrics_http *h;
 	struct sockaddr_storage ss;
 	socklen_t len;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	/* epoll where there is: select would fail on a descriptor above 1023. */
+	unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
 
 	if (cx_parse_listen(addr, &ss, &len))
 		return -EINVAL;
