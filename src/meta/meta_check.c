@@ -290,10 +290,11 @@ int meta_check_store(const char *path, void (*report)(void *arg, const char *msg
 	check_integrity(&c, db);
 	if (c.problems)
 		goto out;
-	if (backup_sb(db, &sb))
+	if (backup_sb(db, &sb)) {
 		problem(&c, "not a cxfs store copy (no table cxfs_backup: make it with cxfsctl backup)");
-	else
-		check_space(&c, db, &sb);
+		goto out;
+	}
+	check_space(&c, db, &sb);
 	check_tree(&c, db);
 out:
 	sqlite3_close(db);
