@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/cl_pcache.h"
 #include "common/cx_hist.h"
 #include "dmapi/dm.h"
 #include "proto/cxfs.pb-c.h"
@@ -165,6 +166,10 @@ struct cl_metrics {
 	bool has_dm;                    /* DMAPI's (an MDS of a DMAPI filesystem) */
 	struct dm_stats dm;
 	struct kore_stats reloc;        /* relocations this node was the source of */
+	uint64_t attr_hits, attr_misses;  /* attributes answered from this node's cache, or not */
+	uint64_t name_hits, name_misses;  /* names (lookups) likewise */
+	bool has_pc;                    /* the data cache's figures (a client node) */
+	struct cl_pc_counts pc;
 	uint64_t recoveries;            /* recoveries this node took part in */
 };
 /* Fill @m (a large struct: allocate it).  Caller frees nothing. */

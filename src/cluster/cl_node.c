@@ -1661,6 +1661,14 @@ void cl_metrics_get(struct cl_ctx *cx, struct cl_metrics *m)
 	}
 	pthread_mutex_unlock(&cx->dm_mu);
 	kore_stats(cx->kore, &m->reloc);
+	m->attr_hits = atomic_load(&cx->stats.attr_hits);
+	m->attr_misses = atomic_load(&cx->stats.attr_misses);
+	m->name_hits = atomic_load(&cx->stats.name_hits);
+	m->name_misses = atomic_load(&cx->stats.name_misses);
+	if (cx->pc) {
+		cl_pc_counts(cx->pc, &m->pc);
+		m->has_pc = true;
+	}
 	m->recoveries = corpse_count(cx->corpse);
 	pthread_mutex_lock(&cx->mu);
 	server = cx->server_id;

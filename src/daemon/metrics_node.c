@@ -223,6 +223,47 @@ static void tokens(struct metrics_out *m, const struct cl_metrics *cm)
 	    "Token requests waiting at the server for holders to give tokens back.", cm->ts.waiting);
 }
 
+static void caches(struct metrics_out *m, const struct cl_metrics *cm)
+{
+	static const char *const n = "cxfs_meta_cache_lookups_total";
+	const struct pc_row {
+		const char *name, *type, *help;
+		uint64_t v;
+	} rows[] = {
+		{ "cxfs_data_cache_dirty_bytes", "gauge",
+		  "Written file data held in memory, not yet on the volume (write-behind).",
+		  cm->pc.dirty_bytes },
+		{ "cxfs_data_cache_clean_bytes", "gauge", "File data held in memory for re-reads.",
+		  cm->pc.clean_bytes },
+		{ "cxfs_data_cache_hits_total", "counter", "Blocks read from the data cache.",
+		  cm->pc.hits },
+		{ "cxfs_data_cache_misses_total", "counter", "Blocks not found in the data cache.",
+		  cm->pc.misses },
+		{ "cxfs_data_cache_flushed_bytes_total", "counter",
+		  "Bytes of cached writes written back to the volume.", cm->pc.flushed_bytes },
+		{ "cxfs_data_cache_waits_total", "counter",
+		  "Writers that waited for room in the write-behind cache.", cm->pc.waits },
+		{ "cxfs_data_cache_write_errors_total", "counter",
+		  "Write-backs of cached data that failed (reported at fsync or close).",
+		  cm->pc.errors },
+	};
+
+	metrics_family(m, n, "counter",
+		       "Attribute and name look-ups of this node's metadata cache, by kind and result.");
+	metrics_u64(m, n, (struct metrics_label[]){ { "kind", "attr" }, { "result", "hit" } }, 2,
+		    cm->attr_hits);
+	metrics_u64(m, n, (struct metrics_label[]){ { "kind", "attr" }, { "result", "miss" } }, 2,
+		    cm->attr_misses);
+	metrics_u64(m, n, (struct metrics_label[]){ { "kind", "name" }, { "result", "hit" } }, 2,
+		    cm->name_hits);
+	metrics_u64(m, n, (struct metrics_label[]){ { "kind", "name" }, { "result", "miss" } }, 2,
+		    cm->name_misses);
+	if (!cm->has_pc)
+		return;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		one(m, rows[i].name, rows[i].type, rows[i].help, rows[i].v);
+}
+
 static void dmapi(struct metrics_out *m, const struct dm_stats *dm)
 {
 	one(m, "cxfs_dmapi_events_total", "counter", "DMAPI events posted to the HSM.", dm->posted);
@@ -262,6 +303,7 @@ static void cluster(struct metrics_out *m, struct cl_ctx *cl)
 	membership(m, cm);
 	rpc(m, cl, &cm->rpc);
 	tokens(m, cm);
+	caches(m, cm);
 	if (cm->has_dm)
 		dmapi(m, &cm->dm);
 	relocations(m, cm);

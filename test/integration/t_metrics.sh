@@ -10,8 +10,9 @@
 #  - after a workload (files created and written on node2, read on node1, a
 #    relocation of the metadata server to node2) the counters moved: FUSE
 #    requests by operation and their latency histograms, cluster messages by
-#    type, token acquisitions asked of the server, device bytes written, the
-#    relocation and its pause; the node states and roles say who serves;
+#    type, token acquisitions asked of the server, device bytes written,
+#    cached writes written back, the relocation and its pause; the node
+#    states and roles say who serves;
 #  - `cxfsctl backup FILE` on the new metadata server while node1 writes
 #    gives a copy that `cxfs-check --store` finds clean and that lists the
 #    files; on node1 (a client now) it is refused, naming node2;
@@ -101,6 +102,8 @@ check_eq "node2 is the metadata server now" 1 "$(val "$M/n2.1" cxfs_is_mds)"
 check_eq "node1 is not" 0 "$(val "$M/n1.1" cxfs_is_mds)"
 check_eq "node1 knows node2 serves (cxfs_node_serves_metadata)" 1 \
 	"$(val "$M/n1.1" cxfs_node_serves_metadata 'peer="node2"')"
+a=$(val "$M/n2.0" cxfs_data_cache_flushed_bytes_total); b=$(val "$M/n2.1" cxfs_data_cache_flushed_bytes_total)
+check "node2: cached writes written back ($a -> $b)" test "$b" -gt "$a"
 check "node2 (the MDS now) reports the token server" \
 	grep -q '^cxfs_token_grants_total{' "$M/n2.1"
 
