@@ -145,6 +145,13 @@ static int blk__read_unaligned(struct blk_dev *dev, void *buf, size_t len, uint6
 	return rc;
 }
 
+/* Count a backend's failure @rc of a read, write or flush; returns @rc. */
+static int blk__failed(struct blk_dev *dev, int rc)
+{
+	atomic_fetch_add_explicit(&dev->n_errors, 1, memory_order_relaxed);
+	return rc;
+}
+
 int blk_read(struct blk_dev *dev, void *buf, size_t len, uint64_t off)
 {
 	uint64_t mask = dev->sector_size - 1;
@@ -159,7 +166,7 @@ int blk_read(struct blk_dev *dev, void *buf, size_t len, uint64_t off)
 	else
 		rc = blk__read_unaligned(dev, buf, len, off);
 	if (rc < 0)
-		return rc;
+		return blk__failed(dev, rc);
 	atomic_fetch_add_explicit(&dev->n_reads, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&dev->n_bytes_read, len, memory_order_relaxed);
 	return 0;
@@ -229,7 +236,7 @@ int blk_write(struct blk_dev *dev, const void *buf, size_t len, uint64_t off)
 		rc = blk__write_unaligned(dev, buf, len, off);
 	}
 	if (rc < 0)
-		return rc;
+		return blk__failed(dev, rc);
 	atomic_fetch_add_explicit(&dev->n_writes, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&dev->n_bytes_written, len, memory_order_relaxed);
 	return 0;
@@ -245,7 +252,7 @@ int blk_flush(struct blk_dev *dev)
 		return BLK_EFENCED;
 	rc = dev->ops->flush(dev);
 	if (rc < 0)
-		return rc;
+		return blk__failed(dev, rc);
 	atomic_fetch_add_explicit(&dev->n_flushes, 1, memory_order_relaxed);
 	return 0;
 }
@@ -283,6 +290,7 @@ void blk_get_stats(const struct blk_dev *dev, struct blk_stats *out)
 	out->bytes_written = atomic_load_explicit(&d->n_bytes_written, memory_order_relaxed);
 	out->reconnects = atomic_load_explicit(&d->n_reconnects, memory_order_relaxed);
 	out->reservation_conflicts = atomic_load_explicit(&d->n_conflicts, memory_order_relaxed);
+	out->errors = atomic_load_explicit(&d->n_errors, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------ */

@@ -69,6 +69,8 @@ struct blk_stats {
 	uint64_t reads, writes, flushes;      /* completed calls */
 	uint64_t bytes_read, bytes_written;
 	uint64_t reconnects;                  /* iSCSI sessions re-established */
+	uint64_t errors;                      /* reads, writes and flushes that failed
+	                                       * in the backend (not refused arguments) */
 	uint64_t reservation_conflicts;       /* data commands the target refused with
 	                                       * RESERVATION CONFLICT status */
 };

@@ -99,6 +99,7 @@ struct blk_dev {
 	atomic_uint_fast64_t n_bytes_read, n_bytes_written;
 	atomic_uint_fast64_t n_reconnects; /* incremented by the iSCSI I/O thread */
 	atomic_uint_fast64_t n_conflicts;  /* data commands refused with RESERVATION CONFLICT */
+	atomic_uint_fast64_t n_errors;     /* reads, writes and flushes the backend failed */
 
 	/* Fencing (blk.h): atomics, no lock. */
 	_Atomic uint64_t pr_key;          /* our registered key, 0 if none; set by blk__pr_done() */

@@ -25,7 +25,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster/cl_pcache.h"
+#include "common/cx_hist.h"
+#include "dmapi/dm.h"
 #include "proto/cxfs.pb-c.h"
+#include "relocate/kore.h"
+#include "rpc/rpc.h"
+#include "token/tok.h"
 
 struct blk_dev;
 struct meta_store;
@@ -88,6 +94,8 @@ const char *cl_initiator(const struct cl_ctx *cx);  /* this node's iSCSI initiat
 const char *cl_node_name(const struct cl_ctx *cx);
 const char *cl_fs_name(const struct cl_ctx *cx);
 uint32_t cl_node_id(const struct cl_ctx *cx);       /* the node's number, from 1 */
+/* Where this node serves its metrics per the configuration (ADDR:PORT), or NULL. */
+const char *cl_metrics_addr(const struct cl_ctx *cx);
 
 /*
  * The volume is open (@dev, whose superblock says where data lies); on the
@@ -134,6 +142,47 @@ void cl_set_wait_log(struct cl_ctx *cx, unsigned seconds);
 
 /* `cxfsctl status --json`: the cluster part, a JSON object, into @buf. */
 int cl_status_json(struct cl_ctx *cx, char *buf, size_t size);
+/*
+ * The node's figures for its metrics (src/daemon/metrics_node.c), read
+ * from each layer's own counters; no lock of the caller's is needed.
+ */
+#define CL_METRICS_NODES 64
+struct cl_metrics {
+	bool is_server;                 /* serves the metadata now (and is not cut off) */
+	bool cut_off;                   /* no quorum, or not a member */
+	uint64_t epoch;                 /* the membership's, as delivered here */
+	bool quorum;
+	size_t nnodes;                  /* nodes of the configuration (at most CL_METRICS_NODES) */
+	struct {
+		const char *name;       /* constant while the context lives */
+		bool up;                /* in the membership (this node's view) */
+		bool serves;            /* the metadata server this node knows */
+	} node[CL_METRICS_NODES];
+	struct rpc_stats rpc;
+	struct tok_client_stats tc;
+	struct cx_hist_snap tok_wait;   /* tok_client_wait_hist */
+	bool has_ts;                    /* the token server's figures (the MDS) */
+	struct tok_server_stats ts;
+	bool has_dm;                    /* DMAPI's (an MDS of a DMAPI filesystem) */
+	struct dm_stats dm;
+	struct kore_stats reloc;        /* relocations this node was the source of */
+	uint64_t attr_hits, attr_misses;  /* attributes answered from this node's cache, or not */
+	uint64_t name_hits, name_misses;  /* names (lookups) likewise */
+	bool has_pc;                    /* the data cache's figures (a client node) */
+	struct cl_pc_counts pc;
+	uint64_t recoveries;            /* recoveries this node took part in */
+};
+/* Fill @m (a large struct: allocate it).  Caller frees nothing. */
+void cl_metrics_get(struct cl_ctx *cx, struct cl_metrics *m);
+/* rpc_ctx_call_hist of the node's RPC context. */
+void cl_call_hist(struct cl_ctx *cx, Cxfs__MsgType type, struct cx_hist_snap *out);
+
+/*
+ * `cxfsctl backup FILE` on the metadata server: meta_store_backup of the
+ * store.  On another node -EREMOTE with @err naming the server.
+ */
+int cl_store_backup(struct cl_ctx *cx, const char *path, char *err, size_t errlen);
+
 /* `cxfsctl tokens PATH`: what this node caches of @ino, and on the MDS every node's grants. */
 int cl_tokens_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size);
 

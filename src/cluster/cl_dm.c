@@ -244,6 +244,7 @@ static uint64_t token_floor(const struct cl_ctx *cx)
 
 int cl_dm_attach(struct cl_ctx *cx, bool enabled)
 {
+	struct dm_fs *dmfs;
 	int rc;
 
 	cx->dm_enabled = enabled;
@@ -256,16 +257,25 @@ int cl_dm_attach(struct cl_ctx *cx, bool enabled)
 	if (!cx->is_server)
 		return 0;
 	cx->dm_port.inactive = p_inactive;
-	rc = dm_fs_create(cx->st, &cl_dmfs_ops, cx, token_floor(cx), &cx->dmfs);
-	if (rc)
+	rc = dm_fs_create(cx->st, &cl_dmfs_ops, cx, token_floor(cx), &dmfs);
+	if (rc) {
 		fprintf(stderr, "cxfsd: cannot load the DMAPI event lists: %s\n", strerror(-rc));
-	return rc;
+		return rc;
+	}
+	pthread_mutex_lock(&cx->dm_mu);
+	cx->dmfs = dmfs;
+	pthread_mutex_unlock(&cx->dm_mu);
+	return 0;
 }
 
 void cl_dm_detach(struct cl_ctx *cx)
 {
-	dm_fs_destroy(cx->dmfs);
+	struct dm_fs *dmfs = cx->dmfs;
+
+	pthread_mutex_lock(&cx->dm_mu);   /* a metrics scrape reading it ends first */
 	cx->dmfs = NULL;
+	pthread_mutex_unlock(&cx->dm_mu);
+	dm_fs_destroy(dmfs);
 }
 
 int cl_dm_shape(struct cl_ctx *cx, struct vnode *vn)

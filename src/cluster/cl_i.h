@@ -13,7 +13,10 @@
  *             (tok.h), and the store mutex, the ledger's (cl_runs.h) and
  *             the unsafe state's two (cl_unsafe.h) are leaves.  cl_ctx.wmu -> token server mutex
  *             (the watchdog reads the server's waits; cl_wait.c), taken
- *             with no other lock of this layer held.
+ *             with no other lock of this layer held.  cl_ctx.store_mu -> the
+ *             store's commit and store mutexes (a backup against a role
+ *             change), cl_ctx.dm_mu -> DMAPI's mutex (a metrics scrape
+ *             against one); both taken with no other lock of this layer held.
  */
 #ifndef CXFS_CL_I_H
 #define CXFS_CL_I_H
@@ -212,7 +215,11 @@ struct cl_ctx {
 	uint32_t bs;
 	uint64_t data_off;
 	uint64_t data_blocks;           /* blocks of the data region; constant after cl_attach */
-	struct meta_store *st;          /* MDS only */
+	struct meta_store *st;          /* MDS only; cleared under store_mu before it closes */
+	/* Keeps the MDS's store open for cxfsctl backup while a role change would close it. */
+	pthread_mutex_t store_mu;
+	/* Keeps dmfs alive for a metrics scrape while a role change would destroy it. */
+	pthread_mutex_t dm_mu;
 	struct cl_ledger *ledger;       /* MDS: runs handed to nodes, unpublished (cl_runs.h) */
 	struct vn_meta_fs *mfs;         /* MDS only */
 	struct vn_table *vt;
@@ -243,7 +250,8 @@ struct cl_ctx {
 
 	bool dm_enabled;                /* DMAPI filesystem; constant after cl_attach */
 	struct dm_port dm_port;         /* the dmapi behavior's port; constant */
-	struct dm_fs *dmfs;             /* MDS with DMAPI: events, sessions, lists */
+	struct dm_fs *dmfs;             /* MDS with DMAPI: events, sessions, lists; set and
+					 * cleared under dm_mu */
 	unsigned dm_timeout_s;          /* an event unanswered this long fails (0: never) */
 
 	atomic_uint threads;            /* recall threads running */

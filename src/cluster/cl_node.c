@@ -1147,6 +1147,8 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	if (!cx)
 		return -ENOMEM;
 	pthread_mutex_init(&cx->mu, NULL);
+	pthread_mutex_init(&cx->store_mu, NULL);
+	pthread_mutex_init(&cx->dm_mu, NULL);
 	pthread_mutex_init(&cx->gate_mu, NULL);
 	pthread_cond_init(&cx->gate_cv, NULL);
 	pthread_mutex_init(&cx->shape_mu, NULL);
@@ -1294,6 +1296,11 @@ const char *cl_fs_name(const struct cl_ctx *cx)
 uint32_t cl_node_id(const struct cl_ctx *cx)
 {
 	return cx->self_id;
+}
+
+const char *cl_metrics_addr(const struct cl_ctx *cx)
+{
+	return cms_config_metrics(cx->cfg, cx->self);
 }
 
 void cl_quiesce(struct cl_ctx *cx)
@@ -1470,6 +1477,8 @@ void cl_stop(struct cl_ctx *cx)
 	free(cx->rq);
 	cms_config_free(cx->cfg);
 	pthread_mutex_destroy(&cx->mu);
+	pthread_mutex_destroy(&cx->store_mu);
+	pthread_mutex_destroy(&cx->dm_mu);
 	pthread_mutex_destroy(&cx->gate_mu);
 	pthread_cond_destroy(&cx->gate_cv);
 	pthread_mutex_destroy(&cx->shape_mu);
@@ -1630,6 +1639,85 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	PUT("}");
 #undef PUT
 	return len < size ? (int)len : -ENOSPC;
+}
+
+void cl_metrics_get(struct cl_ctx *cx, struct cl_metrics *m)
+{
+	struct cms_view v = { 0 };
+	uint32_t server;
+
+	memset(m, 0, sizeof(*m));
+	rpc_ctx_stats(cx->rpc, &m->rpc);
+	tok_client_stats(cx->tc, &m->tc);
+	tok_client_wait_hist(cx->tc, &m->tok_wait);
+	/* The watchdog's hold keeps the token server alive while it is read (cl_wait.c). */
+	pthread_mutex_lock(&cx->wmu);
+	if (cx->wts) {
+		tok_server_stats(cx->wts, &m->ts);
+		m->has_ts = true;
+	}
+	pthread_mutex_unlock(&cx->wmu);
+	pthread_mutex_lock(&cx->dm_mu);
+	if (cx->dmfs) {
+		dm_fs_stats(cx->dmfs, &m->dm);
+		m->has_dm = true;
+	}
+	pthread_mutex_unlock(&cx->dm_mu);
+	kore_stats(cx->kore, &m->reloc);
+	m->attr_hits = atomic_load(&cx->stats.attr_hits);
+	m->attr_misses = atomic_load(&cx->stats.attr_misses);
+	m->name_hits = atomic_load(&cx->stats.name_hits);
+	m->name_misses = atomic_load(&cx->stats.name_misses);
+	if (cx->pc) {
+		cl_pc_counts(cx->pc, &m->pc);
+		m->has_pc = true;
+	}
+	m->recoveries = corpse_count(cx->corpse);
+	pthread_mutex_lock(&cx->mu);
+	server = cx->server_id;
+	pthread_mutex_unlock(&cx->mu);
+	pthread_mutex_lock(&cx->gate_mu);
+	m->cut_off = cx->cut_off;
+	pthread_mutex_unlock(&cx->gate_mu);
+	m->is_server = cx->is_server && !m->cut_off;
+	if (cx->cms)
+		cms_view_get(cx->cms, &v);
+	m->epoch = v.epoch;
+	m->quorum = v.quorum;
+	m->nnodes = cms_config_node_count(cx->cfg);
+	if (m->nnodes > CL_METRICS_NODES)
+		m->nnodes = CL_METRICS_NODES;
+	for (size_t i = 0; i < m->nnodes; i++) {
+		m->node[i].name = cms_node_name(cms_config_node_at(cx->cfg, i));
+		m->node[i].up = cl_member_up(cx, (uint32_t)i + 1);
+		m->node[i].serves = server == (uint32_t)i + 1;
+	}
+}
+
+void cl_call_hist(struct cl_ctx *cx, Cxfs__MsgType type, struct cx_hist_snap *out)
+{
+	rpc_ctx_call_hist(cx->rpc, type, out);
+}
+
+int cl_store_backup(struct cl_ctx *cx, const char *path, char *err, size_t errlen)
+{
+	const struct cms_node *srv;
+	int rc;
+
+	pthread_mutex_lock(&cx->store_mu);
+	if (cx->is_server && cx->st) {
+		rc = meta_store_backup(cx->st, path, err, errlen);
+		pthread_mutex_unlock(&cx->store_mu);
+		return rc;
+	}
+	pthread_mutex_unlock(&cx->store_mu);
+	pthread_mutex_lock(&cx->mu);
+	srv = cl_node_by_id(cx, cx->server_id);
+	pthread_mutex_unlock(&cx->mu);
+	snprintf(err, errlen, "node %s does not serve the metadata of %s; run the backup on %s%s",
+		 cms_node_name(cx->self), cms_fs_name(cx->fs),
+		 srv ? "node " : "its metadata server", srv ? cms_node_name(srv) : "");
+	return -EREMOTE;
 }
 
 static int put_set(char *buf, size_t size, size_t *len, const struct tok_set *s)

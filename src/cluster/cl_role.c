@@ -258,8 +258,12 @@ static void n_unserve(void *arg)
 		cx->mfs = NULL;
 	}
 	if (cx->st) {
-		meta_store_close(cx->st);
+		struct meta_store *st = cx->st;
+
+		pthread_mutex_lock(&cx->store_mu);   /* a backup in progress ends first */
 		cx->st = NULL;
+		pthread_mutex_unlock(&cx->store_mu);
+		meta_store_close(st);
 	}
 }
 

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* Parse "123", "4K", "64M", "2G", "1T" (binary units); 0 on error or zero. */
 uint64_t cx_parse_size(const char *s);
@@ -18,5 +19,11 @@ uint64_t cx_parse_size(const char *s);
  */
 int cx_read_full(int fd, void *buf, size_t len);
 int cx_write_full(int fd, const void *buf, size_t len);
+
+/*
+ * Parse a listening address "IPV4:PORT" or "[IPV6]:PORT" (numeric, port 1 to
+ * 65535) into @ss and @len.  0 or -EINVAL.
+ */
+int cx_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 #endif

@@ -6,7 +6,8 @@
  * the reply is written back from the loop.
  *
  * Protocol: the client sends one line, the request ("status",
- * "status json", or in cluster mode "tokens INO" and "relocate FS NODE");
+ * "status json", "metrics", "backup PATH", or in cluster mode "tokens INO"
+ * and "relocate FS NODE");
  * the daemon answers with text (or one JSON object) and closes the
  * connection.  Lines longer than 256 bytes are refused.
  *
@@ -30,6 +31,7 @@
 #include "cluster/cl.h"
 #include "daemon/admin.h"
 #include "daemon/cxfsd.h"
+#include "daemon/metrics_node.h"
 #include "meta/meta_store.h"
 #include "relocate/kore.h"
 #include "vnode/vn.h"
@@ -57,6 +59,9 @@ struct admin_conn {
 	int json;                         /* reply in JSON */
 	uint64_t tokens_ino;              /* "tokens INO": that inode's tokens */
 	char relocate[ADMIN_LINE_MAX + 1]; /* "relocate FS NODE": the request */
+	char backup[ADMIN_LINE_MAX + 1];  /* "backup PATH": the path */
+	int metrics;                      /* "metrics": the Prometheus text */
+	char *text;                       /* a reply of its own size (metrics), or NULL */
 	int busy;                         /* gathering on the thread pool: do not close */
 	uv_work_t work;                   /* gathering on the thread pool */
 	uv_write_t wr;
@@ -184,12 +189,38 @@ static void gather_cluster(struct admin_conn *c)
 	free(cl);
 }
 
+/* "backup PATH": a copy of the store, made here if this node serves it. */
+static void backup(struct admin_conn *c)
+{
+	const struct cxfsd *d = c->a->d;
+	char err[512] = "";
+	int rc;
+
+	if (c->backup[0] != '/') {
+		out(c, "error: backup wants an absolute path\n");
+		return;
+	}
+	rc = d->cl ? cl_store_backup(d->cl, c->backup, err, sizeof(err))
+		   : meta_store_backup(d->st, c->backup, err, sizeof(err));
+	if (rc)
+		out(c, "error: %s\n", err);
+	else
+		out(c, "ok: the metadata store of %s is copied to %s\n",
+		    d->cl ? cl_fs_name(d->cl) : meta_store_sb(d->st)->name, c->backup);
+}
+
 /* Thread pool: read every counter and format the reply. */
 static void gather(uv_work_t *w)
 {
 	struct admin_conn *c = w->data;
 
-	if (c->relocate[0]) {
+	if (c->metrics) {
+		c->text = cxfsd_metrics_render(c->a->d, &c->reply_len);
+		if (!c->text)
+			out(c, "error: out of memory\n");
+	} else if (c->backup[0]) {
+		backup(c);
+	} else if (c->relocate[0]) {
 		char fs[ADMIN_LINE_MAX], node[ADMIN_LINE_MAX], err[512];
 		double ms = 0;
 		int rc;
@@ -220,7 +251,10 @@ static void gather(uv_work_t *w)
 
 static void conn_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct admin_conn *c = h->data;
+
+	free(c->text);
+	free(c);
 }
 
 static void conn_close(struct admin_conn *c)
@@ -236,7 +270,7 @@ static void written(uv_write_t *wr, int status)
 
 static void reply(struct admin_conn *c)
 {
-	uv_buf_t b = uv_buf_init(c->reply, (unsigned)c->reply_len);
+	uv_buf_t b = uv_buf_init(c->text ? c->text : c->reply, (unsigned)c->reply_len);
 
 	c->wr.data = c;
 	if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &b, 1, written))
@@ -264,6 +298,9 @@ static void handle(struct admin_conn *c)
 		c->tokens_ino = ino;
 	if (c->a->d->cl && strncmp(c->line, "relocate ", 9) == 0)
 		snprintf(c->relocate, sizeof(c->relocate), "%s", c->line);
+	if (strncmp(c->line, "backup ", 7) == 0)
+		snprintf(c->backup, sizeof(c->backup), "%s", c->line + 7);
+	c->metrics = strcmp(c->line, "metrics") == 0;
 	if (c->a->d->cl && strcmp(c->line, "leave") == 0) {
 		/* An orderly stop, as SIGTERM: withdraw from the membership, unmount, exit. */
 		c->reply_len = (size_t)snprintf(c->reply, sizeof(c->reply),
@@ -274,7 +311,8 @@ static void handle(struct admin_conn *c)
 		kill(getpid(), SIGTERM);
 		return;
 	}
-	if (c->tokens_ino || c->relocate[0] || strcmp(c->line, "status") == 0 ||
+	if (c->tokens_ino || c->relocate[0] || c->backup[0] || c->metrics ||
+	    strcmp(c->line, "status") == 0 ||
 	    strcmp(c->line, "status json") == 0) {
 		c->json = strcmp(c->line, "status json") == 0;
 		uv_read_stop((uv_stream_t *)&c->pipe);
@@ -285,8 +323,8 @@ static void handle(struct admin_conn *c)
 		c->busy = 0;
 	}
 	c->reply_len = (size_t)snprintf(c->reply, sizeof(c->reply),
-					"error: unknown request \"%.64s\" (try \"status\" or "
-					"\"tokens INO\")\n",
+					"error: unknown request \"%.64s\" (try \"status\", "
+					"\"metrics\" or \"tokens INO\")\n",
 					c->line);
 	uv_read_stop((uv_stream_t *)&c->pipe);
 	reply(c);

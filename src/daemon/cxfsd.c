@@ -21,6 +21,8 @@
 #include "cluster/cl.h"
 #include "common/cx_util.h"
 #include "daemon/admin.h"
+#include "daemon/metrics_http.h"
+#include "daemon/opstats.h"
 #include "dmapi/dm_sock.h"
 #include "membership/cms.h"
 #include "relocate/kore.h"
@@ -61,6 +63,9 @@ static void usage(FILE *f)
 		"      --initiator IQN    iSCSI initiator name of this node\n"
 		"      --admin-socket PATH  where cxfsctl reaches this daemon\n"
 		"                         (default " CXFSD_ADMIN_SOCKET ")\n"
+		"      --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+		"                         (e.g. 127.0.0.1:9420; default: off, or the\n"
+		"                         node's \"metrics\" in the cluster configuration)\n"
 		"      --dm-socket PATH   cluster mode: serve the DMAPI socket (libcxfsdm,\n"
 		"                         cxfs-hsmd, cxfs-hsm) at PATH\n"
 		"      --dmapi-timeout S  fail an access with EIO when its DMAPI event is not\n"
@@ -81,6 +86,7 @@ static void usage(FILE *f)
 
 struct cxfsd_opts {
 	const char *volume, *mountpoint, *name, *initiator, *admin, *config, *node, *fs, *dm_socket;
+	const char *metrics;          /* --metrics ADDR:PORT, or NULL */
 	uint64_t size;
 	unsigned commit_ms, threads, dm_timeout;
 	unsigned server_wait;         /* --server-wait seconds (0: the default) */
@@ -123,7 +129,7 @@ static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
 static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 {
 	enum { OPT_COMMIT = 256, OPT_WB, OPT_THREADS, OPT_INITIATOR, OPT_ADMIN, OPT_FS, OPT_DMSOCK,
-	       OPT_DMTMO, OPT_WAITLOG, OPT_LEVELS, OPT_SRVWAIT };
+	       OPT_DMTMO, OPT_WAITLOG, OPT_LEVELS, OPT_SRVWAIT, OPT_METRICS };
 	static const struct option longopts[] = {
 		{ "volume", required_argument, NULL, 'v' },
 		{ "config", required_argument, NULL, 'c' },
@@ -143,6 +149,7 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		{ "token-wait-log", required_argument, NULL, OPT_WAITLOG },
 		{ "protocol-levels", required_argument, NULL, OPT_LEVELS },
 		{ "server-wait", required_argument, NULL, OPT_SRVWAIT },
+		{ "metrics", required_argument, NULL, OPT_METRICS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -170,6 +177,18 @@ static int parse_args(int argc, char **argv, struct cxfsd_opts *o)
 		case OPT_INITIATOR: o->initiator = optarg; break;
 		case OPT_ADMIN: o->admin = optarg; break;
 		case OPT_DMSOCK: o->dm_socket = optarg; break;
+		case OPT_METRICS: {
+			struct sockaddr_storage ss;
+			socklen_t len;
+
+			if (cx_parse_listen(optarg, &ss, &len)) {
+				fprintf(stderr, "cxfsd: --metrics %s: want ADDR:PORT (numeric, e.g. "
+					"127.0.0.1:9420 or [::1]:9420)\n", optarg);
+				return 2;
+			}
+			o->metrics = optarg;
+			break;
+		}
 		case OPT_DMTMO: o->dm_timeout = (unsigned)atoi(optarg); break;
 		case OPT_WAITLOG:
 			o->wait_log = atoi(optarg);
@@ -261,27 +280,35 @@ static int start_admin(const struct cxfsd *d, const char *path, struct cxfsd_adm
 static _Atomic uint64_t cx_init_unique;
 
 /*
- * The read function also tells fuse_ops.c of every request read, with a
- * RELEASE's flags: a flock request is ordered after the flock releases the
- * kernel queued before it (fuse_ops.c, "flock").
+ * In a cluster the read function also tells fuse_ops.c of every request
+ * read, with a RELEASE's flags: a flock request is ordered after the flock
+ * releases the kernel queued before it (fuse_ops.c, "flock").  In both
+ * modes the read and write functions count the requests by operation
+ * (opstats.c).
  */
 #define CX_RELEASE_FLAGS_AT (sizeof(struct fuse_in_header) + \
 			     offsetof(struct fuse_release_in, release_flags))
 
 static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 {
-	ssize_t n = read(fd, buf, len);
+	struct cxfsd *d = userdata;
 	uint32_t opcode, rflags = 0;
 	uint64_t unique;
+	ssize_t n;
 
+	cxfsd_ops_reading();
+	n = read(fd, buf, len);
 	if (n >= 16) {
 		memcpy(&opcode, (char *)buf + 4, 4);
 		memcpy(&unique, (char *)buf + 8, 8);
+		cxfsd_ops_read(opcode, unique);
+		if (!d->cl)
+			return n;
 		if (opcode == CX_FUSE_INIT)
 			atomic_store(&cx_init_unique, unique);
 		if (opcode == FUSE_RELEASE && (size_t)n >= CX_RELEASE_FLAGS_AT + 4)
 			memcpy(&rflags, (char *)buf + CX_RELEASE_FLAGS_AT, 4);
-		cxfsd_dev_read(userdata, unique,
+		cxfsd_dev_read(d, unique,
 			       opcode == FUSE_RELEASE && (rflags & FUSE_RELEASE_FLOCK_UNLOCK));
 	}
 	return n;
@@ -292,6 +319,15 @@ static ssize_t dev_writev(int fd, struct iovec *iov, int count, void *userdata)
 	uint64_t want = atomic_load(&cx_init_unique), unique;
 
 	(void)userdata;
+	/* A reply's out header: error at 4, unique at 8 (0: a notification). */
+	if (count >= 1 && iov[0].iov_len >= 16) {
+		int32_t error;
+
+		memcpy(&error, (char *)iov[0].iov_base + 4, 4);
+		memcpy(&unique, (char *)iov[0].iov_base + 8, 8);
+		if (unique)
+			cxfsd_ops_replied(unique, error);
+	}
 	/* The INIT reply: out header, then struct fuse_init_out (flags at 12, flags2 at 32). */
 	if (want && count >= 2 && iov[0].iov_len >= 16 && iov[1].iov_len >= 36) {
 		memcpy(&unique, (char *)iov[0].iov_base + 8, 8);
@@ -354,7 +390,7 @@ static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 			o->mountpoint);
 		goto out_signals;
 	}
-	if (d->cl) {
+	{
 		static const struct fuse_custom_io io = { .read = dev_read, .writev = dev_writev };
 
 		if (fuse_session_custom_io(se, &io, fuse_session_fd(se)) != 0) {
@@ -561,6 +597,8 @@ int main(int argc, char **argv)
 	struct cxfsd_opts o = { .size = CXFSD_DEFAULT_SIZE, .threads = 32, .wait_log = -1,
 				.admin = CXFSD_ADMIN_SOCKET };
 	struct cxfsd_admin *admin = NULL;
+	struct cxfsd_metrics_http *mh = NULL;
+	const char *metrics;
 	struct dm_sock *dms = NULL;
 	struct meta_store_opts so = { 0 };
 	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600,
@@ -600,7 +638,15 @@ int main(int argc, char **argv)
 			goto out_admin;
 		}
 	}
+	metrics = o.metrics ? o.metrics : d.cl ? cl_metrics_addr(d.cl) : NULL;
+	/* The filesystem matters more than its metrics: a taken port is only logged. */
+	if (metrics && cxfsd_metrics_http_start(&d, metrics, &mh) == 0)
+		fprintf(stderr, "cxfsd: metrics at http://%s/metrics\n", metrics);
+	else if (metrics)
+		fprintf(stderr, "cxfsd: cannot serve metrics on %s (is the port taken?); "
+			"going on without them\n", metrics);
 	rc = serve(&d, &o);
+	cxfsd_metrics_http_stop(mh);
 	dm_sock_stop(dms);
 out_admin:
 	cxfsd_admin_stop(admin);

@@ -226,6 +226,11 @@ void dm_fs_set_table(struct dm_fs *fs, struct vn_table *vt)
 	fs->vt = vt;
 }
 
+void dm_fs_stats(struct dm_fs *fs, struct dm_stats *out)
+{
+	dm_get_stats(fs->ctx, out);
+}
+
 void dm_fs_destroy(struct dm_fs *fs)
 {
 	if (!fs)

@@ -52,6 +52,9 @@ int dm_fs_create(struct meta_store *st, const struct dm_fs_ops *ops, void *arg,
 void dm_fs_set_table(struct dm_fs *fs, struct vn_table *vt);
 /* No thread may be inside; answers nothing more. */
 void dm_fs_destroy(struct dm_fs *fs);
+/* The event engine's counters (dm_get_stats). */
+struct dm_stats;
+void dm_fs_stats(struct dm_fs *fs, struct dm_stats *out);
 
 /* A reply and the memory it points to. */
 struct dm_reply;

@@ -20,6 +20,7 @@
  * names until the whole-file checks resolve them.
  */
 #include "membership/cms_config.h"
+#include "common/cx_util.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -55,6 +56,7 @@ struct cms_node {
 	int addr_line;                   /* line of its "address", 0 if none yet */
 	int port_line;                   /* line of its "port", 0 for the default */
 	int initiator_line;              /* line of its "initiator", 0 if derived */
+	char *metrics;                   /* its "metrics" ADDR:PORT or "off", or NULL */
 };
 
 struct cms_fs {
@@ -87,6 +89,7 @@ struct cms_config {
 	enum cms_tie_breaker tie_breaker;
 	unsigned write_behind_mb;        /* a client's dirty data cache bound (0: write through) */
 	unsigned read_cache_mb;          /* a client's clean data cache bound (0: none) */
+	char *metrics;                   /* the global "metrics" ADDR:PORT or "off", or NULL */
 };
 
 const char *cms_config_path(const struct cms_config *cfg) { return cfg->path; }
@@ -98,6 +101,13 @@ unsigned cms_config_dead_ms(const struct cms_config *cfg) { return cfg->dead_ms;
 unsigned cms_config_quorum_wait_ms(const struct cms_config *cfg) { return cfg->quorum_wait_ms; }
 enum cms_tie_breaker cms_config_tie_breaker(const struct cms_config *cfg) { return cfg->tie_breaker; }
 unsigned cms_config_write_behind_mb(const struct cms_config *cfg) { return cfg->write_behind_mb; }
+
+const char *cms_config_metrics(const struct cms_config *cfg, const struct cms_node *node)
+{
+	const char *m = node->metrics ? node->metrics : cfg->metrics;
+
+	return m && strcmp(m, "off") != 0 ? m : NULL;
+}
 unsigned cms_config_read_cache_mb(const struct cms_config *cfg) { return cfg->read_cache_mb; }
 
 const uint8_t *cms_config_secret(const struct cms_config *cfg, size_t *len)
@@ -187,6 +197,7 @@ static void cms__node_free(struct cms_node *node)
 	free(node->name);
 	free(node->address);
 	free(node->initiator);
+	free(node->metrics);
 	free(node);
 }
 
@@ -228,6 +239,7 @@ void cms_config_free(struct cms_config *cfg)
 	free(cfg->path);
 	free(cfg->cluster);
 	free(cfg->secret_path);
+	free(cfg->metrics);
 	free(cfg);
 }
 
@@ -251,6 +263,7 @@ static int cms__kw_options(struct cms__parser *p, char **args, int nargs);
 static int cms__kw_ms(struct cms__parser *p, char **args, int nargs);
 static int cms__kw_mb(struct cms__parser *p, char **args, int nargs);
 static int cms__kw_tie_breaker(struct cms__parser *p, char **args, int nargs);
+static int cms__kw_metrics(struct cms__parser *p, char **args, int nargs);
 
 /* Where a keyword may appear. */
 enum cms__where {
@@ -278,6 +291,7 @@ static const struct cms__keyword cms__keywords[] = {
 	{ "tie_breaker", CMS__GLOBAL,  1, 1, false, cms__kw_tie_breaker },
 	{ "write_behind_mb", CMS__GLOBAL, 1, 1, false, cms__kw_mb },
 	{ "read_cache_mb", CMS__GLOBAL, 1, 1, false, cms__kw_mb },
+	{ "metrics",    CMS__GLOBAL | CMS__NODE, 1, 1, false, cms__kw_metrics },
 	{ "node",       CMS__ANYWHERE, 1, 1, true,  cms__kw_node },
 	{ "address",    CMS__NODE,     1, 1, false, cms__kw_address },
 	{ "port",       CMS__NODE,     1, 1, false, cms__kw_port },
@@ -804,6 +818,20 @@ static int cms__kw_mb(struct cms__parser *p, char **args, int nargs)
 				 CMS_CACHE_MB_MAX);
 	*out = (unsigned)v;
 	return 0;
+}
+
+/* The Prometheus endpoint: ADDR:PORT (numeric) or "off"; globally or per node. */
+static int cms__kw_metrics(struct cms__parser *p, char **args, int nargs)
+{
+	char **out = p->node ? &p->node->metrics : &p->cfg->metrics;
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (strcmp(args[0], "off") != 0 && cx_parse_listen(args[0], &ss, &len))
+		return cms__fail(p, p->line, -EINVAL, "bad metrics \"%s\": want ADDR:PORT "
+				 "(numeric, e.g. 127.0.0.1:9420 or [::1]:9420) or off", args[0]);
+	*out = strdup(args[0]);
+	return *out ? 0 : cms__nomem(p);
 }
 
 static int cms__kw_tie_breaker(struct cms__parser *p, char **args, int nargs)

@@ -91,6 +91,12 @@ enum cms_tie_breaker cms_config_tie_breaker(const struct cms_config *cfg);
 /* A client node's data cache bounds in MiB (docs/cluster.conf.md; 0: off). */
 unsigned cms_config_write_behind_mb(const struct cms_config *cfg);
 unsigned cms_config_read_cache_mb(const struct cms_config *cfg);
+/*
+ * Where @node serves its Prometheus metrics (docs/metrics.md): its own
+ * "metrics" ADDR:PORT, else the global one; NULL if neither or "off".
+ */
+struct cms_node;
+const char *cms_config_metrics(const struct cms_config *cfg, const struct cms_node *node);
 
 /* Nodes, in file order. */
 size_t cms_config_node_count(const struct cms_config *cfg);

@@ -251,3 +251,52 @@ out:
 	meta_vfs_unregister(vfs);
 	return c.problems;
 }
+
+/* The volume a backup came from (its table cxfs_backup): what check_space needs. */
+static int backup_sb(sqlite3 *db, struct meta_sb *sb)
+{
+	sqlite3_stmt *q = NULL;
+	int found = 0;
+
+	memset(sb, 0, sizeof(*sb));
+	if (sqlite3_prepare_v2(db, "SELECT key, value FROM cxfs_backup", -1, &q, NULL) != SQLITE_OK)
+		return -ENOENT;
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(q, 0);
+
+		if (k && strcmp(k, "block_size") == 0) {
+			sb->block_size = (uint32_t)sqlite3_column_int64(q, 1);
+			found |= 1;
+		} else if (k && strcmp(k, "data_bytes") == 0) {
+			sb->data.len = (uint64_t)sqlite3_column_int64(q, 1);
+			found |= 2;
+		}
+	}
+	sqlite3_finalize(q);
+	return found == 3 && sb->block_size ? 0 : -ENOENT;
+}
+
+int meta_check_store(const char *path, void (*report)(void *arg, const char *msg), void *arg)
+{
+	struct chk c = { report, arg, 0 };
+	struct meta_sb sb;
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL) != SQLITE_OK) {
+		problem(&c, "cannot open the store copy: %s", db ? sqlite3_errmsg(db) : "?");
+		goto out;
+	}
+	check_integrity(&c, db);
+	if (c.problems)
+		goto out;
+	if (backup_sb(db, &sb)) {
+		problem(&c, "not a cxfs store copy (no table cxfs_backup: make it with cxfsctl backup)");
+		goto out;
+	}
+	check_space(&c, db, &sb);
+	check_tree(&c, db);
+out:
+	sqlite3_close(db);
+	return c.problems;
+}

@@ -1114,6 +1114,151 @@ int meta_store_checkpoint(struct meta_store *st)
 	return rc;
 }
 
+/*
+ * Copy the committed store into @dst (store mutex held, no transaction
+ * open), and describe the volume it came from in the copy's table
+ * cxfs_backup, so that it can be checked on its own.
+ */
+static int backup_copy(struct meta_store *st, sqlite3 *dst, char *err, size_t errlen)
+{
+	sqlite3_backup *b = sqlite3_backup_init(dst, "main", st->db, "main");
+	int rc;
+
+	if (!b) {
+		snprintf(err, errlen, "cannot start the copy: %s", sqlite3_errmsg(dst));
+		return -EIO;
+	}
+	rc = sqlite3_backup_step(b, -1);
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "cannot copy the store: %s", sqlite3_errstr(rc));
+		return sql_errno(rc) ? sql_errno(rc) : -EIO;
+	}
+	return 0;
+}
+
+static int backup_describe(struct meta_store *st, sqlite3 *dst, uint64_t txn, char *err,
+			   size_t errlen)
+{
+	char uuid[37], *sql;
+	int rc;
+
+	meta_uuid_str(st->sb.uuid, uuid);
+	sql = sqlite3_mprintf("PRAGMA journal_mode=DELETE;"
+			      "CREATE TABLE cxfs_backup(key TEXT PRIMARY KEY, value);"
+			      "INSERT INTO cxfs_backup VALUES('name', %Q), ('uuid', %Q),"
+			      " ('block_size', %u), ('data_bytes', %llu), ('txn', %llu),"
+			      " ('taken', %lld);",
+			      st->sb.name, uuid, st->sb.block_size,
+			      (unsigned long long)st->sb.data.len, (unsigned long long)txn,
+			      (long long)time(NULL));
+	if (!sql) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	rc = db_exec(dst, sql, err, errlen);
+	sqlite3_free(sql);
+	return rc;
+}
+
+/* Make @path's data and its name durable. */
+static int backup_fsync(const char *tmp, const char *path)
+{
+	char dir[4096], *slash;
+	int fd, rc = 0;
+
+	fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd))
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (!rc && rename(tmp, path))
+		rc = -errno;
+	if (rc)
+		return rc;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	return 0;
+}
+
+int meta_store_backup(struct meta_store *st, const char *path, char *err, size_t errlen)
+{
+	char tmp[4096];
+	sqlite3 *dst = NULL;
+	uint64_t txn = 0;
+	int rc, tries;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp)) {
+		snprintf(err, errlen, "path too long");
+		return -ENAMETOOLONG;
+	}
+	unlink(tmp);
+	if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	    SQLITE_OK) {
+		snprintf(err, errlen, "cannot create %s: %s", tmp,
+			 dst ? sqlite3_errmsg(dst) : "out of memory");
+		rc = -EIO;
+		goto out_close;
+	}
+	/*
+	 * Copy committed state only: commit, then copy under the store mutex
+	 * once no transaction is open (an operation that slipped in between
+	 * opened one: commit again).  Operations wait while the copy runs.
+	 */
+	for (tries = 0;; tries++) {
+		rc = meta_store_sync(st);
+		if (rc) {
+			snprintf(err, errlen, "cannot commit the store: %s", strerror(-rc));
+			goto out_close;
+		}
+		pthread_mutex_lock(&st->mu);
+		if (!st->in_txn || st->dead)
+			break;
+		pthread_mutex_unlock(&st->mu);
+		if (tries == 100) {
+			snprintf(err, errlen, "the store never paused between commits; try again");
+			rc = -EBUSY;
+			goto out_close;
+		}
+	}
+	if (st->dead) {
+		snprintf(err, errlen, "the store is read-only after a failed commit");
+		rc = -EIO;
+	} else {
+		txn = st->txn_open - 1;
+		rc = backup_copy(st, dst, err, errlen);
+	}
+	pthread_mutex_unlock(&st->mu);
+	if (!rc)
+		rc = backup_describe(st, dst, txn, err, errlen);
+	if (sqlite3_close(dst) != SQLITE_OK && !rc) {
+		snprintf(err, errlen, "cannot close %s", tmp);
+		rc = -EIO;
+	}
+	dst = NULL;
+	if (!rc) {
+		rc = backup_fsync(tmp, path);
+		if (rc)
+			snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
+	}
+out_close:
+	sqlite3_close(dst);
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
 const struct meta_sb *meta_store_sb(const struct meta_store *st)
 {
 	return &st->sb;

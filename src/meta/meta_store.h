@@ -77,6 +77,14 @@ int meta_store_sync(struct meta_store *st);
  */
 int meta_store_checkpoint(struct meta_store *st);
 /*
+ * Write a consistent copy of the committed store to the file @path (an
+ * SQLite database of its own, with a table cxfs_backup naming the
+ * filesystem and the size of its data region, which meta_check_store
+ * reads): written to @path.tmp.PID, made durable, then renamed over @path.
+ * Operations wait while the copy runs.  0, or -errno with @err.
+ */
+int meta_store_backup(struct meta_store *st, const char *path, char *err, size_t errlen);
+/*
  * Another node serves the store now: write nothing more (no commit, no
  * checkpoint, not even at close); every change fails with -EIO.
  */
@@ -274,5 +282,7 @@ int meta_seek(struct meta_store *st, uint64_t ino, uint64_t off, int whence, uin
 
 /* Checker: returns the number of problems found, each reported through @report. */
 int meta_check(struct blk_dev *dev, void (*report)(void *arg, const char *msg), void *arg);
+/* The same checks of a store copy made by meta_store_backup, the file @path. */
+int meta_check_store(const char *path, void (*report)(void *arg, const char *msg), void *arg);
 
 #endif

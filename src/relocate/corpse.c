@@ -171,6 +171,16 @@ int corpse_status_json(struct corpse *c, char *buf, size_t size)
 	return (int)len;
 }
 
+uint64_t corpse_count(struct corpse *c)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&c->mu);
+	n = c->nhist;
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
 bool corpse_busy(struct corpse *c)
 {
 	bool b;

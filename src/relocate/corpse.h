@@ -70,6 +70,8 @@ int corpse_handle(struct corpse *c, uint32_t from, struct rpc_req *req, const Cx
 void corpse_rejoined(struct corpse *c);
 /* This node lost its server and is not retargeted yet: it names no server. */
 bool corpse_busy(struct corpse *c);
+/* Recoveries this node took part in so far. */
+uint64_t corpse_count(struct corpse *c);
 /* `"recovery":{...}` (state, pass, phase, leader, elected, history) into @buf; its length. */
 int corpse_status_json(struct corpse *c, char *buf, size_t size);
 

@@ -38,11 +38,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/cx_hist.h"
 #include "common/cx_intr.h"
 #include "membership/cms_config.h"
 #include "rpc/rpc.h"
@@ -57,7 +59,16 @@ struct kore {
 	struct rpc_chan *chans[RL_MAX_NODES];  /* source: one channel per node a run talks to */
 	uint64_t epoch;                 /* relocations so far */
 	uint32_t source;                /* target: the source of the relocation to us (0: none) */
+	atomic_uint_fast64_t done, aborted;  /* source: relocations completed, aborted */
+	struct cx_hist pause;           /* source: a completed one's time from request to retarget */
 };
+
+void kore_stats(struct kore *k, struct kore_stats *out)
+{
+	out->done = atomic_load(&k->done);
+	out->aborted = atomic_load(&k->aborted);
+	cx_hist_snap(&k->pause, &out->pause);
+}
 
 int kore_create(const struct rl_env *env, struct kore **out)
 {
@@ -298,11 +309,14 @@ static int run(struct kore *k, uint32_t target, double *ms, char *err, size_t er
 	rl_bag_clear(&k->bag);
 	if (ms)
 		*ms = rl_ms_since(t0);
+	atomic_fetch_add(&k->done, 1);
+	cx_hist_observe_since(&k->pause, t0);
 	fprintf(stderr, "cxfsd: relocation %llu: filesystem %s is served by %s now (%.1f ms)\n",
 		(unsigned long long)epoch, fs, cms_node_name(tn), rl_ms_since(t0));
 	return 0;
 
 out_abort:
+	atomic_fetch_add(&k->aborted, 1);
 	abort_run(k, detargeted, epoch);
 	fprintf(stderr, "cxfsd: relocation %llu to %s aborted: %s\n", (unsigned long long)epoch,
 		cms_node_name(tn), err);

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cx_hist.h"
 #include "proto/cxfs.pb-c.h"
 #include "relocate/rl.h"
 
@@ -69,5 +70,13 @@ int kore_handle(struct kore *k, uint32_t from, struct rpc_req *req, const Cxfs__
  * lets go and the recovery elects a server.
  */
 void kore_celldown(struct kore *k, uint64_t dead);
+
+/* What this node did as the source of relocations (lock-free). */
+struct kore_stats {
+	uint64_t done;                  /* relocations completed */
+	uint64_t aborted;               /* relocations aborted (the source kept serving) */
+	struct cx_hist_snap pause;      /* completed ones: request to every node retargeted */
+};
+void kore_stats(struct kore *k, struct kore_stats *out);
 
 #endif

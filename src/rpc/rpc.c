@@ -50,6 +50,7 @@
 #include <pthread.h>
 #include <uv.h>
 
+#include "common/cx_hist.h"
 #include "common/cx_intr.h"
 #include "rpc/rpc_i.h"
 
@@ -265,6 +266,7 @@ struct rpc_ctx {
 	int stopping;                   /* ctx->lock */
 	struct rpc__list chans;         /* ctx->lock */
 	struct rpc_stats st;            /* totals; ctx->lock */
+	struct cx_hist call_hist[RPC_TYPES];  /* rpc_call latencies by request type; lock-free */
 
 	pthread_mutex_t pool_lock;      /* the lanes and the fields below */
 	struct rpc__lane lanes[RPC_LANES_MAX];
@@ -1428,6 +1430,8 @@ static int rpc__frame_in(struct rpc__conn *conn)
 	conn->body = NULL;
 	pthread_mutex_lock(&ctx->lock);
 	STAT_ADD(ch, frames_received, 1);
+	if (h->type < RPC_TYPES)
+		STAT_ADD(ch, received_by_type[h->type], 1);
 	STAT_ADD(ch, bytes_received, RPC__HDR_SIZE + h->len + RPC__MAC_SIZE);
 	pthread_mutex_unlock(&ctx->lock);
 
@@ -1574,6 +1578,7 @@ int rpc_call(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *re
 	struct rpc__frame *f;
 	struct timespec dl;
 	uint64_t deadline;
+	int64_t t0 = cx_intr_now_ns();
 	int rc;
 
 	if (!c.expect || rpc__handshake_type(type))
@@ -1629,6 +1634,8 @@ int rpc_call(struct rpc_chan *ch, Cxfs__MsgType type, const ProtobufCMessage *re
 	}
 out_cond:
 	pthread_cond_destroy(&c.cond);
+	if ((unsigned)type < RPC_TYPES)
+		cx_hist_observe_since(&ctx->call_hist[type], t0);
 	return rc;
 }
 
@@ -2164,4 +2171,12 @@ void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st)
 	pthread_mutex_lock(&ctx->lock);
 	*st = ctx->st;
 	pthread_mutex_unlock(&ctx->lock);
+}
+
+void rpc_ctx_call_hist(struct rpc_ctx *ctx, Cxfs__MsgType type, struct cx_hist_snap *out)
+{
+	if ((unsigned)type < RPC_TYPES)
+		cx_hist_snap(&ctx->call_hist[type], out);
+	else
+		memset(out, 0, sizeof(*out));
 }

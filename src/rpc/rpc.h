@@ -129,6 +129,7 @@ struct rpc_stats {
 	uint64_t disconnects;               /* connections lost or closed */
 	uint64_t dropped[RPC_DROP__COUNT];  /* refused frames, by reason */
 	uint64_t sent_by_type[RPC_TYPES];   /* frames sent, by message type (type < RPC_TYPES) */
+	uint64_t received_by_type[RPC_TYPES]; /* good frames received, by message type */
 };
 
 /*
@@ -243,6 +244,13 @@ int rpc_ctx_set_level(struct rpc_ctx *ctx, unsigned level);
 int rpc_ctx_set_level_floor(struct rpc_ctx *ctx, unsigned level);
 /* Totals over every channel the context has had. */
 void rpc_ctx_stats(struct rpc_ctx *ctx, struct rpc_stats *st);
+/*
+ * The latencies of the rpc_call()s of request type @type (< RPC_TYPES),
+ * from the call to its end (a reply, an error, a time-out), over every
+ * channel of the context; lock-free.
+ */
+struct cx_hist_snap;
+void rpc_ctx_call_hist(struct rpc_ctx *ctx, Cxfs__MsgType type, struct cx_hist_snap *out);
 /* The figures of the first @n lanes into @out; returns the number of lanes. */
 unsigned rpc_ctx_lanes(struct rpc_ctx *ctx, struct rpc_lane_stats *out, unsigned n);
 

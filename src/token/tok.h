@@ -430,6 +430,13 @@ int tok_client_export(struct tok_client *c,
  */
 void tok_client_set_ops(struct tok_client *c, const struct tok_client_ops *ops, void *arg);
 void tok_client_stats(struct tok_client *c, struct tok_client_stats *st);
+/*
+ * How long the acquires that the cache could not answer at once took, to
+ * their grant (a wait behind another call, a request to the server and its
+ * recalls); lock-free.
+ */
+struct cx_hist_snap;
+void tok_client_wait_hist(struct tok_client *c, struct cx_hist_snap *out);
 
 /* Waits of a token client, for diagnostics: which kind of call waits... */
 enum tok_cwait_kind {

@@ -56,6 +56,7 @@
  */
 #include "token/tok_i.h"
 
+#include "common/cx_hist.h"
 #include "common/cx_intr.h"
 
 #include <assert.h>
@@ -113,6 +114,7 @@ struct tok_client {
 	uint64_t intr_gen;                        /* interruptions so far; protected by mu */
 	unsigned creating;                        /* creations in flight (tok_client_creating); mu */
 	struct tok_client_stats stats;            /* protected by mu */
+	struct cx_hist wait_hist;                 /* acquires that waited or asked; lock-free */
 	struct tok__wlist waits;                  /* waiting calls' links, oldest first; protected by mu */
 };
 
@@ -286,6 +288,7 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 	struct tok__cino *r;
 	unsigned duties, failed;
 	bool asked = false;
+	int64_t waited_since = 0;       /* the cache could not answer at once: since when */
 	uint64_t gen;
 	int rc;
 
@@ -326,6 +329,8 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 			break;
 		}
 		tok__wait_begin(&c->waits, &w.link);
+		if (!waited_since)
+			waited_since = cx_intr_now_ns();
 		if (r->busy || ((r->recalling | r->broken) & tok__mask(want)) ||
 		    !tok__request(r, want, &ask, &duties)) {
 			/* An application's request gives up here when interrupted (cx_intr.h). */
@@ -374,6 +379,8 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 	tok__cput(c, r);
 out_unlock:
 	pthread_mutex_unlock(&c->mu);
+	if (waited_since && rc == 0)
+		cx_hist_observe_since(&c->wait_hist, waited_since);
 	return rc;
 }
 
@@ -794,6 +801,11 @@ void tok_client_stats(struct tok_client *c, struct tok_client_stats *st)
 	pthread_mutex_lock(&c->mu);
 	*st = c->stats;
 	pthread_mutex_unlock(&c->mu);
+}
+
+void tok_client_wait_hist(struct tok_client *c, struct cx_hist_snap *out)
+{
+	cx_hist_snap(&c->wait_hist, out);
 }
 
 int tok_client_create(const struct tok_client_ops *ops, void *arg, struct tok_client **out)

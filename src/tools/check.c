@@ -2,11 +2,14 @@
  * check.c - cxfs-check: verify a cxfs volume (superblock, SQLite integrity,
  * extents against free space, link counts, sizes).  Exit 0 when consistent,
  * 1 when damage was found, 2 when the volume cannot be examined.
- * Run it on an unmounted volume.
+ * Run it on an unmounted volume, or with --store on a copy of the metadata
+ * store that `cxfsctl backup` wrote.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block/blk.h"
 #include "meta/meta_store.h"
@@ -15,11 +18,14 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: cxfs-check [-q] VOLUME\n"
+		"       cxfs-check [-q] --store FILE\n"
 		"\n"
 		"Check the cxfs filesystem on VOLUME (a file path or\n"
-		"iscsi://HOST[:PORT]/TARGET-IQN/LUN), which must not be mounted.\n"
+		"iscsi://HOST[:PORT]/TARGET-IQN/LUN), which must not be mounted; or\n"
+		"with --store the copy of a metadata store that `cxfsctl backup` wrote.\n"
 		"Exit status: 0 consistent, 1 damage found, 2 cannot check.\n"
 		"\n"
+		"  -s, --store   FILE is a store copy (cxfsctl backup), not a volume\n"
 		"  -q, --quiet   print only problems\n"
 		"  -h, --help    this text\n");
 }
@@ -33,16 +39,18 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "store", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct blk_open_opts bo = { 0 };
 	struct blk_dev *dev = NULL;
-	int quiet = 0, c, rc, problems;
+	int quiet = 0, store = 0, c, rc, problems;
 
-	while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qsh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'q': quiet = 1; break;
+		case 's': store = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -51,13 +59,23 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	rc = blk_open(argv[optind], &bo, &dev);
-	if (rc) {
-		fprintf(stderr, "cxfs-check: cannot open %s: %s\n", argv[optind], strerror(-rc));
-		return 2;
+	if (store) {
+		if (access(argv[optind], R_OK)) {
+			fprintf(stderr, "cxfs-check: cannot open %s: %s\n", argv[optind],
+				strerror(errno));
+			return 2;
+		}
+		problems = meta_check_store(argv[optind], report, argv[optind]);
+	} else {
+		rc = blk_open(argv[optind], &bo, &dev);
+		if (rc) {
+			fprintf(stderr, "cxfs-check: cannot open %s: %s\n", argv[optind],
+				strerror(-rc));
+			return 2;
+		}
+		problems = meta_check(dev, report, argv[optind]);
+		blk_close(dev);
 	}
-	problems = meta_check(dev, report, argv[optind]);
-	blk_close(dev);
 	if (problems) {
 		printf("%s: %d problem%s found\n", argv[optind], problems, problems == 1 ? "" : "s");
 		return 1;

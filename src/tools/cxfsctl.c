@@ -29,7 +29,7 @@
 
 #include "daemon/admin.h"
 
-#define CTL_REPLY_MAX (1u << 20)   /* longest answer read from the daemon */
+#define CTL_REPLY_MAX (8u << 20)   /* longest answer read from the daemon */
 #define JS_DEPTH_MAX 32            /* deepest nesting the JSON reader accepts */
 
 static void usage(FILE *f)
@@ -40,6 +40,8 @@ static void usage(FILE *f)
 		"       cxfsctl [--socket PATH] tokens [--json] --inode INO...\n"
 		"       cxfsctl [--socket PATH] relocate FS NODE\n"
 		"       cxfsctl [--socket PATH] leave\n"
+		"       cxfsctl [--socket PATH] metrics\n"
+		"       cxfsctl [--socket PATH] backup FILE\n"
 		"\n"
 		"Ask the local cxfs daemon for its state.\n"
 		"\n"
@@ -56,6 +58,11 @@ static void usage(FILE *f)
 		"  leave    (cluster mode) an orderly stop of this node: it withdraws from\n"
 		"           the membership (nobody fences or recovers it), unmounts and\n"
 		"           exits, as on SIGTERM\n"
+		"  metrics  the node's Prometheus metrics, as its HTTP endpoint serves them\n"
+		"           (for node_exporter's textfile collector; docs/metrics.md)\n"
+		"  backup   write a consistent copy of the metadata store to FILE (on the\n"
+		"           metadata server's host: run it on that node); check it with\n"
+		"           cxfs-check --store FILE\n"
 		"\n"
 		"  -s, --socket PATH   the daemon's admin socket (default " CXFSD_ADMIN_SOCKET ")\n"
 		"  -j, --json          the daemon's JSON objects (one a line) instead of text\n"
@@ -76,7 +83,7 @@ static int ask(const char *sock, const char *req, char **reply)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	size_t len = 0, cap = 4096;
-	char *buf = NULL, *nb, line[128];
+	char *buf = NULL, *nb, line[320];
 	ssize_t n;
 	int fd;
 
@@ -1085,37 +1092,54 @@ next:
 	return rc;
 }
 
+/*
+ * Send @req, print the answer: on stdout with exit status 0 if it begins
+ * with @ok (NULL: anything but "error:"), else on stderr with 1.
+ */
+static int ask_print(const char *sock, const char *req, const char *ok)
+{
+	char *reply = NULL;
+	int rc;
+
+	if (ask(sock, req, &reply))
+		return 1;
+	rc = ok ? strncmp(reply, ok, strlen(ok)) != 0 : strncmp(reply, "error:", 6) == 0;
+	fputs(reply, rc ? stderr : stdout);
+	free(reply);
+	return rc;
+}
+
 /* `relocate FS NODE`: the daemon moves the metadata server and says how it went. */
 static int cmd_relocate(const char *sock, const char *fs, const char *node)
 {
-	char req[600], *reply = NULL;
-	int rc;
+	char req[600];
 
 	if (strlen(fs) > 255 || strlen(node) > 255 || strpbrk(fs, " \n") || strpbrk(node, " \n")) {
 		fprintf(stderr, "cxfsctl: relocate: bad filesystem or node name\n");
 		return 2;
 	}
 	snprintf(req, sizeof(req), "relocate %s %s", fs, node);
-	if (ask(sock, req, &reply))
-		return 1;
-	rc = strncmp(reply, "ok", 2) == 0 ? 0 : 1;
-	fputs(reply, rc ? stderr : stdout);
-	free(reply);
-	return rc;
+	return ask_print(sock, req, "ok");
 }
 
-/* `leave`: the node withdraws from the membership in order, unmounts and exits. */
-static int cmd_leave(const char *sock)
+/* `backup FILE`: the daemon writes the copy (FILE made absolute: it has its own cwd). */
+static int cmd_backup(const char *sock, const char *file)
 {
-	char *reply = NULL;
-	int rc;
+	char cwd[4096], req[320];
+	int n;
 
-	if (ask(sock, "leave", &reply))
+	if (file[0] != '/' && !getcwd(cwd, sizeof(cwd))) {
+		fprintf(stderr, "cxfsctl: backup: cannot tell the current directory: %s\n",
+			strerror(errno));
 		return 1;
-	rc = strncmp(reply, "leaving", 7) == 0 ? 0 : 1;
-	fputs(reply, rc ? stderr : stdout);
-	free(reply);
-	return rc;
+	}
+	n = file[0] == '/' ? snprintf(req, sizeof(req), "backup %s", file)
+			   : snprintf(req, sizeof(req), "backup %s/%s", cwd, file);
+	if (n < 0 || n > 255 || strchr(file, '\n')) {
+		fprintf(stderr, "cxfsctl: backup: the path is too long (or holds a newline)\n");
+		return 2;
+	}
+	return ask_print(sock, req, "ok");
 }
 
 int main(int argc, char **argv)
@@ -1145,7 +1169,9 @@ int main(int argc, char **argv)
 	if (!(strcmp(cmd, "status") == 0 && optind == argc - 1) &&
 	    !(strcmp(cmd, "tokens") == 0 && optind < argc - 1) &&
 	    !(strcmp(cmd, "relocate") == 0 && optind == argc - 3) &&
-	    !(strcmp(cmd, "leave") == 0 && optind == argc - 1)) {
+	    !(strcmp(cmd, "leave") == 0 && optind == argc - 1) &&
+	    !(strcmp(cmd, "metrics") == 0 && optind == argc - 1) &&
+	    !(strcmp(cmd, "backup") == 0 && optind == argc - 2)) {
 		if (strcmp(cmd, "tokens") == 0)
 			fprintf(stderr, "cxfsctl: tokens needs at least one %s\n",
 				by_ino ? "INO" : "PATH");
@@ -1165,7 +1191,13 @@ int main(int argc, char **argv)
 		return cmd_status(sock, json);
 	if (strcmp(cmd, "relocate") == 0)
 		return cmd_relocate(sock, argv[optind + 1], argv[optind + 2]);
+	/* leave: the node withdraws from the membership in order, unmounts and exits. */
 	if (strcmp(cmd, "leave") == 0)
-		return cmd_leave(sock);
+		return ask_print(sock, "leave", "leaving");
+	/* metrics: the Prometheus text, as is. */
+	if (strcmp(cmd, "metrics") == 0)
+		return ask_print(sock, "metrics", NULL);
+	if (strcmp(cmd, "backup") == 0)
+		return cmd_backup(sock, argv[optind + 1]);
 	return cmd_tokens(sock, json, by_ino, argv + optind + 1, argc - optind - 1);
 }

@@ -266,6 +266,40 @@ static void test_cache_bounds(void **state)
 	assert_string_equal(err, "cluster.conf:1: bad write_behind_mb \"65537\": want MiB, 0 to 65536");
 }
 
+/* The metrics address: off by default, global, per node (which wins), "off", refused. */
+static void test_metrics_addr(void **state)
+{
+	struct cms_config *cfg = NULL;
+	char err[256], text[4096];
+	const char *node_part = strstr(valid_conf, "node alpha\n");
+	size_t head = (size_t)(node_part - valid_conf);
+
+	(void)state;
+	assert_int_equal(parse_text(valid_conf, &cfg, err, sizeof(err)), 0);
+	assert_null(cms_config_metrics(cfg, cms_config_node_at(cfg, 0)));
+	cms_config_free(cfg);
+	/* Global 127.0.0.1:9420; alpha its own [::1]:9421; beta "off". */
+	snprintf(text, sizeof(text), "metrics 127.0.0.1:9420\n%.*snode alpha\n    metrics [::1]:9421\n%s",
+		 (int)head, valid_conf, node_part + strlen("node alpha\n"));
+	{
+		char *beta = strstr(text, "node beta\n") + strlen("node beta\n");
+
+		memmove(beta + strlen("    metrics off\n"), beta, strlen(beta) + 1);
+		memcpy(beta, "    metrics off\n", strlen("    metrics off\n"));
+	}
+	assert_int_equal(parse_text(text, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cms_config_metrics(cfg, cms_config_node_at(cfg, 0)), "[::1]:9421");
+	assert_null(cms_config_metrics(cfg, cms_config_node_at(cfg, 1)));
+	assert_string_equal(cms_config_metrics(cfg, cms_config_node_at(cfg, 2)), "127.0.0.1:9420");
+	cms_config_free(cfg);
+	snprintf(text, sizeof(text), "metrics localhost:9420\n%s", valid_conf);
+	assert_int_equal(parse_text(text, &cfg, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "cluster.conf:1: bad metrics \"localhost:9420\": want ADDR:PORT "
+			    "(numeric, e.g. 127.0.0.1:9420 or [::1]:9420) or off");
+	snprintf(text, sizeof(text), "metrics 127.0.0.1:0\n%s", valid_conf);
+	assert_int_equal(parse_text(text, &cfg, err, sizeof(err)), -EINVAL);
+}
+
 /* A file on disk whose secret is named relative to the file's directory. */
 static void test_load_file(void **state)
 {
@@ -801,6 +835,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_long_line_and_small_buffer),
 		cmocka_unit_test(test_self),
+		cmocka_unit_test(test_metrics_addr),
 		cmocka_unit_test(test_secret_file),
 		cmocka_unit_test(test_server_choice),
 		cmocka_unit_test(test_fuzz),

@@ -6,6 +6,9 @@
  * recorded inode number, a replayed allocation the recorded blocks, rows
  * are pruned, and transaction and durable numbers move as commits do (a
  * lost transaction's number is above what the next open says committed).
+ * And the online backup (meta_store_backup): the copy holds what was done,
+ * committed or not yet, meta_check_store finds it clean and finds a damage
+ * made to it, and a path it cannot write leaves nothing behind.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +28,8 @@
 
 #include "block/blk.h"
 #include "meta/meta_store.h"
+
+#include <sqlite3.h>
 
 #define MIB (1024ull * 1024)
 #define VOLUME_SIZE (256 * MIB)
@@ -315,6 +320,51 @@ static void test_txn_numbers(void **state)
 	assert_true(txn > meta_store_txn_at_open(f->st));
 }
 
+static void count_problem(void *arg, const char *msg)
+{
+	(void)msg;
+	(*(int *)arg)++;
+}
+
+static void test_backup(void **state)
+{
+	struct fx *f = *state;
+	char copy[400], bad[400], err[256] = "";
+	struct vn_attr a;
+	sqlite3 *db = NULL;
+	int reported = 0;
+
+	snprintf(copy, sizeof(copy), "%s/copy.db", f->dir);
+	snprintf(bad, sizeof(bad), "%s/missing/copy.db", f->dir);
+	/* Not committed yet (slow_commit): the backup commits first. */
+	assert_int_equal(meta_mknod(f->st, META_ROOT_INO, "one", S_IFREG | 0644, 0, NULL, &f->cred, &a), 0);
+	assert_int_equal(meta_mknod(f->st, META_ROOT_INO, "two", S_IFDIR | 0755, 0, NULL, &f->cred, &a), 0);
+	assert_int_equal(meta_store_backup(f->st, copy, err, sizeof(err)), 0);
+	assert_int_equal(meta_check_store(copy, count_problem, &reported), 0);
+	assert_int_equal(reported, 0);
+	assert_int_equal(sqlite3_open_v2(copy, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	{
+		sqlite3_stmt *q = NULL;
+
+		assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM dirent WHERE parent=1 AND"
+						    " CAST(name AS TEXT) IN ('one','two')", -1, &q, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(q, 0), 2);
+		sqlite3_finalize(q);
+	}
+	/* A damaged copy: a name gone, its file's link count now wrong. */
+	assert_int_equal(sqlite3_exec(db, "DELETE FROM dirent WHERE CAST(name AS TEXT)='one'", NULL,
+				      NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_true(meta_check_store(copy, count_problem, &reported) > 0);
+	assert_true(reported > 0);
+	/* A directory that does not exist: an error, and no file left. */
+	assert_int_not_equal(meta_store_backup(f->st, bad, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "cannot create"));
+	unlink(copy);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +374,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_forced_alloc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prune_and_node_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_txn_numbers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
