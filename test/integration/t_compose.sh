@@ -216,6 +216,7 @@ if dq info; then
 else
 	pass "the Docker daemon scripts/compose-cluster started is stopped"
 	check_fails "its runtime directory is gone" test -e /var/run/docker
+	check_fails "nothing of it is mounted" grep -q ' /var/lib/docker\| /var/run/docker\| /run/docker' /proc/self/mountinfo
 	# Its containers, networks and volumes would be in its state directory.
 	check_eq "no container left" "" "$(ls /var/lib/docker/containers 2>/dev/null)"
 	check_eq "no volume left" "" "$(ls /var/lib/docker/volumes 2>/dev/null | grep -v '^metadata.db$\|^backingFsBlockDev$' || true)"
