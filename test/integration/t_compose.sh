@@ -211,6 +211,7 @@ else
 	cat "$T_TMP/down.log"
 fi
 phase down "$((SECONDS - t0))"
+grep -E 'removed \(|stopped \(' "$T_TMP/down.log" || true
 if dq info; then
 	check_eq "a daemon that ran before the test still runs" 1 "$DOCKERD_BEFORE"
 	left=$("$DOCKER" ps -aq --filter label=com.docker.compose.project=cxfs)
