@@ -21,8 +21,8 @@
 # test/CMakeLists.txt) and says why on stdout when Docker cannot run here:
 # not root, Debian's docker.io, docker-compose or debootstrap missing (run
 # scripts/setup), a daemon that does not start, or a base image that cannot
-# be built (no Debian mirror reachable); and when a compose cluster is
-# already up, which it leaves alone.
+# be built (no Debian mirror reachable); when the binaries are a sanitizer
+# build; and when a compose cluster is already up, which it leaves alone.
 #
 # Takes 20 to 40 s when the base image exists; building the base adds 1.5
 # to 2.5 minutes (debootstrap from Debian's archive, on 2 busy CPUs: 89 s
@@ -49,6 +49,10 @@ for b in /usr/bin/docker /usr/bin/docker-compose /usr/sbin/dockerd /usr/sbin/deb
 	[[ -x "$b" ]] || skip_77 "$b is missing (Debian's docker.io, docker-compose, debootstrap: run scripts/setup)"
 done
 [[ -c /dev/fuse ]] || skip_77 "needs /dev/fuse to pass to the containers"
+# The image has no sanitizer runtimes (scripts/test --asan or --tsan).
+if ldd "$CXFS_BIN_DIR/cxfsd" 2>/dev/null | grep -q 'lib[atu]san'; then
+	skip_77 "$CXFS_BIN_DIR holds a sanitizer build; the cluster's image has no sanitizer runtime"
+fi
 
 it_init compose
 
