@@ -5,11 +5,14 @@
 #  - build: the base image cxfs-base:bookworm (debootstrap + docker import;
 #    reused when it exists: the test says which, and how long it took) and
 #    the image cxfs:compose with this tree's binaries;
-#  - up: tgtd and three cxfsd nodes in containers, all mounted;
+#  - up --dmapi: tgtd and three cxfsd nodes in containers, all mounted,
+#    each with a cxfs-hsmd beside it;
 #  - a file written on node2 reads the same on node1 and node3 (docker exec);
+#    released to the HSM tier by node2, it reads whole on node3 (recalled);
 #  - docker kill of the node that serves the metadata: a survivor serves,
 #    the dead node is fenced on the LUN (SCSI-3 persistent reservations,
-#    through tgtd), and a write on one survivor reads on the other;
+#    through tgtd), a write on one survivor reads on the other, and the
+#    HSM daemon of the new server releases and recalls;
 #  - docker start of the killed node: it mounts again, sees every file, and
 #    cxfsctl status shows it up on every node;
 #  - down: no container, network or volume of the project is left, the
@@ -110,16 +113,6 @@ else
 fi
 pass "images built"
 
-# ---- up --------------------------------------------------------------------------
-t0=$SECONDS
-if ! "$CC" up >"$T_TMP/up.log" 2>&1; then
-	cat "$T_TMP/up.log"
-	fail "scripts/compose-cluster up"
-	it_finish
-fi
-phase up "$((SECONDS - t0))"
-pass "up: three nodes mounted"
-
 # dq DOCKER-ARGS...: docker, its output dropped (for check).
 dq() { "$DOCKER" "$@" >/dev/null 2>&1; }
 dx() { timeout -k 5 60 "$DOCKER" exec "cxfs-node$1" "${@:2}"; }
@@ -134,6 +127,21 @@ else:
     print(c["server"])' ${2:+"$2"} 2>/dev/null || true
 }
 mounted() { dx "$1" awk '$2 == "/mnt/shared" && $3 ~ /^fuse/ { f = 1 } END { exit !f }' /proc/mounts 2>/dev/null; }
+hsmd_runs() { dx "$1" pgrep -x cxfs-hsmd >/dev/null; }
+
+# ---- up --------------------------------------------------------------------------
+t0=$SECONDS
+if ! "$CC" up --dmapi >"$T_TMP/up.log" 2>&1; then
+	cat "$T_TMP/up.log"
+	fail "scripts/compose-cluster up"
+	it_finish
+fi
+phase up "$((SECONDS - t0))"
+pass "up: three nodes mounted"
+# Each node's cxfs-hsmd starts once its cxfsd is mounted.
+for i in "${NODES[@]}"; do
+	check "node$i: a cxfs-hsmd runs beside cxfsd" wait_until 20 hsmd_runs "$i"
+done
 
 # ---- a file across the nodes --------------------------------------------------
 t0=$SECONDS
@@ -145,6 +153,18 @@ for i in 1 3; do
 	check_eq "node$i reads node2's file" "$want" "$(dx "$i" sha256sum /mnt/shared/a | cut -d' ' -f1)"
 done
 phase "write and read" "$((SECONDS - t0))"
+
+# hsm_cycle I J: node I migrates and releases /mnt/shared/a, node J sees it
+# offline and reads it back whole (recalled by the working cxfs-hsmd).
+hsm_cycle() {
+	local i=$1 j=$2
+	check "node$i: cxfs-hsm migrate, release" dx "$i" sh -c 'cxfs-hsm migrate /mnt/shared/a && cxfs-hsm release /mnt/shared/a'
+	check_eq "node$j: cxfs-hsm ls says offline" offline "$(dx "$j" cxfs-hsm ls /mnt/shared/a | awk '{ print $1 }')"
+	check_eq "node$j reads the released file (recalled)" "$want" "$(dx "$j" sha256sum /mnt/shared/a | cut -d' ' -f1)"
+}
+t0=$SECONDS
+hsm_cycle 2 3
+phase "HSM release and recall" "$((SECONDS - t0))"
 
 # ---- kill the metadata server -----------------------------------------------
 mds=$(status_of 1)
@@ -186,6 +206,9 @@ check "node${surv[0]} writes after the recovery" dx "${surv[0]}" sh -c 'echo aft
 check_eq "node${surv[1]} reads it" "after-the-kill" "$(dx "${surv[1]}" cat /mnt/shared/b)"
 check_eq "node${surv[1]} still reads node2's file" "$want" "$(dx "${surv[1]}" sha256sum /mnt/shared/a | cut -d' ' -f1)"
 phase "survivors write and read" "$((SECONDS - t0))"
+t0=$SECONDS
+hsm_cycle "${surv[1]}" "${surv[0]}"
+phase "HSM on the new server" "$((SECONDS - t0))"
 
 # ---- the killed node rejoins ----------------------------------------------------
 t0=$SECONDS
@@ -201,6 +224,7 @@ phase "rejoin (start to mounted)" "$((SECONDS - t0))"
 check_eq "$mds reads the file written before the kill" "$want" "$(dx "$m" sha256sum /mnt/shared/a | cut -d' ' -f1)"
 check_eq "$mds reads the file written while it was down" "after-the-kill" "$(dx "$m" cat /mnt/shared/b)"
 check_eq "$mds names the new server" "$new" "$(status_of "$m")"
+check "$mds: its cxfs-hsmd runs again" wait_until 20 hsmd_runs "$m"
 for i in "${NODES[@]}"; do
 	check_eq "node$i's cxfsctl status shows $mds up" up "$(status_of "$i" "$mds")"
 done
