@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 it_init crash --need-tgtd
 
-ROUNDS=${CRASH_ROUNDS:-20}
+ROUNDS=${CRASH_ROUNDS:-14}
 MNT=$T_TMP/mnt
 MANIFEST=$T_TMP/manifest
 : >"$MANIFEST"
