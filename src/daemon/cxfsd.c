@@ -6,6 +6,7 @@
  * down in reverse order so the store is committed and closed cleanly.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <linux/fuse.h>
 #include <stddef.h>
@@ -280,6 +281,63 @@ static int start_admin(const struct cxfsd *d, const char *path, struct cxfsd_adm
 static _Atomic uint64_t cx_init_unique;
 
 /*
+ * --daemon: the process forks before anything starts a thread (the volume,
+ * the cluster, the admin and metrics servers all do, and a fork keeps only
+ * the thread that calls it); the parent waits until the child has mounted
+ * and exits 0, or 1 when the child ends before (its errors went to the
+ * terminal).  The write end of the pipe the parent reads, in the child.
+ */
+static int detach_fd = -1;
+
+static int detach_begin(void)
+{
+	char st = 1;
+	int p[2];
+	pid_t pid;
+
+	if (pipe(p) != 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -errno;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		while (read(p[0], &st, 1) < 0 && errno == EINTR)
+			;
+		_exit(st);
+	}
+	close(p[0]);
+	detach_fd = p[1];
+	(void)setsid();
+	return 0;
+}
+
+/* Mounted: let the parent go, and leave the terminal and the directory. */
+static void detach_done(void)
+{
+	const char ok = 0;
+	int null;
+
+	if (detach_fd < 0)
+		return;
+	(void)!write(detach_fd, &ok, 1);
+	close(detach_fd);
+	detach_fd = -1;
+	(void)!chdir("/");
+	null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+}
+
+/*
  * In a cluster the read function also tells fuse_ops.c of every request
  * read, with a RELEASE's flags: a flock request is ordered after the flock
  * releases the kernel queued before it (fuse_ops.c, "flock").  In both
@@ -399,8 +457,7 @@ static int serve(struct cxfsd *d, const struct cxfsd_opts *o)
 		}
 	}
 	fprintf(stderr, "cxfsd: %s mounted on %s\n", o->volume, o->mountpoint);
-	if (o->daemon && fuse_daemonize(0) != 0)
-		goto out_unmount;
+	detach_done();
 	lc = fuse_loop_cfg_create();
 	if (!lc)
 		goto out_unmount;
@@ -610,6 +667,10 @@ int main(int argc, char **argv)
 	rc = parse_args(argc, argv, &o);
 	if (rc)
 		return rc;
+	if (o.daemon && detach_begin() != 0) {
+		perror("cxfsd: --daemon");
+		return 1;
+	}
 	d.writeback = o.writeback;
 	d.mountpoint = o.mountpoint;
 	/* Refuse a taken admin socket before touching the volume. */

@@ -58,6 +58,26 @@ check_eq "a second daemon on the same admin socket is refused (exit 1)" 1 "$rc"
 check "... before creating its volume" test ! -e "$T_TMP/other.img"
 
 umount_cxfs "$MNT"
+
+# --daemon: the command returns once mounted, and the daemon it leaves
+# still has its threads (the admin socket answers, I/O works).
+DSOCK=$T_TMP/daemon.sock DMNT=$T_TMP/dmnt
+mkdir -p "$DMNT"
+timeout -s KILL 60 "$CXFSD" --daemon --admin-socket "$DSOCK" --volume "$T_TMP/d.img" \
+	--size $((64 << 20)) "$DMNT" >"$T_TMP/daemon.log" 2>&1 && rc=0 || rc=$?
+check_eq "--daemon returns 0 once mounted" 0 "$rc"
+dpid=$(pgrep -f -- "--admin-socket $DSOCK" || true)
+check "... one daemon runs, detached ($dpid)" test -n "$dpid" -a "${dpid//[0-9]/}" = ""
+[[ -n "$dpid" && -z "${dpid//[0-9]/}" ]] && defer "_cleanup_mount '$DMNT' $dpid"
+check "... and the mount is there" mountpoint -q "$DMNT"
+check "... the detached daemon's admin socket answers" timeout 20 "$CTL" --socket "$DSOCK" status
+check "... and I/O through it works" sh -c "echo hi >'$DMNT/f' && test \"\$(cat '$DMNT/f')\" = hi"
+fusermount3 -u "$DMNT" || umount -l "$DMNT"
+check "... and it exits at the unmount" wait_until 20 sh -c "! kill -0 ${dpid:-x} 2>/dev/null"
+timeout -s KILL 60 "$CXFSD" --daemon --admin-socket "$DSOCK" --volume "$T_TMP/nodir/x.img" \
+	"$T_TMP/nodir/mnt" >"$T_TMP/daemon2.log" 2>&1 && rc=0 || rc=$?
+check_eq "--daemon that cannot mount returns 1" 1 "$rc"
+check "... with its error on the terminal" grep -q "cxfsd:" "$T_TMP/daemon2.log"
 check "the socket is removed at unmount" test ! -e "$SOCK"
 check_fails "cxfsctl without a daemon exits non-zero" "$CTL" --socket "$SOCK" status
 it_finish
