@@ -14,13 +14,16 @@
 #      with the exclusive tokens, and takes turns with the others): every
 #      node reads the model and the size node3 made (a shared writer's
 #      size, returned smaller, does not shrink it);
+#  (c) the same again, 4 MiB further, while the metadata server moves from
+#      node1 to node2 (cxfsctl relocate): the shared tokens and sizes go
+#      with it, and every node reads the model and the size;
 #  then node1 unmounts and cxfs-check finds the LUN clean.
 . "$(dirname "$0")/lib_cluster_io.sh"
 it_init swrite --need-tgtd
 
 SW=$IT_DIR/swrite.py
 MB=1048576 CHUNK=65536 PASSES=4
-SIZE=$((8 * MB)) HI=$((12 * MB))
+SIZE=$((8 * MB)) HI=$((12 * MB)) HI2=$((16 * MB))
 
 cluster_up 3 || { fail "a 3-node cluster starts"; it_finish; }
 F=sw/file
@@ -78,6 +81,24 @@ writers_wait "${pids[@]}" || fail "(b) every writer finishes"
 writes=$WRITES
 log "(b) $writes writes"
 check_all "(b)" "$(python3 "$SW" model $HI $CHUNK 0 $HI $PASSES 12)" $HI
+
+log "(c) the same, 4 MiB further, while the metadata server moves to node2"
+pids=()
+for i in 1 2; do
+	timeout 300 python3 "$SW" writer "$(node_mnt $i)/$F" $((i - 1)) 2 $CHUNK 0 $HI 6 13 \
+		>"$T_TMP/writes.$i" &
+	pids+=($!)
+done
+timeout 300 python3 "$SW" writer "$(node_mnt 3)/$F" 0 1 $CHUNK $HI $HI2 6 13 \
+	>"$T_TMP/writes.3" &
+pids+=($!)
+sleep 1
+check "(c) cxfsctl relocate shared node2 (during the writes)" \
+	"$CXFSCTL" --socket "$(node_sock 1)" relocate shared node2
+writers_wait "${pids[@]}" || fail "(c) every writer finishes"
+log "(c) $WRITES writes"
+check_eq "(c) node2 serves" node2 "$(cl_stat 1 'c["server"]')"
+check_all "(c)" "$(python3 "$SW" model $HI2 $CHUNK 0 $HI2 6 13)" $HI2
 
 log "unmount and check the volume"
 cluster_stop_and_check
