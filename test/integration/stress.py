@@ -505,28 +505,56 @@ def setup_main(slot, base, out):
     json.dump({"inos": inos}, open(out, "w"))
 
 
+WALK_RETRY_S = 3.0  # how long the walk retries an ESTALE or a vanished name
+
+
 def walk_main(slot, base, node, out):
-    """Every entry below base as seen through this mount."""
+    """Every entry below base as seen through this mount.
+
+    The workers have stopped, but a node may still be forgetting, in the
+    background, names and directory aliases that recalls told its kernel to
+    forget: a lookup may meet such a stale alias (ESTALE) or a name the
+    listing just showed may not be found yet (ENOENT).  Like the kernel's own
+    retry of ESTALE, the walk tries such a call again, for WALK_RETRY_S at
+    most; the retries are counted in the result, and one that never succeeds
+    fails the walk with the call, the path and the errno on one line."""
     tree = {}
+    retries = 0
+
+    def call(what, fn, *args):
+        nonlocal retries
+        deadline = time.monotonic() + WALK_RETRY_S
+        while True:
+            try:
+                return guarded(slot, what, fn, *args)
+            except OSError as e:
+                if e.errno not in (errno.ESTALE, errno.ENOENT) or time.monotonic() > deadline:
+                    print(f"walk node{node}: {what}: {errno.errorcode.get(e.errno, e.errno)} "
+                          f"after {retries} retries", flush=True)
+                    raise
+                retries += 1
+                time.sleep(0.05)
+
+    def read_all(p):
+        with open(p, "rb", buffering=0) as f:
+            return f.read()
 
     def visit(rel):
         p = os.path.join(base, rel) if rel else base
-        st = guarded(slot, f"lstat {rel or '.'} (node{node})", os.lstat, p)
+        st = call(f"lstat {rel or '.'} (node{node})", os.lstat, p)
         e = {"type": "d" if stat.S_ISDIR(st.st_mode) else
              ("f" if stat.S_ISREG(st.st_mode) else f"?{st.st_mode:o}"),
              "mode": stat.S_IMODE(st.st_mode), "nlink": st.st_nlink, "size": st.st_size,
              "ino": st.st_ino, "uid": st.st_uid, "gid": st.st_gid, "mtime": st.st_mtime_ns}
-        names = guarded(slot, f"listxattr {rel or '.'} (node{node})", os.listxattr, p)
-        e["xattrs"] = {n: guarded(slot, f"getxattr {rel} {n} (node{node})", os.getxattr, p,
-                                  n).hex()
+        names = call(f"listxattr {rel or '.'} (node{node})", os.listxattr, p)
+        e["xattrs"] = {n: call(f"getxattr {rel} {n} (node{node})", os.getxattr, p, n).hex()
                        for n in sorted(names) if n.startswith("user.")}
         if e["type"] == "f":
-            with open(p, "rb", buffering=0) as f:
-                data = guarded(slot, f"read {rel} (node{node})", f.read)
+            data = call(f"read {rel} (node{node})", read_all, p)
             e["sha256"] = hashlib.sha256(data).hexdigest()
             e["data"] = data.hex()
         if e["type"] == "d":
-            names = sorted(guarded(slot, f"listdir {rel or '.'} (node{node})", os.listdir, p))
+            names = sorted(call(f"listdir {rel or '.'} (node{node})", os.listdir, p))
             e["names"] = names
             tree[rel] = e
             for n in names:
@@ -535,6 +563,8 @@ def walk_main(slot, base, node, out):
             tree[rel] = e
 
     visit("")
+    if retries:
+        print(f"walk node{node}: {retries} calls retried after ESTALE or ENOENT", flush=True)
     json.dump(tree, open(out, "w"))
 
 
