@@ -106,6 +106,8 @@ struct xvm__label {
 };
 
 void xvm__label_encode(const struct xvm__label *l, unsigned char buf[XVM_LABEL_SIZE]);
+/* Set the checksum of an encoded label (xvm__label_encode() does; the unit test forges fields). */
+void xvm__label_seal(unsigned char buf[XVM_LABEL_SIZE]);
 /*
  * Decode one copy.  -ENODATA if it carries no label magic (a LUN that was
  * never labelled); -EINVAL with the reason in @err for anything wrong in a

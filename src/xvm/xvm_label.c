@@ -47,7 +47,7 @@ static uint64_t get64(const unsigned char *p)
 }
 
 /* The checksum of @buf with its checksum field taken as zero. */
-static void xvm__csum(const unsigned char *buf, unsigned char out[XVM__CSUM_LEN])
+static void xvm__csum(const unsigned char *buf, unsigned char *out)
 {
 	static const unsigned char zero[XVM__CSUM_LEN];
 	crypto_generichash_state st;
@@ -58,6 +58,14 @@ static void xvm__csum(const unsigned char *buf, unsigned char out[XVM__CSUM_LEN]
 	crypto_generichash_update(&st, buf + XVM__CSUM_OFF + XVM__CSUM_LEN,
 				  XVM_LABEL_SIZE - XVM__CSUM_OFF - XVM__CSUM_LEN);
 	crypto_generichash_final(&st, out, XVM__CSUM_LEN);
+}
+
+void xvm__label_seal(unsigned char buf[XVM_LABEL_SIZE])
+{
+	unsigned char sum[XVM__CSUM_LEN];
+
+	xvm__csum(buf, sum);
+	memcpy(buf + XVM__CSUM_OFF, sum, XVM__CSUM_LEN);
 }
 
 void xvm__label_encode(const struct xvm__label *l, unsigned char buf[XVM_LABEL_SIZE])
@@ -89,7 +97,7 @@ void xvm__label_encode(const struct xvm__label *l, unsigned char buf[XVM_LABEL_S
 		for (c = 0; c < nd->nchild; c++)
 			p[32 + c] = nd->child[c];
 	}
-	xvm__csum(buf, buf + XVM__CSUM_OFF);
+	xvm__label_seal(buf);
 }
 
 int xvm__label_decode(const unsigned char buf[XVM_LABEL_SIZE], struct xvm__label *l, char *err,

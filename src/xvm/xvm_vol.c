@@ -421,6 +421,8 @@ static int xvm__assemble(struct xvm_vol *vol, struct blk_dev **devs, const char 
 		goto out_free;
 	}
 	vol->label.state = XVM__COMMITTED;
+	/* Written again above every generation seen, so an undone one is never reused. */
+	vol->label.generation = gmax;
 	rc = 0;
 	if (!uniform && !vol->read_only)
 		rc = xvm__label_commit(vol, err, errlen);
