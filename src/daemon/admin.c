@@ -27,7 +27,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "cluster/cl.h"
 #include "daemon/admin.h"
 #include "daemon/cxfsd.h"
@@ -101,7 +101,7 @@ static void gather_single(struct admin_conn *c)
 
 	meta_store_get_stats(d->st, &ms);
 	vn_meta_get_stats(d->mfs, &vs);
-	blk_get_stats(d->dev, &bs);
+	xvm_get_stats(d->dev, &bs);
 	meta_statfs(d->st, &sv);
 	meta_uuid_str(sb->uuid, uuid);
 	gethostname(host, sizeof(host) - 1);
@@ -116,7 +116,7 @@ static void gather_single(struct admin_conn *c)
 		    "\"device\":{\"reads\":%llu,\"writes\":%llu,\"flushes\":%llu,"
 		    "\"bytes_read\":%llu,\"bytes_written\":%llu,\"reconnects\":%llu}}],"
 		    "\"messages\":{\"sent\":0,\"received\":0}}\n",
-		    host, uptime, sb->name, uuid, blk_uri(d->dev), host, d->mountpoint,
+		    host, uptime, sb->name, uuid, xvm_uri(d->dev), host, d->mountpoint,
 		    (unsigned long long)sv.f_blocks, (unsigned long long)sv.f_bfree,
 		    vn_table_count(d->vt), (unsigned long long)ms.ops,
 		    (unsigned long long)ms.commits, (unsigned long long)ms.commit_usec,
@@ -130,7 +130,7 @@ static void gather_single(struct admin_conn *c)
 	}
 	out(c, "node %s (single-machine mode), up %ld s\n", host, uptime);
 	out(c, "filesystem %s  uuid %s\n", sb->name, uuid);
-	out(c, "  volume      %s\n", blk_uri(d->dev));
+	out(c, "  volume      %s\n", xvm_uri(d->dev));
 	out(c, "  mounted on  %s\n", d->mountpoint);
 	out(c, "  served by   %s (this node)\n", host);
 	out(c, "  space       %llu of %llu MiB free\n",
@@ -162,14 +162,14 @@ static void gather_cluster(struct admin_conn *c)
 		free(cl);
 		return;
 	}
-	blk_get_stats(d->dev, &bs);
+	xvm_get_stats(d->dev, &bs);
 	if (c->json) {
 		out(c, "{\"node\":\"%s\",\"mode\":\"cluster\",\"uptime_s\":%ld,"
 		    "\"mountpoint\":\"%s\",\"volume\":\"%s\",\"vnodes\":%zu,"
 		    "\"device\":{\"reads\":%llu,\"writes\":%llu,\"flushes\":%llu,"
 		    "\"bytes_read\":%llu,\"bytes_written\":%llu,\"reconnects\":%llu},"
 		    "\"cluster\":%s}\n", cl_node_name(d->cl), uptime, d->mountpoint,
-		    blk_uri(d->dev), vn_table_count(d->vt), (unsigned long long)bs.reads,
+		    xvm_uri(d->dev), vn_table_count(d->vt), (unsigned long long)bs.reads,
 		    (unsigned long long)bs.writes, (unsigned long long)bs.flushes,
 		    (unsigned long long)bs.bytes_read, (unsigned long long)bs.bytes_written,
 		    (unsigned long long)bs.reconnects, cl);
@@ -179,7 +179,7 @@ static void gather_cluster(struct admin_conn *c)
 	out(c, "node %s (cluster mode), up %ld s\n", cl_node_name(d->cl), uptime);
 	out(c, "filesystem %s  %s\n", cl_fs_name(d->cl),
 	    cl_is_server(d->cl) ? "served by this node (metadata server)" : "client");
-	out(c, "  volume      %s\n", blk_uri(d->dev));
+	out(c, "  volume      %s\n", xvm_uri(d->dev));
 	out(c, "  mounted on  %s\n", d->mountpoint);
 	out(c, "  vnodes      %zu cached\n", vn_table_count(d->vt));
 	out(c, "  device      %llu reads, %llu writes, %llu flushes, %llu reconnects\n",

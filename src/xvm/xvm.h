@@ -126,6 +126,8 @@ uint32_t xvm_sector_size(const struct xvm_vol *vol);
 const char *xvm_uri(const struct xvm_vol *vol);
 int xvm_is_iscsi(const struct xvm_vol *vol);       /* any LUN is an iSCSI LUN */
 int xvm_is_legacy(const struct xvm_vol *vol);      /* one unlabelled LUN */
+/* The volume's uuid as 32 hex digits ("" for a legacy volume). */
+void xvm_uuid(const struct xvm_vol *vol, char out[33]);
 void xvm_get_stats(const struct xvm_vol *vol, struct blk_stats *out); /* summed over LUNs */
 
 /*

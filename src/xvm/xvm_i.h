@@ -31,7 +31,8 @@ struct xvm__node {
 	uint8_t child[XVM_MAX_CHILDREN];  /* children's indices */
 	uint32_t stripe_unit;             /* stripe: bytes per unit */
 	uint32_t leaf;                    /* leaf: LUN number (stable across generations) */
-	uint64_t leaf_size;               /* leaf: bytes of the LUN the volume uses */
+	uint64_t leaf_size;               /* leaf: bytes of the LUN the volume uses; mirror:
+	                                   * its size, fixed at creation (legs may be larger) */
 	uint64_t revive_point;            /* mirror: first byte not yet revived (for reviving legs) */
 	uint64_t size;                    /* bytes addressable (derived, not stored) */
 };
@@ -79,7 +80,7 @@ void xvm__layout_format(const struct xvm__tree *t, unsigned i, char *out, size_t
  *    128  checksum: crypto_generichash (BLAKE2b, 16 bytes) of the label
  *         with this field zeroed     16
  *    144  nodes, 48 bytes each: kind u8, nchild u8, leg_state u8, 0 u8,
- *         stripe unit u32, leaf u32, reserved u32, leaf size u64,
+ *         stripe unit u32, leaf u32, reserved u32, leaf (or mirror) size u64,
  *         revive point u64, child node indices 16 x u8
  */
 #define XVM__LABEL_MAGIC "CXFSXVM"

@@ -85,7 +85,12 @@ static int xvm__check_node(struct xvm__tree *t, unsigned i, unsigned depth, uint
 		nd->size = (uint64_t)nd->nchild * (min / nd->stripe_unit * nd->stripe_unit);
 		break;
 	default:
-		nd->size = min;
+		if (nd->leaf_size > min) {
+			snprintf(err, errlen, "mirror node %u: a leg holds %llu bytes, the mirror %llu",
+				 i, (unsigned long long)min, (unsigned long long)nd->leaf_size);
+			return -EINVAL;
+		}
+		nd->size = nd->leaf_size ? nd->leaf_size : min;
 		break;
 	}
 	if (nd->size == 0) {
@@ -339,7 +344,12 @@ int xvm__layout_parse(const char *spec, size_t nluns, const uint64_t *sizes,
 		snprintf(err, errlen, "layout \"%s\" does not use every LUN given (%zu)", spec, nluns);
 		return -EINVAL;
 	}
-	return xvm__tree_check(t, err, errlen);
+	rc = xvm__tree_check(t, err, errlen);
+	/* A mirror keeps its size when legs come and go. */
+	for (root = 0; root < t->n && !rc; root++)
+		if (t->node[root].kind == XVM__MIRROR)
+			t->node[root].leaf_size = t->node[root].size;
+	return rc;
 }
 
 void xvm__layout_format(const struct xvm__tree *t, unsigned i, char *out, size_t outlen)

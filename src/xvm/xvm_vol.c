@@ -611,6 +611,13 @@ int xvm_is_legacy(const struct xvm_vol *vol)
 	return vol->legacy;
 }
 
+void xvm_uuid(const struct xvm_vol *vol, char out[33])
+{
+	out[0] = 0;
+	if (!vol->legacy)
+		sodium_bin2hex(out, 33, vol->label.uuid, sizeof(vol->label.uuid));
+}
+
 void xvm_get_stats(const struct xvm_vol *vol, struct blk_stats *out)
 {
 	struct blk_stats s;
@@ -1291,7 +1298,7 @@ char *xvm_show(struct xvm_vol *vol, int json)
 		goto out;
 	}
 	pthread_mutex_lock(&vol->lock);
-	sodium_bin2hex(uuid, sizeof(uuid), vol->label.uuid, sizeof(vol->label.uuid));
+	xvm_uuid(vol, uuid);
 	xvm__layout_format(&vol->label.tree, 0, layout, sizeof(layout));
 	if (json) {
 		xvm__put(&o, "{\"legacy\":false,\"name\":");
