@@ -288,7 +288,7 @@ int xvm__leg_failed(struct xvm_vol *vol, unsigned n)
 
 /* Assembly of a labelled volume from @n LUNs (some may be NULL: could not be opened). */
 static int xvm__assemble(struct xvm_vol *vol, struct blk_dev **devs, const char *const *uris,
-			 size_t n, const int *open_rc, char *err, size_t errlen)
+			 size_t n, int *open_rc, char *err, size_t errlen)
 {
 	struct xvm__label *lab = calloc(n, sizeof(*lab));
 	uint64_t gmax = 0, gres = 0;
@@ -303,6 +303,14 @@ static int xvm__assemble(struct xvm_vol *vol, struct blk_dev **devs, const char 
 		if (!devs[i])
 			continue;
 		rc = xvm__label_read(devs[i], &lab[i], why, sizeof(why));
+		if (rc && rc != -ENODATA && rc != -EINVAL) {
+			/* A LUN that answers no read is as good as missing (see below). */
+			fprintf(stderr, "cxfs xvm: LUN %s: %s\n", uris[i], why);
+			blk_close(devs[i]);
+			devs[i] = NULL;
+			open_rc[i] = rc;
+			continue;
+		}
 		if (rc == -ENODATA) {
 			snprintf(err, errlen, "LUN %s has no volume label (create the volume with "
 				 "cxfs-volume create)", uris[i]);
