@@ -92,6 +92,13 @@ bool cl_is_server(const struct cl_ctx *cx);
 /* The filesystem's volume lines: the LUNs of its volume (xvm_open()). */
 size_t cl_volume_count(const struct cl_ctx *cx);
 const char *cl_volume(const struct cl_ctx *cx, size_t i);
+/*
+ * The cluster's say over the volume's mirrors (xvm_open(), argument: the
+ * cl_ctx).  A leg is to be marked out by the mirror master on every node at
+ * once; until that is built, a node never marks one out alone (the other
+ * nodes would go on reading the stale leg): a failed leg's I/O fails.
+ */
+extern const struct xvm_cluster_ops cl_xvm_ops;
 const char *cl_initiator(const struct cl_ctx *cx);  /* this node's iSCSI initiator name */
 const char *cl_node_name(const struct cl_ctx *cx);
 const char *cl_fs_name(const struct cl_ctx *cx);

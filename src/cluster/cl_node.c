@@ -1283,6 +1283,19 @@ const char *cl_volume(const struct cl_ctx *cx, size_t i)
 	return cms_fs_volume(cx->fs, i);
 }
 
+/* A mirror leg failed on this node: refused, see cl.h. */
+static int cl_leg_failed(void *arg, struct xvm_vol *vol, unsigned mirror, unsigned leg)
+{
+	struct cl_ctx *cx = arg;
+
+	fprintf(stderr, "cxfsd: node %s: leg %u of mirror %u of the volume failed I/O; in a cluster "
+		"only the mirror master may mark it out (not built yet): the I/O fails\n",
+		cms_node_name(cx->self), leg, mirror);
+	return -EIO;
+}
+
+const struct xvm_cluster_ops cl_xvm_ops = { .leg_failed = cl_leg_failed };
+
 const char *cl_initiator(const struct cl_ctx *cx)
 {
 	return cms_node_initiator(cx->self);

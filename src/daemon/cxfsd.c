@@ -567,6 +567,8 @@ static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta
 		return rc;
 	}
 	bo.initiator = o->initiator ? o->initiator : cl_initiator(d->cl);
+	bo.cluster_ops = &cl_xvm_ops;
+	bo.cluster_arg = d->cl;
 	fprintf(stderr, "cxfsd: node %s joins filesystem %s as %s\n", cl_node_name(d->cl),
 		cl_fs_name(d->cl), cl_is_server(d->cl) ? "its metadata server" : "a client");
 	/* Every volume line of the filesystem is a LUN of its volume. */

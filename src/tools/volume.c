@@ -79,7 +79,7 @@ static int on_progress(void *arg, unsigned mirror, unsigned leg, uint64_t done, 
 	if (mirror != p->mirror || done <= (1u << 20)) {
 		p->mirror = mirror;
 		p->start = now;
-		p->last_pct = -1;
+		p->last_pct = -10;   /* so that the first tenth prints */
 	}
 	secs = (double)(now.tv_sec - p->start.tv_sec) + (double)(now.tv_nsec - p->start.tv_nsec) / 1e9;
 	if (p->tty || (int)pct / 10 != p->last_pct / 10 || done == total) {

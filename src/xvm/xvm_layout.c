@@ -223,7 +223,7 @@ struct xvm__parser {
 	uint32_t used;                    /* LUN numbers used (bitmap) */
 	struct xvm__tree *t;              /* being built */
 	char *err;                        /* where reasons go */
-	size_t errlen;
+	size_t errlen;                    /* its size */
 };
 
 static int xvm__perr(struct xvm__parser *ps, const char *what)

@@ -1054,6 +1054,7 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 	const struct xvm__node *nd = &vol->label.tree.node[m];
 	uint64_t total = nd->size, pos = 0, n;
 	char *buf = malloc(XVM__REVIVE_CHUNK);
+	unsigned targets[XVM_MAX_LEGS], nt, c;
 	int rc = 0, src, dst;
 
 	if (!buf)
@@ -1066,9 +1067,17 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 		dst = xvm__leg_in(vol, m, XVM_LEG_REVIVING);
 		src = xvm__leg_in(vol, m, XVM_LEG_ACTIVE);
 		if (dst < 0 || src < 0) {
+			/* Every reviving leg went out again, or no leg is left to copy from. */
 			pthread_mutex_unlock(&vol->lock);
+			if (src < 0 && dst >= 0) {
+				snprintf(err, errlen, "mirror %u: no active leg left to copy from", m);
+				rc = -EIO;
+			}
 			break;
 		}
+		for (c = 0, nt = 0; c < nd->nchild; c++)
+			if (vol->label.tree.node[nd->child[c]].leg_state == XVM_LEG_REVIVING)
+				targets[nt++] = nd->child[c];
 		vol->busy_lo[m] = pos;
 		vol->busy_hi[m] = pos + n;
 		while (xvm__overlapping_write(vol, m, pos, pos + n))
@@ -1077,12 +1086,10 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 
 		rc = xvm__run(vol, nd->child[src], pos, n, &rd);
 		xvm__plan_free(&rd);
-		for (unsigned c = 0; !rc && c < nd->nchild; c++) {
+		for (c = 0; !rc && c < nt; c++) {
 			struct xvm__plan wr = { .op = XVM__WRITE, .buf = buf };
 
-			if (vol->label.tree.node[nd->child[c]].leg_state != XVM_LEG_REVIVING)
-				continue;
-			rc = xvm__run(vol, nd->child[c], pos, n, &wr);
+			rc = xvm__run(vol, targets[c], pos, n, &wr);
 			xvm__plan_free(&wr);
 		}
 		pthread_mutex_lock(&vol->lock);
@@ -1127,6 +1134,8 @@ int xvm_revive(struct xvm_vol *vol, xvm_progress_fn *progress, void *arg, char *
 	struct xvm__tree *t = &vol->label.tree;
 	unsigned i, d, c, revived = 0;
 	int rc = 0, changed = 0;
+	uint64_t have = 0;
+	char probe[4096];
 
 	if (vol->legacy)
 		return 0;
@@ -1134,16 +1143,17 @@ int xvm_revive(struct xvm_vol *vol, xvm_progress_fn *progress, void *arg, char *
 		snprintf(err, errlen, "the volume is open read-only");
 		return -EROFS;
 	}
+	/* The LUNs that answer a read now. */
+	for (c = 0; c < XVM_MAX_LEAVES; c++)
+		if (vol->dev[c] && blk_read(vol->dev[c], probe, sizeof(probe), 0) == 0)
+			have |= 1ull << c;
 	pthread_mutex_lock(&vol->label_lock);
 	pthread_mutex_lock(&vol->lock);
 	for (i = 1; i < t->n; i++) {
-		uint64_t need = xvm__leaves_of(t, i), have = 0;
+		uint64_t need = xvm__leaves_of(t, i);
 
 		if (t->node[t->node[i].parent].kind != XVM__MIRROR || t->node[i].leg_state != XVM_LEG_OUT)
 			continue;
-		for (c = 0; c < XVM_MAX_LEAVES; c++)
-			if (vol->dev[c])
-				have |= 1ull << c;
 		if ((need & have) != need)
 			continue;
 		t->node[i].leg_state = XVM_LEG_REVIVING;

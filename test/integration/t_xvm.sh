@@ -7,15 +7,18 @@
 #     node unmounted, cxfs-check of the volume (all its LUNs) is clean.
 #  2. The same on figure 9's volume, 8 LUNs:
 #     mirror(concat(0,1),mirror(stripe:64k(2,3,4),stripe:64k(5,6,7))); the
-#     two copies of the data (the concat and each stripe) hold the same
-#     bytes.
+#     inner mirror's two stripes hold the same bytes, LUN by LUN.
 #  3. Single machine, a 2-leg mirror of two LUNs: a writer that checks what
 #     it wrote runs while LUN 2 is taken offline (tgtadm ... removable=1,
-#     online=0: tgt then fails its I/O with NOT READY): no
-#     application error, the leg is marked out (the daemon says so, and so
-#     do the labels: cxfs-volume show, with the LUN still offline); once
-#     the LUN is back, cxfs-volume revive copies the leg (with progress),
-#     the legs' data areas are byte-identical, the files read back right
+#     online=0: tgt then fails its I/O with NOT READY): no application
+#     error, the leg is marked out (the daemon says so, and so does
+#     `cxfsctl volume`); the LUN comes back and `cxfsctl volume revive`
+#     copies the leg, with progress, while the writer goes on; afterwards
+#     both legs are active and their data areas byte-identical.
+#  4. The same mirror, unmounted: LUN 2 offline again under a short
+#     writer; the labels say the leg is out (cxfs-volume show, assembling
+#     without the offline LUN); once it is back, cxfs-volume revive (no
+#     daemon) makes the legs identical again; every file reads back right
 #     and cxfs-check is clean.
 . "$(dirname "$0")/lib_cluster_io.sh"
 it_init t_xvm --need-tgtd
@@ -101,7 +104,7 @@ for k in 3 4 5; do
 done
 cluster_stop_and_check
 
-log "3: single machine, a 2-leg mirror; LUN 2 goes offline under a writer"
+log "3: single machine, a 2-leg mirror; LUN 2 goes offline under a writer, revived under it"
 start_tgtd "$T_TMP/m1.img" 100M >/dev/null || { fail "tgtd starts"; it_finish; }
 truncate -s 100M "$T_TMP/m2.img"
 tgtadm -C "$TGT_CTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 2 -b "$T_TMP/m2.img" ||
@@ -112,7 +115,9 @@ check "cxfs-volume create a 2-leg mirror" "$VOLUME_TOOL" create --layout 'mirror
 check "mkfs.cxfs on the mirror's two LUNs" "$MKFS" --name mirror "$U1" "$U2"
 MNT=$T_TMP/mnt
 mount_cxfs "$U1,$U2" "$MNT" || { fail "cxfsd mounts the mirror"; it_finish; }
+SOCK=${CXFSD_SOCK[$MNT]}
 mkdir "$MNT/w"
+msize=$(( $(stat -c %s "$T_TMP/m1.img") - LABEL_AREA ))
 # The writer: 32 files rewritten in turn with 64 KiB .. 1 MiB from a random
 # pool, each synced and read back with O_DIRECT; any failure is an
 # application error.  "written" gets "NAME SKIP LEN" per write (the last line
@@ -135,34 +140,69 @@ writer() {
 		echo "$k $skip $len" >>"$T_TMP/written"
 	done
 }
+# lun2 online|offline (tgt fails I/O with NOT READY only on an offline LU marked removable).
+lun2() {
+	tgtadm -C "$TGT_CTL" --lld iscsi --op update --mode logicalunit --tid 1 --lun 2 \
+		--params "removable=1,online=$([[ $1 == online ]] && echo 1 || echo 0)"
+}
+# start_writer / stop_writer: the writer in the background.
+start_writer() {
+	rm -f "$T_TMP/stop"
+	writer &
+	WPID=$!
+	defer "kill $WPID 2>/dev/null || true"
+}
+stop_writer() { touch "$T_TMP/stop"; wait "$WPID"; }
+
 : >"$T_TMP/errors"
-writer &
-WPID=$!
-defer "kill $WPID 2>/dev/null || true"
+start_writer
 sleep 2
-# tgt fails I/O with NOT READY only on an offline LU marked removable.
-tgtadm -C "$TGT_CTL" --lld iscsi --op update --mode logicalunit --tid 1 --lun 2 \
-	--params removable=1,online=0 ||
-	fail "tgtadm takes LUN 2 offline"
+lun2 offline || fail "tgtadm takes LUN 2 offline"
 nbefore=$(wc -l <"$T_TMP/written")
 log "LUN 2 is offline ($nbefore files written before)"
-sleep 4
-touch "$T_TMP/stop"
-wait "$WPID"
-nfiles=$(wc -l <"$T_TMP/written")
-check_eq "the writer saw no error while LUN 2 went offline ($nfiles writes, each read back)" \
-	"" "$(cat "$T_TMP/errors")"
-check "the writer wrote files after LUN 2 went offline ($((nfiles - nbefore)))" \
-	test "$nfiles" -gt $((nbefore + 5))
+wait_until 20 grep -q "leg 1 of mirror 0 failed I/O: marked out" "${CXFSD_LOG[$MNT]}" || true
 check "cxfsd marked the mirror's leg 1 out" grep -q "leg 1 of mirror 0 failed I/O: marked out" \
 	"${CXFSD_LOG[$MNT]}"
+sleep 2
+out=$("$CXFSCTL" --socket "$SOCK" volume 2>&1) || true
+check "cxfsctl volume: leg 1 is out" grep -q "leg 1 out" <<<"$out"
+lun2 online || fail "tgtadm takes LUN 2 online again"
+nrevive=$(wc -l <"$T_TMP/written")
+out=$("$CXFSCTL" --socket "$SOCK" volume revive 2>&1) || true
+check "cxfsctl volume revive revives one leg while the writer goes on" grep -q "^ok: 1 leg revived" <<<"$out"
+check "the revive showed its progress" grep -q "mirror 0 leg 1: *[0-9.]*% (" <<<"$out"
+echo "$out" | grep "mirror 0" | tail -n 1 | sed 's/^/    /'
+nafter=$(wc -l <"$T_TMP/written")
+check "the writer wrote during the revive ($((nafter - nrevive)) files)" test "$nafter" -gt "$nrevive"
+sleep 1
+stop_writer
+nfiles=$(wc -l <"$T_TMP/written")
+check_eq "the writer saw no error through the failure and the revive ($nfiles writes, each read back)" \
+	"" "$(cat "$T_TMP/errors")"
+check "the writer wrote files while LUN 2 was offline ($((nrevive - nbefore)))" \
+	test "$nrevive" -gt $((nbefore + 5))
+out=$("$CXFSCTL" --socket "$SOCK" --json volume 2>&1) || true
+check "cxfsctl volume --json: both legs active" python3 -c '
+import json, sys
+t = json.loads(sys.argv[1])["tree"]
+assert [c["state"] for c in t["children"]] == ["active", "active"]' "$out"
+umount_cxfs "$MNT" || fail "unmount the mirror"
+check "after the revive under the writer both legs hold the same bytes" \
+	same_data "$T_TMP/m1.img" "$T_TMP/m2.img" "$msize"
+
+log "4: the mirror unmounted: LUN 2 offline under a short writer, then cxfs-volume revive"
+mount_cxfs "$U1,$U2" "$MNT" || { fail "cxfsd mounts the mirror again"; it_finish; }
+start_writer
+sleep 1
+lun2 offline || fail "tgtadm takes LUN 2 offline"
+sleep 2
+stop_writer
+check_eq "the writer saw no error" "" "$(cat "$T_TMP/errors")"
 umount_cxfs "$MNT" || fail "unmount the mirror"
 out=$("$VOLUME_TOOL" show "$U1" "$U2" 2>&1) || true
 check "the labels say leg 1 is out (cxfs-volume show with LUN 2 still offline)" \
 	grep -q "leg 1 out" <<<"$out"
-tgtadm -C "$TGT_CTL" --lld iscsi --op update --mode logicalunit --tid 1 --lun 2 --params online=1 ||
-	fail "tgtadm takes LUN 2 online again"
-msize=$(( $(stat -c %s "$T_TMP/m1.img") - LABEL_AREA ))
+lun2 online || fail "tgtadm takes LUN 2 online again"
 check_fails "the legs differ before the revive" same_data "$T_TMP/m1.img" "$T_TMP/m2.img" "$msize"
 out=$("$VOLUME_TOOL" revive "$U1" "$U2" 2>&1) || true
 check "cxfs-volume revive revives one leg" grep -q "^1 leg revived" <<<"$out"
@@ -182,7 +222,7 @@ while read -r k skip len; do
 	cmp -s "$MNT/w/f$k" <(dd if="$T_TMP/pool" bs=65536 skip="$skip" count=$((len / 65536)) \
 		status=none) || bad=$((bad + 1))
 done < <(tac "$T_TMP/written" | awk '!seen[$1]++')
-check_eq "the writer's 32 files read back right after the revive" 0 "$bad"
+check_eq "the writer's 32 files read back right after the revives" 0 "$bad"
 umount_cxfs "$MNT" || fail "unmount the mirror"
 
 it_finish

@@ -13,6 +13,8 @@
  *     revive makes the legs byte-identical; in figure 9 a LUN inside a
  *     stripe takes out its stripe leg; a mirror with no leg left, and a
  *     concat, return the error;
+ *   - the cluster ops seam: leg_failed is asked with the mirror and leg, and
+ *     its refusal is the caller's error (the leg stays active);
  *   - a revive while another thread writes (the overlap check);
  *   - attach, detach and grow; a legacy (unlabelled) LUN passes through.
  */
@@ -417,6 +419,42 @@ static void test_no_leg_left(void **state)
 	heal(f);
 }
 
+/* The cluster ops: record what was asked, refuse. */
+static unsigned asked_mirror, asked_leg, asked;
+
+static int refuse_leg(void *arg, struct xvm_vol *vol, unsigned mirror, unsigned leg)
+{
+	asked_mirror = mirror;
+	asked_leg = leg;
+	asked++;
+	return -EIO;
+}
+
+static void test_cluster_ops(void **state)
+{
+	static const struct xvm_cluster_ops ops = { .leg_failed = refuse_leg };
+	static const unsigned mib[8] = { 2, 2, 2, 2, 2, 2, 2, 2 };
+	struct xvm_open_opts oo = { .cluster_ops = &ops };
+	struct fx *f = *state;
+	char buf[256 << 10], err[512];
+	int stripe;
+
+	memset(buf, 7, sizeof(buf));
+	make(f, FIG9, 8, mib);
+	xvm_close(f->vol);
+	assert_int_equal(xvm_open(f->uris, 8, &oo, &f->vol, err, sizeof(err)), 0);
+	fail_luns(f, 3, -1);
+	asked = 0;
+	assert_int_equal(xvm_write(f->vol, buf, sizeof(buf), 0), -EIO);
+	heal(f);
+	stripe = f->vol->label.tree.node[xvm__tree_leaf(&f->vol->label.tree, 3)].parent;
+	assert_true(asked >= 1);
+	assert_int_equal(asked_mirror, f->vol->label.tree.node[stripe].parent);
+	assert_int_equal(asked_leg, 0);
+	assert_int_equal(f->vol->label.tree.node[stripe].leg_state, XVM_LEG_ACTIVE);
+	assert_int_equal(xvm_write(f->vol, buf, sizeof(buf), 0), 0);
+}
+
 /* A writer thread while the main thread revives. */
 struct writer {
 	struct fx *f;
@@ -547,6 +585,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_leg_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fig9_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_leg_left, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cluster_ops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revive_under_io, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_attach_detach_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy, setup, teardown),
