@@ -15,8 +15,9 @@ through FUSE: every node reads and writes file data on the LUNs itself, one\n\
 node serves the metadata and grants tokens that keep the nodes' caches\n\
 coherent, a node that dies is fenced and recovered, and the metadata server\n\
 can move while applications run. DMAPI serves hierarchical storage managers.\n\
-This package holds cxfsd, cxfsctl, mkfs.cxfs, cxfs-check, the HSM daemon and\n\
-commands, the mount.cxfs helper for /etc/fstab, systemd units and man pages.")
+This package holds cxfsd, cxfsctl, mkfs.cxfs, cxfs-check, cxfs-volume, the HSM\n\
+daemon and commands, the mount.cxfs helper for /etc/fstab, systemd units and\n\
+man pages.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)

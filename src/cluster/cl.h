@@ -33,7 +33,7 @@
 #include "rpc/rpc.h"
 #include "token/tok.h"
 
-struct blk_dev;
+struct xvm_vol;
 struct meta_store;
 struct vn_meta_fs;
 struct vn_table;
@@ -86,10 +86,19 @@ struct kore *cl_kore(struct cl_ctx *cx);
  * then on: a write refused by the target (this node was fenced) cuts the
  * node off.  0 or -errno with @err.
  */
-struct blk_dev;
-int cl_register(struct cl_ctx *cx, struct blk_dev *dev, char *err, size_t errlen);
+struct xvm_vol;
+int cl_register(struct cl_ctx *cx, struct xvm_vol *dev, char *err, size_t errlen);
 bool cl_is_server(const struct cl_ctx *cx);
-const char *cl_volume(const struct cl_ctx *cx);     /* the filesystem's (first) volume */
+/* The filesystem's volume lines: the LUNs of its volume (xvm_open()). */
+size_t cl_volume_count(const struct cl_ctx *cx);
+const char *cl_volume(const struct cl_ctx *cx, size_t i);
+/*
+ * The cluster's say over the volume's mirrors (xvm_open(), argument: the
+ * cl_ctx).  A leg is to be marked out by the mirror master on every node at
+ * once; until that is built, a node never marks one out alone (the other
+ * nodes would go on reading the stale leg): a failed leg's I/O fails.
+ */
+extern const struct xvm_cluster_ops cl_xvm_ops;
 const char *cl_initiator(const struct cl_ctx *cx);  /* this node's iSCSI initiator name */
 const char *cl_node_name(const struct cl_ctx *cx);
 const char *cl_fs_name(const struct cl_ctx *cx);
@@ -103,7 +112,7 @@ const char *cl_metrics_addr(const struct cl_ctx *cx);
  * from now on (a relocation closes them and opens them on another node; the
  * last holder closes them in cl_stop).  Starts serving.
  */
-int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
+int cl_attach(struct cl_ctx *cx, struct xvm_vol *dev, struct meta_store *st,
 	      struct vn_meta_fs *mfs, char *err, size_t errlen);
 /* vn_shape_fn: @arg is the struct cl_ctx. */
 int cl_shape(void *arg, struct vnode *vn);

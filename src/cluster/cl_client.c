@@ -49,7 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "cluster/cl_wire.h"
 #include "common/cx_intr.h"
 
@@ -1610,7 +1610,7 @@ static int c_fsync(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (!rc)
 		rc = prc;
 	if (!rc)
-		rc = blk_flush(cb->cx->dev);
+		rc = xvm_flush(cb->cx->dev);
 	if (!rc)
 		rc = forward(cb->cx, cb->ci->ino, c, NULL);
 	return rc;
@@ -1775,7 +1775,7 @@ static int vol_read(struct cl_ctx *cx, struct cl_inode *ci, char *buf, uint64_t 
 
 			/* The map may change while the volume is read: copy the run. */
 			pthread_mutex_unlock(&ci->mu);
-			rc = blk_read(cx->dev, buf + (pos - off), (size_t)chunk, at);
+			rc = xvm_read(cx->dev, buf + (pos - off), (size_t)chunk, at);
 			pthread_mutex_lock(&ci->mu);
 			if (rc)
 				return rc;
@@ -2052,7 +2052,7 @@ static int write_locked(struct cl_ctx *cx, struct cl_inode *ci, const char *buf,
 			 * go on meanwhile (parallel direct I/O).
 			 */
 			pthread_mutex_unlock(&ci->mu);
-			rc = blk_write(cx->dev, src, (size_t)chunk, at);
+			rc = xvm_write(cx->dev, src, (size_t)chunk, at);
 			pthread_mutex_lock(&ci->mu);
 		} else if (m->state == META_MAP_UNWRITTEN) {
 			uint64_t p0 = m->pblk + (b0 - m->fblk);
@@ -2061,7 +2061,7 @@ static int write_locked(struct cl_ctx *cx, struct cl_inode *ci, const char *buf,
 			/* Whole blocks need no padding, so nothing here can clobber them. */
 			if (whole)
 				pthread_mutex_unlock(&ci->mu);
-			rc = blk_write_padded(cx->dev, vol_off(cx, p0), (size_t)((b1 - b0) * cx->bs),
+			rc = xvm_write_padded(cx->dev, vol_off(cx, p0), (size_t)((b1 - b0) * cx->bs),
 					      src, (size_t)(pos - b0 * cx->bs), (size_t)chunk);
 			if (whole)
 				pthread_mutex_lock(&ci->mu);
@@ -2161,7 +2161,7 @@ static int wb_put(struct cl_ctx *cx, struct cl_inode *ci, const char *buf, uint6
 				break;
 			}
 			memset(base, 0, bs);
-			rc = unw ? 0 : blk_read(cx->dev, base, bs, vol_off(cx, pblk));
+			rc = unw ? 0 : xvm_read(cx->dev, base, bs, vol_off(cx, pblk));
 			if (!rc)
 				rc = cl_pc_put(cx->pc, f, b, (size_t)(s - b * bs), buf + (s - off),
 					       (size_t)(e - s), pblk, unw, base);
@@ -2210,7 +2210,7 @@ static int wb_runs(struct wb_job *j)
 		pthread_mutex_unlock(&j->mu);
 		if (!nb)
 			break;
-		wrc = blk_write(cx->dev, buf, nb * cx->bs, vol_off(cx, pblk));
+		wrc = xvm_write(cx->dev, buf, nb * cx->bs, vol_off(cx, pblk));
 		if (wrc == BLK_EFENCED)
 			wrc = -EIO;
 		if (!wrc && unw) {

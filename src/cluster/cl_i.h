@@ -211,7 +211,7 @@ struct cl_ctx {
 	 */
 	pthread_mutex_t held_mu;        /* a leaf: protects held */
 	struct vn_lockmgr *held;
-	struct blk_dev *dev;            /* constant after cl_attach */
+	struct xvm_vol *dev;            /* constant after cl_attach */
 	uint32_t bs;
 	uint64_t data_off;
 	uint64_t data_blocks;           /* blocks of the data region; constant after cl_attach */

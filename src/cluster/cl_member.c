@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "membership/cms.h"
 #include "relocate/corpse.h"
 
@@ -99,9 +99,9 @@ int cl_fence(struct cl_ctx *cx, uint32_t node)
 {
 	int rc;
 
-	if (!cx->dev || !blk_is_iscsi(cx->dev))
+	if (!cx->dev || !xvm_is_iscsi(cx->dev))
 		return 0;       /* a file volume: one machine, nothing to fence */
-	rc = blk_pr_preempt(cx->dev, cl_pr_key(cx->cfg, node));
+	rc = xvm_pr_preempt(cx->dev, cl_pr_key(cx->cfg, node));
 	fprintf(stderr, "cxfsd: fence node %s: %s\n", cms_node_name(cl_node_by_id(cx, node)),
 		rc ? strerror(-rc) : "its key is preempted on the LUN");
 	return rc;
@@ -118,7 +118,7 @@ static void lose_run(void *arg)
  * it, or the target lost its registrations).  Stop at once, and have the
  * membership take the node back before it registers again.
  */
-static void on_fenced(struct blk_dev *dev, void *arg)
+static void on_fenced(struct xvm_vol *dev, void *arg)
 {
 	struct cl_ctx *cx = arg;
 
@@ -131,24 +131,24 @@ static void on_fenced(struct blk_dev *dev, void *arg)
 		cms_rejoin(cx->cms);
 }
 
-int cl_register(struct cl_ctx *cx, struct blk_dev *dev, char *err, size_t errlen)
+int cl_register(struct cl_ctx *cx, struct xvm_vol *dev, char *err, size_t errlen)
 {
 	int rc;
 
-	if (!blk_is_iscsi(dev))
+	if (!xvm_is_iscsi(dev))
 		return 0;
-	rc = blk_pr_register(dev, cl_pr_key(cx->cfg, cx->self_id));
+	rc = xvm_pr_register(dev, cl_pr_key(cx->cfg, cx->self_id));
 	if (rc == BLK_EFENCED)
-		rc = blk_pr_rejoin(dev, cl_pr_key(cx->cfg, cx->self_id));
+		rc = xvm_pr_rejoin(dev, cl_pr_key(cx->cfg, cx->self_id));
 	if (!rc)
-		rc = blk_pr_reserve(dev);
+		rc = xvm_pr_reserve(dev);
 	if (rc) {
 		snprintf(err, errlen, "cannot register this node's reservation key on %s: %s "
-			 "(the target must support SCSI-3 persistent reservations)", blk_uri(dev),
+			 "(the target must support SCSI-3 persistent reservations)", xvm_uri(dev),
 			 strerror(-rc));
 		return rc;
 	}
-	blk_set_fence_cb(dev, on_fenced, cx);
+	xvm_set_fence_cb(dev, on_fenced, cx);
 	return 0;
 }
 
@@ -250,12 +250,12 @@ static int tie_break(void *arg, uint64_t others)
 	/* Only members race (cms.c), and a member has its volume open: but for a moment at start. */
 	if (!cx->dev)
 		return -EAGAIN;
-	if (!blk_is_iscsi(cx->dev))
+	if (!xvm_is_iscsi(cx->dev))
 		return -EOPNOTSUPP;
-	rc = blk_pr_register(cx->dev, cl_pr_key(cx->cfg, cx->self_id));
+	rc = xvm_pr_register(cx->dev, cl_pr_key(cx->cfg, cx->self_id));
 	for (size_t i = 0; !rc && i < CMS_MAX_NODES; i++)
 		if (others & CMS_BIT(i))
-			rc = blk_pr_preempt(cx->dev, cl_pr_key(cx->cfg, (uint32_t)i + 1));
+			rc = xvm_pr_preempt(cx->dev, cl_pr_key(cx->cfg, (uint32_t)i + 1));
 	/* The loser's own key is gone: its preempt (or register) says fenced. */
 	return rc == 0 ? 1 : rc == BLK_EFENCED ? 0 : rc;
 }
@@ -319,15 +319,15 @@ void cl_member_stop(struct cl_ctx *cx)
 void cl_member_unregister(struct cl_ctx *cx)
 {
 	/* Withdrawn, nothing more to write: the key goes (an orderly leave). */
-	if (cx->dev && blk_is_iscsi(cx->dev))
-		(void)blk_pr_unregister(cx->dev);
+	if (cx->dev && xvm_is_iscsi(cx->dev))
+		(void)xvm_pr_unregister(cx->dev);
 }
 
 int cl_reregister(struct cl_ctx *cx)
 {
-	if (!cx->dev || !blk_is_iscsi(cx->dev))
+	if (!cx->dev || !xvm_is_iscsi(cx->dev))
 		return 0;
-	if (blk_pr_rejoin(cx->dev, cl_pr_key(cx->cfg, cx->self_id)) || blk_pr_reserve(cx->dev))
+	if (xvm_pr_rejoin(cx->dev, cl_pr_key(cx->cfg, cx->self_id)) || xvm_pr_reserve(cx->dev))
 		return -EACCES;
 	return 0;
 }

@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "cluster/cl_wire.h"
 #include "common/cx_intr.h"
 #include "membership/cms.h"
@@ -1273,10 +1273,28 @@ bool cl_is_server(const struct cl_ctx *cx)
 	return cx->is_server;
 }
 
-const char *cl_volume(const struct cl_ctx *cx)
+size_t cl_volume_count(const struct cl_ctx *cx)
 {
-	return cms_fs_volume(cx->fs, 0);
+	return cms_fs_volume_count(cx->fs);
 }
+
+const char *cl_volume(const struct cl_ctx *cx, size_t i)
+{
+	return cms_fs_volume(cx->fs, i);
+}
+
+/* A mirror leg failed on this node: refused, see cl.h. */
+static int cl_leg_failed(void *arg, struct xvm_vol *vol, unsigned mirror, unsigned leg)
+{
+	struct cl_ctx *cx = arg;
+
+	fprintf(stderr, "cxfsd: node %s: leg %u of mirror %u of the volume failed I/O; in a cluster "
+		"only the mirror master may mark it out (not built yet): the I/O fails\n",
+		cms_node_name(cx->self), leg, mirror);
+	return -EIO;
+}
+
+const struct xvm_cluster_ops cl_xvm_ops = { .leg_failed = cl_leg_failed };
 
 const char *cl_initiator(const struct cl_ctx *cx)
 {
@@ -1308,7 +1326,7 @@ void cl_quiesce(struct cl_ctx *cx)
 	atomic_store(&cx->ready, false);
 }
 
-int cl_attach(struct cl_ctx *cx, struct blk_dev *dev, struct meta_store *st,
+int cl_attach(struct cl_ctx *cx, struct xvm_vol *dev, struct meta_store *st,
 	      struct vn_meta_fs *mfs, char *err, size_t errlen)
 {
 	struct meta_sb sb;
@@ -1568,13 +1586,13 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 		    "\"min\":%u,\"max\":%u,\"handled\":%" PRIu64 ",\"waited\":%" PRIu64 "}",
 		    i ? "," : "", ls[i].name, ls[i].workers, ls[i].running, ls[i].queued,
 		    ls[i].peak, ls[i].min, ls[i].max, ls[i].handled, ls[i].waited);
-	if (cx->dev && blk_is_iscsi(cx->dev)) {
+	if (cx->dev && xvm_is_iscsi(cx->dev)) {
 		struct blk_stats bs;
 
-		blk_get_stats(cx->dev, &bs);
+		xvm_get_stats(cx->dev, &bs);
 		PUT("},\"fencing\":{\"key\":\"0x%016" PRIx64 "\",\"self_fenced\":%s,"
 		    "\"reservation_conflicts\":%" PRIu64, cl_pr_key(cx->cfg, cx->self_id),
-		    blk_fenced(cx->dev) ? "true" : "false", bs.reservation_conflicts);
+		    xvm_fenced(cx->dev) ? "true" : "false", bs.reservation_conflicts);
 	}
 	PUT("},\"fenced\":\"");
 	for (size_t i = 0, first = 1; i < nn && i < CMS_MAX_NODES; i++)

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "dmapi/dm_fs.h"
 #include "membership/cms_config.h"
 #include "meta/meta_sb.h"

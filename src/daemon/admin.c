@@ -6,16 +6,25 @@
  * the reply is written back from the loop.
  *
  * Protocol: the client sends one line, the request ("status",
- * "status json", "metrics", "backup PATH", or in cluster mode "tokens INO"
- * and "relocate FS NODE");
+ * "status json", "metrics", "backup PATH", "volume", "volume json", in
+ * single-machine mode "volume revive", "volume stop" and "volume progress",
+ * or in cluster mode "tokens INO" and "relocate FS NODE");
  * the daemon answers with text (or one JSON object) and closes the
  * connection.  Lines longer than 256 bytes are refused.
  *
+ * "volume revive" starts xvm_revive() on a thread of its own (the revive
+ * thread, joined by the next revive or by cxfsd_admin_stop()), so the
+ * mirror's legs are copied while the mount serves I/O; "volume progress"
+ * answers "running MIRROR LEG DONE TOTAL" or "idle" and the last result;
+ * "volume stop" asks the revive to stop after its current chunk.
+ *
  * Lock order: none here; the gatherers take the locks of the layers they
- * read, one at a time.
+ * read, one at a time.  revive_lock is a leaf.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +36,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "cluster/cl.h"
 #include "daemon/admin.h"
 #include "daemon/cxfsd.h"
@@ -48,6 +57,16 @@ struct cxfsd_admin {
 	uv_pipe_t listener;           /* loop thread */
 	uv_async_t stop;              /* the only handle touched from other threads */
 	uv_thread_t thread;
+
+	/* The volume's revive (single-machine mode). */
+	pthread_mutex_t revive_lock;  /* protects the fields up to revive_result */
+	pthread_t revive_tid;         /* the revive thread, if revive_joinable */
+	int revive_joinable;          /* a revive thread was started and not joined */
+	int revive_running;           /* it has not finished */
+	char revive_result[256];      /* what the last revive ended with */
+	atomic_int revive_stop;       /* set by "volume stop" and by cxfsd_admin_stop() */
+	_Atomic uint64_t revive_done, revive_total; /* progress of the mirror being copied */
+	atomic_uint revive_mirror, revive_leg;      /* which */
 };
 
 /* One client connection, owned by the loop thread. */
@@ -60,6 +79,7 @@ struct admin_conn {
 	uint64_t tokens_ino;              /* "tokens INO": that inode's tokens */
 	char relocate[ADMIN_LINE_MAX + 1]; /* "relocate FS NODE": the request */
 	char backup[ADMIN_LINE_MAX + 1];  /* "backup PATH": the path */
+	char volume[ADMIN_LINE_MAX + 1];  /* "volume ...": the request */
 	int metrics;                      /* "metrics": the Prometheus text */
 	char *text;                       /* a reply of its own size (metrics), or NULL */
 	int busy;                         /* gathering on the thread pool: do not close */
@@ -101,7 +121,7 @@ static void gather_single(struct admin_conn *c)
 
 	meta_store_get_stats(d->st, &ms);
 	vn_meta_get_stats(d->mfs, &vs);
-	blk_get_stats(d->dev, &bs);
+	xvm_get_stats(d->dev, &bs);
 	meta_statfs(d->st, &sv);
 	meta_uuid_str(sb->uuid, uuid);
 	gethostname(host, sizeof(host) - 1);
@@ -116,7 +136,7 @@ static void gather_single(struct admin_conn *c)
 		    "\"device\":{\"reads\":%llu,\"writes\":%llu,\"flushes\":%llu,"
 		    "\"bytes_read\":%llu,\"bytes_written\":%llu,\"reconnects\":%llu}}],"
 		    "\"messages\":{\"sent\":0,\"received\":0}}\n",
-		    host, uptime, sb->name, uuid, blk_uri(d->dev), host, d->mountpoint,
+		    host, uptime, sb->name, uuid, xvm_uri(d->dev), host, d->mountpoint,
 		    (unsigned long long)sv.f_blocks, (unsigned long long)sv.f_bfree,
 		    vn_table_count(d->vt), (unsigned long long)ms.ops,
 		    (unsigned long long)ms.commits, (unsigned long long)ms.commit_usec,
@@ -130,7 +150,7 @@ static void gather_single(struct admin_conn *c)
 	}
 	out(c, "node %s (single-machine mode), up %ld s\n", host, uptime);
 	out(c, "filesystem %s  uuid %s\n", sb->name, uuid);
-	out(c, "  volume      %s\n", blk_uri(d->dev));
+	out(c, "  volume      %s\n", xvm_uri(d->dev));
 	out(c, "  mounted on  %s\n", d->mountpoint);
 	out(c, "  served by   %s (this node)\n", host);
 	out(c, "  space       %llu of %llu MiB free\n",
@@ -162,14 +182,14 @@ static void gather_cluster(struct admin_conn *c)
 		free(cl);
 		return;
 	}
-	blk_get_stats(d->dev, &bs);
+	xvm_get_stats(d->dev, &bs);
 	if (c->json) {
 		out(c, "{\"node\":\"%s\",\"mode\":\"cluster\",\"uptime_s\":%ld,"
 		    "\"mountpoint\":\"%s\",\"volume\":\"%s\",\"vnodes\":%zu,"
 		    "\"device\":{\"reads\":%llu,\"writes\":%llu,\"flushes\":%llu,"
 		    "\"bytes_read\":%llu,\"bytes_written\":%llu,\"reconnects\":%llu},"
 		    "\"cluster\":%s}\n", cl_node_name(d->cl), uptime, d->mountpoint,
-		    blk_uri(d->dev), vn_table_count(d->vt), (unsigned long long)bs.reads,
+		    xvm_uri(d->dev), vn_table_count(d->vt), (unsigned long long)bs.reads,
 		    (unsigned long long)bs.writes, (unsigned long long)bs.flushes,
 		    (unsigned long long)bs.bytes_read, (unsigned long long)bs.bytes_written,
 		    (unsigned long long)bs.reconnects, cl);
@@ -179,7 +199,7 @@ static void gather_cluster(struct admin_conn *c)
 	out(c, "node %s (cluster mode), up %ld s\n", cl_node_name(d->cl), uptime);
 	out(c, "filesystem %s  %s\n", cl_fs_name(d->cl),
 	    cl_is_server(d->cl) ? "served by this node (metadata server)" : "client");
-	out(c, "  volume      %s\n", blk_uri(d->dev));
+	out(c, "  volume      %s\n", xvm_uri(d->dev));
 	out(c, "  mounted on  %s\n", d->mountpoint);
 	out(c, "  vnodes      %zu cached\n", vn_table_count(d->vt));
 	out(c, "  device      %llu reads, %llu writes, %llu flushes, %llu reconnects\n",
@@ -209,6 +229,114 @@ static void backup(struct admin_conn *c)
 		    d->cl ? cl_fs_name(d->cl) : meta_store_sb(d->st)->name, c->backup);
 }
 
+static int revive_progress(void *arg, unsigned mirror, unsigned leg, uint64_t done, uint64_t total)
+{
+	struct cxfsd_admin *a = arg;
+
+	atomic_store(&a->revive_mirror, mirror);
+	atomic_store(&a->revive_leg, leg);
+	atomic_store(&a->revive_total, total);
+	atomic_store(&a->revive_done, done);
+	return atomic_load(&a->revive_stop);
+}
+
+/* The revive thread: copy every out leg whose LUNs answer, while the mount runs. */
+static void *revive_main(void *arg)
+{
+	struct cxfsd_admin *a = arg;
+	char err[256] = "", res[256];
+	int rc;
+
+	rc = xvm_revive(a->d->dev, revive_progress, a, err, sizeof(err));
+	if (rc >= 0)
+		snprintf(res, sizeof(res), "ok: %d leg%s revived\n", rc, rc == 1 ? "" : "s");
+	else
+		snprintf(res, sizeof(res), "error: %s\n", err);
+	fprintf(stderr, "cxfsd: volume revive: %s", res);
+	pthread_mutex_lock(&a->revive_lock);
+	snprintf(a->revive_result, sizeof(a->revive_result), "%s", res);
+	a->revive_running = 0;
+	pthread_mutex_unlock(&a->revive_lock);
+	return NULL;
+}
+
+/* Join a finished revive thread, or (@stop) stop and join a running one. */
+static void revive_reap(struct cxfsd_admin *a, int stop)
+{
+	pthread_t tid;
+
+	pthread_mutex_lock(&a->revive_lock);
+	if (!a->revive_joinable || (a->revive_running && !stop)) {
+		pthread_mutex_unlock(&a->revive_lock);
+		return;
+	}
+	tid = a->revive_tid;
+	a->revive_joinable = 0;
+	pthread_mutex_unlock(&a->revive_lock);
+	atomic_store(&a->revive_stop, stop);
+	pthread_join(tid, NULL);
+}
+
+/* "volume", "volume json", "volume revive", "volume stop", "volume progress". */
+static void volume_request(struct admin_conn *c)
+{
+	struct cxfsd_admin *a = c->a;
+	const char *req = c->volume + 6;
+	char *text;
+
+	if (!strcmp(req, "") || !strcmp(req, " json")) {
+		text = xvm_show(a->d->dev, req[0] != 0);
+		out(c, "%s", text ? text : "error: out of memory\n");
+		free(text);
+		return;
+	}
+	if (a->d->cl) {
+		out(c, "error: in a cluster the volume's mirrors are revived by their mirror master "
+		    "(not built yet); revive with cxfs-volume while no node mounts it\n");
+		return;
+	}
+	if (!strcmp(req, " revive")) {
+		revive_reap(a, 0);
+		pthread_mutex_lock(&a->revive_lock);
+		if (a->revive_running) {
+			out(c, "error: a revive is running\n");
+		} else {
+			atomic_store(&a->revive_stop, 0);
+			atomic_store(&a->revive_total, 0);
+			atomic_store(&a->revive_done, 0);
+			a->revive_result[0] = 0;
+			if (pthread_create(&a->revive_tid, NULL, revive_main, a) == 0) {
+				a->revive_joinable = a->revive_running = 1;
+				out(c, "ok: revive started\n");
+			} else {
+				out(c, "error: cannot start the revive thread\n");
+			}
+		}
+		pthread_mutex_unlock(&a->revive_lock);
+	} else if (!strcmp(req, " stop")) {
+		pthread_mutex_lock(&a->revive_lock);
+		if (a->revive_running) {
+			atomic_store(&a->revive_stop, 1);
+			out(c, "ok: the revive stops after its current chunk\n");
+		} else {
+			out(c, "error: no revive is running\n");
+		}
+		pthread_mutex_unlock(&a->revive_lock);
+	} else if (!strcmp(req, " progress")) {
+		pthread_mutex_lock(&a->revive_lock);
+		if (a->revive_running)
+			out(c, "running %u %u %llu %llu\n", atomic_load(&a->revive_mirror),
+			    atomic_load(&a->revive_leg),
+			    (unsigned long long)atomic_load(&a->revive_done),
+			    (unsigned long long)atomic_load(&a->revive_total));
+		else
+			out(c, "idle %s", a->revive_result[0] ? a->revive_result : "no revive ran\n");
+		pthread_mutex_unlock(&a->revive_lock);
+	} else {
+		out(c, "error: unknown volume request (volume [json|revive|stop|progress])\n");
+	}
+}
+
 /* Thread pool: read every counter and format the reply. */
 static void gather(uv_work_t *w)
 {
@@ -220,6 +348,8 @@ static void gather(uv_work_t *w)
 			out(c, "error: out of memory\n");
 	} else if (c->backup[0]) {
 		backup(c);
+	} else if (c->volume[0]) {
+		volume_request(c);
 	} else if (c->relocate[0]) {
 		char fs[ADMIN_LINE_MAX], node[ADMIN_LINE_MAX], err[512];
 		double ms = 0;
@@ -300,6 +430,8 @@ static void handle(struct admin_conn *c)
 		snprintf(c->relocate, sizeof(c->relocate), "%s", c->line);
 	if (strncmp(c->line, "backup ", 7) == 0)
 		snprintf(c->backup, sizeof(c->backup), "%s", c->line + 7);
+	if (strcmp(c->line, "volume") == 0 || strncmp(c->line, "volume ", 7) == 0)
+		snprintf(c->volume, sizeof(c->volume), "%s", c->line);
 	c->metrics = strcmp(c->line, "metrics") == 0;
 	if (c->a->d->cl && strcmp(c->line, "leave") == 0) {
 		/* An orderly stop, as SIGTERM: withdraw from the membership, unmount, exit. */
@@ -311,7 +443,7 @@ static void handle(struct admin_conn *c)
 		kill(getpid(), SIGTERM);
 		return;
 	}
-	if (c->tokens_ino || c->relocate[0] || c->backup[0] || c->metrics ||
+	if (c->tokens_ino || c->relocate[0] || c->backup[0] || c->volume[0] || c->metrics ||
 	    strcmp(c->line, "status") == 0 ||
 	    strcmp(c->line, "status json") == 0) {
 		c->json = strcmp(c->line, "status json") == 0;
@@ -443,6 +575,7 @@ int cxfsd_admin_start(const struct cxfsd *d, const char *path, struct cxfsd_admi
 	}
 	snprintf(a->path, sizeof(a->path), "%s", path);
 	a->d = d;
+	pthread_mutex_init(&a->revive_lock, NULL);
 	a->started = time(NULL);
 	rc = uv_loop_init(&a->loop);
 	if (rc)
@@ -471,6 +604,7 @@ out_loop:
 	if (rc != -EADDRINUSE)
 		unlink(a->path);
 out_free:
+	pthread_mutex_destroy(&a->revive_lock);
 	free(a);
 	return rc;
 }
@@ -481,7 +615,9 @@ void cxfsd_admin_stop(struct cxfsd_admin *a)
 		return;
 	uv_async_send(&a->stop);
 	uv_thread_join(&a->thread);
+	revive_reap(a, 1);
 	uv_loop_close(&a->loop);
 	unlink(a->path);
+	pthread_mutex_destroy(&a->revive_lock);
 	free(a);
 }

@@ -18,7 +18,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "cluster/cl.h"
 #include "common/cx_util.h"
 #include "daemon/admin.h"
@@ -42,7 +42,8 @@ static void usage(FILE *f)
 		"\n"
 		"Mount the cxfs filesystem on VOLUME at MOUNTPOINT.  This node is its own\n"
 		"metadata server (the single-machine mode).  VOLUME is a file path or\n"
-		"iscsi://HOST[:PORT]/TARGET-IQN/LUN.  A file volume that does not exist yet is\n"
+		"iscsi://HOST[:PORT]/TARGET-IQN/LUN, or the comma-separated LUNs of an XVM\n"
+		"volume (cxfs-volume).  A file volume that does not exist yet is\n"
 		"created and formatted.  cxfsd stays in the foreground (logging to stderr)\n"
 		"until SIGTERM, SIGINT or an unmount (umount / fusermount3 -u MOUNTPOINT).\n"
 		"\n"
@@ -97,21 +98,22 @@ struct cxfsd_opts {
 	int daemon, debug, writeback;
 };
 
-/* Open the volume, creating and formatting a missing file volume. */
-static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
+/* Open the volume, creating and formatting a missing file volume (of one LUN). */
+static int open_volume(const struct cxfsd_opts *o, struct xvm_vol **dev)
 {
-	struct blk_open_opts bo = { .initiator = o->initiator };
+	struct xvm_open_opts bo = { .initiator = o->initiator };
 	struct stat sb;
-	char err[256];
+	char err[512];
 	int created = 0, rc;
 
-	if (strncmp(o->volume, "iscsi://", 8) != 0 && stat(o->volume, &sb) != 0) {
+	if (strncmp(o->volume, "iscsi://", 8) != 0 && !strchr(o->volume, ',') &&
+	    stat(o->volume, &sb) != 0) {
 		bo.create_size = o->size;
 		created = 1;
 	}
-	rc = blk_open(o->volume, &bo, dev);
+	rc = xvm_open_args(&o->volume, 1, &bo, dev, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "cxfsd: cannot open volume %s: %s\n", o->volume, strerror(-rc));
+		fprintf(stderr, "cxfsd: cannot open volume %s: %s\n", o->volume, err);
 		return rc;
 	}
 	if (!created)
@@ -121,7 +123,7 @@ static int open_volume(const struct cxfsd_opts *o, struct blk_dev **dev)
 	rc = meta_store_format(*dev, o->name, 0, getuid(), getgid(), err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "cxfsd: cannot format %s: %s\n", o->volume, err);
-		blk_close(*dev);
+		xvm_close(*dev);
 		unlink(o->volume);
 	}
 	return rc;
@@ -552,8 +554,10 @@ static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta
 {
 	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, inval_attr, d,
 			      o->levels_set ? &o->levels : NULL, o->server_wait * 1000u };
-	struct blk_open_opts bo = { 0 };
+	struct xvm_open_opts bo = { 0 };
+	const char *luns[XVM_MAX_LEAVES];
 	struct vn_meta_fs *mfs;
+	size_t nluns, i;
 	char err[512];
 	int rc;
 
@@ -562,15 +566,23 @@ static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta
 		fprintf(stderr, "cxfsd: %s\n", err);
 		return rc;
 	}
-	o->volume = cl_volume(d->cl);
 	bo.initiator = o->initiator ? o->initiator : cl_initiator(d->cl);
+	bo.cluster_ops = &cl_xvm_ops;
+	bo.cluster_arg = d->cl;
 	fprintf(stderr, "cxfsd: node %s joins filesystem %s as %s\n", cl_node_name(d->cl),
 		cl_fs_name(d->cl), cl_is_server(d->cl) ? "its metadata server" : "a client");
-	rc = blk_open(o->volume, &bo, &d->dev);
+	/* Every volume line of the filesystem is a LUN of its volume. */
+	nluns = cl_volume_count(d->cl);
+	if (nluns > XVM_MAX_LEAVES)
+		nluns = XVM_MAX_LEAVES;
+	for (i = 0; i < nluns; i++)
+		luns[i] = cl_volume(d->cl, i);
+	rc = xvm_open(luns, nluns, &bo, &d->dev, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "cxfsd: cannot open volume %s: %s\n", o->volume, strerror(-rc));
+		fprintf(stderr, "cxfsd: cannot open volume %s: %s\n", luns[0], err);
 		return rc;
 	}
+	o->volume = xvm_uri(d->dev);
 	/* Registered on the LUN before the first write (fencing). */
 	rc = cl_register(d->cl, d->dev, err, sizeof(err));
 	if (rc) {
@@ -725,6 +737,6 @@ out_close:
 	if (d.st)
 		meta_store_close(d.st);
 	if (d.dev)
-		blk_close(d.dev);
+		xvm_close(d.dev);
 	return rc ? 1 : 0;
 }

@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-struct blk_dev;
+struct xvm_vol;
 struct cl_ctx;
 struct meta_store;
 struct vn_meta_fs;
@@ -35,7 +35,7 @@ struct cxfsd_flk {
  * constant while the session runs.
  */
 struct cxfsd {
-	struct blk_dev *dev;          /* the volume */
+	struct xvm_vol *dev;          /* the volume */
 	struct meta_store *st;        /* its metadata store (this node is the MDS), or NULL */
 	struct cl_ctx *cl;            /* cluster mode: the node's cluster context, or NULL */
 	uint32_t node_id;             /* cluster node number (0: single machine) */

@@ -14,7 +14,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "cluster/cl.h"
 #include "common/cx_hist.h"
 #include "daemon/cxfsd.h"
@@ -58,11 +58,11 @@ static void fuse_ops(struct metrics_out *m)
 	free(ops);
 }
 
-static void device(struct metrics_out *m, const struct blk_dev *dev)
+static void device(struct metrics_out *m, const struct xvm_vol *dev)
 {
 	struct blk_stats bs;
 
-	blk_get_stats(dev, &bs);
+	xvm_get_stats(dev, &bs);
 	one(m, "cxfs_device_reads_total", "counter", "Reads from the volume.", bs.reads);
 	one(m, "cxfs_device_writes_total", "counter", "Writes to the volume.", bs.writes);
 	one(m, "cxfs_device_flushes_total", "counter", "Cache flushes of the volume.", bs.flushes);
@@ -328,7 +328,7 @@ char *cxfsd_metrics_render(const struct cxfsd *d, size_t *len)
 		return NULL;
 	metrics_family(m, "cxfs_info", "gauge", "Always 1; the labels say the mode and the volume.");
 	metrics_u64(m, "cxfs_info", (struct metrics_label[]){ { "mode", d->cl ? "cluster" : "single" },
-							     { "volume", blk_uri(d->dev) } },
+							     { "volume", xvm_uri(d->dev) } },
 		    2, 1);
 	fuse_ops(m);
 	one(m, "cxfs_vnodes", "gauge", "Vnodes cached (files the kernel knows).",

@@ -128,7 +128,10 @@ const struct cms_fs *cms_config_fs_at(const struct cms_config *cfg, size_t i);
 const struct cms_fs *cms_config_fs(const struct cms_config *cfg, const char *name);
 
 const char *cms_fs_name(const struct cms_fs *fs);
-/* Its volumes (file paths or iscsi:// URIs, as blk_open() takes them), at least one. */
+/*
+ * Its volume lines (file paths or iscsi:// URIs), at least one: together the
+ * LUNs of its volume, as xvm_open() takes them.
+ */
 size_t cms_fs_volume_count(const struct cms_fs *fs);
 const char *cms_fs_volume(const struct cms_fs *fs, size_t i);
 /* Its server order, most preferred first: at least one node, each of which may serve. */

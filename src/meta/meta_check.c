@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "meta/meta_alloc.h"
 #include "meta/meta_store.h"
 #include "meta/meta_vfs.h"
@@ -212,7 +212,7 @@ static void check_tree(struct chk *c, sqlite3 *db)
 		 "the root directory (inode %lld) is missing or not a directory%.0lld%.0lld");
 }
 
-int meta_check(struct blk_dev *dev, void (*report)(void *arg, const char *msg), void *arg)
+int meta_check(struct xvm_vol *dev, void (*report)(void *arg, const char *msg), void *arg)
 {
 	struct chk c = { report, arg, 0 };
 	struct meta_vfs *vfs = NULL;

@@ -31,7 +31,7 @@
 #include "meta/meta_le.h"
 #include "meta/meta_sb.h"
 #include "meta/meta_vfs.h"
-#include "block/blk.h"
+#include "xvm/xvm.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -364,11 +364,11 @@ static int sb_decode_on(const uint8_t *buf, uint64_t dev_size, struct meta_sb *s
  * (so that mount can log it and the checker can rewrite the primary); on
  * success from the primary it is empty.
  */
-int meta_sb_read(struct blk_dev *dev, struct meta_sb *sb, char *err, size_t errlen)
+int meta_sb_read(struct xvm_vol *dev, struct meta_sb *sb, char *err, size_t errlen)
 {
 	uint8_t *buf;
 	char perr[256], berr[256];
-	uint64_t dev_size = blk_size(dev);
+	uint64_t dev_size = xvm_size(dev);
 	int rc, brc;
 
 	if (err && errlen)
@@ -379,7 +379,7 @@ int meta_sb_read(struct blk_dev *dev, struct meta_sb *sb, char *err, size_t errl
 	buf = malloc(2 * META_SB_SIZE);
 	if (!buf)
 		return -ENOMEM;
-	rc = blk_read(dev, buf, 2 * META_SB_SIZE, 0);
+	rc = xvm_read(dev, buf, 2 * META_SB_SIZE, 0);
 	if (rc < 0) {
 		sb_fail(rc, err, errlen, "cannot read the superblock: %s", strerror(-rc));
 		goto out_free;
@@ -409,7 +409,7 @@ out_free:
  * The backup is written and flushed before the primary, so a crash in the
  * middle leaves at least one intact copy.
  */
-int meta_sb_write(struct blk_dev *dev, const struct meta_sb *sb)
+int meta_sb_write(struct xvm_vol *dev, const struct meta_sb *sb)
 {
 	uint8_t *buf = malloc(META_SB_SIZE);
 	int rc;
@@ -417,13 +417,13 @@ int meta_sb_write(struct blk_dev *dev, const struct meta_sb *sb)
 	if (!buf)
 		return -ENOMEM;
 	meta_sb_encode(sb, buf);
-	rc = blk_write(dev, buf, META_SB_SIZE, META_SB_SIZE);
+	rc = xvm_write(dev, buf, META_SB_SIZE, META_SB_SIZE);
 	if (rc == 0)
-		rc = blk_flush(dev);
+		rc = xvm_flush(dev);
 	if (rc == 0)
-		rc = blk_write(dev, buf, META_SB_SIZE, 0);
+		rc = xvm_write(dev, buf, META_SB_SIZE, 0);
 	if (rc == 0)
-		rc = blk_flush(dev);
+		rc = xvm_flush(dev);
 	free(buf);
 	return rc;
 }

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct blk_dev;
+struct xvm_vol;
 
 #define META_SB_SIZE 4096u
 #define META_SB_MAGIC "CXFSVOL\x01"      /* 8 bytes */
@@ -76,9 +76,9 @@ int meta_sb_decode(const uint8_t *buf, size_t len, struct meta_sb *sb, char *err
  * Read the superblock from a device (primary, then the backup copy if the
  * primary is damaged), checking it also against the device's size.
  */
-int meta_sb_read(struct blk_dev *dev, struct meta_sb *sb, char *err, size_t errlen);
+int meta_sb_read(struct xvm_vol *dev, struct meta_sb *sb, char *err, size_t errlen);
 /* Write both copies and flush. */
-int meta_sb_write(struct blk_dev *dev, const struct meta_sb *sb);
+int meta_sb_write(struct xvm_vol *dev, const struct meta_sb *sb);
 
 /* Format a uuid as 36 characters plus NUL into @out. */
 void meta_uuid_str(const uint8_t uuid[16], char out[37]);

@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "meta/meta_alloc.h"
 #include "meta/meta_vfs.h"
 
@@ -160,7 +160,7 @@ static const char *const meta_sql[S__COUNT] = {
 };
 
 struct meta_store {
-	struct blk_dev *dev;          /* constant */
+	struct xvm_vol *dev;          /* constant */
 	struct meta_sb sb;            /* constant */
 	struct meta_vfs *vfs;         /* constant */
 	uint32_t bshift;              /* constant: log2 of the block size */
@@ -594,7 +594,7 @@ static int st_commit(struct meta_store *st)
 	}
 	if (!st->in_txn) {
 		pthread_mutex_unlock(&st->mu);
-		return blk_flush(st->dev);      /* data writes may still need it */
+		return xvm_flush(st->dev);      /* data writes may still need it */
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (meta_alloc_take_dirty(st->alloc, &ag, &bits)) {
@@ -625,7 +625,7 @@ static int st_commit(struct meta_store *st)
 	mark = meta_alloc_seal(st->alloc);
 	pthread_mutex_unlock(&st->mu);
 
-	rc = blk_flush(st->dev);
+	rc = xvm_flush(st->dev);
 
 	pthread_mutex_lock(&st->mu);
 	if (rc)
@@ -803,7 +803,7 @@ static int db_open(struct meta_vfs *vfs, sqlite3 **db, char *err, size_t errlen)
 		       " PRAGMA foreign_keys=OFF;", err, errlen);
 }
 
-int meta_store_format(struct blk_dev *dev, const char *name, uint32_t flags, uint32_t uid,
+int meta_store_format(struct xvm_vol *dev, const char *name, uint32_t flags, uint32_t uid,
 		      uint32_t gid, char *err, size_t errlen)
 {
 	struct meta_vfs *vfs = NULL;
@@ -812,10 +812,10 @@ int meta_store_format(struct blk_dev *dev, const char *name, uint32_t flags, uin
 	char sql[512];
 	int rc;
 
-	rc = meta_sb_layout(blk_size(dev), name ? name : "cxfs", flags, &sb);
+	rc = meta_sb_layout(xvm_size(dev), name ? name : "cxfs", flags, &sb);
 	if (rc) {
 		snprintf(err, errlen, "volume of %llu bytes is too small for cxfs (64 MiB at least)",
-			 (unsigned long long)blk_size(dev));
+			 (unsigned long long)xvm_size(dev));
 		return rc;
 	}
 	rc = meta_vfs_format(dev, &sb);
@@ -979,7 +979,7 @@ static int reclaim_orphans(struct meta_store *st)
 	return rc;
 }
 
-int meta_store_open(struct blk_dev *dev, const struct meta_store_opts *opts,
+int meta_store_open(struct xvm_vol *dev, const struct meta_store_opts *opts,
 		    struct meta_store **out, char *err, size_t errlen)
 {
 	struct meta_store *st;
@@ -1264,7 +1264,7 @@ const struct meta_sb *meta_store_sb(const struct meta_store *st)
 	return &st->sb;
 }
 
-struct blk_dev *meta_store_dev(const struct meta_store *st)
+struct xvm_vol *meta_store_dev(const struct meta_store *st)
 {
 	return st->dev;
 }

@@ -30,7 +30,7 @@
 #include "meta/meta_sb.h"
 #include "vnode/vn.h"
 
-struct blk_dev;
+struct xvm_vol;
 struct meta_store;
 
 #define META_ROOT_INO 1
@@ -53,7 +53,7 @@ struct meta_store_opts {
  * (owned by @uid/@gid, mode 0755).  The caller decides whether a formatted
  * volume may be overwritten.
  */
-int meta_store_format(struct blk_dev *dev, const char *name, uint32_t flags, uint32_t uid,
+int meta_store_format(struct xvm_vol *dev, const char *name, uint32_t flags, uint32_t uid,
 		      uint32_t gid, char *err, size_t errlen);
 
 /*
@@ -61,13 +61,13 @@ int meta_store_format(struct blk_dev *dev, const char *name, uint32_t flags, uin
  * free the inodes that were unlinked while open when the last mount ended.
  * @opts may be NULL.  On failure @err says why.
  */
-int meta_store_open(struct blk_dev *dev, const struct meta_store_opts *opts,
+int meta_store_open(struct xvm_vol *dev, const struct meta_store_opts *opts,
 		    struct meta_store **out, char *err, size_t errlen);
 /* Commit, checkpoint and close. */
 void meta_store_close(struct meta_store *st);
 
 const struct meta_sb *meta_store_sb(const struct meta_store *st);
-struct blk_dev *meta_store_dev(const struct meta_store *st);
+struct xvm_vol *meta_store_dev(const struct meta_store *st);
 
 /* Commit the open transaction now and make it durable. */
 int meta_store_sync(struct meta_store *st);
@@ -281,7 +281,7 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 int meta_seek(struct meta_store *st, uint64_t ino, uint64_t off, int whence, uint64_t *result);
 
 /* Checker: returns the number of problems found, each reported through @report. */
-int meta_check(struct blk_dev *dev, void (*report)(void *arg, const char *msg), void *arg);
+int meta_check(struct xvm_vol *dev, void (*report)(void *arg, const char *msg), void *arg);
 /* The same checks of a store copy made by meta_store_backup, the file @path. */
 int meta_check_store(const char *path, void (*report)(void *arg, const char *msg), void *arg);
 

@@ -29,7 +29,7 @@
  * internals.  Files delegated to the default VFS never touch the lock.
  *
  * Durability: xSync writes the gathered data, then the size header if the
- * size changed, then issues one blk_flush.  The data and the header thus
+ * size changed, then issues one xvm_flush.  The data and the header thus
  * become durable together; a crash before the flush completes may leave a
  * header whose size covers bytes that never reached the volume.  That is the
  * case SQLite already assumes of a file system without
@@ -48,7 +48,7 @@
 #include "meta/meta_le.h"
 #include "meta/meta_vfs.h"
 #include "meta/meta_sb.h"
-#include "block/blk.h"
+#include "xvm/xvm.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -90,14 +90,14 @@ struct vfs_region {
 	uint64_t size;                     /* logical file size as SQLite sees it; vfs->lock */
 	uint64_t hdr_size;                 /* size recorded in the on-volume header; vfs->lock */
 	int loaded;                        /* size and hdr_size were read from the header; vfs->lock */
-	int unsynced;                      /* blk writes since the last blk_flush; vfs->lock */
+	int unsynced;                      /* blk writes since the last xvm_flush; vfs->lock */
 	struct vfs_file *file;             /* the one open handle, or NULL; vfs->lock */
 };
 
 struct meta_vfs {
 	sqlite3_vfs base;                  /* registered with SQLite; base.pAppData == this */
 	sqlite3_vfs *deflt;                /* default VFS: temp files, randomness, time; constant */
-	struct blk_dev *dev;               /* the volume, not owned; constant */
+	struct xvm_vol *dev;               /* the volume, not owned; constant */
 	pthread_mutex_t lock;              /* protects regions[] and the open files' state */
 	struct vfs_region regions[VFS_NKINDS]; /* indexed by enum vfs_kind */
 	char name[64];                     /* "cxfs-<uuid>-<n>", base.zName points here */
@@ -129,7 +129,7 @@ static int region_usable(const struct meta_region *r)
 	       r->off + r->len > r->off;
 }
 
-static int hdr_write(struct blk_dev *dev, uint64_t region_off, enum vfs_kind k, uint64_t size)
+static int hdr_write(struct xvm_vol *dev, uint64_t region_off, enum vfs_kind k, uint64_t size)
 {
 	uint8_t *hdr = calloc(1, META_REGION_HDR);
 	int rc;
@@ -140,7 +140,7 @@ static int hdr_write(struct blk_dev *dev, uint64_t region_off, enum vfs_kind k, 
 	put_le32(hdr + 8, (uint32_t)k);
 	put_le64(hdr + 16, size);
 	put_le32(hdr + VFS_HDR_CRC_OFF, meta_crc32c(0, hdr, VFS_HDR_CRC_OFF));
-	rc = blk_write(dev, hdr, META_REGION_HDR, region_off);
+	rc = xvm_write(dev, hdr, META_REGION_HDR, region_off);
 	free(hdr);
 	return rc;
 }
@@ -155,7 +155,7 @@ static int region_load(struct meta_vfs *vfs, enum vfs_kind k)
 
 	if (reg->loaded)
 		return 0;
-	rc = blk_read(vfs->dev, hdr, sizeof(hdr), reg->off);
+	rc = xvm_read(vfs->dev, hdr, sizeof(hdr), reg->off);
 	if (rc < 0) {
 		sqlite3_log(SQLITE_IOERR, "%s: region %s: cannot read the header: %s",
 			    vfs->name, vfs_kinds[k].label, strerror(-rc));
@@ -220,7 +220,7 @@ static int file_read_volume(struct vfs_file *f, uint8_t *dst, size_t len, uint64
 	int rc;
 
 	if (avail) {
-		rc = blk_read(f->vfs->dev, dst, avail, file_dev_off(f, pos));
+		rc = xvm_read(f->vfs->dev, dst, avail, file_dev_off(f, pos));
 		if (rc < 0)
 			return rc;
 	}
@@ -241,7 +241,7 @@ static int gather_flush(struct vfs_file *f)
 		if (rc < 0)
 			return rc;
 	}
-	rc = blk_write(f->vfs->dev, f->buf, wlen, file_dev_off(f, f->buf_off));
+	rc = xvm_write(f->vfs->dev, f->buf, wlen, file_dev_off(f, f->buf_off));
 	if (rc < 0)
 		return rc;
 	f->reg->unsynced = 1;
@@ -417,7 +417,7 @@ static int io_sync(sqlite3_file *file, int flags)
 	if (rc == 0)
 		rc = region_persist_size(f->vfs, f->kind);
 	if (rc == 0 && f->reg->unsynced) {
-		rc = blk_flush(f->vfs->dev);
+		rc = xvm_flush(f->vfs->dev);
 		if (rc == 0)
 			f->reg->unsynced = 0;
 	}
@@ -573,7 +573,7 @@ static int vfs_delete(sqlite3_vfs *base, const char *name, int sync_dir)
 	reg->size = 0;
 	rc = region_persist_size(vfs, k);
 	if (rc == 0 && sync_dir && reg->unsynced) {
-		rc = blk_flush(vfs->dev);
+		rc = xvm_flush(vfs->dev);
 		if (rc == 0)
 			reg->unsynced = 0;
 	}
@@ -680,7 +680,7 @@ int meta_vfs_write_out(struct meta_vfs *vfs)
 	return rc;
 }
 
-int meta_vfs_register(struct blk_dev *dev, const struct meta_sb *sb, struct meta_vfs **out)
+int meta_vfs_register(struct xvm_vol *dev, const struct meta_sb *sb, struct meta_vfs **out)
 {
 	struct meta_vfs *vfs;
 	sqlite3_vfs *deflt;
@@ -690,7 +690,7 @@ int meta_vfs_register(struct blk_dev *dev, const struct meta_sb *sb, struct meta
 	for (int k = 0; k < VFS_NKINDS; k++) {
 		const struct meta_region *r = sb_region(sb, k);
 
-		if (!region_usable(r) || r->off + r->len > blk_size(dev))
+		if (!region_usable(r) || r->off + r->len > xvm_size(dev))
 			return -EINVAL;
 	}
 	deflt = sqlite3_vfs_find(NULL);
@@ -759,7 +759,7 @@ void meta_vfs_unregister(struct meta_vfs *vfs)
 	free(vfs);
 }
 
-int meta_vfs_format(struct blk_dev *dev, const struct meta_sb *sb)
+int meta_vfs_format(struct xvm_vol *dev, const struct meta_sb *sb)
 {
 	int rc;
 
@@ -772,5 +772,5 @@ int meta_vfs_format(struct blk_dev *dev, const struct meta_sb *sb)
 		if (rc < 0)
 			return rc;
 	}
-	return blk_flush(dev);
+	return xvm_flush(dev);
 }

@@ -27,7 +27,7 @@
 
 #include "meta/meta_sb.h"
 
-struct blk_dev;
+struct xvm_vol;
 struct meta_vfs;
 
 #define META_REGION_HDR 4096u
@@ -37,7 +37,7 @@ struct meta_vfs;
  * that meta_vfs_name() returns (pass it to sqlite3_open_v2).  The caller must
  * meta_vfs_unregister() after closing every connection on it.
  */
-int meta_vfs_register(struct blk_dev *dev, const struct meta_sb *sb, struct meta_vfs **out);
+int meta_vfs_register(struct xvm_vol *dev, const struct meta_sb *sb, struct meta_vfs **out);
 const char *meta_vfs_name(const struct meta_vfs *vfs);
 void meta_vfs_unregister(struct meta_vfs *vfs);
 
@@ -52,6 +52,6 @@ int meta_vfs_write_out(struct meta_vfs *vfs);
 /*
  * Reset the region headers of all three regions to an empty file (mkfs).
  */
-int meta_vfs_format(struct blk_dev *dev, const struct meta_sb *sb);
+int meta_vfs_format(struct xvm_vol *dev, const struct meta_sb *sb);
 
 #endif

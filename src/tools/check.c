@@ -8,20 +8,22 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "meta/meta_store.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: cxfs-check [-q] VOLUME\n"
+		"Usage: cxfs-check [-q] VOLUME...\n"
 		"       cxfs-check [-q] --store FILE\n"
 		"\n"
 		"Check the cxfs filesystem on VOLUME (a file path or\n"
-		"iscsi://HOST[:PORT]/TARGET-IQN/LUN), which must not be mounted; or\n"
+		"iscsi://HOST[:PORT]/TARGET-IQN/LUN, or the LUNs of an XVM volume), which\n"
+		"must not be mounted; or\n"
 		"with --store the copy of a metadata store that `cxfsctl backup` wrote.\n"
 		"Exit status: 0 consistent, 1 damage found, 2 cannot check.\n"
 		"\n"
@@ -43,8 +45,9 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct blk_open_opts bo = { 0 };
-	struct blk_dev *dev = NULL;
+	struct xvm_open_opts bo = { 0 };
+	struct xvm_vol *dev = NULL;
+	char err[512], *name = NULL;
 	int quiet = 0, store = 0, c, rc, problems;
 
 	while ((c = getopt_long(argc, argv, "qsh", longopts, NULL)) != -1) {
@@ -55,7 +58,7 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc - 1) {
+	if (optind >= argc || (store && optind != argc - 1)) {
 		usage(stderr);
 		return 2;
 	}
@@ -65,22 +68,28 @@ int main(int argc, char **argv)
 				strerror(errno));
 			return 2;
 		}
-		problems = meta_check_store(argv[optind], report, argv[optind]);
+		name = argv[optind];
+		problems = meta_check_store(name, report, name);
 	} else {
-		rc = blk_open(argv[optind], &bo, &dev);
+		rc = xvm_open_args((const char *const *)argv + optind, (size_t)(argc - optind), &bo,
+				   &dev, err, sizeof(err));
 		if (rc) {
-			fprintf(stderr, "cxfs-check: cannot open %s: %s\n", argv[optind],
-				strerror(-rc));
+			fprintf(stderr, "cxfs-check: %s\n", err);
 			return 2;
 		}
-		problems = meta_check(dev, report, argv[optind]);
-		blk_close(dev);
+		name = strdup(xvm_uri(dev));
+		if (!name) {
+			xvm_close(dev);
+			return 2;
+		}
+		problems = meta_check(dev, report, name);
+		xvm_close(dev);
 	}
-	if (problems) {
-		printf("%s: %d problem%s found\n", argv[optind], problems, problems == 1 ? "" : "s");
-		return 1;
-	}
-	if (!quiet)
-		printf("%s: clean\n", argv[optind]);
-	return 0;
+	if (problems)
+		printf("%s: %d problem%s found\n", name, problems, problems == 1 ? "" : "s");
+	else if (!quiet)
+		printf("%s: clean\n", name);
+	if (!store)
+		free(name);
+	return problems ? 1 : 0;
 }

@@ -12,6 +12,7 @@
  *   - status: the daemon's text in single-machine mode, a report built
  *     from "status json" in cluster mode
  *   - tokens: "tokens INO" for each PATH
+ *   - volume: "volume [json]", and a revive followed by "volume progress"
  */
 #include <errno.h>
 #include <getopt.h>
@@ -25,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/admin.h"
@@ -42,6 +44,8 @@ static void usage(FILE *f)
 		"       cxfsctl [--socket PATH] leave\n"
 		"       cxfsctl [--socket PATH] metrics\n"
 		"       cxfsctl [--socket PATH] backup FILE\n"
+		"       cxfsctl [--socket PATH] volume [--json]\n"
+		"       cxfsctl [--socket PATH] volume revive|stop\n"
 		"\n"
 		"Ask the local cxfs daemon for its state.\n"
 		"\n"
@@ -63,6 +67,11 @@ static void usage(FILE *f)
 		"  backup   write a consistent copy of the metadata store to FILE (on the\n"
 		"           metadata server's host: run it on that node); check it with\n"
 		"           cxfs-check --store FILE\n"
+		"  volume   the mounted volume: its LUNs, layout, mirror legs and their\n"
+		"           states (cxfs-volume show); `volume revive` (single-machine\n"
+		"           mode) copies the mirror legs that are out while the mount\n"
+		"           serves I/O, showing progress until it ends; `volume stop`\n"
+		"           stops it after its current chunk\n"
 		"\n"
 		"  -s, --socket PATH   the daemon's admin socket (default " CXFSD_ADMIN_SOCKET ")\n"
 		"  -j, --json          the daemon's JSON objects (one a line) instead of text\n"
@@ -1142,6 +1151,47 @@ static int cmd_backup(const char *sock, const char *file)
 	return ask_print(sock, req, "ok");
 }
 
+/*
+ * `volume revive`: start the daemon's revive, then ask for its progress every
+ * 0.2 s (one line redrawn on a terminal, a line each 10% otherwise) until
+ * it is idle; its result decides the exit status.
+ */
+static int cmd_revive(const char *sock)
+{
+	const struct timespec pause = { 0, 200 * 1000 * 1000 };
+	int tty = isatty(STDERR_FILENO), rc, decile = -1;
+	unsigned mirror, leg, last = ~0u;
+	unsigned long long done, total;
+	char *reply = NULL;
+
+	if (ask_print(sock, "volume revive", "ok"))
+		return 1;
+	for (;;) {
+		nanosleep(&pause, NULL);
+		if (ask(sock, "volume progress", &reply))
+			return 1;
+		if (sscanf(reply, "running %u %u %llu %llu", &mirror, &leg, &done, &total) == 4) {
+			/* A terminal: every answer; otherwise a line each 10% of a mirror. */
+			if (total && (tty || mirror != last || (int)(10 * done / total) != decile))
+				fprintf(stderr, "%smirror %u leg %u: %5.1f%% (%llu of %llu MiB)%s",
+					tty ? "\r" : "", mirror, leg, 100.0 * (double)done / (double)total,
+					done >> 20, total >> 20, tty ? "" : "\n");
+			if (total) {
+				last = mirror;
+				decile = (int)(10 * done / total);
+			}
+			free(reply);
+			continue;
+		}
+		if (tty && last != ~0u)
+			fputc('\n', stderr);
+		rc = strncmp(reply, "idle ok", 7) != 0;
+		fputs(reply + (strncmp(reply, "idle ", 5) == 0 ? 5 : 0), rc ? stderr : stdout);
+		free(reply);
+		return rc;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -1171,7 +1221,10 @@ int main(int argc, char **argv)
 	    !(strcmp(cmd, "relocate") == 0 && optind == argc - 3) &&
 	    !(strcmp(cmd, "leave") == 0 && optind == argc - 1) &&
 	    !(strcmp(cmd, "metrics") == 0 && optind == argc - 1) &&
-	    !(strcmp(cmd, "backup") == 0 && optind == argc - 2)) {
+	    !(strcmp(cmd, "backup") == 0 && optind == argc - 2) &&
+	    !(strcmp(cmd, "volume") == 0 && optind == argc - 1) &&
+	    !(strcmp(cmd, "volume") == 0 && optind == argc - 2 &&
+	      (strcmp(argv[optind + 1], "revive") == 0 || strcmp(argv[optind + 1], "stop") == 0))) {
 		if (strcmp(cmd, "tokens") == 0)
 			fprintf(stderr, "cxfsctl: tokens needs at least one %s\n",
 				by_ino ? "INO" : "PATH");
@@ -1197,6 +1250,12 @@ int main(int argc, char **argv)
 	/* metrics: the Prometheus text, as is. */
 	if (strcmp(cmd, "metrics") == 0)
 		return ask_print(sock, "metrics", NULL);
+	if (strcmp(cmd, "volume") == 0 && optind == argc - 1)
+		return ask_print(sock, json ? "volume json" : "volume", NULL);
+	if (strcmp(cmd, "volume") == 0 && strcmp(argv[optind + 1], "stop") == 0)
+		return ask_print(sock, "volume stop", "ok");
+	if (strcmp(cmd, "volume") == 0)
+		return cmd_revive(sock);
 	if (strcmp(cmd, "backup") == 0)
 		return cmd_backup(sock, argv[optind + 1]);
 	return cmd_tokens(sock, json, by_ino, argv + optind + 1, argc - optind - 1);

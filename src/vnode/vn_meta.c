@@ -30,7 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "meta/meta_store.h"
 #include "vnode/vn_lock.h"
 
@@ -38,7 +38,7 @@
 
 struct vn_meta_fs {
 	struct meta_store *st;       /* constant */
-	struct blk_dev *dev;         /* constant */
+	struct xvm_vol *dev;         /* constant */
 	uint64_t data_off;           /* constant: byte offset of the data region */
 	uint32_t bs;                 /* constant: block size */
 	struct vn_lockmgr *locks;    /* constant; internally locked */
@@ -99,7 +99,7 @@ static int read_range(struct vn_meta_fs *fs, uint64_t ino, char *buf, uint64_t o
 			if (maps[i].state == META_MAP_DATA) {
 				uint64_t at = vol_off(fs, maps[i].pblk) + (pos - maps[i].fblk * fs->bs);
 
-				rc = blk_read(fs->dev, buf + (pos - off), chunk, at);
+				rc = xvm_read(fs->dev, buf + (pos - off), chunk, at);
 				if (rc)
 					return rc;
 			} else {
@@ -163,13 +163,13 @@ static int write_range_at(struct vn_meta_node *node, uint64_t ino, const char *b
 			const char *src = buf + (pos - off);
 
 			if (m->state == META_MAP_DATA) {
-				rc = blk_write(fs->dev, src, chunk,
+				rc = xvm_write(fs->dev, src, chunk,
 					       vol_off(fs, m->pblk) + (pos - m->fblk * fs->bs));
 			} else if (m->state == META_MAP_UNWRITTEN) {
 				uint64_t b0 = pos / fs->bs, b1 = (pos + chunk + fs->bs - 1) / fs->bs;
 				uint64_t p0 = m->pblk + (b0 - m->fblk);
 
-				rc = blk_write_padded(fs->dev, vol_off(fs, p0), (size_t)((b1 - b0) * fs->bs), src,
+				rc = xvm_write_padded(fs->dev, vol_off(fs, p0), (size_t)((b1 - b0) * fs->bs), src,
 						      (size_t)(pos - b0 * fs->bs), chunk);
 				if (!rc)
 					rc = meta_map_write(fs->st, ino, b0, b1 - b0, p0, 0);
@@ -184,7 +184,7 @@ static int write_range_at(struct vn_meta_node *node, uint64_t ino, const char *b
 				alloc_done(node, b0, pblk, got);
 				if (got < b1 - b0)
 					chunk = (size_t)((b0 + got) * fs->bs - pos);
-				rc = blk_write_padded(fs->dev, vol_off(fs, pblk), (size_t)(got * fs->bs), src,
+				rc = xvm_write_padded(fs->dev, vol_off(fs, pblk), (size_t)(got * fs->bs), src,
 					      (size_t)(pos - b0 * fs->bs), chunk);
 				if (rc) {
 					meta_store_unreserve(fs->st, pblk, got);
@@ -243,7 +243,7 @@ static int zero_partial(struct vn_meta_fs *fs, uint64_t ino, uint64_t off, uint6
 	zero = calloc(1, (size_t)(end - off));
 	if (!zero)
 		return -ENOMEM;
-	rc = blk_write(fs->dev, zero, (size_t)(end - off), vol_off(fs, m.pblk) + off % fs->bs);
+	rc = xvm_write(fs->dev, zero, (size_t)(end - off), vol_off(fs, m.pblk) + off % fs->bs);
 	free(zero);
 	return rc;
 }

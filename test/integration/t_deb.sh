@@ -26,7 +26,8 @@ dpkg-deb -c "$deb" | awk '{ print $6 }' >"$T_TMP/contents"
 check_eq "the package holds only /usr, /etc/cxfs and its logrotate file" "" \
 	"$(grep -v -e '^\./$' -e '^\./usr/' -e '^\./etc/$' -e '^\./etc/cxfs/' \
 		-e '^\./etc/logrotate\.d/$' -e '^\./etc/logrotate\.d/cxfs$' "$T_TMP/contents")"
-for f in usr/bin/cxfsd usr/bin/cxfsctl usr/bin/mkfs.cxfs usr/bin/cxfs-check usr/bin/cxfs-hsmd \
+for f in usr/bin/cxfsd usr/bin/cxfsctl usr/bin/mkfs.cxfs usr/bin/cxfs-check usr/bin/cxfs-volume \
+	usr/bin/cxfs-hsmd usr/share/man/man8/cxfs-volume.8 \
 	usr/bin/cxfs-hsm usr/sbin/mount.cxfs usr/lib/systemd/system/cxfsd@.service \
 	usr/share/man/man8/cxfsd.8 usr/share/man/man5/cluster.conf.5 etc/cxfs/cluster.conf.example; do
 	check "the package holds /$f" grep -qx "\./$f" "$T_TMP/contents"

@@ -13,7 +13,7 @@ command -v man >/dev/null || { fail "man is missing (scripts/setup installs man-
 # lexgrog (man-db) parses the NAME section as mandb does for whatis.
 whatis_line() { lexgrog "$1" >/dev/null; }
 
-pages=(man8/cxfsd.8 man8/cxfsctl.8 man8/mkfs.cxfs.8 man8/cxfs-check.8 man8/cxfs-blkperf.8
+pages=(man8/cxfsd.8 man8/cxfsctl.8 man8/mkfs.cxfs.8 man8/cxfs-check.8 man8/cxfs-blkperf.8 man8/cxfs-volume.8
        man8/cxfs-hsmd.8 man1/cxfs-hsm.1 man8/mount.cxfs.8 man5/cluster.conf.5)
 for p in "${pages[@]}"; do
 	f=$MAN_DIR/$p

@@ -37,7 +37,7 @@
 
 #include <sqlite3.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "meta/meta_alloc.h"
 #include "meta/meta_sb.h"
 #include "meta/meta_store.h"
@@ -718,7 +718,7 @@ struct store_fx {
 	char dir[256];              /* mkdtemp directory */
 	char path[300];             /* the volume file inside it */
 	uint64_t size;              /* its size */
-	struct blk_dev *dev;        /* the open volume */
+	struct xvm_vol *dev;        /* the open volume */
 	struct meta_store *st;      /* the open store, or NULL */
 	struct vn_cred cred;        /* the caller of namespace operations */
 };
@@ -767,7 +767,7 @@ static void fx_close_check(struct store_fx *f)
 static int fx_setup_size(void **state, uint64_t size)
 {
 	struct store_fx *f = calloc(1, sizeof(*f));
-	struct blk_open_opts o = { .create_size = size };
+	struct xvm_open_opts o = { .create_size = size };
 	char err[256] = "";
 	int rc;
 
@@ -779,7 +779,7 @@ static int fx_setup_size(void **state, uint64_t size)
 		goto out_free;
 	snprintf(f->path, sizeof(f->path), "%s/vol", f->dir);
 	f->size = size;
-	if (blk_open(f->path, &o, &f->dev) != 0)
+	if (xvm_open((const char *const[]){ f->path }, 1, &o, &f->dev, NULL, 0) != 0)
 		goto out_rmdir;
 	rc = meta_store_format(f->dev, "alloc-test", 0, 1000, 1000, err, sizeof(err));
 	if (rc) {
@@ -795,7 +795,7 @@ static int fx_setup_size(void **state, uint64_t size)
 	*state = f;
 	return 0;
 out_close:
-	blk_close(f->dev);
+	xvm_close(f->dev);
 	unlink(f->path);
 out_rmdir:
 	rmdir(f->dir);
@@ -822,7 +822,7 @@ static int fx_teardown(void **state)
 	if (!f)
 		return 0;
 	meta_store_close(f->st);
-	blk_close(f->dev);
+	xvm_close(f->dev);
 	unlink(f->path);
 	rmdir(f->dir);
 	free(f);
@@ -1629,11 +1629,11 @@ static void damage_sb(struct store_fx *f, int copy)
 {
 	uint8_t buf[META_SB_SIZE];
 
-	assert_int_equal(blk_read(f->dev, buf, sizeof(buf), (uint64_t)copy * META_SB_SIZE), 0);
+	assert_int_equal(xvm_read(f->dev, buf, sizeof(buf), (uint64_t)copy * META_SB_SIZE), 0);
 	for (int i = 60; i < 68; i++)
 		buf[i] ^= 0x5a;
-	assert_int_equal(blk_write(f->dev, buf, sizeof(buf), (uint64_t)copy * META_SB_SIZE), 0);
-	assert_int_equal(blk_flush(f->dev), 0);
+	assert_int_equal(xvm_write(f->dev, buf, sizeof(buf), (uint64_t)copy * META_SB_SIZE), 0);
+	assert_int_equal(xvm_flush(f->dev), 0);
 }
 
 static void test_store_corrupt_sb(void **state)

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "meta/meta_sb.h"
 #include "meta/meta_vfs.h"
 
@@ -340,19 +340,19 @@ static void test_uuid_str(void **state)
 	assert_int_equal(s[14], '4');                 /* random (version 4) uuid */
 }
 
-static struct blk_dev *open_volume(struct sb_fixture *f, uint64_t size)
+static struct xvm_vol *open_volume(struct sb_fixture *f, uint64_t size)
 {
-	struct blk_open_opts o = { .create_size = size };
-	struct blk_dev *dev = NULL;
+	struct xvm_open_opts o = { .create_size = size };
+	struct xvm_vol *dev = NULL;
 
-	assert_int_equal(blk_open(f->path, &o, &dev), 0);
+	assert_int_equal(xvm_open((const char *const[]){ f->path }, 1, &o, &dev, NULL, 0), 0);
 	return dev;
 }
 
 static void test_read_write_device(void **state)
 {
 	struct sb_fixture *f = *state;
-	struct blk_dev *dev = open_volume(f, GIB);
+	struct xvm_vol *dev = open_volume(f, GIB);
 	struct meta_sb out;
 	char err[256];
 
@@ -364,13 +364,13 @@ static void test_read_write_device(void **state)
 	assert_int_equal(meta_sb_read(dev, &out, err, sizeof(err)), 0);
 	assert_string_equal(err, "");
 	assert_sb_equal(&f->sb, &out);
-	blk_close(dev);
+	xvm_close(dev);
 }
 
 static void test_backup_used(void **state)
 {
 	struct sb_fixture *f = *state;
-	struct blk_dev *dev = open_volume(f, GIB);
+	struct xvm_vol *dev = open_volume(f, GIB);
 	struct meta_sb out;
 	char err[256];
 	uint8_t junk[64];
@@ -379,7 +379,7 @@ static void test_backup_used(void **state)
 
 	/* Damage the primary's region table: the backup copy is used. */
 	memset(junk, 0xa5, sizeof(junk));
-	assert_int_equal(blk_write(dev, junk, sizeof(junk), 130), 0);
+	assert_int_equal(xvm_write(dev, junk, sizeof(junk), 130), 0);
 	assert_int_equal(meta_sb_read(dev, &out, err, sizeof(err)), 0);
 	assert_sb_equal(&f->sb, &out);
 	assert_non_null(strstr(err, "checksum mismatch"));
@@ -387,31 +387,31 @@ static void test_backup_used(void **state)
 
 	/* A wiped primary too. */
 	memset(junk, 0, sizeof(junk));
-	assert_int_equal(blk_write(dev, junk, sizeof(junk), 0), 0);
+	assert_int_equal(xvm_write(dev, junk, sizeof(junk), 0), 0);
 	assert_int_equal(meta_sb_read(dev, &out, err, sizeof(err)), 0);
 	assert_sb_equal(&f->sb, &out);
 
 	/* Both damaged: a failure that names both, and not "not formatted". */
 	memset(junk, 0xa5, sizeof(junk));
-	assert_int_equal(blk_write(dev, junk, sizeof(junk), META_SB_SIZE + 200), 0);
+	assert_int_equal(xvm_write(dev, junk, sizeof(junk), META_SB_SIZE + 200), 0);
 	assert_int_equal(meta_sb_read(dev, &out, err, sizeof(err)), -EBADMSG);
 	assert_non_null(strstr(err, "primary"));
 	assert_non_null(strstr(err, "backup"));
-	blk_close(dev);
+	xvm_close(dev);
 }
 
 /* A superblock made for a bigger volume than the device is refused. */
 static void test_volume_larger_than_device(void **state)
 {
 	struct sb_fixture *f = *state;
-	struct blk_dev *dev = open_volume(f, 128 * MIB);
+	struct xvm_vol *dev = open_volume(f, 128 * MIB);
 	struct meta_sb out;
 	char err[256];
 
 	assert_int_equal(meta_sb_write(dev, &f->sb), 0);      /* laid out for 1 GiB */
 	assert_int_equal(meta_sb_read(dev, &out, err, sizeof(err)), -EBADMSG);
 	assert_non_null(strstr(err, "exceeds the device size"));
-	blk_close(dev);
+	xvm_close(dev);
 }
 
 int main(void)

@@ -26,7 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "meta/meta_store.h"
 
 #include <sqlite3.h>
@@ -37,7 +37,7 @@
 struct fx {
 	char dir[256];               /* temporary directory */
 	char path[300];              /* the volume file in it */
-	struct blk_dev *dev;
+	struct xvm_vol *dev;
 	struct meta_store *st;
 	struct vn_cred cred;
 };
@@ -47,11 +47,11 @@ static const struct meta_store_opts slow_commit = { .commit_ms = 600000, .commit
 
 static void fx_open(struct fx *f)
 {
-	struct blk_open_opts o = { 0 };
+	struct xvm_open_opts o = { 0 };
 	char err[256] = "";
 	int rc;
 
-	assert_int_equal(blk_open(f->path, &o, &f->dev), 0);
+	assert_int_equal(xvm_open((const char *const[]){ f->path }, 1, &o, &f->dev, NULL, 0), 0);
 	rc = meta_store_open(f->dev, &slow_commit, &f->st, err, sizeof(err));
 	if (rc)
 		fail_msg("meta_store_open: %d: %s", rc, err);
@@ -61,14 +61,14 @@ static void fx_close(struct fx *f)
 {
 	meta_store_close(f->st);
 	f->st = NULL;
-	blk_close(f->dev);
+	xvm_close(f->dev);
 	f->dev = NULL;
 }
 
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct blk_open_opts o = { .create_size = VOLUME_SIZE };
+	struct xvm_open_opts o = { .create_size = VOLUME_SIZE };
 	char err[256] = "";
 
 	if (!f)
@@ -78,12 +78,12 @@ static int setup(void **state)
 	if (!mkdtemp(f->dir))
 		return -1;
 	snprintf(f->path, sizeof(f->path), "%s/vol", f->dir);
-	if (blk_open(f->path, &o, &f->dev) != 0 ||
+	if (xvm_open((const char *const[]){ f->path }, 1, &o, &f->dev, NULL, 0) != 0 ||
 	    meta_store_format(f->dev, "store-test", 0, 1000, 1000, err, sizeof(err)) != 0) {
 		fprintf(stderr, "format: %s\n", err);
 		return -1;
 	}
-	blk_close(f->dev);
+	xvm_close(f->dev);
 	f->cred = (struct vn_cred){ .uid = 1000, .gid = 1000, .pid = 1, .ngroups = 0 };
 	fx_open(f);
 	*state = f;

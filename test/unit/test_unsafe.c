@@ -32,7 +32,7 @@
 
 #include <cmocka.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "cluster/cl_i.h"
 #include "cluster/cl_wire.h"
 #include "rpc_pair.h"
@@ -44,7 +44,7 @@
 
 struct fix {
 	char dir[256], path[300];     /* the store's volume file */
-	struct blk_dev *dev;
+	struct xvm_vol *dev;
 	struct cl_ctx scx, ccx;       /* the server's and the client's (the fields used) */
 	struct rpc_ctx *srv, *cli;
 	struct rpc_chan *ch;
@@ -118,7 +118,7 @@ static int srv_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 static int setup(void **state)
 {
 	struct fix *fx = calloc(1, sizeof(*fx));
-	struct blk_open_opts o = { .create_size = VOLUME_SIZE };
+	struct xvm_open_opts o = { .create_size = VOLUME_SIZE };
 	const struct meta_store_opts slow = { .commit_ms = 600000, .commit_ops = 100000000 };
 	struct rpc_config sc = { .workers = 4, .handler = srv_handler };
 	struct rpc_config cc = { .workers = 2 };
@@ -131,7 +131,7 @@ static int setup(void **state)
 	if (!mkdtemp(fx->dir))
 		return -1;
 	snprintf(fx->path, sizeof(fx->path), "%s/vol", fx->dir);
-	if (blk_open(fx->path, &o, &fx->dev) ||
+	if (xvm_open((const char *const[]){ fx->path }, 1, &o, &fx->dev, NULL, 0) ||
 	    meta_store_format(fx->dev, "unsafe-test", 0, 0, 0, err, sizeof(err)) ||
 	    meta_store_open(fx->dev, &slow, &fx->scx.st, err, sizeof(err))) {
 		fprintf(stderr, "store: %s\n", err);
@@ -156,7 +156,7 @@ static int teardown(void **state)
 
 	rpc_pair_close(fx->srv, fx->cli, fx->ch);
 	meta_store_close(fx->scx.st);
-	blk_close(fx->dev);
+	xvm_close(fx->dev);
 	cl_unsafe_destroy(fx->scx.un);
 	cl_unsafe_destroy(fx->ccx.un);
 	pthread_mutex_destroy(&fx->mu);
@@ -295,7 +295,7 @@ static void test_same_id_answered_again(void **state)
 struct node_fx {
 	char dir[256], vol[300], conf[300];
 	struct cl_ctx *cx;
-	struct blk_dev *dev;
+	struct xvm_vol *dev;
 	struct vn_table *vt;
 };
 
@@ -332,7 +332,7 @@ static int free_port(void)
 static int node_setup(void **state)
 {
 	struct node_fx *nf = calloc(1, sizeof(*nf));
-	struct blk_open_opts o = { .create_size = VOLUME_SIZE };
+	struct xvm_open_opts o = { .create_size = VOLUME_SIZE };
 	struct cl_opts co = { 0 };
 	struct meta_store *st = NULL;
 	struct vn_meta_fs *mfs = NULL;
@@ -358,13 +358,13 @@ static int node_setup(void **state)
 			  nf->vol) < 0 || fclose(f))
 		return -1;
 	/* Formatted and used once: transactions were committed before the server's open. */
-	if (blk_open(nf->vol, &o, &nf->dev) ||
+	if (xvm_open((const char *const[]){ nf->vol }, 1, &o, &nf->dev, NULL, 0) ||
 	    meta_store_format(nf->dev, "replay", 0, 0, 0, err, sizeof(err)) ||
 	    meta_store_open(nf->dev, NULL, &st, err, sizeof(err)))
 		return -1;
 	meta_store_close(st);
 	st = NULL;
-	blk_close(nf->dev);
+	xvm_close(nf->dev);
 	nf->dev = NULL;
 	co.config = nf->conf;
 	co.node = "n1";
@@ -376,7 +376,8 @@ static int node_setup(void **state)
 		return -1;
 	}
 	o.create_size = 0;
-	if (blk_open(nf->vol, &o, &nf->dev) || cl_register(nf->cx, nf->dev, err, sizeof(err)) ||
+	if (xvm_open((const char *const[]){ nf->vol }, 1, &o, &nf->dev, NULL, 0) ||
+	    cl_register(nf->cx, nf->dev, err, sizeof(err)) ||
 	    meta_store_open(nf->dev, NULL, &st, err, sizeof(err)) || vn_meta_fs_create(st, &mfs) ||
 	    cl_attach(nf->cx, nf->dev, st, mfs, err, sizeof(err)) ||
 	    vn_table_create(cl_shape, nf->cx, &nf->vt)) {
@@ -398,7 +399,7 @@ static int node_teardown(void **state)
 	vn_table_purge(nf->vt);
 	cl_stop(nf->cx);
 	vn_table_destroy(nf->vt);
-	blk_close(nf->dev);
+	xvm_close(nf->dev);
 	unlink(nf->vol);
 	unlink(nf->conf);
 	snprintf(path, sizeof(path), "%s/key", nf->dir);

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "block/blk.h"
+#include "xvm/xvm.h"
 #include "meta/meta_sb.h"
 #include "meta/meta_vfs.h"
 
@@ -32,7 +32,7 @@
 struct vfs_fixture {
 	char dir[256];                     /* mkdtemp directory */
 	char path[300];                    /* volume file inside dir */
-	struct blk_dev *dev;               /* the open volume */
+	struct xvm_vol *dev;               /* the open volume */
 	struct meta_sb sb;                 /* its superblock */
 	struct meta_vfs *vfs;              /* VFS registered over dev */
 };
@@ -40,7 +40,7 @@ struct vfs_fixture {
 static int fixture_make(void **state, int tiny)
 {
 	struct vfs_fixture *f = calloc(1, sizeof(*f));
-	struct blk_open_opts o = { .create_size = VOLUME_SIZE };
+	struct xvm_open_opts o = { .create_size = VOLUME_SIZE };
 
 	if (!f)
 		return -1;
@@ -49,7 +49,7 @@ static int fixture_make(void **state, int tiny)
 	if (!mkdtemp(f->dir))
 		return -1;
 	snprintf(f->path, sizeof(f->path), "%s/vol", f->dir);
-	if (blk_open(f->path, &o, &f->dev) != 0)
+	if (xvm_open((const char *const[]){ f->path }, 1, &o, &f->dev, NULL, 0) != 0)
 		return -1;
 	if (meta_sb_layout(VOLUME_SIZE, "vfs-test", 0, &f->sb) != 0)
 		return -1;
@@ -83,7 +83,7 @@ static int teardown(void **state)
 	struct vfs_fixture *f = *state;
 
 	meta_vfs_unregister(f->vfs);
-	blk_close(f->dev);
+	xvm_close(f->dev);
 	unlink(f->path);
 	rmdir(f->dir);
 	free(f);
@@ -93,12 +93,12 @@ static int teardown(void **state)
 /* Drop every in-memory state and come back from the volume, as a new MDS would. */
 static void remount(struct vfs_fixture *f)
 {
-	struct blk_open_opts o = { 0 };
+	struct xvm_open_opts o = { 0 };
 	char err[256];
 
 	meta_vfs_unregister(f->vfs);
-	blk_close(f->dev);
-	assert_int_equal(blk_open(f->path, &o, &f->dev), 0);
+	xvm_close(f->dev);
+	assert_int_equal(xvm_open((const char *const[]){ f->path }, 1, &o, &f->dev, NULL, 0), 0);
 	assert_int_equal(meta_sb_read(f->dev, &f->sb, err, sizeof(err)), 0);
 	assert_int_equal(meta_vfs_register(f->dev, &f->sb, &f->vfs), 0);
 }
@@ -200,11 +200,11 @@ static void test_bulk_insert(void **state)
 	double t0, dt;
 
 	assert_int_equal(exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT)"), SQLITE_OK);
-	blk_get_stats(f->dev, &s0);
+	xvm_get_stats(f->dev, &s0);
 	t0 = now_sec();
 	insert_rows(db, 0, n, per_txn);
 	dt = now_sec() - t0;
-	blk_get_stats(f->dev, &s1);
+	xvm_get_stats(f->dev, &s1);
 	print_message("bulk insert: %d rows in %d-row transactions, synchronous=FULL: %.3f s, %.0f inserts/s; "
 		      "blk writes %llu (%.1f MiB), flushes %llu\n",
 		      n, per_txn, dt, n / dt, (unsigned long long)(s1.writes - s0.writes),
@@ -227,15 +227,16 @@ static void test_bulk_insert(void **state)
 /* The child of test_crash: commit, start one more transaction, die.  Exit code says how far it got. */
 static void crash_child(const char *path, int txns, int rows)
 {
-	struct blk_open_opts o = { 0 };
-	struct blk_dev *dev;
+	struct xvm_open_opts o = { 0 };
+	struct xvm_vol *dev;
 	struct meta_sb sb;
 	struct meta_vfs *vfs;
 	sqlite3 *db;
 	sqlite3_stmt *st;
 	char err[256];
 
-	if (blk_open(path, &o, &dev) != 0 || meta_sb_read(dev, &sb, err, sizeof(err)) != 0 ||
+	if (xvm_open((const char *const[]){ path }, 1, &o, &dev, NULL, 0) != 0 ||
+	    meta_sb_read(dev, &sb, err, sizeof(err)) != 0 ||
 	    meta_vfs_register(dev, &sb, &vfs) != 0)
 		_exit(10);
 	if (store_open(vfs, "WAL", &db) != SQLITE_OK ||
@@ -467,13 +468,13 @@ static void test_gather_and_short_read(void **state)
 	raw_open(f, &r, SQLITE_OK);
 	m = r.fp->pMethods;
 
-	blk_get_stats(f->dev, &s0);
+	xvm_get_stats(f->dev, &s0);
 	assert_int_equal(m->xWrite(r.fp, ref, 32, 0), SQLITE_OK);
 	for (size_t i = 0; i < nframes; i++)
 		assert_int_equal(m->xWrite(r.fp, ref + 32 + i * frame, (int)frame, (sqlite3_int64)(32 + i * frame)),
 				 SQLITE_OK);
 	assert_int_equal(m->xSync(r.fp, SQLITE_SYNC_FULL), SQLITE_OK);
-	blk_get_stats(f->dev, &s1);
+	xvm_get_stats(f->dev, &s1);
 	/* 800 KiB of 4120-byte writes: one data write, one header write, one flush. */
 	assert_true(s1.writes - s0.writes <= 3);
 	assert_int_equal(s1.flushes - s0.flushes, 1);
@@ -551,7 +552,7 @@ static void test_unformatted_regions(void **state)
 	int rc;
 
 	assert_non_null(zero);
-	assert_int_equal(blk_write(f->dev, zero, META_REGION_HDR, f->sb.meta_db.off), 0);
+	assert_int_equal(xvm_write(f->dev, zero, META_REGION_HDR, f->sb.meta_db.off), 0);
 	free(zero);
 	remount(f);
 	rc = store_open(f->vfs, "WAL", &db);

@@ -1,0 +1,198 @@
+/*
+ * xvm.h - the volume layer (XVM): one logical volume over one or more LUNs,
+ * between the block layer (src/block, one LUN) and the store (src/meta).
+ *
+ * A volume is a tree.  Its leaves are LUNs (a struct blk_dev each, opened by
+ * URI: a file path or iscsi://HOST[:PORT]/IQN/LUN); its inner nodes are
+ * concat (the children one after the other), stripe (the children
+ * interleaved in stripe units) and mirror (2 or 3 legs holding the same
+ * bytes), nested in any way, e.g. the seed's figure 9:
+ *
+ *     mirror(concat(0,1),mirror(stripe:64k(2,3,4),stripe:64k(5,6,7)))
+ *
+ * (the layout grammar, see xvm_create(); numbers index the LUN list).
+ *
+ * The layout lives on the LUNs: each carries a label (two copies) in a
+ * reserved area at its start (XVM_RESERVED bytes; the filesystem's bytes
+ * follow), naming the volume, the LUN's place in the tree, the whole tree and
+ * the mirror leg states, so that every node assembles the same volume from
+ * the LUNs it is given, and refuses a missing, foreign or stale piece.  A
+ * single LUN without a label is a legacy volume: the filesystem starts at
+ * its byte 0, every call passes straight to the block layer.
+ *
+ * The I/O calls mirror blk.h (same arguments, same errors, thread-safe,
+ * synchronous for the caller), so the upper layers use a volume exactly as
+ * they used a LUN.  A request is split along the tree and its pieces are
+ * issued in parallel; a request that maps to one piece is issued inline.
+ *
+ * Mirrors: a write goes to every healthy leg (and to a reviving leg below
+ * its revive point); reads are spread over the active legs.  A leg whose I/O
+ * fails is marked out (in memory and in the labels) through the cluster ops
+ * (struct xvm_cluster_ops, NULL: this node decides alone) and the request is
+ * served from the other legs with no error; only a mirror left with no active
+ * leg returns the error.  A fence (BLK_EFENCED) is never a leg failure.
+ *
+ * Errors are negative errno values; the calls that take @err also write a
+ * human-readable reason there (naming the LUN at fault).
+ */
+#ifndef CXFS_XVM_H
+#define CXFS_XVM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "block/blk.h"
+
+struct xvm_vol;
+
+/*
+ * The reserved area at the start of every labelled LUN: the label's primary
+ * copy at 0, its secondary copy at XVM_LABEL_SIZE, and from XVM_DRL_OFF to
+ * XVM_RESERVED room kept free for a per-node dirty-region bitmap (the
+ * cluster's dirty-region log).  The volume's bytes on a LUN start at
+ * XVM_RESERVED.
+ */
+#define XVM_LABEL_SIZE 8192u
+#define XVM_DRL_OFF (64u << 10)
+#define XVM_RESERVED (1u << 20)
+#define XVM_MAX_NODES 64          /* nodes in a tree, leaves included */
+#define XVM_MAX_LEAVES 32         /* LUNs in a volume */
+#define XVM_MAX_CHILDREN 16       /* children of a concat or stripe */
+#define XVM_MAX_LEGS 3            /* legs of a mirror */
+#define XVM_NAME_MAX 63           /* volume name length */
+#define XVM_STRIPE_UNIT_DEFAULT (64u << 10)
+
+/* A mirror leg's state (recorded in the labels). */
+enum xvm_leg_state {
+	XVM_LEG_ACTIVE = 0,       /* holds the mirror's bytes; written and read */
+	XVM_LEG_OUT = 1,          /* failed or detached: neither written nor read */
+	XVM_LEG_REVIVING = 2,     /* being copied: written below the revive point, never read */
+};
+
+/*
+ * The cluster's say over mirrors.  NULL ops: single-node behaviour (this
+ * node marks the leg out and writes the labels itself).  A cluster routes the
+ * decision through its mirror master; the callback runs in the thread whose
+ * I/O failed, with no lock of this layer held, and returns once the leg is
+ * out everywhere (0) or the error to give the caller.
+ */
+struct xvm_cluster_ops {
+	/* Leg @leg of mirror @mirror (a node index, see xvm_show) failed I/O. */
+	int (*leg_failed)(void *arg, struct xvm_vol *vol, unsigned mirror, unsigned leg);
+};
+
+/* Options for xvm_open(); zero-initialize and set what you need. */
+struct xvm_open_opts {
+	uint64_t create_size;     /* one file LUN: create it (legacy volume) if missing */
+	const char *initiator;    /* iSCSI initiator IQN; NULL: derived from the host name */
+	int read_only;            /* open without write access (labels are not repaired) */
+	const struct xvm_cluster_ops *cluster_ops; /* NULL: single node */
+	void *cluster_arg;        /* their argument */
+};
+
+/*
+ * Split a comma-separated list of LUN URIs (the form cxfsd --volume and
+ * fstab take) into *@uris (*@n entries).  Caller must free with
+ * xvm_free_list().  -EINVAL for an empty entry, -ENOMEM.
+ */
+int xvm_split_list(const char *list, char ***uris, size_t *n);
+void xvm_free_list(char **uris, size_t n);
+/*
+ * xvm_open() for command-line arguments: each of the @nargs @args is a LUN
+ * URI or a comma-separated list of them; together they are the volume's LUNs.
+ */
+int xvm_open_args(const char *const *args, size_t nargs, const struct xvm_open_opts *opts,
+		  struct xvm_vol **out, char *err, size_t errlen);
+
+/*
+ * Open and assemble the volume whose LUNs are @uris (any order).  Caller
+ * must xvm_close() *@out.  -ENOENT/-EIO/... from the block layer for a LUN
+ * that cannot be opened, -EINVAL for a refused assembly (missing, foreign,
+ * duplicate or stale LUN, corrupted label), with the reason in @err.
+ */
+int xvm_open(const char *const *uris, size_t n, const struct xvm_open_opts *opts,
+	     struct xvm_vol **out, char *err, size_t errlen);
+void xvm_close(struct xvm_vol *vol);
+
+int xvm_read(struct xvm_vol *vol, void *buf, size_t len, uint64_t off);
+int xvm_write(struct xvm_vol *vol, const void *buf, size_t len, uint64_t off);
+int xvm_write_padded(struct xvm_vol *vol, uint64_t off, size_t span, const void *data, size_t at,
+		     size_t len);
+int xvm_flush(struct xvm_vol *vol);                /* every LUN */
+
+uint64_t xvm_size(const struct xvm_vol *vol);
+uint32_t xvm_sector_size(const struct xvm_vol *vol);
+/* The LUN URIs joined by commas (what xvm_split_list() takes back). */
+const char *xvm_uri(const struct xvm_vol *vol);
+int xvm_is_iscsi(const struct xvm_vol *vol);       /* any LUN is an iSCSI LUN */
+int xvm_is_legacy(const struct xvm_vol *vol);      /* one unlabelled LUN */
+/* The volume's uuid as 32 hex digits ("" for a legacy volume). */
+void xvm_uuid(const struct xvm_vol *vol, char out[33]);
+void xvm_get_stats(const struct xvm_vol *vol, struct blk_stats *out); /* summed over LUNs */
+
+/*
+ * Persistent reservations (blk.h), applied to every open LUN in turn; the
+ * first error is returned.  xvm_fenced() is true if any LUN is fenced; the
+ * fence callback runs when a LUN becomes fenced (under the rules of
+ * blk_set_fence_cb(), possibly once per LUN).
+ */
+int xvm_pr_register(struct xvm_vol *vol, uint64_t key);
+int xvm_pr_reserve(struct xvm_vol *vol);
+int xvm_pr_preempt(struct xvm_vol *vol, uint64_t victim_key);
+int xvm_pr_unregister(struct xvm_vol *vol);
+int xvm_pr_rejoin(struct xvm_vol *vol, uint64_t key);
+int xvm_fenced(const struct xvm_vol *vol);
+typedef void xvm_fence_fn(struct xvm_vol *vol, void *arg);
+void xvm_set_fence_cb(struct xvm_vol *vol, xvm_fence_fn *fn, void *arg);
+
+/*
+ * Administration (cxfs-volume).  Every layout change writes the labels in
+ * two phases over all reachable LUNs: the new generation as "prepared" to
+ * every one, then "committed" to every one.  The next assembly finishes a
+ * change whose prepare reached every LUN, and undoes one whose did not.
+ */
+
+/* Options of xvm_create(). */
+struct xvm_create_opts {
+	const char *layout;       /* layout grammar; NULL: concat of all the LUNs */
+	const char *name;         /* volume name; NULL: "xvm" */
+	uint32_t stripe_unit;     /* default stripe unit (bytes), 0: XVM_STRIPE_UNIT_DEFAULT */
+	const char *initiator;    /* iSCSI initiator IQN, or NULL */
+};
+/*
+ * Label @uris as a new volume of layout @opts->layout.  The grammar:
+ *     node   := LUN | kind [ ':' SIZE ] '(' node { ',' node } ')'
+ *     kind   := "concat" | "stripe" | "mirror"
+ * where LUN is an index into @uris (each used exactly once) and SIZE a
+ * stripe unit such as 64k (stripe only).  A mirror has 2 or 3 legs.  LUNs
+ * that carry a label of a volume are refused.
+ */
+int xvm_create(const char *const *uris, size_t n, const struct xvm_create_opts *opts, char *err,
+	       size_t errlen);
+
+/* Attach @uri as a new leg of mirror @mirror (state reviving: run xvm_revive()). */
+int xvm_attach(struct xvm_vol *vol, unsigned mirror, const char *uri, char *err, size_t errlen);
+/* Detach leg @leg of mirror @mirror (not its last active leg); its label is wiped. */
+int xvm_detach(struct xvm_vol *vol, unsigned mirror, unsigned leg, char *err, size_t errlen);
+/* Append @uri to the top-level concat (a volume whose root is a LUN becomes a concat). */
+int xvm_grow(struct xvm_vol *vol, const char *uri, char *err, size_t errlen);
+/*
+ * Mark every out leg whose LUNs all answer as reviving, then copy every
+ * reviving leg from an active one in chunks, while I/O goes on.  @progress
+ * (may be NULL) is called after each chunk with the bytes done and the total;
+ * a nonzero return from it stops the revive (the leg stays reviving, the
+ * next revive starts it again).  Returns the number of legs revived, or an
+ * error.
+ */
+typedef int xvm_progress_fn(void *arg, unsigned mirror, unsigned leg, uint64_t done,
+			    uint64_t total);
+int xvm_revive(struct xvm_vol *vol, xvm_progress_fn *progress, void *arg, char *err, size_t errlen);
+
+/*
+ * Describe the volume: its tree with sizes, the LUN of each leaf, each
+ * mirror leg's state and revive point, as indented text or as JSON (@json).
+ * Returns a string the caller must free(), or NULL on ENOMEM.
+ */
+char *xvm_show(struct xvm_vol *vol, int json);
+
+#endif
