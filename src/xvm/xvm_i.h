@@ -130,8 +130,14 @@ struct xvm__piece {
 	unsigned node;                    /* the leaf's node index */
 	uint64_t off;                     /* offset on the LUN (reserved area included) */
 	size_t len;                       /* bytes */
-	size_t rpos;                      /* where its bytes are in the request */
+	size_t rpos;                      /* where its bytes are in the request (nseg == 0) */
+	size_t seg0, nseg;                /* else: its parts of the request, plan->s[seg0..+nseg) */
 	int rc;                           /* result */
+};
+
+/* A part of the request that a gathered piece reads or writes (xvm__coalesce). */
+struct xvm__seg {
+	size_t rpos, len;                 /* where in the request, bytes */
 };
 
 /* A mirror range a write covers (for the revive's overlap check). */
@@ -156,6 +162,8 @@ struct xvm__plan {
 	size_t at, dlen;                  /* PADDED: where they are in the request */
 	struct xvm__piece *p;             /* pieces */
 	size_t n, cap;                    /* used, allocated */
+	struct xvm__seg *s;               /* the parts of gathered pieces */
+	size_t ns, caps;                  /* used, allocated */
 	struct xvm__wrange *w;            /* mirror ranges written (writes only) */
 	size_t nw, capw;                  /* used, allocated */
 	struct xvm__plan *prev, *next;    /* in vol->active while its writes are in flight; vol->lock */

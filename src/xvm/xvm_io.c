@@ -17,6 +17,14 @@
  * chunk before it copies.  (The cluster's overlap queue, asking the mirror
  * master, goes in the same place: xvm__map's mirror case.)
  *
+ * Gathering.  A stripe maps a large request to one piece per stripe unit,
+ * but the units a request takes from one LUN lie back to back on it: such
+ * pieces become one command per LUN (xvm__coalesce), read into or written
+ * from a bounce buffer and scattered to or gathered from the request's
+ * parts.  One command of 512 KiB costs the target far less than eight of
+ * 64 KiB (bench/xvm.sh: a 2-LUN stripe read 1 MiB requests at 0.77x of one
+ * LUN before).
+ *
  * Threads.  A request that maps to one piece runs inline.  Otherwise the
  * caller queues its pieces as a batch on the volume's pool and works on its
  * own batch too, so it never waits for a worker that is busy elsewhere: the
@@ -60,7 +68,7 @@ static int xvm__add_piece(struct xvm__plan *pl, unsigned node, uint64_t off, uin
 {
 	if (xvm__room((void **)&pl->p, pl->n, &pl->cap, sizeof(*pl->p)))
 		return -ENOMEM;
-	pl->p[pl->n++] = (struct xvm__piece){ node, off + XVM_RESERVED, (size_t)len, rpos, 0 };
+	pl->p[pl->n++] = (struct xvm__piece){ node, off + XVM_RESERVED, (size_t)len, rpos, 0, 0, 0 };
 	return 0;
 }
 
@@ -162,9 +170,113 @@ void xvm__plan_free(struct xvm__plan *pl)
 {
 	free(pl->p);
 	free(pl->w);
+	free(pl->s);
 	pl->p = NULL;
 	pl->w = NULL;
-	pl->n = pl->cap = pl->nw = pl->capw = 0;
+	pl->s = NULL;
+	pl->n = pl->cap = pl->nw = pl->capw = pl->ns = pl->caps = 0;
+}
+
+/* Append the part [@rpos, +@len) of the request to a group's parts, pl->s[@seg0..). */
+static int xvm__add_seg(struct xvm__plan *pl, size_t seg0, size_t rpos, size_t len)
+{
+	if (pl->ns > seg0 && pl->s[pl->ns - 1].rpos + pl->s[pl->ns - 1].len == rpos) {
+		pl->s[pl->ns - 1].len += len;     /* it continues the last part */
+		return 0;
+	}
+	if (xvm__room((void **)&pl->s, pl->ns, &pl->caps, sizeof(*pl->s)))
+		return -ENOMEM;
+	pl->s[pl->ns++] = (struct xvm__seg){ rpos, len };
+	return 0;
+}
+
+#define XVM__GATHER_MAX (4u << 20)    /* the largest gathered command */
+
+/*
+ * Join the pieces of a read or write that follow each other on one LUN into
+ * one piece each, their parts listed in pl->s.  Pieces come in the order of
+ * the request's bytes, so a LUN's pieces come in the order of its offsets;
+ * one that does not follow its LUN's last group starts a new group.
+ */
+static int xvm__coalesce(struct xvm__plan *pl)
+{
+	int last[XVM_MAX_NODES];          /* node -> its latest group, -1: none */
+	size_t *grp, ng = 0, k, g;
+	struct xvm__piece *out;
+	int rc = 0;
+
+	if ((pl->op != XVM__READ && pl->op != XVM__WRITE) || pl->n < 2)
+		return 0;
+	grp = malloc(pl->n * sizeof(*grp));
+	out = malloc(pl->n * sizeof(*out));
+	if (!grp || !out) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	for (k = 0; k < XVM_MAX_NODES; k++)
+		last[k] = -1;
+	/* Pass 1: a group per run of pieces that follow each other on a LUN (out[] holds its span). */
+	for (k = 0; k < pl->n; k++) {
+		const struct xvm__piece *pc = &pl->p[k];
+		int j = last[pc->node];
+
+		if (j >= 0 && out[j].off + out[j].len == pc->off &&
+		    out[j].len + pc->len <= XVM__GATHER_MAX) {
+			out[j].len += pc->len;
+			grp[k] = (size_t)j;
+			continue;
+		}
+		out[ng] = *pc;
+		grp[k] = ng;
+		last[pc->node] = (int)ng++;
+	}
+	if (ng == pl->n)
+		goto out_free;
+	/* Pass 2: each group's parts, in order, one after the other in pl->s. */
+	pl->ns = 0;
+	for (g = 0; g < ng; g++) {
+		out[g].seg0 = pl->ns;
+		for (k = 0; k < pl->n && !rc; k++)
+			if (grp[k] == g)
+				rc = xvm__add_seg(pl, out[g].seg0, pl->p[k].rpos, pl->p[k].len);
+		if (rc)
+			goto out_free;
+		out[g].nseg = pl->ns - out[g].seg0;
+		if (out[g].nseg == 1) {           /* one part: a plain piece */
+			out[g].rpos = pl->s[out[g].seg0].rpos;
+			out[g].nseg = 0;
+		}
+	}
+	memcpy(pl->p, out, ng * sizeof(*out));
+	pl->n = ng;
+out_free:
+	free(grp);
+	free(out);
+	return rc;
+}
+
+/* Issue a gathered piece through a bounce buffer. */
+static void xvm__do_gathered(struct blk_dev *dev, const struct xvm__plan *pl,
+			     struct xvm__piece *pc)
+{
+	char *bounce = malloc(pc->len);
+	const struct xvm__seg *sg = &pl->s[pc->seg0];
+	size_t k, at;
+
+	if (!bounce) {
+		pc->rc = -ENOMEM;
+		return;
+	}
+	if (pl->op == XVM__WRITE) {
+		for (k = 0, at = 0; k < pc->nseg; at += sg[k].len, k++)
+			memcpy(bounce + at, pl->buf + sg[k].rpos, sg[k].len);
+		pc->rc = blk_write(dev, bounce, pc->len, pc->off);
+	} else {
+		pc->rc = blk_read(dev, bounce, pc->len, pc->off);
+		for (k = 0, at = 0; k < pc->nseg && !pc->rc; at += sg[k].len, k++)
+			memcpy(pl->buf + sg[k].rpos, bounce + at, sg[k].len);
+	}
+	free(bounce);
 }
 
 /* Issue one piece. */
@@ -175,6 +287,10 @@ static void xvm__do_piece(struct xvm_vol *vol, const struct xvm__plan *pl, struc
 
 	if (!dev) {
 		pc->rc = -ENXIO;
+		return;
+	}
+	if (pc->nseg) {
+		xvm__do_gathered(dev, pl, pc);
 		return;
 	}
 	switch (pl->op) {
@@ -417,6 +533,8 @@ int xvm__run(struct xvm_vol *vol, unsigned i, uint64_t off, uint64_t len, struct
 		for (;;) {
 			pl->n = pl->nw = 0;
 			rc = xvm__map(vol, i, off, len, 0, pl);
+			if (!rc)
+				rc = xvm__coalesce(pl);
 			if (rc != -EAGAIN)
 				break;
 			pthread_cond_wait(&vol->cond, &vol->lock);
