@@ -1072,9 +1072,10 @@ int cms_status_json(struct cms *m, char *buf, size_t size)
 		len += (size_t)n;                                                  \
 	} while (0)
 	pthread_mutex_lock(&m->mu);
-	PUT("{\"epoch\":%" PRIu64 ",\"state\":\"%s\",\"leader\":\"%s\",\"quorum\":%s,"
-	    "\"heartbeat_ms\":%u,\"dead_after_ms\":%u,\"changes\":%" PRIu64 ",\"levels\":{",
-	    m->view.epoch, cms_state_name(m->state),
+	PUT("{\"epoch\":%" PRIu64 ",\"floor\":%" PRIu64 ",\"state\":\"%s\",\"leader\":\"%s\","
+	    "\"quorum\":%s,\"heartbeat_ms\":%u,\"dead_after_ms\":%u,\"changes\":%" PRIu64
+	    ",\"levels\":{",
+	    m->view.epoch, m->settled_floor, cms_state_name(m->state),
 	    m->view.leader >= 0 ? node_name(m, m->view.leader) : "",
 	    m->view.quorum && !m->quorum_lost ? "true" : "false", m->hb_ms, m->dead_ms, m->changes);
 	for (int s = 0; s < CMS_NSUBSYS; s++)

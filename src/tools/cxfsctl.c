@@ -735,8 +735,9 @@ static void print_membership(FILE *f, struct js *j, int cl)
 
 	if (m < 0 || j->v[m].type != JS_OBJECT)
 		return;
-	fprintf(f, "  membership  epoch %llu, leader %s, quorum %s, this node %s\n",
-		(unsigned long long)js_u64(j, m, "epoch"), *js_str(j, m, "leader") ?
+	fprintf(f, "  membership  epoch %llu (floor %llu), leader %s, quorum %s, this node %s\n",
+		(unsigned long long)js_u64(j, m, "epoch"), (unsigned long long)js_u64(j, m, "floor"),
+		*js_str(j, m, "leader") ?
 		js_str(j, m, "leader") : "none", js_bool(j, m, "quorum") ? "yes" : "NO",
 		js_str(j, m, "state"));
 	nodes = js_at(j, m, "nodes");

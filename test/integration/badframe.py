@@ -42,7 +42,8 @@ Cases, each on a new connection:
   m  a replayed handshake: the bytes of case a's session (HELLO, HELLO_DONE,
      NAME_QUERY) sent again on a new connection: the node answers the HELLO
      with a nonce of its own, then closes without answering the request
-  n  a valid handshake, then a request of an older epoch (--epoch - 1)
+  n  a valid handshake, then a request of an epoch below the node's floor
+     (--floor - 1)
   o  a header announcing 64 KiB before the handshake (more than a HELLO)
   p  too many connections in their handshake from our address: after
      --max-per-addr (default 8) of them, one more is closed at once
@@ -71,7 +72,10 @@ exit 0 if every case behaved, 1 otherwise, 2 for usage errors.
 --node and --epoch are what our frames say (default "badframe", a name no
 node has, so the node never takes the connection for a cluster member's;
 and epoch 1, the first membership epoch).  A node refuses frames whose
-epoch is below its own ("stale epoch"): pass its current epoch.
+epoch is below its floor ("stale epoch"): the epoch of the last removal
+from the membership once every member applied it, not the current epoch
+(a join raises the epoch, not the floor); --floor (default --epoch) is the
+node's floor, `cluster.membership.floor` of `cxfsctl status --json`.
 
 --self-test needs no node: it checks the encoder with known answers and by
 decoding its own frames, then runs every case against two small in-process
@@ -472,9 +476,10 @@ class Session:
 
 class Target:
     def __init__(self, host, port, secret, cluster, node, epoch, timeout, max_per_addr=8, ino=None,
-                 fs="shared"):
+                 fs="shared", floor=None):
         self.host, self.port, self.secret = host, port, secret
         self.cluster, self.node, self.epoch, self.timeout = cluster, node, epoch, timeout
+        self.floor = epoch if floor is None else floor
         self.max_per_addr, self.ino, self.fs = max_per_addr, ino, fs
         self.recorded = None       # case a's bytes, for case m
         self.recorded_ns = None    # and the node's nonce then
@@ -605,12 +610,11 @@ def case_m(t, c):
 
 
 def case_n(t, c):
-    if t.epoch == 0:
-        return "not applicable at epoch 0"
     s = Session(t, c)
     s.handshake()
-    s.send(T_NAME_QUERY, F_REQUEST, name_query_payload(t.fs), 2, epoch=t.epoch - 1)
-    return f"a request of epoch {t.epoch - 1}: " + must_close(c)
+    old = max(t.floor, 1) - 1   # the node refuses below max(floor, 1)
+    s.send(T_NAME_QUERY, F_REQUEST, name_query_payload(t.fs), 2, epoch=old)
+    return f"a request of epoch {old}: " + must_close(c)
 
 
 def case_o(t, c):
@@ -717,7 +721,7 @@ CASES = [
     ("k", "nonzero reserved field and two flags", case_k),
     ("l", "second HELLO on a connection", case_l),
     ("m", "replayed handshake (case a's bytes again)", case_m),
-    ("n", "request of an older epoch", case_n),
+    ("n", "request of an epoch below the floor", case_n),
     ("o", "64 KiB payload announced before the handshake", case_o),
     ("p", "too many connections in their handshake from one address", case_p),
     ("q", "a frame replayed within its connection", case_q),
@@ -1025,6 +1029,9 @@ def main():
     ap.add_argument("--node", default="badframe", help="node name our HELLOs give")
     ap.add_argument("--epoch", type=int, default=1,
                     help="membership epoch our frames carry (default 1; at least the node's)")
+    ap.add_argument("--floor", type=int,
+                    help="the node's message floor, below which case n's request goes "
+                         "(default --epoch)")
     ap.add_argument("--timeout", type=float, default=5.0,
                     help="seconds the node has to reply or close (default 5)")
     ap.add_argument("--only", help="comma-separated case letters to run (default all)")
@@ -1051,7 +1058,7 @@ def main():
         ap.error(f"secret file {args.secret} is empty")
     only = set(args.only.split(",")) if args.only else None
     t = Target(args.host, args.port, secret, args.cluster, args.node, args.epoch, args.timeout,
-               max_per_addr=args.max_per_addr, ino=args.ino, fs=args.fs)
+               max_per_addr=args.max_per_addr, ino=args.ino, fs=args.fs, floor=args.floor)
     bad = run_cases(t, only)
     print(f"badframe: {args.host}:{args.port}: " +
           (f"{bad} case(s) misbehaved" if bad else "every case behaved"))

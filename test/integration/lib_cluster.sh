@@ -174,18 +174,20 @@ run_cluster_model() {
 	fi
 }
 
-# node_epoch I: node I's membership epoch, if its status shows one (cluster.membership.epoch,
-# or an "epoch" in "cluster" or at the top of `cxfsctl status --json`), else 1.
+# node_epoch I [KEY]: node I's membership epoch (KEY floor: the floor below
+# which it refuses messages), cluster.membership.KEY of `cxfsctl status
+# --json`, or an "epoch" in "cluster" or at its top; else 1.
 node_epoch() {
 	cxfsctl_json "$1" 2>/dev/null | python3 -c '
 import json, sys
+key = sys.argv[1]
 try:
     j = json.load(sys.stdin)
 except ValueError:
     j = {}
 c = j.get("cluster") if isinstance(j.get("cluster"), dict) else {}
 m = c.get("membership") if isinstance(c.get("membership"), dict) else {}
-print(int(m.get("epoch", c.get("epoch", j.get("epoch", 1)))))' 2>/dev/null || echo 1
+print(int(m.get(key, c.get("epoch", j.get("epoch", 1)))))' "${2:-epoch}" 2>/dev/null || echo 1
 }
 
 # run_badframe I [badframe.py options]: hostile frames at node I's port
@@ -195,7 +197,8 @@ run_badframe() {
 	local i=$1 out rc=0 line
 	shift
 	out=$(timeout -k 5 120 python3 "$BADFRAME" --host 127.0.0.1 --port "$(node_port "$i")" \
-		--secret "$CL_KEY" --cluster "$CL_NAME" --epoch "$(node_epoch "$i")" "$@" 2>&1) || rc=$?
+		--secret "$CL_KEY" --cluster "$CL_NAME" --epoch "$(node_epoch "$i")" \
+		--floor "$(node_epoch "$i" floor)" "$@" 2>&1) || rc=$?
 	while IFS= read -r line; do
 		if [[ "$line" =~ ^ok\ +(.*)$ ]]; then
 			pass "node$i badframe ${BASH_REMATCH[1]}"
