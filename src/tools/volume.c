@@ -5,7 +5,8 @@
  *
  * Every subcommand but create opens the volume from the LUNs given, as any
  * node assembles it; the layout changes and the revive need the volume not
- * in use by a cxfsd (the daemon would not see them).  A revive records its
+ * in use by a cxfsd (the daemon would not see them): on iSCSI LUNs a
+ * cluster's registered reservation keys refuse them unless --force.  A revive records its
  * pid in a file named for the volume's uuid, which `revive --stop` signals.
  */
 #include <errno.h>
@@ -43,6 +44,7 @@ static void usage(FILE *f)
 		"  -g, --leg N             detach: the leg\n"
 		"  -L, --lun NEW           attach/grow: the new LUN\n"
 		"  -s, --stop              revive: stop the revive running on the volume\n"
+		"  -f, --force             change a volume whose LUNs list a cluster's keys\n"
 		"  -i, --initiator IQN     iSCSI initiator name\n"
 		"  -h, --help              this text\n");
 }
@@ -151,6 +153,7 @@ int main(int argc, char **argv)
 		{ "leg", required_argument, NULL, 'g' },
 		{ "lun", required_argument, NULL, 'L' },
 		{ "stop", no_argument, NULL, 's' },
+		{ "force", no_argument, NULL, 'f' },
 		{ "initiator", required_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -159,7 +162,7 @@ int main(int argc, char **argv)
 	struct xvm_open_opts oo = { 0 };
 	const char *cmd, *lun = NULL;
 	long mirror = -1, leg = -1;
-	int json = 0, stop = 0, c, rc;
+	int json = 0, stop = 0, force = 0, c, rc;
 	struct xvm_vol *vol;
 	char err[512], *text;
 
@@ -173,7 +176,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "l:n:u:jm:g:L:si:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:n:u:jm:g:L:sfi:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'l': co.layout = optarg; break;
 		case 'n': co.name = optarg; break;
@@ -190,6 +193,7 @@ int main(int argc, char **argv)
 		case 'g': leg = strtol(optarg, NULL, 10); break;
 		case 'L': lun = optarg; break;
 		case 's': stop = 1; break;
+		case 'f': force = 1; break;
 		case 'i': co.initiator = oo.initiator = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -224,6 +228,14 @@ int main(int argc, char **argv)
 			   err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "cxfs-volume: %s\n", err);
+		return 1;
+	}
+	if (!oo.read_only && !force && (rc = xvm_in_use(vol, err, sizeof(err))) != 0) {
+		fprintf(stderr, "cxfs-volume: %s: %s: %s\n", cmd, err,
+			rc > 0 ? "a cluster's nodes use the volume (their daemons would not see "
+				 "the change): stop them first, or --force if they are gone"
+			       : "use --force to go on without knowing");
+		xvm_close(vol);
 		return 1;
 	}
 	if (!strcmp(cmd, "attach"))

@@ -142,6 +142,14 @@ int xvm_pr_preempt(struct xvm_vol *vol, uint64_t victim_key);
 int xvm_pr_unregister(struct xvm_vol *vol);
 int xvm_pr_rejoin(struct xvm_vol *vol, uint64_t key);
 int xvm_fenced(const struct xvm_vol *vol);
+/*
+ * 1 if a LUN of @vol lists registered reservation keys: nodes of a cluster
+ * use the volume (a node registers at its join and unregisters at an
+ * orderly leave; a crashed node's key stays until the cluster preempts it).
+ * @err names the first such LUN and its keys.  0 if no LUN lists a key or
+ * the LUNs take no reservations (files), -errno if a LUN could not be asked.
+ */
+int xvm_in_use(struct xvm_vol *vol, char *err, size_t errlen);
 typedef void xvm_fence_fn(struct xvm_vol *vol, void *arg);
 void xvm_set_fence_cb(struct xvm_vol *vol, xvm_fence_fn *fn, void *arg);
 

@@ -704,6 +704,37 @@ int xvm_fenced(const struct xvm_vol *vol)
 	return 0;
 }
 
+int xvm_in_use(struct xvm_vol *vol, char *err, size_t errlen)
+{
+	struct blk_pr_state *st = malloc(sizeof(*st));
+	int rc = 0;
+
+	if (!st)
+		return -ENOMEM;
+	for (unsigned i = 0; i < XVM_MAX_LEAVES && rc == 0; i++) {
+		if (!vol->dev[i] || !blk_is_iscsi(vol->dev[i]))
+			continue;
+		rc = blk_pr_read(vol->dev[i], st);
+		if (rc) {
+			snprintf(err, errlen, "cannot read the reservation keys of LUN %s: %s",
+				 vol->lun_uri[i], strerror(-rc));
+		} else if (st->n_keys) {
+			size_t len = (size_t)snprintf(err, errlen, "LUN %s has %u registered key%s",
+						      vol->lun_uri[i], st->n_keys,
+						      st->n_keys == 1 ? "" : "s");
+
+			for (unsigned k = 0; k < st->n_keys && k < BLK_PR_MAX_KEYS && len < errlen; k++)
+				len += (size_t)snprintf(err + len, errlen - len, "%s%016llx",
+							k ? ", " : " (", (unsigned long long)st->keys[k]);
+			if (len < errlen)
+				snprintf(err + len, errlen - len, ")");
+			rc = 1;
+		}
+	}
+	free(st);
+	return rc;
+}
+
 static void xvm__on_fenced(struct blk_dev *dev, void *arg)
 {
 	struct xvm_vol *vol = arg;

@@ -16,11 +16,13 @@
 #                            named in KINDS (a Python tuple of strings) grew
 #   cross_node_rw TAG        one check: bytes written on each node are read
 #                            right on the others
-#   cluster_stop_and_check   unmount every node (clients first, the MDS
+#   cluster_stop_and_check [FN]
+#                            unmount every node (clients first, the MDS
 #                            last), wait for each cxfsd to exit, run
 #                            cxfs-check on the LUN while tgtd still serves it
 #                            (`scripts/local-cluster down` removes lun.img),
-#                            then stop the rest of the cluster
+#                            then FN if given and every node stopped, then
+#                            stop the rest of the cluster
 #
 # These belong in lib_cluster.sh; they live here because the tests were
 # written while lib_cluster.sh was being edited by others.
@@ -161,5 +163,6 @@ cluster_stop_and_check() {
 	else
 		fail "cxfs-check not run: the volume is still in use or its URL is unknown"
 	fi
+	((${#bad[@]} == 0)) && [[ -n "${1:-}" ]] && "$1"
 	cluster_down
 }

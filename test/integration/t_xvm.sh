@@ -5,6 +5,8 @@
 #     files of known content written on each node are read back, byte for
 #     byte, on every node; every LUN holds a share of the data; after every
 #     node unmounted, cxfs-check of the volume (all its LUNs) is clean.
+#     While the nodes run, cxfs-volume revive is refused (their reservation
+#     keys are on the LUNs); once every node left in order, it runs.
 #  2. The same on figure 9's volume, 8 LUNs:
 #     mirror(concat(0,1),mirror(stripe:64k(2,3,4),stripe:64k(5,6,7))); the
 #     inner mirror's two stripes hold the same bytes, LUN by LUN.
@@ -77,7 +79,17 @@ cross_node_rw stripe
 for k in 1 2 3; do
 	check "LUN $k holds a share of the data (over 3 MiB)" test "$(data_used "$(lun_file "$k")")" -gt 3000000
 done
-cluster_stop_and_check
+# A layout change or revive under running nodes: refused, naming their keys.
+vol_uris=$(sed -n 's/^uri=//p' "$CL_DIR/ports")
+out=$("$VOLUME_TOOL" revive "$vol_uris" 2>&1) && rc=0 || rc=$?
+check "cxfs-volume revive refuses a volume the cluster uses (exit $rc: ${out:0:160})" \
+	eval '((rc == 1)) && grep -q "registered key" <<<"$out"'
+# Every node left in order, so its key is gone: the revive may run.
+revive_after_leave() {
+	check "cxfs-volume revive runs once every node left (their keys went with them)" \
+		"$VOLUME_TOOL" revive "$vol_uris"
+}
+cluster_stop_and_check revive_after_leave
 
 log "2: a 3-node cluster on figure 9's volume (8 LUNs)"
 cluster_up 3 --size 48M --luns 8 --fs fig9 \
