@@ -680,6 +680,46 @@ class Run:
         self.passed = 0
         self.watch = None
 
+    def walk_views(self, mounts, basename, tag=""):
+        """Every node's view of the tree ([dict] in mount order), or None."""
+        w = self.new_watch(len(mounts))
+        vouts = []
+        for n, mnt in enumerate(mounts):
+            out = os.path.join(self.work, f"view{tag}.{n + 1}.json")
+            vouts.append(out)
+            w.spawn(f"walk node{n + 1}", n + 1, walk_main, os.path.join(mnt, basename), n + 1, out)
+        if not self.settle(w, "walking the tree on every node"):
+            return None
+        return [json.load(open(o)) for o in vouts]
+
+    def explain_diffs(self, views, mounts, basename):
+        """For the next diagnosis of views that differ: whether they still
+        differ a few seconds later (a late invalidation) or stay so, and
+        every node's tokens of the entries and of their directories."""
+        time.sleep(3)
+        again = self.walk_views(mounts, basename, ".again")
+        left = compare_views(again) if again is not None else None
+        print("    3 s later: " + ("the walk failed" if left is None else
+                                   "the views agree (a late invalidation)" if not left else
+                                   f"{len(left)} entries still differ"), flush=True)
+        if not self.cluster:
+            return
+        paths = sorted(set(p for d in compare_views(views)[:5] for p in [d.split(":")[0]]))
+        inos = set()
+        for p in paths:
+            for v in views:
+                for q in (p, os.path.dirname(p)):
+                    e = v.get(q)
+                    if e and e.get("ino"):
+                        inos.add(e["ino"])
+        for i in range(1, len(mounts) + 1):
+            for ino in sorted(inos):
+                try:
+                    ans = hangwatch.admin(self.cluster.sock(i), f"tokens {ino}", 5.0).strip()
+                except OSError as ex:
+                    ans = f"({ex})"
+                print(f"    node{i} tokens {ino}: {ans}", flush=True)
+
     def new_watch(self, nslots):
         w = hangwatch.Watch(nslots, self.a.limit, self.cluster, self.inos, self.a.mounts)
         self.watch = w
@@ -746,16 +786,10 @@ class Run:
         self.report(results, time.monotonic() - (deadline - a.seconds))
 
         # Every node's view.
-        w = self.new_watch(len(mounts))
-        vouts = []
-        for n, mnt in enumerate(mounts):
-            out = os.path.join(self.work, f"view.{n + 1}.json")
-            vouts.append(out)
-            w.spawn(f"walk node{n + 1}", n + 1, walk_main, os.path.join(mnt, a.basename), n + 1, out)
-        if not self.settle(w, "walking the tree on every node"):
+        views = self.walk_views(mounts, a.basename)
+        if views is None:
             self.fail(f"seed {a.seed}: walking the final tree failed on some node")
             return 1
-        views = [json.load(open(o)) for o in vouts]
         nfiles = sum(1 for e in views[0].values() if e["type"] == "f")
         ndirs = sum(1 for e in views[0].values() if e["type"] == "d")
         diffs = compare_views(views)
@@ -764,6 +798,7 @@ class Run:
                       "differ):")
             for d in diffs[:25]:
                 print(f"    {d}")
+            self.explain_diffs(views, mounts, a.basename)
         else:
             self.ok(f"seed {a.seed}: every node sees the same tree ({nfiles} files, {ndirs} "
                     "directories: names, types, modes, link counts, sizes, contents, "
