@@ -692,10 +692,11 @@ class Run:
             return None
         return [json.load(open(o)) for o in vouts]
 
-    def explain_diffs(self, views, mounts, basename):
-        """For the next diagnosis of views that differ: whether they still
-        differ a few seconds later (a late invalidation) or stay so, and
-        every node's tokens of the entries and of their directories."""
+    def explain_diffs(self, views, diffs, mounts, basename):
+        """For the next diagnosis of views that differ (@diffs, from
+        compare_views): whether they still differ a few seconds later (a late
+        invalidation) or stay so, and every node's tokens of the first
+        differing entries and of their directories."""
         time.sleep(3)
         again = self.walk_views(mounts, basename, ".again")
         left = compare_views(again) if again is not None else None
@@ -704,14 +705,12 @@ class Run:
                                    f"{len(left)} entries still differ"), flush=True)
         if not self.cluster:
             return
-        paths = sorted(set(p for d in compare_views(views)[:5] for p in [d.split(":")[0]]))
         inos = set()
-        for p in paths:
-            for v in views:
-                for q in (p, os.path.dirname(p)):
-                    e = v.get(q)
-                    if e and e.get("ino"):
-                        inos.add(e["ino"])
+        for d in diffs[:5]:
+            p = d.split(": ", 1)[0]
+            p = "" if p == "." else p      # compare_views names the top "."
+            for q in {p, os.path.dirname(p)}:
+                inos.update(v[q]["ino"] for v in views if v.get(q, {}).get("ino"))
         for i in range(1, len(mounts) + 1):
             for ino in sorted(inos):
                 try:
@@ -798,7 +797,7 @@ class Run:
                       "differ):")
             for d in diffs[:25]:
                 print(f"    {d}")
-            self.explain_diffs(views, mounts, a.basename)
+            self.explain_diffs(views, diffs, mounts, a.basename)
         else:
             self.ok(f"seed {a.seed}: every node sees the same tree ({nfiles} files, {ndirs} "
                     "directories: names, types, modes, link counts, sizes, contents, "
