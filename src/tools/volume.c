@@ -6,8 +6,9 @@
  * Every subcommand but create opens the volume from the LUNs given, as any
  * node assembles it; the layout changes and the revive need the volume not
  * in use by a cxfsd (the daemon would not see them): on iSCSI LUNs a
- * cluster's registered reservation keys refuse them unless --force.  A revive records its
- * pid in a file named for the volume's uuid, which `revive --stop` signals.
+ * cluster's registered reservation keys refuse them unless --force.  A
+ * revive records its pid in a file named for the volume's uuid, which
+ * `revive --stop` signals.
  */
 #include <errno.h>
 #include <getopt.h>
