@@ -22,7 +22,11 @@
  * An inode whose last name goes is freed only when no node holds its EXIST
  * token: the server recalls it conditionally, a node that still uses the
  * file refuses, and the file is freed when that node's EXIST comes back
- * (last_exist, which queues it for the reclaimer thread).
+ * (last_exist, which queues it for the reclaimer thread).  From the check
+ * that finds no holder until the file is gone from the store, EXIST is
+ * granted to nobody (tok_server_freed): a node that opens the file
+ * meanwhile finds it gone, instead of opening a file about to be freed (its
+ * write would then fail with ENOENT).
  *
  * Liveness is the membership's (cl_member.c), not the connection's: a node
  * whose connection drops keeps its tokens, and recalls that could not be
@@ -703,6 +707,7 @@ static int s_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_ctx *cx = ctx_of(self);
 	struct vn_attr a;
+	int rc;
 
 	if (meta_getattr(cx->st, vn_ino(vn), &a) || a.nlink > 0)
 		return 0;
@@ -711,8 +716,10 @@ static int s_inactive(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		return 0;
 	}
 	if (tok_server_recall_exist(cx->ts, vn_ino(vn)) != 0)
-		return 0;   /* last_exist frees it later */
-	return vn_next(self, vn, c);
+		return 0;   /* last_exist frees it later (or, out of memory, the next MDS start) */
+	rc = vn_next(self, vn, c);
+	tok_server_freed(cx->ts, vn_ino(vn));
+	return rc;
 }
 
 static void s_destroy(struct vn_bhv *self, struct vnode *vn)
@@ -883,6 +890,24 @@ static void ledger_note(struct cl_ctx *cx, uint32_t node, uint64_t ino, const st
 }
 
 /*
+ * A node asked for the blocks of a file that is gone: it has the file open
+ * only if it holds EXIST, and then the file may not be gone.  Logged (the
+ * first, then one in 1024) with what the node holds, for the diagnosis.
+ */
+static void gone_asked(struct cl_ctx *cx, uint32_t node, uint64_t ino, const char *what)
+{
+	static atomic_uint n;
+	struct tok_set held;
+
+	if (atomic_fetch_add(&n, 1) % 1024)
+		return;
+	tok_server_held(cx->ts, node, ino, &held);
+	fprintf(stderr, "cxfsd: node %s asked to %s inode %llu, which is gone; it holds EXIST %s\n",
+		cl_peer_name(cx, node), what, (unsigned long long)ino,
+		held.level[TOK_EXIST] != TOK_NONE ? "(a freed file it still uses)" : "not (it no longer uses the file)");
+}
+
+/*
  * Reply with the runs of [fblk, fblk+count) of @ino (at most CL_MAP_MAX),
  * noting the unwritten ones as handed to @node (see ledger_note).
  */
@@ -905,6 +930,8 @@ static int reply_map(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs
 	}
 	if (!rc)
 		rc = meta_getattr(cx->st, ino, &a);
+	if (rc == -ENOENT)
+		gone_asked(cx, node, ino, type == CXFS__MSG_TYPE__EXTENT_MAP_REPLY ? "map" : "allocate in");
 	if (!rc) {
 		n = meta_map_read(cx->st, ino, fblk, count, maps, CL_MAP_MAX);
 		rc = n < 0 ? n : 0;

@@ -203,11 +203,16 @@ void tok_server_refused(struct tok_server *s, uint32_t node, uint64_t ino,
 
 /*
  * @ino lost its last name: recall EXIST conditionally from every node and
- * wait for the answers.  0: nobody holds it any more; -EBUSY: some node
- * still uses the file (ops.last_exist fires when its EXIST comes back);
- * -TOK_EEARLY.
+ * wait for the answers.  0: nobody holds it any more, and nobody is granted
+ * it until tok_server_freed(@ino) (the caller frees the file, then calls
+ * it: a node that asked for the file meanwhile finds it gone instead of
+ * opening a file that is being freed); -EBUSY: some node still uses the
+ * file (ops.last_exist fires when its EXIST comes back); -TOK_EEARLY;
+ * -ENOMEM.
  */
 int tok_server_recall_exist(struct tok_server *s, uint64_t ino);
+/* The file a tok_server_recall_exist() that gave 0 found unheld is freed (or stays). */
+void tok_server_freed(struct tok_server *s, uint64_t ino);
 
 /*
  * A server operation on behalf of node @lender, which lends it the READ

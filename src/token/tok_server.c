@@ -88,6 +88,7 @@ struct tok__sino {
 	struct tok__waiter *head;  /* FIFO of waiting requests, oldest first */
 	struct tok_state st;       /* state merged from returned TIMES / SIZE */
 	bool doomed;               /* lost its last name; a node refused to give EXIST back */
+	bool freeing;              /* being freed: EXIST is granted to nobody (tok_server_freed) */
 	unsigned users;            /* threads using the record across an unlock */
 };
 
@@ -180,7 +181,7 @@ static void tok__put(struct tok_server *s, struct tok__sino *r)
 {
 	struct tok__sino **pp;
 
-	if (r->grants || r->head || r->users || r->doomed)
+	if (r->grants || r->head || r->users || r->doomed || r->freeing)
 		return;
 	pp = tok__slot(s, r->ino);
 	*pp = r->hnext;
@@ -495,7 +496,8 @@ static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_
 			rc = -TOK_EEARLY;
 			break;
 		}
-		if (tok__behind_earlier(r, &w)) {
+		if (tok__behind_earlier(r, &w) ||
+		    (r->freeing && w.want.level[TOK_EXIST] != TOK_NONE)) {
 			tok__wait_begin(&s->waits, &w.link);
 			rc = tok__wait(s);
 			if (rc < 0)
@@ -632,9 +634,9 @@ int tok_server_recall_exist(struct tok_server *s, uint64_t ino)
 	int rc;
 
 	tok__lock(s);
-	r = tok__find(s, ino);
+	r = tok__get(s, ino);
 	if (r == NULL) {
-		rc = 0;
+		rc = -ENOMEM;
 		goto out_unlock;
 	}
 	r->users++;
@@ -689,11 +691,26 @@ int tok_server_recall_exist(struct tok_server *s, uint64_t ino)
 	for (g = r->grants; g; g = g->next)
 		g->cond = 0;
 	r->doomed = rc == -EBUSY;
+	r->freeing = rc == 0;
 	r->users--;
 	tok__put(s, r);
 out_unlock:
 	tok__unlock(s);
 	return rc;
+}
+
+void tok_server_freed(struct tok_server *s, uint64_t ino)
+{
+	struct tok__sino *r;
+
+	tok__lock(s);
+	r = tok__find(s, ino);
+	if (r && r->freeing) {
+		r->freeing = false;
+		tok__put(s, r);
+		pthread_cond_broadcast(&s->cv);
+	}
+	tok__unlock(s);
 }
 
 int tok_server_op_begin(struct tok_server *s, uint32_t lender, const struct tok_set *lent,

@@ -67,6 +67,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import stat
 import struct
@@ -242,7 +243,8 @@ class Worker:
     def put_record(self, fd, rel, ino, k):
         seq = self.next_seq()
         off = k * REC
-        n = self.sc(f"pwrite {rel} @{off}", (), os.pwrite, fd, make_rec(self.run, self.wid, seq, ino, off), off)
+        n = self.sc(f"pwrite {rel} (inode {ino}) @{off}", (), os.pwrite, fd,
+                    make_rec(self.run, self.wid, seq, ino, off), off)
         if n != REC:
             self.bad(f"pwrite {rel} @{off} wrote {n} of {REC} bytes")
         self.writes.append(seq)
@@ -703,15 +705,20 @@ class Run:
         print("    3 s later: " + ("the walk failed" if left is None else
                                    "the views agree (a late invalidation)" if not left else
                                    f"{len(left)} entries still differ"), flush=True)
-        if not self.cluster:
-            return
         inos = set()
         for d in diffs[:5]:
             p = d.split(": ", 1)[0]
             p = "" if p == "." else p      # compare_views names the top "."
             for q in {p, os.path.dirname(p)}:
                 inos.update(v[q]["ino"] for v in views if v.get(q, {}).get("ino"))
-        for i in range(1, len(mounts) + 1):
+        self.print_tokens(inos, len(mounts))
+
+    def print_tokens(self, inos, nnodes):
+        """Every node's tokens of @inos (what each holds, and at the metadata
+        server who holds what), for the diagnosis of a failure."""
+        if not self.cluster:
+            return
+        for i in range(1, nnodes + 1):
             for ino in sorted(inos):
                 try:
                     ans = hangwatch.admin(self.cluster.sock(i), f"tokens {ino}", 5.0).strip()
@@ -875,6 +882,8 @@ class Run:
                       "allows, or a wrong result):")
             for v in viols[:30]:
                 print(f"    {v}")
+            self.print_tokens({int(m) for v in viols[:5] for m in re.findall(r"\(inode (\d+)\)", v)},
+                              len(a.mounts))
         else:
             self.ok(f"seed {a.seed}: {total} operations, every result one POSIX allows")
         stale = (f"seed {a.seed}: {nstale} ESTALE (a directory another node moved, whose old "

@@ -817,6 +817,7 @@ static void test_conditional(void **state)
 	assert_int_equal(srv_level(cl, 0, ino, TOK_ATTR), TOK_NONE);
 	duties_since(cl, m, 0, ino, duties, sizeof(duties));
 	assert_string_equal(duties, "A");
+	tok_server_freed(cl->s, ino);
 
 	/* Refused, then given back on the node's own: the server hears of the last one. */
 	acq(n0, ino2, TOK_EXIST, TOK_READ);
@@ -1260,6 +1261,41 @@ static void test_create_exist(void **state)
 	/* Not creating: a recall of a file the node does not hold is not refused. */
 	assert_int_equal(tok_server_acquire(cl->s, 0, ino, &ex, NULL, &got, NULL), 0);
 	assert_int_equal(tok_server_recall_exist(cl->s, ino), 0);
+	tok_server_freed(cl->s, ino);
+}
+
+/*
+ * Between the check that found nobody holding a file and its freeing, a
+ * node that asks for EXIST (it opens the file by a name it looked up before
+ * the unlink) waits: granted at once, it would open a file about to be
+ * freed.  Other tokens of the file are not held back.
+ */
+static void test_exist_freeing(void **state)
+{
+	struct cluster *cl = *state;
+	struct node *n0 = &cl->n[0], *n1 = &cl->n[1];
+	const uint64_t ino = 3023;
+	struct async a;
+
+	acq(n1, ino, TOK_EXIST, TOK_READ);
+	rel(n1, ino, TOK_EXIST, TOK_READ);
+	assert_int_equal(tok_server_recall_exist(cl->s, ino), 0);
+	assert_int_equal(srv_level(cl, 1, ino, TOK_EXIST), TOK_NONE);
+	start(&a, n0, NULL, ino, one(TOK_EXIST, TOK_READ));
+	WAIT_FOR(srv_waiting(cl) == 1);
+	msleep(50);
+	assert_false(atomic_load(&a.done));
+	assert_int_equal(srv_level(cl, 0, ino, TOK_EXIST), TOK_NONE);
+	acq(n1, ino, TOK_ATTR, TOK_READ);
+	rel(n1, ino, TOK_ATTR, TOK_READ);
+	tok_server_freed(cl->s, ino);
+	assert_int_equal(finish(&a), 0);
+	assert_int_equal(srv_level(cl, 0, ino, TOK_EXIST), TOK_READ);
+	rel(n0, ino, TOK_EXIST, TOK_READ);
+	/* A second freed() is harmless; so is one for a file nobody checked. */
+	tok_server_freed(cl->s, ino);
+	tok_server_freed(cl->s, ino + 1);
+	forget_all(cl, ino);
 }
 
 /* ---- wait records ------------------------------------------------------- */
@@ -1608,6 +1644,7 @@ int main(void)
 		T(test_refs_hold_recall),
 		T(test_lend_crossing),
 		T(test_create_exist),
+		T(test_exist_freeing),
 		T(test_counters),
 		T(test_waits_server),
 		T(test_waits_client),
