@@ -411,6 +411,10 @@ def check_torn(paths, seconds, per_path=1):
 # meta: namespace and attribute changes seen at once on the other nodes.
 # ---------------------------------------------------------------------------
 
+UNLINKED_OPEN = ("a file one node unlinks stays usable on the nodes that have it open "
+                 "(new blocks written, read back)")
+
+
 def lst(d):
     try:
         return sorted(os.listdir(d))
@@ -468,17 +472,17 @@ class MetaCheck:
         for a in range(self.n):
             self.round(a)
         self.dir_rename()
-        groups = ["create", "rename", "rename over an existing file", "unlink", "chmod",
+        groups = ["create", "rename", "rename over an existing file", "unlink", UNLINKED_OPEN, "chmod",
                   "setxattr", "replace xattr", "removexattr", "mkdir", "rmdir",
                   "directory rename across directories"]
         for g in groups:
+            what = g if g == UNLINKED_OPEN else f"{g} on one node is seen at once on the others"
             if g in self.bad:
-                fail(f"{g} on one node is seen at once on the others",
-                     f"{len(self.bad[g])} mismatch(es); first: {self.bad[g][0]}")
+                fail(what, f"{len(self.bad[g])} mismatch(es); first: {self.bad[g][0]}")
                 for m in self.bad[g][1:5]:
                     info(f"also: {m}")
             else:
-                ok(f"{g} on one node is seen at once on the others (each node acting in turn)")
+                ok(f"{what} (each node acting in turn)")
 
     def round(self, a):
         A = node_of(a)
@@ -553,8 +557,9 @@ class MetaCheck:
             got = getx(self.p(o, h), "user.k")
             self.expect("removexattr", got == "ENODATA",
                         f"{node_of(c)} removed user.k; {node_of(o)} getxattr gives {got!r:.40}")
-        # unlink
+        # unlink, while the other nodes have the file open
         self.warm([h])
+        held = {o: os.open(self.p(o, h), os.O_RDWR) for o in self.others(a)}
         os.unlink(self.p(a, h))
         for o in self.others(a):
             O = node_of(o)
@@ -566,6 +571,23 @@ class MetaCheck:
                 self.expect("unlink", False, f"{A} unlinked {h}; {O} can still open it")
             except FileNotFoundError:
                 pass
+        # They go on using it: new blocks (an allocation at the MDS), read back.
+        for o, fd in held.items():
+            O = node_of(o)
+            data = f"{O} writes after {A}'s unlink ".encode() * 800
+            off = (1 << 20) * (o + 1)
+            try:
+                nlink = os.fstat(fd).st_nlink
+                n = os.pwrite(fd, data, off)
+                back = os.pread(fd, len(data), off)
+                self.expect(UNLINKED_OPEN, nlink == 0 and n == len(data)
+                            and back == data, f"{A} unlinked {h}; {O}, which has it open, sees nlink {nlink}, "
+                            f"wrote {n} of {len(data)} bytes, read back {'the same' if back == data else 'other'} bytes")
+            except OSError as e:
+                self.expect(UNLINKED_OPEN, False,
+                            f"{A} unlinked {h}; {O}, which has it open, fails: {e}")
+            finally:
+                os.close(fd)
         # mkdir / rmdir
         dn = f"d{a}"
         self.warm([dn])

@@ -5,9 +5,11 @@
 #  - create, rename (also over an existing file), unlink, chmod, user.*
 #    setxattr/replace/removexattr, mkdir and rmdir on one node are seen right
 #    after the call returns by stat/listdir/getxattr on the other two (whose
-#    caches were warmed first), each node acting in turn; a directory renamed
-#    across directories on one node is used (stat, .., listdir, read,
-#    create) on the others and renamed again from another node;
+#    caches were warmed first), each node acting in turn; the nodes that
+#    had the unlinked file open go on writing new blocks of it and reading
+#    them back; a directory renamed across directories on one node is used
+#    (stat, .., listdir, read, create) on the others and renamed again from
+#    another node;
 #  - POSIX record locks exclude across nodes: F_SETLK refused with
 #    EAGAIN/EACCES and F_GETLK reporting the holder while another node holds
 #    the lock, granted after unlock or close; byte ranges and shared read
