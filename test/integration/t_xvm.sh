@@ -70,7 +70,7 @@ same_data() {
 }
 
 log "1: a 3-node cluster on a 3-LUN stripe"
-cluster_up 3 --size 48M --luns 3 --layout 'stripe:64k(0,1,2)' ||
+cluster_up 3 --size 48M --luns 3 --volume 'stripe:64k(0,1,2)' ||
 	{ fail "a 3-node cluster on a 3-LUN stripe starts"; it_finish; }
 check "the cluster configuration lists the 3 LUNs" \
 	test "$(grep -c '^ *volume ' "$CL_CONF")" = 3
