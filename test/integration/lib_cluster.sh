@@ -134,11 +134,11 @@ dump_logs() {
 	echo "---"
 }
 
-# A report of the address, undefined-behaviour or thread sanitizer in any
+# A report of the address, leak, undefined-behaviour or thread sanitizer in any
 # node's log fails the test (scripts/test --asan / --tsan builds keep going
 # after most reports, so only the log shows them).
 _it_finish_checks() {
-	local f n pat='ERROR: AddressSanitizer|WARNING: ThreadSanitizer|runtime error:'
+	local f n pat='ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:'
 	[[ -n "$CL_DIR" && -d "$CL_DIR" ]] || return 0
 	for f in "$CL_DIR"/node*/log; do
 		[[ -s "$f" ]] || continue
