@@ -315,6 +315,9 @@ static void put_obstacle(struct cl_out *o, struct cl_ctx *cx, const struct tok_o
 		put_who(o, cx, &ob->who);
 		put(o, " it is no longer the only node doing I/O");
 		break;
+	case TOK_OBST_FREEING:
+		put(o, "the file lost its last name and is being freed");
+		break;
 	}
 }
 
@@ -384,6 +387,7 @@ static void put_json_server_wait(struct cl_out *o, struct cl_ctx *cx, const stru
 {
 	static const char *const kinds[] = {
 		[TOK_OBST_GRANT] = "held", [TOK_OBST_QUEUED] = "queued", [TOK_OBST_IOEXCL] = "ioexcl",
+		[TOK_OBST_FREEING] = "freeing",
 	};
 
 	put(o, "{\"ino\":%" PRIu64 ",", w->ino);

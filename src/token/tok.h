@@ -267,13 +267,14 @@ enum tok_obstacle_kind {
 	TOK_OBST_GRANT,   /* @who holds @levels, which conflict with the wanted ones */
 	TOK_OBST_QUEUED,  /* @who asked earlier for @levels, which conflict: it goes first */
 	TOK_OBST_IOEXCL,  /* @who, the only I/O node, is being told it no longer is */
+	TOK_OBST_FREEING, /* @who (SERVER) frees the file: EXIST waits (tok_server_freed) */
 };
 
 struct tok_obstacle {
 	enum tok_obstacle_kind kind;
 	struct tok_who who;
 	struct tok_set levels;     /* GRANT: conflicting levels held; QUEUED: conflicting levels
-				    * asked for; IOEXCL: ioexcl at READ */
+				    * asked for; IOEXCL: ioexcl at READ; FREEING: EXIST wanted */
 	struct tok_set recalled;   /* GRANT: those of @levels recalled, not yet answered */
 	uint64_t recall_age_ms;    /* since the first of the unanswered recalls was sent */
 };

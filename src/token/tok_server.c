@@ -976,7 +976,8 @@ static void tok__note_grant(struct tok_server_wait *out, const struct tok__grant
 
 /*
  * What stands in @w's way now, read without changing anything: the same
- * rules as tok__behind_earlier(), tok__obstacles() and tok__ioexcl_to_tell().
+ * rules as tok__acquire()'s (tok__behind_earlier(), the freeing gate,
+ * tok__obstacles() and tok__ioexcl_to_tell()).
  */
 static void tok__describe(const struct tok__waiter *w, int64_t now, struct tok_server_wait *out)
 {
@@ -999,6 +1000,12 @@ static void tok__describe(const struct tok__waiter *w, int64_t now, struct tok_s
 			tok__note_grant(out, g, &levels, now);
 		}
 		return;
+	}
+	if (r->freeing && w->want.level[TOK_EXIST] != TOK_NONE &&
+	    (o = tok__obstacle_slot(out)) != NULL) {
+		o->kind = TOK_OBST_FREEING;
+		o->who = (struct tok_who){ .kind = TOK_WHO_SERVER };
+		o->levels.level[TOK_EXIST] = w->want.level[TOK_EXIST];
 	}
 	for (const struct tok__waiter *e = r->head; e && e != w; e = e->next) {
 		if (e->holder == w->holder || !tok__sets_conflict(&e->want, &w->want) ||

@@ -1264,40 +1264,6 @@ static void test_create_exist(void **state)
 	tok_server_freed(cl->s, ino);
 }
 
-/*
- * Between the check that found nobody holding a file and its freeing, a
- * node that asks for EXIST (it opens the file by a name it looked up before
- * the unlink) waits: granted at once, it would open a file about to be
- * freed.  Other tokens of the file are not held back.
- */
-static void test_exist_freeing(void **state)
-{
-	struct cluster *cl = *state;
-	struct node *n0 = &cl->n[0], *n1 = &cl->n[1];
-	const uint64_t ino = 3023;
-	struct async a;
-
-	acq(n1, ino, TOK_EXIST, TOK_READ);
-	rel(n1, ino, TOK_EXIST, TOK_READ);
-	assert_int_equal(tok_server_recall_exist(cl->s, ino), 0);
-	assert_int_equal(srv_level(cl, 1, ino, TOK_EXIST), TOK_NONE);
-	start(&a, n0, NULL, ino, one(TOK_EXIST, TOK_READ));
-	WAIT_FOR(srv_waiting(cl) == 1);
-	msleep(50);
-	assert_false(atomic_load(&a.done));
-	assert_int_equal(srv_level(cl, 0, ino, TOK_EXIST), TOK_NONE);
-	acq(n1, ino, TOK_ATTR, TOK_READ);
-	rel(n1, ino, TOK_ATTR, TOK_READ);
-	tok_server_freed(cl->s, ino);
-	assert_int_equal(finish(&a), 0);
-	assert_int_equal(srv_level(cl, 0, ino, TOK_EXIST), TOK_READ);
-	rel(n0, ino, TOK_EXIST, TOK_READ);
-	/* A second freed() is harmless; so is one for a file nobody checked. */
-	tok_server_freed(cl->s, ino);
-	tok_server_freed(cl->s, ino + 1);
-	forget_all(cl, ino);
-}
-
 /* ---- wait records ------------------------------------------------------- */
 
 #define MAXWAITS 8
@@ -1620,6 +1586,58 @@ static void test_waits_client(void **state)
 	assert_int_equal(srv_waits(cl, &ws), 0);
 }
 
+/*
+ * Between the check that found nobody holding a file and its freeing, a
+ * node that asks for EXIST (it opens the file by a name it looked up before
+ * the unlink) waits, and its wait record says why: granted at once, it
+ * would open a file about to be freed.  Other tokens of the file are not
+ * held back.
+ */
+static void test_exist_freeing(void **state)
+{
+	struct cluster *cl = *state;
+	struct node *n0 = &cl->n[0], *n1 = &cl->n[1];
+	const uint64_t ino = 3023;
+	bool attr_done, a_waited;
+	struct async a, b;
+	struct waits ws;
+	enum tok_level held0;
+
+	acq(n1, ino, TOK_EXIST, TOK_READ);
+	rel(n1, ino, TOK_EXIST, TOK_READ);
+	assert_int_equal(tok_server_recall_exist(cl->s, ino), 0);
+	assert_int_equal(srv_level(cl, 1, ino, TOK_EXIST), TOK_NONE);
+	start(&a, n0, NULL, ino, one(TOK_EXIST, TOK_READ));
+	WAIT_FOR(srv_waits(cl, &ws) == 1);
+	held0 = srv_level(cl, 0, ino, TOK_EXIST);
+	start(&b, n1, NULL, ino, one(TOK_ATTR, TOK_READ));
+	for (int i = 0; i < 10000 && !atomic_load(&b.done); i++)
+		msleep(1);
+	attr_done = atomic_load(&b.done);
+	a_waited = !atomic_load(&a.done);
+	/* Everything the checks below need is read: let both go first, so a failure cannot hang. */
+	tok_server_freed(cl->s, ino);
+	assert_int_equal(finish(&a), 0);
+	assert_int_equal(finish(&b), 0);
+	rel(n1, ino, TOK_ATTR, TOK_READ);
+	assert_true(a_waited);
+	assert_int_equal(held0, TOK_NONE);
+	assert_true(attr_done);
+	assert_int_equal(ws.s[0].who.kind, TOK_WHO_NODE);
+	assert_int_equal(ws.s[0].who.node, 0);
+	assert_int_equal(ws.s[0].nobstacles, 1);
+	assert_int_equal(ws.s[0].obstacles[0].kind, TOK_OBST_FREEING);
+	assert_int_equal(ws.s[0].obstacles[0].who.kind, TOK_WHO_SERVER);
+	assert_int_equal(ws.s[0].obstacles[0].levels.level[TOK_EXIST], TOK_READ);
+	assert_int_equal(srv_level(cl, 0, ino, TOK_EXIST), TOK_READ);
+	assert_int_equal(srv_waits(cl, &ws), 0);
+	rel(n0, ino, TOK_EXIST, TOK_READ);
+	/* A second freed() is harmless; so is one for a file nobody checked. */
+	tok_server_freed(cl->s, ino);
+	tok_server_freed(cl->s, ino + 1);
+	forget_all(cl, ino);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1644,10 +1662,10 @@ int main(void)
 		T(test_refs_hold_recall),
 		T(test_lend_crossing),
 		T(test_create_exist),
-		T(test_exist_freeing),
 		T(test_counters),
 		T(test_waits_server),
 		T(test_waits_client),
+		T(test_exist_freeing),
 		T(test_randomized),
 	};
 
