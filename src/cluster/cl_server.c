@@ -63,8 +63,8 @@
 /* The fallocate(2) modes another node may ask for (meta_fallocate's, but VN_IO_INVISIBLE). */
 #define CL_FALLOC_REMOTE (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)
 
-/* Runs the ledger could not note (logged sparsely). */
-static atomic_uint ledger_refusals;
+/* Logged sparsely (log_sampled): runs the ledger could not note, asks for gone files' blocks. */
+static atomic_uint ledger_refusals, gone_asks;
 
 /* This thread is the reclaimer (which may wait for nodes' answers). */
 static _Thread_local bool cl_in_reclaimer;
@@ -853,6 +853,12 @@ static int h_return(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	return rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
 }
 
+/* Log this one of the events @count counts?  The first, then one in 1024. */
+static bool log_sampled(atomic_uint *count)
+{
+	return atomic_fetch_add(count, 1) % 1024 == 0;
+}
+
 /*
  * Note in the ledger the unwritten runs of @maps handed to @node: fresh
  * (its own allocation) where @before, the map before its ALLOC, had holes.
@@ -878,8 +884,7 @@ static void ledger_note(struct cl_ctx *cx, uint32_t node, uint64_t ino, const st
 					break;
 				}
 			rc = cl_ledger_add(cx->ledger, node, &r);
-			/* The first refusal, then one in 1024. */
-			if (rc && atomic_fetch_add(&ledger_refusals, 1) % 1024 == 0)
+			if (rc && log_sampled(&ledger_refusals))
 				fprintf(stderr, "cxfsd: the ledger cannot note blocks [%llu, +%llu) of inode "
 					"%llu handed to node %s: %s\n", (unsigned long long)r.fblk,
 					(unsigned long long)r.nblk, (unsigned long long)ino,
@@ -891,15 +896,14 @@ static void ledger_note(struct cl_ctx *cx, uint32_t node, uint64_t ino, const st
 
 /*
  * A node asked for the blocks of a file that is gone: it has the file open
- * only if it holds EXIST, and then the file may not be gone.  Logged (the
- * first, then one in 1024) with what the node holds, for the diagnosis.
+ * only if it holds EXIST, and then the file may not be gone.  Logged
+ * (sampled) with what the node holds, for the diagnosis.
  */
 static void gone_asked(struct cl_ctx *cx, uint32_t node, uint64_t ino, const char *what)
 {
-	static atomic_uint n;
 	struct tok_set held;
 
-	if (atomic_fetch_add(&n, 1) % 1024)
+	if (!log_sampled(&gone_asks))
 		return;
 	tok_server_held(cx->ts, node, ino, &held);
 	fprintf(stderr, "cxfsd: node %s asked to %s inode %llu, which is gone; it holds EXIST %s\n",
