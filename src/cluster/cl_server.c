@@ -908,7 +908,8 @@ static void gone_asked(struct cl_ctx *cx, uint32_t node, uint64_t ino, const cha
 	tok_server_held(cx->ts, node, ino, &held);
 	fprintf(stderr, "cxfsd: node %s asked to %s inode %llu, which is gone; it holds EXIST %s\n",
 		cl_peer_name(cx, node), what, (unsigned long long)ino,
-		held.level[TOK_EXIST] != TOK_NONE ? "(a freed file it still uses)" : "not (it no longer uses the file)");
+		held.level[TOK_EXIST] != TOK_NONE ? "(a freed file it still uses)"
+						  : "not (it no longer uses the file)");
 }
 
 /*
