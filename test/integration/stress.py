@@ -243,10 +243,10 @@ class Worker:
     def put_record(self, fd, rel, ino, k):
         seq = self.next_seq()
         off = k * REC
-        n = self.sc(f"pwrite {rel} (inode {ino}) @{off}", (), os.pwrite, fd,
-                    make_rec(self.run, self.wid, seq, ino, off), off)
+        what = f"pwrite {rel} (inode {ino}) @{off}"     # the inode: for print_tokens
+        n = self.sc(what, (), os.pwrite, fd, make_rec(self.run, self.wid, seq, ino, off), off)
         if n != REC:
-            self.bad(f"pwrite {rel} @{off} wrote {n} of {REC} bytes")
+            self.bad(f"{what} wrote {n} of {REC} bytes")
         self.writes.append(seq)
 
     def check_read(self, rel, data, ino, base=0):
