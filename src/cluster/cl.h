@@ -94,9 +94,9 @@ size_t cl_volume_count(const struct cl_ctx *cx);
 const char *cl_volume(const struct cl_ctx *cx, size_t i);
 /*
  * The cluster's say over the volume's mirrors (xvm_open(), argument: the
- * cl_ctx).  A leg is to be marked out by the mirror master on every node at
- * once; until that is built, a node never marks one out alone (the other
- * nodes would go on reading the stale leg): a failed leg's I/O fails.
+ * cl_ctx): a leg that failed I/O here is marked out by the mirror master (the
+ * metadata server) in the labels and on every node before the I/O goes on
+ * without it (cl_mirror.c).
  */
 extern const struct xvm_cluster_ops cl_xvm_ops;
 const char *cl_initiator(const struct cl_ctx *cx);  /* this node's iSCSI initiator name */

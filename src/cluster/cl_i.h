@@ -210,6 +210,7 @@ struct cl_ctx {
 	 * whatever its role: a recovery's survivor reports them (cl_role.c).
 	 */
 	pthread_mutex_t held_mu;        /* a leaf: protects held */
+	pthread_mutex_t leg_mu;         /* the mirror master's decisions, one at a time (cl_mirror.c) */
 	struct vn_lockmgr *held;
 	struct xvm_vol *dev;            /* constant after cl_attach */
 	uint32_t bs;
@@ -346,6 +347,8 @@ uint32_t cl_peer_id(struct cl_ctx *cx, struct rpc_chan *ch);
  * A reference to the current MDS channel (NULL on the MDS); put it.
  */
 struct rpc_chan *cl_mds_chan(struct cl_ctx *cx);
+/* MDS: a held channel to node @node (its own to us, else ours to it), or NULL. */
+struct rpc_chan *cl_node_chan(struct cl_ctx *cx, uint32_t node);
 /*
  * Wait while the gate is closed: 0, or -VN_EMIGRATING (see gate_emigrate);
  * for an application's request also -EINTR or -EIO (cx_intr.h).
@@ -529,5 +532,13 @@ void cl_write_set(struct tok_set *s, bool direct, bool local);
  */
 bool cl_write_shares(const struct vn_call *c, uint32_t bs);
 void cl_swrite_set(struct tok_set *s);
+
+/* ---- mirrors of the volume (cl_mirror.c) ---- */
+
+/* The mirror master (the MDS): a node's I/O to a leg failed (LEG_FAILED). */
+int cl_mirror_leg_failed(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
+			 const Cxfs__LegFailed *m);
+/* Any node: the master marked a leg out (LEG_OUT, answers lane: never waits). */
+int cl_mirror_leg_out(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__LegOut *m);
 
 #endif

@@ -912,6 +912,8 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 			return corpse_handle(cx->corpse, node, req, m);
 		return kore_handle(cx->kore, node, req, m);
 	}
+	if (type == CXFS__MSG_TYPE__LEG_OUT)
+		return cl_mirror_leg_out(cx, req, (const Cxfs__LegOut *)msg);
 	atomic_fetch_add(&cx->handlers, 1);
 	if (!cx->is_server) {
 		if (type == CXFS__MSG_TYPE__TOKEN_RECALL)
@@ -955,8 +957,9 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
  *             TOKEN_RECALL on a client (it only starts the recall's
  *             thread), NAME_QUERY, EXTENT_MAP_REQ (the store only; a reader
  *             or writer holds EXTENT and SIZE while it waits for the map),
- *             an HSM's DM_OP_RESPOND (it ends an event's wait) and a
- *             relocation's KORE_JOIN (it notes a channel).
+ *             an HSM's DM_OP_RESPOND (it ends an event's wait), a
+ *             relocation's KORE_JOIN (it notes a channel) and LEG_OUT (a
+ *             mirror leg marked out in memory, cl_mirror.c).
  *
  * A handler moved to a lane must keep its rule: nothing in answers may
  * ever wait, nothing in flush may wait for requests.
@@ -983,6 +986,7 @@ static unsigned cl_lane_of(void *arg, Cxfs__MsgType type, const ProtobufCMessage
 	case CXFS__MSG_TYPE__TOKEN_RECALL:
 	case CXFS__MSG_TYPE__NAME_QUERY:
 	case CXFS__MSG_TYPE__EXTENT_MAP_REQ:
+	case CXFS__MSG_TYPE__LEG_OUT:
 		return CL_LANE_ANSWERS;
 	case CXFS__MSG_TYPE__DM_REQUEST:
 		return ((const Cxfs__DmRequest *)msg)->op == DM_OP_RESPOND ? CL_LANE_ANSWERS
@@ -1282,19 +1286,6 @@ const char *cl_volume(const struct cl_ctx *cx, size_t i)
 {
 	return cms_fs_volume(cx->fs, i);
 }
-
-/* A mirror leg failed on this node: refused, see cl.h. */
-static int cl_leg_failed(void *arg, struct xvm_vol *vol, unsigned mirror, unsigned leg)
-{
-	struct cl_ctx *cx = arg;
-
-	fprintf(stderr, "cxfsd: node %s: leg %u of mirror %u of the volume failed I/O; in a cluster "
-		"only the mirror master may mark it out (not built yet): the I/O fails\n",
-		cms_node_name(cx->self), leg, mirror);
-	return -EIO;
-}
-
-const struct xvm_cluster_ops cl_xvm_ops = { .leg_failed = cl_leg_failed };
 
 const char *cl_initiator(const struct cl_ctx *cx)
 {

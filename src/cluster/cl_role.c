@@ -754,6 +754,7 @@ int cl_role_init(struct cl_ctx *cx)
 		return rc;
 	}
 	pthread_mutex_init(&cx->held_mu, NULL);
+	pthread_mutex_init(&cx->leg_mu, NULL);
 	pthread_mutex_init(&r->vmu, NULL);
 	cx->role = r;
 	cx->rl = (struct rl_env){ .node = &cl_role_node_ops, .subs = cl_role_subs,
@@ -776,4 +777,5 @@ void cl_role_fini(struct cl_ctx *cx)
 	vn_lockmgr_destroy(cx->held);
 	cx->held = NULL;
 	pthread_mutex_destroy(&cx->held_mu);
+	pthread_mutex_destroy(&cx->leg_mu);
 }

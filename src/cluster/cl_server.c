@@ -196,7 +196,7 @@ void cl_server_node_lost(struct cl_ctx *cx, uint32_t node, const char *why)
  * connection lasts, else one of ours to its address (connected on demand),
  * so a recall reaches a member whose own connection broke.  NULL if none.
  */
-static struct rpc_chan *node_chan(struct cl_ctx *cx, uint32_t node)
+struct rpc_chan *cl_node_chan(struct cl_ctx *cx, uint32_t node)
 {
 	const struct cms_node *nd = cl_node_by_id(cx, node);
 	struct rpc_chan *ch = NULL;
@@ -243,7 +243,7 @@ static void srv_recall(void *arg, uint32_t node, uint64_t ino, const struct tok_
 	 * waiter sends it again a second later; the node's tokens go when the
 	 * membership loses it.
 	 */
-	ch = node_chan(cx, node);
+	ch = cl_node_chan(cx, node);
 	if (ch) {
 		Cxfs__TokenRecall m = CXFS__TOKEN_RECALL__INIT;
 		Cxfs__TokenState buf[TOK_NTOKENS], *ptrs[TOK_NTOKENS];
@@ -268,7 +268,7 @@ static void srv_ioexcl_lost(void *arg, uint32_t node, uint64_t ino)
 		tok_client_ioexcl_lost(cx->tc, ino);
 		return;
 	}
-	ch = node_chan(cx, node);
+	ch = cl_node_chan(cx, node);
 	if (!ch)
 		return;
 	m.ino = ino;
@@ -1195,6 +1195,8 @@ static int handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__M
 		return h_alloc(cx, node, req, (const Cxfs__AllocReq *)msg);
 	case CXFS__MSG_TYPE__WRITE_DONE:
 		return h_write_done(cx, node, req, (const Cxfs__WriteDone *)msg);
+	case CXFS__MSG_TYPE__LEG_FAILED:
+		return cl_mirror_leg_failed(cx, node, req, (const Cxfs__LegFailed *)msg);
 	default:
 		if (clw_is_vnode_req(type)) {
 			atomic_fetch_add(&cx->stats.forwards, 1);

@@ -84,6 +84,9 @@ static const struct rpc__msg_info rpc__msgs[] = {
 	[T(DM_REPLY)]         = { &cxfs__dm_reply__descriptor, REP, 0 },
 
 	[T(RELOC_REQ)]        = { &cxfs__reloc_req__descriptor, REQ, T(STATUS_REPLY) },
+
+	[T(LEG_FAILED)]       = { &cxfs__leg_failed__descriptor, REQ, T(STATUS_REPLY) },
+	[T(LEG_OUT)]          = { &cxfs__leg_out__descriptor, REQ, T(STATUS_REPLY) },
 };
 
 #define RPC__NMSGS (sizeof(rpc__msgs) / sizeof(rpc__msgs[0]))

@@ -81,6 +81,21 @@ struct xvm_cluster_ops {
 	int (*leg_failed)(void *arg, struct xvm_vol *vol, unsigned mirror, unsigned leg);
 };
 
+/*
+ * A cluster's mirror master (struct xvm_cluster_ops): mark leg @leg of mirror
+ * @mirror out here and in the labels, *@generation (may be NULL) gets the
+ * labels' generation.  0 if the leg is out (now or before), -EIO if it is
+ * its mirror's last active leg (left as it is), -EINVAL if @mirror/@leg name
+ * no mirror leg, or the error of writing the labels.
+ */
+int xvm_leg_out_commit(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_t *generation);
+/*
+ * Every other node, told by the master: mark the leg out in memory only (the
+ * master wrote the labels, at @generation).  Never waits for I/O.  0, -EIO
+ * (the last active leg here: left as it is), -EINVAL.
+ */
+int xvm_leg_out_told(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_t generation);
+
 /* Options for xvm_open(); zero-initialize and set what you need. */
 struct xvm_open_opts {
 	uint64_t create_size;     /* one file LUN: create it (legacy volume) if missing */

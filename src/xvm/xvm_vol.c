@@ -242,12 +242,64 @@ static unsigned xvm__leg_index(const struct xvm__tree *t, unsigned n)
 	return c;
 }
 
-int xvm__leg_failed(struct xvm_vol *vol, unsigned n)
+/*
+ * Mark leg @n (a node index) out in memory, unless it is the last active leg
+ * of its mirror.  1 if it was active or reviving and is out now, 0 if it was
+ * out already, -EIO if it is the last active leg.  vol->lock held.
+ */
+static int xvm__mark_out(struct xvm_vol *vol, unsigned n)
+{
+	struct xvm__node *p = &vol->label.tree.node[vol->label.tree.node[n].parent];
+	unsigned c, others = 0;
+
+	for (c = 0; c < p->nchild; c++)
+		if (p->child[c] != n && vol->label.tree.node[p->child[c]].leg_state == XVM_LEG_ACTIVE)
+			others++;
+	if (vol->label.tree.node[n].leg_state == XVM_LEG_OUT)
+		return 0;
+	if (vol->label.tree.node[n].leg_state == XVM_LEG_ACTIVE && others == 0)
+		return -EIO;
+	vol->label.tree.node[n].leg_state = XVM_LEG_OUT;
+	pthread_cond_broadcast(&vol->cond);
+	return 1;
+}
+
+/*
+ * Mark leg @n out and write the labels (what a single node, or a cluster's
+ * mirror master, decides); *@generation (may be NULL) gets the labels'
+ * generation.  No lock held.
+ */
+static int xvm__leg_out(struct xvm_vol *vol, unsigned n, uint64_t *generation)
 {
 	char err[256];
-	unsigned mirror, c, others = 0;
-	struct xvm__node *p;
+	unsigned mirror, c;
 	int rc;
+
+	pthread_mutex_lock(&vol->label_lock);
+	pthread_mutex_lock(&vol->lock);
+	rc = xvm__mark_out(vol, n);
+	mirror = vol->label.tree.node[n].parent;
+	c = xvm__leg_index(&vol->label.tree, n);
+	pthread_mutex_unlock(&vol->lock);
+	if (rc == 1) {
+		fprintf(stderr, "cxfs xvm: volume %s: leg %u of mirror %u failed I/O: marked out\n",
+			xvm__name(&vol->label), c, mirror);
+		rc = vol->read_only ? 0 : xvm__label_commit(vol, err, sizeof(err));
+		if (rc)
+			fprintf(stderr, "cxfs xvm: volume %s: %s\n", xvm__name(&vol->label), err);
+	}
+	if (generation) {
+		pthread_mutex_lock(&vol->lock);
+		*generation = vol->label.generation;
+		pthread_mutex_unlock(&vol->lock);
+	}
+	pthread_mutex_unlock(&vol->label_lock);
+	return rc;
+}
+
+int xvm__leg_failed(struct xvm_vol *vol, unsigned n)
+{
+	unsigned mirror, c;
 
 	if (vol->cops && vol->cops->leg_failed) {
 		pthread_mutex_lock(&vol->lock);
@@ -256,34 +308,47 @@ int xvm__leg_failed(struct xvm_vol *vol, unsigned n)
 		pthread_mutex_unlock(&vol->lock);
 		return vol->cops->leg_failed(vol->cops_arg, vol, mirror, c);
 	}
-	pthread_mutex_lock(&vol->label_lock);
+	return xvm__leg_out(vol, n, NULL);
+}
+
+/* The node index of leg @leg of mirror @mirror, or -EINVAL (vol->lock held). */
+static int xvm__leg_node(const struct xvm_vol *vol, unsigned mirror, unsigned leg)
+{
+	const struct xvm__tree *t = &vol->label.tree;
+
+	if (vol->legacy || mirror >= t->n || t->node[mirror].kind != XVM__MIRROR ||
+	    leg >= t->node[mirror].nchild)
+		return -EINVAL;
+	return (int)t->node[mirror].child[leg];
+}
+
+int xvm_leg_out_commit(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_t *generation)
+{
+	int n;
+
 	pthread_mutex_lock(&vol->lock);
-	p = &vol->label.tree.node[vol->label.tree.node[n].parent];
-	for (c = 0; c < p->nchild; c++)
-		if (p->child[c] != n && vol->label.tree.node[p->child[c]].leg_state == XVM_LEG_ACTIVE)
-			others++;
-	if (vol->label.tree.node[n].leg_state == XVM_LEG_OUT) {
-		pthread_mutex_unlock(&vol->lock);
-		pthread_mutex_unlock(&vol->label_lock);
-		return 0;
-	}
-	if (vol->label.tree.node[n].leg_state == XVM_LEG_ACTIVE && others == 0) {
-		pthread_mutex_unlock(&vol->lock);
-		pthread_mutex_unlock(&vol->label_lock);
-		return -EIO;
-	}
-	vol->label.tree.node[n].leg_state = XVM_LEG_OUT;
-	mirror = vol->label.tree.node[n].parent;
-	c = xvm__leg_index(&vol->label.tree, n);
-	pthread_cond_broadcast(&vol->cond);
+	n = xvm__leg_node(vol, mirror, leg);
 	pthread_mutex_unlock(&vol->lock);
-	fprintf(stderr, "cxfs xvm: volume %s: leg %u of mirror %u failed I/O: marked out\n",
-		xvm__name(&vol->label), c, mirror);
-	rc = vol->read_only ? 0 : xvm__label_commit(vol, err, sizeof(err));
-	pthread_mutex_unlock(&vol->label_lock);
-	if (rc)
-		fprintf(stderr, "cxfs xvm: volume %s: %s\n", xvm__name(&vol->label), err);
-	return rc;
+	if (n < 0)
+		return n;
+	return xvm__leg_out(vol, (unsigned)n, generation);
+}
+
+int xvm_leg_out_told(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_t generation)
+{
+	int n, rc;
+
+	pthread_mutex_lock(&vol->lock);
+	n = xvm__leg_node(vol, mirror, leg);
+	rc = n < 0 ? n : xvm__mark_out(vol, (unsigned)n);
+	/* Never below a generation the labels carry: a later commit here must go above it. */
+	if (rc >= 0 && generation > vol->label.generation)
+		vol->label.generation = generation;
+	pthread_mutex_unlock(&vol->lock);
+	if (rc == 1)
+		fprintf(stderr, "cxfs xvm: volume %s: leg %u of mirror %u marked out (mirror master)\n",
+			xvm__name(&vol->label), leg, mirror);
+	return rc < 0 ? rc : 0;
 }
 
 /* Assembly of a labelled volume from @n LUNs (some may be NULL: could not be opened). */

@@ -16,6 +16,10 @@
 #                            named in KINDS (a Python tuple of strings) grew
 #   cross_node_rw TAG        one check: bytes written on each node are read
 #                            right on the others
+#   checking_writer DIR N TAG
+#                            until $T_TMP/stop exists, rewrite DIR/f0..f(N-1)
+#                            in turn from $T_TMP/pool, each synced and read
+#                            back with O_DIRECT (see below)
 #   cluster_stop_and_check [FN]
 #                            unmount every node (clients first, the MDS
 #                            last), wait for each cxfsd to exit, run
@@ -131,6 +135,31 @@ cross_node_rw() {
 	else
 		fail "$tag: ${bad[*]}"
 	fi
+}
+
+# checking_writer DIR N TAG: rewrite N files of DIR in turn with 64 KiB ..
+# 1 MiB from the random pool $T_TMP/pool (4 MiB at least), each synced and
+# read back with O_DIRECT, until $T_TMP/stop exists.  "$T_TMP/written.TAG"
+# gets "K SKIP LEN" per write (the last line of a file fK is its content),
+# "$T_TMP/errors.TAG" every failed write or wrong read-back: an application
+# error.
+checking_writer() {
+	local dir=$1 nf=$2 tag=$3 n=0 k len skip
+	mkdir -p "$dir"
+	while [[ ! -e "$T_TMP/stop" ]]; do
+		k=$((n % nf))
+		n=$((n + 1))
+		len=$(( (RANDOM % 16 + 1) * 65536 ))
+		skip=$(( RANDOM % 48 ))
+		if ! dd if="$T_TMP/pool" of="$dir/f$k" bs=65536 skip="$skip" count=$((len / 65536)) \
+			conv=fsync status=none 2>>"$T_TMP/writer.$tag.err"; then
+			echo "$tag: write f$k" >>"$T_TMP/errors.$tag"
+		elif ! cmp -s <(dd if="$dir/f$k" bs=65536 iflag=direct status=none) \
+			<(dd if="$T_TMP/pool" bs=65536 skip="$skip" count=$((len / 65536)) status=none); then
+			echo "$tag: read back f$k" >>"$T_TMP/errors.$tag"
+		fi
+		echo "$k $skip $len" >>"$T_TMP/written.$tag"
+	done
 }
 
 cluster_stop_and_check() {

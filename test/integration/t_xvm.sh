@@ -130,28 +130,8 @@ mount_cxfs "$U1,$U2" "$MNT" || { fail "cxfsd mounts the mirror"; it_finish; }
 SOCK=${CXFSD_SOCK[$MNT]}
 mkdir "$MNT/w"
 msize=$(( $(stat -c %s "$T_TMP/m1.img") - LABEL_AREA ))
-# The writer: 32 files rewritten in turn with 64 KiB .. 1 MiB from a random
-# pool, each synced and read back with O_DIRECT; any failure is an
-# application error.  "written" gets "NAME SKIP LEN" per write (the last line
-# of a name is its content).
+# The writer (checking_writer): 32 files; any failure is an application error.
 rand_file "$T_TMP/pool" 4194304
-writer() {
-	local n=0 k len skip
-	while [[ ! -e "$T_TMP/stop" ]]; do
-		k=$((n % 32))
-		n=$((n + 1))
-		len=$(( (RANDOM % 16 + 1) * 65536 ))
-		skip=$(( RANDOM % 48 ))
-		if ! dd if="$T_TMP/pool" of="$MNT/w/f$k" bs=65536 skip="$skip" count=$((len / 65536)) \
-			conv=fsync status=none 2>>"$T_TMP/writer.err"; then
-			echo "write f$k" >>"$T_TMP/errors"
-		elif ! cmp -s <(dd if="$MNT/w/f$k" bs=65536 iflag=direct status=none) \
-			<(dd if="$T_TMP/pool" bs=65536 skip="$skip" count=$((len / 65536)) status=none); then
-			echo "read back f$k" >>"$T_TMP/errors"
-		fi
-		echo "$k $skip $len" >>"$T_TMP/written"
-	done
-}
 # lun2 online|offline (tgt fails I/O with NOT READY only on an offline LU marked removable).
 lun2() {
 	tgtadm -C "$TGT_CTL" --lld iscsi --op update --mode logicalunit --tid 1 --lun 2 \
@@ -160,17 +140,17 @@ lun2() {
 # start_writer / stop_writer: the writer in the background.
 start_writer() {
 	rm -f "$T_TMP/stop"
-	writer &
+	checking_writer "$MNT/w" 32 w &
 	WPID=$!
 	defer "kill $WPID 2>/dev/null || true"
 }
 stop_writer() { touch "$T_TMP/stop"; wait "$WPID"; }
 
-: >"$T_TMP/errors"
+: >"$T_TMP/errors.w"
 start_writer
 sleep 2
 lun2 offline || fail "tgtadm takes LUN 2 offline"
-nbefore=$(wc -l <"$T_TMP/written")
+nbefore=$(wc -l <"$T_TMP/written.w")
 log "LUN 2 is offline ($nbefore files written before)"
 wait_until 20 grep -q "leg 1 of mirror 0 failed I/O: marked out" "${CXFSD_LOG[$MNT]}" || true
 check "cxfsd marked the mirror's leg 1 out" grep -q "leg 1 of mirror 0 failed I/O: marked out" \
@@ -179,18 +159,18 @@ sleep 2
 out=$("$CXFSCTL" --socket "$SOCK" volume 2>&1) || true
 check "cxfsctl volume: leg 1 is out" grep -q "leg 1 out" <<<"$out"
 lun2 online || fail "tgtadm takes LUN 2 online again"
-nrevive=$(wc -l <"$T_TMP/written")
+nrevive=$(wc -l <"$T_TMP/written.w")
 out=$("$CXFSCTL" --socket "$SOCK" volume revive 2>&1) || true
 check "cxfsctl volume revive revives one leg while the writer goes on" grep -q "^ok: 1 leg revived" <<<"$out"
 check "the revive showed its progress" grep -q "mirror 0 leg 1: *[0-9.]*% (" <<<"$out"
 echo "$out" | grep "mirror 0" | tail -n 1 | sed 's/^/    /'
-nafter=$(wc -l <"$T_TMP/written")
+nafter=$(wc -l <"$T_TMP/written.w")
 check "the writer wrote during the revive ($((nafter - nrevive)) files)" test "$nafter" -gt "$nrevive"
 sleep 1
 stop_writer
-nfiles=$(wc -l <"$T_TMP/written")
+nfiles=$(wc -l <"$T_TMP/written.w")
 check_eq "the writer saw no error through the failure and the revive ($nfiles writes, each read back)" \
-	"" "$(cat "$T_TMP/errors")"
+	"" "$(cat "$T_TMP/errors.w")"
 check "the writer wrote files while LUN 2 was offline ($((nrevive - nbefore)))" \
 	test "$nrevive" -gt $((nbefore + 5))
 out=$("$CXFSCTL" --socket "$SOCK" --json volume 2>&1) || true
@@ -209,7 +189,7 @@ sleep 1
 lun2 offline || fail "tgtadm takes LUN 2 offline"
 sleep 2
 stop_writer
-check_eq "the writer saw no error" "" "$(cat "$T_TMP/errors")"
+check_eq "the writer saw no error" "" "$(cat "$T_TMP/errors.w")"
 umount_cxfs "$MNT" || fail "unmount the mirror"
 out=$("$VOLUME_TOOL" show "$U1" "$U2" 2>&1) || true
 check "the labels say leg 1 is out (cxfs-volume show with LUN 2 still offline)" \
@@ -233,7 +213,7 @@ bad=0
 while read -r k skip len; do
 	cmp -s "$MNT/w/f$k" <(dd if="$T_TMP/pool" bs=65536 skip="$skip" count=$((len / 65536)) \
 		status=none) || bad=$((bad + 1))
-done < <(tac "$T_TMP/written" | awk '!seen[$1]++')
+done < <(tac "$T_TMP/written.w" | awk '!seen[$1]++')
 check_eq "the writer's 32 files read back right after the revives" 0 "$bad"
 umount_cxfs "$MNT" || fail "unmount the mirror"
 

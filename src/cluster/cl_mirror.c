@@ -1,0 +1,177 @@
+/*
+ * cl_mirror.c - mirrors of the volume in a cluster: the mirror master.
+ *
+ * A mirror leg that fails I/O on one node must be out on every node before
+ * that node's I/O may go on without it: otherwise another node would go on
+ * reading the leg, which misses the writes made since.  The mirror master
+ * decides, and it is the metadata server (one election for both roles: the
+ * server is chosen by the membership, every node knows it, and it moves
+ * with a relocation or a recovery).  The node whose I/O failed asks it
+ * (LEG_FAILED, or a call in process on the server's node); the master marks
+ * the leg out in memory and in the labels (two phases, xvm_leg_out_commit),
+ * then tells every member (LEG_OUT) and answers once each has it out.  A
+ * node told so marks the leg out in memory only, without waiting for I/O,
+ * so LEG_OUT is an answers-lane message (cl_node.c, "lanes").  A master
+ * that dies mid-way is replaced by the recovered server, which the asking
+ * node asks again; marking out is idempotent, so the new master tells
+ * everyone again.  A node that joins later assembles the volume from the
+ * labels, which say the leg is out.
+ *
+ * Lock order: cl_ctx.leg_mu (held across the master's calls to the nodes) ->
+ * cl_ctx.mu (to read the members) -> the volume's locks (xvm.h).  LEG_OUT's
+ * handler takes only the volume's lock.
+ */
+#include "cluster/cl_i.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/cx_intr.h"
+#include "membership/cms.h"
+#include "rpc/rpc.h"
+#include "xvm/xvm.h"
+
+#define CL_LEG_CALL_MS 2000u            /* one LEG_OUT call to a node */
+#define CL_LEG_TELL_MS 60000            /* a member that never answers is given up then */
+
+static const char *node_name(struct cl_ctx *cx, uint32_t node)
+{
+	const struct cms_node *n = cl_node_by_id(cx, node);
+
+	return n ? cms_node_name(n) : "?";
+}
+
+/* Tell member @node that the leg is out; 0 once it answered so. */
+static int tell_node(struct cl_ctx *cx, uint32_t node, Cxfs__LegOut *m)
+{
+	int64_t end = cx_intr_now_ns() + (int64_t)CL_LEG_TELL_MS * 1000000;
+	int rc = -ENOTCONN;
+
+	while (cl_member_up(cx, node)) {
+		struct rpc_chan *ch = cl_node_chan(cx, node);
+		ProtobufCMessage *rep = NULL;
+		Cxfs__MsgType rt;
+
+		if (ch) {
+			rc = rpc_call(ch, CXFS__MSG_TYPE__LEG_OUT, &m->base, CL_LEG_CALL_MS, &rt, &rep);
+			rpc_chan_put(ch);
+			if (rc == 0) {
+				rc = rt == CXFS__MSG_TYPE__STATUS_REPLY
+					     ? ((Cxfs__StatusReply *)rep)->err
+					     : ((Cxfs__ErrorReply *)rep)->err;
+				rpc_msg_free(rep);
+				/* A node that has no such leg is not one that could read it. */
+				if (rc == 0 || rc == -EINVAL || rc == -EIO)
+					return 0;
+			}
+		}
+		if (rc == -EINTR || cx_intr_now_ns() > end)
+			break;
+		rc = cx_intr_sleep_ms(50);
+		if (rc)
+			break;
+	}
+	if (!cl_member_up(cx, node))
+		return 0;       /* gone from the membership: fenced, it writes nothing more */
+	fprintf(stderr, "cxfsd: mirror master: node %s did not take leg %u of mirror %u out (%s)\n",
+		node_name(cx, node), m->leg, m->mirror, strerror(rc < 0 ? -rc : EIO));
+	return rc ? rc : -EIO;
+}
+
+/* The mirror master: leg @leg of mirror @mirror is out here, in the labels and on every member. */
+static int master_leg_out(struct cl_ctx *cx, struct xvm_vol *vol, unsigned mirror, unsigned leg)
+{
+	Cxfs__LegOut m = CXFS__LEG_OUT__INIT;
+	char uuid[33];
+	uint64_t gen = 0, members;
+	int rc;
+
+	pthread_mutex_lock(&cx->leg_mu);
+	rc = xvm_leg_out_commit(vol, mirror, leg, &gen);
+	if (rc)
+		goto out;
+	xvm_uuid(vol, uuid);
+	m.volume = uuid;
+	m.mirror = mirror;
+	m.leg = leg;
+	m.generation = gen;
+	pthread_mutex_lock(&cx->mu);
+	members = cx->members;
+	pthread_mutex_unlock(&cx->mu);
+	for (uint32_t node = 1; node <= CMS_MAX_NODES && !rc; node++)
+		if (node != cx->self_id && (members & CMS_BIT(node - 1)))
+			rc = tell_node(cx, node, &m);
+out:
+	pthread_mutex_unlock(&cx->leg_mu);
+	return rc;
+}
+
+/* The xvm cluster op (xvm.h): this node's I/O to a leg failed. */
+static int leg_failed(void *arg, struct xvm_vol *vol, unsigned mirror, unsigned leg)
+{
+	struct cl_ctx *cx = arg;
+	char uuid[33];
+	int rc;
+
+	xvm_uuid(vol, uuid);
+	fprintf(stderr, "cxfsd: leg %u of mirror %u failed I/O here: asking the mirror master to "
+		"mark it out\n", leg, mirror);
+	for (;;) {
+		Cxfs__LegFailed m = CXFS__LEG_FAILED__INIT;
+		ProtobufCMessage *rep = NULL;
+		Cxfs__MsgType rt;
+
+		if (atomic_load(&cx->is_server))
+			return master_leg_out(cx, vol, mirror, leg);
+		m.volume = uuid;
+		m.mirror = mirror;
+		m.leg = leg;
+		rc = cl_mds_call(cx, CXFS__MSG_TYPE__LEG_FAILED, &m.base, &rt, &rep);
+		if (rc == 0) {
+			rc = rt == CXFS__MSG_TYPE__STATUS_REPLY ? ((Cxfs__StatusReply *)rep)->err
+								: ((Cxfs__ErrorReply *)rep)->err;
+			rpc_msg_free(rep);
+			return rc;
+		}
+		/* No server to ask: this node may have become it. */
+		if (rc != -ENOTCONN || (rc = cl_mds_pause(cx)))
+			return rc;
+	}
+}
+
+const struct xvm_cluster_ops cl_xvm_ops = { .leg_failed = leg_failed };
+
+/* The leg messages name the volume: refuse those of another. */
+static bool our_volume(struct cl_ctx *cx, const char *volume)
+{
+	char uuid[33];
+
+	xvm_uuid(cx->dev, uuid);
+	return volume && uuid[0] && strcmp(volume, uuid) == 0;
+}
+
+static int reply_status(struct rpc_req *req, int err)
+{
+	Cxfs__StatusReply r = CXFS__STATUS_REPLY__INIT;
+
+	r.err = err;
+	return rpc_reply(req, CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
+}
+
+int cl_mirror_leg_failed(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
+			 const Cxfs__LegFailed *m)
+{
+	if (!our_volume(cx, m->volume))
+		return reply_status(req, -EINVAL);
+	fprintf(stderr, "cxfsd: mirror master: node %s failed I/O to leg %u of mirror %u\n",
+		node_name(cx, node), m->leg, m->mirror);
+	return reply_status(req, master_leg_out(cx, cx->dev, m->mirror, m->leg));
+}
+
+int cl_mirror_leg_out(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__LegOut *m)
+{
+	if (!our_volume(cx, m->volume))
+		return reply_status(req, -EINVAL);
+	return reply_status(req, xvm_leg_out_told(cx->dev, m->mirror, m->leg, m->generation));
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# t_xvm_cluster.sh: a mirror under a 3-node cluster loses a LUN (src/xvm,
+# src/cluster/cl_mirror.c).
+#
+# A 3-node cluster (scripts/local-cluster --luns 2 --volume 'mirror(0,1)')
+# runs checking writers: each rewrites files of its own with 64 KiB .. 1 MiB
+# from a random pool, synced, and reads each back with O_DIRECT.  LUN 2 is
+# taken offline (tgtadm ... removable=1, online=0: tgt then fails its I/O
+# with NOT READY) while node2, a client, writes; once the leg is out, every
+# node writes.  Then:
+#  - no writer saw an error (the failed write went on once the mirror master
+#    had the leg out on every node);
+#  - the leg is out on every node (cxfsctl volume --json); node2 asked the
+#    metadata server, which decided as mirror master, and the others were
+#    told;
+#  - every node reads every node's files right (the last content written);
+#  - the labels say the leg is out (cxfs-volume show, LUN 2 back online);
+#  - after an orderly stop, cxfs-check of the volume is clean.
+. "$(dirname "$0")/lib_cluster_io.sh"
+it_init t_xvm_cluster --need-tgtd
+
+VOLUME_TOOL=$CXFS_BIN_DIR/cxfs-volume
+
+cluster_up 3 --size 96M --luns 2 --volume 'mirror(0,1)' ||
+	{ fail "a 3-node cluster on a 2-leg mirror starts"; it_finish; }
+CTL=$(cat "$CL_DIR/tgtd.ctl")
+VOL_URIS=$(sed -n 's/^uri=//p' "$CL_DIR/ports")
+
+# lun2 online|offline (tgt fails I/O with NOT READY only on an offline LU marked removable).
+lun2() {
+	tgtadm -C "$CTL" --lld iscsi --op update --mode logicalunit --tid 1 --lun 2 \
+		--params "removable=1,online=$([[ $1 == online ]] && echo 1 || echo 0)"
+}
+
+# leg_states I: node I's view of the mirror's legs, e.g. "active out".
+leg_states() {
+	"$CXFSCTL" --socket "$(node_sock "$1")" volume --json 2>/dev/null | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["tree"]
+print(" ".join(c["state"] for c in t["children"]))'
+}
+
+for ((i = 1; i <= CL_N; i++)); do
+	check_eq "node$i sees both legs active" "active active" "$(leg_states "$i")"
+done
+
+rand_file "$T_TMP/pool" 4194304
+# writer I: node I's checking_writer, 8 files in wI.
+writer() { checking_writer "$(node_mnt "$1")/w$1" 8 "$1"; }
+WPIDS=()
+stop_writers() {
+	touch "$T_TMP/stop"
+	((${#WPIDS[@]})) && wait "${WPIDS[@]}" 2>/dev/null
+	WPIDS=()
+}
+defer stop_writers
+defer "lun2 online >/dev/null 2>&1"
+for ((i = 1; i <= CL_N; i++)); do
+	touch "$T_TMP/errors.$i" "$T_TMP/written.$i"
+done
+# node2 alone writes when the LUN goes (the metadata server writes to the
+# volume only for its clients' changes, which wait behind node2's failed
+# write): node2 meets the failure first and asks the master.
+writer 2 &
+WPIDS+=($!)
+sleep 2
+lun2 offline || fail "tgtadm takes LUN 2 offline"
+nbefore=$(cat "$T_TMP"/written.* | wc -l)
+log "LUN 2 is offline ($nbefore writes before)"
+wait_until 60 eval '[[ "$(leg_states 1) $(leg_states 2) $(leg_states 3)" == "active out active out active out" ]]' ||
+	fail "the leg goes out on every node within 60 s"
+# Then every node writes without the leg.
+for i in 1 3; do
+	writer "$i" &
+	WPIDS+=($!)
+done
+sleep 3
+stop_writers
+nafter=$(cat "$T_TMP"/written.* | wc -l)
+check "the writers wrote on after LUN 2 went offline ($((nafter - nbefore)) writes)" \
+	test "$nafter" -gt "$((nbefore + 6))"
+check_eq "no writer saw an error" "" "$(cat "$T_TMP"/errors.*)"
+for ((i = 1; i <= CL_N; i++)); do
+	check_eq "node$i has leg 1 out" "active out" "$(leg_states "$i")"
+done
+check "node2 asked the mirror master (its log)" \
+	grep -q "leg 1 of mirror 0 failed I/O here: asking the mirror master" "$(node_log 2)"
+check "the metadata server decided as mirror master and wrote the labels (its log)" \
+	grep -q "mirror master: node node2 failed I/O to leg 1 of mirror 0" "$(node_log 1)"
+for i in 2 3; do
+	check "node$i was told by the master" \
+		grep -q "leg 1 of mirror 0 marked out (mirror master)" "$(node_log "$i")"
+done
+grep -h "mirror master\|failed I/O" "$(node_log 1)" "$(node_log 2)" "$(node_log 3)" | head -6 | sed 's/^/    /'
+
+# Every node reads every node's files as last written.
+bad=()
+for ((i = 1; i <= CL_N; i++)); do
+	while read -r name skip len; do
+		for ((j = 1; j <= CL_N; j++)); do
+			cmp -s "$(node_mnt "$j")/w$i/f$name" \
+				<(dd if="$T_TMP/pool" bs=65536 skip="$skip" count=$((len / 65536)) status=none) ||
+				bad+=("node$j reads w$i/f$name wrong")
+		done
+	done < <(tac "$T_TMP/written.$i" | awk '!seen[$1]++')
+done
+check_eq "every node reads every node's last writes right" "" "${bad[*]}"
+cross_node_rw mirror
+
+lun2 online || fail "tgtadm takes LUN 2 online again"
+out=$("$VOLUME_TOOL" show --json "$VOL_URIS" 2>&1) || true
+check "the labels say leg 1 is out (cxfs-volume show --json)" python3 -c '
+import json, sys
+t = json.loads(sys.argv[1])["tree"]
+assert [c["state"] for c in t["children"]] == ["active", "out"], t' "$out"
+cluster_stop_and_check
+
+it_finish
