@@ -540,5 +540,9 @@ int cl_mirror_leg_failed(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 			 const Cxfs__LegFailed *m);
 /* Any node: the master marked a leg out (LEG_OUT, answers lane: never waits). */
 int cl_mirror_leg_out(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__LegOut *m);
+/* Any node: the master's revive changed a mirror's state (MIRROR_STATE, requests lane). */
+int cl_mirror_state(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__MirrorState *m);
+/* The server changed: forget the busy ranges of the old one's revive. */
+void cl_mirror_unbusy(struct cl_ctx *cx);
 
 #endif

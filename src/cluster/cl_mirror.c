@@ -17,6 +17,19 @@
  * everyone again.  A node that joins later assembles the volume from the
  * labels, which say the leg is out.
  *
+ * A revive runs on the master (cxfsctl volume revive on the metadata
+ * server): at each change of a mirror's state (legs reviving, the next chunk
+ * to copy, the end) it calls MIRROR_STATE on every member, which takes the
+ * state (writes below the revive point reach the reviving legs too, writes
+ * over the chunk being copied wait) and answers once its own writes in
+ * flight over that chunk are done; only then is the chunk copied.  This is
+ * the seed's overlap queue turned round: the master tells every node the
+ * one busy chunk, instead of every write above the revive point asking the
+ * master "proceed or overlaps?".  MIRROR_STATE waits for I/O, so it is a
+ * requests-lane message.  A change of server drops the busy ranges a node
+ * was given (cl_mirror_unbusy), so a master that dies leaves no write
+ * waiting.
+ *
  * Lock order: cl_ctx.leg_mu (held across the master's calls to the nodes) ->
  * cl_ctx.mu (to read the members) -> the volume's locks (xvm.h).  LEG_OUT's
  * handler takes only the volume's lock.
@@ -42,8 +55,13 @@ static const char *node_name(struct cl_ctx *cx, uint32_t node)
 	return n ? cms_node_name(n) : "?";
 }
 
-/* Tell member @node that the leg is out; 0 once it answered so. */
-static int tell_node(struct cl_ctx *cx, uint32_t node, Cxfs__LegOut *m)
+/*
+ * Call member @node with @type (LEG_OUT or MIRROR_STATE of mirror @mirror),
+ * again until it answers, it leaves the membership (fenced: it writes
+ * nothing more) or CL_LEG_TELL_MS pass; 0 once it answered.
+ */
+static int tell_node(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type, ProtobufCMessage *m,
+		     unsigned mirror)
 {
 	int64_t end = cx_intr_now_ns() + (int64_t)CL_LEG_TELL_MS * 1000000;
 	int rc = -ENOTCONN;
@@ -54,14 +72,14 @@ static int tell_node(struct cl_ctx *cx, uint32_t node, Cxfs__LegOut *m)
 		Cxfs__MsgType rt;
 
 		if (ch) {
-			rc = rpc_call(ch, CXFS__MSG_TYPE__LEG_OUT, &m->base, CL_LEG_CALL_MS, &rt, &rep);
+			rc = rpc_call(ch, type, m, CL_LEG_CALL_MS, &rt, &rep);
 			rpc_chan_put(ch);
 			if (rc == 0) {
 				rc = rt == CXFS__MSG_TYPE__STATUS_REPLY
 					     ? ((Cxfs__StatusReply *)rep)->err
 					     : ((Cxfs__ErrorReply *)rep)->err;
 				rpc_msg_free(rep);
-				/* A node that has no such leg is not one that could read it. */
+				/* A node whose tree differs says so in its log: nothing to wait for. */
 				if (rc == 0 || rc == -EINVAL || rc == -EIO)
 					return 0;
 			}
@@ -73,10 +91,26 @@ static int tell_node(struct cl_ctx *cx, uint32_t node, Cxfs__LegOut *m)
 			break;
 	}
 	if (!cl_member_up(cx, node))
-		return 0;       /* gone from the membership: fenced, it writes nothing more */
-	fprintf(stderr, "cxfsd: mirror master: node %s did not take leg %u of mirror %u out (%s)\n",
-		node_name(cx, node), m->leg, m->mirror, strerror(rc < 0 ? -rc : EIO));
+		return 0;
+	fprintf(stderr, "cxfsd: mirror master: node %s did not take the %s of mirror %u (%s)\n",
+		node_name(cx, node), type == CXFS__MSG_TYPE__LEG_OUT ? "failed leg" : "revive state",
+		mirror, strerror(rc < 0 ? -rc : EIO));
 	return rc ? rc : -EIO;
+}
+
+/* Call every member but this node with @type; the first error. */
+static int tell_members(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *m, unsigned mirror)
+{
+	uint64_t members;
+	int rc = 0;
+
+	pthread_mutex_lock(&cx->mu);
+	members = cx->members;
+	pthread_mutex_unlock(&cx->mu);
+	for (uint32_t node = 1; node <= CMS_MAX_NODES && !rc; node++)
+		if (node != cx->self_id && (members & CMS_BIT(node - 1)))
+			rc = tell_node(cx, node, type, m, mirror);
+	return rc;
 }
 
 /* The mirror master: leg @leg of mirror @mirror is out here, in the labels and on every member. */
@@ -84,7 +118,7 @@ static int master_leg_out(struct cl_ctx *cx, struct xvm_vol *vol, unsigned mirro
 {
 	Cxfs__LegOut m = CXFS__LEG_OUT__INIT;
 	char uuid[33];
-	uint64_t gen = 0, members;
+	uint64_t gen = 0;
 	int rc;
 
 	pthread_mutex_lock(&cx->leg_mu);
@@ -96,12 +130,7 @@ static int master_leg_out(struct cl_ctx *cx, struct xvm_vol *vol, unsigned mirro
 	m.mirror = mirror;
 	m.leg = leg;
 	m.generation = gen;
-	pthread_mutex_lock(&cx->mu);
-	members = cx->members;
-	pthread_mutex_unlock(&cx->mu);
-	for (uint32_t node = 1; node <= CMS_MAX_NODES && !rc; node++)
-		if (node != cx->self_id && (members & CMS_BIT(node - 1)))
-			rc = tell_node(cx, node, &m);
+	rc = tell_members(cx, CXFS__MSG_TYPE__LEG_OUT, &m.base, mirror);
 out:
 	pthread_mutex_unlock(&cx->leg_mu);
 	return rc;
@@ -140,7 +169,37 @@ static int leg_failed(void *arg, struct xvm_vol *vol, unsigned mirror, unsigned 
 	}
 }
 
-const struct xvm_cluster_ops cl_xvm_ops = { .leg_failed = leg_failed };
+/*
+ * The xvm cluster op (xvm.h): the revive running here (cxfsctl volume revive
+ * on the metadata server) changed a mirror's state; every member takes it
+ * before the revive goes on.  Only the master revives: one that stopped
+ * being the server stops (the legs stay reviving; revive again on the new
+ * one, whose members forgot the busy ranges at the change, cl_mirror_unbusy).
+ */
+static int mirror_state(void *arg, struct xvm_vol *vol, const struct xvm_mirror_state *st)
+{
+	struct cl_ctx *cx = arg;
+	Cxfs__MirrorState m = CXFS__MIRROR_STATE__INIT;
+	uint32_t legs[XVM_MAX_LEGS];
+	char uuid[33];
+
+	if (!atomic_load(&cx->is_server))
+		return -EAGAIN;
+	xvm_uuid(vol, uuid);
+	m.volume = uuid;
+	m.mirror = st->mirror;
+	m.n_leg_state = st->nlegs < XVM_MAX_LEGS ? st->nlegs : XVM_MAX_LEGS;
+	for (size_t c = 0; c < m.n_leg_state; c++)
+		legs[c] = st->leg_state[c];
+	m.leg_state = legs;
+	m.revive_point = st->revive_point;
+	m.busy_lo = st->busy_lo;
+	m.busy_hi = st->busy_hi;
+	m.generation = st->generation;
+	return tell_members(cx, CXFS__MSG_TYPE__MIRROR_STATE, &m.base, st->mirror);
+}
+
+const struct xvm_cluster_ops cl_xvm_ops = { .leg_failed = leg_failed, .mirror_state = mirror_state };
 
 /* The leg messages name the volume: refuse those of another. */
 static bool our_volume(struct cl_ctx *cx, const char *volume)
@@ -174,4 +233,30 @@ int cl_mirror_leg_out(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__LegOut
 	if (!our_volume(cx, m->volume))
 		return reply_status(req, -EINVAL);
 	return reply_status(req, xvm_leg_out_told(cx->dev, m->mirror, m->leg, m->generation));
+}
+
+int cl_mirror_state(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__MirrorState *m)
+{
+	struct xvm_mirror_state st = { 0 };
+
+	if (!our_volume(cx, m->volume) || m->n_leg_state > XVM_MAX_LEGS)
+		return reply_status(req, -EINVAL);
+	st.mirror = m->mirror;
+	st.nlegs = (unsigned)m->n_leg_state;
+	for (size_t c = 0; c < m->n_leg_state; c++) {
+		if (m->leg_state[c] > UINT8_MAX)
+			return reply_status(req, -EINVAL);
+		st.leg_state[c] = (uint8_t)m->leg_state[c];
+	}
+	st.revive_point = m->revive_point;
+	st.busy_lo = m->busy_lo;
+	st.busy_hi = m->busy_hi;
+	st.generation = m->generation;
+	return reply_status(req, xvm_mirror_state_apply(cx->dev, &st));
+}
+
+void cl_mirror_unbusy(struct cl_ctx *cx)
+{
+	if (cx->dev)
+		xvm_mirror_unbusy(cx->dev);
 }

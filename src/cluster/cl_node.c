@@ -914,6 +914,8 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 	}
 	if (type == CXFS__MSG_TYPE__LEG_OUT)
 		return cl_mirror_leg_out(cx, req, (const Cxfs__LegOut *)msg);
+	if (type == CXFS__MSG_TYPE__MIRROR_STATE)
+		return cl_mirror_state(cx, req, (const Cxfs__MirrorState *)msg);
 	atomic_fetch_add(&cx->handlers, 1);
 	if (!cx->is_server) {
 		if (type == CXFS__MSG_TYPE__TOKEN_RECALL)

@@ -202,6 +202,8 @@ static void n_set_server(void *arg, uint32_t server, struct rpc_chan *ch, bool o
 	pthread_mutex_unlock(&cx->mu);
 	/* Before the gate opens: maps cached here may predate its settle (cl_i.h). */
 	atomic_fetch_add(&cx->map_epoch, 1);
+	/* A revive of the old server's leaves no write here waiting. */
+	cl_mirror_unbusy(cx);
 	if (old) {
 		/* Calls still waiting on a dead server go to the new one. */
 		if (old_dead)

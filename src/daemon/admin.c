@@ -6,9 +6,10 @@
  * the reply is written back from the loop.
  *
  * Protocol: the client sends one line, the request ("status",
- * "status json", "metrics", "backup PATH", "volume", "volume json", in
- * single-machine mode "volume revive", "volume stop" and "volume progress",
- * or in cluster mode "tokens INO" and "relocate FS NODE");
+ * "status json", "metrics", "backup PATH", "volume", "volume json",
+ * "volume revive", "volume stop" and "volume progress" (in a cluster on the
+ * metadata server only: it is the mirror master), or in cluster mode
+ * "tokens INO" and "relocate FS NODE");
  * the daemon answers with text (or one JSON object) and closes the
  * connection.  Lines longer than 256 bytes are refused.
  *
@@ -58,7 +59,7 @@ struct cxfsd_admin {
 	uv_async_t stop;              /* the only handle touched from other threads */
 	uv_thread_t thread;
 
-	/* The volume's revive (single-machine mode). */
+	/* The volume's revive (single machine, or the cluster's metadata server). */
 	pthread_mutex_t revive_lock;  /* protects the fields up to revive_result */
 	pthread_t revive_tid;         /* the revive thread, if revive_joinable */
 	int revive_joinable;          /* a revive thread was started and not joined */
@@ -290,9 +291,9 @@ static void volume_request(struct admin_conn *c)
 		free(text);
 		return;
 	}
-	if (a->d->cl) {
-		out(c, "error: in a cluster the volume's mirrors are revived by their mirror master "
-		    "(not built yet); revive with cxfs-volume while no node mounts it\n");
+	if (a->d->cl && !cl_is_server(a->d->cl)) {
+		out(c, "error: in a cluster the volume's mirrors are revived by their mirror master, "
+		    "the metadata server: run it there\n");
 		return;
 	}
 	if (!strcmp(req, " revive")) {

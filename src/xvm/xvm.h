@@ -76,9 +76,31 @@ enum xvm_leg_state {
  * I/O failed, with no lock of this layer held, and returns once the leg is
  * out everywhere (0) or the error to give the caller.
  */
+/*
+ * A mirror's state as a revive changes it: its legs' states, the revive
+ * point, the range being copied.  The node that revives (in a cluster the
+ * mirror master) hands it to the others, which must write a reviving leg
+ * below the point and wait while they write over the busy range.
+ */
+struct xvm_mirror_state {
+	unsigned mirror;              /* the mirror's node index */
+	unsigned nlegs;               /* its children */
+	uint8_t leg_state[XVM_MAX_LEGS]; /* enum xvm_leg_state, by leg */
+	uint64_t revive_point;        /* first byte not yet copied to reviving legs */
+	uint64_t busy_lo, busy_hi;    /* being copied now (lo == hi: none) */
+	uint64_t generation;          /* of the labels */
+};
+
 struct xvm_cluster_ops {
 	/* Leg @leg of mirror @mirror (a node index, see xvm_show) failed I/O. */
 	int (*leg_failed)(void *arg, struct xvm_vol *vol, unsigned mirror, unsigned leg);
+	/*
+	 * The revive running on this node changed a mirror's state: return once
+	 * every other node has it (0), or an error, which stops the revive
+	 * (the legs stay reviving).  A copy starts only after the nodes hold
+	 * its range busy.  NULL: no other node uses the volume.
+	 */
+	int (*mirror_state)(void *arg, struct xvm_vol *vol, const struct xvm_mirror_state *st);
 };
 
 /*
@@ -95,6 +117,16 @@ int xvm_leg_out_commit(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint6
  * (the last active leg here: left as it is), -EINVAL.
  */
 int xvm_leg_out_told(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_t generation);
+
+/*
+ * Every other node, told by the reviving node: take mirror state @st (checked
+ * against this node's tree: -EINVAL if it does not fit), then wait until no
+ * write of this node through the mirror is in flight over its busy range
+ * (bounded by that I/O).
+ */
+int xvm_mirror_state_apply(struct xvm_vol *vol, const struct xvm_mirror_state *st);
+/* The reviving node is gone: forget the busy ranges it gave (legs and points stay). */
+void xvm_mirror_unbusy(struct xvm_vol *vol);
 
 /* Options for xvm_open(); zero-initialize and set what you need. */
 struct xvm_open_opts {

@@ -221,6 +221,7 @@ struct xvm_vol {
 	pthread_cond_t cond;              /* broadcast when a busy range or in-flight write ends */
 	uint64_t busy_lo[XVM_MAX_NODES];  /* per mirror: range being revived; lock */
 	uint64_t busy_hi[XVM_MAX_NODES];  /* (lo == hi: none); lock */
+	uint8_t busy_told[XVM_MAX_NODES]; /* the range was given by another node's revive; lock */
 	struct xvm__plan *active;         /* write plans in flight; lock */
 
 	xvm_fence_fn *fence_fn;           /* set before the first write */

@@ -1143,6 +1143,81 @@ static int xvm__leg_in(const struct xvm_vol *vol, unsigned m, unsigned st)
 	return -1;
 }
 
+/* Mirror @m's state now (vol->lock held). */
+static void xvm__mirror_state(const struct xvm_vol *vol, unsigned m, struct xvm_mirror_state *st)
+{
+	const struct xvm__node *nd = &vol->label.tree.node[m];
+
+	memset(st, 0, sizeof(*st));
+	st->mirror = m;
+	st->nlegs = nd->nchild;
+	for (unsigned c = 0; c < nd->nchild && c < XVM_MAX_LEGS; c++)
+		st->leg_state[c] = vol->label.tree.node[nd->child[c]].leg_state;
+	st->revive_point = nd->revive_point;
+	st->busy_lo = vol->busy_lo[m];
+	st->busy_hi = vol->busy_hi[m];
+	st->generation = vol->label.generation;
+}
+
+/* Hand mirror @m's state to the other nodes (cluster ops); 0 without them.  No lock held. */
+static int xvm__publish(struct xvm_vol *vol, unsigned m)
+{
+	struct xvm_mirror_state st;
+
+	if (!vol->cops || !vol->cops->mirror_state)
+		return 0;
+	pthread_mutex_lock(&vol->lock);
+	xvm__mirror_state(vol, m, &st);
+	pthread_mutex_unlock(&vol->lock);
+	return vol->cops->mirror_state(vol->cops_arg, vol, &st);
+}
+
+int xvm_mirror_state_apply(struct xvm_vol *vol, const struct xvm_mirror_state *st)
+{
+	struct xvm__tree *t = &vol->label.tree;
+	struct xvm__node *nd;
+	unsigned m = st->mirror, c;
+
+	pthread_mutex_lock(&vol->lock);
+	if (vol->legacy || m >= t->n || t->node[m].kind != XVM__MIRROR ||
+	    st->nlegs != t->node[m].nchild || st->busy_lo > st->busy_hi ||
+	    st->busy_hi > t->node[m].size || st->revive_point > t->node[m].size)
+		goto invalid;
+	nd = &t->node[m];
+	for (c = 0; c < nd->nchild; c++)
+		if (st->leg_state[c] > XVM_LEG_REVIVING)
+			goto invalid;
+	for (c = 0; c < nd->nchild; c++)
+		t->node[nd->child[c]].leg_state = st->leg_state[c];
+	nd->revive_point = st->revive_point;
+	vol->busy_lo[m] = st->busy_lo;
+	vol->busy_hi[m] = st->busy_hi;
+	vol->busy_told[m] = st->busy_lo < st->busy_hi;
+	if (st->generation > vol->label.generation)
+		vol->label.generation = st->generation;
+	pthread_cond_broadcast(&vol->cond);
+	while (vol->busy_lo[m] < vol->busy_hi[m] &&
+	       xvm__overlapping_write(vol, m, vol->busy_lo[m], vol->busy_hi[m]))
+		pthread_cond_wait(&vol->cond, &vol->lock);
+	pthread_mutex_unlock(&vol->lock);
+	return 0;
+invalid:
+	pthread_mutex_unlock(&vol->lock);
+	return -EINVAL;
+}
+
+void xvm_mirror_unbusy(struct xvm_vol *vol)
+{
+	pthread_mutex_lock(&vol->lock);
+	for (unsigned m = 0; m < XVM_MAX_NODES; m++)
+		if (vol->busy_told[m]) {
+			vol->busy_lo[m] = vol->busy_hi[m] = 0;
+			vol->busy_told[m] = 0;
+		}
+	pthread_cond_broadcast(&vol->cond);
+	pthread_mutex_unlock(&vol->lock);
+}
+
 /* Copy mirror @m's active data to its reviving legs, chunk by chunk. */
 static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *progress,
 			      void *arg, char *err, size_t errlen)
@@ -1179,6 +1254,17 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 		while (xvm__overlapping_write(vol, m, pos, pos + n))
 			pthread_cond_wait(&vol->cond, &vol->lock);
 		pthread_mutex_unlock(&vol->lock);
+		/* The other nodes hold the range busy too, with their writes there done. */
+		rc = xvm__publish(vol, m);
+		if (rc) {
+			snprintf(err, errlen, "mirror %u: the other nodes did not take the revive's "
+				 "state (%s)", m, strerror(-rc));
+			pthread_mutex_lock(&vol->lock);
+			vol->busy_lo[m] = vol->busy_hi[m] = 0;
+			pthread_cond_broadcast(&vol->cond);
+			pthread_mutex_unlock(&vol->lock);
+			break;
+		}
 
 		rc = xvm__run(vol, nd->child[src], pos, n, &rd);
 		xvm__plan_free(&rd);
@@ -1212,6 +1298,11 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 		}
 	}
 	free(buf);
+	/* Where it stopped, nothing busy (best effort after a failure: the error is told). */
+	if (xvm__publish(vol, m) && !rc) {
+		snprintf(err, errlen, "mirror %u: the other nodes did not take the revive's end", m);
+		rc = -EIO;
+	}
 	return rc;
 }
 
@@ -1260,6 +1351,11 @@ int xvm_revive(struct xvm_vol *vol, xvm_progress_fn *progress, void *arg, char *
 	if (changed)
 		rc = xvm__label_commit(vol, err, errlen);
 	pthread_mutex_unlock(&vol->label_lock);
+	/* The other nodes write reviving legs below their revive points from now on. */
+	for (i = 0; i < t->n && changed && !rc; i++)
+		if (t->node[i].kind == XVM__MIRROR && (rc = xvm__publish(vol, i)))
+			snprintf(err, errlen, "mirror %u: the other nodes did not take its reviving "
+				 "legs (%s)", i, strerror(-rc));
 	/* Outer mirrors first: an inner mirror's active leg must hold the bytes before it is copied. */
 	for (d = 0; d < XVM_MAX_NODES && !rc; d++) {
 		for (i = 0; i < t->n && !rc; i++) {
@@ -1285,6 +1381,9 @@ int xvm_revive(struct xvm_vol *vol, xvm_progress_fn *progress, void *arg, char *
 			pthread_mutex_unlock(&vol->lock);
 			rc = xvm__label_commit(vol, err, errlen);
 			pthread_mutex_unlock(&vol->label_lock);
+			if (!rc && (rc = xvm__publish(vol, i)))
+				snprintf(err, errlen, "mirror %u: the other nodes did not take its "
+					 "revived legs (%s)", i, strerror(-rc));
 		}
 	}
 	return rc ? rc : (int)revived;

@@ -14,8 +14,15 @@
 #    metadata server, which decided as mirror master, and the others were
 #    told;
 #  - every node reads every node's files right (the last content written);
-#  - the labels say the leg is out (cxfs-volume show, LUN 2 back online);
-#  - after an orderly stop, cxfs-check of the volume is clean.
+#  - the labels say the leg is out (cxfs-volume show, LUN 2 back online).
+# LUN 2 back, `cxfsctl volume revive` on the metadata server (the mirror
+# master; a client refuses) copies the leg while every node writes (each
+# chunk's range held busy on every node, MIRROR_STATE):
+#  - no writer saw an error, both legs are active on every node, every node
+#    reads every node's last writes right (half the regions from the
+#    revived leg);
+#  - after an orderly stop, cxfs-check of the volume is clean and the two
+#    legs' data areas are the same bytes.
 . "$(dirname "$0")/lib_cluster_io.sh"
 it_init t_xvm_cluster --need-tgtd
 
@@ -47,6 +54,22 @@ done
 rand_file "$T_TMP/pool" 4194304
 # writer I: node I's checking_writer, 8 files in wI.
 writer() { checking_writer "$(node_mnt "$1")/w$1" 8 "$1"; }
+# check_last_writes WHAT: one check, every node reads every writer's files
+# as last written.
+check_last_writes() {
+	local i j name skip len bad=()
+	for ((i = 1; i <= CL_N; i++)); do
+		while read -r name skip len; do
+			for ((j = 1; j <= CL_N; j++)); do
+				cmp -s "$(node_mnt "$j")/w$i/f$name" \
+					<(dd if="$T_TMP/pool" bs=65536 skip="$skip" count=$((len / 65536)) \
+						status=none) ||
+					bad+=("node$j reads w$i/f$name wrong")
+			done
+		done < <(tac "$T_TMP/written.$i" | awk '!seen[$1]++')
+	done
+	check_eq "$1" "" "${bad[*]}"
+}
 WPIDS=()
 stop_writers() {
 	touch "$T_TMP/stop"
@@ -93,18 +116,7 @@ for i in 2 3; do
 done
 grep -h "mirror master\|failed I/O" "$(node_log 1)" "$(node_log 2)" "$(node_log 3)" | head -6 | sed 's/^/    /'
 
-# Every node reads every node's files as last written.
-bad=()
-for ((i = 1; i <= CL_N; i++)); do
-	while read -r name skip len; do
-		for ((j = 1; j <= CL_N; j++)); do
-			cmp -s "$(node_mnt "$j")/w$i/f$name" \
-				<(dd if="$T_TMP/pool" bs=65536 skip="$skip" count=$((len / 65536)) status=none) ||
-				bad+=("node$j reads w$i/f$name wrong")
-		done
-	done < <(tac "$T_TMP/written.$i" | awk '!seen[$1]++')
-done
-check_eq "every node reads every node's last writes right" "" "${bad[*]}"
+check_last_writes "every node reads every node's last writes right"
 cross_node_rw mirror
 
 lun2 online || fail "tgtadm takes LUN 2 online again"
@@ -113,6 +125,41 @@ check "the labels say leg 1 is out (cxfs-volume show --json)" python3 -c '
 import json, sys
 t = json.loads(sys.argv[1])["tree"]
 assert [c["state"] for c in t["children"]] == ["active", "out"], t' "$out"
-cluster_stop_and_check
+
+log "the revive, run by the mirror master while every node writes"
+out=$("$CXFSCTL" --socket "$(node_sock 2)" volume revive 2>&1) || true
+check "a client refuses to revive: the metadata server does (${out:0:80})" \
+	grep -q "mirror master, the metadata server" <<<"$out"
+rm -f "$T_TMP/stop"
+for ((i = 1; i <= CL_N; i++)); do
+	writer "$i" &
+	WPIDS+=($!)
+done
+sleep 1
+nrevive=$(cat "$T_TMP"/written.* | wc -l)
+out=$("$CXFSCTL" --socket "$(node_sock 1)" volume revive 2>&1) || true
+check "cxfsctl volume revive on the metadata server revives the leg (${out:0:60})" \
+	grep -q "^ok: 1 leg revived" <<<"$out"
+check "the revive showed its progress" grep -q "mirror 0 leg 1: .*% (" <<<"$out"
+sleep 1
+stop_writers
+nafter=$(cat "$T_TMP"/written.* | wc -l)
+check "the writers wrote during the revive ($((nafter - nrevive)) writes)" test "$nafter" -gt "$nrevive"
+check_eq "no writer saw an error through the revive" "" "$(cat "$T_TMP"/errors.*)"
+for ((i = 1; i <= CL_N; i++)); do
+	check_eq "node$i has both legs active again" "active active" "$(leg_states "$i")"
+done
+# Reads are spread over the legs by region: half of them come from the revived leg now.
+check_last_writes "after the revive every node reads every node's last writes right"
+
+# same_legs: once every node stopped, the two LUNs' data areas are the same bytes.
+same_legs() {
+	local area=1048576 size
+	size=$(( $(stat -c %s "$CL_DIR/lun.img") - area ))
+	check "after the revive under the writers both legs hold the same bytes" \
+		cmp -s -n "$size" <(tail -c +$((area + 1)) "$CL_DIR/lun.img") \
+		<(tail -c +$((area + 1)) "$CL_DIR/lun2.img")
+}
+cluster_stop_and_check same_legs
 
 it_finish
