@@ -66,6 +66,14 @@ struct cl_opts {
 	 * after this long; 0: CL_SERVER_WAIT_MS_DEFAULT.
 	 */
 	unsigned server_wait_ms;
+	/*
+	 * This node took over serving the filesystem (a relocation or a
+	 * recovery settled here); called on the engine's thread, must not
+	 * block.  The daemon goes on with a revive of the volume's mirrors
+	 * that the old server (the mirror master) left unfinished.  May be NULL.
+	 */
+	void (*serving)(void *arg);
+	void *serving_arg;
 };
 
 #define CL_SERVER_WAIT_MS_DEFAULT 60000

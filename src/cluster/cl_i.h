@@ -161,6 +161,8 @@ struct cl_ctx {
 	int (*inval_entry)(void *arg, uint64_t dir, const char *name);
 	int (*inval_attr)(void *arg, uint64_t ino);
 	void *inval_arg;
+	void (*serving)(void *arg);     /* cl_opts.serving; constant */
+	void *serving_arg;
 
 	pthread_mutex_t mu;             /* protects the fields up to `ready`, and mds */
 	uint32_t server_id;             /* node serving the filesystem (0: none known) */

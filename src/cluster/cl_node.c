@@ -1189,6 +1189,8 @@ int cl_start(const struct cl_opts *o, struct cl_ctx **out, char *err, size_t err
 	cx->inval_entry = o->inval_entry;
 	cx->inval_attr = o->inval_attr;
 	cx->inval_arg = o->inval_arg;
+	cx->serving = o->serving;
+	cx->serving_arg = o->serving_arg;
 	rc = cms_config_load(o->config, &cx->cfg, err, errlen);
 	if (rc)
 		goto fail;

@@ -309,6 +309,8 @@ static void n_settle(void *arg)
 	cl_client_to_store(cx, true);
 	if (!cx->reclaimer_started)
 		(void)cl_reclaimer_start(cx);
+	if (cx->serving)
+		cx->serving(cx->serving_arg);
 }
 
 static void *poke(void *arg)

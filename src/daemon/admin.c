@@ -7,7 +7,7 @@
  *
  * Protocol: the client sends one line, the request ("status",
  * "status json", "metrics", "backup PATH", "volume", "volume json",
- * "volume revive", "volume stop" and "volume progress" (in a cluster on the
+ * "volume revive [MB/s]", "volume stop" and "volume progress" (in a cluster on the
  * metadata server only: it is the mirror master), or in cluster mode
  * "tokens INO" and "relocate FS NODE");
  * the daemon answers with text (or one JSON object) and closes the
@@ -17,7 +17,9 @@
  * thread, joined by the next revive or by cxfsd_admin_stop()), so the
  * mirror's legs are copied while the mount serves I/O; "volume progress"
  * answers "running MIRROR LEG DONE TOTAL" or "idle" and the last result;
- * "volume stop" asks the revive to stop after its current chunk.
+ * "volume stop" asks the revive to stop after its current chunk.  A revive
+ * given a rate (MB/s, as md's speed_limit_max) sleeps between chunks so
+ * that it copies no faster, leaving the LUNs to the applications.
  *
  * Lock order: none here; the gatherers take the locks of the layers they
  * read, one at a time.  revive_lock is a leaf.
@@ -68,6 +70,9 @@ struct cxfsd_admin {
 	atomic_int revive_stop;       /* set by "volume stop" and by cxfsd_admin_stop() */
 	_Atomic uint64_t revive_done, revive_total; /* progress of the mirror being copied */
 	atomic_uint revive_mirror, revive_leg;      /* which */
+	uint64_t revive_rate;         /* bytes a second at most (0: no limit); revive thread */
+	struct timespec revive_t0;    /* when the mirror being copied started; revive thread */
+	atomic_uint revive_mirror_t0; /* which mirror revive_t0 is for (~0u: none yet) */
 };
 
 /* One client connection, owned by the loop thread. */
@@ -230,14 +235,30 @@ static void backup(struct admin_conn *c)
 		    d->cl ? cl_fs_name(d->cl) : meta_store_sb(d->st)->name, c->backup);
 }
 
+/* Seconds from @t0 to now (CLOCK_MONOTONIC). */
+static double since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 static int revive_progress(void *arg, unsigned mirror, unsigned leg, uint64_t done, uint64_t total)
 {
+	const struct timespec tick = { 0, 100 * 1000 * 1000 };
 	struct cxfsd_admin *a = arg;
 
 	atomic_store(&a->revive_mirror, mirror);
 	atomic_store(&a->revive_leg, leg);
 	atomic_store(&a->revive_total, total);
 	atomic_store(&a->revive_done, done);
+	if (atomic_exchange(&a->revive_mirror_t0, mirror) != mirror)
+		clock_gettime(CLOCK_MONOTONIC, &a->revive_t0);
+	/* A rate: no further than done / rate seconds after the start, woken each 0.1 s for a stop. */
+	while (a->revive_rate && !atomic_load(&a->revive_stop) &&
+	       since(&a->revive_t0) < (double)done / (double)a->revive_rate)
+		nanosleep(&tick, NULL);
 	return atomic_load(&a->revive_stop);
 }
 
@@ -278,12 +299,38 @@ static void revive_reap(struct cxfsd_admin *a, int stop)
 	pthread_join(tid, NULL);
 }
 
-/* "volume", "volume json", "volume revive", "volume stop", "volume progress". */
+int cxfsd_admin_revive(struct cxfsd_admin *a, const char *why, uint64_t rate)
+{
+	int rc = 0;
+
+	revive_reap(a, 0);
+	pthread_mutex_lock(&a->revive_lock);
+	if (a->revive_running) {
+		rc = -EBUSY;
+	} else {
+		atomic_store(&a->revive_stop, 0);
+		atomic_store(&a->revive_total, 0);
+		atomic_store(&a->revive_done, 0);
+		a->revive_result[0] = 0;
+		a->revive_rate = rate;
+		atomic_store(&a->revive_mirror_t0, ~0u);
+		rc = -pthread_create(&a->revive_tid, NULL, revive_main, a);
+		if (rc == 0) {
+			a->revive_joinable = a->revive_running = 1;
+			fprintf(stderr, "cxfsd: volume revive started (%s)\n", why);
+		}
+	}
+	pthread_mutex_unlock(&a->revive_lock);
+	return rc;
+}
+
+/* "volume", "volume json", "volume revive [MB/s]", "volume stop", "volume progress". */
 static void volume_request(struct admin_conn *c)
 {
 	struct cxfsd_admin *a = c->a;
 	const char *req = c->volume + 6;
 	char *text;
+	int rc;
 
 	if (!strcmp(req, "") || !strcmp(req, " json")) {
 		text = xvm_show(a->d->dev, req[0] != 0);
@@ -296,24 +343,17 @@ static void volume_request(struct admin_conn *c)
 		    "the metadata server: run it there\n");
 		return;
 	}
-	if (!strcmp(req, " revive")) {
-		revive_reap(a, 0);
-		pthread_mutex_lock(&a->revive_lock);
-		if (a->revive_running) {
-			out(c, "error: a revive is running\n");
-		} else {
-			atomic_store(&a->revive_stop, 0);
-			atomic_store(&a->revive_total, 0);
-			atomic_store(&a->revive_done, 0);
-			a->revive_result[0] = 0;
-			if (pthread_create(&a->revive_tid, NULL, revive_main, a) == 0) {
-				a->revive_joinable = a->revive_running = 1;
-				out(c, "ok: revive started\n");
-			} else {
-				out(c, "error: cannot start the revive thread\n");
-			}
+	if (!strcmp(req, " revive") || !strncmp(req, " revive ", 8)) {
+		char *end;
+		unsigned long mbps = req[7] ? strtoul(req + 8, &end, 10) : 0;
+
+		if (req[7] && (*end || !mbps || mbps > 1000000)) {
+			out(c, "error: the revive rate is a whole number of MB/s, 1 to 1000000\n");
+			return;
 		}
-		pthread_mutex_unlock(&a->revive_lock);
+		rc = cxfsd_admin_revive(a, "cxfsctl", (uint64_t)mbps * 1000000u);
+		out(c, rc == 0 ? "ok: revive started\n" : rc == -EBUSY ? "error: a revive is running\n"
+			 : "error: cannot start the revive thread\n");
 	} else if (!strcmp(req, " stop")) {
 		pthread_mutex_lock(&a->revive_lock);
 		if (a->revive_running) {

@@ -549,11 +549,28 @@ static int inval_attr(void *arg, uint64_t ino)
 	return rc == -ENOENT ? 0 : rc;
 }
 
+/* Go on with a revive of the volume's mirrors that was left unfinished (@why: how, for the log). */
+static void revive_leftover(struct cxfsd *d, const char *why)
+{
+	if (!d->dev || !xvm_reviving(d->dev))
+		return;
+	pthread_mutex_lock(&d->admin_mu);
+	if (d->admin)
+		(void)cxfsd_admin_revive(d->admin, why, 0);
+	pthread_mutex_unlock(&d->admin_mu);
+}
+
+/* cl_opts.serving: this node took over serving, and so the mirrors' revive. */
+static void on_serving(void *arg)
+{
+	revive_leftover(arg, "this node took over as mirror master");
+}
+
 /* Cluster mode: join, open the volume the configuration names, and the store on the MDS. */
 static int open_cluster(struct cxfsd *d, struct cxfsd_opts *o, const struct meta_store_opts *so)
 {
 	struct cl_opts co = { o->config, o->node, o->fs, inval_inode, inval_entry, inval_attr, d,
-			      o->levels_set ? &o->levels : NULL, o->server_wait * 1000u };
+			      o->levels_set ? &o->levels : NULL, o->server_wait * 1000u, on_serving, d };
 	struct xvm_open_opts bo = { 0 };
 	const char *luns[XVM_MAX_LEAVES];
 	struct vn_meta_fs *mfs;
@@ -672,7 +689,8 @@ int main(int argc, char **argv)
 	struct meta_store_opts so = { 0 };
 	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600,
 			   .flk = { .mu = PTHREAD_MUTEX_INITIALIZER,
-				    .cv = PTHREAD_COND_INITIALIZER } };
+				    .cv = PTHREAD_COND_INITIALIZER },
+			   .admin_mu = PTHREAD_MUTEX_INITIALIZER };
 	struct vnode *root = NULL;
 	int rc;
 
@@ -702,6 +720,12 @@ int main(int argc, char **argv)
 	rc = start_admin(&d, o.admin, &admin);
 	if (rc)
 		goto out_put;
+	pthread_mutex_lock(&d.admin_mu);
+	d.admin = admin;
+	pthread_mutex_unlock(&d.admin_mu);
+	/* A revive its last mirror master left (it died or stopped) goes on here. */
+	if (!d.cl || cl_is_server(d.cl))
+		revive_leftover(&d, "a revive was left unfinished");
 	if (o.dm_socket) {
 		char err[256];
 
@@ -722,6 +746,9 @@ int main(int argc, char **argv)
 	cxfsd_metrics_http_stop(mh);
 	dm_sock_stop(dms);
 out_admin:
+	pthread_mutex_lock(&d.admin_mu);
+	d.admin = NULL;
+	pthread_mutex_unlock(&d.admin_mu);
 	cxfsd_admin_stop(admin);
 out_put:
 	vn_put(root, 1);

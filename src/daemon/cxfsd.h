@@ -52,6 +52,8 @@ struct cxfsd {
 	_Atomic(struct fuse_session *) se;
 	atomic_uint notifying;        /* invalidations in progress on se */
 	struct cxfsd_flk flk;         /* flock releases in flight */
+	pthread_mutex_t admin_mu;     /* a leaf: protects admin */
+	struct cxfsd_admin *admin;    /* the admin socket, while it serves */
 };
 
 extern const struct fuse_lowlevel_ops cxfsd_fuse_ops;

@@ -45,7 +45,8 @@ static void usage(FILE *f)
 		"       cxfsctl [--socket PATH] metrics\n"
 		"       cxfsctl [--socket PATH] backup FILE\n"
 		"       cxfsctl [--socket PATH] volume [--json]\n"
-		"       cxfsctl [--socket PATH] volume revive|stop\n"
+		"       cxfsctl [--socket PATH] volume revive [--max-rate MB/s]\n"
+		"       cxfsctl [--socket PATH] volume stop\n"
 		"\n"
 		"Ask the local cxfs daemon for its state.\n"
 		"\n"
@@ -71,10 +72,13 @@ static void usage(FILE *f)
 		"           states (cxfs-volume show); `volume revive` (single machine,\n"
 		"           or a cluster's metadata server) copies the mirror legs that\n"
 		"           are out while every node serves I/O, showing progress until\n"
-		"           it ends; `volume stop` stops it after its current chunk\n"
+		"           it ends (no faster than --max-rate MB/s, when given, to leave\n"
+		"           the LUNs to the applications); `volume stop` stops it after\n"
+		"           its current chunk\n"
 		"\n"
 		"  -s, --socket PATH   the daemon's admin socket (default " CXFSD_ADMIN_SOCKET ")\n"
 		"  -j, --json          the daemon's JSON objects (one a line) instead of text\n"
+		"  -r, --max-rate MB/s volume revive: copy at most this many MB a second\n"
 		"  -i, --inode         tokens: the arguments are inode numbers (no stat(), which\n"
 		"                      would wait on an inode whose tokens are stuck)\n"
 		"  -h, --help          this text\n"
@@ -1157,15 +1161,16 @@ static int cmd_backup(const char *sock, const char *file)
  * 0.2 s (one line redrawn on a terminal, a line each 10% otherwise) until
  * it is idle; its result decides the exit status.
  */
-static int cmd_revive(const char *sock)
+static int cmd_revive(const char *sock, const char *rate)
 {
 	const struct timespec pause = { 0, 200 * 1000 * 1000 };
 	int tty = isatty(STDERR_FILENO), rc, decile = -1;
 	unsigned mirror, leg, last = ~0u;
 	unsigned long long done, total;
-	char *reply = NULL;
+	char *reply = NULL, req[64];
 
-	if (ask_print(sock, "volume revive", "ok"))
+	snprintf(req, sizeof(req), "volume revive%s%s", rate ? " " : "", rate ? rate : "");
+	if (ask_print(sock, req, "ok"))
 		return 1;
 	for (;;) {
 		nanosleep(&pause, NULL);
@@ -1199,19 +1204,21 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "inode", no_argument, NULL, 'i' },
+		{ "max-rate", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sockaddr_un sa;
-	const char *sock = CXFSD_ADMIN_SOCKET, *cmd;
+	const char *sock = CXFSD_ADMIN_SOCKET, *cmd, *rate = NULL;
 	bool by_ino = false;
 	int json = 0, c;
 
-	while ((c = getopt_long(argc, argv, "s:jih", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:jir:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's': sock = optarg; break;
 		case 'j': json = 1; break;
 		case 'i': by_ino = true; break;
+		case 'r': rate = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1229,6 +1236,12 @@ int main(int argc, char **argv)
 		if (strcmp(cmd, "tokens") == 0)
 			fprintf(stderr, "cxfsctl: tokens needs at least one %s\n",
 				by_ino ? "INO" : "PATH");
+		usage(stderr);
+		return 2;
+	}
+	if (rate && (strcmp(cmd, "volume") != 0 || optind != argc - 2 ||
+		     strcmp(argv[optind + 1], "revive") != 0 || strlen(rate) > 16)) {
+		fprintf(stderr, "cxfsctl: --max-rate goes with volume revive only\n");
 		usage(stderr);
 		return 2;
 	}
@@ -1256,7 +1269,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "volume") == 0 && strcmp(argv[optind + 1], "stop") == 0)
 		return ask_print(sock, "volume stop", "ok");
 	if (strcmp(cmd, "volume") == 0)
-		return cmd_revive(sock);
+		return cmd_revive(sock, rate);
 	if (strcmp(cmd, "backup") == 0)
 		return cmd_backup(sock, argv[optind + 1]);
 	return cmd_tokens(sock, json, by_ino, argv + optind + 1, argc - optind - 1);

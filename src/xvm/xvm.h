@@ -125,6 +125,8 @@ int xvm_leg_out_told(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_
  * (bounded by that I/O).
  */
 int xvm_mirror_state_apply(struct xvm_vol *vol, const struct xvm_mirror_state *st);
+/* How many mirror legs are reviving (a revive was started and has not ended). */
+unsigned xvm_reviving(struct xvm_vol *vol);
 /* The reviving node is gone: forget the busy ranges it gave (legs and points stay). */
 void xvm_mirror_unbusy(struct xvm_vol *vol);
 

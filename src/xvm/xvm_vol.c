@@ -1206,6 +1206,18 @@ invalid:
 	return -EINVAL;
 }
 
+unsigned xvm_reviving(struct xvm_vol *vol)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&vol->lock);
+	for (unsigned i = 1; i < vol->label.tree.n; i++)
+		n += vol->label.tree.node[vol->label.tree.node[i].parent].kind == XVM__MIRROR &&
+		     vol->label.tree.node[i].leg_state == XVM_LEG_REVIVING;
+	pthread_mutex_unlock(&vol->lock);
+	return n;
+}
+
 void xvm_mirror_unbusy(struct xvm_vol *vol)
 {
 	pthread_mutex_lock(&vol->lock);

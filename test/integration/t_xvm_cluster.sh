@@ -21,6 +21,11 @@
 #  - no writer saw an error, both legs are active on every node, every node
 #    reads every node's last writes right (half the regions from the
 #    revived leg);
+# The leg goes out once more and node1, the metadata server, is killed
+# (kill -9) while its revive copies under writers on node2 and node3:
+#  - the node that takes over serving goes on with the revive by itself,
+#    both legs end active on every node, no writer saw an error;
+# And finally:
 #  - after an orderly stop, cxfs-check of the volume is clean and the two
 #    legs' data areas are the same bytes.
 . "$(dirname "$0")/lib_cluster_io.sh"
@@ -28,7 +33,7 @@ it_init t_xvm_cluster --need-tgtd
 
 VOLUME_TOOL=$CXFS_BIN_DIR/cxfs-volume
 
-cluster_up 3 --size 96M --luns 2 --volume 'mirror(0,1)' ||
+cluster_up 3 --size 256M --luns 2 --volume 'mirror(0,1)' ||
 	{ fail "a 3-node cluster on a 2-leg mirror starts"; it_finish; }
 CTL=$(cat "$CL_DIR/tgtd.ctl")
 VOL_URIS=$(sed -n 's/^uri=//p' "$CL_DIR/ports")
@@ -151,6 +156,42 @@ for ((i = 1; i <= CL_N; i++)); do
 done
 # Reads are spread over the legs by region: half of them come from the revived leg now.
 check_last_writes "after the revive every node reads every node's last writes right"
+
+log "the mirror master killed during a revive: the next metadata server finishes it"
+# The leg out again: LUN 2 offline under node2's writer, then back.
+rm -f "$T_TMP/stop"
+writer 2 &
+WPIDS+=($!)
+sleep 1
+lun2 offline || fail "tgtadm takes LUN 2 offline (again)"
+wait_until 60 eval '[[ "$(leg_states 1) $(leg_states 2) $(leg_states 3)" == "active out active out active out" ]]' ||
+	fail "the leg goes out on every node again"
+lun2 online || fail "tgtadm takes LUN 2 online (again)"
+writer 3 &
+WPIDS+=($!)
+# At 16 MB/s (--max-rate) the copy of 255 MiB takes 16 s: node1 dies in it.
+"$CXFSCTL" --socket "$(node_sock 1)" volume revive --max-rate 16 >"$T_TMP/revive1.out" 2>&1 &
+# revive_point I: node I's revive point of mirror 0 (0 when none).
+revive_point() {
+	"$CXFSCTL" --socket "$(node_sock "$1")" volume --json 2>/dev/null |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["tree"].get("revive_point", 0))'
+}
+wait_until 30 eval '(( $(revive_point 1) >= 16 << 20 ))' || fail "node1's revive copies"
+point=$(revive_point 1)
+kill_node 1
+log "node1 killed with its revive at $((${point:-0} >> 20)) MiB of 255"
+wait_until 120 eval '[[ "$(leg_states 2) $(leg_states 3)" == "active active active active" ]]' ||
+	fail "the legs are active again on node2 and node3 within 120 s"
+sleep 1
+stop_writers
+new_mds=$(grep -l "volume revive started (this node took over as mirror master)" \
+	"$(node_log 2)" "$(node_log 3)" 2>/dev/null | head -1)
+check "the node that took over serving went on with the revive (${new_mds:-none})" test -n "$new_mds"
+check_eq "no writer on node2 or node3 saw an error" "" "$(cat "$T_TMP/errors.2" "$T_TMP/errors.3")"
+check "node1 comes back (restart) and sees both legs active" \
+	eval '"$LOCAL_CLUSTER" restart --dir "$CL_DIR" 1 >>"$T_TMP/restart.log" 2>&1 &&
+		[[ "$(leg_states 1)" == "active active" ]]'
+check_last_writes "after the takeover every node reads every node's last writes right"
 
 # same_legs: once every node stopped, the two LUNs' data areas are the same bytes.
 same_legs() {
