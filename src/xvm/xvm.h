@@ -246,6 +246,41 @@ typedef int xvm_progress_fn(void *arg, unsigned mirror, unsigned leg, uint64_t d
 int xvm_revive(struct xvm_vol *vol, xvm_progress_fn *progress, void *arg, char *err, size_t errlen);
 
 /*
+ * The dirty-region log (docs/ARCHITECTURE.md, "The dirty-region log"): a
+ * bitmap per node on the LUNs of the regions of the volume's mirrors that
+ * node may be writing, so that after it dies only those are copied between
+ * the legs.
+ *
+ * xvm_drl_start: from now on this node logs its writes in slot @slot (its
+ * cluster node number less one; 0 on a single machine).  Returns how many
+ * regions the slot holds from the node's last run (they stay logged until
+ * xvm_drl_resynced()), 0 for a volume without mirrors or opened read-only,
+ * or -errno.  Call it before the first write.
+ */
+int xvm_drl_start(struct xvm_vol *vol, unsigned slot, char *err, size_t errlen);
+/*
+ * Copy every region that slot @slot says dirty (as the LUNs hold it) from
+ * the leg reads use to the other legs, each held busy on every node
+ * (xvm_cluster_ops.mirror_state) as a revive's chunk.  Only one node does
+ * this at a time: the single node, or the cluster's mirror master.
+ * *@regions: regions copied, *@total: regions of the volume's mirrors.
+ * @progress (may be NULL; mirror, 0, regions done, total) stops it by
+ * returning nonzero (-EINTR).
+ */
+int xvm_drl_resync(struct xvm_vol *vol, unsigned slot, xvm_progress_fn *progress, void *arg,
+		   unsigned *regions, unsigned *total, char *err, size_t errlen);
+/* This node's regions left from its last run were resynced: they leave its slot. */
+void xvm_drl_resynced(struct xvm_vol *vol);
+/* The slots (bit per slot) that hold dirty regions on the LUNs now. */
+uint64_t xvm_drl_dirty_slots(struct xvm_vol *vol);
+/*
+ * Stop logging (before an orderly stop takes the node's access to the LUNs
+ * away; xvm_close() does it otherwise): once the LUNs are flushed the slot
+ * keeps only the regions still to be resynced.
+ */
+void xvm_drl_stop(struct xvm_vol *vol);
+
+/*
  * Describe the volume: its tree with sizes, the LUN of each leaf, each
  * mirror leg's state and revive point, as indented text or as JSON (@json).
  * Returns a string the caller must free(), or NULL on ENOMEM.

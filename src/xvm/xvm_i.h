@@ -48,6 +48,8 @@ int xvm__tree_check(struct xvm__tree *t, char *err, size_t errlen);
 int xvm__tree_leaf(const struct xvm__tree *t, uint32_t leaf);
 /* Highest LUN number in the tree plus one. */
 uint32_t xvm__tree_nleaves(const struct xvm__tree *t);
+/* Depth of node @i (the root is 0). */
+unsigned xvm__tree_depth(const struct xvm__tree *t, unsigned i);
 /* 1 if some mirror leg on the path from node @i up to the root is not active. */
 int xvm__tree_under_inactive(const struct xvm__tree *t, unsigned i);
 /* Append a subtree @sub as the last child of node @parent; -ENOSPC. */
@@ -187,10 +189,75 @@ void xvm__plan_free(struct xvm__plan *pl);
 /* Flush every LUN not under an inactive leg (failures absorbed like writes'). */
 int xvm__flush(struct xvm_vol *vol);
 
+/*
+ * Write @len bytes of @buf at byte @lunoff of every LUN in use (not under an
+ * inactive leg), in parallel; 0 if at least one LUN took them, else the
+ * first error.  Failures mark no leg out (the data's own I/O does that).
+ */
+int xvm__write_leaves(struct xvm_vol *vol, const void *buf, size_t len, uint64_t lunoff);
+
 /* The per-volume worker threads that issue pieces in parallel (xvm_io.c). */
 struct xvm__pool;
 int xvm__pool_start(struct xvm_vol *vol, unsigned nthreads, struct xvm__pool **out);
 void xvm__pool_stop(struct xvm__pool *pool);
+
+/*
+ * The dirty-region log (xvm_drl.c).  The layout of the log for tree @t: the
+ * region size (1 << *@shift bytes), each mirror's first bit in @base (by
+ * node index), the bits used and a hash of it all, which a slot carries so
+ * that a slot of another layout is never read as this one's.  0 if the tree
+ * has no mirror (no log), 1 if it has.
+ */
+int xvm__drl_geometry(const struct xvm__tree *t, unsigned *shift, unsigned base[XVM_MAX_NODES],
+		      unsigned *nbits, uint64_t *geo);
+#define XVM__DRL_SLOT 12288u              /* bytes of one node's slot */
+#define XVM__DRL_SLOTS 64u                /* slots: one per cluster node */
+#define XVM__DRL_HDR 128u                 /* header bytes before the bitmap */
+#define XVM__DRL_BITS ((XVM__DRL_SLOT - XVM__DRL_HDR) * 8u)
+_Static_assert(XVM_DRL_OFF + XVM__DRL_SLOTS * XVM__DRL_SLOT <= XVM_RESERVED,
+	       "the dirty-region slots fit in the reserved area");
+/* Encode slot @slot of volume @uuid with the first @nbits bits of @bits. */
+void xvm__drl_encode(unsigned char img[XVM__DRL_SLOT], const uint8_t uuid[16], unsigned slot,
+		     unsigned shift, unsigned nbits, uint64_t geo, uint64_t seq, const uint8_t *bits);
+/*
+ * Decode slot image @img expected to be slot @slot of volume @uuid with
+ * geometry @shift/@nbits/@geo, OR-ing its bits into @bits.  0: decoded (or
+ * never written, or written for another volume: nothing to OR); -EINVAL: a
+ * damaged slot, -ESTALE: a slot of another layout (the caller takes every
+ * region as dirty).
+ */
+int xvm__drl_decode(const unsigned char img[XVM__DRL_SLOT], const uint8_t uuid[16], unsigned slot,
+		    unsigned shift, unsigned nbits, uint64_t geo, uint8_t *bits);
+/* Before issuing write @pl: its mirror regions are in this node's log (on the LUNs). */
+int xvm__drl_mark(struct xvm_vol *vol, const struct xvm__plan *pl);
+/* After @pl's I/O: its regions may be cleared once idle (lazily). */
+void xvm__drl_unmark(struct xvm_vol *vol, const struct xvm__plan *pl);
+
+/* This node's log as cxfsctl volume shows it. */
+struct xvm__drl_fig {
+	unsigned slot;                    /* its slot */
+	uint64_t region;                  /* bytes a region */
+	unsigned regions;                 /* regions of the mirrors */
+	unsigned dirty;                   /* set in its slot */
+	unsigned inherited;               /* left by the last run, not resynced yet */
+};
+/* 0 and @f, or -ENOENT when this node logs nothing. */
+int xvm__drl_figures(struct xvm_vol *vol, struct xvm__drl_fig *f);
+
+/*
+ * Hold [lo, hi) of mirror @m busy for a copy (the revive's chunk, a dirty
+ * region): no write of this node goes there and, through the cluster ops,
+ * none of another node's, once the writes in flight there are done.  Copies
+ * run one at a time (vol->copy_mu, held until xvm__busy_end()).  0, or the
+ * cluster's error (nothing held then).
+ */
+int xvm__busy_begin(struct xvm_vol *vol, unsigned m, uint64_t lo, uint64_t hi);
+void xvm__busy_end(struct xvm_vol *vol, unsigned m);
+/*
+ * Hand mirror @m's state (legs, revive point, busy range) to the other
+ * nodes through the cluster ops; 0 without them.  No lock held.
+ */
+int xvm__publish(struct xvm_vol *vol, unsigned m);
 
 /* 1 if @rc from a LUN is a failure of that LUN (marks a leg out), not a fence or a bad request. */
 bool xvm__is_leg_error(int rc);
@@ -198,10 +265,12 @@ bool xvm__is_leg_error(int rc);
 /*
  * The volume.
  *
- * Locks: vol->label_lock -> vol->lock.  label_lock serializes label writes
- * (layout changes, leg state changes, revive steps); lock protects the
- * tree's leg states and revive points, the busy ranges and the in-flight
- * list, and is never held across I/O.
+ * Locks: vol->copy_mu -> vol->label_lock -> vol->lock.  copy_mu serializes
+ * the copies of a revive and a resync (held across their I/O); label_lock
+ * serializes label writes (layout changes, leg state changes, revive steps);
+ * lock protects the tree's leg states and revive points, the busy ranges
+ * and the in-flight list, and is never held across I/O.  The dirty-region
+ * log's own lock (xvm_drl.c) is never held with any of them.
  */
 struct xvm_vol {
 	char *uri;                        /* the LUN URIs joined by commas */
@@ -216,6 +285,8 @@ struct xvm_vol {
 	void *cops_arg;                   /* their argument */
 	struct xvm__pool *pool;           /* worker threads; NULL for one LUN */
 
+	struct xvm__drl *drl;             /* this node's dirty-region log; NULL: none */
+	pthread_mutex_t copy_mu;          /* one copy (revive chunk, resync region) at a time */
 	pthread_mutex_t label_lock;       /* serializes label writes */
 	pthread_mutex_t lock;             /* see above */
 	pthread_cond_t cond;              /* broadcast when a busy range or in-flight write ends */

@@ -547,10 +547,20 @@ int xvm__run(struct xvm_vol *vol, unsigned i, uint64_t off, uint64_t len, struct
 			vol->active = pl;
 		}
 		pthread_mutex_unlock(&vol->lock);
-		if (rc)
+		/* The regions are in this node's dirty-region log before any leg is written. */
+		if (!rc)
+			rc = xvm__drl_mark(vol, pl);
+		if (rc) {
+			if (pl->nw) {
+				pthread_mutex_lock(&vol->lock);
+				xvm__deactivate(vol, pl);
+				pthread_mutex_unlock(&vol->lock);
+			}
 			return rc;
+		}
 		xvm__issue(vol, pl);
 		if (pl->nw) {
+			xvm__drl_unmark(vol, pl);
 			pthread_mutex_lock(&vol->lock);
 			xvm__deactivate(vol, pl);
 			pthread_mutex_unlock(&vol->lock);
@@ -563,9 +573,13 @@ int xvm__run(struct xvm_vol *vol, unsigned i, uint64_t off, uint64_t len, struct
 	return -EIO;
 }
 
-int xvm__flush(struct xvm_vol *vol)
+/*
+ * A piece at byte @lunoff of each LUN in use (not under an inactive leg) for
+ * @pl.  xvm__add_piece() takes offsets past the reserved area and adds it:
+ * @lunoff - XVM_RESERVED (modulo 2^64) gives @lunoff back, inside it too.
+ */
+static int xvm__leaves(struct xvm_vol *vol, struct xvm__plan *pl, uint64_t lunoff, size_t len)
 {
-	struct xvm__plan pl = { .op = XVM__FLUSH };
 	unsigned i;
 	int rc = 0;
 
@@ -573,12 +587,37 @@ int xvm__flush(struct xvm_vol *vol)
 	for (i = 0; i < vol->label.tree.n && !rc; i++)
 		if (vol->label.tree.node[i].kind == XVM__LEAF &&
 		    !xvm__tree_under_inactive(&vol->label.tree, i))
-			rc = xvm__add_piece(&pl, i, 0, 0, 0);
+			rc = xvm__add_piece(pl, i, lunoff - XVM_RESERVED, len, 0);
 	pthread_mutex_unlock(&vol->lock);
+	return rc;
+}
+
+int xvm__flush(struct xvm_vol *vol)
+{
+	struct xvm__plan pl = { .op = XVM__FLUSH };
+	int rc;
+
+	rc = xvm__leaves(vol, &pl, XVM_RESERVED, 0);
 	if (!rc) {
 		xvm__issue(vol, &pl);
 		rc = xvm__absorb(vol, &pl);
 	}
 	xvm__plan_free(&pl);
 	return rc < 0 ? rc : 0;
+}
+
+int xvm__write_leaves(struct xvm_vol *vol, const void *buf, size_t len, uint64_t lunoff)
+{
+	struct xvm__plan pl = { .op = XVM__WRITE, .buf = (char *)buf };
+	int rc;
+
+	rc = xvm__leaves(vol, &pl, lunoff, len);
+	if (!rc) {
+		xvm__issue(vol, &pl);
+		rc = pl.n ? pl.p[0].rc : -EIO;
+		for (size_t k = 0; k < pl.n && rc; k++)
+			rc = pl.p[k].rc;
+	}
+	xvm__plan_free(&pl);
+	return rc;
 }

@@ -1,8 +1,23 @@
 /*
- * xvm_label.c - the label codec (layout in xvm_i.h) and the reading and
- * writing of a LUN's two label copies.  Decoding trusts no field: the magic,
- * the version, the size, the checksum, the node count and the tree itself
- * are checked, and each failure names what is wrong.
+ * xvm_label.c - the on-LUN codecs: the label (layout in xvm_i.h) and the
+ * reading and writing of a LUN's two label copies, and a dirty-region log
+ * slot (layout below).  Decoding trusts no field: the magic, the version,
+ * the size, the checksum, the node count and the tree itself are checked,
+ * and each failure names what is wrong.
+ *
+ * A dirty-region log slot (XVM__DRL_SLOT bytes at XVM_DRL_OFF + slot *
+ * XVM__DRL_SLOT of every LUN in use, little-endian):
+ *      0  magic "CXFSDRL\0"          8
+ *      8  format version (1)         u32
+ *     12  slot number                u32
+ *     16  volume uuid                16
+ *     32  region shift               u32
+ *     36  bits used                  u32
+ *     40  geometry hash              u64
+ *     48  sequence (grows per write) u64
+ *     56  checksum: BLAKE2b (16 bytes) of the slot with this field zeroed
+ *     72  reserved (0) up to XVM__DRL_HDR, then the bitmap (bit b of byte
+ *         b / 8 is 1 << b % 8).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -46,17 +61,16 @@ static uint64_t get64(const unsigned char *p)
 	return v;
 }
 
-/* The checksum of @buf with its checksum field taken as zero. */
-static void xvm__csum(const unsigned char *buf, unsigned char *out)
+/* The checksum of the @len bytes of @buf with its checksum field (at @at) taken as zero. */
+static void xvm__csum(const unsigned char *buf, size_t len, size_t at, unsigned char *out)
 {
 	static const unsigned char zero[XVM__CSUM_LEN];
 	crypto_generichash_state st;
 
 	crypto_generichash_init(&st, NULL, 0, XVM__CSUM_LEN);
-	crypto_generichash_update(&st, buf, XVM__CSUM_OFF);
+	crypto_generichash_update(&st, buf, at);
 	crypto_generichash_update(&st, zero, XVM__CSUM_LEN);
-	crypto_generichash_update(&st, buf + XVM__CSUM_OFF + XVM__CSUM_LEN,
-				  XVM_LABEL_SIZE - XVM__CSUM_OFF - XVM__CSUM_LEN);
+	crypto_generichash_update(&st, buf + at + XVM__CSUM_LEN, len - at - XVM__CSUM_LEN);
 	crypto_generichash_final(&st, out, XVM__CSUM_LEN);
 }
 
@@ -64,7 +78,7 @@ void xvm__label_seal(unsigned char buf[XVM_LABEL_SIZE])
 {
 	unsigned char sum[XVM__CSUM_LEN];
 
-	xvm__csum(buf, sum);
+	xvm__csum(buf, XVM_LABEL_SIZE, XVM__CSUM_OFF, sum);
 	memcpy(buf + XVM__CSUM_OFF, sum, XVM__CSUM_LEN);
 }
 
@@ -121,7 +135,7 @@ int xvm__label_decode(const unsigned char buf[XVM_LABEL_SIZE], struct xvm__label
 		snprintf(err, errlen, "label size %u (want %u)", get32(buf + 12), XVM_LABEL_SIZE);
 		return -EINVAL;
 	}
-	xvm__csum(buf, sum);
+	xvm__csum(buf, XVM_LABEL_SIZE, XVM__CSUM_OFF, sum);
 	if (sodium_memcmp(sum, buf + XVM__CSUM_OFF, XVM__CSUM_LEN) != 0) {
 		snprintf(err, errlen, "label checksum mismatch (corrupted label)");
 		return -EINVAL;
@@ -228,4 +242,49 @@ int xvm__label_write(struct blk_dev *dev, const struct xvm__label *l)
 		rc = blk_flush(dev);
 	free(buf);
 	return rc;
+}
+
+#define XVM__DRL_MAGIC "CXFSDRL"
+#define XVM__DRL_VERSION 1u
+#define XVM__DRL_CSUM_OFF 56u
+
+void xvm__drl_encode(unsigned char img[XVM__DRL_SLOT], const uint8_t uuid[16], unsigned slot,
+		     unsigned shift, unsigned nbits, uint64_t geo, uint64_t seq, const uint8_t *bits)
+{
+	unsigned char sum[XVM__CSUM_LEN];
+
+	memset(img, 0, XVM__DRL_SLOT);
+	memcpy(img, XVM__DRL_MAGIC, sizeof(XVM__DRL_MAGIC));
+	put32(img + 8, XVM__DRL_VERSION);
+	put32(img + 12, slot);
+	memcpy(img + 16, uuid, 16);
+	put32(img + 32, shift);
+	put32(img + 36, nbits);
+	put64(img + 40, geo);
+	put64(img + 48, seq);
+	memcpy(img + XVM__DRL_HDR, bits, (nbits + 7) / 8);
+	xvm__csum(img, XVM__DRL_SLOT, XVM__DRL_CSUM_OFF, sum);
+	memcpy(img + XVM__DRL_CSUM_OFF, sum, XVM__CSUM_LEN);
+}
+
+int xvm__drl_decode(const unsigned char img[XVM__DRL_SLOT], const uint8_t uuid[16], unsigned slot,
+		    unsigned shift, unsigned nbits, uint64_t geo, uint8_t *bits)
+{
+	unsigned char sum[XVM__CSUM_LEN];
+	unsigned n;
+
+	if (memcmp(img, XVM__DRL_MAGIC, sizeof(XVM__DRL_MAGIC)) != 0)
+		return 0;       /* never written */
+	xvm__csum(img, XVM__DRL_SLOT, XVM__DRL_CSUM_OFF, sum);
+	if (sodium_memcmp(sum, img + XVM__DRL_CSUM_OFF, XVM__CSUM_LEN) != 0 ||
+	    get32(img + 8) != XVM__DRL_VERSION || get32(img + 12) != slot)
+		return -EINVAL;
+	if (memcmp(img + 16, uuid, 16) != 0)
+		return 0;       /* a slot of a volume this LUN held before */
+	n = get32(img + 36);
+	if (get32(img + 32) != shift || n != nbits || get64(img + 40) != geo)
+		return -ESTALE;
+	for (unsigned i = 0; i < (n + 7) / 8; i++)
+		bits[i] |= img[XVM__DRL_HDR + i];
+	return 0;
 }

@@ -156,6 +156,15 @@ uint32_t xvm__tree_nleaves(const struct xvm__tree *t)
 	return n;
 }
 
+unsigned xvm__tree_depth(const struct xvm__tree *t, unsigned i)
+{
+	unsigned d = 0;
+
+	for (; i != 0; i = t->node[i].parent)
+		d++;
+	return d;
+}
+
 int xvm__tree_under_inactive(const struct xvm__tree *t, unsigned i)
 {
 	for (; i != 0 && i != XVM__NO_PARENT; i = t->node[i].parent)

@@ -115,6 +115,7 @@ static struct xvm_vol *xvm__alloc(void)
 
 	if (!vol)
 		return NULL;
+	pthread_mutex_init(&vol->copy_mu, NULL);
 	pthread_mutex_init(&vol->label_lock, NULL);
 	pthread_mutex_init(&vol->lock, NULL);
 	pthread_cond_init(&vol->cond, NULL);
@@ -127,6 +128,7 @@ void xvm_close(struct xvm_vol *vol)
 
 	if (!vol)
 		return;
+	xvm_drl_stop(vol);
 	xvm__pool_stop(vol->pool);
 	for (i = 0; i < XVM_MAX_LEAVES; i++) {
 		if (vol->dev[i])
@@ -136,6 +138,7 @@ void xvm_close(struct xvm_vol *vol)
 	pthread_cond_destroy(&vol->cond);
 	pthread_mutex_destroy(&vol->lock);
 	pthread_mutex_destroy(&vol->label_lock);
+	pthread_mutex_destroy(&vol->copy_mu);
 	free(vol->uri);
 	free(vol);
 }
@@ -1159,8 +1162,7 @@ static void xvm__mirror_state(const struct xvm_vol *vol, unsigned m, struct xvm_
 	st->generation = vol->label.generation;
 }
 
-/* Hand mirror @m's state to the other nodes (cluster ops); 0 without them.  No lock held. */
-static int xvm__publish(struct xvm_vol *vol, unsigned m)
+int xvm__publish(struct xvm_vol *vol, unsigned m)
 {
 	struct xvm_mirror_state st;
 
@@ -1170,6 +1172,33 @@ static int xvm__publish(struct xvm_vol *vol, unsigned m)
 	xvm__mirror_state(vol, m, &st);
 	pthread_mutex_unlock(&vol->lock);
 	return vol->cops->mirror_state(vol->cops_arg, vol, &st);
+}
+
+int xvm__busy_begin(struct xvm_vol *vol, unsigned m, uint64_t lo, uint64_t hi)
+{
+	int rc;
+
+	pthread_mutex_lock(&vol->copy_mu);
+	pthread_mutex_lock(&vol->lock);
+	vol->busy_lo[m] = lo;
+	vol->busy_hi[m] = hi;
+	vol->busy_told[m] = 0;
+	while (xvm__overlapping_write(vol, m, lo, hi))
+		pthread_cond_wait(&vol->cond, &vol->lock);
+	pthread_mutex_unlock(&vol->lock);
+	rc = xvm__publish(vol, m);
+	if (rc)
+		xvm__busy_end(vol, m);
+	return rc;
+}
+
+void xvm__busy_end(struct xvm_vol *vol, unsigned m)
+{
+	pthread_mutex_lock(&vol->lock);
+	vol->busy_lo[m] = vol->busy_hi[m] = 0;
+	pthread_cond_broadcast(&vol->cond);
+	pthread_mutex_unlock(&vol->lock);
+	pthread_mutex_unlock(&vol->copy_mu);
 }
 
 int xvm_mirror_state_apply(struct xvm_vol *vol, const struct xvm_mirror_state *st)
@@ -1258,24 +1287,25 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 			}
 			break;
 		}
-		for (c = 0, nt = 0; c < nd->nchild; c++)
-			if (vol->label.tree.node[nd->child[c]].leg_state == XVM_LEG_REVIVING)
-				targets[nt++] = nd->child[c];
-		vol->busy_lo[m] = pos;
-		vol->busy_hi[m] = pos + n;
-		while (xvm__overlapping_write(vol, m, pos, pos + n))
-			pthread_cond_wait(&vol->cond, &vol->lock);
 		pthread_mutex_unlock(&vol->lock);
-		/* The other nodes hold the range busy too, with their writes there done. */
-		rc = xvm__publish(vol, m);
+		/* Every node holds the range busy, with its writes there done. */
+		rc = xvm__busy_begin(vol, m, pos, pos + n);
 		if (rc) {
 			snprintf(err, errlen, "mirror %u: the other nodes did not take the revive's "
 				 "state (%s)", m, strerror(-rc));
-			pthread_mutex_lock(&vol->lock);
-			vol->busy_lo[m] = vol->busy_hi[m] = 0;
-			pthread_cond_broadcast(&vol->cond);
-			pthread_mutex_unlock(&vol->lock);
 			break;
+		}
+		pthread_mutex_lock(&vol->lock);
+		/* The legs as they are now that the copy runs alone. */
+		dst = xvm__leg_in(vol, m, XVM_LEG_REVIVING);
+		src = xvm__leg_in(vol, m, XVM_LEG_ACTIVE);
+		for (c = 0, nt = 0; c < nd->nchild; c++)
+			if (vol->label.tree.node[nd->child[c]].leg_state == XVM_LEG_REVIVING)
+				targets[nt++] = nd->child[c];
+		pthread_mutex_unlock(&vol->lock);
+		if (dst < 0 || src < 0) {
+			xvm__busy_end(vol, m);
+			continue;
 		}
 
 		rc = xvm__run(vol, nd->child[src], pos, n, &rd);
@@ -1289,10 +1319,9 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 		pthread_mutex_lock(&vol->lock);
 		if (!rc)
 			vol->label.tree.node[m].revive_point = pos + n;
-		vol->busy_lo[m] = vol->busy_hi[m] = 0;
-		pthread_cond_broadcast(&vol->cond);
 		src = xvm__leg_in(vol, m, XVM_LEG_ACTIVE);
 		pthread_mutex_unlock(&vol->lock);
+		xvm__busy_end(vol, m);
 		if (rc && src >= 0) {
 			rc = 0;   /* the source leg went out: copy the chunk again from another */
 			continue;
@@ -1316,16 +1345,6 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 		rc = -EIO;
 	}
 	return rc;
-}
-
-/* Depth of node @i (the root is 0). */
-static unsigned xvm__depth(const struct xvm__tree *t, unsigned i)
-{
-	unsigned d = 0;
-
-	for (; i != 0; i = t->node[i].parent)
-		d++;
-	return d;
 }
 
 int xvm_revive(struct xvm_vol *vol, xvm_progress_fn *progress, void *arg, char *err, size_t errlen)
@@ -1371,7 +1390,7 @@ int xvm_revive(struct xvm_vol *vol, xvm_progress_fn *progress, void *arg, char *
 	/* Outer mirrors first: an inner mirror's active leg must hold the bytes before it is copied. */
 	for (d = 0; d < XVM_MAX_NODES && !rc; d++) {
 		for (i = 0; i < t->n && !rc; i++) {
-			if (t->node[i].kind != XVM__MIRROR || xvm__depth(t, i) != d)
+			if (t->node[i].kind != XVM__MIRROR || xvm__tree_depth(t, i) != d)
 				continue;
 			pthread_mutex_lock(&vol->lock);
 			c = xvm__leg_in(vol, i, XVM_LEG_REVIVING) >= 0;
@@ -1509,6 +1528,8 @@ char *xvm_show(struct xvm_vol *vol, int json)
 {
 	struct xvm__out o = { 0 };
 	char uuid[33], layout[1024];
+	struct xvm__drl_fig fig;
+	int drl;
 
 	if (vol->legacy) {
 		if (json) {
@@ -1522,6 +1543,7 @@ char *xvm_show(struct xvm_vol *vol, int json)
 		}
 		goto out;
 	}
+	drl = xvm__drl_figures(vol, &fig) == 0;
 	pthread_mutex_lock(&vol->lock);
 	xvm_uuid(vol, uuid);
 	xvm__layout_format(&vol->label.tree, 0, layout, sizeof(layout));
@@ -1532,12 +1554,21 @@ char *xvm_show(struct xvm_vol *vol, int json)
 			 "\"tree\":", uuid, (unsigned long long)vol->label.generation,
 			 (unsigned long long)xvm_size(vol), layout);
 		xvm__show_node(vol, 0, 0, 1, &o);
+		if (drl)
+			xvm__put(&o, ",\"drl\":{\"slot\":%u,\"region\":%llu,\"regions\":%u,"
+				 "\"dirty\":%u,\"inherited\":%u}", fig.slot,
+				 (unsigned long long)fig.region, fig.regions, fig.dirty, fig.inherited);
 		xvm__put(&o, "}\n");
 	} else {
 		xvm__put(&o, "volume %s uuid %s generation %llu, %llu bytes\n  layout %s\n",
 			 vol->label.name, uuid, (unsigned long long)vol->label.generation,
 			 (unsigned long long)xvm_size(vol), layout);
 		xvm__show_node(vol, 0, 0, 0, &o);
+		if (drl)
+			xvm__put(&o, "  dirty-region log: slot %u, %u regions of %llu KiB, %u dirty "
+				 "(%u from the last run, to resync)\n", fig.slot, fig.regions,
+				 (unsigned long long)(fig.region >> 10), fig.dirty,
+				 fig.inherited);
 	}
 	pthread_mutex_unlock(&vol->lock);
 out:

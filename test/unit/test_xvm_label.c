@@ -10,7 +10,14 @@
  *   - assembly from real file LUNs in a temporary directory: refusals of a
  *     missing, foreign, duplicated and stale LUN and of a corrupted label,
  *     each naming the LUN; an interrupted two-phase change rolled back when
- *     its prepare phase did not reach every LUN, forward when it did.
+ *     its prepare phase did not reach every LUN, forward when it did;
+ *   - the dirty-region log: the geometry (figure 9's two mirrors get bits
+ *     of their own; a large mirror gets larger regions), the slot codec
+ *     (round trip, a damaged slot, one of another volume or layout), and on
+ *     file LUNs a node that "dies" with a region written (the LUN files
+ *     copied before its orderly stop) leaves that region, and only it, in
+ *     its slot; made to differ on the leg reads do not use, it is resynced
+ *     and the legs end identical.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -303,17 +310,24 @@ static void test_assembly_refusals(void **state)
 	refused(f->uris, 3, "lun1.img: corrupted label");
 }
 
-/* Copy a LUN file (its label area). */
-static void copy_label(const char *from, const char *to)
+/* Copy the first @len bytes of LUN file @from to @to. */
+static void copy_bytes(const char *from, const char *to, size_t len)
 {
-	char buf[2 * XVM_LABEL_SIZE];
+	char *buf = malloc(len);
 	int a = open(from, O_RDONLY), b = open(to, O_WRONLY);
 
-	assert_true(a >= 0 && b >= 0);
-	assert_int_equal(pread(a, buf, sizeof(buf), 0), sizeof(buf));
-	assert_int_equal(pwrite(b, buf, sizeof(buf), 0), sizeof(buf));
+	assert_true(buf && a >= 0 && b >= 0);
+	assert_int_equal(pread(a, buf, len, 0), (ssize_t)len);
+	assert_int_equal(pwrite(b, buf, len, 0), (ssize_t)len);
 	close(a);
 	close(b);
+	free(buf);
+}
+
+/* Copy a LUN file's label area. */
+static void copy_label(const char *from, const char *to)
+{
+	copy_bytes(from, to, 2 * XVM_LABEL_SIZE);
 }
 
 static void test_stale(void **state)
@@ -392,6 +406,138 @@ static void test_two_phase_resolution(void **state)
 	assert_int_equal(l.tree.node[2].leg_state, XVM_LEG_OUT);
 }
 
+static void test_drl_geometry(void **state)
+{
+	unsigned shift, nbits, base[XVM_MAX_NODES];
+	struct xvm__label l;
+	struct xvm__tree t;
+	uint64_t geo, geo2, sizes[2] = { 1ull << 40, 1ull << 40 };
+	char err[256];
+
+	(void)state;
+	fig9_label(&l, 4u << 20);
+	assert_int_equal(xvm__drl_geometry(&l.tree, &shift, base, &nbits, &geo), 1);
+	assert_int_equal(shift, 20);
+	/* Node 0 is the outer mirror (8 MiB: concat of two 4 MiB LUNs); its inner mirror's bits follow. */
+	for (unsigned i = 0, seen = 0; i < l.tree.n; i++) {
+		if (l.tree.node[i].kind != XVM__MIRROR)
+			continue;
+		assert_int_equal(base[i], seen);
+		seen += (unsigned)((l.tree.node[i].size + (1u << 20) - 1) >> 20);
+		assert_true(seen <= nbits);
+	}
+	/* A leg state does not change the geometry; a size does. */
+	l.tree.node[1].leg_state = XVM_LEG_ACTIVE;
+	assert_int_equal(xvm__drl_geometry(&l.tree, &shift, base, &nbits, &geo2), 1);
+	assert_true(geo == geo2);
+	assert_int_equal(xvm__layout_parse("mirror(0,1)", 2, sizes, 65536, &t, err, sizeof(err)), 0);
+	assert_int_equal(xvm__drl_geometry(&t, &shift, base, &nbits, &geo2), 1);
+	assert_true(geo != geo2);
+	assert_true(nbits <= XVM__DRL_BITS && shift > 20);
+	assert_int_equal(nbits, (unsigned)(((1ull << 40) - XVM_RESERVED + (1ull << shift) - 1) >> shift));
+	/* No mirror: no log. */
+	assert_int_equal(xvm__layout_parse("stripe:64k(0,1)", 2, sizes, 65536, &t, err, sizeof(err)), 0);
+	assert_int_equal(xvm__drl_geometry(&t, &shift, base, &nbits, &geo2), 0);
+}
+
+static void test_drl_codec(void **state)
+{
+	static unsigned char img[XVM__DRL_SLOT], bad[XVM__DRL_SLOT];
+	uint8_t uuid[16], other[16], bits[64] = { 0 }, got[64];
+
+	(void)state;
+	memset(uuid, 0x11, sizeof(uuid));
+	memset(other, 0x22, sizeof(other));
+	bits[0] = 0x05;
+	bits[40] = 0x80;
+	xvm__drl_encode(img, uuid, 3, 20, 330, 0xfeed, 9, bits);
+	memset(got, 0, sizeof(got));
+	assert_int_equal(xvm__drl_decode(img, uuid, 3, 20, 330, 0xfeed, got), 0);
+	assert_memory_equal(got, bits, (330 + 7) / 8);
+	/* Another volume's slot (the LUN held one before), never written: nothing. */
+	memset(got, 0, sizeof(got));
+	assert_int_equal(xvm__drl_decode(img, other, 3, 20, 330, 0xfeed, got), 0);
+	memset(bad, 0, sizeof(bad));
+	assert_int_equal(xvm__drl_decode(bad, uuid, 3, 20, 330, 0xfeed, got), 0);
+	assert_int_equal(got[0] | got[40], 0);
+	/* Another layout. */
+	assert_int_equal(xvm__drl_decode(img, uuid, 3, 21, 330, 0xfeed, got), -ESTALE);
+	assert_int_equal(xvm__drl_decode(img, uuid, 3, 20, 330, 0xbeef, got), -ESTALE);
+	/* Damaged anywhere, or another slot's. */
+	for (unsigned off = 8; off < XVM__DRL_SLOT; off += 509) {
+		memcpy(bad, img, sizeof(bad));
+		bad[off] ^= 0x40;
+		assert_int_equal(xvm__drl_decode(bad, uuid, 3, 20, 330, 0xfeed, got), -EINVAL);
+	}
+	assert_int_equal(xvm__drl_decode(img, uuid, 4, 20, 330, 0xfeed, got), -EINVAL);
+}
+
+/* 1 if the data areas of the two LUN files are the same bytes. */
+static int same_legs(const char *a, const char *b)
+{
+	static char x[LUN_SIZE], y[LUN_SIZE];
+	int fa = open(a, O_RDONLY), fb = open(b, O_RDONLY);
+
+	assert_true(fa >= 0 && fb >= 0);
+	assert_int_equal(pread(fa, x, sizeof(x), 0), sizeof(x));
+	assert_int_equal(pread(fb, y, sizeof(y), 0), sizeof(y));
+	close(fa);
+	close(fb);
+	return memcmp(x + XVM_RESERVED, y + XVM_RESERVED, LUN_SIZE - XVM_RESERVED) == 0;
+}
+
+static void test_drl_resync(void **state)
+{
+	struct luns *f = *state;
+	static char data[256 << 10], leg[4096];
+	unsigned regions, total;
+	struct xvm_vol *vol;
+	char err[512], saved[2][128];
+	int fd;
+
+	create(f, "mirror(0,1)", 0, 2, "drl");
+	assert_int_equal(xvm_open(f->uris, 2, NULL, &vol, err, sizeof(err)), 0);
+	assert_int_equal(xvm_drl_start(vol, 5, err, sizeof(err)), 0);
+	assert_int_equal(xvm_drl_dirty_slots(vol), 0);
+	/* Region 2 written: on the LUNs in slot 5 before the write returned. */
+	memset(data, 'x', sizeof(data));
+	assert_int_equal(xvm_write(vol, data, sizeof(data), (2u << 20) + 4096), 0);
+	assert_int_equal(xvm_drl_dirty_slots(vol), 1ull << 5);
+	/* "Dies": the LUNs as they are now. */
+	for (int i = 0; i < 2; i++) {
+		snprintf(saved[i], sizeof(saved[i]), "%s/saved%d", f->dir, i);
+		close(open(saved[i], O_CREAT | O_WRONLY, 0644));
+		assert_int_equal(truncate(saved[i], LUN_SIZE), 0);
+		copy_bytes(f->uris[i], saved[i], LUN_SIZE);
+	}
+	xvm_close(vol);
+	/* An orderly stop leaves the slot clean. */
+	assert_int_equal(xvm_open(f->uris, 2, NULL, &vol, err, sizeof(err)), 0);
+	assert_int_equal(xvm_drl_dirty_slots(vol), 0);
+	xvm_close(vol);
+	for (int i = 0; i < 2; i++)
+		copy_bytes(saved[i], f->uris[i], LUN_SIZE);
+	/* The written range's first 256 KiB piece (number 8) is read from leg 0: leg 1 differs. */
+	fd = open(f->uris[1], O_RDWR);
+	assert_true(fd >= 0);
+	memset(leg, 'y', sizeof(leg));
+	assert_int_equal(pwrite(fd, leg, sizeof(leg), XVM_RESERVED + (2u << 20) + 8192), sizeof(leg));
+	close(fd);
+	assert_false(same_legs(f->uris[0], f->uris[1]));
+	assert_int_equal(xvm_open(f->uris, 2, NULL, &vol, err, sizeof(err)), 0);
+	assert_int_equal(xvm_drl_start(vol, 5, err, sizeof(err)), 1);
+	assert_int_equal(xvm_drl_resync(vol, 5, NULL, NULL, &regions, &total, err, sizeof(err)), 0);
+	assert_int_equal(regions, 1);
+	assert_int_equal(total, 3);
+	xvm_drl_resynced(vol);
+	assert_int_equal(xvm_drl_dirty_slots(vol), 0);
+	memset(data, 0, sizeof(data));
+	assert_int_equal(xvm_read(vol, data, 4096, (2u << 20) + 8192), 0);
+	assert_int_equal(data[0], 'x');
+	xvm_close(vol);
+	assert_true(same_legs(f->uris[0], f->uris[1]));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -403,6 +549,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_assembly_refusals, luns_setup, luns_teardown),
 		cmocka_unit_test_setup_teardown(test_stale, luns_setup, luns_teardown),
 		cmocka_unit_test_setup_teardown(test_two_phase_resolution, luns_setup, luns_teardown),
+		cmocka_unit_test(test_drl_geometry),
+		cmocka_unit_test(test_drl_codec),
+		cmocka_unit_test_setup_teardown(test_drl_resync, luns_setup, luns_teardown),
 	};
 
 	if (sodium_init() < 0)
