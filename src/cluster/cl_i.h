@@ -53,6 +53,7 @@
  */
 #define CL_PREALLOC_MIN 16
 #define CL_PREALLOC_MAX 16384
+#define CL_PREALLOC_SHARE 32            /* preallocation: at most 1/32 of the free blocks */
 #define CL_MAP_AHEAD 16384           /* blocks of extent map fetched beyond what is needed */
 /* The data cache (cl_client.c): read-ahead, write-back runs, the flusher. */
 #define CL_RA_MIN 32                 /* blocks read ahead at a reader's second sequential read */

@@ -1015,7 +1015,7 @@ static int extent_op(struct cl_ctx *cx, uint32_t node, uint64_t ino, Cxfs__Token
 
 static int h_alloc(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, const Cxfs__AllocReq *m)
 {
-	uint64_t count = m->count, pre = m->has_prealloc ? m->prealloc : 0;
+	uint64_t count = m->count, pre = m->has_prealloc ? m->prealloc : 0, avail;
 	struct meta_map *before;
 	struct tok_op *op;
 	int nbefore, rc;
@@ -1026,6 +1026,15 @@ static int h_alloc(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, const 
 		pre = CL_PREALLOC_MAX;
 	if (pre > CL_MAX_FBLK - m->file_block - count)
 		pre = CL_MAX_FBLK - m->file_block - count;
+	/*
+	 * Speculative blocks take at most a share of the free space, so they
+	 * never fill the volume by themselves (blocks past a file's end stay
+	 * its own until it is truncated); XFS throttles its speculative
+	 * preallocation as free space drops in the same spirit.
+	 */
+	avail = meta_store_avail_blocks(cx->st) / CL_PREALLOC_SHARE;
+	if (pre > avail)
+		pre = avail;
 	before = calloc(CL_MAP_MAX, sizeof(*before));
 	if (!before)
 		return -ENOMEM;

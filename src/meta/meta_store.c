@@ -710,6 +710,16 @@ uint64_t meta_store_txn_at_open(const struct meta_store *st)
 	return st->txn_at_open;
 }
 
+uint64_t meta_store_avail_blocks(struct meta_store *st)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&st->mu);
+	n = meta_alloc_available(st->alloc);
+	pthread_mutex_unlock(&st->mu);
+	return n;
+}
+
 void meta_req_set(struct meta_req *r)
 {
 	meta_cur_req = r;

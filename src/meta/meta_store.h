@@ -110,6 +110,8 @@ void meta_store_txns(struct meta_store *st, uint64_t *open, uint64_t *durable);
  * store's own commits after the open reuse those numbers).
  */
 uint64_t meta_store_txn_at_open(const struct meta_store *st);
+/* Data blocks free for allocation now (what statfs says is available). */
+uint64_t meta_store_avail_blocks(struct meta_store *st);
 
 struct meta_map;
 
