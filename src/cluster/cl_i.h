@@ -193,6 +193,7 @@ struct cl_ctx {
 	bool gate_closed, gate_emigrate;     /* under gate_mu */
 	bool cut_off;                   /* no quorum / not a member: wait too; under gate_mu */
 	atomic_bool relocating;         /* MDS: a relocation moves it away */
+	atomic_bool drl_left;           /* the dirty-region log holds regions of the last run */
 	atomic_bool bagging;            /* MDS: its state is being bagged: take no return */
 	atomic_uint handlers;           /* requests of other nodes being handled */
 	/*
@@ -547,5 +548,21 @@ int cl_mirror_leg_out(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__LegOut
 int cl_mirror_state(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__MirrorState *m);
 /* The server changed: forget the busy ranges of the old one's revive. */
 void cl_mirror_unbusy(struct cl_ctx *cx);
+/*
+ * The dirty-region log (cl_mirror.c).  cl_mirror_drl_start: this node logs
+ * its mirror writes to @dev in its slot (before its first write).  Once attached,
+ * cl_mirror_attached: a server resyncs what the slots of the nodes that are
+ * not members (and its own last run) hold, a client asks the server
+ * (DRL_RESYNC) for what its own last run left.  cl_mirror_serving: this
+ * node took over serving (the sweep again).  cl_mirror_node_lost: the
+ * server fenced @node: resync its slot.  Each spawns the work.
+ */
+int cl_mirror_drl_start(struct cl_ctx *cx, struct xvm_vol *dev, char *err, size_t errlen);
+void cl_mirror_attached(struct cl_ctx *cx);
+void cl_mirror_serving(struct cl_ctx *cx);
+void cl_mirror_node_lost(struct cl_ctx *cx, uint32_t node);
+/* The mirror master: node @node asks for the resync of its slot (DRL_RESYNC). */
+int cl_mirror_drl_resync(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
+			 const Cxfs__DrlResync *m);
 
 #endif

@@ -135,8 +135,9 @@ int cl_register(struct cl_ctx *cx, struct xvm_vol *dev, char *err, size_t errlen
 {
 	int rc;
 
-	if (!xvm_is_iscsi(dev))
-		return 0;
+	rc = cl_mirror_drl_start(cx, dev, err, errlen);
+	if (rc || !xvm_is_iscsi(dev))
+		return rc;
 	rc = xvm_pr_register(dev, cl_pr_key(cx->cfg, cx->self_id));
 	if (rc == BLK_EFENCED)
 		rc = xvm_pr_rejoin(dev, cl_pr_key(cx->cfg, cx->self_id));
@@ -202,6 +203,7 @@ static void on_view(void *arg, const struct cms_view *v)
 				cx->fenced |= CMS_BIT(i);
 				pthread_mutex_unlock(&cx->mu);
 				cl_server_node_lost(cx, node, "left the membership and is fenced");
+				cl_mirror_node_lost(cx, node);
 			} else {
 				cl_server_node_lost(cx, node, "left the membership (fencing failed)");
 			}

@@ -30,6 +30,19 @@
  * was given (cl_mirror_unbusy), so a master that dies leaves no write
  * waiting.
  *
+ * The dirty-region log (xvm_drl.c): every node logs its mirror writes in a
+ * slot of its own (its node number less one) and only it writes that slot.
+ * The master resyncs a slot, never clears it: the slot of a node it fenced
+ * (cl_mirror_node_lost), the slots of every node that is not a member when
+ * it starts serving (cl_mirror_attached, cl_mirror_serving: a server that
+ * died, a node that died while no server ran), and its own last run's.  A
+ * client that starts with regions of its last run in its slot asks the
+ * master (DRL_RESYNC, requests lane: it copies) and drops them once
+ * answered; until then they stay in every image of its slot, so a second
+ * death before that loses nothing.  A slot a dead node left dirty is
+ * resynced again at each start of a server until the node comes back:
+ * only time, since a resync never changes what a read returns.
+ *
  * Lock order: cl_ctx.leg_mu (held across the master's calls to the nodes) ->
  * cl_ctx.mu (to read the members) -> the volume's locks (xvm.h).  LEG_OUT's
  * handler takes only the volume's lock.
@@ -38,6 +51,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/cx_intr.h"
@@ -259,4 +273,154 @@ void cl_mirror_unbusy(struct cl_ctx *cx)
 {
 	if (cx->dev)
 		xvm_mirror_unbusy(cx->dev);
+}
+
+/* Stop a resync when the node stops (xvm_progress_fn). */
+static int resync_stop(void *arg, unsigned mirror, unsigned leg, uint64_t done, uint64_t total)
+{
+	struct cl_ctx *cx = arg;
+
+	(void)mirror;
+	(void)leg;
+	(void)done;
+	(void)total;
+	return !atomic_load(&cx->ready);
+}
+
+/* The master: resync slot @slot (node @slot + 1's); @why for the log. */
+static int resync_slot(struct cl_ctx *cx, unsigned slot, const char *why)
+{
+	int64_t t0 = cx_intr_now_ns();
+	unsigned regions, total;
+	char err[256] = "";
+	int rc;
+
+	rc = xvm_drl_resync(cx->dev, slot, resync_stop, cx, &regions, &total, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "cxfsd: mirror master: dirty-region log of node %s (%s): %s\n",
+			node_name(cx, slot + 1), why, err);
+	else
+		fprintf(stderr, "cxfsd: mirror master: dirty-region log of node %s (%s): resynced "
+			"%u of %u regions (%.0f ms)\n", node_name(cx, slot + 1), why, regions, total,
+			(double)(cx_intr_now_ns() - t0) / 1e6);
+	return rc;
+}
+
+int cl_mirror_drl_start(struct cl_ctx *cx, struct xvm_vol *dev, char *err, size_t errlen)
+{
+	int n = xvm_drl_start(dev, cx->self_id - 1, err, errlen);
+
+	if (n > 0)
+		fprintf(stderr, "cxfsd: dirty-region log: %d region(s) of this node's last run are "
+			"not resynced yet: the mirror master resyncs them\n", n);
+	atomic_store(&cx->drl_left, n > 0);
+	return n < 0 ? n : 0;
+}
+
+/* The master's sweep: the slots of the nodes that are not members, and this node's own. */
+static void sweep_run(void *arg)
+{
+	struct cl_ctx *cx = arg;
+	uint64_t dirty = xvm_drl_dirty_slots(cx->dev), members;
+
+	pthread_mutex_lock(&cx->mu);
+	members = cx->members;
+	pthread_mutex_unlock(&cx->mu);
+	for (unsigned s = 0; s < CMS_MAX_NODES && atomic_load(&cx->ready); s++) {
+		if (!(dirty >> s & 1) || !atomic_load(&cx->is_server))
+			continue;
+		if (s + 1 == cx->self_id) {
+			/* Its live regions are there too: only what its last run left needs it. */
+			if (atomic_load(&cx->drl_left) &&
+			    resync_slot(cx, s, "this node's last run") == 0) {
+				xvm_drl_resynced(cx->dev);
+				atomic_store(&cx->drl_left, false);
+			}
+		} else if (!(members & CMS_BIT(s))) {
+			(void)resync_slot(cx, s, "not a member");
+		}
+	}
+}
+
+/* A client: the master resyncs what its last run left in its slot. */
+static void ask_run(void *arg)
+{
+	struct cl_ctx *cx = arg;
+	char uuid[33];
+	int rc;
+
+	xvm_uuid(cx->dev, uuid);
+	while (atomic_load(&cx->ready) && atomic_load(&cx->drl_left) &&
+	       !atomic_load(&cx->is_server)) {
+		Cxfs__DrlResync m = CXFS__DRL_RESYNC__INIT;
+		ProtobufCMessage *rep = NULL;
+		Cxfs__MsgType rt;
+
+		m.volume = uuid;
+		m.slot = cx->self_id - 1;
+		rc = cl_mds_call(cx, CXFS__MSG_TYPE__DRL_RESYNC, &m.base, &rt, &rep);
+		if (rc == 0) {
+			rc = rt == CXFS__MSG_TYPE__STATUS_REPLY ? ((Cxfs__StatusReply *)rep)->err
+								: ((Cxfs__ErrorReply *)rep)->err;
+			rpc_msg_free(rep);
+		}
+		if (rc == 0) {
+			xvm_drl_resynced(cx->dev);
+			atomic_store(&cx->drl_left, false);
+			fprintf(stderr, "cxfsd: dirty-region log: the mirror master resynced what this "
+				"node's last run left\n");
+			return;
+		}
+		if (cx_intr_sleep_ms(1000))
+			return;
+	}
+}
+
+void cl_mirror_attached(struct cl_ctx *cx)
+{
+	if (atomic_load(&cx->is_server))
+		(void)cl_spawn(cx, sweep_run, cx);
+	else if (atomic_load(&cx->drl_left))
+		(void)cl_spawn(cx, ask_run, cx);
+}
+
+void cl_mirror_serving(struct cl_ctx *cx)
+{
+	if (cx->dev)
+		(void)cl_spawn(cx, sweep_run, cx);
+}
+
+struct lost {
+	struct cl_ctx *cx;
+	uint32_t node;
+};
+
+static void lost_run(void *arg)
+{
+	struct lost l = *(struct lost *)arg;
+
+	free(arg);
+	(void)resync_slot(l.cx, l.node - 1, "fenced");
+}
+
+void cl_mirror_node_lost(struct cl_ctx *cx, uint32_t node)
+{
+	struct lost *l = malloc(sizeof(*l));
+
+	if (!l || !cx->dev) {
+		free(l);
+		return;
+	}
+	l->cx = cx;
+	l->node = node;
+	if (cl_spawn(cx, lost_run, l))
+		free(l);
+}
+
+int cl_mirror_drl_resync(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
+			 const Cxfs__DrlResync *m)
+{
+	if (!our_volume(cx, m->volume) || m->slot != node - 1)
+		return reply_status(req, -EINVAL);
+	return reply_status(req, resync_slot(cx, m->slot, "asked by it"));
 }

@@ -1440,6 +1440,7 @@ void cl_set_table(struct cl_ctx *cx, struct vn_table *vt)
 	if (cx->dmfs)
 		dm_fs_set_table(cx->dmfs, vt);
 	atomic_store(&cx->ready, true);
+	cl_mirror_attached(cx);
 }
 
 void cl_stop(struct cl_ctx *cx)
@@ -1474,6 +1475,9 @@ void cl_stop(struct cl_ctx *cx)
 		vn_meta_fs_destroy(cx->mfs);
 	if (cx->st)
 		meta_store_close(cx->st);
+	/* Nothing writes any more: the log's slot is left clean while the key still lets it. */
+	if (cx->dev)
+		xvm_drl_stop(cx->dev);
 	cl_member_unregister(cx);
 	tok_client_destroy(cx->tc);
 	if (cx->ts)

@@ -1206,6 +1206,8 @@ static int handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__M
 		return h_write_done(cx, node, req, (const Cxfs__WriteDone *)msg);
 	case CXFS__MSG_TYPE__LEG_FAILED:
 		return cl_mirror_leg_failed(cx, node, req, (const Cxfs__LegFailed *)msg);
+	case CXFS__MSG_TYPE__DRL_RESYNC:
+		return cl_mirror_drl_resync(cx, node, req, (const Cxfs__DrlResync *)msg);
 	default:
 		if (clw_is_vnode_req(type)) {
 			atomic_fetch_add(&cx->stats.forwards, 1);

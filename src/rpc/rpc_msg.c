@@ -88,6 +88,7 @@ static const struct rpc__msg_info rpc__msgs[] = {
 	[T(LEG_FAILED)]       = { &cxfs__leg_failed__descriptor, REQ, T(STATUS_REPLY) },
 	[T(LEG_OUT)]          = { &cxfs__leg_out__descriptor, REQ, T(STATUS_REPLY) },
 	[T(MIRROR_STATE)]     = { &cxfs__mirror_state__descriptor, REQ, T(STATUS_REPLY) },
+	[T(DRL_RESYNC)]       = { &cxfs__drl_resync__descriptor, REQ, T(STATUS_REPLY) },
 };
 
 #define RPC__NMSGS (sizeof(rpc__msgs) / sizeof(rpc__msgs[0]))

@@ -11,8 +11,8 @@
 #  - no writer saw an error (the failed write went on once the mirror master
 #    had the leg out on every node);
 #  - the leg is out on every node (cxfsctl volume --json); node2 asked the
-#    metadata server, which decided as mirror master, and the others were
-#    told;
+#    metadata server (or the server met the failure first), which decided
+#    as mirror master, and the others were told;
 #  - every node reads every node's files right (the last content written);
 #  - the labels say the leg is out (cxfs-volume show, LUN 2 back online).
 # LUN 2 back, `cxfsctl volume revive` on the metadata server (the mirror
@@ -25,6 +25,11 @@
 # (kill -9) while its revive copies under writers on node2 and node3:
 #  - the node that takes over serving goes on with the revive by itself,
 #    both legs end active on every node, no writer saw an error;
+# A client is killed (kill -9) while it writes:
+#  - the metadata server resyncs the regions its dirty-region log names,
+#    some of the mirror's, not all (the log line gives the count); no
+#    writer elsewhere saw an error; restarted, the node has the master
+#    resync what its last run left before it drops it from its log;
 # And finally:
 #  - after an orderly stop, cxfs-check of the volume is clean and the two
 #    legs' data areas are the same bytes.
@@ -86,9 +91,9 @@ defer "lun2 online >/dev/null 2>&1"
 for ((i = 1; i <= CL_N; i++)); do
 	touch "$T_TMP/errors.$i" "$T_TMP/written.$i"
 done
-# node2 alone writes when the LUN goes (the metadata server writes to the
-# volume only for its clients' changes, which wait behind node2's failed
-# write): node2 meets the failure first and asks the master.
+# node2 alone writes when the LUN goes; it meets the failure first and asks
+# the master, unless the metadata server's own I/O does (its store's writes
+# for node2's changes, the flush of its dirty-region log's cleaner).
 writer 2 &
 WPIDS+=($!)
 sleep 2
@@ -111,10 +116,11 @@ check_eq "no writer saw an error" "" "$(cat "$T_TMP"/errors.*)"
 for ((i = 1; i <= CL_N; i++)); do
 	check_eq "node$i has leg 1 out" "active out" "$(leg_states "$i")"
 done
-check "node2 asked the mirror master (its log)" \
-	grep -q "leg 1 of mirror 0 failed I/O here: asking the mirror master" "$(node_log 2)"
-check "the metadata server decided as mirror master and wrote the labels (its log)" \
-	grep -q "mirror master: node node2 failed I/O to leg 1 of mirror 0" "$(node_log 1)"
+check "the metadata server marked the leg out as mirror master and wrote the labels (its log)" \
+	grep -q "leg 1 of mirror 0 failed I/O: marked out" "$(node_log 1)"
+check "the failure reached the master: node2 asked it, or it met the failure itself (logs)" \
+	eval 'grep -q "leg 1 of mirror 0 failed I/O here: asking the mirror master" "$(node_log 2)" ||
+		! grep -q "mirror master: node node. failed I/O to leg 1" "$(node_log 1)"'
 for i in 2 3; do
 	check "node$i was told by the master" \
 		grep -q "leg 1 of mirror 0 marked out (mirror master)" "$(node_log "$i")"
@@ -192,6 +198,41 @@ check "node1 comes back (restart) and sees both legs active" \
 	eval '"$LOCAL_CLUSTER" restart --dir "$CL_DIR" 1 >>"$T_TMP/restart.log" 2>&1 &&
 		[[ "$(leg_states 1)" == "active active" ]]'
 check_last_writes "after the takeover every node reads every node's last writes right"
+
+log "a client killed (kill -9) while it writes: the master resyncs only the regions of its log"
+server=${new_mds#"$CL_DIR"/node}
+server=${server%%/*}
+clients=()
+for ((i = 1; i <= CL_N; i++)); do
+	((i == server)) || clients+=("$i")
+done
+victim=${clients[0]}
+other=${clients[1]}
+rm -f "$T_TMP/stop"
+: >"$T_TMP/errors.k"
+: >"$T_TMP/written.k"
+checking_writer "$(node_mnt "$victim")/k" 8 k &
+WPIDS+=($!)
+writer "$other" &
+WPIDS+=($!)
+sleep 3
+kill_node "$victim"
+resynced="dirty-region log of node node$victim (fenced): resynced"
+wait_until 60 grep -q "$resynced" "$(node_log "$server")" ||
+	fail "the master (node$server) resyncs node$victim's log within 60 s"
+read -r nres ntot < <(grep "$resynced" "$(node_log "$server")" | tail -n 1 |
+	sed 's/.*resynced \([0-9]*\) of \([0-9]*\) regions.*/\1 \2/')
+check "node$server resynced only the regions node$victim's log names (${nres:-?} of ${ntot:-?})" \
+	test "${nres:-0}" -gt 0 -a "${nres:-0}" -lt "${ntot:-0}"
+grep -h "dirty-region log" "$(node_log "$server")" | tail -n 2 | sed 's/^/    /'
+sleep 1
+stop_writers
+check_eq "no writer on node$other saw an error" "" "$(cat "$T_TMP/errors.$other")"
+check "node$victim comes back (restart) and the master resyncs what its last run left" \
+	eval '"$LOCAL_CLUSTER" restart --dir "$CL_DIR" "$victim" >>"$T_TMP/restart.log" 2>&1 &&
+		wait_until 30 grep -q "the mirror master resynced what this node.s last run left" \
+			"$(node_log "$victim")"'
+check_last_writes "after the client's death every node reads every node's last writes right"
 
 # same_legs: once every node stopped, the two LUNs' data areas are the same bytes.
 same_legs() {
