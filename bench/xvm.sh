@@ -15,7 +15,8 @@
 #   concat  concat(0,1) (a file of the mount lies on the first LUN)
 #   mirror  mirror(0,1)
 # the raw volume: cxfs-blkperf 1 MiB sequential and 4 KiB random reads and
-# writes with 16 in flight for RUNTIME s each; then mkfs.cxfs on it, cxfsd
+# writes with 16 in flight for RUNTIME s each (the mirror's writes once more
+# with --log: logged in the dirty-region log as cxfsd logs them); then mkfs.cxfs on it, cxfsd
 # mounts it and fio runs the same four jobs (libaio, iodepth 16, O_DIRECT,
 # RUNTIME s each) on a 256 MiB file (LUN_MB/3 if that is less).  Then the revive: before the mirror
 # is made, cxfs-blkperf --copy-to copies LUN 1 onto LUN 2 whole (the plain
@@ -146,6 +147,13 @@ raw() {
 		*) v=$(sed -n 's/.* \([0-9]*\) IOPS$/\1/p' <<<"$line"); record "$layout" raw "$job" "$v" IOPS ;;
 		esac
 		say "  raw $job: $line"
+		[[ $layout == mirror && $job == *write ]] || continue
+		line=$("$BIN/cxfs-blkperf" -m 16 -t "$RUNTIME" "${args[@]}" --log "$vol")
+		case $job in
+		seq*) v=$(sed -n 's/.*: \([0-9.]*\) MB\/s.*/\1/p' <<<"$line"); record "$layout" logged "$job" "$v" MB/s ;;
+		*) v=$(sed -n 's/.* \([0-9]*\) IOPS$/\1/p' <<<"$line"); record "$layout" logged "$job" "$v" IOPS ;;
+		esac
+		say "  raw $job, logged: $line"
 	done
 }
 
@@ -246,6 +254,14 @@ for side in ("raw", "cxfs"):
             else:
                 cells.append(f"{m[0]:,.0f} {m[1]} ({m[0] / one[0]:.2f}x)")
         print(f"| {name} | {side} | " + " | ".join(cells) + " |")
+cells = []
+for job, name in (("seqwrite", "sequential write 1 MiB"), ("randwrite", "random write 4 KiB")):
+    un, lg = med.get(("mirror", "raw", job)), med.get(("mirror", "logged", job))
+    if un and lg and un[0]:
+        cells.append(f"{name} {lg[0]:,.0f} {lg[1]} ({lg[0] / un[0]:.2f}x of unlogged)")
+if cells:
+    print()
+    print("mirror writes logged in the dirty-region log (raw, cxfs-blkperf --log): " + "; ".join(cells))
 rev, plain = med.get(("mirror", "copy", "revive")), med.get(("mirror", "copy", "plain"))
 if rev and plain:
     print()

@@ -6,7 +6,8 @@
  * the same number of requests in flight.  Each of N threads keeps one
  * request outstanding.  Writing destroys the volume's content.  --copy-to
  * copies the whole volume onto another, the reference a mirror's revive is
- * measured against.
+ * measured against.  --log logs the writes in the volume's dirty-region log
+ * (slot 0), as a mounted cxfsd does, so that its cost can be measured.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -88,13 +89,16 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: cxfs-blkperf [--write] [--random] [-b BYTES] [-m N] [-t SECS] VOLUME...\n"
 		"       cxfs-blkperf --copy-to DEST [-b BYTES] [-m N] VOLUME...\n"
+		"       cxfs-blkperf --write --log [--random] [-b BYTES] [-m N] [-t SECS] VOLUME...\n"
 		"\n"
 		"Measure VOLUME (a file or iscsi://HOST[:PORT]/IQN/LUN, or the LUNs of an XVM\n"
 		"volume) through cxfs's volume and block layers: N requests of BYTES in\n"
 		"flight (default 256K, 16) for SECS seconds (default 10), sequential or\n"
 		"random; prints MB/s and IOPS.  --write overwrites the volume's content.\n"
 		"--copy-to copies all of VOLUME onto DEST (a volume at least as large,\n"
-		"whose content it destroys) and prints the copy's rate.\n");
+		"whose content it destroys) and prints the copy's rate.  --log logs the\n"
+		"writes of a volume with mirrors in its dirty-region log (slot 0, as a\n"
+		"single-machine cxfsd does), to measure what the log costs.\n");
 }
 
 int main(int argc, char **argv)
@@ -103,6 +107,7 @@ int main(int argc, char **argv)
 		{ "write", no_argument, NULL, 'w' },
 		{ "random", no_argument, NULL, 'r' },
 		{ "copy-to", required_argument, NULL, 'c' },
+		{ "log", no_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -110,7 +115,7 @@ int main(int argc, char **argv)
 	struct xvm_open_opts bo = { 0 };
 	const char *copy_to = NULL;
 	char err[256];
-	int inflight = 16, secs = 10, c, rc;
+	int inflight = 16, secs = 10, log = 0, c, rc;
 	pthread_t *th = NULL;
 	double t0, t;
 
@@ -119,6 +124,7 @@ int main(int argc, char **argv)
 		case 'w': p.write = 1; break;
 		case 'r': p.random = 1; break;
 		case 'c': copy_to = optarg; break;
+		case 'l': log = 1; break;
 		case 'b': p.bs = cx_parse_size(optarg); break;
 		case 'm': inflight = atoi(optarg); break;
 		case 't': secs = atoi(optarg); break;
@@ -127,7 +133,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind == argc || !p.bs || p.bs % 512 || inflight < 1 || secs < 1 ||
-	    (copy_to && (p.write || p.random))) {
+	    (copy_to && (p.write || p.random)) || (log && !p.write)) {
 		usage(stderr);
 		return 2;
 	}
@@ -135,6 +141,11 @@ int main(int argc, char **argv)
 			   err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "cxfs-blkperf: %s\n", err);
+		return 1;
+	}
+	if (log && (rc = xvm_drl_start(p.dev, 0, err, sizeof(err))) < 0) {
+		fprintf(stderr, "cxfs-blkperf: %s\n", err);
+		xvm_close(p.dev);
 		return 1;
 	}
 	if (copy_to) {

@@ -13,9 +13,10 @@
  *     in this node's slot on the LUNs (xvm__drl_mark; concurrent writers
  *     share one slot write).  A region already set costs nothing.
  *   - A bit is cleared lazily: the cleaner, every second, takes the regions
- *     with no write in flight and none since its last pass, flushes the
- *     LUNs (the data is on every leg for good) and writes the slot without
- *     them.
+ *     with no write in flight and none since its last pass as a batch, and
+ *     writes the slot without them once a flush that started after that has
+ *     completed (the data is on every leg for good): one of the store's
+ *     commits or an fsync usually, its own after 5 s without.
  *   - A node writes its own slot only.  At start it reads what its slot
  *     holds from its last run (inherited bits); they stay in every image it
  *     writes until they were resynced (xvm_drl_resynced), so a node that
@@ -44,6 +45,8 @@
 
 #define XVM__DRL_MIN_SHIFT 20u            /* regions of 1 MiB at least */
 #define XVM__DRL_CLEAN_MS 1000            /* the cleaner's pass */
+#define XVM__DRL_FLUSH_WAIT 5             /* s an idle batch waits for another's flush */
+#define XVM__DRL_AHEAD 3                  /* regions logged ahead of a write that needs a slot write */
 #define XVM__DRL_COPY (1u << 20)          /* a resync copies 1 MiB at a time */
 
 struct xvm__drl {
@@ -52,13 +55,17 @@ struct xvm__drl {
 	unsigned shift, nbits;            /* geometry; constant */
 	uint64_t geo;                     /* its hash; constant */
 	unsigned base[XVM_MAX_NODES];     /* first bit of each mirror; constant */
+	unsigned nreg[XVM_MAX_NODES];     /* its regions; constant */
 
 	pthread_mutex_t mu;               /* protects what follows */
 	pthread_cond_t cv;                /* a slot write ended; the cleaner's stop */
 	uint8_t *live;                    /* set for this run's writes */
 	uint8_t *inherited;               /* left by the last run, until resynced */
 	uint8_t *recent;                  /* marked since the cleaner's last pass */
-	uint8_t *clear;                   /* the cleaner's candidates */
+	uint8_t *clear;                   /* the cleaner's batch: idle, waiting for a flush */
+	unsigned npending;                /* regions in it */
+	uint64_t pending_epoch;           /* a flush numbered from this one makes them durable */
+	struct timespec pending_since;    /* when the batch was taken (CLOCK_MONOTONIC) */
 	uint8_t *both;                    /* live | inherited, for the image */
 	uint32_t *inflight;               /* writes in flight, by bit */
 	uint64_t seq_want, seq_done;      /* slot images asked for, written */
@@ -157,7 +164,7 @@ static int drl_sync(struct xvm__drl *d, uint64_t seq)
 int xvm__drl_mark(struct xvm_vol *vol, const struct xvm__plan *pl)
 {
 	struct xvm__drl *d = vol->drl;
-	unsigned lo, hi, b;
+	unsigned lo, hi, b, end;
 	int need = 0, rc = 0;
 
 	if (!d || !pl->nw)
@@ -168,10 +175,25 @@ int xvm__drl_mark(struct xvm_vol *vol, const struct xvm__plan *pl)
 		for (b = lo; b < hi && b < d->nbits; b++) {
 			d->inflight[b]++;
 			bit_set(d->recent, b);
+			bit_clr(d->clear, b);   /* written again: not idle */
 			if (!bit_get(d->live, b)) {
 				bit_set(d->live, b);
 				need |= !bit_get(d->inherited, b);
 			}
+		}
+	}
+	/*
+	 * A slot write is due anyway: the regions that follow each range go in
+	 * with it, so a sequential writer pays one a XVM__DRL_AHEAD + 1 regions
+	 * (they leave at the cleaner's pass after next if it does not come).
+	 */
+	for (size_t k = 0; need && k < pl->nw; k++) {
+		drl_bits(d, &pl->w[k], &lo, &hi);
+		end = d->base[pl->w[k].mirror] + d->nreg[pl->w[k].mirror];
+		for (b = hi; b < hi + XVM__DRL_AHEAD && b < end; b++) {
+			bit_set(d->recent, b);
+			bit_clr(d->clear, b);
+			bit_set(d->live, b);
 		}
 	}
 	if (need)
@@ -198,36 +220,55 @@ void xvm__drl_unmark(struct xvm_vol *vol, const struct xvm__plan *pl)
 	pthread_mutex_unlock(&d->mu);
 }
 
-/* One pass: the idle regions leave the slot once the LUNs are flushed (d->mu held). */
+/* Seconds since @t (CLOCK_MONOTONIC). */
+static double drl_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/*
+ * One pass (d->mu held).  The idle regions of the last pass (d->clear, none
+ * marked since: a mark takes its region out) leave the slot once a flush
+ * that started after they went idle has completed, whoever ran it (the
+ * store's commits, an fsync); after XVM__DRL_FLUSH_WAIT s without one the
+ * cleaner flushes itself.  Then the regions idle now are the next batch.
+ */
 static void drl_clean(struct xvm__drl *d)
 {
+	struct xvm_vol *vol = d->vol;
 	unsigned b, n = 0, cleared = 0;
-	int flushed;
 
-	for (b = 0; b < d->nbits; b++) {
-		if (bit_get(d->live, b) && !d->inflight[b] && !bit_get(d->recent, b)) {
-			bit_set(d->clear, b);
-			n++;
-		} else {
-			bit_clr(d->clear, b);
-		}
+	if (d->npending && atomic_load(&vol->flush_done) < d->pending_epoch &&
+	    drl_since(&d->pending_since) >= XVM__DRL_FLUSH_WAIT) {
+		pthread_mutex_unlock(&d->mu);
+		(void)xvm__flush(vol);
+		pthread_mutex_lock(&d->mu);
+	}
+	if (d->npending && atomic_load(&vol->flush_done) >= d->pending_epoch) {
+		for (b = 0; b < d->nbits; b++)
+			if (bit_get(d->clear, b)) {
+				bit_clr(d->clear, b);
+				bit_clr(d->live, b);
+				cleared++;
+			}
+		d->npending = 0;
+		if (cleared)
+			(void)drl_sync(d, ++d->seq_want);
+	}
+	if (!d->npending) {
+		for (b = 0; b < d->nbits; b++)
+			if (bit_get(d->live, b) && !d->inflight[b] && !bit_get(d->recent, b)) {
+				bit_set(d->clear, b);
+				n++;
+			}
+		d->npending = n;
+		d->pending_epoch = atomic_load(&vol->flush_started) + 1;
+		clock_gettime(CLOCK_MONOTONIC, &d->pending_since);
 	}
 	memset(d->recent, 0, (d->nbits + 7) / 8);
-	if (!n)
-		return;
-	pthread_mutex_unlock(&d->mu);
-	flushed = xvm__flush(d->vol) == 0;
-	pthread_mutex_lock(&d->mu);
-	if (!flushed)
-		return;
-	/* Marked again while the LUNs were flushed: it stays. */
-	for (b = 0; b < d->nbits; b++)
-		if (bit_get(d->clear, b) && !d->inflight[b] && !bit_get(d->recent, b)) {
-			bit_clr(d->live, b);
-			cleared++;
-		}
-	if (cleared)
-		(void)drl_sync(d, ++d->seq_want);
 }
 
 static void *drl_cleaner(void *arg)
@@ -327,6 +368,10 @@ int xvm_drl_start(struct xvm_vol *vol, unsigned slot, char *err, size_t errlen)
 		drl_free(d);
 		return 0;       /* no mirror: nothing to log */
 	}
+	for (unsigned i = 0; i < vol->label.tree.n; i++)
+		if (vol->label.tree.node[i].kind == XVM__MIRROR)
+			d->nreg[i] = (unsigned)((vol->label.tree.node[i].size + (1ull << d->shift) - 1) >>
+						d->shift);
 	bytes = (d->nbits + 7) / 8;
 	d->live = calloc(1, bytes);
 	d->inherited = calloc(1, bytes);

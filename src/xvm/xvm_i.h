@@ -9,6 +9,7 @@
 #define CXFS_XVM_I_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -287,6 +288,8 @@ struct xvm_vol {
 
 	struct xvm__drl *drl;             /* this node's dirty-region log; NULL: none */
 	pthread_mutex_t copy_mu;          /* one copy (revive chunk, resync region) at a time */
+	_Atomic uint64_t flush_started;   /* flushes begun (each takes the next number) */
+	_Atomic uint64_t flush_done;      /* the highest number of a flush that completed */
 	pthread_mutex_t label_lock;       /* serializes label writes */
 	pthread_mutex_t lock;             /* see above */
 	pthread_cond_t cond;              /* broadcast when a busy range or in-flight write ends */

@@ -595,6 +595,7 @@ static int xvm__leaves(struct xvm_vol *vol, struct xvm__plan *pl, uint64_t lunof
 int xvm__flush(struct xvm_vol *vol)
 {
 	struct xvm__plan pl = { .op = XVM__FLUSH };
+	uint64_t me = atomic_fetch_add(&vol->flush_started, 1) + 1, done;
 	int rc;
 
 	rc = xvm__leaves(vol, &pl, XVM_RESERVED, 0);
@@ -603,6 +604,10 @@ int xvm__flush(struct xvm_vol *vol)
 		rc = xvm__absorb(vol, &pl);
 	}
 	xvm__plan_free(&pl);
+	/* Every write completed before it began is durable now (the dirty-region log clears by it). */
+	done = atomic_load(&vol->flush_done);
+	while (rc >= 0 && done < me && !atomic_compare_exchange_weak(&vol->flush_done, &done, me))
+		;
 	return rc < 0 ? rc : 0;
 }
 
