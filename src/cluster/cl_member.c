@@ -123,6 +123,12 @@ static void on_fenced(struct xvm_vol *dev, void *arg)
 	struct cl_ctx *cx = arg;
 
 	(void)dev;
+	/* An orderly stop's last writes, after the others took its key: it is going anyway. */
+	if (atomic_load(&cx->stopping)) {
+		fprintf(stderr, "cxfsd: this node's last writes were refused (its key is gone): it "
+			"stops\n");
+		return;
+	}
 	fprintf(stderr, "cxfsd: this node is fenced (the LUN refuses its writes): it stops, drops "
 		"its caches and rejoins the membership\n");
 	if (!set_cut_off(cx, true))

@@ -1447,7 +1447,16 @@ void cl_stop(struct cl_ctx *cx)
 {
 	if (!cx)
 		return;
+	atomic_store(&cx->stopping, true);
 	cl_wb_stop(cx);
+	/*
+	 * A node without the store writes nothing more: its dirty-region log is
+	 * left clean now, while its key is surely on the LUNs (once it left,
+	 * a tie-break of the others may take it).  The store's node does it
+	 * once the store is closed, below.
+	 */
+	if (cx->dev && !cx->st)
+		xvm_drl_stop(cx->dev);
 	cl_member_leave(cx);
 	atomic_store(&cx->ready, false);
 	cl_reach_stop(cx);
