@@ -41,6 +41,7 @@
 
 #include "xvm/xvm.h"
 #include "cluster/cl.h"
+#include "common/cx_intr.h"
 #include "daemon/admin.h"
 #include "daemon/cxfsd.h"
 #include "daemon/metrics_node.h"
@@ -71,7 +72,7 @@ struct cxfsd_admin {
 	_Atomic uint64_t revive_done, revive_total; /* progress of the mirror being copied */
 	atomic_uint revive_mirror, revive_leg;      /* which */
 	uint64_t revive_rate;         /* bytes a second at most (0: no limit); revive thread */
-	struct timespec revive_t0;    /* when the mirror being copied started; revive thread */
+	int64_t revive_t0;            /* when the mirror being copied started (ns); revive thread */
 	atomic_uint revive_mirror_t0; /* which mirror revive_t0 is for (~0u: none yet) */
 };
 
@@ -235,15 +236,6 @@ static void backup(struct admin_conn *c)
 		    d->cl ? cl_fs_name(d->cl) : meta_store_sb(d->st)->name, c->backup);
 }
 
-/* Seconds from @t0 to now (CLOCK_MONOTONIC). */
-static double since(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 static int revive_progress(void *arg, unsigned mirror, unsigned leg, uint64_t done, uint64_t total)
 {
 	const struct timespec tick = { 0, 100 * 1000 * 1000 };
@@ -254,10 +246,10 @@ static int revive_progress(void *arg, unsigned mirror, unsigned leg, uint64_t do
 	atomic_store(&a->revive_total, total);
 	atomic_store(&a->revive_done, done);
 	if (atomic_exchange(&a->revive_mirror_t0, mirror) != mirror)
-		clock_gettime(CLOCK_MONOTONIC, &a->revive_t0);
+		a->revive_t0 = cx_intr_now_ns();
 	/* A rate: no further than done / rate seconds after the start, woken each 0.1 s for a stop. */
 	while (a->revive_rate && !atomic_load(&a->revive_stop) &&
-	       since(&a->revive_t0) < (double)done / (double)a->revive_rate)
+	       (double)(cx_intr_now_ns() - a->revive_t0) < 1e9 * (double)done / (double)a->revive_rate)
 		nanosleep(&tick, NULL);
 	return atomic_load(&a->revive_stop);
 }

@@ -41,6 +41,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cx_intr.h"
 #include "xvm/xvm_i.h"
 
 #define XVM__DRL_MIN_SHIFT 20u            /* regions of 1 MiB at least */
@@ -65,7 +66,7 @@ struct xvm__drl {
 	uint8_t *clear;                   /* the cleaner's batch: idle, waiting for a flush */
 	unsigned npending;                /* regions in it */
 	uint64_t pending_epoch;           /* a flush numbered from this one makes them durable */
-	struct timespec pending_since;    /* when the batch was taken (CLOCK_MONOTONIC) */
+	int64_t pending_since;            /* when the batch was taken (cx_intr_now_ns) */
 	uint8_t *both;                    /* live | inherited, for the image */
 	uint32_t *inflight;               /* writes in flight, by bit */
 	uint64_t seq_want, seq_done;      /* slot images asked for, written */
@@ -220,15 +221,6 @@ void xvm__drl_unmark(struct xvm_vol *vol, const struct xvm__plan *pl)
 	pthread_mutex_unlock(&d->mu);
 }
 
-/* Seconds since @t (CLOCK_MONOTONIC). */
-static double drl_since(const struct timespec *t)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
-}
-
 /*
  * One pass (d->mu held).  The idle regions of the last pass (d->clear, none
  * marked since: a mark takes its region out) leave the slot once a flush
@@ -242,7 +234,7 @@ static void drl_clean(struct xvm__drl *d)
 	unsigned b, n = 0, cleared = 0;
 
 	if (d->npending && atomic_load(&vol->flush_done) < d->pending_epoch &&
-	    drl_since(&d->pending_since) >= XVM__DRL_FLUSH_WAIT) {
+	    cx_intr_now_ns() - d->pending_since >= XVM__DRL_FLUSH_WAIT * INT64_C(1000000000)) {
 		pthread_mutex_unlock(&d->mu);
 		(void)xvm__flush(vol);
 		pthread_mutex_lock(&d->mu);
@@ -266,7 +258,7 @@ static void drl_clean(struct xvm__drl *d)
 			}
 		d->npending = n;
 		d->pending_epoch = atomic_load(&vol->flush_started) + 1;
-		clock_gettime(CLOCK_MONOTONIC, &d->pending_since);
+		d->pending_since = cx_intr_now_ns();
 	}
 	memset(d->recent, 0, (d->nbits + 7) / 8);
 }
