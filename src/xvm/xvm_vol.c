@@ -1275,19 +1275,6 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 		struct xvm__plan rd = { .op = XVM__READ, .buf = buf };
 
 		n = total - pos < XVM__REVIVE_CHUNK ? total - pos : XVM__REVIVE_CHUNK;
-		pthread_mutex_lock(&vol->lock);
-		dst = xvm__leg_in(vol, m, XVM_LEG_REVIVING);
-		src = xvm__leg_in(vol, m, XVM_LEG_ACTIVE);
-		if (dst < 0 || src < 0) {
-			/* Every reviving leg went out again, or no leg is left to copy from. */
-			pthread_mutex_unlock(&vol->lock);
-			if (src < 0 && dst >= 0) {
-				snprintf(err, errlen, "mirror %u: no active leg left to copy from", m);
-				rc = -EIO;
-			}
-			break;
-		}
-		pthread_mutex_unlock(&vol->lock);
 		/* Every node holds the range busy, with its writes there done. */
 		rc = xvm__busy_begin(vol, m, pos, pos + n);
 		if (rc) {
@@ -1295,8 +1282,8 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 				 "state (%s)", m, strerror(-rc));
 			break;
 		}
-		pthread_mutex_lock(&vol->lock);
 		/* The legs as they are now that the copy runs alone. */
+		pthread_mutex_lock(&vol->lock);
 		dst = xvm__leg_in(vol, m, XVM_LEG_REVIVING);
 		src = xvm__leg_in(vol, m, XVM_LEG_ACTIVE);
 		for (c = 0, nt = 0; c < nd->nchild; c++)
@@ -1304,8 +1291,13 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 				targets[nt++] = nd->child[c];
 		pthread_mutex_unlock(&vol->lock);
 		if (dst < 0 || src < 0) {
+			/* Every reviving leg went out again, or no leg is left to copy from. */
 			xvm__busy_end(vol, m);
-			continue;
+			if (src < 0 && dst >= 0) {
+				snprintf(err, errlen, "mirror %u: no active leg left to copy from", m);
+				rc = -EIO;
+			}
+			break;
 		}
 
 		rc = xvm__run(vol, nd->child[src], pos, n, &rd);
