@@ -551,17 +551,16 @@ int cl_mirror_state(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__MirrorSt
 void cl_mirror_unbusy(struct cl_ctx *cx);
 /*
  * The dirty-region log (cl_mirror.c).  cl_mirror_drl_start: this node logs
- * its mirror writes to @dev in its slot (before its first write).  Once attached,
- * cl_mirror_attached: a server resyncs what the slots of the nodes that are
- * not members (and its own last run) hold, a client asks the server
- * (DRL_RESYNC) for what its own last run left.  cl_mirror_serving: this
- * node took over serving (the sweep again).  cl_mirror_node_lost: the
- * server fenced @node: resync its slot.  Each spawns the work.
+ * its mirror writes to @dev in its slot (before its first write).  Once
+ * attached, cl_mirror_attached: a server sweeps, a client asks the server
+ * (DRL_RESYNC) for what its own last run left.  cl_mirror_sweep: the
+ * server resyncs the slots with regions of the nodes that are not members
+ * (and its own last run's); when it starts serving and after it fenced a
+ * node.  Each spawns the work.
  */
 int cl_mirror_drl_start(struct cl_ctx *cx, struct xvm_vol *dev, char *err, size_t errlen);
 void cl_mirror_attached(struct cl_ctx *cx);
-void cl_mirror_serving(struct cl_ctx *cx);
-void cl_mirror_node_lost(struct cl_ctx *cx, uint32_t node);
+void cl_mirror_sweep(struct cl_ctx *cx);
 /* The mirror master: node @node asks for the resync of its slot (DRL_RESYNC). */
 int cl_mirror_drl_resync(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 			 const Cxfs__DrlResync *m);

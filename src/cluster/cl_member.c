@@ -209,7 +209,7 @@ static void on_view(void *arg, const struct cms_view *v)
 				cx->fenced |= CMS_BIT(i);
 				pthread_mutex_unlock(&cx->mu);
 				cl_server_node_lost(cx, node, "left the membership and is fenced");
-				cl_mirror_node_lost(cx, node);
+				cl_mirror_sweep(cx);
 			} else {
 				cl_server_node_lost(cx, node, "left the membership (fencing failed)");
 			}

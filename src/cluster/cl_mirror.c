@@ -32,10 +32,10 @@
  *
  * The dirty-region log (xvm_drl.c): every node logs its mirror writes in a
  * slot of its own (its node number less one) and only it writes that slot.
- * The master resyncs a slot, never clears it: the slot of a node it fenced
- * (cl_mirror_node_lost), the slots of every node that is not a member when
- * it starts serving (cl_mirror_attached, cl_mirror_serving: a server that
- * died, a node that died while no server ran), and its own last run's.  A
+ * The master resyncs a slot, never clears it: its sweep (cl_mirror_sweep)
+ * takes the slots with regions of every node that is not a member, when it
+ * starts serving (a server that died, a node that died while no server
+ * ran) and after it fenced a node, and its own last run's.  A
  * client that starts with regions of its last run in its slot asks the
  * master (DRL_RESYNC, requests lane: it copies) and drops them once
  * answered; until then they stay in every image of its slot, so a second
@@ -51,7 +51,6 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "common/cx_intr.h"
@@ -67,6 +66,16 @@ static const char *node_name(struct cl_ctx *cx, uint32_t node)
 	const struct cms_node *n = cl_node_by_id(cx, node);
 
 	return n ? cms_node_name(n) : "?";
+}
+
+/* The err of a STATUS_REPLY or ERROR_REPLY @rep of type @rt, which it frees. */
+static int reply_err(Cxfs__MsgType rt, ProtobufCMessage *rep)
+{
+	int err = rt == CXFS__MSG_TYPE__STATUS_REPLY ? ((Cxfs__StatusReply *)rep)->err
+						     : ((Cxfs__ErrorReply *)rep)->err;
+
+	rpc_msg_free(rep);
+	return err;
 }
 
 /*
@@ -89,10 +98,7 @@ static int tell_node(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type, Proto
 			rc = rpc_call(ch, type, m, CL_LEG_CALL_MS, &rt, &rep);
 			rpc_chan_put(ch);
 			if (rc == 0) {
-				rc = rt == CXFS__MSG_TYPE__STATUS_REPLY
-					     ? ((Cxfs__StatusReply *)rep)->err
-					     : ((Cxfs__ErrorReply *)rep)->err;
-				rpc_msg_free(rep);
+				rc = reply_err(rt, rep);
 				/* A node whose tree differs says so in its log: nothing to wait for. */
 				if (rc == 0 || rc == -EINVAL || rc == -EIO)
 					return 0;
@@ -171,12 +177,8 @@ static int leg_failed(void *arg, struct xvm_vol *vol, unsigned mirror, unsigned 
 		m.mirror = mirror;
 		m.leg = leg;
 		rc = cl_mds_call(cx, CXFS__MSG_TYPE__LEG_FAILED, &m.base, &rt, &rep);
-		if (rc == 0) {
-			rc = rt == CXFS__MSG_TYPE__STATUS_REPLY ? ((Cxfs__StatusReply *)rep)->err
-								: ((Cxfs__ErrorReply *)rep)->err;
-			rpc_msg_free(rep);
-			return rc;
-		}
+		if (rc == 0)
+			return reply_err(rt, rep);
 		/* No server to ask: this node may have become it. */
 		if (rc != -ENOTCONN || (rc = cl_mds_pause(cx)))
 			return rc;
@@ -359,11 +361,8 @@ static void ask_run(void *arg)
 		m.volume = uuid;
 		m.slot = cx->self_id - 1;
 		rc = cl_mds_call(cx, CXFS__MSG_TYPE__DRL_RESYNC, &m.base, &rt, &rep);
-		if (rc == 0) {
-			rc = rt == CXFS__MSG_TYPE__STATUS_REPLY ? ((Cxfs__StatusReply *)rep)->err
-								: ((Cxfs__ErrorReply *)rep)->err;
-			rpc_msg_free(rep);
-		}
+		if (rc == 0)
+			rc = reply_err(rt, rep);
 		if (rc == 0) {
 			xvm_drl_resynced(cx->dev);
 			atomic_store(&cx->drl_left, false);
@@ -379,42 +378,15 @@ static void ask_run(void *arg)
 void cl_mirror_attached(struct cl_ctx *cx)
 {
 	if (atomic_load(&cx->is_server))
-		(void)cl_spawn(cx, sweep_run, cx);
+		cl_mirror_sweep(cx);
 	else if (atomic_load(&cx->drl_left))
 		(void)cl_spawn(cx, ask_run, cx);
 }
 
-void cl_mirror_serving(struct cl_ctx *cx)
+void cl_mirror_sweep(struct cl_ctx *cx)
 {
 	if (cx->dev)
 		(void)cl_spawn(cx, sweep_run, cx);
-}
-
-struct lost {
-	struct cl_ctx *cx;
-	uint32_t node;
-};
-
-static void lost_run(void *arg)
-{
-	struct lost l = *(struct lost *)arg;
-
-	free(arg);
-	(void)resync_slot(l.cx, l.node - 1, "fenced");
-}
-
-void cl_mirror_node_lost(struct cl_ctx *cx, uint32_t node)
-{
-	struct lost *l = malloc(sizeof(*l));
-
-	if (!l || !cx->dev) {
-		free(l);
-		return;
-	}
-	l->cx = cx;
-	l->node = node;
-	if (cl_spawn(cx, lost_run, l))
-		free(l);
 }
 
 int cl_mirror_drl_resync(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,

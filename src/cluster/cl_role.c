@@ -309,7 +309,7 @@ static void n_settle(void *arg)
 	cl_client_to_store(cx, true);
 	if (!cx->reclaimer_started)
 		(void)cl_reclaimer_start(cx);
-	cl_mirror_serving(cx);
+	cl_mirror_sweep(cx);
 	if (cx->serving)
 		cx->serving(cx->serving_arg);
 }
