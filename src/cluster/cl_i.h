@@ -194,7 +194,7 @@ struct cl_ctx {
 	bool cut_off;                   /* no quorum / not a member: wait too; under gate_mu */
 	atomic_bool relocating;         /* MDS: a relocation moves it away */
 	atomic_bool drl_left;           /* the dirty-region log holds regions of the last run */
-	atomic_bool stopping;           /* cl_stop() runs: no thread is started any more */
+	atomic_bool stopping;           /* cl_stop() runs: a refused write no longer cuts off */
 	atomic_bool bagging;            /* MDS: its state is being bagged: take no return */
 	atomic_uint handlers;           /* requests of other nodes being handled */
 	/*
