@@ -8,12 +8,12 @@
 #    then node1, node2 and node3, each in a fresh directory;
 #
 # each node SHARED_DIR_FILES (1,000; bench/shareddir.sh runs 10,000) files:
-# open(O_CREAT|O_EXCL), write 4 KiB, close.  After each run every node lists the directories (exactly the
-# files created) and reads every file back.  The rates (files/s in
-# aggregate, and per node) are printed, and a table of shared vs separate
-# at the end.  Separate directories run first, so that a hang in the shared
-# one still leaves their figures.  Then every node unmounts and cxfs-check
-# finds the LUN clean.
+# open(O_CREAT|O_EXCL), write 4 KiB, close.  After each run every node lists
+# the directories (exactly the files created) and reads every file back.
+# The rates (files/s in aggregate, and per node) are printed, and a table of
+# shared vs separate at the end.  Separate directories run first, so that a
+# hang in the shared one still leaves their figures.  Then every node
+# unmounts and cxfs-check finds the LUN clean.
 #
 # SHARED_DIR_PHASES (default "separate shared") runs only the layouts named.
 #
