@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# t_recover_kill.sh: the metadata server dies (kill -9 of its cxfsd) 20
+# t_recover_kill.sh: the metadata server dies (kill -9 of its cxfsd) 12
 # times, under a verified workload on the two other nodes, and the
 # applications see a pause, never an error, and lose nothing acknowledged.
 # A 3-node cluster, every node a host of its own (network namespaces), all
@@ -26,7 +26,7 @@
 # CXFS_RECOVER_MODE=relocate moves the server with `cxfsctl relocate` in
 # place of the kill (and restarts nothing): the workload and its verifier
 # checked against a move that does not need the recovery engine.
-# CXFS_RECOVER_ROUNDS changes the number of rounds (14).
+# CXFS_RECOVER_ROUNDS changes the number of rounds (12).
 #
 # Passes with main 5e1e4fa (about 1 min 45 s; the longest call of the
 # workload 1-2 s per round).  What it caught on the way (corpse 93d664c
@@ -40,7 +40,7 @@
 . "$(dirname "$0")/lib_recover.sh"
 it_init recover_kill --need-tgtd
 
-ROUNDS=${CXFS_RECOVER_ROUNDS:-14}
+ROUNDS=${CXFS_RECOVER_ROUNDS:-12}
 BEFORE=${CXFS_RECOVER_BEFORE:-0.8}   # seconds of workload before the kill
 AFTER=${CXFS_RECOVER_AFTER:-1.0}     # and after the new server serves
 
