@@ -107,6 +107,15 @@ const char *cl_volume(const struct cl_ctx *cx, size_t i);
  * without it (cl_mirror.c).
  */
 extern const struct xvm_cluster_ops cl_xvm_ops;
+/*
+ * The config server (the metadata server, as for the mirrors): change the
+ * volume's layout while every node uses it.  @uri is opened on every
+ * member (each must have a path to it, or nothing changes), then attached
+ * as a reviving leg of mirror @mirror (>= 0) or appended to the top-level
+ * concat (-1), in the labels (two phases) and on every member.  -EAGAIN
+ * on a node that does not serve; errors name the node at fault in @err.
+ */
+int cl_volume_change(struct cl_ctx *cx, int mirror, const char *uri, char *err, size_t errlen);
 const char *cl_initiator(const struct cl_ctx *cx);  /* this node's iSCSI initiator name */
 const char *cl_node_name(const struct cl_ctx *cx);
 const char *cl_fs_name(const struct cl_ctx *cx);

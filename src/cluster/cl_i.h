@@ -547,6 +547,8 @@ int cl_mirror_leg_failed(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 int cl_mirror_leg_out(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__LegOut *m);
 /* Any node: the master's revive changed a mirror's state (MIRROR_STATE, requests lane). */
 int cl_mirror_state(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__MirrorState *m);
+/* The mirror master: a node's read met a chunk not revived yet (REPAIR_HINT, one-way). */
+int cl_mirror_repair_hint(struct cl_ctx *cx, const Cxfs__RepairHint *m);
 /* The server changed: forget the busy ranges of the old one's revive. */
 void cl_mirror_unbusy(struct cl_ctx *cx);
 /*
@@ -564,5 +566,7 @@ void cl_mirror_sweep(struct cl_ctx *cx);
 /* The mirror master: node @node asks for the resync of its slot (DRL_RESYNC). */
 int cl_mirror_drl_resync(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 			 const Cxfs__DrlResync *m);
+/* Any node: a step of the config server's layout change (VOL_CHANGE, requests lane). */
+int cl_mirror_vol_change(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__VolChange *m);
 
 #endif

@@ -43,6 +43,13 @@
  * resynced again at each start of a server until the node comes back:
  * only time, since a resync never changes what a read returns.
  *
+ * The config server (the metadata server too) changes the layout while the
+ * volume is in use, only by appending to the tree (xvm.h, online changes):
+ * every member opens the new LUN (VOL_CHANGE OPEN; one that cannot names
+ * itself and every node closes it again), the server commits the labels,
+ * every member takes the committed tree (ADOPT).  Its calls wait only for
+ * a member's LUN login and label read, never for the server.
+ *
  * Lock order: cl_ctx.leg_mu (held across the master's calls to the nodes) ->
  * cl_ctx.mu (to read the members) -> the volume's locks (xvm.h).  LEG_OUT's
  * handler takes only the volume's lock.
@@ -51,6 +58,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/cx_intr.h"
@@ -79,12 +87,15 @@ static int reply_err(Cxfs__MsgType rt, ProtobufCMessage *rep)
 }
 
 /*
- * Call member @node with @type (LEG_OUT or MIRROR_STATE of mirror @mirror),
- * again until it answers, it leaves the membership (fenced: it writes
- * nothing more) or CL_LEG_TELL_MS pass; 0 once it answered.
+ * Call member @node with @type, again until it answers, it leaves the
+ * membership (fenced: it writes nothing more) or CL_LEG_TELL_MS pass; 0
+ * once it answered.  With @why (a layout change), the node's refusal is
+ * returned and its reason written there; without (LEG_OUT, MIRROR_STATE), a
+ * node whose tree differs says so in its log and counts as answered.
+ * @what names the message in the log.
  */
 static int tell_node(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type, ProtobufCMessage *m,
-		     unsigned mirror)
+		     const char *what, unsigned call_ms, char *why, size_t whylen)
 {
 	int64_t end = cx_intr_now_ns() + (int64_t)CL_LEG_TELL_MS * 1000000;
 	int rc = -ENOTCONN;
@@ -95,12 +106,18 @@ static int tell_node(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type, Proto
 		Cxfs__MsgType rt;
 
 		if (ch) {
-			rc = rpc_call(ch, type, m, CL_LEG_CALL_MS, &rt, &rep);
+			rc = rpc_call(ch, type, m, call_ms, &rt, &rep);
 			rpc_chan_put(ch);
 			if (rc == 0) {
+				if (why && rt == CXFS__MSG_TYPE__ERROR_REPLY)
+					snprintf(why, whylen, "node %s: %s", node_name(cx, node),
+						 ((Cxfs__ErrorReply *)rep)->message
+						 ? ((Cxfs__ErrorReply *)rep)->message
+						 : strerror(-((Cxfs__ErrorReply *)rep)->err));
 				rc = reply_err(rt, rep);
-				/* A node whose tree differs says so in its log: nothing to wait for. */
-				if (rc == 0 || rc == -EINVAL || rc == -EIO)
+				if (rc == 0 || why)
+					return rc;
+				if (rc == -EINVAL || rc == -EIO)
 					return 0;
 			}
 		}
@@ -112,14 +129,17 @@ static int tell_node(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type, Proto
 	}
 	if (!cl_member_up(cx, node))
 		return 0;
-	fprintf(stderr, "cxfsd: mirror master: node %s did not take the %s of mirror %u (%s)\n",
-		node_name(cx, node), type == CXFS__MSG_TYPE__LEG_OUT ? "failed leg" : "revive state",
-		mirror, strerror(rc < 0 ? -rc : EIO));
+	fprintf(stderr, "cxfsd: mirror master: node %s did not take the %s (%s)\n",
+		node_name(cx, node), what, strerror(rc < 0 ? -rc : EIO));
+	if (why)
+		snprintf(why, whylen, "node %s did not answer the %s: %s", node_name(cx, node), what,
+			 strerror(rc < 0 ? -rc : EIO));
 	return rc ? rc : -EIO;
 }
 
-/* Call every member but this node with @type; the first error. */
-static int tell_members(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *m, unsigned mirror)
+/* Call every member but this node with @type (tell_node); the first error. */
+static int tell_members(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *m,
+			const char *what, unsigned call_ms, char *why, size_t whylen)
 {
 	uint64_t members;
 	int rc = 0;
@@ -129,7 +149,7 @@ static int tell_members(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage 
 	pthread_mutex_unlock(&cx->mu);
 	for (uint32_t node = 1; node <= CMS_MAX_NODES && !rc; node++)
 		if (node != cx->self_id && (members & CMS_BIT(node - 1)))
-			rc = tell_node(cx, node, type, m, mirror);
+			rc = tell_node(cx, node, type, m, what, call_ms, why, whylen);
 	return rc;
 }
 
@@ -137,7 +157,7 @@ static int tell_members(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage 
 static int master_leg_out(struct cl_ctx *cx, struct xvm_vol *vol, unsigned mirror, unsigned leg)
 {
 	Cxfs__LegOut m = CXFS__LEG_OUT__INIT;
-	char uuid[33];
+	char uuid[33], what[64];
 	uint64_t gen = 0;
 	int rc;
 
@@ -150,7 +170,8 @@ static int master_leg_out(struct cl_ctx *cx, struct xvm_vol *vol, unsigned mirro
 	m.mirror = mirror;
 	m.leg = leg;
 	m.generation = gen;
-	rc = tell_members(cx, CXFS__MSG_TYPE__LEG_OUT, &m.base, mirror);
+	snprintf(what, sizeof(what), "failed leg of mirror %u", mirror);
+	rc = tell_members(cx, CXFS__MSG_TYPE__LEG_OUT, &m.base, what, CL_LEG_CALL_MS, NULL, 0);
 out:
 	pthread_mutex_unlock(&cx->leg_mu);
 	return rc;
@@ -197,7 +218,7 @@ static int mirror_state(void *arg, struct xvm_vol *vol, const struct xvm_mirror_
 	struct cl_ctx *cx = arg;
 	Cxfs__MirrorState m = CXFS__MIRROR_STATE__INIT;
 	uint32_t legs[XVM_MAX_LEGS];
-	char uuid[33];
+	char uuid[33], what[64];
 
 	if (!atomic_load(&cx->is_server))
 		return -EAGAIN;
@@ -212,10 +233,37 @@ static int mirror_state(void *arg, struct xvm_vol *vol, const struct xvm_mirror_
 	m.busy_lo = st->busy_lo;
 	m.busy_hi = st->busy_hi;
 	m.generation = st->generation;
-	return tell_members(cx, CXFS__MSG_TYPE__MIRROR_STATE, &m.base, st->mirror);
+	m.n_ahead = st->nahead;
+	m.ahead = (uint32_t *)st->ahead;
+	snprintf(what, sizeof(what), "revive state of mirror %u", st->mirror);
+	return tell_members(cx, CXFS__MSG_TYPE__MIRROR_STATE, &m.base, what, CL_LEG_CALL_MS, NULL, 0);
 }
 
-const struct xvm_cluster_ops cl_xvm_ops = { .leg_failed = leg_failed, .mirror_state = mirror_state };
+/*
+ * The xvm cluster op (xvm.h): a read here met a chunk not revived yet; the
+ * master's revive copies it next.  One-way: a lost hint only means the
+ * chunk is copied in order.
+ */
+static void read_hint(void *arg, struct xvm_vol *vol, unsigned mirror, uint64_t off)
+{
+	struct cl_ctx *cx = arg;
+	Cxfs__RepairHint m = CXFS__REPAIR_HINT__INIT;
+	struct rpc_chan *ch;
+	char uuid[33];
+
+	if (atomic_load(&cx->is_server) || !(ch = cl_mds_chan(cx)))
+		return;
+	xvm_uuid(vol, uuid);
+	m.volume = uuid;
+	m.mirror = mirror;
+	m.off = off;
+	(void)rpc_send(ch, CXFS__MSG_TYPE__REPAIR_HINT, &m.base);
+	rpc_chan_put(ch);
+}
+
+const struct xvm_cluster_ops cl_xvm_ops = {
+	.leg_failed = leg_failed, .mirror_state = mirror_state, .read_hint = read_hint,
+};
 
 /* The leg messages name the volume: refuse those of another. */
 static bool our_volume(struct cl_ctx *cx, const char *volume)
@@ -268,7 +316,18 @@ int cl_mirror_state(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__MirrorSt
 	st.busy_lo = m->busy_lo;
 	st.busy_hi = m->busy_hi;
 	st.generation = m->generation;
+	if (m->n_ahead > XVM_REPAIR_MAX)
+		return reply_status(req, -EINVAL);
+	st.nahead = (unsigned)m->n_ahead;
+	memcpy(st.ahead, m->ahead, m->n_ahead * sizeof(st.ahead[0]));
 	return reply_status(req, xvm_mirror_state_apply(cx->dev, &st));
+}
+
+int cl_mirror_repair_hint(struct cl_ctx *cx, const Cxfs__RepairHint *m)
+{
+	if (our_volume(cx, m->volume))
+		xvm_read_hint(cx->dev, m->mirror, m->off);
+	return 0;
 }
 
 void cl_mirror_unbusy(struct cl_ctx *cx)
@@ -395,4 +454,117 @@ int cl_mirror_drl_resync(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 	if (!our_volume(cx, m->volume) || m->slot != node - 1)
 		return reply_status(req, -EINVAL);
 	return reply_status(req, resync_slot(cx, m->slot, "asked by it"));
+}
+
+/* ---- the config server: layout changes while the volume is in use ------- */
+
+enum { VOLCHG_OPEN = 1, VOLCHG_ADOPT = 2, VOLCHG_CLOSE = 3 };
+
+#define CL_VOLCHG_CALL_MS 30000u        /* opening a LUN may log in to a target */
+
+static int reply_error(struct rpc_req *req, int err, const char *why)
+{
+	Cxfs__ErrorReply r = CXFS__ERROR_REPLY__INIT;
+
+	r.err = err;
+	r.message = (char *)why;
+	return rpc_reply(req, CXFS__MSG_TYPE__ERROR_REPLY, &r.base);
+}
+
+int cl_mirror_vol_change(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__VolChange *m)
+{
+	char err[256] = "";
+	unsigned leaf;
+	int rc = -EINVAL;
+
+	if (!our_volume(cx, m->volume) || m->leaf >= XVM_MAX_LEAVES)
+		return reply_status(req, -EINVAL);
+	switch (m->phase) {
+	case VOLCHG_OPEN:
+		if (!m->uri)
+			break;
+		rc = xvm_lun_open(cx->dev, m->uri, (int)m->leaf, cl_pr_key(cx->cfg, cx->self_id), &leaf,
+				  err, sizeof(err));
+		break;
+	case VOLCHG_ADOPT:
+		if (!m->has_label)
+			break;
+		rc = xvm_adopt(cx->dev, m->label.data, m->label.len, err, sizeof(err));
+		if (!rc)
+			fprintf(stderr, "cxfsd: volume change: took the layout of the config server "
+				"(LUN %s is LUN number %u)\n", m->uri ? m->uri : "?", m->leaf);
+		break;
+	case VOLCHG_CLOSE:
+		xvm_lun_close(cx->dev, m->leaf);
+		rc = 0;
+		break;
+	}
+	if (!rc)
+		return reply_status(req, 0);
+	if (!err[0])
+		snprintf(err, sizeof(err), "malformed volume change");
+	fprintf(stderr, "cxfsd: volume change refused: %s\n", err);
+	return reply_error(req, rc, err);
+}
+
+int cl_volume_change(struct cl_ctx *cx, int mirror, const char *uri, char *err, size_t errlen)
+{
+	unsigned char *img = NULL;
+	Cxfs__VolChange m = CXFS__VOL_CHANGE__INIT;
+	char uuid[33];
+	unsigned leaf;
+	int rc;
+
+	if (!atomic_load(&cx->is_server)) {
+		snprintf(err, errlen, "the volume's layout is changed by its config server, the "
+			 "metadata server: run it there");
+		return -EAGAIN;
+	}
+	/* One change or leg decision at a time; each call to a node ends with its own I/O. */
+	pthread_mutex_lock(&cx->leg_mu);
+	rc = xvm_lun_open(cx->dev, uri, -1, cl_pr_key(cx->cfg, cx->self_id), &leaf, err, errlen);
+	if (rc)
+		goto out_unlock;
+	xvm_uuid(cx->dev, uuid);
+	m.volume = uuid;
+	m.leaf = leaf;
+	m.uri = (char *)uri;
+	/* 1: every member opens the LUN (the config server's rule: every node has a path to it). */
+	m.phase = VOLCHG_OPEN;
+	rc = tell_members(cx, CXFS__MSG_TYPE__VOL_CHANGE, &m.base, "new LUN", CL_VOLCHG_CALL_MS, err,
+			  errlen);
+	/* 2: the labels, two phases over every LUN; the change is made here. */
+	if (!rc)
+		rc = mirror >= 0 ? xvm_attach_lun(cx->dev, (unsigned)mirror, leaf, err, errlen)
+				 : xvm_grow_lun(cx->dev, leaf, 1, err, errlen);
+	if (rc) {
+		m.phase = VOLCHG_CLOSE;
+		(void)tell_members(cx, CXFS__MSG_TYPE__VOL_CHANGE, &m.base, "closing of the new LUN",
+				   CL_LEG_CALL_MS, NULL, 0);
+		xvm_lun_close(cx->dev, leaf);
+		goto out_unlock;
+	}
+	fprintf(stderr, "cxfsd: config server: %s %s (LUN number %u) in the labels\n",
+		mirror >= 0 ? "attached" : "appended", uri, leaf);
+	/*
+	 * 3: every member takes the layout.  One that cannot (it says why) has
+	 * the new LUN outside its tree: it writes nothing there, and a revive of
+	 * the new leg stops at it (its tree does not fit the revive's state).
+	 */
+	img = malloc(XVM_LABEL_SIZE);
+	rc = img ? xvm_label_image(cx->dev, img) : -ENOMEM;
+	if (!rc) {
+		m.phase = VOLCHG_ADOPT;
+		m.has_label = true;
+		m.label.data = img;
+		m.label.len = XVM_LABEL_SIZE;
+		rc = tell_members(cx, CXFS__MSG_TYPE__VOL_CHANGE, &m.base, "new layout",
+				  CL_VOLCHG_CALL_MS, err, errlen);
+	}
+	if (rc && !err[0])
+		snprintf(err, errlen, "%s", strerror(-rc));
+	free(img);
+out_unlock:
+	pthread_mutex_unlock(&cx->leg_mu);
+	return rc;
 }

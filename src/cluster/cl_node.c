@@ -916,6 +916,10 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 		return cl_mirror_leg_out(cx, req, (const Cxfs__LegOut *)msg);
 	if (type == CXFS__MSG_TYPE__MIRROR_STATE)
 		return cl_mirror_state(cx, req, (const Cxfs__MirrorState *)msg);
+	if (type == CXFS__MSG_TYPE__VOL_CHANGE)
+		return cl_mirror_vol_change(cx, req, (const Cxfs__VolChange *)msg);
+	if (type == CXFS__MSG_TYPE__REPAIR_HINT)
+		return cl_mirror_repair_hint(cx, (const Cxfs__RepairHint *)msg);
 	atomic_fetch_add(&cx->handlers, 1);
 	if (!cx->is_server) {
 		if (type == CXFS__MSG_TYPE__TOKEN_RECALL)
@@ -960,8 +964,9 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
  *             thread), NAME_QUERY, EXTENT_MAP_REQ (the store only; a reader
  *             or writer holds EXTENT and SIZE while it waits for the map),
  *             an HSM's DM_OP_RESPOND (it ends an event's wait), a
- *             relocation's KORE_JOIN (it notes a channel) and LEG_OUT (a
- *             mirror leg marked out in memory, cl_mirror.c).
+ *             relocation's KORE_JOIN (it notes a channel), LEG_OUT (a
+ *             mirror leg marked out in memory, cl_mirror.c) and REPAIR_HINT
+ *             (a chunk queued for the revive).
  *
  * A handler moved to a lane must keep its rule: nothing in answers may
  * ever wait, nothing in flush may wait for requests.
@@ -989,6 +994,7 @@ static unsigned cl_lane_of(void *arg, Cxfs__MsgType type, const ProtobufCMessage
 	case CXFS__MSG_TYPE__NAME_QUERY:
 	case CXFS__MSG_TYPE__EXTENT_MAP_REQ:
 	case CXFS__MSG_TYPE__LEG_OUT:
+	case CXFS__MSG_TYPE__REPAIR_HINT:
 		return CL_LANE_ANSWERS;
 	case CXFS__MSG_TYPE__DM_REQUEST:
 		return ((const Cxfs__DmRequest *)msg)->op == DM_OP_RESPOND ? CL_LANE_ANSWERS

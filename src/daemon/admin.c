@@ -7,8 +7,9 @@
  *
  * Protocol: the client sends one line, the request ("status",
  * "status json", "metrics", "backup PATH", "volume", "volume json",
- * "volume revive [MB/s]", "volume stop" and "volume progress" (in a cluster on the
- * metadata server only: it is the mirror master), or in cluster mode
+ * "volume revive [MB/s]", "volume stop", "volume progress", "volume attach
+ * MIRROR LUN" and "volume grow LUN" (in a cluster on the metadata server
+ * only: it is the mirror master and the config server), or in cluster mode
  * "tokens INO" and "relocate FS NODE");
  * the daemon answers with text (or one JSON object) and closes the
  * connection.  Lines longer than 256 bytes are refused.
@@ -316,6 +317,40 @@ int cxfsd_admin_revive(struct cxfsd_admin *a, const char *why, uint64_t rate)
 	return rc;
 }
 
+/*
+ * "volume attach MIRROR URI", "volume grow URI" (@req without "volume "): the
+ * layout change while the volume is in use (xvm.h, online changes; in a
+ * cluster on every node through the config server, cl_volume_change).
+ */
+static void volume_change(struct admin_conn *c, const char *req)
+{
+	const struct cxfsd *d = c->a->d;
+	char uri[ADMIN_LINE_MAX], err[512] = "";
+	unsigned mirror = 0;
+	int attach = req[0] == 'a', rc;
+
+	if (attach ? sscanf(req, "attach %u %255s", &mirror, uri) != 2
+		   : sscanf(req, "grow %255s", uri) != 1) {
+		out(c, "error: usage: volume attach MIRROR LUN | volume grow LUN\n");
+		return;
+	}
+	if (d->cl)
+		rc = cl_volume_change(d->cl, attach ? (int)mirror : -1, uri, err, sizeof(err));
+	else if (attach)
+		rc = xvm_attach(d->dev, mirror, uri, err, sizeof(err));
+	else
+		rc = xvm_grow(d->dev, uri, 1, err, sizeof(err));
+	if (rc) {
+		out(c, "error: %s\n", err[0] ? err : strerror(-rc));
+		return;
+	}
+	fprintf(stderr, "cxfsd: volume %s %s: done\n", attach ? "attach" : "grow", uri);
+	out(c, "ok: %s %s%s; add it to the volume's LUNs (%s) before the next start\n",
+	    attach ? "attached as a reviving leg:" : "appended:", uri,
+	    attach ? " (cxfsctl volume revive copies the mirror onto it)" : "",
+	    d->cl ? "the volume line of cluster.conf on every node" : "--volume or fstab");
+}
+
 /* "volume", "volume json", "volume revive [MB/s]", "volume stop", "volume progress". */
 static void volume_request(struct admin_conn *c)
 {
@@ -331,11 +366,13 @@ static void volume_request(struct admin_conn *c)
 		return;
 	}
 	if (a->d->cl && !cl_is_server(a->d->cl)) {
-		out(c, "error: in a cluster the volume's mirrors are revived by their mirror master, "
-		    "the metadata server: run it there\n");
+		out(c, "error: in a cluster the volume's mirrors and layout are handled by the "
+		    "metadata server (mirror master and config server): run it there\n");
 		return;
 	}
-	if (!strcmp(req, " revive") || !strncmp(req, " revive ", 8)) {
+	if (!strncmp(req, " attach ", 8) || !strncmp(req, " grow ", 6)) {
+		volume_change(c, req + 1);
+	} else if (!strcmp(req, " revive") || !strncmp(req, " revive ", 8)) {
 		char *end;
 		unsigned long mbps = req[7] ? strtoul(req + 8, &end, 10) : 0;
 
@@ -366,7 +403,7 @@ static void volume_request(struct admin_conn *c)
 			out(c, "idle %s", a->revive_result[0] ? a->revive_result : "no revive ran\n");
 		pthread_mutex_unlock(&a->revive_lock);
 	} else {
-		out(c, "error: unknown volume request (volume [json|revive|stop|progress])\n");
+		out(c, "error: unknown volume request (volume [json|revive|stop|progress|attach|grow])\n");
 	}
 }
 

@@ -89,6 +89,8 @@ static const struct rpc__msg_info rpc__msgs[] = {
 	[T(LEG_OUT)]          = { &cxfs__leg_out__descriptor, REQ, T(STATUS_REPLY) },
 	[T(MIRROR_STATE)]     = { &cxfs__mirror_state__descriptor, REQ, T(STATUS_REPLY) },
 	[T(DRL_RESYNC)]       = { &cxfs__drl_resync__descriptor, REQ, T(STATUS_REPLY) },
+	[T(VOL_CHANGE)]       = { &cxfs__vol_change__descriptor, REQ, T(STATUS_REPLY) },
+	[T(REPAIR_HINT)]      = { &cxfs__repair_hint__descriptor, ONE, 0 },
 };
 
 #define RPC__NMSGS (sizeof(rpc__msgs) / sizeof(rpc__msgs[0]))

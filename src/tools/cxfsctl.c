@@ -47,6 +47,8 @@ static void usage(FILE *f)
 		"       cxfsctl [--socket PATH] volume [--json]\n"
 		"       cxfsctl [--socket PATH] volume revive [--max-rate MB/s]\n"
 		"       cxfsctl [--socket PATH] volume stop\n"
+		"       cxfsctl [--socket PATH] volume attach MIRROR LUN\n"
+		"       cxfsctl [--socket PATH] volume grow LUN\n"
 		"\n"
 		"Ask the local cxfs daemon for its state.\n"
 		"\n"
@@ -74,7 +76,10 @@ static void usage(FILE *f)
 		"           are out while every node serves I/O, showing progress until\n"
 		"           it ends (no faster than --max-rate MB/s, when given, to leave\n"
 		"           the LUNs to the applications); `volume stop` stops it after\n"
-		"           its current chunk\n"
+		"           its current chunk; `volume attach` adds LUN as a reviving leg\n"
+		"           of mirror MIRROR (a node number of `volume`), `volume grow`\n"
+		"           appends it to the top-level concat, on every node while they\n"
+		"           serve I/O (same nodes as revive)\n"
 		"\n"
 		"  -s, --socket PATH   the daemon's admin socket (default " CXFSD_ADMIN_SOCKET ")\n"
 		"  -j, --json          the daemon's JSON objects (one a line) instead of text\n"
@@ -1123,6 +1128,26 @@ static int ask_print(const char *sock, const char *req, const char *ok)
 	return rc;
 }
 
+/*
+ * `volume attach MIRROR LUN`, `volume grow LUN` (@args, @n of them): the
+ * daemon changes the layout on every node and says how it went.
+ */
+static int cmd_volume_change(const char *sock, char **args, int n)
+{
+	char req[300] = "volume";
+	size_t len = strlen(req);
+
+	for (int i = 0; i < n; i++) {
+		if (strpbrk(args[i], " \n") || len + 1 + strlen(args[i]) >= 256) {
+			fprintf(stderr, "cxfsctl: volume %s: bad or too long argument \"%s\"\n", args[0],
+				args[i]);
+			return 2;
+		}
+		len += (size_t)snprintf(req + len, sizeof(req) - len, " %s", args[i]);
+	}
+	return ask_print(sock, req, "ok");
+}
+
 /* `relocate FS NODE`: the daemon moves the metadata server and says how it went. */
 static int cmd_relocate(const char *sock, const char *fs, const char *node)
 {
@@ -1232,7 +1257,11 @@ int main(int argc, char **argv)
 	    !(strcmp(cmd, "backup") == 0 && optind == argc - 2) &&
 	    !(strcmp(cmd, "volume") == 0 && optind == argc - 1) &&
 	    !(strcmp(cmd, "volume") == 0 && optind == argc - 2 &&
-	      (strcmp(argv[optind + 1], "revive") == 0 || strcmp(argv[optind + 1], "stop") == 0))) {
+	      (strcmp(argv[optind + 1], "revive") == 0 || strcmp(argv[optind + 1], "stop") == 0)) &&
+	    !(strcmp(cmd, "volume") == 0 && optind == argc - 3 &&
+	      strcmp(argv[optind + 1], "grow") == 0) &&
+	    !(strcmp(cmd, "volume") == 0 && optind == argc - 4 &&
+	      strcmp(argv[optind + 1], "attach") == 0)) {
 		if (strcmp(cmd, "tokens") == 0)
 			fprintf(stderr, "cxfsctl: tokens needs at least one %s\n",
 				by_ino ? "INO" : "PATH");
@@ -1268,6 +1297,8 @@ int main(int argc, char **argv)
 		return ask_print(sock, json ? "volume json" : "volume", NULL);
 	if (strcmp(cmd, "volume") == 0 && strcmp(argv[optind + 1], "stop") == 0)
 		return ask_print(sock, "volume stop", "ok");
+	if (strcmp(cmd, "volume") == 0 && optind < argc - 2)
+		return cmd_volume_change(sock, argv + optind + 1, argc - optind - 1);
 	if (strcmp(cmd, "volume") == 0)
 		return cmd_revive(sock, rate);
 	if (strcmp(cmd, "backup") == 0)

@@ -244,7 +244,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "detach"))
 		rc = xvm_detach(vol, (unsigned)mirror, (unsigned)leg, err, sizeof(err));
 	else if (!strcmp(cmd, "grow"))
-		rc = xvm_grow(vol, lun, err, sizeof(err));
+		rc = xvm_grow(vol, lun, 0, err, sizeof(err));
 	else if (!strcmp(cmd, "revive")) {
 		rc = do_revive(vol, stop);
 		xvm_close(vol);

@@ -82,6 +82,7 @@ enum xvm_leg_state {
  * mirror master) hands it to the others, which must write a reviving leg
  * below the point and wait while they write over the busy range.
  */
+#define XVM_REPAIR_MAX 256        /* chunks a revive copies ahead for reads, per mirror */
 struct xvm_mirror_state {
 	unsigned mirror;              /* the mirror's node index */
 	unsigned nlegs;               /* its children */
@@ -89,6 +90,13 @@ struct xvm_mirror_state {
 	uint64_t revive_point;        /* first byte not yet copied to reviving legs */
 	uint64_t busy_lo, busy_hi;    /* being copied now (lo == hi: none) */
 	uint64_t generation;          /* of the labels */
+	/*
+	 * The 1 MiB chunks above the revive point copied (or being copied, the
+	 * busy range) ahead of order for reads: writes there reach the
+	 * reviving legs too, as below the point.  Chunk numbers, any order.
+	 */
+	unsigned nahead;
+	uint32_t ahead[XVM_REPAIR_MAX];
 };
 
 struct xvm_cluster_ops {
@@ -101,6 +109,12 @@ struct xvm_cluster_ops {
 	 * its range busy.  NULL: no other node uses the volume.
 	 */
 	int (*mirror_state)(void *arg, struct xvm_vol *vol, const struct xvm_mirror_state *st);
+	/*
+	 * A read of this node met chunk @off (1 MiB aligned) of mirror @mirror
+	 * above its revive point, and no revive runs here: hint the node that
+	 * revives (xvm_read_hint there).  Never waits.  NULL: hints are dropped.
+	 */
+	void (*read_hint)(void *arg, struct xvm_vol *vol, unsigned mirror, uint64_t off);
 };
 
 /*
@@ -125,6 +139,13 @@ int xvm_leg_out_told(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_
  * (bounded by that I/O).
  */
 int xvm_mirror_state_apply(struct xvm_vol *vol, const struct xvm_mirror_state *st);
+/*
+ * The node that revives: another node's read met chunk @off of mirror
+ * @mirror not revived yet; the revive copies it next if it runs here (it is
+ * dropped otherwise, or when XVM_REPAIR_MAX chunks were copied ahead).
+ * Never waits for I/O.
+ */
+void xvm_read_hint(struct xvm_vol *vol, unsigned mirror, uint64_t off);
 /* How many mirror legs are reviving (a revive was started and has not ended). */
 unsigned xvm_reviving(struct xvm_vol *vol);
 /* The reviving node is gone: forget the busy ranges it gave (legs and points stay). */
@@ -231,8 +252,47 @@ int xvm_create(const char *const *uris, size_t n, const struct xvm_create_opts *
 int xvm_attach(struct xvm_vol *vol, unsigned mirror, const char *uri, char *err, size_t errlen);
 /* Detach leg @leg of mirror @mirror (not its last active leg); its label is wiped. */
 int xvm_detach(struct xvm_vol *vol, unsigned mirror, unsigned leg, char *err, size_t errlen);
-/* Append @uri to the top-level concat (a volume whose root is a LUN becomes a concat). */
-int xvm_grow(struct xvm_vol *vol, const char *uri, char *err, size_t errlen);
+/*
+ * Append @uri to the top-level concat (a volume whose root is a LUN becomes
+ * a concat, unless @online: see xvm_grow_lun()).
+ */
+int xvm_grow(struct xvm_vol *vol, const char *uri, int online, char *err, size_t errlen);
+
+/*
+ * Online layout changes: on a volume in use, while I/O goes on (in a
+ * cluster the config server drives every node through them, cl_mirror.c).
+ * Only changes that append to the tree are made online: a mirror leg
+ * attached (reviving from 0, so no I/O reaches it before a revive) and a
+ * LUN appended to a top-level concat.  No existing node changes its number,
+ * its kind or its LUN, so I/O mapped before the change goes on unchanged.
+ *
+ * xvm_lun_open: open @uri as LUN number @leaf (-1: the lowest free one; the
+ * number in *@out), outside the tree until a change takes it; refused if it
+ * carries another volume's label or is too small.  @pr_key (0: none): on an
+ * iSCSI LUN, register it and make sure of the cluster's reservation, as the
+ * node's other LUNs.  xvm_lun_close: give it up (no change took it).
+ */
+int xvm_lun_open(struct xvm_vol *vol, const char *uri, int leaf, uint64_t pr_key, unsigned *out,
+		 char *err, size_t errlen);
+void xvm_lun_close(struct xvm_vol *vol, unsigned leaf);
+/*
+ * The changes, with a LUN opened by xvm_lun_open: attach it to mirror
+ * @mirror, or append it to the top-level concat (@online: refuse a volume
+ * of one LUN, whose every node would change its number).  The labels are
+ * written (two phases) and the tree is this node's at once.
+ */
+int xvm_attach_lun(struct xvm_vol *vol, unsigned mirror, unsigned leaf, char *err, size_t errlen);
+int xvm_grow_lun(struct xvm_vol *vol, unsigned leaf, int online, char *err, size_t errlen);
+/* The committed label as the config server sends it to the others (XVM_LABEL_SIZE bytes). */
+int xvm_label_image(struct xvm_vol *vol, unsigned char buf[XVM_LABEL_SIZE]);
+/*
+ * Every other node: take the layout of label image @img (@len bytes) made
+ * by the config server, whose new LUNs this node opened (xvm_lun_open with
+ * the same numbers).  Refused (-EINVAL, the reason in @err) unless it only
+ * appends to this node's tree; leg states and revive points stay this
+ * node's (they come by LEG_OUT and MIRROR_STATE).
+ */
+int xvm_adopt(struct xvm_vol *vol, const unsigned char *img, size_t len, char *err, size_t errlen);
 /*
  * Mark every out leg whose LUNs all answer as reviving, then copy every
  * reviving leg from an active one in chunks, while I/O goes on.  @progress

@@ -170,6 +170,8 @@ struct xvm__plan {
 	struct xvm__wrange *w;            /* mirror ranges written (writes only) */
 	size_t nw, capw;                  /* used, allocated */
 	struct xvm__plan *prev, *next;    /* in vol->active while its writes are in flight; vol->lock */
+	unsigned hint;                    /* READ: 1 + a mirror read above its revive point, 0: none */
+	uint64_t hint_off;                /* the chunk read there (its offset in the mirror) */
 };
 
 /*
@@ -260,6 +262,19 @@ void xvm__busy_end(struct xvm_vol *vol, unsigned m);
  */
 int xvm__publish(struct xvm_vol *vol, unsigned m);
 
+/*
+ * Read-repair.  A revive copies in chunks of XVM__REVIVE_CHUNK; a read that
+ * meets a chunk of a reviving mirror above the revive point hints it
+ * (xvm__hint, after the read is mapped), and the revive copies it next,
+ * ahead of order (at most XVM_REPAIR_MAX a mirror), then skips it in order.
+ */
+#define XVM__REVIVE_CHUNK (1u << 20)
+#define XVM__HINTS 64
+/* Chunk @off of mirror @m copied (or being copied) ahead?  vol->lock held. */
+bool xvm__ahead(const struct xvm_vol *vol, unsigned m, uint64_t off);
+/* A read of this node met chunk @off of mirror @m not revived yet.  No lock held. */
+void xvm__hint(struct xvm_vol *vol, unsigned m, uint64_t off);
+
 /* 1 if @rc from a LUN is a failure of that LUN (marks a leg out), not a fence or a bad request. */
 bool xvm__is_leg_error(int rc);
 
@@ -278,6 +293,7 @@ struct xvm_vol {
 	unsigned nlun;                    /* LUNs opened (= leaves present) */
 	struct blk_dev *dev[XVM_MAX_LEAVES]; /* by LUN number; NULL if missing */
 	char *lun_uri[XVM_MAX_LEAVES];    /* by LUN number */
+	char *initiator;                  /* iSCSI initiator IQN for LUNs opened later, or NULL */
 	int legacy;                       /* one unlabelled LUN at offset 0 */
 	int read_only;                    /* opened read-only */
 	uint32_t sector_size;             /* largest of the LUNs' */
@@ -296,6 +312,20 @@ struct xvm_vol {
 	uint64_t busy_lo[XVM_MAX_NODES];  /* per mirror: range being revived; lock */
 	uint64_t busy_hi[XVM_MAX_NODES];  /* (lo == hi: none); lock */
 	uint8_t busy_told[XVM_MAX_NODES]; /* the range was given by another node's revive; lock */
+	/*
+	 * Read-repair (xvm_vol.c, "copied ahead"): per mirror, the revive chunks
+	 * above the revive point that a revive copies or copied ahead for reads
+	 * (bitmap; writes there reach the reviving legs as below the point);
+	 * the reads' hints waiting for this node's revive, or (no revive here)
+	 * the last ones sent to the mirror master.  All under lock.
+	 */
+	uint8_t *ahead[XVM_MAX_NODES];
+	unsigned nahead[XVM_MAX_NODES];   /* bits set */
+	uint8_t revive_here[XVM_MAX_NODES]; /* a revive of the mirror runs on this node */
+	struct { uint16_t m; uint32_t chunk; } hint[XVM__HINTS];
+	unsigned nhint;                   /* used (a queue here, a ring of recent sends) */
+	unsigned hint_next;               /* the ring's next slot */
+	_Atomic uint64_t read_repairs;    /* chunks copied ahead for reads (xvm_show) */
 	struct xvm__plan *active;         /* write plans in flight; lock */
 
 	xvm_fence_fn *fence_fn;           /* set before the first write */

@@ -80,6 +80,32 @@ static int xvm__add_wrange(struct xvm__plan *pl, unsigned mirror, uint64_t lo, u
 	return 0;
 }
 
+/*
+ * A write's part for reviving leg @leg of mirror @m: what lies below the
+ * revive point, and the chunks above it copied ahead for reads.
+ */
+static int xvm__map_reviving(const struct xvm_vol *vol, unsigned m, unsigned leg, uint64_t off,
+			     uint64_t len, size_t rpos, struct xvm__plan *pl)
+{
+	uint64_t point = vol->label.tree.node[m].revive_point, end = off + len, at = off, to;
+	int rc = 0;
+
+	while (at < end && !rc) {
+		/* The run from @at that goes (or does not go) to the leg: below the point, or ahead. */
+		int in = at < point || xvm__ahead(vol, m, at);
+
+		to = at < point ? point : at - at % XVM__REVIVE_CHUNK + XVM__REVIVE_CHUNK;
+		while (to < end && !(to < point) && xvm__ahead(vol, m, to) == in)
+			to += XVM__REVIVE_CHUNK;
+		if (to > end)
+			to = end;
+		if (in)
+			rc = xvm__map(vol, leg, at, to - at, rpos + (at - off), pl);
+		at = to;
+	}
+	return rc;
+}
+
 static int xvm__map_mirror(const struct xvm_vol *vol, unsigned i, uint64_t off, uint64_t len,
 			   size_t rpos, struct xvm__plan *pl)
 {
@@ -93,6 +119,17 @@ static int xvm__map_mirror(const struct xvm_vol *vol, unsigned i, uint64_t off, 
 	if (pl->op == XVM__READ) {
 		if (nact == 0)
 			return -EIO;
+		/* A reviving leg and a chunk above the revive point not copied: hint it. */
+		for (c = 0; c < nd->nchild && !pl->hint; c++) {
+			uint64_t at = off > nd->revive_point ? off : nd->revive_point;
+
+			at -= at % XVM__REVIVE_CHUNK;
+			if (vol->label.tree.node[nd->child[c]].leg_state == XVM_LEG_REVIVING &&
+			    off + len > nd->revive_point && !xvm__ahead(vol, i, at)) {
+				pl->hint = i + 1;
+				pl->hint_off = at;
+			}
+		}
 		while (len) {
 			uint64_t region = off / XVM__READ_REGION;
 			uint64_t n = (region + 1) * XVM__READ_REGION - off;
@@ -116,10 +153,8 @@ static int xvm__map_mirror(const struct xvm_vol *vol, unsigned i, uint64_t off, 
 
 		if (leg->leg_state == XVM_LEG_ACTIVE)
 			rc = xvm__map(vol, nd->child[c], off, len, rpos, pl);
-		else if (leg->leg_state == XVM_LEG_REVIVING && off < nd->revive_point)
-			rc = xvm__map(vol, nd->child[c], off,
-				      off + len <= nd->revive_point ? len : nd->revive_point - off,
-				      rpos, pl);
+		else if (leg->leg_state == XVM_LEG_REVIVING)
+			rc = xvm__map_reviving(vol, i, nd->child[c], off, len, rpos, pl);
 	}
 	return rc;
 }
@@ -532,6 +567,7 @@ int xvm__run(struct xvm_vol *vol, unsigned i, uint64_t off, uint64_t len, struct
 		pthread_mutex_lock(&vol->lock);
 		for (;;) {
 			pl->n = pl->nw = 0;
+			pl->hint = 0;
 			rc = xvm__map(vol, i, off, len, 0, pl);
 			if (!rc)
 				rc = xvm__coalesce(pl);
@@ -547,6 +583,8 @@ int xvm__run(struct xvm_vol *vol, unsigned i, uint64_t off, uint64_t len, struct
 			vol->active = pl;
 		}
 		pthread_mutex_unlock(&vol->lock);
+		if (pl->hint)
+			xvm__hint(vol, pl->hint - 1, pl->hint_off);
 		/* The regions are in this node's dirty-region log before any leg is written. */
 		if (!rc)
 			rc = xvm__drl_mark(vol, pl);

@@ -34,10 +34,11 @@
 
 #include "xvm/xvm_i.h"
 
-#define XVM__REVIVE_CHUNK (1u << 20)
 #define XVM__POOL_MAX 16
 
 static const char *const xvm__leg_name[] = { "active", "out", "reviving" };
+
+static int xvm__leg_in(const struct xvm_vol *vol, unsigned m, unsigned st);
 
 int xvm_split_list(const char *list, char ***uris, size_t *n)
 {
@@ -139,7 +140,10 @@ void xvm_close(struct xvm_vol *vol)
 	pthread_mutex_destroy(&vol->lock);
 	pthread_mutex_destroy(&vol->label_lock);
 	pthread_mutex_destroy(&vol->copy_mu);
+	for (i = 0; i < XVM_MAX_NODES; i++)
+		free(vol->ahead[i]);
 	free(vol->uri);
+	free(vol->initiator);
 	free(vol);
 }
 
@@ -538,7 +542,8 @@ int xvm_open(const char *const *uris, size_t n, const struct xvm_open_opts *opts
 	vol->cops = opts->cluster_ops;
 	vol->cops_arg = opts->cluster_arg;
 	vol->uri = xvm__join(uris, n);
-	if (!vol->uri) {
+	vol->initiator = opts->initiator ? strdup(opts->initiator) : NULL;
+	if (!vol->uri || (opts->initiator && !vol->initiator)) {
 		rc = -ENOMEM;
 		goto out_close;
 	}
@@ -574,6 +579,16 @@ int xvm_open(const char *const *uris, size_t n, const struct xvm_open_opts *opts
 	rc = xvm__assemble(vol, devs, uris, n, open_rc, err, errlen);
 	if (rc)
 		goto out_close_devs;
+	/*
+	 * A leg left reviving: how far a revive running elsewhere got is told
+	 * by its next MIRROR_STATE.  Until then this node writes the reviving
+	 * legs everywhere (always safe: a revive only copies more), so a write
+	 * below that revive's point never misses them.
+	 */
+	for (i = 0; i < vol->label.tree.n; i++)
+		if (vol->label.tree.node[i].kind == XVM__MIRROR &&
+		    xvm__leg_in(vol, (unsigned)i, XVM_LEG_REVIVING) >= 0)
+			vol->label.tree.node[i].revive_point = vol->label.tree.node[i].size;
 	for (i = 0; i < XVM_MAX_LEAVES; i++)
 		if (vol->dev[i] && blk_sector_size(vol->dev[i]) > vol->sector_size)
 			vol->sector_size = blk_sector_size(vol->dev[i]);
@@ -915,16 +930,29 @@ static uint64_t xvm__leaves_of(const struct xvm__tree *t, unsigned i)
 	return m;
 }
 
-/* Open @uri as a new LUN for @vol; *@leaf gets a free LUN number. */
-static int xvm__new_lun(struct xvm_vol *vol, const char *uri, uint32_t *leaf, char *err,
+/*
+ * Open @uri as LUN number @leaf of @vol (-1: the lowest free one), not in
+ * the tree yet; *@out gets the number.  label_lock held.
+ */
+static int xvm__new_lun(struct xvm_vol *vol, const char *uri, int leaf, unsigned *out, char *err,
 			size_t errlen)
 {
-	struct blk_open_opts bo = { 0 };
+	struct blk_open_opts bo = { .initiator = vol->initiator };
 	uint32_t k;
 	int rc;
 
-	for (k = 0; k < XVM_MAX_LEAVES && (vol->dev[k] || xvm__tree_leaf(&vol->label.tree, k) >= 0); k++)
-		;
+	if (leaf >= 0) {
+		k = (uint32_t)leaf;
+		if (k >= XVM_MAX_LEAVES || vol->dev[k] || xvm__tree_leaf(&vol->label.tree, k) >= 0) {
+			snprintf(err, errlen, "LUN number %d of volume %s is taken here", leaf,
+				 xvm__name(&vol->label));
+			return -EEXIST;
+		}
+	} else {
+		for (k = 0; k < XVM_MAX_LEAVES && (vol->dev[k] || xvm__tree_leaf(&vol->label.tree, k) >= 0);
+		     k++)
+			;
+	}
 	if (k == XVM_MAX_LEAVES || vol->label.tree.n + 2 > XVM_MAX_NODES) {
 		snprintf(err, errlen, "volume %s has no room for another LUN", xvm__name(&vol->label));
 		return -ENOSPC;
@@ -946,7 +974,7 @@ static int xvm__new_lun(struct xvm_vol *vol, const char *uri, uint32_t *leaf, ch
 	}
 	vol->lun_uri[k] = strdup(uri);
 	vol->nlun++;
-	*leaf = k;
+	*out = k;
 	return 0;
 }
 
@@ -957,6 +985,20 @@ static void xvm__drop_lun(struct xvm_vol *vol, uint32_t leaf)
 	free(vol->lun_uri[leaf]);
 	vol->lun_uri[leaf] = NULL;
 	vol->nlun--;
+}
+
+/*
+ * Make @t the tree (vol->lock held).  Only the nodes that differ are
+ * written: I/O in flight reads its own leaves' nodes without the lock
+ * (xvm_io.c), and an online change never touches them.
+ */
+static void xvm__tree_install(struct xvm_vol *vol, const struct xvm__tree *t)
+{
+	for (unsigned i = 0; i < t->n; i++)
+		if (i >= vol->label.tree.n ||
+		    memcmp(&vol->label.tree.node[i], &t->node[i], sizeof(t->node[i])) != 0)
+			vol->label.tree.node[i] = t->node[i];
+	vol->label.tree.n = t->n;
 }
 
 /* Apply a checked edit of the tree in @t and commit it; on failure nothing changes. */
@@ -973,12 +1015,12 @@ static int xvm__change(struct xvm_vol *vol, struct xvm__tree *t, char *err, size
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&vol->lock);
-	vol->label.tree = *t;
+	xvm__tree_install(vol, t);
 	pthread_mutex_unlock(&vol->lock);
 	rc = xvm__label_commit(vol, err, errlen);
 	if (rc) {
 		pthread_mutex_lock(&vol->lock);
-		vol->label.tree = old;
+		xvm__tree_install(vol, &old);
 		pthread_mutex_unlock(&vol->lock);
 	}
 	return rc;
@@ -993,17 +1035,72 @@ static int xvm__refuse_legacy(struct xvm_vol *vol, char *err, size_t errlen)
 	return -EINVAL;
 }
 
-int xvm_attach(struct xvm_vol *vol, unsigned mirror, const char *uri, char *err, size_t errlen)
+int xvm_lun_open(struct xvm_vol *vol, const char *uri, int leaf, uint64_t pr_key, unsigned *out,
+		 char *err, size_t errlen)
 {
-	struct xvm__tree t, sub = { .n = 1 };
-	uint32_t leaf;
-	unsigned c;
 	int rc = xvm__refuse_legacy(vol, err, errlen);
 
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&vol->label_lock);
+	rc = xvm__new_lun(vol, uri, leaf, out, err, errlen);
+	if (!rc && pr_key && blk_is_iscsi(vol->dev[*out])) {
+		/* As the node's other LUNs (cl_register): its key, the shared reservation. */
+		rc = blk_pr_register(vol->dev[*out], pr_key);
+		if (!rc)
+			rc = blk_pr_reserve(vol->dev[*out]);
+		if (rc) {
+			snprintf(err, errlen, "cannot register this node's reservation key on %s: %s",
+				 uri, strerror(-rc));
+			xvm__drop_lun(vol, *out);
+		} else if (vol->fence_fn) {
+			blk_set_fence_cb(vol->dev[*out], xvm__on_fenced, vol);
+		}
+	}
+	pthread_mutex_unlock(&vol->label_lock);
+	return rc;
+}
+
+void xvm_lun_close(struct xvm_vol *vol, unsigned leaf)
+{
+	pthread_mutex_lock(&vol->label_lock);
+	if (leaf < XVM_MAX_LEAVES && vol->dev[leaf] && xvm__tree_leaf(&vol->label.tree, leaf) < 0)
+		xvm__drop_lun(vol, leaf);
+	pthread_mutex_unlock(&vol->label_lock);
+}
+
+/* A leaf node for LUN @leaf (open), in leg state @state. */
+static void xvm__leaf_tree(const struct xvm_vol *vol, unsigned leaf, unsigned state,
+			   struct xvm__tree *sub)
+{
+	memset(sub, 0, sizeof(*sub));
+	sub->n = 1;
+	sub->node[0].kind = XVM__LEAF;
+	sub->node[0].leaf = leaf;
+	sub->node[0].leaf_size = (blk_size(vol->dev[leaf]) - XVM_RESERVED) & ~(uint64_t)4095;
+	sub->node[0].leg_state = (uint8_t)state;
+}
+
+/* LUN @leaf opened by xvm_lun_open and still outside the tree?  (label_lock held) */
+static int xvm__pending_lun(const struct xvm_vol *vol, unsigned leaf, char *err, size_t errlen)
+{
+	if (leaf < XVM_MAX_LEAVES && vol->dev[leaf] && xvm__tree_leaf(&vol->label.tree, leaf) < 0)
+		return 0;
+	snprintf(err, errlen, "LUN number %u is not a LUN opened for a change", leaf);
+	return -EINVAL;
+}
+
+int xvm_attach_lun(struct xvm_vol *vol, unsigned mirror, unsigned leaf, char *err, size_t errlen)
+{
+	struct xvm__tree t, sub;
+	unsigned c;
+	int rc;
+
+	pthread_mutex_lock(&vol->label_lock);
 	t = vol->label.tree;
+	rc = xvm__pending_lun(vol, leaf, err, errlen);
+	if (rc)
+		goto out_unlock;
 	if (mirror >= t.n || t.node[mirror].kind != XVM__MIRROR || t.node[mirror].nchild >= XVM_MAX_LEGS) {
 		snprintf(err, errlen, "node %u is not a mirror with room for a leg", mirror);
 		rc = -EINVAL;
@@ -1015,29 +1112,46 @@ int xvm_attach(struct xvm_vol *vol, unsigned mirror, const char *uri, char *err,
 			rc = -EBUSY;
 			goto out_unlock;
 		}
-	rc = xvm__new_lun(vol, uri, &leaf, err, errlen);
-	if (rc)
-		goto out_unlock;
-	sub.node[0].kind = XVM__LEAF;
-	sub.node[0].leaf = leaf;
-	sub.node[0].leaf_size = (blk_size(vol->dev[leaf]) - XVM_RESERVED) & ~(uint64_t)4095;
-	sub.node[0].leg_state = XVM_LEG_REVIVING;
+	xvm__leaf_tree(vol, leaf, XVM_LEG_REVIVING, &sub);
 	if (sub.node[0].leaf_size < t.node[mirror].size) {
-		snprintf(err, errlen, "LUN %s is smaller than mirror %u's %llu bytes", uri, mirror,
-			 (unsigned long long)t.node[mirror].size);
+		snprintf(err, errlen, "LUN %s is smaller than mirror %u's %llu bytes",
+			 vol->lun_uri[leaf], mirror, (unsigned long long)t.node[mirror].size);
 		rc = -ENOSPC;
+		goto out_unlock;
 	}
-	if (!rc)
-		rc = xvm__tree_add_child(&t, mirror, &sub);
+	rc = xvm__tree_add_child(&t, mirror, &sub);
 	if (!rc) {
 		t.node[mirror].revive_point = 0;
 		rc = xvm__change(vol, &t, err, errlen);
 	}
-	if (rc)
-		xvm__drop_lun(vol, leaf);
 out_unlock:
 	pthread_mutex_unlock(&vol->label_lock);
 	return rc;
+}
+
+/* Open @uri and attach it to mirror @mirror (>= 0) or append it (-1, @online). */
+static int xvm__add_uri(struct xvm_vol *vol, int mirror, const char *uri, int online, char *err,
+			size_t errlen)
+{
+	unsigned leaf;
+	int rc = xvm_lun_open(vol, uri, -1, 0, &leaf, err, errlen);
+
+	if (rc)
+		return rc;
+	rc = mirror >= 0 ? xvm_attach_lun(vol, (unsigned)mirror, leaf, err, errlen)
+			 : xvm_grow_lun(vol, leaf, online, err, errlen);
+	if (rc)
+		xvm_lun_close(vol, leaf);
+	return rc;
+}
+
+int xvm_attach(struct xvm_vol *vol, unsigned mirror, const char *uri, char *err, size_t errlen)
+{
+	if (mirror > XVM_MAX_NODES) {
+		snprintf(err, errlen, "node %u is not a mirror with room for a leg", mirror);
+		return -EINVAL;
+	}
+	return xvm__add_uri(vol, (int)mirror, uri, 0, err, errlen);
 }
 
 int xvm_detach(struct xvm_vol *vol, unsigned mirror, unsigned leg, char *err, size_t errlen)
@@ -1083,46 +1197,264 @@ out_unlock:
 	return rc;
 }
 
-int xvm_grow(struct xvm_vol *vol, const char *uri, char *err, size_t errlen)
+int xvm_grow_lun(struct xvm_vol *vol, unsigned leaf, int online, char *err, size_t errlen)
 {
-	struct xvm__tree t, sub = { .n = 1 };
-	uint32_t leaf;
-	int rc = xvm__refuse_legacy(vol, err, errlen);
+	struct xvm__tree t, sub;
+	int rc;
 
-	if (rc)
-		return rc;
 	pthread_mutex_lock(&vol->label_lock);
 	t = vol->label.tree;
-	if (t.node[0].kind != XVM__CONCAT && t.node[0].kind != XVM__LEAF) {
-		snprintf(err, errlen, "volume %s is not a concat: nothing to append to",
-			 xvm__name(&vol->label));
+	rc = xvm__pending_lun(vol, leaf, err, errlen);
+	if (rc)
+		goto out_unlock;
+	if (t.node[0].kind != XVM__CONCAT && (t.node[0].kind != XVM__LEAF || online)) {
+		snprintf(err, errlen, "volume %s is not a concat: nothing to append to%s",
+			 xvm__name(&vol->label), t.node[0].kind == XVM__LEAF
+			 ? " (a volume of one LUN grows into a concat only while unmounted: "
+			   "cxfs-volume grow)" : "");
 		rc = -EINVAL;
 		goto out_unlock;
 	}
-	rc = xvm__new_lun(vol, uri, &leaf, err, errlen);
-	if (rc)
-		goto out_unlock;
 	if (t.node[0].kind == XVM__LEAF) {
-		/* One LUN becomes concat(LUN). */
+		/* One LUN becomes concat(LUN): every node's number changes, so only offline. */
 		t.node[t.n] = t.node[0];
 		memset(&t.node[0], 0, sizeof(t.node[0]));
 		t.node[0].kind = XVM__CONCAT;
 		t.node[0].nchild = 1;
 		t.node[0].child[0] = (uint8_t)t.n++;
 	}
-	sub.node[0].kind = XVM__LEAF;
-	sub.node[0].leaf = leaf;
-	sub.node[0].leaf_size = (blk_size(vol->dev[leaf]) - XVM_RESERVED) & ~(uint64_t)4095;
+	xvm__leaf_tree(vol, leaf, XVM_LEG_ACTIVE, &sub);
 	rc = xvm__tree_add_child(&t, 0, &sub);
 	if (!rc)
 		rc = xvm__change(vol, &t, err, errlen);
-	if (rc)
-		xvm__drop_lun(vol, leaf);
-	else if (!vol->pool)
+	if (!rc && !vol->pool)
 		rc = xvm__pool_start(vol, 4, &vol->pool);
 out_unlock:
 	pthread_mutex_unlock(&vol->label_lock);
 	return rc;
+}
+
+int xvm_grow(struct xvm_vol *vol, const char *uri, int online, char *err, size_t errlen)
+{
+	return xvm__add_uri(vol, -1, uri, online, err, errlen);
+}
+
+int xvm_label_image(struct xvm_vol *vol, unsigned char buf[XVM_LABEL_SIZE])
+{
+	struct xvm__label l;
+
+	if (vol->legacy)
+		return -EINVAL;
+	pthread_mutex_lock(&vol->lock);
+	l = vol->label;
+	pthread_mutex_unlock(&vol->lock);
+	l.state = XVM__COMMITTED;
+	/* As the label of its first LUN (the decoder wants a LUN of the tree). */
+	for (unsigned i = 0; i < l.tree.n; i++)
+		if (l.tree.node[i].kind == XVM__LEAF) {
+			l.leaf = l.tree.node[i].leaf;
+			break;
+		}
+	xvm__label_encode(&l, buf);
+	return 0;
+}
+
+int xvm_adopt(struct xvm_vol *vol, const unsigned char *img, size_t len, char *err, size_t errlen)
+{
+	struct xvm__label *l = malloc(sizeof(*l));
+	struct xvm__tree t;
+	char why[256];
+	unsigned i, c;
+	int rc;
+
+	if (!l)
+		return -ENOMEM;
+	if (vol->legacy || len != XVM_LABEL_SIZE) {
+		snprintf(err, errlen, "the layout given is not a label of this volume");
+		rc = -EINVAL;
+		goto out_free;
+	}
+	rc = xvm__label_decode(img, l, why, sizeof(why));
+	if (rc) {
+		snprintf(err, errlen, "the layout given does not decode: %s", why);
+		goto out_free;
+	}
+	pthread_mutex_lock(&vol->label_lock);
+	t = vol->label.tree;
+	rc = -EINVAL;
+	if (memcmp(l->uuid, vol->label.uuid, 16) != 0) {
+		snprintf(err, errlen, "the layout given is of another volume");
+		goto out_unlock;
+	}
+	/* Only appended nodes and children: every node keeps its number and kind. */
+	for (i = 0; i < t.n; i++) {
+		const struct xvm__node *o = &t.node[i], *nw = &l->tree.node[i];
+
+		if (i >= l->tree.n || o->kind != nw->kind ||
+		    (o->kind == XVM__LEAF && o->leaf != nw->leaf) || nw->nchild < o->nchild ||
+		    memcmp(o->child, nw->child, o->nchild * sizeof(o->child[0])) != 0) {
+			snprintf(err, errlen, "the layout given does not keep this node's node %u "
+				 "(restart this node to assemble the volume again)", i);
+			goto out_unlock;
+		}
+	}
+	for (i = t.n; i < l->tree.n; i++)
+		if (l->tree.node[i].kind == XVM__LEAF && !vol->dev[l->tree.node[i].leaf]) {
+			snprintf(err, errlen, "LUN number %u of the layout given is not open here",
+				 l->tree.node[i].leaf);
+			goto out_unlock;
+		}
+	/* The structure from the label; the states and revive points stay this node's. */
+	for (i = 0; i < t.n; i++) {
+		struct xvm__node *o = &t.node[i];
+		const struct xvm__node *nw = &l->tree.node[i];
+
+		if (nw->nchild != o->nchild && o->kind == XVM__MIRROR)
+			o->revive_point = nw->revive_point;
+		for (c = o->nchild; c < nw->nchild; c++)
+			o->child[c] = nw->child[c];
+		o->nchild = nw->nchild;
+		o->size = nw->size;
+	}
+	for (i = t.n; i < l->tree.n; i++)
+		t.node[i] = l->tree.node[i];
+	t.n = l->tree.n;
+	rc = xvm__tree_check(&t, err, errlen);
+	if (rc)
+		goto out_unlock;
+	pthread_mutex_lock(&vol->lock);
+	xvm__tree_install(vol, &t);
+	if (l->generation > vol->label.generation)
+		vol->label.generation = l->generation;
+	pthread_mutex_unlock(&vol->lock);
+	if (!vol->pool)
+		rc = xvm__pool_start(vol, 4, &vol->pool);
+out_unlock:
+	pthread_mutex_unlock(&vol->label_lock);
+out_free:
+	free(l);
+	return rc;
+}
+
+/* ---- read-repair: chunks copied ahead for reads ------------------------- */
+
+bool xvm__ahead(const struct xvm_vol *vol, unsigned m, uint64_t off)
+{
+	uint64_t c = off / XVM__REVIVE_CHUNK;
+
+	return vol->ahead[m] && off < vol->label.tree.node[m].size && (vol->ahead[m][c / 8] >> (c % 8) & 1);
+}
+
+/* Set (@on) or clear chunk @c of mirror @m's ahead set (vol->lock held); -ENOMEM. */
+static int xvm__ahead_mark(struct xvm_vol *vol, unsigned m, uint64_t c, int on)
+{
+	uint64_t nchunks = (vol->label.tree.node[m].size + XVM__REVIVE_CHUNK - 1) / XVM__REVIVE_CHUNK;
+	uint8_t bit = (uint8_t)(1u << (c % 8));
+
+	if (!vol->ahead[m] && !on)
+		return 0;
+	if (!vol->ahead[m] && !(vol->ahead[m] = calloc((size_t)(nchunks + 7) / 8, 1)))
+		return -ENOMEM;
+	if (on && !(vol->ahead[m][c / 8] & bit)) {
+		vol->ahead[m][c / 8] |= bit;
+		vol->nahead[m]++;
+	} else if (!on && (vol->ahead[m][c / 8] & bit)) {
+		vol->ahead[m][c / 8] &= (uint8_t)~bit;
+		vol->nahead[m]--;
+	}
+	return 0;
+}
+
+/* Make mirror @m's ahead set the @n chunks @c (checked; vol->lock held). */
+static int xvm__ahead_set(struct xvm_vol *vol, unsigned m, const uint32_t *c, unsigned n)
+{
+	free(vol->ahead[m]);
+	vol->ahead[m] = NULL;
+	vol->nahead[m] = 0;
+	for (unsigned k = 0; k < n; k++)
+		if (xvm__ahead_mark(vol, m, c[k], 1))
+			return -ENOMEM;
+	return 0;
+}
+
+/* Queue chunk @off of mirror @m for this node's revive, once (vol->lock held). */
+static void xvm__hint_queue(struct xvm_vol *vol, unsigned m, uint64_t off)
+{
+	uint32_t chunk = (uint32_t)(off / XVM__REVIVE_CHUNK);
+
+	for (unsigned k = 0; k < vol->nhint; k++)
+		if (vol->hint[k].m == m && vol->hint[k].chunk == chunk)
+			return;
+	if (vol->nhint < XVM__HINTS) {
+		vol->hint[vol->nhint].m = (uint16_t)m;
+		vol->hint[vol->nhint++].chunk = chunk;
+	}
+}
+
+void xvm__hint(struct xvm_vol *vol, unsigned m, uint64_t off)
+{
+	uint32_t chunk = (uint32_t)(off / XVM__REVIVE_CHUNK);
+	int send = 1;
+
+	pthread_mutex_lock(&vol->lock);
+	if (vol->revive_here[m]) {
+		xvm__hint_queue(vol, m, off);
+		send = 0;
+	} else {
+		/* To the node that revives, once among the last XVM__HINTS sent. */
+		for (unsigned k = 0; k < vol->nhint && send; k++)
+			send = vol->hint[k].m != m || vol->hint[k].chunk != chunk;
+		if (send) {
+			vol->hint[vol->hint_next].m = (uint16_t)m;
+			vol->hint[vol->hint_next].chunk = chunk;
+			vol->hint_next = (vol->hint_next + 1) % XVM__HINTS;
+			if (vol->nhint < XVM__HINTS)
+				vol->nhint++;
+		}
+	}
+	pthread_mutex_unlock(&vol->lock);
+	if (send && vol->cops && vol->cops->read_hint)
+		vol->cops->read_hint(vol->cops_arg, vol, m, off - off % XVM__REVIVE_CHUNK);
+}
+
+void xvm_read_hint(struct xvm_vol *vol, unsigned m, uint64_t off)
+{
+	pthread_mutex_lock(&vol->lock);
+	if (!vol->legacy && m < vol->label.tree.n && vol->label.tree.node[m].kind == XVM__MIRROR &&
+	    off < vol->label.tree.node[m].size && vol->revive_here[m])
+		xvm__hint_queue(vol, m, off);
+	pthread_mutex_unlock(&vol->lock);
+}
+
+/*
+ * The next chunk of mirror @m to copy ahead for reads: a hint at least a
+ * chunk above @pos, not copied yet, while fewer than XVM_REPAIR_MAX were.
+ * Its bit is set now (writes there reach the reviving legs from the copy
+ * on).  1 with *@at, or 0.
+ */
+static int xvm__next_ahead(struct xvm_vol *vol, unsigned m, uint64_t pos, uint64_t *at)
+{
+	int found = 0;
+	unsigned k = 0;
+
+	pthread_mutex_lock(&vol->lock);
+	while (k < vol->nhint && !found) {
+		uint64_t off = (uint64_t)vol->hint[k].chunk * XVM__REVIVE_CHUNK;
+
+		if (vol->hint[k].m != m) {
+			k++;
+			continue;
+		}
+		vol->hint[k] = vol->hint[--vol->nhint];
+		if (off >= pos + XVM__REVIVE_CHUNK && off < vol->label.tree.node[m].size &&
+		    !xvm__ahead(vol, m, off) && vol->nahead[m] < XVM_REPAIR_MAX &&
+		    xvm__ahead_mark(vol, m, off / XVM__REVIVE_CHUNK, 1) == 0) {
+			*at = off;
+			found = 1;
+		}
+	}
+	pthread_mutex_unlock(&vol->lock);
+	return found;
 }
 
 /* 1 if a write in flight through mirror @m covers [lo, hi) (vol->lock held). */
@@ -1160,6 +1492,10 @@ static void xvm__mirror_state(const struct xvm_vol *vol, unsigned m, struct xvm_
 	st->busy_lo = vol->busy_lo[m];
 	st->busy_hi = vol->busy_hi[m];
 	st->generation = vol->label.generation;
+	for (uint64_t off = 0; vol->ahead[m] && off < nd->size && st->nahead < XVM_REPAIR_MAX;
+	     off += XVM__REVIVE_CHUNK)
+		if (xvm__ahead(vol, m, off))
+			st->ahead[st->nahead++] = (uint32_t)(off / XVM__REVIVE_CHUNK);
 }
 
 int xvm__publish(struct xvm_vol *vol, unsigned m)
@@ -1216,6 +1552,15 @@ int xvm_mirror_state_apply(struct xvm_vol *vol, const struct xvm_mirror_state *s
 	for (c = 0; c < nd->nchild; c++)
 		if (st->leg_state[c] > XVM_LEG_REVIVING)
 			goto invalid;
+	if (st->nahead > XVM_REPAIR_MAX)
+		goto invalid;
+	for (c = 0; c < st->nahead; c++)
+		if ((uint64_t)st->ahead[c] * XVM__REVIVE_CHUNK >= nd->size)
+			goto invalid;
+	if (xvm__ahead_set(vol, m, st->ahead, st->nahead)) {
+		pthread_mutex_unlock(&vol->lock);
+		return -ENOMEM;
+	}
 	for (c = 0; c < nd->nchild; c++)
 		t->node[nd->child[c]].leg_state = st->leg_state[c];
 	nd->revive_point = st->revive_point;
@@ -1259,67 +1604,117 @@ void xvm_mirror_unbusy(struct xvm_vol *vol)
 	pthread_mutex_unlock(&vol->lock);
 }
 
-/* Copy mirror @m's active data to its reviving legs, chunk by chunk. */
+/*
+ * Copy [lo, lo + n) of mirror @m from an active leg to its reviving legs,
+ * the range held busy on every node (with @buf, a chunk).  @in_order: the
+ * chunk at the revive point, which moves past it; otherwise a chunk copied
+ * ahead for reads.  *@dst gets the first reviving leg.  0 copied, 1 copy it
+ * again (its source leg went out), 2 no reviving leg left, or -errno with
+ * @err.
+ */
+static int xvm__copy_chunk(struct xvm_vol *vol, unsigned m, uint64_t lo, uint64_t n, char *buf,
+			   int in_order, int *dst, char *err, size_t errlen)
+{
+	const struct xvm__node *nd = &vol->label.tree.node[m];
+	struct xvm__plan rd = { .op = XVM__READ, .buf = buf };
+	unsigned targets[XVM_MAX_LEGS], nt, c;
+	int rc, src;
+
+	/* Every node holds the range busy, with its writes there done. */
+	rc = xvm__busy_begin(vol, m, lo, lo + n);
+	if (rc) {
+		snprintf(err, errlen, "mirror %u: the other nodes did not take the revive's state "
+			 "(%s)", m, strerror(-rc));
+		return rc;
+	}
+	/* The legs as they are now that the copy runs alone. */
+	pthread_mutex_lock(&vol->lock);
+	*dst = xvm__leg_in(vol, m, XVM_LEG_REVIVING);
+	src = xvm__leg_in(vol, m, XVM_LEG_ACTIVE);
+	for (c = 0, nt = 0; c < nd->nchild; c++)
+		if (vol->label.tree.node[nd->child[c]].leg_state == XVM_LEG_REVIVING)
+			targets[nt++] = nd->child[c];
+	pthread_mutex_unlock(&vol->lock);
+	if (*dst < 0 || src < 0) {
+		/* Every reviving leg went out again, or no leg is left to copy from. */
+		xvm__busy_end(vol, m);
+		if (src < 0 && *dst >= 0) {
+			snprintf(err, errlen, "mirror %u: no active leg left to copy from", m);
+			return -EIO;
+		}
+		return 2;
+	}
+	rc = xvm__run(vol, nd->child[src], lo, n, &rd);
+	xvm__plan_free(&rd);
+	for (c = 0; !rc && c < nt; c++) {
+		struct xvm__plan wr = { .op = XVM__WRITE, .buf = buf };
+
+		rc = xvm__run(vol, targets[c], lo, n, &wr);
+		xvm__plan_free(&wr);
+	}
+	pthread_mutex_lock(&vol->lock);
+	if (!rc && in_order)
+		vol->label.tree.node[m].revive_point = lo + n;
+	src = xvm__leg_in(vol, m, XVM_LEG_ACTIVE);
+	pthread_mutex_unlock(&vol->lock);
+	xvm__busy_end(vol, m);
+	if (rc && src >= 0)
+		return 1;   /* the source leg went out: copy the chunk again from another */
+	if (rc) {
+		snprintf(err, errlen, "mirror %u: no active leg left to copy from", m);
+		return rc;
+	}
+	return 0;
+}
+
+/*
+ * Copy mirror @m's active data to its reviving legs, chunk by chunk from
+ * the revive point; a chunk above it that a read met is copied next, ahead
+ * of order, and skipped when the revive point reaches it.
+ */
 static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *progress,
 			      void *arg, char *err, size_t errlen)
 {
 	const struct xvm__node *nd = &vol->label.tree.node[m];
-	uint64_t total = nd->size, pos = 0, n;
+	uint64_t total = nd->size, pos = 0, n, at;
 	char *buf = malloc(XVM__REVIVE_CHUNK);
-	unsigned targets[XVM_MAX_LEGS], nt, c;
-	int rc = 0, src, dst;
+	int rc = 0, dst = 0, ahead, skip;
 
 	if (!buf)
 		return -ENOMEM;
+	pthread_mutex_lock(&vol->lock);
+	vol->revive_here[m] = 1;
+	vol->nhint = 0;
+	pthread_mutex_unlock(&vol->lock);
 	while (pos < total) {
-		struct xvm__plan rd = { .op = XVM__READ, .buf = buf };
-
+		ahead = xvm__next_ahead(vol, m, pos, &at);
+		if (ahead) {
+			n = total - at < XVM__REVIVE_CHUNK ? total - at : XVM__REVIVE_CHUNK;
+			rc = xvm__copy_chunk(vol, m, at, n, buf, 0, &dst, err, errlen);
+			pthread_mutex_lock(&vol->lock);
+			if (rc)   /* not copied: the chunk is copied in order */
+				(void)xvm__ahead_mark(vol, m, at / XVM__REVIVE_CHUNK, 0);
+			pthread_mutex_unlock(&vol->lock);
+			if (rc == 0)
+				atomic_fetch_add(&vol->read_repairs, 1);
+			if (rc == 0 || rc == 1)
+				continue;
+			if (rc == 2)
+				rc = 0;
+			break;
+		}
 		n = total - pos < XVM__REVIVE_CHUNK ? total - pos : XVM__REVIVE_CHUNK;
-		/* Every node holds the range busy, with its writes there done. */
-		rc = xvm__busy_begin(vol, m, pos, pos + n);
-		if (rc) {
-			snprintf(err, errlen, "mirror %u: the other nodes did not take the revive's "
-				 "state (%s)", m, strerror(-rc));
-			break;
-		}
-		/* The legs as they are now that the copy runs alone. */
 		pthread_mutex_lock(&vol->lock);
-		dst = xvm__leg_in(vol, m, XVM_LEG_REVIVING);
-		src = xvm__leg_in(vol, m, XVM_LEG_ACTIVE);
-		for (c = 0, nt = 0; c < nd->nchild; c++)
-			if (vol->label.tree.node[nd->child[c]].leg_state == XVM_LEG_REVIVING)
-				targets[nt++] = nd->child[c];
-		pthread_mutex_unlock(&vol->lock);
-		if (dst < 0 || src < 0) {
-			/* Every reviving leg went out again, or no leg is left to copy from. */
-			xvm__busy_end(vol, m);
-			if (src < 0 && dst >= 0) {
-				snprintf(err, errlen, "mirror %u: no active leg left to copy from", m);
-				rc = -EIO;
-			}
-			break;
-		}
-
-		rc = xvm__run(vol, nd->child[src], pos, n, &rd);
-		xvm__plan_free(&rd);
-		for (c = 0; !rc && c < nt; c++) {
-			struct xvm__plan wr = { .op = XVM__WRITE, .buf = buf };
-
-			rc = xvm__run(vol, targets[c], pos, n, &wr);
-			xvm__plan_free(&wr);
-		}
-		pthread_mutex_lock(&vol->lock);
-		if (!rc)
+		skip = xvm__ahead(vol, m, pos);
+		if (skip)
 			vol->label.tree.node[m].revive_point = pos + n;
-		src = xvm__leg_in(vol, m, XVM_LEG_ACTIVE);
 		pthread_mutex_unlock(&vol->lock);
-		xvm__busy_end(vol, m);
-		if (rc && src >= 0) {
-			rc = 0;   /* the source leg went out: copy the chunk again from another */
+		rc = skip ? 0 : xvm__copy_chunk(vol, m, pos, n, buf, 1, &dst, err, errlen);
+		if (rc == 1)
 			continue;
-		}
 		if (rc) {
-			snprintf(err, errlen, "mirror %u: no active leg left to copy from", m);
+			if (rc == 2)
+				rc = 0;
 			break;
 		}
 		pos += n;
@@ -1331,6 +1726,16 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 		}
 	}
 	free(buf);
+	/*
+	 * The copies ahead end with the revive: a revive started later copies
+	 * everything from the revive point (nodes that restart meanwhile know
+	 * no ahead set).
+	 */
+	pthread_mutex_lock(&vol->lock);
+	vol->revive_here[m] = 0;
+	vol->nhint = 0;
+	(void)xvm__ahead_set(vol, m, NULL, 0);
+	pthread_mutex_unlock(&vol->lock);
 	/* Where it stopped, nothing busy (best effort after a failure: the error is told). */
 	if (xvm__publish(vol, m) && !rc) {
 		snprintf(err, errlen, "mirror %u: the other nodes did not take the revive's end", m);
@@ -1481,7 +1886,8 @@ static void xvm__show_node(const struct xvm_vol *vol, unsigned i, unsigned depth
 		if (nd->kind == XVM__STRIPE)
 			xvm__put(o, ",\"stripe_unit\":%u", nd->stripe_unit);
 		if (nd->kind == XVM__MIRROR)
-			xvm__put(o, ",\"revive_point\":%llu", (unsigned long long)nd->revive_point);
+			xvm__put(o, ",\"revive_point\":%llu,\"ahead\":%u",
+				 (unsigned long long)nd->revive_point, vol->nahead[i]);
 		if (nd->kind == XVM__LEAF) {
 			xvm__put(o, ",\"lun\":%u,\"uri\":", nd->leaf);
 			xvm__put_str(o, vol->lun_uri[nd->leaf] ? vol->lun_uri[nd->leaf] : "");
@@ -1550,7 +1956,8 @@ char *xvm_show(struct xvm_vol *vol, int json)
 			xvm__put(&o, ",\"drl\":{\"slot\":%u,\"region\":%llu,\"regions\":%u,"
 				 "\"dirty\":%u,\"inherited\":%u}", fig.slot,
 				 (unsigned long long)fig.region, fig.regions, fig.dirty, fig.inherited);
-		xvm__put(&o, "}\n");
+		xvm__put(&o, ",\"read_repairs\":%llu}\n",
+			 (unsigned long long)atomic_load(&vol->read_repairs));
 	} else {
 		xvm__put(&o, "volume %s uuid %s generation %llu, %llu bytes\n  layout %s\n",
 			 vol->label.name, uuid, (unsigned long long)vol->label.generation,
@@ -1561,6 +1968,10 @@ char *xvm_show(struct xvm_vol *vol, int json)
 				 "(%u from the last run, to resync)\n", fig.slot, fig.regions,
 				 (unsigned long long)(fig.region >> 10), fig.dirty,
 				 fig.inherited);
+		if (atomic_load(&vol->read_repairs))
+			xvm__put(&o, "  read-repair: %llu chunks copied ahead of the revive for reads "
+				 "(revives run here)\n",
+				 (unsigned long long)atomic_load(&vol->read_repairs));
 	}
 	pthread_mutex_unlock(&vol->lock);
 out:

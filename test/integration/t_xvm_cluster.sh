@@ -30,8 +30,16 @@
 #    some of the mirror's, not all (the log line gives the count); no
 #    writer elsewhere saw an error; restarted, the node has the master
 #    resync what its last run left before it drops it from its log;
+# LUN 3 (a new LU of the target) attached to the mirror with `cxfsctl volume
+# attach` on the metadata server (the config server; a client refuses, a LUN
+# that cannot be opened is refused) while every node writes:
+#  - every node has the new leg, reviving; the revive copies it (paced)
+#    while a client reads a 52 MiB file: the master copies chunks ahead
+#    for its reads (read-repair, counted); no writer saw an error; every
+#    node reads every node's last writes right;
+#  - LUN 3 added to cluster.conf, a restarted node assembles three legs.
 # And finally:
-#  - after an orderly stop, cxfs-check of the volume is clean and the two
+#  - after an orderly stop, cxfs-check of the volume is clean and the three
 #    legs' data areas are the same bytes.
 . "$(dirname "$0")/lib_cluster_io.sh"
 it_init t_xvm_cluster --need-tgtd
@@ -81,6 +89,15 @@ check_last_writes() {
 	check_eq "$1" "" "${bad[*]}"
 }
 WPIDS=()
+# start_writers: a writer on every node.
+start_writers() {
+	local i
+	rm -f "$T_TMP/stop"
+	for ((i = 1; i <= CL_N; i++)); do
+		writer "$i" &
+		WPIDS+=($!)
+	done
+}
 stop_writers() {
 	touch "$T_TMP/stop"
 	((${#WPIDS[@]})) && wait "${WPIDS[@]}" 2>/dev/null
@@ -148,12 +165,8 @@ assert [c["state"] for c in t["children"]] == ["active", "out"], t' "$out"
 log "the revive, run by the mirror master while every node writes"
 out=$("$CXFSCTL" --socket "$(node_sock 2)" volume revive 2>&1) || true
 check "a client refuses to revive: the metadata server does (${out:0:80})" \
-	grep -q "mirror master, the metadata server" <<<"$out"
-rm -f "$T_TMP/stop"
-for ((i = 1; i <= CL_N; i++)); do
-	writer "$i" &
-	WPIDS+=($!)
-done
+	grep -q "the metadata server (mirror master and config server)" <<<"$out"
+start_writers
 sleep 1
 nrevive=$(cat "$T_TMP"/written.* | wc -l)
 out=$("$CXFSCTL" --socket "$(node_sock 1)" volume revive 2>&1) || true
@@ -245,13 +258,78 @@ check "node$victim comes back (restart) and the master resyncs what its last run
 			"$(node_log "$victim")"'
 check_last_writes "after the client's death every node reads every node's last writes right"
 
-# same_legs: once every node stopped, the two LUNs' data areas are the same bytes.
+log "a third leg attached while every node writes (the config server), then revived"
+# LUN 3: a new file-backed LU of the same target, as large as the others.
+truncate -s "$(stat -c %s "$CL_DIR/lun.img")" "$CL_DIR/lun3.img"
+tgtadm -C "$CTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 3 -b "$CL_DIR/lun3.img" ||
+	fail "tgtadm adds LUN 3"
+LUN3=${VOL_URIS##*,}
+LUN3=${LUN3%/*}/3
+client=${clients[0]}
+out=$("$CXFSCTL" --socket "$(node_sock "$client")" volume attach 0 "$LUN3" 2>&1) || true
+check "a client refuses a layout change: the metadata server makes it (${out:0:60})" \
+	grep -q "config server" <<<"$out"
+out=$("$CXFSCTL" --socket "$(node_sock "$server")" volume attach 0 "${LUN3%/*}/9" 2>&1) || true
+check "a LUN nobody can open is refused, naming it (${out:0:90})" grep -q "/9" <<<"$out"
+for ((i = 1; i <= CL_N; i++)); do
+	: >"$T_TMP/errors.$i"
+done
+dd if="$T_TMP/pool" of="$(node_mnt "$server")/big" bs=1M count=4 status=none &&
+	for ((k = 0; k < 12; k++)); do cat "$T_TMP/pool"; done |
+		dd of="$(node_mnt "$server")/big" bs=1M oflag=append conv=notrunc,fsync status=none ||
+	fail "node$server writes a 52 MiB file"
+start_writers
+sleep 1
+nattach=$(cat "$T_TMP"/written.* | wc -l)
+out=$("$CXFSCTL" --socket "$(node_sock "$server")" volume attach 0 "$LUN3" 2>&1) || true
+check "cxfsctl volume attach on the metadata server attaches LUN 3 (${out:0:70})" \
+	grep -q "^ok: attached" <<<"$out"
+for ((i = 1; i <= CL_N; i++)); do
+	check_eq "node$i has the new leg, reviving" "active active reviving" "$(leg_states "$i")"
+done
+# A client reads a file while the revive (paced to ~6 s) copies: its reads of
+# chunks above the revive point are hinted to the master, which copies them
+# ahead and skips them later (read-repair).
+"$CXFSCTL" --socket "$(node_sock "$server")" volume revive --max-rate 40 >"$T_TMP/revive3.out" 2>&1 &
+rpid=$!
+sleep 0.5
+dd if="$(node_mnt "$client")/big" of=/dev/null bs=1M iflag=direct status=none ||
+	fail "node$client reads big during the revive"
+wait "$rpid"
+out=$(cat "$T_TMP/revive3.out")
+check "the revive copies the mirror onto the new leg ($(tail -n 1 <<<"$out"))" \
+	grep -q "^ok: 1 leg revived" <<<"$out"
+repairs=$("$CXFSCTL" --socket "$(node_sock "$server")" volume --json |
+	python3 -c 'import json, sys; print(json.load(sys.stdin).get("read_repairs", 0))')
+check "the master copied chunks ahead for node$client's reads (${repairs:-?} read-repairs)" \
+	test "${repairs:-0}" -gt 0
+sleep 1
+stop_writers
+nafter=$(cat "$T_TMP"/written.* | wc -l)
+check "the writers wrote through the attach and the revive ($((nafter - nattach)) writes)" \
+	test "$nafter" -gt "$nattach"
+check_eq "no writer saw an error through the attach and the revive" "" \
+	"$(cat "$T_TMP/errors.1" "$T_TMP/errors.2" "$T_TMP/errors.3")"
+for ((i = 1; i <= CL_N; i++)); do
+	check_eq "node$i has three active legs" "active active active" "$(leg_states "$i")"
+done
+check_last_writes "after the attach every node reads every node's last writes right"
+# The operator adds the LUN to cluster.conf: a node restarted assembles the three legs.
+sed -i "s|^\(    volume  ${VOL_URIS##*,}\)\$|\1\n    volume  $LUN3|" "$CL_DIR/cluster.conf"
+sed -i "s|^uri=.*|&,$LUN3|" "$CL_DIR/ports"    # the LUNs cxfs-check is given
+check "node$client restarted with LUN 3 in cluster.conf sees three active legs" \
+	eval '"$LOCAL_CLUSTER" restart --dir "$CL_DIR" "$client" >>"$T_TMP/restart.log" 2>&1 &&
+		[[ "$(leg_states "$client")" == "active active active" ]]'
+
+# same_legs: once every node stopped, the three LUNs' data areas are the same bytes.
 same_legs() {
 	local area=1048576 size
 	size=$(( $(stat -c %s "$CL_DIR/lun.img") - area ))
-	check "after the revive under the writers both legs hold the same bytes" \
+	check "after the revives under the writers the three legs hold the same bytes" eval '
 		cmp -s -n "$size" <(tail -c +$((area + 1)) "$CL_DIR/lun.img") \
-		<(tail -c +$((area + 1)) "$CL_DIR/lun2.img")
+			<(tail -c +$((area + 1)) "$CL_DIR/lun2.img") &&
+		cmp -s -n "$size" <(tail -c +$((area + 1)) "$CL_DIR/lun.img") \
+			<(tail -c +$((area + 1)) "$CL_DIR/lun3.img")'
 }
 cluster_stop_and_check same_legs
 

@@ -339,7 +339,7 @@ static void test_stale(void **state)
 	create(f, "concat(0,1)", 0, 2, "growing");
 	copy_label(f->path[0], f->path[7]);                  /* lun7 keeps the old label of LUN 0 */
 	assert_int_equal(xvm_open(f->uris, 2, NULL, &vol, err, sizeof(err)), 0);
-	assert_int_equal(xvm_grow(vol, f->uris[2], err, sizeof(err)), 0);
+	assert_int_equal(xvm_grow(vol, f->uris[2], 0, err, sizeof(err)), 0);
 	xvm_close(vol);
 	/* The old copy of LUN 0 in place of LUN 0: stale. */
 	refused((const char *const[]){ f->uris[7], f->uris[1], f->uris[2] }, 3, "lun7.img is stale");

@@ -511,6 +511,73 @@ static void test_revive_under_io(void **state)
 	same_data(f, 1, 2, f->size);
 }
 
+/* The read-repair test's progress: reads (and a write) above the revive point. */
+struct repair_probe {
+	struct fx *f;
+	unsigned calls;
+};
+
+static void probe_write(struct fx *f, uint64_t off, unsigned char v)
+{
+	unsigned char buf[8192];
+
+	memset(buf, v, sizeof(buf));
+	assert_int_equal(xvm_write(f->vol, buf, sizeof(buf), off), 0);
+	memcpy(f->model + off, buf, sizeof(buf));
+}
+
+static int repair_progress(void *arg, unsigned mirror, unsigned leg, uint64_t done, uint64_t total)
+{
+	struct repair_probe *p = arg;
+	unsigned char buf[4096];
+
+	(void)mirror;
+	(void)leg;
+	(void)total;
+	if (++p->calls == 1) {
+		/* Chunk 0 copied: reads of chunks 5 and 6 hint them; a write of 5 before its copy. */
+		assert_int_equal(done, 1u << 20);
+		assert_int_equal(xvm_read(p->f->vol, buf, sizeof(buf), (5u << 20) + 4096), 0);
+		assert_int_equal(xvm_read(p->f->vol, buf, sizeof(buf), (6u << 20) + 8192), 0);
+		probe_write(p->f, (5u << 20) + 65536, 0x5a);
+	} else if (p->calls == 2) {
+		/* Both were copied ahead: a write there reaches the reviving leg now. */
+		probe_write(p->f, (6u << 20) + 4096, 0xa5);
+		probe_write(p->f, (5u << 20) + 65536 + 4096, 0x3c);
+	}
+	return 0;
+}
+
+/*
+ * Read-repair: a read above the revive point hints its chunk, the revive
+ * copies it next (ahead of order) and skips it in order; writes to it after
+ * the copy reach the reviving leg; the legs end identical to the model.
+ */
+static void test_read_repair(void **state)
+{
+	static const unsigned mib[2] = { 8, 8 };
+	struct fx *f = *state;
+	struct repair_probe p = { .f = f };
+	unsigned seed = 17;
+	char err[512], *show;
+
+	make(f, "mirror(0,1)", 2, mib);
+	for (int i = 0; i < 50; i++)
+		random_op(f, &seed);
+	fail_luns(f, 1, -1);
+	for (int i = 0; i < 100; i++)
+		random_op(f, &seed);
+	heal(f);
+	assert_int_equal(xvm_revive(f->vol, repair_progress, &p, err, sizeof(err)), 1);
+	assert_int_equal(p.calls, 8);                   /* one per chunk, skipped ones too */
+	show = xvm_show(f->vol, 1);
+	assert_non_null(strstr(show, "\"read_repairs\":2"));
+	assert_non_null(strstr(show, "\"ahead\":0"));
+	free(show);
+	check_luns(f);
+	same_data(f, 0, 1, f->size);
+}
+
 static void test_attach_detach_grow(void **state)
 {
 	static const unsigned mib[4] = { 2, 2, 3, 2 };
@@ -541,7 +608,7 @@ static void test_attach_detach_grow(void **state)
 	for (int i = 0; i < 100; i++)
 		random_op(f, &seed);
 	before = f->size;
-	assert_int_equal(xvm_grow(f->vol, f->uris[2], err, sizeof(err)), 0);
+	assert_int_equal(xvm_grow(f->vol, f->uris[2], 0, err, sizeof(err)), 0);
 	assert_int_equal(xvm_size(f->vol), before + (3u << 20));
 	f->size = xvm_size(f->vol);
 	f->model = realloc(f->model, f->size);
@@ -550,8 +617,102 @@ static void test_attach_detach_grow(void **state)
 	for (int i = 0; i < 100; i++)
 		random_op(f, &seed);
 	check_luns(f);
-	assert_int_not_equal(xvm_grow(f->vol, f->uris[0], err, sizeof(err)), 0);
+	assert_int_not_equal(xvm_grow(f->vol, f->uris[0], 0, err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "already belongs"));
+}
+
+/*
+ * Online changes between two nodes (two handles on the same LUNs): the
+ * config server's handle opens a LUN and attaches it (or appends it), the
+ * other opens it at the same number and adopts the label image; both then
+ * map alike, I/O through either checked against one model.  Refused: an
+ * image of another volume, one whose change renumbers nodes (a detach), a
+ * new LUN not open on the adopting node, an online grow of a one-LUN root.
+ */
+static void test_online_change(void **state)
+{
+	struct fx *f = *state;
+	unsigned mib[4] = { 3, 3, 3, 3 }, leaf, leaf2, seed = 7;
+	unsigned char img[XVM_LABEL_SIZE], other[XVM_LABEL_SIZE];
+	struct xvm_vol *b = NULL, *cfg, *x = NULL;
+	char err[512], *sa, *sb;
+
+	make(f, "mirror(0,1)", 2, mib);
+	mkfile(f, 2, mib[2]);
+	assert_int_equal(xvm_open(f->uris, 2, NULL, &b, err, sizeof(err)), 0);
+	for (int i = 0; i < 50; i++)
+		random_op(f, &seed);
+	cfg = f->vol;
+	/* Not yet opened on b: refused, nothing changes there. */
+	assert_int_equal(xvm_lun_open(cfg, f->uris[2], -1, 0, &leaf, err, sizeof(err)), 0);
+	assert_int_equal(xvm_attach_lun(cfg, 0, leaf, err, sizeof(err)), 0);
+	assert_int_equal(xvm_label_image(cfg, img), 0);
+	assert_int_equal(xvm_adopt(b, img, sizeof(img), err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not open here"));
+	assert_int_equal(xvm_lun_open(b, f->uris[2], (int)leaf + 1, 0, &leaf2, err, sizeof(err)), 0);
+	xvm_lun_close(b, leaf2);
+	assert_int_equal(xvm_lun_open(b, f->uris[2], (int)leaf, 0, &leaf2, err, sizeof(err)), 0);
+	assert_int_equal(leaf2, leaf);
+	assert_int_equal(xvm_adopt(b, img, sizeof(img) - 1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(xvm_adopt(b, img, sizeof(img), err, sizeof(err)), 0);
+	sa = xvm_show(cfg, 1);
+	sb = xvm_show(b, 1);
+	assert_string_equal(sa, sb);
+	assert_non_null(strstr(sa, "reviving"));
+	free(sa);
+	free(sb);
+	/* The revive on the config server's handle; b writes in between, as a node would. */
+	f->vol = b;
+	for (int i = 0; i < 50; i++)
+		random_op(f, &seed);
+	assert_int_equal(xvm_revive(cfg, NULL, NULL, err, sizeof(err)), 1);
+	assert_int_equal(xvm_flush(b), 0);
+	xvm_close(b);
+	f->vol = cfg;
+	reopen(f, 3);
+	check_luns(f);
+	same_data(f, 0, 2, f->size);
+	/* A detach renumbers: another node must not adopt it. */
+	mkfile(f, 3, mib[3]);
+	assert_int_equal(xvm_open(f->uris, 3, NULL, &b, err, sizeof(err)), 0);
+	assert_int_equal(xvm_detach(f->vol, 0, 0, err, sizeof(err)), 0);
+	assert_int_equal(xvm_label_image(f->vol, img), 0);
+	assert_int_equal(xvm_adopt(b, img, sizeof(img), err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "restart this node"));
+	xvm_close(b);
+	b = NULL;
+	/* Another volume's label. */
+	mkfile(f, 0, mib[0]);
+	assert_int_equal(xvm_create((const char *const[]){ f->uris[0], f->uris[3] }, 2,
+				    &(struct xvm_create_opts){ .layout = "concat(0,1)" }, err,
+				    sizeof(err)), 0);
+	assert_int_equal(xvm_open((const char *const[]){ f->uris[0], f->uris[3] }, 2, NULL, &x, err,
+				  sizeof(err)), 0);
+	assert_int_equal(xvm_label_image(x, other), 0);
+	assert_int_equal(xvm_adopt(f->vol, other, sizeof(other), err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "another volume"));
+	/* An online grow of a concat: appended on both handles, the size grows alike. */
+	mkfile(f, 4, 3);
+	assert_int_equal(xvm_open((const char *const[]){ f->uris[0], f->uris[3] }, 2, NULL, &b, err,
+				  sizeof(err)), 0);
+	assert_int_equal(xvm_lun_open(x, f->uris[4], -1, 0, &leaf, err, sizeof(err)), 0);
+	assert_int_equal(xvm_grow_lun(x, leaf, 1, err, sizeof(err)), 0);
+	assert_int_equal(xvm_label_image(x, img), 0);
+	assert_int_equal(xvm_lun_open(b, f->uris[4], (int)leaf, 0, &leaf2, err, sizeof(err)), 0);
+	assert_int_equal(xvm_adopt(b, img, sizeof(img), err, sizeof(err)), 0);
+	assert_int_equal(xvm_size(b), xvm_size(x));
+	assert_int_equal(xvm_size(x), 3 * (3u << 20));
+	xvm_close(b);
+	xvm_close(x);
+	/* A one-LUN root grows only offline. */
+	mkfile(f, 5, 3);
+	mkfile(f, 6, 3);
+	assert_int_equal(xvm_create(&f->uris[5], 1, &(struct xvm_create_opts){ .layout = "0" }, err,
+				    sizeof(err)), 0);
+	assert_int_equal(xvm_open(&f->uris[5], 1, NULL, &x, err, sizeof(err)), 0);
+	assert_int_equal(xvm_grow(x, f->uris[6], 1, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "only while unmounted"));
+	xvm_close(x);
 }
 
 static void test_legacy(void **state)
@@ -574,7 +735,7 @@ static void test_legacy(void **state)
 	close(fd);
 	assert_memory_equal(buf, back, sizeof(buf));
 	/* Its layout cannot change. */
-	assert_int_not_equal(xvm_grow(f->vol, f->uris[1], err, sizeof(err)), 0);
+	assert_int_not_equal(xvm_grow(f->vol, f->uris[1], 0, err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "legacy volume"));
 }
 
@@ -587,7 +748,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_leg_left, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cluster_ops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revive_under_io, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_attach_detach_grow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_online_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy, setup, teardown),
 	};
 
