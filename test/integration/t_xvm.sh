@@ -15,8 +15,10 @@
 #     online=0: tgt then fails its I/O with NOT READY): no application
 #     error, the leg is marked out (the daemon says so, and so does
 #     `cxfsctl volume`); the LUN comes back and `cxfsctl volume revive`
-#     copies the leg, with progress, while the writer goes on; afterwards
-#     both legs are active and their data areas byte-identical.
+#     copies the leg, with progress, while the writer goes on; a third LUN
+#     is attached (`cxfsctl volume attach`) and revived under the writer
+#     too; afterwards the legs are active and their data areas
+#     byte-identical; unmounted, cxfs-volume detach takes the third away.
 #  4. The same mirror, unmounted: LUN 2 offline again under a short
 #     writer; the labels say the leg is out (cxfs-volume show, assembling
 #     without the offline LUN); once it is back, cxfs-volume revive (no
@@ -174,6 +176,18 @@ check "the revive showed its progress" grep -q "mirror 0 leg 1: *[0-9.]*% (" <<<
 echo "$out" | grep "mirror 0" | tail -n 1 | sed 's/^/    /'
 nafter=$(wc -l <"$T_TMP/written.w")
 check "the writer wrote during the revive ($((nafter - nrevive)) files)" test "$nafter" -gt "$nrevive"
+# A third leg attached online (the daemon's cxfsctl volume attach), revived under the writer.
+truncate -s 100M "$T_TMP/m3.img"
+tgtadm -C "$TGT_CTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 3 -b "$T_TMP/m3.img" ||
+	fail "tgtd serves a third LUN"
+U3=${TGT_URI%/1}/3
+out=$("$CXFSCTL" --socket "$SOCK" volume grow "$U3" 2>&1) || true
+check "cxfsctl volume grow refuses a mirror (${out:0:70})" grep -q "not a concat" <<<"$out"
+out=$("$CXFSCTL" --socket "$SOCK" volume attach 0 "$U3" 2>&1) || true
+check "cxfsctl volume attach adds LUN 3 as a reviving leg while the writer goes on (${out:0:60})" \
+	grep -q "^ok: attached as a reviving leg" <<<"$out"
+out=$("$CXFSCTL" --socket "$SOCK" volume revive 2>&1) || true
+check "cxfsctl volume revive copies the mirror onto it" grep -q "^ok: 1 leg revived" <<<"$out"
 sleep 1
 stop_writer
 nfiles=$(wc -l <"$T_TMP/written.w")
@@ -182,13 +196,17 @@ check_eq "the writer saw no error through the failure and the revive ($nfiles wr
 check "the writer wrote files while LUN 2 was offline ($((nrevive - nbefore)))" \
 	test "$nrevive" -gt $((nbefore + 5))
 out=$("$CXFSCTL" --socket "$SOCK" --json volume 2>&1) || true
-check "cxfsctl volume --json: both legs active" python3 -c '
+check "cxfsctl volume --json: the three legs active" python3 -c '
 import json, sys
 t = json.loads(sys.argv[1])["tree"]
-assert [c["state"] for c in t["children"]] == ["active", "active"]' "$out"
+assert [c["state"] for c in t["children"]] == ["active", "active", "active"]' "$out"
 umount_cxfs "$MNT" || fail "unmount the mirror"
 check "after the revive under the writer both legs hold the same bytes" \
 	same_data "$T_TMP/m1.img" "$T_TMP/m2.img" "$msize"
+check "the leg attached online holds the same bytes" \
+	same_data "$T_TMP/m1.img" "$T_TMP/m3.img" "$msize"
+check "cxfs-volume detach takes the third leg away again (unmounted)" \
+	"$VOLUME_TOOL" detach --mirror 0 --leg 2 "$U1" "$U2" "$U3"
 
 log "4: the mirror unmounted: LUN 2 offline under a short writer, then cxfs-volume revive"
 mount_cxfs "$U1,$U2" "$MNT" || { fail "cxfsd mounts the mirror again"; it_finish; }
