@@ -309,21 +309,29 @@ static int drl_read(struct xvm_vol *vol, unsigned slot, unsigned shift, unsigned
 
 	if (!img)
 		return -ENOMEM;
-	for (i = 0; i < vol->label.tree.n; i++) {
-		const struct xvm__node *nd = &vol->label.tree.node[i];
-		struct blk_dev *dev = nd->kind == XVM__LEAF ? vol->dev[nd->leaf] : NULL;
+	for (i = 0;; i++) {
+		struct blk_dev *dev = NULL;
+		uint32_t leaf = 0;
 
+		/* The tree under the lock: an online change may append to it meanwhile. */
 		pthread_mutex_lock(&vol->lock);
-		r = xvm__tree_under_inactive(&vol->label.tree, i);
+		r = i < vol->label.tree.n;
+		if (r && vol->label.tree.node[i].kind == XVM__LEAF &&
+		    !xvm__tree_under_inactive(&vol->label.tree, i)) {
+			leaf = vol->label.tree.node[i].leaf;
+			dev = vol->dev[leaf];
+		}
 		pthread_mutex_unlock(&vol->lock);
-		if (!dev || r ||
+		if (!r)
+			break;
+		if (!dev ||
 		    blk_read(dev, img, XVM__DRL_SLOT, XVM_DRL_OFF + (uint64_t)slot * XVM__DRL_SLOT))
 			continue;
 		got++;
 		r = xvm__drl_decode(img, vol->label.uuid, slot, shift, nbits, geo, bits);
 		if (r) {
 			fprintf(stderr, "xvm: the dirty-region log of slot %u on %s is %s: every "
-				"region counts as dirty\n", slot, vol->lun_uri[nd->leaf],
+				"region counts as dirty\n", slot, vol->lun_uri[leaf],
 				r == -ESTALE ? "of another layout" : "damaged");
 			memset(bits, 0xff, (nbits + 7) / 8);
 		}

@@ -298,6 +298,7 @@ struct xvm_vol {
 	int read_only;                    /* opened read-only */
 	uint32_t sector_size;             /* largest of the LUNs' */
 	struct xvm__label label;          /* committed label (tree, generation); lock */
+	_Atomic uint64_t size;            /* the tree's root size (xvm_size, read without the lock) */
 	const struct xvm_cluster_ops *cops; /* NULL: single node */
 	void *cops_arg;                   /* their argument */
 	struct xvm__pool *pool;           /* worker threads; NULL for one LUN */

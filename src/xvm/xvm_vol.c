@@ -579,6 +579,7 @@ int xvm_open(const char *const *uris, size_t n, const struct xvm_open_opts *opts
 	rc = xvm__assemble(vol, devs, uris, n, open_rc, err, errlen);
 	if (rc)
 		goto out_close_devs;
+	atomic_store(&vol->size, vol->label.tree.node[0].size);
 	/*
 	 * A leg left reviving: how far a revive running elsewhere got is told
 	 * by its next MIRROR_STATE.  Until then this node writes the reviving
@@ -676,7 +677,7 @@ int xvm_flush(struct xvm_vol *vol)
 
 uint64_t xvm_size(const struct xvm_vol *vol)
 {
-	return vol->legacy ? blk_size(vol->dev[0]) : vol->label.tree.node[0].size;
+	return vol->legacy ? blk_size(vol->dev[0]) : atomic_load(&vol->size);
 }
 
 uint32_t xvm_sector_size(const struct xvm_vol *vol)
@@ -994,11 +995,31 @@ static void xvm__drop_lun(struct xvm_vol *vol, uint32_t leaf)
  */
 static void xvm__tree_install(struct xvm_vol *vol, const struct xvm__tree *t)
 {
-	for (unsigned i = 0; i < t->n; i++)
-		if (i >= vol->label.tree.n ||
-		    memcmp(&vol->label.tree.node[i], &t->node[i], sizeof(t->node[i])) != 0)
-			vol->label.tree.node[i] = t->node[i];
-	vol->label.tree.n = t->n;
+#define XVM__SET(f) do { if (d->f != o->f) d->f = o->f; } while (0)
+	for (unsigned i = 0; i < t->n; i++) {
+		struct xvm__node *d = &vol->label.tree.node[i];
+		const struct xvm__node *o = &t->node[i];
+
+		if (i >= vol->label.tree.n) {
+			*d = *o;
+			continue;
+		}
+		XVM__SET(kind);
+		XVM__SET(nchild);
+		XVM__SET(leg_state);
+		XVM__SET(parent);
+		for (unsigned c = 0; c < XVM_MAX_CHILDREN; c++)
+			XVM__SET(child[c]);
+		XVM__SET(stripe_unit);
+		XVM__SET(leaf);
+		XVM__SET(leaf_size);
+		XVM__SET(revive_point);
+		XVM__SET(size);
+	}
+#undef XVM__SET
+	if (vol->label.tree.n != t->n)
+		vol->label.tree.n = t->n;
+	atomic_store(&vol->size, t->node[0].size);
 }
 
 /* Apply a checked edit of the tree in @t and commit it; on failure nothing changes. */
@@ -1747,7 +1768,7 @@ static int xvm__revive_mirror(struct xvm_vol *vol, unsigned m, xvm_progress_fn *
 int xvm_revive(struct xvm_vol *vol, xvm_progress_fn *progress, void *arg, char *err, size_t errlen)
 {
 	struct xvm__tree *t = &vol->label.tree;
-	unsigned i, d, c, revived = 0;
+	unsigned i, d, c, k, nmir, revived = 0, mir[XVM_MAX_NODES], depth[XVM_MAX_NODES];
 	int rc = 0, changed = 0;
 	uint64_t have = 0;
 	char probe[4096];
@@ -1779,16 +1800,25 @@ int xvm_revive(struct xvm_vol *vol, xvm_progress_fn *progress, void *arg, char *
 	if (changed)
 		rc = xvm__label_commit(vol, err, errlen);
 	pthread_mutex_unlock(&vol->label_lock);
+	/* The mirrors and their depths (an online change may append to the tree meanwhile). */
+	pthread_mutex_lock(&vol->lock);
+	for (i = 0, nmir = 0; i < t->n; i++)
+		if (t->node[i].kind == XVM__MIRROR) {
+			mir[nmir] = i;
+			depth[nmir++] = xvm__tree_depth(t, i);
+		}
+	pthread_mutex_unlock(&vol->lock);
 	/* The other nodes write reviving legs below their revive points from now on. */
-	for (i = 0; i < t->n && changed && !rc; i++)
-		if (t->node[i].kind == XVM__MIRROR && (rc = xvm__publish(vol, i)))
+	for (k = 0; k < nmir && changed && !rc; k++)
+		if ((rc = xvm__publish(vol, mir[k])))
 			snprintf(err, errlen, "mirror %u: the other nodes did not take its reviving "
-				 "legs (%s)", i, strerror(-rc));
+				 "legs (%s)", mir[k], strerror(-rc));
 	/* Outer mirrors first: an inner mirror's active leg must hold the bytes before it is copied. */
 	for (d = 0; d < XVM_MAX_NODES && !rc; d++) {
-		for (i = 0; i < t->n && !rc; i++) {
-			if (t->node[i].kind != XVM__MIRROR || xvm__tree_depth(t, i) != d)
+		for (k = 0; k < nmir && !rc; k++) {
+			if (depth[k] != d)
 				continue;
+			i = mir[k];
 			pthread_mutex_lock(&vol->lock);
 			c = xvm__leg_in(vol, i, XVM_LEG_REVIVING) >= 0;
 			pthread_mutex_unlock(&vol->lock);
