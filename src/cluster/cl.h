@@ -116,6 +116,11 @@ extern const struct xvm_cluster_ops cl_xvm_ops;
  * on a node that does not serve; errors name the node at fault in @err.
  */
 int cl_volume_change(struct cl_ctx *cx, int mirror, const char *uri, char *err, size_t errlen);
+/*
+ * The config server: detach leg @leg of mirror @mirror while every node
+ * uses the volume (xvm_detach_begin .. xvm_detach_finish on every node).
+ */
+int cl_volume_detach(struct cl_ctx *cx, unsigned mirror, unsigned leg, char *err, size_t errlen);
 const char *cl_initiator(const struct cl_ctx *cx);  /* this node's iSCSI initiator name */
 const char *cl_node_name(const struct cl_ctx *cx);
 const char *cl_fs_name(const struct cl_ctx *cx);

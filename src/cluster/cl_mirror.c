@@ -47,8 +47,11 @@
  * volume is in use, only by appending to the tree (xvm.h, online changes):
  * every member opens the new LUN (VOL_CHANGE OPEN; one that cannot names
  * itself and every node closes it again), the server commits the labels,
- * every member takes the committed tree (ADOPT).  Its calls wait only for
- * a member's LUN login and label read, never for the server.
+ * every member takes the committed tree (ADOPT).  A detach first makes the
+ * leg write-only everywhere (MIRROR_STATE), then detached in the labels,
+ * then on every member (DETACH), and only then wipes its LUNs' labels.  Its
+ * calls wait only for a member's LUN login and label read, never for the
+ * server.
  *
  * Lock order: cl_ctx.leg_mu (held across the master's calls to the nodes) ->
  * cl_ctx.mu (to read the members) -> the volume's locks (xvm.h).  LEG_OUT's
@@ -458,7 +461,7 @@ int cl_mirror_drl_resync(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 
 /* ---- the config server: layout changes while the volume is in use ------- */
 
-enum { VOLCHG_OPEN = 1, VOLCHG_ADOPT = 2, VOLCHG_CLOSE = 3 };
+enum { VOLCHG_OPEN = 1, VOLCHG_ADOPT = 2, VOLCHG_CLOSE = 3, VOLCHG_DETACH = 4 };
 
 #define CL_VOLCHG_CALL_MS 30000u        /* opening a LUN may log in to a target */
 
@@ -498,6 +501,13 @@ int cl_mirror_vol_change(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__Vol
 		xvm_lun_close(cx->dev, m->leaf);
 		rc = 0;
 		break;
+	case VOLCHG_DETACH:
+		if (!m->has_mirror || !m->has_leg || !m->has_generation)
+			break;
+		rc = xvm_detach_told(cx->dev, m->mirror, m->leg, m->generation);
+		if (rc)
+			snprintf(err, sizeof(err), "mirror %u has no leg %u here", m->mirror, m->leg);
+		break;
 	}
 	if (!rc)
 		return reply_status(req, 0);
@@ -505,6 +515,16 @@ int cl_mirror_vol_change(struct cl_ctx *cx, struct rpc_req *req, const Cxfs__Vol
 		snprintf(err, sizeof(err), "malformed volume change");
 	fprintf(stderr, "cxfsd: volume change refused: %s\n", err);
 	return reply_error(req, rc, err);
+}
+
+/* Is this node the config server (the metadata server)?  If not, @err says so. */
+static bool config_server(struct cl_ctx *cx, char *err, size_t errlen)
+{
+	if (atomic_load(&cx->is_server))
+		return true;
+	snprintf(err, errlen, "the volume's layout is changed by its config server, the metadata "
+		 "server: run it there");
+	return false;
 }
 
 int cl_volume_change(struct cl_ctx *cx, int mirror, const char *uri, char *err, size_t errlen)
@@ -515,11 +535,8 @@ int cl_volume_change(struct cl_ctx *cx, int mirror, const char *uri, char *err, 
 	unsigned leaf;
 	int rc;
 
-	if (!atomic_load(&cx->is_server)) {
-		snprintf(err, errlen, "the volume's layout is changed by its config server, the "
-			 "metadata server: run it there");
+	if (!config_server(cx, err, errlen))
 		return -EAGAIN;
-	}
 	/* One change or leg decision at a time; each call to a node ends with its own I/O. */
 	pthread_mutex_lock(&cx->leg_mu);
 	rc = xvm_lun_open(cx->dev, uri, -1, cl_pr_key(cx->cfg, cx->self_id), &leaf, err, errlen);
@@ -566,5 +583,40 @@ int cl_volume_change(struct cl_ctx *cx, int mirror, const char *uri, char *err, 
 	free(img);
 out_unlock:
 	pthread_mutex_unlock(&cx->leg_mu);
+	return rc;
+}
+
+int cl_volume_detach(struct cl_ctx *cx, unsigned mirror, unsigned leg, char *err, size_t errlen)
+{
+	Cxfs__VolChange m = CXFS__VOL_CHANGE__INIT;
+	char uuid[33];
+	uint64_t gen = 0;
+	int rc;
+
+	if (!config_server(cx, err, errlen))
+		return -EAGAIN;
+	pthread_mutex_lock(&cx->leg_mu);
+	/* 1: nobody reads the leg any more (every node still writes it). */
+	rc = xvm_detach_begin(cx->dev, mirror, leg, err, errlen);
+	/* 2: detached in the labels; 3: every node stops writing it. */
+	if (!rc)
+		rc = xvm_detach_commit(cx->dev, mirror, leg, &gen, err, errlen);
+	if (!rc) {
+		xvm_uuid(cx->dev, uuid);
+		m.volume = uuid;
+		m.phase = VOLCHG_DETACH;
+		m.has_mirror = m.has_leg = m.has_generation = true;
+		m.mirror = mirror;
+		m.leg = leg;
+		m.generation = gen;
+		rc = tell_members(cx, CXFS__MSG_TYPE__VOL_CHANGE, &m.base, "detach", CL_LEG_CALL_MS,
+				  err, errlen);
+	}
+	/* 4: its LUNs leave the volume, once no node writes them. */
+	if (!rc)
+		xvm_detach_finish(cx->dev, mirror, leg);
+	pthread_mutex_unlock(&cx->leg_mu);
+	if (!rc)
+		fprintf(stderr, "cxfsd: config server: leg %u of mirror %u detached\n", leg, mirror);
 	return rc;
 }

@@ -8,7 +8,8 @@
  * Protocol: the client sends one line, the request ("status",
  * "status json", "metrics", "backup PATH", "volume", "volume json",
  * "volume revive [MB/s]", "volume stop", "volume progress", "volume attach
- * MIRROR LUN" and "volume grow LUN" (in a cluster on the metadata server
+ * MIRROR LUN", "volume detach MIRROR LEG" and "volume grow LUN" (in a
+ * cluster on the metadata server
  * only: it is the mirror master and the config server), or in cluster mode
  * "tokens INO" and "relocate FS NODE");
  * the daemon answers with text (or one JSON object) and closes the
@@ -318,7 +319,8 @@ int cxfsd_admin_revive(struct cxfsd_admin *a, const char *why, uint64_t rate)
 }
 
 /*
- * "volume attach MIRROR URI", "volume grow URI" (@req without "volume "): the
+ * "volume attach MIRROR URI", "volume detach MIRROR LEG", "volume grow URI"
+ * (@req without "volume "): the
  * layout change while the volume is in use (xvm.h, online changes; in a
  * cluster on every node through the config server, cl_volume_change).
  */
@@ -326,9 +328,32 @@ static void volume_change(struct admin_conn *c, const char *req)
 {
 	const struct cxfsd *d = c->a->d;
 	char uri[ADMIN_LINE_MAX], err[512] = "";
-	unsigned mirror = 0;
+	unsigned mirror = 0, leg = 0;
+	uint64_t gen;
 	int attach = req[0] == 'a', rc;
 
+	if (req[0] == 'd') {
+		if (sscanf(req, "detach %u %u", &mirror, &leg) != 2) {
+			out(c, "error: usage: volume detach MIRROR LEG\n");
+			return;
+		}
+		if (d->cl) {
+			rc = cl_volume_detach(d->cl, mirror, leg, err, sizeof(err));
+		} else {
+			rc = xvm_detach_begin(d->dev, mirror, leg, err, sizeof(err));
+			if (!rc)
+				rc = xvm_detach_commit(d->dev, mirror, leg, &gen, err, sizeof(err));
+			if (!rc)
+				xvm_detach_finish(d->dev, mirror, leg);
+		}
+		if (rc)
+			out(c, "error: %s\n", err[0] ? err : strerror(-rc));
+		else
+			out(c, "ok: leg %u of mirror %u detached; take its LUNs out of the volume's "
+			    "LUNs (%s) before the next start\n", leg, mirror,
+			    d->cl ? "the volume lines of cluster.conf on every node" : "--volume or fstab");
+		return;
+	}
 	if (attach ? sscanf(req, "attach %u %255s", &mirror, uri) != 2
 		   : sscanf(req, "grow %255s", uri) != 1) {
 		out(c, "error: usage: volume attach MIRROR LUN | volume grow LUN\n");
@@ -370,7 +395,7 @@ static void volume_request(struct admin_conn *c)
 		    "metadata server (mirror master and config server): run it there\n");
 		return;
 	}
-	if (!strncmp(req, " attach ", 8) || !strncmp(req, " grow ", 6)) {
+	if (!strncmp(req, " attach ", 8) || !strncmp(req, " grow ", 6) || !strncmp(req, " detach ", 8)) {
 		volume_change(c, req + 1);
 	} else if (!strcmp(req, " revive") || !strncmp(req, " revive ", 8)) {
 		char *end;
@@ -403,7 +428,8 @@ static void volume_request(struct admin_conn *c)
 			out(c, "idle %s", a->revive_result[0] ? a->revive_result : "no revive ran\n");
 		pthread_mutex_unlock(&a->revive_lock);
 	} else {
-		out(c, "error: unknown volume request (volume [json|revive|stop|progress|attach|grow])\n");
+		out(c, "error: unknown volume request "
+		    "(volume [json|revive|stop|progress|attach|detach|grow])\n");
 	}
 }
 

@@ -48,6 +48,7 @@ static void usage(FILE *f)
 		"       cxfsctl [--socket PATH] volume revive [--max-rate MB/s]\n"
 		"       cxfsctl [--socket PATH] volume stop\n"
 		"       cxfsctl [--socket PATH] volume attach MIRROR LUN\n"
+		"       cxfsctl [--socket PATH] volume detach MIRROR LEG\n"
 		"       cxfsctl [--socket PATH] volume grow LUN\n"
 		"\n"
 		"Ask the local cxfs daemon for its state.\n"
@@ -77,8 +78,9 @@ static void usage(FILE *f)
 		"           it ends (no faster than --max-rate MB/s, when given, to leave\n"
 		"           the LUNs to the applications); `volume stop` stops it after\n"
 		"           its current chunk; `volume attach` adds LUN as a reviving leg\n"
-		"           of mirror MIRROR (a node number of `volume`), `volume grow`\n"
-		"           appends it to the top-level concat, on every node while they\n"
+		"           of mirror MIRROR (a node number of `volume`), `volume detach`\n"
+		"           takes leg LEG away (its LUNs leave the volume), `volume grow`\n"
+		"           appends LUN to the top-level concat, on every node while they\n"
 		"           serve I/O (same nodes as revive)\n"
 		"\n"
 		"  -s, --socket PATH   the daemon's admin socket (default " CXFSD_ADMIN_SOCKET ")\n"
@@ -1129,7 +1131,8 @@ static int ask_print(const char *sock, const char *req, const char *ok)
 }
 
 /*
- * `volume attach MIRROR LUN`, `volume grow LUN` (@args, @n of them): the
+ * `volume attach MIRROR LUN`, `volume detach MIRROR LEG`, `volume grow LUN`
+ * (@args, @n of them): the
  * daemon changes the layout on every node and says how it went.
  */
 static int cmd_volume_change(const char *sock, char **args, int n)
@@ -1261,7 +1264,7 @@ int main(int argc, char **argv)
 	    !(strcmp(cmd, "volume") == 0 && optind == argc - 3 &&
 	      strcmp(argv[optind + 1], "grow") == 0) &&
 	    !(strcmp(cmd, "volume") == 0 && optind == argc - 4 &&
-	      strcmp(argv[optind + 1], "attach") == 0)) {
+	      (strcmp(argv[optind + 1], "attach") == 0 || strcmp(argv[optind + 1], "detach") == 0))) {
 		if (strcmp(cmd, "tokens") == 0)
 			fprintf(stderr, "cxfsctl: tokens needs at least one %s\n",
 				by_ino ? "INO" : "PATH");

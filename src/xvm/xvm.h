@@ -67,6 +67,9 @@ enum xvm_leg_state {
 	XVM_LEG_ACTIVE = 0,       /* holds the mirror's bytes; written and read */
 	XVM_LEG_OUT = 1,          /* failed or detached: neither written nor read */
 	XVM_LEG_REVIVING = 2,     /* being copied: written below the revive point, never read */
+	XVM_LEG_DETACHED = 3,     /* detached while in use: never written, read or revived; its
+	                           * LUNs left the volume; the node stays in the tree until an
+	                           * offline change (cxfs-volume detach) removes it */
 };
 
 /*
@@ -283,6 +286,27 @@ void xvm_lun_close(struct xvm_vol *vol, unsigned leaf);
  */
 int xvm_attach_lun(struct xvm_vol *vol, unsigned mirror, unsigned leaf, char *err, size_t errlen);
 int xvm_grow_lun(struct xvm_vol *vol, unsigned leaf, int online, char *err, size_t errlen);
+/*
+ * Online detach of leg @leg of mirror @mirror, in steps that never let a
+ * node read a leg another node stopped writing:
+ *   xvm_detach_begin (the config server): refused (-EBUSY, -EINVAL, with
+ *     @err) if the leg is its mirror's last active one or another leg of
+ *     the mirror is reviving; an active leg becomes write-only (reviving,
+ *     revive point at the end: written everywhere, read nowhere) here and,
+ *     through the cluster ops' mirror_state, on every node;
+ *   xvm_detach_commit: the leg is detached here and in the labels
+ *     (*@generation);
+ *   xvm_detach_told: every other node: detached in memory (it stops
+ *     writing the leg), its reservation key dropped from the leg's LUNs;
+ *   xvm_detach_finish (the config server, after every node took it): the
+ *     leg's LUNs' labels wiped, this node's key dropped there.
+ * A single machine calls begin, commit and finish.
+ */
+int xvm_detach_begin(struct xvm_vol *vol, unsigned mirror, unsigned leg, char *err, size_t errlen);
+int xvm_detach_commit(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_t *generation,
+		      char *err, size_t errlen);
+int xvm_detach_told(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_t generation);
+void xvm_detach_finish(struct xvm_vol *vol, unsigned mirror, unsigned leg);
 /* The committed label as the config server sends it to the others (XVM_LABEL_SIZE bytes). */
 int xvm_label_image(struct xvm_vol *vol, unsigned char buf[XVM_LABEL_SIZE]);
 /*

@@ -53,6 +53,8 @@ uint32_t xvm__tree_nleaves(const struct xvm__tree *t);
 unsigned xvm__tree_depth(const struct xvm__tree *t, unsigned i);
 /* 1 if some mirror leg on the path from node @i up to the root is not active. */
 int xvm__tree_under_inactive(const struct xvm__tree *t, unsigned i);
+/* 1 if node @i is, or is under, a detached leg (its LUNs left the volume). */
+int xvm__under_detached(const struct xvm__tree *t, unsigned i);
 /* Append a subtree @sub as the last child of node @parent; -ENOSPC. */
 int xvm__tree_add_child(struct xvm__tree *t, unsigned parent, const struct xvm__tree *sub);
 /* Remove the subtree rooted at @i (not the root), renumbering the nodes after it. */

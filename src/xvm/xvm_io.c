@@ -503,7 +503,7 @@ int xvm__absorbing_leg(const struct xvm_vol *vol, unsigned leaf)
 
 		if (p->kind != XVM__MIRROR)
 			continue;
-		if (t->node[n].leg_state == XVM_LEG_OUT)
+		if (t->node[n].leg_state == XVM_LEG_OUT || t->node[n].leg_state == XVM_LEG_DETACHED)
 			return 0;
 		if (t->node[n].leg_state == XVM_LEG_REVIVING)
 			return (int)n;

@@ -68,7 +68,7 @@ static int xvm__check_node(struct xvm__tree *t, unsigned i, unsigned depth, uint
 		rc = xvm__check_node(t, ch, depth + 1, seen, err, errlen);
 		if (rc)
 			return rc;
-		if (t->node[ch].leg_state > XVM_LEG_REVIVING ||
+		if (t->node[ch].leg_state > XVM_LEG_DETACHED ||
 		    (nd->kind != XVM__MIRROR && t->node[ch].leg_state != XVM_LEG_ACTIVE)) {
 			snprintf(err, errlen, "node %u has leg state %u", ch, t->node[ch].leg_state);
 			return -EINVAL;
@@ -169,6 +169,14 @@ int xvm__tree_under_inactive(const struct xvm__tree *t, unsigned i)
 {
 	for (; i != 0 && i != XVM__NO_PARENT; i = t->node[i].parent)
 		if (t->node[i].leg_state != XVM_LEG_ACTIVE)
+			return 1;
+	return 0;
+}
+
+int xvm__under_detached(const struct xvm__tree *t, unsigned i)
+{
+	for (; i != 0 && i != XVM__NO_PARENT; i = t->node[i].parent)
+		if (t->node[i].leg_state == XVM_LEG_DETACHED)
 			return 1;
 	return 0;
 }

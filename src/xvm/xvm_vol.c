@@ -36,7 +36,7 @@
 
 #define XVM__POOL_MAX 16
 
-static const char *const xvm__leg_name[] = { "active", "out", "reviving" };
+static const char *const xvm__leg_name[] = { "active", "out", "reviving", "detached" };
 
 static int xvm__leg_in(const struct xvm_vol *vol, unsigned m, unsigned st);
 
@@ -204,7 +204,10 @@ int xvm__label_commit(struct xvm_vol *vol, char *err, size_t errlen)
 		for (p = 0; p < 2 && failed < 0; p++) {
 			l.state = phases[p];
 			for (leaf = 0; leaf < XVM_MAX_LEAVES; leaf++) {
-				if (!vol->dev[leaf] || xvm__tree_leaf(&l.tree, leaf) < 0)
+				int node = xvm__tree_leaf(&l.tree, leaf);
+
+				/* A detached leg's LUNs left the volume: their labels stay wiped. */
+				if (!vol->dev[leaf] || node < 0 || xvm__under_detached(&l.tree, (unsigned)node))
 					continue;
 				l.leaf = leaf;
 				rc = xvm__label_write(vol->dev[leaf], &l);
@@ -262,7 +265,8 @@ static int xvm__mark_out(struct xvm_vol *vol, unsigned n)
 	for (c = 0; c < p->nchild; c++)
 		if (p->child[c] != n && vol->label.tree.node[p->child[c]].leg_state == XVM_LEG_ACTIVE)
 			others++;
-	if (vol->label.tree.node[n].leg_state == XVM_LEG_OUT)
+	if (vol->label.tree.node[n].leg_state == XVM_LEG_OUT ||
+	    vol->label.tree.node[n].leg_state == XVM_LEG_DETACHED)
 		return 0;
 	if (vol->label.tree.node[n].leg_state == XVM_LEG_ACTIVE && others == 0)
 		return -EIO;
@@ -384,8 +388,9 @@ static int xvm__assemble(struct xvm_vol *vol, struct blk_dev **devs, const char 
 			continue;
 		}
 		if (rc == -ENODATA) {
-			snprintf(err, errlen, "LUN %s has no volume label (create the volume with "
-				 "cxfs-volume create)", uris[i]);
+			snprintf(err, errlen, "LUN %s has no volume label (a LUN detached from the "
+				 "volume: take it out of the list; a new volume: cxfs-volume create)",
+				 uris[i]);
 			rc = -EINVAL;
 			goto out_free;
 		}
@@ -485,7 +490,9 @@ static int xvm__assemble(struct xvm_vol *vol, struct blk_dev **devs, const char 
 	for (k = 0; k < vol->label.tree.n; k++) {
 		const struct xvm__node *nd = &vol->label.tree.node[k];
 
-		if (nd->kind != XVM__LEAF || vol->dev[nd->leaf])
+		/* A detached leg's LUNs left the volume: not given is as it should be. */
+		if (nd->kind != XVM__LEAF || vol->dev[nd->leaf] ||
+		    xvm__under_detached(&vol->label.tree, k))
 			continue;
 		uniform = 0;
 		if (xvm__tree_under_inactive(&vol->label.tree, k))
@@ -1218,6 +1225,129 @@ out_unlock:
 	return rc;
 }
 
+int xvm_detach_begin(struct xvm_vol *vol, unsigned mirror, unsigned leg, char *err, size_t errlen)
+{
+	struct xvm__tree *t = &vol->label.tree;
+	unsigned c, others = 0, reviving = 0;
+	int n, rc = 0, write_only = 0;
+
+	pthread_mutex_lock(&vol->label_lock);
+	pthread_mutex_lock(&vol->lock);
+	n = xvm__leg_node(vol, mirror, leg);
+	if (n < 0) {
+		snprintf(err, errlen, "mirror %u has no leg %u", mirror, leg);
+		rc = -EINVAL;
+		goto out_unlock;
+	}
+	for (c = 0; c < t->node[mirror].nchild; c++) {
+		unsigned st = t->node[t->node[mirror].child[c]].leg_state;
+
+		others += c != leg && st == XVM_LEG_ACTIVE;
+		reviving += c != leg && st == XVM_LEG_REVIVING;
+	}
+	if (t->node[n].leg_state == XVM_LEG_DETACHED) {
+		snprintf(err, errlen, "leg %u of mirror %u is detached already", leg, mirror);
+		rc = -EALREADY;
+	} else if (t->node[n].leg_state == XVM_LEG_ACTIVE && !others) {
+		snprintf(err, errlen, "leg %u is mirror %u's last active leg", leg, mirror);
+		rc = -EBUSY;
+	} else if (reviving) {
+		snprintf(err, errlen, "mirror %u is reviving another leg: finish or stop the revive "
+			 "first", mirror);
+		rc = -EBUSY;
+	} else if (t->node[n].leg_state == XVM_LEG_ACTIVE) {
+		/* Write-only: every node writes it (revive point at the end), none reads it. */
+		t->node[n].leg_state = XVM_LEG_REVIVING;
+		t->node[mirror].revive_point = t->node[mirror].size;
+		write_only = 1;
+	}
+out_unlock:
+	pthread_mutex_unlock(&vol->lock);
+	pthread_mutex_unlock(&vol->label_lock);
+	if (write_only && (rc = xvm__publish(vol, mirror)))
+		snprintf(err, errlen, "mirror %u: the other nodes did not stop reading leg %u (%s)",
+			 mirror, leg, strerror(-rc));
+	return rc;
+}
+
+int xvm_detach_commit(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_t *generation,
+		      char *err, size_t errlen)
+{
+	int n, rc = 0;
+
+	pthread_mutex_lock(&vol->label_lock);
+	pthread_mutex_lock(&vol->lock);
+	n = xvm__leg_node(vol, mirror, leg);
+	if (n < 0 || vol->label.tree.node[n].leg_state == XVM_LEG_ACTIVE) {
+		snprintf(err, errlen, "leg %u of mirror %u is not ready to detach", leg, mirror);
+		rc = -EINVAL;
+	} else {
+		vol->label.tree.node[n].leg_state = XVM_LEG_DETACHED;
+		pthread_cond_broadcast(&vol->cond);
+	}
+	pthread_mutex_unlock(&vol->lock);
+	if (!rc)
+		rc = xvm__label_commit(vol, err, errlen);
+	pthread_mutex_lock(&vol->lock);
+	*generation = vol->label.generation;
+	pthread_mutex_unlock(&vol->lock);
+	pthread_mutex_unlock(&vol->label_lock);
+	return rc;
+}
+
+/* Drop this node's reservation key from the LUNs under node @n (vol->lock not held). */
+static void xvm__leave_luns(struct xvm_vol *vol, unsigned n, int wipe)
+{
+	static const unsigned char zero[2 * XVM_LABEL_SIZE];
+	uint64_t luns;
+
+	pthread_mutex_lock(&vol->lock);
+	luns = xvm__leaves_of(&vol->label.tree, n);
+	pthread_mutex_unlock(&vol->lock);
+	for (unsigned k = 0; k < XVM_MAX_LEAVES; k++) {
+		if (!(luns >> k & 1) || !vol->dev[k])
+			continue;
+		if (wipe) {
+			(void)blk_write(vol->dev[k], zero, sizeof(zero), 0);
+			(void)blk_flush(vol->dev[k]);
+		}
+		if (blk_is_iscsi(vol->dev[k]))
+			(void)blk_pr_unregister(vol->dev[k]);
+	}
+}
+
+int xvm_detach_told(struct xvm_vol *vol, unsigned mirror, unsigned leg, uint64_t generation)
+{
+	int n;
+
+	pthread_mutex_lock(&vol->lock);
+	n = xvm__leg_node(vol, mirror, leg);
+	if (n >= 0) {
+		vol->label.tree.node[n].leg_state = XVM_LEG_DETACHED;
+		if (generation > vol->label.generation)
+			vol->label.generation = generation;
+		pthread_cond_broadcast(&vol->cond);
+	}
+	pthread_mutex_unlock(&vol->lock);
+	if (n < 0)
+		return n;
+	xvm__leave_luns(vol, (unsigned)n, 0);
+	fprintf(stderr, "cxfs xvm: volume %s: leg %u of mirror %u detached (config server)\n",
+		xvm__name(&vol->label), leg, mirror);
+	return 0;
+}
+
+void xvm_detach_finish(struct xvm_vol *vol, unsigned mirror, unsigned leg)
+{
+	int n;
+
+	pthread_mutex_lock(&vol->lock);
+	n = xvm__leg_node(vol, mirror, leg);
+	pthread_mutex_unlock(&vol->lock);
+	if (n >= 0)
+		xvm__leave_luns(vol, (unsigned)n, 1);
+}
+
 int xvm_grow_lun(struct xvm_vol *vol, unsigned leaf, int online, char *err, size_t errlen)
 {
 	struct xvm__tree t, sub;
@@ -1571,7 +1701,7 @@ int xvm_mirror_state_apply(struct xvm_vol *vol, const struct xvm_mirror_state *s
 		goto invalid;
 	nd = &t->node[m];
 	for (c = 0; c < nd->nchild; c++)
-		if (st->leg_state[c] > XVM_LEG_REVIVING)
+		if (st->leg_state[c] > XVM_LEG_DETACHED)
 			goto invalid;
 	if (st->nahead > XVM_REPAIR_MAX)
 		goto invalid;

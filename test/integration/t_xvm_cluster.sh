@@ -38,9 +38,14 @@
 #    for its reads (read-repair, counted); no writer saw an error; every
 #    node reads every node's last writes right;
 #  - LUN 3 added to cluster.conf, a restarted node assembles three legs.
+# Leg 1 (LUN 2) detached with `cxfsctl volume detach` on the metadata server
+# while every node writes (a client refuses):
+#  - every node has it detached, no writer saw an error, every node reads
+#    every node's last writes right; LUN 2's label is wiped;
+#  - LUN 2 taken out of cluster.conf, a restarted node assembles without it.
 # And finally:
-#  - after an orderly stop, cxfs-check of the volume is clean and the three
-#    legs' data areas are the same bytes.
+#  - after an orderly stop, cxfs-check of the volume is clean and the two
+#    legs left hold the same bytes.
 . "$(dirname "$0")/lib_cluster_io.sh"
 it_init t_xvm_cluster --need-tgtd
 
@@ -321,15 +326,47 @@ check "node$client restarted with LUN 3 in cluster.conf sees three active legs" 
 	eval '"$LOCAL_CLUSTER" restart --dir "$CL_DIR" "$client" >>"$T_TMP/restart.log" 2>&1 &&
 		[[ "$(leg_states "$client")" == "active active active" ]]'
 
-# same_legs: once every node stopped, the three LUNs' data areas are the same bytes.
+log "leg 1 (LUN 2) detached while every node writes, then taken out of cluster.conf"
+LUN2=${VOL_URIS##*,}
+out=$("$CXFSCTL" --socket "$(node_sock "$client")" volume detach 0 1 2>&1) || true
+check "a client refuses a detach (${out:0:60})" grep -q "config server" <<<"$out"
+for ((i = 1; i <= CL_N; i++)); do
+	: >"$T_TMP/errors.$i"
+done
+start_writers
+sleep 1
+ndetach=$(cat "$T_TMP"/written.* | wc -l)
+out=$("$CXFSCTL" --socket "$(node_sock "$server")" volume detach 0 1 2>&1) || true
+check "cxfsctl volume detach on the metadata server detaches leg 1 (${out:0:50})" \
+	grep -q "^ok: leg 1 of mirror 0 detached" <<<"$out"
+for ((i = 1; i <= CL_N; i++)); do
+	check_eq "node$i has leg 1 detached" "active detached active" "$(leg_states "$i")"
+done
+out=$("$CXFSCTL" --socket "$(node_sock "$server")" volume detach 0 5 2>&1) || true
+check "a leg the mirror does not have is refused (${out:0:40})" grep -q "has no leg 5" <<<"$out"
+sleep 2
+stop_writers
+nafter=$(cat "$T_TMP"/written.* | wc -l)
+check "the writers wrote through the detach ($((nafter - ndetach)) writes)" test "$nafter" -gt "$ndetach"
+check_eq "no writer saw an error through the detach" "" \
+	"$(cat "$T_TMP/errors.1" "$T_TMP/errors.2" "$T_TMP/errors.3")"
+check_last_writes "after the detach every node reads every node's last writes right"
+out=$("$VOLUME_TOOL" show "$LUN2" 2>&1) || true
+check "the detached LUN carries no volume label any more (${out:0:60})" grep -q "legacy" <<<"$out"
+# The operator takes LUN 2 out of cluster.conf: a node restarted assembles without it.
+sed -i "\|^    volume  $LUN2\$|d" "$CL_DIR/cluster.conf"
+sed -i "s|^uri=.*|uri=${VOL_URIS%%,*},$LUN3|" "$CL_DIR/ports"
+check "node$client restarted without LUN 2 in cluster.conf sees the leg detached" \
+	eval '"$LOCAL_CLUSTER" restart --dir "$CL_DIR" "$client" >>"$T_TMP/restart.log" 2>&1 &&
+		[[ "$(leg_states "$client")" == "active detached active" ]]'
+
+# same_legs: once every node stopped, the two legs left hold the same bytes.
 same_legs() {
 	local area=1048576 size
 	size=$(( $(stat -c %s "$CL_DIR/lun.img") - area ))
-	check "after the revives under the writers the three legs hold the same bytes" eval '
+	check "after the revives and the detach under the writers the two legs left hold the same bytes" \
 		cmp -s -n "$size" <(tail -c +$((area + 1)) "$CL_DIR/lun.img") \
-			<(tail -c +$((area + 1)) "$CL_DIR/lun2.img") &&
-		cmp -s -n "$size" <(tail -c +$((area + 1)) "$CL_DIR/lun.img") \
-			<(tail -c +$((area + 1)) "$CL_DIR/lun3.img")'
+			<(tail -c +$((area + 1)) "$CL_DIR/lun3.img")
 }
 cluster_stop_and_check same_legs
 

@@ -715,6 +715,79 @@ static void test_online_change(void **state)
 	xvm_close(x);
 }
 
+/* Cluster ops of the config server's handle: the other handle takes each mirror state. */
+static int forward_state(void *arg, struct xvm_vol *vol, const struct xvm_mirror_state *st)
+{
+	(void)vol;
+	return xvm_mirror_state_apply(arg, st);
+}
+
+/*
+ * Online detach between two nodes (two handles): begin makes the leg
+ * write-only on both (the other one through the ops), commit detaches it in
+ * the labels, the other is told, finish wipes its LUN's label.  I/O through
+ * both goes on against one model; the volume then assembles without the
+ * LUN (with it, refused: it has no label), the leg shown detached; the last
+ * active leg is refused.
+ */
+static void test_online_detach(void **state)
+{
+	static const unsigned mib[3] = { 3, 3, 3 };
+	struct fx *f = *state;
+	struct xvm_cluster_ops ops = { .mirror_state = forward_state };
+	struct xvm_open_opts o = { .cluster_ops = &ops };
+	struct xvm_vol *b = NULL, *cfg;
+	unsigned seed = 23;
+	uint64_t gen;
+	char err[512], *show;
+
+	make(f, "mirror(0,1,2)", 3, mib);
+	for (int i = 0; i < 50; i++)
+		random_op(f, &seed);
+	assert_int_equal(xvm_open(f->uris, 3, NULL, &b, err, sizeof(err)), 0);
+	xvm_close(f->vol);
+	o.cluster_arg = b;
+	assert_int_equal(xvm_open(f->uris, 3, &o, &f->vol, err, sizeof(err)), 0);
+	cfg = f->vol;
+	assert_int_equal(xvm_detach_begin(cfg, 0, 0, err, sizeof(err)), 0);
+	show = xvm_show(b, 1);
+	assert_non_null(strstr(show, "\"leg\":0,\"state\":\"reviving\""));
+	free(show);
+	f->vol = b;
+	for (int i = 0; i < 30; i++)
+		random_op(f, &seed);
+	f->vol = cfg;
+	assert_int_equal(xvm_detach_commit(cfg, 0, 0, &gen, err, sizeof(err)), 0);
+	assert_int_equal(xvm_detach_told(b, 0, 0, gen), 0);
+	xvm_detach_finish(cfg, 0, 0);
+	for (int i = 0; i < 30; i++) {
+		f->vol = i % 2 ? b : cfg;
+		random_op(f, &seed);
+	}
+	f->vol = cfg;
+	assert_int_equal(xvm_flush(b), 0);
+	xvm_close(b);
+	xvm_close(cfg);
+	f->vol = NULL;
+	same_data(f, 1, 2, f->size);
+	assert_int_equal(xvm_open(f->uris, 3, NULL, &b, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "no volume label"));
+	assert_int_equal(xvm_open(&f->uris[1], 2, NULL, &f->vol, err, sizeof(err)), 0);
+	show = xvm_show(f->vol, 1);
+	assert_non_null(strstr(show, "\"leg\":0,\"state\":\"detached\""));
+	free(show);
+	for (int i = 0; i < 30; i++)
+		random_op(f, &seed);
+	assert_int_equal(xvm_detach_begin(f->vol, 0, 1, err, sizeof(err)), 0);
+	assert_int_equal(xvm_detach_commit(f->vol, 0, 1, &gen, err, sizeof(err)), 0);
+	xvm_detach_finish(f->vol, 0, 1);
+	assert_int_equal(xvm_detach_begin(f->vol, 0, 2, err, sizeof(err)), -EBUSY);
+	assert_non_null(strstr(err, "last active leg"));
+	assert_int_equal(xvm_detach_begin(f->vol, 0, 1, err, sizeof(err)), -EALREADY);
+	for (int i = 0; i < 30; i++)
+		random_op(f, &seed);
+}
+
 static void test_legacy(void **state)
 {
 	struct fx *f = *state;
@@ -751,6 +824,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_attach_detach_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_online_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_online_detach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy, setup, teardown),
 	};
 
