@@ -15,7 +15,9 @@
 #   concat  concat(0,1) (a file of the mount lies on the first LUN)
 #   mirror  mirror(0,1)
 # the raw volume: cxfs-blkperf 1 MiB sequential and 4 KiB random reads and
-# writes with 16 in flight for RUNTIME s each (the mirror's writes once more
+# writes with 16 in flight for RUNTIME s each, over the first LUN_MB - 1 MiB
+# of the volume (--span: one LUN's worth, the same working set for every
+# layout; a concat's job then stays on its first LUN) (the mirror's writes once more
 # with --log: logged in the dirty-region log as cxfsd logs them); then mkfs.cxfs on it, cxfsd
 # mounts it and fio runs the same four jobs (libaio, iodepth 16, O_DIRECT,
 # RUNTIME s each) on a 256 MiB file (LUN_MB/3 if that is less).  Then the revive: before the mirror
@@ -58,6 +60,7 @@ if [[ -z "$DIR" ]]; then
 fi
 RAW=$DIR/raw.jsonl
 FILE_MB=$((LUN_MB / 3 < 256 ? LUN_MB / 3 : 256))   # fio's file: fits every layout
+SPAN="$((LUN_MB - 1))M"                               # the raw jobs' working set
 MNT=$DIR/mnt
 SOCK=$DIR/cxfsd.sock
 TGT_PID=
@@ -141,14 +144,14 @@ raw() {
 		randwrite) args=(--write --random -b 4k) ;;
 		randread) args=(--random -b 4k) ;;
 		esac
-		line=$("$BIN/cxfs-blkperf" -m 16 -t "$RUNTIME" "${args[@]}" "$vol")
+		line=$("$BIN/cxfs-blkperf" -m 16 -t "$RUNTIME" -s "$SPAN" "${args[@]}" "$vol")
 		case $job in
 		seq*) v=$(sed -n 's/.*: \([0-9.]*\) MB\/s.*/\1/p' <<<"$line"); record "$layout" raw "$job" "$v" MB/s ;;
 		*) v=$(sed -n 's/.* \([0-9]*\) IOPS$/\1/p' <<<"$line"); record "$layout" raw "$job" "$v" IOPS ;;
 		esac
 		say "  raw $job: $line"
 		[[ $layout == mirror && $job == *write ]] || continue
-		line=$("$BIN/cxfs-blkperf" -m 16 -t "$RUNTIME" "${args[@]}" --log "$vol")
+		line=$("$BIN/cxfs-blkperf" -m 16 -t "$RUNTIME" -s "$SPAN" "${args[@]}" --log "$vol")
 		case $job in
 		seq*) v=$(sed -n 's/.*: \([0-9.]*\) MB\/s.*/\1/p' <<<"$line"); record "$layout" logged "$job" "$v" MB/s ;;
 		*) v=$(sed -n 's/.* \([0-9]*\) IOPS$/\1/p' <<<"$line"); record "$layout" logged "$job" "$v" IOPS ;;
@@ -236,7 +239,8 @@ for line in open(raw):
     vals[(r["layout"], r["side"], r["job"])].append((r["value"], r["unit"]))
 med = {k: (statistics.median(v for v, _ in l), l[0][1]) for k, l in vals.items()}
 print(f"XVM volumes ({label}): median of {repeat} run(s); 2 LUNs of {lun_mb} MiB on one tgtd; "
-      f"{runtime} s per job, 16 in flight (raw: cxfs-blkperf; cxfs: fio libaio O_DIRECT, {file_mb} MiB file)")
+      f"{runtime} s per job, 16 in flight (raw: cxfs-blkperf over the first {int(lun_mb) - 1} MiB of each "
+      f"volume; cxfs: fio libaio O_DIRECT, {file_mb} MiB file)")
 print()
 print("| job | side | one LUN | stripe | concat | mirror |")
 print("|---|---|---:|---:|---:|---:|")

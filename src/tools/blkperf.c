@@ -87,7 +87,7 @@ static void *worker(void *arg)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: cxfs-blkperf [--write] [--random] [-b BYTES] [-m N] [-t SECS] VOLUME...\n"
+		"Usage: cxfs-blkperf [--write] [--random] [-b BYTES] [-m N] [-t SECS] [-s BYTES] VOLUME...\n"
 		"       cxfs-blkperf --copy-to DEST [-b BYTES] [-m N] VOLUME...\n"
 		"       cxfs-blkperf --write --log [--random] [-b BYTES] [-m N] [-t SECS] VOLUME...\n"
 		"\n"
@@ -96,7 +96,9 @@ static void usage(FILE *f)
 		"flight (default 256K, 16) for SECS seconds (default 10), sequential or\n"
 		"random; prints MB/s and IOPS.  --write overwrites the volume's content.\n"
 		"--copy-to copies all of VOLUME onto DEST (a volume at least as large,\n"
-		"whose content it destroys) and prints the copy's rate.  --log logs the\n"
+		"whose content it destroys) and prints the copy's rate.  -s, --span: use\n"
+		"only the first BYTES of the volume (the same working set on volumes of\n"
+		"different sizes).  --log logs the\n"
 		"writes of a volume with mirrors in its dirty-region log (slot 0, as a\n"
 		"single-machine cxfsd does), to measure what the log costs.\n");
 }
@@ -108,6 +110,7 @@ int main(int argc, char **argv)
 		{ "random", no_argument, NULL, 'r' },
 		{ "copy-to", required_argument, NULL, 'c' },
 		{ "log", no_argument, NULL, 'l' },
+		{ "span", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -116,10 +119,11 @@ int main(int argc, char **argv)
 	const char *copy_to = NULL;
 	char err[256];
 	int inflight = 16, secs = 10, log = 0, c, rc;
+	uint64_t span = 0;
 	pthread_t *th = NULL;
 	double t0, t;
 
-	while ((c = getopt_long(argc, argv, "wrb:m:t:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "wrb:m:t:s:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'w': p.write = 1; break;
 		case 'r': p.random = 1; break;
@@ -128,6 +132,7 @@ int main(int argc, char **argv)
 		case 'b': p.bs = cx_parse_size(optarg); break;
 		case 'm': inflight = atoi(optarg); break;
 		case 't': secs = atoi(optarg); break;
+		case 's': span = cx_parse_size(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -156,7 +161,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	p.span = xvm_size(p.dev) / p.bs * p.bs;
+	p.span = (span && span < xvm_size(p.dev) ? span : xvm_size(p.dev)) / p.bs * p.bs;
 	th = calloc((size_t)inflight, sizeof(*th));
 	if (!th || p.span < p.bs || (p.dst && xvm_size(p.dst) < p.span)) {
 		fprintf(stderr, "cxfs-blkperf: %s\n", !th ? "out of memory"
