@@ -490,12 +490,14 @@ static int xvm__assemble(struct xvm_vol *vol, struct blk_dev **devs, const char 
 	for (k = 0; k < vol->label.tree.n; k++) {
 		const struct xvm__node *nd = &vol->label.tree.node[k];
 
-		/* A detached leg's LUNs left the volume: not given is as it should be. */
+		/*
+		 * A LUN under a leg that is not active (out, reviving, detached)
+		 * may be missing, and rewriting the labels cannot reach it: no
+		 * reason to write them (a joining cluster node would, before it
+		 * registered its reservation key).
+		 */
 		if (nd->kind != XVM__LEAF || vol->dev[nd->leaf] ||
-		    xvm__under_detached(&vol->label.tree, k))
-			continue;
-		uniform = 0;
-		if (xvm__tree_under_inactive(&vol->label.tree, k))
+		    xvm__tree_under_inactive(&vol->label.tree, k))
 			continue;
 		for (i = 0; i < n && !open_rc[i]; i++)
 			;
