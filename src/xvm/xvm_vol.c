@@ -1645,7 +1645,7 @@ static void xvm__mirror_state(const struct xvm_vol *vol, unsigned m, struct xvm_
 	st->busy_lo = vol->busy_lo[m];
 	st->busy_hi = vol->busy_hi[m];
 	st->generation = vol->label.generation;
-	for (uint64_t off = 0; vol->ahead[m] && off < nd->size && st->nahead < XVM_REPAIR_MAX;
+	for (uint64_t off = 0; vol->ahead[m] && off < nd->size && st->nahead < vol->nahead[m];
 	     off += XVM__REVIVE_CHUNK)
 		if (xvm__ahead(vol, m, off))
 			st->ahead[st->nahead++] = (uint32_t)(off / XVM__REVIVE_CHUNK);
