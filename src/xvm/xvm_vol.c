@@ -1159,17 +1159,17 @@ out_unlock:
 	return rc;
 }
 
-/* Open @uri and attach it to mirror @mirror (>= 0) or append it (-1, @online). */
-static int xvm__add_uri(struct xvm_vol *vol, int mirror, const char *uri, int online, char *err,
-			size_t errlen)
+/* Open @uri and attach it to mirror @mirror (@grow: append it, @online). */
+static int xvm__add_uri(struct xvm_vol *vol, int grow, unsigned mirror, const char *uri,
+			int online, char *err, size_t errlen)
 {
 	unsigned leaf;
 	int rc = xvm_lun_open(vol, uri, -1, 0, &leaf, err, errlen);
 
 	if (rc)
 		return rc;
-	rc = mirror >= 0 ? xvm_attach_lun(vol, (unsigned)mirror, leaf, err, errlen)
-			 : xvm_grow_lun(vol, leaf, online, err, errlen);
+	rc = grow ? xvm_grow_lun(vol, leaf, online, err, errlen)
+		  : xvm_attach_lun(vol, mirror, leaf, err, errlen);
 	if (rc)
 		xvm_lun_close(vol, leaf);
 	return rc;
@@ -1177,11 +1177,7 @@ static int xvm__add_uri(struct xvm_vol *vol, int mirror, const char *uri, int on
 
 int xvm_attach(struct xvm_vol *vol, unsigned mirror, const char *uri, char *err, size_t errlen)
 {
-	if (mirror > XVM_MAX_NODES) {
-		snprintf(err, errlen, "node %u is not a mirror with room for a leg", mirror);
-		return -EINVAL;
-	}
-	return xvm__add_uri(vol, (int)mirror, uri, 0, err, errlen);
+	return xvm__add_uri(vol, 0, mirror, uri, 0, err, errlen);
 }
 
 int xvm_detach(struct xvm_vol *vol, unsigned mirror, unsigned leg, char *err, size_t errlen)
@@ -1389,7 +1385,7 @@ out_unlock:
 
 int xvm_grow(struct xvm_vol *vol, const char *uri, int online, char *err, size_t errlen)
 {
-	return xvm__add_uri(vol, -1, uri, online, err, errlen);
+	return xvm__add_uri(vol, 1, 0, uri, online, err, errlen);
 }
 
 int xvm_label_image(struct xvm_vol *vol, unsigned char buf[XVM_LABEL_SIZE])
