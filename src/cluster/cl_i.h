@@ -17,6 +17,7 @@
  *             store's commit and store mutexes (a backup against a role
  *             change), cl_ctx.dm_mu -> DMAPI's mutex (a metrics scrape
  *             against one); both taken with no other lock of this layer held.
+ *             The helper threads' mutex (cl_spawn, cl_node.c) is a leaf.
  */
 #ifndef CXFS_CL_I_H
 #define CXFS_CL_I_H
@@ -343,7 +344,7 @@ int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want);
 int cl_lend(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t *gen);
 /* End a lend whose answer caches nothing: drop whatever is still held. */
 void cl_lend_drop(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, uint64_t gen);
-/* Run @fn(@arg) on a new detached thread; -errno. */
+/* Run @fn(@arg) on a helper thread of its own (an idle one, or a new one); -errno. */
 int cl_spawn(struct cl_ctx *cx, void (*fn)(void *), void *arg);
 /* Node id of the peer of @ch, or 0 if it is not a node of the configuration. */
 uint32_t cl_peer_id(struct cl_ctx *cx, struct rpc_chan *ch);

@@ -590,19 +590,67 @@ void cl_lend_drop(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want, u
 
 /* ---- threads ------------------------------------------------------------ */
 
+/*
+ * Helper threads are kept for the next job: one that finished waits up to
+ * CL_HELPER_IDLE_S for another before it exits, so a busy directory's
+ * changes and the recalls (a job each) do not pay a thread's creation and
+ * exit each.  A job goes only to a thread that is idle, and a new thread
+ * starts when none is, so no job ever waits behind another (a job may
+ * block in the kernel: run_bounded).  The set is the process's, not a
+ * context's: an idle thread touches no context, and one that outlives its
+ * context only waits here.
+ */
+#define CL_HELPER_IDLE_S 5
+#define CL_HELPER_STACK (256 * 1024)
+
 struct cl_thread_arg {
 	struct cl_ctx *cx;
 	void (*fn)(void *);
 	void *arg;
+	struct cl_thread_arg *next;
 };
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct cl_thread_arg *head, **tail;   /* jobs handed to idle threads */
+	unsigned idle, queued;                /* queued < idle, always */
+} helpers = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, &helpers.head, 0, 0 };
+
+static void cl_job_do(struct cl_thread_arg *a)
+{
+	struct cl_ctx *cx = a->cx;
+
+	a->fn(a->arg);
+	free(a);
+	atomic_fetch_sub(&cx->threads, 1);
+}
 
 static void *cl_thread(void *p)
 {
-	struct cl_thread_arg a = *(struct cl_thread_arg *)p;
+	struct cl_thread_arg *a = p;
 
-	free(p);
-	a.fn(a.arg);
-	atomic_fetch_sub(&a.cx->threads, 1);
+	while (a) {
+		struct timespec until;
+
+		cl_job_do(a);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += CL_HELPER_IDLE_S;
+		pthread_mutex_lock(&helpers.mu);
+		helpers.idle++;
+		while (!helpers.head &&
+		       pthread_cond_timedwait(&helpers.cv, &helpers.mu, &until) != ETIMEDOUT)
+			;
+		a = helpers.head;
+		if (a) {
+			helpers.head = a->next;
+			if (!helpers.head)
+				helpers.tail = &helpers.head;
+			helpers.queued--;
+		}
+		helpers.idle--;
+		pthread_mutex_unlock(&helpers.mu);
+	}
 	return NULL;
 }
 
@@ -611,6 +659,7 @@ int cl_spawn(struct cl_ctx *cx, void (*fn)(void *), void *arg)
 	struct cl_thread_arg *a = malloc(sizeof(*a));
 	pthread_attr_t attr;
 	pthread_t t;
+	bool handed = false;
 	int rc;
 
 	if (!a)
@@ -618,10 +667,22 @@ int cl_spawn(struct cl_ctx *cx, void (*fn)(void *), void *arg)
 	a->cx = cx;
 	a->fn = fn;
 	a->arg = arg;
+	a->next = NULL;
 	atomic_fetch_add(&cx->threads, 1);
+	pthread_mutex_lock(&helpers.mu);
+	if (helpers.idle > helpers.queued) {
+		*helpers.tail = a;
+		helpers.tail = &a->next;
+		helpers.queued++;
+		handed = true;
+		pthread_cond_signal(&helpers.cv);
+	}
+	pthread_mutex_unlock(&helpers.mu);
+	if (handed)
+		return 0;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_setstacksize(&attr, CL_HELPER_STACK);
 	rc = pthread_create(&t, &attr, cl_thread, a);
 	pthread_attr_destroy(&attr);
 	if (rc) {

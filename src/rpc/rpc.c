@@ -1871,8 +1871,9 @@ static void rpc__lane_queue(struct rpc_ctx *ctx, struct rpc_req *req)
 			ln->waited++;
 		}
 	}
-	pthread_cond_signal(&ln->cond);
 	pthread_mutex_unlock(&ctx->pool_lock);
+	/* After the unlock (the lane outlives its workers): the woken worker does not wait for it. */
+	pthread_cond_signal(&ln->cond);
 	/* If no thread can be made now, the request waits for a busy worker. */
 	if (grow && (rc = rpc__worker_start(ln)))
 		rpc__log(ctx, "lane %s: cannot start a worker: %s", ln->name, strerror(-rc));
