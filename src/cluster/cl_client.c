@@ -1406,7 +1406,13 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	}
 	c->uncached = 1;
 	if (!lend) {
-		if (rc == 0)
+		/*
+		 * The kernel keeps a new file's name no longer than the time-out
+		 * of 0 it is answered with, and drops an unlinked name itself;
+		 * only a new directory's alias stays whatever its time-out
+		 * (dir_kept), and must go now.
+		 */
+		if (rc == 0 && c->op == VN_OP_MKNOD && S_ISDIR(c->u.mknod.mode))
 			cl_names_forget(cb->cx, cb->ci->ino, name, NULL);
 	} else if (dir_unlend(cb, &lent, gen, rc, name, NULL)) {
 		pthread_mutex_lock(&cb->ci->mu);
