@@ -15,6 +15,7 @@
  *             (the watchdog reads the server's waits; cl_wait.c), taken
  *             with no other lock of this layer held.  cl_ctx.store_mu -> the
  *             store's commit and store mutexes (a backup against a role
+ *             change) and the token server's (a status against a role
  *             change), cl_ctx.dm_mu -> DMAPI's mutex (a metrics scrape
  *             against one); both taken with no other lock of this layer held.
  *             The helper threads' mutex (cl_spawn, cl_node.c) is a leaf.
@@ -444,6 +445,12 @@ void cl_locks_note_release(struct cl_ctx *cx, uint64_t ino, uint64_t owner, bool
 
 /* The token server (and, if @reclaim, the reclaimer of unlinked files). */
 int cl_server_start(struct cl_ctx *cx, bool reclaim);
+/*
+ * Set cx->ts (a server's start, NULL at its end) under cl_ctx.store_mu,
+ * which readers from other threads than the role change's (the status)
+ * hold while they use it.
+ */
+void cl_server_publish(struct cl_ctx *cx, struct tok_server *ts);
 /*
  * MDS: @node is out of the cluster (withdrew, or left and was fenced): its
  * tokens, POSIX and flock locks go, so no recall waits for it and other

@@ -1614,8 +1614,10 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	rpc_ctx_stats(cx->rpc, &rs);
 	nl = rpc_ctx_lanes(cx->rpc, ls, RPC_LANES_MAX);
 	tok_client_stats(cx->tc, &tcs);
+	pthread_mutex_lock(&cx->store_mu);   /* against a role change (cl_server_publish) */
 	if (cx->ts)
 		tok_server_stats(cx->ts, &tss);
+	pthread_mutex_unlock(&cx->store_mu);
 	pthread_mutex_lock(&cx->mu);
 	srv = cl_node_by_id(cx, cx->server_id);
 	fenced = cx->fenced;
@@ -1847,7 +1849,8 @@ int cl_tokens_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size)
 		return -EIO;
 	n = snprintf(buf + len, len < size ? size - len : 0, "}");
 	len += (size_t)(n > 0 ? n : 0);
-	if (cx->is_server) {
+	pthread_mutex_lock(&cx->store_mu);   /* against a role change (cl_server_publish) */
+	if (cx->is_server && cx->ts) {
 		size_t nn = cms_config_node_count(cx->cfg);
 
 		n = snprintf(buf + len, len < size ? size - len : 0, ",\"granted\":{");
@@ -1859,14 +1862,17 @@ int cl_tokens_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size)
 			n = snprintf(buf + len, len < size ? size - len : 0, "%s\"%s\":{",
 				     k++ ? "," : "", cms_node_name(cms_config_node_at(cx->cfg, i)));
 			len += (size_t)(n > 0 ? n : 0);
-			if (put_set(buf, size, &len, &held))
+			if (put_set(buf, size, &len, &held)) {
+				pthread_mutex_unlock(&cx->store_mu);
 				return -EIO;
+			}
 			n = snprintf(buf + len, len < size ? size - len : 0, "}");
 			len += (size_t)(n > 0 ? n : 0);
 		}
 		n = snprintf(buf + len, len < size ? size - len : 0, "}");
 		len += (size_t)(n > 0 ? n : 0);
 	}
+	pthread_mutex_unlock(&cx->store_mu);
 	n = snprintf(buf + len, len < size ? size - len : 0, ",");
 	len += (size_t)(n > 0 ? n : 0);
 	if (cl_waits_json(cx, ino, buf, size, &len, 2))

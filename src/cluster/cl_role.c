@@ -251,9 +251,11 @@ static void n_unserve(void *arg)
 
 	cx->is_server = false;
 	if (cx->ts) {
+		struct tok_server *ts = cx->ts;
+
 		cl_server_stop(cx);
-		tok_server_destroy(cx->ts);
-		cx->ts = NULL;
+		cl_server_publish(cx, NULL);
+		tok_server_destroy(ts);
 	}
 	if (cx->mfs) {
 		vn_meta_fs_destroy(cx->mfs);

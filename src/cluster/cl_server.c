@@ -1244,8 +1244,16 @@ int cl_reclaimer_start(struct cl_ctx *cx)
 	return 0;
 }
 
+void cl_server_publish(struct cl_ctx *cx, struct tok_server *ts)
+{
+	pthread_mutex_lock(&cx->store_mu);
+	cx->ts = ts;
+	pthread_mutex_unlock(&cx->store_mu);
+}
+
 int cl_server_start(struct cl_ctx *cx, bool reclaim)
 {
+	struct tok_server *ts;
 	int rc;
 
 	/* What a ledger knew from an earlier time as server is stale. */
@@ -1253,13 +1261,16 @@ int cl_server_start(struct cl_ctx *cx, bool reclaim)
 		cl_ledger_reset(cx->ledger);
 	else if ((rc = cl_ledger_create(CL_MAX_NODES, CL_LEDGER_MAX_RUNS, &cx->ledger)))
 		return rc;
-	rc = tok_server_create(&srv_tok_ops, cx, &cx->ts);
-	if (rc || !reclaim)
+	rc = tok_server_create(&srv_tok_ops, cx, &ts);
+	if (rc)
 		return rc;
+	cl_server_publish(cx, ts);
+	if (!reclaim)
+		return 0;
 	rc = cl_reclaimer_start(cx);
 	if (rc) {
-		tok_server_destroy(cx->ts);
-		cx->ts = NULL;
+		cl_server_publish(cx, NULL);
+		tok_server_destroy(ts);
 	}
 	return rc;
 }
