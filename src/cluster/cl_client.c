@@ -962,6 +962,31 @@ static bool dir_uncached(struct cl_cbhv *cb, unsigned absent)
 	return true;
 }
 
+/*
+ * A busy directory's attributes @a, fresh from the server: once its ctime,
+ * which every change of a name moves, stays the same for CL_QUIET_NS of
+ * this node's clock, nobody changes it any more and it rests now, without
+ * waiting out the rest of CL_WHOLE_REST_NS (cl_names_busy): a node that
+ * reads a directory right after other nodes filled it caches it again
+ * after a tenth of a second.  Only a guess that costs speed if wrong: a
+ * change after it recalls NAME as any change does.
+ */
+static void busy_seen(struct cl_inode *ci, const struct vn_attr *a)
+{
+	int64_t now = meta_now_ns();
+
+	pthread_mutex_lock(&ci->mu);
+	if (!ci->quiet_since_ns || a->ctime.tv_sec != ci->quiet_ctime.tv_sec ||
+	    a->ctime.tv_nsec != ci->quiet_ctime.tv_nsec) {
+		ci->quiet_ctime = a->ctime;
+		ci->quiet_since_ns = now;
+	} else if (now - ci->quiet_since_ns >= CL_QUIET_NS) {
+		ci->names_dropped_ns = now - CL_WHOLE_REST_NS - 1;
+		ci->quiet_since_ns = 0;
+	}
+	pthread_mutex_unlock(&ci->mu);
+}
+
 static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
@@ -977,7 +1002,10 @@ static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		/* A busy directory's attributes change with every name: ask, keep nothing. */
 		c->uncached = 1;
 		atomic_fetch_add(&cx->stats.attr_misses, 1);
-		return forward(cx, ci->ino, c, NULL);
+		rc = forward(cx, ci->ino, c, NULL);
+		if (rc == 0)
+			busy_seen(ci, c->u.getattr.attr);
+		return rc;
 	}
 	rc = c_acquire(cb, &want);
 	if (rc)

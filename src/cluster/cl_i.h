@@ -77,6 +77,7 @@
 #define CL_CREATE_TOKS ((1u << TOK_EXIST) | (1u << TOK_ATTR) | (1u << TOK_TIMES) | (1u << TOK_SIZE))
 #define CL_SETTLE_MS 2000                /* a directory's lookup waits at most this for its old names to go */
 #define CL_WHOLE_REST_NS 1000000000LL    /* a directory is read whole only after NAME rested this long */
+#define CL_QUIET_NS 100000000LL          /* a busy directory whose ctime stays this long rests */
 enum { CL_TOLD_NOT, CL_TOLD_SHOWN, CL_TOLD_KEPT };
 struct cl_dent {
 	uint64_t ino;
@@ -125,6 +126,8 @@ struct cl_inode {
 					   NAME goes back once (cl_client.c, dir_forget) */
 	bool whole_tried;               /* the directory was too large to read whole */
 	int64_t names_dropped_ns;       /* when NAME last went back: read whole only once it rests */
+	struct timespec quiet_ctime;    /* a busy directory's ctime last seen (busy_seen) */
+	int64_t quiet_since_ns;         /* since when it has been that (0: not watching) */
 	unsigned unaliasing;            /* kernel invalidations of names of it in flight; cl_ctx.nmu */
 	bool map_valid;                 /* map covers [0, map_end) (EXTENT held) */
 	uint64_t map_epoch;             /* cl_ctx.map_epoch when the map was fetched */
