@@ -321,8 +321,16 @@ static void *poke(void *arg)
 	struct cl_ctx *cx = arg;
 
 	while (!atomic_load(&cx->role->poke_stop)) {
-		if (cx->ts)
-			tok_server_interrupt_all(cx->ts);
+		/*
+		 * Not while a role change sets the token server
+		 * (cl_server_publish); a backup holding the lock only skips
+		 * a round.
+		 */
+		if (pthread_mutex_trylock(&cx->store_mu) == 0) {
+			if (cx->ts)
+				tok_server_interrupt_all(cx->ts);
+			pthread_mutex_unlock(&cx->store_mu);
+		}
 		if (cx->dmfs)
 			dm_fs_interrupt(cx->dmfs);
 		usleep(5000);
