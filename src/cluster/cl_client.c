@@ -1165,8 +1165,14 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		atomic_fetch_add(&cx->stats.name_misses, 1);
 		c->uncached = 1;
 		rc = forward(cx, ci->ino, &l, NULL);
-		if (!rc)
+		if (!rc) {
+			/* Only a guess for an unlink's lend (busy_obj_lend), never an answer. */
+			pthread_mutex_lock(&ci->mu);
+			ci->hint_hash = cl_name_hash(name);
+			ci->hint_ino = a.ino;
+			pthread_mutex_unlock(&ci->mu);
 			rc = child_attr(cx, a.ino, c->cred, c->u.lookup.attr);
+		}
 		if (!rc && S_ISDIR(c->u.lookup.attr->mode)) {
 			/* No token will tell the kernel to forget this alias: it goes now. */
 			cl_names_forget(cx, ci->ino, name, NULL);
@@ -1285,24 +1291,16 @@ struct cl_olend {
 };
 
 /*
- * Lend the MDS this node's ATTR and TIMES of the inode @name names in
- * directory @dir, if this node knows it and holds them, so the change does
- * not recall them from the asker (which forgets its copy afterwards,
- * obj_lent_done).  Returns the inode lent (also in @ol->ino), or 0.
+ * Lend the MDS this node's ATTR and TIMES of inode @ino (0: none), if it
+ * holds them, so the change does not recall them from the asker (which
+ * forgets its copy afterwards, obj_lent_done).  Returns the inode lent
+ * (also in @ol->ino), or 0.
  */
-static uint64_t obj_lend(struct cl_ctx *cx, struct cl_inode *dir, const char *name,
-			 struct cl_olend *ol)
+static uint64_t obj_lend_ino(struct cl_ctx *cx, uint64_t ino, struct cl_olend *ol)
 {
-	struct cl_dent *d;
 	struct tok_set held;
-	uint64_t ino = 0;
 
 	ol->ino = 0;
-	pthread_mutex_lock(&dir->mu);
-	d = cacheable(name) ? cl_dent_find(dir, name) : NULL;
-	if (d && d->ino != CL_DENT_UNKNOWN)
-		ino = d->ino;
-	pthread_mutex_unlock(&dir->mu);
 	if (!ino)
 		return 0;
 	/*
@@ -1318,6 +1316,47 @@ static uint64_t obj_lend(struct cl_ctx *cx, struct cl_inode *dir, const char *na
 		return 0;
 	ol->ino = ino;
 	return ino;
+}
+
+/* obj_lend_ino() of the inode @name names in directory @dir, if this node knows it. */
+static uint64_t obj_lend(struct cl_ctx *cx, struct cl_inode *dir, const char *name,
+			 struct cl_olend *ol)
+{
+	struct cl_dent *d;
+	uint64_t ino = 0;
+
+	pthread_mutex_lock(&dir->mu);
+	d = cacheable(name) ? cl_dent_find(dir, name) : NULL;
+	if (d && d->ino != CL_DENT_UNKNOWN)
+		ino = d->ino;
+	pthread_mutex_unlock(&dir->mu);
+	return obj_lend_ino(cx, ino, ol);
+}
+
+/*
+ * An unlink in a busy directory (nothing of the directory cached): lend the
+ * inode the kernel's lookup of @name just found, by the last name looked up
+ * there, so the server need not recall its attribute tokens from this node.
+ * Only a guess: the server lends only what matches the inode it finds at
+ * the name, and recalls otherwise.  Not while this node holds the
+ * directory's attr or times (the lend would spare those from the change's
+ * recall too).
+ */
+static uint64_t busy_obj_lend(struct cl_cbhv *cb, const char *name, struct cl_olend *ol)
+{
+	struct cl_inode *ci = cb->ci;
+	struct tok_set held;
+	uint64_t ino = 0;
+
+	ol->ino = 0;
+	tok_client_cached(cb->cx->tc, ci->ino, &held);
+	if (held.level[TOK_ATTR] != TOK_NONE || held.level[TOK_TIMES] != TOK_NONE)
+		return 0;
+	pthread_mutex_lock(&ci->mu);
+	if (ci->hint_ino && ci->hint_hash == cl_name_hash(name))
+		ino = ci->hint_ino;
+	pthread_mutex_unlock(&ci->mu);
+	return obj_lend_ino(cb->cx, ino, ol);
 }
 
 static void obj_lent_done(struct cl_ctx *cx, const struct cl_olend *ol)
@@ -1421,12 +1460,14 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		if (rc)
 			return rc;
 	}
-	c->lent_inos[0] = lend && c->op == VN_OP_UNLINK ? obj_lend(cb->cx, cb->ci, name, &ol) : 0;
+	if (c->op == VN_OP_UNLINK)
+		c->lent_inos[0] = lend ? obj_lend(cb->cx, cb->ci, name, &ol) :
+					 busy_obj_lend(cb, name, &ol);
 	c->dir_attr = &dattr;
 	c->dir_attr_set = 0;
 	if (c->op == VN_OP_MKNOD)
 		tok_client_creating(cb->cx->tc, 1);
-	rc = forward(cb->cx, cb->ci->ino, c, lend ? &lent : NULL);
+	rc = forward(cb->cx, cb->ci->ino, c, lend ? &lent : ol.ino ? &ol.set : NULL);
 	if (c->op == VN_OP_MKNOD) {
 		if (rc == 0)
 			c->made = created(cb->cx, c->u.mknod.attr);

@@ -126,6 +126,8 @@ struct cl_inode {
 					   NAME goes back once (cl_client.c, dir_forget) */
 	bool whole_tried;               /* the directory was too large to read whole */
 	int64_t names_dropped_ns;       /* when NAME last went back: read whole only once it rests */
+	uint32_t hint_hash;             /* a busy directory's last name looked up (its hash) */
+	uint64_t hint_ino;              /* and its inode, a guess to lend by (0: none) */
 	struct timespec quiet_ctime;    /* a busy directory's ctime last seen (busy_seen) */
 	int64_t quiet_since_ns;         /* since when it has been that (0: not watching) */
 	unsigned unaliasing;            /* kernel invalidations of names of it in flight; cl_ctx.nmu */
@@ -299,6 +301,8 @@ struct cl_inode *cl_inode_get(struct cl_ctx *cx, uint64_t ino, bool create);
 void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci);
 /* Forget the cached extended attributes of @ci (ci->mu held). */
 void cl_xattrs_free(struct cl_inode *ci);
+/* The hash of a name that indexes a directory's cached names. */
+uint32_t cl_name_hash(const char *name);
 /* Forget the cached names of directory @ci (ci->mu held). */
 void cl_dents_free(struct cl_inode *ci);
 /* The cached entry @name of directory @ci, or NULL; set it (ci->mu held). */

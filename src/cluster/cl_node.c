@@ -288,7 +288,7 @@ void cl_pages_stale(struct cl_ctx *cx, uint64_t ino)
 
 /* ---- names the kernel knows -------------------------------------------- */
 
-static uint32_t name_hash(const char *name)
+uint32_t cl_name_hash(const char *name)
 {
 	uint32_t h = 2166136261u;
 
@@ -316,7 +316,7 @@ static void dhash_grow(struct cl_inode *ci)
 
 struct cl_dent *cl_dent_find(struct cl_inode *ci, const char *name)
 {
-	uint32_t hash = name_hash(name);
+	uint32_t hash = cl_name_hash(name);
 
 	if (!ci->dhash) {
 		for (struct cl_dent *d = ci->dents; d; d = d->next)
@@ -346,7 +346,7 @@ void cl_dent_set(struct cl_inode *ci, const char *name, uint64_t ino)
 	}
 	d->ino = ino;
 	d->told = CL_TOLD_NOT;
-	d->hash = name_hash(name);
+	d->hash = cl_name_hash(name);
 	memcpy(d->name, name, len + 1);
 	d->next = ci->dents;
 	ci->dents = d;
