@@ -188,7 +188,7 @@ struct meta_store {
 	uint64_t next_seq;            /* order of the changes of nodes' requests */
 	_Atomic uint64_t local_txn;   /* last transaction with a change no node's request made */
 	int op_changes0;              /* sqlite3_total_changes() when the operation began */
-	bool op_redone;               /* its change may die with this server: nothing depends on it */
+	bool op_losable;              /* no node can depend on its change: not local_txn */
 	struct meta_store_stats stats;
 };
 
@@ -484,7 +484,7 @@ static int st_enter(struct meta_store *st, int grows)
 	if (rc)
 		goto out_unlock;
 	st->op_changes0 = sqlite3_total_changes(st->db);
-	st->op_redone = false;
+	st->op_losable = false;
 	return 0;
 out_unlock:
 	pthread_mutex_unlock(&st->mu);
@@ -537,7 +537,7 @@ static int st_leave(struct meta_store *st, int rc)
 
 		if (nrc)
 			rc = nrc;
-	} else if (rc >= 0 && sqlite3_total_changes(st->db) != st->op_changes0 && !st->op_redone) {
+	} else if (rc >= 0 && sqlite3_total_changes(st->db) != st->op_changes0 && !st->op_losable) {
 		/* A change no node can apply again (meta_store_local_pending). */
 		atomic_store(&st->local_txn, st->txn_open);
 	}
@@ -1878,6 +1878,16 @@ int meta_reclaim(struct meta_store *st, uint64_t ino)
 
 	if (rc)
 		return rc;
+	/*
+	 * Nothing another node's request can come to depend on: inode numbers
+	 * are never handed out twice, and freed blocks stay pending until this
+	 * transaction is durable (meta_alloc.h).  Lost with this server, the
+	 * orphan row stays, and whoever frees orphans next does it again
+	 * (meta_store_open).  So a reclaim need not be durable before the next
+	 * node's request is answered (meta_store_local_pending): that cost a
+	 * commit and a device flush per file a client unlinked.
+	 */
+	st->op_losable = true;
 	rc = inode_get(st, ino, &a);
 	if (rc == -ENOENT) {
 		rc = 0;
@@ -1889,17 +1899,6 @@ int meta_reclaim(struct meta_store *st, uint64_t ino)
 	rc = free_blocks_from(st, ino, 0);
 	if (rc)
 		goto out;
-	/*
-	 * Nothing another node's request can come to depend on: inode numbers
-	 * are never handed out twice, and the freed blocks stay pending until
-	 * this transaction is durable (meta_alloc.h).  Lost with this server,
-	 * the file stays an orphan, as one still open when a server died,
-	 * until a start that frees orphans (meta_store_open).  So a reclaim
-	 * need not be durable before the next node's request is answered
-	 * (meta_store_local_pending), which cost a commit and a device flush
-	 * per unlinked file.
-	 */
-	st->op_redone = true;
 	q = stmt_get(st, S_XATTR_DELETE_ALL);
 	sqlite3_bind_int64(q, 1, (int64_t)ino);
 	rc = step_done(q);

@@ -6,6 +6,8 @@
  * recorded inode number, a replayed allocation the recorded blocks, rows
  * are pruned, and transaction and durable numbers move as commits do (a
  * lost transaction's number is above what the next open says committed).
+ * What counts as the server node's own change, to be made durable before
+ * another node is answered (meta_store_local_pending): not a reclaim.
  * And the online backup (meta_store_backup): the copy holds what was done,
  * committed or not yet, meta_check_store finds it clean and finds a damage
  * made to it, and a path it cannot write leaves nothing behind.
@@ -320,6 +322,47 @@ static void test_txn_numbers(void **state)
 	assert_true(txn > meta_store_txn_at_open(f->st));
 }
 
+/*
+ * The server node's own change is pending (must be durable before another
+ * node's request is answered); a node's request is not, and neither is
+ * freeing a file whose last name a node's request removed (the reclaim:
+ * nothing can depend on it), with or without blocks.
+ */
+static void test_local_pending(void **state)
+{
+	struct fx *f = *state;
+	uint32_t bs = meta_store_sb(f->st)->block_size;
+	struct meta_req r = { 0 };
+	struct meta_map maps[1];
+	struct vn_attr a, b;
+	uint64_t victim = 0;
+
+	assert_false(meta_store_local_pending(f->st));
+	assert_int_equal(meta_mknod(f->st, META_ROOT_INO, "mine", S_IFREG | 0644, 0, NULL,
+				    &f->cred, &a), 0);
+	assert_true(meta_store_local_pending(f->st));
+	assert_int_equal(meta_store_sync(f->st), 0);
+	assert_false(meta_store_local_pending(f->st));
+
+	assert_int_equal(create_as(f, &r, 3, 1, "theirs", &a), 0);
+	r = (struct meta_req){ .node = 3, .reqid = 2, .record = 1 };
+	meta_req_set(&r);
+	assert_int_equal(meta_fallocate(f->st, a.ino, 0, 0, 4ull * bs), 0);
+	meta_req_set(NULL);
+	assert_int_equal(meta_map_read(f->st, a.ino, 0, 4, maps, 1), 1);
+	assert_false(meta_store_local_pending(f->st));
+	assert_int_equal(meta_store_sync(f->st), 0);
+	r = (struct meta_req){ .node = 3, .reqid = 3, .record = 1 };
+	meta_req_set(&r);
+	assert_int_equal(meta_unlink(f->st, META_ROOT_INO, "theirs", 0, &victim), 0);
+	meta_req_set(NULL);
+	assert_int_equal(victim, a.ino);
+	assert_false(meta_store_local_pending(f->st));
+	assert_int_equal(meta_reclaim(f->st, a.ino), 0);
+	assert_int_equal(meta_getattr(f->st, a.ino, &b), -ENOENT);
+	assert_false(meta_store_local_pending(f->st));
+}
+
 static void count_problem(void *arg, const char *msg)
 {
 	(void)msg;
@@ -375,6 +418,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_prune_and_node_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_txn_numbers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_local_pending, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
