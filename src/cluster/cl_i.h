@@ -125,7 +125,9 @@ struct cl_inode {
 					   up: nothing is cached under them (dir_uncached) until
 					   NAME goes back once (cl_client.c, dir_forget) */
 	bool whole_tried;               /* the directory was too large to read whole */
-	int64_t names_dropped_ns;       /* when NAME last went back: read whole only once it rests */
+	int64_t names_dropped_ns;       /* when NAME last went back: busy, and not read whole,
+					   for CL_WHOLE_REST_NS after (busy_seen moves it back
+					   once the directory is seen to rest) */
 	uint32_t hint_hash;             /* a busy directory's last name looked up (its hash) */
 	uint64_t hint_ino;              /* and its inode, a guess to lend by (0: none) */
 	struct timespec quiet_ctime;    /* a busy directory's ctime last seen (busy_seen) */
