@@ -279,6 +279,7 @@ static void r_give_back(void *arg, uint64_t ino, const struct tok_set *tokens,
 		cl_inode_put(cx, ci);
 	}
 	return_call(cx, ino, tokens, st, &m);
+	cl_range_returned(cx, ino, tokens);
 }
 
 /* ---- extent map ---------------------------------------------------------- */
@@ -703,11 +704,36 @@ void cl_client_drop_data(struct cl_ctx *cx, uint64_t ino)
 
 /* ---- duties -------------------------------------------------------------- */
 
+/*
+ * A byte range's duties (cl_range.c): its cached data is written back (the
+ * file's, all at once: one write-back at a time) and dropped.  Its runs
+ * need no publishing: a shared write converts no extent.
+ */
+static int range_duty(struct cl_ctx *cx, uint64_t ino, uint64_t off, uint64_t end,
+		      enum tok_duty duty)
+{
+	struct cl_inode *ci;
+
+	if (duty != TOK_DUTY_FLUSH && duty != TOK_DUTY_DISCARD)
+		return 0;
+	ci = cl_inode_get(cx, ino, false);
+	if (!ci)
+		return 0;
+	(void)wb_flush(cx, ci);   /* an error stays for fsync and close (wb_err) */
+	pages_drop(cx, ci, off / cx->bs, (end + cx->bs - 1) / cx->bs);
+	cl_inode_put(cx, ci);
+	cl_pages_stale(cx, ino);
+	return 0;
+}
+
 int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct tok_state *st)
 {
 	struct cl_inode *ci;
+	uint64_t file, off, end;
 	int rc = 0;
 
+	if (cl_range_of(ino, &file, &off, &end))
+		return range_duty(cx, file, off, end, duty);
 	switch (duty) {
 	case TOK_DUTY_FLUSH:
 		rc = flush_ino(cx, ino);
@@ -2386,7 +2412,9 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	bool whole = len >= CL_WT_BYTES && off % cx->bs == 0 && len % cx->bs == 0 &&
 		     !(c->u.write.flags & O_APPEND);
 	bool behind = cl_pc_writes_back(cx->pc) && !(c->u.write.flags & O_DIRECT) && !whole;
-	bool shared = cl_write_shares(c, cx->bs);
+	/* Sharing the file with other nodes' writers: direct, or buffered by byte ranges. */
+	bool shared = cl_write_shares(c, cx->bs) || cl_range_wanted(cx, ci, c);
+	struct cl_range_hold rh = { 0 };
 	struct tok_set want;
 	int rc;
 
@@ -2420,19 +2448,27 @@ again:
 			goto out;
 	}
 	if (shared) {
-		/* Blocks to allocate or convert: alone on the file (cl_write_shares). */
-		rc = all_data(cx, ci, off / cx->bs, (off + len) / cx->bs);
-		if (rc <= 0) {
-			pthread_mutex_unlock(&ci->mu);
-			c_release_toks(cb, &want);
-			if (rc < 0) {
-				cl_io_end(ci);
-				return rc;
-			}
+		/*
+		 * Blocks to allocate or convert, or conversions not yet
+		 * published (a WRITE_DONE that converts waits for every
+		 * node's EXTENT, which a sharer holds while it waits for a
+		 * range): alone on the file (cl_range.c).
+		 */
+		rc = ci->npend ? 0 : all_data(cx, ci, off / cx->bs, (off + len + cx->bs - 1) / cx->bs);
+		pthread_mutex_unlock(&ci->mu);
+		if (rc > 0)
+			rc = cl_range_acquire(cx, ci, off, off + len, c->u.write.flags & O_DIRECT, &rh);
+		else if (rc == 0)
 			shared = false;
+		if (rc || !shared) {
+			c_release_toks(cb, &want);
+			if (rc) {
+				cl_io_end(ci);
+				return early(rc);
+			}
 			goto again;
 		}
-		rc = 0;
+		pthread_mutex_lock(&ci->mu);
 	}
 	if (c->u.write.flags & O_APPEND) {
 		if (off != ci->attr.size)
@@ -2479,6 +2515,7 @@ again:
 	}
 out:
 	pthread_mutex_unlock(&ci->mu);
+	cl_range_release(cx, &rh);
 	c_release_toks(cb, &want);
 	cl_io_end(ci);
 	return rc;

@@ -149,6 +149,10 @@ struct cl_inode {
 	uint64_t ra_next;               /* where a sequential reader reads next */
 	uint64_t ra_blocks;             /* blocks it reads ahead (0: not sequential) */
 	bool locks_used;                /* POSIX locks were set from this node */
+	int64_t shared_until_ns;        /* IO at WRITE was recalled: writes share until then
+					   (CLOCK_MONOTONIC; cl_range.c) */
+	uint64_t *ranges;               /* range tokens taken here, their numbers ascending */
+	size_t nranges, ranges_cap;
 	/* Client: the event list and regions of the last DMAPI token grant. */
 	bool dm_valid;                  /* they are known (else ask while holding the token) */
 	dm_eventset_t dm_events;
@@ -554,6 +558,32 @@ void cl_write_set(struct tok_set *s, bool direct, bool local);
  */
 bool cl_write_shares(const struct vn_call *c, uint32_t bs);
 void cl_swrite_set(struct tok_set *s);
+
+/* ---- byte-range tokens (cl_range.c) ---- */
+
+#define CL_RANGE_SHIFT 22                 /* ranges of 4 MiB */
+#define CL_RANGE_SHARE_NS 5000000000LL    /* writes share a file this long after IO WRITE went */
+
+/* The range tokens a write holds: ranges [first, next) of inode ino. */
+struct cl_range_hold {
+	uint64_t ino, first, next;
+	bool direct;
+};
+
+/* Is token key @key a byte range?  Then its inode and bytes [@off, @end). */
+bool cl_range_of(uint64_t key, uint64_t *ino, uint64_t *off, uint64_t *end);
+/* Should buffered write @c share the file (the file's tokens at SWRITE, ranges at WRITE)? */
+bool cl_range_wanted(struct cl_ctx *cx, struct cl_inode *ci, const struct vn_call *c);
+/*
+ * Take the range tokens of bytes [@off, @end) of @ci for a write (@direct:
+ * O_DIRECT), in ascending order, holding the file's tokens at the shared
+ * levels: 0 or -errno (nothing held then).
+ */
+int cl_range_acquire(struct cl_ctx *cx, struct cl_inode *ci, uint64_t off, uint64_t end,
+		     bool direct, struct cl_range_hold *h);
+void cl_range_release(struct cl_ctx *cx, const struct cl_range_hold *h);
+/* This node gave @tokens of @ino back (every give-back, range keys too). */
+void cl_range_returned(struct cl_ctx *cx, uint64_t ino, const struct tok_set *tokens);
 
 /* ---- mirrors of the volume (cl_mirror.c) ---- */
 

@@ -173,9 +173,9 @@ static int store_all_data(struct cl_ctx *cx, uint64_t ino, uint64_t b0, uint64_t
 }
 
 /*
- * A direct write among other nodes' (cl_write_shares): the bytes written,
- * -errno, or 0 if a block it writes has no data yet (it takes the
- * exclusive tokens then).
+ * A write among other nodes' (direct, cl_write_shares, or buffered by byte
+ * ranges, cl_range.c): the bytes written, -errno, or 0 if a block it
+ * writes has no data yet (it takes the exclusive tokens then).
  */
 static int l_write_shared(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
@@ -191,9 +191,19 @@ static int l_write_shared(struct vn_bhv *self, struct vnode *vn, struct vn_call 
 		cl_io_end(lb->ci);
 		return moved(lb->cx, rc);
 	}
-	rc = store_all_data(lb->cx, ino, c->u.write.off / bs, (c->u.write.off + c->u.write.size) / bs);
-	if (rc == 1)
-		rc = vn_next(self, vn, c);
+	rc = store_all_data(lb->cx, ino, c->u.write.off / bs,
+			    (c->u.write.off + c->u.write.size + bs - 1) / bs);
+	if (rc == 1) {
+		struct cl_range_hold rh;
+
+		rc = cl_range_acquire(lb->cx, lb->ci, c->u.write.off,
+				      c->u.write.off + c->u.write.size,
+				      c->u.write.flags & O_DIRECT, &rh);
+		if (!rc) {
+			rc = vn_next(self, vn, c);
+			cl_range_release(lb->cx, &rh);
+		}
+	}
 	tok_client_release(lb->cx->tc, ino, &want);
 	cl_io_end(lb->ci);
 	return moved(lb->cx, rc);
@@ -205,7 +215,7 @@ static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct tok_set want;
 	int rc;
 
-	if (cl_write_shares(c, lb->cx->bs)) {
+	if (cl_write_shares(c, lb->cx->bs) || cl_range_wanted(lb->cx, lb->ci, c)) {
 		rc = l_write_shared(self, vn, c);
 		if (rc)
 			return rc;

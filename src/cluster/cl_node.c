@@ -126,6 +126,11 @@ void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci)
 	cl_xattrs_free(ci);
 	free(ci->map);
 	free(ci->pend);
+	/*
+	 * Range tokens still cached stay until recalled (a node that wants
+	 * the range recalls them; they guard no data once the pages go).
+	 */
+	free(ci->ranges);
 	cl_pcf_destroy(cx->pc, ci->pcf);
 	pthread_mutex_destroy(&ci->mu);
 	pthread_mutex_destroy(&ci->flush_mu);

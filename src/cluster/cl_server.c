@@ -346,6 +346,7 @@ static void local_give_back(void *arg, uint64_t ino, const struct tok_set *token
 	struct cl_ctx *cx = arg;
 
 	tok_server_returned(cx->ts, cx->self_id, ino, tokens, st);
+	cl_range_returned(cx, ino, tokens);
 }
 
 /* The store is this node's cache: only what the kernel cached needs care. */
@@ -353,12 +354,14 @@ static int local_duty(void *arg, uint64_t ino, enum tok_duty duty, struct tok_st
 {
 	struct cl_ctx *cx = arg;
 	struct vn_attr a;
+	uint64_t file, off, end;
 	int rc;
 
 	switch (duty) {
 	case TOK_DUTY_FLUSH:
 	case TOK_DUTY_DISCARD:
-		cl_pages_stale(cx, ino);
+		/* A byte range's (cl_range.c): the kernel's pages of its file. */
+		cl_pages_stale(cx, cl_range_of(ino, &file, &off, &end) ? file : ino);
 		return 0;
 	case TOK_DUTY_INVAL_NAMES:
 		cl_names_drop(cx, ino);

@@ -24,7 +24,9 @@ struct tok__info {
  * Why these duties (patent [0032]-[0033], and FUSE's caches):
  *   - page-dirty WRITE (buffered writers) flushes, then discards; page-clean
  *     WRITE flushes; page-clean READ (buffered readers) discards.  The
- *     SHARED_WRITE levels are held by direct I/O, which caches nothing.
+ *     SHARED_WRITE levels are held by nodes sharing a file (direct I/O,
+ *     and buffered writers under byte-range tokens, which cache data of
+ *     the ranges they hold): their return writes back and drops it all.
  *   - name and attr: any level may back cached lookups / attributes.
  *   - times and size: whoever held a writing level sends its values back
  *     (shared writers are merged by maximum, the single writer replaces);
@@ -37,8 +39,10 @@ static const struct tok__info tok__table[TOK_NTOKENS] = {
 	[TOK_EXIST]      = { "exist",      { 0, 0, 0, 0 }, { 0 } },
 	[TOK_IOEXCL]     = { "ioexcl",     { 0, 0, 0, 0 }, { 0 } },
 	[TOK_IO]         = { "io",         { 0, 0, 0, 0 }, { 0 } },
-	[TOK_PAGE_DIRTY] = { "page-dirty", { 0, 0, 0, D(FLUSH) | D(DISCARD) }, { 0 } },
-	[TOK_PAGE_CLEAN] = { "page-clean", { 0, D(DISCARD), 0, D(FLUSH) }, { 0 } },
+	[TOK_PAGE_DIRTY] = { "page-dirty", { 0, 0, D(FLUSH) | D(DISCARD), D(FLUSH) | D(DISCARD) },
+			     { 0 } },
+	[TOK_PAGE_CLEAN] = { "page-clean", { 0, D(DISCARD), D(FLUSH) | D(DISCARD), D(FLUSH) },
+			     { 0 } },
 	[TOK_NAME]       = { "name",
 			     { 0, D(INVAL_NAMES), D(INVAL_NAMES), D(INVAL_NAMES) }, { 0 } },
 	[TOK_ATTR]       = { "attr",

@@ -162,6 +162,31 @@ checking_writer() {
 	done
 }
 
+# writers_wait PID...: the swrite.py writers, each printing its count to
+# $T_TMP/writes.*, exit 0 (fails if not); WRITES: the writes they made.
+writers_wait() {
+	local p rc=0 w
+	for p in "$@"; do wait "$p" || rc=1; done
+	WRITES=0
+	for w in "$T_TMP"/writes.*; do WRITES=$((WRITES + $(cat "$w"))); done
+	rm -f "$T_TMP"/writes.*
+	return $rc
+}
+
+# check_all SWRITE_PY FILE WHAT SHA SIZE [bsha]: every node of three reads
+# SHA from FILE (under the mounts) with O_DIRECT (and buffered, with bsha)
+# and sees SIZE.
+check_all() {
+	local i how
+	for i in 1 2 3; do
+		for how in sha ${6:-}; do
+			check_eq "$3: node$i reads the model ($how)" "$4" \
+				"$(timeout 120 python3 "$1" "$how" "$(node_mnt $i)/$2" 2>&1)"
+		done
+		check_eq "$3: node$i sees size $5" "$5" "$(stat -c %s "$(node_mnt $i)/$2")"
+	done
+}
+
 cluster_stop_and_check() {
 	local i pid uri bad=()
 	for ((i = CL_N; i >= 1; i--)); do

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Several nodes writing one file with O_DIRECT at once (t_swrite.sh).
+"""Several nodes writing one file at once: with O_DIRECT (t_swrite.sh) or
+buffered, by byte-range tokens (t_rwrite.sh).
 
 The file is cut into chunks; writer I of N owns the chunks k with
 k % N == I and writes each of them, in a shuffled order, once per pass,
@@ -11,9 +12,18 @@ beyond the end of the file).
   swrite.py writer PATH I N CHUNK FROM TO PASSES SEED
                                           O_DIRECT writes of the owned chunks
                                           of bytes [FROM, TO); prints the count
+  swrite.py bwriter PATH I N CHUNK FROM TO PASSES SEED
+                                          the same with buffered writes (any
+                                          CHUNK), fsync at the end
   swrite.py model SIZE CHUNK FROM TO PASSES SEED [LAYOUT_SEED]
                                           the sha256 the file must have
   swrite.py sha PATH                      sha256 of the file, read with O_DIRECT
+  swrite.py bsha PATH                     the same, buffered reads of 1 MiB
+  swrite.py areader PATH CHUNK FROM TO PASSES SEED LAYOUT_SEED SECONDS
+                                          buffered reads of whole chunks for
+                                          SECONDS: each holds one pass's bytes
+                                          (or the layout's), never a mix;
+                                          prints the count
 """
 import hashlib
 import mmap
@@ -37,8 +47,8 @@ def cmd_layout(path, size, seed):
         os.fsync(f.fileno())
 
 
-def cmd_writer(path, me, n, chunk, lo, hi, passes, seed):
-    fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+def cmd_writer(path, me, n, chunk, lo, hi, passes, seed, direct=True):
+    fd = os.open(path, os.O_WRONLY | (os.O_DIRECT if direct else 0))
     buf = mmap.mmap(-1, chunk)          # page-aligned, as O_DIRECT wants
     mine = [k for k in range(lo // chunk, hi // chunk) if k % n == me]
     rnd = random.Random(seed * 31 + me)
@@ -53,6 +63,8 @@ def cmd_writer(path, me, n, chunk, lo, hi, passes, seed):
                 print(f"short write at chunk {k}: {done}", file=sys.stderr)
                 sys.exit(1)
             writes += 1
+    if not direct:
+        os.fsync(fd)
     os.close(fd)
     print(writes)
 
@@ -66,10 +78,10 @@ def cmd_model(size, chunk, lo, hi, passes, seed, layout_seed):
     print(hashlib.sha256(data).hexdigest())
 
 
-def cmd_sha(path):
+def cmd_sha(path, direct=True):
     h = hashlib.sha256()
     size = os.stat(path).st_size
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECT if direct else 0))
     buf = mmap.mmap(-1, 1 << 20)
     off = 0
     while off < size:
@@ -82,6 +94,27 @@ def cmd_sha(path):
     print(h.hexdigest())
 
 
+def cmd_areader(path, chunk, lo, hi, passes, seed, layout_seed, seconds):
+    import time
+    lay = layout_bytes(layout_seed, hi)
+    fd = os.open(path, os.O_RDONLY)
+    rnd = random.Random(seed)
+    end = time.monotonic() + seconds
+    reads = 0
+    while time.monotonic() < end:
+        k = rnd.randrange(lo // chunk, hi // chunk)
+        got = os.pread(fd, chunk, k * chunk)
+        if got == lay[k * chunk:(k + 1) * chunk]:
+            reads += 1
+            continue
+        if not any(got == chunk_bytes(seed, p, k, chunk) for p in range(passes)):
+            print(f"chunk {k} read torn (mixes two writes)", file=sys.stderr)
+            sys.exit(1)
+        reads += 1
+    os.close(fd)
+    print(reads)
+
+
 def main():
     a = sys.argv[1:]
     if a[0] == "layout":
@@ -90,8 +123,14 @@ def main():
         cmd_writer(a[1], *map(int, a[2:9]))
     elif a[0] == "model":
         cmd_model(*map(int, a[1:7]), int(a[7]) if len(a) > 7 else None)
+    elif a[0] == "bwriter":
+        cmd_writer(a[1], *map(int, a[2:9]), direct=False)
     elif a[0] == "sha":
         cmd_sha(a[1])
+    elif a[0] == "areader":
+        cmd_areader(a[1], *map(int, a[2:9]))
+    elif a[0] == "bsha":
+        cmd_sha(a[1], direct=False)
     else:
         sys.exit(__doc__)
 

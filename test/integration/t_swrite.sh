@@ -29,27 +29,6 @@ cluster_up 3 || { fail "a 3-node cluster starts"; it_finish; }
 F=sw/file
 mkdir "$(node_mnt 1)/sw"
 
-# writers_wait PID...: every writer exits 0 (fails if not); WRITES: the
-# writes they made.
-writers_wait() {
-	local p rc=0 w
-	for p in "$@"; do wait "$p" || rc=1; done
-	WRITES=0
-	for w in "$T_TMP"/writes.*; do WRITES=$((WRITES + $(cat "$w"))); done
-	rm -f "$T_TMP"/writes.*
-	return $rc
-}
-
-# check_all WHAT SHA SIZE: every node reads SHA and sees SIZE.
-check_all() {
-	local i
-	for i in 1 2 3; do
-		check_eq "$1: node$i reads the model" "$2" \
-			"$(timeout 120 python3 "$SW" sha "$(node_mnt $i)/$F" 2>&1)"
-		check_eq "$1: node$i sees size $3" "$3" "$(stat -c %s "$(node_mnt $i)/$F")"
-	done
-}
-
 log "(a) three nodes overwrite interleaved chunks of one file at once"
 python3 "$SW" layout "$(node_mnt 1)/$F" $SIZE 1
 rec0=$(cl_stat 1 'c["token_server"]["recalls"]')
@@ -65,7 +44,7 @@ rec1=$(cl_stat 1 'c["token_server"]["recalls"]')
 log "(a) $writes writes, the token server's recalls went $rec0 -> $rec1"
 check "(a) the writers shared the file (recalls $((rec1 - rec0)) < writes/8 = $((writes / 8)))" \
 	test $((rec1 - rec0)) -lt $((writes / 8))
-check_all "(a)" "$(python3 "$SW" model $SIZE $CHUNK 0 $SIZE $PASSES 11)" $SIZE
+check_all "$SW" "$F" "(a)" "$(python3 "$SW" model $SIZE $CHUNK 0 $SIZE $PASSES 11)" $SIZE
 
 log "(b) node1 and node2 overwrite it while node3 extends it"
 pids=()
@@ -80,7 +59,7 @@ pids+=($!)
 writers_wait "${pids[@]}" || fail "(b) every writer finishes"
 writes=$WRITES
 log "(b) $writes writes"
-check_all "(b)" "$(python3 "$SW" model $HI $CHUNK 0 $HI $PASSES 12)" $HI
+check_all "$SW" "$F" "(b)" "$(python3 "$SW" model $HI $CHUNK 0 $HI $PASSES 12)" $HI
 
 log "(c) the same, 4 MiB further, while the metadata server moves to node2"
 pids=()
@@ -98,7 +77,7 @@ check "(c) cxfsctl relocate shared node2 (during the writes)" \
 writers_wait "${pids[@]}" || fail "(c) every writer finishes"
 log "(c) $WRITES writes"
 check_eq "(c) node2 serves" node2 "$(cl_stat 1 'c["server"]')"
-check_all "(c)" "$(python3 "$SW" model $HI2 $CHUNK 0 $HI2 6 13)" $HI2
+check_all "$SW" "$F" "(c)" "$(python3 "$SW" model $HI2 $CHUNK 0 $HI2 6 13)" $HI2
 
 log "unmount and check the volume"
 cluster_stop_and_check

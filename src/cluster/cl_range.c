@@ -1,0 +1,248 @@
+/*
+ * cl_range.c - byte-range IO tokens: how several nodes write one file at
+ * once, buffered (cached) or direct, each write atomic against the others
+ * and every node's cached data coherent (docs/ARCHITECTURE.md, "Byte-range
+ * tokens").
+ *
+ * A file's own tokens stay whole-file.  A lone writer holds IO, the page
+ * tokens, SIZE and TIMES at WRITE and asks once.  Once that WRITE was
+ * recalled from a node (another node wrote or read the file) within
+ * CL_RANGE_SHARE_NS, or while the node shares the file already, a write
+ * whose blocks all have data (it allocates and converts nothing) takes the
+ * file's tokens at the shared levels (cl_swrite_set) and, besides, the
+ * range tokens of each 1 << CL_RANGE_SHIFT aligned range it touches: IO,
+ * PAGE_DIRTY and PAGE_CLEAN at WRITE (direct writes: range_set), held
+ * under a key of their own (the
+ * range's number and the inode in one 64-bit key, cl_range_key), which the
+ * token server and client handle like any inode's.  So two nodes writing
+ * disjoint parts ask once per range and never take turns; two writing one
+ * range take turns on that range only, its recall writing back and dropping
+ * that range's cached data (range_duty).
+ *
+ * Why it is coherent: cached data of a file held under the shared levels
+ * lies in ranges whose tokens the node holds at WRITE; whoever else writes
+ * a range in shared mode takes its tokens; whoever uses the file whole
+ * (a reader, an exclusive writer, a truncate) conflicts with the page
+ * tokens at SWRITE, whose return writes back and drops every cached page
+ * of the file (tok_table.c).  A node gives its range tokens back once its
+ * page tokens at SWRITE went (cl_range_returned: they guard nothing then),
+ * so range keys do not outlive the file's sharing.
+ *
+ * Why it is deadlock-free: a write takes the file's tokens first, then the
+ * range keys in ascending order (all above any inode number), so the rule
+ * of tok.h (across inodes, ascending order) holds; a holder of a range
+ * waits for nothing but its own I/O before it lets the range go.
+ *
+ * Lock order: cl_inode.mu is taken alone here (never across a token call).
+ */
+#include "cluster/cl_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RANGE_KEY_BIT (UINT64_C(1) << 63)
+#define RANGE_INO_BITS 40
+#define RANGE_INO_MASK ((UINT64_C(1) << RANGE_INO_BITS) - 1)
+#define RANGE_IDX_MAX ((UINT64_C(1) << (63 - RANGE_INO_BITS)) - 1)
+
+_Static_assert((META_MAX_FILE_SIZE >> CL_RANGE_SHIFT) <= RANGE_IDX_MAX,
+	       "every range of the largest file has a key");
+
+static int64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* The key of range @idx of @ino; false if @ino is too large for one. */
+static bool range_key(uint64_t ino, uint64_t idx, uint64_t *key)
+{
+	if (ino > RANGE_INO_MASK || idx > RANGE_IDX_MAX)
+		return false;
+	*key = RANGE_KEY_BIT | (idx << RANGE_INO_BITS) | ino;
+	return true;
+}
+
+bool cl_range_of(uint64_t key, uint64_t *ino, uint64_t *off, uint64_t *end)
+{
+	uint64_t idx;
+
+	if (!(key & RANGE_KEY_BIT))
+		return false;
+	idx = (key & ~RANGE_KEY_BIT) >> RANGE_INO_BITS;
+	*ino = key & RANGE_INO_MASK;
+	*off = idx << CL_RANGE_SHIFT;
+	*end = (idx + 1) << CL_RANGE_SHIFT;
+	return true;
+}
+
+/*
+ * A buffered write holds its ranges' IO and page tokens at WRITE; a direct
+ * write, which caches nothing, their page tokens at SHARED_WRITE, as the
+ * file's (the seed's levels for direct I/O): direct writers of one range
+ * do not take turns, and a buffered writer's cached data of the range is
+ * written back and dropped before they write it.
+ */
+static void range_set(struct tok_set *s, bool direct)
+{
+	tok_set_clear(s);
+	if (!direct)
+		tok_set_add(s, TOK_IO, TOK_WRITE);
+	tok_set_add(s, TOK_PAGE_DIRTY, direct ? TOK_SWRITE : TOK_WRITE);
+	tok_set_add(s, TOK_PAGE_CLEAN, direct ? TOK_SWRITE : TOK_WRITE);
+}
+
+bool cl_range_wanted(struct cl_ctx *cx, struct cl_inode *ci, const struct vn_call *c)
+{
+	struct tok_set held;
+	int64_t until;
+
+	if (c->u.write.flags & (O_APPEND | O_DIRECT) || c->u.write.size == 0 ||
+	    ci->ino > RANGE_INO_MASK)
+		return false;
+	pthread_mutex_lock(&ci->mu);
+	until = ci->shared_until_ns;
+	pthread_mutex_unlock(&ci->mu);
+	if (until && mono_ns() < until)
+		return true;
+	tok_client_cached(cx->tc, ci->ino, &held);
+	return held.level[TOK_PAGE_DIRTY] == TOK_SWRITE;
+}
+
+/* Note range @idx as held by this node (ci->mu held); -ENOMEM. */
+static int range_note(struct cl_inode *ci, uint64_t idx)
+{
+	size_t lo = 0, hi = ci->nranges;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ci->ranges[mid] < idx)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < ci->nranges && ci->ranges[lo] == idx)
+		return 0;
+	if (ci->nranges == ci->ranges_cap) {
+		size_t cap = ci->ranges_cap ? ci->ranges_cap * 2 : 16;
+		uint64_t *v = realloc(ci->ranges, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		ci->ranges = v;
+		ci->ranges_cap = cap;
+	}
+	memmove(ci->ranges + lo + 1, ci->ranges + lo, (ci->nranges - lo) * sizeof(*ci->ranges));
+	ci->ranges[lo] = idx;
+	ci->nranges++;
+	return 0;
+}
+
+void cl_range_release(struct cl_ctx *cx, const struct cl_range_hold *h)
+{
+	struct tok_set s;
+	uint64_t key;
+
+	range_set(&s, h->direct);
+	for (uint64_t i = h->first; i < h->next; i++)
+		if (range_key(h->ino, i, &key))
+			tok_client_release(cx->tc, key, &s);
+}
+
+int cl_range_acquire(struct cl_ctx *cx, struct cl_inode *ci, uint64_t off, uint64_t end,
+		     bool direct, struct cl_range_hold *h)
+{
+	struct tok_set s;
+	uint64_t last = (end - 1) >> CL_RANGE_SHIFT, key;
+	int rc = 0;
+
+	range_set(&s, direct);
+	h->ino = ci->ino;
+	h->direct = direct;
+	h->first = h->next = off >> CL_RANGE_SHIFT;
+	for (; h->next <= last; h->next++) {
+		if (!range_key(ci->ino, h->next, &key)) {
+			rc = -EFBIG;
+			break;
+		}
+		pthread_mutex_lock(&ci->mu);
+		rc = range_note(ci, h->next);
+		pthread_mutex_unlock(&ci->mu);
+		if (!rc)
+			rc = cl_acquire(cx, key, &s);
+		if (rc)
+			break;
+	}
+	if (rc) {
+		cl_range_release(cx, h);
+		h->next = h->first;
+	}
+	return rc;
+}
+
+/* Give back the range tokens of a file that is no longer shared here. */
+struct forget_job {
+	struct cl_ctx *cx;
+	struct cl_inode *ci;
+};
+
+static void forget_run(void *arg)
+{
+	struct forget_job *j = arg;
+	struct cl_inode *ci = j->ci;
+	uint64_t *v, key;
+	size_t n;
+
+	pthread_mutex_lock(&ci->mu);
+	v = ci->ranges;
+	n = ci->nranges;
+	ci->ranges = NULL;
+	ci->nranges = ci->ranges_cap = 0;
+	pthread_mutex_unlock(&ci->mu);
+	for (size_t i = 0; i < n; i++) {
+		if (!range_key(ci->ino, v[i], &key))
+			continue;
+		/* In use again (a new shared write): it stays noted. */
+		if (tok_client_forget(j->cx->tc, key) == -EBUSY) {
+			pthread_mutex_lock(&ci->mu);
+			(void)range_note(ci, v[i]);
+			pthread_mutex_unlock(&ci->mu);
+		}
+	}
+	free(v);
+	cl_inode_put(j->cx, ci);
+	free(j);
+}
+
+void cl_range_returned(struct cl_ctx *cx, uint64_t ino, const struct tok_set *tokens)
+{
+	struct cl_inode *ci;
+	struct forget_job *j;
+	bool any;
+
+	if (ino & RANGE_KEY_BIT)
+		return;
+	ci = cl_inode_get(cx, ino, false);
+	if (!ci)
+		return;
+	pthread_mutex_lock(&ci->mu);
+	if (tokens->level[TOK_IO] == TOK_WRITE)
+		ci->shared_until_ns = mono_ns() + CL_RANGE_SHARE_NS;
+	any = ci->nranges > 0;
+	pthread_mutex_unlock(&ci->mu);
+	j = any && tokens->level[TOK_PAGE_DIRTY] == TOK_SWRITE ? malloc(sizeof(*j)) : NULL;
+	if (j) {
+		j->cx = cx;
+		j->ci = ci;
+		if (cl_spawn(cx, forget_run, j) == 0)
+			return;   /* the job puts ci */
+		free(j);
+	}
+	cl_inode_put(cx, ci);
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# t_rwrite.sh: several nodes write one file with buffered writes at once,
+# under byte-range tokens (docs/ARCHITECTURE.md, "Byte-range tokens"), on a
+# 3-node cluster (node1 serves the metadata):
+#
+#  (a) node1 lays out a 24 MiB file; node1, node2 and node3 then overwrite
+#      interleaved chunks of 1 MiB - 4113 bytes of it (a FUSE request each; some straddle the
+#      4 MiB ranges' edges somewhere), 3 passes each in a shuffled order,
+#      all at once, while node1 reads whole chunks: no read mixes two
+#      writes; every node reads the bytes of the last pass of every chunk
+#      (a model), buffered and with O_DIRECT;
+#  (b) node2 and node3 overwrite disjoint halves of it with 4 KiB writes,
+#      2 passes: they share the file by ranges instead of taking turns (the
+#      token server's recalls grow by far less than the writes), and every
+#      node reads the model;
+#  (c) (a) again, 4 passes, while the metadata server moves from node1 to
+#      node2 (cxfsctl relocate): the range tokens go with it, and every
+#      node reads the model;
+#  then node1 unmounts and cxfs-check finds the LUN clean.
+. "$(dirname "$0")/lib_cluster_io.sh"
+it_init rwrite --need-tgtd
+
+SW=$IT_DIR/swrite.py
+MB=1048576 CHUNK=$((1048576 - 4113))
+SIZE=$((24 * MB)) NCH=24
+HI=$((NCH * CHUNK)) HALF=$((12 * MB))
+
+cluster_up 3 || { fail "a 3-node cluster starts"; it_finish; }
+F=rw/file
+mkdir "$(node_mnt 1)/rw"
+
+# interleaved LABEL PASSES SEED [RELOCATE]: nodes 1-3 write their chunks
+# while node1 reads chunks whole.
+interleaved() {
+	local i pids=() rpid
+	for i in 1 2 3; do
+		timeout 300 python3 "$SW" bwriter "$(node_mnt $i)/$F" $((i - 1)) 3 $CHUNK 0 $HI "$2" "$3" \
+			>"$T_TMP/writes.$i" &
+		pids+=($!)
+	done
+	timeout 300 python3 "$SW" areader "$(node_mnt 1)/$F" $CHUNK 0 $HI "$2" "$3" 1 4 \
+		>"$T_TMP/reads" 2>"$T_TMP/reads.err" &
+	rpid=$!
+	if [ -n "${4:-}" ]; then
+		sleep 1
+		check "$1 cxfsctl relocate shared node2 (during the writes)" \
+			"$CXFSCTL" --socket "$(node_sock 1)" relocate shared node2
+	fi
+	writers_wait "${pids[@]}" || fail "$1 every writer finishes"
+	if wait $rpid; then
+		pass "$1 node1's $(cat "$T_TMP/reads") chunk reads are each one write's bytes"
+	else
+		fail "$1 node1's chunk reads are each one write's bytes: $(cat "$T_TMP/reads.err")"
+	fi
+	log "$1 $WRITES writes"
+}
+
+log "(a) three nodes overwrite interleaved chunks at once, node1 reads"
+python3 "$SW" layout "$(node_mnt 1)/$F" $SIZE 1
+interleaved "(a)" 3 11
+check_all "$SW" "$F" "(a)" "$(python3 "$SW" model $SIZE $CHUNK 0 $HI 3 11 1)" $SIZE bsha
+
+log "(b) node2 and node3 overwrite disjoint halves with 4 KiB writes"
+rec0=$(cl_stat 1 'c["token_server"]["recalls"]')
+pids=()
+timeout 300 python3 "$SW" bwriter "$(node_mnt 2)/$F" 0 1 4096 0 $HALF 2 12 >"$T_TMP/writes.2" &
+pids+=($!)
+timeout 300 python3 "$SW" bwriter "$(node_mnt 3)/$F" 0 1 4096 $HALF $SIZE 2 12 >"$T_TMP/writes.3" &
+pids+=($!)
+writers_wait "${pids[@]}" || fail "(b) every writer finishes"
+rec1=$(cl_stat 1 'c["token_server"]["recalls"]')
+log "(b) $WRITES writes, the token server's recalls went $rec0 -> $rec1"
+check "(b) the writers shared the file (recalls $((rec1 - rec0)) < writes/16 = $((WRITES / 16)))" \
+	test $((rec1 - rec0)) -lt $((WRITES / 16))
+check_all "$SW" "$F" "(b)" "$(python3 "$SW" model $SIZE 4096 0 $SIZE 2 12)" $SIZE bsha
+
+log "(c) (a) again while the metadata server moves to node2"
+python3 "$SW" layout "$(node_mnt 1)/$F" $SIZE 2
+interleaved "(c)" 4 13 relocate
+check_eq "(c) node2 serves" node2 "$(cl_stat 1 'c["server"]')"
+check_all "$SW" "$F" "(c)" "$(python3 "$SW" model $SIZE $CHUNK 0 $HI 4 13 2)" $SIZE bsha
+
+log "unmount and check the volume"
+cluster_stop_and_check
+it_finish
