@@ -204,13 +204,13 @@ static void keep_state(struct cl_ctx *cx, uint64_t ino, const struct tok_state *
  * (requests are handled on several threads there, so only the reply orders
  * them).  A return the MDS could not take because it was moving goes to
  * the new one (which has the grant); if this node became the MDS, the
- * return is taken here.
+ * return is taken here (true).
  */
-static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *tokens,
+static bool return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *tokens,
 			const struct tok_state *st, Cxfs__TokenReturn *m)
 {
 	/* Never given up by an application's interrupt: the server waits for it. */
-	bool armed = cx_intr_hold();
+	bool armed = cx_intr_hold(), local = false;
 	struct cl_ureq u = { 0 };      /* one id across the resends */
 
 	atomic_fetch_add(&cx->returns, 1);
@@ -224,6 +224,7 @@ static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 		if (cx->is_server) {
 			keep_state(cx, ino, st);
 			cl_local_tok_ops.give_back(cx, ino, tokens, st);
+			local = true;
 			break;
 		}
 		ch = cl_mds_chan(cx);
@@ -242,6 +243,7 @@ static void return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 	cl_ureq_end(cx, &u);
 	atomic_fetch_sub(&cx->returns, 1);
 	cx_intr_resume(armed);
+	return local;
 }
 
 static void r_give_back(void *arg, uint64_t ino, const struct tok_set *tokens,
@@ -278,8 +280,9 @@ static void r_give_back(void *arg, uint64_t ino, const struct tok_set *tokens,
 		pthread_mutex_unlock(&ci->mu);
 		cl_inode_put(cx, ci);
 	}
-	return_call(cx, ino, tokens, st, &m);
-	cl_range_returned(cx, ino, tokens);
+	/* Taken by this node's own token server: its give-back saw to the ranges. */
+	if (!return_call(cx, ino, tokens, st, &m))
+		cl_range_returned(cx, ino, tokens);
 }
 
 /* ---- extent map ---------------------------------------------------------- */
@@ -1926,9 +1929,10 @@ static uint64_t ra_window(struct cl_inode *ci, uint64_t off, uint64_t end)
  * ahead of a sequential reader, and kept clean if the cache reads.  A file
  * larger than the read cache would only evict itself: its missing blocks
  * go from the volume straight into @buf, neither kept nor read ahead.
+ * Nothing is read ahead past block @ra_end (the ranges a shared read holds).
  */
 static int cached_read(struct cl_ctx *cx, struct cl_inode *ci, char *buf, uint64_t off,
-		       uint64_t end)
+		       uint64_t end, uint64_t ra_end)
 {
 	struct cl_pcf *f = pcf_of(cx, ci);
 	uint64_t bs = cx->bs, ahead = ra_window(ci, off, end);
@@ -1951,6 +1955,8 @@ static int cached_read(struct cl_ctx *cx, struct cl_inode *ci, char *buf, uint64
 		lim = last + (keep ? ahead : 0);
 		if (lim > eof)
 			lim = eof;
+		if (lim > ra_end && ra_end >= last)
+			lim = ra_end;
 		e = b + cl_pc_absent(cx->pc, f, b, (size_t)(lim - b));
 		if (e == b)
 			e = b + 1;
@@ -1994,11 +2000,19 @@ static int c_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	uint64_t off = c->u.read.off, end;
 	size_t len = c->u.read.size;
 	bool direct = c->u.read.flags & O_DIRECT;
+	/* A node that shares the file by ranges reads by ranges (cl_range.c). */
+	bool shared = len > 0 && cl_range_reads(cx, ci);
+	struct cl_range_hold rh = { 0 };
+	uint64_t ra_end = UINT64_MAX;
 	struct tok_set want;
 	int rc;
 
-	cl_read_set(&want, direct);
 	cl_io_begin(ci);
+again:
+	if (shared)
+		cl_swrite_set(&want);
+	else
+		cl_read_set(&want, direct);
 	rc = c_acquire(cb, &want);
 	if (rc) {
 		cl_io_end(ci);
@@ -2011,6 +2025,28 @@ static int c_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (S_ISDIR(ci->attr.mode) && ci->attr_valid) {
 		rc = -EISDIR;
 		goto out_unlock;
+	}
+	if (shared) {
+		/*
+		 * Only within the size this node knows: a shared file only
+		 * grows (a truncate recalls the shared levels), and other
+		 * nodes' sizes come back only when SIZE is recalled.
+		 */
+		bool inside = size_known(ci) && off + len <= ci->attr.size;
+
+		pthread_mutex_unlock(&ci->mu);
+		rc = inside ? cl_range_acquire(cx, ci, off, off + len, CL_RANGE_READ, &rh) : 0;
+		if (rc || !inside) {
+			c_release_toks(cb, &want);
+			if (rc) {
+				cl_io_end(ci);
+				return early(rc);
+			}
+			shared = false;
+			goto again;
+		}
+		ra_end = (rh.next << CL_RANGE_SHIFT) / cx->bs;
+		pthread_mutex_lock(&ci->mu);
 	}
 	if (!size_known(ci))
 		ci->map_valid = false;   /* the map fetch brings the size */
@@ -2028,11 +2064,12 @@ static int c_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (rc)
 		goto out_unlock;
 	rc = direct ? vol_read(cx, ci, c->u.read.buf, off, end) :
-		      cached_read(cx, ci, c->u.read.buf, off, end);
+		      cached_read(cx, ci, c->u.read.buf, off, end, ra_end);
 	if (!rc)
 		rc = (int)len;
 out_unlock:
 	pthread_mutex_unlock(&ci->mu);
+	cl_range_release(cx, &rh);
 	c_release_toks(cb, &want);
 	cl_io_end(ci);
 	if (rc > 0)
@@ -2457,7 +2494,10 @@ again:
 		rc = ci->npend ? 0 : all_data(cx, ci, off / cx->bs, (off + len + cx->bs - 1) / cx->bs);
 		pthread_mutex_unlock(&ci->mu);
 		if (rc > 0)
-			rc = cl_range_acquire(cx, ci, off, off + len, c->u.write.flags & O_DIRECT, &rh);
+			rc = cl_range_acquire(cx, ci, off, off + len,
+					      c->u.write.flags & O_DIRECT ? CL_RANGE_DIRECT :
+									    CL_RANGE_WRITE,
+					      &rh);
 		else if (rc == 0)
 			shared = false;
 		if (rc || !shared) {

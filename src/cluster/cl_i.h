@@ -564,23 +564,28 @@ void cl_swrite_set(struct tok_set *s);
 #define CL_RANGE_SHIFT 22                 /* ranges of 4 MiB */
 #define CL_RANGE_SHARE_NS 5000000000LL    /* writes share a file this long after IO WRITE went */
 
-/* The range tokens a write holds: ranges [first, next) of inode ino. */
+/* What range tokens are taken for: a buffered write, an O_DIRECT write, a read. */
+enum cl_range_use { CL_RANGE_WRITE, CL_RANGE_DIRECT, CL_RANGE_READ };
+
+/* The range tokens an I/O holds: ranges [first, next) of inode ino. */
 struct cl_range_hold {
 	uint64_t ino, first, next;
-	bool direct;
+	enum cl_range_use use;
 };
 
 /* Is token key @key a byte range?  Then its inode and bytes [@off, @end). */
 bool cl_range_of(uint64_t key, uint64_t *ino, uint64_t *off, uint64_t *end);
 /* Should buffered write @c share the file (the file's tokens at SWRITE, ranges at WRITE)? */
 bool cl_range_wanted(struct cl_ctx *cx, struct cl_inode *ci, const struct vn_call *c);
+/* Does this node share @ci by ranges now (a read there takes its ranges at READ)? */
+bool cl_range_reads(struct cl_ctx *cx, struct cl_inode *ci);
 /*
- * Take the range tokens of bytes [@off, @end) of @ci for a write (@direct:
- * O_DIRECT), in ascending order, holding the file's tokens at the shared
- * levels: 0 or -errno (nothing held then).
+ * Take the range tokens of bytes [@off, @end) of @ci for @use, in
+ * ascending order, holding the file's tokens at the shared levels: 0 or
+ * -errno (nothing held then).
  */
 int cl_range_acquire(struct cl_ctx *cx, struct cl_inode *ci, uint64_t off, uint64_t end,
-		     bool direct, struct cl_range_hold *h);
+		     enum cl_range_use use, struct cl_range_hold *h);
 void cl_range_release(struct cl_ctx *cx, const struct cl_range_hold *h);
 /* This node gave @tokens of @ino back (every give-back, range keys too). */
 void cl_range_returned(struct cl_ctx *cx, uint64_t ino, const struct tok_set *tokens);

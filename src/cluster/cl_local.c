@@ -139,18 +139,6 @@ static int with_io_tokens(struct vn_bhv *self, struct vnode *vn, struct vn_call 
 	return rc;
 }
 
-static int l_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
-{
-	struct tok_set want;
-
-	cl_read_set(&want, c->u.read.flags & O_DIRECT);
-	return with_io_tokens(self, vn, c, &want);
-}
-
-/*
- * The kernel puts an O_APPEND write at the end it knows, which another
- * node may have moved: with the size token held, the store knows the end.
- */
 /*
  * 1 if file blocks [@b0, @b1) of @ino all have data in the store (a write
  * there allocates and converts nothing), 0 if not, or -errno.
@@ -173,15 +161,25 @@ static int store_all_data(struct cl_ctx *cx, uint64_t ino, uint64_t b0, uint64_t
 }
 
 /*
- * A write among other nodes' (direct, cl_write_shares, or buffered by byte
- * ranges, cl_range.c): the bytes written, -errno, or 0 if a block it
- * writes has no data yet (it takes the exclusive tokens then).
+ * An I/O by byte ranges among other nodes' (cl_range.c): a direct write
+ * (cl_write_shares), or a buffered write or a read of a node that shares
+ * the file.  It goes on under the file's shared tokens only where that
+ * keeps every node's view: a write only into blocks that have data (it
+ * allocates and converts nothing), a read only within the size the store
+ * has (other sharers' larger sizes come back only when SIZE is recalled).
+ * The bytes, -errno, or 0: it takes the exclusive or reader's tokens then.
  */
-static int l_write_shared(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+static int l_shared(struct vn_bhv *self, struct vnode *vn, struct vn_call *c,
+		    enum cl_range_use use)
 {
 	struct cl_lbhv *lb = lb_of(self);
 	uint64_t ino = vn_ino(vn), bs = lb->cx->bs;
+	bool read = use == CL_RANGE_READ;
+	uint64_t off = read ? c->u.read.off : c->u.write.off;
+	uint64_t end = off + (read ? c->u.read.size : c->u.write.size);
+	struct cl_range_hold rh;
 	struct tok_set want;
+	struct vn_attr a;
 	int rc;
 
 	cl_swrite_set(&want);
@@ -191,14 +189,15 @@ static int l_write_shared(struct vn_bhv *self, struct vnode *vn, struct vn_call 
 		cl_io_end(lb->ci);
 		return moved(lb->cx, rc);
 	}
-	rc = store_all_data(lb->cx, ino, c->u.write.off / bs,
-			    (c->u.write.off + c->u.write.size + bs - 1) / bs);
+	if (read) {
+		rc = meta_getattr(lb->cx->st, ino, &a);
+		if (rc == 0)
+			rc = end <= a.size;
+	} else {
+		rc = store_all_data(lb->cx, ino, off / bs, (end + bs - 1) / bs);
+	}
 	if (rc == 1) {
-		struct cl_range_hold rh;
-
-		rc = cl_range_acquire(lb->cx, lb->ci, c->u.write.off,
-				      c->u.write.off + c->u.write.size,
-				      c->u.write.flags & O_DIRECT, &rh);
+		rc = cl_range_acquire(lb->cx, lb->ci, off, end, use, &rh);
 		if (!rc) {
 			rc = vn_next(self, vn, c);
 			cl_range_release(lb->cx, &rh);
@@ -209,6 +208,25 @@ static int l_write_shared(struct vn_bhv *self, struct vnode *vn, struct vn_call 
 	return moved(lb->cx, rc);
 }
 
+static int l_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_lbhv *lb = lb_of(self);
+	struct tok_set want;
+
+	if (c->u.read.size > 0 && cl_range_reads(lb->cx, lb->ci)) {
+		int rc = l_shared(self, vn, c, CL_RANGE_READ);
+
+		if (rc)
+			return rc;
+	}
+	cl_read_set(&want, c->u.read.flags & O_DIRECT);
+	return with_io_tokens(self, vn, c, &want);
+}
+
+/*
+ * The kernel puts an O_APPEND write at the end it knows, which another
+ * node may have moved: with the size token held, the store knows the end.
+ */
 static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_lbhv *lb = lb_of(self);
@@ -216,7 +234,8 @@ static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	int rc;
 
 	if (cl_write_shares(c, lb->cx->bs) || cl_range_wanted(lb->cx, lb->ci, c)) {
-		rc = l_write_shared(self, vn, c);
+		rc = l_shared(self, vn, c, c->u.write.flags & O_DIRECT ? CL_RANGE_DIRECT :
+									 CL_RANGE_WRITE);
 		if (rc)
 			return rc;
 	}

@@ -86,20 +86,43 @@ bool cl_range_of(uint64_t key, uint64_t *ino, uint64_t *off, uint64_t *end)
  * write, which caches nothing, their page tokens at SHARED_WRITE, as the
  * file's (the seed's levels for direct I/O): direct writers of one range
  * do not take turns, and a buffered writer's cached data of the range is
- * written back and dropped before they write it.
+ * written back and dropped before they write it.  A read holds them at
+ * READ: another node's cached writes of the range are written back first,
+ * and what it reads may stay cached until the range is recalled.
  */
-static void range_set(struct tok_set *s, bool direct)
+static void range_set(struct tok_set *s, enum cl_range_use use)
 {
 	tok_set_clear(s);
-	if (!direct)
+	switch (use) {
+	case CL_RANGE_WRITE:
 		tok_set_add(s, TOK_IO, TOK_WRITE);
-	tok_set_add(s, TOK_PAGE_DIRTY, direct ? TOK_SWRITE : TOK_WRITE);
-	tok_set_add(s, TOK_PAGE_CLEAN, direct ? TOK_SWRITE : TOK_WRITE);
+		tok_set_add(s, TOK_PAGE_DIRTY, TOK_WRITE);
+		tok_set_add(s, TOK_PAGE_CLEAN, TOK_WRITE);
+		break;
+	case CL_RANGE_DIRECT:
+		tok_set_add(s, TOK_PAGE_DIRTY, TOK_SWRITE);
+		tok_set_add(s, TOK_PAGE_CLEAN, TOK_SWRITE);
+		break;
+	case CL_RANGE_READ:
+		tok_set_add(s, TOK_IO, TOK_READ);
+		tok_set_add(s, TOK_PAGE_DIRTY, TOK_READ);
+		tok_set_add(s, TOK_PAGE_CLEAN, TOK_READ);
+		break;
+	}
+}
+
+bool cl_range_reads(struct cl_ctx *cx, struct cl_inode *ci)
+{
+	struct tok_set held;
+
+	if (ci->ino > RANGE_INO_MASK)
+		return false;
+	tok_client_cached(cx->tc, ci->ino, &held);
+	return held.level[TOK_PAGE_DIRTY] == TOK_SWRITE;
 }
 
 bool cl_range_wanted(struct cl_ctx *cx, struct cl_inode *ci, const struct vn_call *c)
 {
-	struct tok_set held;
 	int64_t until;
 
 	if (c->u.write.flags & (O_APPEND | O_DIRECT) || c->u.write.size == 0 ||
@@ -110,8 +133,7 @@ bool cl_range_wanted(struct cl_ctx *cx, struct cl_inode *ci, const struct vn_cal
 	pthread_mutex_unlock(&ci->mu);
 	if (until && mono_ns() < until)
 		return true;
-	tok_client_cached(cx->tc, ci->ino, &held);
-	return held.level[TOK_PAGE_DIRTY] == TOK_SWRITE;
+	return cl_range_reads(cx, ci);
 }
 
 /* Note range @idx as held by this node (ci->mu held); -ENOMEM. */
@@ -149,22 +171,22 @@ void cl_range_release(struct cl_ctx *cx, const struct cl_range_hold *h)
 	struct tok_set s;
 	uint64_t key;
 
-	range_set(&s, h->direct);
+	range_set(&s, h->use);
 	for (uint64_t i = h->first; i < h->next; i++)
 		if (range_key(h->ino, i, &key))
 			tok_client_release(cx->tc, key, &s);
 }
 
 int cl_range_acquire(struct cl_ctx *cx, struct cl_inode *ci, uint64_t off, uint64_t end,
-		     bool direct, struct cl_range_hold *h)
+		     enum cl_range_use use, struct cl_range_hold *h)
 {
 	struct tok_set s;
 	uint64_t last = (end - 1) >> CL_RANGE_SHIFT, key;
 	int rc = 0;
 
-	range_set(&s, direct);
+	range_set(&s, use);
 	h->ino = ci->ino;
-	h->direct = direct;
+	h->use = use;
 	h->first = h->next = off >> CL_RANGE_SHIFT;
 	for (; h->next <= last; h->next++) {
 		if (!range_key(ci->ino, h->next, &key)) {

@@ -132,6 +132,30 @@ static void put(struct cl_out *o, const char *fmt, ...)
 		o->len += (size_t)n;
 }
 
+/* The inode of token key @key (a byte range's: cl_range.c). */
+static uint64_t key_ino(uint64_t key)
+{
+	uint64_t ino, off, end;
+
+	return cl_range_of(key, &ino, &off, &end) ? ino : key;
+}
+
+/*
+ * "inode 4711", or a byte range's "inode 4711 bytes [4194304, 8388608)";
+ * @json: "ino":4711 and, for a byte range, "range":[4194304,8388608].
+ */
+static void put_key_as(struct cl_out *o, uint64_t key, bool json)
+{
+	uint64_t ino, off, end;
+
+	if (!cl_range_of(key, &ino, &off, &end))
+		put(o, json ? "\"ino\":%" PRIu64 : "inode %" PRIu64, key);
+	else if (json)
+		put(o, "\"ino\":%" PRIu64 ",\"range\":[%" PRIu64 ",%" PRIu64 "]", ino, off, end);
+	else
+		put(o, "inode %" PRIu64 " bytes [%" PRIu64 ", %" PRIu64 ")", ino, off, end);
+}
+
 static double secs(uint64_t ms)
 {
 	return (double)ms / 1000.0;
@@ -220,7 +244,8 @@ static const struct {
 /* A client wait: "inode 4711 gives back (recalled) attr:read: until this node's references go: attr 2". */
 static void put_client_wait(struct cl_out *o, struct cl_ctx *cx, const struct tok_client_wait *w)
 {
-	put(o, "inode %" PRIu64 " %s ", w->ino, cw_kinds[w->kind].text);
+	put_key_as(o, w->ino, false);
+	put(o, " %s ", cw_kinds[w->kind].text);
 	put_levels(o, &w->want);
 	put(o, ": %s", cw_fors[w->what].text);
 	for (int t = 0; cw_fors[w->what].refs && t < TOK_NTOKENS; t++)
@@ -267,7 +292,9 @@ static void put_holder_waits(struct cl_out *o, struct cl_ctx *cx, const struct c
 		}
 		if (n++ >= CL_WAIT_HOLDER_WAITS)
 			continue;
-		put(o, "%sinode %" PRIu64 " ", n > 1 ? ", " : "", w->ino);
+		put(o, "%s", n > 1 ? ", " : "");
+		put_key_as(o, w->ino, false);
+		put(o, " ");
 		put_levels(o, &w->want);
 		put(o, "%s (%.1f s)", ob->who.kind == TOK_WHO_NODE && w->who.kind == TOK_WHO_OP ?
 			" for its server operation" : "", secs(w->age_ms));
@@ -329,7 +356,8 @@ static void put_obstacle(struct cl_out *o, struct cl_ctx *cx, const struct tok_o
 static void put_server_wait(struct cl_out *o, struct cl_ctx *cx, const struct cl_waits *ws,
 			    const struct tok_server_wait *w)
 {
-	put(o, "inode %" PRIu64 " wants ", w->ino);
+	put_key_as(o, w->ino, false);
+	put(o, " wants ");
 	put_levels(o, &w->want);
 	put(o, " (");
 	put_who(o, cx, &w->who);
@@ -390,7 +418,9 @@ static void put_json_server_wait(struct cl_out *o, struct cl_ctx *cx, const stru
 		[TOK_OBST_FREEING] = "freeing",
 	};
 
-	put(o, "{\"ino\":%" PRIu64 ",", w->ino);
+	put(o, "{");
+	put_key_as(o, w->ino, true);
+	put(o, ",");
 	put_json_who(o, cx, &w->who);
 	put(o, ",\"wants\":");
 	put_json_levels(o, &w->want);
@@ -419,8 +449,10 @@ static void put_json_client_wait(struct cl_out *o, struct cl_ctx *cx,
 {
 	const char *sep = "";
 
-	put(o, "{\"ino\":%" PRIu64 ",\"call\":\"%s\",\"for\":\"%s\",\"wants\":", w->ino,
-	    cw_kinds[w->kind].json, cw_fors[w->what].json);
+	put(o, "{");
+	put_key_as(o, w->ino, true);
+	put(o, ",\"call\":\"%s\",\"for\":\"%s\",\"wants\":", cw_kinds[w->kind].json,
+	    cw_fors[w->what].json);
 	put_json_levels(o, &w->want);
 	put(o, ",\"age_s\":%.1f,\"refs\":{", secs(w->age_ms));
 	for (int t = 0; t < TOK_NTOKENS; t++) {
@@ -465,7 +497,7 @@ int cl_waits_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size, size_
 		put(&o, "\"server\":[");
 		sep = "";
 		for (size_t i = 0; i < ws.ns; i++) {
-			if (ino && ws.s[i].ino != ino)
+			if (ino && key_ino(ws.s[i].ino) != ino)
 				continue;
 			before = o.len;
 			put(&o, "%s", sep);
@@ -478,7 +510,7 @@ int cl_waits_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size, size_
 	put(&o, "\"client\":[");
 	sep = "";
 	for (size_t i = 0; i < ws.nc; i++) {
-		if (ino && ws.c[i].ino != ino)
+		if (ino && key_ino(ws.c[i].ino) != ino)
 			continue;
 		before = o.len;
 		put(&o, "%s", sep);

@@ -6,8 +6,9 @@
 #  (a) node1 lays out a 24 MiB file; node1, node2 and node3 then overwrite
 #      interleaved chunks of 1 MiB - 4113 bytes of it (a FUSE request each; some straddle the
 #      4 MiB ranges' edges somewhere), 3 passes each in a shuffled order,
-#      all at once, while node1 reads whole chunks: no read mixes two
-#      writes; every node reads the bytes of the last pass of every chunk
+#      all at once, while node1 and node2 read whole chunks (by ranges
+#      too, as they share the file): no read mixes two writes; every node
+#      reads the bytes of the last pass of every chunk
 #      (a model), buffered and with O_DIRECT;
 #  (b) node2 and node3 overwrite disjoint halves of it with 4 KiB writes,
 #      2 passes: they share the file by ranges instead of taking turns (the
@@ -32,26 +33,30 @@ mkdir "$(node_mnt 1)/rw"
 # interleaved LABEL PASSES SEED [RELOCATE]: nodes 1-3 write their chunks
 # while node1 reads chunks whole.
 interleaved() {
-	local i pids=() rpid
+	local i pids=() rpids=()
 	for i in 1 2 3; do
 		timeout 300 python3 "$SW" bwriter "$(node_mnt $i)/$F" $((i - 1)) 3 $CHUNK 0 $HI "$2" "$3" \
 			>"$T_TMP/writes.$i" &
 		pids+=($!)
 	done
-	timeout 300 python3 "$SW" areader "$(node_mnt 1)/$F" $CHUNK 0 $HI "$2" "$3" 1 4 \
-		>"$T_TMP/reads" 2>"$T_TMP/reads.err" &
-	rpid=$!
+	for i in 1 2; do
+		timeout 300 python3 "$SW" areader "$(node_mnt $i)/$F" $CHUNK 0 $HI "$2" "$3" 1 4 \
+			>"$T_TMP/reads.$i" 2>"$T_TMP/reads.err.$i" &
+		rpids+=($!)
+	done
 	if [ -n "${4:-}" ]; then
 		sleep 1
 		check "$1 cxfsctl relocate shared node2 (during the writes)" \
 			"$CXFSCTL" --socket "$(node_sock 1)" relocate shared node2
 	fi
 	writers_wait "${pids[@]}" || fail "$1 every writer finishes"
-	if wait $rpid; then
-		pass "$1 node1's $(cat "$T_TMP/reads") chunk reads are each one write's bytes"
-	else
-		fail "$1 node1's chunk reads are each one write's bytes: $(cat "$T_TMP/reads.err")"
-	fi
+	for i in 1 2; do
+		if wait "${rpids[$((i - 1))]}"; then
+			pass "$1 node$i's $(cat "$T_TMP/reads.$i") chunk reads are each one write's bytes"
+		else
+			fail "$1 node$i's chunk reads are each one write's bytes: $(cat "$T_TMP/reads.err.$i")"
+		fi
+	done
 	log "$1 $WRITES writes"
 }
 
