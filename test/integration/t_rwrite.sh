@@ -30,8 +30,8 @@ cluster_up 3 || { fail "a 3-node cluster starts"; it_finish; }
 F=rw/file
 mkdir "$(node_mnt 1)/rw"
 
-# interleaved LABEL PASSES SEED [RELOCATE]: nodes 1-3 write their chunks
-# while node1 reads chunks whole.
+# interleaved LABEL PASSES SEED LAYOUT_SEED [RELOCATE]: nodes 1-3 write
+# their chunks while node1 and node2 read chunks whole.
 interleaved() {
 	local i pids=() rpids=()
 	for i in 1 2 3; do
@@ -40,11 +40,11 @@ interleaved() {
 		pids+=($!)
 	done
 	for i in 1 2; do
-		timeout 300 python3 "$SW" areader "$(node_mnt $i)/$F" $CHUNK 0 $HI "$2" "$3" 1 4 \
+		timeout 300 python3 "$SW" areader "$(node_mnt $i)/$F" $CHUNK 0 $HI "$2" "$3" "$4" 4 \
 			>"$T_TMP/reads.$i" 2>"$T_TMP/reads.err.$i" &
 		rpids+=($!)
 	done
-	if [ -n "${4:-}" ]; then
+	if [ -n "${5:-}" ]; then
 		sleep 1
 		check "$1 cxfsctl relocate shared node2 (during the writes)" \
 			"$CXFSCTL" --socket "$(node_sock 1)" relocate shared node2
@@ -62,7 +62,7 @@ interleaved() {
 
 log "(a) three nodes overwrite interleaved chunks at once, node1 reads"
 python3 "$SW" layout "$(node_mnt 1)/$F" $SIZE 1
-interleaved "(a)" 3 11
+interleaved "(a)" 3 11 1
 check_all "$SW" "$F" "(a)" "$(python3 "$SW" model $SIZE $CHUNK 0 $HI 3 11 1)" $SIZE bsha
 
 log "(b) node2 and node3 overwrite disjoint halves with 4 KiB writes"
@@ -81,7 +81,7 @@ check_all "$SW" "$F" "(b)" "$(python3 "$SW" model $SIZE 4096 0 $SIZE 2 12)" $SIZ
 
 log "(c) (a) again while the metadata server moves to node2"
 python3 "$SW" layout "$(node_mnt 1)/$F" $SIZE 2
-interleaved "(c)" 4 13 relocate
+interleaved "(c)" 4 13 2 relocate
 check_eq "(c) node2 serves" node2 "$(cl_stat 1 'c["server"]')"
 check_all "$SW" "$F" "(c)" "$(python3 "$SW" model $SIZE $CHUNK 0 $HI 4 13 2)" $SIZE bsha
 
