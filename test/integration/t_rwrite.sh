@@ -17,6 +17,10 @@
 #  (c) (a) again, 4 passes, while the metadata server moves from node1 to
 #      node2 (cxfsctl relocate): the range tokens go with it, and every
 #      node reads the model;
+#  (d) node1 and node3 overwrite the halves again while node2, the server
+#      now, is killed (kill -9): the writers see a pause, no error, their
+#      cached writes under the range tokens survive the recovery, and the
+#      survivors (then node2, started again) read the model;
 #  then node1 unmounts and cxfs-check finds the LUN clean.
 . "$(dirname "$0")/lib_cluster_io.sh"
 it_init rwrite --need-tgtd
@@ -84,6 +88,26 @@ python3 "$SW" layout "$(node_mnt 1)/$F" $SIZE 2
 interleaved "(c)" 4 13 2 relocate
 check_eq "(c) node2 serves" node2 "$(cl_stat 1 'c["server"]')"
 check_all "$SW" "$F" "(c)" "$(python3 "$SW" model $SIZE $CHUNK 0 $HI 4 13 2)" $SIZE bsha
+
+log "(d) node1 and node3 overwrite the halves while node2, the server, is killed"
+pids=()
+timeout 300 python3 "$SW" bwriter "$(node_mnt 1)/$F" 0 1 4096 0 $HALF 3 14 >"$T_TMP/writes.1" &
+pids+=($!)
+timeout 300 python3 "$SW" bwriter "$(node_mnt 3)/$F" 0 1 4096 $HALF $SIZE 3 14 >"$T_TMP/writes.3" &
+pids+=($!)
+sleep 1
+kill_node 2
+writers_wait "${pids[@]}" || fail "(d) every writer finishes (a pause, never an error)"
+log "(d) $WRITES writes; node1 names $(cl_stat 1 'c["server"]') the server"
+model=$(python3 "$SW" model $SIZE 4096 0 $SIZE 3 14)
+for i in 1 3; do
+	for how in bsha sha; do
+		check_eq "(d): node$i reads the model ($how)" "$model" \
+			"$(timeout 120 python3 "$SW" "$how" "$(node_mnt $i)/$F" 2>&1)"
+	done
+done
+check "(d) node2 starts again" "$LOCAL_CLUSTER" restart --dir "$CL_DIR" 2
+check_all "$SW" "$F" "(d) after node2's restart" "$model" $SIZE bsha
 
 log "unmount and check the volume"
 cluster_stop_and_check
