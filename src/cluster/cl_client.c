@@ -709,8 +709,11 @@ void cl_client_drop_data(struct cl_ctx *cx, uint64_t ino)
 
 /*
  * A byte range's duties (cl_range.c): its cached data is written back (the
- * file's, all at once: one write-back at a time) and dropped.  Its runs
- * need no publishing: a shared write converts no extent.
+ * file's, all at once: one write-back at a time) and its clean pages go.
+ * Pages dirty again after the write-back were written under the file's
+ * exclusive tokens (nobody takes a range that is being given back), which
+ * cover them: they stay.  Its runs need no publishing: a shared write
+ * converts no extent.
  */
 static int range_duty(struct cl_ctx *cx, uint64_t ino, uint64_t off, uint64_t end,
 		      enum tok_duty duty)
@@ -723,7 +726,10 @@ static int range_duty(struct cl_ctx *cx, uint64_t ino, uint64_t off, uint64_t en
 	if (!ci)
 		return 0;
 	(void)wb_flush(cx, ci);   /* an error stays for fsync and close (wb_err) */
-	pages_drop(cx, ci, off / cx->bs, (end + cx->bs - 1) / cx->bs);
+	pthread_mutex_lock(&ci->mu);
+	if (ci->pcf)
+		cl_pc_drop_clean(cx->pc, ci->pcf, off / cx->bs, (end + cx->bs - 1) / cx->bs);
+	pthread_mutex_unlock(&ci->mu);
 	cl_inode_put(cx, ci);
 	cl_pages_stale(cx, ino);
 	return 0;
@@ -2030,9 +2036,10 @@ again:
 		/*
 		 * Only within the size this node knows: a shared file only
 		 * grows (a truncate recalls the shared levels), and other
-		 * nodes' sizes come back only when SIZE is recalled.
+		 * nodes' sizes come back only when SIZE is recalled.  Not
+		 * with conversions unpublished (cl_range.c).
 		 */
-		bool inside = size_known(ci) && off + len <= ci->attr.size;
+		bool inside = size_known(ci) && off + len <= ci->attr.size && !ci->npend;
 
 		pthread_mutex_unlock(&ci->mu);
 		rc = inside ? cl_range_acquire(cx, ci, off, off + len, CL_RANGE_READ, &rh) : 0;
@@ -2474,6 +2481,9 @@ again:
 		cl_io_end(ci);
 		return rc;
 	}
+	/* Alone on the file: its ranges go (cl_range.c). */
+	if (!shared)
+		cl_range_forget(cx, ci);
 	/* Written through: cached writes of the file go first (they are older). */
 	if (!behind)
 		(void)wb_flush(cx, ci);

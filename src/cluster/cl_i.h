@@ -587,6 +587,8 @@ bool cl_range_reads(struct cl_ctx *cx, struct cl_inode *ci);
 int cl_range_acquire(struct cl_ctx *cx, struct cl_inode *ci, uint64_t off, uint64_t end,
 		     enum cl_range_use use, struct cl_range_hold *h);
 void cl_range_release(struct cl_ctx *cx, const struct cl_range_hold *h);
+/* Give @ci's range tokens back (on a helper thread): it writes with the exclusive set. */
+void cl_range_forget(struct cl_ctx *cx, struct cl_inode *ci);
 /* This node gave @tokens of @ino back (every give-back, range keys too). */
 void cl_range_returned(struct cl_ctx *cx, uint64_t ino, const struct tok_set *tokens);
 

@@ -410,7 +410,7 @@ out:
 	return rc;
 }
 
-void cl_pc_drop(struct cl_pc *pc, struct cl_pcf *f, uint64_t from, uint64_t to)
+static void drop(struct cl_pc *pc, struct cl_pcf *f, uint64_t from, uint64_t to, bool dirty_too)
 {
 	pthread_mutex_lock(&pc->mu);
 	for (size_t i = 0; i < f->nbuckets && f->npages; i++) {
@@ -418,12 +418,22 @@ void cl_pc_drop(struct cl_pc *pc, struct cl_pcf *f, uint64_t from, uint64_t to)
 
 		for (; p; p = next) {
 			next = p->hnext;
-			if (p->blk >= from && p->blk < to)
+			if (p->blk >= from && p->blk < to && (dirty_too || !p->dirty))
 				page_free(pc, p);
 		}
 	}
 	f->gen++;
 	pthread_mutex_unlock(&pc->mu);
+}
+
+void cl_pc_drop(struct cl_pc *pc, struct cl_pcf *f, uint64_t from, uint64_t to)
+{
+	drop(pc, f, from, to, true);
+}
+
+void cl_pc_drop_clean(struct cl_pc *pc, struct cl_pcf *f, uint64_t from, uint64_t to)
+{
+	drop(pc, f, from, to, false);
 }
 
 /* ---- writing back ---- */

@@ -91,6 +91,8 @@ int cl_pc_put(struct cl_pc *pc, struct cl_pcf *f, uint64_t blk, size_t boff, con
 	      size_t len, uint64_t pblk, bool unwritten, const char *base);
 /* Drop the pages of blocks [@from, @to), dirty ones too. */
 void cl_pc_drop(struct cl_pc *pc, struct cl_pcf *f, uint64_t from, uint64_t to);
+/* Drop the clean pages of blocks [@from, @to). */
+void cl_pc_drop_clean(struct cl_pc *pc, struct cl_pcf *f, uint64_t from, uint64_t to);
 
 /* ---- writing back ---- */
 

@@ -26,7 +26,11 @@
  * tokens at SWRITE, whose return writes back and drops every cached page
  * of the file (tok_table.c).  A node gives its range tokens back once its
  * page tokens at SWRITE went (cl_range_returned: they guard nothing then),
- * so range keys do not outlive the file's sharing.
+ * so range keys do not outlive the file's sharing; and a client that writes
+ * with the exclusive set gives them back too (cl_range_forget): while it
+ * has extent conversions unpublished it takes no range (c_write, c_read),
+ * and so never holds one that a sharer waits for while its publish waits
+ * for that sharer's EXTENT token.
  *
  * Why it is deadlock-free: a write takes the file's tokens first, then the
  * range keys in ascending order (all above any inode number), so the rule
@@ -242,10 +246,38 @@ static void forget_run(void *arg)
 	free(j);
 }
 
+/* Give @ci's range tokens back on a helper thread (it puts @ci's reference). */
+static void forget_spawn(struct cl_ctx *cx, struct cl_inode *ci)
+{
+	struct forget_job *j = malloc(sizeof(*j));
+
+	if (j) {
+		j->cx = cx;
+		j->ci = ci;
+		if (cl_spawn(cx, forget_run, j) == 0)
+			return;
+		free(j);
+	}
+	cl_inode_put(cx, ci);
+}
+
+void cl_range_forget(struct cl_ctx *cx, struct cl_inode *ci)
+{
+	bool any;
+
+	pthread_mutex_lock(&ci->mu);
+	any = ci->nranges > 0;
+	pthread_mutex_unlock(&ci->mu);
+	if (!any)
+		return;
+	ci = cl_inode_get(cx, ci->ino, false);
+	if (ci)
+		forget_spawn(cx, ci);
+}
+
 void cl_range_returned(struct cl_ctx *cx, uint64_t ino, const struct tok_set *tokens)
 {
 	struct cl_inode *ci;
-	struct forget_job *j;
 	bool any;
 
 	if (ino & RANGE_KEY_BIT)
@@ -258,13 +290,8 @@ void cl_range_returned(struct cl_ctx *cx, uint64_t ino, const struct tok_set *to
 		ci->shared_until_ns = mono_ns() + CL_RANGE_SHARE_NS;
 	any = ci->nranges > 0;
 	pthread_mutex_unlock(&ci->mu);
-	j = any && tokens->level[TOK_PAGE_DIRTY] == TOK_SWRITE ? malloc(sizeof(*j)) : NULL;
-	if (j) {
-		j->cx = cx;
-		j->ci = ci;
-		if (cl_spawn(cx, forget_run, j) == 0)
-			return;   /* the job puts ci */
-		free(j);
-	}
-	cl_inode_put(cx, ci);
+	if (any && tokens->level[TOK_PAGE_DIRTY] == TOK_SWRITE)
+		forget_spawn(cx, ci);
+	else
+		cl_inode_put(cx, ci);
 }

@@ -184,6 +184,13 @@ static void test_evict_and_gen(void **state)
 	cl_pc_fill(x->pc, x->f, 7, 1, src + 5 * BS, gen);
 	assert_true(cl_pc_get(x->pc, x->f, 7, 0, 1, out));
 	assert_int_equal(out[0], 'A');
+	/* Dropping the clean pages of a range keeps its dirty ones (a range's return). */
+	cl_pc_drop_clean(x->pc, x->f, 0, UINT64_MAX);
+	assert_true(cl_pc_get(x->pc, x->f, 7, 0, 1, out));
+	assert_false(cl_pc_get(x->pc, x->f, 4, 0, 1, out));
+	cl_pc_counts(x->pc, &n);
+	assert_int_equal(n.clean_bytes, 0);
+	assert_int_equal(n.dirty_bytes, BS);
 	cl_pc_drop(x->pc, x->f, 0, UINT64_MAX);
 	cl_pc_counts(x->pc, &n);
 	assert_int_equal(n.clean_bytes + n.dirty_bytes, 0);
