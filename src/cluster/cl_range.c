@@ -10,21 +10,23 @@
  * CL_RANGE_SHARE_NS, or while the node shares the file already, a write
  * whose blocks all have data (it allocates and converts nothing) takes the
  * file's tokens at the shared levels (cl_swrite_set) and, besides, the
- * range tokens of each 1 << CL_RANGE_SHIFT aligned range it touches: IO,
- * PAGE_DIRTY and PAGE_CLEAN at WRITE (direct writes: range_set), held
- * under a key of their own (the
- * range's number and the inode in one 64-bit key, cl_range_key), which the
- * token server and client handle like any inode's.  So two nodes writing
- * disjoint parts ask once per range and never take turns; two writing one
- * range take turns on that range only, its recall writing back and dropping
- * that range's cached data (range_duty).
+ * range tokens of each 1 << CL_RANGE_SHIFT aligned range it touches
+ * (range_set: IO and the page tokens at WRITE for a buffered write, the
+ * page tokens at SHARED_WRITE for a direct one), held under a key of their
+ * own (the range's number and the inode in one 64-bit key, range_key),
+ * which the token server and client handle like any inode's.  A node that
+ * shares the file reads by ranges too, at READ, within the size it knows.
+ * So two nodes writing disjoint parts ask once per range and never take
+ * turns; two writing one range take turns on that range only, its recall
+ * writing back the file's cached data and dropping the range's
+ * (cl_client.c, range_duty).
  *
  * Why it is coherent: cached data of a file held under the shared levels
- * lies in ranges whose tokens the node holds at WRITE; whoever else writes
- * a range in shared mode takes its tokens; whoever uses the file whole
- * (a reader, an exclusive writer, a truncate) conflicts with the page
- * tokens at SWRITE, whose return writes back and drops every cached page
- * of the file (tok_table.c).  A node gives its range tokens back once its
+ * lies in ranges whose tokens the node holds (dirty data at WRITE, clean
+ * at READ or better); whoever else writes a range in shared mode takes its
+ * tokens; whoever uses the file whole (a reader, an exclusive writer, a
+ * truncate) conflicts with the page tokens at SWRITE, whose return writes
+ * back and drops every cached page of the file (tok_table.c).  A node gives its range tokens back once its
  * page tokens at SWRITE went (cl_range_returned: they guard nothing then),
  * so range keys do not outlive the file's sharing; and a client that writes
  * with the exclusive set gives them back too (cl_range_forget): while it
