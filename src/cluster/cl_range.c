@@ -47,7 +47,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "common/cx_intr.h"
 
 #define RANGE_KEY_BIT (UINT64_C(1) << 63)
 #define RANGE_INO_BITS 40
@@ -57,21 +58,13 @@
 _Static_assert((META_MAX_FILE_SIZE >> CL_RANGE_SHIFT) <= RANGE_IDX_MAX,
 	       "every range of the largest file has a key");
 
-static int64_t mono_ns(void)
+/*
+ * The key of range @idx of @ino.  Only files whose inode fits take ranges
+ * (cl_range_reads); every range of a file fits (the assertion above).
+ */
+static uint64_t range_key(uint64_t ino, uint64_t idx)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-/* The key of range @idx of @ino; false if @ino is too large for one. */
-static bool range_key(uint64_t ino, uint64_t idx, uint64_t *key)
-{
-	if (ino > RANGE_INO_MASK || idx > RANGE_IDX_MAX)
-		return false;
-	*key = RANGE_KEY_BIT | (idx << RANGE_INO_BITS) | ino;
-	return true;
+	return RANGE_KEY_BIT | (idx << RANGE_INO_BITS) | ino;
 }
 
 bool cl_range_of(uint64_t key, uint64_t *ino, uint64_t *off, uint64_t *end)
@@ -137,7 +130,7 @@ bool cl_range_wanted(struct cl_ctx *cx, struct cl_inode *ci, const struct vn_cal
 	pthread_mutex_lock(&ci->mu);
 	until = ci->shared_until_ns;
 	pthread_mutex_unlock(&ci->mu);
-	if (until && mono_ns() < until)
+	if (until && cx_intr_now_ns() < until)
 		return true;
 	return cl_range_reads(cx, ci);
 }
@@ -175,35 +168,32 @@ static int range_note(struct cl_inode *ci, uint64_t idx)
 void cl_range_release(struct cl_ctx *cx, const struct cl_range_hold *h)
 {
 	struct tok_set s;
-	uint64_t key;
 
 	range_set(&s, h->use);
 	for (uint64_t i = h->first; i < h->next; i++)
-		if (range_key(h->ino, i, &key))
-			tok_client_release(cx->tc, key, &s);
+		tok_client_release(cx->tc, range_key(h->ino, i), &s);
 }
 
 int cl_range_acquire(struct cl_ctx *cx, struct cl_inode *ci, uint64_t off, uint64_t end,
 		     enum cl_range_use use, struct cl_range_hold *h)
 {
 	struct tok_set s;
-	uint64_t last = (end - 1) >> CL_RANGE_SHIFT, key;
+	uint64_t last = (end - 1) >> CL_RANGE_SHIFT;
 	int rc = 0;
 
 	range_set(&s, use);
 	h->ino = ci->ino;
 	h->use = use;
 	h->first = h->next = off >> CL_RANGE_SHIFT;
+	/* A file too large to have range keys is never cached by ranges: none needed. */
+	if (ci->ino > RANGE_INO_MASK)
+		return 0;
 	for (; h->next <= last; h->next++) {
-		if (!range_key(ci->ino, h->next, &key)) {
-			rc = -EFBIG;
-			break;
-		}
 		pthread_mutex_lock(&ci->mu);
 		rc = range_note(ci, h->next);
 		pthread_mutex_unlock(&ci->mu);
 		if (!rc)
-			rc = cl_acquire(cx, key, &s);
+			rc = cl_acquire(cx, range_key(ci->ino, h->next), &s);
 		if (rc)
 			break;
 	}
@@ -224,7 +214,7 @@ static void forget_run(void *arg)
 {
 	struct forget_job *j = arg;
 	struct cl_inode *ci = j->ci;
-	uint64_t *v, key;
+	uint64_t *v;
 	size_t n;
 
 	pthread_mutex_lock(&ci->mu);
@@ -234,10 +224,8 @@ static void forget_run(void *arg)
 	ci->nranges = ci->ranges_cap = 0;
 	pthread_mutex_unlock(&ci->mu);
 	for (size_t i = 0; i < n; i++) {
-		if (!range_key(ci->ino, v[i], &key))
-			continue;
 		/* In use again (a new shared write): it stays noted. */
-		if (tok_client_forget(j->cx->tc, key) == -EBUSY) {
+		if (tok_client_forget(j->cx->tc, range_key(ci->ino, v[i])) == -EBUSY) {
 			pthread_mutex_lock(&ci->mu);
 			(void)range_note(ci, v[i]);
 			pthread_mutex_unlock(&ci->mu);
@@ -289,7 +277,7 @@ void cl_range_returned(struct cl_ctx *cx, uint64_t ino, const struct tok_set *to
 		return;
 	pthread_mutex_lock(&ci->mu);
 	if (tokens->level[TOK_IO] == TOK_WRITE)
-		ci->shared_until_ns = mono_ns() + CL_RANGE_SHARE_NS;
+		ci->shared_until_ns = cx_intr_now_ns() + CL_RANGE_SHARE_NS;
 	any = ci->nranges > 0;
 	pthread_mutex_unlock(&ci->mu);
 	if (any && tokens->level[TOK_PAGE_DIRTY] == TOK_SWRITE)
