@@ -708,7 +708,11 @@ void cl_client_drop_data(struct cl_ctx *cx, uint64_t ino)
 /* ---- duties -------------------------------------------------------------- */
 
 /*
- * A byte range's duties (cl_range.c): its cached data is written back (the
+ * A byte range's duties (cl_range.c), all at DISCARD, which every return
+ * of a range has (a range's page tokens go together: page-dirty at WRITE
+ * or SHARED_WRITE, or page-clean at READ, carry it; FLUSH comes with it at
+ * the writing levels, and doing both would write back, scan the pages and
+ * invalidate the kernel's twice): its cached data is written back (the
  * file's, all at once: one write-back at a time) and its clean pages go.
  * Pages dirty again after the write-back were written under the file's
  * exclusive tokens (nobody takes a range that is being given back), which
@@ -720,7 +724,7 @@ static int range_duty(struct cl_ctx *cx, uint64_t ino, uint64_t off, uint64_t en
 {
 	struct cl_inode *ci;
 
-	if (duty != TOK_DUTY_FLUSH && duty != TOK_DUTY_DISCARD)
+	if (duty != TOK_DUTY_DISCARD)
 		return 0;
 	ci = cl_inode_get(cx, ino, false);
 	if (!ci)
@@ -1961,7 +1965,7 @@ static int cached_read(struct cl_ctx *cx, struct cl_inode *ci, char *buf, uint64
 		lim = last + (keep ? ahead : 0);
 		if (lim > eof)
 			lim = eof;
-		if (lim > ra_end && ra_end >= last)
+		if (lim > ra_end)
 			lim = ra_end;
 		e = b + cl_pc_absent(cx->pc, f, b, (size_t)(lim - b));
 		if (e == b)
