@@ -214,6 +214,7 @@ static bool return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 	struct cl_ureq u = { 0 };      /* one id across the resends */
 
 	atomic_fetch_add(&cx->returns, 1);
+	(void)cl_async_drain(cx);      /* the creates these tokens covered first */
 	for (;;) {
 		ProtobufCMessage *rep = NULL;
 		Cxfs__MsgType rt = 0;
@@ -930,6 +931,7 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 
 	f.lent = lent;
 	atomic_fetch_add(&cx->stats.forwards, 1);
+	(void)cl_async_drain(cx);      /* this node's own creates reach the server first */
 	/* Interrupted before it was sent (a frozen channel): send it again. */
 	for (;;) {
 		struct rpc_chan *ch;
@@ -1481,6 +1483,88 @@ static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a)
 	return v;
 }
 
+/*
+ * Create regular file @c->u.mknod.name here, without the server, if this
+ * node may (docs/ARCHITECTURE.md, "Asynchronous creates"): a client of a
+ * filesystem without DMAPI, holding the directory's name, attr, times and
+ * size tokens at WRITE (asked for once, while no other node changes the
+ * directory) and knowing the name absent.  The file gets a number reserved
+ * for this node and the attributes the server would give it, this node
+ * adopts its tokens, and the create is queued (cl_async.c).  0 (made: the
+ * call's attributes and vnode set), -EAGAIN (not here: the caller asks the
+ * server), or -errno.
+ */
+static int async_create(struct cl_cbhv *cb, struct vn_call *c)
+{
+	struct cl_ctx *cx = cb->cx;
+	struct cl_inode *ci = cb->ci;
+	const char *name = c->u.mknod.name;
+	struct vn_attr *a = c->u.mknod.attr;
+	uint32_t mode = c->u.mknod.mode, gid = c->cred->gid;
+	struct cl_dent *d;
+	struct tok_set want;
+	uint64_t ino, gen;
+	int64_t now;
+	bool absent;
+	int rc;
+
+	if (!S_ISREG(mode) || c->u.mknod.target || cx->dm_enabled || atomic_load(&cx->is_server) ||
+	    !cx->as || !cacheable(name) || !a)
+		return -EAGAIN;
+	set_of(&want, B(TOK_NAME) | B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (want.level[t])
+			want.level[t] = TOK_WRITE;
+	rc = c_acquire(cb, &want);
+	if (rc)
+		return rc == -EINTR ? rc : -EAGAIN;
+	pthread_mutex_lock(&ci->mu);
+	d = cl_dent_find(ci, name);
+	absent = ci->attr_valid && (d ? d->ino == 0 : ci->names_whole);
+	pthread_mutex_unlock(&ci->mu);
+	rc = absent ? cl_async_ino(cx, &ino, &gen) : -EAGAIN;
+	if (rc) {
+		c_release_toks(cb, &want);
+		return rc == -EINTR ? rc : -EAGAIN;
+	}
+	now = meta_now_ns();
+	pthread_mutex_lock(&ci->mu);
+	/* Group ownership and S_ISGID as the store gives them (meta_mknod). */
+	if (ci->attr.mode & S_ISGID)
+		gid = ci->attr.gid;
+	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) && c->cred->uid != 0 &&
+	    !vn_cred_in_group(c->cred, gid))
+		mode &= ~(uint32_t)S_ISGID;
+	memset(a, 0, sizeof(*a));
+	a->ino = ino;
+	a->gen = gen;
+	a->mode = mode;
+	a->nlink = 1;
+	a->uid = c->cred->uid;
+	a->gid = gid;
+	a->atime.tv_sec = now / 1000000000;
+	a->atime.tv_nsec = now % 1000000000;
+	a->mtime = a->ctime = a->btime = a->atime;
+	ci->attr.mtime = ci->attr.ctime = a->atime;
+	cl_dent_tell(ci, name, ino, true);
+	pthread_mutex_unlock(&ci->mu);
+	rc = cl_async_queue(cx, ci->ino, name, c->u.mknod.mode, c->cred, ino, gen, now);
+	if (rc) {
+		/* Nothing queued: the number stays unused, the name absent. */
+		pthread_mutex_lock(&ci->mu);
+		cl_dent_set(ci, name, 0);
+		pthread_mutex_unlock(&ci->mu);
+		c_release_toks(cb, &want);
+		return rc;
+	}
+	c->uncached = 0;
+	c->made = created(cx, a);
+	c_release_toks(cb, &want);
+	if (cl_async_full(cx))
+		(void)cl_async_drain(cx);
+	return 0;
+}
+
 /* mknod, link, unlink: lend the directory's tokens, keep its names current. */
 static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
@@ -1494,6 +1578,11 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	bool lend = !dir_uncached(cb, B(TOK_NAME));
 	int rc;
 
+	if (lend && c->op == VN_OP_MKNOD) {
+		rc = async_create(cb, c);
+		if (rc != -EAGAIN)
+			return rc;
+	}
 	if (lend) {
 		rc = dir_lend(cb, &lent, &gen);
 		if (rc)

@@ -74,6 +74,10 @@
 /* A directory up to this many entries is read whole at its first miss. */
 #define CL_DIR_WHOLE_MAX 8192
 /* Tokens (at READ) a node that creates a file holds from the answer on (cl_server.c s_names). */
+/* Asynchronous creates: numbers a node asks for at a time, the most one grant gives, a batch's size. */
+#define CL_INO_GRANT 1024
+#define CL_INO_GRANT_MAX 4096
+#define CL_BATCH_MAX 256
 #define CL_CREATE_TOKS ((1u << TOK_EXIST) | (1u << TOK_ATTR) | (1u << TOK_TIMES) | (1u << TOK_SIZE))
 #define CL_SETTLE_MS 2000                /* a directory's lookup waits at most this for its old names to go */
 #define CL_WHOLE_REST_NS 1000000000LL    /* a directory is read whole only after NAME rested this long */
@@ -277,6 +281,7 @@ struct cl_ctx {
 	atomic_uint returns;            /* token returns on their way (cl_client.c, keep_state) */
 	struct cl_stats stats;
 	struct cl_pc *pc;               /* client data cache; constant after cl_attach */
+	struct cl_async *as;            /* own creates (cl_async.c); constant after cl_attach */
 	pthread_t flusher;              /* writes dirty cached data back (cl_client.c) */
 	bool flusher_started;
 	struct cl_unsafe *un;           /* requests kept until durable (cl_unsafe.c); constant */
@@ -519,6 +524,20 @@ void cl_client_to_store(struct cl_ctx *cx, bool server);
  * The data cache's flusher thread: started in cl_attach, stopped in
  * cl_stop after writing back every dirty page.
  */
+/* Asynchronous creates (cl_async.c). */
+int cl_async_start(struct cl_ctx *cx);
+void cl_async_stop(struct cl_ctx *cx);
+/* Send every queued create and wait for the server's answers (before anything else goes there). */
+int cl_async_drain(struct cl_ctx *cx);
+/* A number reserved for this node's next own create (asks the server for more when out). */
+int cl_async_ino(struct cl_ctx *cx, uint64_t *ino, uint64_t *gen);
+/* Queue an own create made here; 0 or -ENOMEM. */
+int cl_async_queue(struct cl_ctx *cx, uint64_t dir, const char *name, uint32_t mode,
+		   const struct vn_cred *cred, uint64_t ino, uint64_t gen, int64_t time_ns);
+/* Is the queue at its bound?  (The creator then drains it.) */
+bool cl_async_full(struct cl_ctx *cx);
+void cl_async_counts(struct cl_ctx *cx, uint64_t *creates, uint64_t *batches, uint64_t *failed,
+		     uint64_t *queued);
 int cl_wb_start(struct cl_ctx *cx);
 void cl_wb_stop(struct cl_ctx *cx);
 /* This node is cut off: forget @ino's cached data, dirty too (its tokens went). */

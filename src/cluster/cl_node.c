@@ -811,6 +811,7 @@ int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *req,
 	int rc;
 
 	*reply = NULL;
+	(void)cl_async_drain(cx);      /* this node's own creates reach the server first */
 	for (;;) {
 		struct rpc_chan *ch;
 
@@ -1437,6 +1438,11 @@ int cl_attach(struct cl_ctx *cx, struct xvm_vol *dev, struct meta_store *st,
 		snprintf(err, errlen, "cannot start the data cache: %s", strerror(-rc));
 		return rc;
 	}
+	rc = cl_async_start(cx);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the create queue: %s", strerror(-rc));
+		return rc;
+	}
 	rc = cl_reach_start(cx);
 	if (rc)
 		snprintf(err, errlen, "cannot start the server prober: %s", strerror(-rc));
@@ -1519,6 +1525,7 @@ void cl_stop(struct cl_ctx *cx)
 {
 	if (!cx)
 		return;
+	cl_async_stop(cx);
 	atomic_store(&cx->stopping, true);
 	cl_wb_stop(cx);
 	/*
@@ -1733,6 +1740,14 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 		PUT("\"unsafe\":{\"kept\":%zu,\"kept_bytes\":%zu,\"durable\":%" PRIu64
 		    ",\"applied\":%" PRIu64 ",\"answered_again\":%" PRIu64 "},", uc.kept,
 		    uc.kept_bytes, uc.durable, uc.applied, uc.answered_again);
+	}
+	{
+		uint64_t creates, batches, failed, queued;
+
+		cl_async_counts(cx, &creates, &batches, &failed, &queued);
+		PUT("\"async_creates\":{\"made\":%" PRIu64 ",\"batches\":%" PRIu64
+		    ",\"failed\":%" PRIu64 ",\"queued\":%" PRIu64 "},", creates, batches, failed,
+		    queued);
 	}
 	if (cl_waits_json(cx, 0, buf, size, &len, 2))
 		return -ENOSPC;

@@ -586,6 +586,32 @@ static int s_lseek(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return srv_moved(cx, c, rc);
 }
 
+/*
+ * A lookup or a directory read answered from the store: a client that
+ * holds the directory's NAME at WRITE may have created files there the
+ * server has not seen (asynchronous creates), so NAME is taken at READ
+ * first, which recalls it, and the recall sends those creates.  The asker's
+ * own grant is lent (it sent its creates before this request).
+ */
+static int s_dirread(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_ctx *cx = ctx_of(self);
+	uint64_t ino = vn_ino(vn);
+	struct tok_set name, got;
+	struct tok_op *op;
+	int rc;
+
+	set_of(&name, B(TOK_NAME), TOK_READ);
+	rc = tok_server_op_begin(cx->ts, c->node, &name, &op);
+	if (rc)
+		return srv_moved(cx, c, rc);
+	rc = tok_server_op_acquire(op, ino, &name, &got, NULL);
+	if (!rc)
+		rc = vn_next(self, vn, c);
+	tok_server_op_end(op);
+	return srv_moved(cx, c, rc);
+}
+
 /* The inodes an unlink or a rename finds at its names now (0: none). */
 static void names_objs(struct cl_ctx *cx, const struct vn_call *c, const uint64_t *dirs,
 		       uint64_t *objs)
@@ -736,6 +762,8 @@ static const struct vn_ops cl_server_ops = {
 	.position = VN_POS_SERVER,
 	.op = {
 		[VN_OP_SETATTR] = s_setattr,
+		[VN_OP_LOOKUP] = s_dirread,
+		[VN_OP_READDIR] = s_dirread,
 		[VN_OP_MKNOD] = s_mknod,
 		[VN_OP_LINK] = s_link,
 		[VN_OP_UNLINK] = s_unlink,
@@ -1191,6 +1219,125 @@ static int srv_exec(void *arg, uint64_t ino, struct vn_call *c)
 	return rc;
 }
 
+/* Inode numbers for @node's own creates ("Asynchronous creates"). */
+static int h_ino_grant(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
+		       const Cxfs__InoGrantReq *m)
+{
+	Cxfs__InoGrantReply r = CXFS__INO_GRANT_REPLY__INIT;
+	uint32_t n = m->count < CL_INO_GRANT_MAX ? m->count : CL_INO_GRANT_MAX;
+	uint64_t first = 0, gen = 0;
+
+	(void)node;
+	r.err = n ? meta_ino_reserve(cx->st, n, &first, &gen) : -EINVAL;
+	if (!r.err) {
+		r.has_first = r.has_count = r.has_gen = 1;
+		r.first = first;
+		r.count = n;
+		r.gen = gen;
+	}
+	return rpc_reply(req, CXFS__MSG_TYPE__INO_GRANT_REPLY, &r.base);
+}
+
+/* One reply of a batch's request, packed into the slot it was made for. */
+struct batch_slot {
+	uint32_t type;
+	ProtobufCBinaryData body;
+	bool moved;           /* answered "ask the new server" */
+};
+
+static void batch_reply(void *arg, Cxfs__MsgType type, const ProtobufCMessage *msg)
+{
+	struct batch_slot *sl = arg;
+	int64_t len = rpc_msg_pack(type, msg, NULL, 0);
+
+	if (len < 0 || !(sl->body.data = malloc((size_t)len ? (size_t)len : 1)))
+		return;
+	sl->body.len = (size_t)rpc_msg_pack(type, msg, sl->body.data, (size_t)len);
+	sl->type = type;
+	sl->moved = cl_mds_moved(0, type, (ProtobufCMessage *)msg);
+}
+
+/*
+ * A node's queued creates, applied one after the other, each through the
+ * handlers as if it came alone (its id, applied once).  Checked whole
+ * first: a malformed batch changes nothing.  A request cut short because
+ * the server moves ends the batch early: the node sends it all again and
+ * the ones applied are answered again.
+ */
+static int h_batch(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, const Cxfs__BatchReq *m)
+{
+	Cxfs__BatchReply r = CXFS__BATCH_REPLY__INIT;
+	size_t n = m->n_types;
+	ProtobufCMessage **msgs = NULL;
+	struct batch_slot *sl = NULL;
+	uint32_t *tv = NULL;
+	ProtobufCBinaryData *bv = NULL;
+	int rc = 0;
+
+	if (n != m->n_bodies || n == 0 || n > CL_BATCH_MAX) {
+		r.err = -EPROTO;
+		goto reply;
+	}
+	msgs = calloc(n, sizeof(*msgs));
+	sl = calloc(n, sizeof(*sl));
+	tv = calloc(n, sizeof(*tv));
+	bv = calloc(n, sizeof(*bv));
+	if (!msgs || !sl || !tv || !bv) {
+		r.err = -ENOMEM;
+		goto reply;
+	}
+	for (size_t i = 0; i < n && !r.err; i++)
+		if (m->types[i] != CXFS__MSG_TYPE__MKNOD_REQ ||
+		    rpc_msg_unpack(CXFS__MSG_TYPE__MKNOD_REQ, m->bodies[i].data, m->bodies[i].len,
+				   &msgs[i]))
+			r.err = -EPROTO;
+	if (r.err) {
+		fprintf(stderr, "cxfsd: refused a batch of %zu requests from node %s: malformed\n", n,
+			cl_peer_name(cx, node));
+		goto reply;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct rpc_req *one = rpc_req_local(CXFS__MSG_TYPE__MKNOD_REQ, batch_reply, &sl[i]);
+
+		rc = one ? cl_server_handle(cx, node, one, CXFS__MSG_TYPE__MKNOD_REQ, msgs[i]) :
+			   -ENOMEM;
+		rpc_req_local_free(one);
+		if (rc == -RPC_EEARLY || rc == -TOK_EEARLY || sl[i].moved) {
+			rc = -RPC_EEARLY;
+			goto out;         /* answered "early": the node sends it all again */
+		}
+		if (!sl[i].body.data) {
+			Cxfs__ErrorReply e = CXFS__ERROR_REPLY__INIT;
+
+			e.err = rc ? rc : -EIO;
+			batch_reply(&sl[i], CXFS__MSG_TYPE__ERROR_REPLY, &e.base);
+			if (!sl[i].body.data) {
+				r.err = -ENOMEM;
+				goto reply;
+			}
+		}
+		tv[i] = sl[i].type;
+		bv[i] = sl[i].body;
+	}
+	r.n_types = r.n_bodies = n;
+	r.types = tv;
+	r.bodies = bv;
+reply:
+	rc = rpc_reply(req, CXFS__MSG_TYPE__BATCH_REPLY, &r.base);
+out:
+	for (size_t i = 0; i < n; i++) {
+		if (msgs && msgs[i])
+			rpc_msg_free(msgs[i]);
+		if (sl)
+			free(sl[i].body.data);
+	}
+	free(msgs);
+	free(sl);
+	free(tv);
+	free(bv);
+	return rc;
+}
+
 /* One request of another node (or replayed as its): the handler of its type. */
 static int handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
 		  const ProtobufCMessage *msg)
@@ -1207,6 +1354,10 @@ static int handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__M
 		return h_alloc(cx, node, req, (const Cxfs__AllocReq *)msg);
 	case CXFS__MSG_TYPE__WRITE_DONE:
 		return h_write_done(cx, node, req, (const Cxfs__WriteDone *)msg);
+	case CXFS__MSG_TYPE__INO_GRANT_REQ:
+		return h_ino_grant(cx, node, req, (const Cxfs__InoGrantReq *)msg);
+	case CXFS__MSG_TYPE__BATCH_REQ:
+		return h_batch(cx, node, req, (const Cxfs__BatchReq *)msg);
 	case CXFS__MSG_TYPE__LEG_FAILED:
 		return cl_mirror_leg_failed(cx, node, req, (const Cxfs__LegFailed *)msg);
 	case CXFS__MSG_TYPE__DRL_RESYNC:

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cluster/cl_wire.h"
@@ -334,6 +335,84 @@ int cl_unsafe_call(struct cl_ctx *cx, struct cl_ureq *r, struct rpc_chan *ch, Cx
 	return rc;
 }
 
+int cl_unsafe_batch(struct cl_ctx *cx, struct rpc_chan *ch, size_t n, struct cl_ureq *const *r,
+		    const Cxfs__MsgType *types, ProtobufCMessage *const *msgs, unsigned timeout_ms,
+		    int *errs)
+{
+	struct cl_unsafe *u = cx->un;
+	Cxfs__BatchReq b = CXFS__BATCH_REQ__INIT;
+	ProtobufCMessage *rep = NULL;
+	uint32_t *tv = calloc(n ? n : 1, sizeof(*tv));
+	ProtobufCBinaryData *bv = calloc(n ? n : 1, sizeof(*bv));
+	Cxfs__MsgType rt = 0;
+	int rc = -ENOMEM;
+
+	if (!tv || !bv)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t oldest;
+		int64_t len;
+
+		pthread_mutex_lock(&u->mu);
+		if (!r[i]->reqid)
+			r[i]->reqid = ++u->last_reqid;
+		if (!r[i]->live)
+			live_insert(u, r[i]);
+		oldest = u->live->reqid;
+		pthread_mutex_unlock(&u->mu);
+		set_opt(msgs[i], "reqid", r[i]->reqid);
+		set_opt(msgs[i], "oldest", oldest);
+		len = rpc_msg_pack(types[i], msgs[i], NULL, 0);
+		if (len < 0 || !(bv[i].data = malloc((size_t)len ? (size_t)len : 1))) {
+			rc = len < 0 ? (int)len : -ENOMEM;
+			goto out;
+		}
+		bv[i].len = (size_t)rpc_msg_pack(types[i], msgs[i], bv[i].data, (size_t)len);
+		tv[i] = types[i];
+	}
+	b.n_types = b.n_bodies = n;
+	b.types = tv;
+	b.bodies = bv;
+	rc = rpc_call(ch, CXFS__MSG_TYPE__BATCH_REQ, &b.base, timeout_ms, &rt, &rep);
+	if (cl_mds_moved(rc, rt, rep)) {
+		rc = rc ? rc : -RPC_EEARLY;      /* sent again with the same ids */
+		goto out;
+	}
+	if (!rc && rt == CXFS__MSG_TYPE__ERROR_REPLY)
+		rc = ((Cxfs__ErrorReply *)rep)->err ? ((Cxfs__ErrorReply *)rep)->err : -EPROTO;
+	if (!rc) {
+		const Cxfs__BatchReply *br = (const Cxfs__BatchReply *)rep;
+
+		rc = br->err ? br->err :
+		     br->n_types != n || br->n_bodies != n ? -EPROTO : 0;
+		for (size_t i = 0; !rc && i < n; i++) {
+			ProtobufCMessage *one = NULL;
+			Cxfs__MsgType ot = (Cxfs__MsgType)br->types[i];
+
+			if ((ot != rpc_msg_reply_type(types[i]) && ot != CXFS__MSG_TYPE__ERROR_REPLY) ||
+			    rpc_msg_unpack(ot, br->bodies[i].data, br->bodies[i].len, &one)) {
+				errs[i] = -EPROTO;
+				cl_ureq_end(cx, r[i]);
+				continue;
+			}
+			errs[i] = reply_err(one);
+			answered(cx, r[i], types[i], msgs[i], ot, one);
+			rpc_msg_free(one);
+		}
+	}
+	if (rc)
+		for (size_t i = 0; i < n; i++)
+			cl_ureq_end(cx, r[i]);
+out:
+	if (rep)
+		rpc_msg_free(rep);
+	for (size_t i = 0; bv && i < n; i++)
+		free(bv[i].data);
+	free(bv);
+	free(tv);
+	return rc;
+}
+
 void cl_unsafe_ask_durable(struct cl_ctx *cx, struct rpc_chan *ch, unsigned timeout_ms)
 {
 	Cxfs__StatfsReq q = CXFS__STATFS_REQ__INIT;
@@ -527,6 +606,34 @@ static void busy_del(struct cl_unsafe *u, struct cl_usrv *us)
 	pthread_mutex_unlock(&u->smu);
 }
 
+/*
+ * A node's own create (MknodReq.new_ino, "Asynchronous creates"): a regular
+ * file, with an id, on a number reserved and not yet used; its number,
+ * generation and time go to the store (meta_req.force_*).  A replay takes
+ * them from the recorded reply as well (the same values).  0 (also for any
+ * other request), or -EPROTO, logged.
+ */
+static int own_create(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type,
+		      const ProtobufCMessage *msg, struct meta_req *mr)
+{
+	const Cxfs__MknodReq *m = (const Cxfs__MknodReq *)msg;
+	uint64_t reqid = 0;
+
+	if (type != CXFS__MSG_TYPE__MKNOD_REQ || !m->has_new_ino)
+		return 0;
+	if (!S_ISREG(m->mode) || m->target || !get_opt(msg, "reqid", &reqid) || !reqid ||
+	    !meta_ino_reserved(cx->st, m->new_ino)) {
+		fprintf(stderr, "cxfsd: refused a create of inode %llu from node %s: not a regular"
+			" file on a reserved number with a request id\n",
+			(unsigned long long)m->new_ino, cl_peer_name(cx, node));
+		return -EPROTO;
+	}
+	mr->force_ino = m->new_ino;
+	mr->force_gen = m->new_gen;
+	mr->force_now = m->has_time_ns ? m->time_ns : 0;
+	return 0;
+}
+
 int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
 		    const ProtobufCMessage *msg, struct cl_usrv *us)
 {
@@ -544,6 +651,9 @@ int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs_
 	 */
 	if (!cur_replay && meta_store_local_pending(cx->st))
 		(void)meta_store_sync(cx->st);
+	rc = own_create(cx, node, type, msg, &us->mr);
+	if (rc)
+		return rc;
 	cur_srv = us;            /* stamps durable on every reply */
 	if (!get_opt(msg, "reqid", &us->mr.reqid) || !us->mr.reqid)
 		return 0;

@@ -57,6 +57,16 @@ struct cl_ureq {
 int cl_unsafe_call(struct cl_ctx *cx, struct cl_ureq *r, struct rpc_chan *ch, Cxfs__MsgType type,
 		   ProtobufCMessage *msg, unsigned timeout_ms, Cxfs__MsgType *reply_type,
 		   ProtobufCMessage **reply);
+/*
+ * cl_unsafe_call for @n requests (@types, @msgs, each its own @r) sent in one
+ * BATCH_REQ, which the server applies in order: each request's error in
+ * @errs[i] (0 or -errno from its reply).  A nonzero return is the batch's
+ * (nothing answered: send it again with the same ids, as after
+ * cl_mds_moved, or give up with cl_ureq_end).
+ */
+int cl_unsafe_batch(struct cl_ctx *cx, struct rpc_chan *ch, size_t n, struct cl_ureq *const *r,
+		    const Cxfs__MsgType *types, ProtobufCMessage *const *msgs, unsigned timeout_ms,
+		    int *errs);
 /* The caller gives @r up (it will not be sent again); harmless if already ended. */
 void cl_ureq_end(struct cl_ctx *cx, struct cl_ureq *r);
 /* A reply's `durable` field (if it has one) as this node's news of the server. */

@@ -1426,14 +1426,20 @@ int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t m
 	if (!S_ISDIR(mode) && (mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP) &&
 	    cred->uid != 0 && !vn_cred_in_group(cred, gid))
 		mode &= ~(uint32_t)S_ISGID;
-	ino = st->next_ino++;
-	gen = st->mount_gen;
 	if (meta_cur_req && meta_cur_req->force_ino) {
-		/* A replayed create: the number the lost transaction gave it, free now. */
+		/*
+		 * A replayed create (the number the lost transaction gave it, free
+		 * now) or a node's own (a number reserved for it).
+		 */
 		ino = meta_cur_req->force_ino;
 		gen = meta_cur_req->force_gen;
 		if (st->next_ino <= ino)
 			st->next_ino = ino + 1;
+		if (meta_cur_req->force_now)
+			now = meta_cur_req->force_now;
+	} else {
+		ino = st->next_ino++;
+		gen = st->mount_gen;
 	}
 	q = stmt_get(st, S_INODE_INSERT);
 	sqlite3_bind_int64(q, 1, (int64_t)ino);
@@ -1463,6 +1469,29 @@ int meta_mknod(struct meta_store *st, uint64_t dir, const char *name, uint32_t m
 	}
 out:
 	return st_leave(st, rc);
+}
+
+int meta_ino_reserve(struct meta_store *st, uint32_t n, uint64_t *first, uint64_t *gen)
+{
+	int rc = st_enter(st, ST_GROW_NAME);
+
+	if (rc)
+		return rc;
+	*first = st->next_ino;
+	*gen = st->mount_gen;
+	st->next_ino += n;
+	rc = st_leave(st, 0);
+	return rc ? rc : meta_store_sync(st);
+}
+
+bool meta_ino_reserved(struct meta_store *st, uint64_t ino)
+{
+	bool yes;
+
+	pthread_mutex_lock(&st->mu);
+	yes = ino > META_ROOT_INO && ino < st->next_ino;
+	pthread_mutex_unlock(&st->mu);
+	return yes;
 }
 
 int meta_link(struct meta_store *st, uint64_t ino, uint64_t newdir, const char *newname,

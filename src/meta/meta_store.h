@@ -143,11 +143,22 @@ struct meta_req {
 	uint64_t oldest;                 /* in: the node's lowest unanswered id (0: unknown) */
 	int record;                      /* in: write the applied row */
 	uint64_t force_ino, force_gen;   /* in: identity of a replayed create (0: none) */
+	int64_t force_now;               /* in: a node's own create: its clock (ns; 0: the store's) */
 	const struct meta_map *force_runs; /* in: blocks of a replayed allocation */
 	size_t nforce;                   /* in: entries of force_runs */
 	uint64_t txn, seq;               /* out: of the last change (0: none) */
 	uint64_t ino, gen;               /* out: a create's new inode */
 };
+/*
+ * Reserve @n inode numbers for a node's own creates (meta_req.force_ino
+ * later takes them, ARCHITECTURE.md "Asynchronous creates"): *@first, and
+ * the generation they get in *@gen; committed and flushed before it
+ * returns, so no later server hands them out again.  -ENOSPC when the
+ * metadata region is nearly full (creates then ask the server one by one).
+ */
+int meta_ino_reserve(struct meta_store *st, uint32_t n, uint64_t *first, uint64_t *gen);
+/* Is @ino a number the store handed out (reserved or used), not the root's? */
+bool meta_ino_reserved(struct meta_store *st, uint64_t ino);
 /* This thread's current request (NULL: none); the caller owns @r and clears it. */
 void meta_req_set(struct meta_req *r);
 /*

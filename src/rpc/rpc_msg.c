@@ -79,6 +79,10 @@ static const struct rpc__msg_info rpc__msgs[] = {
 	[T(ALLOC_REQ)]        = { &cxfs__alloc_req__descriptor, REQ, T(ALLOC_REPLY) },
 	[T(ALLOC_REPLY)]      = { &cxfs__alloc_reply__descriptor, REP, 0 },
 	[T(WRITE_DONE)]       = { &cxfs__write_done__descriptor, REQ | ONE, T(ATTR_REPLY) },
+	[T(INO_GRANT_REQ)]    = { &cxfs__ino_grant_req__descriptor, REQ, T(INO_GRANT_REPLY) },
+	[T(INO_GRANT_REPLY)]  = { &cxfs__ino_grant_reply__descriptor, REP, 0 },
+	[T(BATCH_REQ)]        = { &cxfs__batch_req__descriptor, REQ, T(BATCH_REPLY) },
+	[T(BATCH_REPLY)]      = { &cxfs__batch_reply__descriptor, REP, 0 },
 
 	[T(DM_REQUEST)]       = { &cxfs__dm_request__descriptor, REQ, T(DM_REPLY) },
 	[T(DM_REPLY)]         = { &cxfs__dm_reply__descriptor, REP, 0 },

@@ -1,0 +1,405 @@
+/*
+ * cl_async.c - asynchronous creates: the queue of a client node's own
+ * creates, the numbers reserved for them, and the sender that applies them
+ * at the server in batches (docs/ARCHITECTURE.md, "Asynchronous creates").
+ *
+ * A client node that holds a directory's name, attr, times and size tokens
+ * at WRITE knows every name of it and is the only node that may change it:
+ * it creates a regular file there itself (cl_client.c, async_create), with
+ * a number the server reserved for it (INO_GRANT, durable before it is
+ * granted), answers the application, and queues the create here.  The
+ * sender applies the queue in order, up to CL_BATCH_MAX creates per
+ * BATCH_REQ, each with its own request id (applied once, kept until
+ * durable, replayed by a new server as any request), every few
+ * milliseconds and whenever anything else of this node goes to the server
+ * first (cl_async_drain: forwarded operations, token requests and
+ * returns, allocations).  So the server never sees this node's later
+ * request before its earlier creates, and a directory's tokens go back
+ * (a return) only after the creates they covered were applied: another
+ * node that asks for them sees the files.
+ *
+ * Locks: cl_async.send_mu (one sender at a time, held across the batch's
+ * call, so batches apply in the order they were queued) -> cl_async.mu (the
+ * queue and the numbers; a leaf).  The sender holds no token reference:
+ * the server applies a create under the directory's tokens this node lends
+ * it (their WRITE grant is no obstacle to an operation they are lent to),
+ * so a recall that waits for the drain cannot wait for itself.
+ */
+#include "cluster/cl_i.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cluster/cl_wire.h"
+#include "common/cx_intr.h"
+
+/* Creates queued at most; a create past it sends the queue itself first. */
+#define CL_ASYNC_MAX 1024
+/* The sender's period while anything is queued (ms). */
+#define CL_ASYNC_PERIOD_MS 2
+
+struct cl_aop {
+	struct cl_aop *next;
+	struct cl_ureq u;               /* its id across the resends */
+	uint64_t dir, ino, gen;
+	int64_t time_ns;
+	uint32_t mode;
+	struct vn_cred cred;            /* groups point into @groups */
+	uint32_t *groups;
+	char name[];
+};
+
+struct cl_async {
+	pthread_mutex_t send_mu;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;              /* queued (for the sender), or stop */
+	struct cl_aop *head, **tail;
+	atomic_size_t n;                /* queued, not yet taken by a sender */
+	atomic_size_t pending;          /* queued or being sent: not yet answered */
+	uint64_t next, end, gen;        /* reserved numbers [next, end) */
+	bool stop;
+	pthread_t thr;
+	atomic_uint_fast64_t creates, batches, failed;
+};
+
+/* The drain of this thread's sender: its own calls to the server must not drain again. */
+static _Thread_local bool in_drain;
+
+static void aop_free(struct cl_aop *o)
+{
+	free(o->groups);
+	free(o);
+}
+
+/* The err of a create applied here (rpc_req_local's reply). */
+static void here_reply(void *arg, Cxfs__MsgType type, const ProtobufCMessage *msg)
+{
+	*(int *)arg = type == CXFS__MSG_TYPE__ATTR_REPLY ? ((const Cxfs__AttrReply *)msg)->err :
+		      type == CXFS__MSG_TYPE__ERROR_REPLY ? ((const Cxfs__ErrorReply *)msg)->err :
+		      -EPROTO;
+}
+
+/* Apply @n creates @m on this node, which serves now. */
+static void apply_here(struct cl_ctx *cx, Cxfs__MknodReq *m, size_t n, int *errs)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct rpc_req *one = rpc_req_local(CXFS__MSG_TYPE__MKNOD_REQ, here_reply, &errs[i]);
+		int rc = -ENOMEM;
+
+		errs[i] = -EIO;
+		if (one)
+			rc = cl_server_handle(cx, cx->self_id, one, CXFS__MSG_TYPE__MKNOD_REQ,
+					      &m[i].base);
+		rpc_req_local_free(one);
+		if (rc)
+			errs[i] = rc;
+	}
+}
+
+/* Send @v (@n creates, in order) until the server answered them: resends keep the ids. */
+static void send_ops(struct cl_ctx *cx, struct cl_aop **v, size_t n)
+{
+	Cxfs__MknodReq *m = calloc(n, sizeof(*m));
+	Cxfs__Cred *cr = calloc(n, sizeof(*cr));
+	ProtobufCMessage **msgs = calloc(n, sizeof(*msgs));
+	Cxfs__MsgType *types = calloc(n, sizeof(*types));
+	struct cl_ureq **ur = calloc(n, sizeof(*ur));
+	int *errs = calloc(n, sizeof(*errs));
+	struct cl_async *as = cx->as;
+	Cxfs__TokenState lbuf[TOK_NTOKENS], *lent[TOK_NTOKENS];
+	struct tok_set dir;
+	size_t nlent;
+	int rc = -ENOMEM;
+
+	if (!m || !cr || !msgs || !types || !ur || !errs)
+		goto out;
+	/*
+	 * Each create lends the server this node's READ right on the directory's
+	 * tokens, so their WRITE grant here is no obstacle to it (a recall of
+	 * them waits for this very batch).
+	 */
+	tok_set_clear(&dir);
+	tok_set_add(&dir, TOK_NAME, TOK_READ);
+	tok_set_add(&dir, TOK_ATTR, TOK_READ);
+	tok_set_add(&dir, TOK_TIMES, TOK_READ);
+	tok_set_add(&dir, TOK_SIZE, TOK_READ);
+	nlent = clw_toks_to_pb(&dir, lbuf, lent);
+	for (size_t i = 0; i < n; i++) {
+		cxfs__mknod_req__init(&m[i]);
+		clw_cred_to_pb(&v[i]->cred, &cr[i]);
+		m[i].ino = v[i]->dir;
+		m[i].cred = &cr[i];
+		m[i].name = v[i]->name;
+		m[i].mode = v[i]->mode;
+		m[i].has_new_ino = m[i].has_new_gen = m[i].has_time_ns = 1;
+		m[i].new_ino = v[i]->ino;
+		m[i].new_gen = v[i]->gen;
+		m[i].time_ns = v[i]->time_ns;
+		m[i].n_lent = nlent;
+		m[i].lent = lent;
+		msgs[i] = &m[i].base;
+		types[i] = CXFS__MSG_TYPE__MKNOD_REQ;
+		ur[i] = &v[i]->u;
+	}
+	for (;;) {
+		struct rpc_chan *ch;
+
+		if (atomic_load(&cx->is_server)) {
+			apply_here(cx, m, n, errs);
+			rc = 0;
+			break;
+		}
+		ch = cl_gate_wait(cx) == 0 ? cl_mds_chan(cx) : NULL;
+		if (!ch) {
+			if (atomic_load(&cx->stopping) || cx->cut_off)
+				break;
+			(void)cx_intr_sleep_ms(20);
+			continue;
+		}
+		rc = cl_unsafe_batch(cx, ch, n, ur, types, msgs, CL_CALL_TIMEOUT_MS, errs);
+		rpc_chan_put(ch);
+		if (rc == 0)
+			break;
+		if (atomic_load(&cx->stopping) || cx->cut_off)
+			break;
+		/* Moved, lost, or timed out: the same ids again (applied once). */
+		(void)cl_mds_pause(cx);
+	}
+out:
+	for (size_t i = 0; i < n; i++) {
+		int err = rc ? rc : errs[i];
+
+		if (err) {
+			atomic_fetch_add(&as->failed, 1);
+			fprintf(stderr, "cxfsd: the create of \"%s\" (inode %llu) in directory %llu,"
+				" answered here, failed at the server: %s\n", v[i]->name,
+				(unsigned long long)v[i]->ino, (unsigned long long)v[i]->dir,
+				strerror(-err));
+			cl_names_forget(cx, v[i]->dir, v[i]->name, NULL);
+		}
+		cl_ureq_end(cx, &v[i]->u);
+	}
+	atomic_fetch_add(&as->batches, 1);
+	free(m);
+	free(cr);
+	free(msgs);
+	free(types);
+	free(ur);
+	free(errs);
+}
+
+int cl_async_drain(struct cl_ctx *cx)
+{
+	struct cl_async *as = cx->as;
+	bool armed;
+
+	if (!as || atomic_load(&as->pending) == 0 || in_drain)
+		return 0;
+	/* The application was answered: nothing may give these up. */
+	armed = cx_intr_hold();
+	pthread_mutex_lock(&as->send_mu);
+	in_drain = true;
+	for (;;) {
+		struct cl_aop *v[CL_BATCH_MAX];
+		size_t n = 0;
+
+		pthread_mutex_lock(&as->mu);
+		while (as->head && n < CL_BATCH_MAX) {
+			v[n++] = as->head;
+			as->head = as->head->next;
+		}
+		if (!as->head)
+			as->tail = &as->head;
+		atomic_fetch_sub(&as->n, n);
+		pthread_mutex_unlock(&as->mu);
+		if (!n)
+			break;
+		send_ops(cx, v, n);
+		for (size_t i = 0; i < n; i++)
+			aop_free(v[i]);
+		atomic_fetch_sub(&as->pending, n);
+	}
+	in_drain = false;
+	pthread_mutex_unlock(&as->send_mu);
+	cx_intr_resume(armed);
+	return 0;
+}
+
+int cl_async_ino(struct cl_ctx *cx, uint64_t *ino, uint64_t *gen)
+{
+	struct cl_async *as = cx->as;
+	Cxfs__InoGrantReq q = CXFS__INO_GRANT_REQ__INIT;
+	ProtobufCMessage *rep = NULL;
+	Cxfs__MsgType rt;
+	int rc;
+
+	pthread_mutex_lock(&as->mu);
+	if (as->next < as->end) {
+		*ino = as->next++;
+		*gen = as->gen;
+		pthread_mutex_unlock(&as->mu);
+		return 0;
+	}
+	pthread_mutex_unlock(&as->mu);
+	q.count = CL_INO_GRANT;
+	rc = cl_mds_call(cx, CXFS__MSG_TYPE__INO_GRANT_REQ, &q.base, &rt, &rep);
+	if (rc)
+		return rc;
+	if (rt != CXFS__MSG_TYPE__INO_GRANT_REPLY) {
+		rc = rt == CXFS__MSG_TYPE__ERROR_REPLY ? ((Cxfs__ErrorReply *)rep)->err : -EPROTO;
+	} else {
+		const Cxfs__InoGrantReply *g = (const Cxfs__InoGrantReply *)rep;
+
+		rc = g->err ? g->err :
+		     !g->has_first || !g->count || g->count > CL_INO_GRANT_MAX ||
+		     g->first <= META_ROOT_INO ? -EPROTO : 0;
+		if (!rc) {
+			pthread_mutex_lock(&as->mu);
+			as->next = g->first + 1;
+			as->end = g->first + g->count;
+			as->gen = g->gen;
+			pthread_mutex_unlock(&as->mu);
+			*ino = g->first;
+			*gen = g->gen;
+		}
+	}
+	rpc_msg_free(rep);
+	return rc ? rc : 0;
+}
+
+int cl_async_queue(struct cl_ctx *cx, uint64_t dir, const char *name, uint32_t mode,
+		   const struct vn_cred *cred, uint64_t ino, uint64_t gen, int64_t time_ns)
+{
+	struct cl_async *as = cx->as;
+	size_t len = strlen(name) + 1;
+	struct cl_aop *o = calloc(1, sizeof(*o) + len);
+	size_t n;
+
+	if (!o)
+		return -ENOMEM;
+	memcpy(o->name, name, len);
+	o->dir = dir;
+	o->ino = ino;
+	o->gen = gen;
+	o->time_ns = time_ns;
+	o->mode = mode;
+	o->cred = *cred;
+	o->cred.groups = NULL;
+	if (cred->ngroups > 0) {
+		o->groups = malloc((size_t)cred->ngroups * sizeof(*o->groups));
+		if (!o->groups) {
+			free(o);
+			return -ENOMEM;
+		}
+		memcpy(o->groups, cred->groups, (size_t)cred->ngroups * sizeof(*o->groups));
+		o->cred.groups = o->groups;
+	}
+	pthread_mutex_lock(&as->mu);
+	*as->tail = o;
+	as->tail = &o->next;
+	atomic_fetch_add(&as->pending, 1);
+	n = atomic_fetch_add(&as->n, 1) + 1;
+	if (n == 1 || n >= CL_BATCH_MAX)
+		pthread_cond_signal(&as->cv);
+	pthread_mutex_unlock(&as->mu);
+	atomic_fetch_add(&as->creates, 1);
+	return 0;
+}
+
+bool cl_async_full(struct cl_ctx *cx)
+{
+	return cx->as && atomic_load(&cx->as->n) >= CL_ASYNC_MAX;
+}
+
+static void *sender(void *arg)
+{
+	struct cl_ctx *cx = arg;
+	struct cl_async *as = cx->as;
+
+	pthread_mutex_lock(&as->mu);
+	while (!as->stop) {
+		if (atomic_load(&as->n) == 0) {
+			pthread_cond_wait(&as->cv, &as->mu);
+			continue;
+		}
+		if (atomic_load(&as->n) < CL_BATCH_MAX) {
+			/* Gather a batch for a moment. */
+			struct timespec t;
+
+			clock_gettime(CLOCK_REALTIME, &t);
+			t.tv_nsec += CL_ASYNC_PERIOD_MS * 1000000L;
+			if (t.tv_nsec >= 1000000000L) {
+				t.tv_sec++;
+				t.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&as->cv, &as->mu, &t);
+		}
+		pthread_mutex_unlock(&as->mu);
+		(void)cl_async_drain(cx);
+		pthread_mutex_lock(&as->mu);
+	}
+	pthread_mutex_unlock(&as->mu);
+	return NULL;
+}
+
+int cl_async_start(struct cl_ctx *cx)
+{
+	struct cl_async *as = calloc(1, sizeof(*as));
+	int rc;
+
+	if (!as)
+		return -ENOMEM;
+	pthread_mutex_init(&as->send_mu, NULL);
+	pthread_mutex_init(&as->mu, NULL);
+	pthread_cond_init(&as->cv, NULL);
+	as->tail = &as->head;
+	cx->as = as;
+	rc = pthread_create(&as->thr, NULL, sender, cx);
+	if (rc) {
+		cx->as = NULL;
+		free(as);
+		return -rc;
+	}
+	return 0;
+}
+
+void cl_async_stop(struct cl_ctx *cx)
+{
+	struct cl_async *as = cx->as;
+
+	if (!as)
+		return;
+	/* What the applications were told was made goes first. */
+	(void)cl_async_drain(cx);
+	pthread_mutex_lock(&as->mu);
+	as->stop = true;
+	pthread_cond_signal(&as->cv);
+	pthread_mutex_unlock(&as->mu);
+	pthread_join(as->thr, NULL);
+	while (as->head) {
+		struct cl_aop *o = as->head;
+
+		as->head = o->next;
+		aop_free(o);
+	}
+	cx->as = NULL;
+	pthread_mutex_destroy(&as->send_mu);
+	pthread_mutex_destroy(&as->mu);
+	pthread_cond_destroy(&as->cv);
+	free(as);
+}
+
+void cl_async_counts(struct cl_ctx *cx, uint64_t *creates, uint64_t *batches, uint64_t *failed,
+		     uint64_t *queued)
+{
+	struct cl_async *as = cx->as;
+
+	*creates = as ? atomic_load(&as->creates) : 0;
+	*batches = as ? atomic_load(&as->batches) : 0;
+	*failed = as ? atomic_load(&as->failed) : 0;
+	*queued = as ? atomic_load(&as->n) : 0;
+}
