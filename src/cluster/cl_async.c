@@ -18,9 +18,10 @@
  * (a return) only after the creates they covered were applied: another
  * node that asks for them sees the files.
  *
- * Locks: cl_async.send_mu (one sender at a time, held across the batch's
- * call, so batches apply in the order they were queued) -> cl_async.mu (the
- * queue and the numbers; a leaf).  The sender holds no token reference:
+ * Locks: cl_async.mu is a leaf (the queue, the numbers, and the send lock:
+ * cl_async.sending, one sender at a time, held across the batch's call so
+ * batches apply in the order they were queued, taken with an interruptible
+ * wait).  The sender holds no token reference:
  * the server applies a create under the directory's tokens this node lends
  * it (their WRITE grant is no obstacle to an operation they are lent to),
  * so a recall that waits for the drain cannot wait for itself.
@@ -33,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cluster/cl_wire.h"
 #include "common/cx_intr.h"
@@ -45,7 +47,9 @@
 struct cl_aop {
 	struct cl_aop *next;
 	struct cl_ureq u;               /* its id across the resends */
-	uint64_t dir, ino, gen;
+	Cxfs__MsgType type;             /* MKNOD_REQ, UNLINK_REQ or RENAME_REQ */
+	uint64_t dir, ino, gen;         /* unlink, rename: the file's ino (its tokens are lent) */
+	const char *newname;            /* a rename's (within @dir), after @name */
 	int64_t time_ns;
 	uint32_t mode;
 	struct vn_cred cred;            /* groups point into @groups */
@@ -54,16 +58,16 @@ struct cl_aop {
 };
 
 struct cl_async {
-	pthread_mutex_t send_mu;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;              /* queued (for the sender), or stop */
+	pthread_cond_t send_cv;         /* sending went false */
+	bool sending;                   /* a thread sends the queue's head (the send lock) */
 	struct cl_aop *head, **tail;
-	atomic_size_t n;                /* queued, not yet taken by a sender */
-	atomic_size_t pending;          /* queued or being sent: not yet answered */
+	atomic_size_t n;                /* queued (a batch on the wire too): not yet answered */
 	uint64_t next, end, gen;        /* reserved numbers [next, end) */
 	bool stop;
 	pthread_t thr;
-	atomic_uint_fast64_t creates, batches, failed;
+	atomic_uint_fast64_t creates, unlinks, renames, batches, failed;
 };
 
 /* The drain of this thread's sender: its own calls to the server must not drain again. */
@@ -79,31 +83,40 @@ static void aop_free(struct cl_aop *o)
 static void here_reply(void *arg, Cxfs__MsgType type, const ProtobufCMessage *msg)
 {
 	*(int *)arg = type == CXFS__MSG_TYPE__ATTR_REPLY ? ((const Cxfs__AttrReply *)msg)->err :
+		      type == CXFS__MSG_TYPE__STATUS_REPLY ? ((const Cxfs__StatusReply *)msg)->err :
 		      type == CXFS__MSG_TYPE__ERROR_REPLY ? ((const Cxfs__ErrorReply *)msg)->err :
 		      -EPROTO;
 }
 
-/* Apply @n creates @m on this node, which serves now. */
-static void apply_here(struct cl_ctx *cx, Cxfs__MknodReq *m, size_t n, int *errs)
+/* Apply @n changes @msgs of @types on this node, which serves now. */
+static void apply_here(struct cl_ctx *cx, const Cxfs__MsgType *types, ProtobufCMessage *const *msgs,
+		       size_t n, int *errs)
 {
 	for (size_t i = 0; i < n; i++) {
-		struct rpc_req *one = rpc_req_local(CXFS__MSG_TYPE__MKNOD_REQ, here_reply, &errs[i]);
+		struct rpc_req *one = rpc_req_local(types[i], here_reply, &errs[i]);
 		int rc = -ENOMEM;
 
 		errs[i] = -EIO;
 		if (one)
-			rc = cl_server_handle(cx, cx->self_id, one, CXFS__MSG_TYPE__MKNOD_REQ,
-					      &m[i].base);
+			rc = cl_server_handle(cx, cx->self_id, one, types[i], msgs[i]);
 		rpc_req_local_free(one);
 		if (rc)
 			errs[i] = rc;
 	}
 }
 
-/* Send @v (@n creates, in order) until the server answered them: resends keep the ids. */
-static void send_ops(struct cl_ctx *cx, struct cl_aop **v, size_t n)
+/*
+ * Send @v (@n changes, in order) to the server, or apply them here (@here:
+ * this node serves now), once.  0: answered (failures logged, each request
+ * ended); -EAGAIN: no server took them now, or -EINTR / -EIO: the
+ * application's call that sends them gave up (they are sent again later
+ * with the same ids); -ENOMEM.
+ */
+static int send_ops(struct cl_ctx *cx, struct cl_aop **v, size_t n, bool here)
 {
 	Cxfs__MknodReq *m = calloc(n, sizeof(*m));
+	Cxfs__UnlinkReq *ul = calloc(n, sizeof(*ul));
+	Cxfs__RenameReq *rn = calloc(n, sizeof(*rn));
 	Cxfs__Cred *cr = calloc(n, sizeof(*cr));
 	ProtobufCMessage **msgs = calloc(n, sizeof(*msgs));
 	Cxfs__MsgType *types = calloc(n, sizeof(*types));
@@ -115,12 +128,13 @@ static void send_ops(struct cl_ctx *cx, struct cl_aop **v, size_t n)
 	size_t nlent;
 	int rc = -ENOMEM;
 
-	if (!m || !cr || !msgs || !types || !ur || !errs)
+	if (!m || !ul || !rn || !cr || !msgs || !types || !ur || !errs)
 		goto out;
 	/*
-	 * Each create lends the server this node's READ right on the directory's
-	 * tokens, so their WRITE grant here is no obstacle to it (a recall of
-	 * them waits for this very batch).
+	 * Each change lends the server this node's READ right on the directory's
+	 * tokens (and an unlink on the file's attr and times), so their WRITE
+	 * grant here is no obstacle to it (a recall of them waits for this very
+	 * batch).
 	 */
 	tok_set_clear(&dir);
 	tok_set_add(&dir, TOK_NAME, TOK_READ);
@@ -129,45 +143,80 @@ static void send_ops(struct cl_ctx *cx, struct cl_aop **v, size_t n)
 	tok_set_add(&dir, TOK_SIZE, TOK_READ);
 	nlent = clw_toks_to_pb(&dir, lbuf, lent);
 	for (size_t i = 0; i < n; i++) {
-		cxfs__mknod_req__init(&m[i]);
 		clw_cred_to_pb(&v[i]->cred, &cr[i]);
-		m[i].ino = v[i]->dir;
-		m[i].cred = &cr[i];
-		m[i].name = v[i]->name;
-		m[i].mode = v[i]->mode;
-		m[i].has_new_ino = m[i].has_new_gen = m[i].has_time_ns = 1;
-		m[i].new_ino = v[i]->ino;
-		m[i].new_gen = v[i]->gen;
-		m[i].time_ns = v[i]->time_ns;
-		m[i].n_lent = nlent;
-		m[i].lent = lent;
-		msgs[i] = &m[i].base;
-		types[i] = CXFS__MSG_TYPE__MKNOD_REQ;
+		if (v[i]->type == CXFS__MSG_TYPE__UNLINK_REQ) {
+			cxfs__unlink_req__init(&ul[i]);
+			ul[i].ino = v[i]->dir;
+			ul[i].cred = &cr[i];
+			ul[i].name = v[i]->name;
+			ul[i].has_time_ns = 1;
+			ul[i].time_ns = v[i]->time_ns;
+			ul[i].n_lent = nlent;
+			ul[i].lent = lent;
+			ul[i].n_lent_inos = 1;
+			ul[i].lent_inos = &v[i]->ino;
+			msgs[i] = &ul[i].base;
+		} else if (v[i]->type == CXFS__MSG_TYPE__RENAME_REQ) {
+			cxfs__rename_req__init(&rn[i]);
+			rn[i].ino = rn[i].newdir = v[i]->dir;
+			rn[i].cred = &cr[i];
+			rn[i].name = v[i]->name;
+			rn[i].newname = (char *)v[i]->newname;
+			rn[i].has_time_ns = 1;
+			rn[i].time_ns = v[i]->time_ns;
+			rn[i].n_lent = nlent;
+			rn[i].lent = lent;
+			rn[i].n_lent_inos = 1;
+			rn[i].lent_inos = &v[i]->ino;
+			msgs[i] = &rn[i].base;
+		} else {
+			cxfs__mknod_req__init(&m[i]);
+			m[i].ino = v[i]->dir;
+			m[i].cred = &cr[i];
+			m[i].name = v[i]->name;
+			m[i].mode = v[i]->mode;
+			m[i].has_new_ino = m[i].has_new_gen = m[i].has_time_ns = 1;
+			m[i].new_ino = v[i]->ino;
+			m[i].new_gen = v[i]->gen;
+			m[i].time_ns = v[i]->time_ns;
+			m[i].n_lent = nlent;
+			m[i].lent = lent;
+			msgs[i] = &m[i].base;
+		}
+		types[i] = v[i]->type;
 		ur[i] = &v[i]->u;
 	}
-	for (;;) {
-		struct rpc_chan *ch;
+	if (here) {
+		/*
+		 * Sent before to a server that died: the same ids, so that what it
+		 * applied and committed is answered from the store, not applied
+		 * twice.
+		 */
+		for (size_t i = 0; i < n; i++) {
+			uint64_t id = v[i]->u.reqid;
 
-		if (atomic_load(&cx->is_server)) {
-			apply_here(cx, m, n, errs);
-			rc = 0;
-			break;
+			m[i].has_reqid = ul[i].has_reqid = rn[i].has_reqid = id != 0;
+			m[i].reqid = ul[i].reqid = rn[i].reqid = id;
 		}
-		ch = cl_gate_wait(cx) == 0 ? cl_mds_chan(cx) : NULL;
+		apply_here(cx, types, msgs, n, errs);
+		rc = 0;
+	} else {
+		struct rpc_chan *ch = cl_gate_wait(cx) == 0 ? cl_mds_chan(cx) : NULL;
+
 		if (!ch) {
-			if (atomic_load(&cx->stopping) || cx->cut_off)
-				break;
-			(void)cx_intr_sleep_ms(20);
-			continue;
+			rc = -EAGAIN;
+			goto free;
 		}
 		rc = cl_unsafe_batch(cx, ch, n, ur, types, msgs, CL_CALL_TIMEOUT_MS, errs);
 		rpc_chan_put(ch);
-		if (rc == 0)
-			break;
-		if (atomic_load(&cx->stopping) || cx->cut_off)
-			break;
-		/* Moved, lost, or timed out: the same ids again (applied once). */
-		(void)cl_mds_pause(cx);
+		/* Moved, lost, or timed out: sent again later with the same ids (applied once). */
+		if (rc == -ETIMEDOUT || cl_mds_moved(rc, 0, NULL)) {
+			rc = -EAGAIN;
+			goto free;
+		}
+		/* The application's call that sends them gave up: they stay queued. */
+		if (rc == -EINTR || (rc == -EIO && cx_intr_armed()))
+			goto free;
 	}
 out:
 	for (size_t i = 0; i < n; i++) {
@@ -175,58 +224,135 @@ out:
 
 		if (err) {
 			atomic_fetch_add(&as->failed, 1);
-			fprintf(stderr, "cxfsd: the create of \"%s\" (inode %llu) in directory %llu,"
-				" answered here, failed at the server: %s\n", v[i]->name,
+			fprintf(stderr, "cxfsd: the %s of \"%s\" (inode %llu) in directory %llu,"
+				" answered here, failed at the server: %s\n",
+				v[i]->type == CXFS__MSG_TYPE__UNLINK_REQ ? "unlink" :
+				v[i]->type == CXFS__MSG_TYPE__RENAME_REQ ? "rename" : "create", v[i]->name,
 				(unsigned long long)v[i]->ino, (unsigned long long)v[i]->dir,
 				strerror(-err));
-			cl_names_forget(cx, v[i]->dir, v[i]->name, NULL);
+			cl_names_forget(cx, v[i]->dir, v[i]->name, v[i]->newname);
 		}
 		cl_ureq_end(cx, &v[i]->u);
 	}
 	atomic_fetch_add(&as->batches, 1);
+	rc = 0;
+free:
 	free(m);
+	free(ul);
+	free(rn);
 	free(cr);
 	free(msgs);
 	free(types);
 	free(ur);
 	free(errs);
+	return rc;
+}
+
+/*
+ * With send_mu held: send (or apply, @here) the queue's head batch and drop
+ * it from the queue once answered.  0 sent, 1 the queue is empty, -EAGAIN
+ * no server now (the batch stays at the head), -ENOMEM.
+ */
+static int send_head(struct cl_ctx *cx, bool here)
+{
+	struct cl_async *as = cx->as;
+	struct cl_aop *v[CL_BATCH_MAX];
+	size_t n = 0;
+	int rc;
+
+	pthread_mutex_lock(&as->mu);
+	for (struct cl_aop *o = as->head; o && n < CL_BATCH_MAX; o = o->next)
+		v[n++] = o;
+	pthread_mutex_unlock(&as->mu);
+	if (!n)
+		return 1;
+	rc = send_ops(cx, v, n, here);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&as->mu);
+	as->head = v[n - 1]->next;
+	if (!as->head)
+		as->tail = &as->head;
+	atomic_fetch_sub(&as->n, n);
+	pthread_mutex_unlock(&as->mu);
+	for (size_t i = 0; i < n; i++)
+		aop_free(v[i]);
+	return 0;
+}
+
+/* Take the send lock: 0, or cx_intr's error (an application's call given up). */
+static int send_lock(struct cl_async *as)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&as->mu);
+	while (as->sending && rc >= 0)
+		rc = cx_intr_wait(&as->send_cv, &as->mu, NULL);
+	if (rc >= 0) {
+		as->sending = true;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&as->mu);
+	in_drain = rc == 0;
+	return rc;
+}
+
+static void send_unlock(struct cl_async *as)
+{
+	in_drain = false;
+	pthread_mutex_lock(&as->mu);
+	as->sending = false;
+	pthread_cond_broadcast(&as->send_cv);
+	pthread_mutex_unlock(&as->mu);
 }
 
 int cl_async_drain(struct cl_ctx *cx)
 {
 	struct cl_async *as = cx->as;
-	bool armed;
+	int rc;
 
-	if (!as || atomic_load(&as->pending) == 0 || in_drain)
+	/*
+	 * Not on the server: a node that becomes it applies its queue while
+	 * it settles (cl_async_settle), before its gate opens to the calls
+	 * that restart there.
+	 */
+	if (!as || atomic_load(&as->n) == 0 || in_drain || atomic_load(&cx->is_server))
 		return 0;
-	/* The application was answered: nothing may give these up. */
-	armed = cx_intr_hold();
-	pthread_mutex_lock(&as->send_mu);
-	in_drain = true;
+	/*
+	 * An application's call waits here as for the server itself: its
+	 * interrupt or the server wait ends it (the queue stays for the
+	 * sender), and then the call is not sent either.
+	 */
 	for (;;) {
-		struct cl_aop *v[CL_BATCH_MAX];
-		size_t n = 0;
-
-		pthread_mutex_lock(&as->mu);
-		while (as->head && n < CL_BATCH_MAX) {
-			v[n++] = as->head;
-			as->head = as->head->next;
-		}
-		if (!as->head)
-			as->tail = &as->head;
-		atomic_fetch_sub(&as->n, n);
-		pthread_mutex_unlock(&as->mu);
-		if (!n)
+		rc = send_lock(as);
+		if (rc)
 			break;
-		send_ops(cx, v, n);
-		for (size_t i = 0; i < n; i++)
-			aop_free(v[i]);
-		atomic_fetch_sub(&as->pending, n);
+		while ((rc = send_head(cx, false)) == 0)
+			;
+		send_unlock(as);
+		/* No server now: wait without the send lock (a node becoming the server takes it). */
+		if (rc != -EAGAIN || atomic_load(&cx->is_server) || atomic_load(&cx->stopping) ||
+		    cx->cut_off)
+			break;
+		rc = cl_mds_pause(cx);
+		if (rc)
+			break;
 	}
-	in_drain = false;
-	pthread_mutex_unlock(&as->send_mu);
-	cx_intr_resume(armed);
-	return 0;
+	return rc == 1 || rc == -EAGAIN ? 0 : rc;
+}
+
+void cl_async_settle(struct cl_ctx *cx)
+{
+	struct cl_async *as = cx->as;
+
+	if (!as || atomic_load(&as->n) == 0 || send_lock(as))
+		return;
+	/* The chains are the server's already; the rewrite ends once the role change does. */
+	vn_rewriter(true);
+	while (send_head(cx, true) == 0)
+		;
+	vn_rewriter(false);
+	send_unlock(as);
 }
 
 int cl_async_ino(struct cl_ctx *cx, uint64_t *ino, uint64_t *gen)
@@ -271,17 +397,24 @@ int cl_async_ino(struct cl_ctx *cx, uint64_t *ino, uint64_t *gen)
 	return rc ? rc : 0;
 }
 
-int cl_async_queue(struct cl_ctx *cx, uint64_t dir, const char *name, uint32_t mode,
-		   const struct vn_cred *cred, uint64_t ino, uint64_t gen, int64_t time_ns)
+/* Queue change @type (MKNOD_REQ, UNLINK_REQ, RENAME_REQ) made here; 0 or -ENOMEM. */
+static int queue(struct cl_ctx *cx, Cxfs__MsgType type, uint64_t dir, const char *name,
+		 const char *newname, uint32_t mode, const struct vn_cred *cred, uint64_t ino,
+		 uint64_t gen, int64_t time_ns)
 {
 	struct cl_async *as = cx->as;
-	size_t len = strlen(name) + 1;
-	struct cl_aop *o = calloc(1, sizeof(*o) + len);
+	size_t len = strlen(name) + 1, nlen = newname ? strlen(newname) + 1 : 0;
+	struct cl_aop *o = calloc(1, sizeof(*o) + len + nlen);
 	size_t n;
 
 	if (!o)
 		return -ENOMEM;
 	memcpy(o->name, name, len);
+	if (newname) {
+		memcpy(o->name + len, newname, nlen);
+		o->newname = o->name + len;
+	}
+	o->type = type;
 	o->dir = dir;
 	o->ino = ino;
 	o->gen = gen;
@@ -301,13 +434,31 @@ int cl_async_queue(struct cl_ctx *cx, uint64_t dir, const char *name, uint32_t m
 	pthread_mutex_lock(&as->mu);
 	*as->tail = o;
 	as->tail = &o->next;
-	atomic_fetch_add(&as->pending, 1);
 	n = atomic_fetch_add(&as->n, 1) + 1;
 	if (n == 1 || n >= CL_BATCH_MAX)
 		pthread_cond_signal(&as->cv);
 	pthread_mutex_unlock(&as->mu);
-	atomic_fetch_add(&as->creates, 1);
+	atomic_fetch_add(type == CXFS__MSG_TYPE__UNLINK_REQ ? &as->unlinks :
+			 type == CXFS__MSG_TYPE__RENAME_REQ ? &as->renames : &as->creates, 1);
 	return 0;
+}
+
+int cl_async_queue(struct cl_ctx *cx, uint64_t dir, const char *name, uint32_t mode,
+		   const struct vn_cred *cred, uint64_t ino, uint64_t gen, int64_t time_ns)
+{
+	return queue(cx, CXFS__MSG_TYPE__MKNOD_REQ, dir, name, NULL, mode, cred, ino, gen, time_ns);
+}
+
+int cl_async_queue_unlink(struct cl_ctx *cx, uint64_t dir, const char *name,
+			  const struct vn_cred *cred, uint64_t ino, int64_t time_ns)
+{
+	return queue(cx, CXFS__MSG_TYPE__UNLINK_REQ, dir, name, NULL, 0, cred, ino, 0, time_ns);
+}
+
+int cl_async_queue_rename(struct cl_ctx *cx, uint64_t dir, const char *name, const char *newname,
+			  const struct vn_cred *cred, uint64_t ino, int64_t time_ns)
+{
+	return queue(cx, CXFS__MSG_TYPE__RENAME_REQ, dir, name, newname, 0, cred, ino, 0, time_ns);
 }
 
 bool cl_async_full(struct cl_ctx *cx)
@@ -322,11 +473,13 @@ static void *sender(void *arg)
 
 	pthread_mutex_lock(&as->mu);
 	while (!as->stop) {
-		if (atomic_load(&as->n) == 0) {
+		size_t n = atomic_load(&as->n);
+
+		if (n == 0) {
 			pthread_cond_wait(&as->cv, &as->mu);
 			continue;
 		}
-		if (atomic_load(&as->n) < CL_BATCH_MAX) {
+		if (n < CL_BATCH_MAX) {
 			/* Gather a batch for a moment. */
 			struct timespec t;
 
@@ -340,6 +493,9 @@ static void *sender(void *arg)
 		}
 		pthread_mutex_unlock(&as->mu);
 		(void)cl_async_drain(cx);
+		/* Left queued (no server, or this node serves and settles): not in a spin. */
+		if (atomic_load(&as->n))
+			usleep(20 * 1000);
 		pthread_mutex_lock(&as->mu);
 	}
 	pthread_mutex_unlock(&as->mu);
@@ -353,9 +509,9 @@ int cl_async_start(struct cl_ctx *cx)
 
 	if (!as)
 		return -ENOMEM;
-	pthread_mutex_init(&as->send_mu, NULL);
 	pthread_mutex_init(&as->mu, NULL);
 	pthread_cond_init(&as->cv, NULL);
+	pthread_cond_init(&as->send_cv, NULL);
 	as->tail = &as->head;
 	cx->as = as;
 	rc = pthread_create(&as->thr, NULL, sender, cx);
@@ -387,18 +543,20 @@ void cl_async_stop(struct cl_ctx *cx)
 		aop_free(o);
 	}
 	cx->as = NULL;
-	pthread_mutex_destroy(&as->send_mu);
 	pthread_mutex_destroy(&as->mu);
 	pthread_cond_destroy(&as->cv);
+	pthread_cond_destroy(&as->send_cv);
 	free(as);
 }
 
-void cl_async_counts(struct cl_ctx *cx, uint64_t *creates, uint64_t *batches, uint64_t *failed,
-		     uint64_t *queued)
+void cl_async_counts(struct cl_ctx *cx, uint64_t *creates, uint64_t *unlinks, uint64_t *renames,
+		     uint64_t *batches, uint64_t *failed, uint64_t *queued)
 {
 	struct cl_async *as = cx->as;
 
+	*renames = as ? atomic_load(&as->renames) : 0;
 	*creates = as ? atomic_load(&as->creates) : 0;
+	*unlinks = as ? atomic_load(&as->unlinks) : 0;
 	*batches = as ? atomic_load(&as->batches) : 0;
 	*failed = as ? atomic_load(&as->failed) : 0;
 	*queued = as ? atomic_load(&as->n) : 0;

@@ -54,6 +54,10 @@
 #include "common/cx_intr.h"
 
 #define B(t) (1u << (t))
+/* A change this node does not make itself (async_create, own_pin): the server makes it. */
+#define ASK_SERVER 1
+/* What a node that creates and unlinks in a directory itself holds of it at WRITE. */
+#define DIR_WRITE_TOKS (B(TOK_NAME) | B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE))
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -931,7 +935,10 @@ static int forward(struct cl_ctx *cx, uint64_t ino, struct vn_call *c, const str
 
 	f.lent = lent;
 	atomic_fetch_add(&cx->stats.forwards, 1);
-	(void)cl_async_drain(cx);      /* this node's own creates reach the server first */
+	/* This node's own changes reach the server first. */
+	rc = cl_async_drain(cx);
+	if (rc)
+		return rc;
 	/* Interrupted before it was sent (a frozen channel): send it again. */
 	for (;;) {
 		struct rpc_chan *ch;
@@ -1449,10 +1456,11 @@ static void names_after(struct cl_inode *ci, const struct vn_call *c, int rc)
  * token from the server's answer on (granted with it, see s_names), and
  * gives the vnode that reference, so that an unlink of the name, from this
  * node or another, cannot free the file before the kernel has it; the
- * attribute tokens granted with it cover @a, the first attributes cached.
+ * attribute tokens granted with it cover @a, the first attributes cached
+ * (for a file made here, @own, those an unlink changes at WRITE).
  * NULL if out of memory (the kernel then takes the vnode as after a lookup).
  */
-static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a)
+static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a, bool own)
 {
 	struct tok_set granted;
 	struct cl_cbhv *cb;
@@ -1460,6 +1468,9 @@ static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a)
 	bool had = true;
 
 	set_of(&granted, CL_CREATE_TOKS);
+	for (int t = 0; own && t < TOK_NTOKENS; t++)
+		if (CL_OWN_WRITE_TOKS & B(t))
+			granted.level[t] = TOK_WRITE;
 	if (tok_client_adopt(cx->tc, a->ino, &granted))
 		return NULL;
 	/*
@@ -1491,8 +1502,8 @@ static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a)
  * directory) and knowing the name absent.  The file gets a number reserved
  * for this node and the attributes the server would give it, this node
  * adopts its tokens, and the create is queued (cl_async.c).  0 (made: the
- * call's attributes and vnode set), -EAGAIN (not here: the caller asks the
- * server), or -errno.
+ * call's attributes and vnode set), ASK_SERVER (not here: the caller asks
+ * the server), or -errno (-EAGAIN: the server moved, the call restarts).
  */
 static int async_create(struct cl_cbhv *cb, struct vn_call *c)
 {
@@ -1510,22 +1521,23 @@ static int async_create(struct cl_cbhv *cb, struct vn_call *c)
 
 	if (!S_ISREG(mode) || c->u.mknod.target || cx->dm_enabled || atomic_load(&cx->is_server) ||
 	    !cx->as || !cacheable(name) || !a)
-		return -EAGAIN;
-	set_of(&want, B(TOK_NAME) | B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
+		return ASK_SERVER;
+	set_of(&want, DIR_WRITE_TOKS);
 	for (int t = 0; t < TOK_NTOKENS; t++)
 		if (want.level[t])
 			want.level[t] = TOK_WRITE;
 	rc = c_acquire(cb, &want);
 	if (rc)
-		return rc == -EINTR ? rc : -EAGAIN;
+		return rc;
 	pthread_mutex_lock(&ci->mu);
 	d = cl_dent_find(ci, name);
 	absent = ci->attr_valid && (d ? d->ino == 0 : ci->names_whole);
 	pthread_mutex_unlock(&ci->mu);
-	rc = absent ? cl_async_ino(cx, &ino, &gen) : -EAGAIN;
+	rc = absent ? cl_async_ino(cx, &ino, &gen) : ASK_SERVER;
 	if (rc) {
 		c_release_toks(cb, &want);
-		return rc == -EINTR ? rc : -EAGAIN;
+		/* No numbers (the metadata region nearly full): ask the server. */
+		return rc == -ENOSPC ? ASK_SERVER : early(rc);
 	}
 	now = meta_now_ns();
 	pthread_mutex_lock(&ci->mu);
@@ -1558,11 +1570,175 @@ static int async_create(struct cl_cbhv *cb, struct vn_call *c)
 		return rc;
 	}
 	c->uncached = 0;
-	c->made = created(cx, a);
+	c->made = created(cx, a, true);
 	c_release_toks(cb, &want);
 	if (cl_async_full(cx))
 		(void)cl_async_drain(cx);
 	return 0;
+}
+
+/* @ino's tokens @mask all held here at WRITE? */
+static bool held_write(struct cl_ctx *cx, uint64_t ino, unsigned mask)
+{
+	struct tok_set held;
+
+	tok_client_cached(cx->tc, ino, &held);
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if ((mask & B(t)) && held.level[t] != TOK_WRITE)
+			return false;
+	return true;
+}
+
+/* What a change made here holds: the directory's tokens and the file's, at WRITE. */
+struct own_pin {
+	struct tok_set dir, file;
+	uint64_t ino;                   /* the file @name names */
+	struct cl_inode *fci;           /* its state here */
+};
+
+/*
+ * Pin what an unlink or a rename of @name made here changes (as
+ * async_create, without the server): the directory's tokens, held at WRITE
+ * already, and @name's file's attr and times, held at WRITE too (a file
+ * this node made itself, CL_OWN_WRITE_TOKS), so nobody else caches
+ * anything the change touches; the file must not be a directory.  0,
+ * ASK_SERVER with nothing held (the caller asks the server), or -errno.
+ */
+static int own_pin(struct cl_cbhv *cb, const char *name, struct own_pin *p)
+{
+	struct cl_ctx *cx = cb->cx;
+	struct cl_inode *ci = cb->ci;
+	struct cl_dent *d;
+	bool ok = false;
+
+	int rc;
+
+	if (cx->dm_enabled || atomic_load(&cx->is_server) || !cx->as || !cacheable(name) ||
+	    !held_write(cx, ci->ino, DIR_WRITE_TOKS))
+		return ASK_SERVER;
+	set_of(&p->dir, DIR_WRITE_TOKS);
+	set_of(&p->file, CL_OWN_WRITE_TOKS);
+	for (int t = 0; t < TOK_NTOKENS; t++) {
+		if (p->dir.level[t])
+			p->dir.level[t] = TOK_WRITE;
+		if (p->file.level[t])
+			p->file.level[t] = TOK_WRITE;
+	}
+	rc = c_acquire(cb, &p->dir);
+	if (rc)
+		return rc;
+	p->ino = 0;
+	pthread_mutex_lock(&ci->mu);
+	d = cl_dent_find(ci, name);
+	if (d && d->ino != CL_DENT_UNKNOWN)
+		p->ino = d->ino;
+	pthread_mutex_unlock(&ci->mu);
+	rc = !p->ino || !held_write(cx, p->ino, CL_OWN_WRITE_TOKS) ? ASK_SERVER :
+	     early(cl_acquire(cx, p->ino, &p->file));
+	if (rc) {
+		c_release_toks(cb, &p->dir);
+		return rc;
+	}
+	p->fci = cl_inode_get(cx, p->ino, false);
+	if (p->fci) {
+		pthread_mutex_lock(&p->fci->mu);
+		ok = p->fci->attr_valid && !S_ISDIR(p->fci->attr.mode) && p->fci->attr.nlink > 0;
+		pthread_mutex_unlock(&p->fci->mu);
+	}
+	if (!ok) {
+		if (p->fci)
+			cl_inode_put(cx, p->fci);
+		tok_client_release(cx->tc, p->ino, &p->file);
+		c_release_toks(cb, &p->dir);
+		return ASK_SERVER;
+	}
+	return 0;
+}
+
+/* The change is made (@time_ns, the file's link count less @unlinked) or not (@time_ns 0). */
+static void own_unpin(struct cl_cbhv *cb, struct own_pin *p, int64_t time_ns, bool unlinked)
+{
+	struct cl_ctx *cx = cb->cx;
+
+	if (time_ns) {
+		struct timespec ts = { time_ns / 1000000000, time_ns % 1000000000 };
+
+		pthread_mutex_lock(&p->fci->mu);
+		if (unlinked)
+			p->fci->attr.nlink--;
+		p->fci->attr.ctime = ts;
+		pthread_mutex_unlock(&p->fci->mu);
+		pthread_mutex_lock(&cb->ci->mu);
+		cb->ci->attr.mtime = cb->ci->attr.ctime = ts;
+		pthread_mutex_unlock(&cb->ci->mu);
+	}
+	cl_inode_put(cx, p->fci);
+	tok_client_release(cx->tc, p->ino, &p->file);
+	c_release_toks(cb, &p->dir);
+	if (time_ns && cl_async_full(cx))
+		(void)cl_async_drain(cx);
+}
+
+/* Unlink @c->u.unlink.name here if this node may (own_pin); 0, ASK_SERVER or -errno. */
+static int async_unlink(struct cl_cbhv *cb, struct vn_call *c)
+{
+	const char *name = c->u.unlink.name;
+	struct own_pin p;
+	int64_t now;
+	int rc;
+
+	if (c->u.unlink.is_dir)
+		return ASK_SERVER;
+	rc = own_pin(cb, name, &p);
+	if (rc)
+		return rc;
+	now = meta_now_ns();
+	rc = cl_async_queue_unlink(cb->cx, cb->ci->ino, name, c->cred, p.ino, now);
+	if (!rc) {
+		pthread_mutex_lock(&cb->ci->mu);
+		cl_dent_set(cb->ci, name, 0);
+		pthread_mutex_unlock(&cb->ci->mu);
+		c->uncached = 0;
+	}
+	own_unpin(cb, &p, rc ? 0 : now, true);
+	return rc;
+}
+
+/*
+ * Rename @c's file to a name known absent in the same directory here, if
+ * this node may (own_pin); 0, ASK_SERVER or -errno.
+ */
+static int async_rename(struct cl_cbhv *cb, struct vn_call *c)
+{
+	const char *name = c->u.rename.name, *newname = c->u.rename.newname;
+	struct cl_inode *ci = cb->ci;
+	struct own_pin p;
+	struct cl_dent *d;
+	bool absent;
+	int64_t now;
+	int rc;
+
+	if (c->u.rename.newdir != ci->ino || c->u.rename.flags || !cacheable(newname) ||
+	    strcmp(name, newname) == 0)
+		return ASK_SERVER;
+	rc = own_pin(cb, name, &p);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ci->mu);
+	d = cl_dent_find(ci, newname);
+	absent = d ? d->ino == 0 : ci->names_whole;
+	pthread_mutex_unlock(&ci->mu);
+	now = meta_now_ns();
+	rc = absent ? cl_async_queue_rename(cb->cx, ci->ino, name, newname, c->cred, p.ino, now) :
+		      ASK_SERVER;
+	if (!rc) {
+		pthread_mutex_lock(&ci->mu);
+		cl_dent_set(ci, name, 0);
+		cl_dent_tell(ci, newname, p.ino, true);
+		pthread_mutex_unlock(&ci->mu);
+	}
+	own_unpin(cb, &p, rc ? 0 : now, false);
+	return rc;
 }
 
 /* mknod, link, unlink: lend the directory's tokens, keep its names current. */
@@ -1578,9 +1754,9 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	bool lend = !dir_uncached(cb, B(TOK_NAME));
 	int rc;
 
-	if (lend && c->op == VN_OP_MKNOD) {
-		rc = async_create(cb, c);
-		if (rc != -EAGAIN)
+	if (lend && c->op != VN_OP_LINK) {
+		rc = c->op == VN_OP_MKNOD ? async_create(cb, c) : async_unlink(cb, c);
+		if (rc != ASK_SERVER)
 			return rc;
 	}
 	if (lend) {
@@ -1598,7 +1774,7 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	rc = forward(cb->cx, cb->ci->ino, c, lend ? &lent : ol.ino ? &ol.set : NULL);
 	if (c->op == VN_OP_MKNOD) {
 		if (rc == 0)
-			c->made = created(cb->cx, c->u.mknod.attr);
+			c->made = created(cb->cx, c->u.mknod.attr, false);
 		tok_client_creating(cb->cx->tc, -1);
 	}
 	c->uncached = 1;
@@ -1640,6 +1816,11 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	bool kept = false, okept = false;
 	int rc;
 
+	if (dst == cb->ci->ino && !dir_uncached(cb, B(TOK_NAME))) {
+		rc = async_rename(cb, c);
+		if (rc != ASK_SERVER)
+			return rc;
+	}
 	if (dst != cb->ci->ino) {
 		rc = vn_get(cx->vt, dst, &ov);
 		if (rc)

@@ -78,6 +78,8 @@
 #define CL_INO_GRANT 1024
 #define CL_INO_GRANT_MAX 4096
 #define CL_BATCH_MAX 256
+/* What the creator of a file it made itself holds at WRITE (an unlink of it changes them). */
+#define CL_OWN_WRITE_TOKS ((1u << TOK_ATTR) | (1u << TOK_TIMES))
 #define CL_CREATE_TOKS ((1u << TOK_EXIST) | (1u << TOK_ATTR) | (1u << TOK_TIMES) | (1u << TOK_SIZE))
 #define CL_SETTLE_MS 2000                /* a directory's lookup waits at most this for its old names to go */
 #define CL_WHOLE_REST_NS 1000000000LL    /* a directory is read whole only after NAME rested this long */
@@ -529,15 +531,23 @@ int cl_async_start(struct cl_ctx *cx);
 void cl_async_stop(struct cl_ctx *cx);
 /* Send every queued create and wait for the server's answers (before anything else goes there). */
 int cl_async_drain(struct cl_ctx *cx);
+/* This node became the server: apply its queue here (its role change settles, the gate still closed). */
+void cl_async_settle(struct cl_ctx *cx);
 /* A number reserved for this node's next own create (asks the server for more when out). */
 int cl_async_ino(struct cl_ctx *cx, uint64_t *ino, uint64_t *gen);
 /* Queue an own create made here; 0 or -ENOMEM. */
 int cl_async_queue(struct cl_ctx *cx, uint64_t dir, const char *name, uint32_t mode,
 		   const struct vn_cred *cred, uint64_t ino, uint64_t gen, int64_t time_ns);
+/* Queue an own unlink of file @ino made here; 0 or -ENOMEM. */
+int cl_async_queue_unlink(struct cl_ctx *cx, uint64_t dir, const char *name,
+			  const struct vn_cred *cred, uint64_t ino, int64_t time_ns);
+/* Queue an own rename of file @ino within @dir made here; 0 or -ENOMEM. */
+int cl_async_queue_rename(struct cl_ctx *cx, uint64_t dir, const char *name, const char *newname,
+			  const struct vn_cred *cred, uint64_t ino, int64_t time_ns);
 /* Is the queue at its bound?  (The creator then drains it.) */
 bool cl_async_full(struct cl_ctx *cx);
-void cl_async_counts(struct cl_ctx *cx, uint64_t *creates, uint64_t *batches, uint64_t *failed,
-		     uint64_t *queued);
+void cl_async_counts(struct cl_ctx *cx, uint64_t *creates, uint64_t *unlinks, uint64_t *renames,
+		     uint64_t *batches, uint64_t *failed, uint64_t *queued);
 int cl_wb_start(struct cl_ctx *cx);
 void cl_wb_stop(struct cl_ctx *cx);
 /* This node is cut off: forget @ino's cached data, dirty too (its tokens went). */

@@ -811,7 +811,10 @@ int cl_mds_call(struct cl_ctx *cx, Cxfs__MsgType type, ProtobufCMessage *req,
 	int rc;
 
 	*reply = NULL;
-	(void)cl_async_drain(cx);      /* this node's own creates reach the server first */
+	/* This node's own changes reach the server first. */
+	rc = cl_async_drain(cx);
+	if (rc)
+		return rc;
 	for (;;) {
 		struct rpc_chan *ch;
 
@@ -1742,12 +1745,12 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 		    uc.kept_bytes, uc.durable, uc.applied, uc.answered_again);
 	}
 	{
-		uint64_t creates, batches, failed, queued;
+		uint64_t creates, unlinks, renames, batches, failed, queued;
 
-		cl_async_counts(cx, &creates, &batches, &failed, &queued);
-		PUT("\"async_creates\":{\"made\":%" PRIu64 ",\"batches\":%" PRIu64
-		    ",\"failed\":%" PRIu64 ",\"queued\":%" PRIu64 "},", creates, batches, failed,
-		    queued);
+		cl_async_counts(cx, &creates, &unlinks, &renames, &batches, &failed, &queued);
+		PUT("\"async_creates\":{\"made\":%" PRIu64 ",\"unlinks\":%" PRIu64
+		    ",\"renames\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"failed\":%" PRIu64
+		    ",\"queued\":%" PRIu64 "},", creates, unlinks, renames, batches, failed, queued);
 	}
 	if (cl_waits_json(cx, 0, buf, size, &len, 2))
 		return -ENOSPC;

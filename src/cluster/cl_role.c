@@ -309,6 +309,8 @@ static void n_settle(void *arg)
 	/* Returns that were on their way to the old server keep their state here first. */
 	drain(&cx->returns);
 	cl_client_to_store(cx, true);
+	/* Its own changes answered as a client, after every replayed request. */
+	cl_async_settle(cx);
 	if (!cx->reclaimer_started)
 		(void)cl_reclaimer_start(cx);
 	cl_mirror_sweep(cx);

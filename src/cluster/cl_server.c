@@ -693,6 +693,11 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 		struct tok_set ct, got;
 
 		set_of(&ct, CL_CREATE_TOKS, TOK_READ);
+		/* A node's own create: it holds what its own unlink changes at WRITE (cl_async.c). */
+		if (cl_unsafe_own_create())
+			for (int t = 0; t < TOK_NTOKENS; t++)
+				if (CL_OWN_WRITE_TOKS & B(t))
+					ct.level[t] = TOK_WRITE;
 		(void)tok_server_acquire(cx->ts, c->node, c->u.mknod.attr->ino, &ct, NULL, &got, NULL);
 	}
 	srv_end(&so);
@@ -1258,7 +1263,7 @@ static void batch_reply(void *arg, Cxfs__MsgType type, const ProtobufCMessage *m
 }
 
 /*
- * A node's queued creates, applied one after the other, each through the
+ * A node's queued creates, unlinks and renames, applied one after the other, each through the
  * handlers as if it came alone (its id, applied once).  Checked whole
  * first: a malformed batch changes nothing.  A request cut short because
  * the server moves ends the batch early: the node sends it all again and
@@ -1287,8 +1292,10 @@ static int h_batch(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, const 
 		goto reply;
 	}
 	for (size_t i = 0; i < n && !r.err; i++)
-		if (m->types[i] != CXFS__MSG_TYPE__MKNOD_REQ ||
-		    rpc_msg_unpack(CXFS__MSG_TYPE__MKNOD_REQ, m->bodies[i].data, m->bodies[i].len,
+		if ((m->types[i] != CXFS__MSG_TYPE__MKNOD_REQ &&
+		     m->types[i] != CXFS__MSG_TYPE__UNLINK_REQ &&
+		     m->types[i] != CXFS__MSG_TYPE__RENAME_REQ) ||
+		    rpc_msg_unpack((Cxfs__MsgType)m->types[i], m->bodies[i].data, m->bodies[i].len,
 				   &msgs[i]))
 			r.err = -EPROTO;
 	if (r.err) {
@@ -1297,10 +1304,10 @@ static int h_batch(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, const 
 		goto reply;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct rpc_req *one = rpc_req_local(CXFS__MSG_TYPE__MKNOD_REQ, batch_reply, &sl[i]);
+		Cxfs__MsgType t = (Cxfs__MsgType)m->types[i];
+		struct rpc_req *one = rpc_req_local(t, batch_reply, &sl[i]);
 
-		rc = one ? cl_server_handle(cx, node, one, CXFS__MSG_TYPE__MKNOD_REQ, msgs[i]) :
-			   -ENOMEM;
+		rc = one ? cl_server_handle(cx, node, one, t, msgs[i]) : -ENOMEM;
 		rpc_req_local_free(one);
 		if (rc == -RPC_EEARLY || rc == -TOK_EEARLY || sl[i].moved) {
 			rc = -RPC_EEARLY;

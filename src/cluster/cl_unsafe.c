@@ -400,9 +400,6 @@ int cl_unsafe_batch(struct cl_ctx *cx, struct rpc_chan *ch, size_t n, struct cl_
 			rpc_msg_free(one);
 		}
 	}
-	if (rc)
-		for (size_t i = 0; i < n; i++)
-			cl_ureq_end(cx, r[i]);
 out:
 	if (rep)
 		rpc_msg_free(rep);
@@ -607,31 +604,65 @@ static void busy_del(struct cl_unsafe *u, struct cl_usrv *us)
 }
 
 /*
- * A node's own create (MknodReq.new_ino, "Asynchronous creates"): a regular
- * file, with an id, on a number reserved and not yet used; its number,
- * generation and time go to the store (meta_req.force_*).  A replay takes
- * them from the recorded reply as well (the same values).  0 (also for any
- * other request), or -EPROTO, logged.
+ * A node's own change, made there before the server saw it ("Asynchronous
+ * creates"): a create (MknodReq.new_ino) of a regular file, with an id, on
+ * a number reserved and not yet used, whose number, generation and time go
+ * to the store (meta_req.force_*; a replay takes number and generation
+ * from the recorded reply as well, the same values); an unlink
+ * (UnlinkReq.time_ns), not of a directory, or a rename within one
+ * directory without flags (RenameReq.time_ns), whose time does.  0 (also
+ * for any other request), or -EPROTO, logged.
  */
-static int own_create(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type,
+static int own_change(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type,
 		      const ProtobufCMessage *msg, struct meta_req *mr)
 {
-	const Cxfs__MknodReq *m = (const Cxfs__MknodReq *)msg;
 	uint64_t reqid = 0;
+	bool ok;
 
-	if (type != CXFS__MSG_TYPE__MKNOD_REQ || !m->has_new_ino)
+	if (type == CXFS__MSG_TYPE__UNLINK_REQ) {
+		const Cxfs__UnlinkReq *u = (const Cxfs__UnlinkReq *)msg;
+
+		if (!u->has_time_ns)
+			return 0;
+		ok = !u->is_dir && u->time_ns > 0;
+		if (ok)
+			mr->force_now = u->time_ns;
+	} else if (type == CXFS__MSG_TYPE__RENAME_REQ) {
+		const Cxfs__RenameReq *r = (const Cxfs__RenameReq *)msg;
+
+		if (!r->has_time_ns)
+			return 0;
+		ok = r->newdir == r->ino && !r->flags && r->time_ns > 0;
+		if (ok)
+			mr->force_now = r->time_ns;
+	} else if (type == CXFS__MSG_TYPE__MKNOD_REQ) {
+		const Cxfs__MknodReq *m = (const Cxfs__MknodReq *)msg;
+
+		if (!m->has_new_ino)
+			return 0;
+		/* Its own queue, applied by a node that became the server, may never have been sent. */
+		ok = S_ISREG(m->mode) && !m->target &&
+		     ((get_opt(msg, "reqid", &reqid) && reqid) || node == cx->self_id) &&
+		     meta_ino_reserved(cx->st, m->new_ino);
+		if (ok) {
+			mr->force_ino = m->new_ino;
+			mr->force_gen = m->new_gen;
+			mr->force_now = m->has_time_ns ? m->time_ns : 0;
+		}
+	} else {
 		return 0;
-	if (!S_ISREG(m->mode) || m->target || !get_opt(msg, "reqid", &reqid) || !reqid ||
-	    !meta_ino_reserved(cx->st, m->new_ino)) {
-		fprintf(stderr, "cxfsd: refused a create of inode %llu from node %s: not a regular"
-			" file on a reserved number with a request id\n",
-			(unsigned long long)m->new_ino, cl_peer_name(cx, node));
-		return -EPROTO;
 	}
-	mr->force_ino = m->new_ino;
-	mr->force_gen = m->new_gen;
-	mr->force_now = m->has_time_ns ? m->time_ns : 0;
-	return 0;
+	if (!ok)
+		fprintf(stderr, "cxfsd: refused a change made by node %s itself (%s): not a regular"
+			" file's create on a reserved number with a request id, nor an unlink or a"
+			" rename\n",
+			cl_peer_name(cx, node), msg->descriptor->short_name);
+	return ok ? 0 : -EPROTO;
+}
+
+bool cl_unsafe_own_create(void)
+{
+	return cur_srv && !cur_replay && cur_srv->mr.force_ino;
 }
 
 int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
@@ -651,7 +682,7 @@ int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs_
 	 */
 	if (!cur_replay && meta_store_local_pending(cx->st))
 		(void)meta_store_sync(cx->st);
-	rc = own_create(cx, node, type, msg, &us->mr);
+	rc = own_change(cx, node, type, msg, &us->mr);
 	if (rc)
 		return rc;
 	cur_srv = us;            /* stamps durable on every reply */

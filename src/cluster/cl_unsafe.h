@@ -61,8 +61,8 @@ int cl_unsafe_call(struct cl_ctx *cx, struct cl_ureq *r, struct rpc_chan *ch, Cx
  * cl_unsafe_call for @n requests (@types, @msgs, each its own @r) sent in one
  * BATCH_REQ, which the server applies in order: each request's error in
  * @errs[i] (0 or -errno from its reply).  A nonzero return is the batch's
- * (nothing answered: send it again with the same ids, as after
- * cl_mds_moved, or give up with cl_ureq_end).
+ * (nothing answered, nothing ended: send it again with the same ids, or
+ * give each up with cl_ureq_end).
  */
 int cl_unsafe_batch(struct cl_ctx *cx, struct rpc_chan *ch, size_t n, struct cl_ureq *const *r,
 		    const Cxfs__MsgType *types, ProtobufCMessage *const *msgs, unsigned timeout_ms,
@@ -117,6 +117,8 @@ struct cl_usrv {
 int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
 		    const ProtobufCMessage *msg, struct cl_usrv *us);
 void cl_unsafe_leave(struct cl_usrv *us);
+/* Is this handler thread's request a node's own create (MknodReq.new_ino), not a replay? */
+bool cl_unsafe_own_create(void);
 /* Put the current request's seq, txn and the durable number into reply @rep (if it has them). */
 void cl_unsafe_stamp(ProtobufCMessage *rep);
 /* @node left the membership: forget its applied requests. */

@@ -1600,6 +1600,8 @@ int meta_unlink(struct meta_store *st, uint64_t dir, const char *name, int is_di
 	int rc;
 
 	*victim = 0;
+	if (meta_cur_req && meta_cur_req->force_now)
+		now = meta_cur_req->force_now;     /* a node's own unlink: its clock */
 	if (strlen(name) > META_NAME_MAX)
 		return -ENAMETOOLONG;
 	if (is_dir && strcmp(name, ".") == 0)
@@ -1651,6 +1653,8 @@ int meta_rename(struct meta_store *st, uint64_t dir, const char *name, uint64_t 
 	int rc, src_dir, exists;
 
 	*victim = 0;
+	if (meta_cur_req && meta_cur_req->force_now)
+		now = meta_cur_req->force_now;     /* a node's own rename: its clock */
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
 		return -EINVAL;
 	if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))

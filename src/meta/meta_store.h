@@ -143,7 +143,8 @@ struct meta_req {
 	uint64_t oldest;                 /* in: the node's lowest unanswered id (0: unknown) */
 	int record;                      /* in: write the applied row */
 	uint64_t force_ino, force_gen;   /* in: identity of a replayed create (0: none) */
-	int64_t force_now;               /* in: a node's own create: its clock (ns; 0: the store's) */
+	int64_t force_now;               /* in: a node's own create, unlink or rename: its clock
+	                                  * (ns; 0: the store's) */
 	const struct meta_map *force_runs; /* in: blocks of a replayed allocation */
 	size_t nforce;                   /* in: entries of force_runs */
 	uint64_t txn, seq;               /* out: of the last change (0: none) */

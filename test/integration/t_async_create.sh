@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# t_async_create.sh: asynchronous creates (docs/ARCHITECTURE.md,
+# "Asynchronous creates") through the mounts of a 3-node cluster whose nodes
+# are hosts of their own (network namespaces; node1 serves the metadata).
+#
+#  1. made on the client: node2 alone creates 600 files in a directory
+#     (O_CREAT|O_EXCL, a line of its own name, close); each was made by
+#     node2 itself (cluster.async_creates.made rises by 600, nothing
+#     failed), and right after the last one node3 and node1 list the 600
+#     and read each one right (the recall of the directory's NAME sends
+#     node2's queue first);
+#  2. the server dies: node2 creates 400 more in another directory, the
+#     server is killed (-9) at once, with creates still queued or not yet
+#     durable; once a survivor serves, every one of the 400 is there, read
+#     right from node3 and node2;
+#  3. the client dies after an fsync of the directory: node2 (a client
+#     again) creates 300 files and fsyncs the directory, then is killed;
+#     node3 lists the 300 (once the membership let node2 go);
+#  4. an exclusive create of a name that exists fails (EEXIST) on the client
+#     that made it and on another node;
+#  every node unmounts and cxfs-check finds the LUN clean.
+. "$(dirname "$0")/lib_recover.sh"
+it_init async_create --need-tgtd
+
+cluster_up_netns 3 || { fail "a 3-node cluster in network namespaces starts"; it_finish; }
+for d in a b c; do mkdir "$(node_mnt 1)/$d"; done
+
+made() { cl_stat "$1" 'c["async_creates"]["made"]'; }
+failed() { cl_stat "$1" 'c["async_creates"]["failed"]'; }
+
+# create MNT DIR N [fsync]: N files DIR/fNNNNN holding their own name.
+create() {
+	timeout -k 5 120 python3 - "$@" <<'EOF'
+import os, sys
+mnt, d, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    p = os.path.join(mnt, d, "f%05d" % i)
+    fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd, (p[len(mnt):] + "\n").encode())
+    os.close(fd)
+if len(sys.argv) > 4:
+    fd = os.open(os.path.join(mnt, d), os.O_RDONLY | os.O_DIRECTORY)
+    os.fsync(fd)
+    os.close(fd)
+EOF
+}
+
+# verify MNT DIR N: "ok" if DIR holds exactly f00000.. of N, each its own name.
+verify() {
+	timeout -k 5 120 python3 - "$@" <<'EOF'
+import os, sys
+mnt, d, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+want = {"f%05d" % i for i in range(n)}
+got = set(os.listdir(os.path.join(mnt, d)))
+bad = []
+for name in sorted(want & got):
+    with open(os.path.join(mnt, d, name)) as f:
+        if f.read() != "/%s/%s\n" % (d, name):
+            bad.append(name)
+if want == got and not bad:
+    print("ok")
+else:
+    print("missing %d %s, unexpected %d %s, wrong %d %s" % (
+        len(want - got), sorted(want - got)[:5], len(got - want), sorted(got - want)[:5],
+        len(bad), bad[:5]))
+EOF
+}
+
+log "1: node2 creates 600 files itself; node3 and node1 see them at once"
+m0=$(made 2)
+create "$(node_mnt 2)" a 600 || fail "node2 creates 600 files in a"
+check_eq "node2 made the 600 itself (async_creates.made)" 600 "$(($(made 2) - m0))"
+check_eq "node3 lists and reads the 600 right after" ok "$(verify "$(node_mnt 3)" a 600)"
+check_eq "node1 (the server) lists and reads the 600" ok "$(verify "$(node_mnt 1)" a 600)"
+check_eq "no create failed at the server" 0 "$(failed 2)"
+
+log "2: the server dies right after 400 creates on node2"
+create "$(node_mnt 2)" b 400 || fail "node2 creates 400 files in b"
+cluster_kill 1 || fail "kill node1"
+if n=$(wait_new_server 1 30 2 3); then
+	log "node$n serves"
+	check_eq "node3 lists and reads the 400 after the server's death" ok \
+		"$(verify "$(node_mnt 3)" b 400)"
+	check_eq "node2 lists and reads the 400 after the server's death" ok \
+		"$(verify "$(node_mnt 2)" b 400)"
+else
+	bail "no single survivor serves 30 s after the kill of node1"
+fi
+cluster_restart 1 || bail "node1 does not come back"
+
+log "3: a client dies after an fsync of the directory"
+s=$(serving_nodes)
+c=2
+[[ $s == 2 ]] && c=3
+o=1
+m0=$(made "$c")
+create "$(node_mnt "$c")" c 300 fsync || fail "node$c creates 300 files in c and fsyncs c"
+(($(made "$c") > m0)) || fail "node$c made creates itself"
+cluster_kill "$c" || fail "kill node$c"
+check_eq "node$o lists and reads the 300 after node$c's death" ok "$(verify "$(node_mnt "$o")" c 300)"
+cluster_restart "$c" || bail "node$c does not come back"
+
+log "4: an exclusive create of an existing name fails everywhere"
+for i in 2 3; do
+	rc=0
+	python3 -c 'import os, sys; os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY)' \
+		"$(node_mnt "$i")/a/f00007" 2>/dev/null || rc=$?
+	check_eq "O_EXCL over a/f00007 on node$i fails" 1 "$rc"
+done
+
+cluster_stop_and_check
+it_finish
