@@ -1531,7 +1531,8 @@ static int async_create(struct cl_cbhv *cb, struct vn_call *c)
 		return rc;
 	pthread_mutex_lock(&ci->mu);
 	d = cl_dent_find(ci, name);
-	absent = ci->attr_valid && (d ? d->ino == 0 : ci->names_whole);
+	/* A directory removed meanwhile (its tokens can still be had): the server says ENOENT. */
+	absent = ci->attr_valid && ci->attr.nlink > 0 && (d ? d->ino == 0 : ci->names_whole);
 	pthread_mutex_unlock(&ci->mu);
 	rc = absent ? cl_async_ino(cx, &ino, &gen) : ASK_SERVER;
 	if (rc) {
@@ -1630,7 +1631,7 @@ static int own_pin(struct cl_cbhv *cb, const char *name, struct own_pin *p)
 	p->ino = 0;
 	pthread_mutex_lock(&ci->mu);
 	d = cl_dent_find(ci, name);
-	if (d && d->ino != CL_DENT_UNKNOWN)
+	if (d && d->ino != CL_DENT_UNKNOWN && ci->attr_valid && ci->attr.nlink > 0)
 		p->ino = d->ino;
 	pthread_mutex_unlock(&ci->mu);
 	rc = !p->ino || !held_write(cx, p->ino, CL_OWN_WRITE_TOKS) ? ASK_SERVER :

@@ -12,8 +12,9 @@
  *   - the directories of a namespace operation: name, attr, times and size
  *     (lent by the asking node, which keeps its cached names up to date
  *     itself);
- *   - the inodes a namespace operation links or unlinks, and the inode of a
- *     setattr or xattr change: attr and times;
+ *   - the inodes a namespace operation links or unlinks: attr, times and
+ *     name (a directory removed must be empty at every node); the inode of
+ *     a setattr or xattr change: attr and times;
  *   - a truncate or fallocate: every data token as well.
  * Every inode's tokens, directories and others alike, are taken in one
  * ascending order of inode numbers, so server operations cannot deadlock
@@ -428,6 +429,13 @@ static void set_of(struct tok_set *s, unsigned mask, enum tok_level level)
 #define B(t) (1u << (t))
 #define DIR_TOKS (B(TOK_NAME) | B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE))
 #define OBJ_TOKS (B(TOK_ATTR) | B(TOK_TIMES))
+/*
+ * Of an inode a namespace operation links or unlinks: its attributes, and
+ * its names if it is a directory (one that an rmdir or a rename removes
+ * must be empty of files a node created there itself and has not sent yet:
+ * taking NAME recalls them, "Asynchronous creates").
+ */
+#define LINKED_TOKS (OBJ_TOKS | B(TOK_NAME))
 #define DATA_TOKS (OBJ_TOKS | B(TOK_SIZE) | B(TOK_EXTENT) | B(TOK_IO) | B(TOK_PAGE_CLEAN) | \
 		   B(TOK_PAGE_DIRTY))
 
@@ -501,7 +509,7 @@ static int srv_take_names(struct srv_ops *so, const struct vn_call *c, const uin
 		bool dir = has_ino(dirs, nd, next);
 		bool lent = dir || (c->lent && (next == c->lent_inos[0] || next == c->lent_inos[1]));
 
-		rc = srv_take(lent ? so->lent : so->own, &next, 1, dir ? DIR_TOKS : OBJ_TOKS);
+		rc = srv_take(lent ? so->lent : so->own, &next, 1, dir ? DIR_TOKS : LINKED_TOKS);
 		if (rc)
 			return rc;
 	}

@@ -100,6 +100,47 @@ cluster_kill "$c" || fail "kill node$c"
 check_eq "node$o lists and reads the 300 after node$c's death" ok "$(verify "$(node_mnt "$o")" c 300)"
 cluster_restart "$c" || bail "node$c does not come back"
 
+log "5: creates race with removals of their directory from other nodes"
+# A client (the one killed in 3, back) makes directories x0..x3 and creates
+# a file in one after the other (its own creates), node1 (a client) removes
+# them (rmdir) and the server's node renames another directory over them,
+# for 5 s: a removal that wins finds the directory empty everywhere, one
+# that loses fails with ENOTEMPTY, and no create the client answered fails
+# at the server.
+mkdir "$(node_mnt 1)/r"
+race() {
+	timeout -k 5 60 python3 - "$@" <<'EOF'
+import errno, os, sys, time
+role, mnt = sys.argv[1], sys.argv[2]
+end, n = time.time() + 5, 0
+while time.time() < end:
+    for i in range(4):
+        d = os.path.join(mnt, "r", "x%d" % i)
+        try:
+            if role == "create":
+                try:
+                    os.mkdir(d)
+                except FileExistsError:
+                    pass
+                os.close(os.open(os.path.join(d, "f%d" % n), os.O_CREAT | os.O_WRONLY, 0o644))
+            elif role == "rmdir":
+                os.rmdir(d)
+            elif os.path.isdir(os.path.join(mnt, "r", "y")):
+                os.rename(os.path.join(mnt, "r", "y"), d)
+            else:
+                os.mkdir(os.path.join(mnt, "r", "y"))
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY):
+                print("%s: unexpected %s" % (role, e))
+        n += 1
+EOF
+}
+f0=$(failed "$c")
+out=$( (race create "$(node_mnt "$c")" & race rmdir "$(node_mnt 1)" &
+	race rename "$(node_mnt "$s")" & wait) 2>&1)
+check_eq "no call of the race failed otherwise than ENOENT, EEXIST or ENOTEMPTY" "" "$out"
+check_eq "no create node$c answered failed at the server during the race" "$f0" "$(failed "$c")"
+
 log "4: an exclusive create of an existing name fails everywhere"
 for i in 2 3; do
 	rc=0
