@@ -43,6 +43,8 @@
 #define CL_ASYNC_MAX 1024
 /* The sender's period while anything is queued (ms). */
 #define CL_ASYNC_PERIOD_MS 2
+/* An unmount waits this long for a server to send the queue to (ms). */
+#define CL_ASYNC_UNMOUNT_MS 10000
 
 struct cl_aop {
 	struct cl_aop *next;
@@ -66,6 +68,7 @@ struct cl_async {
 	atomic_size_t n;                /* queued (a batch on the wire too): not yet answered */
 	uint64_t next, end, gen;        /* reserved numbers [next, end) */
 	bool stop;
+	atomic_llong give_up_ns;        /* unmounting: a drain with no server ends then (0: never) */
 	pthread_t thr;
 	atomic_uint_fast64_t creates, unlinks, renames, batches, failed;
 };
@@ -332,7 +335,8 @@ int cl_async_drain(struct cl_ctx *cx)
 		send_unlock(as);
 		/* No server now: wait without the send lock (a node becoming the server takes it). */
 		if (rc != -EAGAIN || atomic_load(&cx->is_server) || atomic_load(&cx->stopping) ||
-		    cx->cut_off)
+		    cx->cut_off ||
+		    (atomic_load(&as->give_up_ns) && cx_intr_now_ns() > atomic_load(&as->give_up_ns)))
 			break;
 		rc = cl_mds_pause(cx);
 		if (rc)
@@ -529,8 +533,12 @@ void cl_async_stop(struct cl_ctx *cx)
 
 	if (!as)
 		return;
-	/* What the applications were told was made goes first. */
+	/* What the applications were told was made goes first, if a server takes it soon. */
+	atomic_store(&as->give_up_ns, cx_intr_now_ns() + (int64_t)CL_ASYNC_UNMOUNT_MS * 1000000);
 	(void)cl_async_drain(cx);
+	if (atomic_load(&as->n))
+		fprintf(stderr, "cxfsd: unmounting with %zu changes made here that no server took"
+			" within %d s: they are lost\n", atomic_load(&as->n), CL_ASYNC_UNMOUNT_MS / 1000);
 	pthread_mutex_lock(&as->mu);
 	as->stop = true;
 	pthread_cond_signal(&as->cv);
