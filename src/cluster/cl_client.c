@@ -1634,11 +1634,10 @@ static int own_pin(struct cl_cbhv *cb, const char *name, struct own_pin *p)
 	if (d && d->ino != CL_DENT_UNKNOWN && ci->attr_valid && ci->attr.nlink > 0)
 		p->ino = d->ino;
 	pthread_mutex_unlock(&ci->mu);
-	rc = !p->ino || !held_write(cx, p->ino, CL_OWN_WRITE_TOKS) ? ASK_SERVER :
-	     early(cl_acquire(cx, p->ino, &p->file));
-	if (rc) {
+	/* Only from the cache: a wait for the server here would hold the directory's references. */
+	if (!p->ino || tok_client_try(cx->tc, p->ino, &p->file)) {
 		c_release_toks(cb, &p->dir);
-		return rc;
+		return ASK_SERVER;
 	}
 	p->fci = cl_inode_get(cx, p->ino, false);
 	if (p->fci) {

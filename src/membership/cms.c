@@ -408,7 +408,15 @@ static void commit(struct cms *m, const struct cms__prop *p)
 
 	if (p->epoch <= m->view.epoch)
 		return;
-	v.member = (p->members & CMS_BIT(m->self)) != 0;
+	/*
+	 * A membership that lists this node as its previous incarnation (this
+	 * one started before the others saw the old one die) does not admit
+	 * it: the old one is fenced first (its key, which is this one's too,
+	 * is preempted), and this one joins after, so it registers and writes
+	 * only once nobody will fence it for its predecessor.
+	 */
+	v.member = (p->members & CMS_BIT(m->self)) != 0 &&
+		   (p->incarnation[m->self] == 0 || p->incarnation[m->self] == m->inc);
 	v.removed = m->view.members & ~p->members;
 	memcpy(v.incarnation, p->incarnation, sizeof(v.incarnation));
 	memcpy(v.level, p->level, sizeof(v.level));

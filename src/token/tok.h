@@ -388,6 +388,13 @@ void tok_client_creating(struct tok_client *c, int delta);
 /* Are references of @ino lent to server operations now (tok_client_lend)? */
 bool tok_client_lent(struct tok_client *c, uint64_t ino);
 int tok_client_adopt(struct tok_client *c, uint64_t ino, const struct tok_set *granted);
+/*
+ * tok_client_acquire() only if the cache answers at once (held at those
+ * levels, none of them being given back or converted): 0, or -EWOULDBLOCK
+ * with nothing taken.  For a caller that holds references on another inode
+ * and so may not wait for the server (docs/ARCHITECTURE.md, rule 4).
+ */
+int tok_client_try(struct tok_client *c, uint64_t ino, const struct tok_set *want);
 /* Drop the references of a successful tok_client_acquire() with the same @want. */
 void tok_client_release(struct tok_client *c, uint64_t ino, const struct tok_set *want);
 

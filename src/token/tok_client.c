@@ -475,6 +475,26 @@ int tok_client_adopt(struct tok_client *c, uint64_t ino, const struct tok_set *g
 	return 0;
 }
 
+int tok_client_try(struct tok_client *c, uint64_t ino, const struct tok_set *want)
+{
+	struct tok__cino *r;
+	int rc = -EWOULDBLOCK;
+
+	if (!tok__valid_set(want))
+		return -EINVAL;
+	pthread_mutex_lock(&c->mu);
+	r = tok__cfind(c, ino);
+	if (r && tok__hit(r, want)) {
+		for (int t = 0; t < TOK_NTOKENS; t++)
+			if (want->level[t] != TOK_NONE)
+				r->refs[t][want->level[t]]++;
+		c->stats.acquires_cached++;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rc;
+}
+
 void tok_client_release(struct tok_client *c, uint64_t ino, const struct tok_set *want)
 {
 	struct tok__cino *r;

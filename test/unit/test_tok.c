@@ -1043,6 +1043,32 @@ static void test_refs_hold_recall(void **state)
 	forget_all(cl, ino);
 }
 
+/* tok_client_try: only what the cache holds, never while it is being given back. */
+static void test_try(void **state)
+{
+	struct cluster *cl = *state;
+	const uint64_t ino = 3013;
+	struct tok_set r = one(TOK_ATTR, TOK_READ), w = one(TOK_ATTR, TOK_WRITE);
+	struct async a;
+	size_t m = mark(cl);
+
+	assert_int_equal(tok_client_try(cl->n[0].c, ino, &r), -EWOULDBLOCK);
+	acq(&cl->n[0], ino, TOK_ATTR, TOK_READ);
+	assert_int_equal(tok_client_try(cl->n[0].c, ino, &r), 0);
+	assert_int_equal(tok_client_try(cl->n[0].c, ino, &w), -EWOULDBLOCK);
+	tok_client_release(cl->n[0].c, ino, &r);
+	/* A recall waits for the reference; meanwhile nothing more is taken from the cache. */
+	start(&a, &cl->n[1], NULL, ino, one(TOK_ATTR, TOK_WRITE));
+	WAIT_FOR(count_ev(cl, m, EV_RECALL, 0, ino) == 1 && cli_draining(&cl->n[0]) == 1);
+	assert_int_equal(tok_client_try(cl->n[0].c, ino, &r), -EWOULDBLOCK);
+	rel(&cl->n[0], ino, TOK_ATTR, TOK_READ);
+	assert_int_equal(finish(&a), 0);
+	assert_int_equal(tok_client_try(cl->n[1].c, ino, &w), 0);
+	tok_client_release(cl->n[1].c, ino, &w);
+	rel(&cl->n[1], ino, TOK_ATTR, TOK_WRITE);
+	forget_all(cl, ino);
+}
+
 static void test_counters(void **state)
 {
 	struct cluster *cl = *state;
@@ -1662,6 +1688,7 @@ int main(void)
 		T(test_obtain_given_up),
 		T(test_server_wait_interrupted),
 		T(test_refs_hold_recall),
+		T(test_try),
 		T(test_lend_crossing),
 		T(test_create_exist),
 		T(test_counters),
