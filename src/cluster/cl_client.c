@@ -13,7 +13,10 @@
  * extents, drop caches, mark the kernel's pages stale.  Operations that
  * change metadata are forwarded (cl_wire.c); a namespace operation lends
  * the directory tokens it holds so the MDS does not recall them from the
- * asker, which updates its own cached names.
+ * asker, which updates its own cached names.  In a directory whose tokens
+ * it holds at WRITE, a node creates regular files, and unlinks and renames
+ * the ones it made, itself (async_create, own_pin) and queues the changes
+ * for the MDS (cl_async.c; docs/ARCHITECTURE.md, "Asynchronous creates").
  *
  * Data: reads map file blocks through the cached extent map and read the
  * volume (holes and unwritten extents read as zeros).  Writes into blocks
