@@ -145,6 +145,11 @@ static int send_ops(struct cl_ctx *cx, struct cl_aop **v, size_t n, bool here)
 	tok_set_add(&dir, TOK_TIMES, TOK_READ);
 	tok_set_add(&dir, TOK_SIZE, TOK_READ);
 	nlent = clw_toks_to_pb(&dir, lbuf, lent);
+	/*
+	 * A change sent before carries its id (cl_unsafe_batch gives the others
+	 * theirs): applied here after the server that had it died, what that
+	 * server committed is answered from the store, not applied twice.
+	 */
 	for (size_t i = 0; i < n; i++) {
 		clw_cred_to_pb(&v[i]->cred, &cr[i]);
 		if (v[i]->type == CXFS__MSG_TYPE__UNLINK_REQ) {
@@ -158,6 +163,8 @@ static int send_ops(struct cl_ctx *cx, struct cl_aop **v, size_t n, bool here)
 			ul[i].lent = lent;
 			ul[i].n_lent_inos = 1;
 			ul[i].lent_inos = &v[i]->ino;
+			ul[i].has_reqid = v[i]->u.reqid != 0;
+			ul[i].reqid = v[i]->u.reqid;
 			msgs[i] = &ul[i].base;
 		} else if (v[i]->type == CXFS__MSG_TYPE__RENAME_REQ) {
 			cxfs__rename_req__init(&rn[i]);
@@ -171,6 +178,8 @@ static int send_ops(struct cl_ctx *cx, struct cl_aop **v, size_t n, bool here)
 			rn[i].lent = lent;
 			rn[i].n_lent_inos = 1;
 			rn[i].lent_inos = &v[i]->ino;
+			rn[i].has_reqid = v[i]->u.reqid != 0;
+			rn[i].reqid = v[i]->u.reqid;
 			msgs[i] = &rn[i].base;
 		} else {
 			cxfs__mknod_req__init(&m[i]);
@@ -184,23 +193,14 @@ static int send_ops(struct cl_ctx *cx, struct cl_aop **v, size_t n, bool here)
 			m[i].time_ns = v[i]->time_ns;
 			m[i].n_lent = nlent;
 			m[i].lent = lent;
+			m[i].has_reqid = v[i]->u.reqid != 0;
+			m[i].reqid = v[i]->u.reqid;
 			msgs[i] = &m[i].base;
 		}
 		types[i] = v[i]->type;
 		ur[i] = &v[i]->u;
 	}
 	if (here) {
-		/*
-		 * Sent before to a server that died: the same ids, so that what it
-		 * applied and committed is answered from the store, not applied
-		 * twice.
-		 */
-		for (size_t i = 0; i < n; i++) {
-			uint64_t id = v[i]->u.reqid;
-
-			m[i].has_reqid = ul[i].has_reqid = rn[i].has_reqid = id != 0;
-			m[i].reqid = ul[i].reqid = rn[i].reqid = id;
-		}
 		apply_here(cx, types, msgs, n, errs);
 		rc = 0;
 	} else {

@@ -70,12 +70,17 @@ static int early(int rc)
 	return rc == -TOK_EEARLY || rc == -RPC_EEARLY ? -EAGAIN : rc;
 }
 
-static void set_of(struct tok_set *s, unsigned mask)
+static void set_at(struct tok_set *s, unsigned mask, enum tok_level level)
 {
 	tok_set_clear(s);
 	for (int t = 0; t < TOK_NTOKENS; t++)
 		if (mask & B(t))
-			tok_set_add(s, (enum tok_id)t, TOK_READ);
+			tok_set_add(s, (enum tok_id)t, level);
+}
+
+static void set_of(struct tok_set *s, unsigned mask)
+{
+	set_at(s, mask, TOK_READ);
 }
 
 
@@ -1471,9 +1476,12 @@ static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a, bool ow
 	bool had = true;
 
 	set_of(&granted, CL_CREATE_TOKS);
-	for (int t = 0; own && t < TOK_NTOKENS; t++)
-		if (CL_OWN_WRITE_TOKS & B(t))
-			granted.level[t] = TOK_WRITE;
+	if (own) {
+		struct tok_set w;
+
+		set_at(&w, CL_OWN_WRITE_TOKS, TOK_WRITE);
+		tok_set_raise(&granted, &w);
+	}
 	if (tok_client_adopt(cx->tc, a->ino, &granted))
 		return NULL;
 	/*
@@ -1525,10 +1533,7 @@ static int async_create(struct cl_cbhv *cb, struct vn_call *c)
 	if (!S_ISREG(mode) || c->u.mknod.target || cx->dm_enabled || atomic_load(&cx->is_server) ||
 	    !cx->as || !cacheable(name) || !a)
 		return ASK_SERVER;
-	set_of(&want, DIR_WRITE_TOKS);
-	for (int t = 0; t < TOK_NTOKENS; t++)
-		if (want.level[t])
-			want.level[t] = TOK_WRITE;
+	set_at(&want, DIR_WRITE_TOKS, TOK_WRITE);
 	rc = c_acquire(cb, &want);
 	if (rc)
 		return rc;
@@ -1620,14 +1625,8 @@ static int own_pin(struct cl_cbhv *cb, const char *name, struct own_pin *p)
 	if (cx->dm_enabled || atomic_load(&cx->is_server) || !cx->as || !cacheable(name) ||
 	    !held_write(cx, ci->ino, DIR_WRITE_TOKS))
 		return ASK_SERVER;
-	set_of(&p->dir, DIR_WRITE_TOKS);
-	set_of(&p->file, CL_OWN_WRITE_TOKS);
-	for (int t = 0; t < TOK_NTOKENS; t++) {
-		if (p->dir.level[t])
-			p->dir.level[t] = TOK_WRITE;
-		if (p->file.level[t])
-			p->file.level[t] = TOK_WRITE;
-	}
+	set_at(&p->dir, DIR_WRITE_TOKS, TOK_WRITE);
+	set_at(&p->file, CL_OWN_WRITE_TOKS, TOK_WRITE);
 	rc = c_acquire(cb, &p->dir);
 	if (rc)
 		return rc;

@@ -702,10 +702,10 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 
 		set_of(&ct, CL_CREATE_TOKS, TOK_READ);
 		/* A node's own create: it holds what its own unlink changes at WRITE (cl_async.c). */
-		if (cl_unsafe_own_create())
-			for (int t = 0; t < TOK_NTOKENS; t++)
-				if (CL_OWN_WRITE_TOKS & B(t))
-					ct.level[t] = TOK_WRITE;
+		if (cl_unsafe_own_create()) {
+			set_of(&got, CL_OWN_WRITE_TOKS, TOK_WRITE);
+			tok_set_raise(&ct, &got);
+		}
 		(void)tok_server_acquire(cx->ts, c->node, c->u.mknod.attr->ino, &ct, NULL, &got, NULL);
 	}
 	srv_end(&so);
