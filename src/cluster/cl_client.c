@@ -22,7 +22,8 @@
  * volume (holes and unwritten extents read as zeros).  Writes into blocks
  * that hold data go straight to the volume; a hole is first allocated by
  * the MDS as unwritten extents (ALLOC, with the extent token lent, and more
- * blocks preallocated ahead each time, doubling up to 64 MiB), written whole
+ * blocks preallocated ahead each time, doubling up to 64 MiB, or 256 MiB
+ * for a node alone on the file: cl_ioexcl.c), written whole
  * (zero-padded), and marked written here; the MDS learns of it (WRITE_DONE)
  * when the writer's page-dirty token is recalled, at fsync and at close.
  * Until then no other node can read the range (it would need page-dirty at
@@ -2297,7 +2298,7 @@ again:
 		cl_read_set(&want, direct);
 	rc = c_acquire(cb, &want);
 	if (rc) {
-		cl_io_end(ci);
+		cl_io_end(cx, ci);
 		return rc;
 	}
 	/* A direct read sees this node's cached writes on the volume. */
@@ -2322,7 +2323,7 @@ again:
 		if (rc || !inside) {
 			c_release_toks(cb, &want);
 			if (rc) {
-				cl_io_end(ci);
+				cl_io_end(cx, ci);
 				return early(rc);
 			}
 			shared = false;
@@ -2354,7 +2355,7 @@ out_unlock:
 	pthread_mutex_unlock(&ci->mu);
 	cl_range_release(cx, &rh);
 	c_release_toks(cb, &want);
-	cl_io_end(ci);
+	cl_io_end(cx, ci);
 	if (rc > 0)
 		touch_atime(cb, c->cred);
 	return rc;
@@ -2433,8 +2434,8 @@ static int alloc(struct cl_ctx *cx, struct cl_inode *ci, uint64_t fblk, uint64_t
 	if (!rc)
 		rc = map_overlay_pending(ci);
 	ci->prealloc = ci->prealloc ? ci->prealloc * 2 : CL_PREALLOC_MIN;
-	if (ci->prealloc > CL_PREALLOC_MAX)
-		ci->prealloc = CL_PREALLOC_MAX;
+	if (ci->prealloc > cl_prealloc_max(cx, ci))
+		ci->prealloc = cl_prealloc_max(cx, ci);
 out:
 	rpc_msg_free(rep);
 	return rc;
@@ -2754,7 +2755,7 @@ again:
 		cl_write_set(&want, c->u.write.flags & O_DIRECT, false);
 	rc = c_acquire(cb, &want);
 	if (rc) {
-		cl_io_end(ci);
+		cl_io_end(cx, ci);
 		return rc;
 	}
 	/* Alone on the file: its ranges go (cl_range.c). */
@@ -2789,7 +2790,7 @@ again:
 		if (rc || !shared) {
 			c_release_toks(cb, &want);
 			if (rc) {
-				cl_io_end(ci);
+				cl_io_end(cx, ci);
 				return early(rc);
 			}
 			goto again;
@@ -2843,7 +2844,7 @@ out:
 	pthread_mutex_unlock(&ci->mu);
 	cl_range_release(cx, &rh);
 	c_release_toks(cb, &want);
-	cl_io_end(ci);
+	cl_io_end(cx, ci);
 	return rc;
 }
 

@@ -18,7 +18,8 @@
  *             change) and the token server's (a status against a role
  *             change), cl_ctx.dm_mu -> DMAPI's mutex (a metrics scrape
  *             against one); both taken with no other lock of this layer held.
- *             The helper threads' mutex (cl_spawn, cl_node.c) is a leaf.
+ *             The helper threads' mutex (cl_spawn, cl_node.c) and
+ *             cl_ctx.io_mu (cl_ioexcl.c) are leaves.
  */
 #ifndef CXFS_CL_I_H
 #define CXFS_CL_I_H
@@ -55,6 +56,7 @@
  */
 #define CL_PREALLOC_MIN 16
 #define CL_PREALLOC_MAX 16384
+#define CL_PREALLOC_EXCL_MAX 65536      /* ... up to 256 MiB for a node alone on the file (cl_ioexcl.c) */
 #define CL_PREALLOC_SHARE 32            /* preallocation: at most 1/32 of the free blocks */
 #define CL_MAP_AHEAD 16384           /* blocks of extent map fetched beyond what is needed */
 /* The data cache (cl_client.c): read-ahead, write-back runs, the flusher. */
@@ -157,6 +159,8 @@ struct cl_inode {
 	bool locks_used;                /* POSIX locks were set from this node */
 	int64_t shared_until_ns;        /* IO at WRITE was recalled: writes share until then
 					   (CLOCK_MONOTONIC; cl_range.c) */
+	atomic_int_fast64_t io_last_ns; /* when its last read or write here ended */
+	bool io_listed;                 /* on cl_ctx.io_inos; cl_ctx.io_mu */
 	uint64_t *ranges;               /* range tokens taken here, their numbers ascending */
 	size_t nranges, ranges_cap;
 	/* Client: the event list and regions of the last DMAPI token grant. */
@@ -169,6 +173,7 @@ struct cl_inode {
 struct cl_stats {
 	atomic_uint_fast64_t attr_hits, attr_misses, name_hits, name_misses, map_fetches;
 	atomic_uint_fast64_t allocs, write_dones, forwards, recalls_in, invals;
+	atomic_uint_fast64_t io_given;  /* I/O tokens given back by a node done with a shared file */
 };
 
 struct cl_ctx {
@@ -286,6 +291,13 @@ struct cl_ctx {
 	struct cl_async *as;            /* own creates (cl_async.c); constant after cl_attach */
 	pthread_t flusher;              /* writes dirty cached data back (cl_client.c) */
 	bool flusher_started;
+	/* Files shared for I/O, to give their I/O tokens back once idle (cl_ioexcl.c). */
+	pthread_mutex_t io_mu;          /* protects the fields below */
+	pthread_cond_t io_cv;           /* a file was listed, or stop */
+	uint64_t *io_inos;
+	size_t io_n, io_cap;
+	bool io_stop, io_started;
+	pthread_t io_thread;
 	struct cl_unsafe *un;           /* requests kept until durable (cl_unsafe.c); constant */
 
 	/* The watchdog of token waits (cl_wait.c). */
@@ -358,7 +370,8 @@ void cl_attr_stale(struct cl_ctx *cx, uint64_t ino);
 void cl_pages_check(struct cl_ctx *cx, uint64_t ino);
 /* A read or write of @ci starts or ends on this node (see cl_pages_stale). */
 void cl_io_begin(struct cl_inode *ci);
-void cl_io_end(struct cl_inode *ci);
+/* The read or write ended (a shared file's I/O is noted: cl_io_note). */
+void cl_io_end(struct cl_ctx *cx, struct cl_inode *ci);
 /* Acquire @want on @ino; interrupted waits are retried (0 or -errno). */
 int cl_acquire(struct cl_ctx *cx, uint64_t ino, const struct tok_set *want);
 /* Lend @want on @ino (tok_client_lend); interrupted waits are retried. */
@@ -618,6 +631,19 @@ int cl_range_acquire(struct cl_ctx *cx, struct cl_inode *ci, uint64_t off, uint6
 void cl_range_release(struct cl_ctx *cx, const struct cl_range_hold *h);
 /* Give @ci's range tokens back (on a helper thread): it writes with the exclusive set. */
 void cl_range_forget(struct cl_ctx *cx, struct cl_inode *ci);
+
+/* ---- I/O-exclusive state (cl_ioexcl.c) ---- */
+
+/* Is this node the only one doing I/O on @ci (the MDS says so)? */
+bool cl_io_alone(struct cl_ctx *cx, struct cl_inode *ci);
+/* Blocks preallocated ahead at most for @ci. */
+uint64_t cl_prealloc_max(struct cl_ctx *cx, struct cl_inode *ci);
+/* A read or write of @ci holds its tokens: note it (a shared file's last I/O). */
+void cl_io_note(struct cl_ctx *cx, struct cl_inode *ci);
+/* The MDS told this node its I/O-exclusive state of @ino (IOEXCL_STATE). */
+void cl_io_told(struct cl_ctx *cx, uint64_t ino, bool excl);
+int cl_io_start(struct cl_ctx *cx);
+void cl_io_stop(struct cl_ctx *cx);
 /* This node gave @tokens of @ino back (every give-back, range keys too). */
 void cl_range_returned(struct cl_ctx *cx, uint64_t ino, const struct tok_set *tokens);
 

@@ -8,7 +8,7 @@
  * lets them go; changes take their tokens in the server behavior below.
  *
  * Also the token sets of reads and writes, which every node's client
- * behavior uses.
+ * behavior uses; each holds IOEXCL at READ with IO (cl_ioexcl.c).
  */
 #include "cluster/cl_i.h"
 
@@ -21,6 +21,7 @@
 void cl_read_set(struct tok_set *s, bool direct)
 {
 	tok_set_clear(s);
+	tok_set_add(s, TOK_IOEXCL, TOK_READ);
 	tok_set_add(s, TOK_IO, TOK_READ);
 	if (!direct)
 		tok_set_add(s, TOK_PAGE_CLEAN, TOK_READ);
@@ -39,6 +40,7 @@ void cl_write_set(struct tok_set *s, bool direct, bool local)
 {
 	(void)direct;
 	tok_set_clear(s);
+	tok_set_add(s, TOK_IOEXCL, TOK_READ);
 	tok_set_add(s, TOK_IO, TOK_WRITE);
 	tok_set_add(s, TOK_PAGE_CLEAN, TOK_WRITE);
 	tok_set_add(s, TOK_PAGE_DIRTY, TOK_WRITE);
@@ -63,6 +65,7 @@ bool cl_write_shares(const struct vn_call *c, uint32_t bs)
 void cl_swrite_set(struct tok_set *s)
 {
 	tok_set_clear(s);
+	tok_set_add(s, TOK_IOEXCL, TOK_READ);
 	tok_set_add(s, TOK_IO, TOK_READ);
 	tok_set_add(s, TOK_PAGE_CLEAN, TOK_SWRITE);
 	tok_set_add(s, TOK_PAGE_DIRTY, TOK_SWRITE);
@@ -135,7 +138,7 @@ static int with_io_tokens(struct vn_bhv *self, struct vnode *vn, struct vn_call 
 
 	cl_io_begin(ci);
 	rc = with_tokens(self, vn, c, want);
-	cl_io_end(ci);
+	cl_io_end(lb_of(self)->cx, ci);
 	return rc;
 }
 
@@ -186,7 +189,7 @@ static int l_shared(struct vn_bhv *self, struct vnode *vn, struct vn_call *c,
 	cl_io_begin(lb->ci);
 	rc = cl_acquire(lb->cx, ino, &want);
 	if (rc) {
-		cl_io_end(lb->ci);
+		cl_io_end(lb->cx, lb->ci);
 		return moved(lb->cx, rc);
 	}
 	if (read) {
@@ -204,7 +207,7 @@ static int l_shared(struct vn_bhv *self, struct vnode *vn, struct vn_call *c,
 		}
 	}
 	tok_client_release(lb->cx->tc, ino, &want);
-	cl_io_end(lb->ci);
+	cl_io_end(lb->cx, lb->ci);
 	return moved(lb->cx, rc);
 }
 
@@ -245,7 +248,7 @@ static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	cl_io_begin(lb->ci);
 	rc = cl_acquire(lb->cx, vn_ino(vn), &want);
 	if (rc) {
-		cl_io_end(lb->ci);
+		cl_io_end(lb->cx, lb->ci);
 		return rc;
 	}
 	{
@@ -264,7 +267,7 @@ static int l_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (!rc)
 		rc = vn_next(self, vn, c);
 	tok_client_release(lb->cx->tc, vn_ino(vn), &want);
-	cl_io_end(lb->ci);
+	cl_io_end(lb->cx, lb->ci);
 	return moved(lb->cx, rc);
 }
 

@@ -218,11 +218,12 @@ void cl_io_begin(struct cl_inode *ci)
 	pthread_mutex_unlock(&ci->mu);
 }
 
-void cl_io_end(struct cl_inode *ci)
+void cl_io_end(struct cl_ctx *cx, struct cl_inode *ci)
 {
 	pthread_mutex_lock(&ci->mu);
 	ci->inflight--;
 	pthread_mutex_unlock(&ci->mu);
+	cl_io_note(cx, ci);
 }
 
 struct cl_pages_job {
@@ -994,8 +995,10 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 	if (!cx->is_server) {
 		if (type == CXFS__MSG_TYPE__TOKEN_RECALL)
 			rc = client_recall(cx, (const Cxfs__TokenRecall *)msg);
-		else if (type == CXFS__MSG_TYPE__IOEXCL_LOST) {
-			tok_client_ioexcl_lost(cx->tc, ((const Cxfs__IoexclLost *)msg)->ino);
+		else if (type == CXFS__MSG_TYPE__IOEXCL_STATE) {
+			const Cxfs__IoexclState *m = (const Cxfs__IoexclState *)msg;
+
+			cl_io_told(cx, m->ino, m->has_excl && m->excl);
 			rc = 0;
 		} else {
 			rc = -RPC_EEARLY;   /* the sender takes us for the MDS: it moved */
@@ -1029,7 +1032,7 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
  *             EXTENT_MAP_REQ (answers); a node answering a recall sends
  *             WRITE_DONE, so a recall never waits for the requests lane.
  *   answers   TOKEN_RETURN (refusals too: the token server's leaf mutex and
- *             the store), IOEXCL_LOST (the token client's leaf mutex),
+ *             the store), IOEXCL_STATE (the token client's leaf mutex),
  *             TOKEN_RECALL on a client (it only starts the recall's
  *             thread), NAME_QUERY, EXTENT_MAP_REQ (the store only; a reader
  *             or writer holds EXTENT and SIZE while it waits for the map),
@@ -1059,7 +1062,7 @@ static unsigned cl_lane_of(void *arg, Cxfs__MsgType type, const ProtobufCMessage
 	(void)arg;
 	switch (type) {
 	case CXFS__MSG_TYPE__TOKEN_RETURN:
-	case CXFS__MSG_TYPE__IOEXCL_LOST:
+	case CXFS__MSG_TYPE__IOEXCL_STATE:
 	case CXFS__MSG_TYPE__TOKEN_RECALL:
 	case CXFS__MSG_TYPE__NAME_QUERY:
 	case CXFS__MSG_TYPE__EXTENT_MAP_REQ:
@@ -1446,6 +1449,11 @@ int cl_attach(struct cl_ctx *cx, struct xvm_vol *dev, struct meta_store *st,
 		snprintf(err, errlen, "cannot start the create queue: %s", strerror(-rc));
 		return rc;
 	}
+	rc = cl_io_start(cx);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the I/O-exclusive thread: %s", strerror(-rc));
+		return rc;
+	}
 	rc = cl_reach_start(cx);
 	if (rc)
 		snprintf(err, errlen, "cannot start the server prober: %s", strerror(-rc));
@@ -1530,6 +1538,7 @@ void cl_stop(struct cl_ctx *cx)
 		return;
 	cl_async_stop(cx);
 	atomic_store(&cx->stopping, true);
+	cl_io_stop(cx);
 	cl_wb_stop(cx);
 	/*
 	 * A node without the store writes nothing more: its dirty-region log is
@@ -1713,17 +1722,19 @@ int cl_status_json(struct cl_ctx *cx, char *buf, size_t size)
 	if (cx->is_server)
 		PUT(",\"token_server\":{\"grants\":%" PRIu64 ",\"recalls\":%" PRIu64
 		    ",\"returns\":%" PRIu64 ",\"refusals\":%" PRIu64 ",\"waiting\":%" PRIu64
-		    ",\"inodes\":%" PRIu64 ",\"resent\":%" PRIu64 "}", tss.grants, tss.recalls,
-		    tss.returns, tss.refusals, tss.waiting, tss.inodes, tss.resent);
+		    ",\"inodes\":%" PRIu64 ",\"resent\":%" PRIu64 ",\"ioexcl_tells\":%" PRIu64 "}",
+		    tss.grants, tss.recalls, tss.returns, tss.refusals, tss.waiting, tss.inodes,
+		    tss.resent, tss.ioexcl_tells);
 	PUT(",\"cache\":{\"attr_hits\":%" PRIu64 ",\"attr_misses\":%" PRIu64
 	    ",\"name_hits\":%" PRIu64 ",\"name_misses\":%" PRIu64 ",\"map_fetches\":%" PRIu64
 	    ",\"allocs\":%" PRIu64 ",\"write_dones\":%" PRIu64 ",\"forwards\":%" PRIu64
-	    ",\"recalls_in\":%" PRIu64 ",\"page_invals\":%" PRIu64 "},",
+	    ",\"recalls_in\":%" PRIu64 ",\"page_invals\":%" PRIu64 ",\"io_given\":%" PRIu64 "},",
 	    atomic_load(&cx->stats.attr_hits), atomic_load(&cx->stats.attr_misses),
 	    atomic_load(&cx->stats.name_hits), atomic_load(&cx->stats.name_misses),
 	    atomic_load(&cx->stats.map_fetches), atomic_load(&cx->stats.allocs),
 	    atomic_load(&cx->stats.write_dones), atomic_load(&cx->stats.forwards),
-	    atomic_load(&cx->stats.recalls_in), atomic_load(&cx->stats.invals));
+	    atomic_load(&cx->stats.recalls_in), atomic_load(&cx->stats.invals),
+	    atomic_load(&cx->stats.io_given));
 	if (cx->pc) {
 		struct cl_pc_counts pn;
 
@@ -1870,7 +1881,8 @@ int cl_tokens_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size)
 	len = (size_t)n;
 	if (put_set(buf, size, &len, &held))
 		return -EIO;
-	n = snprintf(buf + len, len < size ? size - len : 0, "}");
+	n = snprintf(buf + len, len < size ? size - len : 0, "},\"io_alone\":%s",
+		     tok_client_ioexcl(cx->tc, ino) ? "true" : "false");
 	len += (size_t)(n > 0 ? n : 0);
 	pthread_mutex_lock(&cx->store_mu);   /* against a role change (cl_server_publish) */
 	if (cx->is_server && cx->ts) {

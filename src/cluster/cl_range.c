@@ -5,9 +5,10 @@
  * tokens").
  *
  * A file's own tokens stay whole-file.  A lone writer holds IO, the page
- * tokens, SIZE and TIMES at WRITE and asks once.  Once that WRITE was
- * recalled from a node (another node wrote or read the file) within
- * CL_RANGE_SHARE_NS, or while the node shares the file already, a write
+ * tokens, SIZE and TIMES at WRITE and asks once; a node the MDS says is
+ * alone on the file (I/O-exclusive, cl_ioexcl.c) writes so.  Otherwise,
+ * once that WRITE was recalled from a node (another node wrote or read the
+ * file) within CL_RANGE_SHARE_NS, or while the node shares the file already, a write
  * whose blocks all have data (it allocates and converts nothing) takes the
  * file's tokens at the shared levels (cl_swrite_set) and, besides, the
  * range tokens of each 1 << CL_RANGE_SHIFT aligned range it touches
@@ -126,6 +127,9 @@ bool cl_range_wanted(struct cl_ctx *cx, struct cl_inode *ci, const struct vn_cal
 
 	if (c->u.write.flags & (O_APPEND | O_DIRECT) || c->u.write.size == 0 ||
 	    ci->ino > RANGE_INO_MASK)
+		return false;
+	/* The MDS says no other node does I/O on the file: write it alone (cl_ioexcl.c). */
+	if (cl_io_alone(cx, ci))
 		return false;
 	pthread_mutex_lock(&ci->mu);
 	until = ci->shared_until_ns;

@@ -259,21 +259,23 @@ static void srv_recall(void *arg, uint32_t node, uint64_t ino, const struct tok_
 	}
 }
 
-static void srv_ioexcl_lost(void *arg, uint32_t node, uint64_t ino)
+static void srv_ioexcl_tell(void *arg, uint32_t node, uint64_t ino, bool excl)
 {
 	struct cl_ctx *cx = arg;
-	Cxfs__IoexclLost m = CXFS__IOEXCL_LOST__INIT;
+	Cxfs__IoexclState m = CXFS__IOEXCL_STATE__INIT;
 	struct rpc_chan *ch;
 
 	if (node == cx->self_id) {
-		tok_client_ioexcl_lost(cx->tc, ino);
+		cl_io_told(cx, ino, excl);
 		return;
 	}
 	ch = cl_node_chan(cx, node);
 	if (!ch)
 		return;
 	m.ino = ino;
-	(void)rpc_send(ch, CXFS__MSG_TYPE__IOEXCL_LOST, &m.base);
+	m.has_excl = 1;
+	m.excl = excl;
+	(void)rpc_send(ch, CXFS__MSG_TYPE__IOEXCL_STATE, &m.base);
 	rpc_chan_put(ch);
 }
 
@@ -302,7 +304,7 @@ static void srv_last_exist(void *arg, uint64_t ino)
 
 static const struct tok_server_ops srv_tok_ops = {
 	.recall = srv_recall,
-	.ioexcl_lost = srv_ioexcl_lost,
+	.ioexcl_tell = srv_ioexcl_tell,
 	.last_exist = srv_last_exist,
 };
 

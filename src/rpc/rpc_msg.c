@@ -69,7 +69,7 @@ static const struct rpc__msg_info rpc__msgs[] = {
 	[T(TOKEN_RECALL)]     = { &cxfs__token_recall__descriptor, REQ | ONE, T(TOKEN_RETURN) },
 	[T(TOKEN_RETURN)]     = { &cxfs__token_return__descriptor, REQ | REP | ONE, T(STATUS_REPLY) },
 	[T(TOKEN_LEND)]       = { &cxfs__token_lend__descriptor, REQ, T(STATUS_REPLY) },
-	[T(IOEXCL_LOST)]      = { &cxfs__ioexcl_lost__descriptor, ONE, 0 },
+	[T(IOEXCL_STATE)]     = { &cxfs__ioexcl_state__descriptor, ONE, 0 },
 
 	[T(NAME_QUERY)]       = { &cxfs__name_query__descriptor, REQ, T(NAME_REPLY) },
 	[T(NAME_REPLY)]       = { &cxfs__name_reply__descriptor, REP, 0 },

@@ -147,11 +147,12 @@ struct tok_server_ops {
 	void (*recall)(void *arg, uint32_t node, uint64_t ino, const struct tok_set *tokens,
 		       bool conditional);
 	/*
-	 * Tell @node, the only holder of IOEXCL READ, that its I/O-exclusive
-	 * state is now false; returns once told.  A second copy is granted
-	 * only after this returns.
+	 * Tell @node, the only node holding IOEXCL READ, its I/O-exclusive
+	 * state: @excl false before a second node gets a copy (granted only
+	 * after this returns), true when the other copies came back.  The
+	 * server calls it for one holder at a time, so the two arrive in order.
 	 */
-	void (*ioexcl_lost)(void *arg, uint32_t node, uint64_t ino);
+	void (*ioexcl_tell)(void *arg, uint32_t node, uint64_t ino, bool excl);
 	/* Optional: returned timestamps or size were merged into @st. */
 	void (*merged)(void *arg, uint64_t ino, const struct tok_state *st);
 	/*
@@ -168,6 +169,7 @@ struct tok_server_stats {
 	uint64_t returns;    /* tok_server_returned() calls */
 	uint64_t refusals;   /* conditional recalls refused */
 	uint64_t resent;     /* recalls sent again, unanswered for a second */
+	uint64_t ioexcl_tells; /* nodes told their I/O-exclusive state changed */
 	uint64_t early;      /* waits ended by tok_server_interrupt_all() */
 	uint64_t waiting;    /* requests waiting now */
 	uint64_t inodes;     /* inodes with grants or waiters now */
@@ -410,10 +412,26 @@ int tok_client_recall(struct tok_client *c, uint64_t ino, const struct tok_set *
 /* The node is done with @ino: give every token back.  0 or -EBUSY if in use. */
 int tok_client_forget(struct tok_client *c, uint64_t ino);
 
-/* The server says @ino's I/O-exclusive state became false. */
-void tok_client_ioexcl_lost(struct tok_client *c, uint64_t ino);
+/*
+ * I/O-exclusive state.  A node takes IOEXCL READ with every read and write
+ * (the token sets carry it) and keeps it until it is done with the file
+ * (tok_client_give_io, or forgetting it); a recall of IO leaves it.  The
+ * server answers the state with every grant that includes it, and tells
+ * the holder when it changes (ioexcl_tell); an acquire that asks the
+ * server anyway asks it again while it is false, so the answer brings the
+ * current state.
+ */
+/* The server says @ino's I/O-exclusive state is @excl. */
+void tok_client_ioexcl_set(struct tok_client *c, uint64_t ino, bool excl);
 /* Is this node the only one doing I/O on @ino (may cache more aggressively)? */
 bool tok_client_ioexcl(struct tok_client *c, uint64_t ino);
+/*
+ * Give back IOEXCL and IO (if held) of @ino if this node holds IOEXCL with
+ * the state false and neither is in use, asked for or being given back (a
+ * node done with I/O on a shared file: the other node may learn it is
+ * alone).  true if they went.
+ */
+bool tok_client_give_io(struct tok_client *c, uint64_t ino);
 
 /* The levels cached for @ino. */
 void tok_client_cached(struct tok_client *c, uint64_t ino, struct tok_set *held);

@@ -270,6 +270,10 @@ static bool tok__request(const struct tok__cino *r, const struct tok_set *want,
 		d = tok_duties(t, have);
 		*duties |= w == TOK_WRITE ? d & TOK__STATE_DUTIES : d;
 	}
+	/* Going to the server anyway: ask its I/O-exclusive state again while it is false. */
+	if (!tok_set_empty(ask) && want->level[TOK_IOEXCL] == TOK_READ &&
+	    r->level.level[TOK_IOEXCL] == TOK_READ && !r->ioexcl)
+		ask->level[TOK_IOEXCL] = TOK_READ;
 	return true;
 }
 
@@ -729,15 +733,37 @@ int tok_client_forget(struct tok_client *c, uint64_t ino)
 /* 5. I/O-exclusive state, queries, interruption, life cycle               */
 /* ---------------------------------------------------------------------- */
 
-void tok_client_ioexcl_lost(struct tok_client *c, uint64_t ino)
+void tok_client_ioexcl_set(struct tok_client *c, uint64_t ino, bool excl)
 {
 	struct tok__cino *r;
 
 	pthread_mutex_lock(&c->mu);
 	r = tok__cfind(c, ino);
 	if (r)
-		r->ioexcl = false;
+		r->ioexcl = excl && r->level.level[TOK_IOEXCL] == TOK_READ;
 	pthread_mutex_unlock(&c->mu);
+}
+
+bool tok_client_give_io(struct tok_client *c, uint64_t ino)
+{
+	const uint16_t io = TOK__BIT(TOK_IO) | TOK__BIT(TOK_IOEXCL);
+	struct tok_set give;
+	struct tok__cino *r;
+	bool idle;
+
+	pthread_mutex_lock(&c->mu);
+	r = tok__cfind(c, ino);
+	idle = r && !r->ioexcl && !r->busy && r->level.level[TOK_IOEXCL] == TOK_READ &&
+	       !((r->recalling | r->converting | r->broken) & io) && !tok__mine_in_use(r, io) &&
+	       !r->lent[TOK_IO] && !r->lent[TOK_IOEXCL];
+	tok_set_clear(&give);
+	if (idle) {
+		give.level[TOK_IO] = r->level.level[TOK_IO];
+		give.level[TOK_IOEXCL] = TOK_READ;
+	}
+	pthread_mutex_unlock(&c->mu);
+	/* A reference taken meanwhile is waited for. */
+	return idle && tok__give_back(c, ino, &give, false, false) == 0;
 }
 
 bool tok_client_ioexcl(struct tok_client *c, uint64_t ino)

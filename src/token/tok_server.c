@@ -18,7 +18,7 @@
  * (a grant, a return, a refusal, a waiter leaving, a node leaving, an
  * interruption).  Waits are rare and each ends in a message round trip, so
  * one condition variable is cheaper than bookkeeping for many.  The mutex is
- * a leaf: ops.recall and ops.ioexcl_lost run without it (they send
+ * a leaf: ops.recall and ops.ioexcl_tell run without it (they send
  * messages), ops.merged and ops.last_exist under it (they must not call the
  * server).  A waiter's record stays pinned (users > 0 or a waiter in its
  * FIFO) while the mutex is dropped, and grants are found again by holder
@@ -58,8 +58,8 @@ struct tok__grant {
 	struct tok_set held;       /* the levels held */
 	uint16_t recalling;        /* tokens a recall was sent for and not yet answered */
 	int64_t recall_ns;         /* when the first recall in @recalling was sent (tok__now_ns) */
-	bool excl;                 /* granted IOEXCL READ as the only node, not yet told otherwise */
-	bool telling;              /* ops.ioexcl_lost is being called for this holder */
+	bool excl;                 /* the holder's I/O-exclusive state as last answered or told */
+	bool telling;              /* ops.ioexcl_tell is being called for this holder */
 	uint8_t cond;              /* conditional EXIST recall: 0 none, 1 to send, 2 sent */
 	bool resending;            /* tok__resend() cleared @recalling: keep @recall_ns */
 	int64_t sent_ns;           /* when a recall was last sent (resent after TOK__RESEND_NS) */
@@ -530,13 +530,14 @@ static int tok__acquire(struct tok_server *s, uint64_t holder, const struct tok_
 			tok__wait_begin(&s->waits, &w.link);
 			tell_holder = tell->holder;
 			tok__unlock(s);
-			s->ops->ioexcl_lost(s->arg, (uint32_t)tell_holder, ino);
+			s->ops->ioexcl_tell(s->arg, (uint32_t)tell_holder, ino, false);
 			tok__lock(s);
 			g = tok__grant_of(r, tell_holder);
 			if (g) {
 				g->excl = false;
 				g->telling = false;
 			}
+			s->stats.ioexcl_tells++;
 			pthread_cond_broadcast(&s->cv);
 			continue;
 		}
@@ -568,6 +569,41 @@ int tok_server_acquire(struct tok_server *s, uint32_t node, uint64_t ino,
 /* 4. Answers from nodes                                                   */
 /* ---------------------------------------------------------------------- */
 
+/*
+ * A copy of IOEXCL READ came back: if one node holds it now and was last
+ * told (or answered) that it is not alone, tell it that it is.  The tell is
+ * marked on the grant while the mutex is dropped, so a second node's
+ * request waits for it (tok__ioexcl_to_tell) and its "not alone" comes
+ * after.  Called and returns with the mutex held, @r pinned by the caller.
+ */
+static void tok__tell_alone(struct tok_server *s, struct tok__sino *r)
+{
+	struct tok__grant *only = NULL;
+	uint64_t holder;
+	int others = 0;
+
+	for (struct tok__grant *g = r->grants; g; g = g->next)
+		if (tok__is_node(g->holder) && g->held.level[TOK_IOEXCL] == TOK_READ) {
+			others++;
+			only = g;
+		}
+	if (others != 1 || only->excl || only->telling)
+		return;
+	only->telling = true;
+	holder = only->holder;
+	r->users++;
+	tok__unlock(s);
+	s->ops->ioexcl_tell(s->arg, (uint32_t)holder, r->ino, true);
+	tok__lock(s);
+	r->users--;
+	only = tok__grant_of(r, holder);
+	if (only) {
+		only->excl = only->held.level[TOK_IOEXCL] == TOK_READ;
+		only->telling = false;
+	}
+	s->stats.ioexcl_tells++;
+}
+
 void tok_server_returned(struct tok_server *s, uint32_t node, uint64_t ino,
 			 const struct tok_set *tokens, const struct tok_state *st)
 {
@@ -594,6 +630,8 @@ void tok_server_returned(struct tok_server *s, uint32_t node, uint64_t ino,
 	if (changed && s->ops->merged)
 		s->ops->merged(s->arg, ino, &r->st);
 	tok__grant_free_if_empty(r, g);
+	if (tokens->level[TOK_IOEXCL] == TOK_READ)
+		tok__tell_alone(s, r);
 	tok__check_doomed(s, r);
 	tok__put(s, r);
 	pthread_cond_broadcast(&s->cv);
@@ -836,6 +874,8 @@ int tok_server_import(struct tok_server *s, uint32_t node, uint64_t ino, const s
 		r->grants = g;
 	}
 	g->held = *held;
+	/* What the node believes of its I/O-exclusive state is unknown: it hears of a second copy. */
+	g->excl = held->level[TOK_IOEXCL] == TOK_READ;
 	tok__grant_free_if_empty(r, g);
 	tok__put(s, r);
 out:

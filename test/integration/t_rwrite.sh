@@ -14,6 +14,12 @@
 #      2 passes: they share the file by ranges instead of taking turns (the
 #      token server's recalls grow by far less than the writes), and every
 #      node reads the model;
+#  (e) the I/O-exclusive state: once node2 and node3 have been idle for a
+#      few seconds, one of them gives its I/O tokens back and the MDS tells
+#      the other that it is alone; node2 then rewrites the whole file with
+#      4 KiB writes (the other node, idle, gives its I/O tokens back and
+#      node2 hears it is alone), and again, now as a lone writer (IO held at
+#      WRITE, io_alone, asked once), and every node reads the model;
 #  (c) (a) again, 4 passes, while the metadata server moves from node1 to
 #      node2 (cxfsctl relocate): the range tokens go with it, and every
 #      node reads the model;
@@ -82,6 +88,41 @@ log "(b) $WRITES writes, the token server's recalls went $rec0 -> $rec1"
 check "(b) the writers shared the file (recalls $((rec1 - rec0)) < writes/16 = $((WRITES / 16)))" \
 	test $((rec1 - rec0)) -lt $((WRITES / 16))
 check_all "$SW" "$F" "(b)" "$(python3 "$SW" model $SIZE 4096 0 $SIZE 2 12)" $SIZE bsha
+
+log "(e) node2 and node3 idle: one gives its I/O tokens back, the other is alone"
+io_of() { # io_of NODE: "IO-level alone" as node NODE's token client has them
+	"$CXFSCTL" --socket "$(node_sock "$1")" tokens --json "$(node_mnt "$1")/$F" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+j = j[0] if isinstance(j, list) else j
+io = j["cached"].get("io")
+print(io + (" alone" if j["io_alone"] else " shared") if io else "none")'
+}
+gave0=$(($(cl_stat 2 'c["cache"]["io_given"]') + $(cl_stat 3 'c["cache"]["io_given"]')))
+log "(e) before: node2 $(io_of 2), node3 $(io_of 3)"
+sleep 4
+gave1=$(($(cl_stat 2 'c["cache"]["io_given"]') + $(cl_stat 3 'c["cache"]["io_given"]')))
+log "(e) after 4 s: node1 $(io_of 1), node2 $(io_of 2), node3 $(io_of 3); I/O tokens given back $gave0 -> $gave1"
+check "(e) an idle sharer gave its I/O tokens back" test "$gave1" -gt "$gave0"
+check "(e) at most one of them still does I/O, and it is alone" \
+	bash -c "[[ \"\$1 \$2\" != *shared* ]]" _ "$(io_of 2)" "$(io_of 3)"
+timeout 300 python3 "$SW" bwriter "$(node_mnt 2)/$F" 0 1 4096 0 $SIZE 1 15 >"$T_TMP/writes.2" ||
+	fail "(e) node2 rewrites the file"
+for ((i = 0; i < 50; i++)); do
+	[[ $(io_of 2) == *alone ]] && break
+	sleep 0.1
+done
+log "(e) node2 rewrote the file: node1 $(io_of 1), node2 $(io_of 2), node3 $(io_of 3)"
+check "(e) the others gave their I/O tokens back: node2 hears it is alone" \
+	bash -c "[[ \"\$1\" == *alone ]]" _ "$(io_of 2)"
+rec0=$(cl_stat 1 'c["token_server"]["recalls"]')
+timeout 300 python3 "$SW" bwriter "$(node_mnt 2)/$F" 0 1 4096 0 $SIZE 1 16 >"$T_TMP/writes.2" ||
+	fail "(e) node2 rewrites the file again"
+rec1=$(cl_stat 1 'c["token_server"]["recalls"]')
+log "(e) $(cat "$T_TMP/writes.2") writes by node2 again, recalls $rec0 -> $rec1; node2 $(io_of 2)"
+check_eq "(e) node2 writes alone: IO at WRITE, io_alone" "write alone" "$(io_of 2)"
+check "(e) a lone writer asks once (recalls $((rec1 - rec0)) < 4)" test $((rec1 - rec0)) -lt 4
+check_all "$SW" "$F" "(e)" "$(python3 "$SW" model $SIZE 4096 0 $SIZE 1 16)" $SIZE bsha
 
 log "(c) (a) again while the metadata server moves to node2"
 python3 "$SW" layout "$(node_mnt 1)/$F" $SIZE 2

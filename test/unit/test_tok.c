@@ -37,7 +37,7 @@
 #define NNODES 4
 #define MAXEV 65536
 
-enum ev_kind { EV_DUTY, EV_RECALL, EV_RECALL_DONE, EV_IOEXCL_LOST, EV_GRANTED, EV_MERGED,
+enum ev_kind { EV_DUTY, EV_RECALL, EV_RECALL_DONE, EV_IOEXCL, EV_GRANTED, EV_MERGED,
 	       EV_LAST_EXIST };
 
 struct ev {
@@ -45,7 +45,7 @@ struct ev {
 	uint32_t node;
 	uint64_t ino;
 	int duty;           /* EV_DUTY */
-	bool cond;          /* EV_RECALL */
+	bool cond;          /* EV_RECALL; EV_IOEXCL: the state told */
 	int rc;             /* EV_RECALL_DONE */
 	struct tok_set set; /* EV_RECALL, EV_GRANTED */
 };
@@ -142,12 +142,12 @@ static void srv_recall(void *arg, uint32_t node, uint64_t ino, const struct tok_
 	deliver(cl, deliver_recall, d);
 }
 
-static void srv_ioexcl_lost(void *arg, uint32_t node, uint64_t ino)
+static void srv_ioexcl_tell(void *arg, uint32_t node, uint64_t ino, bool excl)
 {
 	struct cluster *cl = arg;
 
-	logev(cl, (struct ev){ .kind = EV_IOEXCL_LOST, .node = node, .ino = ino });
-	tok_client_ioexcl_lost(cl->n[node].c, ino);
+	logev(cl, (struct ev){ .kind = EV_IOEXCL, .node = node, .ino = ino, .cond = excl });
+	tok_client_ioexcl_set(cl->n[node].c, ino, excl);
 }
 
 static void srv_merged(void *arg, uint64_t ino, const struct tok_state *st)
@@ -162,7 +162,7 @@ static void srv_last_exist(void *arg, uint64_t ino)
 
 static const struct tok_server_ops srv_ops = {
 	.recall = srv_recall,
-	.ioexcl_lost = srv_ioexcl_lost,
+	.ioexcl_tell = srv_ioexcl_tell,
 	.merged = srv_merged,
 	.last_exist = srv_last_exist,
 };
@@ -847,7 +847,7 @@ static void test_ioexcl(void **state)
 
 	assert_int_equal(tok_client_acquire(cl->n[1].c, ino, &s, &out), 0);
 	assert_true((out.valid & TOK_ST_IOEXCL) && !out.ioexcl);
-	told = find_ev(cl, m, EV_IOEXCL_LOST, 0, ino);
+	told = find_ev(cl, m, EV_IOEXCL, 0, ino);
 	granted = find_ev(cl, m, EV_GRANTED, 1, ino);
 	assert_true(told >= 0 && told < granted);
 	assert_false(tok_client_ioexcl(cl->n[0].c, ino));
@@ -855,10 +855,83 @@ static void test_ioexcl(void **state)
 
 	/* A third copy needs no notice: nobody thinks it is alone. */
 	assert_int_equal(tok_client_acquire(cl->n[2].c, ino, &s, NULL), 0);
-	assert_int_equal(count_ev(cl, m, EV_IOEXCL_LOST, UINT32_MAX, ino), 1);
+	assert_int_equal(count_ev(cl, m, EV_IOEXCL, UINT32_MAX, ino), 1);
 	assert_int_equal(count_ev(cl, m, EV_RECALL, UINT32_MAX, ino), 0);
 	for (int i = 0; i < 3; i++)
 		tok_client_release(cl->n[i].c, ino, &s);
+	forget_all(cl, ino);
+}
+
+/* The I/O sets of the data path: IO and IOEXCL at READ, or IO at WRITE with IOEXCL at READ. */
+static struct tok_set io_set(enum tok_level io)
+{
+	struct tok_set s = one(TOK_IO, io);
+
+	tok_set_add(&s, TOK_IOEXCL, TOK_READ);
+	return s;
+}
+
+/*
+ * A node done with I/O on a shared file gives IO and IOEXCL back and the
+ * other node hears it is alone; a recall of IO leaves IOEXCL (a node that
+ * takes turns with another stays "not alone"); an acquire that asks the
+ * server anyway asks the state again.
+ */
+static void test_ioexcl_back(void **state)
+{
+	struct cluster *cl = *state;
+	const uint64_t ino = 3007;
+	struct tok_set rd = io_set(TOK_READ), wr = io_set(TOK_WRITE), sz = one(TOK_SIZE, TOK_READ);
+	struct tok_state out;
+	size_t m = mark(cl);
+	long lost, alone;
+
+	assert_int_equal(tok_client_acquire(cl->n[0].c, ino, &rd, &out), 0);
+	assert_true(out.ioexcl);
+	assert_int_equal(tok_client_acquire(cl->n[1].c, ino, &rd, &out), 0);
+	assert_false(out.ioexcl);
+	assert_false(tok_client_ioexcl(cl->n[0].c, ino));
+
+	/* Not given back while in use, nor by a node that is alone. */
+	assert_false(tok_client_give_io(cl->n[1].c, ino));
+	tok_client_release(cl->n[1].c, ino, &rd);
+	assert_true(tok_client_give_io(cl->n[1].c, ino));
+	assert_int_equal(srv_level(cl, 1, ino, TOK_IOEXCL), TOK_NONE);
+	assert_int_equal(srv_level(cl, 1, ino, TOK_IO), TOK_NONE);
+	lost = find_ev(cl, m, EV_IOEXCL, 0, ino);
+	assert_true(lost >= 0 && !cl->ev[lost].cond);
+	alone = find_ev(cl, (size_t)lost + 1, EV_IOEXCL, 0, ino);
+	assert_true(alone > lost && cl->ev[alone].cond);
+	assert_true(tok_client_ioexcl(cl->n[0].c, ino));
+	assert_false(tok_client_give_io(cl->n[0].c, ino));   /* in use, and alone */
+	tok_client_release(cl->n[0].c, ino, &rd);
+	assert_false(tok_client_give_io(cl->n[0].c, ino));   /* alone: keeps them */
+
+	/* A writer's recall of IO leaves the readers' IOEXCL, which go once idle. */
+	assert_int_equal(tok_client_acquire(cl->n[1].c, ino, &rd, NULL), 0);
+	tok_client_release(cl->n[1].c, ino, &rd);
+	assert_false(tok_client_ioexcl(cl->n[0].c, ino));
+	assert_int_equal(tok_client_acquire(cl->n[2].c, ino, &wr, &out), 0);
+	assert_false(out.ioexcl);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(srv_level(cl, (uint32_t)i, ino, TOK_IO), TOK_NONE);
+		assert_int_equal(srv_level(cl, (uint32_t)i, ino, TOK_IOEXCL), TOK_READ);
+	}
+	assert_true(tok_client_give_io(cl->n[0].c, ino));
+	assert_false(tok_client_ioexcl(cl->n[2].c, ino));
+	assert_true(tok_client_give_io(cl->n[1].c, ino));
+	assert_true(tok_client_ioexcl(cl->n[2].c, ino));
+	assert_int_equal(srv_level(cl, 1, ino, TOK_IOEXCL), TOK_NONE);
+
+	/* A state believed false is asked again with the next request. */
+	tok_client_ioexcl_set(cl->n[2].c, ino, false);
+	assert_false(tok_client_ioexcl(cl->n[2].c, ino));
+	tok_set_add(&sz, TOK_IOEXCL, TOK_READ);
+	assert_int_equal(tok_client_acquire(cl->n[2].c, ino, &sz, &out), 0);
+	assert_true((out.valid & TOK_ST_IOEXCL) && out.ioexcl);
+	assert_true(tok_client_ioexcl(cl->n[2].c, ino));
+	tok_client_release(cl->n[2].c, ino, &sz);
+	tok_client_release(cl->n[2].c, ino, &wr);
 	forget_all(cl, ino);
 }
 
@@ -1680,6 +1753,7 @@ int main(void)
 		T(test_lending),
 		T(test_conditional),
 		T(test_ioexcl),
+		T(test_ioexcl_back),
 		T(test_times_merge),
 		T(test_size),
 		T(test_node_down),
