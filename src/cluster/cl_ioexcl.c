@@ -13,7 +13,8 @@
  * node it is alone.  The state only steers how tokens are asked for: every
  * guarantee rests on the IO and page tokens, whatever it says.
  *
- * Lock order: cx->io_mu is a leaf (never held across a token call).
+ * Lock order: cx->io_mu and cl_inode.mu are taken alone here (never across
+ * a token call).
  */
 #include "cluster/cl_i.h"
 
@@ -98,8 +99,12 @@ static void io_idle(struct cl_ctx *cx, uint64_t ino, int64_t now)
 
 	if (!ci)
 		return;   /* its tokens went with it (forgotten) */
-	done = now - atomic_load_explicit(&ci->io_last_ns, memory_order_relaxed) >=
-	       (int64_t)CL_IO_IDLE_MS * 1000000;
+	/* A read or write in progress (waiting for its tokens, maybe) is use too. */
+	pthread_mutex_lock(&ci->mu);
+	done = ci->inflight == 0 &&
+	       now - atomic_load_explicit(&ci->io_last_ns, memory_order_relaxed) >=
+		       (int64_t)CL_IO_IDLE_MS * 1000000;
+	pthread_mutex_unlock(&ci->mu);
 	if (done) {
 		tok_client_cached(cx->tc, ino, &held);
 		/* Alone again, or nothing left to give: off the list either way. */
