@@ -13,9 +13,14 @@
 #     server is killed (-9) at once, with creates still queued or not yet
 #     durable; once a survivor serves, every one of the 400 is there, read
 #     right from node3 and node2;
+#  2 kills the server at a random point (0-150 ms) of the creates, which
+#     go on without an error;
 #  3. the client dies after an fsync of the directory: node2 (a client
 #     again) creates 300 files and fsyncs the directory, then is killed;
-#     node3 lists the 300 (once the membership let node2 go);
+#     node3 lists the 300 (once the membership let node2 go); then again at
+#     a random point (0.4-1.6 s) of a stream of creates (each file
+#     fsynced, the directory every 25): every file the last fsync of the
+#     directory acknowledged is there with its content;
 #  4. an exclusive create of a name that exists fails (EEXIST) on the client
 #     that made it and on another node;
 #  every node unmounts and cxfs-check finds the LUN clean.
@@ -74,9 +79,14 @@ check_eq "node3 lists and reads the 600 right after" ok "$(verify "$(node_mnt 3)
 check_eq "node1 (the server) lists and reads the 600" ok "$(verify "$(node_mnt 1)" a 600)"
 check_eq "no create failed at the server" 0 "$(failed 2)"
 
-log "2: the server dies right after 400 creates on node2"
-create "$(node_mnt 2)" b 400 || fail "node2 creates 400 files in b"
+log "2: the server dies while node2 creates 400 files (at a random point)"
+create "$(node_mnt 2)" b 400 &
+cpid=$!
+delay=$((RANDOM % 150))
+sleep "0.$(printf %03d $delay)"
 cluster_kill 1 || fail "kill node1"
+log "node1 killed ${delay} ms into the creates"
+wait "$cpid" || fail "node2's 400 creates all succeed (a pause, no error)"
 if n=$(wait_new_server 1 30 2 3); then
 	log "node$n serves"
 	check_eq "node3 lists and reads the 400 after the server's death" ok \
@@ -98,6 +108,51 @@ create "$(node_mnt "$c")" c 300 fsync || fail "node$c creates 300 files in c and
 (($(made "$c") > m0)) || fail "node$c made creates itself"
 cluster_kill "$c" || fail "kill node$c"
 check_eq "node$o lists and reads the 300 after node$c's death" ok "$(verify "$(node_mnt "$o")" c 300)"
+cluster_restart "$c" || bail "node$c does not come back"
+
+log "3b: a client dies at a random point of creates, the directory fsynced every 25"
+mkdir "$(node_mnt 1)/c2"
+ack=$T_TMP/acked
+: >"$ack"
+timeout -k 5 120 python3 - "$(node_mnt "$c")" c2 1000 "$ack" 2>/dev/null <<'EOF' &
+import os, sys
+mnt, d, n, ack = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+dfd = os.open(os.path.join(mnt, d), os.O_RDONLY | os.O_DIRECTORY)
+for i in range(n):
+    p = os.path.join(mnt, d, "f%05d" % i)
+    fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd, (p[len(mnt):] + "\n").encode())
+    os.fsync(fd)
+    os.close(fd)
+    if i % 25 == 24:
+        os.fsync(dfd)
+        with open(ack, "w") as f:
+            f.write("%d\n" % (i + 1))
+EOF
+cpid=$!
+delay=$((400 + RANDOM % 1200))
+sleep "$((delay / 1000)).$(printf %03d $((delay % 1000)))"
+cluster_kill "$c" || fail "kill node$c"
+wait "$cpid" 2>/dev/null || true
+acked=$(cat "$ack")
+acked=${acked:-0}
+log "node$c killed ${delay} ms into the creates, $acked acknowledged by an fsync of the directory"
+check_eq "node$o has every file acknowledged before node$c's death, each read right" ok \
+	"$(timeout -k 5 120 python3 - "$(node_mnt "$o")" c2 "$acked" <<'EOF'
+import os, sys
+mnt, d, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+names = set(os.listdir(os.path.join(mnt, d)))
+missing = ["f%05d" % i for i in range(n) if "f%05d" % i not in names]
+wrong = []
+for name in sorted(names):
+    with open(os.path.join(mnt, d, name)) as f:
+        got = f.read()
+    # after the last acknowledgement a file may be there, its content too
+    if got != "/%s/%s\n" % (d, name) and (name < "f%05d" % n or got != ""):
+        wrong.append(name)
+print("ok" if not missing and not wrong else "missing %s wrong %s" % (missing[:5], wrong[:5]))
+EOF
+)"
 cluster_restart "$c" || bail "node$c does not come back"
 
 log "5: creates race with removals of their directory from other nodes"
