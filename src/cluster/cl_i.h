@@ -634,7 +634,7 @@ void cl_range_forget(struct cl_ctx *cx, struct cl_inode *ci);
 
 /* ---- I/O-exclusive state (cl_ioexcl.c) ---- */
 
-/* Is this node the only one doing I/O on @ci (the MDS says so)? */
+/* Is this node the only one writing @ci (the MDS says so)? */
 bool cl_io_alone(struct cl_ctx *cx, struct cl_inode *ci);
 /* Blocks preallocated ahead at most for @ci. */
 uint64_t cl_prealloc_max(struct cl_ctx *cx, struct cl_inode *ci);

@@ -2,10 +2,10 @@
  * cl_ioexcl.c - the I/O-exclusive state of the files this node reads and
  * writes (docs/ARCHITECTURE.md, "I/O-exclusive state").
  *
- * Every read and write holds IOEXCL at READ with IO (the sets of
- * cl_local.c); the MDS answers with each grant whether this node is the
- * only one doing I/O on the file, and tells it when that changes (the
- * token layer, tok.h).  A node alone on a file writes it as a lone writer
+ * Every write holds IOEXCL at READ with IO (the writers' sets of
+ * cl_local.c; readers do not: docs/ARCHITECTURE.md says why); the MDS
+ * answers with each grant whether this node is the only one writing the
+ * file, and tells it when that changes (the token layer, tok.h).  A node alone on a file writes it as a lone writer
  * (whole-file tokens, asked once, not byte ranges: cl_range_wanted) and
  * preallocates further ahead (cl_prealloc_max).  What ends a sharing: a
  * node that is not alone and did no I/O on the file for CL_IO_IDLE_MS gives
@@ -65,9 +65,14 @@ static void io_list(struct cl_ctx *cx, struct cl_inode *ci)
 
 void cl_io_note(struct cl_ctx *cx, struct cl_inode *ci)
 {
+	struct tok_set held;
+
 	atomic_store_explicit(&ci->io_last_ns, cx_intr_now_ns(), memory_order_relaxed);
 	if (cl_io_alone(cx, ci))
 		return;
+	tok_client_cached(cx->tc, ci->ino, &held);
+	if (held.level[TOK_IOEXCL] == TOK_NONE)
+		return;   /* a reader: nothing to give back */
 	pthread_mutex_lock(&cx->io_mu);
 	io_list(cx, ci);
 	pthread_mutex_unlock(&cx->io_mu);

@@ -8,7 +8,7 @@
  * lets them go; changes take their tokens in the server behavior below.
  *
  * Also the token sets of reads and writes, which every node's client
- * behavior uses; each holds IOEXCL at READ with IO (cl_ioexcl.c).
+ * behavior uses; the writers' hold IOEXCL at READ (cl_ioexcl.c).
  */
 #include "cluster/cl_i.h"
 
@@ -21,7 +21,6 @@
 void cl_read_set(struct tok_set *s, bool direct)
 {
 	tok_set_clear(s);
-	tok_set_add(s, TOK_IOEXCL, TOK_READ);
 	tok_set_add(s, TOK_IO, TOK_READ);
 	if (!direct)
 		tok_set_add(s, TOK_PAGE_CLEAN, TOK_READ);

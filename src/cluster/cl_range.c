@@ -128,7 +128,7 @@ bool cl_range_wanted(struct cl_ctx *cx, struct cl_inode *ci, const struct vn_cal
 	if (c->u.write.flags & (O_APPEND | O_DIRECT) || c->u.write.size == 0 ||
 	    ci->ino > RANGE_INO_MASK)
 		return false;
-	/* The MDS says no other node does I/O on the file: write it alone (cl_ioexcl.c). */
+	/* The MDS says no other node writes the file: write it alone (cl_ioexcl.c). */
 	if (cl_io_alone(cx, ci))
 		return false;
 	pthread_mutex_lock(&ci->mu);

@@ -413,8 +413,8 @@ int tok_client_recall(struct tok_client *c, uint64_t ino, const struct tok_set *
 int tok_client_forget(struct tok_client *c, uint64_t ino);
 
 /*
- * I/O-exclusive state.  A node takes IOEXCL READ with every read and write
- * (the token sets carry it) and keeps it until it is done with the file
+ * I/O-exclusive state.  A node takes IOEXCL READ with the tokens of its
+ * I/O (the caller's token sets carry it) and keeps it until it is done with the file
  * (tok_client_give_io, or forgetting it); a recall of IO leaves it.  The
  * server answers the state with every grant that includes it, and tells
  * the holder when it changes (ioexcl_tell); an acquire that asks the

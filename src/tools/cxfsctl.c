@@ -1092,6 +1092,9 @@ static int cmd_tokens(const char *sock, int json, bool by_ino, char **paths, int
 			printf("%s  inode %llu\n", paths[i], ino);
 		printf("  cached by %s:", js_str(&j, 0, "node"));
 		print_levels(&j, js_at(&j, 0, "cached"));
+		if (js_bool(&j, 0, "io_alone"))
+			printf("  %s is the only node writing it (I/O-exclusive)\n",
+			       js_str(&j, 0, "node"));
 		granted = js_member(&j, 0, "granted");
 		if (granted < 0)
 			printf("  granted: known to the metadata server%s%s%s\n", *server ? " (" : "",

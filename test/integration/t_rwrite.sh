@@ -90,20 +90,22 @@ check "(b) the writers shared the file (recalls $((rec1 - rec0)) < writes/16 = $
 check_all "$SW" "$F" "(b)" "$(python3 "$SW" model $SIZE 4096 0 $SIZE 2 12)" $SIZE bsha
 
 log "(e) node2 and node3 idle: one gives its I/O tokens back, the other is alone"
-io_of() { # io_of NODE: "IO-level alone" as node NODE's token client has them
+io_of() { # io_of NODE: "IO-level alone|shared|reader" as node NODE's token client has them
 	"$CXFSCTL" --socket "$(node_sock "$1")" tokens --json "$(node_mnt "$1")/$F" | python3 -c '
 import json, sys
 j = json.load(sys.stdin)
 j = j[0] if isinstance(j, list) else j
-io = j["cached"].get("io")
-print(io + (" alone" if j["io_alone"] else " shared") if io else "none")'
+c = j["cached"]
+# the IO level; alone: the only writer; shared: a writer among others; reader: no IOEXCL
+how = "alone" if j["io_alone"] else "shared" if "ioexcl" in c else "reader"
+print(c["io"] + " " + how if "io" in c else "none")'
 }
 log "(e) before: node2 $(io_of 2), node3 $(io_of 3)"
 sleep 4
 gave1=$(($(cl_stat 2 'c["cache"]["io_given"]') + $(cl_stat 3 'c["cache"]["io_given"]')))
 log "(e) after 4 s: node1 $(io_of 1), node2 $(io_of 2), node3 $(io_of 3); I/O tokens given back by node2 and node3 so far: $gave1"
 check "(e) an idle sharer gave its I/O tokens back" test "$gave1" -gt 0
-check "(e) at most one of them still does I/O, and it is alone" \
+check "(e) at most one of them is still a writer, and it is alone" \
 	bash -c "[[ \"\$1 \$2\" != *shared* ]]" _ "$(io_of 2)" "$(io_of 3)"
 timeout 300 python3 "$SW" bwriter "$(node_mnt 2)/$F" 0 1 4096 0 $SIZE 1 15 >"$T_TMP/writes.2" ||
 	fail "(e) node2 rewrites the file"
