@@ -2388,6 +2388,7 @@ static int alloc(struct cl_ctx *cx, struct cl_inode *ci, uint64_t fblk, uint64_t
 	ProtobufCMessage *rep = NULL;
 	struct meta_map *runs;
 	Cxfs__MsgType rt;
+	uint64_t max;
 	int rc;
 
 	cxfs__token_state__init(&lent_s);
@@ -2433,9 +2434,10 @@ static int alloc(struct cl_ctx *cx, struct cl_inode *ci, uint64_t fblk, uint64_t
 	free(runs);
 	if (!rc)
 		rc = map_overlay_pending(ci);
+	max = cl_prealloc_max(cx, ci);
 	ci->prealloc = ci->prealloc ? ci->prealloc * 2 : CL_PREALLOC_MIN;
-	if (ci->prealloc > cl_prealloc_max(cx, ci))
-		ci->prealloc = cl_prealloc_max(cx, ci);
+	if (ci->prealloc > max)
+		ci->prealloc = max;
 out:
 	rpc_msg_free(rep);
 	return rc;

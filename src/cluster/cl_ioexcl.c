@@ -31,7 +31,7 @@
 
 bool cl_io_alone(struct cl_ctx *cx, struct cl_inode *ci)
 {
-	return tok_client_ioexcl(cx->tc, ci->ino);
+	return tok_client_ioexcl(cx->tc, ci->ino, NULL);
 }
 
 uint64_t cl_prealloc_max(struct cl_ctx *cx, struct cl_inode *ci)
@@ -65,14 +65,12 @@ static void io_list(struct cl_ctx *cx, struct cl_inode *ci)
 
 void cl_io_note(struct cl_ctx *cx, struct cl_inode *ci)
 {
-	struct tok_set held;
+	bool held;
 
 	atomic_store_explicit(&ci->io_last_ns, cx_intr_now_ns(), memory_order_relaxed);
-	if (cl_io_alone(cx, ci))
+	/* Alone, or a reader (no IOEXCL): nothing to give back. */
+	if (tok_client_ioexcl(cx->tc, ci->ino, &held) || !held)
 		return;
-	tok_client_cached(cx->tc, ci->ino, &held);
-	if (held.level[TOK_IOEXCL] == TOK_NONE)
-		return;   /* a reader: nothing to give back */
 	pthread_mutex_lock(&cx->io_mu);
 	io_list(cx, ci);
 	pthread_mutex_unlock(&cx->io_mu);
@@ -99,8 +97,7 @@ void cl_io_told(struct cl_ctx *cx, uint64_t ino, bool excl)
 static void io_idle(struct cl_ctx *cx, uint64_t ino, int64_t now)
 {
 	struct cl_inode *ci = cl_inode_get(cx, ino, false);
-	struct tok_set held;
-	bool done;
+	bool held, done;
 
 	if (!ci)
 		return;   /* its tokens went with it (forgotten) */
@@ -111,9 +108,8 @@ static void io_idle(struct cl_ctx *cx, uint64_t ino, int64_t now)
 		       (int64_t)CL_IO_IDLE_MS * 1000000;
 	pthread_mutex_unlock(&ci->mu);
 	if (done) {
-		tok_client_cached(cx->tc, ino, &held);
 		/* Alone again, or nothing left to give: off the list either way. */
-		if (held.level[TOK_IOEXCL] != TOK_NONE && !cl_io_alone(cx, ci)) {
+		if (!tok_client_ioexcl(cx->tc, ino, &held) && held) {
 			done = tok_client_give_io(cx->tc, ino);
 			if (done)
 				atomic_fetch_add(&cx->stats.io_given, 1);

@@ -1882,7 +1882,7 @@ int cl_tokens_json(struct cl_ctx *cx, uint64_t ino, char *buf, size_t size)
 	if (put_set(buf, size, &len, &held))
 		return -EIO;
 	n = snprintf(buf + len, len < size ? size - len : 0, "},\"io_alone\":%s",
-		     tok_client_ioexcl(cx->tc, ino) ? "true" : "false");
+		     tok_client_ioexcl(cx->tc, ino, NULL) ? "true" : "false");
 	len += (size_t)(n > 0 ? n : 0);
 	pthread_mutex_lock(&cx->store_mu);   /* against a role change (cl_server_publish) */
 	if (cx->is_server && cx->ts) {

@@ -423,8 +423,11 @@ int tok_client_forget(struct tok_client *c, uint64_t ino);
  */
 /* The server says @ino's I/O-exclusive state is @excl. */
 void tok_client_ioexcl_set(struct tok_client *c, uint64_t ino, bool excl);
-/* Is this node the only one doing I/O on @ino (may cache more aggressively)? */
-bool tok_client_ioexcl(struct tok_client *c, uint64_t ino);
+/*
+ * Is this node the only one doing I/O on @ino (may cache more
+ * aggressively)?  *@held (may be NULL): whether it holds IOEXCL at all.
+ */
+bool tok_client_ioexcl(struct tok_client *c, uint64_t ino, bool *held);
 /*
  * Give back IOEXCL and IO (if held) of @ino if this node holds IOEXCL with
  * the state false and neither is in use, asked for or being given back (a

@@ -766,16 +766,19 @@ bool tok_client_give_io(struct tok_client *c, uint64_t ino)
 	return idle && tok__give_back(c, ino, &give, false, false) == 0;
 }
 
-bool tok_client_ioexcl(struct tok_client *c, uint64_t ino)
+bool tok_client_ioexcl(struct tok_client *c, uint64_t ino, bool *held)
 {
 	struct tok__cino *r;
-	bool excl;
+	bool has;
 
 	pthread_mutex_lock(&c->mu);
 	r = tok__cfind(c, ino);
-	excl = r && r->ioexcl && r->level.level[TOK_IOEXCL] == TOK_READ;
+	has = r && r->level.level[TOK_IOEXCL] == TOK_READ;
+	if (held)
+		*held = has;
+	has = has && r->ioexcl;
 	pthread_mutex_unlock(&c->mu);
-	return excl;
+	return has;
 }
 
 void tok_client_cached(struct tok_client *c, uint64_t ino, struct tok_set *held)

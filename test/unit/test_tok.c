@@ -843,15 +843,15 @@ static void test_ioexcl(void **state)
 
 	assert_int_equal(tok_client_acquire(cl->n[0].c, ino, &s, &out), 0);
 	assert_true((out.valid & TOK_ST_IOEXCL) && out.ioexcl);
-	assert_true(tok_client_ioexcl(cl->n[0].c, ino));
+	assert_true(tok_client_ioexcl(cl->n[0].c, ino, NULL));
 
 	assert_int_equal(tok_client_acquire(cl->n[1].c, ino, &s, &out), 0);
 	assert_true((out.valid & TOK_ST_IOEXCL) && !out.ioexcl);
 	told = find_ev(cl, m, EV_IOEXCL, 0, ino);
 	granted = find_ev(cl, m, EV_GRANTED, 1, ino);
 	assert_true(told >= 0 && told < granted);
-	assert_false(tok_client_ioexcl(cl->n[0].c, ino));
-	assert_false(tok_client_ioexcl(cl->n[1].c, ino));
+	assert_false(tok_client_ioexcl(cl->n[0].c, ino, NULL));
+	assert_false(tok_client_ioexcl(cl->n[1].c, ino, NULL));
 
 	/* A third copy needs no notice: nobody thinks it is alone. */
 	assert_int_equal(tok_client_acquire(cl->n[2].c, ino, &s, NULL), 0);
@@ -890,7 +890,7 @@ static void test_ioexcl_back(void **state)
 	assert_true(out.ioexcl);
 	assert_int_equal(tok_client_acquire(cl->n[1].c, ino, &rd, &out), 0);
 	assert_false(out.ioexcl);
-	assert_false(tok_client_ioexcl(cl->n[0].c, ino));
+	assert_false(tok_client_ioexcl(cl->n[0].c, ino, NULL));
 
 	/* Not given back while in use, nor by a node that is alone. */
 	assert_false(tok_client_give_io(cl->n[1].c, ino));
@@ -902,7 +902,7 @@ static void test_ioexcl_back(void **state)
 	assert_true(lost >= 0 && !cl->ev[lost].cond);
 	alone = find_ev(cl, (size_t)lost + 1, EV_IOEXCL, 0, ino);
 	assert_true(alone > lost && cl->ev[alone].cond);
-	assert_true(tok_client_ioexcl(cl->n[0].c, ino));
+	assert_true(tok_client_ioexcl(cl->n[0].c, ino, NULL));
 	assert_false(tok_client_give_io(cl->n[0].c, ino));   /* in use, and alone */
 	tok_client_release(cl->n[0].c, ino, &rd);
 	assert_false(tok_client_give_io(cl->n[0].c, ino));   /* alone: keeps them */
@@ -910,7 +910,7 @@ static void test_ioexcl_back(void **state)
 	/* A writer's recall of IO leaves the readers' IOEXCL, which go once idle. */
 	assert_int_equal(tok_client_acquire(cl->n[1].c, ino, &rd, NULL), 0);
 	tok_client_release(cl->n[1].c, ino, &rd);
-	assert_false(tok_client_ioexcl(cl->n[0].c, ino));
+	assert_false(tok_client_ioexcl(cl->n[0].c, ino, NULL));
 	assert_int_equal(tok_client_acquire(cl->n[2].c, ino, &wr, &out), 0);
 	assert_false(out.ioexcl);
 	for (int i = 0; i < 2; i++) {
@@ -918,21 +918,22 @@ static void test_ioexcl_back(void **state)
 		assert_int_equal(srv_level(cl, (uint32_t)i, ino, TOK_IOEXCL), TOK_READ);
 	}
 	assert_true(tok_client_give_io(cl->n[0].c, ino));
-	assert_false(tok_client_ioexcl(cl->n[2].c, ino));
+	assert_false(tok_client_ioexcl(cl->n[2].c, ino, NULL));
 	assert_true(tok_client_give_io(cl->n[1].c, ino));
-	assert_true(tok_client_ioexcl(cl->n[2].c, ino));
+	assert_true(tok_client_ioexcl(cl->n[2].c, ino, NULL));
 	assert_int_equal(srv_level(cl, 1, ino, TOK_IOEXCL), TOK_NONE);
 
 	/* A state believed false is asked again with the next request. */
 	tok_client_ioexcl_set(cl->n[2].c, ino, false);
-	assert_false(tok_client_ioexcl(cl->n[2].c, ino));
+	assert_false(tok_client_ioexcl(cl->n[2].c, ino, NULL));
 	tok_set_add(&sz, TOK_IOEXCL, TOK_READ);
 	assert_int_equal(tok_client_acquire(cl->n[2].c, ino, &sz, &out), 0);
 	assert_true((out.valid & TOK_ST_IOEXCL) && out.ioexcl);
-	assert_true(tok_client_ioexcl(cl->n[2].c, ino));
+	assert_true(tok_client_ioexcl(cl->n[2].c, ino, NULL));
 	tok_client_release(cl->n[2].c, ino, &sz);
 	tok_client_release(cl->n[2].c, ino, &wr);
 	forget_all(cl, ino);
+
 }
 
 static void set_times(struct cluster *cl, int node, time_t a, time_t msec, long mnsec, time_t c)
