@@ -48,6 +48,7 @@
 #define TOK__BUCKETS 65536u     /* a million inodes stay a few per chain */
 /* Holders at or above this are server operations, below it node ids. */
 #define TOK__OP_HOLDER (UINT64_C(1) << 32)
+#define TOK__NO_HOLDER UINT64_MAX      /* no holder (tok__ioexcl_copies skips none) */
 #define TOK__RESEND_NS 1000000000LL  /* a recall unanswered this long is sent again */
 
 /* What one holder has of one inode. */
@@ -333,6 +334,24 @@ static bool tok__obstacles(struct tok__sino *r, const struct tok__waiter *w, uin
 }
 
 /*
+ * The nodes other than @skip that hold IOEXCL at READ of @r; *@only (may be
+ * NULL) gets one of them.
+ */
+static int tok__ioexcl_copies(struct tok__sino *r, uint64_t skip, struct tok__grant **only)
+{
+	int n = 0;
+
+	for (struct tok__grant *g = r->grants; g; g = g->next)
+		if (g->holder != skip && tok__is_node(g->holder) &&
+		    g->held.level[TOK_IOEXCL] == TOK_READ) {
+			n++;
+			if (only)
+				*only = g;
+		}
+	return n;
+}
+
+/*
  * Before a second node gets IOEXCL READ, the first must hear that it is no
  * longer alone.  Returns the grant to tell (marked telling), NULL if none;
  * sets *wait if another thread is telling it right now.
@@ -340,20 +359,12 @@ static bool tok__obstacles(struct tok__sino *r, const struct tok__waiter *w, uin
 static struct tok__grant *tok__ioexcl_to_tell(struct tok__sino *r, const struct tok__waiter *w,
 					     bool *wait)
 {
-	struct tok__grant *only = NULL;
-	int others = 0;
+	struct tok__grant *only;
 
 	*wait = false;
 	if (w->want.level[TOK_IOEXCL] != TOK_READ || !tok__is_node(w->holder))
 		return NULL;
-	for (struct tok__grant *g = r->grants; g; g = g->next) {
-		if (g->holder == w->holder || !tok__is_node(g->holder) ||
-		    g->held.level[TOK_IOEXCL] != TOK_READ)
-			continue;
-		others++;
-		only = g;
-	}
-	if (others != 1 || !only->excl)
+	if (tok__ioexcl_copies(r, w->holder, &only) != 1 || !only->excl)
 		return NULL;
 	if (only->telling) {
 		*wait = true;
@@ -373,7 +384,6 @@ static int tok__grant(struct tok_server *s, struct tok__sino *r, const struct to
 {
 	struct tok__grant *g = tok__grant_of(r, w->holder);
 	bool changed = false;
-	int others = 0;
 
 	if (g == NULL) {
 		g = calloc(1, sizeof(*g));
@@ -394,13 +404,8 @@ static int tok__grant(struct tok_server *s, struct tok__sino *r, const struct to
 	}
 	if (changed && s->ops->merged)
 		s->ops->merged(s->arg, r->ino, &r->st);
-	if (w->want.level[TOK_IOEXCL] == TOK_READ && tok__is_node(w->holder)) {
-		for (struct tok__grant *o = r->grants; o; o = o->next)
-			if (o != g && tok__is_node(o->holder) &&
-			    o->held.level[TOK_IOEXCL] == TOK_READ)
-				others++;
-		g->excl = others == 0;
-	}
+	if (w->want.level[TOK_IOEXCL] == TOK_READ && tok__is_node(w->holder))
+		g->excl = tok__ioexcl_copies(r, g->holder, NULL) == 0;
 	s->stats.grants++;
 	if (out == NULL)
 		return 0;
@@ -570,24 +575,19 @@ int tok_server_acquire(struct tok_server *s, uint32_t node, uint64_t ino,
 /* ---------------------------------------------------------------------- */
 
 /*
- * A copy of IOEXCL READ came back: if one node holds it now and was last
- * told (or answered) that it is not alone, tell it that it is.  The tell is
+ * A copy of IOEXCL READ came back or went with its node: if one node
+ * holds it now and was last told (or answered) that it is not alone, tell
+ * it that it is.  The tell is
  * marked on the grant while the mutex is dropped, so a second node's
  * request waits for it (tok__ioexcl_to_tell) and its "not alone" comes
  * after.  Called and returns with the mutex held, @r pinned by the caller.
  */
 static void tok__tell_alone(struct tok_server *s, struct tok__sino *r)
 {
-	struct tok__grant *only = NULL;
+	struct tok__grant *only;
 	uint64_t holder;
-	int others = 0;
 
-	for (struct tok__grant *g = r->grants; g; g = g->next)
-		if (tok__is_node(g->holder) && g->held.level[TOK_IOEXCL] == TOK_READ) {
-			others++;
-			only = g;
-		}
-	if (others != 1 || only->excl || only->telling)
+	if (tok__ioexcl_copies(r, TOK__NO_HOLDER, &only) != 1 || only->excl || only->telling)
 		return;
 	only->telling = true;
 	holder = only->holder;
@@ -815,21 +815,47 @@ void tok_server_op_end(struct tok_op *op)
 void tok_server_node_down(struct tok_server *s, uint32_t node)
 {
 	struct tok__sino *r, *next;
+	uint64_t *excl = NULL;     /* inodes whose IOEXCL copy went with the node */
+	size_t nexcl = 0, cap = 0;
 
 	tok__lock(s);
 	for (unsigned b = 0; b < TOK__BUCKETS; b++) {
 		for (r = s->hash[b]; r; r = next) {
+			struct tok__grant *g = tok__grant_of(r, node);
+
 			next = r->hnext;
 			for (struct tok__waiter *w = r->head; w; w = w->next)
 				if (w->holder == node)
 					w->cancelled = true;
+			if (g && g->held.level[TOK_IOEXCL] == TOK_READ) {
+				if (nexcl == cap) {
+					uint64_t *v = realloc(excl, (cap ? cap * 2 : 16) * sizeof(*v));
+
+					/* Out of memory: a survivor learns at its next request. */
+					if (v) {
+						excl = v;
+						cap = cap ? cap * 2 : 16;
+					}
+				}
+				if (nexcl < cap)
+					excl[nexcl++] = r->ino;
+			}
 			tok__grant_drop(r, node);
 			tok__check_doomed(s, r);
 			tok__put(s, r);
 		}
 	}
+	/* As when a copy comes back: a node left alone hears it. */
+	for (size_t i = 0; i < nexcl; i++) {
+		r = tok__find(s, excl[i]);
+		if (r) {
+			tok__tell_alone(s, r);
+			tok__put(s, r);
+		}
+	}
 	pthread_cond_broadcast(&s->cv);
 	tok__unlock(s);
+	free(excl);
 }
 
 int tok_server_export(struct tok_server *s,

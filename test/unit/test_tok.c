@@ -934,6 +934,19 @@ static void test_ioexcl_back(void **state)
 	tok_client_release(cl->n[2].c, ino, &wr);
 	forget_all(cl, ino);
 
+	/* A copy that goes with its node (it left the cluster) leaves the other alone too. */
+	assert_int_equal(tok_client_acquire(cl->n[0].c, ino, &rd, NULL), 0);
+	assert_int_equal(tok_client_acquire(cl->n[3].c, ino, &rd, NULL), 0);
+	assert_false(tok_client_ioexcl(cl->n[0].c, ino, NULL));
+	m = mark(cl);
+	tok_server_node_down(cl->s, 3);
+	(void)tok_client_lose_all(cl->n[3].c);
+	tok_client_release(cl->n[3].c, ino, &rd);
+	alone = find_ev(cl, m, EV_IOEXCL, 0, ino);
+	assert_true(alone >= 0 && cl->ev[alone].cond);
+	assert_true(tok_client_ioexcl(cl->n[0].c, ino, NULL));
+	tok_client_release(cl->n[0].c, ino, &rd);
+	forget_all(cl, ino);
 }
 
 static void set_times(struct cluster *cl, int node, time_t a, time_t msec, long mnsec, time_t c)
