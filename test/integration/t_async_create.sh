@@ -19,8 +19,9 @@
 #     again) creates 300 files and fsyncs the directory, then is killed;
 #     node3 lists the 300 (once the membership let node2 go); then again at
 #     a random point (0-1.2 s after the first acknowledgement) of a stream
-#     of creates (each file fsynced, the directory every 25): every file the last fsync of the
-#     directory acknowledged is there with its content;
+#     of creates (each file fsynced, the directory every 25): every file
+#     the last fsync of the directory acknowledged is there with its
+#     content;
 #  4. an exclusive create of a name that exists fails (EEXIST) on the client
 #     that made it and on another node;
 #  every node unmounts and cxfs-check finds the LUN clean.
