@@ -686,8 +686,18 @@ int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs_
 	if (rc)
 		return rc;
 	cur_srv = us;            /* stamps durable on every reply */
-	if (!get_opt(msg, "reqid", &us->mr.reqid) || !us->mr.reqid)
+	if (!get_opt(msg, "reqid", &us->mr.reqid) || !us->mr.reqid) {
+		/*
+		 * Not tracked: nobody applies it again.  A node's own change that
+		 * never left it (its queue, applied by the node that serves now)
+		 * still takes its number, generation and time from the request.
+		 */
+		us->mr.reqid = 0;
+		us->mr.local = 1;
+		if (us->mr.force_ino || us->mr.force_now)
+			meta_req_set(&us->mr);
 		return 0;
+	}
 	us->mr.node = node;
 	(void)get_opt(msg, "oldest", &us->mr.oldest);
 	/*
@@ -723,7 +733,7 @@ int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs_
 
 void cl_unsafe_leave(struct cl_usrv *us)
 {
-	if (us->mr.reqid)
+	if (us->mr.reqid || us->mr.force_ino || us->mr.force_now)
 		meta_req_set(NULL);
 	if (us->mr.txn)
 		atomic_fetch_add(&us->un->applied, 1);

@@ -532,14 +532,14 @@ static int st_leave(struct meta_store *st, int rc)
 {
 	struct meta_req *r = meta_cur_req;
 
-	if (rc >= 0 && r && sqlite3_total_changes(st->db) != st->op_changes0) {
-		int nrc = st_note_req(st, r);
+	if (rc >= 0 && sqlite3_total_changes(st->db) != st->op_changes0) {
+		int nrc = r ? st_note_req(st, r) : 0;
 
 		if (nrc)
 			rc = nrc;
-	} else if (rc >= 0 && sqlite3_total_changes(st->db) != st->op_changes0 && !st->op_losable) {
 		/* A change no node can apply again (meta_store_local_pending). */
-		atomic_store(&st->local_txn, st->txn_open);
+		if ((!r || r->local) && !st->op_losable)
+			atomic_store(&st->local_txn, st->txn_open);
 	}
 	if (rc < 0)
 		step_done(stmt_get(st, S_ROLLBACK_TO));

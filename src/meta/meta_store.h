@@ -142,6 +142,8 @@ struct meta_req {
 	uint64_t reqid;                  /* in: its id (unique per node incarnation) */
 	uint64_t oldest;                 /* in: the node's lowest unanswered id (0: unknown) */
 	int record;                      /* in: write the applied row */
+	int local;                       /* in: no node applies it again (no id): durable before
+	                                  * another node's request sees it (meta_store_local_pending) */
 	uint64_t force_ino, force_gen;   /* in: identity of a replayed create (0: none) */
 	int64_t force_now;               /* in: a node's own create, unlink or rename: its clock
 	                                  * (ns; 0: the store's) */

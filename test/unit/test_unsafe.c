@@ -290,6 +290,55 @@ static void test_same_id_answered_again(void **state)
 	cl_ureq_end(&fx->ccx, &late);
 }
 
+/*
+ * A node's own create that never left it, applied by that node once it
+ * serves (cl_async_settle): no request id, yet the number, generation and
+ * time the node gave it go to the store.  (They did not: the store gave
+ * the name a number of its own, and the node's kernel, which had the
+ * reserved one, got ENOENT for a file that was there; t_relocate.)  The
+ * change is the server's own: durable before another node's request sees
+ * it.
+ */
+static void test_own_create_here(void **state)
+{
+	struct fix *fx = *state;
+	Cxfs__MknodReq m = CXFS__MKNOD_REQ__INIT;
+	Cxfs__Cred cred = CXFS__CRED__INIT;
+	struct vn_cred vc = { .uid = 0, .gid = 0, .ngroups = 0 };
+	const int64_t when = INT64_C(1700000000123456789);
+	struct cl_usrv us;
+	struct vn_attr a;
+	uint64_t first, gen;
+
+	fx->scx.self_id = 1;
+	assert_int_equal(meta_ino_reserve(fx->scx.st, 4, &first, &gen), 0);
+	assert_int_equal(meta_store_sync(fx->scx.st), 0);
+	m.ino = META_ROOT_INO;
+	m.cred = &cred;
+	m.name = "own";
+	m.mode = S_IFREG | 0644;
+	m.has_new_ino = m.has_new_gen = m.has_time_ns = 1;
+	m.new_ino = first + 2;
+	m.new_gen = gen;
+	m.time_ns = when;
+	assert_int_equal(cl_unsafe_enter(&fx->scx, 1, NULL, CXFS__MSG_TYPE__MKNOD_REQ, &m.base, &us),
+			 0);
+	assert_int_equal(meta_mknod(fx->scx.st, META_ROOT_INO, "own", S_IFREG | 0644, 0, NULL, &vc,
+				    &a), 0);
+	cl_unsafe_leave(&us);
+	assert_int_equal(a.ino, first + 2);
+	assert_int_equal(a.gen, gen);
+	assert_int_equal(a.mtime.tv_sec, when / 1000000000);
+	assert_int_equal(a.mtime.tv_nsec, when % 1000000000);
+	assert_int_equal(meta_lookup(fx->scx.st, META_ROOT_INO, "own", &a), 0);
+	assert_int_equal(a.ino, first + 2);
+	assert_true(meta_store_local_pending(fx->scx.st));
+	/* The request is over: the next create gets the store's own number. */
+	assert_int_equal(meta_mknod(fx->scx.st, META_ROOT_INO, "plain", S_IFREG | 0644, 0, NULL,
+				    &vc, &a), 0);
+	assert_true(a.ino >= first + 4);
+}
+
 /* ---- replay, on a one-node cluster in this process ------------------------ */
 
 /* A one-node cluster on a volume file: its node is the metadata server. */
@@ -550,6 +599,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_kept_until_durable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_id_answered_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_create_here, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay, node_setup, node_teardown),
 	};
 
