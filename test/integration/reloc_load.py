@@ -57,8 +57,11 @@ def main():
     while not os.path.exists(a.stop):
         op = rnd.random()
         ops += 1
+        kind = "?"
         try:
             if op < 0.30 or not files:
+                kind = "create"
+
                 serial += 1
                 name = "f%06d" % serial
                 size = rnd.choice([0, 1, 100, 4096, 65536, 200000])
@@ -79,6 +82,7 @@ def main():
                 files[name] = hashlib.sha256(data).hexdigest()
                 content_ok(path, files[name])
             elif op < 0.45:
+                kind = "rename"
                 old = rnd.choice(list(files))
                 serial += 1
                 new = rnd.choice(list(files)) if rnd.random() < 0.2 else "r%06d" % serial
@@ -86,6 +90,7 @@ def main():
                 files[new] = files.pop(old)
                 content_ok(os.path.join(mydir, new), files[new])
             elif op < 0.60:
+                kind = "append"
                 rec = ("%s %d\n" % (a.tag, appends)).encode()
                 fd = os.open(applog, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
@@ -95,6 +100,7 @@ def main():
                     os.close(fd)
                 appends += 1
             elif op < 0.72:
+                kind = "increment"
                 fd = os.open(counter, os.O_RDWR | os.O_CREAT, 0o644)
                 try:
                     fcntl.lockf(fd, fcntl.LOCK_EX)
@@ -106,19 +112,21 @@ def main():
                     os.close(fd)
                 increments += 1
             elif op < 0.85:
+                kind = "list"
                 names = set(os.listdir(mydir))
                 if names != set(files):
-                    err("listdir differs: %d extra, %d missing" %
-                        (len(names - set(files)), len(set(files) - names)))
+                    err("listdir differs: extra %s, missing %s" %
+                        (sorted(names - set(files))[:3], sorted(set(files) - names)[:3]))
                 name = rnd.choice(list(files))
                 os.stat(os.path.join(mydir, name))
                 content_ok(os.path.join(mydir, name), files[name])
             else:
+                kind = "unlink"
                 name = rnd.choice(list(files))
                 os.unlink(os.path.join(mydir, name))
                 del files[name]
         except OSError as e:
-            err("%s: %s" % (errno.errorcode.get(e.errno, e.errno), e))
+            err("%s: %s: %s" % (kind, errno.errorcode.get(e.errno, e.errno), e))
     # The files this node kept must still hold their bytes.
     for name, want in files.items():
         try:
