@@ -15,7 +15,8 @@
 #     rejoins;
 #  3. node2 is cut off for less than the dead threshold, and its TCP
 #     connection to the metadata server is killed (ss -K) without a
-#     membership change: no stale cache survives on node2;
+#     membership change (checked when the cut, as measured from outside,
+#     stayed under 700 ms): no stale cache survives on node2;
 #  4. every node unmounts and cxfs-check finds the volume clean.
 . "$(dirname "$0")/lib_netns.sh"
 it_init member_partition --need-tgtd
@@ -121,9 +122,15 @@ log "3: node2 cut off briefly, and its connection killed, without a membership c
 echo "v1" >"$M1/p/c"
 check_eq "node2 reads v1" "v1" "$(cat "$M2/p/c")"
 e2=$(member_field 1 'm["epoch"]')
+# The cut lasts at most from before the partition to after the heal (each a
+# run of scripts/local-cluster): on a loaded machine that can reach the
+# dead threshold (900 ms), and then the membership may rightly change.
+t0=$(date +%s%N)
 cluster_partition 2 || fail "local-cluster partition 2"
-sleep 0.3
+sleep 0.2
 cluster_heal || fail "local-cluster heal"
+cut_ms=$((($(date +%s%N) - t0) / 1000000))
+log "the cut lasted at most $cut_ms ms"
 echo "v2" >"$M1/p/c"
 check_eq "after a brief cut node2 reads v2, not its cache" "v2" "$(cat "$M2/p/c")"
 if in_node 2 ss -K dst "$(node_addr 1)" >/dev/null 2>&1; then
@@ -134,7 +141,11 @@ if in_node 2 ss -K dst "$(node_addr 1)" >/dev/null 2>&1; then
 else
 	skip "ss -K is not supported by this kernel: the killed-connection case is not run"
 fi
-check_eq "no membership change for the brief cut" "$e2" "$(member_field 1 'm["epoch"]')"
+if ((cut_ms < 700)); then
+	check_eq "no membership change for the brief cut" "$e2" "$(member_field 1 'm["epoch"]')"
+else
+	skip "the cut lasted up to $cut_ms ms, near the dead threshold: a membership change is allowed"
+fi
 
 cluster_stop_and_check
 it_finish

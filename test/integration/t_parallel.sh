@@ -9,7 +9,7 @@ it_init parallel
 VOL=$T_TMP/vol.img
 MNT=$T_TMP/mnt
 NPROC=16
-ITERS=${PARALLEL_ITERS:-300}
+ITERS=${PARALLEL_ITERS:-200}
 SEED=$RANDOM
 log "seed $SEED"
 if ! mount_cxfs "$VOL" "$MNT" --size $((4 << 30)); then

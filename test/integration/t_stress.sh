@@ -6,7 +6,7 @@
 #    times): Linux's own answers must pass its checks, which checks the
 #    checker;
 #  - then, for each seed (STRESS_SEEDS, default "101 202 303"), 4 worker
-#    processes per node (STRESS_WORKERS) for STRESS_SECONDS (35) seconds
+#    processes per node (STRESS_WORKERS) for STRESS_SECONDS (30) seconds
 #    each do a random mix of create (O_EXCL), mkdir, unlink, rmdir, rename
 #    (plain, NOREPLACE, EXCHANGE; within and across directories, over
 #    existing names), link, chmod, utime, setxattr, removexattr, getxattr,
@@ -30,7 +30,7 @@
 it_init stress --need-tgtd
 STRESS=$IT_DIR/stress.py
 STRESS_SEEDS=${STRESS_SEEDS:-101 202 303}
-STRESS_SECONDS=${STRESS_SECONDS:-35}
+STRESS_SECONDS=${STRESS_SECONDS:-30}
 STRESS_WORKERS=${STRESS_WORKERS:-4}
 STRESS_LIMIT=${STRESS_LIMIT:-30}
 ACTIVE=()
