@@ -119,6 +119,7 @@ class Worker:
         self.synced = {}                       # name -> sha256 (in wrel/s)
         self.open_unlinked = []                # (fd, bytes, path)
         self.appends = self.increments = self.unlinked_open = 0
+        self.append_times = []                 # when each append was acknowledged
         self.last_count = 0
         self.ops = 0
         self.errors = 0
@@ -246,6 +247,7 @@ class Worker:
                 self.err(f"append: write {p}: {n} of {len(rec)} bytes")
             else:
                 self.appends += 1              # acknowledged: exactly once in the log
+                self.append_times.append(time.time())
         finally:
             self.sys("close", p, os.close, fd)
 
@@ -352,7 +354,8 @@ class Worker:
             except OpFailed:
                 pass
         return {"tag": self.tag, "node": self.node, "wrel": self.wrel, "files": self.files,
-                "synced": self.synced, "appends": self.appends, "increments": self.increments,
+                "synced": self.synced, "appends": self.appends,
+                "append_times": self.append_times, "increments": self.increments,
                 "unlinked_open": self.unlinked_open, "ops": self.ops, "errors": self.errors,
                 "first_errors": self.first, "max_ms": self.max_lat * 1000, "max_op": self.max_op,
                 "max_at": self.max_at}
@@ -369,9 +372,19 @@ def worker_main(slot, a, node, k, mnts, out):
 # The verifier.
 # ---------------------------------------------------------------------------
 
-def parse_log(raw, acked):
+def around(recs, tag, seq):
+    """Where record @seq of @tag should be: the log from its writer's record before it."""
+    i = next((k for k, r in enumerate(recs) if r[0] == tag and r[1] == seq - 1), None)
+    if i is None:
+        return f"no record {seq - 1} of {tag} either; the log holds {len(recs)} records"
+    after = ", ".join(f"{t} {s} ({n} bytes)" for t, s, _, n in recs[i + 1:i + 4]) or "nothing"
+    return (f"{tag} {seq - 1} ends at byte {recs[i][2] + recs[i][3]} of "
+            f"{recs[-1][2] + recs[-1][3]}; then {after}")
+
+
+def parse_log(raw, acked, times=None):
     """Checks of the shared log's bytes: (problems, records per tag)."""
-    problems, seen = [], {}
+    problems, seen, recs, at = [], {}, [], 0
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -387,19 +400,26 @@ def parse_log(raw, acked):
         except ValueError:
             ok = False
         if not ok:
+            at += len(line) + 1
             if len(problems) < 10:
                 problems.append(f"line {n + 1} is torn or mixed: {line[:80]!r}...")
             continue
         seen.setdefault(tag.decode(), []).append(int(seq))
+        recs.append((tag.decode(), int(seq), at, len(line) + 1))
+        at += len(line) + 1
     for tag, count in acked.items():
         got = seen.get(tag, [])
         if got != list(range(count)):
             dup = len(got) - len(set(got))
-            miss = len(set(range(count)) - set(got))
+            miss = sorted(set(range(count)) - set(got))
             extra = len(set(got) - set(range(count)))
             problems.append(f"{tag}: {len(got)} records for {count} acknowledged "
-                            f"({miss} missing, {dup} doubled, {extra} never acknowledged, "
+                            f"({len(miss)} missing, {dup} doubled, {extra} never acknowledged, "
                             f"in order: {got == sorted(got)})")
+            for s in miss[:3]:
+                when = time.strftime("%H:%M:%S", time.localtime(times[tag][s])) + \
+                    f".{int(times[tag][s] * 1000) % 1000:03d}" if times else "?"
+                problems.append(f"{tag} {s} (acknowledged {when}) missing: {around(recs, tag, s)}")
     for tag in set(seen) - set(acked):
         problems.append(f"{len(seen[tag])} records of {tag}, a writer that is not in this run")
     return problems, seen
@@ -464,7 +484,7 @@ def verify_main(slot, a, mnts, results, out):
     p = os.path.join(mnts[nodes[0]], a.dir, "append.log")
     try:
         raw = read(p) if os.path.exists(p) or any(acked.values()) else b""
-        problems, _ = parse_log(raw, acked)
+        problems, _ = parse_log(raw, acked, {r["tag"]: r["append_times"] for r in results})
     except OSError as e:
         problems = [f"read {p}: {ename(e)}"]
     judge("append_log", problems, sum(acked.values()))
