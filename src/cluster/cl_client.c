@@ -186,23 +186,29 @@ out:
  * now: the size and times it carried are this node's client state again,
  * which settle puts into the store after the requests are replayed (it
  * waits for such returns: cl_ctx.returns).  Given back to the local token
- * server, they would be lost.
+ * server, they would be lost.  Unless the old server had taken the return:
+ * then another node holds the tokens now (the rebuilt grants tell,
+ * tokens_reconstruct in cl_role.c) and knows a newer state.
  */
 static void keep_state(struct cl_ctx *cx, uint64_t ino, const struct tok_state *st)
 {
 	struct cl_inode *ci;
+	struct tok_set held;
 
 	if (!st || !(st->valid & (TOK_ST_SIZE | TOK_ST_TIMES)))
 		return;
+	for (int i = 0; i < 10000 && atomic_load(&cx->rebuilding); i++)
+		usleep(1000);
+	tok_server_held(cx->ts, cx->self_id, ino, &held);
 	ci = cl_inode_get(cx, ino, false);
 	if (!ci)
 		return;
 	pthread_mutex_lock(&ci->mu);
-	if ((st->valid & TOK_ST_SIZE) && !ci->size_dirty) {
+	if ((st->valid & TOK_ST_SIZE) && !ci->size_dirty && held.level[TOK_SIZE] >= TOK_SWRITE) {
 		ci->attr.size = st->size;
 		ci->size_dirty = true;
 	}
-	if ((st->valid & TOK_ST_TIMES) && !ci->times_dirty) {
+	if ((st->valid & TOK_ST_TIMES) && !ci->times_dirty && held.level[TOK_TIMES] >= TOK_SWRITE) {
 		ci->attr.mtime = st->mtime;
 		ci->attr.ctime = st->ctime;
 		ci->times_dirty = true;

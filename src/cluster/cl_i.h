@@ -286,6 +286,8 @@ struct cl_ctx {
 
 	atomic_uint threads;            /* recall threads running */
 	atomic_uint returns;            /* token returns on their way (cl_client.c, keep_state) */
+	atomic_bool rebuilding;         /* becoming the server: the grants are not all back yet
+					 * (n_serve to n_settle; keep_state waits) */
 	struct cl_stats stats;
 	struct cl_pc *pc;               /* client data cache; constant after cl_attach */
 	struct cl_async *as;            /* own creates (cl_async.c); constant after cl_attach */

@@ -250,6 +250,7 @@ static void n_unserve(void *arg)
 	struct cl_ctx *cx = arg;
 
 	cx->is_server = false;
+	atomic_store(&cx->rebuilding, false);
 	if (cx->ts) {
 		struct tok_server *ts = cx->ts;
 
@@ -276,12 +277,14 @@ static int n_serve(void *arg, char *err, size_t errlen)
 	struct cl_ctx *cx = arg;
 	int rc;
 
+	atomic_store(&cx->rebuilding, true);
 	cx->is_server = true;
 	atomic_store(&cx->bagging, false);
 	rc = cl_dm_attach(cx, cx->dm_enabled);
 	if (rc) {
 		snprintf(err, errlen, "cannot start DMAPI: %s", strerror(-rc));
 		cx->is_server = false;
+		atomic_store(&cx->rebuilding, false);
 		return rc;
 	}
 	if (cx->dmfs)
@@ -306,6 +309,8 @@ static void n_settle(void *arg)
 {
 	struct cl_ctx *cx = arg;
 
+	/* Every grant is back: returns on their way learn whether they were taken (keep_state). */
+	atomic_store(&cx->rebuilding, false);
 	/* Returns that were on their way to the old server keep their state here first. */
 	drain(&cx->returns);
 	cl_client_to_store(cx, true);
@@ -395,6 +400,7 @@ static void n_drop_server(void *arg)
 	struct cl_ctx *cx = arg;
 
 	cx->is_server = false;
+	atomic_store(&cx->rebuilding, false);
 	tok_client_set_ops(cx->tc, &cl_remote_tok_ops, cx);
 	cl_dm_detach(cx);
 	cx->dm_port.inactive = NULL;
@@ -598,14 +604,15 @@ struct grant_arg {
 
 static int grant_server(void *arg, uint32_t node, uint64_t ino, const struct tok_set *held)
 {
-	return rl_bag_grant(arg, node, ino, held);
+	return rl_bag_grant(arg, node, ino, held, NULL);
 }
 
-static int grant_own(void *arg, uint64_t ino, const struct tok_set *held)
+static int grant_own(void *arg, uint64_t ino, const struct tok_set *held,
+		     const struct tok_set *returning)
 {
 	struct grant_arg *g = arg;
 
-	return rl_bag_grant(g->b, g->node, ino, held);
+	return rl_bag_grant(g->b, g->node, ino, held, returning);
 }
 
 static void tokens_celldown(void *arg, uint64_t dead)
@@ -629,13 +636,59 @@ static int tokens_gather(void *arg, struct rl_bag *b, bool server)
 	return tok_client_export(cx->tc, grant_own, &g);
 }
 
+/* What @g's node holds for sure: its levels but those only on their way back. */
+static struct tok_set firm_of(const struct rl_grant *g)
+{
+	struct tok_set s = g->held;
+
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (g->returning.level[t] != TOK_NONE)
+			s.level[t] = TOK_NONE;
+	return s;
+}
+
+/*
+ * Every node's grants as it reports them, but a level only on its way back
+ * to the server that died is the node's only if no other node holds a
+ * conflicting one: the old server took that return (then granted it on),
+ * and the size and times the return carries are older than the holder's.
+ * Dropped here, they are ignored when the return comes again (apply_state
+ * in cl_server.c; keep_state in cl_client.c on this node).  Two returns
+ * that conflict keep both levels: which is the newer is unknown.
+ */
 static int tokens_reconstruct(void *arg, const struct rl_bag *b)
 {
 	struct cl_ctx *cx = arg;
+	struct tok_set *kept = calloc(b->ng ? b->ng : 1, sizeof(*kept));
 	int rc = 0;
 
-	for (size_t i = 0; i < b->ng && !rc; i++)
-		rc = tok_server_import(cx->ts, b->g[i].node, b->g[i].ino, &b->g[i].held);
+	if (!kept)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->ng && !rc; i++) {
+		struct tok_set firm = firm_of(&b->g[i]);
+
+		rc = tok_server_import(cx->ts, b->g[i].node, b->g[i].ino, &firm);
+	}
+	for (size_t i = 0; i < b->ng && !rc; i++) {
+		if (tok_set_empty(&b->g[i].returning))
+			continue;
+		kept[i] = b->g[i].returning;
+		tok_server_taken(cx->ts, b->g[i].node, b->g[i].ino, &kept[i]);
+		if (memcmp(&kept[i], &b->g[i].returning, sizeof(kept[i])))
+			fprintf(stderr, "cxfsd: recovery: node %s's token return for inode %llu was "
+				"taken by the old server (another node holds them now): the size and "
+				"times it carries are dropped\n",
+				cl_peer_name(cx, b->g[i].node), (unsigned long long)b->g[i].ino);
+	}
+	for (size_t i = 0; i < b->ng && !rc; i++) {
+		struct tok_set all = firm_of(&b->g[i]);
+
+		if (tok_set_empty(&kept[i]))
+			continue;
+		tok_set_raise(&all, &kept[i]);
+		rc = tok_server_import(cx->ts, b->g[i].node, b->g[i].ino, &all);
+	}
+	free(kept);
 	return rc;
 }
 

@@ -831,6 +831,20 @@ static void apply_state(struct cl_ctx *cx, uint32_t node, uint64_t ino, const Cx
 	clw_ts_from_pb(mt, &m);
 	clw_ts_from_pb(ct, &c);
 	tok_server_held(cx->ts, node, ino, &held);
+	/*
+	 * Only a writer's state: a return the server that died had taken
+	 * (tokens_reconstruct in cl_role.c) comes again without the tokens,
+	 * and its state is older than the holder's since.  A replay runs
+	 * before any grant is back and applies what the old server applied.
+	 */
+	if (!cl_unsafe_replaying()) {
+		if (held.level[TOK_SIZE] < TOK_SWRITE)
+			size = NULL;
+		if (held.level[TOK_TIMES] < TOK_SWRITE)
+			at = mt = ct = NULL;
+		if (!at && !mt && !ct && !size)
+			return;
+	}
 	(void)meta_apply_state(cx->st, ino, at ? &a : NULL, mt ? &m : NULL, ct ? &c : NULL, size,
 			       held.level[TOK_SIZE] == TOK_SWRITE);
 }

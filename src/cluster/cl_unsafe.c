@@ -665,6 +665,11 @@ bool cl_unsafe_own_create(void)
 	return cur_srv && !cur_replay && cur_srv->mr.force_ino;
 }
 
+bool cl_unsafe_replaying(void)
+{
+	return cur_replay != NULL;
+}
+
 int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
 		    const ProtobufCMessage *msg, struct cl_usrv *us)
 {

@@ -119,6 +119,8 @@ int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs_
 void cl_unsafe_leave(struct cl_usrv *us);
 /* Is this handler thread's request a node's own create (MknodReq.new_ino), not a replay? */
 bool cl_unsafe_own_create(void);
+/* Is this handler thread replaying a request (no token is granted yet)? */
+bool cl_unsafe_replaying(void);
 /* Put the current request's seq, txn and the durable number into reply @rep (if it has them). */
 void cl_unsafe_stamp(ProtobufCMessage *rep);
 /* @node left the membership: forget its applied requests. */

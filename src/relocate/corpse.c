@@ -291,7 +291,8 @@ static int gather(struct corpse *c, uint32_t target, uint64_t epoch)
 		}
 		rc = epoch < c->bag_epoch ? -ESTALE : (c->have & BIT(self)) ? -EALREADY : 0;
 		for (size_t i = 0; !rc && i < b.ng; i++)
-			rc = rl_bag_grant(&c->bag, b.g[i].node, b.g[i].ino, &b.g[i].held);
+			rc = rl_bag_grant(&c->bag, b.g[i].node, b.g[i].ino, &b.g[i].held,
+					  &b.g[i].returning);
 		for (size_t i = 0; !rc && i < b.nl; i++)
 			rc = rl_bag_lock(&c->bag, b.l[i].ino, &b.l[i].lk);
 		for (size_t i = 0; !rc && i < b.nu; i++)

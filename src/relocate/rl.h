@@ -40,6 +40,7 @@ struct rl_grant {
 	uint32_t node;
 	uint64_t ino;
 	struct tok_set held;
+	struct tok_set returning;      /* of held, those only on their way back */
 };
 
 struct rl_lock {
@@ -57,7 +58,9 @@ struct rl_bag {
 	size_t nu, ucap;
 };
 
-int rl_bag_grant(struct rl_bag *b, uint32_t node, uint64_t ino, const struct tok_set *held);
+/* @returning (NULL: none): of @held, the levels only on their way back. */
+int rl_bag_grant(struct rl_bag *b, uint32_t node, uint64_t ino, const struct tok_set *held,
+		 const struct tok_set *returning);
 int rl_bag_lock(struct rl_bag *b, uint64_t ino, const struct vn_flock *lk);
 /* Add a copy of @u (the bag's own). */
 int rl_bag_unsafe(struct rl_bag *b, const Cxfs__UnsafeReq *u);

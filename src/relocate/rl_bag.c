@@ -28,14 +28,30 @@ static void *grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
 	return p;
 }
 
-int rl_bag_grant(struct rl_bag *b, uint32_t node, uint64_t ino, const struct tok_set *held)
+int rl_bag_grant(struct rl_bag *b, uint32_t node, uint64_t ino, const struct tok_set *held,
+		 const struct tok_set *returning)
 {
 	struct rl_grant *g = grow(b->g, &b->gcap, b->ng, sizeof(*g), 1024);
 
 	if (!g)
 		return -ENOMEM;
 	b->g = g;
-	b->g[b->ng++] = (struct rl_grant){ node, ino, *held };
+	b->g[b->ng] = (struct rl_grant){ node, ino, *held, { { 0 } } };
+	if (returning)
+		b->g[b->ng].returning = *returning;
+	b->ng++;
+	return 0;
+}
+
+/* Levels @v of a message: TOK_NTOKENS bytes, each a level; -EINVAL if not. */
+static int levels_from(const ProtobufCBinaryData *v, struct tok_set *s)
+{
+	if (v->len != TOK_NTOKENS)
+		return -EINVAL;
+	memcpy(s->level, v->data, TOK_NTOKENS);
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if (s->level[t] >= TOK_NLEVELS)
+			return -EINVAL;
 	return 0;
 }
 
@@ -86,15 +102,17 @@ int rl_bag_take(struct rl_bag *b, const Cxfs__RelocReq *m)
 {
 	for (size_t i = 0; i < m->n_grants; i++) {
 		const Cxfs__RelocGrant *g = m->grants[i];
-		struct tok_set s;
+		struct tok_set s, r;
 
-		if (g->levels.len != TOK_NTOKENS || g->node == 0 || g->node > 256)
+		tok_set_clear(&r);
+		if (g->node == 0 || g->node > 256 || levels_from(&g->levels, &s) ||
+		    (g->has_returning && levels_from(&g->returning, &r)))
 			return -EINVAL;
-		memcpy(s.level, g->levels.data, TOK_NTOKENS);
+		/* A level on its way back is one of the levels held. */
 		for (int t = 0; t < TOK_NTOKENS; t++)
-			if (s.level[t] >= TOK_NLEVELS)
+			if (r.level[t] != TOK_NONE && r.level[t] != s.level[t])
 				return -EINVAL;
-		if (rl_bag_grant(b, g->node, g->ino, &s))
+		if (rl_bag_grant(b, g->node, g->ino, &s, &r))
 			return -ENOMEM;
 	}
 	for (size_t i = 0; i < m->n_locks; i++) {
@@ -136,6 +154,11 @@ static int send_part(struct rpc_chan *ch, const struct rl_bag *b, Cxfs__RelocReq
 		g[i].ino = b->g[gi + i].ino;
 		g[i].levels.data = (uint8_t *)b->g[gi + i].held.level;
 		g[i].levels.len = TOK_NTOKENS;
+		if (!tok_set_empty(&b->g[gi + i].returning)) {
+			g[i].has_returning = 1;
+			g[i].returning.data = (uint8_t *)b->g[gi + i].returning.level;
+			g[i].returning.len = TOK_NTOKENS;
+		}
 		gp[i] = &g[i];
 	}
 	for (size_t i = 0; i < nl; i++) {

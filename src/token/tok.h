@@ -243,6 +243,13 @@ int tok_server_export(struct tok_server *s,
 		      int (*fn)(void *arg, uint32_t node, uint64_t ino, const struct tok_set *held),
 		      void *arg);
 int tok_server_import(struct tok_server *s, uint32_t node, uint64_t ino, const struct tok_set *held);
+/*
+ * Recovery: clear from @returning (levels of @ino that @node's return was
+ * carrying to a server that died) each level another node's grant here
+ * conflicts with.  That grant can only have been made after the old server
+ * took the return, so the return, and the state it carries, is stale.
+ */
+void tok_server_taken(struct tok_server *s, uint32_t node, uint64_t ino, struct tok_set *returning);
 
 /* What @node holds of @ino (`cxfsctl tokens`, the level a returned size had). */
 void tok_server_held(struct tok_server *s, uint32_t node, uint64_t ino, struct tok_set *held);
@@ -451,12 +458,15 @@ void tok_client_interrupt_all(struct tok_client *c);
 size_t tok_client_lose_all(struct tok_client *c);
 /*
  * Call @fn for every inode of which this node holds tokens (those whose
- * return is still on its way count as held), under the client's mutex
- * (@fn must not call the client); non-zero stops.  A recovery's survivor
+ * return is still on its way count as held, and are @returning too: the
+ * server that died may have taken them), under the client's mutex (@fn
+ * must not call the client); non-zero stops.  A recovery's survivor
  * reports them to the new server.
  */
 int tok_client_export(struct tok_client *c,
-		      int (*fn)(void *arg, uint64_t ino, const struct tok_set *held), void *arg);
+		      int (*fn)(void *arg, uint64_t ino, const struct tok_set *held,
+				const struct tok_set *returning),
+		      void *arg);
 /*
  * Relocation: reach the server through @ops from now on (the node became or
  * stopped being the metadata server); what the client holds stays.  No

@@ -822,7 +822,9 @@ size_t tok_client_lose_all(struct tok_client *c)
 }
 
 int tok_client_export(struct tok_client *c,
-		      int (*fn)(void *arg, uint64_t ino, const struct tok_set *held), void *arg)
+		      int (*fn)(void *arg, uint64_t ino, const struct tok_set *held,
+				const struct tok_set *returning),
+		      void *arg)
 {
 	int rc = 0;
 
@@ -835,11 +837,15 @@ int tok_client_export(struct tok_client *c,
 			 * tokens here, or it grants them with the state that
 			 * return carries missing from the store.
 			 */
-			struct tok_set held = r->level;
+			struct tok_set held = r->level, ret;
 
+			tok_set_clear(&ret);
+			for (int t = 0; t < TOK_NTOKENS; t++)
+				if (r->level.level[t] == TOK_NONE)
+					ret.level[t] = r->returning.level[t];
 			tok_set_raise(&held, &r->returning);
 			if (!tok_set_empty(&held))
-				rc = fn(arg, r->ino, &held);
+				rc = fn(arg, r->ino, &held, &ret);
 		}
 	pthread_mutex_unlock(&c->mu);
 	return rc;

@@ -909,6 +909,20 @@ out:
 	return rc;
 }
 
+void tok_server_taken(struct tok_server *s, uint32_t node, uint64_t ino, struct tok_set *returning)
+{
+	struct tok__sino *r;
+
+	tok__lock(s);
+	r = tok__find(s, ino);
+	for (struct tok__grant *g = r ? r->grants : NULL; g; g = g->next)
+		for (int t = 0; g->holder != node && t < TOK_NTOKENS; t++)
+			if (returning->level[t] != TOK_NONE && g->held.level[t] != TOK_NONE &&
+			    tok_level_conflicts(g->held.level[t], returning->level[t]))
+				returning->level[t] = TOK_NONE;
+	tok__unlock(s);
+}
+
 void tok_server_interrupt_all(struct tok_server *s)
 {
 	tok__lock(s);

@@ -3,7 +3,7 @@
  * as it moves between nodes (relocation's bag, recovery's shares): taking
  * the parts of a message (grants, locks, requests kept until durable) and
  * refusing nonsense from the network (a token level out of range, a grant
- * of node 0, a lock that is neither read nor write, a range that ends
+ * of node 0, a level on its way back that is not one held, a lock that is neither read nor write, a range that ends
  * before it starts), and the bag's own copies of the requests (the message
  * they came in is freed before the bag is used).
  */
@@ -25,7 +25,7 @@ struct msg {
 	Cxfs__RelocGrant g, *gp[1];
 	Cxfs__RelocLock l, *lp[1];
 	Cxfs__UnsafeReq u, *up[1];
-	uint8_t levels[TOK_NTOKENS];
+	uint8_t levels[TOK_NTOKENS], ret[TOK_NTOKENS];
 	uint8_t body[3], reply[2];
 };
 
@@ -43,6 +43,8 @@ static void msg_init(struct msg *x)
 	x->g.ino = 77;
 	x->g.levels.data = x->levels;
 	x->g.levels.len = TOK_NTOKENS;
+	x->g.returning.data = x->ret;
+	x->g.returning.len = TOK_NTOKENS;
 	x->l.ino = 78;
 	x->l.type = F_WRLCK;
 	x->l.start = 10;
@@ -86,6 +88,7 @@ static void test_take(void **state)
 	assert_int_equal(b.g[0].ino, 77);
 	assert_int_equal(b.g[0].held.level[TOK_NAME], TOK_READ);
 	assert_int_equal(b.g[0].held.level[TOK_ATTR], TOK_WRITE);
+	assert_true(tok_set_empty(&b.g[0].returning));
 	assert_int_equal(b.nl, 1);
 	assert_int_equal(b.l[0].ino, 78);
 	assert_int_equal(b.l[0].lk.type, F_WRLCK);
@@ -98,10 +101,14 @@ static void test_take(void **state)
 	assert_int_equal(b.u[0]->body.len, 3);
 	assert_memory_equal(b.u[0]->body.data, "abc", 3);
 	assert_memory_equal(b.u[0]->reply.data, "ok", 2);
-	/* Parts add up (a share comes in several messages). */
+	/* Parts add up (a share comes in several messages); a return on its way. */
 	msg_init(&x);
+	x.g.has_returning = 1;
+	x.ret[TOK_ATTR] = TOK_WRITE;
 	assert_int_equal(rl_bag_take(&b, &x.m), 0);
 	assert_int_equal(b.ng, 2);
+	assert_int_equal(b.g[1].returning.level[TOK_ATTR], TOK_WRITE);
+	assert_int_equal(b.g[1].returning.level[TOK_NAME], TOK_NONE);
 	assert_int_equal(b.nu, 2);
 	rl_bag_clear(&b);
 	assert_int_equal(b.ng + b.nl + b.nu, 0);
@@ -123,6 +130,14 @@ static void test_refused(void **state)
 	x.g.node = 0;                                     /* no node 0 */
 	assert_int_equal(rl_bag_take(&b, &x.m), -EINVAL);
 	msg_init(&x);
+	x.g.has_returning = 1;
+	x.ret[TOK_SIZE] = TOK_WRITE;                      /* returning what it does not hold */
+	assert_int_equal(rl_bag_take(&b, &x.m), -EINVAL);
+	msg_init(&x);
+	x.g.has_returning = 1;
+	x.g.returning.len = 2;                            /* short */
+	assert_int_equal(rl_bag_take(&b, &x.m), -EINVAL);
+	msg_init(&x);
 	x.l.type = F_UNLCK;                               /* a held lock reads or writes */
 	assert_int_equal(rl_bag_take(&b, &x.m), -EINVAL);
 	msg_init(&x);
@@ -141,7 +156,7 @@ static void test_grow(void **state)
 	tok_set_clear(&s);
 	tok_set_add(&s, TOK_EXIST, TOK_READ);
 	for (uint64_t i = 0; i < 5000; i++) {
-		assert_int_equal(rl_bag_grant(&b, 3, i, &s), 0);
+		assert_int_equal(rl_bag_grant(&b, 3, i, &s, NULL), 0);
 		assert_int_equal(rl_bag_lock(&b, i, &lk), 0);
 	}
 	assert_int_equal(b.ng, 5000);

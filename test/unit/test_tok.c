@@ -1753,6 +1753,42 @@ static void test_exist_freeing(void **state)
 	forget_all(cl, ino);
 }
 
+/*
+ * Recovery: a level a node's return was carrying to a server that died is
+ * dropped where another node's grant conflicts with it (the old server
+ * took the return and granted on), kept where none does.
+ */
+static void test_taken(void **state)
+{
+	struct cluster *cl = *state;
+	const uint64_t ino = 3020;
+	struct tok_set held, ret, none;
+
+	tok_set_clear(&none);
+	tok_set_clear(&held);
+	tok_set_add(&held, TOK_SIZE, TOK_WRITE);
+	tok_set_add(&held, TOK_ATTR, TOK_READ);
+	assert_int_equal(tok_server_import(cl->s, 1, ino, &held), 0);
+	tok_set_clear(&ret);
+	tok_set_add(&ret, TOK_SIZE, TOK_WRITE);    /* node 1 holds it: taken */
+	tok_set_add(&ret, TOK_TIMES, TOK_WRITE);   /* nobody: may not have been */
+	tok_set_add(&ret, TOK_ATTR, TOK_READ);     /* shared with node 1's READ */
+	tok_server_taken(cl->s, 2, ino, &ret);
+	assert_int_equal(ret.level[TOK_SIZE], TOK_NONE);
+	assert_int_equal(ret.level[TOK_TIMES], TOK_WRITE);
+	assert_int_equal(ret.level[TOK_ATTR], TOK_READ);
+	/* A node's own grant is no conflict. */
+	tok_set_clear(&ret);
+	tok_set_add(&ret, TOK_SIZE, TOK_WRITE);
+	tok_server_taken(cl->s, 1, ino, &ret);
+	assert_int_equal(ret.level[TOK_SIZE], TOK_WRITE);
+	/* Nothing known of the inode: everything stays. */
+	tok_server_taken(cl->s, 2, ino + 1, &ret);
+	assert_int_equal(ret.level[TOK_SIZE], TOK_WRITE);
+	assert_int_equal(tok_server_import(cl->s, 1, ino, &none), 0);
+	assert_int_equal(srv_level(cl, 1, ino, TOK_SIZE), TOK_NONE);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1771,6 +1807,7 @@ int main(void)
 		T(test_times_merge),
 		T(test_size),
 		T(test_node_down),
+		T(test_taken),
 		T(test_interrupt),
 		T(test_client_wait_interrupted),
 		T(test_obtain_given_up),

@@ -13,7 +13,9 @@
  * one-node cluster in this process (its node serves): in seq order, a
  * create with its recorded inode number and generation, an allocation on
  * its recorded blocks, a WRITE_DONE of them; a request committed before the
- * open skipped; a garbled body and a type never kept refused alone.
+ * open skipped; a garbled body and a type never kept refused alone.  A
+ * token return's size taken only from a node that holds SIZE to write, or
+ * replayed.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -594,6 +596,96 @@ static void test_replay(void **state)
 		free(v[i]);
 }
 
+/* The kept return by node 1 of SIZE and TIMES of @ino with @size. */
+static Cxfs__UnsafeReq *kept_return(uint64_t reqid, uint64_t seq, uint64_t ino, uint64_t size,
+				    uint64_t txn)
+{
+	Cxfs__TokenReturn m = CXFS__TOKEN_RETURN__INIT;
+	Cxfs__StatusReply r = CXFS__STATUS_REPLY__INIT;
+	Cxfs__TokenState buf[TOK_NTOKENS], *ptrs[TOK_NTOKENS];
+	struct tok_set s;
+
+	tok_set_clear(&s);
+	tok_set_add(&s, TOK_SIZE, TOK_WRITE);
+	tok_set_add(&s, TOK_TIMES, TOK_WRITE);
+	m.ino = ino;
+	m.n_held = clw_toks_to_pb(&s, buf, ptrs);
+	m.held = ptrs;
+	m.has_size = 1;
+	m.size = size;
+	m.has_reqid = 1;
+	m.reqid = reqid;
+	r.has_txn = r.has_seq = 1;
+	r.txn = txn;
+	r.seq = seq;
+	return kept_req(reqid, seq, CXFS__MSG_TYPE__TOKEN_RETURN, &m.base,
+			CXFS__MSG_TYPE__STATUS_REPLY, &r.base);
+}
+
+static void count_reply(void *arg, Cxfs__MsgType type, const ProtobufCMessage *msg)
+{
+	(void)type;
+	(void)msg;
+	(*(int *)arg)++;
+}
+
+/* Node 1's return (@u's body) handled now, as if it came again after a recovery. */
+static void handle_again(struct cl_ctx *cx, const Cxfs__UnsafeReq *u)
+{
+	ProtobufCMessage *m = NULL;
+	struct rpc_req *req;
+	int replies = 0;
+
+	assert_int_equal(rpc_msg_unpack(CXFS__MSG_TYPE__TOKEN_RETURN, u->body.data, u->body.len, &m),
+			 0);
+	req = rpc_req_local(CXFS__MSG_TYPE__TOKEN_RETURN, count_reply, &replies);
+	assert_non_null(req);
+	assert_int_equal(cl_server_handle(cx, 1, req, CXFS__MSG_TYPE__TOKEN_RETURN, m), 0);
+	assert_int_equal(replies, 1);
+	rpc_req_local_free(req);
+	rpc_msg_free(m);
+}
+
+/*
+ * A token return's size goes into the store only from a node that holds
+ * SIZE at a writing level, or replayed (no grant is back then): a return
+ * the server that died had taken comes again without the tokens
+ * (tokens_reconstruct in cl_role.c), its size older than the new holder's.
+ */
+static void test_return_state(void **state)
+{
+	struct node_fx *nf = *state;
+	struct cl_ctx *cx = nf->cx;
+	uint64_t lost = meta_store_txn_at_open(cx->st) + 1;
+	Cxfs__UnsafeReq *v[4];
+	struct cl_unsafe_stats st;
+	struct tok_set w;
+	struct vn_attr a;
+
+	v[0] = kept_create(30, 40, "ret", 5100, 78, lost);
+	v[1] = kept_return(31, 41, 5100, 100, lost);
+	assert_int_equal(cl_unsafe_replay(cx, v, 2, &st), 0);
+	assert_int_equal(st.applied, 2);
+	assert_int_equal(meta_getattr(cx->st, 5100, &a), 0);
+	assert_int_equal(a.size, 100);
+	/* Taken before: node 1 holds nothing now; its older size stays out. */
+	v[2] = kept_return(32, 42, 5100, 50, lost);
+	handle_again(cx, v[2]);
+	assert_int_equal(meta_getattr(cx->st, 5100, &a), 0);
+	assert_int_equal(a.size, 100);
+	/* Its return still due: it holds SIZE WRITE, its size is the file's. */
+	tok_set_clear(&w);
+	tok_set_add(&w, TOK_SIZE, TOK_WRITE);
+	tok_set_add(&w, TOK_TIMES, TOK_WRITE);
+	assert_int_equal(tok_server_import(cx->ts, 1, 5100, &w), 0);
+	v[3] = kept_return(33, 43, 5100, 70, lost);
+	handle_again(cx, v[3]);
+	assert_int_equal(meta_getattr(cx->st, 5100, &a), 0);
+	assert_int_equal(a.size, 70);
+	for (int i = 0; i < 4; i++)
+		free(v[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -601,6 +693,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_same_id_answered_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_own_create_here, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replay, node_setup, node_teardown),
+		cmocka_unit_test_setup_teardown(test_return_state, node_setup, node_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
