@@ -520,6 +520,17 @@ int cl_server_shape(struct cl_ctx *cx, struct vnode *vn);
 /* Token and data requests of remote nodes; -EOPNOTSUPP for other types. */
 int cl_server_handle(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs__MsgType type,
 		     const ProtobufCMessage *msg);
+/*
+ * Request @msg of @node was applied before and is answered again from the
+ * store (cl_unsafe.c): what its first handling did to the tokens, again,
+ * for a server that may not have seen it (a new one, after a recovery).  A
+ * return gives back the levels the node still has here (not its state,
+ * applied with the change); a create of @ino grants the tokens its answer
+ * brings.  Either way the node waits for this answer with its give-back or
+ * its create, so it holds no newer grant of those tokens.
+ */
+void cl_server_again(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type,
+		     const ProtobufCMessage *msg, uint64_t ino);
 /* The local client's transport (in-process). */
 extern const struct tok_client_ops cl_local_tok_ops;
 

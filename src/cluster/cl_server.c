@@ -428,6 +428,39 @@ static void set_of(struct tok_set *s, unsigned mask, enum tok_level level)
 			tok_set_add(s, (enum tok_id)t, level);
 }
 
+/* Grant @node the tokens its answer to a create of @ino brings (CL_CREATE_TOKS). */
+static void create_toks(struct cl_ctx *cx, uint32_t node, uint64_t ino)
+{
+	struct tok_set ct, got;
+
+	set_of(&ct, CL_CREATE_TOKS, TOK_READ);
+	/* A node's own create: it holds what its own unlink changes at WRITE (cl_async.c). */
+	if (cl_unsafe_own_create()) {
+		set_of(&got, CL_OWN_WRITE_TOKS, TOK_WRITE);
+		tok_set_raise(&ct, &got);
+	}
+	(void)tok_server_acquire(cx->ts, node, ino, &ct, NULL, &got, NULL);
+}
+
+void cl_server_again(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type,
+		     const ProtobufCMessage *msg, uint64_t ino)
+{
+	const Cxfs__TokenReturn *m = (const Cxfs__TokenReturn *)msg;
+	struct tok_set set;
+
+	if (!cx->ts)
+		return;
+	if (type == CXFS__MSG_TYPE__MKNOD_REQ && ino && node != cx->self_id) {
+		create_toks(cx, node, ino);
+	} else if (type == CXFS__MSG_TYPE__TOKEN_RETURN && !(m->has_refused && m->refused) &&
+		   clw_toks_from_pb(m->held, m->n_held, &set) == 0) {
+		/* Only the levels it still has here go (tok_server_returned); no state. */
+		tok_server_returned(cx->ts, node, m->ino, &set, NULL);
+		if (set.level[TOK_EXTENT] != TOK_NONE)
+			cl_ledger_forget(cx->ledger, node, m->ino);
+	}
+}
+
 #define B(t) (1u << (t))
 #define DIR_TOKS (B(TOK_NAME) | B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE))
 #define OBJ_TOKS (B(TOK_ATTR) | B(TOK_TIMES))
@@ -699,17 +732,8 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 	 * creator's open and stat use next (CL_CREATE_TOKS).
 	 */
 	if (rc == 0 && c->op == VN_OP_MKNOD && c->node && c->node != cx->self_id &&
-	    c->u.mknod.attr) {
-		struct tok_set ct, got;
-
-		set_of(&ct, CL_CREATE_TOKS, TOK_READ);
-		/* A node's own create: it holds what its own unlink changes at WRITE (cl_async.c). */
-		if (cl_unsafe_own_create()) {
-			set_of(&got, CL_OWN_WRITE_TOKS, TOK_WRITE);
-			tok_set_raise(&ct, &got);
-		}
-		(void)tok_server_acquire(cx->ts, c->node, c->u.mknod.attr->ino, &ct, NULL, &got, NULL);
-	}
+	    c->u.mknod.attr)
+		create_toks(cx, c->node, c->u.mknod.attr->ino);
 	srv_end(&so);
 	return srv_moved(cx, c, rc);
 }

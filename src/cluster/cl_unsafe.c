@@ -724,6 +724,7 @@ int cl_unsafe_enter(struct cl_ctx *cx, uint32_t node, struct rpc_req *req, Cxfs_
 				us->mr.txn = row.txn;
 				us->mr.seq = row.seq;
 				atomic_fetch_add(&cx->un->answered_again, 1);
+				cl_server_again(cx, node, type, msg, row.ino);
 				rc = answer_again(cx, req, type, msg, &row);
 				rc = rc < 0 ? rc : 1;
 			}

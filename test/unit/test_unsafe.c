@@ -15,7 +15,7 @@
  * its recorded blocks, a WRITE_DONE of them; a request committed before the
  * open skipped; a garbled body and a type never kept refused alone.  A
  * token return's size taken only from a node that holds SIZE to write, or
- * replayed.
+ * replayed; a return answered again from the table gives its tokens back.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -661,6 +661,7 @@ static void test_return_state(void **state)
 	struct cl_unsafe_stats st;
 	struct tok_set w;
 	struct vn_attr a;
+	uint64_t size;
 
 	v[0] = kept_create(30, 40, "ret", 5100, 78, lost);
 	v[1] = kept_return(31, 41, 5100, 100, lost);
@@ -682,6 +683,19 @@ static void test_return_state(void **state)
 	handle_again(cx, v[3]);
 	assert_int_equal(meta_getattr(cx->st, 5100, &a), 0);
 	assert_int_equal(a.size, 70);
+	/*
+	 * The same return again (its answer was lost) where the tokens are
+	 * back as held (a new server took them from the node's share): answered
+	 * from the table, the tokens go, the size stays another's.
+	 */
+	assert_int_equal(tok_server_import(cx->ts, 1, 5100, &w), 0);
+	size = 90;
+	assert_int_equal(meta_apply_state(cx->st, 5100, NULL, NULL, NULL, &size, false), 0);
+	handle_again(cx, v[3]);
+	assert_int_equal(meta_getattr(cx->st, 5100, &a), 0);
+	assert_int_equal(a.size, 90);
+	tok_server_held(cx->ts, 1, 5100, &w);
+	assert_true(tok_set_empty(&w));
 	for (int i = 0; i < 4; i++)
 		free(v[i]);
 }
