@@ -187,28 +187,49 @@ out:
  * which settle puts into the store after the requests are replayed (it
  * waits for such returns: cl_ctx.returns).  Given back to the local token
  * server, they would be lost.  Unless the old server had taken the return:
- * then another node holds the tokens now (the rebuilt grants tell,
- * tokens_reconstruct in cl_role.c) and knows a newer state.
+ * then another node holds the tokens now and knows a newer state
+ * (cl_client_return_taken, before or after this).
  */
-static void keep_state(struct cl_ctx *cx, uint64_t ino, const struct tok_state *st)
+void cl_client_return_taken(struct cl_ctx *cx, uint64_t ino, const struct tok_set *taken)
 {
+	uint8_t bits = (taken->level[TOK_SIZE] ? CL_RET_SIZE : 0) |
+		       (taken->level[TOK_TIMES] ? CL_RET_TIMES : 0);
 	struct cl_inode *ci;
-	struct tok_set held;
 
-	if (!st || !(st->valid & (TOK_ST_SIZE | TOK_ST_TIMES)))
+	if (!bits)
 		return;
-	for (int i = 0; i < 10000 && atomic_load(&cx->rebuilding); i++)
-		usleep(1000);
-	tok_server_held(cx->ts, cx->self_id, ino, &held);
 	ci = cl_inode_get(cx, ino, false);
 	if (!ci)
 		return;
 	pthread_mutex_lock(&ci->mu);
-	if ((st->valid & TOK_ST_SIZE) && !ci->size_dirty && held.level[TOK_SIZE] >= TOK_SWRITE) {
+	/* While it returns them this node has no newer size or times of its own. */
+	if (ci->ret_kept & bits & CL_RET_SIZE)
+		ci->size_dirty = false;
+	if (ci->ret_kept & bits & CL_RET_TIMES)
+		ci->times_dirty = false;
+	ci->ret_taken |= bits & (uint8_t)~ci->ret_kept;
+	ci->ret_kept &= (uint8_t)~bits;
+	pthread_mutex_unlock(&ci->mu);
+	cl_inode_put(cx, ci);
+}
+
+static void keep_state(struct cl_ctx *cx, uint64_t ino, const struct tok_state *st)
+{
+	struct cl_inode *ci;
+
+	if (!st || !(st->valid & (TOK_ST_SIZE | TOK_ST_TIMES)))
+		return;
+	ci = cl_inode_get(cx, ino, false);
+	if (!ci)
+		return;
+	pthread_mutex_lock(&ci->mu);
+	if ((st->valid & TOK_ST_SIZE) && !ci->size_dirty && !(ci->ret_taken & CL_RET_SIZE)) {
 		ci->attr.size = st->size;
 		ci->size_dirty = true;
+		ci->ret_kept |= CL_RET_SIZE;
 	}
-	if ((st->valid & TOK_ST_TIMES) && !ci->times_dirty && held.level[TOK_TIMES] >= TOK_SWRITE) {
+	if ((st->valid & TOK_ST_TIMES) && !ci->times_dirty && !(ci->ret_taken & CL_RET_TIMES)) {
+		ci->ret_kept |= CL_RET_TIMES;
 		ci->attr.mtime = st->mtime;
 		ci->attr.ctime = st->ctime;
 		ci->times_dirty = true;
@@ -591,6 +612,7 @@ void cl_client_to_store(struct cl_ctx *cx, bool server)
 				ci->pend = NULL;
 				ci->npend = ci->pend_cap = 0;
 				ci->size_dirty = ci->times_dirty = ci->unpublished = false;
+				ci->ret_kept = ci->ret_taken = 0;
 			}
 			forget_caches(ci);
 			pthread_mutex_unlock(&ci->mu);

@@ -82,6 +82,8 @@
 #define CL_BATCH_MAX 256
 /* What the creator of a file it made itself holds at WRITE (an unlink of it changes them). */
 #define CL_OWN_WRITE_TOKS ((1u << TOK_ATTR) | (1u << TOK_TIMES))
+#define CL_RET_SIZE 1u
+#define CL_RET_TIMES 2u
 #define CL_CREATE_TOKS ((1u << TOK_EXIST) | (1u << TOK_ATTR) | (1u << TOK_TIMES) | (1u << TOK_SIZE))
 #define CL_SETTLE_MS 2000                /* a directory's lookup waits at most this for its old names to go */
 #define CL_WHOLE_REST_NS 1000000000LL    /* a directory is read whole only after NAME rested this long */
@@ -122,6 +124,14 @@ struct cl_inode {
 	bool size_valid;                /* attr.size is current (SIZE held) */
 	bool size_dirty, times_dirty;   /* attr's size/times are this node's own (WRITE held) */
 	bool unpublished;               /* written here since the MDS last heard */
+	/*
+	 * This node becomes the server: the size (CL_RET_SIZE) and times
+	 * (CL_RET_TIMES) of a return on its way to the old one are kept
+	 * (keep_state), or the old server took that return (tokens_reconstruct
+	 * in cl_role.c: another node holds them now) and they are stale.
+	 * Whichever comes second undoes the first; settle clears both.
+	 */
+	uint8_t ret_kept, ret_taken;
 	struct vn_attr attr;
 	struct cl_xattr *xattrs;        /* current while ATTR is held */
 	struct cl_dent *dents;
@@ -286,8 +296,6 @@ struct cl_ctx {
 
 	atomic_uint threads;            /* recall threads running */
 	atomic_uint returns;            /* token returns on their way (cl_client.c, keep_state) */
-	atomic_bool rebuilding;         /* becoming the server: the grants are not all back yet
-					 * (n_serve to n_settle; keep_state waits) */
 	struct cl_stats stats;
 	struct cl_pc *pc;               /* client data cache; constant after cl_attach */
 	struct cl_async *as;            /* own creates (cl_async.c); constant after cl_attach */
@@ -548,6 +556,12 @@ int cl_client_shape(struct cl_ctx *cx, struct vnode *vn);
  * either way every client cache is dropped.
  */
 void cl_client_to_store(struct cl_ctx *cx, bool server);
+/*
+ * Recovery, on the node that becomes the server: its return of @taken (of
+ * @ino) to the server that died was taken there (another node holds them
+ * now): the size and times it carried are not this node's to keep.
+ */
+void cl_client_return_taken(struct cl_ctx *cx, uint64_t ino, const struct tok_set *taken);
 /*
  * The data cache's flusher thread: started in cl_attach, stopped in
  * cl_stop after writing back every dirty page.

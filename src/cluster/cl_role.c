@@ -250,7 +250,6 @@ static void n_unserve(void *arg)
 	struct cl_ctx *cx = arg;
 
 	cx->is_server = false;
-	atomic_store(&cx->rebuilding, false);
 	if (cx->ts) {
 		struct tok_server *ts = cx->ts;
 
@@ -277,14 +276,12 @@ static int n_serve(void *arg, char *err, size_t errlen)
 	struct cl_ctx *cx = arg;
 	int rc;
 
-	atomic_store(&cx->rebuilding, true);
 	cx->is_server = true;
 	atomic_store(&cx->bagging, false);
 	rc = cl_dm_attach(cx, cx->dm_enabled);
 	if (rc) {
 		snprintf(err, errlen, "cannot start DMAPI: %s", strerror(-rc));
 		cx->is_server = false;
-		atomic_store(&cx->rebuilding, false);
 		return rc;
 	}
 	if (cx->dmfs)
@@ -309,8 +306,6 @@ static void n_settle(void *arg)
 {
 	struct cl_ctx *cx = arg;
 
-	/* Every grant is back: returns on their way learn whether they were taken (keep_state). */
-	atomic_store(&cx->rebuilding, false);
 	/* Returns that were on their way to the old server keep their state here first. */
 	drain(&cx->returns);
 	cl_client_to_store(cx, true);
@@ -400,7 +395,6 @@ static void n_drop_server(void *arg)
 	struct cl_ctx *cx = arg;
 
 	cx->is_server = false;
-	atomic_store(&cx->rebuilding, false);
 	tok_client_set_ops(cx->tc, &cl_remote_tok_ops, cx);
 	cl_dm_detach(cx);
 	cx->dm_port.inactive = NULL;
@@ -653,7 +647,7 @@ static struct tok_set firm_of(const struct rl_grant *g)
  * conflicting one: the old server took that return (then granted it on),
  * and the size and times the return carries are older than the holder's.
  * Dropped here, they are ignored when the return comes again (apply_state
- * in cl_server.c; keep_state in cl_client.c on this node).  Two returns
+ * in cl_server.c; on this node, cl_client_return_taken undoes keep_state).  Two returns
  * that conflict keep both levels: which is the newer is unknown.
  */
 static int tokens_reconstruct(void *arg, const struct rl_bag *b)
@@ -672,13 +666,21 @@ static int tokens_reconstruct(void *arg, const struct rl_bag *b)
 	for (size_t i = 0; i < b->ng && !rc; i++) {
 		if (tok_set_empty(&b->g[i].returning))
 			continue;
+		struct tok_set taken = b->g[i].returning;
+
 		kept[i] = b->g[i].returning;
 		tok_server_taken(cx->ts, b->g[i].node, b->g[i].ino, &kept[i]);
-		if (memcmp(&kept[i], &b->g[i].returning, sizeof(kept[i])))
-			fprintf(stderr, "cxfsd: recovery: node %s's token return for inode %llu was "
-				"taken by the old server (another node holds them now): the size and "
-				"times it carries are dropped\n",
-				cl_peer_name(cx, b->g[i].node), (unsigned long long)b->g[i].ino);
+		if (!memcmp(&kept[i], &b->g[i].returning, sizeof(kept[i])))
+			continue;
+		fprintf(stderr, "cxfsd: recovery: node %s's token return for inode %llu was taken "
+			"by the old server (another node holds them now): the size and times it "
+			"carries are dropped\n",
+			cl_peer_name(cx, b->g[i].node), (unsigned long long)b->g[i].ino);
+		for (int t = 0; t < TOK_NTOKENS; t++)
+			if (kept[i].level[t] != TOK_NONE)
+				taken.level[t] = TOK_NONE;
+		if (b->g[i].node == cx->self_id)
+			cl_client_return_taken(cx, b->g[i].ino, &taken);
 	}
 	for (size_t i = 0; i < b->ng && !rc; i++) {
 		struct tok_set all = firm_of(&b->g[i]);
