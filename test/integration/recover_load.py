@@ -24,9 +24,11 @@ until FILE exists (a path outside the filesystem) or for S seconds over:
   append    one record to the shared O_APPEND log REL/append.log (one
             write(2); "TAG SEQ PAD CRC32", so a torn or interleaved record
             is seen); acknowledged when write returned its whole length
-  count     the shared counter REL/counter (8 bytes) incremented under a
-            POSIX lock of the whole file (fcntl F_SETLKW); the value it reads
-            never goes back below what this worker wrote last
+  count     the shared counter REL/counter incremented under a POSIX lock
+            of the whole file (fcntl F_SETLKW); the value it reads never goes
+            back below what this worker wrote last (a record of 32 bytes: the
+            value, little-endian, then who wrote it and when, which an error
+            names)
   unlinkopen  a file written, kept open, and unlinked (through this node or
             another); reads through the open descriptor keep working while it
             stays open (up to 3 at a time, so they span the failure)
@@ -91,8 +93,19 @@ class OpFailed(Exception):
     """A system call failed; the error is recorded already."""
 
 
+# The shared counter's record: its value, the tag of the worker that wrote it, when.
+COUNT_REC = struct.Struct("<Q16sd")
+
+
 def sha(b):
     return hashlib.sha256(b).hexdigest()
+
+
+def clock(t):
+    """Wall clock time @t (seconds) as HH:MM:SS.mmm; "-" for none."""
+    if not t:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
 
 def ename(e):
@@ -120,7 +133,7 @@ class Worker:
         self.open_unlinked = []                # (fd, bytes, path)
         self.appends = self.increments = self.unlinked_open = 0
         self.append_times = []                 # when each append was acknowledged
-        self.last_count = 0
+        self.last_count, self.last_count_at = 0, 0.0
         self.ops = 0
         self.errors = 0
         self.first = []
@@ -256,16 +269,19 @@ class Worker:
         fd = self.sys("open", p, os.open, p, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             self.sys("F_SETLKW", p, fcntl.lockf, fd, fcntl.LOCK_EX)
-            raw = self.sys("pread", p, os.pread, fd, 8, 0)
-            v = struct.unpack("<Q", raw)[0] if len(raw) == 8 else 0
-            if len(raw) not in (0, 8):
+            raw = self.sys("pread", p, os.pread, fd, COUNT_REC.size, 0)
+            v, who, at = COUNT_REC.unpack(raw) if len(raw) == COUNT_REC.size else (0, b"", 0)
+            if len(raw) not in (0, COUNT_REC.size):
                 self.err(f"count: {p} holds {len(raw)} bytes")
             if v < self.last_count:
-                self.err(f"count: {p} reads {v} under the lock, below the {self.last_count} "
-                         "this worker wrote")
-            if self.sys("pwrite", p, os.pwrite, fd, struct.pack("<Q", v + 1), 0) == 8:
+                self.err(f"count: {p} reads {v} under the lock (written by "
+                         f"{who.decode(errors='replace').strip()} at {clock(at)}), below the "
+                         f"{self.last_count} this worker wrote at {clock(self.last_count_at)}")
+            now = time.time()
+            rec = COUNT_REC.pack(v + 1, f"{self.tag:16.16}".encode(), now)
+            if self.sys("pwrite", p, os.pwrite, fd, rec, 0) == len(rec):
                 self.increments += 1
-                self.last_count = v + 1
+                self.last_count, self.last_count_at = v + 1, now
             self.sys("F_UNLCK", p, fcntl.lockf, fd, fcntl.LOCK_UN)
         finally:
             self.sys("close", p, os.close, fd)
@@ -417,8 +433,7 @@ def parse_log(raw, acked, times=None):
                             f"({len(miss)} missing, {dup} doubled, {extra} never acknowledged, "
                             f"in order: {got == sorted(got)})")
             for s in miss[:3]:
-                when = time.strftime("%H:%M:%S", time.localtime(times[tag][s])) + \
-                    f".{int(times[tag][s] * 1000) % 1000:03d}" if times else "?"
+                when = clock(times[tag][s]) if times else "?"
                 problems.append(f"{tag} {s} (acknowledged {when}) missing: {around(recs, tag, s)}")
     for tag in set(seen) - set(acked):
         problems.append(f"{len(seen[tag])} records of {tag}, a writer that is not in this run")
@@ -492,8 +507,8 @@ def verify_main(slot, a, mnts, results, out):
     want = sum(r["increments"] for r in results)
     p = os.path.join(mnts[nodes[-1]], a.dir, "counter")
     try:
-        raw = read(p) if want else b"\0" * 8
-        got = struct.unpack("<Q", raw)[0] if len(raw) == 8 else None
+        raw = read(p) if want else b"\0" * COUNT_REC.size
+        got = COUNT_REC.unpack(raw)[0] if len(raw) == COUNT_REC.size else None
         problems = [] if got == want else [f"{p} holds {got}, {want} increments were acknowledged"]
     except OSError as e:
         problems = [f"read {p}: {ename(e)}"]
