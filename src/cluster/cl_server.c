@@ -442,6 +442,19 @@ static void create_toks(struct cl_ctx *cx, uint32_t node, uint64_t ino)
 	(void)tok_server_acquire(cx->ts, node, ino, &ct, NULL, &got, NULL);
 }
 
+/* The tokens @set of @node's return @m (not its state): those it still has here go. */
+static void take_return(struct cl_ctx *cx, uint32_t node, const Cxfs__TokenReturn *m,
+			const struct tok_set *set)
+{
+	if (m->has_refused && m->refused) {
+		tok_server_refused(cx->ts, node, m->ino, set);
+		return;
+	}
+	tok_server_returned(cx->ts, node, m->ino, set, NULL);
+	if (set->level[TOK_EXTENT] != TOK_NONE)
+		cl_ledger_forget(cx->ledger, node, m->ino);
+}
+
 void cl_server_again(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type,
 		     const ProtobufCMessage *msg, uint64_t ino)
 {
@@ -450,15 +463,11 @@ void cl_server_again(struct cl_ctx *cx, uint32_t node, Cxfs__MsgType type,
 
 	if (!cx->ts)
 		return;
-	if (type == CXFS__MSG_TYPE__MKNOD_REQ && ino && node != cx->self_id) {
+	if (type == CXFS__MSG_TYPE__MKNOD_REQ && ino && node != cx->self_id)
 		create_toks(cx, node, ino);
-	} else if (type == CXFS__MSG_TYPE__TOKEN_RETURN && !(m->has_refused && m->refused) &&
-		   clw_toks_from_pb(m->held, m->n_held, &set) == 0) {
-		/* Only the levels it still has here go (tok_server_returned); no state. */
-		tok_server_returned(cx->ts, node, m->ino, &set, NULL);
-		if (set.level[TOK_EXTENT] != TOK_NONE)
-			cl_ledger_forget(cx->ledger, node, m->ino);
-	}
+	else if (type == CXFS__MSG_TYPE__TOKEN_RETURN &&
+		 clw_toks_from_pb(m->held, m->n_held, &set) == 0)
+		take_return(cx, node, m, &set);
 }
 
 #define B(t) (1u << (t))
@@ -851,9 +860,6 @@ static void apply_state(struct cl_ctx *cx, uint32_t node, uint64_t ino, const Cx
 
 	if (!at && !mt && !ct && !size)
 		return;
-	clw_ts_from_pb(at, &a);
-	clw_ts_from_pb(mt, &m);
-	clw_ts_from_pb(ct, &c);
 	tok_server_held(cx->ts, node, ino, &held);
 	/*
 	 * Only a writer's state: a return the server that died had taken
@@ -869,6 +875,9 @@ static void apply_state(struct cl_ctx *cx, uint32_t node, uint64_t ino, const Cx
 		if (!at && !mt && !ct && !size)
 			return;
 	}
+	clw_ts_from_pb(at, &a);
+	clw_ts_from_pb(mt, &m);
+	clw_ts_from_pb(ct, &c);
 	(void)meta_apply_state(cx->st, ino, at ? &a : NULL, mt ? &m : NULL, ct ? &c : NULL, size,
 			       held.level[TOK_SIZE] == TOK_SWRITE);
 }
@@ -923,14 +932,10 @@ static int h_return(struct cl_ctx *cx, uint32_t node, struct rpc_req *req,
 
 	if (rc)
 		return rc;
-	if (m->has_refused && m->refused) {
-		tok_server_refused(cx->ts, node, m->ino, &set);
-	} else {
+	/* Its state first, while the node still holds what it returns. */
+	if (!(m->has_refused && m->refused))
 		apply_state(cx, node, m->ino, m->atime, m->mtime, m->ctime, m->has_size ? &m->size : NULL);
-		tok_server_returned(cx->ts, node, m->ino, &set, NULL);
-		if (set.level[TOK_EXTENT] != TOK_NONE)
-			cl_ledger_forget(cx->ledger, node, m->ino);
-	}
+	take_return(cx, node, m, &set);
 	if (rpc_req_is_oneway(req))
 		return 0;
 	cl_unsafe_stamp(&r.base);
