@@ -202,13 +202,19 @@ void cl_client_return_taken(struct cl_ctx *cx, uint64_t ino, const struct tok_se
 	if (!ci)
 		return;
 	pthread_mutex_lock(&ci->mu);
-	/* While it returns them this node has no newer size or times of its own. */
-	if (ci->ret_kept & bits & CL_RET_SIZE)
+	/*
+	 * r_give_back cleared them and nothing writes them while the return
+	 * is on its way: set, they are keep_state's, which came first.
+	 */
+	if ((bits & CL_RET_SIZE) && ci->size_dirty) {
 		ci->size_dirty = false;
-	if (ci->ret_kept & bits & CL_RET_TIMES)
+		bits &= (uint8_t)~CL_RET_SIZE;
+	}
+	if ((bits & CL_RET_TIMES) && ci->times_dirty) {
 		ci->times_dirty = false;
-	ci->ret_taken |= bits & (uint8_t)~ci->ret_kept;
-	ci->ret_kept &= (uint8_t)~bits;
+		bits &= (uint8_t)~CL_RET_TIMES;
+	}
+	ci->ret_taken |= bits;
 	pthread_mutex_unlock(&ci->mu);
 	cl_inode_put(cx, ci);
 }
@@ -226,10 +232,8 @@ static void keep_state(struct cl_ctx *cx, uint64_t ino, const struct tok_state *
 	if ((st->valid & TOK_ST_SIZE) && !ci->size_dirty && !(ci->ret_taken & CL_RET_SIZE)) {
 		ci->attr.size = st->size;
 		ci->size_dirty = true;
-		ci->ret_kept |= CL_RET_SIZE;
 	}
 	if ((st->valid & TOK_ST_TIMES) && !ci->times_dirty && !(ci->ret_taken & CL_RET_TIMES)) {
-		ci->ret_kept |= CL_RET_TIMES;
 		ci->attr.mtime = st->mtime;
 		ci->attr.ctime = st->ctime;
 		ci->times_dirty = true;
@@ -612,7 +616,7 @@ void cl_client_to_store(struct cl_ctx *cx, bool server)
 				ci->pend = NULL;
 				ci->npend = ci->pend_cap = 0;
 				ci->size_dirty = ci->times_dirty = ci->unpublished = false;
-				ci->ret_kept = ci->ret_taken = 0;
+				ci->ret_taken = 0;
 			}
 			forget_caches(ci);
 			pthread_mutex_unlock(&ci->mu);

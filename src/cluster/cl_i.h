@@ -125,13 +125,11 @@ struct cl_inode {
 	bool size_dirty, times_dirty;   /* attr's size/times are this node's own (WRITE held) */
 	bool unpublished;               /* written here since the MDS last heard */
 	/*
-	 * This node becomes the server: the size (CL_RET_SIZE) and times
-	 * (CL_RET_TIMES) of a return on its way to the old one are kept
-	 * (keep_state), or the old server took that return (tokens_reconstruct
-	 * in cl_role.c: another node holds them now) and they are stale.
-	 * Whichever comes second undoes the first; settle clears both.
+	 * This node becomes the server, and the old one took its return of
+	 * SIZE (CL_RET_SIZE) or TIMES (CL_RET_TIMES) before keep_state kept
+	 * the state it carried: keep_state drops it.  Settle clears it.
 	 */
-	uint8_t ret_kept, ret_taken;
+	uint8_t ret_taken;
 	struct vn_attr attr;
 	struct cl_xattr *xattrs;        /* current while ATTR is held */
 	struct cl_dent *dents;

@@ -664,23 +664,23 @@ static int tokens_reconstruct(void *arg, const struct rl_bag *b)
 		rc = tok_server_import(cx->ts, b->g[i].node, b->g[i].ino, &firm);
 	}
 	for (size_t i = 0; i < b->ng && !rc; i++) {
-		if (tok_set_empty(&b->g[i].returning))
-			continue;
-		struct tok_set taken = b->g[i].returning;
+		const struct rl_grant *g = &b->g[i];
+		struct tok_set taken = g->returning;
 
-		kept[i] = b->g[i].returning;
-		tok_server_taken(cx->ts, b->g[i].node, b->g[i].ino, &kept[i]);
-		if (!memcmp(&kept[i], &b->g[i].returning, sizeof(kept[i])))
-			continue;
-		fprintf(stderr, "cxfsd: recovery: node %s's token return for inode %llu was taken "
-			"by the old server (another node holds them now): the size and times it "
-			"carries are dropped\n",
-			cl_peer_name(cx, b->g[i].node), (unsigned long long)b->g[i].ino);
+		if (tok_set_empty(&g->returning))
+			continue;   /* most grants: no server lock taken for them */
+		kept[i] = g->returning;
+		tok_server_taken(cx->ts, g->node, g->ino, &kept[i]);
 		for (int t = 0; t < TOK_NTOKENS; t++)
 			if (kept[i].level[t] != TOK_NONE)
 				taken.level[t] = TOK_NONE;
-		if (b->g[i].node == cx->self_id)
-			cl_client_return_taken(cx, b->g[i].ino, &taken);
+		if (tok_set_empty(&taken))
+			continue;
+		fprintf(stderr, "cxfsd: recovery: node %s's token return for inode %llu was taken "
+			"by the old server (another node holds them now): the size and times it "
+			"carries are dropped\n", cl_peer_name(cx, g->node), (unsigned long long)g->ino);
+		if (g->node == cx->self_id)
+			cl_client_return_taken(cx, g->ino, &taken);
 	}
 	for (size_t i = 0; i < b->ng && !rc; i++) {
 		struct tok_set all = firm_of(&b->g[i]);
