@@ -2336,11 +2336,6 @@ again:
 	/* A direct read sees this node's cached writes on the volume. */
 	if (direct)
 		(void)wb_flush(cx, ci);
-	pthread_mutex_lock(&ci->mu);
-	if (S_ISDIR(ci->attr.mode) && ci->attr_valid) {
-		rc = -EISDIR;
-		goto out_unlock;
-	}
 	if (shared) {
 		/*
 		 * Only within the size this node knows: a shared file only
@@ -2348,8 +2343,10 @@ again:
 		 * nodes' sizes come back only when SIZE is recalled.  Not
 		 * with conversions unpublished (cl_range.c).
 		 */
-		bool inside = size_known(ci) && off + len <= ci->attr.size && !ci->npend;
+		bool inside;
 
+		pthread_mutex_lock(&ci->mu);
+		inside = size_known(ci) && off + len <= ci->attr.size && !ci->npend;
 		pthread_mutex_unlock(&ci->mu);
 		rc = inside ? cl_range_acquire(cx, ci, off, off + len, CL_RANGE_READ, &rh) : 0;
 		if (rc || !inside) {
@@ -2362,7 +2359,13 @@ again:
 			goto again;
 		}
 		ra_end = (rh.next << CL_RANGE_SHIFT) / cx->bs;
-		pthread_mutex_lock(&ci->mu);
+	}
+	/* This node's buffered writes wait: the read sees each whole or not at all. */
+	pthread_rwlock_rdlock(&ci->io_rw);
+	pthread_mutex_lock(&ci->mu);
+	if (S_ISDIR(ci->attr.mode) && ci->attr_valid) {
+		rc = -EISDIR;
+		goto out_unlock;
 	}
 	if (!size_known(ci))
 		ci->map_valid = false;   /* the map fetch brings the size */
@@ -2385,6 +2388,7 @@ again:
 		rc = (int)len;
 out_unlock:
 	pthread_mutex_unlock(&ci->mu);
+	pthread_rwlock_unlock(&ci->io_rw);
 	cl_range_release(cx, &rh);
 	c_release_toks(cb, &want);
 	cl_io_end(cx, ci);
@@ -2756,6 +2760,23 @@ static int wb_sync(struct cl_ctx *cx, struct cl_inode *ci)
 	return rc;
 }
 
+/*
+ * Take @ci's io_rw for write @c, with every token and range it needs held
+ * already: exclusive, so that this node's reads see the write whole or not
+ * at all (they let cl_inode.mu go while they read the volume, and the
+ * write-back of what the write caches can reach the volume meanwhile);
+ * shared for O_DIRECT, whose writers go on in parallel (as XFS's), and for
+ * the write-back of a shared map's pages (VN_IO_PAGES).  true.
+ */
+static bool io_lock(struct cl_inode *ci, const struct vn_call *c)
+{
+	if (c->u.write.flags & (O_DIRECT | VN_IO_PAGES))
+		pthread_rwlock_rdlock(&ci->io_rw);
+	else
+		pthread_rwlock_wrlock(&ci->io_rw);
+	return true;
+}
+
 static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
@@ -2771,6 +2792,7 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	bool shared = cl_write_shares(c, cx->bs) || cl_range_wanted(cx, ci, c);
 	struct cl_range_hold rh = { 0 };
 	struct tok_set want;
+	bool iolk = false;
 	int rc;
 
 	if (len == 0)
@@ -2798,6 +2820,8 @@ again:
 	/* Written through: cached writes of the file go first (they are older). */
 	if (!behind)
 		(void)wb_flush(cx, ci);
+	if (!shared)
+		iolk = io_lock(ci, c);
 	pthread_mutex_lock(&ci->mu);
 	if (!size_known(ci)) {
 		ci->map_valid = false;
@@ -2829,6 +2853,7 @@ again:
 			}
 			goto again;
 		}
+		iolk = io_lock(ci, c);
 		pthread_mutex_lock(&ci->mu);
 	}
 	if (c->u.write.flags & O_APPEND) {
@@ -2876,6 +2901,8 @@ again:
 	}
 out:
 	pthread_mutex_unlock(&ci->mu);
+	if (iolk)
+		pthread_rwlock_unlock(&ci->io_rw);
 	cl_range_release(cx, &rh);
 	c_release_toks(cb, &want);
 	cl_io_end(cx, ci);

@@ -574,7 +574,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     struct fuse_file_info *fi)
 {
 	/* Page writeback (mmap) writes where the pages are, never at the end. */
-	int flags = fi->writepage ? fi->flags & ~O_APPEND : fi->flags;
+	int flags = fi->writepage ? (fi->flags & ~O_APPEND) | VN_IO_PAGES : fi->flags;
 	struct vn_call c = { .op = VN_OP_WRITE, .u.write = { buf, size, (uint64_t)off, flags } };
 	int rc = off < 0 ? -EINVAL : 0;
 

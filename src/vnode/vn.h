@@ -94,6 +94,11 @@ static inline int vn_cred_in_group(const struct vn_cred *cred, uint32_t gid)
  * stamp moves (a write past the end still grows the size).
  */
 #define VN_IO_INVISIBLE 0x40000000
+/*
+ * Write flag: the write-back of pages the kernel cached (writeback cache,
+ * shared maps), which no read of the daemon has to see whole.
+ */
+#define VN_IO_PAGES 0x20000000
 
 /* A byte-range or whole-file lock (POSIX record locks and flock). */
 struct vn_flock {

@@ -3,9 +3,12 @@
  * metadata store (src/meta) and, for file data, directly on the volume.
  *
  * Data path: reads map file blocks to volume blocks and read them (holes and
- * unwritten extents read as zeros).  Reads and writes hold the vnode's I/O
- * lock shared, so many run in parallel on one file; truncate, punch and
- * fallocate take it exclusive.  A write over blocks that already hold data
+ * unwritten extents read as zeros).  Reads, direct writes and the write-back
+ * of the kernel's page cache hold the vnode's I/O lock shared, so many run
+ * in parallel on one file; other writes take it exclusive, so that a read
+ * sees each of them whole or not at all (POSIX; in a cluster every read(2)
+ * and write(2) reaches the daemon whole, and a read that mixed a local
+ * write's old and new bytes was seen), as truncate, punch and fallocate do.  A write over blocks that already hold data
  * goes straight to the volume.  A write that needs new blocks first claims
  * its block range in the node's list of allocations in flight (a second
  * writer of an overlapping range waits for it), reserves blocks, writes the
@@ -30,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/cx_util.h"
 #include "xvm/xvm.h"
 #include "meta/meta_store.h"
 #include "vnode/vn_lock.h"
@@ -496,7 +500,10 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		return -EFBIG;
 	if (len > META_MAX_FILE_SIZE - off)
 		len = (size_t)(META_MAX_FILE_SIZE - off);
-	pthread_rwlock_rdlock(&n->iolock);
+	if (c->u.write.flags & (O_DIRECT | VN_IO_PAGES))
+		pthread_rwlock_rdlock(&n->iolock);
+	else
+		pthread_rwlock_wrlock(&n->iolock);
 	rc = write_range(n, ino, c->u.write.buf, off, len, 0, &done);
 	if (rc == -EAGAIN) {
 		struct vn_meta_claim claim = { off / fs->bs, (off + len + fs->bs - 1) / fs->bs, NULL };
@@ -684,7 +691,11 @@ int vn_meta_shape(void *arg, struct vnode *vn)
 	if (!n)
 		return -ENOMEM;
 	n->fs = arg;
-	pthread_rwlock_init(&n->iolock, NULL);
+	rc = cx_rwlock_init_writer_first(&n->iolock);
+	if (rc) {
+		free(n);
+		return rc;
+	}
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_mutex_init(&n->note_mu, NULL);
 	pthread_cond_init(&n->cv, NULL);

@@ -24,6 +24,13 @@ beyond the end of the file).
                                           SECONDS: each holds one pass's bytes
                                           (or the layout's), never a mix;
                                           prints the count
+  swrite.py flip PATH OFF LEN SECONDS     buffered writes of LEN bytes at OFF
+                                          for SECONDS, each all one byte value,
+                                          a new value each time; prints the count
+  swrite.py flipread PATH OFF LEN SECONDS reads of those LEN bytes for SECONDS:
+                                          each all one value, never a mix (one
+                                          node's own reads and writes); prints
+                                          the count
 """
 import hashlib
 import mmap
@@ -94,25 +101,50 @@ def cmd_sha(path, direct=True):
     print(h.hexdigest())
 
 
-def cmd_areader(path, chunk, lo, hi, passes, seed, layout_seed, seconds):
+def for_seconds(path, flags, seconds, step):
+    """Call step(fd, count) on PATH opened with FLAGS for SECONDS; print the count."""
     import time
-    lay = layout_bytes(layout_seed, hi)
-    fd = os.open(path, os.O_RDONLY)
-    rnd = random.Random(seed)
+    fd = os.open(path, flags)
     end = time.monotonic() + seconds
-    reads = 0
+    count = 0
     while time.monotonic() < end:
+        step(fd, count)
+        count += 1
+    os.close(fd)
+    print(count)
+
+
+def cmd_areader(path, chunk, lo, hi, passes, seed, layout_seed, seconds):
+    lay = layout_bytes(layout_seed, hi)
+    rnd = random.Random(seed)
+
+    def step(fd, _):
         k = rnd.randrange(lo // chunk, hi // chunk)
         got = os.pread(fd, chunk, k * chunk)
-        if got == lay[k * chunk:(k + 1) * chunk]:
-            reads += 1
-            continue
-        if not any(got == chunk_bytes(seed, p, k, chunk) for p in range(passes)):
+        if got != lay[k * chunk:(k + 1) * chunk] and \
+                not any(got == chunk_bytes(seed, p, k, chunk) for p in range(passes)):
             print(f"chunk {k} read torn (mixes two writes)", file=sys.stderr)
             sys.exit(1)
-        reads += 1
-    os.close(fd)
-    print(reads)
+    for_seconds(path, os.O_RDONLY, seconds, step)
+
+
+def cmd_flip(path, off, n, seconds):
+    def step(fd, count):
+        if os.pwrite(fd, bytes([count % 251 + 1]) * n, off) != n:
+            print("short write", file=sys.stderr)
+            sys.exit(1)
+    for_seconds(path, os.O_WRONLY, seconds, step)
+
+
+def cmd_flipread(path, off, n, seconds):
+    def step(fd, count):
+        got = os.pread(fd, n, off)
+        if len(got) != n or got.count(got[0]) != n:
+            i = next((i for i in range(len(got)) if got[i] != got[0]), len(got))
+            print(f"read {count} mixes two writes: byte {got[0]} up to {i}, then "
+                  f"{got[i] if i < len(got) else 'nothing'} ({len(got)} bytes)", file=sys.stderr)
+            sys.exit(1)
+    for_seconds(path, os.O_RDONLY, seconds, step)
 
 
 def main():
@@ -127,6 +159,10 @@ def main():
         cmd_writer(a[1], *map(int, a[2:9]), direct=False)
     elif a[0] == "sha":
         cmd_sha(a[1])
+    elif a[0] == "flip":
+        cmd_flip(a[1], *map(int, a[2:5]))
+    elif a[0] == "flipread":
+        cmd_flipread(a[1], *map(int, a[2:5]))
     elif a[0] == "areader":
         cmd_areader(a[1], *map(int, a[2:9]))
     elif a[0] == "bsha":

@@ -10,6 +10,11 @@
 #      too, as they share the file): no read mixes two writes; every node
 #      reads the bytes of the last pass of every chunk
 #      (a model), buffered and with O_DIRECT;
+#  (f) node1 (the server) and node2 (a client) each rewrite a chunk of a file
+#      of their own with a new byte value, over and over, while a reader on
+#      the same node reads it: every read holds one value (a node's own
+#      reads see its buffered writes whole; before, the server node's read
+#      could mix two);
 #  (b) node2 and node3 overwrite disjoint halves of it with 4 KiB writes,
 #      2 passes: they share the file by ranges instead of taking turns (the
 #      token server's recalls grow by far less than the writes), and every
@@ -60,20 +65,40 @@ interleaved() {
 			"$CXFSCTL" --socket "$(node_sock 1)" relocate shared node2
 	fi
 	writers_wait "${pids[@]}" || fail "$1 every writer finishes"
+	readers_wait "$1" "chunk reads are each one write's bytes" "${rpids[@]}"
+	log "$1 $WRITES writes"
+}
+
+# readers_wait LABEL WHAT PID1 PID2: node1's and node2's readers end well.
+readers_wait() {
+	local i
 	for i in 1 2; do
-		if wait "${rpids[$((i - 1))]}"; then
-			pass "$1 node$i's $(cat "$T_TMP/reads.$i") chunk reads are each one write's bytes"
+		if wait "${@:$((i + 2)):1}"; then
+			pass "$1 node$i's $(cat "$T_TMP/reads.$i") $2"
 		else
-			fail "$1 node$i's chunk reads are each one write's bytes: $(cat "$T_TMP/reads.err.$i")"
+			fail "$1 node$i's $2: $(cat "$T_TMP/reads.err.$i")"
 		fi
 	done
-	log "$1 $WRITES writes"
 }
 
 log "(a) three nodes overwrite interleaved chunks at once, node1 reads"
 python3 "$SW" layout "$(node_mnt 1)/$F" $SIZE 1
 interleaved "(a)" 3 11 1
 check_all "$SW" "$F" "(a)" "$(python3 "$SW" model $SIZE $CHUNK 0 $HI 3 11 1)" $SIZE bsha
+
+log "(f) a node's reads against its own writes: node1 (the server) and node2 (a client)"
+pids=() rpids=()
+for i in 1 2; do
+	head -c $((4113 + CHUNK)) /dev/zero >"$(node_mnt $i)/rw/own.$i"
+	timeout 60 python3 "$SW" flip "$(node_mnt $i)/rw/own.$i" 4113 $CHUNK 4 >"$T_TMP/writes.$i" &
+	pids+=($!)
+	timeout 60 python3 "$SW" flipread "$(node_mnt $i)/rw/own.$i" 4113 $CHUNK 4 \
+		>"$T_TMP/reads.$i" 2>"$T_TMP/reads.err.$i" &
+	rpids+=($!)
+done
+writers_wait "${pids[@]}" || fail "(f) every writer finishes"
+readers_wait "(f)" "reads each see one of its own writes whole" "${rpids[@]}"
+log "(f) $WRITES writes"
 
 log "(b) node2 and node3 overwrite disjoint halves with 4 KiB writes"
 rec0=$(cl_stat 1 'c["token_server"]["recalls"]')
