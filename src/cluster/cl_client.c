@@ -46,6 +46,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2132,6 +2133,8 @@ static int c_fallocate(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct cl_cbhv *cb = cb_of(self);
 	int rc;
 
+	if (c->u.fallocate.mode & ~CL_FALLOC_REMOTE)
+		return -EOPNOTSUPP;
 	(void)wb_flush(cb->cx, cb->ci);
 	pages_drop(cb->cx, cb->ci, 0, UINT64_MAX);   /* a punched range reads as zeros */
 	rc = publish(cb->cx, cb->ci);

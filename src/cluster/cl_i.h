@@ -82,6 +82,12 @@
 #define CL_BATCH_MAX 256
 /* What the creator of a file it made itself holds at WRITE (an unlink of it changes them). */
 #define CL_OWN_WRITE_TOKS ((1u << TOK_ATTR) | (1u << TOK_TIMES))
+/*
+ * The fallocate(2) modes a node may ask the metadata server for
+ * (meta_fallocate's, but VN_IO_INVISIBLE); a client refuses others itself
+ * (EOPNOTSUPP, as the store does), the server refuses them from the network.
+ */
+#define CL_FALLOC_REMOTE (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)
 #define CL_RET_SIZE 1u
 #define CL_RET_TIMES 2u
 #define CL_CREATE_TOKS ((1u << TOK_EXIST) | (1u << TOK_ATTR) | (1u << TOK_TIMES) | (1u << TOK_SIZE))

@@ -61,8 +61,6 @@
 #include "vnode/vn_meta.h"
 
 #define CL_MAP_MAX 1024               /* runs per extent-map reply */
-/* The fallocate(2) modes another node may ask for (meta_fallocate's, but VN_IO_INVISIBLE). */
-#define CL_FALLOC_REMOTE (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)
 
 /* Logged sparsely (log_sampled): runs the ledger could not note, asks for gone files' blocks. */
 static atomic_uint ledger_refusals, gone_asks;

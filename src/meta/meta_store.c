@@ -2672,10 +2672,13 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 		return -EINVAL;
 	if (end > META_MAX_FILE_SIZE)
 		return -EFBIG;
-	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | VN_IO_INVISIBLE))
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE |
+		     VN_IO_INVISIBLE))
 		return -EOPNOTSUPP;
 	if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
 		return -EOPNOTSUPP;
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE))
+		return -EINVAL;
 	rc = st_enter(st, ST_GROW_DATA);
 	if (rc)
 		return rc;
@@ -2686,8 +2689,12 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 		rc = S_ISDIR(a.mode) ? -EISDIR : -ENODEV;
 		goto out;
 	}
-	if (mode & FALLOC_FL_PUNCH_HOLE) {
-		/* Whole blocks only: the caller zeroes the partial ends. */
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		/*
+		 * Whole blocks only: the caller zeroes the partial ends.  A
+		 * zeroed range's blocks are allocated again below, unwritten
+		 * (they read as zeros), as ext4 does.
+		 */
 		struct cut_args c = { (off + bs - 1) / bs, end / bs };
 
 		if (c.from < c.to) {
@@ -2696,7 +2703,8 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 		}
 		if (!rc && !(mode & VN_IO_INVISIBLE))
 			rc = inode_touch_mc(st, ino, meta_now_ns());
-		goto out;
+		if (rc || (mode & FALLOC_FL_PUNCH_HOLE))
+			goto out;
 	}
 	rc = walk_holes(st, ino, off / bs, (end + bs - 1) / bs, HOLES_COUNT, &holes);
 	if (rc)
@@ -2719,7 +2727,7 @@ int meta_fallocate(struct meta_store *st, uint64_t ino, int mode, uint64_t off, 
 		sqlite3_bind_int64(q, 2, (int64_t)end);
 		sqlite3_bind_int64(q, 3, meta_now_ns());
 		rc = step_done(q);
-	} else if (!rc) {
+	} else if (!rc && !(mode & FALLOC_FL_ZERO_RANGE)) {
 		rc = inode_nlink(st, ino, 0, meta_now_ns());
 	}
 out:

@@ -587,13 +587,17 @@ static int m_fallocate(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	note_forget(n);
 	pthread_rwlock_wrlock(&n->iolock);
-	if (mode & FALLOC_FL_PUNCH_HOLE) {
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
 		struct vn_attr a;
 
 		rc = meta_getattr(fs->st, ino, &a);
 		if (!rc && end > a.size)
 			end = a.size > off ? a.size : off;
-		/* Zero the partial blocks at both ends; whole blocks are freed. */
+		/*
+		 * Zero the partial blocks at both ends (past the size they
+		 * read as zeros already); whole blocks are freed, or made
+		 * unwritten (a zeroed range).
+		 */
 		if (!rc && off < end) {
 			uint64_t first_end = (off / fs->bs + 1) * fs->bs;
 

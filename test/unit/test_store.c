@@ -363,6 +363,47 @@ static void test_local_pending(void **state)
 	assert_false(meta_store_local_pending(f->st));
 }
 
+/*
+ * FALLOC_FL_ZERO_RANGE: the whole blocks of the range are allocated again,
+ * unwritten (they read as zeros), the partial ones stay for the caller to
+ * zero; without KEEP_SIZE the size grows to the range's end.
+ */
+static void test_zero_range(void **state)
+{
+	struct fx *f = *state;
+	uint32_t bs = meta_store_sb(f->st)->block_size;
+	struct meta_map maps[4];
+	struct vn_attr a, b;
+
+	assert_int_equal(meta_mknod(f->st, META_ROOT_INO, "z", S_IFREG | 0644, 0, NULL, &f->cred,
+				    &a), 0);
+	assert_int_equal(meta_fallocate(f->st, a.ino, 0, 0, 4ull * bs), 0);
+	assert_int_equal(meta_map_read(f->st, a.ino, 0, 4, maps, 4), 1);
+	assert_int_equal(meta_map_write(f->st, a.ino, 0, 4, maps[0].pblk, 0), 0);
+	assert_int_equal(meta_map_read(f->st, a.ino, 0, 4, maps, 4), 1);
+	assert_int_equal(maps[0].state, META_MAP_DATA);
+
+	assert_int_equal(meta_fallocate(f->st, a.ino, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+					bs / 2, 3ull * bs), 0);
+	assert_int_equal(meta_map_read(f->st, a.ino, 0, 4, maps, 4), 3);
+	assert_int_equal(maps[0].state, META_MAP_DATA);
+	assert_int_equal(maps[0].nblk, 1);
+	assert_int_equal(maps[1].state, META_MAP_UNWRITTEN);
+	assert_int_equal(maps[1].nblk, 2);
+	assert_int_equal(maps[2].state, META_MAP_DATA);
+	assert_int_equal(meta_getattr(f->st, a.ino, &b), 0);
+	assert_int_equal(b.size, 4ull * bs);
+
+	assert_int_equal(meta_fallocate(f->st, a.ino, FALLOC_FL_ZERO_RANGE, 3ull * bs, 3ull * bs), 0);
+	assert_int_equal(meta_getattr(f->st, a.ino, &b), 0);
+	assert_int_equal(b.size, 6ull * bs);
+	assert_int_equal(meta_map_read(f->st, a.ino, 3, 3, maps, 4), 1);
+	assert_int_equal(maps[0].state, META_MAP_UNWRITTEN);
+	assert_int_equal(meta_fallocate(f->st, a.ino,
+					FALLOC_FL_ZERO_RANGE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					0, bs), -EINVAL);
+}
+
 static void count_problem(void *arg, const char *msg)
 {
 	(void)msg;
@@ -419,6 +460,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_txn_numbers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_local_pending, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_range, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
