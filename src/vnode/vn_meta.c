@@ -3,12 +3,14 @@
  * metadata store (src/meta) and, for file data, directly on the volume.
  *
  * Data path: reads map file blocks to volume blocks and read them (holes and
- * unwritten extents read as zeros).  Reads, direct writes and the write-back
- * of the kernel's page cache hold the vnode's I/O lock shared, so many run
- * in parallel on one file; other writes take it exclusive, so that a read
- * sees each of them whole or not at all (POSIX; in a cluster every read(2)
- * and write(2) reaches the daemon whole, and a read that mixed a local
- * write's old and new bytes was seen), as truncate, punch and fallocate do.  A write over blocks that already hold data
+ * unwritten extents read as zeros).  Reads and writes hold the vnode's I/O
+ * lock shared, so many run in parallel on one file; truncate, punch and
+ * fallocate take it exclusive.  Besides, a read and a write that is neither
+ * direct nor the write-back of the kernel's pages hold their bytes in the
+ * node's byte-range lock (cx_rlock.h), so that a read sees such a write
+ * whole or not at all (POSIX; in a cluster every read(2) and write(2)
+ * reaches the daemon whole, and a read that mixed a local write's old and
+ * new bytes was seen), while I/O of other bytes goes on.  A write over blocks that already hold data
  * goes straight to the volume.  A write that needs new blocks first claims
  * its block range in the node's list of allocations in flight (a second
  * writer of an overlapping range waits for it), reserves blocks, writes the
@@ -18,7 +20,7 @@
  * allocate and write concurrently.
  *
  * Lock order: vnode head (read, taken by vn_call) -> meta node I/O lock ->
- *             node mutex (allocations in flight; never held across I/O or a
+ *             byte range (held across I/O; its mutex is a leaf) -> node mutex (allocations in flight; never held across I/O or a
  *             store call) ; I/O lock -> note mutex (write notes) -> store
  *             mutex (inside meta_*) ; the lock manager's mutex is a leaf.
  */
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/cx_rlock.h"
 #include "common/cx_util.h"
 #include "xvm/xvm.h"
 #include "meta/meta_store.h"
@@ -61,6 +64,7 @@ struct vn_meta_node {
 	struct vn_meta_fs *fs;       /* constant */
 	pthread_rwlock_t iolock;     /* shared: read and write; exclusive: truncate,
 				      * punch, fallocate */
+	struct cx_rlock *bytes;      /* the bytes a read or a buffered write works on */
 	pthread_mutex_t mu;          /* protects the fields below */
 	pthread_cond_t cv;           /* broadcast when a claim ends */
 	struct vn_meta_claim *claims;  /* allocations in flight */
@@ -423,10 +427,12 @@ static int m_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct vn_meta_fs *fs = n->fs;
 	uint64_t off = c->u.read.off;
 	size_t len = c->u.read.size;
+	struct cx_rlock_hold bh;
 	struct vn_attr a;
 	int rc;
 
 	pthread_rwlock_rdlock(&n->iolock);
+	cx_rlock_lock(n->bytes, &bh, off, off + len, false);
 	rc = meta_getattr(fs->st, vn_ino(vn), &a);
 	if (rc)
 		goto out;
@@ -450,6 +456,7 @@ static int m_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		atomic_fetch_add(&fs->bytes_read, len);
 	}
 out:
+	cx_rlock_unlock(n->bytes, &bh);
 	pthread_rwlock_unlock(&n->iolock);
 	return rc;
 }
@@ -491,6 +498,9 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct vn_meta_fs *fs = n->fs;
 	uint64_t ino = vn_ino(vn), off = c->u.write.off;
 	size_t len = c->u.write.size, done;
+	/* Seen whole by reads: all but direct writes and the kernel's write-back. */
+	bool whole = !(c->u.write.flags & (O_DIRECT | VN_IO_PAGES));
+	struct cx_rlock_hold bh;
 	int rc;
 
 	if (len == 0)
@@ -500,10 +510,9 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		return -EFBIG;
 	if (len > META_MAX_FILE_SIZE - off)
 		len = (size_t)(META_MAX_FILE_SIZE - off);
-	if (c->u.write.flags & (O_DIRECT | VN_IO_PAGES))
-		pthread_rwlock_rdlock(&n->iolock);
-	else
-		pthread_rwlock_wrlock(&n->iolock);
+	pthread_rwlock_rdlock(&n->iolock);
+	if (whole)
+		cx_rlock_lock(n->bytes, &bh, off, off + len, true);
 	rc = write_range(n, ino, c->u.write.buf, off, len, 0, &done);
 	if (rc == -EAGAIN) {
 		struct vn_meta_claim claim = { off / fs->bs, (off + len + fs->bs - 1) / fs->bs, NULL };
@@ -522,6 +531,9 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		rc = grow_quietly(n, ino, off + len);
 	else if (!rc)
 		rc = note_write(n, ino, off + len);
+	/* Only now: a read must not see the new bytes without the size they give. */
+	if (whole)
+		cx_rlock_unlock(n->bytes, &bh);
 	if (!rc) {
 		atomic_fetch_add(&fs->writes, 1);
 		atomic_fetch_add(&fs->bytes_written, len);
@@ -649,6 +661,7 @@ static void m_destroy(struct vn_bhv *self, struct vnode *vn)
 	struct vn_meta_node *n = node_of(self);
 
 	pthread_rwlock_destroy(&n->iolock);
+	cx_rlock_free(n->bytes);
 	pthread_mutex_destroy(&n->mu);
 	pthread_mutex_destroy(&n->note_mu);
 	pthread_cond_destroy(&n->cv);
@@ -695,8 +708,14 @@ int vn_meta_shape(void *arg, struct vnode *vn)
 	if (!n)
 		return -ENOMEM;
 	n->fs = arg;
+	n->bytes = cx_rlock_new();
+	if (!n->bytes) {
+		free(n);
+		return -ENOMEM;
+	}
 	rc = cx_rwlock_init_writer_first(&n->iolock);
 	if (rc) {
+		cx_rlock_free(n->bytes);
 		free(n);
 		return rc;
 	}
