@@ -341,20 +341,21 @@ static void detach_done(void)
 }
 
 /*
- * In a cluster the read function also tells fuse_ops.c of every request
- * read, with a RELEASE's flags: a flock request is ordered after the flock
- * releases the kernel queued before it (fuse_ops.c, "flock").  In both
- * modes the read and write functions count the requests by operation
- * (opstats.c).
+ * The read function also tells fuse_ops.c of every request read, and
+ * whether a RELEASE drops locks (a cluster's flock, or an open file
+ * description's record locks): a lock request is ordered after the lock
+ * releases the kernel queued before it (fuse_ops.c, "flock").  The read and
+ * write functions count the requests by operation (opstats.c).
  */
 #define CX_RELEASE_FLAGS_AT (sizeof(struct fuse_in_header) + \
 			     offsetof(struct fuse_release_in, release_flags))
+#define CX_RELEASE_FH_AT (sizeof(struct fuse_in_header) + offsetof(struct fuse_release_in, fh))
 
 static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct cxfsd *d = userdata;
 	uint32_t opcode, rflags = 0;
-	uint64_t unique;
+	uint64_t unique, fh = 0;
 	ssize_t n;
 
 	cxfsd_ops_reading();
@@ -363,14 +364,15 @@ static ssize_t dev_read(int fd, void *buf, size_t len, void *userdata)
 		memcpy(&opcode, (char *)buf + 4, 4);
 		memcpy(&unique, (char *)buf + 8, 8);
 		cxfsd_ops_read(opcode, unique);
-		if (!d->cl)
-			return n;
-		if (opcode == CX_FUSE_INIT)
+		if (d->cl && opcode == CX_FUSE_INIT)
 			atomic_store(&cx_init_unique, unique);
-		if (opcode == FUSE_RELEASE && (size_t)n >= CX_RELEASE_FLAGS_AT + 4)
+		if (opcode == FUSE_RELEASE && (size_t)n >= CX_RELEASE_FLAGS_AT + 4) {
 			memcpy(&rflags, (char *)buf + CX_RELEASE_FLAGS_AT, 4);
-		cxfsd_dev_read(d, unique,
-			       opcode == FUSE_RELEASE && (rflags & FUSE_RELEASE_FLOCK_UNLOCK));
+			memcpy(&fh, (char *)buf + CX_RELEASE_FH_AT, 8);
+		}
+		cxfsd_dev_read(d, unique, opcode == FUSE_RELEASE &&
+				  ((d->cl && (rflags & FUSE_RELEASE_FLOCK_UNLOCK)) ||
+				   cxfsd_fh_locked(fh)));
 	}
 	return n;
 }
@@ -724,6 +726,7 @@ int main(int argc, char **argv)
 	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600,
 			   .flk = { .mu = PTHREAD_MUTEX_INITIALIZER,
 				    .cv = PTHREAD_COND_INITIALIZER },
+			   .owners = { .mu = PTHREAD_MUTEX_INITIALIZER },
 			   .admin_mu = PTHREAD_MUTEX_INITIALIZER };
 	struct vnode *root = NULL;
 	int rc;

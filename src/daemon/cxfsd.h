@@ -7,6 +7,7 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 
 struct xvm_vol;
@@ -31,8 +32,18 @@ struct cxfsd_flk {
 };
 
 /*
- * One mounted filesystem; every field but flk (which has its own mutex) is
- * constant while the session runs.
+ * Which open file descriptions set record locks of each owner on each
+ * inode (fuse_ops.c, "Record locks of an open file description").
+ */
+#define CXFSD_OWNER_BUCKETS 256
+struct cxfsd_owners {
+	pthread_mutex_t mu;           /* a leaf */
+	struct cxfsd_owner *hash[CXFSD_OWNER_BUCKETS];   /* protected by mu */
+};
+
+/*
+ * One mounted filesystem; every field but flk and owners (which have their
+ * own mutexes) is constant while the session runs.
  */
 struct cxfsd {
 	struct xvm_vol *dev;          /* the volume */
@@ -51,7 +62,8 @@ struct cxfsd {
 	 */
 	_Atomic(struct fuse_session *) se;
 	atomic_uint notifying;        /* invalidations in progress on se */
-	struct cxfsd_flk flk;         /* flock releases in flight */
+	struct cxfsd_flk flk;         /* lock releases in flight */
+	struct cxfsd_owners owners;   /* record lock owners of open file descriptions */
 	pthread_mutex_t admin_mu;     /* a leaf: protects admin */
 	struct cxfsd_admin *admin;    /* the admin socket, while it serves */
 };
@@ -60,9 +72,11 @@ extern const struct fuse_lowlevel_ops cxfsd_fuse_ops;
 
 /*
  * The /dev/fuse read function read the request numbered @unique, a RELEASE
- * that drops a flock lock if @flock_release; called on the thread that will
- * handle it, before it is handled (fuse_ops.c, "flock").
+ * that drops locks if @lock_release; called on the thread that will handle
+ * it, before it is handled (fuse_ops.c, "flock").
  */
-void cxfsd_dev_read(struct cxfsd *d, uint64_t unique, int flock_release);
+void cxfsd_dev_read(struct cxfsd *d, uint64_t unique, int lock_release);
+/* Does the RELEASE of open file description @fh drop record locks? */
+bool cxfsd_fh_locked(uint64_t fh);
 
 #endif

@@ -424,6 +424,146 @@ static void set_open_flags(fuse_req_t req, struct fuse_file_info *fi)
 		fi->direct_io = 1;
 }
 
+/* ---- record locks of an open file description ------------------------
+ *
+ * Open file description locks (F_OFD_SETLK) reach the daemon as record
+ * locks whose owner is the description; after the description's last
+ * close only its RELEASE comes, which names no owner (only a flock's
+ * does), so nothing dropped them: they stayed until the file was forgotten
+ * (found by lockmodel.py --ofd).  Each description therefore has a handle
+ * (fi->fh, made at open) listing the owners that set record locks through
+ * it, and the daemon counts, per owner and inode, the open descriptions
+ * that did (d->owners).  A RELEASE that ends the last of them drops the
+ * owner's record locks on the inode: for an OFD lock, whose owner is the
+ * description, that is its release; a process's POSIX locks went at its
+ * close already (FLUSH), and are not touched while it still has the file
+ * open through another description it locked through.
+ */
+struct cxfsd_fh {
+	atomic_size_t n;                /* owners in @owner; under d->owners.mu to change */
+	size_t cap;
+	uint64_t *owner;
+};
+
+struct cxfsd_owner {
+	uint64_t owner, ino;
+	unsigned fhs;                   /* open descriptions that set its locks on ino */
+	struct cxfsd_owner *next;
+};
+
+static struct cxfsd_fh *fh_of(const struct fuse_file_info *fi)
+{
+	return (struct cxfsd_fh *)(uintptr_t)fi->fh;
+}
+
+bool cxfsd_fh_locked(uint64_t fh)
+{
+	struct cxfsd_fh *h = (struct cxfsd_fh *)(uintptr_t)fh;
+
+	return h && atomic_load(&h->n) > 0;
+}
+
+/* Give an opened file its handle; 0 or -ENOMEM. */
+static int fh_open(struct fuse_file_info *fi)
+{
+	struct cxfsd_fh *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	return 0;
+}
+
+static void fh_free(struct fuse_file_info *fi)
+{
+	struct cxfsd_fh *h = fh_of(fi);
+
+	if (h)
+		free(h->owner);
+	free(h);
+	fi->fh = 0;
+}
+
+static struct cxfsd_owner **owner_slot(struct cxfsd_owners *o, uint64_t owner, uint64_t ino)
+{
+	struct cxfsd_owner **pp = &o->hash[((owner ^ ino) * UINT64_C(0x9E3779B97F4A7C15)) >> 56];
+
+	while (*pp && ((*pp)->owner != owner || (*pp)->ino != ino))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* @fi's owner sets a record lock on @ino through it: note both; 0 or -ENOMEM. */
+static int fh_note_owner(struct cxfsd *d, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct cxfsd_fh *h = fh_of(fi);
+	struct cxfsd_owner **pp, *e;
+	size_t n;
+	int rc = 0;
+
+	if (!h)
+		return 0;
+	pthread_mutex_lock(&d->owners.mu);
+	n = atomic_load(&h->n);
+	for (size_t i = 0; i < n; i++)
+		if (h->owner[i] == fi->lock_owner)
+			goto out;
+	if (n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 2;
+		uint64_t *v = realloc(h->owner, cap * sizeof(*v));
+
+		if (!v) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		h->owner = v;
+		h->cap = cap;
+	}
+	pp = owner_slot(&d->owners, fi->lock_owner, ino);
+	if (!*pp) {
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		e->owner = fi->lock_owner;
+		e->ino = ino;
+		*pp = e;
+	}
+	(*pp)->fhs++;
+	h->owner[n] = fi->lock_owner;
+	atomic_store(&h->n, n + 1);
+out:
+	pthread_mutex_unlock(&d->owners.mu);
+	return rc;
+}
+
+/* @fi's description ends: drop the record locks of the owners it was the last of. */
+static void fh_release_owners(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct cxfsd *d = D(req);
+	struct cxfsd_fh *h = fh_of(fi);
+	size_t n = h ? atomic_load(&h->n) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct cxfsd_owner **pp, *gone = NULL;
+
+		pthread_mutex_lock(&d->owners.mu);
+		pp = owner_slot(&d->owners, h->owner[i], ino);
+		if (*pp && --(*pp)->fhs == 0) {
+			gone = *pp;
+			*pp = gone->next;
+		}
+		pthread_mutex_unlock(&d->owners.mu);
+		if (gone) {
+			struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { gone->owner, 0 } };
+
+			(void)call_ino(req, ino, &c);   /* the kernel ignores RELEASE's answer */
+			free(gone);
+		}
+	}
+}
+
 /*
  * Valid replies: fuse_reply_open, fuse_reply_err.  With atomic O_TRUNC (which
  * libfuse asks for) the kernel leaves the truncation to open; it has already
@@ -442,12 +582,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = call_ino(req, ino, &t);
 	}
 
+	if (!rc)
+		rc = fh_open(fi);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	set_open_flags(req, fi);
-	fuse_reply_open(req, fi);
+	/* Interrupted meanwhile: no RELEASE will come. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fh_free(fi);
 }
 
 /* Valid replies: fuse_reply_create, fuse_reply_err. */
@@ -509,6 +653,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		rc = create_existing(req, parent, name, fi, &a);
 	if (!rc)
 		rc = make_entry(req, &a, how, &e);
+	if (!rc)
+		rc = fh_open(fi);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		made_put(made);
@@ -518,6 +664,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		struct vnode *vn;
 
+		fh_free(fi);
 		if (!vn_get(D(req)->vt, a.ino, &vn))
 			vn_put(vn, 2);
 	}
@@ -597,20 +744,27 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, -call_ino(req, ino, &c));
 }
 
-static void flock_release_done(struct cxfsd *d);
+static void lock_release_done(struct cxfsd *d);
+static uint64_t lock_releases_done(struct cxfsd *d);
+static int lock_releases_settle(fuse_req_t req, uint64_t done0);
 
 /*
  * Valid replies: fuse_reply_err.  The last close of an open file
- * description: if it used flock(2) (cluster mode), its lock goes now.
+ * description: if it used flock(2) (cluster mode), its lock goes now, and
+ * so do the record locks of owners it was the last description of (above).
  */
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { fi->lock_owner, 1 } };
+	bool flock = D(req)->cl && fi->flock_release;
+	bool counted = flock || cxfsd_fh_locked(fi->fh);   /* as cxfsd_dev_read counted it */
 
-	if (fi->flock_release) {
+	if (flock)
 		(void)call_ino(req, ino, &c);   /* the kernel ignores RELEASE's answer */
-		flock_release_done(D(req));
-	}
+	fh_release_owners(req, ino, fi);
+	if (counted)
+		lock_release_done(D(req));
+	fh_free(fi);
 	fuse_reply_err(req, 0);
 }
 
@@ -879,10 +1033,17 @@ static void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 {
 	struct vn_flock lk;
 	struct vn_call c = { .op = VN_OP_GETLK, .u.getlk = { &lk } };
+	uint64_t done0;
 	int rc;
 
 	flock_from_posix(fl, fi, &lk);
+	done0 = lock_releases_done(D(req));
 	rc = call_ino(req, ino, &c);
+	/* A lock in the way may be one a RELEASE queued before is dropping. */
+	if (!rc && lk.type != F_UNLCK && lock_releases_settle(req, done0)) {
+		flock_from_posix(fl, fi, &lk);
+		rc = call_ino(req, ino, &c);
+	}
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -909,9 +1070,22 @@ static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 	struct vn_flock lk;
 	struct vn_call c = { .op = VN_OP_SETLK,
 			     .u.setlk = { &lk, sleep, req_interrupted, req } };
+	uint64_t done0;
+	int rc = 0;
 
 	flock_from_posix(fl, fi, &lk);
-	fuse_reply_err(req, -call_ino(req, ino, &c));
+	if (lk.type != F_UNLCK)
+		rc = fh_note_owner(D(req), ino, fi);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	done0 = lock_releases_done(D(req));
+	rc = call_ino(req, ino, &c);
+	/* Refused because of a lock a RELEASE queued before is dropping? */
+	if (rc == -EAGAIN && lock_releases_settle(req, done0))
+		rc = call_ino(req, ino, &c);
+	fuse_reply_err(req, -rc);
 }
 
 /* ---- flock ---------------------------------------------------------------
@@ -927,13 +1101,15 @@ static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
  * threads, though, so a later flock could reach the MDS first and be refused
  * because of the lock that close released.  Therefore:
  *   - the /dev/fuse read function reports every request read
- *     (cxfsd_dev_read): it counts the flock RELEASEs and keeps which request
- *     numbers were read;
- *   - op_release counts its RELEASE done once the MDS dropped the lock;
- *   - a flock refused with EWOULDBLOCK waits until every request numbered
- *     below it was read (its reader may not have run yet), then until the
- *     flock RELEASEs counted by then are done, and asks once more if one of
- *     them finished meanwhile.
+ *     (cxfsd_dev_read): it counts the RELEASEs that drop locks (a flock, or
+ *     an open file description's record locks, above) and keeps which
+ *     request numbers were read;
+ *   - op_release counts its RELEASE done once the MDS dropped the locks;
+ *   - a flock refused with EWOULDBLOCK (and a record lock refused with
+ *     EAGAIN, or F_GETLK that finds one in the way) waits until every
+ *     request numbered below it was read (its reader may not have run yet),
+ *     then until the lock RELEASEs counted by then are done, and asks once
+ *     more if one of them finished meanwhile.
  * docs/ARCHITECTURE.md ("Locks") states the resulting guarantee.
  */
 #define CXFSD_FLK_ID_STEP 2      /* requests are numbered 2, 4, 6, ...; bit 0 marks an INTERRUPT */
@@ -946,7 +1122,7 @@ static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 /* The number of the request this thread handles: libfuse's workers handle what they read. */
 static _Thread_local uint64_t cxfsd_req_unique;
 
-void cxfsd_dev_read(struct cxfsd *d, uint64_t unique, int flock_release)
+void cxfsd_dev_read(struct cxfsd *d, uint64_t unique, int lock_release)
 {
 	struct cxfsd_flk *f = &d->flk;
 	uint64_t i;
@@ -955,7 +1131,7 @@ void cxfsd_dev_read(struct cxfsd *d, uint64_t unique, int flock_release)
 	if (unique % CXFSD_FLK_ID_STEP)
 		return;
 	pthread_mutex_lock(&f->mu);
-	if (flock_release)
+	if (lock_release)
 		f->read++;
 	if (!f->seen_below)
 		f->seen_below = unique;
@@ -977,7 +1153,7 @@ void cxfsd_dev_read(struct cxfsd *d, uint64_t unique, int flock_release)
 	pthread_mutex_unlock(&f->mu);
 }
 
-static void flock_release_done(struct cxfsd *d)
+static void lock_release_done(struct cxfsd *d)
 {
 	pthread_mutex_lock(&d->flk.mu);
 	if (d->flk.done < d->flk.read) {
@@ -987,7 +1163,7 @@ static void flock_release_done(struct cxfsd *d)
 	pthread_mutex_unlock(&d->flk.mu);
 }
 
-static uint64_t flock_releases_done(struct cxfsd *d)
+static uint64_t lock_releases_done(struct cxfsd *d)
 {
 	uint64_t n;
 
@@ -1015,7 +1191,7 @@ static void flock_wait_ms(struct cxfsd_flk *f, long ms)
  * flock RELEASE counted then is done.  Returns 1 if some release finished
  * since @done0 (the request may now be granted), else 0.
  */
-static int flock_releases_settle(fuse_req_t req, uint64_t done0)
+static int lock_releases_settle(fuse_req_t req, uint64_t done0)
 {
 	struct cxfsd_flk *f = &D(req)->flk;
 	uint64_t self = cxfsd_req_unique, target;
@@ -1066,9 +1242,9 @@ static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	done0 = flock_releases_done(D(req));
+	done0 = lock_releases_done(D(req));
 	rc = call_ino(req, ino, &c);
-	if (rc == -EWOULDBLOCK && flock_releases_settle(req, done0))
+	if (rc == -EWOULDBLOCK && lock_releases_settle(req, done0))
 		rc = call_ino(req, ino, &c);
 	fuse_reply_err(req, -rc);
 }

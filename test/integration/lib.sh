@@ -402,6 +402,26 @@ check_volume() {
 
 FSOPS="python3 $IT_DIR/fsops.py"
 
+# run_model TOOL OPS LABEL SEED ARGS...: a tool of this directory that checks
+# against a model and takes --ops and --seed (fsx.py, lockmodel.py): it
+# prints a summary and exits 0, or the mismatch.
+run_model() {
+	local tool=$1 ops=$2 label=$3 seed=$4 out
+	shift 4
+	if out=$(timeout 600 python3 "$IT_DIR/$tool" --ops "$ops" --seed "$seed" "$@" 2>&1); then
+		pass "$label seed $seed: $out"
+	else
+		fail "$label seed $seed:"$'\n'"$out"
+	fi
+}
+
+# file_volume NAME: VOL, a 1 GiB file volume formatted as NAME, and MNT, where to mount it.
+file_volume() {
+	VOL=$T_TMP/vol.img MNT=$T_TMP/mnt
+	truncate -s 1G "$VOL"
+	check "mkfs.cxfs formats a file volume" "$MKFS" --name "$1" "$VOL"
+}
+
 # run_posix_check DIR: run cxfs-posix-check in DIR (with a timeout), show its
 # failures, and add its counts to this test's counts.
 run_posix_check() {

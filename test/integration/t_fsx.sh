@@ -14,27 +14,13 @@
 . "$(dirname "$0")/lib_cluster_io.sh"
 it_init fsx --need-tgtd
 
-FSX=$IT_DIR/fsx.py
 OPS=${CXFS_FSX_OPS:-3000}
 
-# fsx_on LABEL SEED FILE...: fsx on FILE... (one file, through several mounts)
-fsx_on() {
-	local label=$1 seed=$2 out
-	shift 2
-	if out=$(timeout 600 python3 "$FSX" --ops "$OPS" --seed "$seed" "$@" 2>&1); then
-		pass "$label fsx seed $seed: $out, every read as the model"
-	else
-		fail "$label fsx seed $seed:"$'\n'"$out"
-	fi
-}
-
-VOL=$T_TMP/vol.img MNT=$T_TMP/mnt
-truncate -s 1G "$VOL"
-check "(s) mkfs.cxfs formats a file volume" "$MKFS" --name fsx "$VOL"
+file_volume fsx
 for how in "" --writeback; do
 	log "(s) a single-node mount ${how:-as it comes}"
 	if mount_cxfs "$VOL" "$MNT" $how; then
-		fsx_on "(s) single node ${how:-as it comes}:" 11 "$MNT/f11$how"
+		run_model fsx.py "$OPS" "(s) single node ${how:-as it comes}: fsx" 11 "$MNT/f11$how"
 		umount_cxfs "$MNT" || fail "(s) the single-node mount ${how:-as it comes} unmounts"
 		check_volume "$VOL" "(s) cxfs-check passes after the single-node run ${how:-as it comes}"
 	else
@@ -50,7 +36,7 @@ run() {
 	local label=$1 seed=$2 i files=()
 	shift 2
 	for i in "$@"; do files+=("$(node_mnt "$i")/fsx/f$seed"); done
-	fsx_on "$label" "$seed" "${files[@]}"
+	run_model fsx.py "$OPS" "$label fsx" "$seed" "${files[@]}"
 }
 
 log "(a) node1 alone"
