@@ -8,7 +8,7 @@ checked against a model of the file's bytes.
 Every FILE is the same file seen through another mount (node); each
 operation picks one of them at random, so what one node wrote the next
 operation may read on another.  Operations: buffered write, read, O_DIRECT
-read of whole blocks, truncate (up and down), fallocate (allocate, keep
+read and write of whole blocks, truncate (up and down), fallocate (allocate, keep
 size, punch a hole, zero a range), copy_file_range within the file, read
 and write through a shared map, fsync; the size is checked after each.  A
 mismatch prints the operation log's tail and the first differing byte,
@@ -115,6 +115,25 @@ class Fsx:
             self.fail(f"direct read of blocks {b}+{nb} gave {got} bytes, the model {want}")
         self.compare(bytes(buf[:got]), b * BS, "direct read")
 
+    def op_dwrite(self, n):
+        b = self.rnd.randrange(self.maxsize // BS)
+        nb = self.rnd.randrange(1, min(self.maxsize // BS - b, 16) + 1)
+        data = self.rnd.randbytes(nb * BS)
+        self.log.append(f"direct write blocks {b}+{nb}")
+        fd = os.open(self.paths[n], os.O_WRONLY | os.O_DIRECT)
+        buf = mmap.mmap(-1, nb * BS)
+        buf[:] = data
+        try:
+            done = os.pwritev(fd, [buf], b * BS)
+        finally:
+            os.close(fd)
+        if done != nb * BS:
+            self.fail(f"direct write of blocks {b}+{nb} wrote {done} bytes")
+        off = b * BS
+        if off > len(self.model):
+            self.model.extend(b"\0" * (off - len(self.model)))
+        self.model[off:off + nb * BS] = data
+
     def op_truncate(self, fd):
         size = self.rnd.randrange(self.maxsize + 1)
         if self.rnd.random() < 0.5:
@@ -207,8 +226,11 @@ class Fsx:
             f = self.rnd.choice(funcs)
             self.log.append(f"#{i} node {n + 1}:")
             if f is None:
-                if self.rnd.random() < 0.5:
+                r = self.rnd.random()
+                if r < 0.35:
                     self.op_dread(n)
+                elif r < 0.7:
+                    self.op_dwrite(n)
                 else:
                     self.log.append("fsync")
                     os.fsync(fd)
