@@ -432,12 +432,16 @@ static void set_open_flags(fuse_req_t req, struct fuse_file_info *fi)
  * does), so nothing dropped them: they stayed until the file was forgotten
  * (found by lockmodel.py --ofd).  Each description therefore has a handle
  * (fi->fh, made at open) listing the owners that set record locks through
- * it, and the daemon counts, per owner and inode, the open descriptions
- * that did (d->owners).  A RELEASE that ends the last of them drops the
- * owner's record locks on the inode: for an OFD lock, whose owner is the
- * description, that is its release; a process's POSIX locks went at its
- * close already (FLUSH), and are not touched while it still has the file
- * open through another description it locked through.
+ * it, and the daemon keeps, per owner and inode, how many open
+ * descriptions did and whether the owner ever closed the file (FLUSH,
+ * which only a process sends: its owner is the process's, never a
+ * description's).  A RELEASE that ends the last of those descriptions
+ * drops the owner's record locks on the inode if it never closed it: an
+ * OFD lock's owner is its description, so that is its release.  A
+ * process's POSIX locks went at its close already (FLUSH) and are never
+ * dropped here: the RELEASE comes after close() returned, when the process
+ * may hold a new lock through a new descriptor (a lost locked increment
+ * in t_recover_kill showed it).
  */
 struct cxfsd_fh {
 	atomic_size_t n;                /* owners in @owner; under d->owners.mu to change */
@@ -448,6 +452,7 @@ struct cxfsd_fh {
 struct cxfsd_owner {
 	uint64_t owner, ino;
 	unsigned fhs;                   /* open descriptions that set its locks on ino */
+	bool process;                   /* it closed ino (FLUSH): a process, not a description */
 	struct cxfsd_owner *next;
 };
 
@@ -538,7 +543,22 @@ out:
 	return rc;
 }
 
-/* @fi's description ends: drop the record locks of the owners it was the last of. */
+/* Owner @owner closed @ino (FLUSH): it is a process. */
+static void owner_closed(struct cxfsd *d, fuse_ino_t ino, uint64_t owner)
+{
+	struct cxfsd_owner *e;
+
+	pthread_mutex_lock(&d->owners.mu);
+	e = *owner_slot(&d->owners, owner, ino);
+	if (e)
+		e->process = true;
+	pthread_mutex_unlock(&d->owners.mu);
+}
+
+/*
+ * @fi's description ends: drop the record locks of the descriptions' own
+ * owners it was the last of (not processes').
+ */
 static void fh_release_owners(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct cxfsd *d = D(req);
@@ -555,12 +575,12 @@ static void fh_release_owners(fuse_req_t req, fuse_ino_t ino, struct fuse_file_i
 			*pp = gone->next;
 		}
 		pthread_mutex_unlock(&d->owners.mu);
-		if (gone) {
+		if (gone && !gone->process) {
 			struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { gone->owner, 0 } };
 
 			(void)call_ino(req, ino, &c);   /* the kernel ignores RELEASE's answer */
-			free(gone);
 		}
+		free(gone);
 	}
 }
 
@@ -741,6 +761,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { fi->lock_owner, 0 } };
 
+	owner_closed(D(req), ino, fi->lock_owner);
 	fuse_reply_err(req, -call_ino(req, ino, &c));
 }
 

@@ -42,10 +42,13 @@ lines with figures; exit 0 if nothing failed, 1 otherwise, 2 on usage.
                                 intact, in each writer's order
   locks                         POSIX record locks across nodes (F_SETLK,
                                 F_GETLK, F_SETLKW, unlock, close, exit)
-  lockcount --rounds N --procs P   P processes per node, each N times:
+  lockcount --rounds N --procs P [--reopen]
+                                P processes per node, each N times:
                                 F_SETLKW, read the counter, write counter+1,
-                                unlock; the final counter is the total and
-                                every value was written exactly once
+                                unlock (with --reopen: open before, close
+                                after, as most programs do); the final
+                                counter is the total and every value was
+                                written exactly once
   statloop --stats N --reads M  (one path) N stat() calls and M whole-file
                                 re-reads; prints the time taken
 """
@@ -1050,7 +1053,7 @@ def check_locks(paths):
                 pass
 
 
-def check_lockcount(paths, rounds, procs):
+def check_lockcount(paths, rounds, procs, reopen):
     n = len(paths)
     fd = os.open(paths[0], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     write_all(fd, b"%15d\n" % 0, 0)
@@ -1070,6 +1073,9 @@ def check_lockcount(paths, rounds, procs):
                 fd = os.open(p, os.O_RDWR)
                 os.read(go_r, 1)
                 for _ in range(rounds):
+                    if reopen:
+                        os.close(fd)
+                        fd = os.open(p, os.O_RDWR)
                     fcntl.lockf(fd, fcntl.LOCK_EX)
                     v = int(os.pread(fd, 16, 0))
                     write_all(fd, b"%15d\n" % (v + 1), 0)
@@ -1107,7 +1113,8 @@ def check_lockcount(paths, rounds, procs):
     dt = time.monotonic() - t0
     total = n * procs * rounds
     info(f"{n * procs} processes x {rounds} locked increments in {dt:.1f} s")
-    what = f"lock counter: {n * procs} processes on {n} nodes, {rounds} locked increments each"
+    what = (f"lock counter: {n * procs} processes on {n} nodes, {rounds} locked increments each"
+            + (", each opening and closing the file" if reopen else ""))
     finals = []
     for p in paths:
         with open(p, "rb") as fi:
@@ -1154,6 +1161,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--records", type=int, default=2000)
     ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--reopen", action="store_true")
     ap.add_argument("--stats", type=int, default=10000)
     ap.add_argument("--reads", type=int, default=100)
     a = ap.parse_args()
@@ -1174,7 +1182,7 @@ def main():
         elif c == "locks":
             check_locks(a.paths)
         elif c == "lockcount":
-            check_lockcount(a.paths, a.rounds, a.procs)
+            check_lockcount(a.paths, a.rounds, a.procs, a.reopen)
         elif c == "statloop":
             check_statloop(a.paths[0], a.stats, a.reads)
     except OSError as e:

@@ -15,7 +15,9 @@
 #    the lock, granted after unlock or close; byte ranges and shared read
 #    locks; F_SETLKW waits until the holder unlocks, closes or exits;
 #  - a lock counter: 3 processes on each node, 200 locked increments each,
-#    ends at the total with no value written twice;
+#    ends at the total with no value written twice; again with every
+#    increment opening and closing the file (the RELEASE of a closed
+#    descriptor must not drop the lock taken through the next one);
 #  - caching: after a warm-up, 10,000 stat() and 100 whole-file re-reads on
 #    node2 (a client) send no message (cluster.messages.sent unchanged, once
 #    the requests it keeps until durable are: cluster.unsafe.kept 0) and
@@ -70,6 +72,7 @@ mapfile -t P < <(node_paths locks/l1)
 run_io locks "${P[@]}"
 mapfile -t P < <(node_paths locks/counter)
 run_io lockcount --rounds 200 --procs 3 "${P[@]}"
+run_io lockcount --rounds 200 --procs 3 --reopen "${P[@]}"
 
 check_nodes_alive
 cross_node_rw after-meta-checks
