@@ -726,7 +726,6 @@ int main(int argc, char **argv)
 	struct cxfsd d = { .entry_timeout = 3600, .attr_timeout = 3600,
 			   .flk = { .mu = PTHREAD_MUTEX_INITIALIZER,
 				    .cv = PTHREAD_COND_INITIALIZER },
-			   .owners = { .mu = PTHREAD_MUTEX_INITIALIZER },
 			   .admin_mu = PTHREAD_MUTEX_INITIALIZER };
 	struct vnode *root = NULL;
 	int rc;

@@ -32,18 +32,8 @@ struct cxfsd_flk {
 };
 
 /*
- * Which open file descriptions set record locks of each owner on each
- * inode (fuse_ops.c, "Record locks of an open file description").
- */
-#define CXFSD_OWNER_BUCKETS 256
-struct cxfsd_owners {
-	pthread_mutex_t mu;           /* a leaf */
-	struct cxfsd_owner *hash[CXFSD_OWNER_BUCKETS];   /* protected by mu */
-};
-
-/*
- * One mounted filesystem; every field but flk and owners (which have their
- * own mutexes) is constant while the session runs.
+ * One mounted filesystem; every field but flk (which has its own mutex) is
+ * constant while the session runs.
  */
 struct cxfsd {
 	struct xvm_vol *dev;          /* the volume */
@@ -63,7 +53,6 @@ struct cxfsd {
 	_Atomic(struct fuse_session *) se;
 	atomic_uint notifying;        /* invalidations in progress on se */
 	struct cxfsd_flk flk;         /* lock releases in flight */
-	struct cxfsd_owners owners;   /* record lock owners of open file descriptions */
 	pthread_mutex_t admin_mu;     /* a leaf: protects admin */
 	struct cxfsd_admin *admin;    /* the admin socket, while it serves */
 };

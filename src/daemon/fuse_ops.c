@@ -432,40 +432,38 @@ static void set_open_flags(fuse_req_t req, struct fuse_file_info *fi)
  * does), so nothing dropped them: they stayed until the file was forgotten
  * (found by lockmodel.py --ofd).  Each description therefore has a handle
  * (fi->fh, made at open) listing the owners that set record locks through
- * it, and the daemon keeps, per owner and inode, how many open
- * descriptions did and whether the owner ever closed the file (FLUSH,
- * which only a process sends: its owner is the process's, never a
- * description's).  A RELEASE that ends the last of those descriptions
- * drops the owner's record locks on the inode if it never closed it: an
- * OFD lock's owner is its description, so that is its release.  A
- * process's POSIX locks went at its close already (FLUSH) and are never
- * dropped here: the RELEASE comes after close() returned, when the process
- * may hold a new lock through a new descriptor (a lost locked increment
- * in t_recover_kill showed it).
+ * it.  Every close(2) sends a FLUSH through the description it closes,
+ * with the closing process's owner, which drops that process's POSIX
+ * locks (op_flush) and leaves the list; a description is released only
+ * after every descriptor of it was closed, so the owners still listed at
+ * its RELEASE are owners that never closed it: descriptions, whose OFD
+ * locks go now.  A process's POSIX locks are never dropped there: the
+ * RELEASE comes after close() returned, when the process may hold a new
+ * lock through its next descriptor (a lost locked increment in
+ * t_recover_kill showed it).
  */
 struct cxfsd_fh {
-	atomic_size_t n;                /* owners in @owner; under d->owners.mu to change */
-	size_t cap;
-	uint64_t *owner;
+	pthread_mutex_t mu;             /* protects the fields below */
+	size_t n, cap;
+	uint64_t *owner;                /* owners that set record locks through it */
 };
 
-struct cxfsd_owner {
-	uint64_t owner, ino;
-	unsigned fhs;                   /* open descriptions that set its locks on ino */
-	bool process;                   /* it closed ino (FLUSH): a process, not a description */
-	struct cxfsd_owner *next;
-};
-
-static struct cxfsd_fh *fh_of(const struct fuse_file_info *fi)
+static struct cxfsd_fh *fh_of(uint64_t fh)
 {
-	return (struct cxfsd_fh *)(uintptr_t)fi->fh;
+	return (struct cxfsd_fh *)(uintptr_t)fh;
 }
 
 bool cxfsd_fh_locked(uint64_t fh)
 {
-	struct cxfsd_fh *h = (struct cxfsd_fh *)(uintptr_t)fh;
+	struct cxfsd_fh *h = fh_of(fh);
+	bool locked = false;
 
-	return h && atomic_load(&h->n) > 0;
+	if (h) {
+		pthread_mutex_lock(&h->mu);
+		locked = h->n > 0;
+		pthread_mutex_unlock(&h->mu);
+	}
+	return locked;
 }
 
 /* Give an opened file its handle; 0 or -ENOMEM. */
@@ -475,45 +473,36 @@ static int fh_open(struct fuse_file_info *fi)
 
 	if (!h)
 		return -ENOMEM;
+	pthread_mutex_init(&h->mu, NULL);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	return 0;
 }
 
 static void fh_free(struct fuse_file_info *fi)
 {
-	struct cxfsd_fh *h = fh_of(fi);
+	struct cxfsd_fh *h = fh_of(fi->fh);
 
-	if (h)
+	if (h) {
+		pthread_mutex_destroy(&h->mu);
 		free(h->owner);
-	free(h);
+		free(h);
+	}
 	fi->fh = 0;
 }
 
-static struct cxfsd_owner **owner_slot(struct cxfsd_owners *o, uint64_t owner, uint64_t ino)
+/* @fi's owner sets a record lock through it: list it; 0 or -ENOMEM. */
+static int fh_note_owner(struct fuse_file_info *fi)
 {
-	struct cxfsd_owner **pp = &o->hash[((owner ^ ino) * UINT64_C(0x9E3779B97F4A7C15)) >> 56];
-
-	while (*pp && ((*pp)->owner != owner || (*pp)->ino != ino))
-		pp = &(*pp)->next;
-	return pp;
-}
-
-/* @fi's owner sets a record lock on @ino through it: note both; 0 or -ENOMEM. */
-static int fh_note_owner(struct cxfsd *d, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct cxfsd_fh *h = fh_of(fi);
-	struct cxfsd_owner **pp, *e;
-	size_t n;
+	struct cxfsd_fh *h = fh_of(fi->fh);
 	int rc = 0;
 
 	if (!h)
 		return 0;
-	pthread_mutex_lock(&d->owners.mu);
-	n = atomic_load(&h->n);
-	for (size_t i = 0; i < n; i++)
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->n; i++)
 		if (h->owner[i] == fi->lock_owner)
 			goto out;
-	if (n == h->cap) {
+	if (h->n == h->cap) {
 		size_t cap = h->cap ? h->cap * 2 : 2;
 		uint64_t *v = realloc(h->owner, cap * sizeof(*v));
 
@@ -524,63 +513,37 @@ static int fh_note_owner(struct cxfsd *d, fuse_ino_t ino, struct fuse_file_info 
 		h->owner = v;
 		h->cap = cap;
 	}
-	pp = owner_slot(&d->owners, fi->lock_owner, ino);
-	if (!*pp) {
-		e = calloc(1, sizeof(*e));
-		if (!e) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		e->owner = fi->lock_owner;
-		e->ino = ino;
-		*pp = e;
-	}
-	(*pp)->fhs++;
-	h->owner[n] = fi->lock_owner;
-	atomic_store(&h->n, n + 1);
+	h->owner[h->n++] = fi->lock_owner;
 out:
-	pthread_mutex_unlock(&d->owners.mu);
+	pthread_mutex_unlock(&h->mu);
 	return rc;
 }
 
-/* Owner @owner closed @ino (FLUSH): it is a process. */
-static void owner_closed(struct cxfsd *d, fuse_ino_t ino, uint64_t owner)
+/* A process closes a descriptor of @fi (FLUSH, with its owner): it leaves the list. */
+static void fh_owner_closed(struct fuse_file_info *fi)
 {
-	struct cxfsd_owner *e;
+	struct cxfsd_fh *h = fh_of(fi->fh);
 
-	pthread_mutex_lock(&d->owners.mu);
-	e = *owner_slot(&d->owners, owner, ino);
-	if (e)
-		e->process = true;
-	pthread_mutex_unlock(&d->owners.mu);
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->n; i++)
+		if (h->owner[i] == fi->lock_owner) {
+			h->owner[i] = h->owner[--h->n];
+			break;
+		}
+	pthread_mutex_unlock(&h->mu);
 }
 
-/*
- * @fi's description ends: drop the record locks of the descriptions' own
- * owners it was the last of (not processes').
- */
+/* @fi's description ends: its own owners' record locks on @ino go. */
 static void fh_release_owners(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cxfsd *d = D(req);
-	struct cxfsd_fh *h = fh_of(fi);
-	size_t n = h ? atomic_load(&h->n) : 0;
+	struct cxfsd_fh *h = fh_of(fi->fh);
 
-	for (size_t i = 0; i < n; i++) {
-		struct cxfsd_owner **pp, *gone = NULL;
+	for (size_t i = 0; h && i < h->n; i++) {
+		struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { h->owner[i], 0 } };
 
-		pthread_mutex_lock(&d->owners.mu);
-		pp = owner_slot(&d->owners, h->owner[i], ino);
-		if (*pp && --(*pp)->fhs == 0) {
-			gone = *pp;
-			*pp = gone->next;
-		}
-		pthread_mutex_unlock(&d->owners.mu);
-		if (gone && !gone->process) {
-			struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { gone->owner, 0 } };
-
-			(void)call_ino(req, ino, &c);   /* the kernel ignores RELEASE's answer */
-		}
-		free(gone);
+		(void)call_ino(req, ino, &c);   /* the kernel ignores RELEASE's answer */
 	}
 }
 
@@ -761,18 +724,19 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vn_call c = { .op = VN_OP_RELEASE, .u.release = { fi->lock_owner, 0 } };
 
-	owner_closed(D(req), ino, fi->lock_owner);
+	fh_owner_closed(fi);
 	fuse_reply_err(req, -call_ino(req, ino, &c));
 }
 
 static void lock_release_done(struct cxfsd *d);
 static uint64_t lock_releases_done(struct cxfsd *d);
 static int lock_releases_settle(fuse_req_t req, uint64_t done0);
+static int lock_call(fuse_req_t req, fuse_ino_t ino, struct vn_call *c);
 
 /*
  * Valid replies: fuse_reply_err.  The last close of an open file
  * description: if it used flock(2) (cluster mode), its lock goes now, and
- * so do the record locks of owners it was the last description of (above).
+ * so do the record locks of its own owners, OFD locks (above).
  */
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -1091,22 +1055,12 @@ static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 	struct vn_flock lk;
 	struct vn_call c = { .op = VN_OP_SETLK,
 			     .u.setlk = { &lk, sleep, req_interrupted, req } };
-	uint64_t done0;
 	int rc = 0;
 
 	flock_from_posix(fl, fi, &lk);
 	if (lk.type != F_UNLCK)
-		rc = fh_note_owner(D(req), ino, fi);
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	done0 = lock_releases_done(D(req));
-	rc = call_ino(req, ino, &c);
-	/* Refused because of a lock a RELEASE queued before is dropping? */
-	if (rc == -EAGAIN && lock_releases_settle(req, done0))
-		rc = call_ino(req, ino, &c);
-	fuse_reply_err(req, -rc);
+		rc = fh_note_owner(fi);
+	fuse_reply_err(req, -(rc ? rc : lock_call(req, ino, &c)));
 }
 
 /* ---- flock ---------------------------------------------------------------
@@ -1236,6 +1190,21 @@ static int lock_releases_settle(fuse_req_t req, uint64_t done0)
 }
 
 /*
+ * A lock request @c (flock or record lock); refused (EAGAIN, which is
+ * EWOULDBLOCK) because of a lock a RELEASE queued before it is dropping,
+ * it waits for those releases and asks once more.
+ */
+static int lock_call(fuse_req_t req, fuse_ino_t ino, struct vn_call *c)
+{
+	uint64_t done0 = lock_releases_done(D(req));
+	int rc = call_ino(req, ino, c);
+
+	if (rc == -EAGAIN && lock_releases_settle(req, done0))
+		rc = call_ino(req, ino, c);
+	return rc;
+}
+
+/*
  * Valid replies: fuse_reply_err.  LOCK_SH, LOCK_EX (converting the
  * description's lock, not atomically, as Linux) or LOCK_UN; without LOCK_NB
  * the wait ends with EINTR when the kernel interrupts the request.
@@ -1246,9 +1215,6 @@ static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 			       .pid = fuse_req_ctx(req)->pid, .is_flock = 1 };
 	struct vn_call c = { .op = VN_OP_SETLK,
 			     .u.setlk = { &lk, !(op & LOCK_NB), req_interrupted, req } };
-	uint64_t done0;
-	int rc;
-
 	switch (op & ~LOCK_NB) {
 	case LOCK_SH:
 		lk.type = F_RDLCK;
@@ -1263,11 +1229,7 @@ static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, 
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	done0 = lock_releases_done(D(req));
-	rc = call_ino(req, ino, &c);
-	if (rc == -EWOULDBLOCK && lock_releases_settle(req, done0))
-		rc = call_ino(req, ino, &c);
-	fuse_reply_err(req, -rc);
+	fuse_reply_err(req, -lock_call(req, ino, &c));
 }
 
 /* Ask the kernel for what makes a filesystem fast and ext4-like. */
