@@ -57,6 +57,7 @@
 #include "xvm/xvm.h"
 #include "cluster/cl_wire.h"
 #include "common/cx_intr.h"
+#include "common/cx_rlock.h"
 
 #define B(t) (1u << (t))
 /* A change this node does not make itself (async_create, own_pin): the server makes it. */
@@ -2321,6 +2322,7 @@ static int c_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	/* A node that shares the file by ranges reads by ranges (cl_range.c). */
 	bool shared = len > 0 && cl_range_reads(cx, ci);
 	struct cl_range_hold rh = { 0 };
+	struct cx_rlock_hold ioh;
 	uint64_t ra_end = UINT64_MAX;
 	struct tok_set want;
 	int rc;
@@ -2363,8 +2365,8 @@ again:
 		}
 		ra_end = (rh.next << CL_RANGE_SHIFT) / cx->bs;
 	}
-	/* This node's buffered writes wait: the read sees each whole or not at all. */
-	pthread_rwlock_rdlock(&ci->io_rw);
+	/* This node's buffered writes of these bytes wait: the read sees each whole or not at all. */
+	cx_rlock_lock(ci->io, &ioh, off, off + len, false);
 	pthread_mutex_lock(&ci->mu);
 	if (S_ISDIR(ci->attr.mode) && ci->attr_valid) {
 		rc = -EISDIR;
@@ -2391,7 +2393,7 @@ again:
 		rc = (int)len;
 out_unlock:
 	pthread_mutex_unlock(&ci->mu);
-	pthread_rwlock_unlock(&ci->io_rw);
+	cx_rlock_unlock(ci->io, &ioh);
 	cl_range_release(cx, &rh);
 	c_release_toks(cb, &want);
 	cl_io_end(cx, ci);
@@ -2764,19 +2766,22 @@ static int wb_sync(struct cl_ctx *cx, struct cl_inode *ci)
 }
 
 /*
- * Take @ci's io_rw for write @c, with every token and range it needs held
- * already: exclusive, so that this node's reads see the write whole or not
- * at all (they let cl_inode.mu go while they read the volume, and the
- * write-back of what the write caches can reach the volume meanwhile);
- * shared for O_DIRECT, whose writers go on in parallel (as XFS's), and for
- * the write-back of a shared map's pages (VN_IO_PAGES).  true.
+ * Hold @c's bytes in @ci's I/O lock, with every token and range the write
+ * needs held already: as a writer, so that this node's reads see the write
+ * whole or not at all (they let cl_inode.mu go while they read the volume,
+ * and the write-back of what the write caches can reach the volume
+ * meanwhile); as a reader for O_DIRECT, whose writers go on in parallel
+ * (as XFS's), and for the write-back of a shared map's pages
+ * (VN_IO_PAGES).  An O_APPEND write, whose place is known only later,
+ * holds the whole file.  true.
  */
-static bool io_lock(struct cl_inode *ci, const struct vn_call *c)
+static bool io_lock(struct cl_inode *ci, const struct vn_call *c, struct cx_rlock_hold *h)
 {
-	if (c->u.write.flags & (O_DIRECT | VN_IO_PAGES))
-		pthread_rwlock_rdlock(&ci->io_rw);
-	else
-		pthread_rwlock_wrlock(&ci->io_rw);
+	uint64_t off = c->u.write.off, end = off + c->u.write.size;
+
+	if (c->u.write.flags & O_APPEND)
+		off = 0, end = UINT64_MAX;
+	cx_rlock_lock(ci->io, h, off, end, !(c->u.write.flags & (O_DIRECT | VN_IO_PAGES)));
 	return true;
 }
 
@@ -2794,6 +2799,7 @@ static int c_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	/* Sharing the file with other nodes' writers: direct, or buffered by byte ranges. */
 	bool shared = cl_write_shares(c, cx->bs) || cl_range_wanted(cx, ci, c);
 	struct cl_range_hold rh = { 0 };
+	struct cx_rlock_hold ioh;
 	struct tok_set want;
 	bool iolk = false;
 	int rc;
@@ -2824,7 +2830,7 @@ again:
 	if (!behind)
 		(void)wb_flush(cx, ci);
 	if (!shared)
-		iolk = io_lock(ci, c);
+		iolk = io_lock(ci, c, &ioh);
 	pthread_mutex_lock(&ci->mu);
 	if (!size_known(ci)) {
 		ci->map_valid = false;
@@ -2856,7 +2862,7 @@ again:
 			}
 			goto again;
 		}
-		iolk = io_lock(ci, c);
+		iolk = io_lock(ci, c, &ioh);
 		pthread_mutex_lock(&ci->mu);
 	}
 	if (c->u.write.flags & O_APPEND) {
@@ -2905,7 +2911,7 @@ again:
 out:
 	pthread_mutex_unlock(&ci->mu);
 	if (iolk)
-		pthread_rwlock_unlock(&ci->io_rw);
+		cx_rlock_unlock(ci->io, &ioh);
 	cl_range_release(cx, &rh);
 	c_release_toks(cb, &want);
 	cl_io_end(cx, ci);

@@ -3,7 +3,7 @@
  * context, the per-inode client state, and the entry points each file
  * offers the others.
  *
- * Lock order: (shaping blocked) -> vnode head -> cl_inode.io_rw -> cl_inode.flush_mu -> cl_inode.mu
+ * Lock order: (shaping blocked) -> vnode head -> cl_inode.io -> cl_inode.flush_mu -> cl_inode.mu
  *             -> cl_ctx.imu -> cl_ctx.mu; the data cache's mutex (cl_pcache.h)
  *             is a leaf, taken under cl_inode.mu or under a write-back's
  *             job mutex (cl_client.c, struct wb_job; taken under flush_mu,
@@ -123,13 +123,13 @@ struct cl_inode {
 	unsigned refs;                  /* under cl_ctx.imu */
 	struct cl_inode *hnext;         /* under cl_ctx.imu */
 	/*
-	 * This node's reads and writes of the file's data against each other:
-	 * a read (shared) sees a buffered write (exclusive) whole or not at
-	 * all, though it lets cl_inode.mu go while it reads the volume.
-	 * Taken once every token and range the call needs is held, never
-	 * across a wait for one (cl_client.c, c_read and c_write).
+	 * This node's reads and writes of the file's data against each other,
+	 * by the bytes they touch (cx_rlock.h): a read sees a buffered write
+	 * whole or not at all, though it lets cl_inode.mu go while it reads
+	 * the volume.  Taken once every token and range the call needs is
+	 * held, never across a wait for one (cl_client.c, c_read and c_write).
 	 */
-	pthread_rwlock_t io_rw;
+	struct cx_rlock *io;
 	pthread_mutex_t flush_mu;       /* serializes writing back cached data and publishing runs */
 	pthread_mutex_t mu;             /* protects everything below */
 	bool has_exist;                 /* holds a reference on its EXIST token */

@@ -35,7 +35,7 @@
 #include "xvm/xvm.h"
 #include "cluster/cl_wire.h"
 #include "common/cx_intr.h"
-#include "common/cx_util.h"
+#include "common/cx_rlock.h"
 #include "membership/cms.h"
 #include "membership/cms_config.h"
 #include "meta/meta_sb.h"
@@ -67,7 +67,7 @@ struct cl_inode *cl_inode_get(struct cl_ctx *cx, uint64_t ino, bool create)
 		;
 	if (!ci && create) {
 		ci = calloc(1, sizeof(*ci));
-		if (ci && cx_rwlock_init_writer_first(&ci->io_rw)) {
+		if (ci && !(ci->io = cx_rlock_new())) {
 			free(ci);
 			ci = NULL;
 		}
@@ -139,7 +139,7 @@ void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci)
 	cl_pcf_destroy(cx->pc, ci->pcf);
 	pthread_mutex_destroy(&ci->mu);
 	pthread_mutex_destroy(&ci->flush_mu);
-	pthread_rwlock_destroy(&ci->io_rw);
+	cx_rlock_free(ci->io);
 	free(ci);
 }
 

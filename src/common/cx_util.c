@@ -116,17 +116,3 @@ int cx_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 	}
 	return 0;
 }
-
-int cx_rwlock_init_writer_first(pthread_rwlock_t *l)
-{
-	pthread_rwlockattr_t at;
-	int rc = pthread_rwlockattr_init(&at);
-
-	if (rc)
-		return -rc;
-	rc = pthread_rwlockattr_setkind_np(&at, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	if (!rc)
-		rc = pthread_rwlock_init(l, &at);
-	pthread_rwlockattr_destroy(&at);
-	return -rc;
-}

@@ -5,7 +5,6 @@
 #ifndef CXFS_CX_UTIL_H
 #define CXFS_CX_UTIL_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -26,13 +25,5 @@ int cx_write_full(int fd, const void *buf, size_t len);
  * 65535) into @ss and @len.  0 or -EINVAL.
  */
 int cx_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len);
-
-/*
- * Initialize a reader-writer lock on which a waiting writer goes before
- * readers that come after it (glibc prefers readers by default, so a
- * stream of readers could keep a writer waiting for ever).  Its readers
- * must not take it twice.  0 or -errno.
- */
-int cx_rwlock_init_writer_first(pthread_rwlock_t *l);
 
 #endif

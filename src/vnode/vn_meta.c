@@ -36,7 +36,6 @@
 #include <sys/stat.h>
 
 #include "common/cx_rlock.h"
-#include "common/cx_util.h"
 #include "xvm/xvm.h"
 #include "meta/meta_store.h"
 #include "vnode/vn_lock.h"
@@ -713,12 +712,7 @@ int vn_meta_shape(void *arg, struct vnode *vn)
 		free(n);
 		return -ENOMEM;
 	}
-	rc = cx_rwlock_init_writer_first(&n->iolock);
-	if (rc) {
-		cx_rlock_free(n->bytes);
-		free(n);
-		return rc;
-	}
+	pthread_rwlock_init(&n->iolock, NULL);
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_mutex_init(&n->note_mu, NULL);
 	pthread_cond_init(&n->cv, NULL);
