@@ -10,18 +10,21 @@
  * node's byte-range lock (cx_rlock.h), so that a read sees such a write
  * whole or not at all (POSIX; in a cluster every read(2) and write(2)
  * reaches the daemon whole, and a read that mixed a local write's old and
- * new bytes was seen), while I/O of other bytes goes on.  A write over blocks that already hold data
- * goes straight to the volume.  A write that needs new blocks first claims
- * its block range in the node's list of allocations in flight (a second
- * writer of an overlapping range waits for it), reserves blocks, writes the
+ * new bytes was seen), while I/O of other bytes goes on.  A write over
+ * blocks that already hold data goes straight to the volume.  A write that
+ * needs new blocks first claims its block range in a second byte-range lock,
+ * of blocks in allocation (a second writer of an overlapping range waits
+ * for it), reserves blocks, writes the
  * data padded with zeros to whole blocks, and only then records the extent,
  * so no crash can leave a file pointing at blocks that were never written,
  * and sequential writers with many requests in flight (O_DIRECT, async I/O)
  * allocate and write concurrently.
  *
  * Lock order: vnode head (read, taken by vn_call) -> meta node I/O lock ->
- *             byte range (held across I/O; its mutex is a leaf) -> node mutex (allocations in flight; never held across I/O or a
- *             store call) ; I/O lock -> note mutex (write notes) -> store
+ *             byte range (held across I/O) -> claimed blocks (held across
+ *             I/O; both locks' mutexes are leaves) -> node mutex (allocation
+ *             goal; never held across I/O or a store call) ; I/O lock ->
+ *             note mutex (write notes) -> store
  *             mutex (inside meta_*) ; the lock manager's mutex is a leaf.
  */
 #include "vnode/vn_meta.h"
@@ -52,21 +55,14 @@ struct vn_meta_fs {
 	atomic_uint_fast64_t reads, writes, bytes_read, bytes_written, allocs;
 };
 
-/* A block range some writer is allocating and writing. */
-struct vn_meta_claim {
-	uint64_t fblk, lblk;         /* file blocks [fblk, lblk) */
-	struct vn_meta_claim *next;
-};
-
 struct vn_meta_node {
 	struct vn_bhv bhv;           /* our place on the chain */
 	struct vn_meta_fs *fs;       /* constant */
 	pthread_rwlock_t iolock;     /* shared: read and write; exclusive: truncate,
 				      * punch, fallocate */
 	struct cx_rlock *bytes;      /* the bytes a read or a buffered write works on */
+	struct cx_rlock *claims;     /* file blocks being allocated and written */
 	pthread_mutex_t mu;          /* protects the fields below */
-	pthread_cond_t cv;           /* broadcast when a claim ends */
-	struct vn_meta_claim *claims;  /* allocations in flight */
 	uint64_t next_fblk;          /* where the last allocation ended (file block) */
 	uint64_t next_pblk;          /* ... and on the volume: the goal for the next */
 	pthread_mutex_t note_mu;     /* serializes write notes; protects the two below */
@@ -460,37 +456,6 @@ out:
 	return rc;
 }
 
-/* Wait until no other writer allocates blocks overlapping @cl, then claim them. */
-static void claim_range(struct vn_meta_node *n, struct vn_meta_claim *cl)
-{
-	pthread_mutex_lock(&n->mu);
-	for (;;) {
-		struct vn_meta_claim *o;
-
-		for (o = n->claims; o; o = o->next)
-			if (o->fblk < cl->lblk && cl->fblk < o->lblk)
-				break;
-		if (!o)
-			break;
-		pthread_cond_wait(&n->cv, &n->mu);
-	}
-	cl->next = n->claims;
-	n->claims = cl;
-	pthread_mutex_unlock(&n->mu);
-}
-
-static void unclaim_range(struct vn_meta_node *n, struct vn_meta_claim *cl)
-{
-	struct vn_meta_claim **pp;
-
-	pthread_mutex_lock(&n->mu);
-	for (pp = &n->claims; *pp != cl; pp = &(*pp)->next)
-		;
-	*pp = cl->next;
-	pthread_cond_broadcast(&n->cv);
-	pthread_mutex_unlock(&n->mu);
-}
-
 static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct vn_meta_node *n = node_of(self);
@@ -514,11 +479,11 @@ static int m_write(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 		cx_rlock_lock(n->bytes, &bh, off, off + len, true);
 	rc = write_range(n, ino, c->u.write.buf, off, len, 0, &done);
 	if (rc == -EAGAIN) {
-		struct vn_meta_claim claim = { off / fs->bs, (off + len + fs->bs - 1) / fs->bs, NULL };
+		struct cx_rlock_hold claim;
 
-		claim_range(n, &claim);
+		cx_rlock_lock(n->claims, &claim, off / fs->bs, (off + len + fs->bs - 1) / fs->bs, true);
 		rc = write_range(n, ino, c->u.write.buf, off, len, 1, &done);
-		unclaim_range(n, &claim);
+		cx_rlock_unlock(n->claims, &claim);
 	}
 	pthread_rwlock_unlock(&n->iolock);
 	/* A write cut short (ENOSPC) returns what it wrote, as write(2) does. */
@@ -663,7 +628,7 @@ static void m_destroy(struct vn_bhv *self, struct vnode *vn)
 	cx_rlock_free(n->bytes);
 	pthread_mutex_destroy(&n->mu);
 	pthread_mutex_destroy(&n->note_mu);
-	pthread_cond_destroy(&n->cv);
+	cx_rlock_free(n->claims);
 	free(n);
 }
 
@@ -708,14 +673,16 @@ int vn_meta_shape(void *arg, struct vnode *vn)
 		return -ENOMEM;
 	n->fs = arg;
 	n->bytes = cx_rlock_new();
-	if (!n->bytes) {
+	n->claims = cx_rlock_new();
+	if (!n->bytes || !n->claims) {
+		cx_rlock_free(n->bytes);
+		cx_rlock_free(n->claims);
 		free(n);
 		return -ENOMEM;
 	}
 	pthread_rwlock_init(&n->iolock, NULL);
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_mutex_init(&n->note_mu, NULL);
-	pthread_cond_init(&n->cv, NULL);
 	n->bhv.ops = &vn_meta_ops;
 	n->bhv.priv = n;
 	rc = vn_bhv_insert(vn, &n->bhv);
