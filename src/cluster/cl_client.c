@@ -793,8 +793,14 @@ int cl_client_duty(struct cl_ctx *cx, uint64_t ino, enum tok_duty duty, struct t
 	uint64_t file, off, end;
 	int rc = 0;
 
-	if (cl_range_of(ino, &file, &off, &end))
-		return range_duty(cx, file, off, end, duty);
+	if (cl_range_of(ino, &file, &off, &end)) {
+		/* Only a directory's bucket carries NAME (cl_bucket_key). */
+		if (duty == TOK_DUTY_INVAL_NAMES)
+			cl_names_drop_bucket(cx, file, ino);
+		else
+			rc = range_duty(cx, file, off, end, duty);
+		return rc;
+	}
 	switch (duty) {
 	case TOK_DUTY_FLUSH:
 		rc = flush_ino(cx, ino);
@@ -1054,6 +1060,35 @@ static bool dir_uncached(struct cl_cbhv *cb, unsigned absent)
 }
 
 /*
+ * Shared directories (docs/ARCHITECTURE.md, "Shared directories"): nodes
+ * that change names in one directory at once each hold its NAME, TIMES and
+ * SIZE at SHARED_WRITE (its ATTR at READ) and, below them, the buckets of
+ * the names they change at WRITE (of those they look up, at READ): a node
+ * knows every name of a bucket it holds (read once, bucket_names) and makes
+ * its changes there itself, as a lone node does (async_create), and the
+ * directory's times it shows are its own view of them, merged by the
+ * server when they go back.  Is @cb's directory shared here now?
+ */
+static bool names_shared(struct cl_cbhv *cb)
+{
+	struct tok_set held;
+
+	tok_client_cached(cb->cx->tc, cb->ci->ino, &held);
+	return held.level[TOK_NAME] == TOK_SWRITE;
+}
+
+/* A shared directory's tokens: its attributes as a sharer sees them, and (@names) NAME. */
+static void shared_dir_set(struct tok_set *s, bool names)
+{
+	tok_set_clear(s);
+	tok_set_add(s, TOK_TIMES, TOK_SWRITE);
+	tok_set_add(s, TOK_SIZE, TOK_SWRITE);
+	tok_set_add(s, TOK_ATTR, TOK_READ);
+	if (names)
+		tok_set_add(s, TOK_NAME, TOK_SWRITE);
+}
+
+/*
  * A busy directory's attributes @a, fresh from the server: once its ctime,
  * which every change of a name moves, stays the same for CL_QUIET_NS of
  * this node's clock, nobody changes it any more and it rests now, without
@@ -1089,7 +1124,9 @@ static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	cl_pages_check(cx, ci->ino);
 	set_of(&want, B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
-	if (c->op == VN_OP_GETATTR && dir_uncached(cb, B(TOK_NAME) | B(TOK_ATTR))) {
+	if (names_shared(cb)) {
+		shared_dir_set(&want, false);   /* this node's own view of its times */
+	} else if (c->op == VN_OP_GETATTR && dir_uncached(cb, B(TOK_NAME) | B(TOK_ATTR))) {
 		/* A busy directory's attributes change with every name: ask, keep nothing. */
 		c->uncached = 1;
 		atomic_fetch_add(&cx->stats.attr_misses, 1);
@@ -1210,6 +1247,137 @@ static void read_whole(struct cl_cbhv *cb, const struct vn_cred *cred)
 }
 
 /*
+ * Learn every name of bucket @key of @cb's directory, which this node holds
+ * (and NAME at SWRITE or better) with references: asked of the server,
+ * which recalls the bucket from a node that changes names there (their
+ * changes come first).  Held with references across the call, as a range
+ * is (docs/ARCHITECTURE.md, "Shared directories": the server's read lends
+ * them, so they stand in no one's way).  0 or -errno (ASK_SERVER: too many).
+ */
+static int bucket_names(struct cl_cbhv *cb, uint64_t key, const struct vn_cred *cred)
+{
+	struct cl_inode *ci = cb->ci;
+	struct cl_whole w = { NULL, 0, false };
+	struct vn_call r = { .op = VN_OP_READDIR, .cred = cred,
+			     .u.readdir = { 0, 0, whole_fill, &w, key } };
+	int rc = forward(cb->cx, ci->ino, &r, NULL);
+
+	if (!rc && w.too_many)
+		rc = ASK_SERVER;
+	pthread_mutex_lock(&ci->mu);
+	if (!rc) {
+		for (struct cl_dent *d = w.list; d; d = d->next)
+			cl_dent_set(ci, d->name, d->ino);
+		rc = cl_bucket_note(ci, key);
+	}
+	pthread_mutex_unlock(&ci->mu);
+	while (w.list) {
+		struct cl_dent *d = w.list;
+
+		w.list = d->next;
+		free(d);
+	}
+	return rc;
+}
+
+/* What a shared directory's change or lookup holds: the directory's tokens and its buckets'. */
+struct shared_pin {
+	struct tok_set dir, bkt;
+	uint64_t keys[2];
+	int nkeys;
+};
+
+static void shared_unpin(struct cl_cbhv *cb, struct shared_pin *p)
+{
+	for (int i = 0; i < p->nkeys; i++)
+		tok_client_release(cb->cx->tc, p->keys[i], &p->bkt);
+	c_release_toks(cb, &p->dir);
+}
+
+/*
+ * Hold a shared directory's tokens (@change: to change names, else to look
+ * one up) and the buckets of @names at WRITE (@change) or READ, in
+ * ascending order of keys after the directory's, each bucket's names
+ * known; a change also needs the directory's attributes (a removed
+ * directory must refuse).  0, ASK_SERVER (nothing held), or -errno.
+ */
+static int shared_pin(struct cl_cbhv *cb, const char *const *names, int n, bool change,
+		      const struct vn_cred *cred, struct shared_pin *p)
+{
+	struct cl_ctx *cx = cb->cx;
+	struct cl_inode *ci = cb->ci;
+	bool filled, valid;
+	int rc, held = 0;
+
+	p->nkeys = 0;
+	for (int i = 0; i < n; i++) {
+		uint64_t k = cl_bucket_key(ci->ino, names[i]);
+
+		if (!k)
+			return ASK_SERVER;
+		if (p->nkeys && p->keys[0] == k)
+			continue;
+		p->keys[p->nkeys++] = k;
+	}
+	if (p->nkeys == 2 && p->keys[1] < p->keys[0]) {
+		uint64_t k = p->keys[0];
+
+		p->keys[0] = p->keys[1];
+		p->keys[1] = k;
+	}
+	if (change) {
+		shared_dir_set(&p->dir, true);
+	} else {
+		tok_set_clear(&p->dir);
+		tok_set_add(&p->dir, TOK_NAME, TOK_SWRITE);
+	}
+	tok_set_clear(&p->bkt);
+	tok_set_add(&p->bkt, TOK_NAME, change ? TOK_WRITE : TOK_READ);
+	rc = c_acquire(cb, &p->dir);
+	if (rc)
+		return rc;
+	for (; held < p->nkeys; held++)
+		if ((rc = cl_acquire(cx, p->keys[held], &p->bkt)))
+			goto fail;
+	for (int i = 0; i < p->nkeys; i++) {
+		pthread_mutex_lock(&ci->mu);
+		filled = cl_bucket_filled(ci, p->keys[i]);
+		pthread_mutex_unlock(&ci->mu);
+		if (!filled && (rc = bucket_names(cb, p->keys[i], cred)))
+			goto fail;
+	}
+	if (change) {
+		pthread_mutex_lock(&ci->mu);
+		valid = ci->attr_valid;
+		pthread_mutex_unlock(&ci->mu);
+		if (!valid) {
+			struct vn_attr a;
+			struct vn_call g = { .op = VN_OP_GETATTR, .cred = cred, .u.getattr = { &a } };
+
+			if ((rc = forward(cx, ci->ino, &g, NULL)))
+				goto fail;
+			pthread_mutex_lock(&ci->mu);
+			attr_merge(ci, &a);
+			ci->attr_valid = ci->size_valid = true;
+			pthread_mutex_unlock(&ci->mu);
+		}
+	}
+	return 0;
+fail:
+	p->nkeys = held;
+	shared_unpin(cb, p);
+	return rc;
+}
+
+/* Is @name of a shared directory absent, by what this node knows (ci->mu held)? */
+static bool shared_absent(struct cl_inode *ci, const char *name)
+{
+	struct cl_dent *d = cl_dent_find(ci, name);
+
+	return d ? d->ino == 0 : cl_bucket_filled(ci, cl_bucket_key(ci->ino, name));
+}
+
+/*
  * A directory's name is always given to the kernel to keep, and forgotten
  * when NAME is recalled, busy or not: the kernel keeps the alias of a
  * directory whatever its time-out, and a directory another node moved must
@@ -1236,6 +1404,40 @@ static void dir_kept(struct cl_ctx *cx, struct cl_inode *ci, struct vn_call *c, 
 		cl_names_forget(cx, ci->ino, name, NULL);
 }
 
+/*
+ * Look @c's name up in a shared directory, by its bucket (held at READ or
+ * better, its names known): 0 with *@ino (found), -ENOENT, -errno, or
+ * ASK_SERVER (the caller asks the server, as in a busy directory).  The
+ * kernel is told the name with a time-out of 0: a recall of the bucket
+ * does not wait for it.
+ */
+static int shared_lookup(struct cl_cbhv *cb, struct vn_call *c, uint64_t *ino)
+{
+	struct cl_inode *ci = cb->ci;
+	const char *name = c->u.lookup.name;
+	struct shared_pin sp;
+	struct cl_dent *d;
+	int rc;
+
+	if (!cacheable(name))
+		return ASK_SERVER;
+	rc = shared_pin(cb, &name, 1, false, c->cred, &sp);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ci->mu);
+	d = cl_dent_find(ci, name);
+	*ino = d ? d->ino : 0;
+	if (*ino != CL_DENT_UNKNOWN)
+		cl_dent_tell(ci, name, *ino, false);
+	pthread_mutex_unlock(&ci->mu);
+	shared_unpin(cb, &sp);
+	if (*ino == CL_DENT_UNKNOWN)
+		return ASK_SERVER;
+	atomic_fetch_add(&cb->cx->stats.name_hits, 1);
+	c->uncached = 1;
+	return *ino ? 0 : -ENOENT;
+}
+
 static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_cbhv *cb = cb_of(self);
@@ -1249,7 +1451,15 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 
 	if (strlen(name) > META_NAME_MAX)
 		return -ENAMETOOLONG;
-	if (dir_uncached(cb, B(TOK_NAME))) {
+	if (names_shared(cb)) {
+		rc = shared_lookup(cb, c, &ino);
+		if (rc <= 0) {
+			if (rc)
+				return rc;
+			goto found;
+		}
+	}
+	if (dir_uncached(cb, B(TOK_NAME)) || names_shared(cb)) {
 		struct vn_attr a;
 		struct vn_call l = { .op = VN_OP_LOOKUP, .cred = c->cred, .u.lookup = { name, &a } };
 
@@ -1319,6 +1529,7 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	c_release_toks(cb, &want);
 	if (rc)
 		return rc;
+found:
 	rc = child_attr(cx, ino, c->cred, c->u.lookup.attr);
 	if (!rc && S_ISDIR(c->u.lookup.attr->mode)) {
 		if (c->uncached)
@@ -1540,6 +1751,41 @@ static struct vnode *created(struct cl_ctx *cx, const struct vn_attr *a, bool ow
 	return v;
 }
 
+/* May this node change @name of @cb's directory itself (async_create, own_pin)? */
+static bool async_may(struct cl_cbhv *cb, const char *name)
+{
+	struct cl_ctx *cx = cb->cx;
+	bool lost;
+
+	if (cx->dm_enabled || atomic_load(&cx->is_server) || !cx->as || !cacheable(name))
+		return false;
+	pthread_mutex_lock(&cb->ci->mu);
+	lost = cb->ci->lend_lost;
+	pthread_mutex_unlock(&cb->ci->mu);
+	return !lost;
+}
+
+/*
+ * Should a change here take @cb's directory shared (by buckets) rather than
+ * alone?  While another node changes it too (busy) or this node shares it
+ * already, unless it holds NAME at WRITE (alone after all).
+ */
+static bool shared_wanted(struct cl_cbhv *cb)
+{
+	struct tok_set held;
+	bool busy;
+
+	tok_client_cached(cb->cx->tc, cb->ci->ino, &held);
+	if (held.level[TOK_NAME] == TOK_WRITE)
+		return false;
+	if (held.level[TOK_NAME] == TOK_SWRITE)
+		return true;
+	pthread_mutex_lock(&cb->ci->mu);
+	busy = cl_names_busy(cb->ci);
+	pthread_mutex_unlock(&cb->ci->mu);
+	return busy;
+}
+
 /*
  * Create regular file @c->u.mknod.name here, without the server, if this
  * node may (docs/ARCHITECTURE.md, "Asynchronous creates"): a client of a
@@ -1559,27 +1805,32 @@ static int async_create(struct cl_cbhv *cb, struct vn_call *c)
 	struct vn_attr *a = c->u.mknod.attr;
 	uint32_t mode = c->u.mknod.mode, gid = c->cred->gid;
 	struct cl_dent *d;
-	struct tok_set want;
+	struct shared_pin sp = { .nkeys = 0 };
 	uint64_t ino, gen;
 	int64_t now;
-	bool absent;
+	bool absent, shared;
 	int rc;
 
-	if (!S_ISREG(mode) || c->u.mknod.target || cx->dm_enabled || atomic_load(&cx->is_server) ||
-	    !cx->as || !cacheable(name) || !a)
+	if (!S_ISREG(mode) || c->u.mknod.target || !async_may(cb, name) || !a)
 		return ASK_SERVER;
-	set_at(&want, DIR_WRITE_TOKS, TOK_WRITE);
-	rc = c_acquire(cb, &want);
+	shared = shared_wanted(cb);
+	if (shared) {
+		rc = shared_pin(cb, &name, 1, true, c->cred, &sp);
+	} else {
+		set_at(&sp.dir, DIR_WRITE_TOKS, TOK_WRITE);
+		rc = c_acquire(cb, &sp.dir);
+	}
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ci->mu);
 	d = cl_dent_find(ci, name);
 	/* A directory removed meanwhile (its tokens can still be had): the server says ENOENT. */
-	absent = ci->attr_valid && ci->attr.nlink > 0 && (d ? d->ino == 0 : ci->names_whole);
+	absent = ci->attr_valid && ci->attr.nlink > 0 &&
+		 (shared ? shared_absent(ci, name) : d ? d->ino == 0 : ci->names_whole);
 	pthread_mutex_unlock(&ci->mu);
 	rc = absent ? cl_async_ino(cx, &ino, &gen) : ASK_SERVER;
 	if (rc) {
-		c_release_toks(cb, &want);
+		shared_unpin(cb, &sp);
 		/* No numbers (the metadata region nearly full): ask the server. */
 		return rc == -ENOSPC ? ASK_SERVER : early(rc);
 	}
@@ -1602,7 +1853,7 @@ static int async_create(struct cl_cbhv *cb, struct vn_call *c)
 	a->atime.tv_nsec = now % 1000000000;
 	a->mtime = a->ctime = a->btime = a->atime;
 	ci->attr.mtime = ci->attr.ctime = a->atime;
-	cl_dent_tell(ci, name, ino, true);
+	cl_dent_tell(ci, name, ino, !shared);
 	pthread_mutex_unlock(&ci->mu);
 	rc = cl_async_queue(cx, ci->ino, name, c->u.mknod.mode, c->cred, ino, gen, now);
 	if (rc) {
@@ -1610,12 +1861,12 @@ static int async_create(struct cl_cbhv *cb, struct vn_call *c)
 		pthread_mutex_lock(&ci->mu);
 		cl_dent_set(ci, name, 0);
 		pthread_mutex_unlock(&ci->mu);
-		c_release_toks(cb, &want);
+		shared_unpin(cb, &sp);
 		return rc;
 	}
-	c->uncached = 0;
+	c->uncached = shared;
 	c->made = created(cx, a, true);
-	c_release_toks(cb, &want);
+	shared_unpin(cb, &sp);
 	if (cl_async_full(cx))
 		(void)cl_async_drain(cx);
 	return 0;
@@ -1633,9 +1884,11 @@ static bool held_write(struct cl_ctx *cx, uint64_t ino, unsigned mask)
 	return true;
 }
 
-/* What a change made here holds: the directory's tokens and the file's, at WRITE. */
+/* What a change made here holds: the directory's tokens (and buckets) and the file's. */
 struct own_pin {
-	struct tok_set dir, file;
+	struct shared_pin dir;
+	struct tok_set file;
+	bool shared;                    /* the directory is shared: @newname known absent */
 	uint64_t ino;                   /* the file @name names */
 	struct cl_inode *fci;           /* its state here */
 };
@@ -1648,21 +1901,30 @@ struct own_pin {
  * anything the change touches; the file must not be a directory.  0,
  * ASK_SERVER with nothing held (the caller asks the server), or -errno.
  */
-static int own_pin(struct cl_cbhv *cb, const char *name, struct own_pin *p)
+static int own_pin(struct cl_cbhv *cb, const struct vn_call *c, const char *name,
+		   const char *newname, struct own_pin *p)
 {
 	struct cl_ctx *cx = cb->cx;
 	struct cl_inode *ci = cb->ci;
+	const char *names[2] = { name, newname };
 	struct cl_dent *d;
 	bool ok = false;
 
 	int rc;
 
-	if (cx->dm_enabled || atomic_load(&cx->is_server) || !cx->as || !cacheable(name) ||
-	    !held_write(cx, ci->ino, DIR_WRITE_TOKS))
+	if (!async_may(cb, name) || (newname && !cacheable(newname)))
 		return ASK_SERVER;
-	set_at(&p->dir, DIR_WRITE_TOKS, TOK_WRITE);
+	p->shared = names_shared(cb);
+	if (!p->shared && !held_write(cx, ci->ino, DIR_WRITE_TOKS))
+		return ASK_SERVER;
 	set_at(&p->file, CL_OWN_WRITE_TOKS, TOK_WRITE);
-	rc = c_acquire(cb, &p->dir);
+	p->dir.nkeys = 0;
+	if (p->shared) {
+		rc = shared_pin(cb, names, newname ? 2 : 1, true, c->cred, &p->dir);
+	} else {
+		set_at(&p->dir.dir, DIR_WRITE_TOKS, TOK_WRITE);
+		rc = c_acquire(cb, &p->dir.dir);
+	}
 	if (rc)
 		return rc;
 	p->ino = 0;
@@ -1673,7 +1935,7 @@ static int own_pin(struct cl_cbhv *cb, const char *name, struct own_pin *p)
 	pthread_mutex_unlock(&ci->mu);
 	/* Only from the cache: a wait for the server here would hold the directory's references. */
 	if (!p->ino || tok_client_try(cx->tc, p->ino, &p->file)) {
-		c_release_toks(cb, &p->dir);
+		shared_unpin(cb, &p->dir);
 		return ASK_SERVER;
 	}
 	p->fci = cl_inode_get(cx, p->ino, false);
@@ -1686,7 +1948,7 @@ static int own_pin(struct cl_cbhv *cb, const char *name, struct own_pin *p)
 		if (p->fci)
 			cl_inode_put(cx, p->fci);
 		tok_client_release(cx->tc, p->ino, &p->file);
-		c_release_toks(cb, &p->dir);
+		shared_unpin(cb, &p->dir);
 		return ASK_SERVER;
 	}
 	return 0;
@@ -1711,7 +1973,7 @@ static void own_unpin(struct cl_cbhv *cb, struct own_pin *p, int64_t time_ns, bo
 	}
 	cl_inode_put(cx, p->fci);
 	tok_client_release(cx->tc, p->ino, &p->file);
-	c_release_toks(cb, &p->dir);
+	shared_unpin(cb, &p->dir);
 	if (time_ns && cl_async_full(cx))
 		(void)cl_async_drain(cx);
 }
@@ -1726,7 +1988,7 @@ static int async_unlink(struct cl_cbhv *cb, struct vn_call *c)
 
 	if (c->u.unlink.is_dir)
 		return ASK_SERVER;
-	rc = own_pin(cb, name, &p);
+	rc = own_pin(cb, c, name, NULL, &p);
 	if (rc)
 		return rc;
 	now = meta_now_ns();
@@ -1758,12 +2020,12 @@ static int async_rename(struct cl_cbhv *cb, struct vn_call *c)
 	if (c->u.rename.newdir != ci->ino || c->u.rename.flags || !cacheable(newname) ||
 	    strcmp(name, newname) == 0)
 		return ASK_SERVER;
-	rc = own_pin(cb, name, &p);
+	rc = own_pin(cb, c, name, newname, &p);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ci->mu);
 	d = cl_dent_find(ci, newname);
-	absent = d ? d->ino == 0 : ci->names_whole;
+	absent = p.shared ? shared_absent(ci, newname) : d ? d->ino == 0 : ci->names_whole;
 	pthread_mutex_unlock(&ci->mu);
 	now = meta_now_ns();
 	rc = absent ? cl_async_queue_rename(cb->cx, ci->ino, name, newname, c->cred, p.ino, now) :
@@ -1771,8 +2033,9 @@ static int async_rename(struct cl_cbhv *cb, struct vn_call *c)
 	if (!rc) {
 		pthread_mutex_lock(&ci->mu);
 		cl_dent_set(ci, name, 0);
-		cl_dent_tell(ci, newname, p.ino, true);
+		cl_dent_tell(ci, newname, p.ino, !p.shared);
 		pthread_mutex_unlock(&ci->mu);
+		c->uncached = p.shared;
 	}
 	own_unpin(cb, &p, rc ? 0 : now, false);
 	return rc;
@@ -1788,14 +2051,16 @@ static int c_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct vn_attr dattr;
 	struct tok_set lent;
 	uint64_t gen;
-	bool lend = !dir_uncached(cb, B(TOK_NAME));
+	bool lend;
 	int rc;
 
-	if (lend && c->op != VN_OP_LINK) {
+	if (c->op != VN_OP_LINK) {
 		rc = c->op == VN_OP_MKNOD ? async_create(cb, c) : async_unlink(cb, c);
 		if (rc != ASK_SERVER)
 			return rc;
 	}
+	/* A shared directory's other changes go to the server as a busy one's do. */
+	lend = !names_shared(cb) && !dir_uncached(cb, B(TOK_NAME));
 	if (lend) {
 		rc = dir_lend(cb, &lent, &gen);
 		if (rc)
@@ -1853,7 +2118,7 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	bool kept = false, okept = false;
 	int rc;
 
-	if (dst == cb->ci->ino && !dir_uncached(cb, B(TOK_NAME))) {
+	if (dst == cb->ci->ino) {
 		rc = async_rename(cb, c);
 		if (rc != ASK_SERVER)
 			return rc;
@@ -1864,7 +2129,8 @@ static int c_rename(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			return rc;
 		other = (struct cl_cbhv *)vn_bhv_find(ov, VN_POS_CLIENT);
 	}
-	if (dir_uncached(cb, B(TOK_NAME)) || (other && dir_uncached(other, B(TOK_NAME)))) {
+	if (dir_uncached(cb, B(TOK_NAME)) || (other && dir_uncached(other, B(TOK_NAME))) ||
+	    names_shared(cb) || (other && names_shared(other))) {
 		/* Busy: lend nothing, cache nothing (dir_uncached). */
 		rc = forward(cx, cb->ci->ino, c, NULL);
 		if (rc == 0) {

@@ -151,6 +151,9 @@ struct cl_inode {
 	struct cl_dent **dhash;         /* index of dents by name */
 	size_t dhash_size;
 	bool names_whole;               /* dents hold every name (NAME held) */
+	uint64_t *bkts;                 /* shared directory: buckets whose names dents hold
+					   (their keys; NAME at SWRITE and the bucket held) */
+	size_t nbkts, bkts_cap;
 	bool lend_lost;                 /* a change lent this directory's tokens and was given
 					   up: nothing is cached under them (dir_uncached) until
 					   NAME goes back once (cl_client.c, dir_forget) */
@@ -378,6 +381,11 @@ bool cl_names_busy(const struct cl_inode *ci);
 void cl_names_settle(struct cl_ctx *cx, uint64_t ino, unsigned ms);
 /* NAME duty: forget directory @dir's names here and in the kernel. */
 void cl_names_drop(struct cl_ctx *cx, uint64_t dir);
+/* A bucket's NAME duty: forget the names of bucket @key of directory @dir, and the bucket. */
+void cl_names_drop_bucket(struct cl_ctx *cx, uint64_t dir, uint64_t key);
+/* Does @ci's dents hold every name of bucket @key (ci->mu held)?  Note that it does. */
+bool cl_bucket_filled(const struct cl_inode *ci, uint64_t key);
+int cl_bucket_note(struct cl_inode *ci, uint64_t key);
 /*
  * The kernel is about to learn names @name and @name2 (either may be NULL)
  * of directory @dir from a change whose lent NAME token went back
@@ -656,6 +664,8 @@ struct cl_range_hold {
 
 /* Is token key @key a byte range?  Then its inode and bytes [@off, @end). */
 bool cl_range_of(uint64_t key, uint64_t *ino, uint64_t *off, uint64_t *end);
+/* The token key of @name's bucket in directory @dir (NAME only), or 0 (cl_range.c). */
+uint64_t cl_bucket_key(uint64_t dir, const char *name);
 /* Should buffered write @c share the file (the file's tokens at SWRITE, ranges at WRITE)? */
 bool cl_range_wanted(struct cl_ctx *cx, struct cl_inode *ci, const struct vn_call *c);
 /* Does this node share @ci by ranges now (a read there takes its ranges at READ)? */

@@ -136,6 +136,7 @@ void cl_inode_put(struct cl_ctx *cx, struct cl_inode *ci)
 	 * the range recalls them; they guard no data once the pages go).
 	 */
 	free(ci->ranges);
+	free(ci->bkts);
 	cl_pcf_destroy(cx->pc, ci->pcf);
 	pthread_mutex_destroy(&ci->mu);
 	pthread_mutex_destroy(&ci->flush_mu);
@@ -503,10 +504,61 @@ void cl_names_forget(struct cl_ctx *cx, uint64_t dir, const char *name, const ch
 	names_inval(cx, dir, list, 0);
 }
 
-void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
+bool cl_bucket_filled(const struct cl_inode *ci, uint64_t key)
+{
+	for (size_t i = 0; i < ci->nbkts; i++)
+		if (ci->bkts[i] == key)
+			return true;
+	return false;
+}
+
+int cl_bucket_note(struct cl_inode *ci, uint64_t key)
+{
+	if (cl_bucket_filled(ci, key))
+		return 0;
+	if (ci->nbkts == ci->bkts_cap) {
+		size_t cap = ci->bkts_cap ? 2 * ci->bkts_cap : 8;
+		uint64_t *v = realloc(ci->bkts, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		ci->bkts = v;
+		ci->bkts_cap = cap;
+	}
+	ci->bkts[ci->nbkts++] = key;
+	return 0;
+}
+
+/* Keep only @rest (the names of other buckets) as @ci's names, and forget bucket @key. */
+static void bucket_rest(struct cl_inode *ci, struct cl_dent *rest, uint64_t key)
+{
+	free(ci->dhash);
+	ci->dhash = NULL;
+	ci->dhash_size = 0;
+	ci->ndents = 0;
+	ci->dents = rest;
+	ci->names_whole = false;
+	for (struct cl_dent *d = rest; d; d = d->next)
+		ci->ndents++;
+	while (ci->ndents > 2 * ci->dhash_size && ci->ndents > 16) {
+		size_t size = ci->dhash_size;
+
+		dhash_grow(ci);
+		if (ci->dhash_size == size)
+			break;
+	}
+	for (size_t i = 0; i < ci->nbkts; i++)
+		if (ci->bkts[i] == key) {
+			ci->bkts[i] = ci->bkts[--ci->nbkts];
+			break;
+		}
+}
+
+/* Forget @dir's names (@key 0) or those of bucket @key only, here and in the kernel. */
+static void names_drop(struct cl_ctx *cx, uint64_t dir, uint64_t key)
 {
 	struct cl_inode *ci = cl_inode_get(cx, dir, false);
-	struct cl_dent *kept = NULL, *shown = NULL;
+	struct cl_dent *kept = NULL, *shown = NULL, *rest = NULL;
 
 	if (!ci)
 		return;
@@ -516,7 +568,10 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 		struct cl_dent *d = ci->dents;
 
 		ci->dents = d->next;
-		if (d->told == CL_TOLD_KEPT) {
+		if (key && cl_bucket_key(dir, d->name) != key) {
+			d->next = rest;
+			rest = d;
+		} else if (d->told == CL_TOLD_KEPT) {
 			d->next = kept;
 			kept = d;
 		} else if (d->told == CL_TOLD_SHOWN) {
@@ -526,7 +581,12 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 			free(d);
 		}
 	}
-	cl_dents_free(ci);
+	if (key) {
+		bucket_rest(ci, rest, key);
+	} else {
+		cl_dents_free(ci);
+		ci->nbkts = 0;
+	}
 	ci->names_dropped_ns = meta_now_ns();
 	pthread_mutex_unlock(&ci->mu);
 	cl_inode_put(cx, ci);
@@ -540,6 +600,16 @@ void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
 	 */
 	names_inval(cx, dir, kept, tok_client_lent(cx->tc, dir) ? 0 : 100);
 	names_inval(cx, dir, shown, 0);
+}
+
+void cl_names_drop(struct cl_ctx *cx, uint64_t dir)
+{
+	names_drop(cx, dir, 0);
+}
+
+void cl_names_drop_bucket(struct cl_ctx *cx, uint64_t dir, uint64_t key)
+{
+	names_drop(cx, dir, key);
 }
 
 void cl_pages_check(struct cl_ctx *cx, uint64_t ino)

@@ -82,6 +82,33 @@ bool cl_range_of(uint64_t key, uint64_t *ino, uint64_t *off, uint64_t *end)
 }
 
 /*
+ * The name bucket of @name in directory @dir (docs/ARCHITECTURE.md,
+ * "Shared directories"): a key of the same form as a range's, the
+ * directory's inode below and, as the range number, a hash of the name
+ * with its last run of digits taken out, so that the names one job of one
+ * node makes ("n2.000017", "file.mdtest.3.41") share a bucket and another
+ * node's fall elsewhere.  A directory has no byte ranges, so the two kinds
+ * never meet; a bucket key carries only NAME.  0 if @dir is too large to
+ * have buckets.
+ */
+uint64_t cl_bucket_key(uint64_t dir, const char *name)
+{
+	size_t len = strlen(name), end = len, start;
+	char stem[META_NAME_MAX + 1];
+
+	if (dir > RANGE_INO_MASK || len > META_NAME_MAX)
+		return 0;
+	while (end > 0 && !(name[end - 1] >= '0' && name[end - 1] <= '9'))
+		end--;
+	start = end;
+	while (start > 0 && name[start - 1] >= '0' && name[start - 1] <= '9')
+		start--;
+	memcpy(stem, name, start);
+	memcpy(stem + start, name + end, len - end + 1);
+	return range_key(dir, cl_name_hash(stem) & RANGE_IDX_MAX);
+}
+
+/*
  * A buffered write holds its ranges' IO and page tokens at WRITE; a direct
  * write, which caches nothing, their page tokens at SHARED_WRITE, as the
  * file's (the seed's levels for direct I/O): direct writers of one range

@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cluster/cl_wire.h"
@@ -426,6 +427,17 @@ static void set_of(struct tok_set *s, unsigned mask, enum tok_level level)
 			tok_set_add(s, (enum tok_id)t, level);
 }
 
+/*
+ * A shared directory's tokens (docs/ARCHITECTURE.md, "Shared directories"):
+ * names, times and size at SHARED_WRITE, attributes at READ, what every
+ * node that changes names there by buckets holds.
+ */
+static void shared_dir_set(struct tok_set *s)
+{
+	set_of(s, (1u << TOK_NAME) | (1u << TOK_TIMES) | (1u << TOK_SIZE), TOK_SWRITE);
+	tok_set_add(s, TOK_ATTR, TOK_READ);
+}
+
 /* Grant @node the tokens its answer to a create of @ino brings (CL_CREATE_TOKS). */
 static void create_toks(struct cl_ctx *cx, uint32_t node, uint64_t ino)
 {
@@ -538,9 +550,10 @@ static int srv_take(struct tok_op *op, uint64_t *inos, int n, unsigned mask)
  * rename from D to P (D, then P) each hold what the other waits for.
  */
 static int srv_take_names(struct srv_ops *so, const struct vn_call *c, const uint64_t *dirs,
-			  int nd, const uint64_t *objs, int no)
+			  int nd, const uint64_t *objs, int no, const uint64_t *keys, int nk)
 {
 	uint64_t all[4], next = 0;
+	struct tok_set want, got;
 	int n = 0, rc;
 
 	for (int i = 0; i < nd; i++)
@@ -551,11 +564,76 @@ static int srv_take_names(struct srv_ops *so, const struct vn_call *c, const uin
 		bool dir = has_ino(dirs, nd, next);
 		bool lent = dir || (c->lent && (next == c->lent_inos[0] || next == c->lent_inos[1]));
 
-		rc = srv_take(lent ? so->lent : so->own, &next, 1, dir ? DIR_TOKS : LINKED_TOKS);
+		if (dir && nk) {
+			shared_dir_set(&want);
+			rc = tok_server_op_acquire(so->lent, next, &want, &got, NULL);
+		} else {
+			rc = srv_take(lent ? so->lent : so->own, &next, 1, dir ? DIR_TOKS : LINKED_TOKS);
+		}
 		if (rc)
 			return rc;
 	}
+	/* The names' buckets last: their keys lie above every inode number. */
+	next = 0;
+	while ((next = next_above(keys, nk, next)) != UINT64_MAX)
+		if ((rc = srv_take(so->lent, &next, 1, B(TOK_NAME))))
+			return rc;
 	return 0;
+}
+
+/*
+ * The names a change in a shared directory adds or removes, as bucket keys
+ * (@keys, 0 to 2 of them; docs/ARCHITECTURE.md, "Shared directories"), if
+ * it may take the directory's tokens at the shared levels: a node's own
+ * change (it lends) of a directory whose NAME it holds at SWRITE, on
+ * regular files only (a directory's link count would change), within the
+ * directory.  0 otherwise: the change takes the directory's tokens at
+ * WRITE, which recalls every sharer.
+ */
+static int shared_keys(struct cl_ctx *cx, const struct vn_call *c, const uint64_t *dirs,
+		       const uint64_t *objs, int no, uint64_t *keys)
+{
+	const char *names[2] = { NULL, NULL };
+	struct tok_set held;
+	struct vn_attr a;
+	int n = 0;
+
+	if (!c->lent || !c->node || c->node == cx->self_id)
+		return 0;
+	switch (c->op) {
+	case VN_OP_MKNOD:
+		if (!S_ISREG(c->u.mknod.mode) || c->u.mknod.target)
+			return 0;
+		names[0] = c->u.mknod.name;
+		break;
+	case VN_OP_UNLINK:
+		if (c->u.unlink.is_dir)
+			return 0;
+		names[0] = c->u.unlink.name;
+		break;
+	case VN_OP_RENAME:
+		if (dirs[0] != dirs[1] || c->u.rename.flags)
+			return 0;
+		names[0] = c->u.rename.name;
+		names[1] = c->u.rename.newname;
+		break;
+	default:
+		return 0;
+	}
+	for (int i = 0; i < no; i++)
+		if (objs[i] && (meta_getattr(cx->st, objs[i], &a) || S_ISDIR(a.mode)))
+			return 0;
+	tok_server_held(cx->ts, c->node, dirs[0], &held);
+	if (held.level[TOK_NAME] != TOK_SWRITE)
+		return 0;
+	for (int i = 0; i < 2 && names[i]; i++) {
+		keys[n] = cl_bucket_key(dirs[0], names[i]);
+		if (!keys[n])
+			return 0;
+		if (n == 0 || keys[n] != keys[0])
+			n++;
+	}
+	return n;
 }
 
 static struct cl_ctx *ctx_of(struct vn_bhv *self)
@@ -636,6 +714,60 @@ static int s_lseek(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return srv_moved(cx, c, rc);
 }
 
+/* A directory read by bucket: the asker's fill, given only the bucket's names. */
+struct bucket_fill {
+	vn_fill_fn fill;
+	void *ctx;
+	uint64_t dir, key;
+};
+
+static int bucket_fill(void *ctx, const char *name, const struct vn_attr *a, int64_t next_off)
+{
+	struct bucket_fill *f = ctx;
+
+	if (cl_bucket_key(f->dir, name) != f->key)
+		return 0;
+	return f->fill(f->ctx, name, a, next_off);
+}
+
+/*
+ * The names of one bucket of a shared directory (a node that takes the
+ * bucket learns them once, docs/ARCHITECTURE.md, "Shared directories"):
+ * the directory's NAME at SWRITE (any node holding it at READ or WRITE
+ * is recalled, sharers are not) and the bucket at READ (a node that
+ * changes names there sends them first), the asker's grants lent.
+ */
+static int bucket_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
+{
+	struct cl_ctx *cx = ctx_of(self);
+	struct bucket_fill f = { c->u.readdir.fill, c->u.readdir.ctx, vn_ino(vn),
+				 c->u.readdir.bucket };
+	uint64_t dir, off, end;
+	struct tok_set lent, want, got;
+	struct tok_op *op;
+	int rc;
+
+	if (!cl_range_of(f.key, &dir, &off, &end) || dir != f.dir)
+		return -EINVAL;
+	set_of(&lent, B(TOK_NAME), TOK_READ);
+	rc = tok_server_op_begin(cx->ts, c->node, &lent, &op);
+	if (rc)
+		return srv_moved(cx, c, rc);
+	set_of(&want, B(TOK_NAME), TOK_SWRITE);
+	rc = tok_server_op_acquire(op, f.dir, &want, &got, NULL);
+	if (!rc)
+		rc = tok_server_op_acquire(op, f.key, &lent, &got, NULL);
+	if (!rc) {
+		c->u.readdir.fill = bucket_fill;
+		c->u.readdir.ctx = &f;
+		rc = vn_next(self, vn, c);
+		c->u.readdir.fill = f.fill;
+		c->u.readdir.ctx = f.ctx;
+	}
+	tok_server_op_end(op);
+	return srv_moved(cx, c, rc);
+}
+
 /*
  * A lookup or a directory read answered from the store: a client that
  * holds the directory's NAME at WRITE may have created files there the
@@ -651,6 +783,8 @@ static int s_dirread(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct tok_op *op;
 	int rc;
 
+	if (c->op == VN_OP_READDIR && c->u.readdir.bucket)
+		return bucket_read(self, vn, c);
 	set_of(&name, B(TOK_NAME), TOK_READ);
 	rc = tok_server_op_begin(cx->ts, c->node, &name, &op);
 	if (rc)
@@ -705,9 +839,9 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 		   int nd, uint64_t *objs, int no)
 {
 	struct cl_ctx *cx = ctx_of(self);
-	uint64_t seen[2] = { 0, 0 };
+	uint64_t seen[2] = { 0, 0 }, keys[2];
 	struct srv_ops so;
-	int rc;
+	int rc, nk;
 
 	if (applied_before(cx, vn, c))
 		return 0;
@@ -720,7 +854,8 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 			names_objs(cx, c, dirs, objs);
 			memcpy(seen, objs, (size_t)no * sizeof(*objs));
 		}
-		rc = srv_take_names(&so, c, dirs, nd, objs, no);
+		nk = shared_keys(cx, c, dirs, objs, no, keys);
+		rc = srv_take_names(&so, c, dirs, nd, objs, no, keys, nk);
 		if (rc || no == 0)
 			break;
 		names_objs(cx, c, dirs, objs);

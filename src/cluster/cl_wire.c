@@ -381,6 +381,8 @@ static ProtobufCMessage *clw__enc_readdir(struct clw__creq *q, uint64_t ino, con
 	m->off = c->u.readdir.off;
 	m->has_plus = 1;
 	m->plus = c->u.readdir.plus != 0;
+	m->has_bucket = c->u.readdir.bucket != 0;
+	m->bucket = c->u.readdir.bucket;
 	return &m->base;
 }
 
@@ -935,6 +937,7 @@ static int clw__dec_readdir(struct clw__sreq *s, const ProtobufCMessage *msg)
 		return -ENOMEM;
 	s->call.u.readdir.off = m->off;
 	s->call.u.readdir.plus = m->plus;
+	s->call.u.readdir.bucket = m->has_bucket ? m->bucket : 0;
 	s->call.u.readdir.fill = clw__dir_fill;
 	s->call.u.readdir.ctx = d;
 	return CLW__HDR_IN(s, m);

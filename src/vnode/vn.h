@@ -202,7 +202,8 @@ struct vn_call {
 		struct { void *buf; size_t size; uint64_t off; int flags; } read;    /* flags: open(2)'s */
 		struct { const void *buf; size_t size; uint64_t off; int flags; } write;
 		struct { int datasync; } fsync;
-		struct { int64_t off; int plus; vn_fill_fn fill; void *ctx; } readdir;
+		/* @bucket: only the names of that name bucket (a cluster's token key; 0: all) */
+		struct { int64_t off; int plus; vn_fill_fn fill; void *ctx; uint64_t bucket; } readdir;
 		struct { struct statvfs *st; } statfs;
 		struct { const char *name; const void *value; size_t size; int flags; } setxattr;
 		struct { const char *name; void *buf; size_t size; } getxattr;
