@@ -17,6 +17,10 @@
  * it holds at WRITE, a node creates regular files, and unlinks and renames
  * the ones it made, itself (async_create, own_pin) and queues the changes
  * for the MDS (cl_async.c; docs/ARCHITECTURE.md, "Asynchronous creates").
+ * In a directory other nodes change at the same time it does the same under
+ * the directory's tokens at SHARED_WRITE and the name buckets of the names
+ * it changes (shared_pin; "Shared directories"), whose names it reads once
+ * and then answers lookups of itself.
  *
  * Data: reads map file blocks through the cached extent map and read the
  * volume (holes and unwritten extents read as zeros).  Writes into blocks
@@ -1167,18 +1171,26 @@ static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return rc;
 }
 
-static int child_attr(struct cl_ctx *cx, uint64_t ino, const struct vn_cred *cred,
-		      struct vn_attr *a)
+/*
+ * The attributes of @ino, which lookup @c found: its vnode goes to the
+ * caller with them (vn_call.made), so that it lives, with what it caches,
+ * until the kernel's entry holds it, rather than being torn down and built
+ * again for the reply.
+ */
+static int child_attr(struct cl_ctx *cx, uint64_t ino, struct vn_call *c)
 {
-	struct vn_call g = { .op = VN_OP_GETATTR, .cred = cred, .node = cx->self_id,
-			     .u.getattr = { a } };
+	struct vn_call g = { .op = VN_OP_GETATTR, .cred = c->cred, .node = cx->self_id,
+			     .u.getattr = { c->u.lookup.attr } };
 	struct vnode *v;
 	int rc = vn_get(cx->vt, ino, &v);
 
 	if (rc)
 		return rc;
 	rc = vn_call_nested(v, &g);
-	vn_put(v, 1);
+	if (rc)
+		vn_put(v, 1);
+	else
+		c->made = v;
 	return rc;
 }
 
@@ -1246,6 +1258,22 @@ static void read_whole(struct cl_cbhv *cb, const struct vn_cred *cred)
 	}
 }
 
+/* The names of one bucket, read (bucket_names). */
+struct cl_bucket_read {
+	struct cl_whole w;
+	uint64_t dir, key;
+};
+
+/* Only the bucket's: a server older than buckets answers with every name. */
+static int bucket_fill(void *ctx, const char *name, const struct vn_attr *a, int64_t next_off)
+{
+	struct cl_bucket_read *b = ctx;
+
+	if (cl_bucket_key(b->dir, name) != b->key)
+		return 0;
+	return whole_fill(&b->w, name, a, next_off);
+}
+
 /*
  * Learn every name of bucket @key of @cb's directory, which this node holds
  * (and NAME at SWRITE or better) with references: asked of the server,
@@ -1257,24 +1285,24 @@ static void read_whole(struct cl_cbhv *cb, const struct vn_cred *cred)
 static int bucket_names(struct cl_cbhv *cb, uint64_t key, const struct vn_cred *cred)
 {
 	struct cl_inode *ci = cb->ci;
-	struct cl_whole w = { NULL, 0, false };
+	struct cl_bucket_read b = { { NULL, 0, false }, ci->ino, key };
 	struct vn_call r = { .op = VN_OP_READDIR, .cred = cred,
-			     .u.readdir = { 0, 0, whole_fill, &w, key } };
+			     .u.readdir = { 0, 0, bucket_fill, &b, key } };
 	int rc = forward(cb->cx, ci->ino, &r, NULL);
 
-	if (!rc && w.too_many)
+	if (!rc && b.w.too_many)
 		rc = ASK_SERVER;
 	pthread_mutex_lock(&ci->mu);
 	if (!rc) {
-		for (struct cl_dent *d = w.list; d; d = d->next)
+		for (struct cl_dent *d = b.w.list; d; d = d->next)
 			cl_dent_set(ci, d->name, d->ino);
 		rc = cl_bucket_note(ci, key);
 	}
 	pthread_mutex_unlock(&ci->mu);
-	while (w.list) {
-		struct cl_dent *d = w.list;
+	while (b.w.list) {
+		struct cl_dent *d = b.w.list;
 
-		w.list = d->next;
+		b.w.list = d->next;
 		free(d);
 	}
 	return rc;
@@ -1408,8 +1436,7 @@ static void dir_kept(struct cl_ctx *cx, struct cl_inode *ci, struct vn_call *c, 
  * Look @c's name up in a shared directory, by its bucket (held at READ or
  * better, its names known): 0 with *@ino (found), -ENOENT, -errno, or
  * ASK_SERVER (the caller asks the server, as in a busy directory).  The
- * kernel is told the name with a time-out of 0: a recall of the bucket
- * does not wait for it.
+ * kernel keeps the answer: the bucket's recall makes it forget it.
  */
 static int shared_lookup(struct cl_cbhv *cb, struct vn_call *c, uint64_t *ino)
 {
@@ -1428,13 +1455,13 @@ static int shared_lookup(struct cl_cbhv *cb, struct vn_call *c, uint64_t *ino)
 	d = cl_dent_find(ci, name);
 	*ino = d ? d->ino : 0;
 	if (*ino != CL_DENT_UNKNOWN)
-		cl_dent_tell(ci, name, *ino, false);
+		cl_dent_tell(ci, name, *ino, true);
 	pthread_mutex_unlock(&ci->mu);
 	shared_unpin(cb, &sp);
 	if (*ino == CL_DENT_UNKNOWN)
 		return ASK_SERVER;
 	atomic_fetch_add(&cb->cx->stats.name_hits, 1);
-	c->uncached = 1;
+	c->uncached = 0;
 	return *ino ? 0 : -ENOENT;
 }
 
@@ -1472,7 +1499,7 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			ci->hint_hash = cl_name_hash(name);
 			ci->hint_ino = a.ino;
 			pthread_mutex_unlock(&ci->mu);
-			rc = child_attr(cx, a.ino, c->cred, c->u.lookup.attr);
+			rc = child_attr(cx, a.ino, c);
 		}
 		if (!rc && S_ISDIR(c->u.lookup.attr->mode)) {
 			/* No token will tell the kernel to forget this alias: it goes now. */
@@ -1530,7 +1557,7 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (rc)
 		return rc;
 found:
-	rc = child_attr(cx, ino, c->cred, c->u.lookup.attr);
+	rc = child_attr(cx, ino, c);
 	if (!rc && S_ISDIR(c->u.lookup.attr->mode)) {
 		if (c->uncached)
 			dir_kept(cx, ci, c, name, ino);
@@ -1853,7 +1880,7 @@ static int async_create(struct cl_cbhv *cb, struct vn_call *c)
 	a->atime.tv_nsec = now % 1000000000;
 	a->mtime = a->ctime = a->btime = a->atime;
 	ci->attr.mtime = ci->attr.ctime = a->atime;
-	cl_dent_tell(ci, name, ino, !shared);
+	cl_dent_tell(ci, name, ino, true);
 	pthread_mutex_unlock(&ci->mu);
 	rc = cl_async_queue(cx, ci->ino, name, c->u.mknod.mode, c->cred, ino, gen, now);
 	if (rc) {
@@ -1864,7 +1891,7 @@ static int async_create(struct cl_cbhv *cb, struct vn_call *c)
 		shared_unpin(cb, &sp);
 		return rc;
 	}
-	c->uncached = shared;
+	c->uncached = 0;
 	c->made = created(cx, a, true);
 	shared_unpin(cb, &sp);
 	if (cl_async_full(cx))
@@ -1914,8 +1941,8 @@ static int own_pin(struct cl_cbhv *cb, const struct vn_call *c, const char *name
 
 	if (!async_may(cb, name) || (newname && !cacheable(newname)))
 		return ASK_SERVER;
-	p->shared = names_shared(cb);
-	if (!p->shared && !held_write(cx, ci->ino, DIR_WRITE_TOKS))
+	p->shared = !held_write(cx, ci->ino, DIR_WRITE_TOKS);
+	if (p->shared && !shared_wanted(cb))
 		return ASK_SERVER;
 	set_at(&p->file, CL_OWN_WRITE_TOKS, TOK_WRITE);
 	p->dir.nkeys = 0;
@@ -1938,11 +1965,22 @@ static int own_pin(struct cl_cbhv *cb, const struct vn_call *c, const char *name
 		shared_unpin(cb, &p->dir);
 		return ASK_SERVER;
 	}
-	p->fci = cl_inode_get(cx, p->ino, false);
+	p->fci = cl_inode_get(cx, p->ino, true);
 	if (p->fci) {
+		struct vn_attr a;
+		struct vn_call g = { .op = VN_OP_GETATTR, .cred = c->cred, .u.getattr = { &a } };
+		bool known;
+
 		pthread_mutex_lock(&p->fci->mu);
-		ok = p->fci->attr_valid && !S_ISDIR(p->fci->attr.mode) && p->fci->attr.nlink > 0;
+		known = p->fci->attr_valid;
+		ok = known && !S_ISDIR(p->fci->attr.mode) && p->fci->attr.nlink > 0;
 		pthread_mutex_unlock(&p->fci->mu);
+		/*
+		 * Its attributes went with its vnode (the kernel forgot the file):
+		 * what it is, asked (a getattr waits for no token).
+		 */
+		if (!known && forward(cx, p->ino, &g, NULL) == 0)
+			ok = !S_ISDIR(a.mode) && a.nlink > 0;
 	}
 	if (!ok) {
 		if (p->fci)
@@ -1963,9 +2001,11 @@ static void own_unpin(struct cl_cbhv *cb, struct own_pin *p, int64_t time_ns, bo
 		struct timespec ts = { time_ns / 1000000000, time_ns % 1000000000 };
 
 		pthread_mutex_lock(&p->fci->mu);
-		if (unlinked)
-			p->fci->attr.nlink--;
-		p->fci->attr.ctime = ts;
+		if (p->fci->attr_valid) {   /* else the server's answer will have them */
+			if (unlinked)
+				p->fci->attr.nlink--;
+			p->fci->attr.ctime = ts;
+		}
 		pthread_mutex_unlock(&p->fci->mu);
 		pthread_mutex_lock(&cb->ci->mu);
 		cb->ci->attr.mtime = cb->ci->attr.ctime = ts;
@@ -2033,9 +2073,8 @@ static int async_rename(struct cl_cbhv *cb, struct vn_call *c)
 	if (!rc) {
 		pthread_mutex_lock(&ci->mu);
 		cl_dent_set(ci, name, 0);
-		cl_dent_tell(ci, newname, p.ino, !p.shared);
+		cl_dent_tell(ci, newname, p.ino, true);
 		pthread_mutex_unlock(&ci->mu);
-		c->uncached = p.shared;
 	}
 	own_unpin(cb, &p, rc ? 0 : now, false);
 	return rc;

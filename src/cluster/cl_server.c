@@ -18,7 +18,12 @@
  *   - a truncate or fallocate: every data token as well.
  * Every inode's tokens, directories and others alike, are taken in one
  * ascending order of inode numbers, so server operations cannot deadlock
- * among themselves (srv_take_names).
+ * among themselves (srv_take_names).  A change a node made itself in a
+ * directory it shares by name buckets (docs/ARCHITECTURE.md, "Shared
+ * directories") takes the directory's tokens at the shared levels instead,
+ * and then the buckets of its names, whose keys lie above every inode
+ * (shared_keys); a read of one bucket's names filters the directory's
+ * (bucket_read).
  *
  * An inode whose last name goes is freed only when no node holds its EXIST
  * token: the server recalls it conditionally, a node that still uses the

@@ -194,6 +194,13 @@ static void reply_entry(fuse_req_t req, int rc, const struct vn_attr *a, unsigne
 
 /* ---- handlers ------------------------------------------------------------ */
 
+/* Drop the reference of a vnode a call handed over (vn_call.made), if any. */
+static void made_put(struct vnode *made)
+{
+	if (made)
+		vn_put(made, 1);
+}
+
 /* Valid replies: fuse_reply_entry, fuse_reply_err. */
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -207,9 +214,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 					      .entry_timeout = c.uncached ? 0 : D(req)->entry_timeout };
 
 		fuse_reply_entry(req, &e);
-		return;
+	} else {
+		reply_entry(req, rc, &a, ENTRY_COVERED | entry_how(&c));
 	}
-	reply_entry(req, rc, &a, ENTRY_COVERED | entry_how(&c));
+	made_put(c.made);
 }
 
 /* Valid replies: fuse_reply_none. */
@@ -304,12 +312,6 @@ static int do_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t 
 	*how = entry_how(&c);
 	*made = c.made;
 	return rc;
-}
-
-static void made_put(struct vnode *made)
-{
-	if (made)
-		vn_put(made, 1);
 }
 
 /* Valid replies: fuse_reply_entry, fuse_reply_err. */
@@ -594,6 +596,7 @@ static int create_existing(fuse_req_t req, fuse_ino_t parent, const char *name,
 	int acc = fi->flags & O_ACCMODE, need = 0, bits, rc;
 
 	rc = call_ino(req, parent, &c);
+	made_put(c.made);   /* the open and the reply's entry take their own */
 	if (rc)
 		return rc == -ENOENT ? -EEXIST : rc;
 	if (S_ISDIR(a->mode))

@@ -168,9 +168,10 @@ struct vn_call {
 	 */
 	int uncached;
 	/*
-	 * Set by a behavior on a mknod: the new file's vnode, with one
-	 * reference its caller drops once the kernel has its own (a client
-	 * holds the file from the server's answer on, see cl_client.c).
+	 * Set by a behavior on a mknod or a lookup: the (new) file's vnode,
+	 * with one reference its caller drops once the kernel has its own (a
+	 * client holds the file from the server's answer on, and keeps what it
+	 * learnt of it for the kernel's entry, see cl_client.c).
 	 */
 	struct vnode *made;
 	/*
