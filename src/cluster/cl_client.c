@@ -1935,12 +1935,13 @@ static int own_pin(struct cl_cbhv *cb, const struct vn_call *c, const char *name
 	struct cl_inode *ci = cb->ci;
 	const char *names[2] = { name, newname };
 	struct cl_dent *d;
-	bool ok = false;
+	bool ok = false, asked = false;
 
 	int rc;
 
 	if (!async_may(cb, name) || (newname && !cacheable(newname)))
 		return ASK_SERVER;
+again:
 	p->shared = !held_write(cx, ci->ino, DIR_WRITE_TOKS);
 	if (p->shared && !shared_wanted(cb))
 		return ASK_SERVER;
@@ -1962,8 +1963,20 @@ static int own_pin(struct cl_cbhv *cb, const struct vn_call *c, const char *name
 	pthread_mutex_unlock(&ci->mu);
 	/* Only from the cache: a wait for the server here would hold the directory's references. */
 	if (!p->ino || tok_client_try(cx->tc, p->ino, &p->file)) {
+		uint64_t ino = p->ino;
+
 		shared_unpin(cb, &p->dir);
-		return ASK_SERVER;
+		/*
+		 * A file this node made through the server (before it shared
+		 * the directory) has only READ copies: ask for the rest with
+		 * nothing held, then once more.  Sending the change instead
+		 * would take the directory at WRITE and recall every sharer.
+		 */
+		if (!ino || asked || cl_acquire(cx, ino, &p->file))
+			return ASK_SERVER;
+		tok_client_release(cx->tc, ino, &p->file);
+		asked = true;
+		goto again;
 	}
 	p->fci = cl_inode_get(cx, p->ino, true);
 	if (p->fci) {
