@@ -1081,17 +1081,6 @@ static bool names_shared(struct cl_cbhv *cb)
 	return held.level[TOK_NAME] == TOK_SWRITE;
 }
 
-/* A shared directory's tokens: its attributes as a sharer sees them, and (@names) NAME. */
-static void shared_dir_set(struct tok_set *s, bool names)
-{
-	tok_set_clear(s);
-	tok_set_add(s, TOK_TIMES, TOK_SWRITE);
-	tok_set_add(s, TOK_SIZE, TOK_SWRITE);
-	tok_set_add(s, TOK_ATTR, TOK_READ);
-	if (names)
-		tok_set_add(s, TOK_NAME, TOK_SWRITE);
-}
-
 /*
  * A busy directory's attributes @a, fresh from the server: once its ctime,
  * which every change of a name moves, stays the same for CL_QUIET_NS of
@@ -1129,7 +1118,7 @@ static int c_getattr(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	cl_pages_check(cx, ci->ino);
 	set_of(&want, B(TOK_ATTR) | B(TOK_TIMES) | B(TOK_SIZE));
 	if (names_shared(cb)) {
-		shared_dir_set(&want, false);   /* this node's own view of its times */
+		cl_shared_dir_set(&want, false);   /* this node's own view of its times */
 	} else if (c->op == VN_OP_GETATTR && dir_uncached(cb, B(TOK_NAME) | B(TOK_ATTR))) {
 		/* A busy directory's attributes change with every name: ask, keep nothing. */
 		c->uncached = 1;
@@ -1258,22 +1247,6 @@ static void read_whole(struct cl_cbhv *cb, const struct vn_cred *cred)
 	}
 }
 
-/* The names of one bucket, read (bucket_names). */
-struct cl_bucket_read {
-	struct cl_whole w;
-	uint64_t dir, key;
-};
-
-/* Only the bucket's: a server older than buckets answers with every name. */
-static int bucket_fill(void *ctx, const char *name, const struct vn_attr *a, int64_t next_off)
-{
-	struct cl_bucket_read *b = ctx;
-
-	if (cl_bucket_key(b->dir, name) != b->key)
-		return 0;
-	return whole_fill(&b->w, name, a, next_off);
-}
-
 /*
  * Learn every name of bucket @key of @cb's directory, which this node holds
  * (and NAME at SWRITE or better) with references: asked of the server,
@@ -1285,24 +1258,26 @@ static int bucket_fill(void *ctx, const char *name, const struct vn_attr *a, int
 static int bucket_names(struct cl_cbhv *cb, uint64_t key, const struct vn_cred *cred)
 {
 	struct cl_inode *ci = cb->ci;
-	struct cl_bucket_read b = { { NULL, 0, false }, ci->ino, key };
+	struct cl_whole w = { NULL, 0, false };
+	/* Filtered here too: a server older than buckets answers with every name. */
+	struct cl_bucket_filter f = { whole_fill, &w, ci->ino, key };
 	struct vn_call r = { .op = VN_OP_READDIR, .cred = cred,
-			     .u.readdir = { 0, 0, bucket_fill, &b, key } };
+			     .u.readdir = { 0, 0, cl_bucket_fill, &f, key } };
 	int rc = forward(cb->cx, ci->ino, &r, NULL);
 
-	if (!rc && b.w.too_many)
+	if (!rc && w.too_many)
 		rc = ASK_SERVER;
 	pthread_mutex_lock(&ci->mu);
 	if (!rc) {
-		for (struct cl_dent *d = b.w.list; d; d = d->next)
+		for (struct cl_dent *d = w.list; d; d = d->next)
 			cl_dent_set(ci, d->name, d->ino);
 		rc = cl_bucket_note(ci, key);
 	}
 	pthread_mutex_unlock(&ci->mu);
-	while (b.w.list) {
-		struct cl_dent *d = b.w.list;
+	while (w.list) {
+		struct cl_dent *d = w.list;
 
-		b.w.list = d->next;
+		w.list = d->next;
 		free(d);
 	}
 	return rc;
@@ -1354,7 +1329,7 @@ static int shared_pin(struct cl_cbhv *cb, const char *const *names, int n, bool 
 		p->keys[1] = k;
 	}
 	if (change) {
-		shared_dir_set(&p->dir, true);
+		cl_shared_dir_set(&p->dir, true);
 	} else {
 		tok_set_clear(&p->dir);
 		tok_set_add(&p->dir, TOK_NAME, TOK_SWRITE);
@@ -1474,11 +1449,13 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	struct tok_set want;
 	struct cl_dent *d;
 	uint64_t ino = 0;
+	bool shared;
 	int rc, found = 0;
 
 	if (strlen(name) > META_NAME_MAX)
 		return -ENAMETOOLONG;
-	if (names_shared(cb)) {
+	shared = names_shared(cb);
+	if (shared) {
 		rc = shared_lookup(cb, c, &ino);
 		if (rc <= 0) {
 			if (rc)
@@ -1486,7 +1463,7 @@ static int c_lookup(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 			goto found;
 		}
 	}
-	if (dir_uncached(cb, B(TOK_NAME)) || names_shared(cb)) {
+	if (shared || dir_uncached(cb, B(TOK_NAME))) {
 		struct vn_attr a;
 		struct vn_call l = { .op = VN_OP_LOOKUP, .cred = c->cred, .u.lookup = { name, &a } };
 
@@ -1989,8 +1966,8 @@ again:
 		ok = known && !S_ISDIR(p->fci->attr.mode) && p->fci->attr.nlink > 0;
 		pthread_mutex_unlock(&p->fci->mu);
 		/*
-		 * Its attributes went with its vnode (the kernel forgot the file):
-		 * what it is, asked (a getattr waits for no token).
+		 * Its attributes went back (another node looked at it): what it
+		 * is, asked (a getattr waits for no token).
 		 */
 		if (!known && forward(cx, p->ino, &g, NULL) == 0)
 			ok = !S_ISDIR(a.mode) && a.nlink > 0;

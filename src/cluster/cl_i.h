@@ -666,6 +666,19 @@ struct cl_range_hold {
 bool cl_range_of(uint64_t key, uint64_t *ino, uint64_t *off, uint64_t *end);
 /* The token key of @name's bucket in directory @dir (NAME only), or 0 (cl_range.c). */
 uint64_t cl_bucket_key(uint64_t dir, const char *name);
+/* A directory read by bucket: @fill(@ctx) is given only the names of bucket @key of @dir. */
+struct cl_bucket_filter {
+	vn_fill_fn fill;
+	void *ctx;
+	uint64_t dir, key;
+};
+int cl_bucket_fill(void *ctx, const char *name, const struct vn_attr *a, int64_t next_off);
+/*
+ * The tokens a directory is shared by (docs/ARCHITECTURE.md, "Shared
+ * directories"): times and size at SHARED_WRITE, attributes at READ and,
+ * with @names, NAME at SHARED_WRITE.
+ */
+void cl_shared_dir_set(struct tok_set *s, bool names);
 /* Should buffered write @c share the file (the file's tokens at SWRITE, ranges at WRITE)? */
 bool cl_range_wanted(struct cl_ctx *cx, struct cl_inode *ci, const struct vn_call *c);
 /* Does this node share @ci by ranges now (a read there takes its ranges at READ)? */

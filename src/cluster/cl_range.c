@@ -2,7 +2,9 @@
  * cl_range.c - byte-range IO tokens: how several nodes write one file at
  * once, buffered (cached) or direct, each write atomic against the others
  * and every node's cached data coherent (docs/ARCHITECTURE.md, "Byte-range
- * tokens").
+ * tokens"); and the keys of the name buckets of shared directories, which
+ * have the same form, with the tokens such a directory is shared by
+ * (docs/ARCHITECTURE.md, "Shared directories").
  *
  * A file's own tokens stay whole-file.  A lone writer holds IO, the page
  * tokens, SIZE and TIMES at WRITE and asks once; a node the MDS says is
@@ -106,6 +108,25 @@ uint64_t cl_bucket_key(uint64_t dir, const char *name)
 	memcpy(stem, name, start);
 	memcpy(stem + start, name + end, len - end + 1);
 	return range_key(dir, cl_name_hash(stem) & RANGE_IDX_MAX);
+}
+
+int cl_bucket_fill(void *ctx, const char *name, const struct vn_attr *a, int64_t next_off)
+{
+	struct cl_bucket_filter *f = ctx;
+
+	if (cl_bucket_key(f->dir, name) != f->key)
+		return 0;
+	return f->fill(f->ctx, name, a, next_off);
+}
+
+void cl_shared_dir_set(struct tok_set *s, bool names)
+{
+	tok_set_clear(s);
+	tok_set_add(s, TOK_TIMES, TOK_SWRITE);
+	tok_set_add(s, TOK_SIZE, TOK_SWRITE);
+	tok_set_add(s, TOK_ATTR, TOK_READ);
+	if (names)
+		tok_set_add(s, TOK_NAME, TOK_SWRITE);
 }
 
 /*

@@ -432,17 +432,6 @@ static void set_of(struct tok_set *s, unsigned mask, enum tok_level level)
 			tok_set_add(s, (enum tok_id)t, level);
 }
 
-/*
- * A shared directory's tokens (docs/ARCHITECTURE.md, "Shared directories"):
- * names, times and size at SHARED_WRITE, attributes at READ, what every
- * node that changes names there by buckets holds.
- */
-static void shared_dir_set(struct tok_set *s)
-{
-	set_of(s, (1u << TOK_NAME) | (1u << TOK_TIMES) | (1u << TOK_SIZE), TOK_SWRITE);
-	tok_set_add(s, TOK_ATTR, TOK_READ);
-}
-
 /* Grant @node the tokens its answer to a create of @ino brings (CL_CREATE_TOKS). */
 static void create_toks(struct cl_ctx *cx, uint32_t node, uint64_t ino)
 {
@@ -570,7 +559,7 @@ static int srv_take_names(struct srv_ops *so, const struct vn_call *c, const uin
 		bool lent = dir || (c->lent && (next == c->lent_inos[0] || next == c->lent_inos[1]));
 
 		if (dir && nk) {
-			shared_dir_set(&want);
+			cl_shared_dir_set(&want, true);
 			rc = tok_server_op_acquire(so->lent, next, &want, &got, NULL);
 		} else {
 			rc = srv_take(lent ? so->lent : so->own, &next, 1, dir ? DIR_TOKS : LINKED_TOKS);
@@ -719,22 +708,6 @@ static int s_lseek(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return srv_moved(cx, c, rc);
 }
 
-/* A directory read by bucket: the asker's fill, given only the bucket's names. */
-struct bucket_fill {
-	vn_fill_fn fill;
-	void *ctx;
-	uint64_t dir, key;
-};
-
-static int bucket_fill(void *ctx, const char *name, const struct vn_attr *a, int64_t next_off)
-{
-	struct bucket_fill *f = ctx;
-
-	if (cl_bucket_key(f->dir, name) != f->key)
-		return 0;
-	return f->fill(f->ctx, name, a, next_off);
-}
-
 /*
  * The names of one bucket of a shared directory (a node that takes the
  * bucket learns them once, docs/ARCHITECTURE.md, "Shared directories"):
@@ -745,7 +718,7 @@ static int bucket_fill(void *ctx, const char *name, const struct vn_attr *a, int
 static int bucket_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 {
 	struct cl_ctx *cx = ctx_of(self);
-	struct bucket_fill f = { c->u.readdir.fill, c->u.readdir.ctx, vn_ino(vn),
+	struct cl_bucket_filter f = { c->u.readdir.fill, c->u.readdir.ctx, vn_ino(vn),
 				 c->u.readdir.bucket };
 	uint64_t dir, off, end;
 	struct tok_set lent, want, got;
@@ -763,7 +736,7 @@ static int bucket_read(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	if (!rc)
 		rc = tok_server_op_acquire(op, f.key, &lent, &got, NULL);
 	if (!rc) {
-		c->u.readdir.fill = bucket_fill;
+		c->u.readdir.fill = cl_bucket_fill;
 		c->u.readdir.ctx = &f;
 		rc = vn_next(self, vn, c);
 		c->u.readdir.fill = f.fill;
