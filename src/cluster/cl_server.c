@@ -579,17 +579,17 @@ static int srv_take_names(struct srv_ops *so, const struct vn_call *c, const uin
  * The names a change in a shared directory adds or removes, as bucket keys
  * (@keys, 0 to 2 of them; docs/ARCHITECTURE.md, "Shared directories"), if
  * it may take the directory's tokens at the shared levels: a node's own
- * change (it lends) of a directory whose NAME it holds at SWRITE, on
- * regular files only (a directory's link count would change), within the
- * directory.  0 otherwise: the change takes the directory's tokens at
- * WRITE, which recalls every sharer.
+ * change (it lends) of a directory whose NAME it holds at SWRITE, within
+ * the directory, that leaves the directory's link count alone (no new
+ * directory, no rmdir, no rename over a directory: @victim_dir).  0
+ * otherwise: the change takes the directory's tokens at WRITE, which
+ * recalls every sharer.
  */
 static int shared_keys(struct cl_ctx *cx, const struct vn_call *c, const uint64_t *dirs,
-		       const uint64_t *objs, int no, uint64_t *keys)
+		       bool victim_dir, uint64_t *keys)
 {
 	const char *names[2] = { NULL, NULL };
 	struct tok_set held;
-	struct vn_attr a;
 	int n = 0;
 
 	if (!c->lent || !c->node || c->node == cx->self_id)
@@ -606,7 +606,7 @@ static int shared_keys(struct cl_ctx *cx, const struct vn_call *c, const uint64_
 		names[0] = c->u.unlink.name;
 		break;
 	case VN_OP_RENAME:
-		if (dirs[0] != dirs[1] || c->u.rename.flags)
+		if (dirs[0] != dirs[1] || c->u.rename.flags || victim_dir)
 			return 0;
 		names[0] = c->u.rename.name;
 		names[1] = c->u.rename.newname;
@@ -614,9 +614,6 @@ static int shared_keys(struct cl_ctx *cx, const struct vn_call *c, const uint64_
 	default:
 		return 0;
 	}
-	for (int i = 0; i < no; i++)
-		if (objs[i] && (meta_getattr(cx->st, objs[i], &a) || S_ISDIR(a.mode)))
-			return 0;
 	tok_server_held(cx->ts, c->node, dirs[0], &held);
 	if (held.level[TOK_NAME] != TOK_SWRITE)
 		return 0;
@@ -635,12 +632,16 @@ static struct cl_ctx *ctx_of(struct vn_bhv *self)
 	return self->priv;
 }
 
-/* The inode @name of @dir names now, or 0. */
-static uint64_t name_ino(struct cl_ctx *cx, uint64_t dir, const char *name)
+/* The inode @name of @dir names now, or 0; whether it is a directory (@is_dir, may be NULL). */
+static uint64_t name_ino(struct cl_ctx *cx, uint64_t dir, const char *name, bool *is_dir)
 {
 	struct vn_attr a;
 
-	return meta_lookup(cx->st, dir, name, &a) == 0 ? a.ino : 0;
+	if (meta_lookup(cx->st, dir, name, &a))
+		return 0;
+	if (is_dir)
+		*is_dir = S_ISDIR(a.mode);
+	return a.ino;
 }
 
 int cl_server_dmapi_excl(struct cl_ctx *cx, uint64_t ino, int (*fn)(void *arg), void *arg)
@@ -774,15 +775,19 @@ static int s_dirread(struct vn_bhv *self, struct vnode *vn, struct vn_call *c)
 	return srv_moved(cx, c, rc);
 }
 
-/* The inodes an unlink or a rename finds at its names now (0: none). */
+/*
+ * The inodes an unlink or a rename finds at its names now (0: none), and
+ * whether a rename would replace a directory (*@victim_dir).
+ */
 static void names_objs(struct cl_ctx *cx, const struct vn_call *c, const uint64_t *dirs,
-		       uint64_t *objs)
+		       uint64_t *objs, bool *victim_dir)
 {
+	*victim_dir = false;
 	if (c->op == VN_OP_UNLINK) {
-		objs[0] = name_ino(cx, dirs[0], c->u.unlink.name);
+		objs[0] = name_ino(cx, dirs[0], c->u.unlink.name, NULL);
 	} else if (c->op == VN_OP_RENAME) {
-		objs[0] = name_ino(cx, dirs[0], c->u.rename.name);
-		objs[1] = name_ino(cx, dirs[1], c->u.rename.newname);
+		objs[0] = name_ino(cx, dirs[0], c->u.rename.name, NULL);
+		objs[1] = name_ino(cx, dirs[1], c->u.rename.newname, victim_dir);
 	}
 }
 
@@ -818,6 +823,7 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 {
 	struct cl_ctx *cx = ctx_of(self);
 	uint64_t seen[2] = { 0, 0 }, keys[2];
+	bool victim_dir = false;
 	struct srv_ops so;
 	int rc, nk;
 
@@ -829,14 +835,14 @@ static int s_names(struct vn_bhv *self, struct vnode *vn, struct vn_call *c, uin
 		if (rc)
 			return rc;
 		if (no) {
-			names_objs(cx, c, dirs, objs);
+			names_objs(cx, c, dirs, objs, &victim_dir);
 			memcpy(seen, objs, (size_t)no * sizeof(*objs));
 		}
-		nk = shared_keys(cx, c, dirs, objs, no, keys);
+		nk = shared_keys(cx, c, dirs, victim_dir, keys);
 		rc = srv_take_names(&so, c, dirs, nd, objs, no, keys, nk);
 		if (rc || no == 0)
 			break;
-		names_objs(cx, c, dirs, objs);
+		names_objs(cx, c, dirs, objs, &victim_dir);
 		if (memcmp(seen, objs, (size_t)no * sizeof(*objs)) == 0)
 			break;
 		srv_end(&so);
