@@ -423,10 +423,9 @@ int tok_client_forget(struct tok_client *c, uint64_t ino);
  * I/O-exclusive state.  A node takes IOEXCL READ with the tokens of its
  * I/O (the caller's token sets carry it) and keeps it until it is done with the file
  * (tok_client_give_io, or forgetting it); a recall of IO leaves it.  The
- * server answers the state with every grant that includes it, and tells
- * the holder when it changes (ioexcl_tell); an acquire that asks the
- * server anyway asks it again while it is false, so the answer brings the
- * current state.
+ * server answers the state with every grant to a node that holds it, and
+ * tells the holder when it changes (ioexcl_tell), so a state missed is
+ * corrected by the next request the node sends anyway.
  */
 /* The server says @ino's I/O-exclusive state is @excl. */
 void tok_client_ioexcl_set(struct tok_client *c, uint64_t ino, bool excl);

@@ -270,10 +270,6 @@ static bool tok__request(const struct tok__cino *r, const struct tok_set *want,
 		d = tok_duties(t, have);
 		*duties |= w == TOK_WRITE ? d & TOK__STATE_DUTIES : d;
 	}
-	/* Going to the server anyway: ask its I/O-exclusive state again while it is false. */
-	if (!tok_set_empty(ask) && want->level[TOK_IOEXCL] == TOK_READ &&
-	    r->level.level[TOK_IOEXCL] == TOK_READ && !r->ioexcl)
-		ask->level[TOK_IOEXCL] = TOK_READ;
 	return true;
 }
 
@@ -367,8 +363,9 @@ static int tok__acquire(struct tok_client *c, uint64_t ino, const struct tok_set
 			else
 				r->level.level[t] = got.level[t];
 		}
+		/* A copy given back while the answer came is not had any more. */
 		if (rc == 0 && (reply.valid & TOK_ST_IOEXCL))
-			r->ioexcl = reply.ioexcl;
+			r->ioexcl = reply.ioexcl && r->level.level[TOK_IOEXCL] == TOK_READ;
 		if (rc == 0 && out)
 			*out = reply;
 		pthread_cond_broadcast(&c->cv);

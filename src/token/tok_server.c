@@ -421,9 +421,16 @@ static int tok__grant(struct tok_server *s, struct tok__sino *r, const struct to
 		out->size = r->st.size;
 		out->blocks = r->st.blocks;
 	}
-	if (w->want.level[TOK_IOEXCL] != TOK_NONE) {
+	/*
+	 * Every answer to a node that holds IOEXCL carries its state, so one
+	 * missed corrects itself at the next request without asking again for
+	 * a level the node has (a give-back of it crossing that request could
+	 * not be told from one before it).  While the holder is being told, it
+	 * is answered "not alone", the safe state.
+	 */
+	if (g->held.level[TOK_IOEXCL] != TOK_NONE) {
 		out->valid |= TOK_ST_IOEXCL;
-		out->ioexcl = g->excl;
+		out->ioexcl = g->excl && !g->telling;
 	}
 	return 0;
 }

@@ -278,6 +278,15 @@ static const struct tok_client_ops cli_ops = {
 	.duty = cli_duty,
 };
 
+/* Wait until every recall delivery has ended (the recalled nodes are done with them). */
+static void settle(struct cluster *cl)
+{
+	pthread_mutex_lock(&cl->mu);
+	while (cl->deliveries > 0)
+		pthread_cond_wait(&cl->idle, &cl->mu);
+	pthread_mutex_unlock(&cl->mu);
+}
+
 static int setup(void **state)
 {
 	struct cluster *cl = calloc(1, sizeof(*cl));
@@ -300,10 +309,7 @@ static int teardown(void **state)
 {
 	struct cluster *cl = *state;
 
-	pthread_mutex_lock(&cl->mu);
-	while (cl->deliveries > 0)
-		pthread_cond_wait(&cl->idle, &cl->mu);
-	pthread_mutex_unlock(&cl->mu);
+	settle(cl);
 	for (int i = 0; i < NNODES; i++)
 		tok_client_destroy(cl->n[i].c);
 	tok_server_destroy(cl->s);
@@ -913,6 +919,7 @@ static void test_ioexcl_back(void **state)
 	assert_false(tok_client_ioexcl(cl->n[0].c, ino, NULL));
 	assert_int_equal(tok_client_acquire(cl->n[2].c, ino, &wr, &out), 0);
 	assert_false(out.ioexcl);
+	settle(cl);   /* the readers are done with the recall of IO */
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(srv_level(cl, (uint32_t)i, ino, TOK_IO), TOK_NONE);
 		assert_int_equal(srv_level(cl, (uint32_t)i, ino, TOK_IOEXCL), TOK_READ);
@@ -923,7 +930,7 @@ static void test_ioexcl_back(void **state)
 	assert_true(tok_client_ioexcl(cl->n[2].c, ino, NULL));
 	assert_int_equal(srv_level(cl, 1, ino, TOK_IOEXCL), TOK_NONE);
 
-	/* A state believed false is asked again with the next request. */
+	/* A state believed false is corrected by the answer to the next request. */
 	tok_client_ioexcl_set(cl->n[2].c, ino, false);
 	assert_false(tok_client_ioexcl(cl->n[2].c, ino, NULL));
 	tok_set_add(&sz, TOK_IOEXCL, TOK_READ);
