@@ -44,6 +44,9 @@
  *     recall takes them until ops.give_back has returned: nobody takes a
  *     reference on them or asks the server for them meanwhile, so the
  *     server always sees the return before the next request for them.
+ *     A stale level (below) is marked too, from when the references on the
+ *     rest are gone: a grant of that level arriving first would be undone
+ *     by the give-back.
  *   - A recall for a level the cache does not have waits if that token is
  *     being converted (the grant's reply may still be on its way); if not,
  *     the server's record is older than ours, and the level is given back
@@ -564,12 +567,13 @@ static bool tok__mine_in_use(const struct tok__cino *r, uint16_t mine)
 
 /*
  * One give-back: wait until nobody uses @mine, do their duties, drop them
- * and send them with @stale, at the levels of @ask; @w (the call's wait
- * record) says which step runs.  Called and returns with c->mu held; 0 or
- * -TOK_EEARLY (nothing sent).
+ * and send them with *@stale, at the levels of @ask; *@stale loses what was
+ * asked for meanwhile, which is not sent; @w (the call's wait record) says
+ * which step runs.  Called and returns with c->mu held; 0 or -TOK_EEARLY
+ * (nothing sent).
  */
 static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
-				const struct tok_set *ask, uint16_t mine, uint16_t stale,
+				const struct tok_set *ask, uint16_t mine, uint16_t *stale,
 				uint64_t gen, struct tok__cwait *w)
 {
 	struct tok_set give, back;
@@ -596,13 +600,24 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 		pthread_cond_wait(&c->cv, &c->mu);
 	}
 	c->stats.draining--;
+	/*
+	 * The stale part too, from here (not while draining: a user of the
+	 * part given back may need it to finish): an obtain of it sent before
+	 * our give-back arrives would be granted first and then undone by it.
+	 * What an obtain asked for while we drained waits for its answer.
+	 */
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if ((*stale & TOK__BIT(t)) &&
+		    ((r->converting & TOK__BIT(t)) || r->level.level[t] == ask->level[t]))
+			*stale &= (uint16_t)~TOK__BIT(t);   /* asked for meanwhile: sorted again */
+	r->recalling |= *stale;
 	w->what = TOK_CW_DUTIES;
 	tok_set_clear(&give);
 	tok_set_clear(&back);
 	for (int t = 0; t < TOK_NTOKENS; t++) {
 		if (mine & TOK__BIT(t))
 			give.level[t] = ask->level[t];
-		if ((mine | stale) & TOK__BIT(t))
+		if ((mine | *stale) & TOK__BIT(t))
 			back.level[t] = ask->level[t];
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -640,7 +655,7 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 			r->returning.level[t] = TOK_NONE;
 	w->what = TOK_CW_NFOR;
 	w->mine = 0;
-	r->recalling &= (uint16_t)~mine;
+	r->recalling &= (uint16_t)~(mine | *stale);
 	pthread_cond_broadcast(&c->cv);
 	return 0;
 }
@@ -696,7 +711,7 @@ static int tok__give_back(struct tok_client *c, uint64_t ino, const struct tok_s
 			pthread_cond_wait(&c->cv, &c->mu);
 			continue;
 		}
-		rc = tok__give_back_round(c, r, ask, mine, stale, gen, &w);
+		rc = tok__give_back_round(c, r, ask, mine, &stale, gen, &w);
 		if (rc)
 			goto out_put;
 		for (int t = 0; t < TOK_NTOKENS; t++)
