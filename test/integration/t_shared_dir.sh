@@ -7,9 +7,10 @@
 #  - one shared directory: node2 and node3 (the issue's case: two clients),
 #    then node1, node2 and node3, each in a fresh directory;
 #
-# each node SHARED_DIR_FILES (1,000; bench/shareddir.sh runs 10,000) files:
-# open(O_CREAT|O_EXCL), write 4 KiB, close.  After each run every node lists
-# the directories (exactly the files created) and reads every file back.
+# each node SHARED_DIR_FILES (2,000, as in the issue; bench/shareddir.sh runs
+# 10,000) files: open(O_CREAT|O_EXCL), write 4 KiB, close.  After each run
+# every node lists the directories (exactly the files created) and reads
+# every file back (separate directories: another node's files).
 # The rates (files/s in aggregate, and per node) are printed, and a table of
 # shared vs separate at the end.  Separate directories run first, so that a
 # hang in the shared one still leaves their figures.  Then every node
@@ -29,7 +30,7 @@
 . "$(dirname "$0")/lib_stress.sh"
 it_init shared_dir --need-tgtd
 SD=$IT_DIR/shared_dir.py
-SHARED_DIR_FILES=${SHARED_DIR_FILES:-1000}
+SHARED_DIR_FILES=${SHARED_DIR_FILES:-2000}
 SHARED_DIR_LIMIT=${SHARED_DIR_LIMIT:-30}
 SHARED_DIR_PHASES=${SHARED_DIR_PHASES:-separate shared}
 RESULTS=$T_TMP/rates.jsonl
