@@ -309,7 +309,21 @@ static void send_unlock(struct cl_async *as)
 	pthread_mutex_unlock(&as->mu);
 }
 
-int cl_async_drain(struct cl_ctx *cx)
+/* Does a change queued touch @ino: its directory, its file, the bucket of a name of it? */
+static bool queued_touches(struct cl_async *as, uint64_t ino)
+{
+	bool hit = false;
+
+	pthread_mutex_lock(&as->mu);
+	for (struct cl_aop *o = as->head; o && !hit; o = o->next)
+		hit = o->dir == ino || o->ino == ino || cl_bucket_key(o->dir, o->name) == ino ||
+		      (o->newname && cl_bucket_key(o->dir, o->newname) == ino);
+	pthread_mutex_unlock(&as->mu);
+	return hit;
+}
+
+/* cl_async_drain, or (@ret_ino) cl_async_drain_return's. */
+static int drain(struct cl_ctx *cx, uint64_t ret_ino)
 {
 	struct cl_async *as = cx->as;
 	int rc;
@@ -327,6 +341,9 @@ int cl_async_drain(struct cl_ctx *cx)
 	 * sender), and then the call is not sent either.
 	 */
 	for (;;) {
+		/* A return while a recovery elects a server: see cl_async_drain_return. */
+		if (ret_ino && atomic_load(&cx->elected) && !queued_touches(as, ret_ino))
+			return 0;
 		rc = send_lock(as);
 		if (rc)
 			break;
@@ -343,6 +360,16 @@ int cl_async_drain(struct cl_ctx *cx)
 			break;
 	}
 	return rc == 1 || rc == -EAGAIN ? 0 : rc;
+}
+
+int cl_async_drain(struct cl_ctx *cx)
+{
+	return drain(cx, 0);
+}
+
+int cl_async_drain_return(struct cl_ctx *cx, uint64_t ino)
+{
+	return drain(cx, ino);
 }
 
 void cl_async_settle(struct cl_ctx *cx)

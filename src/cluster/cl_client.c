@@ -264,9 +264,10 @@ static bool return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 	struct cl_ureq u = { 0 };      /* one id across the resends */
 
 	atomic_fetch_add(&cx->returns, 1);
-	(void)cl_async_drain(cx);      /* the creates these tokens covered first */
+	(void)cl_async_drain_return(cx, ino);   /* the creates these tokens covered first */
 	for (;;) {
 		ProtobufCMessage *rep = NULL;
+		uint32_t elected = atomic_load(&cx->elected);
 		Cxfs__MsgType rt = 0;
 		struct rpc_chan *ch;
 		bool again;
@@ -278,7 +279,18 @@ static bool return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 			local = true;
 			break;
 		}
-		ch = cl_mds_chan(cx);
+		/*
+		 * A recovery's new server takes it once its grants are rebuilt,
+		 * before this node is told that it serves (its settle may wait
+		 * for this very return).
+		 */
+		if (elected == cx->self_id)
+			elected = 0;
+		ch = elected ? cl_node_chan(cx, elected) : cl_mds_chan(cx);
+		if (!ch && elected) {
+			usleep(5 * 1000);   /* not reached yet: again, or the server it names */
+			continue;
+		}
 		if (!ch)
 			break;
 		rc = cl_unsafe_call(cx, &u, ch, CXFS__MSG_TYPE__TOKEN_RETURN, &m->base,

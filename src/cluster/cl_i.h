@@ -244,7 +244,13 @@ struct cl_ctx {
 	atomic_bool relocating;         /* MDS: a relocation moves it away */
 	atomic_bool drl_left;           /* the dirty-region log holds regions of the last run */
 	atomic_bool stopping;           /* cl_stop() runs: a refused write no longer cuts off */
-	atomic_bool bagging;            /* MDS: its state is being bagged: take no return */
+	/*
+	 * MDS: its token state is being bagged (a server moving away), or not
+	 * yet rebuilt (a new one, from serve until settle): take no return.
+	 */
+	atomic_bool bagging;
+	atomic_uint elected;            /* a recovery elected this node to serve (0: none;
+					 * until set_server): returns go there */
 	atomic_uint handlers;           /* requests of other nodes being handled */
 	/*
 	 * New vnodes are shaped for the current role: a relocation blocks
@@ -591,6 +597,13 @@ int cl_async_start(struct cl_ctx *cx);
 void cl_async_stop(struct cl_ctx *cx);
 /* Send every queued create and wait for the server's answers (before anything else goes there). */
 int cl_async_drain(struct cl_ctx *cx);
+/*
+ * Before a return of tokens of @ino: cl_async_drain, except while a
+ * recovery elects a new server (cl_ctx.elected), when only a queue that
+ * touches @ino is drained.  The rest cannot be sent until the new server
+ * settles, and its settle may wait for this return.
+ */
+int cl_async_drain_return(struct cl_ctx *cx, uint64_t ino);
 /* This node became the server: apply its queue here (its role change settles, the gate still closed). */
 void cl_async_settle(struct cl_ctx *cx);
 /* A number reserved for this node's next own create (asks the server for more when out). */

@@ -1079,8 +1079,8 @@ static int cl_handler(void *arg, struct rpc_req *req, Cxfs__MsgType type,
 		} else {
 			rc = -RPC_EEARLY;   /* the sender takes us for the MDS: it moved */
 		}
-	} else if (atomic_load(&cx->relocating) &&
-		   (type != CXFS__MSG_TYPE__TOKEN_RETURN || atomic_load(&cx->bagging))) {
+	} else if ((atomic_load(&cx->relocating) && type != CXFS__MSG_TYPE__TOKEN_RETURN) ||
+		   (type == CXFS__MSG_TYPE__TOKEN_RETURN && atomic_load(&cx->bagging))) {
 		rc = -RPC_EEARLY;           /* the MDS is moving: ask again (the new one) */
 	} else {
 		note_channel(cx, node, rpc_req_chan(req));

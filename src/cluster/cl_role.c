@@ -200,6 +200,7 @@ static void n_set_server(void *arg, uint32_t server, struct rpc_chan *ch, bool o
 	cx->mds = ch;
 	cx->server_id = server;
 	pthread_mutex_unlock(&cx->mu);
+	atomic_store(&cx->elected, 0);
 	/* Before the gate opens: maps cached here may predate its settle (cl_i.h). */
 	atomic_fetch_add(&cx->map_epoch, 1);
 	/* A revive of the old server's leaves no write here waiting. */
@@ -210,6 +211,13 @@ static void n_set_server(void *arg, uint32_t server, struct rpc_chan *ch, bool o
 			rpc_chan_abort(old);
 		rpc_chan_put(old);
 	}
+}
+
+static void n_elected(void *arg, uint32_t node)
+{
+	struct cl_ctx *cx = arg;
+
+	atomic_store(&cx->elected, node);
 }
 
 static int n_open_store(void *arg, char *err, size_t errlen)
@@ -277,7 +285,8 @@ static int n_serve(void *arg, char *err, size_t errlen)
 	int rc;
 
 	cx->is_server = true;
-	atomic_store(&cx->bagging, false);
+	/* No return until the grants it ends are imported (n_settle). */
+	atomic_store(&cx->bagging, true);
 	rc = cl_dm_attach(cx, cx->dm_enabled);
 	if (rc) {
 		snprintf(err, errlen, "cannot start DMAPI: %s", strerror(-rc));
@@ -306,6 +315,8 @@ static void n_settle(void *arg)
 {
 	struct cl_ctx *cx = arg;
 
+	/* The grants are imported: returns are taken (the settle below may wait for some). */
+	atomic_store(&cx->bagging, false);
 	/* Returns that were on their way to the old server keep their state here first. */
 	drain(&cx->returns);
 	cl_client_to_store(cx, true);
@@ -581,6 +592,7 @@ static const struct rl_node_ops cl_role_node_ops = {
 	.settle = n_settle,
 	.unserve = n_unserve,
 	.set_server = n_set_server,
+	.elected = n_elected,
 	.cut = n_cut,
 	.checkpoint = n_checkpoint,
 	.server_call = n_server_call,

@@ -275,6 +275,8 @@ static int gather(struct corpse *c, uint32_t target, uint64_t epoch)
 
 	if (!tn)
 		return -EINVAL;
+	if (target != self)
+		env->node->elected(env->arg, target);
 	rc = rl_gather(env, &b, false);
 	if (rc)
 		goto out;

@@ -135,6 +135,12 @@ struct rl_node_ops {
 	 * calls still waiting on the old one end at once if it died (@old_dead).
 	 */
 	void (*set_server)(void *arg, uint32_t node, struct rpc_chan *ch, bool old_dead);
+	/*
+	 * A recovery elected @node to serve (this node sends it its share):
+	 * until set_server, token returns go there, as the new server's
+	 * settle may wait for them before this node is told it serves.
+	 */
+	void (*elected)(void *arg, uint32_t node);
 	/* Close this node's channels to @node: calls waiting on it end early. */
 	void (*cut)(void *arg, uint32_t node);
 	/* Empty the store's log while serving (a later close is quick). */
