@@ -35,8 +35,10 @@
 # unlinked open files reading EIO or other bytes, a torn O_APPEND record,
 # EPERM publishing writes ("refused a WRITE_DONE ... not blocks handed to
 # it"), block counts wrong in cxfs-check, a deadlock of the reconstruction
-# (reshape_all against a lookup's nested getattr), and a restarted server
-# serving again beside the new one.
+# (reshape_all against a lookup's nested getattr), a restarted server
+# serving again beside the new one, and a recovery that waited for itself
+# (the new server's settle for a survivor's token return, which waited for
+# the retarget: 1e5910d).
 . "$(dirname "$0")/lib_recover.sh"
 it_init recover_kill --need-tgtd
 
