@@ -44,9 +44,8 @@
  *     recall takes them until ops.give_back has returned: nobody takes a
  *     reference on them or asks the server for them meanwhile, so the
  *     server always sees the return before the next request for them.
- *     A stale level (below) is marked too, from when the references on the
- *     rest are gone: a grant of that level arriving first would be undone
- *     by the give-back.
+ *     A stale level (below) is marked too while it is sent: a grant of
+ *     that level arriving first would be undone by the give-back.
  *   - A recall for a level the cache does not have waits if that token is
  *     being converted (the grant's reply may still be on its way); if not,
  *     the server's record is older than ours, and the level is given back
@@ -600,26 +599,11 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 		pthread_cond_wait(&c->cv, &c->mu);
 	}
 	c->stats.draining--;
-	/*
-	 * The stale part too, from here (not while draining: a user of the
-	 * part given back may need it to finish): an obtain of it sent before
-	 * our give-back arrives would be granted first and then undone by it.
-	 * What an obtain asked for while we drained waits for its answer.
-	 */
-	for (int t = 0; t < TOK_NTOKENS; t++)
-		if ((*stale & TOK__BIT(t)) &&
-		    ((r->converting & TOK__BIT(t)) || r->level.level[t] == ask->level[t]))
-			*stale &= (uint16_t)~TOK__BIT(t);   /* asked for meanwhile: sorted again */
-	r->recalling |= *stale;
 	w->what = TOK_CW_DUTIES;
 	tok_set_clear(&give);
-	tok_set_clear(&back);
-	for (int t = 0; t < TOK_NTOKENS; t++) {
+	for (int t = 0; t < TOK_NTOKENS; t++)
 		if (mine & TOK__BIT(t))
 			give.level[t] = ask->level[t];
-		if ((mine | *stale) & TOK__BIT(t))
-			back.level[t] = ask->level[t];
-	}
 	pthread_mutex_unlock(&c->mu);
 
 	memset(&st, 0, sizeof(st));
@@ -643,11 +627,28 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 	r->gen++;
 	if (r->level.level[TOK_IOEXCL] == TOK_NONE)
 		r->ioexcl = false;
+	/*
+	 * The stale part is marked too while it is sent (only then: the
+	 * duties may wait for a server that needs it back): an obtain of it
+	 * sent before our give-back arrives would be granted first and then
+	 * undone by it.  What an obtain asked for meanwhile waits for its
+	 * answer and is sorted again.
+	 */
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if ((*stale & TOK__BIT(t)) &&
+		    ((r->converting & TOK__BIT(t)) || r->level.level[t] == ask->level[t]))
+			*stale &= (uint16_t)~TOK__BIT(t);
+	r->recalling |= *stale;
+	tok_set_clear(&back);
+	for (int t = 0; t < TOK_NTOKENS; t++)
+		if ((mine | *stale) & TOK__BIT(t))
+			back.level[t] = ask->level[t];
 	w->what = TOK_CW_SEND;
 	tok_set_raise(&r->returning, &back);
 	pthread_mutex_unlock(&c->mu);
 
-	c->ops->give_back(c->arg, r->ino, &back, &st);
+	if (!tok_set_empty(&back))   /* empty: the stale part alone, asked for meanwhile */
+		c->ops->give_back(c->arg, r->ino, &back, &st);
 
 	pthread_mutex_lock(&c->mu);
 	for (int t = 0; t < TOK_NTOKENS; t++)
