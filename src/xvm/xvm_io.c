@@ -536,17 +536,28 @@ static void xvm__deactivate(struct xvm_vol *vol, struct xvm__plan *pl)
 static int xvm__absorb(struct xvm_vol *vol, struct xvm__plan *pl)
 {
 	int failed = 0, leg, rc;
+	bool gone;
 
 	for (size_t k = 0; k < pl->n; k++) {
 		struct xvm__piece *pc = &pl->p[k];
 
 		if (!pc->rc)
 			continue;
-		if (!xvm__is_leg_error(pc->rc))
-			return pc->rc;
+		/*
+		 * A leg detached while this I/O was on its way: its LUNs refuse
+		 * this node's writes (its key is gone from them), and nothing
+		 * needs them any more.  Only that fence is absorbed.
+		 */
 		pthread_mutex_lock(&vol->lock);
+		gone = pc->rc == BLK_EFENCED && xvm__under_detached(&vol->label.tree, pc->node);
 		leg = xvm__absorbing_leg(vol, pc->node);
 		pthread_mutex_unlock(&vol->lock);
+		if (gone) {
+			failed = 1;
+			continue;
+		}
+		if (!xvm__is_leg_error(pc->rc))
+			return pc->rc;
 		if (leg < 0)
 			return pc->rc;
 		if (leg > 0) {

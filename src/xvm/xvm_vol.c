@@ -22,7 +22,8 @@
  * as a new generation.
  *
  * Locks: vol->label_lock -> vol->lock (xvm_i.h); xvm_io.c's pool lock is
- * never taken with them.
+ * never taken with them.  The fence callback (xvm__on_fenced) takes
+ * vol->lock on the thread of a refused I/O: no I/O is issued with it held.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -828,12 +829,30 @@ int xvm_in_use(struct xvm_vol *vol, char *err, size_t errlen)
 	return rc;
 }
 
+static uint64_t xvm__leaves_of(const struct xvm__tree *t, unsigned i);
+
 static void xvm__on_fenced(struct blk_dev *dev, void *arg)
 {
+	const struct xvm__tree *t;
 	struct xvm_vol *vol = arg;
+	bool detached = false;
 
-	(void)dev;
-	if (vol->fence_fn)
+	/*
+	 * A LUN of a leg detached while a write was on its way to it refuses
+	 * this node (it dropped its key there, xvm__leave_luns): that is no
+	 * fence, and the write is absorbed (xvm__absorb).
+	 */
+	pthread_mutex_lock(&vol->lock);
+	t = &vol->label.tree;
+	for (unsigned k = 0; k < XVM_MAX_LEAVES && !detached; k++) {
+		if (vol->dev[k] != dev)
+			continue;
+		for (unsigned n = 0; n < t->n && !detached; n++)
+			detached = t->node[n].leg_state == XVM_LEG_DETACHED &&
+				   (xvm__leaves_of(t, n) >> k & 1);
+	}
+	pthread_mutex_unlock(&vol->lock);
+	if (!detached && vol->fence_fn)
 		vol->fence_fn(vol, vol->fence_arg);
 }
 

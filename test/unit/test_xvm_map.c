@@ -16,7 +16,9 @@
  *   - the cluster ops seam: leg_failed is asked with the mirror and leg, and
  *     its refusal is the caller's error (the leg stays active);
  *   - a revive while another thread writes (the overlap check);
- *   - attach, detach and grow; a legacy (unlabelled) LUN passes through.
+ *   - attach, detach and grow; a leg detached while a write is on its way
+ *     to it (its LUN refuses this node: no error to the caller); a legacy
+ *     (unlabelled) LUN passes through.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -788,6 +790,62 @@ static void test_online_detach(void **state)
 		random_op(f, &seed);
 }
 
+/* test_detach_in_flight: the volume, and the writes to LUN 1 refused so far. */
+static struct xvm_vol *inflight_vol;
+static atomic_int inflight_refused;
+
+/*
+ * The first data write to LUN 1 is where this node is told the leg
+ * detached (the config server's message, on another thread), and LUN 1
+ * refuses it: this node's key went from it (xvm__leave_luns), as an iSCSI
+ * LUN answers with a reservation conflict (BLK_EFENCED).
+ */
+static ssize_t fi_pwrite_detached(int fd, const void *buf, size_t count, off_t offset)
+{
+	if (failing(fd) && offset >= XVM_RESERVED) {
+		if (atomic_fetch_add(&inflight_refused, 1) == 0)
+			assert_int_equal(xvm_detach_told(inflight_vol, 0, 1, 0), 0);
+		errno = -BLK_EFENCED;
+		return -1;
+	}
+	return pwrite(fd, buf, count, offset);
+}
+
+/*
+ * A leg detached while a write is on its way to it: the LUN's refusal
+ * reaches no caller (the legs left have the data); a refusal by a LUN of
+ * an active leg still does.
+ */
+static void test_detach_in_flight(void **state)
+{
+	static const unsigned mib[2] = { 3, 3 };
+	struct fx *f = *state;
+	unsigned seed = 31;
+
+	make(f, "mirror(0,1)", 2, mib);
+	for (int i = 0; i < 30; i++)
+		random_op(f, &seed);
+	inflight_vol = f->vol;
+	atomic_store(&inflight_refused, 0);
+	fail_luns(f, 1, -1);
+	blk__file_sys.pwrite = fi_pwrite_detached;
+	blk__file_sys.pread = f->saved.pread;
+	for (int i = 0; i < 60; i++)
+		random_op(f, &seed);                       /* no error reaches the caller */
+	assert_true(atomic_load(&inflight_refused) >= 1);
+	assert_int_equal(f->vol->label.tree.node[2].leg_state, XVM_LEG_DETACHED);
+	heal(f);
+	for (int i = 0; i < 30; i++)
+		random_op(f, &seed);
+	/* A fenced node's writes fail: the refusal of an active leg is the caller's error. */
+	fail_luns(f, 0, -1);
+	blk__file_sys.pwrite = fi_pwrite_detached;
+	blk__file_sys.pread = f->saved.pread;
+	atomic_store(&inflight_refused, 1);
+	assert_int_equal(xvm_write(f->vol, "x", 1, 0), BLK_EFENCED);
+	heal(f);
+}
+
 static void test_legacy(void **state)
 {
 	struct fx *f = *state;
@@ -825,6 +883,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_attach_detach_grow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_online_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_online_detach, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detach_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy, setup, teardown),
 	};
 
