@@ -40,8 +40,9 @@
 #  - LUN 3 added to cluster.conf, a restarted node assembles three legs.
 # Leg 1 (LUN 2) detached with `cxfsctl volume detach` on the metadata server
 # while every node writes (a client refuses):
-#  - every node has it detached, no writer saw an error, every node reads
-#    every node's last writes right; LUN 2's label is wiped;
+#  - every node has it detached, no writer saw an error, no node took itself
+#    for fenced (a write on its way to the leg is refused by its LUN), every
+#    node reads every node's last writes right; LUN 2's label is wiped;
 #  - LUN 2 taken out of cluster.conf, a restarted node assembles without it.
 # And finally:
 #  - after an orderly stop, cxfs-check of the volume is clean and the two
@@ -336,6 +337,10 @@ done
 start_writers
 sleep 1
 ndetach=$(cat "$T_TMP"/written.* | wc -l)
+loglines=()
+for ((i = 1; i <= CL_N; i++)); do
+	loglines[i]=$(wc -l <"$(node_log "$i")")
+done
 out=$("$CXFSCTL" --socket "$(node_sock "$server")" volume detach 0 1 2>&1) || true
 check "cxfsctl volume detach on the metadata server detaches leg 1 (${out:0:50})" \
 	grep -q "^ok: leg 1 of mirror 0 detached" <<<"$out"
@@ -350,6 +355,11 @@ nafter=$(cat "$T_TMP"/written.* | wc -l)
 check "the writers wrote through the detach ($((nafter - ndetach)) writes)" test "$nafter" -gt "$ndetach"
 check_eq "no writer saw an error through the detach" "" \
 	"$(cat "$T_TMP/errors.1" "$T_TMP/errors.2" "$T_TMP/errors.3")"
+# A write on its way to the detached leg is refused by its LUN: no fence.
+for ((i = 1; i <= CL_N; i++)); do
+	check_eq "node$i did not take itself for fenced through the detach" "" \
+		"$(tail -n +"$((loglines[i] + 1))" "$(node_log "$i")" | grep "this node is fenced")"
+done
 check_last_writes "after the detach every node reads every node's last writes right"
 out=$("$VOLUME_TOOL" show "$LUN2" 2>&1) || true
 check "the detached LUN carries no volume label any more (${out:0:60})" grep -q "legacy" <<<"$out"
