@@ -829,11 +829,8 @@ int xvm_in_use(struct xvm_vol *vol, char *err, size_t errlen)
 	return rc;
 }
 
-static uint64_t xvm__leaves_of(const struct xvm__tree *t, unsigned i);
-
 static void xvm__on_fenced(struct blk_dev *dev, void *arg)
 {
-	const struct xvm__tree *t;
 	struct xvm_vol *vol = arg;
 	bool detached = false;
 
@@ -843,13 +840,11 @@ static void xvm__on_fenced(struct blk_dev *dev, void *arg)
 	 * fence, and the write is absorbed (xvm__absorb).
 	 */
 	pthread_mutex_lock(&vol->lock);
-	t = &vol->label.tree;
-	for (unsigned k = 0; k < XVM_MAX_LEAVES && !detached; k++) {
-		if (vol->dev[k] != dev)
-			continue;
-		for (unsigned n = 0; n < t->n && !detached; n++)
-			detached = t->node[n].leg_state == XVM_LEG_DETACHED &&
-				   (xvm__leaves_of(t, n) >> k & 1);
+	for (unsigned k = 0; k < XVM_MAX_LEAVES; k++) {
+		int node = vol->dev[k] == dev ? xvm__tree_leaf(&vol->label.tree, k) : -1;
+
+		if (node >= 0)
+			detached = xvm__under_detached(&vol->label.tree, (unsigned)node);
 	}
 	pthread_mutex_unlock(&vol->lock);
 	if (!detached && vol->fence_fn)
