@@ -284,8 +284,6 @@ static bool return_call(struct cl_ctx *cx, uint64_t ino, const struct tok_set *t
 		 * before this node is told that it serves (its settle may wait
 		 * for this very return).
 		 */
-		if (elected == cx->self_id)
-			elected = 0;
 		ch = elected ? cl_node_chan(cx, elected) : cl_mds_chan(cx);
 		if (!ch && elected) {
 			usleep(5 * 1000);   /* not reached yet: again, or the server it names */

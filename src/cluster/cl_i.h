@@ -249,8 +249,9 @@ struct cl_ctx {
 	 * yet rebuilt (a new one, from serve until settle): take no return.
 	 */
 	atomic_bool bagging;
-	atomic_uint elected;            /* a recovery elected this node to serve (0: none;
-					 * until set_server): returns go there */
+	atomic_uint elected;            /* the node a recovery elected to serve, another
+					 * than this one (0: none; until set_server):
+					 * returns go there */
 	atomic_uint handlers;           /* requests of other nodes being handled */
 	/*
 	 * New vnodes are shaped for the current role: a relocation blocks
