@@ -577,6 +577,7 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 {
 	struct tok_set give, back;
 	struct tok_state st;
+	uint16_t again;                  /* of the stale part: no longer stale */
 	unsigned failed;
 
 	/*
@@ -632,12 +633,14 @@ static int tok__give_back_round(struct tok_client *c, struct tok__cino *r,
 	 * duties may wait for a server that needs it back): an obtain of it
 	 * sent before our give-back arrives would be granted first and then
 	 * undone by it.  What an obtain asked for meanwhile waits for its
-	 * answer and is sorted again.
+	 * answer: the part is sorted again (tok__sort_out), and what is no
+	 * longer stale is not sent.
 	 */
+	tok_set_clear(&back);
 	for (int t = 0; t < TOK_NTOKENS; t++)
-		if ((*stale & TOK__BIT(t)) &&
-		    ((r->converting & TOK__BIT(t)) || r->level.level[t] == ask->level[t]))
-			*stale &= (uint16_t)~TOK__BIT(t);
+		if (*stale & TOK__BIT(t))
+			back.level[t] = ask->level[t];
+	tok__sort_out(r, &back, c->creating > 0, &again, stale, &again);
 	r->recalling |= *stale;
 	tok_set_clear(&back);
 	for (int t = 0; t < TOK_NTOKENS; t++)
